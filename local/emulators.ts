@@ -1,0 +1,167 @@
+/**
+ * S3 (s3rver) and DynamoDB (dynalite) on loopback, for the local runtime and the tests alike.
+ * Carries the fixes measured in ../shared/local-stack.md: SDK checksums off (they corrupt streamed
+ * bodies on s3rver), a stand-in for the DES cipher s3rver's continuation tokens need (OpenSSL 3
+ * refuses DES), path-style S3, S3RVER credentials.
+ */
+import crypto from 'node:crypto';
+import { mkdtemp, rm } from 'node:fs/promises';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { createRequire } from 'node:module';
+import { CreateBucketCommand, S3Client, PutBucketVersioningCommand } from '@aws-sdk/client-s3';
+import { CreateTableCommand, DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import type { Server } from 'node:http';
+import { TABLE_GSIS, TABLE_KEY } from '../shared/store/table';
+
+const require = createRequire(import.meta.url);
+
+export const LOCAL_REGION = 'us-east-1';
+export const LOCAL_CREDENTIALS = { accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' } as const;
+
+let desShimInstalled = false;
+/** s3rver encrypts ListObjectsV2 continuation tokens with DES; map it onto AES so tokens round-trip. */
+function installDesShim(): void {
+  if (desShimInstalled) return;
+  desShimInstalled = true;
+  const mod = crypto as unknown as Record<string, (...args: unknown[]) => unknown>;
+  for (const fn of ['createCipheriv', 'createDecipheriv'] as const) {
+    const original = mod[fn]!.bind(crypto);
+    mod[fn] = (algorithm: unknown, key: unknown, iv: unknown, ...rest: unknown[]) => {
+      if (algorithm === 'des' && Buffer.isBuffer(key) && Buffer.isBuffer(iv) && key.length === 8 && iv.length === 8) {
+        return original('aes-128-cbc', Buffer.concat([key, key]), Buffer.concat([iv, iv]), ...rest);
+      }
+      return original(algorithm, key, iv, ...rest);
+    };
+  }
+}
+
+/** Environment every AWS SDK client in this process (handlers included) needs to reach the emulators. */
+export function localAwsEnv(endpoints: { s3: string; dynamodb: string }): Record<string, string> {
+  return {
+    AWS_REGION: LOCAL_REGION,
+    AWS_ACCESS_KEY_ID: LOCAL_CREDENTIALS.accessKeyId,
+    AWS_SECRET_ACCESS_KEY: LOCAL_CREDENTIALS.secretAccessKey,
+    AWS_ENDPOINT_URL_S3: endpoints.s3,
+    AWS_ENDPOINT_URL_DYNAMODB: endpoints.dynamodb,
+    AWS_S3_FORCE_PATH_STYLE: 'true',
+    AWS_REQUEST_CHECKSUM_CALCULATION: 'WHEN_REQUIRED',
+    AWS_RESPONSE_CHECKSUM_VALIDATION: 'WHEN_REQUIRED',
+  };
+}
+
+export interface LocalS3 {
+  endpoint: string;
+  client: S3Client;
+  directory: string;
+  /** Fired for every object created (s3rver's notification records). */
+  onObjectCreated(listener: (record: S3EventRecord) => void): void;
+  stop(): Promise<void>;
+}
+
+export interface S3EventRecord {
+  eventName: string;
+  s3: { bucket: { name: string }; object: { key: string; size: number; eTag: string; sequencer: string } };
+}
+
+export function localS3Client(endpoint: string): S3Client {
+  return new S3Client({
+    endpoint,
+    region: LOCAL_REGION,
+    forcePathStyle: true,
+    credentials: LOCAL_CREDENTIALS,
+    requestChecksumCalculation: 'WHEN_REQUIRED',
+    responseChecksumValidation: 'WHEN_REQUIRED',
+  });
+}
+
+export function localDynamoClient(endpoint: string): DynamoDBClient {
+  return new DynamoDBClient({ endpoint, region: LOCAL_REGION, credentials: LOCAL_CREDENTIALS });
+}
+
+export async function startS3(options: { buckets?: string[]; directory?: string; port?: number } = {}): Promise<LocalS3> {
+  installDesShim();
+  const S3rver = require('s3rver');
+  const ownDirectory = options.directory === undefined;
+  const directory = options.directory ?? (await mkdtemp(path.join(tmpdir(), 'batchline-s3-')));
+  const server = new S3rver({ address: '127.0.0.1', port: options.port ?? 0, silent: true, directory });
+  const address: AddressInfo = await server.run();
+  const endpoint = `http://127.0.0.1:${address.port}`;
+  const client = localS3Client(endpoint);
+  for (const bucket of options.buckets ?? []) {
+    await client.send(new CreateBucketCommand({ Bucket: bucket }));
+    await client.send(new PutBucketVersioningCommand({ Bucket: bucket, VersioningConfiguration: { Status: 'Enabled' } })).catch(() => {
+      /* s3rver does not version; object ETags and sequencers still tell uploads apart */
+    });
+  }
+  return {
+    endpoint,
+    client,
+    directory,
+    onObjectCreated(listener) {
+      server.on('event', (event: { Records: S3EventRecord[] }) => {
+        for (const record of event.Records) if (record.eventName.startsWith('ObjectCreated')) listener(record);
+      });
+    },
+    async stop() {
+      client.destroy();
+      await server.close();
+      if (ownDirectory) await rm(directory, { recursive: true, force: true });
+    },
+  };
+}
+
+export interface LocalDynamo {
+  endpoint: string;
+  client: DynamoDBClient;
+  stop(): Promise<void>;
+}
+
+export async function startDynamo(options: { port?: number } = {}): Promise<LocalDynamo> {
+  const dynalite = require('dynalite');
+  const server: Server = dynalite({ createTableMs: 0, deleteTableMs: 0, updateTableMs: 0 });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(options.port ?? 0, '127.0.0.1', () => resolve());
+  });
+  const { port } = server.address() as AddressInfo;
+  const endpoint = `http://127.0.0.1:${port}`;
+  const client = localDynamoClient(endpoint);
+  return {
+    endpoint,
+    client,
+    async stop() {
+      client.destroy();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+  };
+}
+
+/** Creates the pipeline's table with the key schema the stack defines (shared/store/table.ts). */
+export async function createPipelineTable(client: DynamoDBClient, tableName: string): Promise<void> {
+  const attributes = new Set<string>([TABLE_KEY.partitionKey, TABLE_KEY.sortKey]);
+  for (const gsi of TABLE_GSIS) {
+    attributes.add(gsi.partitionKey);
+    attributes.add(gsi.sortKey);
+  }
+  await client.send(
+    new CreateTableCommand({
+      TableName: tableName,
+      BillingMode: 'PAY_PER_REQUEST',
+      AttributeDefinitions: [...attributes].map((name) => ({ AttributeName: name, AttributeType: 'S' })),
+      KeySchema: [
+        { AttributeName: TABLE_KEY.partitionKey, KeyType: 'HASH' },
+        { AttributeName: TABLE_KEY.sortKey, KeyType: 'RANGE' },
+      ],
+      GlobalSecondaryIndexes: TABLE_GSIS.map((gsi) => ({
+        IndexName: gsi.indexName,
+        KeySchema: [
+          { AttributeName: gsi.partitionKey, KeyType: 'HASH' },
+          { AttributeName: gsi.sortKey, KeyType: 'RANGE' },
+        ],
+        Projection: { ProjectionType: 'ALL' },
+      })),
+    }),
+  );
+}

@@ -1,0 +1,141 @@
+/**
+ * The one config reader. Every setting a handler uses is named here, with its environment
+ * variable, its default and its check; a missing or malformed value fails fast naming the variable.
+ * infra/ sets these variables on each function; the local runtime sets the same ones.
+ */
+
+export class ConfigError extends Error {
+  override readonly name = 'ConfigError';
+}
+
+type Env = Record<string, string | undefined>;
+
+function raw(env: Env, name: string): string | undefined {
+  const value = env[name];
+  return value === undefined || value.trim() === '' ? undefined : value.trim();
+}
+
+export function requireString(env: Env, name: string): string {
+  const value = raw(env, name);
+  if (value === undefined) throw new ConfigError(`${name} is not set`);
+  return value;
+}
+
+export function optionalString(env: Env, name: string): string | undefined {
+  return raw(env, name);
+}
+
+export function intSetting(env: Env, name: string, fallback: number, min: number, max: number): number {
+  const value = raw(env, name);
+  if (value === undefined) return fallback;
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < min || n > max) {
+    throw new ConfigError(`${name} must be a whole number from ${min} to ${max}, got "${value}"`);
+  }
+  return n;
+}
+
+export function numberSetting(env: Env, name: string, fallback: number, min: number, max: number): number {
+  const value = raw(env, name);
+  if (value === undefined) return fallback;
+  const n = Number(value);
+  if (!Number.isFinite(n) || n < min || n > max) {
+    throw new ConfigError(`${name} must be a number from ${min} to ${max}, got "${value}"`);
+  }
+  return n;
+}
+
+export function enumSetting<T extends string>(env: Env, name: string, fallback: T, allowed: readonly T[]): T {
+  const value = raw(env, name);
+  if (value === undefined) return fallback;
+  if (!(allowed as readonly string[]).includes(value)) {
+    throw new ConfigError(`${name} must be one of ${allowed.join(', ')}, got "${value}"`);
+  }
+  return value as T;
+}
+
+/** API limits (anthropic-batches.md §3). */
+export const API_MAX_REQUESTS_PER_BATCH = 100_000;
+export const API_MAX_BATCH_BYTES = 256_000_000;
+
+export type ValidationMode = 'strict' | 'lenient';
+
+export interface PipelineConfig {
+  /** BATCHLINE_BUCKET: the one bucket (inbox/, work/, results/). */
+  bucket: string;
+  /** BATCHLINE_TABLE: the one table. */
+  table: string;
+  /** BATCHLINE_MAX_REQUESTS_PER_CHUNK: at most 100,000 (the API's limit). */
+  maxRequestsPerChunk: number;
+  /** BATCHLINE_MAX_BYTES_PER_CHUNK: request body bytes per batch; default leaves 6 MB headroom under 256 MB. */
+  maxBytesPerChunk: number;
+  /** BATCHLINE_MAX_ATTEMPTS: attempts per row in all, the first included (default 2). */
+  maxAttempts: number;
+  /** BATCHLINE_RETRY_BACKOFF_SECONDS: wait before a retry chunk is submitted, doubled per attempt. */
+  retryBackoffSeconds: number;
+  /** BATCHLINE_VALIDATION_MODE: default for files that do not say (object metadata `batchline-mode`). */
+  validationMode: ValidationMode;
+  /** BATCHLINE_POLL_MIN_SECONDS / _MAX_SECONDS / _FRACTION: wait = clamp(fraction × batch age, min, max). */
+  pollMinSeconds: number;
+  pollMaxSeconds: number;
+  pollFraction: number;
+  /** BATCHLINE_ROW_TTL_DAYS: row and chunk records expire this long after the job ends (0 = never). */
+  rowTtlDays: number;
+  /** BATCHLINE_PRICES: optional JSON price table that overrides or extends the built-in one. */
+  pricesJson: string | undefined;
+}
+
+export function readPipelineConfig(env: Env = process.env): PipelineConfig {
+  const pollMinSeconds = intSetting(env, 'BATCHLINE_POLL_MIN_SECONDS', 30, 1, 3600);
+  return {
+    bucket: requireString(env, 'BATCHLINE_BUCKET'),
+    table: requireString(env, 'BATCHLINE_TABLE'),
+    maxRequestsPerChunk: intSetting(env, 'BATCHLINE_MAX_REQUESTS_PER_CHUNK', API_MAX_REQUESTS_PER_BATCH, 1, API_MAX_REQUESTS_PER_BATCH),
+    maxBytesPerChunk: intSetting(env, 'BATCHLINE_MAX_BYTES_PER_CHUNK', 250_000_000, 1024, API_MAX_BATCH_BYTES),
+    maxAttempts: intSetting(env, 'BATCHLINE_MAX_ATTEMPTS', 2, 1, 10),
+    retryBackoffSeconds: intSetting(env, 'BATCHLINE_RETRY_BACKOFF_SECONDS', 60, 0, 86_400),
+    validationMode: enumSetting(env, 'BATCHLINE_VALIDATION_MODE', 'strict', ['strict', 'lenient'] as const),
+    pollMinSeconds,
+    pollMaxSeconds: intSetting(env, 'BATCHLINE_POLL_MAX_SECONDS', 900, pollMinSeconds, 86_400),
+    pollFraction: numberSetting(env, 'BATCHLINE_POLL_FRACTION', 0.1, 0.001, 1),
+    rowTtlDays: intSetting(env, 'BATCHLINE_ROW_TTL_DAYS', 90, 0, 3650),
+    pricesJson: optionalString(env, 'BATCHLINE_PRICES'),
+  };
+}
+
+export interface ApiConfig {
+  /** ANTHROPIC_BASE_URL: the real API, a proxy, or the simulator. */
+  baseUrl: string;
+  /** ANTHROPIC_VERSION: the `anthropic-version` header. */
+  anthropicVersion: string;
+  /** BATCHLINE_API_KEY_SECRET: the Secrets Manager secret (name or ARN) that holds the API key. */
+  apiKeySecret: string;
+  /** BATCHLINE_API_MAX_RETRIES: client retries per call (the official SDK's default is 2). */
+  maxRetries: number;
+  /** BATCHLINE_API_TIMEOUT_MS: per request. */
+  timeoutMs: number;
+}
+
+export function readApiConfig(env: Env = process.env): ApiConfig {
+  return {
+    baseUrl: optionalString(env, 'ANTHROPIC_BASE_URL') ?? 'https://api.anthropic.com',
+    anthropicVersion: optionalString(env, 'ANTHROPIC_VERSION') ?? '2023-06-01',
+    apiKeySecret: requireString(env, 'BATCHLINE_API_KEY_SECRET'),
+    maxRetries: intSetting(env, 'BATCHLINE_API_MAX_RETRIES', 2, 0, 10),
+    timeoutMs: intSetting(env, 'BATCHLINE_API_TIMEOUT_MS', 600_000, 1000, 900_000),
+  };
+}
+
+export interface NotifyConfig {
+  /** BATCHLINE_TOPIC_ARN: SNS topic told of every failed job. */
+  topicArn: string | undefined;
+  /** BATCHLINE_EVENT_BUS: EventBridge bus that gets a `Job Ended` event per job (default bus if unset). */
+  eventBus: string;
+}
+
+export function readNotifyConfig(env: Env = process.env): NotifyConfig {
+  return {
+    topicArn: optionalString(env, 'BATCHLINE_TOPIC_ARN'),
+    eventBus: optionalString(env, 'BATCHLINE_EVENT_BUS') ?? 'default',
+  };
+}

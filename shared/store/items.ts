@@ -1,0 +1,155 @@
+/**
+ * The one module that owns DynamoDB item shapes (single table, `pk` + `sk`, TTL attribute `ttl`).
+ *
+ * - Job:   pk `JOB#<jobId>`, sk `JOB`
+ * - Chunk: pk `JOB#<jobId>`, sk `CHUNK#<00000>` (one per chunk, updated per attempt)
+ * - Row:   pk `ROW#<jobId>#<customId>`, sk `ROW` — a partition per row, so bulk writes spread
+ *          across partitions (a single job partition would cap writes at 1,000/s).
+ * - Batch claim: pk `BATCH#<batchId>`, sk `BATCH` — which job/chunk/attempt owns a batch; written
+ *          conditionally, so two chunks can never adopt the same batch.
+ * - GSI `byStatus` (gsi1pk `JOBS`, gsi1sk `<createdAt>#<jobId>`) on job records: recent jobs.
+ */
+
+export const jobPk = (jobId: string) => `JOB#${jobId}`;
+export const JOB_SK = 'JOB';
+export const chunkSk = (chunk: number) => `CHUNK#${String(chunk).padStart(5, '0')}`;
+export const CHUNK_SK_PREFIX = 'CHUNK#';
+export const rowPk = (jobId: string, customId: string) => `ROW#${jobId}#${customId}`;
+export const ROW_SK = 'ROW';
+export const batchPk = (batchId: string) => `BATCH#${batchId}`;
+export const BATCH_SK = 'BATCH';
+export const JOBS_GSI = 'byCreated';
+export const JOBS_GSI_PK = 'JOBS';
+
+export type JobStatus =
+  | 'registered'
+  | 'preparing'
+  | 'running'
+  | 'finalizing'
+  | 'succeeded' // finished; rows may still have errored/expired/canceled
+  | 'rejected' // strict validation failed; nothing submitted
+  | 'canceled' // finished after a cancel request
+  | 'failed'; // unhandled failure; see `failure`
+
+export type RowStatus = 'pending' | 'succeeded' | 'errored' | 'expired' | 'canceled' | 'invalid';
+export type TerminalRowStatus = Exclude<RowStatus, 'pending'>;
+
+export interface RowCounts {
+  succeeded: number;
+  errored: number;
+  expired: number;
+  canceled: number;
+  invalid: number;
+}
+
+export interface TokenTotals {
+  input_tokens: number;
+  output_tokens: number;
+  cache_creation_input_tokens: number;
+  cache_read_input_tokens: number;
+}
+
+export interface JobItem {
+  pk: string;
+  sk: typeof JOB_SK;
+  type: 'job';
+  jobId: string;
+  status: JobStatus;
+  bucket: string;
+  key: string;
+  etag: string;
+  versionId?: string;
+  /** The S3 event sequencer or version, part of the job id. */
+  sourceToken: string;
+  validationMode: 'strict' | 'lenient';
+  createdAt: string;
+  updatedAt: string;
+  /** Set by Prepare. */
+  totalRows?: number;
+  validRows?: number;
+  invalidRows?: number;
+  chunkCount?: number;
+  /** Progress, updated by Poll and Collect (ADD counters). */
+  rowsSubmitted?: number;
+  rowsFinal?: number;
+  cancelRequested?: boolean;
+  endedAt?: string;
+  failure?: { error: string; cause: string };
+  counts?: RowCounts;
+  costUsd?: number;
+  executionArn?: string;
+  gsi1pk: typeof JOBS_GSI_PK;
+  gsi1sk: string;
+  ttl?: number;
+}
+
+export type ChunkStatus = 'pending' | 'submitting' | 'in_progress' | 'collecting' | 'retry_wait' | 'done' | 'failed';
+
+export interface ChunkAttempt {
+  attempt: number;
+  rows: number;
+  bytes: number;
+  /** When Submit recorded its intent to create (ISO); bounds the search when adopting a batch. */
+  intentAt: string;
+  batchId?: string;
+  createdAt?: string;
+  expiresAt?: string;
+  endedAt?: string;
+  counts?: { succeeded: number; errored: number; expired: number; canceled: number };
+  /** Rows written to the next attempt's requests file. */
+  retryRows?: number;
+  polls?: number;
+}
+
+export interface ChunkItem {
+  pk: string;
+  sk: string;
+  type: 'chunk';
+  jobId: string;
+  chunk: number;
+  status: ChunkStatus;
+  /** Rows of the first attempt (the chunk's share of the input). */
+  rows: number;
+  bytes: number;
+  /** 1-based line numbers of the chunk's first and last rows in the input. */
+  firstLine: number;
+  lastLine: number;
+  currentAttempt: number;
+  attempts: ChunkAttempt[];
+  failure?: { error: string; cause: string };
+  updatedAt: string;
+  ttl?: number;
+}
+
+export interface RowItem {
+  pk: string;
+  sk: typeof ROW_SK;
+  type: 'row';
+  jobId: string;
+  customId: string;
+  chunk: number;
+  /** 0-based position of the row among the chunk's rows (input order). */
+  index: number;
+  status: RowStatus;
+  attempt: number;
+  batchId?: string;
+  errorType?: string;
+  usage?: TokenTotals;
+  costUsd?: number;
+  /** Where this row's latest result line is: S3 key, byte offset and length. */
+  result?: { key: string; offset: number; length: number };
+  updatedAt: string;
+  ttl?: number;
+}
+
+export interface BatchClaimItem {
+  pk: string;
+  sk: typeof BATCH_SK;
+  type: 'batch';
+  batchId: string;
+  jobId: string;
+  chunk: number;
+  attempt: number;
+  claimedAt: string;
+  ttl?: number;
+}

@@ -1,0 +1,29 @@
+/** The one module that owns S3 keys. Nothing else builds a key by hand. */
+
+export const INBOX_PREFIX = 'inbox/';
+export const WORK_PREFIX = 'work/';
+export const RESULTS_PREFIX = 'results/';
+
+const pad = (n: number, width: number) => String(n).padStart(width, '0');
+
+export const jobKeys = (jobId: string) => {
+  const work = `${WORK_PREFIX}${jobId}/`;
+  const results = `${RESULTS_PREFIX}${jobId}/`;
+  return {
+    workPrefix: work,
+    resultsPrefix: results,
+    /** Invalid lines found by Prepare (JSONL: line, custom_id if known, reason). */
+    invalidWork: `${work}invalid.jsonl`,
+    /** The requests of one chunk attempt: `{custom_id, params}` lines in input order. */
+    chunkRequests: (chunk: number, attempt: number) => `${work}chunks/${pad(chunk, 5)}/attempt-${attempt}/requests.jsonl`,
+    /** The raw results lines of one chunk attempt, as the API returned them. */
+    chunkResults: (chunk: number, attempt: number) => `${work}chunks/${pad(chunk, 5)}/attempt-${attempt}/results.jsonl`,
+    /** Outputs the user reads. */
+    results: `${results}results.jsonl`,
+    errors: `${results}errors.jsonl`,
+    invalid: `${results}invalid.jsonl`,
+    summary: `${results}summary.json`,
+  };
+};
+
+export type JobKeys = ReturnType<typeof jobKeys>;

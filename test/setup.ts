@@ -1,0 +1,5 @@
+// Runs before every test file: the local-stack fixes every process that touches the emulators needs.
+import '../local/polyfills';
+
+process.env.AWS_REQUEST_CHECKSUM_CALCULATION = 'WHEN_REQUIRED';
+process.env.AWS_RESPONSE_CHECKSUM_VALIDATION = 'WHEN_REQUIRED';
