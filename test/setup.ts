@@ -1,4 +1,5 @@
 // Runs before every test file: the local-stack fixes every process that touches the emulators needs.
+process.env.AWS_SDK_JS_SUPPRESS_NODE_DEPRECATION_WARNING = '1';
 import '../local/polyfills';
 
 process.env.AWS_REQUEST_CHECKSUM_CALCULATION = 'WHEN_REQUIRED';

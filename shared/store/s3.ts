@@ -1,0 +1,102 @@
+/** S3 access the core shares: streamed reads, streamed multipart writes, small JSON objects. */
+import { GetObjectCommand, HeadObjectCommand, NoSuchKey, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
+import { Upload } from '@aws-sdk/lib-storage';
+import { PassThrough, type Readable } from 'node:stream';
+import { once } from 'node:events';
+
+/** Parts of 16 MiB keep a 10,000-part upload able to reach ~160 GiB (DESIGN.md: multipart limits). */
+export const DEFAULT_PART_SIZE = 16 * 1024 * 1024;
+
+/** Streams an object's bytes, optionally from a byte offset (a normal Range, never a suffix range). */
+export async function readObject(
+  s3: S3Client,
+  bucket: string,
+  key: string,
+  options: { startOffset?: number } = {},
+): Promise<AsyncIterable<Uint8Array> & Readable> {
+  const range = options.startOffset ? `bytes=${options.startOffset}-` : undefined;
+  const response = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: key, Range: range }));
+  if (!response.Body) throw new Error(`s3://${bucket}/${key} has no body`);
+  return response.Body as unknown as AsyncIterable<Uint8Array> & Readable;
+}
+
+export async function headObject(s3: S3Client, bucket: string, key: string) {
+  return s3.send(new HeadObjectCommand({ Bucket: bucket, Key: key }));
+}
+
+export async function getJson<T>(s3: S3Client, bucket: string, key: string): Promise<T | undefined> {
+  try {
+    const response = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: key }));
+    return JSON.parse(await response.Body!.transformToString('utf8')) as T;
+  } catch (error) {
+    if (error instanceof NoSuchKey || (error as { name?: string }).name === 'NoSuchKey') return undefined;
+    throw error;
+  }
+}
+
+export async function putJson(s3: S3Client, bucket: string, key: string, value: unknown): Promise<void> {
+  await s3.send(
+    new PutObjectCommand({ Bucket: bucket, Key: key, Body: JSON.stringify(value, null, 2) + '\n', ContentType: 'application/json' }),
+  );
+}
+
+/**
+ * A streamed multipart upload: write buffers with backpressure, then `finish()`. Memory stays at a
+ * few parts whatever the object's size. `abort()` discards what was uploaded.
+ */
+export class ObjectWriter {
+  private readonly body = new PassThrough({ highWaterMark: 1024 * 1024 });
+  private readonly upload: Upload;
+  private readonly done: Promise<unknown>;
+  private failure: unknown;
+  bytes = 0;
+
+  constructor(s3: S3Client, bucket: string, key: string, options: { partSize?: number; contentType?: string } = {}) {
+    this.upload = new Upload({
+      client: s3,
+      params: { Bucket: bucket, Key: key, Body: this.body, ContentType: options.contentType ?? 'application/x-ndjson' },
+      partSize: options.partSize ?? DEFAULT_PART_SIZE,
+      queueSize: 2,
+      leavePartsOnError: false,
+    });
+    this.done = this.upload.done().catch((error: unknown) => {
+      this.failure = error;
+      this.body.destroy();
+      throw error;
+    });
+    // Observed through finish(); keep an early failure from being reported as unhandled.
+    this.done.catch(() => undefined);
+  }
+
+  async write(chunk: Buffer | string): Promise<void> {
+    if (this.failure) throw this.failure;
+    const buffer = typeof chunk === 'string' ? Buffer.from(chunk, 'utf8') : chunk;
+    this.bytes += buffer.length;
+    if (!this.body.write(buffer)) {
+      await Promise.race([once(this.body, 'drain'), this.done]);
+    }
+  }
+
+  /** Writes one JSONL line: a value is serialized, a Buffer is taken as an already-serialized line. */
+  async writeLine(line: unknown): Promise<void> {
+    if (Buffer.isBuffer(line)) {
+      await this.write(line);
+      await this.write(NEWLINE);
+    } else {
+      await this.write(JSON.stringify(line) + '\n');
+    }
+  }
+
+  async finish(): Promise<{ bytes: number }> {
+    this.body.end();
+    await this.done;
+    return { bytes: this.bytes };
+  }
+
+  async abort(): Promise<void> {
+    await this.upload.abort().catch(() => undefined);
+    this.body.destroy();
+  }
+}
+
+const NEWLINE = Buffer.from('\n');

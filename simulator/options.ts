@@ -1,0 +1,95 @@
+/**
+ * The simulator's configuration: how fast its clock runs, how long batches take, and which faults
+ * it injects. Shared by the simulator (./server.ts) and every test or tool that starts one.
+ * All randomness is drawn from a PRNG seeded by `seed` (per batch: seed + batch sequence), so a
+ * run is repeatable.
+ */
+import type { ErrorType } from '../shared/anthropic/types';
+
+export type Endpoint = 'create' | 'retrieve' | 'list' | 'cancel' | 'delete' | 'results';
+
+/** An HTTP failure answered instead of the real response. */
+export interface HttpFault {
+  /** Which endpoint(s) it hits; omitted = all. */
+  endpoint?: Endpoint | Endpoint[];
+  /** 429, 500, 529, ... (the error envelope's type follows the status table of §5.2). */
+  status: number;
+  /** Sent as `retry-after` (seconds). */
+  retryAfterSeconds?: number;
+  /** Sent as `retry-after-ms`. */
+  retryAfterMs?: number;
+  /** Sent as `x-should-retry`. */
+  shouldRetry?: boolean;
+  /** Fail the first `times` matching calls, then answer normally. Default 1. */
+  times?: number;
+  /** Or: fail each matching call with this probability (seeded). Overrides `times`. */
+  rate?: number;
+}
+
+/** Per-request outcome rates, applied when a batch ends (seeded per batch). Each in [0, 1]. */
+export interface OutcomeRates {
+  /** Fraction of requests errored, by error type (e.g. `{ overloaded_error: 0.1 }`). */
+  errored?: Partial<Record<ErrorType, number>>;
+  /** Fraction of requests left unprocessed when the batch expires (they come back `expired`). */
+  expired?: number;
+}
+
+/** Faults that follow one batch (given at server level, or targeted at a batch by its sequence). */
+export interface BatchFaults extends OutcomeRates {
+  /** Processing time for this batch, in simulated seconds (overrides the server's). */
+  processingSeconds?: number;
+  /** Never finish: the batch runs until it expires at 24 h (simulated) — all unfinished rows expire. */
+  stall?: boolean;
+  /** Cut the results stream after this many bytes (the connection is destroyed mid-body). */
+  cutResultsAfterBytes?: number;
+  /** How many results requests are cut before one is served whole. Default 1. */
+  cutResultsTimes?: number;
+  /** Retrieve and results answer 404 for this many simulated seconds after create. */
+  notFoundForSeconds?: number;
+}
+
+export interface SimulatorOptions {
+  /** Port to listen on; 0 (default) picks a free one. Always binds 127.0.0.1 unless `host` says otherwise. */
+  port?: number;
+  host?: string;
+  /** Simulated seconds per real second. 1 = real time; 3600 makes an hour pass in a second. */
+  timeScale?: number;
+  /** Simulated seconds a batch takes to process, before per-batch faults. Default 60. */
+  processingSeconds?: number;
+  /** Base seed for every random choice. Default 1. */
+  seed?: number;
+  /**
+   * API keys accepted (via `x-api-key` or `Authorization: Bearer`). Default: any non-empty key.
+   * A key not in the list gets 401 authentication_error.
+   */
+  apiKeys?: string[];
+  /** HTTP faults on any endpoint, applied in order. */
+  httpFaults?: HttpFault[];
+  /** Faults applied to every batch. */
+  batchFaults?: BatchFaults;
+  /** Faults for specific batches, by creation sequence (1 = the first batch created). */
+  batchFaultsBySequence?: Record<number, BatchFaults>;
+  /**
+   * Accept this many creates (the batch exists) but destroy the connection before the response is
+   * delivered — the client cannot know whether the batch was created.
+   */
+  dropCreateResponses?: number;
+  /** Maximum request body in bytes (default 256 MB, the API's limit); above it: 413 request_too_large. */
+  maxBodyBytes?: number;
+}
+
+/** What a running simulator exposes to tests beyond HTTP. */
+export interface SimulatorHandle {
+  /** `http://127.0.0.1:PORT` — use as the client's base URL. */
+  url: string;
+  /** Simulated now (epoch ms). */
+  now(): number;
+  /** Advance the simulated clock by this many simulated seconds (on top of timeScale). */
+  advance(seconds: number): void;
+  /** Change faults while running (e.g. turn on 529s for the next calls). */
+  setHttpFaults(faults: HttpFault[]): void;
+  setBatchFaults(faults: BatchFaults | undefined): void;
+  /** Batches created so far, in creation order (ids), and per-endpoint call counts. */
+  stats(): { batchesCreated: string[]; calls: Record<Endpoint, number>; requestsCreated: number };
+  stop(): Promise<void>;
+}
