@@ -1,0 +1,451 @@
+/**
+ * The one cost module: prices a response's usage at batch rates, totals usage and cost across a
+ * job, and estimates a request's cost before it is submitted. Prices come from ./prices.ts.
+ *
+ * Exactness: money is never accumulated row by row. Totals keep integer token counts per model
+ * (and per priced inference geo), which add exactly and merge in any order to the same result;
+ * dollars are derived from those counts with one multiplication per figure, so a total carries a
+ * relative error near 1e-16 whatever the row count. Figures are rounded only for display
+ * (`roundUsd`, and in `toJSON`, to micro-dollars).
+ */
+import type { MessageParams, Usage } from '../anthropic/types';
+import type { TokenTotals } from '../store/items';
+import { BATCH_DISCOUNT, BUILT_IN_PRICES, INFERENCE_GEO_MULTIPLIERS, resolvePrice, UnknownModel, type ModelPrice, type PriceTable } from './prices';
+
+/** Tokens by the rate they are billed at. */
+export interface BillableTokens {
+  input: number;
+  output: number;
+  cacheWrite5m: number;
+  cacheWrite1h: number;
+  cacheRead: number;
+}
+
+export interface CostBreakdown {
+  /** The price table entry used (the undated base for a `-YYYYMMDD` id). */
+  pricedAs: string;
+  inputUsd: number;
+  outputUsd: number;
+  cacheWrite5mUsd: number;
+  cacheWrite1hUsd: number;
+  cacheReadUsd: number;
+  /** What is billed: at batch rates unless `batch: false`. */
+  totalUsd: number;
+  /** The same tokens at standard (non-batch) rates. */
+  standardTotalUsd: number;
+  /** standardTotalUsd − totalUsd. */
+  discountUsd: number;
+}
+
+export interface PriceOptions {
+  prices?: PriceTable;
+  /** Apply the batch discount (default true: everything batchline sends is a batch). */
+  batch?: boolean;
+}
+
+const TOKEN_FIELDS = ['input', 'output', 'cacheWrite5m', 'cacheWrite1h', 'cacheRead'] as const;
+type TokenField = (typeof TOKEN_FIELDS)[number];
+const USD_FIELD: Record<TokenField, 'inputUsd' | 'outputUsd' | 'cacheWrite5mUsd' | 'cacheWrite1hUsd' | 'cacheReadUsd'> = {
+  input: 'inputUsd',
+  output: 'outputUsd',
+  cacheWrite5m: 'cacheWrite5mUsd',
+  cacheWrite1h: 'cacheWrite1hUsd',
+  cacheRead: 'cacheReadUsd',
+};
+
+const count = (value: number | null | undefined): number => (typeof value === 'number' && Number.isFinite(value) && value > 0 ? value : 0);
+
+const zeroTokens = (): BillableTokens => ({ input: 0, output: 0, cacheWrite5m: 0, cacheWrite1h: 0, cacheRead: 0 });
+
+/**
+ * Tokens by billing rate. Cache writes come from `cache_creation`'s 5m/1h split when the response
+ * has one; otherwise every `cache_creation_input_tokens` token counts as a 5-minute write (the
+ * default TTL, and the only kind older responses report). Null or missing fields count as 0.
+ */
+export function billableTokens(usage: Usage): BillableTokens {
+  const split = usage.cache_creation;
+  const hasSplit = split != null && (split.ephemeral_5m_input_tokens != null || split.ephemeral_1h_input_tokens != null);
+  return {
+    input: count(usage.input_tokens),
+    output: count(usage.output_tokens),
+    cacheWrite5m: hasSplit ? count(split.ephemeral_5m_input_tokens) : count(usage.cache_creation_input_tokens),
+    cacheWrite1h: hasSplit ? count(split.ephemeral_1h_input_tokens) : 0,
+    cacheRead: count(usage.cache_read_input_tokens),
+  };
+}
+
+/** Usage in the wire names the job and row records use; cache creation is what was billed as writes. */
+export function tokenTotals(usage: Usage): TokenTotals {
+  return toTokenTotals(billableTokens(usage));
+}
+
+function toTokenTotals(tokens: BillableTokens): TokenTotals {
+  return {
+    input_tokens: tokens.input,
+    output_tokens: tokens.output,
+    cache_creation_input_tokens: tokens.cacheWrite5m + tokens.cacheWrite1h,
+    cache_read_input_tokens: tokens.cacheRead,
+  };
+}
+
+/** The price multiplier of the geo a request was served in (1 unless the geo is priced differently). */
+export function geoMultiplier(inferenceGeo: string | null | undefined): number {
+  return inferenceGeo != null && Object.hasOwn(INFERENCE_GEO_MULTIPLIERS, inferenceGeo) ? INFERENCE_GEO_MULTIPLIERS[inferenceGeo]! : 1;
+}
+
+/** Adds `tokens` priced at `price` × `multiplier` into `into` (standard, then billed). */
+function accumulate(into: CostBreakdown, tokens: BillableTokens, price: ModelPrice, multiplier: number, batch: boolean): void {
+  const paid = batch ? 1 - BATCH_DISCOUNT : 1;
+  for (const field of TOKEN_FIELDS) {
+    const standard = ((tokens[field] * price[field]) / 1_000_000) * multiplier;
+    into.standardTotalUsd += standard;
+    into[USD_FIELD[field]] += standard * paid;
+  }
+}
+
+function emptyBreakdown(pricedAs: string): CostBreakdown {
+  return { pricedAs, inputUsd: 0, outputUsd: 0, cacheWrite5mUsd: 0, cacheWrite1hUsd: 0, cacheReadUsd: 0, totalUsd: 0, standardTotalUsd: 0, discountUsd: 0 };
+}
+
+function finish(breakdown: CostBreakdown): CostBreakdown {
+  breakdown.totalUsd = breakdown.inputUsd + breakdown.outputUsd + breakdown.cacheWrite5mUsd + breakdown.cacheWrite1hUsd + breakdown.cacheReadUsd;
+  breakdown.discountUsd = breakdown.standardTotalUsd - breakdown.totalUsd;
+  return breakdown;
+}
+
+/**
+ * What one response's usage costs. The batch discount applies to every token kind and stacks with
+ * the cache multipliers (already in the table's prices) and the `inference_geo` multiplier.
+ * Throws UnknownModel when the model has no price.
+ */
+export function priceUsage(usage: Usage, model: string, options: PriceOptions = {}): CostBreakdown {
+  const { pricedAs, price } = resolvePrice(model, options.prices ?? BUILT_IN_PRICES);
+  const breakdown = emptyBreakdown(pricedAs);
+  accumulate(breakdown, billableTokens(usage), price, geoMultiplier(usage.inference_geo), options.batch ?? true);
+  return finish(breakdown);
+}
+
+/** Rounds dollars for display (default: to the micro-dollar). */
+export function roundUsd(usd: number, decimals = 6): number {
+  const scale = 10 ** decimals;
+  return Math.round(usd * scale) / scale;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Totals
+
+export interface ModelTotalsJson {
+  requests: number;
+  /** Every token of this model. */
+  tokens: BillableTokens;
+  /** The part of `tokens` served in a geo with its own price multiplier (e.g. `us`), by geo. */
+  geoTokens: Record<string, BillableTokens>;
+  /** Rounded to micro-dollars; null when the model has no price (see `unpricedModels`). */
+  usd: CostBreakdown | null;
+}
+
+export interface CostTotalsJson {
+  requests: number;
+  tokens: TokenTotals;
+  /** Priced models only, rounded to micro-dollars. */
+  totalUsd: number;
+  standardTotalUsd: number;
+  discountUsd: number;
+  /** False when some tokens could not be priced: the dollar figures then leave them out. */
+  complete: boolean;
+  unpricedModels: string[];
+  models: Record<string, ModelTotalsJson>;
+}
+
+interface ModelBucket {
+  requests: number;
+  /** Tokens billed without a geo multiplier. */
+  plain: BillableTokens;
+  /** Tokens billed with a geo multiplier, by geo. */
+  byGeo: Map<string, BillableTokens>;
+}
+
+function addTokens(into: BillableTokens, from: BillableTokens, sign = 1): void {
+  for (const field of TOKEN_FIELDS) into[field] += sign * from[field];
+}
+
+/**
+ * Token and cost totals across many responses, per model and overall. Mergeable (chunks total
+ * separately, Finalize sums them) and JSON-serializable (`toJSON` / `fromJSON`). A model without a
+ * price does not throw here: its tokens are counted, its cost left out, and the totals say so
+ * (`complete: false`), so one unpriced model cannot fail a job's bookkeeping.
+ */
+export class CostTotals {
+  private readonly models = new Map<string, ModelBucket>();
+
+  constructor(private readonly prices: PriceTable = BUILT_IN_PRICES) {}
+
+  add(usage: Usage, model: string): void {
+    const bucket = this.bucket(model);
+    bucket.requests += 1;
+    const tokens = billableTokens(usage);
+    const geo = usage.inference_geo;
+    if (geo != null && geoMultiplier(geo) !== 1) {
+      let geoTokens = bucket.byGeo.get(geo);
+      if (!geoTokens) bucket.byGeo.set(geo, (geoTokens = zeroTokens()));
+      addTokens(geoTokens, tokens);
+    } else {
+      addTokens(bucket.plain, tokens);
+    }
+  }
+
+  merge(other: CostTotals): this {
+    for (const [model, theirs] of other.models) {
+      const ours = this.bucket(model);
+      ours.requests += theirs.requests;
+      addTokens(ours.plain, theirs.plain);
+      for (const [geo, tokens] of theirs.byGeo) {
+        let geoTokens = ours.byGeo.get(geo);
+        if (!geoTokens) ours.byGeo.set(geo, (geoTokens = zeroTokens()));
+        addTokens(geoTokens, tokens);
+      }
+    }
+    return this;
+  }
+
+  get requests(): number {
+    let requests = 0;
+    for (const bucket of this.models.values()) requests += bucket.requests;
+    return requests;
+  }
+
+  tokens(): TokenTotals {
+    const all = zeroTokens();
+    for (const bucket of this.models.values()) addTokens(all, modelTokens(bucket));
+    return toTokenTotals(all);
+  }
+
+  /** Unrounded cost of one model's tokens; throws UnknownModel when it has no price. */
+  modelCost(model: string): CostBreakdown {
+    const bucket = this.models.get(model);
+    const { pricedAs, price } = resolvePrice(model, this.prices);
+    const breakdown = emptyBreakdown(pricedAs);
+    if (bucket) {
+      accumulate(breakdown, bucket.plain, price, 1, true);
+      for (const [geo, tokens] of bucket.byGeo) accumulate(breakdown, tokens, price, geoMultiplier(geo), true);
+    }
+    return finish(breakdown);
+  }
+
+  /** Unrounded cost of every priced model. */
+  cost(): { totalUsd: number; standardTotalUsd: number; discountUsd: number; unpricedModels: string[] } {
+    let totalUsd = 0;
+    let standardTotalUsd = 0;
+    const unpricedModels: string[] = [];
+    for (const model of this.models.keys()) {
+      const priced = this.tryModelCost(model);
+      if (priced === null) {
+        unpricedModels.push(model);
+      } else {
+        totalUsd += priced.totalUsd;
+        standardTotalUsd += priced.standardTotalUsd;
+      }
+    }
+    return { totalUsd, standardTotalUsd, discountUsd: standardTotalUsd - totalUsd, unpricedModels: unpricedModels.sort() };
+  }
+
+  toJSON(): CostTotalsJson {
+    const models: Record<string, ModelTotalsJson> = {};
+    for (const model of [...this.models.keys()].sort()) {
+      const bucket = this.models.get(model)!;
+      const geoTokens: Record<string, BillableTokens> = {};
+      for (const [geo, tokens] of [...bucket.byGeo].sort(([a], [b]) => a.localeCompare(b))) geoTokens[geo] = { ...tokens };
+      const usd = this.tryModelCost(model);
+      models[model] = { requests: bucket.requests, tokens: modelTokens(bucket), geoTokens, usd: usd && roundBreakdown(usd) };
+    }
+    const cost = this.cost();
+    return {
+      requests: this.requests,
+      tokens: this.tokens(),
+      totalUsd: roundUsd(cost.totalUsd),
+      standardTotalUsd: roundUsd(cost.standardTotalUsd),
+      discountUsd: roundUsd(cost.discountUsd),
+      complete: cost.unpricedModels.length === 0,
+      unpricedModels: cost.unpricedModels,
+      models,
+    };
+  }
+
+  /** Rebuilds totals from `toJSON` output; only the token counts are read (dollars are re-derived). */
+  static fromJSON(json: CostTotalsJson, prices: PriceTable = BUILT_IN_PRICES): CostTotals {
+    const totals = new CostTotals(prices);
+    if (typeof json !== 'object' || json === null || typeof json.models !== 'object' || json.models === null) {
+      throw new TypeError('cost totals must be an object with a "models" object');
+    }
+    for (const [model, entry] of Object.entries(json.models)) {
+      const where = `cost totals: models[${JSON.stringify(model)}]`;
+      if (typeof entry !== 'object' || entry === null) throw new TypeError(`${where} must be an object`);
+      const bucket = totals.bucket(model);
+      bucket.requests = wholeNumber(entry.requests, `${where}.requests`);
+      const plain = readTokens(entry.tokens, `${where}.tokens`);
+      for (const [geo, tokens] of Object.entries(entry.geoTokens ?? {})) {
+        const geoTokens = readTokens(tokens, `${where}.geoTokens.${geo}`);
+        bucket.byGeo.set(geo, geoTokens);
+        addTokens(plain, geoTokens, -1);
+      }
+      for (const field of TOKEN_FIELDS) {
+        if (plain[field] < 0) throw new TypeError(`${where}.geoTokens add up to more ${field} tokens than ${where}.tokens holds`);
+      }
+      bucket.plain = plain;
+    }
+    return totals;
+  }
+
+  private tryModelCost(model: string): CostBreakdown | null {
+    try {
+      return this.modelCost(model);
+    } catch (error) {
+      if (error instanceof UnknownModel) return null;
+      throw error;
+    }
+  }
+
+  private bucket(model: string): ModelBucket {
+    let bucket = this.models.get(model);
+    if (!bucket) this.models.set(model, (bucket = { requests: 0, plain: zeroTokens(), byGeo: new Map() }));
+    return bucket;
+  }
+}
+
+function modelTokens(bucket: ModelBucket): BillableTokens {
+  const all = { ...bucket.plain };
+  for (const tokens of bucket.byGeo.values()) addTokens(all, tokens);
+  return all;
+}
+
+function roundBreakdown(breakdown: CostBreakdown): CostBreakdown {
+  return {
+    pricedAs: breakdown.pricedAs,
+    inputUsd: roundUsd(breakdown.inputUsd),
+    outputUsd: roundUsd(breakdown.outputUsd),
+    cacheWrite5mUsd: roundUsd(breakdown.cacheWrite5mUsd),
+    cacheWrite1hUsd: roundUsd(breakdown.cacheWrite1hUsd),
+    cacheReadUsd: roundUsd(breakdown.cacheReadUsd),
+    totalUsd: roundUsd(breakdown.totalUsd),
+    standardTotalUsd: roundUsd(breakdown.standardTotalUsd),
+    discountUsd: roundUsd(breakdown.discountUsd),
+  };
+}
+
+function wholeNumber(value: unknown, where: string): number {
+  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 0) {
+    throw new TypeError(`${where} must be a whole number ≥ 0, got ${JSON.stringify(value)}`);
+  }
+  return value;
+}
+
+function readTokens(value: unknown, where: string): BillableTokens {
+  if (typeof value !== 'object' || value === null) throw new TypeError(`${where} must be an object`);
+  const tokens = zeroTokens();
+  for (const field of TOKEN_FIELDS) tokens[field] = wholeNumber((value as Record<string, unknown>)[field], `${where}.${field}`);
+  return tokens;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Estimates (before submission)
+
+/**
+ * Heuristic: about 4 characters of text per token (Anthropic's rule of thumb for English; code and
+ * other languages run denser, so treat the figure as rough). Counted: every string in `system` and
+ * `messages` (block texts, tool inputs and results); `tools` and `tool_choice` by their JSON length,
+ * since their keys are part of the prompt. Images and non-text documents (base64, URL or file
+ * sources) count a flat figure each: their size cannot be told from the request, and counting
+ * base64 characters would overstate them many times. Multi-page PDFs are underestimated.
+ */
+export const CHARS_PER_TOKEN = 4;
+/** An image near the recommended maximum size (about 1.15 megapixels) is about 1,600 tokens. */
+export const MEDIA_BLOCK_TOKENS = 1_600;
+
+export interface RequestEstimate {
+  estimate: true;
+  model: string;
+  /** Heuristic input tokens (all counted as uncached input). */
+  inputTokens: number;
+  /** `max_tokens`: the worst case, since every token of output up to it may be used. */
+  outputTokens: number;
+  /** Cost at batch rates of inputTokens and outputTokens. */
+  usd: CostBreakdown;
+}
+
+const MEDIA_SOURCES = new Set(['base64', 'url', 'file']);
+
+/** Heuristic input tokens of a request (see CHARS_PER_TOKEN). */
+export function estimateInputTokens(params: MessageParams): number {
+  const tally = { chars: 0, mediaBlocks: 0 };
+  countText(params.system, tally);
+  countText(params.messages, tally);
+  if (params.tools !== undefined) tally.chars += JSON.stringify(params.tools)?.length ?? 0;
+  if (params.tool_choice !== undefined) tally.chars += JSON.stringify(params.tool_choice)?.length ?? 0;
+  return Math.ceil(tally.chars / CHARS_PER_TOKEN) + tally.mediaBlocks * MEDIA_BLOCK_TOKENS;
+}
+
+function countText(value: unknown, tally: { chars: number; mediaBlocks: number }): void {
+  if (typeof value === 'string') {
+    tally.chars += value.length;
+  } else if (Array.isArray(value)) {
+    for (const item of value) countText(item, tally);
+  } else if (typeof value === 'object' && value !== null) {
+    const block = value as Record<string, unknown>;
+    const source = block.source as Record<string, unknown> | undefined;
+    if ((block.type === 'image' || block.type === 'document') && typeof source?.type === 'string' && MEDIA_SOURCES.has(source.type)) {
+      tally.mediaBlocks += 1;
+      return;
+    }
+    for (const [key, item] of Object.entries(block)) {
+      if (key === 'input' && block.type === 'tool_use') tally.chars += JSON.stringify(item)?.length ?? 0;
+      else countText(item, tally);
+    }
+  }
+}
+
+function estimatedUsage(params: MessageParams): Usage {
+  const geo = typeof params.inference_geo === 'string' ? params.inference_geo : null;
+  return { input_tokens: estimateInputTokens(params), output_tokens: count(params.max_tokens), inference_geo: geo };
+}
+
+/** An estimate of one request before submission, priced at batch rates. Throws UnknownModel. */
+export function estimateRequest(params: MessageParams, options: { prices?: PriceTable } = {}): RequestEstimate {
+  const usage = estimatedUsage(params);
+  return {
+    estimate: true,
+    model: params.model,
+    inputTokens: usage.input_tokens,
+    outputTokens: usage.output_tokens,
+    usd: priceUsage(usage, params.model, { prices: options.prices ?? BUILT_IN_PRICES, batch: true }),
+  };
+}
+
+export type EstimateTotalsJson = CostTotalsJson & { estimate: true };
+
+/** Estimates summed over a whole file (worst-case output); mergeable and serializable like CostTotals. */
+export class EstimateTotals {
+  private totals: CostTotals;
+
+  constructor(prices: PriceTable = BUILT_IN_PRICES) {
+    this.totals = new CostTotals(prices);
+  }
+
+  add(params: MessageParams): void {
+    this.totals.add(estimatedUsage(params), params.model);
+  }
+
+  merge(other: EstimateTotals): this {
+    this.totals.merge(other.totals);
+    return this;
+  }
+
+  toJSON(): EstimateTotalsJson {
+    return { estimate: true, ...this.totals.toJSON() };
+  }
+
+  static fromJSON(json: EstimateTotalsJson, prices: PriceTable = BUILT_IN_PRICES): EstimateTotals {
+    const estimates = new EstimateTotals(prices);
+    estimates.totals = CostTotals.fromJSON(json, prices);
+    return estimates;
+  }
+}

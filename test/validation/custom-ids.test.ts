@@ -1,0 +1,64 @@
+import { describe, expect, it } from 'vitest';
+import { CustomIdSet } from '../../shared/validation/custom-ids';
+
+describe('CustomIdSet', () => {
+  it('returns null for a new id and the first line for a repeated one, without recording the repeat', () => {
+    const ids = new CustomIdSet();
+    expect(ids.add('row-1', 1)).toBeNull();
+    expect(ids.add('row-2', 2)).toBeNull();
+    expect(ids.add('row-1', 7)).toBe(1);
+    expect(ids.add('row-1', 9)).toBe(1);
+    expect(ids.size).toBe(2);
+    expect(ids.lineOf('row-2')).toBe(2);
+    expect(ids.lineOf('row-3')).toBeUndefined();
+    expect(ids.has('row-1')).toBe(true);
+    expect(ids.has('not valid!')).toBe(false);
+  });
+
+  it('tells apart ids that pack to similar bytes: lengths, padding, case, every alphabet symbol', () => {
+    const alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-';
+    const distinct = [
+      'A', 'AA', 'AAA', 'AAAA', 'AAAAA', 'a', 'aa', 'B', 'BA', 'AB', '-', '_', '--', '0', '00',
+      ...[...alphabet].map((c) => `x${c}`),
+      alphabet,
+      alphabet.slice(1) + 'A',
+      'A'.repeat(64),
+      'A'.repeat(63),
+      '-'.repeat(64),
+    ];
+    const ids = new CustomIdSet();
+    distinct.forEach((id, i) => expect(ids.add(id, i + 1), id).toBeNull());
+    distinct.forEach((id, i) => expect(ids.add(id, 1000), id).toBe(i + 1));
+    expect(ids.size).toBe(distinct.length);
+  });
+
+  it('stays exact across growth: 300,000 ids, each found again with its line', () => {
+    const ids = new CustomIdSet();
+    const id = (i: number) => `req_${i.toString(36)}-${(i * 7919).toString(36)}`;
+    const wronglySeen: string[] = [];
+    for (let i = 0; i < 300_000; i++) if (ids.add(id(i), i + 1) !== null) wronglySeen.push(id(i));
+    const wrongLine: string[] = [];
+    for (let i = 0; i < 300_000; i++) if (ids.add(id(i), 0) !== i + 1) wrongLine.push(id(i));
+    expect(wronglySeen).toEqual([]);
+    expect(wrongLine).toEqual([]);
+    expect(ids.size).toBe(300_000);
+    expect(ids.lineOf('req_never-seen')).toBeUndefined();
+  });
+
+  it('holds 100,000 ids of 64 characters in about 69 bytes each (packed 6 bits a character)', () => {
+    const ids = new CustomIdSet();
+    for (let i = 0; i < 100_000; i++) ids.add(String(i).padStart(64, 'x'), i + 1);
+    // 48 packed bytes + 13 bytes of entry arrays + 8 of index per id, in arrays that grow by doubling.
+    expect(ids.byteSize).toBeLessThan(100_000 * 69 * 1.4);
+    expect(ids.byteSize).toBeGreaterThan(100_000 * 48);
+  });
+
+  it.each([
+    { id: '', message: 'a custom_id has 1 to 64 characters, got 0' },
+    { id: 'x'.repeat(65), message: 'a custom_id has 1 to 64 characters, got 65' },
+    { id: 'a.b', message: 'a custom_id holds only letters, digits, "_" and "-" (position 2)' },
+    { id: 'é', message: 'a custom_id holds only letters, digits, "_" and "-" (position 1)' },
+  ])('refuses an id that is not a valid custom_id ($id)', ({ id, message }) => {
+    expect(() => new CustomIdSet().add(id, 1)).toThrow(new RangeError(message));
+  });
+});
