@@ -1,0 +1,21 @@
+/** MarkJobFailed: `{jobId?, error: {Error, Cause}, ...}` → `{jobId}`; marks the job failed, cancels its batches, tells the topic. */
+import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { EventBridgeClient } from '@aws-sdk/client-eventbridge';
+import { SNSClient } from '@aws-sdk/client-sns';
+import type { BatchesApi } from '../shared/anthropic/api';
+import { createBatchesClientFromEnv } from '../shared/anthropic/from-env';
+import { readNotifyConfig, readPipelineConfig } from '../shared/config';
+import { markJobFailed, type FailInput } from '../shared/jobs/fail';
+
+const dynamo = new DynamoDBClient({});
+const events = new EventBridgeClient({});
+const sns = new SNSClient({});
+// Built on first use, still once per container: its settings are read from the environment, which
+// must not be needed merely to import this module.
+let api: BatchesApi | undefined;
+
+export async function handler(event: FailInput): Promise<{ jobId: string | null }> {
+  api ??= createBatchesClientFromEnv();
+  const config = { table: readPipelineConfig().table, notify: readNotifyConfig() };
+  return markJobFailed(event, { dynamo, api, events, sns, config });
+}

@@ -1,0 +1,446 @@
+/**
+ * Prepare: stream the input file once, validate every line, write the valid rows into chunk files
+ * (in input order, each within the batch limits), the invalid ones into a report, and record the
+ * chunks and counts. Memory stays bounded whatever the file's size (the custom_id set aside), and a
+ * retried Prepare converges on the same objects and items.
+ */
+import { DeleteItemCommand, type DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { GetObjectCommand, type S3Client } from '@aws-sdk/client-s3';
+import { marshall } from '@aws-sdk/util-dynamodb';
+import type { Readable } from 'node:stream';
+import type { PipelineConfig } from '../config';
+import { isBlank, LineTooLong, splitLines, type RawLine } from '../jsonl/lines';
+import { BulkWriter, ConditionFailed, getItem, queryPartition, updateItem } from '../store/dynamo';
+import { CHUNK_SK_PREFIX, chunkSk, JOB_SK, jobPk, type ChunkItem, type JobItem } from '../store/items';
+import { jobKeys } from '../store/keys';
+import { ObjectWriter } from '../store/s3';
+import { bareEtag } from './job-id';
+import { SourceChanged, SourceNotFound, ttlFrom } from './register';
+import { BATCH_BODY_OVERHEAD, CustomIdSet, invalidReportRow, validateLine, type InvalidLine, type LineOutcome } from '../validation/request';
+
+export class JobNotFound extends Error {
+  override readonly name = 'JobNotFound';
+}
+
+export type PrepareOutcome = 'ready' | 'rejected' | 'empty';
+
+export interface ChunkRef {
+  jobId: string;
+  chunk: number;
+}
+
+export interface PrepareResult {
+  jobId: string;
+  outcome: PrepareOutcome;
+  chunks: ChunkRef[];
+  validRows: number;
+  invalidRows: number;
+}
+
+export interface PrepareDeps {
+  s3: S3Client;
+  dynamo: DynamoDBClient;
+  config: Pick<PipelineConfig, 'bucket' | 'table' | 'maxRequestsPerChunk' | 'maxBytesPerChunk' | 'rowTtlDays'>;
+  now?: () => Date;
+}
+
+/**
+ * Lines up to this much longer than the largest request are still read whole, so validateLine can
+ * judge the request without its surrounding whitespace; longer ones are skipped unread.
+ */
+const LINE_SLACK_BYTES = 64 * 1024;
+/** Valid rows are gathered into writes of about this size: one S3 stream write per row is slow. */
+const WRITE_BATCH_BYTES = 1024 * 1024;
+const INVALID_PART_BYTES = 5 * 1024 * 1024;
+const NEWLINE = Buffer.from('\n');
+
+/**
+ * Chunk numbers are 0-based (the Map's item indexes); a ChunkItem's first attempt is 1 and its
+ * `intentAt` is '' until Submit records its intent to create. `bytes` is the size of the create body
+ * the chunk makes (envelope and commas included), the number the API's 256 MB limit applies to.
+ */
+export async function prepareJob(input: { jobId: string }, deps: PrepareDeps): Promise<PrepareResult> {
+  const { dynamo, config } = deps;
+  const now = deps.now ?? (() => new Date());
+  const key = { pk: jobPk(input.jobId), sk: JOB_SK };
+  let job = await getItem<JobItem>(dynamo, config.table, key);
+  if (!job) throw new JobNotFound(`job ${input.jobId} does not exist`);
+  if (job.chunkCount !== undefined) return recordedResult(job);
+  try {
+    job = await updateItem<JobItem>(dynamo, config.table, key, {
+      set: { status: 'preparing', updatedAt: now().toISOString() },
+      condition: { expression: 'attribute_exists(pk) AND attribute_not_exists(chunkCount)' },
+    });
+  } catch (error) {
+    // Another Prepare finished meanwhile: its result stands.
+    if (!(error instanceof ConditionFailed)) throw error;
+    const finished = await getItem<JobItem>(dynamo, config.table, key);
+    if (!finished) throw new JobNotFound(`job ${input.jobId} does not exist`);
+    return recordedResult(finished);
+  }
+
+  const scan = await scanSource(job, deps);
+  const rejected = job.validationMode === 'strict' && scan.invalidRows > 0;
+  const chunks = rejected ? [] : scan.chunks;
+  const outcome: PrepareOutcome = rejected ? 'rejected' : chunks.length === 0 ? 'empty' : 'ready';
+  const ttl = ttlFrom(now(), config.rowTtlDays);
+  const updatedAt = now().toISOString();
+
+  const items = new BulkWriter(dynamo, config.table);
+  for (const chunk of chunks) {
+    const item: ChunkItem = {
+      pk: jobPk(job.jobId),
+      sk: chunkSk(chunk.chunk),
+      type: 'chunk',
+      jobId: job.jobId,
+      chunk: chunk.chunk,
+      status: 'pending',
+      rows: chunk.rows,
+      bytes: chunk.bytes,
+      firstLine: chunk.firstLine,
+      lastLine: chunk.lastLine,
+      currentAttempt: 1,
+      attempts: [{ attempt: 1, rows: chunk.rows, bytes: chunk.bytes, intentAt: '' }],
+      updatedAt,
+      ttl,
+    };
+    await items.put(item);
+  }
+  await items.flush();
+  await removeChunksFrom(dynamo, config.table, job.jobId, chunks.length);
+
+  await updateItem(dynamo, config.table, key, {
+    set: {
+      status: rejected ? 'rejected' : 'running',
+      totalRows: scan.validRows + scan.invalidRows,
+      validRows: scan.validRows,
+      invalidRows: scan.invalidRows,
+      chunkCount: chunks.length,
+      updatedAt,
+    },
+  });
+  return {
+    jobId: job.jobId,
+    outcome,
+    chunks: chunks.map((chunk) => ({ jobId: job.jobId, chunk: chunk.chunk })),
+    validRows: scan.validRows,
+    invalidRows: scan.invalidRows,
+  };
+}
+
+/** The result of a Prepare that already finished, rebuilt from the job record. */
+function recordedResult(job: JobItem): PrepareResult {
+  const validRows = job.validRows ?? 0;
+  const invalidRows = job.invalidRows ?? 0;
+  const chunkCount = job.chunkCount ?? 0;
+  const outcome: PrepareOutcome =
+    job.validationMode === 'strict' && invalidRows > 0 ? 'rejected' : chunkCount === 0 ? 'empty' : 'ready';
+  return {
+    jobId: job.jobId,
+    outcome,
+    chunks: Array.from({ length: chunkCount }, (_, chunk) => ({ jobId: job.jobId, chunk })),
+    validRows,
+    invalidRows,
+  };
+}
+
+/** A retry that made fewer chunks than an earlier, interrupted attempt must not leave the extra records. */
+async function removeChunksFrom(dynamo: DynamoDBClient, table: string, jobId: string, from: number): Promise<void> {
+  for await (const item of queryPartition<ChunkItem>(dynamo, table, jobPk(jobId), CHUNK_SK_PREFIX)) {
+    if (item.chunk >= from) {
+      await dynamo.send(new DeleteItemCommand({ TableName: table, Key: marshall({ pk: item.pk, sk: item.sk }) }));
+    }
+  }
+}
+
+interface ChunkSummary {
+  chunk: number;
+  rows: number;
+  bytes: number;
+  firstLine: number;
+  lastLine: number;
+}
+
+interface ScanResult {
+  validRows: number;
+  invalidRows: number;
+  chunks: ChunkSummary[];
+}
+
+async function scanSource(job: JobItem, deps: PrepareDeps): Promise<ScanResult> {
+  const { s3, config } = deps;
+  const keys = jobKeys(job.jobId);
+  const strict = job.validationMode === 'strict';
+  // One request must fit a batch on its own; a line far beyond that is reported without being buffered.
+  const maxRequestBytes = config.maxBytesPerChunk - BATCH_BODY_OVERHEAD;
+  const maxLineBytes = maxRequestBytes + LINE_SLACK_BYTES;
+  const customIds = new CustomIdSet();
+  const body = await openSource(s3, job);
+  const invalid = new InvalidReport(new ObjectWriter(s3, config.bucket, keys.invalidWork, { partSize: INVALID_PART_BYTES }));
+  const chunks = new ChunkFiles(s3, config.bucket, (chunk) => keys.chunkRequests(chunk, 1), {
+    maxRows: config.maxRequestsPerChunk,
+    maxBytes: config.maxBytesPerChunk,
+  });
+  let validRows = 0;
+  let invalidRows = 0;
+  try {
+    for await (const entry of sourceLines(body, maxLineBytes)) {
+      let outcome: LineOutcome;
+      if ('tooLong' in entry) {
+        const reason = `line ${entry.lineNumber} is more than ${maxLineBytes.toLocaleString('en-US')} bytes; a request may be at most ${maxRequestBytes.toLocaleString('en-US')} bytes (one batch's size limit)`;
+        outcome = { ok: false, line: entry.lineNumber, code: 'request_too_large', reason };
+      } else {
+        if (isBlank(entry.bytes)) continue;
+        outcome = validateLine(entry, { maxRequestBytes, customIds });
+      }
+      if (outcome.ok) {
+        validRows += 1;
+        // Once a strict job is rejected nothing will be submitted: stop writing chunks, keep reporting.
+        if (chunks.open) {
+          const pending = chunks.add(outcome.body, outcome.line);
+          if (pending) await pending;
+        }
+      } else {
+        invalidRows += 1;
+        const pending = invalid.add(outcome);
+        if (pending) await pending;
+        if (strict && chunks.open) await chunks.abandon();
+      }
+    }
+    const written = chunks.open ? await chunks.finish() : [];
+    await invalid.finish();
+    return { validRows, invalidRows, chunks: written };
+  } catch (error) {
+    await Promise.all([chunks.abandon(), invalid.abort()]);
+    throw error;
+  } finally {
+    body.destroy();
+  }
+}
+
+/** The job's input object, exactly the upload it was registered for. */
+async function openSource(s3: S3Client, job: JobItem): Promise<Readable & AsyncIterable<Uint8Array>> {
+  const where = `s3://${job.bucket}/${job.key}`;
+  try {
+    const response = await s3.send(
+      new GetObjectCommand({
+        Bucket: job.bucket,
+        Key: job.key,
+        VersionId: job.versionId,
+        IfMatch: job.versionId ? undefined : `"${job.etag}"`,
+      }),
+    );
+    const body = response.Body as unknown as (Readable & AsyncIterable<Uint8Array>) | undefined;
+    if (!body) throw new Error(`${where} has no body`);
+    // Checked here too: not every S3 (s3rver, for one) honours If-Match.
+    if (!job.versionId && response.ETag && bareEtag(response.ETag) !== job.etag) {
+      body.destroy();
+      throw new SourceChanged(`${where} was overwritten after the job was registered (ETag ${job.etag}, now ${bareEtag(response.ETag)})`);
+    }
+    return body;
+  } catch (error) {
+    const status = (error as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode;
+    if (status === 412) throw new SourceChanged(`${where} was overwritten after the job was registered (ETag ${job.etag})`);
+    if (status === 404) throw new SourceNotFound(`${where} no longer exists`);
+    throw error;
+  }
+}
+
+interface TooLongLine {
+  tooLong: true;
+  lineNumber: number;
+}
+
+/**
+ * The source's lines (splitLines), except that a line longer than `maxLineBytes` is skipped and
+ * reported as a TooLongLine instead of ending the stream: reading carries on after its `\n`.
+ */
+export async function* sourceLines(
+  source: AsyncIterable<Uint8Array> | Iterable<Uint8Array>,
+  maxLineBytes: number,
+): AsyncGenerator<RawLine | TooLongLine> {
+  const iterator = Symbol.asyncIterator in source ? source[Symbol.asyncIterator]() : source[Symbol.iterator]();
+  const reader = new PieceReader(iterator);
+  let startOffset = 0;
+  let firstLineNumber = 1;
+  for (;;) {
+    // Where the next line starts: if it proves too long, the skip scans from here.
+    let lineStart = startOffset;
+    try {
+      for await (const line of splitLines(reader.pieces(), { startOffset, firstLineNumber, stripBom: startOffset === 0, maxLineBytes })) {
+        yield line;
+        lineStart = line.offset + line.length;
+      }
+      return;
+    } catch (error) {
+      if (!(error instanceof LineTooLong)) throw error;
+      yield { tooLong: true, lineNumber: error.lineNumber };
+      const next = await reader.skipPastNewline(lineStart);
+      if (next === undefined) return;
+      startOffset = next;
+      firstLineNumber = error.lineNumber + 1;
+    }
+  }
+}
+
+/** Hands out a byte stream's pieces, remembering where each starts, with one piece of push-back. */
+class PieceReader {
+  private piece: Buffer | undefined;
+  private pieceStart = 0;
+  private nextOffset = 0;
+  private pushedBack: Buffer | undefined;
+
+  constructor(private readonly iterator: AsyncIterator<Uint8Array> | Iterator<Uint8Array>) {}
+
+  private async next(): Promise<IteratorResult<Buffer, undefined>> {
+    let value = this.pushedBack;
+    this.pushedBack = undefined;
+    if (value === undefined) {
+      const result = await this.iterator.next();
+      if (result.done) {
+        this.piece = undefined;
+        return { done: true, value: undefined };
+      }
+      const bytes = result.value;
+      value = Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    }
+    this.piece = value;
+    this.pieceStart = this.nextOffset;
+    this.nextOffset += value.length;
+    return { done: false, value };
+  }
+
+  /** An iterable without `return()`: splitLines giving up on a long line must not close the stream. */
+  pieces(): AsyncIterable<Buffer> {
+    return { [Symbol.asyncIterator]: () => ({ next: () => this.next() }) };
+  }
+
+  /**
+   * Skips the line that starts at `lineStart` (already partly consumed): returns the offset just
+   * past its `\n`, leaving the rest of that piece to be read next, or undefined at the end.
+   */
+  async skipPastNewline(lineStart: number): Promise<number | undefined> {
+    let piece = this.piece;
+    let from = Math.max(0, lineStart - this.pieceStart);
+    while (piece !== undefined) {
+      const at = piece.indexOf(0x0a, from);
+      if (at !== -1) {
+        const end = this.pieceStart + at + 1;
+        if (at + 1 < piece.length) {
+          this.pushedBack = piece.subarray(at + 1);
+          this.nextOffset = end;
+        }
+        return end;
+      }
+      const result = await this.next();
+      piece = result.done ? undefined : result.value;
+      from = 0;
+    }
+    return undefined;
+  }
+}
+
+/**
+ * The chunk files of a job's first attempt, written one at a time: a row goes to the current chunk
+ * unless it would take it past the row or byte limit, in which case the next chunk starts.
+ * `add` returns a promise only when it has to write (or wait for S3), so most rows cost no await.
+ */
+class ChunkFiles {
+  private readonly written: ChunkSummary[] = [];
+  private writer: ObjectWriter | undefined;
+  private current: ChunkSummary | undefined;
+  private buffered: Buffer[] = [];
+  private bufferedBytes = 0;
+  open = true;
+
+  constructor(
+    private readonly s3: S3Client,
+    private readonly bucket: string,
+    private readonly keyOf: (chunk: number) => string,
+    private readonly limits: { maxRows: number; maxBytes: number },
+  ) {}
+
+  add(row: Buffer, lineNumber: number): Promise<void> | undefined {
+    const current = this.current;
+    if (current && (current.rows + 1 > this.limits.maxRows || current.bytes + 1 + row.length > this.limits.maxBytes)) {
+      return this.closeCurrent().then(() => this.add(row, lineNumber) ?? undefined);
+    }
+    if (current) {
+      current.rows += 1;
+      current.bytes += 1 + row.length;
+      current.lastLine = lineNumber;
+    } else {
+      this.current = { chunk: this.written.length, rows: 1, bytes: BATCH_BODY_OVERHEAD + row.length, firstLine: lineNumber, lastLine: lineNumber };
+    }
+    this.buffered.push(row, NEWLINE);
+    this.bufferedBytes += row.length + 1;
+    return this.bufferedBytes >= WRITE_BATCH_BYTES ? this.flush() : undefined;
+  }
+
+  private async flush(): Promise<void> {
+    if (this.bufferedBytes === 0 || !this.current) return;
+    this.writer ??= new ObjectWriter(this.s3, this.bucket, this.keyOf(this.current.chunk));
+    const data = Buffer.concat(this.buffered, this.bufferedBytes);
+    this.buffered = [];
+    this.bufferedBytes = 0;
+    await this.writer.write(data);
+  }
+
+  private async closeCurrent(): Promise<void> {
+    if (!this.current) return;
+    await this.flush();
+    await this.writer!.finish();
+    this.written.push(this.current);
+    this.writer = undefined;
+    this.current = undefined;
+  }
+
+  async finish(): Promise<ChunkSummary[]> {
+    await this.closeCurrent();
+    this.open = false;
+    return this.written;
+  }
+
+  /** Stops writing: the chunk in progress is discarded (chunks already finished stay, unreferenced). */
+  async abandon(): Promise<void> {
+    this.open = false;
+    this.buffered = [];
+    this.bufferedBytes = 0;
+    this.current = undefined;
+    const writer = this.writer;
+    this.writer = undefined;
+    await writer?.abort();
+  }
+}
+
+/** The invalid-line report, written in batches like the chunk files. */
+class InvalidReport {
+  private buffered: string[] = [];
+  private bufferedBytes = 0;
+
+  constructor(private readonly writer: ObjectWriter) {}
+
+  add(invalid: InvalidLine): Promise<void> | undefined {
+    const line = JSON.stringify(invalidReportRow(invalid)) + '\n';
+    this.buffered.push(line);
+    this.bufferedBytes += line.length;
+    return this.bufferedBytes >= WRITE_BATCH_BYTES ? this.flush() : undefined;
+  }
+
+  private async flush(): Promise<void> {
+    if (this.buffered.length === 0) return;
+    const text = this.buffered.join('');
+    this.buffered = [];
+    this.bufferedBytes = 0;
+    await this.writer.write(text);
+  }
+
+  async finish(): Promise<void> {
+    await this.flush();
+    await this.writer.finish();
+  }
+
+  async abort(): Promise<void> {
+    await this.writer.abort();
+  }
+}

@@ -1,0 +1,123 @@
+/**
+ * Register: one S3 object becomes one job record. The job id is derived from the upload, and the
+ * record is written only if absent, so a duplicate event (S3 delivers at least once) ends quietly.
+ */
+import { HeadObjectCommand, type S3Client } from '@aws-sdk/client-s3';
+import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import type { PipelineConfig, ValidationMode } from '../config';
+import { getItem, putItem } from '../store/dynamo';
+import { JOB_SK, JOBS_GSI_PK, jobPk, type JobItem } from '../store/items';
+import { bareEtag, jobIdFor } from './job-id';
+import { parseRegisterEvent, type ObjectRef } from './events';
+
+/** The object named by the event does not exist (deleted since, or a wrong key). */
+export class SourceNotFound extends Error {
+  override readonly name = 'SourceNotFound';
+}
+
+/** The object is no longer the upload the job was made for: it was overwritten (no versioning to pin it). */
+export class SourceChanged extends Error {
+  override readonly name = 'SourceChanged';
+}
+
+/** The object's `batchline-mode` metadata (or the input's mode) is not `strict` or `lenient`. */
+export class InvalidMode extends Error {
+  override readonly name = 'InvalidMode';
+}
+
+/** User metadata that sets a file's validation mode (`x-amz-meta-batchline-mode`). */
+export const MODE_METADATA = 'batchline-mode';
+
+export interface RegisterDeps {
+  s3: S3Client;
+  dynamo: DynamoDBClient;
+  config: Pick<PipelineConfig, 'table' | 'validationMode' | 'rowTtlDays'>;
+  now?: () => Date;
+}
+
+export interface RegisterResult {
+  jobId: string;
+  duplicate: boolean;
+}
+
+export async function registerJob(event: unknown, deps: RegisterDeps): Promise<RegisterResult> {
+  const ref = parseRegisterEvent(event);
+  const head = await headSource(deps.s3, ref);
+  const etag = bareEtag(ref.etag ?? head.etag ?? '');
+  if (!ref.versionId && head.etag && bareEtag(head.etag) !== etag) {
+    throw new SourceChanged(`s3://${ref.bucket}/${ref.key} was overwritten after this event (ETag ${etag}, now ${bareEtag(head.etag)})`);
+  }
+  // Pinning the version (when the bucket keeps versions) lets Prepare read exactly this upload.
+  const versionId = ref.versionId ?? head.versionId;
+  const token = versionId ?? ref.sequencer ?? etag;
+  if (token === '') throw new SourceNotFound(`s3://${ref.bucket}/${ref.key} has no ETag, version or sequencer to name a job by`);
+  const jobId = jobIdFor({ bucket: ref.bucket, key: ref.key, token });
+  const validationMode = chooseMode(head.metadata[MODE_METADATA], ref.mode, deps.config.validationMode);
+
+  const now = (deps.now ?? (() => new Date()))();
+  const createdAt = now.toISOString();
+  const item: JobItem = {
+    pk: jobPk(jobId),
+    sk: JOB_SK,
+    type: 'job',
+    jobId,
+    status: 'registered',
+    bucket: ref.bucket,
+    key: ref.key,
+    etag,
+    versionId,
+    sourceToken: token,
+    validationMode,
+    createdAt,
+    updatedAt: createdAt,
+    executionArn: ref.executionArn,
+    gsi1pk: JOBS_GSI_PK,
+    gsi1sk: `${createdAt}#${jobId}`,
+    ttl: ttlFrom(now, deps.config.rowTtlDays),
+  };
+  if (await putItem(deps.dynamo, deps.config.table, item, { ifAbsent: true })) return { jobId, duplicate: false };
+
+  // A Register retried after its write landed (the reply was lost) must carry on, not stop as a duplicate.
+  if (ref.executionArn) {
+    const existing = await getItem<JobItem>(deps.dynamo, deps.config.table, { pk: item.pk, sk: JOB_SK });
+    if (existing?.executionArn === ref.executionArn) return { jobId, duplicate: false };
+  }
+  return { jobId, duplicate: true };
+}
+
+/** Epoch seconds `days` after `from`; undefined when records never expire (0 days). */
+export function ttlFrom(from: Date, days: number): number | undefined {
+  return days > 0 ? Math.floor(from.getTime() / 1000) + days * 86_400 : undefined;
+}
+
+function chooseMode(metadata: string | undefined, requested: string | undefined, fallback: ValidationMode): ValidationMode {
+  if (metadata !== undefined) return checkMode(metadata, `the object's ${MODE_METADATA} metadata`);
+  if (requested !== undefined) return checkMode(requested, 'the requested mode');
+  return fallback;
+}
+
+function checkMode(value: string, what: string): ValidationMode {
+  const mode = value.trim().toLowerCase();
+  if (mode === 'strict' || mode === 'lenient') return mode;
+  throw new InvalidMode(`${what} is "${value}"; use strict or lenient`);
+}
+
+async function headSource(s3: S3Client, ref: ObjectRef) {
+  try {
+    const head = await s3.send(new HeadObjectCommand({ Bucket: ref.bucket, Key: ref.key, VersionId: ref.versionId }));
+    // An unversioned object in a bucket whose versioning was suspended reports version "null".
+    const versionId = head.VersionId && head.VersionId !== 'null' ? head.VersionId : undefined;
+    return { etag: head.ETag, versionId, metadata: lowerKeys(head.Metadata ?? {}) };
+  } catch (error) {
+    const status = (error as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode;
+    const name = (error as { name?: string }).name;
+    if (status === 404 || name === 'NotFound' || name === 'NoSuchKey' || name === 'NoSuchVersion') {
+      throw new SourceNotFound(`s3://${ref.bucket}/${ref.key}${ref.versionId ? ` (version ${ref.versionId})` : ''} does not exist`);
+    }
+    throw error;
+  }
+}
+
+function lowerKeys(metadata: Record<string, string>): Record<string, string> {
+  return Object.fromEntries(Object.entries(metadata).map(([k, v]) => [k.toLowerCase(), v]));
+}

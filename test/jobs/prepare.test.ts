@@ -1,0 +1,281 @@
+import { describe, expect, it } from 'vitest';
+import { useLocalAws } from '../support/aws';
+import { exists, jsonl, pipelineConfig, putInput, readText, request, requests } from '../support/pipeline';
+import { getItem, putItem, queryPartition, updateItem } from '../../shared/store/dynamo';
+import { jobPk, type ChunkItem, type JobItem } from '../../shared/store/items';
+import { jobKeys } from '../../shared/store/keys';
+import { registerJob, SourceChanged } from '../../shared/jobs/register';
+import { JobNotFound, prepareJob, sourceLines } from '../../shared/jobs/prepare';
+import type { PipelineConfig, ValidationMode } from '../../shared/config';
+
+const NOW = new Date('2026-03-04T05:06:07.000Z');
+const TTL = Math.floor(NOW.getTime() / 1000) + 90 * 86_400;
+const line = (value: object) => JSON.stringify(value);
+const bytesOf = (value: object) => Buffer.byteLength(line(value));
+/** The create body of rows: `{"requests":[` + rows joined by `,` + `]}`. */
+const bodyBytes = (rows: object[]) => 15 + rows.reduce((sum, row) => sum + bytesOf(row), 0) + rows.length - 1;
+
+describe('prepareJob', () => {
+  const aws = useLocalAws();
+  let fileNumber = 0;
+
+  async function preparedJob(body: string | Buffer, options: { mode?: ValidationMode; config?: Partial<PipelineConfig> } = {}) {
+    const key = `inbox/prepare-${++fileNumber}.jsonl`;
+    await putInput(aws, key, body);
+    const config = pipelineConfig(aws, options.config);
+    const deps = { s3: aws.s3, dynamo: aws.dynamo, config, now: () => NOW };
+    const { jobId } = await registerJob({ bucket: aws.bucket, key, mode: options.mode ?? 'strict' }, deps);
+    return { jobId, key, deps, keys: jobKeys(jobId), run: () => prepareJob({ jobId }, deps) };
+  }
+
+  const job = (jobId: string) => getItem<JobItem>(aws.dynamo, aws.table, { pk: jobPk(jobId), sk: 'JOB' });
+  const chunkItems = async (jobId: string) => {
+    const items: ChunkItem[] = [];
+    for await (const item of queryPartition<ChunkItem>(aws.dynamo, aws.table, jobPk(jobId), 'CHUNK#')) items.push(item);
+    return items;
+  };
+  const invalidReport = async (jobId: string) =>
+    (await readText(aws, jobKeys(jobId).invalidWork))
+      .split('\n')
+      .filter(Boolean)
+      .map((text) => JSON.parse(text) as { line: number; custom_id?: string; code: string; reason: string });
+
+  it('writes a small file as one chunk, its rows as they were, and records the chunk and the counts', async () => {
+    const rows = [request('a'), request('b'), request('c')];
+    const { jobId, keys, run } = await preparedJob(jsonl(rows));
+
+    const result = await run();
+
+    expect(result).toEqual({ jobId, outcome: 'ready', chunks: [{ jobId, chunk: 0 }], validRows: 3, invalidRows: 0 });
+    expect(await readText(aws, keys.chunkRequests(0, 1))).toBe(jsonl(rows));
+    expect(await readText(aws, keys.invalidWork)).toBe('');
+    expect(await chunkItems(jobId)).toEqual([
+      {
+        pk: `JOB#${jobId}`,
+        sk: 'CHUNK#00000',
+        type: 'chunk',
+        jobId,
+        chunk: 0,
+        status: 'pending',
+        rows: 3,
+        bytes: bodyBytes(rows),
+        firstLine: 1,
+        lastLine: 3,
+        currentAttempt: 1,
+        attempts: [{ attempt: 1, rows: 3, bytes: bodyBytes(rows), intentAt: '' }],
+        updatedAt: NOW.toISOString(),
+        ttl: TTL,
+      },
+    ]);
+    expect(await job(jobId)).toMatchObject({
+      status: 'running',
+      totalRows: 3,
+      validRows: 3,
+      invalidRows: 0,
+      chunkCount: 1,
+      updatedAt: NOW.toISOString(),
+    });
+  });
+
+  it('starts a new chunk before a row would pass the row limit', async () => {
+    const rows = requests(7);
+    const { jobId, keys, run } = await preparedJob(jsonl(rows), { config: { maxRequestsPerChunk: 3 } });
+
+    const result = await run();
+
+    expect(result.chunks).toEqual([0, 1, 2].map((chunk) => ({ jobId, chunk })));
+    expect(await readText(aws, keys.chunkRequests(0, 1))).toBe(jsonl(rows.slice(0, 3)));
+    expect(await readText(aws, keys.chunkRequests(1, 1))).toBe(jsonl(rows.slice(3, 6)));
+    expect(await readText(aws, keys.chunkRequests(2, 1))).toBe(jsonl(rows.slice(6)));
+    expect((await chunkItems(jobId)).map(({ chunk, rows, firstLine, lastLine }) => ({ chunk, rows, firstLine, lastLine }))).toEqual([
+      { chunk: 0, rows: 3, firstLine: 1, lastLine: 3 },
+      { chunk: 1, rows: 3, firstLine: 4, lastLine: 6 },
+      { chunk: 2, rows: 1, firstLine: 7, lastLine: 7 },
+    ]);
+  });
+
+  it('starts a new chunk before a row would take the create body past the byte limit', async () => {
+    // Rows of equal size: two fit a body of exactly the limit, a third would not.
+    const rows = Array.from({ length: 5 }, (_, i) => request(`b${i}`, 'x'.repeat(600)));
+    const limit = bodyBytes(rows.slice(0, 2));
+    const { jobId, keys, run } = await preparedJob(jsonl(rows), { config: { maxBytesPerChunk: limit } });
+
+    const result = await run();
+
+    expect(result.chunks.map((c) => c.chunk)).toEqual([0, 1, 2]);
+    expect(await readText(aws, keys.chunkRequests(0, 1))).toBe(jsonl(rows.slice(0, 2)));
+    expect(await readText(aws, keys.chunkRequests(1, 1))).toBe(jsonl(rows.slice(2, 4)));
+    expect(await readText(aws, keys.chunkRequests(2, 1))).toBe(jsonl(rows.slice(4)));
+    expect((await chunkItems(jobId)).map((c) => c.bytes)).toEqual([limit, limit, bodyBytes(rows.slice(4))]);
+  });
+
+  const mixed = [
+    line(request('ok-1')),
+    '{"custom_id": "broken", "params": ',
+    line(request('ok-2')),
+    line(request('ok-1', 'again')),
+    line({ custom_id: 'no-params' }),
+    line(request('ok-3')),
+  ];
+
+  it('rejects a strict job with invalid lines: nothing to submit, every invalid line reported', async () => {
+    const { jobId, run } = await preparedJob(jsonl(mixed), { mode: 'strict' });
+
+    const result = await run();
+
+    expect(result).toEqual({ jobId, outcome: 'rejected', chunks: [], validRows: 3, invalidRows: 3 });
+    expect(await chunkItems(jobId)).toEqual([]);
+    expect(await job(jobId)).toMatchObject({ status: 'rejected', totalRows: 6, validRows: 3, invalidRows: 3, chunkCount: 0 });
+    const report = await invalidReport(jobId);
+    expect(report.map(({ line, custom_id, code }) => ({ line, custom_id, code }))).toEqual([
+      { line: 2, custom_id: undefined, code: 'invalid_json' },
+      { line: 4, custom_id: 'ok-1', code: 'duplicate_custom_id' },
+      { line: 5, custom_id: 'no-params', code: 'missing_params' },
+    ]);
+    expect(report[1]!.reason).toBe('line 4: custom_id "ok-1" is already used on line 1');
+  });
+
+  it('lets the valid rows of a lenient job go ahead and reports the invalid ones', async () => {
+    const { jobId, keys, run } = await preparedJob(jsonl(mixed), { mode: 'lenient' });
+
+    const result = await run();
+
+    expect(result).toEqual({ jobId, outcome: 'ready', chunks: [{ jobId, chunk: 0 }], validRows: 3, invalidRows: 3 });
+    expect(await readText(aws, keys.chunkRequests(0, 1))).toBe(jsonl([mixed[0]!, mixed[2]!, mixed[5]!]));
+    expect((await chunkItems(jobId))[0]).toMatchObject({ rows: 3, firstLine: 1, lastLine: 6 });
+    expect((await invalidReport(jobId)).map((r) => r.line)).toEqual([2, 4, 5]);
+    expect(await job(jobId)).toMatchObject({ status: 'running', totalRows: 6, validRows: 3, invalidRows: 3, chunkCount: 1 });
+  });
+
+  it('skips blank lines and accepts a BOM and CRLF line ends, writing plain LF lines', async () => {
+    const rows = [request('x'), request('y'), request('z')];
+    const body = '\uFEFF' + [line(rows[0]!), '', line(rows[1]!), '   ', '\t', line(rows[2]!), ''].join('\r\n');
+    const { jobId, keys, run } = await preparedJob(body);
+
+    const result = await run();
+
+    expect(result).toMatchObject({ outcome: 'ready', validRows: 3, invalidRows: 0 });
+    expect(await readText(aws, keys.chunkRequests(0, 1))).toBe(jsonl(rows));
+    expect((await chunkItems(jobId))[0]).toMatchObject({ rows: 3, firstLine: 1, lastLine: 6, bytes: bodyBytes(rows) });
+  });
+
+  it('makes an empty job of an empty file, and of a file of blank lines', async () => {
+    for (const body of ['', '\n\n  \r\n']) {
+      const { jobId, keys, run } = await preparedJob(body);
+
+      expect(await run()).toEqual({ jobId, outcome: 'empty', chunks: [], validRows: 0, invalidRows: 0 });
+      expect(await readText(aws, keys.invalidWork)).toBe('');
+      expect(await exists(aws, keys.chunkRequests(0, 1))).toBe(false);
+      expect(await job(jobId)).toMatchObject({ status: 'running', totalRows: 0, chunkCount: 0 });
+    }
+  });
+
+  it('reports a line over the batch byte limit as invalid and reads on past it', async () => {
+    const limit = 4096;
+    const small = [request('s1'), request('s2'), request('s3'), request('s4')];
+    const lines = [
+      line(small[0]!),
+      line(request('big', 'x'.repeat(5000))), // over the limit: judged by the validator
+      line(small[1]!),
+      line(request('huge', 'y'.repeat(200_000))), // far over it: skipped unread
+      line(small[2]!),
+      line(small[3]!),
+      line(request('last-huge', 'z'.repeat(200_000))),
+    ];
+    // The last line has no line end.
+    const { jobId, keys, run } = await preparedJob(lines.join('\n'), { mode: 'lenient', config: { maxBytesPerChunk: limit } });
+
+    const result = await run();
+
+    expect(result).toMatchObject({ outcome: 'ready', validRows: 4, invalidRows: 3 });
+    expect(await readText(aws, keys.chunkRequests(0, 1))).toBe(jsonl(small));
+    const report = await invalidReport(jobId);
+    expect(report.map(({ line, code }) => ({ line, code }))).toEqual([
+      { line: 2, code: 'request_too_large' },
+      { line: 4, code: 'request_too_large' },
+      { line: 7, code: 'request_too_large' },
+    ]);
+    expect(report[1]!.reason).toBe("line 4 is more than 69,617 bytes; a request may be at most 4,081 bytes (one batch's size limit)");
+  });
+
+  it('converges when run again: a finished Prepare answers the same, an interrupted one is redone', async () => {
+    const rows = requests(5);
+    const { jobId, keys, run } = await preparedJob(jsonl(rows), { config: { maxRequestsPerChunk: 2 } });
+    const first = await run();
+    const itemsAfterFirst = await chunkItems(jobId);
+    const filesAfterFirst = await Promise.all([0, 1, 2].map((chunk) => readText(aws, keys.chunkRequests(chunk, 1))));
+
+    expect(await run()).toEqual(first);
+
+    // As if a run died after writing its chunks, with a stray record from a different chunking.
+    await updateItem(aws.dynamo, aws.table, { pk: jobPk(jobId), sk: 'JOB' }, { set: { status: 'preparing' }, remove: ['chunkCount'] });
+    await putItem(aws.dynamo, aws.table, { ...itemsAfterFirst[2]!, sk: 'CHUNK#00003', chunk: 3 });
+
+    expect(await run()).toEqual(first);
+    expect(await chunkItems(jobId)).toEqual(itemsAfterFirst);
+    expect(await Promise.all([0, 1, 2].map((chunk) => readText(aws, keys.chunkRequests(chunk, 1))))).toEqual(filesAfterFirst);
+    expect(await job(jobId)).toMatchObject({ status: 'running', chunkCount: 3, validRows: 5 });
+  });
+
+  it('chunks a larger file of 20,000 rows by the row limit, counting every row', async () => {
+    const rows = requests(20_000);
+    const broken = new Set([10, 12_345, 19_999]);
+    const lines = rows.map((row, i) => (broken.has(i + 1) ? '{not json' : line(row)));
+    const { jobId, keys, run } = await preparedJob(jsonl(lines), { mode: 'lenient', config: { maxRequestsPerChunk: 6_000 } });
+
+    const result = await run();
+
+    expect(result).toMatchObject({ outcome: 'ready', validRows: 19_997, invalidRows: 3 });
+    expect(result.chunks.map((c) => c.chunk)).toEqual([0, 1, 2, 3]);
+    const items = await chunkItems(jobId);
+    expect(items.map(({ rows, firstLine, lastLine }) => ({ rows, firstLine, lastLine }))).toEqual([
+      { rows: 6_000, firstLine: 1, lastLine: 6_001 },
+      { rows: 6_000, firstLine: 6_002, lastLine: 12_001 },
+      { rows: 6_000, firstLine: 12_002, lastLine: 18_002 },
+      { rows: 1_997, firstLine: 18_003, lastLine: 20_000 },
+    ]);
+    const last = (await readText(aws, keys.chunkRequests(3, 1))).split('\n');
+    expect(last).toHaveLength(1_998);
+    expect(JSON.parse(last[0]!).custom_id).toBe('r-18003');
+    expect(JSON.parse(last[1_996]!).custom_id).toBe('r-20000');
+    expect((await invalidReport(jobId)).map((r) => r.line)).toEqual([10, 12_345, 19_999]);
+  });
+
+  it('fails with SourceChanged when the file was overwritten after it was registered', async () => {
+    const { key, run } = await preparedJob(jsonl([request('a')]));
+    await putInput(aws, key, jsonl([request('b')]));
+
+    await expect(run()).rejects.toBeInstanceOf(SourceChanged);
+  });
+
+  it('fails with JobNotFound for an unknown job', async () => {
+    const config = pipelineConfig(aws);
+    await expect(prepareJob({ jobId: 'nope-0000000000000000' }, { s3: aws.s3, dynamo: aws.dynamo, config })).rejects.toBeInstanceOf(JobNotFound);
+  });
+});
+
+describe('sourceLines', () => {
+  const collect = async (pieces: string[], maxLineBytes: number) => {
+    const out: Array<string | number> = [];
+    for await (const entry of sourceLines(
+      pieces.map((p) => Buffer.from(p)),
+      maxLineBytes,
+    )) {
+      out.push('tooLong' in entry ? -entry.lineNumber : `${entry.lineNumber}:${entry.bytes.toString()}@${entry.offset}`);
+    }
+    return out;
+  };
+
+  it('yields lines as splitLines does when none is too long', async () => {
+    expect(await collect(['ab\ncd', '\r\nef'], 10)).toEqual(['1:ab@0', '2:cd@3', '3:ef@7']);
+  });
+
+  it('reports a too-long line by its number and resumes after its line end, mid-piece or pieces later', async () => {
+    expect(await collect(['ok\n0123456789ABC\nnext\n'], 5)).toEqual(['1:ok@0', -2, '3:next@17']);
+    expect(await collect(['ok\n0123', '456789', 'ABC', 'DEF\nne', 'xt\n'], 5)).toEqual(['1:ok@0', -2, '3:next@20']);
+  });
+
+  it('handles too-long lines first, in a row, and last without a line end', async () => {
+    expect(await collect(['0123456789\n', 'abcdefghij\nok\nxxxxxxxxxxxxx'], 5)).toEqual([-1, -2, '3:ok@22', -4]);
+  });
+});
