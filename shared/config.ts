@@ -83,6 +83,11 @@ export interface PipelineConfig {
   rowTtlDays: number;
   /** BATCHLINE_PRICES: optional JSON price table that overrides or extends the built-in one. */
   pricesJson: string | undefined;
+  /**
+   * BATCHLINE_ADOPT_GRACE_SECONDS: after a create whose outcome is unknown, how long a retried Submit
+   * keeps looking for the batch (it may not be listed yet) before it creates a new one.
+   */
+  adoptGraceSeconds: number;
 }
 
 export function readPipelineConfig(env: Env = process.env): PipelineConfig {
@@ -100,6 +105,7 @@ export function readPipelineConfig(env: Env = process.env): PipelineConfig {
     pollFraction: numberSetting(env, 'BATCHLINE_POLL_FRACTION', 0.1, 0.001, 1),
     rowTtlDays: intSetting(env, 'BATCHLINE_ROW_TTL_DAYS', 90, 0, 3650),
     pricesJson: optionalString(env, 'BATCHLINE_PRICES'),
+    adoptGraceSeconds: intSetting(env, 'BATCHLINE_ADOPT_GRACE_SECONDS', 60, 0, 3600),
   };
 }
 

@@ -89,7 +89,10 @@ export interface ChunkAttempt {
   attempt: number;
   rows: number;
   bytes: number;
-  /** When Submit recorded its intent to create (ISO); bounds the search when adopting a batch. */
+  /**
+   * When Submit recorded its intent to create (ISO, local clock); bounds the search when adopting a
+   * batch. '' until Submit first runs for the attempt.
+   */
   intentAt: string;
   batchId?: string;
   createdAt?: string;
@@ -99,6 +102,18 @@ export interface ChunkAttempt {
   /** Rows written to the next attempt's requests file. */
   retryRows?: number;
   polls?: number;
+  /** The batch's state at the last poll (set by Poll). */
+  processingStatus?: 'in_progress' | 'canceling' | 'ended';
+  requestCounts?: { processing: number; succeeded: number; errored: number; canceled: number; expired: number };
+  lastPolledAt?: string;
+  /** When Poll (or a chunk failure) asked the API to cancel this batch. */
+  cancelSentAt?: string;
+  /** When Collect finished this attempt (ISO); set once, so a re-run never counts twice. */
+  collectedAt?: string;
+  /** Rows of the attempt the results file had no line for (recorded errored `missing_result`). */
+  missingRows?: number;
+  /** Models of this attempt's results that have no price (their rows carry no costUsd). */
+  unpricedModels?: string[];
 }
 
 export interface ChunkItem {
@@ -131,6 +146,11 @@ export interface RowItem {
   /** 0-based position of the row among the chunk's rows (input order). */
   index: number;
   status: RowStatus;
+  /**
+   * True when the status is the row's last word; false when the row goes into the next attempt
+   * (its status is then the attempt's transient outcome, e.g. errored overloaded_error).
+   */
+  final?: boolean;
   attempt: number;
   batchId?: string;
   errorType?: string;

@@ -1,0 +1,19 @@
+/** CollectResults: `{jobId, chunk, attempt, batchId | null}` → `{jobId, chunk, attempt, retry, retryWaitSeconds}`. */
+import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { S3Client } from '@aws-sdk/client-s3';
+import type { BatchesApi } from '../shared/anthropic/api';
+import { createBatchesClientFromEnv } from '../shared/anthropic/from-env';
+import { readPipelineConfig } from '../shared/config';
+import { parseAttemptRef } from '../shared/jobs/chunk-state';
+import { collectResults, type CollectOutput } from '../shared/jobs/collect';
+
+const s3 = new S3Client({});
+const dynamo = new DynamoDBClient({});
+// Built on first use, still once per container: its settings come from the environment.
+let api: BatchesApi | undefined;
+
+export async function handler(event: unknown): Promise<CollectOutput> {
+  const ref = parseAttemptRef(event, true);
+  api ??= createBatchesClientFromEnv();
+  return collectResults(ref, { s3, dynamo, api, config: readPipelineConfig() });
+}

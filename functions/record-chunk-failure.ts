@@ -1,0 +1,16 @@
+/** RecordChunkFailure: `{jobId, chunk, error: {Error, Cause}}` → `{jobId, chunk, ok: false}`; the chunk is failed, its batch canceled. */
+import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import type { BatchesApi } from '../shared/anthropic/api';
+import { createBatchesClientFromEnv } from '../shared/anthropic/from-env';
+import { readPipelineConfig } from '../shared/config';
+import { parseChunkFailureInput, recordChunkFailure, type ChunkFailureOutput } from '../shared/jobs/chunk-failure';
+
+const dynamo = new DynamoDBClient({});
+// Built on first use, still once per container: its settings come from the environment.
+let api: BatchesApi | undefined;
+
+export async function handler(event: unknown): Promise<ChunkFailureOutput> {
+  const input = parseChunkFailureInput(event);
+  api ??= createBatchesClientFromEnv();
+  return recordChunkFailure(input, { dynamo, api, config: readPipelineConfig() });
+}

@@ -1,0 +1,94 @@
+/**
+ * RecordChunkFailure: the Catch target of every chunk state. The chunk is marked failed with the
+ * error, its batch in flight (if any) is canceled, and the other chunks carry on. Finalize turns the
+ * chunk's rows that have no final result into errored `chunk_failed`, with this cause.
+ */
+import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import type { BatchesApi } from '../anthropic/api';
+import type { PipelineConfig } from '../config';
+import { attemptOf, isoAt, InvalidStateInput, parseChunkRef, patchAttempt, readChunk, updateChunk, type ChunkRef } from './chunk-state';
+
+/** A cause is kept to this many bytes (UTF-8): records and outputs stay small. */
+export const MAX_CAUSE_BYTES = 4096;
+
+export interface StateError {
+  Error: string;
+  Cause: string;
+}
+
+export interface ChunkFailureInput extends ChunkRef {
+  error: StateError;
+}
+
+export interface ChunkFailureOutput extends ChunkRef {
+  ok: false;
+}
+
+export interface ChunkFailureDeps {
+  dynamo: DynamoDBClient;
+  api: BatchesApi;
+  config: Pick<PipelineConfig, 'table'>;
+  now?: () => number;
+}
+
+export async function recordChunkFailure(input: ChunkFailureInput, deps: ChunkFailureDeps): Promise<ChunkFailureOutput> {
+  const { dynamo, api, config } = deps;
+  const now = deps.now ?? Date.now;
+  const chunk = await readChunk(dynamo, config.table, input.jobId, input.chunk);
+  const { record, index } = attemptOf(chunk, chunk.currentAttempt);
+  let cancelSentAt = record.cancelSentAt;
+  if (record.batchId && !record.collectedAt && record.processingStatus !== 'ended' && !cancelSentAt) {
+    try {
+      await api.cancel(record.batchId);
+      cancelSentAt = isoAt(now());
+    } catch (error) {
+      // Best effort: the batch may have ended or be gone already; the failure is what matters here.
+      console.warn(`chunk ${input.chunk} of job ${input.jobId}: cancel of batch ${record.batchId} failed: ${(error as Error).name}`);
+    }
+  }
+  await updateChunk(dynamo, config.table, chunk, {
+    set: {
+      status: 'failed',
+      failure: { error: input.error.Error, cause: truncateUtf8(causeText(input.error.Cause), MAX_CAUSE_BYTES) },
+      attempts: patchAttempt(chunk, index, { cancelSentAt }),
+      updatedAt: isoAt(now()),
+    },
+  });
+  return { jobId: input.jobId, chunk: input.chunk, ok: false };
+}
+
+/**
+ * The readable part of a Step Functions Cause: a Lambda error arrives as JSON
+ * (`{errorType, errorMessage, trace}`), of which the message is what a person needs.
+ */
+export function causeText(cause: string): string {
+  try {
+    const parsed = JSON.parse(cause) as { errorMessage?: unknown };
+    if (typeof parsed?.errorMessage === 'string') return parsed.errorMessage;
+  } catch {
+    // Not JSON: a States.* error's plain text.
+  }
+  return cause;
+}
+
+/** At most `maxBytes` of UTF-8, cut at a character boundary. */
+export function truncateUtf8(text: string, maxBytes: number): string {
+  const bytes = Buffer.from(text, 'utf8');
+  if (bytes.length <= maxBytes) return text;
+  let end = maxBytes;
+  // Back up over continuation bytes (10xxxxxx) so no character is split.
+  while (end > 0 && (bytes[end]! & 0xc0) === 0x80) end -= 1;
+  return bytes.subarray(0, end).toString('utf8');
+}
+
+/** `{jobId, chunk, error: {Error, Cause}}` from the state's input. */
+export function parseChunkFailureInput(input: unknown): ChunkFailureInput {
+  const ref = parseChunkRef(input);
+  const error = ref.error as Partial<StateError> | undefined;
+  if (typeof error !== 'object' || error === null) throw new InvalidStateInput('error must be an object with Error and Cause');
+  return {
+    jobId: ref.jobId,
+    chunk: ref.chunk,
+    error: { Error: typeof error.Error === 'string' ? error.Error : 'Unknown', Cause: typeof error.Cause === 'string' ? error.Cause : '' },
+  };
+}

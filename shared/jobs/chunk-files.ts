@@ -1,0 +1,62 @@
+/**
+ * Reading a chunk attempt's requests file (`{custom_id, params}` lines in input order, written by
+ * Prepare for attempt 1 and by Collect for retries): raw lines for create, custom_ids for the rest.
+ */
+import type { S3Client } from '@aws-sdk/client-s3';
+import { isBlank, splitLines, type RawLine } from '../jsonl/lines';
+import { readObject } from '../store/s3';
+
+/** A requests file holds a line that is not a request (it was written by us, so it was damaged). */
+export class ChunkFileCorrupt extends Error {
+  override readonly name = 'ChunkFileCorrupt';
+}
+
+/** Non-blank lines of an object, streamed. */
+export async function* objectLines(s3: S3Client, bucket: string, key: string): AsyncGenerator<RawLine> {
+  const body = await readObject(s3, bucket, key);
+  try {
+    for await (const line of splitLines(body)) if (!isBlank(line.bytes)) yield line;
+  } finally {
+    body.destroy();
+  }
+}
+
+/** The raw request lines, as create's body items. */
+export async function* requestLines(s3: S3Client, bucket: string, key: string): AsyncGenerator<Buffer> {
+  for await (const line of objectLines(s3, bucket, key)) yield line.bytes;
+}
+
+export interface RequestEntry {
+  customId: string;
+  line: RawLine;
+}
+
+/** Each request with its custom_id. */
+export async function* requestEntries(s3: S3Client, bucket: string, key: string): AsyncGenerator<RequestEntry> {
+  for await (const line of objectLines(s3, bucket, key)) yield { customId: customIdOf(line, key), line };
+}
+
+/** custom_id → 0-based position among the file's requests (input order, for attempt 1's file). */
+export async function requestPositions(s3: S3Client, bucket: string, key: string): Promise<Map<string, number>> {
+  const positions = new Map<string, number>();
+  for await (const { customId } of requestEntries(s3, bucket, key)) positions.set(customId, positions.size);
+  return positions;
+}
+
+/** The custom_ids of a file's requests. */
+export async function requestIds(s3: S3Client, bucket: string, key: string): Promise<Set<string>> {
+  const ids = new Set<string>();
+  for await (const { customId } of requestEntries(s3, bucket, key)) ids.add(customId);
+  return ids;
+}
+
+function customIdOf(line: RawLine, key: string): string {
+  let customId: unknown;
+  try {
+    customId = (JSON.parse(line.bytes.toString('utf8')) as { custom_id?: unknown }).custom_id;
+  } catch {
+    throw new ChunkFileCorrupt(`${key} line ${line.lineNumber} is not JSON`);
+  }
+  if (typeof customId !== 'string') throw new ChunkFileCorrupt(`${key} line ${line.lineNumber} has no custom_id`);
+  return customId;
+}

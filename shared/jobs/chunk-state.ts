@@ -1,0 +1,124 @@
+/**
+ * The chunk lifecycle's shared reads and writes: the chunk and job records, one attempt of a chunk,
+ * the typed input of the chunk states, and conditional writes of a chunk's attempts list.
+ *
+ * The attempts list is small (one entry per attempt, ≤ BATCHLINE_MAX_ATTEMPTS), so a state writes it
+ * whole; every such write is conditioned on the fields it depends on (`currentAttempt`, and the
+ * attempt's batchId / intentAt / collectedAt), so a retried or concurrent invocation can never
+ * overwrite a step that already happened.
+ */
+import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { getItem, updateItem, type Update } from '../store/dynamo';
+import { chunkSk, JOB_SK, jobPk, type ChunkAttempt, type ChunkItem, type JobItem } from '../store/items';
+import { JobNotFound } from './prepare';
+
+export { JobNotFound };
+
+export class ChunkNotFound extends Error {
+  override readonly name = 'ChunkNotFound';
+}
+
+/** The state's input is not what the workflow sends (a wiring mistake, never retried). */
+export class InvalidStateInput extends Error {
+  override readonly name = 'InvalidStateInput';
+}
+
+/** The chunk record is not in the state this step expects (e.g. a stale attempt number). */
+export class ChunkStateConflict extends Error {
+  override readonly name = 'ChunkStateConflict';
+}
+
+export interface ChunkRef {
+  jobId: string;
+  chunk: number;
+}
+
+export const chunkKey = (jobId: string, chunk: number) => ({ pk: jobPk(jobId), sk: chunkSk(chunk) });
+export const jobKey = (jobId: string) => ({ pk: jobPk(jobId), sk: JOB_SK });
+
+export async function readChunk(dynamo: DynamoDBClient, table: string, jobId: string, chunk: number): Promise<ChunkItem> {
+  const item = await getItem<ChunkItem>(dynamo, table, chunkKey(jobId, chunk));
+  if (!item) throw new ChunkNotFound(`chunk ${chunk} of job ${jobId} does not exist`);
+  return item;
+}
+
+export async function readJob(dynamo: DynamoDBClient, table: string, jobId: string): Promise<JobItem> {
+  const item = await getItem<JobItem>(dynamo, table, jobKey(jobId));
+  if (!item) throw new JobNotFound(`job ${jobId} does not exist`);
+  return item;
+}
+
+export interface AttemptAt {
+  record: ChunkAttempt;
+  /** Position in the chunk's attempts list (for conditions on `attempts[i]`). */
+  index: number;
+}
+
+export function attemptOf(chunk: ChunkItem, attempt: number): AttemptAt {
+  const index = chunk.attempts.findIndex((a) => a.attempt === attempt);
+  if (index === -1) throw new ChunkStateConflict(`chunk ${chunk.chunk} of job ${chunk.jobId} has no attempt ${attempt}`);
+  return { record: chunk.attempts[index]!, index };
+}
+
+const CHUNK_NAMES: Record<string, string> = {
+  '#ca': 'currentAttempt',
+  '#att': 'attempts',
+  '#bid': 'batchId',
+  '#int': 'intentAt',
+  '#col': 'collectedAt',
+};
+
+/**
+ * A condition on a chunk record, written with the placeholders `#ca` (currentAttempt), `#att`
+ * (attempts), `#bid`, `#int`, `#col` (an attempt's batchId, intentAt, collectedAt). Only the names
+ * the expression uses are sent: DynamoDB rejects unused ones.
+ */
+export function chunkCondition(expression: string, values: Record<string, unknown> = {}): NonNullable<Update['condition']> {
+  const names: Record<string, string> = {};
+  for (const [placeholder, name] of Object.entries(CHUNK_NAMES)) {
+    if (new RegExp(`${placeholder}\\b`).test(expression)) names[placeholder] = name;
+  }
+  return { expression, names, values };
+}
+
+/** The chunk's attempts with attempt `index` changed by `patch`. */
+export function patchAttempt(chunk: ChunkItem, index: number, patch: Partial<ChunkAttempt>): ChunkAttempt[] {
+  return chunk.attempts.map((a, i) => (i === index ? { ...a, ...patch } : a));
+}
+
+export async function updateChunk(dynamo: DynamoDBClient, table: string, chunk: ChunkItem, update: Update): Promise<ChunkItem> {
+  return updateItem<ChunkItem>(dynamo, table, chunkKey(chunk.jobId, chunk.chunk), update);
+}
+
+function isRecord(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+/** `{jobId, chunk}` from a state's input (extra fields are the workflow's, and ignored). */
+export function parseChunkRef(input: unknown): ChunkRef & Record<string, unknown> {
+  if (!isRecord(input)) throw new InvalidStateInput('the state input must be an object');
+  const { jobId, chunk } = input;
+  if (typeof jobId !== 'string' || jobId === '') throw new InvalidStateInput('jobId must be a non-empty string');
+  if (typeof chunk !== 'number' || !Number.isInteger(chunk) || chunk < 0) throw new InvalidStateInput('chunk must be a whole number ≥ 0');
+  return { ...input, jobId, chunk };
+}
+
+export interface AttemptRef<B extends string | null = string> extends ChunkRef {
+  attempt: number;
+  batchId: B;
+}
+
+/** `{jobId, chunk, attempt, batchId}` from a state's input; `batchId` may be null only where `allowNullBatch`. */
+export function parseAttemptRef(input: unknown, allowNullBatch: true): AttemptRef<string | null>;
+export function parseAttemptRef(input: unknown, allowNullBatch?: false): AttemptRef;
+export function parseAttemptRef(input: unknown, allowNullBatch = false): AttemptRef<string | null> {
+  const ref = parseChunkRef(input);
+  const { attempt, batchId } = ref;
+  if (typeof attempt !== 'number' || !Number.isInteger(attempt) || attempt < 1) throw new InvalidStateInput('attempt must be a whole number ≥ 1');
+  if (batchId === null && allowNullBatch) return { jobId: ref.jobId, chunk: ref.chunk, attempt, batchId: null };
+  if (typeof batchId !== 'string' || batchId === '') throw new InvalidStateInput('batchId must be a non-empty string');
+  return { jobId: ref.jobId, chunk: ref.chunk, attempt, batchId };
+}
+
+/** Epoch ms → ISO, the one timestamp format of the records. */
+export const isoAt = (ms: number) => new Date(ms).toISOString();

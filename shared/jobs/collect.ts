@@ -1,0 +1,278 @@
+/**
+ * Collect: an ended batch's results into S3 and every row's status into DynamoDB, and the rows
+ * worth another attempt into the next attempt's requests file.
+ *
+ * - The results stream goes to `chunkResults(chunk, attempt)` line by line, bytes untouched; a row
+ *   records where its line is (key, offset, length) rather than any of its text.
+ * - One BatchWriteItem put per row and nothing else per row (DynamoDB is Collect's bottleneck).
+ * - Memory is bounded by the chunk's row count (custom_id → position), never by result text.
+ * - Re-runnable: the objects and row items are rewritten to the same content, and the chunk record
+ *   is updated once, conditioned on the attempt not being collected yet; a Collect that finds the
+ *   chunk already past this attempt answers from the record without redoing anything.
+ */
+import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import type { S3Client } from '@aws-sdk/client-s3';
+import type { BatchesApi } from '../anthropic/api';
+import type { BatchResult } from '../anthropic/types';
+import type { PipelineConfig } from '../config';
+import { tokenTotals } from '../cost/cost';
+import { priceTableFromConfig, type PriceTable } from '../cost/prices';
+import { BulkWriter, ConditionFailed, updateItem, type BulkWriteOptions } from '../store/dynamo';
+import { ROW_SK, rowPk, type ChunkAttempt, type RowItem, type TokenTotals } from '../store/items';
+import { jobKeys } from '../store/keys';
+import { ObjectWriter } from '../store/s3';
+import { BATCH_BODY_OVERHEAD } from '../validation/request';
+import { requestEntries, requestIds, requestPositions } from './chunk-files';
+import {
+  attemptOf,
+  ChunkStateConflict,
+  chunkCondition,
+  isoAt,
+  jobKey,
+  patchAttempt,
+  readChunk,
+  readJob,
+  updateChunk,
+  type ChunkRef,
+} from './chunk-state';
+import { ttlFrom } from './register';
+import {
+  canceledBeforeSubmitDecision,
+  decideRow,
+  MISSING_RESULT,
+  missingResultDecision,
+  retryWaitSeconds,
+  rowCostUsd,
+  type DecisionContext,
+  type ResultStatus,
+  type RowDecision,
+} from './outcome';
+
+export interface CollectInput extends ChunkRef {
+  attempt: number;
+  /** null: the job was canceled before this attempt was submitted. */
+  batchId: string | null;
+}
+
+export interface CollectOutput extends ChunkRef {
+  attempt: number;
+  retry: boolean;
+  retryWaitSeconds: number;
+}
+
+export interface CollectDeps {
+  s3: S3Client;
+  dynamo: DynamoDBClient;
+  api: BatchesApi;
+  config: Pick<PipelineConfig, 'bucket' | 'table' | 'maxAttempts' | 'retryBackoffSeconds' | 'rowTtlDays' | 'pricesJson'>;
+  /** The local clock (epoch ms). */
+  now?: () => number;
+  /** Options of the row writer (tests and benchmarks count requests with onRequest). */
+  rowWrites?: BulkWriteOptions;
+}
+
+export async function collectResults(input: CollectInput, deps: CollectDeps): Promise<CollectOutput> {
+  const { s3, dynamo, config } = deps;
+  const now = deps.now ?? Date.now;
+  const [chunk, job] = await Promise.all([
+    readChunk(dynamo, config.table, input.jobId, input.chunk),
+    readJob(dynamo, config.table, input.jobId),
+  ]);
+  const { record, index } = attemptOf(chunk, input.attempt);
+  if (record.collectedAt || chunk.currentAttempt > input.attempt) return answer(input, record, config);
+  if (chunk.currentAttempt < input.attempt) {
+    throw new ChunkStateConflict(`chunk ${input.chunk} of job ${input.jobId} is at attempt ${chunk.currentAttempt}, not ${input.attempt}`);
+  }
+  if ((record.batchId ?? null) !== input.batchId) {
+    throw new ChunkStateConflict(
+      `chunk ${input.chunk} attempt ${input.attempt} of job ${input.jobId} has batch ${record.batchId ?? 'none'}, not ${input.batchId ?? 'none'}`,
+    );
+  }
+
+  const keys = jobKeys(input.jobId);
+  const positions = await requestPositions(s3, config.bucket, keys.chunkRequests(input.chunk, 1));
+  const members: ReadonlyMap<string, number> | ReadonlySet<string> =
+    input.attempt === 1 ? positions : await requestIds(s3, config.bucket, keys.chunkRequests(input.chunk, input.attempt));
+
+  const rows = new RowRecorder(input, positions, deps, job.cancelRequested === true);
+  try {
+    if (input.batchId === null) {
+      for (const customId of members.keys()) await rows.record(customId, canceledBeforeSubmitDecision());
+    } else {
+      await rows.collect(input.batchId, members, keys.chunkResults(input.chunk, input.attempt));
+      for (const customId of members.keys()) if (!rows.seen.has(customId)) await rows.record(customId, missingResultDecision());
+    }
+    await rows.flush();
+  } catch (error) {
+    await rows.abandon();
+    throw error;
+  }
+
+  const retry = rows.retry;
+  const next = retry.size > 0 ? await writeRetryFile(input, retry, deps) : undefined;
+  const collectedAt = isoAt(now());
+  const patch: Partial<ChunkAttempt> = {
+    counts: rows.counts,
+    collectedAt,
+    retryRows: retry.size,
+    missingRows: rows.missing,
+    unpricedModels: rows.unpricedModels.size > 0 ? [...rows.unpricedModels].sort() : undefined,
+  };
+  const attempts = patchAttempt(chunk, index, patch);
+  if (next) attempts.push({ attempt: input.attempt + 1, rows: retry.size, bytes: next.bytes, intentAt: '' });
+  try {
+    await updateChunk(dynamo, config.table, chunk, {
+      set: {
+        attempts,
+        currentAttempt: next ? input.attempt + 1 : input.attempt,
+        status: next ? 'retry_wait' : 'done',
+        updatedAt: collectedAt,
+      },
+      condition: chunkCondition(`#ca = :attempt AND attribute_not_exists(#att[${index}].#col)`, { ':attempt': input.attempt }),
+    });
+  } catch (error) {
+    if (!(error instanceof ConditionFailed)) throw error;
+    // A concurrent Collect of this attempt finished first: its record stands.
+    const current = attemptOf(await readChunk(dynamo, config.table, input.jobId, input.chunk), input.attempt).record;
+    if (!current.collectedAt) throw error;
+    return answer(input, current, config);
+  }
+  // Progress only (Finalize counts from the files); added once, after the record says "collected".
+  await updateItem(dynamo, config.table, jobKey(input.jobId), { add: { rowsFinal: rows.finalRows }, set: { updatedAt: collectedAt } });
+  return answer(input, { ...record, ...patch }, config);
+}
+
+function answer(input: CollectInput, record: ChunkAttempt, config: Pick<PipelineConfig, 'retryBackoffSeconds'>): CollectOutput {
+  const retry = (record.retryRows ?? 0) > 0;
+  return {
+    jobId: input.jobId,
+    chunk: input.chunk,
+    attempt: input.attempt,
+    retry,
+    retryWaitSeconds: retry ? retryWaitSeconds(input.attempt, config.retryBackoffSeconds) : 0,
+  };
+}
+
+/** The rows to retry, copied line for line (original params) from this attempt's requests file. */
+async function writeRetryFile(input: CollectInput, retry: ReadonlySet<string>, deps: CollectDeps): Promise<{ bytes: number }> {
+  const keys = jobKeys(input.jobId);
+  const writer = new ObjectWriter(deps.s3, deps.config.bucket, keys.chunkRequests(input.chunk, input.attempt + 1));
+  let rows = 0;
+  let bodyBytes = BATCH_BODY_OVERHEAD;
+  try {
+    for await (const { customId, line } of requestEntries(deps.s3, deps.config.bucket, keys.chunkRequests(input.chunk, input.attempt))) {
+      if (!retry.has(customId)) continue;
+      await writer.writeLine(line.bytes);
+      bodyBytes += line.bytes.length + (rows > 0 ? 1 : 0);
+      rows += 1;
+    }
+    await writer.finish();
+  } catch (error) {
+    await writer.abort();
+    throw error;
+  }
+  return { bytes: bodyBytes };
+}
+
+/** Decides and records each row of one attempt; keeps the attempt's tallies. */
+class RowRecorder {
+  readonly seen = new Set<string>();
+  readonly retry = new Set<string>();
+  readonly counts: Record<ResultStatus, number> = { succeeded: 0, errored: 0, expired: 0, canceled: 0 };
+  readonly unpricedModels = new Set<string>();
+  missing = 0;
+  finalRows = 0;
+  /** Result lines for custom_ids that are not rows of this attempt (or repeat one): ignored. */
+  foreign = 0;
+
+  private readonly writer: BulkWriter;
+  private readonly context: DecisionContext;
+  private readonly prices: PriceTable;
+  private readonly updatedAt: string;
+  private readonly ttl: number | undefined;
+  private results: ObjectWriter | undefined;
+
+  constructor(
+    private readonly input: CollectInput,
+    private readonly positions: ReadonlyMap<string, number>,
+    private readonly deps: CollectDeps,
+    cancelRequested: boolean,
+  ) {
+    this.writer = new BulkWriter(deps.dynamo, deps.config.table, deps.rowWrites);
+    this.context = { attempt: input.attempt, maxAttempts: deps.config.maxAttempts, cancelRequested };
+    this.prices = priceTableFromConfig(deps.config);
+    const now = (deps.now ?? Date.now)();
+    this.updatedAt = isoAt(now);
+    this.ttl = ttlFrom(new Date(now), deps.config.rowTtlDays);
+  }
+
+  /** Streams the batch's results into `key`, recording each row of `members` as its line arrives. */
+  async collect(batchId: string, members: { has(customId: string): boolean }, key: string): Promise<void> {
+    this.results = new ObjectWriter(this.deps.s3, this.deps.config.bucket, key);
+    for await (const entry of this.deps.api.results(batchId)) {
+      const offset = this.results.bytes;
+      await this.results.writeLine(entry.raw);
+      const customId = entry.line.custom_id;
+      if (!members.has(customId) || this.seen.has(customId)) {
+        this.foreign += 1;
+        continue;
+      }
+      this.seen.add(customId);
+      await this.record(customId, decideRow(entry.line.result, this.context), {
+        ...this.usageAndCost(entry.line.result),
+        result: { key, offset, length: entry.raw.length + 1 },
+      });
+    }
+    await this.results.finish();
+    this.results = undefined;
+    if (this.foreign > 0) {
+      console.warn(`batch ${batchId}: ${this.foreign} result lines were for custom_ids that are not rows of this attempt (ignored)`);
+    }
+  }
+
+  async record(customId: string, decision: RowDecision, extra: Partial<RowItem> = {}): Promise<void> {
+    const index = this.positions.get(customId);
+    if (index === undefined) throw new ChunkStateConflict(`${customId} is in attempt ${this.input.attempt} of chunk ${this.input.chunk} but not in its first`);
+    this.counts[decision.status] += 1;
+    if (decision.errorType === MISSING_RESULT) this.missing += 1;
+    if (decision.final) this.finalRows += 1;
+    else this.retry.add(customId);
+    const item: RowItem = {
+      pk: rowPk(this.input.jobId, customId),
+      sk: ROW_SK,
+      type: 'row',
+      jobId: this.input.jobId,
+      customId,
+      chunk: this.input.chunk,
+      index,
+      status: decision.status,
+      final: decision.final,
+      attempt: this.input.attempt,
+      batchId: this.input.batchId ?? undefined,
+      errorType: decision.errorType,
+      ...extra,
+      updatedAt: this.updatedAt,
+      ttl: this.ttl,
+    };
+    await this.writer.put(item);
+  }
+
+  private usageAndCost(result: BatchResult): { usage?: TokenTotals; costUsd?: number } {
+    if (result.type !== 'succeeded' || !result.message?.usage) return {};
+    const { usage, model } = result.message;
+    const costUsd = rowCostUsd(usage, model, this.prices);
+    // Pricing never fails a Collect: an unpriced row keeps its tokens, and the attempt notes the model.
+    if (costUsd === undefined) this.unpricedModels.add(model);
+    return { usage: tokenTotals(usage), costUsd };
+  }
+
+  flush(): Promise<void> {
+    return this.writer.flush();
+  }
+
+  /** Discards a results upload in progress (rows already written are rewritten by the re-run). */
+  async abandon(): Promise<void> {
+    await this.results?.abort();
+    await this.writer.flush().catch(() => undefined);
+  }
+}

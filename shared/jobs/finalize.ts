@@ -1,0 +1,642 @@
+/**
+ * Finalize: the job's outputs under `results/<jobId>/`, the job record marked done, and a `Job
+ * Ended` event.
+ *
+ * - results.jsonl: exactly one line per valid input row, in input order, with its final state.
+ * - errors.jsonl: every final row that did not succeed. invalid.jsonl: Prepare's report, copied.
+ * - summary.json: counts, errors by type, tokens, cost, batches, retries, timings — written only
+ *   after the counts are checked to add up (CountsMismatch otherwise).
+ *
+ * Input order in bounded memory: chunks are taken one at a time, in order. For a chunk, each
+ * attempt's results file is downloaded to a temp file while its lines are indexed (custom_id →
+ * offset, length; the row's latest attempt wins), then attempt 1's requests file — the chunk's rows
+ * in input order — is streamed and each row's result line read back from the temp file by position.
+ * Memory is bounded by one chunk's row count, never by result text.
+ *
+ * A row's final state comes from its latest attempt (the last requests file it is in):
+ *   that attempt's result line → its status (a line Collect would retry, in an attempt that was
+ *   never collected, becomes chunk_failed); no line, attempt collected without a batch → canceled
+ *   (the job was canceled before it was submitted); no line, attempt collected → errored
+ *   missing_result; no line, attempt never collected → errored chunk_failed with the chunk's cause.
+ *
+ * Re-runnable: every output is rewritten whole, and endedAt is kept from an earlier run.
+ */
+import { mkdtemp, open, rm, type FileHandle } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import type { Readable } from 'node:stream';
+import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { GetObjectCommand, type S3Client } from '@aws-sdk/client-s3';
+import type { BatchResult, BatchResultLine, Usage } from '../anthropic/types';
+import type { NotifyConfig, PipelineConfig } from '../config';
+import { CostTotals, tokenTotals } from '../cost/cost';
+import { priceTableFromConfig, type PriceTable } from '../cost/prices';
+import { isBlank, splitLines } from '../jsonl/lines';
+import { AnnounceFailed, announceJobEnded, type NotifyClients } from '../notify';
+import { BulkWriter, queryPartition, updateItem } from '../store/dynamo';
+import {
+  CHUNK_SK_PREFIX,
+  jobPk,
+  ROW_SK,
+  rowPk,
+  type ChunkAttempt,
+  type ChunkItem,
+  type JobItem,
+  type JobStatus,
+  type RowCounts,
+  type RowItem,
+  type TokenTotals,
+} from '../store/items';
+import { jobKeys } from '../store/keys';
+import { ObjectWriter, putJson, readObject } from '../store/s3';
+import { BATCH_BODY_OVERHEAD, CustomIdSet, validateLine } from '../validation/request';
+import { requestEntries } from './chunk-files';
+import { InvalidStateInput, isoAt, jobKey, readJob } from './chunk-state';
+import { CHUNK_FAILED, decideRow, errorMessageOf, errorTypeOf, MISSING_RESULT, rowCostUsd, type ResultStatus } from './outcome';
+import { sourceLines, type PrepareOutcome } from './prepare';
+import { SourceChanged, SourceNotFound, ttlFrom } from './register';
+
+/** The outputs would not add up: nothing is claimed (no summary, no job status) until they do. */
+export class CountsMismatch extends Error {
+  override readonly name = 'CountsMismatch';
+}
+
+/** A file Finalize needs is missing (a collected attempt's results, a retry's requests). */
+export class WorkFileMissing extends Error {
+  override readonly name = 'WorkFileMissing';
+}
+
+export interface FinalizeInput {
+  jobId: string;
+  /** Prepare's outcome, when the workflow passes it on. */
+  outcome?: PrepareOutcome;
+}
+
+const OUTCOMES: readonly PrepareOutcome[] = ['ready', 'rejected', 'empty'];
+
+/** `{jobId, outcome?}` from the state's input (Prepare's output, or the Map's input passed on). */
+export function parseFinalizeInput(input: unknown): FinalizeInput {
+  if (typeof input !== 'object' || input === null) throw new InvalidStateInput('the state input must be an object');
+  const { jobId, outcome } = input as { jobId?: unknown; outcome?: unknown };
+  if (typeof jobId !== 'string' || jobId === '') throw new InvalidStateInput('jobId must be a non-empty string');
+  return OUTCOMES.includes(outcome as PrepareOutcome) ? { jobId, outcome: outcome as PrepareOutcome } : { jobId };
+}
+
+export interface FinalizeOutput {
+  jobId: string;
+  status: JobStatus;
+  counts: RowCounts;
+}
+
+export interface FinalizeDeps {
+  s3: S3Client;
+  dynamo: DynamoDBClient;
+  config: Pick<PipelineConfig, 'bucket' | 'table' | 'maxAttempts' | 'maxBytesPerChunk' | 'pricesJson' | 'rowTtlDays'>;
+  notify: { clients: NotifyClients; config: NotifyConfig };
+  /** The local clock (epoch ms). */
+  now?: () => number;
+  /** Where results files are staged (default os.tmpdir()). */
+  tmpDir?: string;
+}
+
+/** One line of results.jsonl. */
+export interface ResultRow {
+  custom_id: string;
+  status: ResultStatus;
+  /** The attempt that decided the row (0: never submitted, the job was rejected). */
+  attempts: number;
+  batch_id: string | null;
+  message?: unknown;
+  error?: { type: string; message: string };
+  usage: TokenTotals | null;
+  cost_usd: number | null;
+}
+
+/** One line of errors.jsonl. */
+export interface ErrorRow {
+  custom_id: string;
+  status: Exclude<ResultStatus, 'succeeded'>;
+  error_type: string | null;
+  message: string;
+  attempts: number;
+  batch_id: string | null;
+  /** For chunk_failed: the chunk's failure. */
+  cause?: string;
+}
+
+export interface JobSummary {
+  jobId: string;
+  input: { bucket: string; key: string };
+  status: JobStatus;
+  validationMode: 'strict' | 'lenient';
+  counts: RowCounts & { total: number };
+  errorsByType: Record<string, number>;
+  tokens: { input: number; output: number; cache_creation_input: number; cache_read_input: number };
+  cost: {
+    batchUsd: number;
+    standardUsd: number;
+    savedUsd: number;
+    byModel: Record<string, { requests: number; batchUsd: number | null; standardUsd: number | null }>;
+    unpricedModels: string[];
+  };
+  chunks: number;
+  batches: Array<{ chunk: number; attempt: number; batchId: string; counts: ChunkAttempt['counts'] | null }>;
+  retries: { attempts: number; rows: number };
+  timings: { createdAt: string; endedAt: string; durationSeconds: number };
+}
+
+const MESSAGES = {
+  expired: 'The batch expired before this request was processed.',
+  canceled: 'The request was canceled before it was processed.',
+  notSubmitted: 'The request was not submitted: the job was canceled first.',
+  rejected: 'The request was not submitted: strict validation rejected the file (see invalid.jsonl).',
+  missing: 'The batch returned no result for this request.',
+} as const;
+
+export async function finalizeJob(input: FinalizeInput, deps: FinalizeDeps): Promise<FinalizeOutput> {
+  const { s3, dynamo, config } = deps;
+  const now = deps.now ?? Date.now;
+  const job = await readJob(dynamo, config.table, input.jobId);
+  if (job.totalRows === undefined || job.validRows === undefined || job.invalidRows === undefined) {
+    throw new CountsMismatch(`job ${job.jobId} has no row counts: Prepare did not finish`);
+  }
+  const keys = jobKeys(job.jobId);
+  const rejected = input.outcome === 'rejected' || job.status === 'rejected';
+  const tally = new Tally(priceTableFromConfig(config));
+  const outputs = new Outputs(s3, config.bucket, keys);
+
+  try {
+    if (rejected) {
+      for await (const customId of validCustomIds(job, deps)) {
+        await outputs.write(tally.add({ custom_id: customId, status: 'canceled', attempts: 0, batch_id: null, usage: null, cost_usd: null }), {
+          message: MESSAGES.rejected,
+        });
+      }
+    } else {
+      for await (const chunk of queryPartition<ChunkItem>(dynamo, config.table, jobPk(job.jobId), CHUNK_SK_PREFIX)) {
+        await finalizeChunk(chunk, job, tally, outputs, deps);
+        tally.chunk(chunk);
+      }
+    }
+    checkCounts(job, tally);
+    await outputs.finish();
+  } catch (error) {
+    await outputs.abort();
+    throw error;
+  }
+  await copyObject(s3, config.bucket, keys.invalidWork, keys.invalid);
+
+  const status: JobStatus = rejected ? 'rejected' : job.cancelRequested ? 'canceled' : 'succeeded';
+  const endedAt = job.endedAt ?? isoAt(now());
+  const summary = tally.summary(job, status, endedAt);
+  await putJson(s3, config.bucket, keys.summary, summary);
+  const counts = rowCounts(summary.counts);
+  await updateItem(dynamo, config.table, jobKey(job.jobId), {
+    set: { status, endedAt, counts, costUsd: summary.cost.batchUsd, updatedAt: isoAt(now()) },
+  });
+  try {
+    await announceJobEnded(
+      { jobId: job.jobId, status, bucket: job.bucket, key: job.key, counts, costUsd: summary.cost.batchUsd, resultsPrefix: keys.resultsPrefix },
+      deps.notify.clients,
+      deps.notify.config,
+    );
+  } catch (error) {
+    // The job is done and its outputs are written: a lost notification must not turn it into a
+    // failed job (the workflow's Catch would). It is logged for the alarm on errors instead.
+    if (!(error instanceof AnnounceFailed)) throw error;
+    console.error(`job ${job.jobId} ended ${status}, but announcing it failed: ${error.message}`);
+  }
+  return { jobId: job.jobId, status, counts };
+}
+
+function rowCounts(counts: JobSummary['counts']): RowCounts {
+  const { succeeded, errored, expired, canceled, invalid } = counts;
+  return { succeeded, errored, expired, canceled, invalid };
+}
+
+function checkCounts(job: JobItem, tally: Tally): void {
+  const c = tally.counts;
+  const sum = c.succeeded + c.errored + c.expired + c.canceled + (job.invalidRows ?? 0);
+  if (sum !== job.totalRows || tally.lines !== job.validRows) {
+    throw new CountsMismatch(
+      `job ${job.jobId}: ${tally.lines} result lines for ${job.validRows} valid rows; ` +
+        `succeeded ${c.succeeded} + errored ${c.errored} + expired ${c.expired} + canceled ${c.canceled} + invalid ${job.invalidRows} = ${sum}, ` +
+        `not the ${job.totalRows} rows of the input`,
+    );
+  }
+}
+
+/** results.jsonl and errors.jsonl, written together. */
+class Outputs {
+  private readonly results: ObjectWriter;
+  private readonly errors: ObjectWriter;
+
+  constructor(s3: S3Client, bucket: string, keys: ReturnType<typeof jobKeys>) {
+    this.results = new ObjectWriter(s3, bucket, keys.results);
+    this.errors = new ObjectWriter(s3, bucket, keys.errors);
+  }
+
+  /**
+   * Writes a row. `rawMessage` is the succeeded message's JSON exactly as the API sent it (so large
+   * integers in tool inputs survive); `detail` is what errors.jsonl needs beyond the row.
+   */
+  async write(row: ResultRow, detail: { message?: string; cause?: string } = {}, rawMessage?: Buffer): Promise<void> {
+    if (rawMessage) {
+      const { message: _parsed, ...rest } = row;
+      const head = JSON.stringify(rest);
+      await this.results.write(`${head.slice(0, -1)},"message":`);
+      await this.results.write(rawMessage);
+      await this.results.write('}\n');
+    } else {
+      await this.results.writeLine(row);
+    }
+    if (row.status === 'succeeded') return;
+    const error: ErrorRow = {
+      custom_id: row.custom_id,
+      status: row.status,
+      error_type: row.error?.type ?? null,
+      message: row.error?.message ?? detail.message ?? '',
+      attempts: row.attempts,
+      batch_id: row.batch_id,
+      ...(detail.cause === undefined ? {} : { cause: detail.cause }),
+    };
+    await this.errors.writeLine(error);
+  }
+
+  async finish(): Promise<void> {
+    await Promise.all([this.results.finish(), this.errors.finish()]);
+  }
+
+  async abort(): Promise<void> {
+    await Promise.all([this.results.abort(), this.errors.abort()]);
+  }
+}
+
+/** What the summary reports, gathered row by row and chunk by chunk. */
+class Tally {
+  readonly counts: Record<ResultStatus, number> = { succeeded: 0, errored: 0, expired: 0, canceled: 0 };
+  readonly errorsByType = new Map<string, number>();
+  readonly cost: CostTotals;
+  readonly batches: JobSummary['batches'] = [];
+  chunks = 0;
+  retryAttempts = 0;
+  retriedRows = 0;
+  lines = 0;
+
+  constructor(readonly prices: PriceTable) {
+    this.cost = new CostTotals(prices);
+  }
+
+  add(row: ResultRow, usage?: { usage: Usage; model: string }): ResultRow {
+    this.lines += 1;
+    this.counts[row.status] += 1;
+    if (row.error) this.errorsByType.set(row.error.type, (this.errorsByType.get(row.error.type) ?? 0) + 1);
+    if (usage) this.cost.add(usage.usage, usage.model);
+    return row;
+  }
+
+  chunk(chunk: ChunkItem): void {
+    this.chunks += 1;
+    for (const attempt of chunk.attempts) {
+      if (attempt.batchId) this.batches.push({ chunk: chunk.chunk, attempt: attempt.attempt, batchId: attempt.batchId, counts: attempt.counts ?? null });
+      if (attempt.attempt > 1) this.retryAttempts += 1;
+      this.retriedRows += attempt.retryRows ?? 0;
+    }
+  }
+
+  summary(job: JobItem, status: JobStatus, endedAt: string): JobSummary {
+    const cost = this.cost.toJSON();
+    const tokens = cost.tokens;
+    const byModel: JobSummary['cost']['byModel'] = {};
+    for (const [model, entry] of Object.entries(cost.models)) {
+      byModel[model] = { requests: entry.requests, batchUsd: entry.usd?.totalUsd ?? null, standardUsd: entry.usd?.standardTotalUsd ?? null };
+    }
+    return {
+      jobId: job.jobId,
+      input: { bucket: job.bucket, key: job.key },
+      status,
+      validationMode: job.validationMode,
+      counts: { total: job.totalRows ?? 0, ...this.counts, invalid: job.invalidRows ?? 0 },
+      errorsByType: Object.fromEntries([...this.errorsByType].sort(([a], [b]) => a.localeCompare(b))),
+      tokens: {
+        input: tokens.input_tokens,
+        output: tokens.output_tokens,
+        cache_creation_input: tokens.cache_creation_input_tokens,
+        cache_read_input: tokens.cache_read_input_tokens,
+      },
+      cost: { batchUsd: cost.totalUsd, standardUsd: cost.standardTotalUsd, savedUsd: cost.discountUsd, byModel, unpricedModels: cost.unpricedModels },
+      chunks: this.chunks,
+      batches: this.batches,
+      retries: { attempts: this.retryAttempts, rows: this.retriedRows },
+      timings: {
+        createdAt: job.createdAt,
+        endedAt,
+        durationSeconds: Math.max(0, Math.round((Date.parse(endedAt) - Date.parse(job.createdAt)) / 1000)),
+      },
+    };
+  }
+}
+
+interface LineAt {
+  attempt: number;
+  offset: number;
+  length: number;
+}
+
+/** One chunk's rows, in input order, into the outputs. */
+async function finalizeChunk(chunk: ChunkItem, job: JobItem, tally: Tally, outputs: Outputs, deps: FinalizeDeps): Promise<void> {
+  const { s3, config } = deps;
+  const keys = jobKeys(job.jobId);
+  const attempts = new Map(chunk.attempts.map((a) => [a.attempt, a]));
+
+  // The last attempt each retried row is in (rows in no retry file: attempt 1).
+  const lastAttempt = new Map<string, number>();
+  for (const attempt of [...attempts.keys()].sort((a, b) => a - b)) {
+    if (attempt < 2) continue;
+    const key = keys.chunkRequests(chunk.chunk, attempt);
+    await needed(key, async () => {
+      for await (const { customId } of requestEntries(s3, config.bucket, key)) lastAttempt.set(customId, attempt);
+    });
+  }
+  const latest = (customId: string) => lastAttempt.get(customId) ?? 1;
+
+  const dir = await mkdtemp(path.join(deps.tmpDir ?? tmpdir(), 'batchline-finalize-'));
+  const files = new Map<number, FileHandle>();
+  const lines = new Map<string, LineAt>();
+  const failedRows = new BulkWriter(deps.dynamo, config.table);
+  try {
+    for (const [attempt, record] of attempts) {
+      if (!record.batchId) continue;
+      const file = await open(path.join(dir, `attempt-${attempt}.jsonl`), 'w+');
+      files.set(attempt, file);
+      const found = await stageResults(s3, config.bucket, keys.chunkResults(chunk.chunk, attempt), file, (customId, offset, length) => {
+        if (latest(customId) === attempt && !lines.has(customId)) lines.set(customId, { attempt, offset, length });
+      });
+      if (!found && record.collectedAt) throw new WorkFileMissing(`${keys.chunkResults(chunk.chunk, attempt)} is missing, yet attempt ${attempt} was collected`);
+    }
+
+    const failure = chunkFailureText(chunk);
+    const ttl = ttlFrom(new Date((deps.now ?? Date.now)()), config.rowTtlDays);
+    let index = 0;
+    for await (const { customId } of requestEntries(s3, config.bucket, keys.chunkRequests(chunk.chunk, 1))) {
+      const attempt = latest(customId);
+      const record = attempts.get(attempt);
+      if (!record) throw new WorkFileMissing(`${customId} is in a requests file of chunk ${chunk.chunk} attempt ${attempt}, which the chunk has no record of`);
+      const at = lines.get(customId);
+      const base = { custom_id: customId, attempts: attempt, batch_id: record.batchId ?? null, usage: null, cost_usd: null };
+      let written = false;
+      if (at) {
+        const raw = await readAt(files.get(at.attempt)!, at.offset, at.length);
+        const line = JSON.parse(raw.toString('utf8')) as BatchResultLine;
+        const decision = decideRow(line.result, { attempt, maxAttempts: config.maxAttempts, cancelRequested: job.cancelRequested === true });
+        // Collect made this line the row's last word; or the attempt died before Collect decided, and
+        // the line is final anyway.
+        if (record.collectedAt || decision.final) {
+          await writeResult(base, line.result, raw, tally, outputs);
+          written = true;
+        }
+      } else if (record.collectedAt) {
+        const row: ResultRow = record.batchId
+          ? { ...base, status: 'errored', error: { type: MISSING_RESULT, message: MESSAGES.missing } }
+          : { ...base, status: 'canceled' };
+        await outputs.write(tally.add(row), { message: record.batchId ? MESSAGES.missing : MESSAGES.notSubmitted });
+        written = true;
+      }
+      if (!written) {
+        const row: ResultRow = { ...base, status: 'errored', error: { type: CHUNK_FAILED, message: failure.message } };
+        await outputs.write(tally.add(row), { cause: failure.cause });
+        const item: RowItem = {
+          pk: rowPk(job.jobId, customId),
+          sk: ROW_SK,
+          type: 'row',
+          jobId: job.jobId,
+          customId,
+          chunk: chunk.chunk,
+          index,
+          status: 'errored',
+          final: true,
+          attempt,
+          batchId: record.batchId,
+          errorType: CHUNK_FAILED,
+          updatedAt: isoAt((deps.now ?? Date.now)()),
+          ttl,
+        };
+        await failedRows.put(item);
+      }
+      index += 1;
+    }
+    await failedRows.flush();
+  } finally {
+    for (const file of files.values()) await file.close().catch(() => undefined);
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+/** A result line's row: succeeded → message, usage, cost; errored → error; expired/canceled → neither. */
+async function writeResult(
+  base: Pick<ResultRow, 'custom_id' | 'attempts' | 'batch_id'>,
+  result: BatchResult,
+  raw: Buffer,
+  tally: Tally,
+  outputs: Outputs,
+): Promise<void> {
+  switch (result.type) {
+    case 'succeeded': {
+      const { usage, model } = result.message;
+      const cost = rowCostUsd(usage, model, tally.prices) ?? null;
+      const row: ResultRow = { ...base, status: 'succeeded', message: result.message, usage: tokenTotals(usage), cost_usd: cost };
+      await outputs.write(tally.add(row, { usage, model }), {}, rawMember(rawMember(raw, 'result') ?? Buffer.alloc(0), 'message'));
+      return;
+    }
+    case 'errored': {
+      const error = { type: errorTypeOf(result), message: errorMessageOf(result) ?? '' };
+      await outputs.write(tally.add({ ...base, status: 'errored', error, usage: null, cost_usd: null }));
+      return;
+    }
+    case 'expired':
+      await outputs.write(tally.add({ ...base, status: 'expired', usage: null, cost_usd: null }), { message: MESSAGES.expired });
+      return;
+    case 'canceled':
+      await outputs.write(tally.add({ ...base, status: 'canceled', usage: null, cost_usd: null }), { message: MESSAGES.canceled });
+      return;
+    default: {
+      const type = `unknown_result_${String((result as { type?: unknown }).type)}`;
+      await outputs.write(tally.add({ ...base, status: 'errored', error: { type, message: 'The API returned a result type batchline does not know.' }, usage: null, cost_usd: null }));
+    }
+  }
+}
+
+function chunkFailureText(chunk: ChunkItem): { message: string; cause: string } {
+  if (chunk.failure) return { message: `The chunk failed: ${chunk.failure.error}`, cause: chunk.failure.cause };
+  return { message: `The chunk did not finish (status ${chunk.status}).`, cause: `chunk ${chunk.chunk} ended in status ${chunk.status}` };
+}
+
+/**
+ * Copies an object to `file` while reporting each line's custom_id, offset and length. Returns
+ * false when the object does not exist.
+ */
+async function stageResults(
+  s3: S3Client,
+  bucket: string,
+  key: string,
+  file: FileHandle,
+  onLine: (customId: string, offset: number, length: number) => void,
+): Promise<boolean> {
+  let body: Readable & AsyncIterable<Uint8Array>;
+  try {
+    body = await readObject(s3, bucket, key);
+  } catch (error) {
+    if (isNoSuchKey(error)) return false;
+    throw error;
+  }
+  async function* copied(): AsyncGenerator<Uint8Array> {
+    for await (const piece of body) {
+      await file.write(piece);
+      yield piece;
+    }
+  }
+  try {
+    for await (const line of splitLines(copied(), { stripBom: false })) {
+      if (isBlank(line.bytes)) continue;
+      const customId = (JSON.parse(line.bytes.toString('utf8')) as { custom_id?: unknown }).custom_id;
+      if (typeof customId === 'string') onLine(customId, line.offset, line.bytes.length);
+    }
+  } finally {
+    body.destroy();
+  }
+  return true;
+}
+
+async function readAt(file: FileHandle, offset: number, length: number): Promise<Buffer> {
+  const buffer = Buffer.allocUnsafe(length);
+  const { bytesRead } = await file.read(buffer, 0, length, offset);
+  if (bytesRead !== length) throw new WorkFileMissing(`a staged results file ended at ${offset + bytesRead}, before ${offset + length}`);
+  return buffer;
+}
+
+async function needed(key: string, read: () => Promise<void>): Promise<void> {
+  try {
+    await read();
+  } catch (error) {
+    if (isNoSuchKey(error)) throw new WorkFileMissing(`${key} is missing`);
+    throw error;
+  }
+}
+
+const isNoSuchKey = (error: unknown) => (error as { name?: string }).name === 'NoSuchKey';
+
+/** Streams one object into another (absent source: an empty target). */
+async function copyObject(s3: S3Client, bucket: string, from: string, to: string): Promise<void> {
+  const writer = new ObjectWriter(s3, bucket, to);
+  try {
+    const body = await readObject(s3, bucket, from).catch((error: unknown) => {
+      if (isNoSuchKey(error)) return undefined;
+      throw error;
+    });
+    if (body) for await (const piece of body) await writer.write(Buffer.from(piece.buffer, piece.byteOffset, piece.byteLength));
+    await writer.finish();
+  } catch (error) {
+    await writer.abort();
+    throw error;
+  }
+}
+
+/**
+ * The custom_ids of a rejected job's valid rows, in input order: the input is read again with
+ * Prepare's line reader and validator (Prepare stops writing chunk files once a strict job is
+ * rejected). The same limits give the same verdicts Prepare reached.
+ */
+async function* validCustomIds(job: JobItem, deps: FinalizeDeps): AsyncGenerator<string> {
+  const where = `s3://${job.bucket}/${job.key}`;
+  let body: Readable & AsyncIterable<Uint8Array>;
+  try {
+    const response = await deps.s3.send(
+      new GetObjectCommand({ Bucket: job.bucket, Key: job.key, VersionId: job.versionId, IfMatch: job.versionId ? undefined : `"${job.etag}"` }),
+    );
+    body = response.Body as unknown as Readable & AsyncIterable<Uint8Array>;
+  } catch (error) {
+    const status = (error as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode;
+    if (status === 412) throw new SourceChanged(`${where} was overwritten after the job was registered (ETag ${job.etag})`);
+    if (status === 404) throw new SourceNotFound(`${where} no longer exists`);
+    throw error;
+  }
+  const maxRequestBytes = deps.config.maxBytesPerChunk - BATCH_BODY_OVERHEAD;
+  const customIds = new CustomIdSet();
+  try {
+    for await (const entry of sourceLines(body, maxRequestBytes + 64 * 1024)) {
+      if ('tooLong' in entry || isBlank(entry.bytes)) continue;
+      const outcome = validateLine(entry, { maxRequestBytes, customIds });
+      if (outcome.ok) yield outcome.customId;
+    }
+  } finally {
+    body.destroy();
+  }
+}
+
+/**
+ * The raw JSON of member `key` of the object `json` (its top level), or undefined. Scans bytes:
+ * strings (with escapes) are skipped whole, nesting is counted, nothing is parsed or re-encoded.
+ */
+export function rawMember(json: Buffer, key: string): Buffer | undefined {
+  const QUOTE = 0x22;
+  const BACKSLASH = 0x5c;
+  let depth = 0;
+  let i = 0;
+  const skipString = (from: number): number => {
+    let j = from + 1;
+    while (j < json.length && json[j] !== QUOTE) j += json[j] === BACKSLASH ? 2 : 1;
+    return j + 1;
+  };
+  const wanted = Buffer.from(JSON.stringify(key));
+  let expectKey = false;
+  while (i < json.length) {
+    const b = json[i]!;
+    if (b === QUOTE) {
+      const end = skipString(i);
+      if (depth === 1 && expectKey) {
+        expectKey = false;
+        if (json.subarray(i, end).equals(wanted)) {
+          let start = end;
+          while (start < json.length && json[start] !== 0x3a) start += 1; // ':'
+          start += 1;
+          while (start < json.length && (json[start] === 0x20 || json[start] === 0x09 || json[start] === 0x0a || json[start] === 0x0d)) start += 1;
+          return json.subarray(start, valueEnd(json, start, skipString));
+        }
+      }
+      i = end;
+      continue;
+    }
+    if (b === 0x7b || b === 0x5b) {
+      depth += 1;
+      if (depth === 1) expectKey = b === 0x7b;
+    } else if (b === 0x7d || b === 0x5d) {
+      depth -= 1;
+    } else if (b === 0x2c && depth === 1) {
+      expectKey = true;
+    }
+    i += 1;
+  }
+  return undefined;
+}
+
+/** Where the JSON value starting at `start` ends (exclusive). */
+function valueEnd(json: Buffer, start: number, skipString: (from: number) => number): number {
+  let depth = 0;
+  let i = start;
+  while (i < json.length) {
+    const b = json[i]!;
+    if (b === 0x22) {
+      i = skipString(i);
+      if (depth === 0) return i;
+      continue;
+    }
+    if (b === 0x7b || b === 0x5b) depth += 1;
+    else if (b === 0x7d || b === 0x5d) {
+      if (depth === 0) return i;
+      depth -= 1;
+      if (depth === 0) return i + 1;
+    } else if (depth === 0 && (b === 0x2c || b === 0x20 || b === 0x0a || b === 0x0d || b === 0x09)) return i;
+    i += 1;
+  }
+  return i;
+}

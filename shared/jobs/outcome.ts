@@ -1,0 +1,97 @@
+/**
+ * What one row's result means for the pipeline: its status, whether that status is final, or
+ * whether the row goes into the next attempt. Pure, so Collect and Finalize apply the same rules.
+ */
+import { TRANSIENT_ERROR_TYPES, type BatchResult, type Usage } from '../anthropic/types';
+import { priceUsage, roundUsd } from '../cost/cost';
+import { UnknownModel, type PriceTable } from '../cost/prices';
+import type { TerminalRowStatus } from '../store/items';
+
+/** A row the batch returned no result line for. */
+export const MISSING_RESULT = 'missing_result';
+/** A row whose chunk failed before the row had a final result. */
+export const CHUNK_FAILED = 'chunk_failed';
+
+export type ResultStatus = Exclude<TerminalRowStatus, 'invalid'>;
+
+export interface RowDecision {
+  status: ResultStatus;
+  /** False: the row is retried in the next attempt. */
+  final: boolean;
+  /** errored only: the API's `error.type`, or MISSING_RESULT / CHUNK_FAILED. */
+  errorType?: string;
+}
+
+export interface DecisionContext {
+  /** The attempt the result belongs to (1-based). */
+  attempt: number;
+  /** Attempts per row in all, the first included. */
+  maxAttempts: number;
+  /** The job was asked to stop: nothing is retried any more. */
+  cancelRequested: boolean;
+}
+
+/** Whether a row may still get another attempt. */
+export function attemptsRemain(context: DecisionContext): boolean {
+  return !context.cancelRequested && context.attempt < context.maxAttempts;
+}
+
+/**
+ * succeeded → final. errored with a transient type (TRANSIENT_ERROR_TYPES) → retried while attempts
+ * remain, else final. expired → retried while attempts remain, else final. canceled → final: a
+ * cancel is the user's choice, never undone by a retry.
+ */
+export function decideRow(result: BatchResult, context: DecisionContext): RowDecision {
+  switch (result.type) {
+    case 'succeeded':
+      return { status: 'succeeded', final: true };
+    case 'errored': {
+      const errorType = errorTypeOf(result);
+      const transient = TRANSIENT_ERROR_TYPES.has(errorType);
+      return { status: 'errored', final: !(transient && attemptsRemain(context)), errorType };
+    }
+    case 'expired':
+      return { status: 'expired', final: !attemptsRemain(context) };
+    case 'canceled':
+      return { status: 'canceled', final: true };
+    default:
+      // An unknown result type (the API grew one): never retried blindly, reported as such.
+      return { status: 'errored', final: true, errorType: `unknown_result_${String((result as { type?: unknown }).type)}` };
+  }
+}
+
+/** The `error.type` of an errored result (`result.error.error.type`), tolerating a malformed envelope. */
+export function errorTypeOf(result: Extract<BatchResult, { type: 'errored' }>): string {
+  const type = result.error?.error?.type;
+  return typeof type === 'string' && type !== '' ? type : 'api_error';
+}
+
+/** The `error.message` of an errored result, if it has one. */
+export function errorMessageOf(result: Extract<BatchResult, { type: 'errored' }>): string | undefined {
+  const message = result.error?.error?.message;
+  return typeof message === 'string' ? message : undefined;
+}
+
+/** A row of a submitted attempt that the results file has no line for. */
+export const missingResultDecision = (): RowDecision => ({ status: 'errored', final: true, errorType: MISSING_RESULT });
+
+/** A row of an attempt that was canceled before it was submitted. */
+export const canceledBeforeSubmitDecision = (): RowDecision => ({ status: 'canceled', final: true });
+
+/** Backoff before retry attempt `attempt + 1`: doubled per attempt already made. */
+export function retryWaitSeconds(attempt: number, retryBackoffSeconds: number): number {
+  return retryBackoffSeconds * 2 ** Math.max(0, attempt - 1);
+}
+
+/** A row's cost is kept to 1e-10 USD: a cheap model's short reply costs well under a micro-dollar. */
+const ROW_COST_DECIMALS = 10;
+
+/** What one succeeded row costs at batch rates; undefined when its model has no price. */
+export function rowCostUsd(usage: Usage, model: string, prices: PriceTable): number | undefined {
+  try {
+    return roundUsd(priceUsage(usage, model, { prices }).totalUsd, ROW_COST_DECIMALS);
+  } catch (error) {
+    if (error instanceof UnknownModel) return undefined;
+    throw error;
+  }
+}

@@ -1,0 +1,152 @@
+/**
+ * Poll: one look at a chunk's batch. Records its progress on the chunk attempt, forwards a job's
+ * cancel request to the API, and says how long to wait before the next look.
+ *
+ * Polling is adaptive (DESIGN.md: a 24 h batch must fit a Step Functions history): the wait grows
+ * with the batch's age — a batch that has run for an hour is unlikely to end in the next minute —
+ * so a 24 h batch costs ~130 polls with the defaults while an early end is still noticed within
+ * about a tenth of the time it took. Age is measured on the API's clock, so a simulator whose clock
+ * runs fast drives the same schedule.
+ */
+import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import type { BatchesApi } from '../anthropic/api';
+import type { PipelineConfig } from '../config';
+import {
+  attemptOf,
+  ChunkStateConflict,
+  chunkCondition,
+  isoAt,
+  patchAttempt,
+  readChunk,
+  readJob,
+  updateChunk,
+  type ChunkRef,
+} from './chunk-state';
+
+export interface PollSettings {
+  pollMinSeconds: number;
+  pollMaxSeconds: number;
+  pollFraction: number;
+}
+
+/** The batch ends at expires_at at the latest; poll this soon after it, not a full interval later. */
+export const EXPIRY_SLACK_SECONDS = 5;
+
+/** Epoch ms, or an RFC 3339 timestamp as the API writes them. */
+export type Instant = number | string;
+
+const toMs = (t: Instant): number => (typeof t === 'number' ? t : Date.parse(t));
+
+export interface PollDelayInputs {
+  createdAt: Instant;
+  expiresAt: Instant;
+  /** Now on the API's clock. */
+  serverNow: Instant;
+  settings: PollSettings;
+}
+
+/**
+ * Seconds until the next poll: clamp(pollFraction × age, pollMinSeconds, pollMaxSeconds), but never
+ * later than expires_at + EXPIRY_SLACK_SECONDS. Whole seconds (a Wait state's unit), at least 1,
+ * rounded down so the wait never exceeds the fraction of the age.
+ */
+export function nextPollDelay({ createdAt, expiresAt, serverNow, settings }: PollDelayInputs): number {
+  const now = toMs(serverNow);
+  const ageSeconds = Math.max(0, (now - toMs(createdAt)) / 1000);
+  let delay = Math.min(Math.max(settings.pollFraction * ageSeconds, settings.pollMinSeconds), settings.pollMaxSeconds);
+  const untilExpiry = (toMs(expiresAt) - now) / 1000 + EXPIRY_SLACK_SECONDS;
+  // Past expiry (+ slack) the batch is due to end any moment: look again after the shortest wait.
+  delay = untilExpiry > 0 ? Math.min(delay, untilExpiry) : Math.min(delay, settings.pollMinSeconds);
+  return Math.max(1, Math.floor(delay));
+}
+
+export interface PollingRun {
+  /** Polls until the end was seen (the one that saw it included). */
+  polls: number;
+  /** Seconds between the batch's end and the poll that saw it. */
+  noticeDelaySeconds: number;
+}
+
+/**
+ * Replays the schedule for a batch that ends `durationSeconds` after create (capped at its expiry):
+ * the first wait is Submit's, then one poll per wait. Pure, for tests and benchmarks.
+ */
+export function simulatePolling(durationSeconds: number, settings: PollSettings, expiresAfterSeconds = 86_400): PollingRun {
+  const expiresAt = expiresAfterSeconds * 1000;
+  const end = Math.min(durationSeconds, expiresAfterSeconds);
+  let now = 0;
+  let polls = 0;
+  for (;;) {
+    now += nextPollDelay({ createdAt: 0, expiresAt, serverNow: now * 1000, settings });
+    polls += 1;
+    if (now >= end) return { polls, noticeDelaySeconds: now - end };
+  }
+}
+
+export interface PollInput extends ChunkRef {
+  attempt: number;
+  batchId: string;
+}
+
+export interface PollOutput extends PollInput {
+  ended: boolean;
+  waitSeconds: number;
+}
+
+export interface PollDeps {
+  dynamo: DynamoDBClient;
+  api: BatchesApi;
+  config: Pick<PipelineConfig, 'table'> & PollSettings;
+  /** The local clock (epoch ms), for the record's timestamps. */
+  now?: () => number;
+}
+
+export async function pollBatch(input: PollInput, deps: PollDeps): Promise<PollOutput> {
+  const { dynamo, api, config } = deps;
+  const now = deps.now ?? Date.now;
+  const [chunk, job] = await Promise.all([
+    readChunk(dynamo, config.table, input.jobId, input.chunk),
+    readJob(dynamo, config.table, input.jobId),
+  ]);
+  const { record, index } = attemptOf(chunk, input.attempt);
+  if (record.batchId !== input.batchId) {
+    throw new ChunkStateConflict(
+      `chunk ${input.chunk} attempt ${input.attempt} of job ${input.jobId} has batch ${record.batchId ?? 'none'}, not ${input.batchId}`,
+    );
+  }
+  // A fresh container has not seen the create: tell the client, so an early 404 is retried.
+  if (record.createdAt && hasCreatedMemory(api)) api.rememberCreated(input.batchId, record.createdAt);
+
+  const seen = await api.retrieveWithTime(input.batchId);
+  let batch = seen.value;
+  let cancelSentAt = record.cancelSentAt;
+  if (job.cancelRequested && batch.processing_status === 'in_progress') {
+    batch = await api.cancel(input.batchId);
+    cancelSentAt = isoAt(now());
+  }
+  const ended = batch.processing_status === 'ended';
+  await updateChunk(dynamo, config.table, chunk, {
+    set: {
+      attempts: patchAttempt(chunk, index, {
+        polls: (record.polls ?? 0) + 1,
+        processingStatus: batch.processing_status,
+        requestCounts: batch.request_counts,
+        lastPolledAt: isoAt(now()),
+        endedAt: batch.ended_at ?? undefined,
+        cancelSentAt,
+      }),
+      status: ended ? 'collecting' : 'in_progress',
+      updatedAt: isoAt(now()),
+    },
+    condition: chunkCondition(`#ca = :attempt AND #att[${index}].#bid = :batchId`, { ':attempt': input.attempt, ':batchId': input.batchId }),
+  });
+  const waitSeconds = ended
+    ? 0
+    : nextPollDelay({ createdAt: batch.created_at, expiresAt: batch.expires_at, serverNow: seen.serverTime, settings: config });
+  return { jobId: input.jobId, chunk: input.chunk, attempt: input.attempt, batchId: input.batchId, ended, waitSeconds };
+}
+
+/** The concrete client can be told of a create it did not make (see BatchesClient.rememberCreated). */
+function hasCreatedMemory(api: BatchesApi): api is BatchesApi & { rememberCreated(batchId: string, createdAt: string): void } {
+  return typeof (api as { rememberCreated?: unknown }).rememberCreated === 'function';
+}

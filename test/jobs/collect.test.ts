@@ -1,0 +1,345 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { GetObjectCommand } from '@aws-sdk/client-s3';
+import type { BatchRequest, BatchResultLine } from '../../shared/anthropic/types';
+import type { PipelineConfig } from '../../shared/config';
+import { updateItem } from '../../shared/store/dynamo';
+import { chunkSk, JOB_SK, jobPk } from '../../shared/store/items';
+import { collectResults, type CollectDeps } from '../../shared/jobs/collect';
+import { pollBatch } from '../../shared/jobs/poll';
+import { submitChunk } from '../../shared/jobs/submit';
+import { localDynamoClient } from '../../local/emulators';
+import { useLocalAws } from '../support/aws';
+import {
+  createBytes,
+  readChunkItem,
+  readJobItem,
+  readJsonl,
+  readRow,
+  readText,
+  seedJob,
+  serialize,
+  startApi,
+  stopApi,
+  type ApiContext,
+  type SeededJob,
+} from '../support/chunks';
+import { pipelineConfig } from '../support/pipeline';
+import { request, requests } from '../support/requests';
+
+const DAY = 86_400;
+const NOW = Date.parse('2030-01-01T00:00:00Z');
+
+describe('collectResults', () => {
+  const aws = useLocalAws();
+  let ctx: ApiContext;
+  let config: PipelineConfig;
+  beforeAll(async () => {
+    ctx = await startApi({ processingSeconds: 60 });
+    config = pipelineConfig(aws, { maxAttempts: 2, retryBackoffSeconds: 60 });
+  });
+  afterAll(() => stopApi(ctx));
+
+  const deps = (overrides: Partial<Omit<CollectDeps, 'config'>> = {}) => ({
+    s3: aws.s3,
+    dynamo: aws.dynamo,
+    api: ctx.api,
+    config,
+    now: () => NOW,
+    ...overrides,
+  });
+
+  /** Submits the chunk's current attempt (with these batch faults) and runs its batch to the end. */
+  async function runBatch(job: SeededJob, faults: Parameters<ApiContext['sim']['setBatchFaults']>[0] = undefined, seconds = 120) {
+    ctx.sim.setBatchFaults(faults);
+    const submitted = await submitChunk({ jobId: job.jobId, chunk: 0 }, deps());
+    ctx.sim.setBatchFaults(undefined);
+    const ref = { jobId: job.jobId, chunk: 0, attempt: submitted.attempt, batchId: submitted.batchId };
+    if (ref.batchId !== null) {
+      ctx.sim.advance(seconds);
+      expect((await pollBatch({ ...ref, batchId: ref.batchId }, deps())).ended).toBe(true);
+    }
+    return ref;
+  }
+
+  /** Every results line of a batch, straight from the API. */
+  async function apiLines(batchId: string): Promise<{ raw: string; line: BatchResultLine }[]> {
+    const lines = [];
+    for await (const entry of ctx.api.results(batchId)) lines.push({ raw: entry.raw.toString('utf8'), line: entry.line });
+    return lines;
+  }
+
+  async function readRange(key: string, offset: number, length: number): Promise<string> {
+    const response = await aws.s3.send(new GetObjectCommand({ Bucket: aws.bucket, Key: key, Range: `bytes=${offset}-${offset + length - 1}` }));
+    return response.Body!.transformToString('utf8');
+  }
+
+  it('stores the results as sent and records every row as final, with usage, cost and where its line is', async () => {
+    const rows = requests(3, 'ok');
+    const job = await seedJob(aws, { chunks: [rows] });
+    const ref = await runBatch(job);
+
+    expect(await collectResults(ref, deps())).toEqual({ jobId: job.jobId, chunk: 0, attempt: 1, retry: false, retryWaitSeconds: 0 });
+
+    const key = job.keys.chunkResults(0, 1);
+    const sent = await apiLines(ref.batchId!);
+    expect(await readText(aws, key)).toBe(sent.map((l) => l.raw + '\n').join(''));
+    for (const [index, { custom_id }] of rows.entries()) {
+      const row = (await readRow(aws, job.jobId, custom_id))!;
+      const line = sent.find((l) => l.line.custom_id === custom_id)!;
+      expect(row).toMatchObject({ customId: custom_id, chunk: 0, index, status: 'succeeded', final: true, attempt: 1, batchId: ref.batchId });
+      expect(row.errorType).toBeUndefined();
+      const usage = line.line.result.type === 'succeeded' ? line.line.result.message.usage : undefined;
+      expect(row.usage).toEqual({
+        input_tokens: usage!.input_tokens,
+        output_tokens: usage!.output_tokens,
+        cache_creation_input_tokens: usage!.cache_creation_input_tokens ?? 0,
+        cache_read_input_tokens: usage!.cache_read_input_tokens ?? 0,
+      });
+      // claude-haiku-4-5 at batch rates: $0.50 / $2.50 per million tokens.
+      expect(row.costUsd).toBeCloseTo((usage!.input_tokens * 0.5 + usage!.output_tokens * 2.5) / 1e6, 12);
+      expect(await readRange(row.result!.key, row.result!.offset, row.result!.length)).toBe(line.raw + '\n');
+    }
+    const chunk = await readChunkItem(aws, job.jobId, 0);
+    expect(chunk.status).toBe('done');
+    expect(chunk.currentAttempt).toBe(1);
+    expect(chunk.attempts[0]).toMatchObject({
+      counts: { succeeded: 3, errored: 0, expired: 0, canceled: 0 },
+      retryRows: 0,
+      missingRows: 0,
+      collectedAt: new Date(NOW).toISOString(),
+    });
+    expect((await readJobItem(aws, job.jobId)).rowsFinal).toBe(3);
+  });
+
+  it('retries transient errors and expired rows from their original lines, and makes the last attempt final', async () => {
+    const rows = [...requests(12, 'mixed'), request('bad-0', { speed: 'fast' }), request('bad-1', { stream: true })];
+    const job = await seedJob(aws, { chunks: [rows] });
+    // A simulator of its own: its seeded draws then do not depend on the batches other tests made.
+    const own = await startApi({ processingSeconds: 60, seed: 7 });
+    const outer = ctx;
+    ctx = own;
+    try {
+      await mixedOutcomes(rows, job);
+    } finally {
+      ctx = outer;
+      await stopApi(own);
+    }
+  });
+
+  async function mixedOutcomes(rows: BatchRequest[], job: SeededJob) {
+    const first = await runBatch(job, { errored: { overloaded_error: 0.3 }, expired: 0.3 }, DAY + 60);
+    const out = await collectResults(first, deps());
+
+    const sent = await apiLines(first.batchId!);
+    const outcome = (id: string) => sent.find((l) => l.line.custom_id === id)!.line.result;
+    const transient = (id: string) => {
+      const result = outcome(id);
+      return result.type === 'expired' || (result.type === 'errored' && result.error.error.type === 'overloaded_error');
+    };
+    const retried = rows.filter((r) => transient(r.custom_id));
+    // The seeded draw gives each kind at least once; the test is about what happens to each.
+    expect(retried.some((r) => outcome(r.custom_id).type === 'expired')).toBe(true);
+    expect(retried.some((r) => outcome(r.custom_id).type === 'errored')).toBe(true);
+    expect(retried.length).toBeLessThan(12);
+
+    expect(out).toEqual({ jobId: job.jobId, chunk: 0, attempt: 1, retry: true, retryWaitSeconds: 60 });
+    expect(await readText(aws, job.keys.chunkRequests(0, 2))).toBe(serialize(retried));
+    for (const bad of ['bad-0', 'bad-1']) {
+      expect(await readRow(aws, job.jobId, bad)).toMatchObject({ status: 'errored', final: true, errorType: 'invalid_request_error', attempt: 1 });
+    }
+    for (const r of retried) {
+      const result = outcome(r.custom_id);
+      expect(await readRow(aws, job.jobId, r.custom_id)).toMatchObject({
+        status: result.type,
+        final: false,
+        attempt: 1,
+        ...(result.type === 'errored' ? { errorType: 'overloaded_error' } : {}),
+      });
+    }
+    let chunk = await readChunkItem(aws, job.jobId, 0);
+    expect(chunk.status).toBe('retry_wait');
+    expect(chunk.currentAttempt).toBe(2);
+    expect(chunk.attempts[0]!.retryRows).toBe(retried.length);
+    expect(chunk.attempts[1]).toEqual({ attempt: 2, rows: retried.length, bytes: createBytes(retried), intentAt: '' });
+    expect((await readJobItem(aws, job.jobId)).rowsFinal).toBe(rows.length - retried.length);
+
+    // The last attempt: every row errors transiently again, and that is now final.
+    const second = await runBatch(job, { errored: { overloaded_error: 1 } });
+    expect(second.attempt).toBe(2);
+    expect(await collectResults(second, deps())).toEqual({ jobId: job.jobId, chunk: 0, attempt: 2, retry: false, retryWaitSeconds: 0 });
+    for (const r of retried) {
+      expect(await readRow(aws, job.jobId, r.custom_id)).toMatchObject({
+        status: 'errored',
+        final: true,
+        errorType: 'overloaded_error',
+        attempt: 2,
+        batchId: second.batchId,
+        index: rows.indexOf(r),
+        result: { key: job.keys.chunkResults(0, 2) },
+      });
+    }
+    chunk = await readChunkItem(aws, job.jobId, 0);
+    expect(chunk.status).toBe('done');
+    expect(chunk.attempts).toHaveLength(2);
+    expect(chunk.attempts[1]!.counts).toEqual({ succeeded: 0, errored: retried.length, expired: 0, canceled: 0 });
+    expect((await readJobItem(aws, job.jobId)).rowsFinal).toBe(rows.length);
+  }
+
+  it('marks every row canceled, and stores nothing, for an attempt canceled before submission', async () => {
+    const rows = requests(3, 'never');
+    const job = await seedJob(aws, { chunks: [rows], cancelRequested: true });
+    const ref = await runBatch(job);
+    expect(ref.batchId).toBeNull();
+
+    expect(await collectResults(ref, deps())).toEqual({ jobId: job.jobId, chunk: 0, attempt: 1, retry: false, retryWaitSeconds: 0 });
+    expect(await readText(aws, job.keys.chunkResults(0, 1))).toBeUndefined();
+    for (const [index, r] of rows.entries()) {
+      const row = await readRow(aws, job.jobId, r.custom_id);
+      expect(row).toMatchObject({ status: 'canceled', final: true, attempt: 1, index });
+      expect(row!.batchId).toBeUndefined();
+    }
+    expect((await readChunkItem(aws, job.jobId, 0)).attempts[0]!.counts).toEqual({ succeeded: 0, errored: 0, expired: 0, canceled: 3 });
+  });
+
+  it('retries nothing once the job is asked to stop', async () => {
+    const job = await seedJob(aws, { chunks: [requests(6, 'halt')] });
+    const ref = await runBatch(job, { errored: { api_error: 0.5 }, expired: 0.5 }, DAY + 60);
+    await updateItem(aws.dynamo, aws.table, { pk: jobPk(job.jobId), sk: JOB_SK }, { set: { cancelRequested: true } });
+
+    expect((await collectResults(ref, deps())).retry).toBe(false);
+    expect(await readText(aws, job.keys.chunkRequests(0, 2))).toBeUndefined();
+    for (const r of job.chunks[0]!) expect((await readRow(aws, job.jobId, r.custom_id))!.final).toBe(true);
+  });
+
+  it('records rows the batch returned no line for as missing_result, and ignores lines for strangers', async () => {
+    const rows = requests(3, 'gap');
+    const job = await seedJob(aws, { chunks: [rows] });
+    // The batch holds the first two rows and someone else's request, not the third row.
+    const batch = await ctx.api.create([rows[0]!, rows[1]!, request('stranger')]);
+    const chunk = await readChunkItem(aws, job.jobId, 0);
+    await updateItem(aws.dynamo, aws.table, { pk: jobPk(job.jobId), sk: chunkSk(0) }, {
+      set: { attempts: [{ ...chunk.attempts[0]!, batchId: batch.id, createdAt: batch.created_at, expiresAt: batch.expires_at }] },
+    });
+    ctx.sim.advance(120);
+
+    await collectResults({ jobId: job.jobId, chunk: 0, attempt: 1, batchId: batch.id }, deps());
+    expect(await readRow(aws, job.jobId, rows[2]!.custom_id)).toMatchObject({ status: 'errored', final: true, errorType: 'missing_result', index: 2 });
+    expect((await readRow(aws, job.jobId, rows[2]!.custom_id))!.result).toBeUndefined();
+    expect(await readRow(aws, job.jobId, 'stranger')).toBeUndefined();
+    expect((await readJsonl(aws, job.keys.chunkResults(0, 1))).map((l) => l.custom_id).sort()).toEqual([rows[0]!.custom_id, rows[1]!.custom_id, 'stranger']);
+    expect((await readChunkItem(aws, job.jobId, 0)).attempts[0]).toMatchObject({
+      missingRows: 1,
+      counts: { succeeded: 2, errored: 1, expired: 0, canceled: 0 },
+    });
+  });
+
+  it('keeps the tokens of a model without a price, leaves its cost out and notes the model', async () => {
+    const job = await seedJob(aws, { chunks: [[request('priced'), request('unpriced', { model: 'claude-nonesuch-9' })]] });
+    const ref = await runBatch(job);
+    await collectResults(ref, deps());
+    const unpriced = (await readRow(aws, job.jobId, 'unpriced'))!;
+    expect(unpriced.status).toBe('succeeded');
+    expect(unpriced.usage!.output_tokens).toBeGreaterThan(0);
+    expect(unpriced.costUsd).toBeUndefined();
+    expect((await readRow(aws, job.jobId, 'priced'))!.costUsd).toBeGreaterThan(0);
+    expect((await readChunkItem(aws, job.jobId, 0)).attempts[0]!.unpricedModels).toEqual(['claude-nonesuch-9']);
+  });
+
+  it('gives the same output when the results stream is cut part-way', async () => {
+    const rows = requests(20, 'cut');
+    const job = await seedJob(aws, { chunks: [rows] });
+    const ref = await runBatch(job, { cutResultsAfterBytes: 3000, cutResultsTimes: 2 });
+    const resultsCalls = ctx.sim.stats().calls.results;
+
+    await collectResults(ref, deps());
+    expect(ctx.sim.stats().calls.results).toBe(resultsCalls + 3);
+    const whole = await apiLines(ref.batchId!);
+    expect(await readText(aws, job.keys.chunkResults(0, 1))).toBe(whole.map((l) => l.raw + '\n').join(''));
+    for (const r of rows) expect((await readRow(aws, job.jobId, r.custom_id))!.status).toBe('succeeded');
+  });
+
+  it('converges when re-run after dying part-way, without counting twice', async () => {
+    const rows = requests(30, 'rerun');
+    const job = await seedJob(aws, { chunks: [rows] });
+    const ref = await runBatch(job, { errored: { overloaded_error: 0.4 } });
+
+    // The first run dies at its last step: the chunk record's update.
+    const dying = failingChunkUpdates(aws.dynamoServer.endpoint);
+    await expect(collectResults(ref, deps({ dynamo: dying }))).rejects.toThrow('killed');
+    dying.destroy();
+    const results = await readText(aws, job.keys.chunkResults(0, 1));
+    const retryFile = await readText(aws, job.keys.chunkRequests(0, 2));
+    const rowItems = await Promise.all(rows.map((r) => readRow(aws, job.jobId, r.custom_id)));
+    expect((await readChunkItem(aws, job.jobId, 0)).attempts[0]!.collectedAt).toBeUndefined();
+
+    const again = await collectResults(ref, deps());
+    expect(again.retry).toBe(true);
+    expect(await readText(aws, job.keys.chunkResults(0, 1))).toBe(results);
+    expect(await readText(aws, job.keys.chunkRequests(0, 2))).toBe(retryFile);
+    expect(await Promise.all(rows.map((r) => readRow(aws, job.jobId, r.custom_id)))).toEqual(rowItems);
+    const chunk = await readChunkItem(aws, job.jobId, 0);
+    const retried = chunk.attempts[0]!.retryRows!;
+    expect(retried).toBeGreaterThan(0);
+    expect(chunk.attempts).toHaveLength(2);
+    expect((await readJobItem(aws, job.jobId)).rowsFinal).toBe(rows.length - retried);
+
+    // Once collected, a re-run answers from the record and writes nothing.
+    let writes = 0;
+    const calls = ctx.sim.stats().calls.results;
+    expect(await collectResults(ref, deps({ rowWrites: { onRequest: () => (writes += 1) } }))).toEqual(again);
+    expect(writes).toBe(0);
+    expect(ctx.sim.stats().calls.results).toBe(calls);
+    expect(await readChunkItem(aws, job.jobId, 0)).toEqual(chunk);
+    expect((await readJobItem(aws, job.jobId)).rowsFinal).toBe(rows.length - retried);
+  });
+
+  it('makes one DynamoDB put per row and a few requests per chunk: at most 41 per 1,000 rows', async () => {
+    async function requestsFor(rowCount: number) {
+      const job = await seedJob(aws, { chunks: [requests(rowCount, `bulk${rowCount}`)] });
+      const ref = await runBatch(job, { errored: { overloaded_error: 0.2 }, expired: 0.1 }, DAY + 60);
+      const counting = countingClient(aws.dynamoServer.endpoint);
+      await collectResults(ref, deps({ dynamo: counting.client }));
+      counting.client.destroy();
+      const { BatchWriteItemCommand: puts = 0, ...rest } = counting.byCommand;
+      return { puts, perChunk: Object.values(rest).reduce((a, b) => a + b, 0) };
+    }
+    const small = await requestsFor(100);
+    const large = await requestsFor(400);
+    expect(small.puts).toBe(100 / 25);
+    expect(large.puts).toBe(400 / 25);
+    // Nothing else grows with the rows…
+    expect(large.perChunk).toBe(small.perChunk);
+    expect(large.perChunk).toBeLessThanOrEqual(4);
+    // …so a chunk of 4,000 rows or more (a full one holds up to 100,000) costs ≤ 41 per 1,000.
+    expect(4000 / 25 + large.perChunk).toBeLessThanOrEqual(41 * 4);
+  });
+});
+
+/** A DynamoDB client whose UpdateItem on a chunk record fails, as if the Lambda died there. */
+function failingChunkUpdates(endpoint: string): DynamoDBClient {
+  const client = localDynamoClient(endpoint);
+  client.middlewareStack.add(
+    (next, context) => async (args) => {
+      const key = (args.input as { Key?: { sk?: { S?: string } } }).Key;
+      if (context.commandName === 'UpdateItemCommand' && key?.sk?.S?.startsWith('CHUNK#')) throw new Error('killed');
+      return next(args);
+    },
+    { step: 'initialize', name: 'dieOnChunkUpdate' },
+  );
+  return client;
+}
+
+function countingClient(endpoint: string) {
+  const client = localDynamoClient(endpoint);
+  const byCommand: Record<string, number> = {};
+  client.middlewareStack.add(
+    (next, context) => async (args) => {
+      byCommand[context.commandName ?? 'unknown'] = (byCommand[context.commandName ?? 'unknown'] ?? 0) + 1;
+      return next(args);
+    },
+    // `finalizeRequest` runs once per HTTP attempt, so SDK-level retries are counted too.
+    { step: 'finalizeRequest', name: 'countRequests' },
+  );
+  return { client, byCommand, total: () => Object.values(byCommand).reduce((a, b) => a + b, 0) };
+}
