@@ -97,9 +97,12 @@ function requiredString(value: unknown, what: string): string {
 }
 
 /** Reads any of Register's input shapes; throws InvalidEvent for anything else. */
-export function parseRegisterEvent(event: unknown): ObjectRef {
-  if (!isRecord(event)) throw new InvalidEvent('the input is not an object');
-  const executionArn = optionalString(event.executionArn, 'executionArn');
+export function parseRegisterEvent(input: unknown): ObjectRef {
+  if (!isRecord(input)) throw new InvalidEvent('the input is not an object');
+  const executionArn = optionalString(input.executionArn, 'executionArn');
+  // The state machine wraps what started it as {event, executionArn}, so a retried Register
+  // recognises its own earlier write; direct callers may pass the event bare.
+  const event = isRecord(input.event) ? input.event : input;
   if ('detail' in event || 'detail-type' in event) {
     const source = event.source;
     if (source !== S3_SOURCE && source !== SCHEDULE_SOURCE) {

@@ -224,6 +224,20 @@ describe('registerJob', () => {
     expect(other).toEqual({ jobId: first.jobId, duplicate: true });
   });
 
+  it('reads the event the state machine wraps with its execution id', async () => {
+    const { etag } = await putInput(aws, 'inbox/wrapped.jsonl', FILE);
+    const event = objectCreated({ bucket: aws.bucket, key: 'inbox/wrapped.jsonl', etag, sequencer: '60' });
+
+    const first = await registerJob({ event, executionArn: 'arn:exec:w1' }, deps());
+    const retried = await registerJob({ event, executionArn: 'arn:exec:w1' }, deps());
+    const duplicate = await registerJob({ event, executionArn: 'arn:exec:w2' }, deps());
+
+    expect(first.duplicate).toBe(false);
+    expect((await jobItem(first.jobId))?.key).toBe('inbox/wrapped.jsonl');
+    expect(retried).toEqual({ jobId: first.jobId, duplicate: false });
+    expect(duplicate).toEqual({ jobId: first.jobId, duplicate: true });
+  });
+
   it.each([
     ['another source', { ...objectCreated({ bucket: 'b', key: 'k', etag: 'e' }), source: 'aws.ec2' }],
     ['another detail-type', { ...objectCreated({ bucket: 'b', key: 'k', etag: 'e' }), 'detail-type': 'Object Deleted' }],

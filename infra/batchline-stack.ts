@@ -1,0 +1,77 @@
+/** The batchline stack: one per account and region. */
+import { CfnOutput, Stack, type StackProps } from 'aws-cdk-lib';
+import type * as lambda from 'aws-cdk-lib/aws-lambda';
+import type { Construct } from 'constructs';
+import { INBOX_PREFIX } from '../shared/store/keys';
+import { ApiKey } from './api-key';
+import { Functions } from './functions';
+import { Notifications } from './notifications';
+import { readSettings, type BatchlineSettings } from './settings';
+import { Storage } from './storage';
+import { Triggers } from './triggers';
+import { JobWorkflow, type WorkflowHandler } from './workflow';
+
+export interface BatchlineStackProps extends StackProps {
+  /** Default: read (and checked) from the app's context, i.e. cdk.json. */
+  settings?: BatchlineSettings;
+}
+
+export class BatchlineStack extends Stack {
+  readonly storage: Storage;
+  readonly apiKey: ApiKey;
+  readonly notifications: Notifications;
+  readonly functions: Functions;
+  readonly workflow: JobWorkflow;
+  readonly triggers: Triggers;
+
+  constructor(scope: Construct, id: string, props: BatchlineStackProps = {}) {
+    const { settings: given, ...stackProps } = props;
+    super(scope, id, {
+      description: 'batchline: large Claude workloads through the Anthropic Message Batches API',
+      ...stackProps,
+    });
+    const settings = given ?? readSettings((key) => this.node.tryGetContext(key));
+
+    this.storage = new Storage(this, 'Storage', { workRetentionDays: settings.workRetentionDays });
+    this.apiKey = new ApiKey(this, 'ApiKey', { existingSecretName: settings.apiKeySecretName });
+    this.notifications = new Notifications(this, 'Notifications');
+    const scheduledPrefixes = settings.schedules.map((schedule) => schedule.prefix);
+    this.functions = new Functions(this, 'Functions', {
+      bucket: this.storage.bucket,
+      table: this.storage.table,
+      apiKey: this.apiKey,
+      notifications: this.notifications,
+      pipelineEnv: settings.pipelineEnv,
+      apiEnv: settings.apiEnv,
+      scheduledPrefixes,
+    });
+    const { 'sweep-prefix': sweepHandler, ...workflowHandlers } = this.functions.handlers;
+    this.workflow = new JobWorkflow(this, 'Workflow', {
+      functions: Object.fromEntries(Object.entries(workflowHandlers).map(([name, handler]) => [name, handler.fn])) as Record<
+        WorkflowHandler,
+        lambda.Function
+      >,
+      maxConcurrentChunks: settings.maxConcurrentChunks,
+    });
+    const stateMachine = this.workflow.stateMachine;
+
+    const sweep = sweepHandler.fn;
+    sweep.addEnvironment('BATCHLINE_STATE_MACHINE_ARN', stateMachine.stateMachineArn);
+    stateMachine.grantStartExecution(sweep);
+
+    this.triggers = new Triggers(this, 'Triggers', {
+      bucket: this.storage.bucket,
+      stateMachine,
+      sweepFunction: sweep,
+      schedules: settings.schedules,
+    });
+
+    const output = (id: string, value: string, description: string) => new CfnOutput(this, id, { value, description });
+    output('BucketName', this.storage.bucket.bucketName, 'The bucket: drop JSONL files in inbox/, read outputs in results/<jobId>/');
+    output('InboxUri', `s3://${this.storage.bucket.bucketName}/${INBOX_PREFIX}`, 'Where to upload input files');
+    output('TableName', this.storage.table.tableName, 'Job, chunk and row records');
+    output('StateMachineArn', stateMachine.stateMachineArn, 'The job workflow (one execution per input file)');
+    output('TopicArn', this.notifications.topic.topicArn, 'SNS topic told of every failed or rejected job');
+    output('ApiKeySecretName', this.apiKey.secret.secretName, 'Secrets Manager secret holding the Anthropic API key');
+  }
+}

@@ -1,0 +1,91 @@
+/**
+ * One Lambda function per file in functions/: Node 22 on arm64, bundled by esbuild (no Docker),
+ * with its own log group. The template records the entry file so the local runtime can import
+ * the handler from source instead of running the bundle.
+ */
+import { RemovalPolicy, type Duration, type Size } from 'aws-cdk-lib';
+import * as lambda from 'aws-cdk-lib/aws-lambda';
+import * as nodejs from 'aws-cdk-lib/aws-lambda-nodejs';
+import * as logs from 'aws-cdk-lib/aws-logs';
+import { Construct } from 'constructs';
+import { fileURLToPath } from 'node:url';
+import * as path from 'node:path';
+
+export const PROJECT_ROOT = fileURLToPath(new URL('..', import.meta.url));
+
+export const HANDLER_NAMES = [
+  'register-job',
+  'prepare-job',
+  'submit-chunk',
+  'poll-batch',
+  'collect-results',
+  'finalize-job',
+  'record-chunk-failure',
+  'fail-job',
+  'sweep-prefix',
+] as const;
+export type HandlerName = (typeof HANDLER_NAMES)[number];
+
+/** Template metadata keys on each AWS::Lambda::Function: the source file and its name. */
+export const ENTRY_METADATA = 'batchline:entry';
+export const HANDLER_METADATA = 'batchline:handler';
+
+export interface HandlerProps {
+  /** The file functions/<name>.ts; its export is `handler`. */
+  name: HandlerName;
+  description: string;
+  memorySize: number;
+  timeout: Duration;
+  /** /tmp size, for handlers that spill to disk. Default 512 MiB. */
+  ephemeralStorageSize?: Size;
+  environment?: Record<string, string>;
+  /** Default one month. */
+  logRetention?: logs.RetentionDays;
+}
+
+export class Handler extends Construct {
+  readonly fn: nodejs.NodejsFunction;
+  readonly logGroup: logs.LogGroup;
+  readonly entry: string;
+
+  constructor(scope: Construct, id: string, props: HandlerProps) {
+    super(scope, id);
+    this.entry = `functions/${props.name}.ts`;
+    this.logGroup = new logs.LogGroup(this, 'Logs', {
+      retention: props.logRetention ?? logs.RetentionDays.ONE_MONTH,
+      // Logs expire within the month anyway; a retained group would outlive the stack forever.
+      removalPolicy: RemovalPolicy.DESTROY,
+    });
+    this.fn = new nodejs.NodejsFunction(this, 'Function', {
+      entry: path.join(PROJECT_ROOT, this.entry),
+      handler: 'handler',
+      projectRoot: PROJECT_ROOT,
+      depsLockFilePath: path.join(PROJECT_ROOT, 'package-lock.json'),
+      runtime: lambda.Runtime.NODEJS_22_X,
+      architecture: lambda.Architecture.ARM_64,
+      description: props.description,
+      memorySize: props.memorySize,
+      timeout: props.timeout,
+      ephemeralStorageSize: props.ephemeralStorageSize,
+      logGroup: this.logGroup,
+      loggingFormat: lambda.LoggingFormat.JSON,
+      tracing: lambda.Tracing.ACTIVE,
+      environment: { NODE_OPTIONS: '--enable-source-maps', ...props.environment },
+      bundling: {
+        format: nodejs.OutputFormat.CJS,
+        target: 'node22',
+        sourceMap: true,
+        // Stack traces map back through the mappings alone; the sources would double the zip.
+        sourcesContent: false,
+        minify: true,
+        keepNames: true,
+        // The runtime's SDK version drifts; ship the versions the code was tested with.
+        bundleAwsSDK: true,
+        externalModules: [],
+      },
+    });
+    const cfn = this.fn.node.defaultChild as lambda.CfnFunction;
+    cfn.addMetadata(ENTRY_METADATA, this.entry);
+    cfn.addMetadata(HANDLER_METADATA, props.name);
+  }
+}

@@ -1,0 +1,294 @@
+/**
+ * The stack's settings, read from cdk.json context (or `-c key=value`) and checked at synth time,
+ * so a bad value fails `cdk synth` naming the setting instead of failing a job days later.
+ */
+import { ConfigError, readApiConfig, readPipelineConfig } from '../shared/config';
+import { INBOX_PREFIX, RESULTS_PREFIX, WORK_PREFIX } from '../shared/store/keys';
+
+export const CONTEXT_KEYS = {
+  /** Object: pipeline and API client settings by their shared/config.ts names, plus the infra-only ones. */
+  settings: 'batchline:settings',
+  /** Array of `{name, cron, prefix, timezone?}`: EventBridge Scheduler sweeps of a prefix. */
+  schedules: 'batchline:schedules',
+  /** Use this existing Secrets Manager secret (by name) for the API key instead of creating one. */
+  apiKeySecretName: 'batchline:apiKeySecretName',
+  /** Point the API functions at another base URL (a proxy, or the simulator). */
+  anthropicBaseUrl: 'batchline:anthropicBaseUrl',
+} as const;
+
+/** Settings handed to the functions as environment variables, keyed by their shared/config.ts names. */
+export const PIPELINE_SETTING_ENV = {
+  maxRequestsPerChunk: 'BATCHLINE_MAX_REQUESTS_PER_CHUNK',
+  maxBytesPerChunk: 'BATCHLINE_MAX_BYTES_PER_CHUNK',
+  maxAttempts: 'BATCHLINE_MAX_ATTEMPTS',
+  retryBackoffSeconds: 'BATCHLINE_RETRY_BACKOFF_SECONDS',
+  validationMode: 'BATCHLINE_VALIDATION_MODE',
+  pollMinSeconds: 'BATCHLINE_POLL_MIN_SECONDS',
+  pollMaxSeconds: 'BATCHLINE_POLL_MAX_SECONDS',
+  pollFraction: 'BATCHLINE_POLL_FRACTION',
+  rowTtlDays: 'BATCHLINE_ROW_TTL_DAYS',
+  pricesJson: 'BATCHLINE_PRICES',
+  adoptGraceSeconds: 'BATCHLINE_ADOPT_GRACE_SECONDS',
+} as const;
+
+/** API client settings: only the functions that call the Batches API get these. */
+export const API_SETTING_ENV = {
+  anthropicVersion: 'ANTHROPIC_VERSION',
+  maxRetries: 'BATCHLINE_API_MAX_RETRIES',
+  timeoutMs: 'BATCHLINE_API_TIMEOUT_MS',
+} as const;
+
+/** Settings the stack itself uses (no function reads them). */
+export const STACK_SETTING_DEFAULTS = {
+  /** The Map's MaxConcurrency: chunks of one job in flight at once. */
+  maxConcurrentChunks: 10,
+  /** Days before `work/` objects (chunk files, raw results) expire. */
+  workRetentionDays: 30,
+} as const;
+
+const STACK_SETTING_LIMITS: Record<keyof typeof STACK_SETTING_DEFAULTS, readonly [number, number]> = {
+  maxConcurrentChunks: [1, 1000],
+  // A job can run for days (24 h per batch attempt, several attempts): work files must outlive it.
+  workRetentionDays: [7, 3650],
+};
+
+export type PipelineSettingName = keyof typeof PIPELINE_SETTING_ENV;
+export type ApiSettingName = keyof typeof API_SETTING_ENV;
+export type StackSettingName = keyof typeof STACK_SETTING_DEFAULTS;
+
+export interface ScheduleSetting {
+  /** Unique; passed to sweep-prefix as `schedule`. */
+  name: string;
+  /** `cron(...)` (six fields) or `rate(...)`, as EventBridge Scheduler takes them. */
+  cron: string;
+  /** Swept prefix: ends with `/`, and is not under inbox/ (already triggered), work/ or results/. */
+  prefix: string;
+  /** IANA time zone for the cron expression (default UTC). */
+  timezone?: string;
+}
+
+export interface BatchlineSettings {
+  /** BATCHLINE_* variables every function gets (only the settings given; config.ts holds defaults). */
+  pipelineEnv: Record<string, string>;
+  /** Variables the functions that call the API get (ANTHROPIC_BASE_URL, ANTHROPIC_VERSION, BATCHLINE_API_*). */
+  apiEnv: Record<string, string>;
+  maxConcurrentChunks: number;
+  workRetentionDays: number;
+  /** An existing secret to use; undefined creates one with a placeholder value. */
+  apiKeySecretName: string | undefined;
+  schedules: ScheduleSetting[];
+}
+
+export class SettingsError extends Error {
+  override readonly name = 'SettingsError';
+}
+
+export const DEFAULT_SETTINGS: BatchlineSettings = {
+  pipelineEnv: {},
+  apiEnv: {},
+  ...STACK_SETTING_DEFAULTS,
+  apiKeySecretName: undefined,
+  schedules: [],
+};
+
+type ContextReader = (key: string) => unknown;
+
+/** Reads and checks every batchline context value; throws SettingsError naming the bad one. */
+export function readSettings(tryGetContext: ContextReader): BatchlineSettings {
+  const raw = objectSetting(CONTEXT_KEYS.settings, parseIfString(CONTEXT_KEYS.settings, tryGetContext(CONTEXT_KEYS.settings)));
+  const known = new Set<string>([
+    ...Object.keys(PIPELINE_SETTING_ENV),
+    ...Object.keys(API_SETTING_ENV),
+    ...Object.keys(STACK_SETTING_DEFAULTS),
+  ]);
+  for (const key of Object.keys(raw)) {
+    if (!known.has(key)) {
+      throw new SettingsError(`${CONTEXT_KEYS.settings}.${key} is not a setting (known: ${[...known].join(', ')})`);
+    }
+  }
+
+  const pipelineEnv = envFor(raw, PIPELINE_SETTING_ENV);
+  const apiEnv = envFor(raw, API_SETTING_ENV);
+  const baseUrl = tryGetContext(CONTEXT_KEYS.anthropicBaseUrl);
+  if (baseUrl !== undefined) apiEnv.ANTHROPIC_BASE_URL = baseUrlSetting(baseUrl);
+  checkWithConfigReaders(pipelineEnv, apiEnv, raw);
+
+  const stackSetting = (key: StackSettingName): number => {
+    const value = raw[key];
+    if (value === undefined) return STACK_SETTING_DEFAULTS[key];
+    const [min, max] = STACK_SETTING_LIMITS[key];
+    const n = typeof value === 'string' && value.trim() !== '' ? Number(value) : value;
+    if (typeof n !== 'number' || !Number.isInteger(n) || n < min || n > max) {
+      throw new SettingsError(`${CONTEXT_KEYS.settings}.${key} must be a whole number from ${min} to ${max}, got ${JSON.stringify(value)}`);
+    }
+    return n;
+  };
+
+  return {
+    pipelineEnv,
+    apiEnv,
+    maxConcurrentChunks: stackSetting('maxConcurrentChunks'),
+    workRetentionDays: stackSetting('workRetentionDays'),
+    apiKeySecretName: secretNameSetting(tryGetContext(CONTEXT_KEYS.apiKeySecretName)),
+    schedules: readSchedules(parseIfString(CONTEXT_KEYS.schedules, tryGetContext(CONTEXT_KEYS.schedules))),
+  };
+}
+
+/** `-c key=value` on the command line arrives as a string; cdk.json gives objects. */
+function parseIfString(key: string, value: unknown): unknown {
+  if (typeof value !== 'string') return value;
+  try {
+    return JSON.parse(value);
+  } catch {
+    throw new SettingsError(`${key} must be JSON, got ${JSON.stringify(value)}`);
+  }
+}
+
+function objectSetting(key: string, value: unknown): Record<string, unknown> {
+  if (value === undefined || value === null) return {};
+  if (typeof value !== 'object' || Array.isArray(value)) {
+    throw new SettingsError(`${key} must be an object of settings, got ${JSON.stringify(value)}`);
+  }
+  return value as Record<string, unknown>;
+}
+
+function envFor(raw: Record<string, unknown>, names: Record<string, string>): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const [key, variable] of Object.entries(names)) {
+    const value = raw[key];
+    if (value === undefined) continue;
+    if (key === 'pricesJson' && typeof value === 'object' && value !== null) {
+      env[variable] = JSON.stringify(value);
+    } else if (typeof value === 'string' || typeof value === 'number') {
+      env[variable] = String(value);
+    } else {
+      throw new SettingsError(`${CONTEXT_KEYS.settings}.${key} must be a string or a number, got ${JSON.stringify(value)}`);
+    }
+  }
+  return env;
+}
+
+/** Runs the handlers' own config readers over the environment they will get. */
+function checkWithConfigReaders(pipelineEnv: Record<string, string>, apiEnv: Record<string, string>, raw: Record<string, unknown>) {
+  const env = {
+    BATCHLINE_BUCKET: 'synth-check',
+    BATCHLINE_TABLE: 'synth-check',
+    BATCHLINE_API_KEY_SECRET: 'synth-check',
+    ...pipelineEnv,
+    ...apiEnv,
+  };
+  try {
+    readPipelineConfig(env);
+    readApiConfig(env);
+  } catch (error) {
+    if (!(error instanceof ConfigError)) throw error;
+    const variables: Record<string, string> = { ...PIPELINE_SETTING_ENV, ...API_SETTING_ENV };
+    // Longest first, so a variable that is a prefix of another cannot claim its message.
+    const culprit = Object.entries(variables)
+      .sort(([, a], [, b]) => b.length - a.length)
+      .find(([, variable]) => error.message.includes(variable));
+    const where = culprit ? `${CONTEXT_KEYS.settings}.${culprit[0]}` : CONTEXT_KEYS.settings;
+    throw new SettingsError(`${where}: ${error.message}`);
+  }
+  const prices = pipelineEnv[PIPELINE_SETTING_ENV.pricesJson];
+  if (prices !== undefined) {
+    try {
+      const parsed: unknown = JSON.parse(prices);
+      if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw new Error('not an object');
+    } catch {
+      throw new SettingsError(`${CONTEXT_KEYS.settings}.pricesJson must be a JSON object, got ${JSON.stringify(raw.pricesJson)}`);
+    }
+  }
+}
+
+function baseUrlSetting(value: unknown): string {
+  const text = typeof value === 'string' ? value.trim() : '';
+  let url: URL | undefined;
+  try {
+    url = new URL(text);
+  } catch {
+    url = undefined;
+  }
+  if (!url || (url.protocol !== 'https:' && url.protocol !== 'http:')) {
+    throw new SettingsError(`${CONTEXT_KEYS.anthropicBaseUrl} must be an http(s) URL, got ${JSON.stringify(value)}`);
+  }
+  return text;
+}
+
+function secretNameSetting(value: unknown): string | undefined {
+  if (value === undefined) return undefined;
+  // Secrets Manager names: 1-512 of letters, digits and /_+=.@-
+  if (typeof value !== 'string' || !/^[A-Za-z0-9/_+=.@-]{1,512}$/.test(value)) {
+    throw new SettingsError(`${CONTEXT_KEYS.apiKeySecretName} must be a Secrets Manager secret name, got ${JSON.stringify(value)}`);
+  }
+  return value;
+}
+
+const SCHEDULE_NAME = /^[A-Za-z0-9][A-Za-z0-9_-]{0,39}$/;
+const RATE = /^rate\([1-9][0-9]* (minute|minutes|hour|hours|day|days)\)$/;
+const CRON = /^cron\((.+)\)$/;
+const FORBIDDEN_PREFIXES = [
+  [INBOX_PREFIX, 'every object there already starts a job, so a sweep would start it twice'],
+  [WORK_PREFIX, 'it holds the pipeline\'s own work files'],
+  [RESULTS_PREFIX, 'it holds the pipeline\'s outputs'],
+] as const;
+
+export function readSchedules(value: unknown): ScheduleSetting[] {
+  if (value === undefined || value === null) return [];
+  if (!Array.isArray(value)) {
+    throw new SettingsError(`${CONTEXT_KEYS.schedules} must be an array of {name, cron, prefix, timezone?}, got ${JSON.stringify(value)}`);
+  }
+  const seen = new Set<string>();
+  return value.map((entry: unknown, index) => {
+    const at = `${CONTEXT_KEYS.schedules}[${index}]`;
+    if (typeof entry !== 'object' || entry === null || Array.isArray(entry)) {
+      throw new SettingsError(`${at} must be an object {name, cron, prefix, timezone?}, got ${JSON.stringify(entry)}`);
+    }
+    const { name, cron, prefix, timezone, ...rest } = entry as Record<string, unknown>;
+    const extra = Object.keys(rest);
+    if (extra.length > 0) throw new SettingsError(`${at} has unknown field(s) ${extra.join(', ')}`);
+
+    if (typeof name !== 'string' || !SCHEDULE_NAME.test(name)) {
+      throw new SettingsError(`${at}.name must be 1-40 letters, digits, - or _ (starting with a letter or digit), got ${JSON.stringify(name)}`);
+    }
+    const label = `${CONTEXT_KEYS.schedules} "${name}"`;
+    if (seen.has(name)) throw new SettingsError(`${label}: the name is used twice`);
+    seen.add(name);
+
+    if (typeof cron !== 'string' || !validScheduleExpression(cron)) {
+      throw new SettingsError(
+        `${label}: cron must be cron(minutes hours day-of-month month day-of-week year) with ? in one of the day fields, or rate(n minutes|hours|days), got ${JSON.stringify(cron)}`,
+      );
+    }
+    if (typeof prefix !== 'string' || prefix.length === 0 || !prefix.endsWith('/') || prefix.startsWith('/')) {
+      throw new SettingsError(`${label}: prefix must be a key prefix ending with "/" (and not starting with one), got ${JSON.stringify(prefix)}`);
+    }
+    for (const [forbidden, why] of FORBIDDEN_PREFIXES) {
+      if (prefix.startsWith(forbidden) || forbidden.startsWith(prefix)) {
+        throw new SettingsError(`${label}: prefix ${JSON.stringify(prefix)} overlaps ${forbidden} (${why})`);
+      }
+    }
+    if (timezone !== undefined && (typeof timezone !== 'string' || !validTimeZone(timezone))) {
+      throw new SettingsError(`${label}: timezone must be an IANA time zone such as "Europe/Paris", got ${JSON.stringify(timezone)}`);
+    }
+    return timezone === undefined ? { name, cron, prefix } : { name, cron, prefix, timezone: timezone as string };
+  });
+}
+
+function validScheduleExpression(expression: string): boolean {
+  if (RATE.test(expression)) return true;
+  const fields = CRON.exec(expression)?.[1]?.split(' ');
+  if (!fields || fields.length !== 6 || fields.some((field) => field === '')) return false;
+  const [, , dayOfMonth, , dayOfWeek] = fields;
+  // EventBridge cron: exactly one of day-of-month and day-of-week is "?".
+  return (dayOfMonth === '?') !== (dayOfWeek === '?');
+}
+
+function validTimeZone(zone: string): boolean {
+  try {
+    new Intl.DateTimeFormat('en', { timeZone: zone });
+    return true;
+  } catch {
+    return false;
+  }
+}

@@ -1,0 +1,219 @@
+/**
+ * The job state machine of docs/workflow-contract.md, state for state. It stays inside what the
+ * local engine runs: JSONPath only, no variables, no ItemReader, every step a Lambda task.
+ * State names are keys for the local engine's overrides: change them only with the contract.
+ */
+import { Arn, ArnFormat, Duration, RemovalPolicy, Stack } from 'aws-cdk-lib';
+import * as iam from 'aws-cdk-lib/aws-iam';
+import type * as lambda from 'aws-cdk-lib/aws-lambda';
+import * as logs from 'aws-cdk-lib/aws-logs';
+import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
+import * as tasks from 'aws-cdk-lib/aws-stepfunctions-tasks';
+import { Construct } from 'constructs';
+import type { HandlerName } from './handler';
+
+/** The state machine's logical id in the template (fixed, so tools can find it). */
+export const STATE_MACHINE_LOGICAL_ID = 'JobStateMachine';
+
+/** Transient Lambda service errors. CDK's own default retry leaves out TooManyRequests. */
+export const LAMBDA_TRANSIENT_ERRORS = [
+  'Lambda.ServiceException',
+  'Lambda.AWSLambdaException',
+  'Lambda.SdkClientException',
+  'Lambda.TooManyRequestsException',
+];
+
+export const LAMBDA_RETRY: sfn.RetryProps = {
+  errors: LAMBDA_TRANSIENT_ERRORS,
+  interval: Duration.seconds(2),
+  backoffRate: 2,
+  maxAttempts: 6,
+  jitterStrategy: sfn.JitterType.FULL,
+};
+
+/** The API stayed unavailable through the client's own retries: back off for minutes, not seconds. */
+export const API_RETRYABLE_RETRY: sfn.RetryProps = {
+  errors: ['ApiRetryable'],
+  interval: Duration.seconds(30),
+  backoffRate: 2,
+  maxAttempts: 5,
+  maxDelay: Duration.minutes(10),
+  jitterStrategy: sfn.JitterType.FULL,
+};
+
+/** Submit could not tell whether a batch was created; a rerun reconciles before creating again. */
+export const OUTCOME_UNKNOWN_RETRY: sfn.RetryProps = {
+  errors: ['OutcomeUnknown'],
+  interval: Duration.seconds(15),
+  backoffRate: 2,
+  maxAttempts: 5,
+  maxDelay: Duration.minutes(5),
+  // No jitter: the retries must outlast Submit's adoption grace (60 s by default) — 15+30+60 s
+  // passes it by the third — or a create whose response was lost would fail the chunk.
+  jitterStrategy: sfn.JitterType.NONE,
+};
+
+/** A task outlives its function by this much, so the function's own timeout is what surfaces. */
+const TASK_TIMEOUT_MARGIN = Duration.seconds(60);
+
+/** Every handler but sweep-prefix, which schedules invoke. */
+export type WorkflowHandler = Exclude<HandlerName, 'sweep-prefix'>;
+
+export interface JobWorkflowProps {
+  functions: Record<WorkflowHandler, lambda.Function>;
+  /** The Map's MaxConcurrency: chunks of one job in flight at once. Default 10. */
+  maxConcurrentChunks?: number;
+  /** Default one month. */
+  logRetention?: logs.RetentionDays;
+}
+
+export class JobWorkflow extends Construct {
+  readonly stateMachine: sfn.StateMachine;
+  readonly logGroup: logs.LogGroup;
+
+  constructor(scope: Construct, id: string, props: JobWorkflowProps) {
+    super(scope, id);
+    const fns = props.functions;
+
+    const task = (
+      name: string,
+      fn: lambda.Function,
+      extraRetries: sfn.RetryProps[] = [],
+      resultPath?: string,
+      payload?: Record<string, unknown>,
+    ) => {
+      const state = new tasks.LambdaInvoke(this, name, {
+        lambdaFunction: fn,
+        payload: payload ? sfn.TaskInput.fromObject(payload) : undefined,
+        payloadResponseOnly: true,
+        retryOnServiceExceptions: false,
+        taskTimeout: sfn.Timeout.duration(functionTimeout(fn).plus(TASK_TIMEOUT_MARGIN)),
+        resultPath,
+      });
+      state.addRetry(LAMBDA_RETRY);
+      for (const retry of extraRetries) state.addRetry(retry);
+      return state;
+    };
+    const caught = { errors: [sfn.Errors.ALL], resultPath: '$.error' };
+
+    // Chunk lifecycle: one child execution per chunk in AWS.
+    const recordChunkFailure = task('RecordChunkFailure', fns['record-chunk-failure']).next(
+      new sfn.Pass(this, 'ChunkFailed'),
+    );
+    const submitChunk = task('SubmitChunk', fns['submit-chunk'], [API_RETRYABLE_RETRY, OUTCOME_UNKNOWN_RETRY]);
+    const waitForBatch = new sfn.Wait(this, 'WaitForBatch', { time: sfn.WaitTime.secondsPath('$.waitSeconds') });
+    const pollBatch = task('PollBatch', fns['poll-batch'], [API_RETRYABLE_RETRY]);
+    const collectResults = task('CollectResults', fns['collect-results'], [API_RETRYABLE_RETRY]);
+    const waitBeforeRetry = new sfn.Wait(this, 'WaitBeforeRetry', {
+      time: sfn.WaitTime.secondsPath('$.retryWaitSeconds'),
+    });
+    const chunkDone = new sfn.Pass(this, 'ChunkDone', {
+      parameters: { 'jobId.$': '$.jobId', 'chunk.$': '$.chunk', ok: true },
+    });
+    for (const state of [submitChunk, pollBatch, collectResults]) state.addCatch(recordChunkFailure, caught);
+
+    const chunkLifecycle = submitChunk.next(
+      new sfn.Choice(this, 'SubmitCanceled')
+        .when(sfn.Condition.booleanEquals('$.canceled', true), collectResults)
+        .otherwise(waitForBatch),
+    );
+    waitForBatch.next(pollBatch).next(
+      new sfn.Choice(this, 'BatchEnded')
+        .when(sfn.Condition.booleanEquals('$.ended', true), collectResults)
+        .otherwise(waitForBatch),
+    );
+    collectResults.next(
+      new sfn.Choice(this, 'RetryNeeded')
+        .when(sfn.Condition.booleanEquals('$.retry', true), waitBeforeRetry.next(submitChunk))
+        .otherwise(chunkDone),
+    );
+
+    // The job. MarkJobFailed's reply ({jobId}) is dropped, so the execution fails with the error
+    // it caught, still at $.error.
+    const failed = task('MarkJobFailed', fns['fail-job'], [], sfn.JsonPath.DISCARD).next(
+      new sfn.Fail(this, 'JobFailed', { errorPath: '$.error.Error', causePath: '$.error.Cause' }),
+    );
+
+    // The execution id lets a retried Register tell its own earlier write from a duplicate event.
+    const registerJob = task('RegisterJob', fns['register-job'], [], undefined, {
+      'event.$': '$',
+      'executionArn.$': '$$.Execution.Id',
+    });
+    const prepareJob = task('PrepareJob', fns['prepare-job']);
+    const finalizeJob = task('FinalizeJob', fns['finalize-job']);
+    const forEachChunk = new sfn.DistributedMap(this, 'ForEachChunk', {
+      itemsPath: '$.chunks',
+      maxConcurrency: props.maxConcurrentChunks ?? 10,
+      mapExecutionType: sfn.StateMachineType.STANDARD,
+      // Children report through DynamoDB; their outputs would only bloat the state.
+      resultPath: sfn.JsonPath.DISCARD,
+    }).itemProcessor(chunkLifecycle);
+    for (const state of [registerJob, prepareJob, forEachChunk, finalizeJob]) state.addCatch(failed, caught);
+
+    finalizeJob.next(
+      new sfn.Choice(this, 'WasRejected')
+        .when(
+          sfn.Condition.stringEquals('$.status', 'rejected'),
+          new sfn.Fail(this, 'JobRejected', {
+            error: 'ValidationFailed',
+            cause: 'The input file has invalid lines, so nothing was submitted; see the job\'s invalid.jsonl',
+          }),
+        )
+        .otherwise(new sfn.Succeed(this, 'JobDone')),
+    );
+    const definition = registerJob.next(
+      new sfn.Choice(this, 'IsDuplicate')
+        .when(sfn.Condition.booleanEquals('$.duplicate', true), new sfn.Succeed(this, 'DuplicateEvent'))
+        .otherwise(
+          prepareJob.next(
+            new sfn.Choice(this, 'HasChunks')
+              .when(sfn.Condition.stringEquals('$.outcome', 'ready'), forEachChunk.next(finalizeJob))
+              .otherwise(finalizeJob),
+          ),
+        ),
+    );
+
+    this.logGroup = new logs.LogGroup(this, 'Logs', {
+      // The vendedlogs prefix keeps Step Functions from growing the account's log resource policy.
+      logGroupName: `/aws/vendedlogs/states/${Stack.of(this).stackName}-jobs`,
+      retention: props.logRetention ?? logs.RetentionDays.ONE_MONTH,
+      // A named group left behind would block the next deploy of the same stack.
+      removalPolicy: RemovalPolicy.DESTROY,
+    });
+    this.stateMachine = new sfn.StateMachine(this, 'StateMachine', {
+      definitionBody: sfn.DefinitionBody.fromChainable(definition),
+      stateMachineType: sfn.StateMachineType.STANDARD,
+      comment: 'batchline: one execution per input file (docs/workflow-contract.md)',
+      tracingEnabled: true,
+      // Execution data holds only ids and counts, but leave it out of logs all the same.
+      logs: { destination: this.logGroup, level: sfn.LogLevel.ALL, includeExecutionData: false },
+    });
+    (this.stateMachine.node.defaultChild as sfn.CfnStateMachine).overrideLogicalId(STATE_MACHINE_LOGICAL_ID);
+    this.grantChildExecutions();
+  }
+
+  /**
+   * CDK grants Describe/StopExecution on `execution:<name>:*`; a Distributed Map's children are
+   * `execution:<name>/<map run label>:<id>`, which that pattern does not match.
+   */
+  private grantChildExecutions() {
+    const policy = this.stateMachine.node.tryFindChild('DistributedMapPolicy');
+    if (!(policy instanceof iam.Policy)) throw new Error('expected CDK to create the DistributedMapPolicy');
+    const stack = Stack.of(this);
+    const name = Arn.split(this.stateMachine.stateMachineArn, ArnFormat.COLON_RESOURCE_NAME).resourceName;
+    policy.addStatements(
+      new iam.PolicyStatement({
+        actions: ['states:DescribeExecution', 'states:StopExecution'],
+        resources: [
+          stack.formatArn({ service: 'states', resource: 'execution', resourceName: `${name}/*`, arnFormat: ArnFormat.COLON_RESOURCE_NAME }),
+        ],
+      }),
+    );
+  }
+}
+
+function functionTimeout(fn: lambda.Function): Duration {
+  const timeout = fn.timeout;
+  if (!timeout) throw new Error(`function ${fn.node.path} has no explicit timeout`);
+  return timeout;
+}

@@ -1,0 +1,162 @@
+import { readdirSync, readFileSync } from 'node:fs';
+import * as path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { PROJECT_ROOT } from '../../infra/handler';
+import { API_SETTING_ENV, PIPELINE_SETTING_ENV, readSettings, SettingsError } from '../../infra/settings';
+import { synthesize } from './fixture';
+
+const fromContext = (context: Record<string, unknown>) => readSettings((key) => context[key]);
+const nightly = { name: 'nightly', cron: 'cron(0 23 * * ? *)', prefix: 'scheduled/nightly/' };
+
+describe('readSettings', () => {
+  it('defaults to no environment overrides, 10 chunks at once, 30 days of work files, a new secret, no schedules', () => {
+    expect(fromContext({})).toEqual({
+      pipelineEnv: {},
+      apiEnv: {},
+      maxConcurrentChunks: 10,
+      workRetentionDays: 30,
+      apiKeySecretName: undefined,
+      schedules: [],
+    });
+  });
+
+  it('maps settings onto the variables the handlers read, split into pipeline and API ones', () => {
+    const settings = fromContext({
+      'batchline:settings': {
+        maxRequestsPerChunk: 1000,
+        maxBytesPerChunk: '2000000',
+        maxAttempts: 3,
+        retryBackoffSeconds: 5,
+        validationMode: 'lenient',
+        pollMinSeconds: 10,
+        pollMaxSeconds: 600,
+        pollFraction: 0.2,
+        rowTtlDays: 0,
+        pricesJson: { 'claude-x': { input: 1, output: 5 } },
+        anthropicVersion: '2023-06-01',
+        maxRetries: 4,
+        timeoutMs: 30_000,
+        maxConcurrentChunks: 25,
+        workRetentionDays: 60,
+      },
+      'batchline:anthropicBaseUrl': 'http://127.0.0.1:4010',
+      'batchline:apiKeySecretName': 'team/anthropic-key',
+    });
+    expect(settings).toEqual({
+      pipelineEnv: {
+        BATCHLINE_MAX_REQUESTS_PER_CHUNK: '1000',
+        BATCHLINE_MAX_BYTES_PER_CHUNK: '2000000',
+        BATCHLINE_MAX_ATTEMPTS: '3',
+        BATCHLINE_RETRY_BACKOFF_SECONDS: '5',
+        BATCHLINE_VALIDATION_MODE: 'lenient',
+        BATCHLINE_POLL_MIN_SECONDS: '10',
+        BATCHLINE_POLL_MAX_SECONDS: '600',
+        BATCHLINE_POLL_FRACTION: '0.2',
+        BATCHLINE_ROW_TTL_DAYS: '0',
+        BATCHLINE_PRICES: '{"claude-x":{"input":1,"output":5}}',
+      },
+      apiEnv: {
+        ANTHROPIC_VERSION: '2023-06-01',
+        BATCHLINE_API_MAX_RETRIES: '4',
+        BATCHLINE_API_TIMEOUT_MS: '30000',
+        ANTHROPIC_BASE_URL: 'http://127.0.0.1:4010',
+      },
+      maxConcurrentChunks: 25,
+      workRetentionDays: 60,
+      apiKeySecretName: 'team/anthropic-key',
+      schedules: [],
+    });
+  });
+
+  it('accepts context given as JSON strings, as `cdk synth -c key=value` passes it', () => {
+    const settings = fromContext({
+      'batchline:settings': '{"maxAttempts": 4}',
+      'batchline:schedules': JSON.stringify([{ ...nightly, timezone: 'Europe/Paris' }]),
+    });
+    expect(settings.pipelineEnv).toEqual({ BATCHLINE_MAX_ATTEMPTS: '4' });
+    expect(settings.schedules).toEqual([{ ...nightly, timezone: 'Europe/Paris' }]);
+  });
+
+  it.each([
+    [{ maxRequestsPerChunk: 100_001 }, 'batchline:settings.maxRequestsPerChunk: BATCHLINE_MAX_REQUESTS_PER_CHUNK must be a whole number from 1 to 100000, got "100001"'],
+    [{ validationMode: 'loose' }, 'batchline:settings.validationMode: BATCHLINE_VALIDATION_MODE must be one of strict, lenient, got "loose"'],
+    [{ pollMinSeconds: 60, pollMaxSeconds: 30 }, 'batchline:settings.pollMaxSeconds: BATCHLINE_POLL_MAX_SECONDS must be a whole number from 60 to 86400, got "30"'],
+    [{ timeoutMs: 10 }, 'batchline:settings.timeoutMs: BATCHLINE_API_TIMEOUT_MS must be a whole number from 1000 to 900000, got "10"'],
+    [{ pricesJson: '{not json' }, 'batchline:settings.pricesJson must be a JSON object, got "{not json"'],
+    [{ maxConcurrentChunks: 0 }, 'batchline:settings.maxConcurrentChunks must be a whole number from 1 to 1000, got 0'],
+    [{ workRetentionDays: 1 }, 'batchline:settings.workRetentionDays must be a whole number from 7 to 3650, got 1'],
+    [{ maxAtempts: 3 }, 'batchline:settings.maxAtempts is not a setting'],
+    [{ maxAttempts: true }, 'batchline:settings.maxAttempts must be a string or a number, got true'],
+  ])('rejects the setting %j, naming it', (setting, message) => {
+    expect(() => fromContext({ 'batchline:settings': setting })).toThrow(new RegExp(`^${escape(message)}`));
+  });
+
+  it.each([
+    [{ ...nightly, name: 'night ly' }, 'batchline:schedules[0].name must be 1-40 letters, digits, - or _'],
+    [{ ...nightly, cron: '0 23 * * ? *' }, 'batchline:schedules "nightly": cron must be cron(minutes hours day-of-month month day-of-week year)'],
+    [{ ...nightly, cron: 'cron(0 23 * * *)' }, 'batchline:schedules "nightly": cron must be cron('],
+    [{ ...nightly, cron: 'cron(0 23 * * 1 *)' }, 'batchline:schedules "nightly": cron must be cron('],
+    [{ ...nightly, cron: 'rate(0 hours)' }, 'batchline:schedules "nightly": cron must be cron('],
+    [{ ...nightly, prefix: 'inbox/nightly/' }, 'batchline:schedules "nightly": prefix "inbox/nightly/" overlaps inbox/ (every object there already starts a job'],
+    [{ ...nightly, prefix: 'results/' }, 'batchline:schedules "nightly": prefix "results/" overlaps results/'],
+    [{ ...nightly, prefix: 'scheduled/nightly' }, 'batchline:schedules "nightly": prefix must be a key prefix ending with "/"'],
+    [{ ...nightly, timezone: 'Mars/Olympus' }, 'batchline:schedules "nightly": timezone must be an IANA time zone'],
+    [{ ...nightly, hour: 3 }, 'batchline:schedules[0] has unknown field(s) hour'],
+  ])('rejects the schedule %j, naming it', (schedule, message) => {
+    expect(() => fromContext({ 'batchline:schedules': [schedule] })).toThrow(new RegExp(`^${escape(message)}`));
+  });
+
+  it('rejects two schedules with one name', () => {
+    expect(() => fromContext({ 'batchline:schedules': [nightly, { ...nightly, prefix: 'other/' }] })).toThrow(
+      'batchline:schedules "nightly": the name is used twice',
+    );
+  });
+
+  it('rejects a base URL that is not http(s) and a secret name Secrets Manager would refuse', () => {
+    expect(() => fromContext({ 'batchline:anthropicBaseUrl': 'ftp://example.com' })).toThrow(
+      'batchline:anthropicBaseUrl must be an http(s) URL, got "ftp://example.com"',
+    );
+    expect(() => fromContext({ 'batchline:apiKeySecretName': 'has spaces' })).toThrow(
+      'batchline:apiKeySecretName must be a Secrets Manager secret name, got "has spaces"',
+    );
+  });
+});
+
+describe('the settings', () => {
+  it('cover every variable a config reader in shared/ reads, with the rest set by the stack itself', () => {
+    const reader = /(?:requireString|optionalString|intSetting|numberSetting|enumSetting)\(\s*\w+,\s*'([A-Z0-9_]+)'/g;
+    const sources = readdirSync(path.join(PROJECT_ROOT, 'shared'), { recursive: true, encoding: 'utf8' })
+      .filter((file) => file.endsWith('.ts'))
+      .map((file) => readFileSync(path.join(PROJECT_ROOT, 'shared', file), 'utf8'));
+    const read = new Set(sources.flatMap((source) => [...source.matchAll(reader)].map((match) => match[1])));
+    const setByStack = [
+      'BATCHLINE_BUCKET',
+      'BATCHLINE_TABLE',
+      'BATCHLINE_API_KEY_SECRET',
+      'BATCHLINE_TOPIC_ARN',
+      'BATCHLINE_EVENT_BUS',
+      'BATCHLINE_STATE_MACHINE_ARN',
+      'ANTHROPIC_BASE_URL',
+    ];
+    expect([...read].sort()).toEqual([...setByStack, ...Object.values(PIPELINE_SETTING_ENV), ...Object.values(API_SETTING_ENV)].sort());
+  });
+});
+
+describe('synthesis', () => {
+  it('fails on a bad schedule, naming it', () => {
+    const context = { 'batchline:schedules': [{ ...nightly, prefix: 'inbox/' }] };
+    expect(() => synthesize(context)).toThrow(SettingsError);
+    expect(() => synthesize(context)).toThrow('batchline:schedules "nightly": prefix "inbox/" overlaps inbox/');
+  });
+
+  it('fails on a bad setting, naming it', () => {
+    const context = { 'batchline:settings': { maxAttempts: 11 } };
+    expect(() => synthesize(context)).toThrow(
+      'batchline:settings.maxAttempts: BATCHLINE_MAX_ATTEMPTS must be a whole number from 1 to 10, got "11"',
+    );
+  });
+});
+
+function escape(text: string): string {
+  return text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+}

@@ -1,0 +1,336 @@
+import '../../local/polyfills';
+import type { Template } from 'aws-cdk-lib/assertions';
+import { ExecutionError, StateMachine, type RunOptions, type StateMachineDefinition } from 'aws-local-stepfunctions';
+import { beforeAll, describe, expect, it } from 'vitest';
+import type { SynthesizedTemplate } from '../../infra/app';
+import { STATE_MACHINE_LOGICAL_ID } from '../../infra/workflow';
+import { findJobStateMachine, findUnsupported, forEachState, resolveDefinition, taskTarget, type AslDefinition, type AslState } from '../../local/asl';
+import { findFunction, localFunctions, type LocalFunction } from '../../local/lambda';
+import { LocalNames, type CfnTemplate } from '../../local/template';
+import { logicalIds, synthesize } from './fixture';
+
+// The definition as the local runtime reads it: its own resolver, so both see the same ASL.
+let template: Template;
+let json: SynthesizedTemplate;
+let asl: AslDefinition;
+let functions: LocalFunction[];
+let chunkStates: Record<string, AslState>;
+beforeAll(() => {
+  ({ template, json } = synthesize());
+  const names = new LocalNames(json as CfnTemplate);
+  asl = resolveDefinition(names, STATE_MACHINE_LOGICAL_ID);
+  functions = localFunctions(json as CfnTemplate, names);
+  chunkStates = (asl.States.ForEachChunk?.ItemProcessor as AslDefinition).States;
+});
+
+/** Every state, those inside the Map's item processor included. */
+function allStates(definition: AslDefinition): Array<[string, AslState]> {
+  const states: Array<[string, AslState]> = [];
+  forEachState(definition, (name, state) => states.push([name, state]));
+  return states;
+}
+
+/** The functions/ entry a Task state runs. */
+function entryOf(name: string, state: AslState): string | undefined {
+  const target = taskTarget(name, state);
+  if ('problem' in target || target.integration !== 'direct') return undefined;
+  return findFunction(functions, target.functionRef)?.entry;
+}
+
+const LAMBDA_RETRY = {
+  ErrorEquals: ['Lambda.ServiceException', 'Lambda.AWSLambdaException', 'Lambda.SdkClientException', 'Lambda.TooManyRequestsException'],
+  IntervalSeconds: 2,
+  BackoffRate: 2,
+  MaxAttempts: 6,
+  JitterStrategy: 'FULL',
+};
+const API_RETRYABLE_RETRY = {
+  ErrorEquals: ['ApiRetryable'],
+  IntervalSeconds: 30,
+  BackoffRate: 2,
+  MaxAttempts: 5,
+  MaxDelaySeconds: 600,
+  JitterStrategy: 'FULL',
+};
+const OUTCOME_UNKNOWN_RETRY = {
+  ErrorEquals: ['OutcomeUnknown'],
+  IntervalSeconds: 15,
+  BackoffRate: 2,
+  MaxAttempts: 5,
+  MaxDelaySeconds: 300,
+  JitterStrategy: 'NONE',
+};
+const catchTo = (next: string) => [{ ErrorEquals: ['States.ALL'], ResultPath: '$.error', Next: next }];
+
+/** Every transition out of a state: Next, Choice branches and Default, Catch targets. */
+function transitions(state: AslState): string[] {
+  const choices = (state.Choices as Array<{ Next: string }> | undefined) ?? [];
+  const catches = (state.Catch as Array<{ Next: string }> | undefined) ?? [];
+  return [state.Next, ...choices.map((c) => c.Next), state.Default, ...catches.map((c) => c.Next)].filter(
+    (next): next is string => typeof next === 'string',
+  );
+}
+
+describe('the job state machine', () => {
+  it('is the one Standard state machine, logged at level ALL without execution data, and traced', () => {
+    template.resourceCountIs('AWS::StepFunctions::StateMachine', 1);
+    expect(findJobStateMachine(json as CfnTemplate)).toBe('JobStateMachine');
+    expect(json.Resources.JobStateMachine?.Properties).toMatchObject({
+      StateMachineType: 'STANDARD',
+      TracingConfiguration: { Enabled: true },
+      LoggingConfiguration: {
+        Level: 'ALL',
+        IncludeExecutionData: false,
+        Destinations: [{ CloudWatchLogsLogGroup: { LogGroupArn: { 'Fn::GetAtt': [expect.any(String), 'Arn'] } } }],
+      },
+    });
+  });
+
+  it('has exactly the job states of the contract, with its transitions', () => {
+    const edges = Object.fromEntries(Object.entries(asl.States).map(([name, state]) => [name, [state.Type, ...transitions(state)]]));
+    expect(asl.StartAt).toBe('RegisterJob');
+    expect(edges).toEqual({
+      RegisterJob: ['Task', 'IsDuplicate', 'MarkJobFailed'],
+      IsDuplicate: ['Choice', 'DuplicateEvent', 'PrepareJob'],
+      DuplicateEvent: ['Succeed'],
+      PrepareJob: ['Task', 'HasChunks', 'MarkJobFailed'],
+      HasChunks: ['Choice', 'ForEachChunk', 'FinalizeJob'],
+      ForEachChunk: ['Map', 'FinalizeJob', 'MarkJobFailed'],
+      FinalizeJob: ['Task', 'WasRejected', 'MarkJobFailed'],
+      WasRejected: ['Choice', 'JobRejected', 'JobDone'],
+      JobRejected: ['Fail'],
+      JobDone: ['Succeed'],
+      MarkJobFailed: ['Task', 'JobFailed'],
+      JobFailed: ['Fail'],
+    });
+  });
+
+  it('has exactly the chunk lifecycle states of the contract, with its transitions', () => {
+    const processor = asl.States.ForEachChunk?.ItemProcessor as AslDefinition;
+    const edges = Object.fromEntries(Object.entries(chunkStates).map(([name, state]) => [name, [state.Type, ...transitions(state)]]));
+    expect(processor.StartAt).toBe('SubmitChunk');
+    expect(edges).toEqual({
+      SubmitChunk: ['Task', 'SubmitCanceled', 'RecordChunkFailure'],
+      SubmitCanceled: ['Choice', 'CollectResults', 'WaitForBatch'],
+      WaitForBatch: ['Wait', 'PollBatch'],
+      PollBatch: ['Task', 'BatchEnded', 'RecordChunkFailure'],
+      BatchEnded: ['Choice', 'CollectResults', 'WaitForBatch'],
+      CollectResults: ['Task', 'RetryNeeded', 'RecordChunkFailure'],
+      RetryNeeded: ['Choice', 'WaitBeforeRetry', 'ChunkDone'],
+      WaitBeforeRetry: ['Wait', 'SubmitChunk'],
+      ChunkDone: ['Pass'],
+      RecordChunkFailure: ['Task', 'ChunkFailed'],
+      ChunkFailed: ['Pass'],
+    });
+  });
+
+  it('branches on the fields the contract names', () => {
+    const choice = (state: AslState | undefined) => ({ Choices: state?.Choices, Default: state?.Default });
+    expect(choice(asl.States.IsDuplicate)).toEqual({
+      Choices: [{ Variable: '$.duplicate', BooleanEquals: true, Next: 'DuplicateEvent' }],
+      Default: 'PrepareJob',
+    });
+    expect(choice(asl.States.HasChunks)).toEqual({
+      Choices: [{ Variable: '$.outcome', StringEquals: 'ready', Next: 'ForEachChunk' }],
+      Default: 'FinalizeJob',
+    });
+    expect(choice(asl.States.WasRejected)).toEqual({
+      Choices: [{ Variable: '$.status', StringEquals: 'rejected', Next: 'JobRejected' }],
+      Default: 'JobDone',
+    });
+    expect(choice(chunkStates.SubmitCanceled)).toEqual({
+      Choices: [{ Variable: '$.canceled', BooleanEquals: true, Next: 'CollectResults' }],
+      Default: 'WaitForBatch',
+    });
+    expect(choice(chunkStates.BatchEnded)).toEqual({
+      Choices: [{ Variable: '$.ended', BooleanEquals: true, Next: 'CollectResults' }],
+      Default: 'WaitForBatch',
+    });
+    expect(choice(chunkStates.RetryNeeded)).toEqual({
+      Choices: [{ Variable: '$.retry', BooleanEquals: true, Next: 'WaitBeforeRetry' }],
+      Default: 'ChunkDone',
+    });
+  });
+
+  it('runs each Task on its handler, as the function\'s direct ARN (payloadResponseOnly), with a timeout past the function\'s', () => {
+    const summary = Object.fromEntries(
+      allStates(asl)
+        .filter(([, state]) => state.Type === 'Task')
+        .map(([name, state]) => [name, { entry: entryOf(name, state), timeout: state.TimeoutSeconds, parameters: state.Parameters }]),
+    );
+    expect(summary).toEqual({
+      RegisterJob: {
+        entry: 'functions/register-job.ts',
+        timeout: 120,
+        parameters: { 'event.$': '$', 'executionArn.$': '$$.Execution.Id' },
+      },
+      PrepareJob: { entry: 'functions/prepare-job.ts', timeout: 960, parameters: undefined },
+      FinalizeJob: { entry: 'functions/finalize-job.ts', timeout: 960, parameters: undefined },
+      MarkJobFailed: { entry: 'functions/fail-job.ts', timeout: 360, parameters: undefined },
+      SubmitChunk: { entry: 'functions/submit-chunk.ts', timeout: 960, parameters: undefined },
+      PollBatch: { entry: 'functions/poll-batch.ts', timeout: 120, parameters: undefined },
+      CollectResults: { entry: 'functions/collect-results.ts', timeout: 960, parameters: undefined },
+      RecordChunkFailure: { entry: 'functions/record-chunk-failure.ts', timeout: 960, parameters: undefined },
+    });
+  });
+
+  it('retries transient Lambda errors (TooManyRequests included) on every Task, and API errors where the contract says', () => {
+    const retries = Object.fromEntries(allStates(asl).filter(([, s]) => s.Type === 'Task').map(([name, s]) => [name, s.Retry]));
+    expect(retries).toEqual({
+      RegisterJob: [LAMBDA_RETRY],
+      PrepareJob: [LAMBDA_RETRY],
+      FinalizeJob: [LAMBDA_RETRY],
+      MarkJobFailed: [LAMBDA_RETRY],
+      SubmitChunk: [LAMBDA_RETRY, API_RETRYABLE_RETRY, OUTCOME_UNKNOWN_RETRY],
+      PollBatch: [LAMBDA_RETRY, API_RETRYABLE_RETRY],
+      CollectResults: [LAMBDA_RETRY, API_RETRYABLE_RETRY],
+      RecordChunkFailure: [LAMBDA_RETRY],
+    });
+  });
+
+  it('catches everything into MarkJobFailed (job) or RecordChunkFailure (chunk), keeping the input with the error at $.error', () => {
+    const catches = Object.fromEntries(allStates(asl).filter(([, s]) => s.Catch !== undefined).map(([name, s]) => [name, s.Catch]));
+    expect(catches).toEqual({
+      RegisterJob: catchTo('MarkJobFailed'),
+      PrepareJob: catchTo('MarkJobFailed'),
+      ForEachChunk: catchTo('MarkJobFailed'),
+      FinalizeJob: catchTo('MarkJobFailed'),
+      SubmitChunk: catchTo('RecordChunkFailure'),
+      PollBatch: catchTo('RecordChunkFailure'),
+      CollectResults: catchTo('RecordChunkFailure'),
+    });
+  });
+
+  it('runs each chunk as a Standard child execution of a Distributed Map over $.chunks, with no ItemReader', () => {
+    const { ItemProcessor, ...map } = asl.States.ForEachChunk!;
+    expect(map).toEqual({
+      Type: 'Map',
+      ItemsPath: '$.chunks',
+      MaxConcurrency: 4,
+      ResultPath: null,
+      Next: 'FinalizeJob',
+      Catch: catchTo('MarkJobFailed'),
+    });
+    expect((ItemProcessor as { ProcessorConfig: unknown }).ProcessorConfig).toEqual({ Mode: 'DISTRIBUTED', ExecutionType: 'STANDARD' });
+  });
+
+  it('waits as long as the handlers say, and ends the way the contract says', () => {
+    expect(chunkStates.WaitForBatch).toEqual({ Type: 'Wait', SecondsPath: '$.waitSeconds', Next: 'PollBatch' });
+    expect(chunkStates.WaitBeforeRetry).toEqual({ Type: 'Wait', SecondsPath: '$.retryWaitSeconds', Next: 'SubmitChunk' });
+    expect(chunkStates.ChunkDone).toEqual({
+      Type: 'Pass',
+      Parameters: { 'jobId.$': '$.jobId', 'chunk.$': '$.chunk', ok: true },
+      End: true,
+    });
+    expect(chunkStates.ChunkFailed).toEqual({ Type: 'Pass', End: true });
+    expect(asl.States.JobRejected).toMatchObject({ Type: 'Fail', Error: 'ValidationFailed' });
+    // MarkJobFailed's reply is dropped so the execution fails with the error it caught.
+    expect(asl.States.MarkJobFailed).toMatchObject({ ResultPath: null, Next: 'JobFailed' });
+    expect(asl.States.JobFailed).toEqual({ Type: 'Fail', ErrorPath: '$.error.Error', CausePath: '$.error.Cause' });
+  });
+
+  it('uses nothing the local engine cannot run: no JSONata, variables, ItemReader or service integrations', () => {
+    const text = JSON.stringify(asl);
+    for (const unsupported of ['QueryLanguage', 'JSONata', '"Assign"', '"Arguments"', '"Output"', 'ItemReader', 'ResultWriter', 'arn:aws:states:::']) {
+      expect(text).not.toContain(unsupported);
+    }
+    expect(findUnsupported(asl, (ref) => findFunction(functions, ref) !== undefined)).toEqual([]);
+  });
+
+  it('lets itself start and stop its own child executions', () => {
+    const statements = logicalIds(json, 'AWS::IAM::Policy').flatMap(
+      (id) => (json.Resources[id]?.Properties as { PolicyDocument: { Statement: Array<{ Action: unknown; Resource: unknown }> } }).PolicyDocument.Statement,
+    );
+    expect(statements).toContainEqual(expect.objectContaining({ Action: 'states:StartExecution', Resource: { Ref: 'JobStateMachine' } }));
+    const childExecutions = statements.find(
+      (s) => JSON.stringify(s.Action) === JSON.stringify(['states:DescribeExecution', 'states:StopExecution']) && JSON.stringify(s.Resource).includes('"/*"'),
+    );
+    expect(JSON.stringify(childExecutions?.Resource)).toContain(':execution:');
+  });
+});
+
+describe('the synthesized definition in the local engine', () => {
+  const ids = { jobId: 'job-1' };
+  const lambdaError = (name: string, message: string) => Object.assign(new Error(message), { name });
+
+  type LocalHandler = (input: Record<string, unknown>) => unknown;
+  type LocalHandlers = NonNullable<NonNullable<RunOptions['overrides']>['taskResourceLocalHandlers']>;
+  /** Runs the definition with the given stand-ins for the Task states, and no real waits. */
+  function run(input: object, handlers: Record<string, LocalHandler>): Promise<unknown> {
+    const taskResourceLocalHandlers = Object.fromEntries(
+      Object.entries(handlers).map(([state, handler]) => [state, async (value: unknown) => handler(value as Record<string, unknown>)]),
+    ) as LocalHandlers;
+    const machine = new StateMachine(asl as unknown as StateMachineDefinition);
+    return machine.run(input as Parameters<StateMachine['run']>[0], {
+      overrides: { taskResourceLocalHandlers, waitTimeOverrides: { WaitForBatch: 0, WaitBeforeRetry: 0 } },
+      context: { Execution: { Id: 'arn:aws:states:us-east-1:000000000000:execution:JobStateMachine:test' } },
+    }).result;
+  }
+
+  it('runs every chunk through submit, poll and collect, then finalizes', async () => {
+    const ran: string[] = [];
+    const record = (state: string, output: LocalHandler): LocalHandler => (input) => {
+      ran.push(`${state}${input.chunk === undefined ? '' : `#${String(input.chunk)}`}`);
+      return output(input);
+    };
+    const result = run(
+      { source: 'aws.s3', detail: { bucket: { name: 'b' }, object: { key: 'inbox/a.jsonl' } } },
+      {
+        RegisterJob: record('RegisterJob', () => ({ ...ids, duplicate: false })),
+        PrepareJob: record('PrepareJob', () => ({ ...ids, outcome: 'ready', chunks: [{ ...ids, chunk: 0 }, { ...ids, chunk: 1 }], validRows: 3, invalidRows: 0 })),
+        SubmitChunk: record('SubmitChunk', (i) => ({ ...ids, chunk: i.chunk, attempt: 1, batchId: `b${String(i.chunk)}`, canceled: false, waitSeconds: 1 })),
+        PollBatch: record('PollBatch', (i) => ({ ...i, ended: true, waitSeconds: 1 })),
+        CollectResults: record('CollectResults', (i) => ({ ...ids, chunk: i.chunk, attempt: 1, retry: false, retryWaitSeconds: 0 })),
+        FinalizeJob: record('FinalizeJob', (i) => ({ jobId: i.jobId, status: 'succeeded', counts: { succeeded: 3 } })),
+      },
+    );
+    await expect(result).resolves.toEqual({ jobId: 'job-1', status: 'succeeded', counts: { succeeded: 3 } });
+    expect(ran.filter((state) => state.endsWith('#0'))).toEqual(['SubmitChunk#0', 'PollBatch#0', 'CollectResults#0']);
+    expect(ran.filter((state) => state.endsWith('#1'))).toEqual(['SubmitChunk#1', 'PollBatch#1', 'CollectResults#1']);
+    expect([ran[0], ran[1], ran.at(-1)]).toEqual(['RegisterJob', 'PrepareJob', 'FinalizeJob']);
+  });
+
+  it('marks the job failed and fails with the caught error when a job step throws', async () => {
+    let markInput: unknown;
+    const failure = await run(
+      { bucket: 'b', key: 'inbox/a.jsonl' },
+      {
+        RegisterJob: () => ({ ...ids, duplicate: false }),
+        PrepareJob: () => {
+          throw lambdaError('BadInputObject', 'inbox/a.jsonl is not readable');
+        },
+        MarkJobFailed: (input) => {
+          markInput = input;
+          return ids;
+        },
+      },
+    ).then(
+      () => undefined,
+      (error: unknown) => error,
+    );
+    expect(failure).toBeInstanceOf(ExecutionError);
+    expect((failure as Error).cause).toMatchObject({ name: 'BadInputObject', message: 'inbox/a.jsonl is not readable' });
+    expect(markInput).toMatchObject({ ...ids, duplicate: false, error: { Error: 'BadInputObject' } });
+  });
+
+  it('records a chunk\'s failure without failing the job', async () => {
+    let recorded: unknown;
+    const result = run(
+      { bucket: 'b', key: 'inbox/a.jsonl' },
+      {
+        RegisterJob: () => ({ ...ids, duplicate: false }),
+        PrepareJob: () => ({ ...ids, outcome: 'ready', chunks: [{ ...ids, chunk: 0 }], validRows: 1, invalidRows: 0 }),
+        SubmitChunk: () => {
+          throw lambdaError('BatchTooLarge', 'too large');
+        },
+        RecordChunkFailure: (input) => {
+          recorded = input;
+          return { jobId: input.jobId, chunk: input.chunk, ok: false };
+        },
+        FinalizeJob: () => ({ ...ids, status: 'succeeded', counts: { errored: 1 } }),
+      },
+    );
+    await expect(result).resolves.toEqual({ ...ids, status: 'succeeded', counts: { errored: 1 } });
+    expect(recorded).toMatchObject({ ...ids, chunk: 0, error: { Error: 'BatchTooLarge' } });
+  });
+});
