@@ -6,9 +6,10 @@ import { SecretValue } from 'aws-cdk-lib';
 import type { IGrantable } from 'aws-cdk-lib/aws-iam';
 import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import { Construct } from 'constructs';
+import { API_KEY_PLACEHOLDER } from '../shared/anthropic/secret';
 
 /** What a new secret holds until the user puts the real key in (see infra/README.md). */
-export const API_KEY_PLACEHOLDER = 'replace-me-with-an-anthropic-api-key';
+export { API_KEY_PLACEHOLDER };
 
 export interface ApiKeyProps {
   /** Use this existing secret (its SecretString is the key) instead of creating one. */

@@ -10,6 +10,9 @@ export const API_KEY_FIELDS = ['apiKey', 'api_key', 'ANTHROPIC_API_KEY', 'key'] 
 
 export const DEFAULT_SECRET_TTL_MS = 5 * 60 * 1000;
 
+/** What the stack puts in the secret it creates, until the user sets the real key. */
+export const API_KEY_PLACEHOLDER = 'replace-me-with-an-anthropic-api-key';
+
 export interface SecretApiKeyOptions {
   /** Default: one client per container, from the environment. */
   client?: Pick<SecretsManagerClient, 'send'>;
@@ -41,6 +44,13 @@ export async function readApiKeySecret(secretId: string, client: Pick<SecretsMan
   const text =
     output.SecretString ?? (output.SecretBinary ? Buffer.from(output.SecretBinary).toString('utf8') : undefined);
   const key = text === undefined ? undefined : keyFromSecretText(text);
+  if (key === API_KEY_PLACEHOLDER) {
+    // Fail before any API call: a 401 from the API would not say which step was missed.
+    throw new ApiKeyMissing(
+      `The API key secret "${secretId}" still holds the placeholder the stack created; put your key in it ` +
+        `(aws secretsmanager put-secret-value --secret-id ${secretId} --secret-string <key>)`,
+    );
+  }
   if (key === undefined) {
     throw new ApiKeyMissing(
       `The API key secret "${secretId}" is empty (expected the key as text, or JSON with one of ${API_KEY_FIELDS.join(', ')})`,

@@ -9,7 +9,7 @@ import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { ApiKeyMissing } from '../../shared/anthropic/errors';
 import { createBatchesClientFromEnv } from '../../shared/anthropic/from-env';
-import { apiKeyFromSecret, clearApiKeyCache, keyFromSecretText } from '../../shared/anthropic/secret';
+import { API_KEY_PLACEHOLDER, apiKeyFromSecret, clearApiKeyCache, keyFromSecretText } from '../../shared/anthropic/secret';
 
 const secrets = new Map<string, string>();
 const reads: string[] = [];
@@ -94,6 +94,16 @@ describe('apiKeyFromSecret', () => {
     expect((error as Error).message).toBe('The API key secret "missing/secret" was not found in Secrets Manager');
     secrets.set('missing/secret', 'sk-ant-now-here');
     expect(await key()).toBe('sk-ant-now-here');
+  });
+
+  it('fails with ApiKeyMissing, saying how to set it, while the secret holds the placeholder the stack created', async () => {
+    secrets.set('fresh', API_KEY_PLACEHOLDER);
+    const error = (await apiKeyFromSecret('fresh', { client })().catch((e: unknown) => e)) as Error;
+    expect(error).toBeInstanceOf(ApiKeyMissing);
+    expect(error.message).toBe(
+      'The API key secret "fresh" still holds the placeholder the stack created; put your key in it ' +
+        '(aws secretsmanager put-secret-value --secret-id fresh --secret-string <key>)',
+    );
   });
 
   it('fails with ApiKeyMissing when the secret is empty, without quoting its value', async () => {
