@@ -6,14 +6,15 @@ import { createBatchesClientFromEnv } from '../shared/anthropic/from-env';
 import { readPipelineConfig } from '../shared/config';
 import { parseAttemptRef } from '../shared/jobs/chunk-state';
 import { collectResults, type CollectOutput } from '../shared/jobs/collect';
+import { instrument } from '../shared/observability';
 
 const s3 = new S3Client({});
 const dynamo = new DynamoDBClient({});
 // Built on first use, still once per container: its settings come from the environment.
 let api: BatchesApi | undefined;
 
-export async function handler(event: unknown): Promise<CollectOutput> {
+export const handler = instrument('collect-results', async (event: unknown, observer): Promise<CollectOutput> => {
   const ref = parseAttemptRef(event, true);
   api ??= createBatchesClientFromEnv();
-  return collectResults(ref, { s3, dynamo, api, config: readPipelineConfig() });
-}
+  return collectResults(ref, { s3, dynamo, api, config: readPipelineConfig(), observer });
+});

@@ -6,6 +6,7 @@ import type { BatchesApi } from '../shared/anthropic/api';
 import { createBatchesClientFromEnv } from '../shared/anthropic/from-env';
 import { readNotifyConfig, readPipelineConfig } from '../shared/config';
 import { markJobFailed, type FailInput } from '../shared/jobs/fail';
+import { instrument } from '../shared/observability';
 
 const dynamo = new DynamoDBClient({});
 const events = new EventBridgeClient({});
@@ -14,8 +15,8 @@ const sns = new SNSClient({});
 // must not be needed merely to import this module.
 let api: BatchesApi | undefined;
 
-export async function handler(event: FailInput): Promise<{ jobId: string | null }> {
+export const handler = instrument('fail-job', async (event: FailInput, observer): Promise<{ jobId: string | null }> => {
   api ??= createBatchesClientFromEnv();
   const config = { table: readPipelineConfig().table, notify: readNotifyConfig() };
-  return markJobFailed(event, { dynamo, api, events, sns, config });
-}
+  return markJobFailed(event, { dynamo, api, events, sns, config, observer });
+});

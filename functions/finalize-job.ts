@@ -5,17 +5,19 @@ import { S3Client } from '@aws-sdk/client-s3';
 import { SNSClient } from '@aws-sdk/client-sns';
 import { readNotifyConfig, readPipelineConfig } from '../shared/config';
 import { finalizeJob, parseFinalizeInput, type FinalizeOutput } from '../shared/jobs/finalize';
+import { instrument } from '../shared/observability';
 
 const s3 = new S3Client({});
 const dynamo = new DynamoDBClient({});
 const events = new EventBridgeClient({});
 const sns = new SNSClient({});
 
-export async function handler(event: unknown): Promise<FinalizeOutput> {
-  return finalizeJob(parseFinalizeInput(event), {
+export const handler = instrument('finalize-job', async (event: unknown, observer): Promise<FinalizeOutput> =>
+  finalizeJob(parseFinalizeInput(event), {
     s3,
     dynamo,
     config: readPipelineConfig(),
     notify: { clients: { events, sns }, config: readNotifyConfig() },
-  });
-}
+    observer,
+  }),
+);

@@ -4,13 +4,14 @@ import type { BatchesApi } from '../shared/anthropic/api';
 import { createBatchesClientFromEnv } from '../shared/anthropic/from-env';
 import { readPipelineConfig } from '../shared/config';
 import { parseChunkFailureInput, recordChunkFailure, type ChunkFailureOutput } from '../shared/jobs/chunk-failure';
+import { instrument } from '../shared/observability';
 
 const dynamo = new DynamoDBClient({});
 // Built on first use, still once per container: its settings come from the environment.
 let api: BatchesApi | undefined;
 
-export async function handler(event: unknown): Promise<ChunkFailureOutput> {
+export const handler = instrument('record-chunk-failure', async (event: unknown, observer): Promise<ChunkFailureOutput> => {
   const input = parseChunkFailureInput(event);
   api ??= createBatchesClientFromEnv();
-  return recordChunkFailure(input, { dynamo, api, config: readPipelineConfig() });
-}
+  return recordChunkFailure(input, { dynamo, api, config: readPipelineConfig(), observer });
+});

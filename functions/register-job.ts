@@ -4,10 +4,11 @@ import { S3Client } from '@aws-sdk/client-s3';
 import { readPipelineConfig } from '../shared/config';
 import type { RegisterEvent } from '../shared/jobs/events';
 import { registerJob, type RegisterResult } from '../shared/jobs/register';
+import { instrument } from '../shared/observability';
 
 const s3 = new S3Client({});
 const dynamo = new DynamoDBClient({});
 
-export async function handler(event: RegisterEvent): Promise<RegisterResult> {
-  return registerJob(event, { s3, dynamo, config: readPipelineConfig() });
-}
+export const handler = instrument('register-job', async (event: RegisterEvent, observer): Promise<RegisterResult> =>
+  registerJob(event, { s3, dynamo, config: readPipelineConfig(), observer }),
+);

@@ -6,14 +6,15 @@ import { createBatchesClientFromEnv } from '../shared/anthropic/from-env';
 import { readPipelineConfig } from '../shared/config';
 import { parseChunkRef } from '../shared/jobs/chunk-state';
 import { submitChunk, type SubmitOutput } from '../shared/jobs/submit';
+import { instrument } from '../shared/observability';
 
 const s3 = new S3Client({});
 const dynamo = new DynamoDBClient({});
 // Built on first use, still once per container: its settings come from the environment.
 let api: BatchesApi | undefined;
 
-export async function handler(event: unknown): Promise<SubmitOutput> {
+export const handler = instrument('submit-chunk', async (event: unknown, observer): Promise<SubmitOutput> => {
   const { jobId, chunk } = parseChunkRef(event);
   api ??= createBatchesClientFromEnv();
-  return submitChunk({ jobId, chunk }, { s3, dynamo, api, config: readPipelineConfig() });
-}
+  return submitChunk({ jobId, chunk }, { s3, dynamo, api, config: readPipelineConfig(), observer });
+});

@@ -6,6 +6,8 @@
 import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import type { BatchesApi } from '../anthropic/api';
 import type { PipelineConfig } from '../config';
+import { errorFields, quietObserver, type Observer } from '../observability';
+import { describeFailure } from './fail';
 import { attemptOf, isoAt, InvalidStateInput, parseChunkRef, patchAttempt, readChunk, updateChunk, type ChunkRef } from './chunk-state';
 
 /** A cause is kept to this many bytes (UTF-8): records and outputs stay small. */
@@ -29,31 +31,40 @@ export interface ChunkFailureDeps {
   api: BatchesApi;
   config: Pick<PipelineConfig, 'table'>;
   now?: () => number;
+  /** Where the step's log lines go (the handler's invocation). */
+  observer?: Observer;
 }
 
 export async function recordChunkFailure(input: ChunkFailureInput, deps: ChunkFailureDeps): Promise<ChunkFailureOutput> {
   const { dynamo, api, config } = deps;
   const now = deps.now ?? Date.now;
+  const observer = deps.observer ?? quietObserver;
   const chunk = await readChunk(dynamo, config.table, input.jobId, input.chunk);
   const { record, index } = attemptOf(chunk, chunk.currentAttempt);
+  observer.keys({ attempt: record.attempt, batchId: record.batchId });
   let cancelSentAt = record.cancelSentAt;
+  let canceledNow = false;
   if (record.batchId && !record.collectedAt && record.processingStatus !== 'ended' && !cancelSentAt) {
     try {
       await api.cancel(record.batchId);
       cancelSentAt = isoAt(now());
+      canceledNow = true;
     } catch (error) {
       // Best effort: the batch may have ended or be gone already; the failure is what matters here.
-      console.warn(`chunk ${input.chunk} of job ${input.jobId}: cancel of batch ${record.batchId} failed: ${(error as Error).name}`);
+      observer.warn('cancel of the batch failed', { batchId: record.batchId, error: errorFields(error) });
     }
   }
+  const failure = { error: input.error.Error, cause: truncateUtf8(causeText(input.error.Cause), MAX_CAUSE_BYTES) };
   await updateChunk(dynamo, config.table, chunk, {
     set: {
       status: 'failed',
-      failure: { error: input.error.Error, cause: truncateUtf8(causeText(input.error.Cause), MAX_CAUSE_BYTES) },
+      failure,
       attempts: patchAttempt(chunk, index, { cancelSentAt }),
       updatedAt: isoAt(now()),
     },
   });
+  // Logged as MarkJobFailed records it: a JSON.parse message's quote of its input removed.
+  observer.error('chunk failed', { error: describeFailure(input.error), batchCanceled: canceledNow });
   return { jobId: input.jobId, chunk: input.chunk, ok: false };
 }
 

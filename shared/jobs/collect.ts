@@ -21,6 +21,7 @@ import { BulkWriter, ConditionFailed, updateItem, type BulkWriteOptions } from '
 import { ROW_SK, rowPk, type ChunkAttempt, type RowItem, type TokenTotals } from '../store/items';
 import { jobKeys } from '../store/keys';
 import { ObjectWriter } from '../store/s3';
+import { quietObserver, rowsErroredMetric, type Observer } from '../observability';
 import { BATCH_BODY_OVERHEAD } from '../validation/request';
 import { requestEntries, requestIds, requestPositions } from './chunk-files';
 import {
@@ -69,17 +70,20 @@ export interface CollectDeps {
   now?: () => number;
   /** Options of the row writer (tests and benchmarks count requests with onRequest). */
   rowWrites?: BulkWriteOptions;
+  /** Where the step's log lines and metrics go (the handler's invocation). */
+  observer?: Observer;
 }
 
 export async function collectResults(input: CollectInput, deps: CollectDeps): Promise<CollectOutput> {
   const { s3, dynamo, config } = deps;
   const now = deps.now ?? Date.now;
+  const observer = deps.observer ?? quietObserver;
   const [chunk, job] = await Promise.all([
     readChunk(dynamo, config.table, input.jobId, input.chunk),
     readJob(dynamo, config.table, input.jobId),
   ]);
   const { record, index } = attemptOf(chunk, input.attempt);
-  if (record.collectedAt || chunk.currentAttempt > input.attempt) return answer(input, record, config);
+  if (record.collectedAt || chunk.currentAttempt > input.attempt) return collectedBefore(input, record, config, observer);
   if (chunk.currentAttempt < input.attempt) {
     throw new ChunkStateConflict(`chunk ${input.chunk} of job ${input.jobId} is at attempt ${chunk.currentAttempt}, not ${input.attempt}`);
   }
@@ -94,7 +98,7 @@ export async function collectResults(input: CollectInput, deps: CollectDeps): Pr
   const members: ReadonlyMap<string, number> | ReadonlySet<string> =
     input.attempt === 1 ? positions : await requestIds(s3, config.bucket, keys.chunkRequests(input.chunk, input.attempt));
 
-  const rows = new RowRecorder(input, positions, deps, job.cancelRequested === true);
+  const rows = new RowRecorder(input, positions, deps, job.cancelRequested === true, observer);
   try {
     if (input.batchId === null) {
       for (const customId of members.keys()) await rows.record(customId, canceledBeforeSubmitDecision());
@@ -135,11 +139,44 @@ export async function collectResults(input: CollectInput, deps: CollectDeps): Pr
     // A concurrent Collect of this attempt finished first: its record stands.
     const current = attemptOf(await readChunk(dynamo, config.table, input.jobId, input.chunk), input.attempt).record;
     if (!current.collectedAt) throw error;
-    return answer(input, current, config);
+    return collectedBefore(input, current, config, observer);
   }
   // Progress only (Finalize counts from the files); added once, after the record says "collected".
   await updateItem(dynamo, config.table, jobKey(input.jobId), { add: { rowsFinal: rows.finalRows }, set: { updatedAt: collectedAt } });
-  return answer(input, { ...record, ...patch }, config);
+  const output = answer(input, { ...record, ...patch }, config);
+  report(rows, record, output, observer);
+  return output;
+}
+
+/** The attempt's tallies as metrics and one log line; only once, by the Collect that recorded them. */
+function report(rows: RowRecorder, record: ChunkAttempt, output: CollectOutput, observer: Observer): void {
+  const { succeeded, errored, expired, canceled } = rows.counts;
+  observer.metric('RowsSucceeded', succeeded);
+  observer.metric('RowsErrored', errored);
+  observer.metric('RowsExpired', expired);
+  observer.metric('RowsCanceled', canceled);
+  observer.metric('RowsRetried', rows.retry.size);
+  for (const [type, count] of rows.errorTypes) observer.metric(rowsErroredMetric(type), count);
+  const waitSeconds = record.createdAt && record.endedAt ? (Date.parse(record.endedAt) - Date.parse(record.createdAt)) / 1000 : undefined;
+  if (waitSeconds !== undefined && Number.isFinite(waitSeconds)) observer.metric('BatchWaitSeconds', waitSeconds);
+  if (rows.unpricedModels.size > 0) observer.warn('no price for these models: their rows have no cost', { models: [...rows.unpricedModels].sort() });
+  observer.info('collected', {
+    ...rows.counts,
+    errorTypes: Object.fromEntries([...rows.errorTypes].sort(([a], [b]) => a.localeCompare(b))),
+    retryRows: rows.retry.size,
+    missingRows: rows.missing,
+    foreignLines: rows.foreign,
+    resultBytes: rows.resultBytes,
+    batchWaitSeconds: waitSeconds,
+    retry: output.retry,
+    retryWaitSeconds: output.retryWaitSeconds,
+  });
+}
+
+function collectedBefore(input: CollectInput, record: ChunkAttempt, config: Pick<PipelineConfig, 'retryBackoffSeconds'>, observer: Observer): CollectOutput {
+  const output = answer(input, record, config);
+  observer.info('collected before', { counts: record.counts, retryRows: record.retryRows ?? 0, retry: output.retry });
+  return output;
 }
 
 function answer(input: CollectInput, record: ChunkAttempt, config: Pick<PipelineConfig, 'retryBackoffSeconds'>): CollectOutput {
@@ -180,7 +217,11 @@ class RowRecorder {
   readonly retry = new Set<string>();
   readonly counts: Record<ResultStatus, number> = { succeeded: 0, errored: 0, expired: 0, canceled: 0 };
   readonly unpricedModels = new Set<string>();
+  /** Errored rows by error type. */
+  readonly errorTypes = new Map<string, number>();
   missing = 0;
+  /** Bytes of the results file written. */
+  resultBytes = 0;
   finalRows = 0;
   /** Result lines for custom_ids that are not rows of this attempt (or repeat one): ignored. */
   foreign = 0;
@@ -197,6 +238,7 @@ class RowRecorder {
     private readonly positions: ReadonlyMap<string, number>,
     private readonly deps: CollectDeps,
     cancelRequested: boolean,
+    private readonly observer: Observer,
   ) {
     this.writer = new BulkWriter(deps.dynamo, deps.config.table, deps.rowWrites);
     this.context = { attempt: input.attempt, maxAttempts: deps.config.maxAttempts, cancelRequested };
@@ -224,9 +266,10 @@ class RowRecorder {
       });
     }
     await this.results.finish();
+    this.resultBytes = this.results.bytes;
     this.results = undefined;
     if (this.foreign > 0) {
-      console.warn(`batch ${batchId}: ${this.foreign} result lines were for custom_ids that are not rows of this attempt (ignored)`);
+      this.observer.warn('result lines for custom_ids that are not rows of this attempt were ignored', { batchId, foreignLines: this.foreign });
     }
   }
 
@@ -234,6 +277,7 @@ class RowRecorder {
     const index = this.positions.get(customId);
     if (index === undefined) throw new ChunkStateConflict(`${customId} is in attempt ${this.input.attempt} of chunk ${this.input.chunk} but not in its first`);
     this.counts[decision.status] += 1;
+    if (decision.errorType !== undefined) this.errorTypes.set(decision.errorType, (this.errorTypes.get(decision.errorType) ?? 0) + 1);
     if (decision.errorType === MISSING_RESULT) this.missing += 1;
     if (decision.final) this.finalRows += 1;
     else this.retry.add(customId);

@@ -10,6 +10,7 @@ import { getItem, queryPartition, updateItem } from '../store/dynamo';
 import { CHUNK_SK_PREFIX, JOB_SK, jobPk, type ChunkItem, type JobItem } from '../store/items';
 import { jobKeys } from '../store/keys';
 import { announceJobEnded, type JobEndedDetail, type NotifyClients } from '../notify';
+import { quietObserver, type Observer } from '../observability';
 import { parseRegisterEvent } from './events';
 
 /** Some in-flight batches could not be canceled (the job is marked failed and announced regardless). */
@@ -36,6 +37,8 @@ export interface FailDeps extends NotifyClients {
   now?: () => Date;
   /** Cancel calls in flight at once. */
   concurrency?: number;
+  /** Where the step's log lines and metrics go (the handler's invocation). */
+  observer?: Observer;
 }
 
 export const CAUSE_MAX_BYTES = 4096;
@@ -44,11 +47,14 @@ export async function markJobFailed(input: FailInput, deps: FailDeps): Promise<{
   const failure = describeFailure(input.error);
   const now = (deps.now ?? (() => new Date()))().toISOString();
   const jobId = typeof input.jobId === 'string' && input.jobId !== '' ? input.jobId : undefined;
+  const observer = deps.observer ?? quietObserver;
+  observer.metric('JobsFailed', 1);
 
   if (jobId === undefined) {
     // Register itself failed: the state still holds its input, which says what the file was.
     const { error: _error, ...registerInput } = input;
     const known = knownObject(registerInput);
+    observer.error('job failed before it was registered', { ...known, error: failure });
     await announceJobEnded({ status: 'failed', ...known, failure }, deps, deps.config.notify);
     return { jobId: null };
   }
@@ -61,7 +67,8 @@ export async function markJobFailed(input: FailInput, deps: FailDeps): Promise<{
       set: { status: 'failed', failure, endedAt: now, updatedAt: now, cancelRequested: true },
     });
   }
-  const unCanceled = await cancelInFlight(jobId, deps);
+  const { inFlight, problems: unCanceled } = await cancelInFlight(jobId, deps);
+  observer.error('job failed', { error: failure, recorded: job !== undefined, batchesInFlight: inFlight, batchesNotCanceled: unCanceled.length });
 
   const detail: JobEndedDetail = {
     jobId,
@@ -80,9 +87,9 @@ export async function markJobFailed(input: FailInput, deps: FailDeps): Promise<{
 
 /**
  * Cancels every batch of an unfinished chunk attempt. A batch that already ended (or is gone) is
- * fine; returns a line per batch that could not be canceled.
+ * fine; returns how many batches were in flight, and a line per batch that could not be canceled.
  */
-async function cancelInFlight(jobId: string, deps: FailDeps): Promise<string[]> {
+async function cancelInFlight(jobId: string, deps: FailDeps): Promise<{ inFlight: number; problems: string[] }> {
   const batchIds: string[] = [];
   for await (const chunk of queryPartition<ChunkItem>(deps.dynamo, deps.config.table, jobPk(jobId), CHUNK_SK_PREFIX)) {
     if (chunk.status === 'done' || chunk.status === 'failed') continue;
@@ -105,7 +112,7 @@ async function cancelInFlight(jobId: string, deps: FailDeps): Promise<string[]> 
     }
   };
   await Promise.all(Array.from({ length: Math.min(deps.concurrency ?? 8, batchIds.length) }, worker));
-  return problems;
+  return { inFlight: batchIds.length, problems };
 }
 
 function knownObject(registerInput: Record<string, unknown>): { bucket?: string; key?: string } {

@@ -33,6 +33,7 @@ import { CostTotals, tokenTotals } from '../cost/cost';
 import { priceTableFromConfig, type PriceTable } from '../cost/prices';
 import { isBlank, splitLines } from '../jsonl/lines';
 import { AnnounceFailed, announceJobEnded, type NotifyClients } from '../notify';
+import { errorFields, quietObserver, type Observer } from '../observability';
 import { BulkWriter, queryPartition, updateItem } from '../store/dynamo';
 import {
   CHUNK_SK_PREFIX,
@@ -97,6 +98,8 @@ export interface FinalizeDeps {
   now?: () => number;
   /** Where results files are staged (default os.tmpdir()). */
   tmpDir?: string;
+  /** Where the step's log lines and metrics go (the handler's invocation). */
+  observer?: Observer;
 }
 
 /** One line of results.jsonl. */
@@ -156,6 +159,7 @@ const MESSAGES = {
 export async function finalizeJob(input: FinalizeInput, deps: FinalizeDeps): Promise<FinalizeOutput> {
   const { s3, dynamo, config } = deps;
   const now = deps.now ?? Date.now;
+  const observer = deps.observer ?? quietObserver;
   const job = await readJob(dynamo, config.table, input.jobId);
   if (job.totalRows === undefined || job.validRows === undefined || job.invalidRows === undefined) {
     throw new CountsMismatch(`job ${job.jobId} has no row counts: Prepare did not finish`);
@@ -194,6 +198,21 @@ export async function finalizeJob(input: FinalizeInput, deps: FinalizeDeps): Pro
   await updateItem(dynamo, config.table, jobKey(job.jobId), {
     set: { status, endedAt, counts, costUsd: summary.cost.batchUsd, updatedAt: isoAt(now()) },
   });
+  observer.metric('JobsEnded', 1);
+  observer.metric('CostUsd', summary.cost.batchUsd);
+  if (summary.cost.unpricedModels.length > 0) {
+    observer.warn('no price for these models: the cost leaves their rows out', { models: summary.cost.unpricedModels });
+  }
+  observer.info('finalized', {
+    status,
+    counts,
+    errorsByType: summary.errorsByType,
+    costUsd: summary.cost.batchUsd,
+    chunks: summary.chunks,
+    batches: summary.batches.length,
+    retries: summary.retries,
+    durationSeconds: summary.timings.durationSeconds,
+  });
   try {
     await announceJobEnded(
       { jobId: job.jobId, status, bucket: job.bucket, key: job.key, counts, costUsd: summary.cost.batchUsd, resultsPrefix: keys.resultsPrefix },
@@ -204,7 +223,7 @@ export async function finalizeJob(input: FinalizeInput, deps: FinalizeDeps): Pro
     // The job is done and its outputs are written: a lost notification must not turn it into a
     // failed job (the workflow's Catch would). It is logged for the alarm on errors instead.
     if (!(error instanceof AnnounceFailed)) throw error;
-    console.error(`job ${job.jobId} ended ${status}, but announcing it failed: ${error.message}`);
+    observer.error('the job ended, but announcing it failed', { status, error: errorFields(error) });
   }
   return { jobId: job.jobId, status, counts };
 }

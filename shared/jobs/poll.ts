@@ -11,6 +11,7 @@
 import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import type { BatchesApi } from '../anthropic/api';
 import type { PipelineConfig } from '../config';
+import { quietObserver, type Observer } from '../observability';
 import {
   attemptOf,
   ChunkStateConflict,
@@ -99,6 +100,8 @@ export interface PollDeps {
   config: Pick<PipelineConfig, 'table'> & PollSettings;
   /** The local clock (epoch ms), for the record's timestamps. */
   now?: () => number;
+  /** Where the step's log lines go (the handler's invocation). */
+  observer?: Observer;
 }
 
 export async function pollBatch(input: PollInput, deps: PollDeps): Promise<PollOutput> {
@@ -120,7 +123,8 @@ export async function pollBatch(input: PollInput, deps: PollDeps): Promise<PollO
   const seen = await api.retrieveWithTime(input.batchId);
   let batch = seen.value;
   let cancelSentAt = record.cancelSentAt;
-  if (job.cancelRequested && batch.processing_status === 'in_progress') {
+  const cancelNow = job.cancelRequested === true && batch.processing_status === 'in_progress';
+  if (cancelNow) {
     batch = await api.cancel(input.batchId);
     cancelSentAt = isoAt(now());
   }
@@ -143,6 +147,14 @@ export async function pollBatch(input: PollInput, deps: PollDeps): Promise<PollO
   const waitSeconds = ended
     ? 0
     : nextPollDelay({ createdAt: batch.created_at, expiresAt: batch.expires_at, serverNow: seen.serverTime, settings: config });
+  (deps.observer ?? quietObserver).info('polled', {
+    status: batch.processing_status,
+    counts: batch.request_counts,
+    ended,
+    waitSeconds,
+    polls: (record.polls ?? 0) + 1,
+    cancelSent: cancelNow,
+  });
   return { jobId: input.jobId, chunk: input.chunk, attempt: input.attempt, batchId: input.batchId, ended, waitSeconds };
 }
 

@@ -14,6 +14,7 @@ import { BulkWriter, ConditionFailed, getItem, queryPartition, updateItem } from
 import { CHUNK_SK_PREFIX, chunkSk, JOB_SK, jobPk, type ChunkItem, type JobItem } from '../store/items';
 import { jobKeys } from '../store/keys';
 import { ObjectWriter } from '../store/s3';
+import { quietObserver, type Observer } from '../observability';
 import { bareEtag } from './job-id';
 import { SourceChanged, SourceNotFound, ttlFrom } from './register';
 import { BATCH_BODY_OVERHEAD, CustomIdSet, invalidReportRow, validateLine, type InvalidLine, type LineOutcome } from '../validation/request';
@@ -42,6 +43,8 @@ export interface PrepareDeps {
   dynamo: DynamoDBClient;
   config: Pick<PipelineConfig, 'bucket' | 'table' | 'maxRequestsPerChunk' | 'maxBytesPerChunk' | 'rowTtlDays'>;
   now?: () => Date;
+  /** Where the step's log lines and metrics go (the handler's invocation). */
+  observer?: Observer;
 }
 
 /**
@@ -62,10 +65,11 @@ const NEWLINE = Buffer.from('\n');
 export async function prepareJob(input: { jobId: string }, deps: PrepareDeps): Promise<PrepareResult> {
   const { dynamo, config } = deps;
   const now = deps.now ?? (() => new Date());
+  const observer = deps.observer ?? quietObserver;
   const key = { pk: jobPk(input.jobId), sk: JOB_SK };
   let job = await getItem<JobItem>(dynamo, config.table, key);
   if (!job) throw new JobNotFound(`job ${input.jobId} does not exist`);
-  if (job.chunkCount !== undefined) return recordedResult(job);
+  if (job.chunkCount !== undefined) return preparedBefore(job, observer);
   try {
     job = await updateItem<JobItem>(dynamo, config.table, key, {
       set: { status: 'preparing', updatedAt: now().toISOString() },
@@ -76,7 +80,7 @@ export async function prepareJob(input: { jobId: string }, deps: PrepareDeps): P
     if (!(error instanceof ConditionFailed)) throw error;
     const finished = await getItem<JobItem>(dynamo, config.table, key);
     if (!finished) throw new JobNotFound(`job ${input.jobId} does not exist`);
-    return recordedResult(finished);
+    return preparedBefore(finished, observer);
   }
 
   const scan = await scanSource(job, deps);
@@ -119,6 +123,16 @@ export async function prepareJob(input: { jobId: string }, deps: PrepareDeps): P
       updatedAt,
     },
   });
+  observer.metric('RowsInvalid', scan.invalidRows);
+  observer.info('prepared', {
+    outcome,
+    validationMode: job.validationMode,
+    validRows: scan.validRows,
+    invalidRows: scan.invalidRows,
+    chunks: chunks.length,
+    largestChunkRows: chunks.reduce((max, chunk) => Math.max(max, chunk.rows), 0),
+    largestChunkBytes: chunks.reduce((max, chunk) => Math.max(max, chunk.bytes), 0),
+  });
   return {
     jobId: job.jobId,
     outcome,
@@ -126,6 +140,12 @@ export async function prepareJob(input: { jobId: string }, deps: PrepareDeps): P
     validRows: scan.validRows,
     invalidRows: scan.invalidRows,
   };
+}
+
+function preparedBefore(job: JobItem, observer: Observer): PrepareResult {
+  const result = recordedResult(job);
+  observer.info('prepared before', { outcome: result.outcome, validRows: result.validRows, invalidRows: result.invalidRows, chunks: result.chunks.length });
+  return result;
 }
 
 /** The result of a Prepare that already finished, rebuilt from the job record. */

@@ -5,6 +5,7 @@
 import { HeadObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import type { PipelineConfig, ValidationMode } from '../config';
+import { quietObserver, type Observer } from '../observability';
 import { getItem, putItem } from '../store/dynamo';
 import { JOB_SK, JOBS_GSI_PK, jobPk, type JobItem } from '../store/items';
 import { bareEtag, jobIdFor } from './job-id';
@@ -33,6 +34,8 @@ export interface RegisterDeps {
   dynamo: DynamoDBClient;
   config: Pick<PipelineConfig, 'table' | 'validationMode' | 'rowTtlDays'>;
   now?: () => Date;
+  /** Where the step's log lines go (the handler's invocation). */
+  observer?: Observer;
 }
 
 export interface RegisterResult {
@@ -52,6 +55,8 @@ export async function registerJob(event: unknown, deps: RegisterDeps): Promise<R
   const token = versionId ?? ref.sequencer ?? etag;
   if (token === '') throw new SourceNotFound(`s3://${ref.bucket}/${ref.key} has no ETag, version or sequencer to name a job by`);
   const jobId = jobIdFor({ bucket: ref.bucket, key: ref.key, token });
+  const observer = deps.observer ?? quietObserver;
+  observer.keys({ jobId });
   const validationMode = chooseMode(head.metadata[MODE_METADATA], ref.mode, deps.config.validationMode);
 
   const now = (deps.now ?? (() => new Date()))();
@@ -75,13 +80,21 @@ export async function registerJob(event: unknown, deps: RegisterDeps): Promise<R
     gsi1sk: `${createdAt}#${jobId}`,
     ttl: ttlFrom(now, deps.config.rowTtlDays),
   };
-  if (await putItem(deps.dynamo, deps.config.table, item, { ifAbsent: true })) return { jobId, duplicate: false };
+  const logged = { bucket: ref.bucket, key: ref.key, validationMode, versioned: versionId !== undefined };
+  if (await putItem(deps.dynamo, deps.config.table, item, { ifAbsent: true })) {
+    observer.info('registered', logged);
+    return { jobId, duplicate: false };
+  }
 
   // A Register retried after its write landed (the reply was lost) must carry on, not stop as a duplicate.
   if (ref.executionArn) {
     const existing = await getItem<JobItem>(deps.dynamo, deps.config.table, { pk: item.pk, sk: JOB_SK });
-    if (existing?.executionArn === ref.executionArn) return { jobId, duplicate: false };
+    if (existing?.executionArn === ref.executionArn) {
+      observer.info('registered before, by this execution', logged);
+      return { jobId, duplicate: false };
+    }
   }
+  observer.info('duplicate event: the job exists', logged);
   return { jobId, duplicate: true };
 }
 

@@ -32,6 +32,7 @@ import type { PipelineConfig } from '../config';
 import { ConditionFailed, getItem, putItem, updateItem } from '../store/dynamo';
 import { BATCH_SK, batchPk, type BatchClaimItem, type ChunkAttempt, type ChunkItem } from '../store/items';
 import { jobKeys } from '../store/keys';
+import { quietObserver, type Observer } from '../observability';
 import {
   attemptOf,
   chunkCondition,
@@ -71,6 +72,8 @@ export interface SubmitDeps {
   config: Pick<PipelineConfig, 'bucket' | 'table' | 'adoptGraceSeconds' | 'rowTtlDays'> & PollSettings;
   /** The local clock (epoch ms). */
   now?: () => number;
+  /** Where the step's log lines and metrics go (the handler's invocation). */
+  observer?: Observer;
 }
 
 interface Owner extends ChunkRef {
@@ -80,20 +83,26 @@ interface Owner extends ChunkRef {
 export async function submitChunk(input: ChunkRef, deps: SubmitDeps): Promise<SubmitOutput> {
   const { dynamo, config } = deps;
   const now = deps.now ?? Date.now;
+  const observer = deps.observer ?? quietObserver;
   const [chunk, job] = await Promise.all([
     readChunk(dynamo, config.table, input.jobId, input.chunk),
     readJob(dynamo, config.table, input.jobId),
   ]);
   const attempt = chunk.currentAttempt;
+  observer.keys({ attempt });
   const { record, index } = attemptOf(chunk, attempt);
   const owner: Owner = { jobId: input.jobId, chunk: input.chunk, attempt };
 
   // A retried Submit after one that succeeded.
-  if (record.batchId) return submitted(owner, record.batchId, record, config);
+  if (record.batchId) return alreadySubmitted(owner, record.batchId, record, config, observer);
 
   if (record.intentAt) {
     const adopted = await adoptBatch(owner, record, deps);
-    if (adopted) return recordBatch(owner, chunk, adopted, deps);
+    if (adopted) {
+      observer.keys({ batchId: adopted.id });
+      observer.warn('adopted a batch whose create had an unknown outcome', { batchId: adopted.id, rows: record.rows, createdAt: adopted.created_at });
+      return recordBatch(owner, chunk, adopted, deps, observer, true);
+    }
     const intentAge = now() - Date.parse(record.intentAt);
     if (intentAge < config.adoptGraceSeconds * 1000) {
       throw new OutcomeUnknown(
@@ -104,7 +113,10 @@ export async function submitChunk(input: ChunkRef, deps: SubmitDeps): Promise<Su
     }
   }
 
-  if (job.cancelRequested) return { ...owner, batchId: null, canceled: true, waitSeconds: 0 };
+  if (job.cancelRequested) {
+    observer.info('not submitted: the job was canceled', { rows: record.rows });
+    return { ...owner, batchId: null, canceled: true, waitSeconds: 0 };
+  }
 
   const intentAt = isoAt(now());
   let intended: ChunkItem;
@@ -138,8 +150,9 @@ export async function submitChunk(input: ChunkRef, deps: SubmitDeps): Promise<Su
     if (provesNoBatch(error)) await withdrawIntent(intended, index, attempt, intentAt, deps);
     throw error;
   }
+  observer.keys({ batchId: batch.id });
   await claim(owner, batch.id, deps, true);
-  return recordBatch(owner, intended, batch, deps);
+  return recordBatch(owner, intended, batch, deps, observer, false);
 }
 
 export const totalRequests = (counts: RequestCounts): number =>
@@ -206,7 +219,14 @@ async function claim(owner: Owner, batchId: string, deps: SubmitDeps, created: b
 }
 
 /** Records the batch on the attempt (once: a retry after this point finds it there). */
-async function recordBatch(owner: Owner, chunk: ChunkItem, batch: MessageBatch, deps: SubmitDeps): Promise<SubmitOutput> {
+async function recordBatch(
+  owner: Owner,
+  chunk: ChunkItem,
+  batch: MessageBatch,
+  deps: SubmitDeps,
+  observer: Observer,
+  adopted: boolean,
+): Promise<SubmitOutput> {
   const { dynamo, config } = deps;
   const now = deps.now ?? Date.now;
   const { record, index } = attemptOf(chunk, owner.attempt);
@@ -221,10 +241,21 @@ async function recordBatch(owner: Owner, chunk: ChunkItem, batch: MessageBatch, 
     // Recorded meanwhile by a concurrent Submit: theirs stands (it holds the same claim).
     const current = attemptOf(await readChunk(dynamo, config.table, owner.jobId, owner.chunk), owner.attempt).record;
     if (current.batchId === undefined) throw error;
-    return submitted(owner, current.batchId, current, config);
+    return alreadySubmitted(owner, current.batchId, current, config, observer);
   }
   await updateItem(dynamo, config.table, jobKey(owner.jobId), { add: { rowsSubmitted: record.rows }, set: { updatedAt: isoAt(now()) } });
-  return submitted(owner, batch.id, { ...record, ...patch }, config);
+  const output = submitted(owner, batch.id, { ...record, ...patch }, config);
+  observer.metric('RowsSubmitted', record.rows);
+  observer.info('submitted', { batchId: batch.id, rows: record.rows, bytes: record.bytes, adopted, waitSeconds: output.waitSeconds });
+  return output;
+}
+
+/** The answer of a Submit whose batch was recorded before (a retry, or a concurrent Submit): nothing is counted again. */
+function alreadySubmitted(owner: Owner, batchId: string, record: ChunkAttempt, settings: PollSettings, observer: Observer): SubmitOutput {
+  const output = submitted(owner, batchId, record, settings);
+  observer.keys({ batchId });
+  observer.info('submitted before', { batchId, rows: record.rows, waitSeconds: output.waitSeconds });
+  return output;
 }
 
 function submitted(owner: Owner, batchId: string, record: ChunkAttempt, settings: PollSettings): SubmitOutput {

@@ -6,6 +6,7 @@
 import { ListObjectsV2Command, type S3Client } from '@aws-sdk/client-s3';
 import { StartExecutionCommand, type SFNClient } from '@aws-sdk/client-sfn';
 import { requireString } from '../config';
+import { quietObserver, type Observer } from '../observability';
 import { RESULTS_PREFIX, WORK_PREFIX } from '../store/keys';
 import { parseSweepEvent, scheduledObjectEvent } from './events';
 import { bareEtag, sha256Hex } from './job-id';
@@ -23,6 +24,8 @@ export interface SweepDeps {
   concurrency?: number;
   /** Keys per listing page (S3's default and maximum is 1,000). */
   pageSize?: number;
+  /** Where the step's log lines go (the handler's invocation). */
+  observer?: Observer;
 }
 
 export interface SweepResult {
@@ -68,6 +71,7 @@ export async function sweepPrefix(event: unknown, deps: SweepDeps): Promise<Swee
     });
     token = page.IsTruncated ? page.NextContinuationToken : undefined;
   } while (token);
+  (deps.observer ?? quietObserver).info('swept', { ...result });
   return result;
 }
 
