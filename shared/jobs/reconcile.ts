@@ -1,0 +1,369 @@
+/**
+ * Reconcile: the daily safety net for jobs whose workflow died with work unfinished — batches whose
+ * results nobody read (the API keeps them 29 days from create), batches still running for nobody.
+ *
+ * A job is looked at when it was created in the last 30 days, has not ended, and its execution is
+ * no longer running (or no longer exists). Then each unfinished chunk is settled with the pipeline's
+ * own steps:
+ * - its batch ended → Collect, with no retry: maxAttempts is the attempt being collected, so every
+ *   row's outcome is final (a retry would need a workflow to submit, poll and collect it);
+ * - its batch is still in progress → the job is marked cancelRequested and the batch canceled; it
+ *   is collected on a later run, once it has ended;
+ * - its attempt was never submitted (pending, retry_wait, or a create whose outcome is unknown) →
+ *   Submit, under cancelRequested: it adopts a batch an earlier create made (that batch is then
+ *   settled as above) and never creates one; with none, Collect records the rows canceled;
+ * - its batch is gone, or its results were archived → the chunk failure is recorded.
+ * When every chunk is done or failed, Finalize writes the outputs; a job whose batches were canceled
+ * (or never submitted) ends `canceled`, one whose batches had all ended `succeeded`. A job that never
+ * got past Prepare has no batch: it is marked failed (and announced) as MarkJobFailed would.
+ *
+ * Re-runnable: every step is the core's own idempotent step, a cancel is sent once per attempt
+ * (recorded as cancelSentAt), and a finished job is no longer listed. Work per run is bounded: no
+ * step starts once the time budget is spent; the next run carries on.
+ */
+import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { QueryCommand, type AttributeValue } from '@aws-sdk/client-dynamodb';
+import type { S3Client } from '@aws-sdk/client-s3';
+import { marshall, unmarshall } from '@aws-sdk/util-dynamodb';
+import type { BatchesApi } from '../anthropic/api';
+import { ApiNotFound, ApiRequestInvalid } from '../anthropic/errors';
+import type { MessageBatch } from '../anthropic/types';
+import { requireString, type NotifyConfig, type PipelineConfig } from '../config';
+import type { NotifyClients } from '../notify';
+import { errorFields, quietObserver, type InvocationKeys, type Observer } from '../observability';
+import { queryPartition, updateItem } from '../store/dynamo';
+import { CHUNK_SK_PREFIX, JOBS_GSI, JOBS_GSI_PK, jobPk, type ChunkAttempt, type ChunkItem, type JobItem } from '../store/items';
+import { TABLE_GSIS } from '../store/table';
+import { recordChunkFailure } from './chunk-failure';
+import { attemptOf, chunkCondition, isoAt, jobKey, patchAttempt, readChunk, readJob, updateChunk } from './chunk-state';
+import { collectResults } from './collect';
+import { markJobFailed } from './fail';
+import { finalizeJob } from './finalize';
+import { ENDED_JOB_STATUSES } from './queries';
+import { submitChunk } from './submit';
+
+/** Batch results stay readable 29 days after create; a job's batches are created after the job. */
+export const RECONCILE_WINDOW_DAYS = 30;
+/** No step starts after this much of a run: a Lambda has 15 minutes, and one step may take a few. */
+export const RECONCILE_BUDGET_MS = 12 * 60_000;
+/** Execution statuses whose workflow still owns the job. */
+export const LIVE_EXECUTION_STATUSES: ReadonlySet<string> = new Set(['RUNNING', 'PENDING_REDRIVE']);
+
+/** The `error` recorded on a chunk the reconciler could not collect. */
+export const RECONCILE_ERRORS = {
+  /** The job's workflow ended before it was prepared: marked failed. */
+  workflowEnded: 'WorkflowEnded',
+  /** The batch's results were archived (29 days after create) before anyone read them. */
+  resultsArchived: 'ResultsArchived',
+  /** The API no longer knows the batch (deleted). */
+  batchNotFound: 'BatchNotFound',
+} as const;
+
+export interface ReconcileConfig {
+  /** BATCHLINE_STATE_MACHINE_ARN: the job state machine; jobs run by another one are left alone. */
+  stateMachineArn: string;
+}
+
+export function readReconcileConfig(env: Record<string, string | undefined> = process.env): ReconcileConfig {
+  return { stateMachineArn: requireString(env, 'BATCHLINE_STATE_MACHINE_ARN') };
+}
+
+export interface ReconcileDeps {
+  s3: S3Client;
+  dynamo: DynamoDBClient;
+  api: BatchesApi;
+  config: PipelineConfig;
+  notify: { clients: NotifyClients; config: NotifyConfig };
+  /** The execution's status (RUNNING, SUCCEEDED, FAILED, ...), or undefined when it does not exist. */
+  describeExecution: (executionArn: string) => Promise<string | undefined>;
+  /** When set, jobs whose execution belongs to another state machine are left alone. */
+  stateMachineArn?: string;
+  /** The local clock (epoch ms): the window, the budget and the records' timestamps. */
+  now?: () => number;
+  /** Default RECONCILE_BUDGET_MS. */
+  budgetMs?: number;
+  /** Where log lines and metrics go (the handler's invocation); each job's lines carry its id. */
+  observer?: Observer;
+}
+
+export interface ReconcileReport {
+  /** Open jobs of the window that were looked at (their execution described). */
+  examined: number;
+  /** Chunk attempts collected (an attempt never submitted is collected as canceled rows). */
+  collected: number;
+  /** Batches canceled. */
+  canceled: number;
+  /** Jobs finalized. */
+  finalized: number;
+  /** Jobs that died before Prepare finished, marked failed. */
+  markedFailed: number;
+  /** Jobs whose reconciliation threw (logged; the next run tries again). */
+  errors: number;
+  /** False when the time budget ran out before every open job was looked at. */
+  complete: boolean;
+}
+
+const DAY_MS = 86_400_000;
+const JOBS_INDEX = TABLE_GSIS.find((gsi) => gsi.indexName === JOBS_GSI)!;
+
+export async function reconcileJobs(deps: ReconcileDeps): Promise<ReconcileReport> {
+  const now = deps.now ?? Date.now;
+  const deadline = now() + (deps.budgetMs ?? RECONCILE_BUDGET_MS);
+  const outOfTime = () => now() >= deadline;
+  const report: ReconcileReport = { examined: 0, collected: 0, canceled: 0, finalized: 0, markedFailed: 0, errors: 0, complete: true };
+  const since = isoAt(now() - RECONCILE_WINDOW_DAYS * DAY_MS);
+
+  for await (const listed of openJobs(deps.dynamo, deps.config.table, since)) {
+    if (outOfTime()) {
+      report.complete = false;
+      break;
+    }
+    report.examined += 1;
+    const observer = scopedObserver(deps.observer ?? quietObserver, { jobId: listed.jobId });
+    try {
+      if (!(await reconcileJob(listed, deps, report, outOfTime, observer))) {
+        report.complete = false;
+        break;
+      }
+    } catch (error) {
+      report.errors += 1;
+      observer.error('reconciling the job failed; the next run tries again', { error: errorFields(error) });
+    }
+  }
+  (deps.observer ?? quietObserver).info('reconciled', { ...report });
+  return report;
+}
+
+/**
+ * An observer for one job (or one step of it) within the run: its keys go on its own lines only,
+ * since the invocation's keys would otherwise carry one job's ids onto the next job's lines.
+ */
+function scopedObserver(parent: Observer, keys: InvocationKeys): Observer {
+  let own: InvocationKeys = { ...keys };
+  const fields = (more: Record<string, unknown> = {}) => ({ ...own, ...more });
+  return {
+    keys: (more) => {
+      own = { ...own, ...Object.fromEntries(Object.entries(more).filter(([, value]) => value !== undefined)) };
+    },
+    info: (message, more) => parent.info(message, fields(more)),
+    warn: (message, more) => parent.warn(message, fields(more)),
+    error: (message, more) => parent.error(message, fields(more)),
+    metric: (name, value) => parent.metric(name, value),
+  };
+}
+
+/** Jobs created since `since` (oldest first: their results are the nearest to archiving) that have not ended. */
+async function* openJobs(dynamo: DynamoDBClient, table: string, since: string): AsyncGenerator<JobItem> {
+  const ended = [...ENDED_JOB_STATUSES];
+  const values: Record<string, string> = { ':pk': JOBS_GSI_PK, ':since': since };
+  ended.forEach((status, i) => (values[`:ended${i}`] = status));
+  let startKey: Record<string, AttributeValue> | undefined;
+  do {
+    const response = await dynamo.send(
+      new QueryCommand({
+        TableName: table,
+        IndexName: JOBS_INDEX.indexName,
+        KeyConditionExpression: '#pk = :pk AND #sk >= :since',
+        FilterExpression: `NOT (#status IN (${ended.map((_, i) => `:ended${i}`).join(', ')}))`,
+        ExpressionAttributeNames: { '#pk': JOBS_INDEX.partitionKey, '#sk': JOBS_INDEX.sortKey, '#status': 'status' },
+        ExpressionAttributeValues: marshall(values),
+        ExclusiveStartKey: startKey,
+      }),
+    );
+    for (const item of response.Items ?? []) yield unmarshall(item) as JobItem;
+    startKey = response.LastEvaluatedKey;
+  } while (startKey);
+}
+
+/** An execution ARN (`...:execution:<machine>:<name>`) of the state machine `...:stateMachine:<machine>`. */
+export function isExecutionOf(executionArn: string, stateMachineArn: string): boolean {
+  return executionArn.startsWith(`${stateMachineArn.replace(':stateMachine:', ':execution:')}:`);
+}
+
+interface JobRun {
+  job: JobItem;
+  /** How the execution ended, for causes and logs. */
+  ended: string;
+  /** cancelRequested is set on the job (once per run). */
+  stopping: boolean;
+  observer: Observer;
+  /** A fresh observer for one step of one chunk (the core's steps add their own keys). */
+  step(chunk: number): Observer;
+}
+
+/** Settles one job as far as it can go now. False when the budget ran out part-way. */
+async function reconcileJob(
+  listed: JobItem,
+  deps: ReconcileDeps,
+  report: ReconcileReport,
+  outOfTime: () => boolean,
+  observer: Observer,
+): Promise<boolean> {
+  const now = deps.now ?? Date.now;
+  const executionArn = listed.executionArn;
+  if (!executionArn) {
+    observer.info('left alone: no execution is recorded on the job (it was not started by the workflow)', { jobStatus: listed.status });
+    return true;
+  }
+  if (deps.stateMachineArn && !isExecutionOf(executionArn, deps.stateMachineArn)) {
+    observer.info('left alone: its execution is not of this state machine', { executionArn });
+    return true;
+  }
+  const status = await deps.describeExecution(executionArn);
+  if (status !== undefined && LIVE_EXECUTION_STATUSES.has(status)) return true;
+
+  // The index lags: the record decides.
+  const job = await readJob(deps.dynamo, deps.config.table, listed.jobId);
+  if (ENDED_JOB_STATUSES.has(job.status)) return true;
+  const run: JobRun = {
+    job,
+    ended: `execution ${executionArn} ${status === undefined ? 'no longer exists' : `ended ${status}`}`,
+    stopping: false,
+    observer,
+    step: (chunk) => scopedObserver(observer, { jobId: job.jobId, chunk }),
+  };
+  const before = { ...report };
+
+  if (job.chunkCount === undefined) {
+    await markJobFailed(
+      { jobId: job.jobId, error: { Error: RECONCILE_ERRORS.workflowEnded, Cause: `${run.ended} before the job was prepared` } },
+      {
+        dynamo: deps.dynamo,
+        api: deps.api,
+        ...deps.notify.clients,
+        config: { table: deps.config.table, notify: deps.notify.config },
+        now: () => new Date(now()),
+        observer,
+      },
+    );
+    report.markedFailed += 1;
+    return true;
+  }
+
+  let open = 0;
+  for await (const chunk of queryPartition<ChunkItem>(deps.dynamo, deps.config.table, jobPk(job.jobId), CHUNK_SK_PREFIX)) {
+    if (chunk.status === 'done' || chunk.status === 'failed') continue;
+    if (outOfTime()) return false;
+    if (!(await settleChunk(chunk, run, deps, report))) open += 1;
+  }
+  if (open === 0) {
+    if (outOfTime()) return false;
+    // A MarkJobFailed (or ExecutionEnded) that ran meanwhile has the last word.
+    const current = await readJob(deps.dynamo, deps.config.table, job.jobId);
+    if (!ENDED_JOB_STATUSES.has(current.status)) {
+      await finalizeJob({ jobId: job.jobId }, { s3: deps.s3, dynamo: deps.dynamo, config: deps.config, notify: deps.notify, now, observer });
+      report.finalized += 1;
+    }
+  }
+  observer.warn(`reconciled a job whose workflow is gone: ${run.ended}`, {
+    executionArn,
+    executionStatus: status ?? null,
+    collected: report.collected - before.collected,
+    canceled: report.canceled - before.canceled,
+    finalized: report.finalized > before.finalized,
+    chunksWaiting: open,
+  });
+  return true;
+}
+
+/** Moves one unfinished chunk on. True when the chunk is now done or failed. */
+async function settleChunk(chunk: ChunkItem, run: JobRun, deps: ReconcileDeps, report: ReconcileReport): Promise<boolean> {
+  const { jobId } = run.job;
+  const now = deps.now ?? Date.now;
+  let attempt = chunk.currentAttempt;
+  let { record } = attemptOf(chunk, attempt);
+  if (record.collectedAt) return true;
+
+  let batchId = record.batchId;
+  if (!batchId) {
+    await stopJob(run, deps);
+    const submitted = await submitChunk(
+      { jobId, chunk: chunk.chunk },
+      { s3: deps.s3, dynamo: deps.dynamo, api: deps.api, config: deps.config, now, observer: run.step(chunk.chunk) },
+    );
+    if (submitted.batchId === null) {
+      await collectResults({ jobId, chunk: chunk.chunk, attempt: submitted.attempt, batchId: null }, collectDeps(deps, submitted.attempt, run.step(chunk.chunk)));
+      report.collected += 1;
+      return true;
+    }
+    // An earlier create had landed after all: that batch is this attempt's, and is settled like any other.
+    attempt = submitted.attempt;
+    batchId = submitted.batchId;
+    record = { ...record, batchId };
+  }
+
+  let batch: MessageBatch;
+  try {
+    batch = await deps.api.retrieve(batchId);
+  } catch (error) {
+    if (!(error instanceof ApiNotFound)) throw error;
+    await failChunk(chunk.chunk, RECONCILE_ERRORS.batchNotFound, `batch ${batchId} of attempt ${attempt} no longer exists; ${run.ended}`, run, deps);
+    return true;
+  }
+
+  if (batch.processing_status === 'ended') {
+    if (batch.archived_at) {
+      await noteAttempt(jobId, chunk.chunk, attempt, batchId, { processingStatus: 'ended', endedAt: batch.ended_at ?? undefined }, deps);
+      await failChunk(
+        chunk.chunk,
+        RECONCILE_ERRORS.resultsArchived,
+        `the results of batch ${batchId} (attempt ${attempt}) were archived at ${batch.archived_at}, unread; ${run.ended}`,
+        run,
+        deps,
+      );
+      return true;
+    }
+    await collectResults({ jobId, chunk: chunk.chunk, attempt, batchId }, collectDeps(deps, attempt, run.step(chunk.chunk)));
+    report.collected += 1;
+    return true;
+  }
+
+  if (batch.processing_status === 'in_progress' && !record.cancelSentAt) {
+    await stopJob(run, deps);
+    try {
+      batch = await deps.api.cancel(batchId);
+    } catch (error) {
+      // It ended between the two calls: nothing left to stop, and the next run collects it.
+      if (error instanceof ApiRequestInvalid) return false;
+      throw error;
+    }
+    await noteAttempt(jobId, chunk.chunk, attempt, batchId, { processingStatus: batch.processing_status, cancelSentAt: isoAt(now()) }, deps);
+    run.step(chunk.chunk).info('canceled the batch of a job whose workflow is gone', { attempt, batchId });
+    report.canceled += 1;
+  }
+  return false;
+}
+
+/** Collect with no retry: every outcome of this attempt is final. */
+function collectDeps(deps: ReconcileDeps, attempt: number, observer: Observer) {
+  return { s3: deps.s3, dynamo: deps.dynamo, api: deps.api, config: { ...deps.config, maxAttempts: attempt }, now: deps.now, observer };
+}
+
+/** Marks the job cancelRequested: Submit then creates nothing, and Finalize reports the job canceled. */
+async function stopJob(run: JobRun, deps: ReconcileDeps): Promise<void> {
+  if (run.stopping || run.job.cancelRequested) return;
+  await updateItem(deps.dynamo, deps.config.table, jobKey(run.job.jobId), {
+    set: { cancelRequested: true, updatedAt: isoAt((deps.now ?? Date.now)()) },
+  });
+  run.stopping = true;
+}
+
+async function failChunk(chunk: number, error: string, cause: string, run: JobRun, deps: ReconcileDeps): Promise<void> {
+  await recordChunkFailure(
+    { jobId: run.job.jobId, chunk, error: { Error: error, Cause: cause } },
+    { dynamo: deps.dynamo, api: deps.api, config: deps.config, now: deps.now, observer: run.step(chunk) },
+  );
+}
+
+/** Records what was seen or done on an attempt, as Poll does: only while the attempt is current and uncollected. */
+async function noteAttempt(jobId: string, chunk: number, attempt: number, batchId: string, patch: Partial<ChunkAttempt>, deps: ReconcileDeps): Promise<void> {
+  const item = await readChunk(deps.dynamo, deps.config.table, jobId, chunk);
+  const { index } = attemptOf(item, attempt);
+  await updateChunk(deps.dynamo, deps.config.table, item, {
+    set: { attempts: patchAttempt(item, index, patch), updatedAt: isoAt((deps.now ?? Date.now)()) },
+    condition: chunkCondition(`#ca = :attempt AND #att[${index}].#bid = :batchId AND attribute_not_exists(#att[${index}].#col)`, {
+      ':attempt': attempt,
+      ':batchId': batchId,
+    }),
+  });
+}

@@ -1,0 +1,321 @@
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import type { BatchResultLine } from '../../shared/anthropic/types';
+import type { PipelineConfig } from '../../shared/config';
+import { updateItem } from '../../shared/store/dynamo';
+import { JOB_SK, jobPk } from '../../shared/store/items';
+import { collectResults } from '../../shared/jobs/collect';
+import type { JobSummary, ResultRow } from '../../shared/jobs/finalize';
+import { pollBatch } from '../../shared/jobs/poll';
+import { isExecutionOf, reconcileJobs, type ReconcileDeps, type ReconcileReport } from '../../shared/jobs/reconcile';
+import { registerJob } from '../../shared/jobs/register';
+import { submitChunk } from '../../shared/jobs/submit';
+import { createPipelineTable } from '../../local/emulators';
+import { useLocalAws, type LocalAws } from '../support/aws';
+import {
+  readChunkItem,
+  readJobItem,
+  readJsonl,
+  readText,
+  seedJob,
+  startApi,
+  stopApi,
+  type ApiContext,
+  type SeededJob,
+} from '../support/chunks';
+import { jsonl, objectCreated, pipelineConfig, putInput, request as inputRequest, startRecordingEndpoint, type RecordingEndpoint } from '../support/pipeline';
+import { requests } from '../support/requests';
+
+const MACHINE = 'arn:aws:states:us-east-1:123456789012:stateMachine:batchline-jobs';
+const executionArn = (name: string) => `arn:aws:states:us-east-1:123456789012:execution:batchline-jobs:${name}`;
+/** seedJob's jobs are created 2026-01-02; the reconciler runs some days later. */
+const NOW = Date.parse('2026-01-20T00:00:00.000Z');
+const NOTHING: ReconcileReport = { examined: 0, collected: 0, canceled: 0, finalized: 0, markedFailed: 0, errors: 0, complete: true };
+
+describe('reconcileJobs', () => {
+  const aws = useLocalAws();
+  let ctx: ApiContext;
+  let notify: RecordingEndpoint;
+  let tables = 0;
+
+  beforeAll(async () => {
+    // Batches take a simulated minute; the tests move the simulator's clock.
+    ctx = await startApi({ processingSeconds: 60 });
+    notify = await startRecordingEndpoint();
+  });
+  afterAll(async () => {
+    await stopApi(ctx);
+    await notify?.stop();
+  });
+  afterEach(() => {
+    ctx.sim.setBatchFaults(undefined);
+    notify.calls.length = 0;
+  });
+
+  /** A table of its own per test: the reconciler looks at every open job of the table. */
+  async function freshStore(): Promise<{ store: LocalAws; config: PipelineConfig }> {
+    const table = `reconcile-${++tables}`;
+    await createPipelineTable(aws.dynamo, table);
+    return { store: { ...aws, table }, config: pipelineConfig(aws, { table, maxAttempts: 2, retryBackoffSeconds: 60 }) };
+  }
+
+  /** A job as the workflow leaves it: Prepare's records, run by execution `name`. */
+  async function deadJob(store: LocalAws, name: string, chunks: number[]): Promise<SeededJob> {
+    const job = await seedJob(store, { chunks: chunks.map((rows, i) => requests(rows, `c${i}`)) });
+    await updateItem(store.dynamo, store.table, { pk: jobPk(job.jobId), sk: JOB_SK }, { set: { executionArn: executionArn(name) } });
+    return job;
+  }
+
+  const stepDeps = (store: LocalAws, config: PipelineConfig) => ({ s3: store.s3, dynamo: store.dynamo, api: ctx.api, config });
+
+  function deps(store: LocalAws, config: PipelineConfig, executions: Record<string, string>, extra: Partial<ReconcileDeps> = {}): ReconcileDeps & { described: string[] } {
+    const described: string[] = [];
+    return {
+      s3: store.s3,
+      dynamo: store.dynamo,
+      api: ctx.api,
+      config,
+      notify: { clients: { events: notify.events, sns: notify.sns }, config: { eventBus: 'default', topicArn: undefined } },
+      describeExecution: async (arn) => {
+        described.push(arn);
+        return executions[arn];
+      },
+      stateMachineArn: MACHINE,
+      now: () => NOW,
+      described,
+      ...extra,
+    };
+  }
+
+  /** The API's result line for each custom_id of a chunk attempt, as Collect stored it. */
+  async function apiLines(job: SeededJob, chunk: number, attempt = 1): Promise<BatchResultLine[]> {
+    return readJsonl<BatchResultLine>(aws, job.keys.chunkResults(chunk, attempt));
+  }
+
+  const rowOf = (line: BatchResultLine, batchId: string) => ({
+    custom_id: line.custom_id,
+    status: line.result.type,
+    attempts: 1,
+    batch_id: batchId,
+    ...(line.result.type === 'errored' ? { error: { type: line.result.error.error.type } } : {}),
+  });
+
+  it('collects and finalizes a dead job whose batches ended, every outcome final (no retry batch)', async () => {
+    const { store, config } = await freshStore();
+    // Transient errors the workflow would retry: the reconciler must not.
+    ctx.sim.setBatchFaults({ errored: { overloaded_error: 0.5 } });
+    const job = await deadJob(store, 'died-1', [3, 2]);
+    const batch0 = (await submitChunk({ jobId: job.jobId, chunk: 0 }, stepDeps(store, config))).batchId!;
+    const batch1 = (await submitChunk({ jobId: job.jobId, chunk: 1 }, stepDeps(store, config))).batchId!;
+    ctx.sim.advance(120);
+    // The workflow saw chunk 0 end, then died; chunk 1's end was never seen.
+    expect((await pollBatch({ jobId: job.jobId, chunk: 0, attempt: 1, batchId: batch0 }, stepDeps(store, config))).ended).toBe(true);
+    const created = ctx.sim.stats().batchesCreated.length;
+
+    const report = await reconcileJobs(deps(store, config, { [executionArn('died-1')]: 'FAILED' }));
+
+    expect(report).toEqual({ ...NOTHING, examined: 1, collected: 2, finalized: 1 });
+    const lines0 = await apiLines(job, 0);
+    const lines1 = await apiLines(job, 1);
+    expect(lines0.map((l) => l.custom_id).sort()).toEqual(['c0-00000', 'c0-00001', 'c0-00002']);
+    const byId = new Map([...lines0.map((l) => [l.custom_id, rowOf(l, batch0)] as const), ...lines1.map((l) => [l.custom_id, rowOf(l, batch1)] as const)]);
+    const expected = [...job.chunks[0]!, ...job.chunks[1]!].map((r) => byId.get(r.custom_id)!);
+    expect(expected.filter((row) => row.status === 'errored').map((row) => row.error!.type)).toContain('overloaded_error');
+
+    const results = await readJsonl<ResultRow>(aws, job.keys.results);
+    expect(results.map(({ custom_id, status, attempts, batch_id, error }) => ({ custom_id, status, attempts, batch_id, ...(error ? { error: { type: error.type } } : {}) }))).toEqual(expected);
+    const count = (status: string) => expected.filter((row) => row.status === status).length;
+    const counts = { succeeded: count('succeeded'), errored: count('errored'), expired: 0, canceled: 0, invalid: 0 };
+    expect(await readJobItem(store, job.jobId)).toMatchObject({ status: 'succeeded', counts });
+    const summary = JSON.parse((await readText(aws, job.keys.summary))!) as JobSummary;
+    expect(summary).toMatchObject({ status: 'succeeded', counts: { total: 5, ...counts }, retries: { attempts: 0, rows: 0 } });
+    expect(await readText(aws, job.keys.chunkRequests(0, 2))).toBeUndefined();
+    expect(await readText(aws, job.keys.chunkRequests(1, 2))).toBeUndefined();
+    expect(ctx.sim.stats().batchesCreated.length).toBe(created);
+  });
+
+  it('changes nothing when run again after finalizing', async () => {
+    const { store, config } = await freshStore();
+    const job = await deadJob(store, 'died-2', [2]);
+    await submitChunk({ jobId: job.jobId, chunk: 0 }, stepDeps(store, config));
+    ctx.sim.advance(120);
+    expect(await reconcileJobs(deps(store, config, { [executionArn('died-2')]: 'TIMED_OUT' }))).toMatchObject({ collected: 1, finalized: 1 });
+    const outputs = async () => ({
+      job: await readJobItem(store, job.jobId),
+      chunk: await readChunkItem(store, job.jobId, 0),
+      results: await readText(aws, job.keys.results),
+      summary: await readText(aws, job.keys.summary),
+    });
+    const before = await outputs();
+    const calls = { ...ctx.sim.stats().calls };
+    notify.calls.length = 0;
+
+    const again = deps(store, config, { [executionArn('died-2')]: 'TIMED_OUT' });
+    expect(await reconcileJobs(again)).toEqual(NOTHING);
+
+    expect(await outputs()).toEqual(before);
+    expect(ctx.sim.stats().calls).toEqual(calls);
+    expect(again.described).toEqual([]);
+    expect(notify.calls).toEqual([]);
+  });
+
+  it('leaves a job whose execution is still running untouched, and jobs of other state machines too', async () => {
+    const { store, config } = await freshStore();
+    const running = await deadJob(store, 'alive', [2]);
+    const foreign = await seedJob(store, { chunks: [requests(1, 'f')] });
+    await updateItem(store.dynamo, store.table, { pk: jobPk(foreign.jobId), sk: JOB_SK }, {
+      set: { executionArn: 'arn:aws:states:us-east-1:123456789012:execution:another-machine:x' },
+    });
+    const batchId = (await submitChunk({ jobId: running.jobId, chunk: 0 }, stepDeps(store, config))).batchId!;
+    ctx.sim.advance(120);
+    const before = { job: await readJobItem(store, running.jobId), chunk: await readChunkItem(store, running.jobId, 0) };
+    const calls = { ...ctx.sim.stats().calls };
+
+    const run = deps(store, config, { [executionArn('alive')]: 'RUNNING' });
+    const report = await reconcileJobs(run);
+
+    expect(report).toEqual({ ...NOTHING, examined: 2 });
+    expect(run.described).toEqual([executionArn('alive')]);
+    expect({ job: await readJobItem(store, running.jobId), chunk: await readChunkItem(store, running.jobId, 0) }).toEqual(before);
+    expect(ctx.sim.stats().calls).toEqual(calls);
+    expect((await ctx.api.retrieve(batchId)).processing_status).toBe('ended');
+  });
+
+  it('cancels the batch a dead job still has in progress, waits while it cancels, and collects it once it has ended', async () => {
+    const { store, config } = await freshStore();
+    // An hour's work, so none of it is done when the cancel lands.
+    ctx.sim.setBatchFaults({ processingSeconds: 3600 });
+    const job = await deadJob(store, 'gone', [3]);
+    const batchId = (await submitChunk({ jobId: job.jobId, chunk: 0 }, stepDeps(store, config))).batchId!;
+    const executions = {}; // DescribeExecution no longer knows the execution
+
+    expect(await reconcileJobs(deps(store, config, executions))).toEqual({ ...NOTHING, examined: 1, canceled: 1 });
+    expect((await ctx.api.retrieve(batchId)).processing_status).toBe('canceling');
+    expect((await readJobItem(store, job.jobId)).cancelRequested).toBe(true);
+    expect((await readChunkItem(store, job.jobId, 0)).attempts[0]).toMatchObject({ batchId, processingStatus: 'canceling', cancelSentAt: new Date(NOW).toISOString() });
+
+    // Still canceling: a second run sends no second cancel and changes nothing.
+    const chunk = await readChunkItem(store, job.jobId, 0);
+    const cancels = ctx.sim.stats().calls.cancel;
+    expect(await reconcileJobs(deps(store, config, executions))).toEqual({ ...NOTHING, examined: 1 });
+    expect(ctx.sim.stats().calls.cancel).toBe(cancels);
+    expect(await readChunkItem(store, job.jobId, 0)).toEqual(chunk);
+
+    ctx.sim.advance(10);
+    expect(await reconcileJobs(deps(store, config, executions))).toEqual({ ...NOTHING, examined: 1, collected: 1, finalized: 1 });
+    const results = await readJsonl<ResultRow>(aws, job.keys.results);
+    expect(results.map(({ custom_id, status, batch_id }) => ({ custom_id, status, batch_id }))).toEqual(
+      ['c0-00000', 'c0-00001', 'c0-00002'].map((custom_id) => ({ custom_id, status: 'canceled', batch_id: batchId })),
+    );
+    expect(await readJobItem(store, job.jobId)).toMatchObject({ status: 'canceled', counts: { succeeded: 0, errored: 0, expired: 0, canceled: 3, invalid: 0 } });
+    expect(await reconcileJobs(deps(store, config, executions))).toEqual(NOTHING);
+  });
+
+  it("closes a retry the dead workflow never submitted as canceled rows, without creating its batch", async () => {
+    const { store, config } = await freshStore();
+    ctx.sim.setBatchFaults({ errored: { overloaded_error: 1 } });
+    const job = await deadJob(store, 'died-waiting', [2]);
+    const batchId = (await submitChunk({ jobId: job.jobId, chunk: 0 }, stepDeps(store, config))).batchId!;
+    ctx.sim.advance(120);
+    // Collect put both rows into attempt 2; the workflow died in WaitBeforeRetry.
+    expect(await collectResults({ jobId: job.jobId, chunk: 0, attempt: 1, batchId }, stepDeps(store, config))).toMatchObject({ retry: true });
+    expect(await readChunkItem(store, job.jobId, 0)).toMatchObject({ status: 'retry_wait', currentAttempt: 2 });
+    const created = ctx.sim.stats().batchesCreated.length;
+
+    const report = await reconcileJobs(deps(store, config, { [executionArn('died-waiting')]: 'FAILED' }));
+
+    expect(report).toEqual({ ...NOTHING, examined: 1, collected: 1, finalized: 1 });
+    expect(ctx.sim.stats().batchesCreated.length).toBe(created);
+    const results = await readJsonl<ResultRow>(aws, job.keys.results);
+    expect(results.map(({ custom_id, status, attempts, batch_id }) => ({ custom_id, status, attempts, batch_id }))).toEqual([
+      { custom_id: 'c0-00000', status: 'canceled', attempts: 2, batch_id: null },
+      { custom_id: 'c0-00001', status: 'canceled', attempts: 2, batch_id: null },
+    ]);
+    expect(await readJobItem(store, job.jobId)).toMatchObject({ status: 'canceled', cancelRequested: true });
+  });
+
+  it('records a chunk failed when its results were archived unread or its batch is gone, and finalizes the job', async () => {
+    const { store, config } = await freshStore();
+    const job = await deadJob(store, 'died-long-ago', [2, 1]);
+    const archived = (await submitChunk({ jobId: job.jobId, chunk: 0 }, stepDeps(store, config))).batchId!;
+    const deleted = (await submitChunk({ jobId: job.jobId, chunk: 1 }, stepDeps(store, config))).batchId!;
+    ctx.sim.advance(30 * 86_400);
+    expect((await ctx.api.retrieve(archived)).archived_at).not.toBeNull();
+    await ctx.api.delete(deleted);
+
+    const report = await reconcileJobs(deps(store, config, { [executionArn('died-long-ago')]: 'FAILED' }));
+
+    expect(report).toEqual({ ...NOTHING, examined: 1, finalized: 1 });
+    const ended = `execution ${executionArn('died-long-ago')} ended FAILED`;
+    expect(await readChunkItem(store, job.jobId, 0)).toMatchObject({ status: 'failed', failure: { error: 'ResultsArchived' } });
+    expect((await readChunkItem(store, job.jobId, 1)).failure).toEqual({ error: 'BatchNotFound', cause: `batch ${deleted} of attempt 1 no longer exists; ${ended}` });
+    const errors = await readJsonl<{ custom_id: string; error_type: string; cause: string }>(aws, job.keys.errors);
+    expect(errors.map(({ custom_id, error_type }) => ({ custom_id, error_type }))).toEqual([
+      { custom_id: 'c0-00000', error_type: 'chunk_failed' },
+      { custom_id: 'c0-00001', error_type: 'chunk_failed' },
+      { custom_id: 'c1-00000', error_type: 'chunk_failed' },
+    ]);
+    expect(errors[0]!.cause).toMatch(new RegExp(`^the results of batch ${archived} \\(attempt 1\\) were archived at .+, unread; ${ended}$`));
+    expect(await readJobItem(store, job.jobId)).toMatchObject({ status: 'succeeded', counts: { succeeded: 0, errored: 3, expired: 0, canceled: 0, invalid: 0 } });
+  });
+
+  it('marks a dead job that never got past Prepare failed, and announces it', async () => {
+    const { store, config } = await freshStore();
+    const key = 'inbox/never-prepared.jsonl';
+    const { etag } = await putInput(store, key, jsonl([inputRequest('p1')]));
+    const event = objectCreated({ bucket: aws.bucket, key, etag, sequencer: '0062E99A88DC407461' });
+    const { jobId } = await registerJob(
+      { event, executionArn: executionArn('died-early') },
+      { s3: store.s3, dynamo: store.dynamo, config, now: () => new Date(NOW - 86_400_000) },
+    );
+
+    const report = await reconcileJobs(deps(store, config, { [executionArn('died-early')]: 'FAILED' }));
+
+    expect(report).toEqual({ ...NOTHING, examined: 1, markedFailed: 1 });
+    const failure = { error: 'WorkflowEnded', cause: `execution ${executionArn('died-early')} ended FAILED before the job was prepared` };
+    expect(await readJobItem(store, jobId)).toMatchObject({ status: 'failed', failure });
+    const announced = notify.calls.find((call) => call.action === 'AWSEvents.PutEvents');
+    expect(JSON.parse((announced?.body.Entries as Array<{ Detail: string }>)[0]!.Detail)).toMatchObject({ jobId, status: 'failed', failure });
+  });
+
+  it('stops starting jobs once its time budget is spent, and the next run carries on', async () => {
+    const { store, config } = await freshStore();
+    const first = await deadJob(store, 'slow-1', [1]);
+    const second = await deadJob(store, 'slow-2', [1]);
+    for (const job of [first, second]) await submitChunk({ jobId: job.jobId, chunk: 0 }, stepDeps(store, config));
+    ctx.sim.advance(120);
+    let clock = NOW;
+    const executions = { [executionArn('slow-1')]: 'ABORTED', [executionArn('slow-2')]: 'ABORTED' };
+    // Each job takes five minutes of this run's clock; the budget is eight.
+    const run = deps(store, config, executions, {
+      now: () => clock,
+      budgetMs: 8 * 60_000,
+      describeExecution: async (arn) => {
+        clock += 5 * 60_000;
+        return executions[arn];
+      },
+    });
+
+    expect(await reconcileJobs(run)).toEqual({ ...NOTHING, examined: 2, collected: 1, finalized: 1, complete: false });
+    const [done, left] = first.jobId < second.jobId ? [first, second] : [second, first];
+    expect((await readJobItem(store, done.jobId)).status).toBe('succeeded');
+    expect((await readJobItem(store, left.jobId)).status).toBe('running');
+
+    expect(await reconcileJobs(deps(store, config, executions))).toEqual({ ...NOTHING, examined: 1, collected: 1, finalized: 1 });
+    expect((await readJobItem(store, left.jobId)).status).toBe('succeeded');
+  });
+
+  it('looks only at jobs created in the last 30 days', async () => {
+    const { store, config } = await freshStore();
+    await deadJob(store, 'old', [1]);
+    const run = deps(store, config, {}, { now: () => Date.parse('2026-02-02T03:04:06.000Z') });
+    expect(await reconcileJobs(run)).toEqual(NOTHING);
+    expect(run.described).toEqual([]);
+  });
+});
+
+describe('isExecutionOf', () => {
+  it("tells a state machine's executions from another's whose name it prefixes", () => {
+    expect(isExecutionOf(executionArn('x'), MACHINE)).toBe(true);
+    expect(isExecutionOf('arn:aws:states:us-east-1:123456789012:execution:batchline-jobs-2:x', MACHINE)).toBe(false);
+  });
+});
