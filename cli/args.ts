@@ -1,0 +1,38 @@
+/** Command-line parsing shared by the commands: node:util parseArgs, with its errors made one clear line. */
+import { parseArgs, type ParseArgsConfig } from 'node:util';
+
+/** A mistake in how the command was called (bad flag, missing file, port in use): exit code 2. */
+export class UsageError extends Error {
+  override readonly name = 'UsageError';
+}
+
+export type Options = NonNullable<ParseArgsConfig['options']>;
+
+export function parse<T extends Options>(args: string[], options: T, command: string) {
+  try {
+    return parseArgs({ args, options: { ...options, help: { type: 'boolean', short: 'h' } }, allowPositionals: true, strict: true });
+  } catch (error) {
+    // parseArgs explains itself well; its own hint about `--` is noise here.
+    const message = (error as Error).message.replace(/\. To specify a positional argument.*$/s, '');
+    throw new UsageError(`${message} (see batchline ${command} --help)`);
+  }
+}
+
+export function positiveNumber(value: string | undefined, flag: string): number | undefined {
+  if (value === undefined) return undefined;
+  const n = Number(value);
+  if (!Number.isFinite(n) || n <= 0) throw new UsageError(`${flag} must be a positive number, got "${value}"`);
+  return n;
+}
+
+export function port(value: string | undefined, flag: string): number | undefined {
+  if (value === undefined) return undefined;
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 0 || n > 65535) throw new UsageError(`${flag} must be a port number from 0 to 65535, got "${value}"`);
+  return n;
+}
+
+export function atMostOne(positionals: string[], command: string): string | undefined {
+  if (positionals.length > 1) throw new UsageError(`batchline ${command} takes one file, got ${positionals.length} (see batchline ${command} --help)`);
+  return positionals[0];
+}

@@ -1,0 +1,77 @@
+/** `batchline estimate FILE.jsonl`: validates and prices a file without sending anything. */
+import { createReadStream } from 'node:fs';
+import { access } from 'node:fs/promises';
+import path from 'node:path';
+import { intSetting, optionalString, API_MAX_BATCH_BYTES } from '../shared/config';
+import { EstimateTotals } from '../shared/cost/cost';
+import { priceTableFromConfig } from '../shared/cost/prices';
+import { splitLines } from '../shared/jsonl/lines';
+import { BATCH_BODY_OVERHEAD, validateStream, type InvalidLine } from '../shared/validation/request';
+import { atMostOne, parse, UsageError } from './args';
+import { count, displayPath, plural, usd } from './format';
+import type { Io } from './io';
+
+export const ESTIMATE_HELP = `Usage: batchline estimate FILE.jsonl [options]
+
+Validates a JSONL file of {custom_id, params} requests exactly as the pipeline would, and estimates
+its tokens and cost at batch rates. Nothing is sent anywhere.
+
+Input tokens are estimated from the text (about 4 characters a token); output tokens are counted
+at each request's max_tokens, so the cost is an upper bound for output.
+
+Options:
+  --show N     how many invalid lines to list (default 5)
+  -h, --help   show this help
+
+Exit status: 0 when every line is valid, 1 when some are invalid, 2 for a usage error.
+`;
+
+export async function estimateCommand(args: string[], io: Io): Promise<number> {
+  const { values, positionals } = parse(args, { show: { type: 'string' } }, 'estimate');
+  if (values.help) {
+    io.stdout.write(ESTIMATE_HELP);
+    return 0;
+  }
+  const given = atMostOne(positionals, 'estimate');
+  if (given === undefined) throw new UsageError('batchline estimate needs a file (see batchline estimate --help)');
+  const file = path.resolve(io.cwd, given);
+  await access(file).catch(() => {
+    throw new UsageError(`no such file: ${given}`);
+  });
+  const show = values.show === undefined ? 5 : Number(values.show);
+  if (!Number.isInteger(show) || show < 0) throw new UsageError(`--show must be a whole number, got "${String(values.show)}"`);
+
+  let maxBytesPerChunk: number;
+  let prices;
+  try {
+    maxBytesPerChunk = intSetting(io.env, 'BATCHLINE_MAX_BYTES_PER_CHUNK', 250_000_000, 1024, API_MAX_BATCH_BYTES);
+    prices = priceTableFromConfig({ pricesJson: optionalString(io.env, 'BATCHLINE_PRICES') });
+  } catch (error) {
+    // A malformed setting in the environment is the caller's to fix, like a bad flag.
+    throw new UsageError((error as Error).message);
+  }
+
+  const validation = validateStream(splitLines(createReadStream(file)), { maxRequestBytes: maxBytesPerChunk - BATCH_BODY_OVERHEAD });
+  const totals = new EstimateTotals(prices);
+  const firstInvalid: InvalidLine[] = [];
+  for await (const outcome of validation) {
+    if (outcome.ok) totals.add(outcome.params);
+    else if (firstInvalid.length < show) firstInvalid.push(outcome);
+  }
+  const { counts } = validation;
+  const estimate = totals.toJSON();
+
+  const out: string[] = [`${displayPath(io.cwd, file)}: ${plural(counts.valid, 'valid row')}, ${plural(counts.invalid, 'invalid line')}${counts.blank ? `, ${plural(counts.blank, 'blank line')}` : ''}`];
+  for (const invalid of firstInvalid) out.push(`  ${invalid.reason} [${invalid.code}]`);
+  if (counts.invalid > firstInvalid.length) out.push(`  … and ${count(counts.invalid - firstInvalid.length)} more`);
+  if (counts.invalid > 0) out.push(`Strict mode would reject this file; --lenient runs the ${plural(counts.valid, 'valid row')}.`);
+  out.push('');
+  out.push(`Estimated tokens: ${count(estimate.tokens.input_tokens)} input, up to ${count(estimate.tokens.output_tokens)} output`);
+  out.push(`Estimated cost at batch rates: up to ${usd(estimate.totalUsd)} (${usd(estimate.standardTotalUsd)} without the batch discount)`);
+  for (const [model, totalsOfModel] of Object.entries(estimate.models)) {
+    out.push(`  ${model}: ${plural(totalsOfModel.requests, 'request')}, ${totalsOfModel.usd ? `up to ${usd(totalsOfModel.usd.totalUsd)}` : 'no price known'}`);
+  }
+  if (!estimate.complete) out.push(`Not priced (unknown models): ${estimate.unpricedModels.join(', ')}; set BATCHLINE_PRICES to price them.`);
+  io.stdout.write(`${out.join('\n')}\n`);
+  return counts.invalid > 0 ? 1 : 0;
+}

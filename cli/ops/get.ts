@@ -1,0 +1,48 @@
+/** `batchline get JOB CUSTOM_ID`: one row's status and its result line, read where Collect recorded it. */
+import { getRow, type RowLookup } from '../../shared/jobs/queries';
+import { UsageError } from '../args';
+import { count, plural, usd } from '../format';
+import { opsCommand } from './command';
+import { TARGET_HELP } from './target';
+
+export const GET_HELP = `Usage: batchline get JOB CUSTOM_ID [options]
+
+Shows one row of a job: its status, attempt, batch, error type, tokens and cost, and its latest
+result line exactly as the Message Batches API returned it (read from the chunk's results file by
+its recorded byte range). Rows are recorded as their batch is collected; invalid lines are listed
+in the job's invalid.jsonl instead.
+
+Options:
+${TARGET_HELP}
+  -h, --help         show this help
+`;
+
+export const getCommand = opsCommand('get', GET_HELP, {}, async ({ positionals }, open, io) => {
+  if (positionals.length !== 2) throw new UsageError(`needs a job id and a custom_id, got ${plural(positionals.length, 'argument')} (see batchline get --help)`);
+  const [jobId, customId] = positionals as [string, string];
+  const target = await open();
+  io.stdout.write(formatRow(await getRow(target, jobId, customId), target.bucket));
+  return 0;
+});
+
+export function formatRow({ row, result, resultUnavailable }: RowLookup, bucket: string): string {
+  const outcome = row.errorType ? `${row.status} (${row.errorType})` : row.status;
+  const next = row.final === false ? `, to be retried in attempt ${row.attempt + 1}` : '';
+  const lines = [`Row ${row.customId} of job ${row.jobId}: ${outcome}${next}`];
+  lines.push(`  attempt   ${row.attempt}${row.batchId ? ` in batch ${row.batchId}` : ' (never submitted)'}, chunk ${row.chunk} row ${row.index}`);
+  if (row.usage) {
+    const u = row.usage;
+    lines.push(
+      `  tokens    ${count(u.input_tokens)} input, ${count(u.output_tokens)} output, ${count(u.cache_read_input_tokens)} cache read, ${count(u.cache_creation_input_tokens)} cache write`,
+    );
+  }
+  if (row.costUsd !== undefined) lines.push(`  cost      ${usd(row.costUsd)} at batch rates`);
+  if (row.result) {
+    const { key, offset, length } = row.result;
+    lines.push(`  line      s3://${bucket}/${key} bytes ${offset}–${offset + length - 1}`);
+  }
+  if (resultUnavailable) lines.push(`  result    unavailable: ${resultUnavailable}`);
+  let text = lines.join('\n') + '\n';
+  if (result) text += `${JSON.stringify(result, null, 2)}\n`;
+  return text;
+}

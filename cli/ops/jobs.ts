@@ -1,0 +1,70 @@
+/** `batchline jobs`: the most recent jobs of a stack, newest first. */
+import { hasEnded, listRecentJobs } from '../../shared/jobs/queries';
+import type { JobItem } from '../../shared/store/items';
+import { positiveNumber, UsageError } from '../args';
+import { count, usd } from '../format';
+import { opsCommand } from './command';
+import { table, when } from './layout';
+import { TARGET_HELP } from './target';
+
+const DEFAULT_LIMIT = 20;
+
+export const JOBS_HELP = `Usage: batchline jobs [options]
+
+Lists the most recent jobs of a deployed stack (or of a local one), newest first: status, rows,
+outcomes, cost and when each was created. FAILED counts rows that errored, expired or were canceled.
+
+Options:
+  --limit N          how many jobs to list (default ${DEFAULT_LIMIT})
+${TARGET_HELP}
+  -h, --help         show this help
+`;
+
+export const jobsCommand = opsCommand('jobs', JOBS_HELP, { limit: { type: 'string' } }, async ({ values, positionals }, open, io) => {
+  if (positionals.length > 0) throw new UsageError('takes no arguments (see batchline jobs --help)');
+  const limit = positiveNumber(values.limit as string | undefined, '--limit') ?? DEFAULT_LIMIT;
+  if (!Number.isInteger(limit)) throw new UsageError(`--limit must be a whole number, got "${String(values.limit)}"`);
+  const target = await open();
+  // One more than shown tells whether there are more.
+  const jobs = await listRecentJobs(target, { limit: limit + 1 });
+  if (jobs.length === 0) {
+    io.stdout.write(`No jobs yet in ${target.label}.\n`);
+    return 0;
+  }
+  io.stdout.write(formatJobs(jobs.slice(0, limit)));
+  if (jobs.length > limit) io.stdout.write(`(the ${count(limit)} most recent; --limit N shows more)\n`);
+  return 0;
+});
+
+export function formatJobs(jobs: readonly JobItem[]): string {
+  return table(
+    [
+      { title: 'JOB' },
+      { title: 'STATUS' },
+      { title: 'ROWS', align: 'right' },
+      { title: 'SUCCEEDED', align: 'right' },
+      { title: 'FAILED', align: 'right' },
+      { title: 'INVALID', align: 'right' },
+      { title: 'COST', align: 'right' },
+      { title: 'CREATED' },
+    ],
+    jobs.map((job) => [
+      job.jobId,
+      jobStatus(job),
+      count(job.totalRows),
+      count(job.counts?.succeeded),
+      job.counts ? count(job.counts.errored + job.counts.expired + job.counts.canceled) : '–',
+      count(job.invalidRows),
+      usd(job.costUsd),
+      when(job.createdAt),
+    ]),
+  );
+}
+
+/** The status, with how far a running job has got and whether it is being canceled. */
+export function jobStatus(job: JobItem): string {
+  let text: string = job.status;
+  if (job.status === 'running' && job.validRows) text += ` ${Math.floor((100 * (job.rowsFinal ?? 0)) / job.validRows)}%`;
+  if (job.cancelRequested && !hasEnded(job)) text += ' (canceling)';
+  return text;
+}

@@ -1,0 +1,107 @@
+/** `batchline status JOB`: a job's record and each chunk attempt's progress. */
+import { hasEnded, jobProgress, type JobProgressReport } from '../../shared/jobs/queries';
+import type { ChunkAttempt, ChunkItem } from '../../shared/store/items';
+import { count, plural, usd } from '../format';
+import { oneJob, opsCommand } from './command';
+import { oneLine, table, when } from './layout';
+import { TARGET_HELP } from './target';
+
+export const STATUS_HELP = `Usage: batchline status JOB [options]
+
+Shows a job's progress from its records: the job (status, rows, outcome, cost) and every attempt of
+every chunk (its batch, the outcomes so far, polls, and why a chunk failed).
+
+Options:
+${TARGET_HELP}
+  -h, --help         show this help
+`;
+
+export const statusCommand = opsCommand('status', STATUS_HELP, {}, async ({ positionals }, open, io) => {
+  const jobId = oneJob(positionals, 'status');
+  const report = await jobProgress(await open(), jobId);
+  io.stdout.write(formatStatus(report));
+  return 0;
+});
+
+export function formatStatus({ job, chunks, totals }: JobProgressReport): string {
+  const lines = [`Job ${job.jobId}: ${job.status}${job.cancelRequested && job.status !== 'canceled' && job.status !== 'failed' ? ' (cancel requested)' : ''}`];
+  lines.push(`  input     s3://${job.bucket}/${job.key} (${job.validationMode})`);
+  lines.push(`  created   ${when(job.createdAt)} · updated ${when(job.updatedAt)}${job.endedAt ? ` · ended ${when(job.endedAt)}` : ''}`);
+  if (job.totalRows === undefined) {
+    lines.push('  rows      not counted yet (the file is being validated)');
+  } else {
+    const final = hasEnded(job) ? '' : ` · ${count(job.rowsFinal ?? 0)} final so far`;
+    lines.push(`  rows      ${count(job.totalRows)} in all: ${count(job.validRows)} valid, ${count(job.invalidRows)} invalid${final}`);
+  }
+  if (totals.chunks !== undefined) {
+    const batches = totals.batches > 0 ? ` · ${plural(totals.batches, 'batch', 'batches')}${totals.retries > 0 ? ` (${plural(totals.retries, 'retry', 'retries')})` : ''}` : '';
+    const polls = totals.polls > 0 ? ` · ${plural(totals.polls, 'poll')}` : '';
+    lines.push(`  chunks    ${count(totals.chunks)}: ${count(totals.chunksDone)} done, ${count(totals.chunksFailed)} failed${batches}${polls}`);
+  }
+  if (job.counts) {
+    const c = job.counts;
+    lines.push(
+      `  outcome   ${count(c.succeeded)} succeeded, ${count(c.errored)} errored, ${count(c.expired)} expired, ${count(c.canceled)} canceled, ${count(c.invalid)} invalid`,
+    );
+  }
+  if (job.costUsd !== undefined) lines.push(`  cost      ${usd(job.costUsd)} at batch rates`);
+  if (job.failure) lines.push(`  failure   ${job.failure.error}: ${oneLine(job.failure.cause)}`);
+  let text = lines.join('\n') + '\n';
+  if (chunks.length === 0) return text;
+  text += '\n' + attemptsTable(chunks);
+  for (const chunk of chunks) {
+    if (chunk.failure) text += `chunk ${chunk.chunk} failed: ${chunk.failure.error}: ${oneLine(chunk.failure.cause)}\n`;
+  }
+  return text;
+}
+
+function attemptsTable(chunks: readonly ChunkItem[]): string {
+  const rows = chunks.flatMap((chunk) =>
+    chunk.attempts.map((attempt) => {
+      // Collected counts once the attempt is collected; the batch's own counts while it runs.
+      const counts = attempt.counts ?? attempt.requestCounts;
+      return [
+        String(chunk.chunk),
+        String(attempt.attempt),
+        attempt.attempt < chunk.currentAttempt ? 'collected' : chunk.status,
+        attempt.batchId ?? '–',
+        count(attempt.rows),
+        count(counts?.succeeded),
+        count(counts?.errored),
+        count(counts?.expired),
+        count(counts?.canceled),
+        count(attempt.polls ?? 0),
+        attemptNote(attempt),
+      ];
+    }),
+  );
+  return table(
+    [
+      { title: 'CHUNK', align: 'right' },
+      { title: 'ATTEMPT', align: 'right' },
+      { title: 'STATUS' },
+      { title: 'BATCH' },
+      { title: 'ROWS', align: 'right' },
+      { title: 'SUCCEEDED', align: 'right' },
+      { title: 'ERRORED', align: 'right' },
+      { title: 'EXPIRED', align: 'right' },
+      { title: 'CANCELED', align: 'right' },
+      { title: 'POLLS', align: 'right' },
+      { title: 'NOTE' },
+    ],
+    rows,
+  );
+}
+
+function attemptNote(attempt: ChunkAttempt): string {
+  const notes: string[] = [];
+  if (!attempt.counts && attempt.requestCounts && attempt.processingStatus !== 'ended') {
+    notes.push(`${count(attempt.requestCounts.processing)} processing`);
+  }
+  if (attempt.collectedAt && !attempt.batchId) notes.push('canceled before submitting');
+  if (attempt.cancelSentAt) notes.push('cancel sent');
+  if (attempt.retryRows) notes.push(`${count(attempt.retryRows)} to retry`);
+  if (attempt.missingRows) notes.push(`${count(attempt.missingRows)} missing from results`);
+  if (attempt.unpricedModels?.length) notes.push(`not priced: ${attempt.unpricedModels.join(', ')}`);
+  return notes.join('; ');
+}

@@ -1,0 +1,160 @@
+/**
+ * `batchline submit FILE`: uploads a file to the stack's inbox/, finds the job its upload started
+ * and follows it to the end, as `run` does locally.
+ */
+import { createReadStream } from 'node:fs';
+import { stat } from 'node:fs/promises';
+import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { Upload } from '@aws-sdk/lib-storage';
+import { getJson, DEFAULT_PART_SIZE } from '../../shared/store/s3';
+import type { JobSummary } from '../../shared/jobs/finalize';
+import { jobForUpload, jobIdsForKey, type JobProgressReport, type QueryDeps, type UploadedObject } from '../../shared/jobs/queries';
+import { MODE_METADATA } from '../../shared/jobs/register';
+import { INBOX_PREFIX, jobKeys } from '../../shared/store/keys';
+import { UsageError } from '../args';
+import { displayPath, duration, plural } from '../format';
+import { onInterrupt, type Io } from '../io';
+import { ProgressView } from '../progress';
+import { formatSummary } from '../run';
+import { OpsFailure, opsCommand } from './command';
+import { followJob, type FollowOptions } from './follow';
+import { TARGET_HELP } from './target';
+
+export const SUBMIT_HELP = `Usage: batchline submit FILE.jsonl [options]
+
+Uploads a JSONL file of {custom_id, params} requests to the stack's inbox/ (as inbox/<file name>),
+waits for the job the upload starts, and follows it to the end with its progress and summary. The
+outputs stay in the bucket under results/<jobId>/: "batchline results JOB" downloads them.
+
+Options:
+  --lenient          run the valid rows even if some lines are invalid (default: strict, any
+                     invalid line rejects the file before anything is sent)
+  --no-follow        print the job id once the job is registered, and return
+${TARGET_HELP}
+  -h, --help         show this help
+
+Exit status: 0 when the job succeeded (or, with --no-follow, was registered), 1 when it failed,
+was rejected or canceled, 2 for a usage error.
+`;
+
+/** How long a job may take to appear after its upload (EventBridge delivers in seconds). */
+export const FIND_TIMEOUT_MS = 120_000;
+/** Jobs created up to this long before the upload still count as candidates: the clocks may differ. */
+const CLOCK_SKEW_MS = 10 * 60_000;
+
+export const submitCommand = opsCommand(
+  'submit',
+  SUBMIT_HELP,
+  { lenient: { type: 'boolean' }, 'no-follow': { type: 'boolean' } },
+  async ({ values, positionals }, open, io) => {
+    if (positionals.length !== 1) throw new UsageError(`needs one file, got ${plural(positionals.length, 'argument')} (see batchline submit --help)`);
+    const given = positionals[0]!;
+    const file = path.resolve(io.cwd, given);
+    const size = await stat(file).then(
+      (s) => (s.isFile() ? s.size : undefined),
+      () => undefined,
+    );
+    if (size === undefined) throw new UsageError(`no such file: ${given}`);
+    const mode = values.lenient === true ? 'lenient' : 'strict';
+    const target = await open();
+    const key = `${INBOX_PREFIX}${path.basename(file)}`;
+    const tty = io.stdout.isTTY === true;
+
+    io.stdout.write(`Uploading ${displayPath(io.cwd, file)} to s3://${target.bucket}/${key} (${mode})\n`);
+    const startedAt = Date.now();
+    const since = new Date(startedAt - CLOCK_SKEW_MS).toISOString();
+    const known = await jobIdsForKey(target, target.bucket, key, since);
+    const uploaded = await uploadFile(target, file, key, mode, tty ? (percent) => io.stdout.write(`\r\x1b[2KUploading… ${percent}%`) : undefined);
+    if (tty) io.stdout.write('\r\x1b[2K');
+    const jobId = await waitForJob(target, uploaded, { since, exclude: known });
+    const status = `batchline status ${jobId}${target.flags}`;
+    if (values['no-follow'] === true) {
+      io.stdout.write(`Job ${jobId} registered. Follow it with: ${status}\n`);
+      return 0;
+    }
+    io.stdout.write(`Job ${jobId}\n`);
+    return followToEnd(target, jobId, io, { tty, startedAt });
+  },
+);
+
+/** Streams the file to `key` (multipart when large), with the validation mode as object metadata. */
+export async function uploadFile(
+  deps: Pick<QueryDeps, 's3' | 'bucket'>,
+  file: string,
+  key: string,
+  mode: 'strict' | 'lenient',
+  onProgress?: (percent: number) => void,
+): Promise<UploadedObject> {
+  const upload = new Upload({
+    client: deps.s3,
+    params: {
+      Bucket: deps.bucket,
+      Key: key,
+      Body: createReadStream(file),
+      ContentType: 'application/x-ndjson',
+      Metadata: { [MODE_METADATA]: mode },
+    },
+    partSize: DEFAULT_PART_SIZE,
+    queueSize: 4,
+    leavePartsOnError: false,
+  });
+  if (onProgress) {
+    upload.on('httpUploadProgress', ({ loaded, total }) => {
+      if (loaded !== undefined && total) onProgress(Math.floor((100 * loaded) / total));
+    });
+  }
+  const done = await upload.done();
+  return { bucket: deps.bucket, key, etag: done.ETag ?? '', versionId: done.VersionId };
+}
+
+/** Polls until Register has recorded the upload's job; OpsFailure after `timeoutMs`. */
+export async function waitForJob(
+  deps: Pick<QueryDeps, 'dynamo' | 'table'>,
+  uploaded: UploadedObject,
+  options: { since: string; exclude?: ReadonlySet<string>; timeoutMs?: number; intervalMs?: number },
+): Promise<string> {
+  const timeoutMs = options.timeoutMs ?? FIND_TIMEOUT_MS;
+  const deadline = Date.now() + timeoutMs;
+  let interval = options.intervalMs ?? 100;
+  for (;;) {
+    const job = await jobForUpload(deps, uploaded, options);
+    if (job) return job.jobId;
+    if (Date.now() >= deadline) {
+      throw new OpsFailure(
+        `no job appeared for s3://${uploaded.bucket}/${uploaded.key} within ${duration(timeoutMs)}: is the stack's inbox trigger enabled? ("batchline jobs" lists recent jobs)`,
+      );
+    }
+    await sleep(Math.min(interval, Math.max(0, deadline - Date.now())));
+    interval = Math.min(2_000, interval * 2);
+  }
+}
+
+/** Follows the job with a progress view, then prints its summary; exit 0 only when it succeeded. */
+export async function followToEnd(
+  target: Pick<QueryDeps, 's3' | 'dynamo' | 'bucket' | 'table'> & { flags: string },
+  jobId: string,
+  io: Io,
+  options: FollowOptions & { tty: boolean; startedAt: number },
+): Promise<number> {
+  const view = new ProgressView(io.stdout, options.tty, options.startedAt);
+  const stopInterrupt = onInterrupt(async () => {
+    view.finish();
+    io.stderr.write(`\nStopped following job ${jobId}; it keeps running (batchline status ${jobId}${target.flags}, or cancel it with batchline cancel ${jobId}${target.flags})\n`);
+  });
+  let report: JobProgressReport;
+  try {
+    report = await followJob(target, jobId, view, options);
+  } finally {
+    stopInterrupt();
+  }
+  const { job } = report;
+  const keys = jobKeys(jobId);
+  const summary = await getJson<JobSummary>(target.s3, target.bucket, keys.summary);
+  const elapsedMs = summary ? summary.timings.durationSeconds * 1000 : Date.parse(job.endedAt ?? job.updatedAt) - Date.parse(job.createdAt);
+  io.stdout.write(`\n${formatSummary({ jobId, status: job.status, execution: undefined, job, summary, keys }, elapsedMs)}\n`);
+  if (summary) {
+    io.stdout.write(`\nOutputs in s3://${target.bucket}/${keys.resultsPrefix} (download them with: batchline results ${jobId}${target.flags})\n`);
+  }
+  return job.status === 'succeeded' ? 0 : 1;
+}

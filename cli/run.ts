@@ -1,0 +1,149 @@
+/** `batchline run FILE.jsonl`: one file through the whole pipeline, locally, with progress and a summary. */
+import { access } from 'node:fs/promises';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { JobOutcome, LocalStack } from '../local/runtime';
+import { atMostOne, parse, positiveNumber, UsageError } from './args';
+import { count, displayPath, duration, usd } from './format';
+import { copyOutputs } from './outputs';
+import { ProgressView } from './progress';
+import { settingsFromEnv } from './settings';
+import { onInterrupt, type Io } from './io';
+
+export const DEFAULT_EXAMPLE = 'examples/classification.jsonl';
+const REPO_ROOT = fileURLToPath(new URL('..', import.meta.url));
+
+export const RUN_HELP = `Usage: batchline run [FILE.jsonl] [options]
+
+Runs one JSONL file of {custom_id, params} requests through the batchline pipeline on this
+machine: the CDK app's state machine, its Lambda handlers, local S3 and DynamoDB, and a simulator
+of the Message Batches API (or the real API with --live). Prints progress and a summary, and
+copies the outputs (results.jsonl, errors.jsonl, invalid.jsonl, summary.json) to a folder.
+
+FILE defaults to ${DEFAULT_EXAMPLE}.
+
+Options:
+  --lenient          run the valid rows even if some lines are invalid (default: strict,
+                     any invalid line rejects the file before anything is sent)
+  --live             use the real Message Batches API (needs ANTHROPIC_API_KEY; costs money,
+                     and batches take minutes to hours)
+  --out DIR          where to copy the outputs (default ./batchline-out/<jobId>/)
+  --time-scale N     simulated seconds per real second (default 600)
+  --verbose          print the handlers' own log lines (JSON, as in CloudWatch) as well
+  -h, --help         show this help
+
+Pipeline settings come from the environment, e.g. BATCHLINE_MAX_REQUESTS_PER_CHUNK=50,
+BATCHLINE_MAX_ATTEMPTS=3 (see examples/README.md).
+
+Exit status: 0 when the job succeeded, 1 when it failed or was rejected, 2 for a usage error.
+`;
+
+export async function runCommand(args: string[], io: Io): Promise<number> {
+  const { values, positionals } = parse(
+    args,
+    {
+      lenient: { type: 'boolean' },
+      live: { type: 'boolean' },
+      out: { type: 'string' },
+      'time-scale': { type: 'string' },
+      verbose: { type: 'boolean' },
+    },
+    'run',
+  );
+  if (values.help) {
+    io.stdout.write(RUN_HELP);
+    return 0;
+  }
+  const given = atMostOne(positionals, 'run');
+  const file = given === undefined ? path.join(REPO_ROOT, DEFAULT_EXAMPLE) : path.resolve(io.cwd, given);
+  await access(file).catch(() => {
+    throw new UsageError(`no such file: ${given ?? file}`);
+  });
+  const timeScale = positiveNumber(values['time-scale'] as string | undefined, '--time-scale');
+  const apiKey = io.env.ANTHROPIC_API_KEY;
+  if (values.live && !apiKey) throw new UsageError('--live needs ANTHROPIC_API_KEY in the environment');
+  if (values.live && timeScale !== undefined) throw new UsageError('--time-scale applies to the simulator; with --live, time is real');
+
+  io.stderr.write(`Starting the local stack${values.live ? ' (live: the real Message Batches API)' : ''}…\n`);
+  // Loaded only now: the SDK, the engine and the handlers take seconds, a usage error should not.
+  const { startLocalStack } = await import('../local/runtime');
+  const stack = await startLocalStack({
+    timeScale,
+    live: values.live ? { apiKey: apiKey!, baseUrl: io.env.ANTHROPIC_BASE_URL } : undefined,
+    settings: settingsFromEnv(io.env),
+    log: (message) => io.stderr.write(`${message}\n`),
+    handlerLogLevel: values.verbose ? 'INFO' : undefined,
+  });
+  const stopInterrupt = onInterrupt(async () => {
+    io.stderr.write('\nInterrupted: stopping the local stack…\n');
+    await stack.stop();
+  });
+  try {
+    return await runFile(stack, file, { lenient: values.lenient === true, out: values.out as string | undefined }, io);
+  } finally {
+    stopInterrupt();
+    await stack.stop();
+  }
+}
+
+async function runFile(stack: LocalStack, file: string, options: { lenient: boolean; out?: string }, io: Io): Promise<number> {
+  const view = new ProgressView(io.stdout, io.stdout.isTTY === true);
+  const unsubscribe = stack.on((event) => view.event(event));
+  const startedAt = Date.now();
+  io.stdout.write(`Submitting ${displayPath(io.cwd, file)} (${options.lenient ? 'lenient' : 'strict'})\n`);
+  const jobId = await stack.submitFile(file, { lenient: options.lenient });
+  let ended = false;
+  const ticker = setInterval(() => {
+    stack.progress(jobId).then(
+      // A read still in flight when the job ends must not redraw the bar over the summary.
+      (progress) => ended || view.update(progress),
+      () => undefined,
+    );
+  }, 150);
+  let outcome: JobOutcome;
+  try {
+    outcome = await stack.waitForJob(jobId);
+  } finally {
+    ended = true;
+    clearInterval(ticker);
+    unsubscribe();
+    view.finish();
+  }
+  io.stdout.write(`\n${formatSummary(outcome, Date.now() - startedAt)}\n`);
+  const dir = path.resolve(io.cwd, options.out ?? path.join('batchline-out', jobId));
+  const written = await copyOutputs(stack.s3, stack.bucket, jobId, dir);
+  io.stdout.write(written.length > 0 ? `\nOutputs in ${displayPath(io.cwd, dir)}/: ${written.map((f) => path.basename(f)).join(', ')}\n` : '\nNo outputs were written.\n');
+  return outcome.status === 'succeeded' ? 0 : 1;
+}
+
+export function formatSummary(outcome: JobOutcome, elapsedMs: number): string {
+  const { summary, job } = outcome;
+  const lines = [`Job ${outcome.jobId}: ${outcome.status ?? 'unknown'} in ${duration(elapsedMs)}`];
+  if (outcome.status === 'failed' || outcome.execution?.status === 'FAILED') {
+    const failure = job?.failure ?? { error: outcome.execution?.error ?? 'unknown', cause: outcome.execution?.cause ?? '' };
+    lines.push(`  failure   ${failure.error}${failure.cause ? `: ${oneLine(failure.cause)}` : ''}`);
+  }
+  const counts = summary?.counts ?? job?.counts;
+  if (counts) {
+    const rows = (['succeeded', 'errored', 'expired', 'canceled', 'invalid'] as const).map((status) => `${count(counts[status])} ${status}`);
+    lines.push(`  rows      ${rows.join(', ')}`);
+  }
+  if (summary) {
+    const errors = Object.entries(summary.errorsByType);
+    if (errors.length > 0) lines.push(`  errors    ${errors.map(([type, n]) => `${count(n)} ${type}`).join(', ')}`);
+    lines.push(`  batches   ${count(summary.batches.length)} (${count(summary.retries.attempts)} retry attempts, ${count(summary.retries.rows)} rows retried)`);
+    const { tokens, cost } = summary;
+    lines.push(
+      `  tokens    ${count(tokens.input)} input, ${count(tokens.output)} output, ` +
+        `${count(tokens.cache_read_input)} cache read, ${count(tokens.cache_creation_input)} cache write`,
+    );
+    lines.push(`  cost      ${usd(cost.batchUsd)} at batch rates (${usd(cost.standardUsd)} without the batch discount: ${usd(cost.savedUsd)} saved)`);
+    if (cost.unpricedModels.length > 0) lines.push(`            not priced: ${cost.unpricedModels.join(', ')} (set BATCHLINE_PRICES)`);
+  }
+  return lines.join('\n');
+}
+
+function oneLine(text: string): string {
+  const flat = text.replace(/\s+/g, ' ').trim();
+  return flat.length > 300 ? `${flat.slice(0, 300)}…` : flat;
+}

@@ -1,0 +1,185 @@
+/**
+ * `batchline serve`: keeps the local stack up and treats a folder as the bucket's inbox/. A file
+ * dropped there is uploaded once it has stopped growing, and each job's progress and outputs are
+ * reported as they come.
+ */
+import { watch, type FSWatcher } from 'node:fs';
+import { mkdir, stat } from 'node:fs/promises';
+import path from 'node:path';
+import { createInterface } from 'node:readline';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { INBOX_PREFIX } from '../shared/store/keys';
+import type { LocalStack } from '../local/runtime';
+import { parse, port, positiveNumber, UsageError } from './args';
+import type { Io } from './io';
+import { removeLocalState, writeLocalState } from './ops/local-state';
+import { displayPath } from './format';
+import { copyOutputs } from './outputs';
+import { describeEvent } from './progress';
+import { formatSummary } from './run';
+import { settingsFromEnv } from './settings';
+
+export const SERVE_HELP = `Usage: batchline serve [options]
+
+Keeps the local pipeline running and watches a folder that stands for the bucket's inbox/: drop a
+JSONL file there (files already in it are left alone) and it runs as a job, with its progress
+printed and its outputs copied out when it ends. The local S3 endpoint is printed too, so any S3
+client can upload to inbox/ directly, and "batchline status|jobs|cancel --local DIR" in another
+terminal can follow the jobs. Type "sweep" and Enter to run the stack's schedules now. Ctrl-C stops.
+
+Options:
+  --dir DIR          the folder to watch (default ./batchline-inbox, created if missing)
+  --out DIR          where each job's outputs go, in <jobId>/ (default ./batchline-out)
+  --lenient          run the valid rows of files with invalid lines (default: strict)
+  --live             use the real Message Batches API (needs ANTHROPIC_API_KEY)
+  --time-scale N     simulated seconds per real second (default 600)
+  --port N           serve local S3 on this port (default: any free port)
+  --verbose          print the handlers' own log lines (JSON, as in CloudWatch) as well
+  -h, --help         show this help
+`;
+
+/** How long a file's size and mtime must hold still before it is taken as complete. */
+const STABLE_MS = 400;
+
+export async function serveCommand(args: string[], io: Io): Promise<number> {
+  const { values, positionals } = parse(
+    args,
+    {
+      dir: { type: 'string' },
+      out: { type: 'string' },
+      lenient: { type: 'boolean' },
+      live: { type: 'boolean' },
+      'time-scale': { type: 'string' },
+      port: { type: 'string' },
+      verbose: { type: 'boolean' },
+    },
+    'serve',
+  );
+  if (values.help) {
+    io.stdout.write(SERVE_HELP);
+    return 0;
+  }
+  if (positionals.length > 0) throw new UsageError(`batchline serve takes no file (drop files in the watched folder; see batchline serve --help)`);
+  const timeScale = positiveNumber(values['time-scale'] as string | undefined, '--time-scale');
+  const s3Port = port(values.port as string | undefined, '--port');
+  const apiKey = io.env.ANTHROPIC_API_KEY;
+  if (values.live && !apiKey) throw new UsageError('--live needs ANTHROPIC_API_KEY in the environment');
+  const dir = path.resolve(io.cwd, (values.dir as string | undefined) ?? 'batchline-inbox');
+  const outRoot = path.resolve(io.cwd, (values.out as string | undefined) ?? 'batchline-out');
+  await mkdir(dir, { recursive: true }).catch((error: Error) => {
+    throw new UsageError(`cannot use ${dir} as the inbox folder: ${error.message}`);
+  });
+
+  const { startLocalStack } = await import('../local/runtime');
+  const stack = await startLocalStack({
+    timeScale,
+    live: values.live ? { apiKey: apiKey!, baseUrl: io.env.ANTHROPIC_BASE_URL } : undefined,
+    settings: settingsFromEnv(io.env),
+    log: (message) => io.stderr.write(`${message}\n`),
+    handlerLogLevel: values.verbose ? 'INFO' : undefined,
+    ports: { s3: s3Port },
+  });
+  // Lets `batchline status|jobs|get|cancel --local DIR` in another terminal find this stack.
+  const stateFile = await writeLocalState(io.cwd, stack);
+  const say = (line: string) => io.stdout.write(`${line}\n`);
+  say(`batchline is serving locally${values.live ? ' (live: the real Message Batches API)' : ` (Batches API simulator, ${stack.timeScale}× time)`}.`);
+  say(`  watching  ${displayPath(io.cwd, dir)}/  → s3://${stack.bucket}/${INBOX_PREFIX}`);
+  say(`  S3        ${stack.s3Endpoint} (bucket ${stack.bucket}, access key S3RVER / secret S3RVER, path-style)`);
+  say(`  outputs   ${displayPath(io.cwd, outRoot)}/<jobId>/`);
+  if (stack.schedules.length > 0) say(`  schedules ${stack.schedules.map(scheduleLabel).join(', ')} — type "sweep" to run them now`);
+  say(`  state     ${displayPath(io.cwd, stateFile)} (for "batchline status|jobs|cancel --local ${displayPath(io.cwd, io.cwd)}")`);
+  say('Drop a .jsonl file in the folder; Ctrl-C stops.');
+
+  const unsubscribe = stack.on((event) => {
+    const text = describeEvent(event);
+    if (text !== undefined && event.type !== 'job-registered') say(`  ${text}`);
+  });
+  const watcher = watchInbox(dir, (file) => {
+    void runJob(stack, file, { lenient: values.lenient === true, outRoot }, io).catch((error: Error) => say(`  ${path.basename(file)}: ${error.message}`));
+  });
+  const commands = readCommands(stack, io);
+
+  await new Promise<void>((resolve) => {
+    process.once('SIGINT', resolve);
+    process.once('SIGTERM', resolve);
+  });
+  say('\nStopping…');
+  commands?.close();
+  watcher.close();
+  unsubscribe();
+  await removeLocalState(io.cwd);
+  await stack.stop();
+  return 0;
+}
+
+async function runJob(stack: LocalStack, file: string, options: { lenient: boolean; outRoot: string }, io: Io): Promise<void> {
+  const say = (line: string) => io.stdout.write(`${line}\n`);
+  const startedAt = Date.now();
+  const jobId = await stack.submitFile(file, { lenient: options.lenient });
+  say(`${path.basename(file)} → job ${jobId}`);
+  const outcome = await stack.waitForJob(jobId);
+  const dir = path.join(options.outRoot, jobId);
+  const written = await copyOutputs(stack.s3, stack.bucket, jobId, dir);
+  say(formatSummary(outcome, Date.now() - startedAt));
+  if (written.length > 0) say(`  outputs   ${displayPath(io.cwd, dir)}/: ${written.map((f) => path.basename(f)).join(', ')}`);
+}
+
+/** Calls `onFile` once per file that appears (or is rewritten) in `dir`, after it stops changing. */
+export function watchInbox(dir: string, onFile: (file: string) => void): FSWatcher {
+  const seen = new Map<string, string>();
+  const pending = new Set<string>();
+  const consider = async (name: string) => {
+    if (pending.has(name) || name.startsWith('.') || /(\.tmp|\.part|\.crdownload|~)$/.test(name)) return;
+    pending.add(name);
+    try {
+      const file = path.join(dir, name);
+      let before = await signature(file);
+      for (;;) {
+        if (before === undefined) return;
+        await sleep(STABLE_MS);
+        const after = await signature(file);
+        if (after === before) break;
+        before = after;
+      }
+      if (seen.get(name) === before) return;
+      seen.set(name, before);
+      onFile(file);
+    } finally {
+      pending.delete(name);
+    }
+  };
+  return watch(dir, (_event, name) => {
+    if (name) void consider(name.toString());
+  });
+}
+
+async function signature(file: string): Promise<string | undefined> {
+  const info = await stat(file).catch(() => undefined);
+  if (!info?.isFile() || info.size === 0) return undefined;
+  return `${info.size}:${info.mtimeMs}`;
+}
+
+function readCommands(stack: LocalStack, io: Io) {
+  if (!process.stdin.isTTY) return undefined;
+  const lines = createInterface({ input: process.stdin });
+  lines.on('line', (line) => {
+    if (!['sweep', 's'].includes(line.trim())) {
+      if (line.trim() !== '') io.stdout.write('  (type "sweep" to run the schedules; Ctrl-C stops)\n');
+      return;
+    }
+    stack.runSchedules().then(
+      (runs) => {
+        for (const run of runs) io.stdout.write(`  schedule ${scheduleLabel(run.schedule)}: ${JSON.stringify(run.output)}\n`);
+        if (runs.length === 0) io.stdout.write('  the stack has no schedules\n');
+      },
+      (error: Error) => io.stdout.write(`  schedules failed: ${error.message}\n`),
+    );
+  });
+  return lines;
+}
+
+function scheduleLabel(schedule: { name: string; input: unknown }): string {
+  const input = schedule.input as { schedule?: string; prefix?: string } | null;
+  // A schedule without a name of its own goes by its logical id, less the hash CDK appends.
+  return input?.schedule ? `${input.schedule} (${input.prefix ?? ''})` : schedule.name.replace(/[0-9A-F]{8}$/, '');
+}

@@ -1,0 +1,639 @@
+/**
+ * The whole pipeline on one machine, with no AWS account and no API key: the CDK app synthesized
+ * in-process, its job state machine run by aws-local-stepfunctions, the handlers imported from
+ * source, against s3rver, dynalite, a loopback shim for Secrets Manager / SNS / EventBridge / Step
+ * Functions, and the Batches API simulator (or the real API with --live).
+ *
+ *   const stack = await startLocalStack();
+ *   const jobId = await stack.submitFile('examples/classification.jsonl');
+ *   const outcome = await stack.waitForJob(jobId);
+ *   await stack.stop();
+ *
+ * Handlers create their AWS clients once, at import, from process.env — so the environment is set
+ * before any handler is imported, and one process hosts one local stack in its lifetime.
+ */
+import './polyfills';
+import { createReadStream } from 'node:fs';
+import { createServer } from 'node:net';
+import { stat } from 'node:fs/promises';
+import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { fileURLToPath } from 'node:url';
+import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import type { S3Client } from '@aws-sdk/client-s3';
+import { Upload } from '@aws-sdk/lib-storage';
+import type { JobSummary } from '../shared/jobs/finalize';
+import { MODE_METADATA } from '../shared/jobs/register';
+import { getJson } from '../shared/store/s3';
+import { getItem } from '../shared/store/dynamo';
+import { JOB_SK, jobPk, type JobItem } from '../shared/store/items';
+import { jobKeys, INBOX_PREFIX, type JobKeys } from '../shared/store/keys';
+import type { SimulatorHandle, SimulatorOptions } from '../simulator/options';
+import { startSimulator } from '../simulator/server';
+import {
+  assertRunnableLocally,
+  findJobStateMachine,
+  localizeWaits,
+  resolveDefinition,
+  scaledRetryIntervals,
+  taskTargets,
+  type WaitSpec,
+} from './asl';
+import { startAwsShim, type AwsShim, type ExecutionDescription, type PublishedMessage, type PutEvent } from './aws-shim';
+import { createPipelineTable, localAwsEnv, startDynamo, startS3, type LocalDynamo, type LocalS3 } from './emulators';
+import {
+  busName,
+  eventRuleTargets,
+  executionStatusEvent,
+  matchesPattern,
+  objectCreatedEvent,
+  putEventAsBusEvent,
+  schedulesOf,
+  type BusEvent,
+  type LocalSchedule,
+} from './events';
+import { findFunction, invokeLocal, loadHandler, localFunctions, mergedEnvironment, type Handler } from './lambda';
+import { readJobProgress, TERMINAL_JOB_STATUSES, type JobProgress } from './progress';
+import { LocalStepFunctions, type LocalExecution, type TaskHandlers } from './step-functions';
+import { synthesizeTemplate } from './synth';
+import { LocalNames, resourcesOfType } from './template';
+
+export const REPO_ROOT = fileURLToPath(new URL('..', import.meta.url));
+
+/** The key the simulator accepts and the local Secrets Manager hands out. Not a secret. */
+export const LOCAL_API_KEY = 'sk-ant-local-simulator-key';
+
+/**
+ * Simulated seconds per real second. At 600 a 60-second batch ends in 0.1 s, the shortest poll
+ * wait (30 s) takes 50 ms, and a 24-hour expiry takes 2.4 minutes.
+ */
+export const DEFAULT_TIME_SCALE = 600;
+
+export interface LocalStackOptions {
+  /** The repository root (where cdk.json is). Default: this checkout. */
+  root?: string;
+  /** The simulator's clock speed; waits and retry delays are divided by it. Default 600. */
+  timeScale?: number;
+  /** Use the real Batches API instead of the simulator; waits are then real. */
+  live?: { apiKey: string; baseUrl?: string };
+  /** Simulator settings and faults (ignored when live). */
+  simulator?: Omit<SimulatorOptions, 'timeScale' | 'apiKeys' | 'port' | 'host'>;
+  /** Stack settings by name (cdk.json `batchline:settings`), e.g. `{ maxRequestsPerChunk: 50 }`. */
+  settings?: Record<string, string | number>;
+  /** More CDK context for the synth. */
+  context?: Record<string, unknown>;
+  /** Reuse a cached template when nothing it depends on changed. Default true. */
+  cacheTemplate?: boolean;
+  /** Fixed ports (default: any free one), e.g. local S3 for uploads from other tools. */
+  ports?: { s3?: number };
+  /** Told of slow steps as they start (the CLI prints them). */
+  log?: (message: string) => void;
+  /**
+   * The handlers' own log lines (Powertools, JSON on stdout, as in Lambda): TRACE … CRITICAL, or
+   * SILENT. Default: POWERTOOLS_LOG_LEVEL from the environment, else SILENT.
+   */
+  handlerLogLevel?: string;
+}
+
+export type LocalEvent =
+  | { type: 'execution-started'; executionArn: string; key?: string }
+  | { type: 'job-registered'; jobId: string; duplicate: boolean; executionArn: string }
+  | { type: 'job-prepared'; jobId: string; outcome: string; chunks: number; validRows: number; invalidRows: number }
+  | { type: 'batch-submitted'; jobId: string; chunk: number; attempt: number; batchId: string | null; canceled: boolean }
+  | { type: 'batch-polled'; jobId: string; chunk: number; attempt: number; ended: boolean }
+  | { type: 'chunk-collected'; jobId: string; chunk: number; attempt: number; retry: boolean }
+  | { type: 'chunk-failed'; jobId: string; chunk: number; error: string }
+  | { type: 'job-finalized'; jobId: string; status: string }
+  | { type: 'job-failed'; jobId?: string; error: string }
+  /** One failed run of a Task (it may still be retried or caught). */
+  | { type: 'task-failed'; state: string; error: string; jobId?: string }
+  | { type: 'execution-ended'; executionArn: string; status: string; error?: string; cause?: string; jobId?: string }
+  /** An event rule's function target failed on an event. */
+  | { type: 'delivery-failed'; rule: string; target: string; error: string }
+  | { type: 'notification'; message: PublishedMessage }
+  | { type: 'event-published'; event: PutEvent };
+
+export interface JobOutcome {
+  jobId: string;
+  /** The job record's status (succeeded, rejected, canceled, failed). */
+  status: JobItem['status'] | undefined;
+  /** How the job's execution ended. */
+  execution: Pick<ExecutionDescription, 'executionArn' | 'status' | 'error' | 'cause'> | undefined;
+  job: JobItem | undefined;
+  /** results/<jobId>/summary.json, when the job wrote one. */
+  summary: JobSummary | undefined;
+  keys: JobKeys;
+}
+
+export interface ScheduleRun {
+  schedule: LocalSchedule;
+  output: unknown;
+}
+
+export interface LocalStack {
+  bucket: string;
+  table: string;
+  s3: S3Client;
+  s3Endpoint: string;
+  dynamo: DynamoDBClient;
+  /** undefined when live. */
+  simulator: SimulatorHandle | undefined;
+  stepFunctions: LocalStepFunctions;
+  shim: AwsShim;
+  timeScale: number;
+  /** The environment the handlers run with (endpoints, names, settings; never an API key). */
+  env: Record<string, string>;
+  /** Uploads a file to inbox/ (object metadata `batchline-mode`) and resolves with its job id once registered. */
+  submitFile(file: string, options?: { lenient?: boolean; key?: string }): Promise<string>;
+  /** Starts a job execution with this input, as EventBridge or the sweep would (e.g. an event delivered twice). */
+  startExecution(input: unknown, name?: string): LocalExecution;
+  /** Resolves once the job has ended, whatever the outcome. */
+  waitForJob(jobId: string): Promise<JobOutcome>;
+  progress(jobId: string): Promise<JobProgress>;
+  on(listener: (event: LocalEvent) => void): () => void;
+  /** Runs every schedule of the stack once, now. */
+  runSchedules(): Promise<ScheduleRun[]>;
+  schedules: LocalSchedule[];
+  stop(): Promise<void>;
+}
+
+export class LocalStackError extends Error {
+  override readonly name = 'LocalStackError';
+}
+
+export class PortInUse extends Error {
+  override readonly name = 'PortInUse';
+  constructor(readonly port: number) {
+    super(`port ${port} is in use`);
+  }
+}
+
+interface TrackedExecution {
+  executionArn: string;
+  key?: string;
+  etag?: string;
+  /** Taken by one submitFile call. */
+  claimed: boolean;
+  jobId?: string;
+  duplicate?: boolean;
+  registered: Deferred<string>;
+  done: Promise<ExecutionDescription>;
+}
+
+let started = false;
+
+export async function startLocalStack(options: LocalStackOptions = {}): Promise<LocalStack> {
+  if (started) {
+    throw new LocalStackError('one local stack per process: the handlers keep the AWS clients they created at import');
+  }
+  started = true;
+  // The SDK's notice about Node 20 support would interleave with the CLI's output.
+  process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
+  const root = options.root ?? REPO_ROOT;
+  const timeScale = options.live ? 1 : (options.timeScale ?? DEFAULT_TIME_SCALE);
+  if (!(timeScale > 0)) throw new LocalStackError(`the time scale must be a positive number, got ${timeScale}`);
+
+  // Before the synth: a port in use should be said at once.
+  if (options.ports?.s3) await assertPortFree(options.ports.s3);
+  const context: Record<string, unknown> = { ...options.context };
+  if (options.settings) context['batchline:settings'] = options.settings;
+  const template = await synthesizeTemplate({
+    root,
+    context,
+    cache: options.cacheTemplate,
+    onSynth: () => options.log?.('Synthesizing the CDK app (once; the template is cached in .batchline/cache/)…'),
+  });
+  const names = new LocalNames(template);
+  const machineId = findJobStateMachine(template, names);
+  const stateMachineArn = names.ref(machineId);
+  const functions = localFunctions(template, names);
+  const resolved = resolveDefinition(names, machineId);
+  assertRunnableLocally(resolved, (ref) => findFunction(functions, ref) !== undefined);
+  const functionEnv = mergedEnvironment(functions);
+  const bucket = requireVariable(functionEnv, 'BATCHLINE_BUCKET');
+  const table = requireVariable(functionEnv, 'BATCHLINE_TABLE');
+  const secretIds = new Set<string>(
+    resourcesOfType(template, 'AWS::SecretsManager::Secret').flatMap((id) => [names.ref(id), names.name(id)]),
+  );
+  if (functionEnv.BATCHLINE_API_KEY_SECRET) secretIds.add(functionEnv.BATCHLINE_API_KEY_SECRET);
+  // Rules deliver to the job state machine or to a function; other targets (queues, topics) have no local meaning.
+  const rules = eventRuleTargets(template, names).filter(
+    (rule) => rule.targetArn === stateMachineArn || findFunction(functions, rule.targetArn) !== undefined,
+  );
+  const triggers = rules.filter((rule) => rule.targetArn === stateMachineArn);
+  if (triggers.length === 0) throw new LocalStackError('no EventBridge rule of the stack starts the job state machine');
+  const schedules = schedulesOf(template, names);
+
+  const listeners = new Set<(event: LocalEvent) => void>();
+  const emit = (event: LocalEvent) => {
+    for (const listener of listeners) listener(event);
+  };
+  const tracked = new Map<string, TrackedExecution>();
+  /** Wakes submitFile calls waiting for EventBridge to deliver their object's event. */
+  const deliveryWaiters: Array<() => void> = [];
+  const failedDeliveries: Array<{ key: string; etag: string; error: Error }> = [];
+
+  let s3: LocalS3 | undefined;
+  let dynamo: LocalDynamo | undefined;
+  let simulator: SimulatorHandle | undefined;
+  let shim: AwsShim | undefined;
+  let stepFunctions: LocalStepFunctions | undefined;
+  const handlers = new Map<string, Handler>();
+  let handlerEnv: Record<string, string> = {};
+  let stopping: Promise<void> | undefined;
+  const stopAll = () =>
+    (stopping ??= (async () => {
+      await stepFunctions?.stopAll();
+      await simulator?.stop();
+      await shim?.stop();
+      await s3?.stop();
+      await dynamo?.stop();
+    })());
+
+  try {
+    s3 = await startS3({ buckets: [bucket], port: options.ports?.s3 });
+    dynamo = await startDynamo();
+    await createPipelineTable(dynamo.client, table);
+    if (!options.live) {
+      simulator = await startSimulator({ ...options.simulator, timeScale, apiKeys: [LOCAL_API_KEY] });
+    }
+    const apiKey = options.live?.apiKey ?? LOCAL_API_KEY;
+    shim = await startAwsShim({
+      secret: (id) => (secretIds.has(id) ? apiKey : undefined),
+      startExecution: (request) => start(request),
+      describeExecution: (arn) => stepFunctions?.describe(arn),
+      listExecutions: (arn) => stepFunctions?.list(arn) ?? [],
+      stopExecution: (arn, reason) => stepFunctions!.stop(arn, reason),
+    });
+
+    const env: Record<string, string> = {
+      ...functionEnv,
+      ...localAwsEnv({ s3: s3.endpoint, dynamodb: dynamo.endpoint }),
+      ...shim.env,
+      // On a laptop the handlers' logs would bury the progress, and their CloudWatch metrics (EMF) mean nothing.
+      POWERTOOLS_LOG_LEVEL: options.handlerLogLevel ?? process.env.POWERTOOLS_LOG_LEVEL ?? 'SILENT',
+      POWERTOOLS_METRICS_DISABLED: 'true',
+    };
+    if (simulator) env.ANTHROPIC_BASE_URL = simulator.url;
+    else if (options.live?.baseUrl) env.ANTHROPIC_BASE_URL = options.live.baseUrl;
+    // Nothing may reach a real AWS account: no profile, no session, no global endpoint override.
+    for (const variable of ['AWS_PROFILE', 'AWS_SESSION_TOKEN', 'AWS_ENDPOINT_URL', 'AWS_IGNORE_CONFIGURED_ENDPOINT_URLS']) {
+      delete process.env[variable];
+    }
+    if (!simulator && !options.live?.baseUrl && !functionEnv.ANTHROPIC_BASE_URL) delete process.env.ANTHROPIC_BASE_URL;
+    Object.assign(process.env, env);
+    handlerEnv = env;
+
+    for (const fn of functions) handlers.set(fn.logicalId, await loadHandler(fn, root));
+
+    const { definition, waits } = localizeWaits(resolved);
+    if (typeof definition.TimeoutSeconds === 'number') {
+      definition.TimeoutSeconds = Math.max(1, Math.ceil(definition.TimeoutSeconds / timeScale));
+    }
+    const clock = () => simulator?.now() ?? Date.now();
+    // From the definition as synthesized: the local wait tasks are not the stack's functions.
+    const targets = taskTargets(resolved);
+    stepFunctions = new LocalStepFunctions({
+      definition,
+      stateMachineArn,
+      retryIntervals: timeScale === 1 ? undefined : scaledRetryIntervals(definition, timeScale),
+      taskHandlers: (execution, signal) => {
+        const taskHandlers: TaskHandlers = {};
+        for (const target of targets) {
+          const fn = findFunction(functions, target.functionRef)!;
+          const handler = handlers.get(fn.logicalId)!;
+          taskHandlers[target.state] = async (input) => {
+            const payload = target.integration === 'invoke' ? (input as { Payload?: unknown }).Payload : input;
+            let output: unknown;
+            try {
+              output = await invokeLocal(fn, handler, payload);
+            } catch (error) {
+              emit({ type: 'task-failed', state: target.state, error: (error as Error).name, jobId: jobIdIn(payload) });
+              throw error;
+            }
+            observe(execution.executionArn, target.state, payload, output);
+            return target.integration === 'invoke' ? { Payload: output, StatusCode: 200, ExecutedVersion: '$LATEST' } : output;
+          };
+        }
+        for (const [state, spec] of waits) {
+          taskHandlers[state] = async (input) => {
+            await sleep(waitMs(state, spec, input, timeScale, clock), undefined, { signal });
+            return input;
+          };
+        }
+        return taskHandlers;
+      },
+    });
+    stepFunctions.onExecutionEnded((execution) => {
+      const entry = tracked.get(execution.executionArn);
+      if (entry && entry.jobId === undefined) {
+        entry.registered.reject(new LocalStackError(`the execution ended before registering a job: ${execution.error ?? execution.status} ${execution.cause ?? ''}`.trim()));
+      }
+      emit({
+        type: 'execution-ended',
+        executionArn: execution.executionArn,
+        status: execution.status,
+        error: execution.error,
+        cause: execution.cause,
+        jobId: entry?.jobId,
+      });
+      publish('default', executionStatusEvent(execution));
+    });
+    shim.onPublish((message) => emit({ type: 'notification', message }));
+    shim.onEvent((event) => {
+      emit({ type: 'event-published', event });
+      publish(busName(event.eventBusName), putEventAsBusEvent(event));
+    });
+    s3.onObjectCreated((record) => {
+      const event = objectCreatedEvent(record);
+      publish('default', event, { key: event.detail.object.key, etag: event.detail.object.etag });
+    });
+  } catch (error) {
+    await stopAll();
+    throw error;
+  }
+
+  /**
+   * EventBridge: the event goes to every rule of its bus whose pattern matches, after the call that
+   * caused it has returned (delivery is asynchronous). A function target is invoked as Lambda
+   * invokes asynchronously, once here; its failure is reported as an event.
+   */
+  function publish(bus: string, event: BusEvent, object?: { key: string; etag: string }): void {
+    setImmediate(() => {
+      if (stopping) return;
+      for (const rule of rules) {
+        if (rule.eventBus !== bus || !matchesPattern(rule.pattern, event)) continue;
+        const input = rule.input(event);
+        if (rule.targetArn === stateMachineArn) {
+          try {
+            start({ input: JSON.stringify(input) }, object);
+          } catch (error) {
+            if (object) failedDeliveries.push({ ...object, error: error as Error });
+            for (const wake of deliveryWaiters.splice(0)) wake();
+          }
+          continue;
+        }
+        const fn = findFunction(functions, rule.targetArn)!;
+        invokeLocal(fn, handlers.get(fn.logicalId)!, input).catch((error: Error) =>
+          emit({ type: 'delivery-failed', rule: rule.rule, target: fn.name, error: error.name }),
+        );
+      }
+    });
+  }
+
+  function start(request: { stateMachineArn?: string; name?: string; input?: string }, object?: { key: string; etag: string }): LocalExecution {
+    const execution = stepFunctions!.start(request);
+    if (!tracked.has(execution.executionArn)) {
+      publish('default', executionStatusEvent(execution));
+      const entry: TrackedExecution = {
+        executionArn: execution.executionArn,
+        ...object,
+        claimed: false,
+        registered: deferred<string>(),
+        done: execution.done,
+      };
+      entry.registered.promise.catch(() => undefined);
+      tracked.set(execution.executionArn, entry);
+      emit({ type: 'execution-started', executionArn: execution.executionArn, key: object?.key });
+      for (const wake of deliveryWaiters.splice(0)) wake();
+    }
+    return execution;
+  }
+
+  function observe(executionArn: string, state: string, input: unknown, output: unknown): void {
+    const out = (output ?? {}) as Record<string, unknown>;
+    const jobId = String(out.jobId ?? jobIdIn(input) ?? '');
+    switch (state) {
+      case 'RegisterJob': {
+        const entry = tracked.get(executionArn);
+        if (entry && typeof out.jobId === 'string') {
+          entry.jobId = out.jobId;
+          entry.duplicate = out.duplicate === true;
+          entry.registered.resolve(out.jobId);
+        }
+        emit({ type: 'job-registered', jobId, duplicate: out.duplicate === true, executionArn });
+        break;
+      }
+      case 'PrepareJob':
+        emit({
+          type: 'job-prepared',
+          jobId,
+          outcome: String(out.outcome),
+          chunks: Array.isArray(out.chunks) ? out.chunks.length : 0,
+          validRows: Number(out.validRows ?? 0),
+          invalidRows: Number(out.invalidRows ?? 0),
+        });
+        break;
+      case 'SubmitChunk':
+        emit({
+          type: 'batch-submitted',
+          jobId,
+          chunk: Number(out.chunk),
+          attempt: Number(out.attempt),
+          batchId: typeof out.batchId === 'string' ? out.batchId : null,
+          canceled: out.canceled === true,
+        });
+        break;
+      case 'PollBatch':
+        emit({ type: 'batch-polled', jobId, chunk: Number(out.chunk), attempt: Number(out.attempt), ended: out.ended === true });
+        break;
+      case 'CollectResults':
+        emit({ type: 'chunk-collected', jobId, chunk: Number(out.chunk), attempt: Number(out.attempt), retry: out.retry === true });
+        break;
+      case 'RecordChunkFailure': {
+        const error = (input as { error?: { Error?: string } } | null)?.error?.Error ?? 'unknown';
+        emit({ type: 'chunk-failed', jobId, chunk: Number(out.chunk ?? (input as { chunk?: number }).chunk), error });
+        break;
+      }
+      case 'FinalizeJob':
+        emit({ type: 'job-finalized', jobId, status: String(out.status) });
+        break;
+      case 'MarkJobFailed': {
+        const error = (input as { error?: { Error?: string } } | null)?.error?.Error ?? 'unknown';
+        emit({ type: 'job-failed', jobId: jobId || undefined, error });
+        break;
+      }
+    }
+  }
+
+  /** The execution S3 started for this object (the first not yet taken), once EventBridge has delivered. */
+  async function executionFor(key: string, etag: string): Promise<TrackedExecution> {
+    for (;;) {
+      const entry = [...tracked.values()].find((e) => !e.claimed && e.key === key && e.etag === etag);
+      if (entry) {
+        entry.claimed = true;
+        return entry;
+      }
+      const failed = failedDeliveries.find((f) => f.key === key && f.etag === etag);
+      if (failed) throw new LocalStackError(`no execution could start for ${key}: ${failed.error.message}`);
+      await new Promise<void>((resolve) => deliveryWaiters.push(resolve));
+    }
+  }
+
+  const handle: LocalStack = {
+    bucket,
+    table,
+    s3: s3.client,
+    s3Endpoint: s3.endpoint,
+    dynamo: dynamo.client,
+    simulator,
+    stepFunctions,
+    shim,
+    timeScale,
+    env: handlerEnv,
+    schedules,
+
+    async submitFile(file, submitOptions = {}) {
+      const size = await stat(file).then(
+        (s) => (s.isFile() ? s.size : undefined),
+        () => undefined,
+      );
+      if (size === undefined) throw new LocalStackError(`no such file: ${file}`);
+      const key = submitOptions.key ?? `${INBOX_PREFIX}${path.basename(file)}`;
+      // Only an object some rule matches starts a job: anywhere else, waiting for one would never end.
+      const probe = objectCreatedEvent({ eventName: 'ObjectCreated:Put', s3: { bucket: { name: bucket }, object: { key, size, eTag: '', sequencer: '' } } });
+      if (!triggers.some((trigger) => matchesPattern(trigger.pattern, probe))) {
+        throw new LocalStackError(`no rule of the stack starts a job for s3://${bucket}/${key} (upload under ${INBOX_PREFIX})`);
+      }
+      const upload = new Upload({
+        client: s3!.client,
+        params: {
+          Bucket: bucket,
+          Key: key,
+          Body: createReadStream(file),
+          ContentType: 'application/x-ndjson',
+          Metadata: { [MODE_METADATA]: submitOptions.lenient ? 'lenient' : 'strict' },
+        },
+      });
+      const uploaded = await upload.done();
+      const etag = (uploaded.ETag ?? '').replace(/"/g, '');
+      const execution = await executionFor(key, etag);
+      return execution.registered.promise;
+    },
+
+    async waitForJob(jobId) {
+      const primary = [...tracked.values()].find((e) => e.jobId === jobId && !e.duplicate);
+      let ended: ExecutionDescription | undefined;
+      if (primary) {
+        ended = await primary.done;
+      } else {
+        // Started elsewhere (or its event delivered twice): follow the job record instead.
+        for (;;) {
+          const { status } = await readJobProgress(dynamo!.client, table, jobId);
+          if (status === undefined) throw new LocalStackError(`there is no job ${jobId}`);
+          if (TERMINAL_JOB_STATUSES.has(status)) break;
+          await sleep(100);
+        }
+      }
+      const keys = jobKeys(jobId);
+      const job = await getItem<JobItem>(dynamo!.client, table, { pk: jobPk(jobId), sk: JOB_SK });
+      const summary = await getJson<JobSummary>(s3!.client, bucket, keys.summary);
+      return {
+        jobId,
+        status: job?.status,
+        execution: ended && { executionArn: ended.executionArn, status: ended.status, error: ended.error, cause: ended.cause },
+        job,
+        summary,
+        keys,
+      };
+    },
+
+    startExecution: (input, name) => start({ input: JSON.stringify(input), name }),
+
+    progress: (jobId) => readJobProgress(dynamo!.client, table, jobId),
+
+    on(listener) {
+      listeners.add(listener);
+      return () => listeners.delete(listener);
+    },
+
+    async runSchedules() {
+      const runs: ScheduleRun[] = [];
+      for (const schedule of schedules) {
+        const fn = findFunction(functions, schedule.targetArn);
+        if (!fn) throw new LocalStackError(`schedule ${schedule.name} targets ${schedule.targetArn}, which is no local function`);
+        runs.push({ schedule, output: await invokeLocal(fn, handlers.get(fn.logicalId)!, schedule.input) });
+      }
+      return runs;
+    },
+
+    async stop() {
+      listeners.clear();
+      await stopAll();
+    },
+  };
+  return handle;
+}
+
+/**
+ * s3rver does not report a port in use: its server's 'error' event goes unhandled and ends the
+ * process. So the port is tried first (a start racing another process for it is still possible).
+ */
+async function assertPortFree(port: number): Promise<void> {
+  const probe = createServer();
+  await new Promise<void>((resolve, reject) => {
+    probe.once('error', (error: NodeJS.ErrnoException) => reject(error.code === 'EADDRINUSE' ? new PortInUse(port) : error));
+    probe.listen(port, '127.0.0.1', () => probe.close(() => resolve()));
+  });
+}
+
+function requireVariable(env: Record<string, string>, name: string): string {
+  const value = env[name];
+  if (!value) throw new LocalStackError(`the stack's functions get no ${name}`);
+  return value;
+}
+
+function jobIdIn(value: unknown): string | undefined {
+  const jobId = (value as { jobId?: unknown } | null)?.jobId;
+  return typeof jobId === 'string' ? jobId : undefined;
+}
+
+/**
+ * How long a Wait state waits, in real ms: its seconds (or the time until its timestamp, on the
+ * simulator's clock) divided by the time scale. Like the service, a SecondsPath that is not a
+ * non-negative whole number fails the execution.
+ */
+export function waitMs(state: string, spec: WaitSpec, input: unknown, timeScale: number, clock: () => number): number {
+  if (spec.Seconds !== undefined) return (spec.Seconds * 1000) / timeScale;
+  if (spec.SecondsPath !== undefined) {
+    const seconds = readPath(input, spec.SecondsPath);
+    if (typeof seconds !== 'number' || !Number.isInteger(seconds) || seconds < 0) {
+      throw Object.assign(new Error(`Wait ${state}: ${spec.SecondsPath} is ${JSON.stringify(seconds)}, not a non-negative whole number of seconds`), {
+        name: 'States.Runtime',
+      });
+    }
+    return (seconds * 1000) / timeScale;
+  }
+  const timestamp = spec.Timestamp ?? readPath(input, spec.TimestampPath ?? '$');
+  const at = typeof timestamp === 'string' ? Date.parse(timestamp) : Number.NaN;
+  if (Number.isNaN(at)) throw Object.assign(new Error(`Wait ${state}: no timestamp to wait for`), { name: 'States.Runtime' });
+  return Math.max(0, at - clock()) / timeScale;
+}
+
+/** A JSONPath of plain field steps (`$.a.b`, `$['a']`), which is all Wait paths need here. */
+export function readPath(value: unknown, jsonPath: string): unknown {
+  if (!jsonPath.startsWith('$')) throw new LocalStackError(`unsupported path ${jsonPath}`);
+  const steps = [...jsonPath.slice(1).matchAll(/\.([^.[\]]+)|\['([^']+)'\]/g)].map((m) => m[1] ?? m[2]!);
+  let current = value;
+  for (const step of steps) {
+    if (current === null || typeof current !== 'object') return undefined;
+    current = (current as Record<string, unknown>)[step];
+  }
+  return current;
+}
+
+interface Deferred<T> {
+  promise: Promise<T>;
+  resolve(value: T): void;
+  reject(error: unknown): void;
+}
+
+function deferred<T>(): Deferred<T> {
+  let resolve!: (value: T) => void;
+  let reject!: (error: unknown) => void;
+  const promise = new Promise<T>((res, rej) => {
+    resolve = res;
+    reject = rej;
+  });
+  return { promise, resolve, reject };
+}

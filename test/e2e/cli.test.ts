@@ -1,0 +1,75 @@
+import { execFile } from 'node:child_process';
+import { createServer } from 'node:net';
+import { mkdtemp, readFile, readdir, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+
+const ROOT = fileURLToPath(new URL('../..', import.meta.url));
+
+interface Run {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs `batchline ARGS` as a user would, from the repository root. */
+function batchline(args: string[]): Promise<Run> {
+  return new Promise((resolve) => {
+    execFile(process.execPath, [path.join(ROOT, 'bin/batchline.mjs'), ...args], { cwd: ROOT, timeout: 120_000 }, (error, stdout, stderr) => {
+      resolve({ code: error ? Number((error as { code?: number }).code ?? 1) : 0, stdout, stderr });
+    });
+  });
+}
+
+describe('the batchline command', () => {
+  let out: string;
+  let classification: Run;
+  let rejected: Run;
+  beforeAll(async () => {
+    out = await mkdtemp(path.join(tmpdir(), 'batchline-cli-'));
+    // Two whole runs at once: each starts its own local stack in its own process.
+    [classification, rejected] = await Promise.all([
+      batchline(['run', 'examples/classification.jsonl', '--out', path.join(out, 'classification')]),
+      batchline(['run', 'examples/with-invalid-rows.jsonl', '--out', path.join(out, 'rejected')]),
+    ]);
+  }, 180_000);
+  afterAll(async () => {
+    await rm(out, { recursive: true, force: true });
+  });
+
+  it('runs the example file, prints its summary and copies its outputs', async () => {
+    expect(classification.stderr).not.toMatch(/Error|Warning/);
+    expect(classification.code).toBe(0);
+    expect(classification.stdout).toMatch(/^Job classification-[0-9a-f]+: succeeded in /m);
+    expect(classification.stdout).toContain('rows      30 succeeded, 0 errored, 0 expired, 0 canceled, 0 invalid');
+    expect(classification.stdout).toMatch(/cost {6}\$[0-9.]+ at batch rates \(\$[0-9.]+ without the batch discount/);
+    const dir = path.join(out, 'classification');
+    expect((await readdir(dir)).sort()).toEqual(['errors.jsonl', 'invalid.jsonl', 'results.jsonl', 'summary.json']);
+    const results = (await readFile(path.join(dir, 'results.jsonl'), 'utf8')).trim().split('\n').map((line) => JSON.parse(line));
+    expect(results.map((row) => row.custom_id)).toEqual(Array.from({ length: 30 }, (_, i) => `ticket-${String(i + 1).padStart(4, '0')}`));
+    const summary = JSON.parse(await readFile(path.join(dir, 'summary.json'), 'utf8'));
+    expect(summary.counts).toEqual({ total: 30, succeeded: 30, errored: 0, expired: 0, canceled: 0, invalid: 0 });
+    expect(classification.stdout).toContain(`Outputs in ${dir}/: results.jsonl, errors.jsonl, invalid.jsonl, summary.json`);
+  });
+
+  it('exits 1 when strict validation rejects the file, and still writes the invalid-line report', async () => {
+    expect(rejected.code).toBe(1);
+    expect(rejected.stdout).toMatch(/^Job with-invalid-rows-[0-9a-f]+: rejected in /m);
+    const invalid = (await readFile(path.join(out, 'rejected', 'invalid.jsonl'), 'utf8')).trim().split('\n');
+    expect(invalid).toHaveLength(4);
+  });
+
+  it('answers a port in use with one line on stderr and exit status 2', async () => {
+    const taken = createServer();
+    await new Promise<void>((resolve) => taken.listen(0, '127.0.0.1', resolve));
+    const { port } = taken.address() as { port: number };
+    try {
+      const run = await batchline(['serve', '--port', String(port)]);
+      expect({ code: run.code, stderr: run.stderr }).toEqual({ code: 2, stderr: `batchline serve: port ${port} is in use\n` });
+    } finally {
+      taken.close();
+    }
+  });
+});

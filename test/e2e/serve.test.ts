@@ -1,0 +1,61 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+import { copyFile, mkdtemp, readdir, readFile, rm, stat } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+
+const ROOT = fileURLToPath(new URL('../..', import.meta.url));
+
+describe('batchline serve', () => {
+  let cwd: string;
+  let serve: ChildProcess;
+  let stdout = '';
+  /** Resolves once stdout has matched `pattern`. */
+  const printed = (pattern: RegExp) =>
+    new Promise<RegExpMatchArray>((resolve, reject) => {
+      const check = () => {
+        const match = stdout.match(pattern);
+        if (match) {
+          serve.stdout!.off('data', check);
+          serve.off('exit', gone);
+          resolve(match);
+        }
+      };
+      const gone = () => reject(new Error(`serve exited before printing ${pattern}:\n${stdout}`));
+      serve.stdout!.on('data', check);
+      serve.once('exit', gone);
+      check();
+    });
+
+  beforeAll(async () => {
+    cwd = await mkdtemp(path.join(tmpdir(), 'batchline-serve-'));
+    serve = spawn(process.execPath, [path.join(ROOT, 'bin/batchline.mjs'), 'serve', '--dir', 'inbox', '--out', 'out'], { cwd });
+    serve.stdout!.setEncoding('utf8').on('data', (text: string) => (stdout += text));
+    await printed(/Drop a \.jsonl file/);
+  }, 120_000);
+  afterAll(async () => {
+    if (serve.exitCode === null) serve.kill('SIGKILL');
+    await rm(cwd, { recursive: true, force: true });
+  });
+
+  it('runs a file dropped in the watched folder and copies its outputs out', async () => {
+    const state = JSON.parse(await readFile(path.join(cwd, '.batchline/local.json'), 'utf8'));
+    expect(state).toMatchObject({ pid: serve.pid, s3Endpoint: expect.stringMatching(/^http:\/\/127\.0\.0\.1:\d+$/) });
+
+    await copyFile(path.join(ROOT, 'examples/classification.jsonl'), path.join(cwd, 'inbox/tickets.jsonl'));
+    const [, jobId] = await printed(/outputs {3}out\/(tickets-[0-9a-f]+)\//);
+
+    expect(stdout).toContain(`tickets.jsonl → job ${jobId}`);
+    expect(stdout).toContain('rows      30 succeeded, 0 errored, 0 expired, 0 canceled, 0 invalid');
+    expect((await readdir(path.join(cwd, 'out', jobId!))).sort()).toEqual(['errors.jsonl', 'invalid.jsonl', 'results.jsonl', 'summary.json']);
+  });
+
+  it('stops cleanly on Ctrl-C, removing its state file', async () => {
+    serve.kill('SIGINT');
+    const [code] = await once(serve, 'exit');
+    expect(code).toBe(0);
+    await expect(stat(path.join(cwd, '.batchline/local.json'))).rejects.toMatchObject({ code: 'ENOENT' });
+  });
+});

@@ -1,0 +1,114 @@
+/**
+ * End-to-end tests run the synthesized state machine through the local runtime: one local stack per
+ * test file (started in beforeAll), request files built here, outputs read back from local S3 and
+ * DynamoDB.
+ */
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll } from 'vitest';
+import { getItem } from '../../shared/store/dynamo';
+import { ROW_SK, rowPk, type RowItem } from '../../shared/store/items';
+import type { BatchResultLine } from '../../shared/anthropic/types';
+import { LOCAL_API_KEY, startLocalStack, type LocalEvent, type LocalStack, type LocalStackOptions } from '../../local/runtime';
+import { GetObjectCommand } from '@aws-sdk/client-s3';
+
+/** The first start synthesizes the CDK app (cached afterwards), which takes several seconds. */
+const START_TIMEOUT_MS = 120_000;
+
+export interface StackUnderTest {
+  stack: LocalStack;
+  /** Every event the runtime emitted so far. */
+  events: LocalEvent[];
+  /** A scratch folder for request files. */
+  dir: string;
+}
+
+export function useLocalStack(options: LocalStackOptions = {}): StackUnderTest {
+  const state = { events: [] as LocalEvent[] } as StackUnderTest;
+  beforeAll(async () => {
+    state.dir = await mkdtemp(path.join(tmpdir(), 'batchline-e2e-'));
+    state.stack = await startLocalStack(options);
+    state.stack.on((event) => state.events.push(event));
+  }, START_TIMEOUT_MS);
+  afterAll(async () => {
+    await state.stack?.stop();
+    if (state.dir) await rm(state.dir, { recursive: true, force: true });
+  });
+  return state;
+}
+
+export interface RequestRow {
+  custom_id: string;
+  params: { model: string; max_tokens: number; messages: Array<{ role: string; content: string }> };
+}
+
+/** A valid request: a short classification prompt, different for each id. */
+export const request = (customId: string): RequestRow => ({
+  custom_id: customId,
+  params: { model: 'claude-haiku-4-5', max_tokens: 16, messages: [{ role: 'user', content: `Classify ticket ${customId}: the app crashes.` }] },
+});
+
+/** `prefix-001` … `prefix-NNN`. */
+export const ids = (prefix: string, n: number): string[] => Array.from({ length: n }, (_, i) => `${prefix}-${String(i + 1).padStart(3, '0')}`);
+
+/** Writes lines (rows as JSON, strings as they are) to a file in the scratch folder. */
+export async function writeRequests(under: StackUnderTest, name: string, lines: Array<RequestRow | string>): Promise<string> {
+  const file = path.join(under.dir, name);
+  await writeFile(file, lines.map((line) => (typeof line === 'string' ? line : JSON.stringify(line))).join('\n') + '\n');
+  return file;
+}
+
+export async function readText(stack: LocalStack, key: string): Promise<string> {
+  const got = await stack.s3.send(new GetObjectCommand({ Bucket: stack.bucket, Key: key }));
+  return got.Body!.transformToString();
+}
+
+export async function readJsonl<T = Record<string, unknown>>(stack: LocalStack, key: string): Promise<T[]> {
+  return (await readText(stack, key))
+    .split('\n')
+    .filter((line) => line.trim() !== '')
+    .map((line) => JSON.parse(line) as T);
+}
+
+export async function rowRecord(stack: LocalStack, jobId: string, customId: string): Promise<RowItem | undefined> {
+  return getItem<RowItem>(stack.dynamo, stack.table, { pk: rowPk(jobId, customId), sk: ROW_SK });
+}
+
+/** Resolves with the first event (already seen or to come) that passes the test. */
+export function nextEvent<E extends LocalEvent>(under: StackUnderTest, test: (event: LocalEvent) => event is E): Promise<E> {
+  const seen = under.events.find(test);
+  if (seen) return Promise.resolve(seen);
+  return new Promise((resolve) => {
+    const off = under.stack.on((event) => {
+      if (test(event)) {
+        off();
+        resolve(event);
+      }
+    });
+  });
+}
+
+/** A batch's results as the simulator serves them: custom_id → outcome (`errored:<type>` for errors). */
+export async function batchOutcomes(stack: LocalStack, batchId: string): Promise<Map<string, string>> {
+  const response = await fetch(`${stack.simulator!.url}/v1/messages/batches/${batchId}/results`, {
+    headers: { 'x-api-key': LOCAL_API_KEY, 'anthropic-version': '2023-06-01' },
+  });
+  if (!response.ok) throw new Error(`results of ${batchId}: HTTP ${response.status}`);
+  const outcomes = new Map<string, string>();
+  for (const line of (await response.text()).split('\n')) {
+    if (line.trim() === '') continue;
+    const { custom_id, result } = JSON.parse(line) as BatchResultLine;
+    outcomes.set(custom_id, result.type === 'errored' ? `errored:${result.error.error.type}` : result.type);
+  }
+  return outcomes;
+}
+
+/** The custom_ids whose outcome is `outcome`, sorted. */
+export const withOutcome = (outcomes: Map<string, string>, outcome: string): string[] =>
+  [...outcomes].filter(([, value]) => value === outcome).map(([customId]) => customId).sort();
+
+/** Resolves once `condition` holds, checking every 50 ms (the test's timeout bounds the wait). */
+export async function until(condition: () => Promise<boolean>): Promise<void> {
+  while (!(await condition())) await new Promise((resolve) => setTimeout(resolve, 50));
+}

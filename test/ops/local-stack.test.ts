@@ -1,0 +1,121 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { OPS_COMMANDS } from '../../cli/ops';
+import { localStatePath, removeLocalState, writeLocalState } from '../../cli/ops/local-state';
+import { startLocalStack, type LocalStack } from '../../local/runtime';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { jobProgress } from '../../shared/jobs/queries';
+import { getItem } from '../../shared/store/dynamo';
+import { ROW_SK, rowPk, type RowItem } from '../../shared/store/items';
+import { jsonl, requests } from '../support/requests';
+import { memoryIo } from './support';
+
+/** The first start synthesizes the CDK app (cached afterwards), which takes several seconds. */
+const START_TIMEOUT_MS = 120_000;
+
+describe('operating commands against a running local stack', () => {
+  let stack: LocalStack;
+  let dir: string;
+  beforeAll(async () => {
+    dir = await mkdtemp(path.join(tmpdir(), 'batchline-ops-local-'));
+    // The second batch created runs for 20 simulated hours: long enough to cancel it.
+    stack = await startLocalStack({ simulator: { batchFaultsBySequence: { 2: { processingSeconds: 72_000 } } } });
+    // What `batchline serve` does once its stack is up.
+    await writeLocalState(dir, stack);
+  }, START_TIMEOUT_MS);
+  afterAll(async () => {
+    if (dir) await removeLocalState(dir);
+    await stack?.stop();
+    if (dir) await rm(dir, { recursive: true, force: true });
+  });
+
+  const run = async (name: string, args: string[]) => {
+    const memory = memoryIo({ cwd: dir });
+    const code = await OPS_COMMANDS[name]!.run([...args, '--local', dir], memory.io);
+    return { code, out: memory.out(), err: memory.err() };
+  };
+
+  it('submits a file, then lists, inspects and downloads its job', async () => {
+    const file = path.join(dir, 'tickets.jsonl');
+    await writeFile(file, jsonl(requests(4, 't')));
+
+    const submitted = await run('submit', [file]);
+    expect(submitted.err).toBe('');
+    expect(submitted.code).toBe(0);
+    const jobId = /^Job (\S+)$/m.exec(submitted.out)![1]!;
+    expect(submitted.out).toContain('  rows      4 succeeded, 0 errored, 0 expired, 0 canceled, 0 invalid');
+
+    const jobs = await run('jobs', []);
+    expect(jobs.out.split('\n')[1]).toMatch(new RegExp(`^${jobId} +succeeded +4 +4 +0 +0 +\\$0\\.\\d+ +\\d{4}-\\d\\d-\\d\\d \\d\\d:\\d\\d:\\d\\dZ$`));
+
+    const status = await run('status', [jobId]);
+    expect(status.out.split('\n').slice(0, 2)).toEqual([`Job ${jobId}: succeeded`, `  input     s3://${stack.bucket}/inbox/tickets.jsonl (strict)`]);
+    expect(status.out).toMatch(/\n +0 +1 +done +msgbatch_\w+ +4 +4 +0 +0 +0 +\d+\n/);
+
+    const row = (await getItem<RowItem>(stack.dynamo, stack.table, { pk: rowPk(jobId, 't-00002'), sk: ROW_SK }))!;
+    const got = await run('get', [jobId, 't-00002']);
+    expect(got.out.split('\n')[0]).toBe(`Row t-00002 of job ${jobId}: succeeded`);
+    expect(got.out).toContain(`  attempt   1 in batch ${row.batchId}, chunk 0 row 2\n`);
+    expect(JSON.parse(got.out.slice(got.out.indexOf('\n{') + 1))).toMatchObject({ custom_id: 't-00002', result: { type: 'succeeded' } });
+
+    const results = await run('results', [jobId]);
+    expect(results).toEqual({
+      code: 0,
+      err: '',
+      out: `Outputs of job ${jobId} (succeeded) in batchline-out/${jobId}/: results.jsonl, errors.jsonl, invalid.jsonl, summary.json\n`,
+    });
+    const lines = (await readFile(path.join(dir, 'batchline-out', jobId, 'results.jsonl'), 'utf8')).split('\n').filter(Boolean);
+    expect(lines.map((line) => (JSON.parse(line) as { custom_id: string }).custom_id)).toEqual(['t-00000', 't-00001', 't-00002', 't-00003']);
+    const summary = JSON.parse(await readFile(path.join(dir, 'batchline-out', jobId, 'summary.json'), 'utf8')) as { jobId: string; counts: { total: number } };
+    expect(summary).toMatchObject({ jobId, counts: { total: 4 } });
+  });
+
+  it('cancels a running job: its batch is canceled and its rows end canceled', async () => {
+    const file = path.join(dir, 'slow.jsonl');
+    await writeFile(file, jsonl(requests(3, 's')));
+    const submitted = await run('submit', [file, '--no-follow']);
+    const jobId = /^Job (\S+) registered/m.exec(submitted.out)![1]!;
+    // Once its one batch is in progress:
+    for (;;) {
+      const { chunks } = await jobProgress({ dynamo: stack.dynamo, table: stack.table }, jobId);
+      if (chunks[0]?.status === 'in_progress') break;
+      await sleep(20);
+    }
+
+    const canceled = await run('cancel', [jobId]);
+    expect(canceled).toEqual({
+      code: 0,
+      err: '',
+      out: `Cancel requested for job ${jobId} (running): batches in progress are canceled at their next poll. Follow it with: batchline status ${jobId} --local ${dir}\n`,
+    });
+    const outcome = await stack.waitForJob(jobId);
+
+    expect(outcome.status).toBe('canceled');
+    const status = await run('status', [jobId]);
+    expect(status.out).toContain('  outcome   0 succeeded, 0 errored, 0 expired, 3 canceled, 0 invalid\n');
+    expect(status.out).toMatch(/\n +0 +1 +done +msgbatch_\w+ +3 +0 +0 +0 +3 +\d+ +cancel sent\n/);
+    expect((await run('cancel', [jobId])).code).toBe(1);
+  });
+
+  it('writes the state file serve leaves behind, and removes only its own', async () => {
+    const state = JSON.parse(await readFile(localStatePath(dir), 'utf8')) as Record<string, unknown>;
+    expect(state).toMatchObject({
+      version: 1,
+      pid: process.pid,
+      s3Endpoint: stack.s3Endpoint,
+      dynamodbEndpoint: stack.env.AWS_ENDPOINT_URL_DYNAMODB,
+      bucket: stack.bucket,
+      table: stack.table,
+      region: stack.env.AWS_REGION,
+    });
+
+    const foreign = await mkdtemp(path.join(tmpdir(), 'batchline-ops-foreign-'));
+    await writeLocalState(foreign, stack);
+    await writeFile(localStatePath(foreign), JSON.stringify({ ...state, pid: process.pid + 1 }));
+    await removeLocalState(foreign);
+    expect(JSON.parse(await readFile(localStatePath(foreign), 'utf8'))).toMatchObject({ pid: process.pid + 1 });
+    await rm(foreign, { recursive: true, force: true });
+  });
+});
