@@ -1,7 +1,8 @@
 /**
  * RecordChunkFailure: the Catch target of every chunk state. The chunk is marked failed with the
  * error, its batch in flight (if any) is canceled, and the other chunks carry on. Finalize turns the
- * chunk's rows that have no final result into errored `chunk_failed`, with this cause.
+ * chunk's rows that have no final result into errored `chunk_failed`, with this cause — which ends
+ * up in errors.jsonl, so it is cleaned as MarkJobFailed cleans a job's (describeFailure).
  */
 import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import type { BatchesApi } from '../anthropic/api';
@@ -9,9 +10,6 @@ import type { PipelineConfig } from '../config';
 import { errorFields, quietObserver, type Observer } from '../observability';
 import { describeFailure } from './fail';
 import { attemptOf, isoAt, InvalidStateInput, parseChunkRef, patchAttempt, readChunk, updateChunk, type ChunkRef } from './chunk-state';
-
-/** A cause is kept to this many bytes (UTF-8): records and outputs stay small. */
-export const MAX_CAUSE_BYTES = 4096;
 
 export interface StateError {
   Error: string;
@@ -54,7 +52,8 @@ export async function recordChunkFailure(input: ChunkFailureInput, deps: ChunkFa
       observer.warn('cancel of the batch failed', { batchId: record.batchId, error: errorFields(error) });
     }
   }
-  const failure = { error: input.error.Error, cause: truncateUtf8(causeText(input.error.Cause), MAX_CAUSE_BYTES) };
+  // A Lambda error's cause reduced to its type and message, a JSON.parse quote of a request removed, ≤ 4 KB.
+  const failure = describeFailure(input.error);
   await updateChunk(dynamo, config.table, chunk, {
     set: {
       status: 'failed',
@@ -63,33 +62,8 @@ export async function recordChunkFailure(input: ChunkFailureInput, deps: ChunkFa
       updatedAt: isoAt(now()),
     },
   });
-  // Logged as MarkJobFailed records it: a JSON.parse message's quote of its input removed.
-  observer.error('chunk failed', { error: describeFailure(input.error), batchCanceled: canceledNow });
+  observer.error('chunk failed', { error: failure, batchCanceled: canceledNow });
   return { jobId: input.jobId, chunk: input.chunk, ok: false };
-}
-
-/**
- * The readable part of a Step Functions Cause: a Lambda error arrives as JSON
- * (`{errorType, errorMessage, trace}`), of which the message is what a person needs.
- */
-export function causeText(cause: string): string {
-  try {
-    const parsed = JSON.parse(cause) as { errorMessage?: unknown };
-    if (typeof parsed?.errorMessage === 'string') return parsed.errorMessage;
-  } catch {
-    // Not JSON: a States.* error's plain text.
-  }
-  return cause;
-}
-
-/** At most `maxBytes` of UTF-8, cut at a character boundary. */
-export function truncateUtf8(text: string, maxBytes: number): string {
-  const bytes = Buffer.from(text, 'utf8');
-  if (bytes.length <= maxBytes) return text;
-  let end = maxBytes;
-  // Back up over continuation bytes (10xxxxxx) so no character is split.
-  while (end > 0 && (bytes[end]! & 0xc0) === 0x80) end -= 1;
-  return bytes.subarray(0, end).toString('utf8');
 }
 
 /** `{jobId, chunk, error: {Error, Cause}}` from the state's input. */

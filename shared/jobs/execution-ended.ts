@@ -3,7 +3,9 @@
  * running (and billing) unseen. The workflow's Catch → MarkJobFailed covers failures inside the
  * execution; this covers what no Catch sees — StopExecution, the execution's own timeout, a
  * MarkJobFailed that died before it marked the job — from the EventBridge `Step Functions
- * Execution Status Change` event, by calling the same markJobFailed.
+ * Execution Status Change` event, by calling the same markJobFailed. A job that had already failed
+ * is looked at too: its MarkJobFailed may have died, or thrown CancelFailed, with batches still
+ * un-canceled (or the failure unannounced); markJobFailed, re-run, finishes that and keeps the failure.
  *
  * The job is found the way Register named it: the execution's input is Register's input (the S3
  * event, bare or wrapped), so the deterministic job id follows from it; the job counts as this
@@ -20,7 +22,7 @@ import { getItem } from '../store/dynamo';
 import { JOB_SK, JOBS_GSI, JOBS_GSI_PK, jobPk, type JobItem } from '../store/items';
 import { TABLE_GSIS } from '../store/table';
 import { InvalidEvent, parseRegisterEvent } from './events';
-import { describeFailure, markJobFailed, type FailDeps, type StepError } from './fail';
+import { describeFailure, failJob, failureLeftovers, markJobFailed, type FailDeps, type StepError } from './fail';
 import { bareEtag, jobIdFor } from './job-id';
 import { ENDED_JOB_STATUSES } from './queries';
 
@@ -70,7 +72,9 @@ export interface ExecutionStatusChangeEvent {
 export type ExecutionEndedResult =
   /** The job was this execution's and still open: now failed, its batches in flight canceled. */
   | { outcome: 'marked-failed'; executionArn: string; jobId: string; message: string }
-  /** The job had already ended (the workflow's own MarkJobFailed, Finalize, a rejection): untouched. */
+  /** The job had already failed, but batches of it were left un-canceled (or the failure unannounced): now done. */
+  | { outcome: 'cleaned-up'; executionArn: string; jobId: string; message: string }
+  /** The job had already ended (the workflow's own MarkJobFailed, Finalize, a rejection) with nothing left undone: untouched. */
   | { outcome: 'already-ended'; executionArn: string; jobId: string; message: string }
   /** No job is this execution's: a no-op, logged with the reason. */
   | { outcome: 'no-job'; executionArn: string; message: string }
@@ -127,6 +131,22 @@ export async function handleExecutionEnded(event: unknown, deps: ExecutionEndedD
   }
   const { jobId } = found.job;
   observer.keys({ jobId });
+  if (found.job.status === 'failed') {
+    const leftovers = await failureLeftovers(deps.dynamo, deps.config.table, found.job);
+    if (leftovers) {
+      observer.warn(`execution ${executionArn} ended ${status}; job ${jobId} had failed with work left undone: finishing it`, {
+        executionArn,
+        status,
+        batchesNotCanceled: leftovers.batches.length,
+        announced: leftovers.announced,
+      });
+      // The job keeps its own failure; this error is only recorded on a job not failed yet.
+      const done = await failJob({ jobId, error: executionFailure(detail, status) }, { ...deps, observer });
+      const announced = done.announced ? ' and its failure announced' : '';
+      const message = `execution ${executionArn} ended ${status}; job ${jobId} had already failed: ${done.batchesCanceled} batch(es) it left un-canceled now canceled${announced}`;
+      return { outcome: 'cleaned-up', executionArn, jobId, message };
+    }
+  }
   if (ENDED_JOB_STATUSES.has(found.job.status)) {
     const message = `execution ${executionArn} ended ${status}; job ${jobId} had already ended ${found.job.status}`;
     observer.info(message, { executionArn, status, jobStatus: found.job.status });

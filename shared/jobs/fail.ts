@@ -1,16 +1,24 @@
 /**
  * MarkJobFailed: the workflow's last resort. Records the failure on the job, cancels the job's
  * batches still in flight (they would otherwise run, and bill, for nobody), and announces the end.
+ *
+ * Re-runnable, and meant to be re-run until it succeeds: the job's status does not say whether its
+ * batches were stopped — each attempt does. A batch counts as stopped once its attempt records
+ * `cancelSentAt` (written only after the API took the cancel, or said the batch had ended or was
+ * gone) or its end. A re-run keeps the first failure, cancels only what is still un-canceled, and
+ * announces only if no run did (`failureAnnouncedAt`). ExecutionEnded and Reconcile re-run it for a
+ * failed job that still has such batches, so a cancel that failed is never the last word.
  */
-import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { UpdateItemCommand, type DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { marshall } from '@aws-sdk/util-dynamodb';
 import type { BatchesApi } from '../anthropic/api';
 import { ApiNotFound, ApiRequestInvalid } from '../anthropic/errors';
 import type { NotifyConfig } from '../config';
-import { getItem, queryPartition, updateItem } from '../store/dynamo';
-import { CHUNK_SK_PREFIX, JOB_SK, jobPk, type ChunkItem, type JobItem } from '../store/items';
+import { ConditionFailed, getItem, isConditionFailure, queryPartition, updateItem } from '../store/dynamo';
+import { CHUNK_SK_PREFIX, chunkSk, JOB_SK, jobPk, type ChunkAttempt, type ChunkItem, type JobItem } from '../store/items';
 import { jobKeys } from '../store/keys';
 import { announceJobEnded, type JobEndedDetail, type NotifyClients } from '../notify';
-import { quietObserver, type Observer } from '../observability';
+import { errorFields, quietObserver, type Observer } from '../observability';
 import { parseRegisterEvent } from './events';
 
 /** Some in-flight batches could not be canceled (the job is marked failed and announced regardless). */
@@ -41,78 +49,225 @@ export interface FailDeps extends NotifyClients {
   observer?: Observer;
 }
 
+/** What one run of failJob did. */
+export interface FailReport {
+  jobId: string | null;
+  /** Batches this run stopped (canceled, or found ended or gone) and recorded so on their attempt. */
+  batchesCanceled: number;
+  /** Whether this run announced the failure (false when an earlier run already had). */
+  announced: boolean;
+}
+
+/** A batch that may still be running: its attempt has a batch id, and neither its end nor a cancel is recorded. */
+export interface BatchNotCanceled {
+  chunk: number;
+  attempt: number;
+  /** Position of the attempt in the chunk's attempts list. */
+  index: number;
+  batchId: string;
+}
+
+/** What a failed job's MarkJobFailed left undone. */
+export interface FailureLeftovers {
+  batches: BatchNotCanceled[];
+  /** False when no run announced the failure (the announcement failed, or the run died before it). */
+  announced: boolean;
+}
+
 export const CAUSE_MAX_BYTES = 4096;
 
+/** The state's reply is `{jobId}` (see failJob). */
 export async function markJobFailed(input: FailInput, deps: FailDeps): Promise<{ jobId: string | null }> {
-  const failure = describeFailure(input.error);
-  const now = (deps.now ?? (() => new Date()))().toISOString();
-  const jobId = typeof input.jobId === 'string' && input.jobId !== '' ? input.jobId : undefined;
-  const observer = deps.observer ?? quietObserver;
-  observer.metric('JobsFailed', 1);
-
-  if (jobId === undefined) {
-    // Register itself failed: the state still holds its input, which says what the file was.
-    const { error: _error, ...registerInput } = input;
-    const known = knownObject(registerInput);
-    observer.error('job failed before it was registered', { ...known, error: failure });
-    await announceJobEnded({ status: 'failed', ...known, failure }, deps, deps.config.notify);
-    return { jobId: null };
-  }
-
-  const key = { pk: jobPk(jobId), sk: JOB_SK };
-  const job = await getItem<JobItem>(deps.dynamo, deps.config.table, key);
-  if (job) {
-    await updateItem(deps.dynamo, deps.config.table, key, {
-      // cancelRequested also tells any chunk still polling to stop.
-      set: { status: 'failed', failure, endedAt: now, updatedAt: now, cancelRequested: true },
-    });
-  }
-  const { inFlight, problems: unCanceled } = await cancelInFlight(jobId, deps);
-  observer.error('job failed', { error: failure, recorded: job !== undefined, batchesInFlight: inFlight, batchesNotCanceled: unCanceled.length });
-
-  const detail: JobEndedDetail = {
-    jobId,
-    status: 'failed',
-    bucket: job?.bucket,
-    key: job?.key,
-    resultsPrefix: jobKeys(jobId).resultsPrefix,
-    failure,
-  };
-  await announceJobEnded(detail, deps, deps.config.notify);
-  if (unCanceled.length > 0) {
-    throw new CancelFailed(`could not cancel ${unCanceled.length} batch(es) of job ${jobId}: ${unCanceled.join('; ')}`);
-  }
+  const { jobId } = await failJob(input, deps);
   return { jobId };
 }
 
 /**
- * Cancels every batch of an unfinished chunk attempt. A batch that already ended (or is gone) is
- * fine; returns how many batches were in flight, and a line per batch that could not be canceled.
+ * Marks the job failed (a job already failed keeps its first failure), cancels and records every
+ * batch of it still un-canceled, and announces the failure unless a run already did. Throws
+ * CancelFailed, after all that, when some batch could not be canceled: a re-run picks it up.
  */
-async function cancelInFlight(jobId: string, deps: FailDeps): Promise<{ inFlight: number; problems: string[] }> {
-  const batchIds: string[] = [];
-  for await (const chunk of queryPartition<ChunkItem>(deps.dynamo, deps.config.table, jobPk(jobId), CHUNK_SK_PREFIX)) {
-    if (chunk.status === 'done' || chunk.status === 'failed') continue;
-    for (const attempt of chunk.attempts ?? []) {
-      if (attempt.batchId && !attempt.endedAt) batchIds.push(attempt.batchId);
+export async function failJob(input: FailInput, deps: FailDeps): Promise<FailReport> {
+  const failure = describeFailure(input.error);
+  const now = (deps.now ?? (() => new Date()))().toISOString();
+  const jobId = typeof input.jobId === 'string' && input.jobId !== '' ? input.jobId : undefined;
+  const observer = deps.observer ?? quietObserver;
+
+  if (jobId === undefined) {
+    // Register itself failed: the state still holds its input, which says what the file was.
+    observer.metric('JobsFailed', 1);
+    const { error: _error, ...registerInput } = input;
+    const known = knownObject(registerInput);
+    observer.error('job failed before it was registered', { ...known, error: failure });
+    await announceJobEnded({ status: 'failed', ...known, failure }, deps, deps.config.notify);
+    return { jobId: null, batchesCanceled: 0, announced: true };
+  }
+
+  const key = { pk: jobPk(jobId), sk: JOB_SK };
+  let job = await getItem<JobItem>(deps.dynamo, deps.config.table, key);
+  let failedNow = false;
+  if (job && job.status !== 'failed') {
+    try {
+      job = await updateItem<JobItem>(deps.dynamo, deps.config.table, key, {
+        // cancelRequested also tells any chunk still polling to stop, and Submit to create nothing.
+        set: { status: 'failed', failure, endedAt: now, updatedAt: now, cancelRequested: true },
+        // A concurrent run that failed it first has the first word.
+        condition: { expression: '#status <> :failed', names: { '#status': 'status' }, values: { ':failed': 'failed' } },
+      });
+      failedNow = true;
+    } catch (error) {
+      if (!(error instanceof ConditionFailed)) throw error;
+      job = await getItem<JobItem>(deps.dynamo, deps.config.table, key);
     }
   }
+  if (failedNow || !job) observer.metric('JobsFailed', 1);
+  const recorded = job?.failure ?? failure;
+
+  const batches = await batchesNotCanceled(deps.dynamo, deps.config.table, jobId);
+  const { canceled, problems } = await cancelBatches(jobId, batches, deps, now);
+  const fields = { error: recorded, recorded: job !== undefined, batchesInFlight: batches.length, batchesNotCanceled: problems.length };
+  if (failedNow || !job) observer.error('job failed', fields);
+  else observer.warn('job had already failed: finished what its failure left undone', fields);
+
+  let announced = false;
+  if (job?.failureAnnouncedAt === undefined) {
+    const detail: JobEndedDetail = {
+      jobId,
+      status: 'failed',
+      bucket: job?.bucket,
+      key: job?.key,
+      resultsPrefix: jobKeys(jobId).resultsPrefix,
+      failure: recorded,
+    };
+    await announceJobEnded(detail, deps, deps.config.notify);
+    announced = true;
+    // Recorded after the announcement: a run that dies in between announces twice, never not at all.
+    if (job) await updateItem(deps.dynamo, deps.config.table, key, { set: { failureAnnouncedAt: now } });
+  }
+  if (problems.length > 0) {
+    throw new CancelFailed(`could not cancel ${problems.length} batch(es) of job ${jobId}: ${problems.join('; ')}`);
+  }
+  return { jobId, batchesCanceled: canceled, announced };
+}
+
+/** For a failed job: what its MarkJobFailed left undone, or undefined when nothing is. */
+export async function failureLeftovers(dynamo: DynamoDBClient, table: string, job: JobItem): Promise<FailureLeftovers | undefined> {
+  const batches = await batchesNotCanceled(dynamo, table, job.jobId);
+  const announced = job.failureAnnouncedAt !== undefined;
+  return batches.length > 0 || !announced ? { batches, announced } : undefined;
+}
+
+/** Whether an attempt's batch may still be running with nobody having asked it to stop. */
+function mayRunUncanceled(attempt: ChunkAttempt): attempt is ChunkAttempt & { batchId: string } {
+  return (
+    attempt.batchId !== undefined &&
+    attempt.batchId !== '' &&
+    attempt.endedAt === undefined &&
+    attempt.cancelSentAt === undefined &&
+    attempt.collectedAt === undefined &&
+    attempt.processingStatus !== 'ended'
+  );
+}
+
+/**
+ * Every attempt of the job whose batch may still be running un-canceled. A done chunk collected all
+ * its attempts; a failed chunk is included, since its own cancel was best effort.
+ */
+async function batchesNotCanceled(dynamo: DynamoDBClient, table: string, jobId: string): Promise<BatchNotCanceled[]> {
+  const found: BatchNotCanceled[] = [];
+  for await (const chunk of queryPartition<ChunkItem>(dynamo, table, jobPk(jobId), CHUNK_SK_PREFIX)) {
+    if (chunk.status === 'done') continue;
+    (chunk.attempts ?? []).forEach((attempt, index) => {
+      if (mayRunUncanceled(attempt)) found.push({ chunk: chunk.chunk, attempt: attempt.attempt, index, batchId: attempt.batchId });
+    });
+  }
+  return found;
+}
+
+/**
+ * Cancels each batch and records `cancelSentAt` on its attempt once the batch is known to stop:
+ * the API took the cancel, or the batch had ended or is gone. Returns how many were recorded, and
+ * a line per batch that could not be (it stays un-canceled, for a re-run).
+ */
+async function cancelBatches(
+  jobId: string,
+  batches: BatchNotCanceled[],
+  deps: FailDeps,
+  now: string,
+): Promise<{ canceled: number; problems: string[] }> {
   const problems: string[] = [];
+  let canceled = 0;
   let next = 0;
   const worker = async () => {
-    while (next < batchIds.length) {
-      const batchId = batchIds[next++]!;
+    while (next < batches.length) {
+      const batch = batches[next++]!;
       try {
-        await deps.api.cancel(batchId);
+        if (!(await stopBatch(batch.batchId, deps.api))) {
+          problems.push(`${batch.batchId}: the API refused the cancel and the batch is still in progress`);
+          continue;
+        }
       } catch (error) {
-        // Ended, canceling or deleted batches answer 400 or 404: nothing left to stop.
-        if (error instanceof ApiNotFound || error instanceof ApiRequestInvalid) continue;
-        problems.push(`${batchId}: ${error instanceof Error ? `${error.name}: ${error.message}` : String(error)}`);
+        problems.push(`${batch.batchId}: ${describeError(error)}`);
+        continue;
+      }
+      try {
+        await recordCancelSent(deps.dynamo, deps.config.table, jobId, batch, now);
+        canceled += 1;
+      } catch (error) {
+        // Canceled, but a re-run cannot tell: it cancels again, which is harmless.
+        problems.push(`${batch.batchId}: canceled, but recording it failed: ${describeError(error)}`);
       }
     }
   };
-  await Promise.all(Array.from({ length: Math.min(deps.concurrency ?? 8, batchIds.length) }, worker));
-  return { inFlight: batchIds.length, problems };
+  await Promise.all(Array.from({ length: Math.min(deps.concurrency ?? 8, batches.length) }, worker));
+  return { canceled, problems };
+}
+
+/**
+ * Asks the API to cancel a batch. True when the batch is now stopping or stopped; false when the
+ * API refused the cancel (400) yet the batch is still in progress. Throws on any other failure.
+ */
+async function stopBatch(batchId: string, api: BatchesApi): Promise<boolean> {
+  try {
+    await api.cancel(batchId);
+    return true;
+  } catch (error) {
+    if (error instanceof ApiNotFound) return true; // deleted: nothing left to stop
+    if (!(error instanceof ApiRequestInvalid)) throw error;
+  }
+  // Ended or canceling batches may answer 400; a 400 for any other reason must not pass for a cancel.
+  try {
+    return (await api.retrieve(batchId)).processing_status !== 'in_progress';
+  } catch (error) {
+    if (error instanceof ApiNotFound) return true;
+    throw error;
+  }
+}
+
+/** Sets `cancelSentAt` on one attempt only, so no concurrent write to the chunk's other fields is undone. */
+async function recordCancelSent(dynamo: DynamoDBClient, table: string, jobId: string, batch: BatchNotCanceled, at: string): Promise<void> {
+  const path = `#att[${batch.index}]`;
+  try {
+    await dynamo.send(
+      new UpdateItemCommand({
+        TableName: table,
+        Key: marshall({ pk: jobPk(jobId), sk: chunkSk(batch.chunk) }),
+        UpdateExpression: `SET ${path}.#cs = :at`,
+        ConditionExpression: `${path}.#bid = :batchId AND attribute_not_exists(${path}.#cs)`,
+        ExpressionAttributeNames: { '#att': 'attempts', '#bid': 'batchId', '#cs': 'cancelSentAt' },
+        ExpressionAttributeValues: marshall({ ':at': at, ':batchId': batch.batchId }),
+      }),
+    );
+  } catch (error) {
+    // Someone (Poll, a concurrent run) recorded a cancel first: the batch is stopping either way.
+    if (!isConditionFailure(error)) throw error;
+  }
+}
+
+/** `name: message` (no message for a SyntaxError, whose message may quote a request). */
+function describeError(error: unknown): string {
+  const { name, message } = errorFields(error);
+  return message === undefined ? name : `${name}: ${message}`;
 }
 
 function knownObject(registerInput: Record<string, unknown>): { bucket?: string; key?: string } {

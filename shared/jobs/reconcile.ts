@@ -17,9 +17,14 @@
  * (or never submitted) ends `canceled`, one whose batches had all ended `succeeded`. A job that never
  * got past Prepare has no batch: it is marked failed (and announced) as MarkJobFailed would.
  *
+ * A failed job is looked at too, but only while its MarkJobFailed left work undone — a batch no
+ * cancel or end is recorded for (a cancel that failed), or a failure never announced: MarkJobFailed
+ * is re-run for it, which keeps the failure and finishes the rest.
+ *
  * Re-runnable: every step is the core's own idempotent step, a cancel is sent once per attempt
- * (recorded as cancelSentAt), and a finished job is no longer listed. Work per run is bounded: no
- * step starts once the time budget is spent; the next run carries on.
+ * (recorded as cancelSentAt), and a finished job (or a failed one with nothing left undone) is no
+ * longer looked at. Work per run is bounded: no step starts once the time budget is spent; the
+ * next run carries on.
  */
 import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { QueryCommand, type AttributeValue } from '@aws-sdk/client-dynamodb';
@@ -37,7 +42,7 @@ import { TABLE_GSIS } from '../store/table';
 import { recordChunkFailure } from './chunk-failure';
 import { attemptOf, chunkCondition, isoAt, jobKey, patchAttempt, readChunk, readJob, updateChunk } from './chunk-state';
 import { collectResults } from './collect';
-import { markJobFailed } from './fail';
+import { failJob, failureLeftovers, markJobFailed, type FailDeps } from './fail';
 import { finalizeJob } from './finalize';
 import { ENDED_JOB_STATUSES } from './queries';
 import { submitChunk } from './submit';
@@ -87,11 +92,11 @@ export interface ReconcileDeps {
 }
 
 export interface ReconcileReport {
-  /** Open jobs of the window that were looked at (their execution described). */
+  /** Open jobs of the window that were looked at (their execution described), and failed ones with work left undone. */
   examined: number;
   /** Chunk attempts collected (an attempt never submitted is collected as canceled rows). */
   collected: number;
-  /** Batches canceled. */
+  /** Batches canceled (those a failed job had left un-canceled included). */
   canceled: number;
   /** Jobs finalized. */
   finalized: number;
@@ -118,9 +123,11 @@ export async function reconcileJobs(deps: ReconcileDeps): Promise<ReconcileRepor
       report.complete = false;
       break;
     }
-    report.examined += 1;
     const observer = scopedObserver(deps.observer ?? quietObserver, { jobId: listed.jobId });
     try {
+      // Most failed jobs left nothing undone: they cost a read of their chunks, not a DescribeExecution.
+      if (listed.status === 'failed' && !(await failureUnfinished(listed.jobId, deps))) continue;
+      report.examined += 1;
       if (!(await reconcileJob(listed, deps, report, outOfTime, observer))) {
         report.complete = false;
         break;
@@ -152,9 +159,12 @@ function scopedObserver(parent: Observer, keys: InvocationKeys): Observer {
   };
 }
 
-/** Jobs created since `since` (oldest first: their results are the nearest to archiving) that have not ended. */
+/**
+ * Jobs created since `since` (oldest first: their results are the nearest to archiving) that have
+ * not ended, or that failed (a failure may have left batches running).
+ */
 async function* openJobs(dynamo: DynamoDBClient, table: string, since: string): AsyncGenerator<JobItem> {
-  const ended = [...ENDED_JOB_STATUSES];
+  const ended = [...ENDED_JOB_STATUSES].filter((status) => status !== 'failed');
   const values: Record<string, string> = { ':pk': JOBS_GSI_PK, ':since': since };
   ended.forEach((status, i) => (values[`:ended${i}`] = status));
   let startKey: Record<string, AttributeValue> | undefined;
@@ -214,10 +224,15 @@ async function reconcileJob(
 
   // The index lags: the record decides.
   const job = await readJob(deps.dynamo, deps.config.table, listed.jobId);
+  const ended = `execution ${executionArn} ${status === undefined ? 'no longer exists' : `ended ${status}`}`;
+  if (job.status === 'failed') {
+    if (await failureLeftovers(deps.dynamo, deps.config.table, job)) await finishFailure(job, ended, deps, report, observer);
+    return true;
+  }
   if (ENDED_JOB_STATUSES.has(job.status)) return true;
   const run: JobRun = {
     job,
-    ended: `execution ${executionArn} ${status === undefined ? 'no longer exists' : `ended ${status}`}`,
+    ended,
     stopping: false,
     observer,
     step: (chunk) => scopedObserver(observer, { jobId: job.jobId, chunk }),
@@ -227,14 +242,7 @@ async function reconcileJob(
   if (job.chunkCount === undefined) {
     await markJobFailed(
       { jobId: job.jobId, error: { Error: RECONCILE_ERRORS.workflowEnded, Cause: `${run.ended} before the job was prepared` } },
-      {
-        dynamo: deps.dynamo,
-        api: deps.api,
-        ...deps.notify.clients,
-        config: { table: deps.config.table, notify: deps.notify.config },
-        now: () => new Date(now()),
-        observer,
-      },
+      failDeps(deps, observer),
     );
     report.markedFailed += 1;
     return true;
@@ -264,6 +272,38 @@ async function reconcileJob(
     chunksWaiting: open,
   });
   return true;
+}
+
+/** Whether a job's failure left work undone (a job not failed, as the record now says, is always looked at). */
+async function failureUnfinished(jobId: string, deps: ReconcileDeps): Promise<boolean> {
+  const job = await readJob(deps.dynamo, deps.config.table, jobId);
+  if (job.status !== 'failed') return true;
+  return (await failureLeftovers(deps.dynamo, deps.config.table, job)) !== undefined;
+}
+
+/**
+ * A failed job whose MarkJobFailed left batches un-canceled (or the failure unannounced): it is re-run.
+ * The job keeps its own failure; the error given here is recorded only on a job not failed yet.
+ */
+async function finishFailure(job: JobItem, ended: string, deps: ReconcileDeps, report: ReconcileReport, observer: Observer): Promise<void> {
+  const done = await failJob(
+    { jobId: job.jobId, error: { Error: RECONCILE_ERRORS.workflowEnded, Cause: ended } },
+    failDeps(deps, observer),
+  );
+  report.canceled += done.batchesCanceled;
+  observer.warn(`finished the failure of a job whose workflow is gone: ${ended}`, { batchesCanceled: done.batchesCanceled, announced: done.announced });
+}
+
+function failDeps(deps: ReconcileDeps, observer: Observer): FailDeps {
+  const now = deps.now ?? Date.now;
+  return {
+    dynamo: deps.dynamo,
+    api: deps.api,
+    ...deps.notify.clients,
+    config: { table: deps.config.table, notify: deps.notify.config },
+    now: () => new Date(now()),
+    observer,
+  };
 }
 
 /** Moves one unfinished chunk on. True when the chunk is now done or failed. */

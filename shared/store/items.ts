@@ -75,6 +75,8 @@ export interface JobItem {
   cancelRequested?: boolean;
   endedAt?: string;
   failure?: { error: string; cause: string };
+  /** When MarkJobFailed announced the failure (a re-run does not announce again); Finalize does not set it. */
+  failureAnnouncedAt?: string;
   counts?: RowCounts;
   costUsd?: number;
   executionArn?: string;
@@ -106,7 +108,10 @@ export interface ChunkAttempt {
   processingStatus?: 'in_progress' | 'canceling' | 'ended';
   requestCounts?: { processing: number; succeeded: number; errored: number; canceled: number; expired: number };
   lastPolledAt?: string;
-  /** When Poll (or a chunk failure) asked the API to cancel this batch. */
+  /**
+   * When Poll, a chunk failure, MarkJobFailed or Reconcile asked the API to cancel this batch
+   * (MarkJobFailed also sets it when the cancel found the batch ended or gone).
+   */
   cancelSentAt?: string;
   /** When Collect finished this attempt (ISO); set once, so a re-run never counts twice. */
   collectedAt?: string;

@@ -1,24 +1,41 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { updateItem } from '../../shared/store/dynamo';
 import { chunkSk, jobPk } from '../../shared/store/items';
-import { causeText, MAX_CAUSE_BYTES, parseChunkFailureInput, recordChunkFailure, truncateUtf8 } from '../../shared/jobs/chunk-failure';
+import { parseChunkFailureInput, recordChunkFailure } from '../../shared/jobs/chunk-failure';
 import { InvalidStateInput } from '../../shared/jobs/chunk-state';
+import { CAUSE_MAX_BYTES } from '../../shared/jobs/fail';
+import { finalizeJob } from '../../shared/jobs/finalize';
 import { submitChunk } from '../../shared/jobs/submit';
 import { useLocalAws } from '../support/aws';
-import { readChunkItem, seedJob, startApi, stopApi, type ApiContext } from '../support/chunks';
-import { pipelineConfig } from '../support/pipeline';
+import { readChunkItem, readText, seedJob, startApi, stopApi, type ApiContext } from '../support/chunks';
+import { pipelineConfig, startRecordingEndpoint, type RecordingEndpoint } from '../support/pipeline';
 import { requests } from '../support/requests';
 
 const NOW = Date.parse('2030-01-01T00:00:00Z');
 const lambdaCause = (type: string, message: string) => JSON.stringify({ errorType: type, errorMessage: message, trace: ['at somewhere'] });
 
+/** V8's own message for JSON.parse of this text (it quotes the text around the bad token). */
+function jsonParseMessage(text: string): string {
+  try {
+    JSON.parse(text);
+  } catch (error) {
+    return (error as Error).message;
+  }
+  throw new Error('the text parsed');
+}
+
 describe('recordChunkFailure', () => {
   const aws = useLocalAws();
   let ctx: ApiContext;
+  let notify: RecordingEndpoint;
   beforeAll(async () => {
     ctx = await startApi();
+    notify = await startRecordingEndpoint();
   });
-  afterAll(() => stopApi(ctx));
+  afterAll(async () => {
+    await stopApi(ctx);
+    await notify?.stop();
+  });
   const deps = () => ({ s3: aws.s3, dynamo: aws.dynamo, api: ctx.api, config: pipelineConfig(aws), now: () => NOW });
 
   it('marks the chunk failed with the error, and cancels its batch in flight', async () => {
@@ -39,14 +56,45 @@ describe('recordChunkFailure', () => {
     expect((await ctx.api.retrieve(batchId!)).cancel_initiated_at).not.toBeNull();
   });
 
-  it('keeps the message of a Lambda error’s cause, cut to 4 KB', async () => {
+  it('keeps the type and message of a Lambda error’s cause, not its trace, cut to 4 KB', async () => {
     const job = await seedJob(aws, { chunks: [requests(1, 'long')] });
     const message = 'é'.repeat(3000);
     await recordChunkFailure({ jobId: job.jobId, chunk: 0, error: { Error: 'BatchTooLarge', Cause: lambdaCause('BatchTooLarge', message) } }, deps());
     const { failure } = await readChunkItem(aws, job.jobId, 0);
     expect(failure!.error).toBe('BatchTooLarge');
-    expect(Buffer.byteLength(failure!.cause)).toBe(MAX_CAUSE_BYTES);
-    expect(failure!.cause).toBe('é'.repeat(MAX_CAUSE_BYTES / 2));
+    expect(Buffer.byteLength(failure!.cause)).toBe(CAUSE_MAX_BYTES);
+    // 15 bytes of prefix, 2,039 two-byte characters, and the 3-byte cut marker.
+    expect(failure!.cause).toBe(`BatchTooLarge: ${'é'.repeat(2039)}…`);
+  });
+
+  it('stores no request text that a JSON.parse message quoted, in the chunk record or in errors.jsonl', async () => {
+    const job = await seedJob(aws, { chunks: [requests(1, 'parsed'), requests(1, 'plain')] });
+    // The shapes V8 produces: a cut quote from the middle of the text, and the whole (short) text.
+    const midText = jsonParseMessage('{"model":"m","messages":[{"role":"user","content":secret prompt}]}');
+    const wholeText = jsonParseMessage('{"a": secret prompt}');
+    expect(midText).toBe(`Unexpected token 's', ...""content":secret pro"... is not valid JSON`);
+    expect(wholeText).toBe(`Unexpected token 's', "{"a": secret prompt}" is not valid JSON`);
+    const fromLambda = JSON.stringify({
+      errorType: 'SyntaxError',
+      errorMessage: midText,
+      trace: [`SyntaxError: ${midText}`, '    at JSON.parse (<anonymous>)', '    at readRequests (file:///var/task/index.mjs:1:2)'],
+    });
+
+    await recordChunkFailure({ jobId: job.jobId, chunk: 0, error: { Error: 'SyntaxError', Cause: fromLambda } }, deps());
+    await recordChunkFailure({ jobId: job.jobId, chunk: 1, error: { Error: 'States.TaskFailed', Cause: wholeText } }, deps());
+
+    expect((await readChunkItem(aws, job.jobId, 0)).failure).toEqual({ error: 'SyntaxError', cause: 'SyntaxError: Unexpected token …, "…" is not valid JSON' });
+    expect((await readChunkItem(aws, job.jobId, 1)).failure).toEqual({ error: 'States.TaskFailed', cause: 'Unexpected token …, "…" is not valid JSON' });
+    await finalizeJob(
+      { jobId: job.jobId },
+      { ...deps(), notify: { clients: { events: notify.events, sns: notify.sns }, config: { eventBus: 'default', topicArn: undefined } } },
+    );
+    const errors = (await readText(aws, job.keys.errors))!;
+    expect(errors).not.toMatch(/secret|prompt|content/);
+    expect(errors.trim().split('\n').map((line) => (JSON.parse(line) as { custom_id: string; cause: string }))).toMatchObject([
+      { custom_id: 'parsed-00000', cause: 'SyntaxError: Unexpected token …, "…" is not valid JSON' },
+      { custom_id: 'plain-00000', cause: 'Unexpected token …, "…" is not valid JSON' },
+    ]);
   });
 
   it('sends no cancel when nothing was submitted', async () => {
@@ -70,20 +118,7 @@ describe('recordChunkFailure', () => {
   });
 });
 
-describe('cause handling', () => {
-  it('takes errorMessage from a Lambda error, and plain text as it is', () => {
-    expect(causeText(lambdaCause('X', 'the message'))).toBe('the message');
-    expect(causeText('States.TaskFailed: plain')).toBe('States.TaskFailed: plain');
-    expect(causeText('{"other":"json"}')).toBe('{"other":"json"}');
-  });
-
-  it('cuts UTF-8 at a character boundary', () => {
-    expect(truncateUtf8('abc', 10)).toBe('abc');
-    expect(truncateUtf8('aé', 2)).toBe('a');
-    expect(truncateUtf8('a€b', 4)).toBe('a€');
-    expect(truncateUtf8('😀😀', 5)).toBe('😀');
-  });
-
+describe('parseChunkFailureInput', () => {
   it('reads the state input, tolerating a partial error', () => {
     expect(parseChunkFailureInput({ jobId: 'j', chunk: 2, error: { Error: 'E', Cause: 'C' }, extra: 1 })).toEqual({
       jobId: 'j',

@@ -10,6 +10,7 @@ import {
   type ExecutionDetail,
   type ExecutionEndedDeps,
 } from '../../shared/jobs/execution-ended';
+import { CancelFailed, markJobFailed } from '../../shared/jobs/fail';
 import { prepareJob } from '../../shared/jobs/prepare';
 import { registerJob } from '../../shared/jobs/register';
 import { submitChunk } from '../../shared/jobs/submit';
@@ -82,6 +83,7 @@ describe('handleExecutionEnded', () => {
   });
   beforeEach(() => {
     notify.calls.length = 0;
+    ctx.sim.setHttpFaults([]);
   });
 
   const config = () => pipelineConfig(aws, { maxRequestsPerChunk: 3 });
@@ -161,6 +163,47 @@ describe('handleExecutionEnded', () => {
     expect(await readJobItem(aws, jobId)).toEqual(job);
     expect(ctx.sim.stats().calls.cancel).toBe(cancels);
     expect(notify.calls).toEqual([]);
+  });
+
+  it('cancels the batches a failed job still has un-canceled, keeping its failure and announcing nothing more', async () => {
+    const { jobId, event } = await startedJob('cancel-refused', [request('f1'), request('f2'), request('f3'), request('g1')]);
+    const [refused, accepted] = [(await submit(jobId, 0)).batchId!, (await submit(jobId, 1)).batchId!];
+    // The workflow's MarkJobFailed, one cancel at a time: the first is refused on every try (the client retries twice).
+    ctx.sim.setHttpFaults([{ endpoint: 'cancel', status: 529, times: 3 }]);
+    const caught = { Error: 'States.Timeout', Cause: 'PollBatch timed out' };
+    await expect(markJobFailed({ jobId, error: caught }, { ...deps(), concurrency: 1 })).rejects.toBeInstanceOf(CancelFailed);
+    const status = async (batchId: string) => (await ctx.api.retrieve(batchId)).processing_status;
+    expect([await status(refused), await status(accepted)]).toEqual(['in_progress', 'canceling']);
+    notify.calls.length = 0;
+    const cancels = ctx.sim.stats().calls.cancel;
+
+    const result = await handleExecutionEnded(
+      statusChange({
+        name: 'cancel-refused',
+        status: 'FAILED',
+        input: JSON.stringify(event),
+        error: 'CancelFailed',
+        cause: JSON.stringify({ errorType: 'CancelFailed', errorMessage: `could not cancel 1 batch(es) of job ${jobId}`, trace: [] }),
+      }),
+      deps(),
+    );
+
+    expect(result).toEqual({
+      outcome: 'cleaned-up',
+      executionArn: executionArn('cancel-refused'),
+      jobId,
+      message: `execution ${executionArn('cancel-refused')} ended FAILED; job ${jobId} had already failed: 1 batch(es) it left un-canceled now canceled`,
+    });
+    expect(ctx.sim.stats().calls.cancel - cancels).toBe(1);
+    expect([await status(refused), await status(accepted)]).toEqual(['canceling', 'canceling']);
+    expect((await readChunkItem(aws, jobId, 0)).attempts[0]!.cancelSentAt).toBe('2026-05-06T08:00:00.000Z');
+    expect((await readJobItem(aws, jobId)).failure).toEqual({ error: 'States.Timeout', cause: 'PollBatch timed out' });
+    expect(notify.calls).toEqual([]);
+
+    expect(await handleExecutionEnded(statusChange({ name: 'cancel-refused', status: 'FAILED', input: JSON.stringify(event) }), deps())).toMatchObject({
+      outcome: 'already-ended',
+    });
+    expect(ctx.sim.stats().calls.cancel - cancels).toBe(1);
   });
 
   it('leaves a job that had already ended untouched (a rejected file fails its execution)', async () => {

@@ -5,9 +5,11 @@ import { startSimulator, type SimulatorHandle } from '../../simulator/server';
 import { BatchesClient } from '../../shared/anthropic/client';
 import { getItem, putItem } from '../../shared/store/dynamo';
 import { chunkSk, jobPk, type ChunkAttempt, type ChunkItem, type ChunkStatus, type JobItem } from '../../shared/store/items';
-import { CancelFailed, describeFailure, markJobFailed, truncateUtf8 } from '../../shared/jobs/fail';
+import { CancelFailed, describeFailure, markJobFailed, truncateUtf8, type FailDeps } from '../../shared/jobs/fail';
+import { AnnounceFailed } from '../../shared/notify';
 
 const NOW = new Date('2026-03-04T05:06:07.000Z');
+const LATER = new Date('2026-03-04T06:00:00.000Z');
 const TOPIC = 'arn:aws:sns:us-east-1:123456789012:batchline-alerts';
 const LAMBDA_CAUSE = JSON.stringify({
   errorType: 'BatchTooLarge',
@@ -34,16 +36,22 @@ describe('markJobFailed', () => {
   });
   beforeEach(() => {
     notify.calls.length = 0;
+    sim.setHttpFaults([]);
   });
 
-  const deps = (client = api) => ({
+  const deps = (client = api, extra: Partial<FailDeps> = {}): FailDeps => ({
     dynamo: aws.dynamo,
     api: client,
     events: notify.events,
     sns: notify.sns,
     config: { table: aws.table, notify: { eventBus: 'batchline-bus', topicArn: TOPIC } },
     now: () => NOW,
+    ...extra,
   });
+  const readJob = async (jobId: string) => (await getItem<JobItem>(aws.dynamo, aws.table, { pk: jobPk(jobId), sk: 'JOB' }))!;
+  const readAttempts = async (jobId: string, chunk: number) =>
+    (await getItem<ChunkItem>(aws.dynamo, aws.table, { pk: jobPk(jobId), sk: chunkSk(chunk) }))!.attempts;
+  const processingStatus = async (batchId: string) => (await api.retrieve(batchId)).processing_status;
   const createBatch = async (customId: string) => (await api.create([request(customId)])).id;
 
   async function seedJob() {
@@ -112,6 +120,7 @@ describe('markJobFailed', () => {
       endedAt: NOW.toISOString(),
       updatedAt: NOW.toISOString(),
       cancelRequested: true,
+      failureAnnouncedAt: NOW.toISOString(),
     });
     const status = async (id: string) => {
       const batch = await api.retrieve(id);
@@ -124,6 +133,13 @@ describe('markJobFailed', () => {
     expect(await status(endedUnseen)).toEqual({ status: 'ended', cancelRequested: false });
     // in flight, retrying, ended-unseen and the deleted one were asked; the others were not.
     expect(sim.stats().calls.cancel - cancelsBefore).toBe(4);
+    // Each asked batch is recorded as stopped: canceled, found ended, or found gone.
+    const sent = NOW.toISOString();
+    expect((await readAttempts(jobId, 0)).map((a) => a.cancelSentAt)).toEqual([sent]);
+    expect((await readAttempts(jobId, 1)).map((a) => a.cancelSentAt)).toEqual([undefined, sent]);
+    expect((await readAttempts(jobId, 2)).map((a) => a.cancelSentAt)).toEqual([sent]);
+    expect((await readAttempts(jobId, 3)).map((a) => a.cancelSentAt)).toEqual([undefined]);
+    expect((await readAttempts(jobId, 4)).map((a) => a.cancelSentAt)).toEqual([sent]);
 
     const detail = { jobId, status: 'failed', bucket: aws.bucket, key: 'inbox/failing.jsonl', resultsPrefix: `results/${jobId}/`, failure };
     const putEvents = notify.calls.find((call) => call.action === 'AWSEvents.PutEvents');
@@ -170,6 +186,89 @@ describe('markJobFailed', () => {
     });
     expect(notify.calls.map((call) => call.action).sort()).toEqual(['AWSEvents.PutEvents', 'Publish']);
     expect((await api.retrieve(batchId)).processing_status).toBe('in_progress');
+    expect((await readAttempts(jobId, 0))[0]!.cancelSentAt).toBeUndefined();
+  });
+
+  it('after a cancel fails, a re-run cancels what is left, keeps the first failure and does not announce again', async () => {
+    const jobId = await seedJob();
+    const refused = await createBatch('refused-once');
+    const accepted = await createBatch('accepted');
+    await seedChunk(jobId, 0, 'in_progress', [{ batchId: refused }]);
+    await seedChunk(jobId, 1, 'in_progress', [{ batchId: accepted }]);
+    sim.setHttpFaults([{ endpoint: 'cancel', status: 529, times: 1 }]);
+    const failure = { error: 'States.Timeout', cause: 'PollBatch timed out' };
+    // One cancel at a time, in chunk order: the first one meets the fault.
+    const oneByOne = { concurrency: 1 };
+
+    const first = markJobFailed({ jobId, error: { Error: 'States.Timeout', Cause: 'PollBatch timed out' } }, deps(api, oneByOne));
+
+    await expect(first).rejects.toThrow(new RegExp(`^could not cancel 1 batch\\(es\\) of job ${jobId}: ${refused}: ApiRetryable`));
+    await expect(first).rejects.toBeInstanceOf(CancelFailed);
+    expect(await readJob(jobId)).toMatchObject({ status: 'failed', failure, endedAt: NOW.toISOString(), cancelRequested: true, failureAnnouncedAt: NOW.toISOString() });
+    const cancelsRecorded = async () => [...(await readAttempts(jobId, 0)), ...(await readAttempts(jobId, 1))].map((a) => [a.batchId, a.cancelSentAt]);
+    expect(await cancelsRecorded()).toEqual([
+      [refused, undefined],
+      [accepted, NOW.toISOString()],
+    ]);
+    expect([await processingStatus(refused), await processingStatus(accepted)]).toEqual(['in_progress', 'canceling']);
+    expect(notify.calls.map((call) => call.action).sort()).toEqual(['AWSEvents.PutEvents', 'Publish']);
+    notify.calls.length = 0;
+    const cancels = sim.stats().calls.cancel;
+
+    // The execution failed with CancelFailed: ExecutionEnded re-runs it with that error.
+    const again = await markJobFailed(
+      { jobId, error: { Error: 'ExecutionFailed', Cause: 'execution x ended FAILED: CancelFailed' } },
+      deps(api, { ...oneByOne, now: () => LATER }),
+    );
+
+    expect(again).toEqual({ jobId });
+    expect(sim.stats().calls.cancel - cancels).toBe(1);
+    expect(await processingStatus(refused)).toBe('canceling');
+    expect(await cancelsRecorded()).toEqual([
+      [refused, LATER.toISOString()],
+      [accepted, NOW.toISOString()],
+    ]);
+    expect(await readJob(jobId)).toMatchObject({ status: 'failed', failure, endedAt: NOW.toISOString(), failureAnnouncedAt: NOW.toISOString() });
+    expect(notify.calls).toEqual([]);
+
+    // Nothing is left: a third run calls nobody.
+    await markJobFailed({ jobId, error: { Error: 'ExecutionFailed', Cause: '' } }, deps(api, { now: () => LATER }));
+    expect(sim.stats().calls.cancel - cancels).toBe(1);
+    expect(notify.calls).toEqual([]);
+  });
+
+  it('does not take a refused cancel (400) for a stopped batch while the batch is still in progress', async () => {
+    const jobId = await seedJob();
+    const batchId = await createBatch('refused');
+    await seedChunk(jobId, 0, 'in_progress', [{ batchId }]);
+    sim.setHttpFaults([{ endpoint: 'cancel', status: 400, times: 1 }]);
+
+    const failing = markJobFailed({ jobId, error: { Error: 'States.Timeout', Cause: '' } }, deps());
+
+    await expect(failing).rejects.toThrow(`could not cancel 1 batch(es) of job ${jobId}: ${batchId}: the API refused the cancel and the batch is still in progress`);
+    expect((await readAttempts(jobId, 0))[0]!.cancelSentAt).toBeUndefined();
+    expect(await processingStatus(batchId)).toBe('in_progress');
+  });
+
+  it('announces on a re-run when the first run could not announce', async () => {
+    const jobId = await seedJob();
+    notify.failNextPutEvents('InternalFailure');
+
+    await expect(markJobFailed({ jobId, error: { Error: 'States.Timeout', Cause: '' } }, deps())).rejects.toBeInstanceOf(AnnounceFailed);
+    expect(await readJob(jobId)).toMatchObject({ status: 'failed' });
+    expect((await readJob(jobId)).failureAnnouncedAt).toBeUndefined();
+    notify.calls.length = 0;
+
+    await markJobFailed({ jobId, error: { Error: 'ExecutionFailed', Cause: '' } }, deps(api, { now: () => LATER }));
+
+    const putEvents = notify.calls.filter((call) => call.action === 'AWSEvents.PutEvents');
+    expect(putEvents).toHaveLength(1);
+    expect(JSON.parse((putEvents[0]!.body.Entries as Array<{ Detail: string }>)[0]!.Detail)).toMatchObject({
+      jobId,
+      status: 'failed',
+      failure: { error: 'States.Timeout', cause: '' },
+    });
+    expect((await readJob(jobId)).failureAnnouncedAt).toBe(LATER.toISOString());
   });
 });
 

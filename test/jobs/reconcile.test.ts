@@ -4,6 +4,7 @@ import type { PipelineConfig } from '../../shared/config';
 import { updateItem } from '../../shared/store/dynamo';
 import { JOB_SK, jobPk } from '../../shared/store/items';
 import { collectResults } from '../../shared/jobs/collect';
+import { CancelFailed, markJobFailed } from '../../shared/jobs/fail';
 import type { JobSummary, ResultRow } from '../../shared/jobs/finalize';
 import { pollBatch } from '../../shared/jobs/poll';
 import { isExecutionOf, reconcileJobs, type ReconcileDeps, type ReconcileReport } from '../../shared/jobs/reconcile';
@@ -48,6 +49,7 @@ describe('reconcileJobs', () => {
   });
   afterEach(() => {
     ctx.sim.setBatchFaults(undefined);
+    ctx.sim.setHttpFaults([]);
     notify.calls.length = 0;
   });
 
@@ -275,6 +277,44 @@ describe('reconcileJobs', () => {
     expect(await readJobItem(store, jobId)).toMatchObject({ status: 'failed', failure });
     const announced = notify.calls.find((call) => call.action === 'AWSEvents.PutEvents');
     expect(JSON.parse((announced?.body.Entries as Array<{ Detail: string }>)[0]!.Detail)).toMatchObject({ jobId, status: 'failed', failure });
+  });
+
+  it('cancels the batch a failed job left un-canceled, announces nothing more, and then leaves the job alone', async () => {
+    const { store, config } = await freshStore();
+    ctx.sim.setBatchFaults({ processingSeconds: 3600 });
+    const job = await deadJob(store, 'cancel-refused', [2, 1]);
+    const refused = (await submitChunk({ jobId: job.jobId, chunk: 0 }, stepDeps(store, config))).batchId!;
+    const accepted = (await submitChunk({ jobId: job.jobId, chunk: 1 }, stepDeps(store, config))).batchId!;
+    // The workflow's MarkJobFailed, one cancel at a time: the first is refused on every try (the client retries twice).
+    ctx.sim.setHttpFaults([{ endpoint: 'cancel', status: 529, times: 3 }]);
+    const failure = { error: 'States.Timeout', cause: 'PollBatch timed out' };
+    const failDeps = {
+      dynamo: store.dynamo,
+      api: ctx.api,
+      events: notify.events,
+      sns: notify.sns,
+      config: { table: store.table, notify: { eventBus: 'default', topicArn: undefined } },
+      now: () => new Date(NOW - 3_600_000),
+      concurrency: 1,
+    };
+    await expect(markJobFailed({ jobId: job.jobId, error: { Error: failure.error, Cause: failure.cause } }, failDeps)).rejects.toBeInstanceOf(CancelFailed);
+    const status = async (batchId: string) => (await ctx.api.retrieve(batchId)).processing_status;
+    expect([await status(refused), await status(accepted)]).toEqual(['in_progress', 'canceling']);
+    notify.calls.length = 0;
+    const executions = { [executionArn('cancel-refused')]: 'FAILED' };
+
+    expect(await reconcileJobs(deps(store, config, executions))).toEqual({ ...NOTHING, examined: 1, canceled: 1 });
+
+    expect([await status(refused), await status(accepted)]).toEqual(['canceling', 'canceling']);
+    expect((await readChunkItem(store, job.jobId, 0)).attempts[0]).toMatchObject({ batchId: refused, cancelSentAt: new Date(NOW).toISOString() });
+    expect(await readJobItem(store, job.jobId)).toMatchObject({ status: 'failed', failure, failureAnnouncedAt: new Date(NOW - 3_600_000).toISOString() });
+    expect(notify.calls).toEqual([]);
+
+    const calls = { ...ctx.sim.stats().calls };
+    const again = deps(store, config, executions);
+    expect(await reconcileJobs(again)).toEqual(NOTHING);
+    expect(again.described).toEqual([]);
+    expect(ctx.sim.stats().calls).toEqual(calls);
   });
 
   it('stops starting jobs once its time budget is spent, and the next run carries on', async () => {
