@@ -6,6 +6,7 @@ import { SecretValue } from 'aws-cdk-lib';
 import type { IGrantable } from 'aws-cdk-lib/aws-iam';
 import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import { Construct } from 'constructs';
+import { acceptFinding } from './nag';
 import { API_KEY_PLACEHOLDER } from '../shared/anthropic/secret';
 
 /** What a new secret holds until the user puts the real key in (see infra/README.md). */
@@ -34,6 +35,11 @@ export class ApiKey extends Construct {
         secretStringValue: SecretValue.unsafePlainText(API_KEY_PLACEHOLDER),
       });
       this.secretId = this.secret.secretArn;
+      acceptFinding(
+        this.secret,
+        'SMG4',
+        'It holds an Anthropic API key, which only the Anthropic Console issues: no rotation function could mint one. Rotate by putting a new key in the secret',
+      );
     }
   }
 

@@ -1,13 +1,15 @@
 /**
  * The CDK app (cdk.json runs this file). Other code builds the same app in-process with
  * `buildApp` (bundling off: templates only, a few seconds) and reads the template it synthesizes.
+ * `-c batchline:nag=true` adds the cdk-nag checks to `cdk synth`/`deploy` (addNagChecks).
  */
-import { App } from 'aws-cdk-lib';
+import { App, Validations } from 'aws-cdk-lib';
 import { readFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { BatchlineStack, type BatchlineStackProps } from './batchline-stack';
 import { PROJECT_ROOT } from './handler';
+import { readNagSetting } from './settings';
 
 export const STACK_NAME = 'Batchline';
 
@@ -56,6 +58,15 @@ export function synthTemplate(options: BuildAppOptions = {}): SynthesizedTemplat
   return app.synth().getStackByName(stack.stackName).template as SynthesizedTemplate;
 }
 
+/**
+ * Registers cdk-nag's AwsSolutions checks: synthesis then fails on any finding not acknowledged
+ * next to its resource (infra/nag.ts). cdk-nag is a devDependency, so it loads only when asked for.
+ */
+export async function addNagChecks(app: App): Promise<void> {
+  const { AwsSolutionsChecks } = await import('cdk-nag');
+  Validations.of(app).addPlugins(new AwsSolutionsChecks(app));
+}
+
 /** The "context" of the project's cdk.json, which the CDK CLI passes to the app by itself. */
 export function readProjectContext(): Record<string, unknown> {
   const cdkJson = JSON.parse(readFileSync(path.join(PROJECT_ROOT, 'cdk.json'), 'utf8')) as { context?: Record<string, unknown> };
@@ -65,5 +76,6 @@ export function readProjectContext(): Record<string, unknown> {
 const invokedDirectly = process.argv[1] !== undefined && import.meta.url === pathToFileURL(path.resolve(process.argv[1])).href;
 if (invokedDirectly) {
   const { app } = buildApp();
+  if (readNagSetting((key) => app.node.tryGetContext(key))) await addNagChecks(app);
   app.synth();
 }

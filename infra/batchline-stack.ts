@@ -6,10 +6,12 @@ import { INBOX_PREFIX } from '../shared/store/keys';
 import { ApiKey } from './api-key';
 import { Functions } from './functions';
 import { Notifications } from './notifications';
+import { Observability } from './observability';
 import { readSettings, type BatchlineSettings } from './settings';
 import { Storage } from './storage';
 import { Triggers } from './triggers';
-import { JobWorkflow, type WorkflowHandler } from './workflow';
+import { Upkeep } from './upkeep';
+import { JobWorkflow, WORKFLOW_HANDLERS, type WorkflowHandler } from './workflow';
 
 export interface BatchlineStackProps extends StackProps {
   /** Default: read (and checked) from the app's context, i.e. cdk.json. */
@@ -23,6 +25,8 @@ export class BatchlineStack extends Stack {
   readonly functions: Functions;
   readonly workflow: JobWorkflow;
   readonly triggers: Triggers;
+  readonly upkeep: Upkeep;
+  readonly observability: Observability;
 
   constructor(scope: Construct, id: string, props: BatchlineStackProps = {}) {
     const { settings: given, ...stackProps } = props;
@@ -45,25 +49,34 @@ export class BatchlineStack extends Stack {
       apiEnv: settings.apiEnv,
       scheduledPrefixes,
     });
-    const { 'sweep-prefix': sweepHandler, ...workflowHandlers } = this.functions.handlers;
+    const fns = this.functions.handlers;
     this.workflow = new JobWorkflow(this, 'Workflow', {
-      functions: Object.fromEntries(Object.entries(workflowHandlers).map(([name, handler]) => [name, handler.fn])) as Record<
-        WorkflowHandler,
-        lambda.Function
-      >,
+      functions: Object.fromEntries(WORKFLOW_HANDLERS.map((name) => [name, fns[name].fn])) as Record<WorkflowHandler, lambda.Function>,
       maxConcurrentChunks: settings.maxConcurrentChunks,
     });
     const stateMachine = this.workflow.stateMachine;
-
-    const sweep = sweepHandler.fn;
-    sweep.addEnvironment('BATCHLINE_STATE_MACHINE_ARN', stateMachine.stateMachineArn);
-    stateMachine.grantStartExecution(sweep);
+    this.functions.grantJobExecutions(stateMachine);
 
     this.triggers = new Triggers(this, 'Triggers', {
       bucket: this.storage.bucket,
       stateMachine,
-      sweepFunction: sweep,
+      sweepFunction: fns['sweep-prefix'].fn,
       schedules: settings.schedules,
+    });
+
+    this.upkeep = new Upkeep(this, 'Upkeep', {
+      stateMachine,
+      reconcileFunction: fns['reconcile-jobs'].fn,
+      executionEndedFunction: fns['execution-ended'].fn,
+      deadLetterQueue: this.triggers.deadLetterQueue,
+    });
+
+    this.observability = new Observability(this, 'Observability', {
+      stateMachine,
+      functions: Object.fromEntries(Object.entries(fns).map(([name, handler]) => [name, handler.fn])),
+      deadLetterQueue: this.triggers.deadLetterQueue,
+      topic: this.notifications.topic,
+      alarms: settings.alarms,
     });
 
     const output = (id: string, value: string, description: string) => new CfnOutput(this, id, { value, description });
@@ -71,7 +84,8 @@ export class BatchlineStack extends Stack {
     output('InboxUri', `s3://${this.storage.bucket.bucketName}/${INBOX_PREFIX}`, 'Where to upload input files');
     output('TableName', this.storage.table.tableName, 'Job, chunk and row records');
     output('StateMachineArn', stateMachine.stateMachineArn, 'The job workflow (one execution per input file)');
-    output('TopicArn', this.notifications.topic.topicArn, 'SNS topic told of every failed or rejected job');
+    output('TopicArn', this.notifications.topic.topicArn, 'SNS topic told of every failed or rejected job, and of every alarm');
+    output('DashboardName', this.observability.dashboard.dashboardName, 'CloudWatch dashboard of jobs, rows, errors, cost and latency');
     output('ApiKeySecretName', this.apiKey.secret.secretName, 'Secrets Manager secret holding the Anthropic API key');
   }
 }

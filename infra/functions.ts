@@ -5,11 +5,14 @@
 import { Duration, Size } from 'aws-cdk-lib';
 import type * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
 import type * as s3 from 'aws-cdk-lib/aws-s3';
+import type * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import { Construct } from 'constructs';
 import { INBOX_PREFIX, RESULTS_PREFIX, WORK_PREFIX } from '../shared/store/keys';
 import type { ApiKey } from './api-key';
 import { Handler, HANDLER_NAMES, type HandlerName } from './handler';
+import { acceptWildcardActions, acceptWildcardResources } from './nag';
 import type { Notifications } from './notifications';
+import { jobExecutionsArn } from './workflow';
 
 /** Where in the bucket a handler reads or writes: job inputs, work files, outputs. */
 type Area = 'input' | 'work' | 'results';
@@ -27,6 +30,8 @@ interface HandlerSpec {
   callsApi: boolean;
   /** Publishes job outcomes to the topic and the event bus. */
   notifies: boolean;
+  /** What it may do with the job state machine's executions (it gets BATCHLINE_STATE_MACHINE_ARN). */
+  jobExecutions?: 'start' | 'describe';
 }
 
 export const HANDLER_SPECS: Record<HandlerName, HandlerSpec> = {
@@ -124,6 +129,30 @@ export const HANDLER_SPECS: Record<HandlerName, HandlerSpec> = {
     table: false,
     callsApi: false,
     notifies: false,
+    jobExecutions: 'start',
+  },
+  'reconcile-jobs': {
+    description: 'Daily: collects, cancels and finalizes what jobs whose workflow died left behind',
+    memorySize: 2048,
+    timeout: Duration.seconds(900),
+    // It may finalize a job, which spills to /tmp as finalize-job does.
+    ephemeralStorageSize: Size.gibibytes(4),
+    read: ['work', 'results'],
+    write: ['work', 'results'],
+    table: true,
+    callsApi: true,
+    notifies: true,
+    jobExecutions: 'describe',
+  },
+  'execution-ended': {
+    description: 'Marks a job failed when its execution failed, timed out or was aborted, and cancels its batches',
+    memorySize: 512,
+    timeout: Duration.seconds(300),
+    read: [],
+    write: [],
+    table: true,
+    callsApi: true,
+    notifies: true,
   },
 };
 
@@ -168,21 +197,76 @@ export class Functions extends Construct {
         environment: baseEnv,
       });
       const fn = handler.fn;
-      for (const area of spec.read) for (const prefix of areaPrefixes[area]) props.bucket.grantRead(fn, `${prefix}*`);
-      for (const area of spec.write) for (const prefix of areaPrefixes[area]) props.bucket.grantPut(fn, `${prefix}*`);
-      if (spec.table) props.table.grantReadWriteData(fn);
+      grantObjects(props.bucket, handler, 'read', spec.read.flatMap((area) => areaPrefixes[area]));
+      grantObjects(props.bucket, handler, 'write', spec.write.flatMap((area) => areaPrefixes[area]));
+      if (spec.table) {
+        props.table.grantReadWriteData(fn);
+        acceptWildcardResources(
+          handler.role,
+          [`${props.table.tableArn}/index/*`],
+          'The table\'s own global secondary indexes (byCreated), which grantReadWriteData adds beside the table',
+        );
+      }
       if (spec.callsApi) {
         props.apiKey.grantRead(fn);
         addEnvironment(handler, { ...props.apiEnv, BATCHLINE_API_KEY_SECRET: props.apiKey.secretId });
       }
-      if (spec.notifies) addEnvironment(handler, props.notifications.grantNotify(fn));
+      if (spec.notifies) {
+        addEnvironment(handler, props.notifications.grantNotify(fn));
+        acceptWildcardActions(
+          handler.role,
+          ['kms:GenerateDataKey*'],
+          'Data keys of the topic\'s own KMS key, which publishing to the encrypted topic needs (the action set of topic.grantPublish)',
+        );
+      }
       return [name, handler] as const;
     });
     this.handlers = Object.fromEntries(entries) as Record<HandlerName, Handler>;
 
     // The sweep lists only the scheduled prefixes; it never touches inbox/, work/ or results/.
-    for (const prefix of scheduled) props.bucket.grantRead(this.handlers['sweep-prefix'].fn, `${prefix}*`);
+    grantObjects(props.bucket, this.handlers['sweep-prefix'], 'read', scheduled);
   }
+
+  /** The state machine exists only after the functions (its tasks run them): wire it in afterwards. */
+  grantJobExecutions(stateMachine: sfn.IStateMachine): void {
+    for (const name of HANDLER_NAMES) {
+      const access = HANDLER_SPECS[name].jobExecutions;
+      if (access === undefined) continue;
+      const handler = this.handlers[name];
+      handler.fn.addEnvironment('BATCHLINE_STATE_MACHINE_ARN', stateMachine.stateMachineArn);
+      if (access === 'start') {
+        stateMachine.grantStartExecution(handler.fn);
+      } else {
+        stateMachine.grantExecution(handler.fn, 'states:DescribeExecution');
+        acceptWildcardResources(
+          handler.role,
+          [`${jobExecutionsArn(stateMachine)}:*`],
+          'Executions of the job state machine only; their names are derived from each input object at run time',
+        );
+      }
+    }
+  }
+}
+
+/** Reads or writes objects under the prefixes; S3 keys there are per job, known only at run time. */
+function grantObjects(bucket: s3.IBucket, handler: Handler, access: 'read' | 'write', prefixes: readonly string[]) {
+  if (prefixes.length === 0) return;
+  for (const prefix of prefixes) {
+    if (access === 'read') bucket.grantRead(handler.fn, `${prefix}*`);
+    else bucket.grantPut(handler.fn, `${prefix}*`);
+  }
+  acceptWildcardResources(
+    handler.role,
+    prefixes.map((prefix) => bucket.arnForObjects(`${prefix}*`)),
+    `Objects under ${prefixes.join(', ')} only: the part of the bucket this function ${access === 'read' ? 'reads' : 'writes'}, where keys are per job`,
+  );
+  acceptWildcardActions(
+    handler.role,
+    access === 'read' ? ['s3:GetObject*', 's3:GetBucket*', 's3:List*'] : ['s3:Abort*'],
+    access === 'read'
+      ? 'The action set of CDK\'s bucket.grantRead: object reads (GetObject and its versions) on the prefixes above, bucket reads (location, listing) on this bucket'
+      : 'The action set of CDK\'s bucket.grantPut: s3:AbortMultipartUpload, which streamed multipart uploads need, on the prefixes above only',
+  );
 }
 
 function addEnvironment(handler: Handler, env: Record<string, string>) {

@@ -1,16 +1,23 @@
 /**
- * Who hears about jobs: an SNS topic told of every failed or rejected job, and the default
- * EventBridge bus, which gets one `Job Ended` event (source `batchline`) per job. The functions
- * publish to both themselves (shared/notify.ts), so no rule forwards anything.
+ * Who hears about jobs: an SNS topic told of every failed or rejected job and of every alarm, and
+ * the default EventBridge bus, which gets one `Job Ended` event (source `batchline`) per job. The
+ * functions publish to both themselves (shared/notify.ts), so no rule forwards anything.
  */
+import { ArnFormat, RemovalPolicy, Stack } from 'aws-cdk-lib';
 import * as events from 'aws-cdk-lib/aws-events';
-import type { IGrantable } from 'aws-cdk-lib/aws-iam';
+import * as iam from 'aws-cdk-lib/aws-iam';
 import * as kms from 'aws-cdk-lib/aws-kms';
 import * as sns from 'aws-cdk-lib/aws-sns';
 import { Construct } from 'constructs';
 
+const CLOUDWATCH = 'cloudwatch.amazonaws.com';
+
 export interface NotificationsProps {
-  /** Encrypt the topic with this key. Default: the AWS-managed key alias/aws/sns. */
+  /**
+   * Encrypt the topic with this key. Default: a key of the stack's own, whose policy lets CloudWatch
+   * alarms publish. A key you give must allow cloudwatch.amazonaws.com kms:Decrypt and
+   * kms:GenerateDataKey* itself, or alarm notifications are dropped.
+   */
   topicKey?: kms.IKey;
   /** Bus for `Job Ended` events. Default: the account's default bus. */
   eventBusName?: string;
@@ -18,20 +25,53 @@ export interface NotificationsProps {
 
 export class Notifications extends Construct {
   readonly topic: sns.Topic;
+  readonly topicKey: kms.IKey;
   readonly eventBus: events.IEventBus;
 
   constructor(scope: Construct, id: string, props: NotificationsProps = {}) {
     super(scope, id);
+    // Not the AWS-managed alias/aws/sns: its policy cannot be changed, and CloudWatch alarms cannot
+    // publish to a topic under it (the publish fails, and shows only in the alarm's history).
+    this.topicKey =
+      props.topicKey ??
+      new kms.Key(this, 'TopicKey', {
+        description: 'batchline: encrypts the failed-jobs and alarms topic',
+        enableKeyRotation: true,
+        // It protects messages in flight only; a retained key would bill monthly for nothing.
+        removalPolicy: RemovalPolicy.DESTROY,
+      });
+    this.topicKey.addToResourcePolicy(
+      new iam.PolicyStatement({
+        sid: 'AllowCloudWatchAlarmsToPublish',
+        principals: [new iam.ServicePrincipal(CLOUDWATCH)],
+        actions: ['kms:Decrypt', 'kms:GenerateDataKey*'],
+        resources: ['*'],
+      }),
+    );
     this.topic = new sns.Topic(this, 'JobFailures', {
-      displayName: 'batchline failed jobs',
-      masterKey: props.topicKey ?? kms.Alias.fromAliasName(this, 'AwsManagedSnsKey', 'alias/aws/sns'),
+      displayName: 'batchline failed jobs and alarms',
+      masterKey: this.topicKey,
       enforceSSL: true,
     });
+    // The topic's own policy replaces SNS's default one, so alarms need a statement of their own.
+    const stack = Stack.of(this);
+    this.topic.addToResourcePolicy(
+      new iam.PolicyStatement({
+        sid: 'AllowCloudWatchAlarmsOfThisAccount',
+        principals: [new iam.ServicePrincipal(CLOUDWATCH)],
+        actions: ['sns:Publish'],
+        resources: [this.topic.topicArn],
+        conditions: {
+          StringEquals: { 'aws:SourceAccount': stack.account },
+          ArnLike: { 'aws:SourceArn': stack.formatArn({ service: 'cloudwatch', resource: 'alarm', resourceName: '*', arnFormat: ArnFormat.COLON_RESOURCE_NAME }) },
+        },
+      }),
+    );
     this.eventBus = events.EventBus.fromEventBusName(this, 'Bus', props.eventBusName ?? 'default');
   }
 
   /** Environment and permissions for a function that reports job outcomes. */
-  grantNotify(grantee: IGrantable): Record<string, string> {
+  grantNotify(grantee: iam.IGrantable): Record<string, string> {
     this.topic.grantPublish(grantee);
     this.eventBus.grantPutEventsTo(grantee);
     return { BATCHLINE_TOPIC_ARN: this.topic.topicArn, BATCHLINE_EVENT_BUS: this.eventBus.eventBusName };

@@ -14,6 +14,8 @@ export const CONTEXT_KEYS = {
   apiKeySecretName: 'batchline:apiKeySecretName',
   /** Point the API functions at another base URL (a proxy, or the simulator). */
   anthropicBaseUrl: 'batchline:anthropicBaseUrl',
+  /** `true`: `cdk synth`/`deploy` run the cdk-nag AwsSolutions checks and stop on a finding (infra/app.ts). */
+  nag: 'batchline:nag',
 } as const;
 
 /** Settings handed to the functions as environment variables, keyed by their shared/config.ts names. */
@@ -44,12 +46,27 @@ export const STACK_SETTING_DEFAULTS = {
   maxConcurrentChunks: 10,
   /** Days before `work/` objects (chunk files, raw results) expire. */
   workRetentionDays: 30,
+  /** The errored-rows alarm fires above this share of errored rows, errored / (succeeded + errored), in an hour. */
+  erroredRowRateThreshold: 0.2,
+  /** ...but only in an hour that saw at least this many succeeded + errored rows: a few rows prove nothing. */
+  erroredRowAlarmMinRows: 100,
+  /** The overdue-job alarm fires when an execution has taken longer than this (one batch alone may take 24 h). */
+  jobDeadlineHours: 30,
+  /** A function's error alarm fires at this many errors in five minutes. */
+  functionErrorThreshold: 1,
 } as const;
 
-const STACK_SETTING_LIMITS: Record<keyof typeof STACK_SETTING_DEFAULTS, readonly [number, number]> = {
-  maxConcurrentChunks: [1, 1000],
+/** [min, max], and whether the value must be whole. */
+const STACK_SETTING_LIMITS: Record<keyof typeof STACK_SETTING_DEFAULTS, readonly [number, number, 'whole' | 'fraction']> = {
+  maxConcurrentChunks: [1, 1000, 'whole'],
   // A job can run for days (24 h per batch attempt, several attempts): work files must outlive it.
-  workRetentionDays: [7, 3650],
+  workRetentionDays: [7, 3650, 'whole'],
+  // A rate is above 1 never, and above 0 at the first errored row.
+  erroredRowRateThreshold: [0.01, 0.99, 'fraction'],
+  erroredRowAlarmMinRows: [1, 100_000_000, 'whole'],
+  // A Standard execution may last a year. Below 24 h, a batch that is merely slow trips it.
+  jobDeadlineHours: [1, 8760, 'whole'],
+  functionErrorThreshold: [1, 100_000, 'whole'],
 };
 
 export type PipelineSettingName = keyof typeof PIPELINE_SETTING_ENV;
@@ -67,6 +84,14 @@ export interface ScheduleSetting {
   timezone?: string;
 }
 
+/** The alarms' thresholds (infra/observability.ts). */
+export interface AlarmSettings {
+  erroredRowRateThreshold: number;
+  erroredRowAlarmMinRows: number;
+  jobDeadlineHours: number;
+  functionErrorThreshold: number;
+}
+
 export interface BatchlineSettings {
   /** BATCHLINE_* variables every function gets (only the settings given; config.ts holds defaults). */
   pipelineEnv: Record<string, string>;
@@ -74,6 +99,7 @@ export interface BatchlineSettings {
   apiEnv: Record<string, string>;
   maxConcurrentChunks: number;
   workRetentionDays: number;
+  alarms: AlarmSettings;
   /** An existing secret to use; undefined creates one with a placeholder value. */
   apiKeySecretName: string | undefined;
   schedules: ScheduleSetting[];
@@ -83,10 +109,18 @@ export class SettingsError extends Error {
   override readonly name = 'SettingsError';
 }
 
+const {
+  maxConcurrentChunks: DEFAULT_MAX_CONCURRENT_CHUNKS,
+  workRetentionDays: DEFAULT_WORK_RETENTION_DAYS,
+  ...DEFAULT_ALARMS
+} = STACK_SETTING_DEFAULTS;
+
 export const DEFAULT_SETTINGS: BatchlineSettings = {
   pipelineEnv: {},
   apiEnv: {},
-  ...STACK_SETTING_DEFAULTS,
+  maxConcurrentChunks: DEFAULT_MAX_CONCURRENT_CHUNKS,
+  workRetentionDays: DEFAULT_WORK_RETENTION_DAYS,
+  alarms: { ...DEFAULT_ALARMS },
   apiKeySecretName: undefined,
   schedules: [],
 };
@@ -116,10 +150,11 @@ export function readSettings(tryGetContext: ContextReader): BatchlineSettings {
   const stackSetting = (key: StackSettingName): number => {
     const value = raw[key];
     if (value === undefined) return STACK_SETTING_DEFAULTS[key];
-    const [min, max] = STACK_SETTING_LIMITS[key];
+    const [min, max, kind] = STACK_SETTING_LIMITS[key];
     const n = typeof value === 'string' && value.trim() !== '' ? Number(value) : value;
-    if (typeof n !== 'number' || !Number.isInteger(n) || n < min || n > max) {
-      throw new SettingsError(`${CONTEXT_KEYS.settings}.${key} must be a whole number from ${min} to ${max}, got ${JSON.stringify(value)}`);
+    if (typeof n !== 'number' || !Number.isFinite(n) || (kind === 'whole' && !Number.isInteger(n)) || n < min || n > max) {
+      const what = kind === 'whole' ? 'a whole number' : 'a number';
+      throw new SettingsError(`${CONTEXT_KEYS.settings}.${key} must be ${what} from ${min} to ${max}, got ${JSON.stringify(value)}`);
     }
     return n;
   };
@@ -129,9 +164,23 @@ export function readSettings(tryGetContext: ContextReader): BatchlineSettings {
     apiEnv,
     maxConcurrentChunks: stackSetting('maxConcurrentChunks'),
     workRetentionDays: stackSetting('workRetentionDays'),
+    alarms: {
+      erroredRowRateThreshold: stackSetting('erroredRowRateThreshold'),
+      erroredRowAlarmMinRows: stackSetting('erroredRowAlarmMinRows'),
+      jobDeadlineHours: stackSetting('jobDeadlineHours'),
+      functionErrorThreshold: stackSetting('functionErrorThreshold'),
+    },
     apiKeySecretName: secretNameSetting(tryGetContext(CONTEXT_KEYS.apiKeySecretName)),
     schedules: readSchedules(parseIfString(CONTEXT_KEYS.schedules, tryGetContext(CONTEXT_KEYS.schedules))),
   };
+}
+
+/** Whether `batchline:nag` asks for the cdk-nag checks at synth: true or "true" (as `-c` passes it). */
+export function readNagSetting(tryGetContext: ContextReader): boolean {
+  const value = tryGetContext(CONTEXT_KEYS.nag);
+  if (value === undefined || value === false || value === 'false') return false;
+  if (value === true || value === 'true') return true;
+  throw new SettingsError(`${CONTEXT_KEYS.nag} must be true or false, got ${JSON.stringify(value)}`);
 }
 
 /** `-c key=value` on the command line arrives as a string; cdk.json gives objects. */

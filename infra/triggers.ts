@@ -1,12 +1,15 @@
 /**
  * What starts jobs: a file landing in inbox/ (an EventBridge rule on the bucket's events), and
  * EventBridge Scheduler sweeps of other prefixes (sweep-prefix starts one execution per object).
- * Deliveries that keep failing land in one dead-letter queue.
+ * Deliveries that keep failing land in one dead-letter queue, the stack's only one: the upkeep's
+ * rule and schedule, and the functions invoked asynchronously, send their failures there too.
  */
-import { Duration, TimeZone } from 'aws-cdk-lib';
+import { ArnFormat, Duration, Stack, TimeZone } from 'aws-cdk-lib';
 import * as events from 'aws-cdk-lib/aws-events';
 import * as eventsTargets from 'aws-cdk-lib/aws-events-targets';
+import * as iam from 'aws-cdk-lib/aws-iam';
 import type * as lambda from 'aws-cdk-lib/aws-lambda';
+import * as lambdaDestinations from 'aws-cdk-lib/aws-lambda-destinations';
 import type * as s3 from 'aws-cdk-lib/aws-s3';
 import * as scheduler from 'aws-cdk-lib/aws-scheduler';
 import * as schedulerTargets from 'aws-cdk-lib/aws-scheduler-targets';
@@ -14,6 +17,7 @@ import * as sqs from 'aws-cdk-lib/aws-sqs';
 import type * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import { Construct } from 'constructs';
 import { INBOX_PREFIX } from '../shared/store/keys';
+import { acceptFinding, acceptWildcardResources } from './nag';
 import type { ScheduleSetting } from './settings';
 
 export interface TriggersProps {
@@ -32,6 +36,8 @@ export class Triggers extends Construct {
   readonly inboxRule: events.Rule;
   readonly deadLetterQueue: sqs.Queue;
   readonly schedules: scheduler.Schedule[];
+  /** The role the schedules invoke sweep-prefix with; none without schedules. */
+  readonly scheduleRole: iam.Role | undefined;
 
   constructor(scope: Construct, id: string, props: TriggersProps) {
     super(scope, id);
@@ -43,6 +49,11 @@ export class Triggers extends Construct {
       enforceSSL: true,
       retentionPeriod: Duration.days(14),
     });
+    acceptFinding(
+      this.deadLetterQueue,
+      'SQS3',
+      'This queue is the dead-letter queue (of the inbox rule, the schedules and the asynchronously invoked functions); a DLQ of a DLQ would have no consumer either',
+    );
 
     // "Object Created" for any reason: a PutObject-only filter would miss multipart uploads.
     this.inboxRule = new events.Rule(this, 'InboxRule', {
@@ -65,7 +76,10 @@ export class Triggers extends Construct {
       }),
     );
 
-    this.schedules = (props.schedules ?? []).map(
+    const schedules = props.schedules ?? [];
+    this.scheduleRole = schedules.length > 0 ? invokerRole(this, 'ScheduleRole', props.sweepFunction) : undefined;
+    if (schedules.length > 0) sendFailuresTo(props.sweepFunction, this.deadLetterQueue);
+    this.schedules = schedules.map(
       (schedule) =>
         new scheduler.Schedule(this, `Schedule-${schedule.name}`, {
           description: `batchline sweep "${schedule.name}" of ${schedule.prefix}`,
@@ -75,6 +89,7 @@ export class Triggers extends Construct {
           ),
           target: new schedulerTargets.LambdaInvoke(props.sweepFunction, {
             input: scheduler.ScheduleTargetInput.fromObject({ schedule: schedule.name, prefix: schedule.prefix }),
+            role: this.scheduleRole,
             deadLetterQueue: this.deadLetterQueue,
             retryAttempts,
             maxEventAge,
@@ -82,4 +97,32 @@ export class Triggers extends Construct {
         }),
     );
   }
+}
+
+/**
+ * A role EventBridge Scheduler assumes, for schedules of this account's default group only, to
+ * invoke `fn` (CDK's LambdaInvoke target adds the invoke and dead-letter permissions to it).
+ */
+export function invokerRole(scope: Construct, id: string, fn: lambda.IFunction): iam.Role {
+  const stack = Stack.of(scope);
+  const role = new iam.Role(scope, id, {
+    assumedBy: new iam.ServicePrincipal('scheduler.amazonaws.com', {
+      conditions: {
+        StringEquals: {
+          'aws:SourceAccount': stack.account,
+          'aws:SourceArn': stack.formatArn({ service: 'scheduler', resource: 'schedule-group', resourceName: 'default', arnFormat: ArnFormat.SLASH_RESOURCE_NAME }),
+        },
+      },
+    }),
+  });
+  acceptWildcardResources(role, [`${fn.functionArn}:*`], 'CDK\'s grantInvoke covers the versions and aliases of the one function this role invokes');
+  return role;
+}
+
+/**
+ * Scheduler and EventBridge invoke a function asynchronously: once Lambda's own two retries fail,
+ * the event goes to the dead-letter queue (and its alarm) instead of vanishing.
+ */
+export function sendFailuresTo(fn: lambda.IFunction, queue: sqs.IQueue): void {
+  fn.configureAsyncInvoke({ onFailure: new lambdaDestinations.SqsDestination(queue), retryAttempts: 2 });
 }

@@ -11,6 +11,7 @@ import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import * as tasks from 'aws-cdk-lib/aws-stepfunctions-tasks';
 import { Construct } from 'constructs';
 import type { HandlerName } from './handler';
+import { acceptFinding, acceptWildcardResources } from './nag';
 
 /** The state machine's logical id in the template (fixed, so tools can find it). */
 export const STATE_MACHINE_LOGICAL_ID = 'JobStateMachine';
@@ -56,8 +57,24 @@ export const OUTCOME_UNKNOWN_RETRY: sfn.RetryProps = {
 /** A task outlives its function by this much, so the function's own timeout is what surfaces. */
 const TASK_TIMEOUT_MARGIN = Duration.seconds(60);
 
-/** Every handler but sweep-prefix, which schedules invoke. */
-export type WorkflowHandler = Exclude<HandlerName, 'sweep-prefix'>;
+/** The handlers the job state machine's tasks run, in the order of docs/workflow-contract.md. */
+export const WORKFLOW_HANDLERS = [
+  'register-job',
+  'prepare-job',
+  'submit-chunk',
+  'poll-batch',
+  'collect-results',
+  'finalize-job',
+  'record-chunk-failure',
+  'fail-job',
+] as const satisfies readonly HandlerName[];
+export type WorkflowHandler = (typeof WORKFLOW_HANDLERS)[number];
+
+/** `arn:…:execution:<state machine name>`: append `:*` for its executions, `/*` for a Distributed Map's children. */
+export function jobExecutionsArn(stateMachine: sfn.IStateMachine): string {
+  const name = Arn.split(stateMachine.stateMachineArn, ArnFormat.COLON_RESOURCE_NAME).resourceName;
+  return Stack.of(stateMachine).formatArn({ service: 'states', resource: 'execution', resourceName: name, arnFormat: ArnFormat.COLON_RESOURCE_NAME });
+}
 
 export interface JobWorkflowProps {
   functions: Record<WorkflowHandler, lambda.Function>;
@@ -190,6 +207,17 @@ export class JobWorkflow extends Construct {
     });
     (this.stateMachine.node.defaultChild as sfn.CfnStateMachine).overrideLogicalId(STATE_MACHINE_LOGICAL_ID);
     this.grantChildExecutions();
+
+    acceptWildcardResources(
+      this.stateMachine.role,
+      WORKFLOW_HANDLERS.map((name) => `${fns[name].functionArn}:*`),
+      'CDK\'s LambdaInvoke grant covers the versions and aliases of each task\'s own function (<arn>:*), nothing else',
+    );
+    acceptFinding(
+      this.stateMachine.role,
+      'IAM5[Resource::*]',
+      'X-Ray tracing (xray:PutTraceSegments, GetSamplingRules, ...) and CloudWatch Logs delivery (logs:CreateLogDelivery, ...) take no resource-level permissions',
+    );
   }
 
   /**
@@ -199,15 +227,17 @@ export class JobWorkflow extends Construct {
   private grantChildExecutions() {
     const policy = this.stateMachine.node.tryFindChild('DistributedMapPolicy');
     if (!(policy instanceof iam.Policy)) throw new Error('expected CDK to create the DistributedMapPolicy');
-    const stack = Stack.of(this);
-    const name = Arn.split(this.stateMachine.stateMachineArn, ArnFormat.COLON_RESOURCE_NAME).resourceName;
+    const executions = jobExecutionsArn(this.stateMachine);
     policy.addStatements(
       new iam.PolicyStatement({
         actions: ['states:DescribeExecution', 'states:StopExecution'],
-        resources: [
-          stack.formatArn({ service: 'states', resource: 'execution', resourceName: `${name}/*`, arnFormat: ArnFormat.COLON_RESOURCE_NAME }),
-        ],
+        resources: [`${executions}/*`],
       }),
+    );
+    acceptWildcardResources(
+      policy,
+      [`${executions}:*`, `${executions}/*:*`, `${executions}/*`],
+      'A Distributed Map starts, describes and stops its own child executions, whose names exist only at run time; all are this state machine\'s',
     );
   }
 }

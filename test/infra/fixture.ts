@@ -74,3 +74,23 @@ export interface PolicyStatement {
 
 export const actionsOf = (statement: PolicyStatement): string[] =>
   Array.isArray(statement.Action) ? statement.Action : [statement.Action];
+
+/** The data bucket (inbox/, work/, results/): the one the BucketName output names. */
+export function dataBucketId(json: SynthesizedTemplate): string {
+  const id = (json.Outputs?.BucketName?.Value as { Ref?: string } | undefined)?.Ref;
+  if (id === undefined) throw new Error('the BucketName output does not Ref a bucket');
+  return id;
+}
+
+/** Every statement of the IAM policies attached to the role `roleId`. */
+export function statementsOfRole(json: SynthesizedTemplate, roleId: string): PolicyStatement[] {
+  return logicalIds(json, 'AWS::IAM::Policy').flatMap((id) => {
+    const properties = json.Resources[id]?.Properties as { PolicyDocument: { Statement: PolicyStatement[] }; Roles?: Array<{ Ref: string }> };
+    return (properties.Roles ?? []).some((role) => role.Ref === roleId) ? properties.PolicyDocument.Statement : [];
+  });
+}
+
+/** The role a function runs as. */
+export function roleOf(json: SynthesizedTemplate, functionLogicalId: string): string {
+  return (json.Resources[functionLogicalId]?.Properties as { Role: { 'Fn::GetAtt': [string, string] } }).Role['Fn::GetAtt'][0];
+}

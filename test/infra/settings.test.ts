@@ -2,19 +2,20 @@ import { readdirSync, readFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { PROJECT_ROOT } from '../../infra/handler';
-import { API_SETTING_ENV, PIPELINE_SETTING_ENV, readSettings, SettingsError } from '../../infra/settings';
+import { API_SETTING_ENV, PIPELINE_SETTING_ENV, readNagSetting, readSettings, SettingsError } from '../../infra/settings';
 import { synthesize } from './fixture';
 
 const fromContext = (context: Record<string, unknown>) => readSettings((key) => context[key]);
 const nightly = { name: 'nightly', cron: 'cron(0 23 * * ? *)', prefix: 'scheduled/nightly/' };
 
 describe('readSettings', () => {
-  it('defaults to no environment overrides, 10 chunks at once, 30 days of work files, a new secret, no schedules', () => {
+  it('defaults to no environment overrides, 10 chunks at once, 30 days of work files, the default alarms, a new secret, no schedules', () => {
     expect(fromContext({})).toEqual({
       pipelineEnv: {},
       apiEnv: {},
       maxConcurrentChunks: 10,
       workRetentionDays: 30,
+      alarms: { erroredRowRateThreshold: 0.2, erroredRowAlarmMinRows: 100, jobDeadlineHours: 30, functionErrorThreshold: 1 },
       apiKeySecretName: undefined,
       schedules: [],
     });
@@ -38,6 +39,10 @@ describe('readSettings', () => {
         timeoutMs: 30_000,
         maxConcurrentChunks: 25,
         workRetentionDays: 60,
+        erroredRowRateThreshold: 0.05,
+        erroredRowAlarmMinRows: '1000',
+        jobDeadlineHours: 72,
+        functionErrorThreshold: 5,
       },
       'batchline:anthropicBaseUrl': 'http://127.0.0.1:4010',
       'batchline:apiKeySecretName': 'team/anthropic-key',
@@ -63,6 +68,7 @@ describe('readSettings', () => {
       },
       maxConcurrentChunks: 25,
       workRetentionDays: 60,
+      alarms: { erroredRowRateThreshold: 0.05, erroredRowAlarmMinRows: 1000, jobDeadlineHours: 72, functionErrorThreshold: 5 },
       apiKeySecretName: 'team/anthropic-key',
       schedules: [],
     });
@@ -85,6 +91,11 @@ describe('readSettings', () => {
     [{ pricesJson: '{not json' }, 'batchline:settings.pricesJson must be a JSON object, got "{not json"'],
     [{ maxConcurrentChunks: 0 }, 'batchline:settings.maxConcurrentChunks must be a whole number from 1 to 1000, got 0'],
     [{ workRetentionDays: 1 }, 'batchline:settings.workRetentionDays must be a whole number from 7 to 3650, got 1'],
+    [{ erroredRowRateThreshold: 1 }, 'batchline:settings.erroredRowRateThreshold must be a number from 0.01 to 0.99, got 1'],
+    [{ erroredRowRateThreshold: '20%' }, 'batchline:settings.erroredRowRateThreshold must be a number from 0.01 to 0.99, got "20%"'],
+    [{ erroredRowAlarmMinRows: 0 }, 'batchline:settings.erroredRowAlarmMinRows must be a whole number from 1 to 100000000, got 0'],
+    [{ jobDeadlineHours: 1.5 }, 'batchline:settings.jobDeadlineHours must be a whole number from 1 to 8760, got 1.5'],
+    [{ functionErrorThreshold: 0 }, 'batchline:settings.functionErrorThreshold must be a whole number from 1 to 100000, got 0'],
     [{ maxAtempts: 3 }, 'batchline:settings.maxAtempts is not a setting'],
     [{ maxAttempts: true }, 'batchline:settings.maxAttempts must be a string or a number, got true'],
   ])('rejects the setting %j, naming it', (setting, message) => {
@@ -110,6 +121,12 @@ describe('readSettings', () => {
     expect(() => fromContext({ 'batchline:schedules': [nightly, { ...nightly, prefix: 'other/' }] })).toThrow(
       'batchline:schedules "nightly": the name is used twice',
     );
+  });
+
+  it('reads batchline:nag as off unless it is true or "true", and rejects anything else', () => {
+    const nag = (value: unknown) => readNagSetting((key) => (key === 'batchline:nag' ? value : undefined));
+    expect([nag(undefined), nag(false), nag('false'), nag(true), nag('true')]).toEqual([false, false, false, true, true]);
+    expect(() => nag('yes')).toThrow('batchline:nag must be true or false, got "yes"');
   });
 
   it('rejects a base URL that is not http(s) and a secret name Secrets Manager would refuse', () => {

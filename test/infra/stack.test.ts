@@ -1,7 +1,17 @@
 import { Match, type Template } from 'aws-cdk-lib/assertions';
 import { beforeAll, describe, expect, it } from 'vitest';
 import type { SynthesizedTemplate } from '../../infra/app';
-import { actionsOf, functionId, handlersGranted, logicalIds, synthesize, type PolicyStatement } from './fixture';
+import {
+  actionsOf,
+  dataBucketId,
+  functionId,
+  handlersGranted,
+  logicalIds,
+  roleOf,
+  statementsOfRole,
+  synthesize,
+  type PolicyStatement,
+} from './fixture';
 
 let template: Template;
 let json: SynthesizedTemplate;
@@ -9,32 +19,74 @@ beforeAll(() => {
   ({ template, json } = synthesize());
 });
 
-const bucketId = () => logicalIds(json, 'AWS::S3::Bucket')[0]!;
+const bucketId = () => dataBucketId(json);
+const accessLogsId = () => logicalIds(json, 'AWS::S3::Bucket').find((id) => id !== bucketId())!;
+const queueId = () => logicalIds(json, 'AWS::SQS::Queue')[0]!;
 const tableId = () => logicalIds(json, 'AWS::DynamoDB::Table')[0]!;
 const secretId = () => logicalIds(json, 'AWS::SecretsManager::Secret')[0]!;
 const topicId = () => logicalIds(json, 'AWS::SNS::Topic')[0]!;
 const bucketArn = () => ({ 'Fn::GetAtt': [bucketId(), 'Arn'] });
 const objectsUnder = (prefix: string) => ({ 'Fn::Join': ['', [bucketArn(), `/${prefix}*`]] });
+const fnArn = (name: string) => ({ 'Fn::GetAtt': [functionId(json, name), 'Arn'] });
+const jobExecutions = (suffix: string) => ({
+  'Fn::Join': [
+    '',
+    [
+      'arn:',
+      { Ref: 'AWS::Partition' },
+      ':states:',
+      { Ref: 'AWS::Region' },
+      ':',
+      { Ref: 'AWS::AccountId' },
+      ':execution:',
+      { 'Fn::Select': [6, { 'Fn::Split': [':', { Ref: 'JobStateMachine' }] }] },
+      suffix,
+    ],
+  ],
+});
+/** What a role EventBridge Scheduler assumes trusts: the scheduler, for this account's default group. */
+const SCHEDULER_TRUST = {
+  Statement: [
+    {
+      Action: 'sts:AssumeRole',
+      Effect: 'Allow',
+      Principal: { Service: 'scheduler.amazonaws.com' },
+      Condition: {
+        StringEquals: {
+          'aws:SourceAccount': { Ref: 'AWS::AccountId' },
+          'aws:SourceArn': {
+            'Fn::Join': ['', ['arn:', { Ref: 'AWS::Partition' }, ':scheduler:', { Ref: 'AWS::Region' }, ':', { Ref: 'AWS::AccountId' }, ':schedule-group/default']],
+          },
+        },
+      },
+    },
+  ],
+  Version: '2012-10-17',
+};
 
 const ALL_HANDLERS = [
   'collect-results',
+  'execution-ended',
   'fail-job',
   'finalize-job',
   'poll-batch',
   'prepare-job',
+  'reconcile-jobs',
   'record-chunk-failure',
   'register-job',
   'submit-chunk',
   'sweep-prefix',
 ];
+const API_CALLERS = ['collect-results', 'execution-ended', 'fail-job', 'poll-batch', 'reconcile-jobs', 'record-chunk-failure', 'submit-chunk'];
+const NOTIFIERS = ['execution-ended', 'fail-job', 'finalize-job', 'reconcile-jobs'];
 
 describe('the bucket', () => {
-  it('is private, S3-encrypted, versioned, retained and sends its events to EventBridge', () => {
-    template.resourceCountIs('AWS::S3::Bucket', 1);
-    template.hasResource('AWS::S3::Bucket', {
+  it('is private, S3-encrypted, versioned, retained, access-logged and sends its events to EventBridge', () => {
+    template.resourceCountIs('AWS::S3::Bucket', 2);
+    expect(json.Resources[bucketId()]).toMatchObject({
       DeletionPolicy: 'Retain',
       UpdateReplacePolicy: 'Retain',
-      Properties: Match.objectLike({
+      Properties: {
         BucketEncryption: { ServerSideEncryptionConfiguration: [{ ServerSideEncryptionByDefault: { SSEAlgorithm: 'AES256' } }] },
         PublicAccessBlockConfiguration: {
           BlockPublicAcls: true,
@@ -43,7 +95,8 @@ describe('the bucket', () => {
           RestrictPublicBuckets: true,
         },
         VersioningConfiguration: { Status: 'Enabled' },
-      }),
+        LoggingConfiguration: { DestinationBucketName: { Ref: accessLogsId() }, LogFilePrefix: 'data-bucket/' },
+      },
     });
     template.hasResourceProperties('Custom::S3BucketNotifications', {
       BucketName: { Ref: bucketId() },
@@ -52,7 +105,7 @@ describe('the bucket', () => {
   });
 
   it('expires work/ after the configured days, old versions after 7, stale uploads after 2', () => {
-    template.hasResourceProperties('AWS::S3::Bucket', {
+    expect(json.Resources[bucketId()]?.Properties).toMatchObject({
       LifecycleConfiguration: {
         Rules: [
           { Id: 'expire-work-files', Prefix: 'work/', ExpirationInDays: 14, Status: 'Enabled' },
@@ -66,6 +119,40 @@ describe('the bucket', () => {
         ],
       },
     });
+  });
+
+  it('logs access into a private, encrypted, retained bucket of its own that keeps logs 90 days and takes them from the data bucket only', () => {
+    expect(json.Resources[accessLogsId()]).toMatchObject({
+      DeletionPolicy: 'Retain',
+      Properties: {
+        BucketEncryption: { ServerSideEncryptionConfiguration: [{ ServerSideEncryptionByDefault: { SSEAlgorithm: 'AES256' } }] },
+        PublicAccessBlockConfiguration: { BlockPublicAcls: true, BlockPublicPolicy: true, IgnorePublicAcls: true, RestrictPublicBuckets: true },
+        OwnershipControls: { Rules: [{ ObjectOwnership: 'BucketOwnerEnforced' }] },
+        LifecycleConfiguration: { Rules: [{ Id: 'expire-access-logs', ExpirationInDays: 90, Status: 'Enabled' }] },
+      },
+    });
+    expect(json.Resources[accessLogsId()]?.Properties?.AccessControl).toBeUndefined();
+    template.hasResourceProperties('AWS::S3::BucketPolicy', {
+      Bucket: { Ref: accessLogsId() },
+      PolicyDocument: {
+        Statement: Match.arrayWith([
+          Match.objectLike({ Effect: 'Deny', Condition: { Bool: { 'aws:SecureTransport': 'false' } } }),
+          {
+            Effect: 'Allow',
+            Principal: { Service: 'logging.s3.amazonaws.com' },
+            Action: 's3:PutObject',
+            Resource: { 'Fn::Join': ['', [{ 'Fn::GetAtt': [accessLogsId(), 'Arn'] }, '/data-bucket/*']] },
+            Condition: {
+              ArnLike: { 'aws:SourceArn': { 'Fn::GetAtt': [bucketId(), 'Arn'] } },
+              StringEquals: { 'aws:SourceAccount': { Ref: 'AWS::AccountId' } },
+            },
+          },
+        ]),
+      },
+    });
+    // No function reads or writes the logs.
+    const logsArn = JSON.stringify({ 'Fn::GetAtt': [accessLogsId(), 'Arn'] });
+    expect(handlersGranted(json, (s) => JSON.stringify(s.Resource).includes(logsArn))).toEqual([]);
   });
 
   it('refuses requests that are not over TLS 1.2 or later', () => {
@@ -137,12 +224,12 @@ describe('the API key', () => {
     const readsSecret = (statement: PolicyStatement) =>
       actionsOf(statement).includes('secretsmanager:GetSecretValue') &&
       JSON.stringify(statement.Resource) === JSON.stringify({ Ref: secretId() });
-    expect(handlersGranted(json, readsSecret)).toEqual(['collect-results', 'fail-job', 'poll-batch', 'record-chunk-failure', 'submit-chunk']);
+    expect(handlersGranted(json, readsSecret)).toEqual(API_CALLERS);
 
     const policiesNamingSecret = logicalIds(json, 'AWS::IAM::Policy').filter((id) =>
       JSON.stringify(json.Resources[id]).includes(`"Ref":"${secretId()}"`),
     );
-    expect(policiesNamingSecret).toHaveLength(5);
+    expect(policiesNamingSecret).toHaveLength(API_CALLERS.length);
   });
 
   it('reaches those functions only as the secret\'s ARN in BATCHLINE_API_KEY_SECRET', () => {
@@ -150,7 +237,7 @@ describe('the API key', () => {
       .filter((id) => environmentOf(json, id).BATCHLINE_API_KEY_SECRET !== undefined)
       .map((id) => json.Resources[id]?.Metadata?.['batchline:handler'])
       .sort();
-    expect(withSecretEnv).toEqual(['collect-results', 'fail-job', 'poll-batch', 'record-chunk-failure', 'submit-chunk']);
+    expect(withSecretEnv).toEqual(API_CALLERS);
     for (const name of withSecretEnv) {
       expect(environmentOf(json, functionId(json, String(name))).BATCHLINE_API_KEY_SECRET).toEqual({ Ref: secretId() });
     }
@@ -168,6 +255,8 @@ describe('the functions', () => {
     'record-chunk-failure': { MemorySize: 1024, Timeout: 900 },
     'fail-job': { MemorySize: 512, Timeout: 300 },
     'sweep-prefix': { MemorySize: 512, Timeout: 300 },
+    'reconcile-jobs': { MemorySize: 2048, Timeout: 900, EphemeralStorage: { Size: 4096 } },
+    'execution-ended': { MemorySize: 512, Timeout: 300 },
   };
 
   it('are one per handler, each naming its source file in the template', () => {
@@ -200,6 +289,27 @@ describe('the functions', () => {
     for (const group of groups) expect(json.Resources[group]).toMatchObject({ Type: 'AWS::Logs::LogGroup', Properties: { RetentionInDays: 30 } });
   });
 
+  it('each run as a role of their own, with no managed policy, that may write logs to their own group only', () => {
+    const roles = ALL_HANDLERS.map((name) => roleOf(json, functionId(json, name)));
+    expect(new Set(roles).size).toBe(ALL_HANDLERS.length);
+    for (const name of ALL_HANDLERS) {
+      const fn = functionId(json, name);
+      const role = json.Resources[roleOf(json, fn)];
+      expect(role?.Properties).toEqual({
+        AssumeRolePolicyDocument: {
+          Statement: [{ Action: 'sts:AssumeRole', Effect: 'Allow', Principal: { Service: 'lambda.amazonaws.com' } }],
+          Version: '2012-10-17',
+        },
+        Description: `batchline ${name}`,
+      });
+      const group = (json.Resources[fn]?.Properties as { LoggingConfig: { LogGroup: { Ref: string } } }).LoggingConfig.LogGroup.Ref;
+      const logStatements = statementsOfRole(json, roleOf(json, fn)).filter((s) => actionsOf(s).some((action) => action.startsWith('logs:')));
+      expect(logStatements).toEqual([
+        { Effect: 'Allow', Action: ['logs:CreateLogStream', 'logs:PutLogEvents'], Resource: { 'Fn::GetAtt': [group, 'Arn'] } },
+      ]);
+    }
+  });
+
   it('get the bucket, the table and the settings from cdk.json context as environment variables', () => {
     for (const name of ALL_HANDLERS) {
       expect(environmentOf(json, functionId(json, name))).toMatchObject({
@@ -217,27 +327,38 @@ describe('the functions', () => {
     const apiEnv = { BATCHLINE_API_TIMEOUT_MS: '120000', ANTHROPIC_BASE_URL: 'https://anthropic-proxy.example.com' };
     for (const name of ALL_HANDLERS) {
       const env = environmentOf(json, functionId(json, name));
-      if (['submit-chunk', 'poll-batch', 'collect-results', 'record-chunk-failure', 'fail-job'].includes(name)) expect(env).toMatchObject(apiEnv);
+      if (API_CALLERS.includes(name)) expect(env).toMatchObject(apiEnv);
       else expect(Object.keys(env).filter((key) => key.startsWith('ANTHROPIC_') || key.startsWith('BATCHLINE_API_'))).toEqual([]);
     }
   });
 
-  it('finalize-job and fail-job get the topic and the event bus, and may publish to them', () => {
+  it('finalize-job, fail-job, execution-ended and reconcile-jobs get the topic and the event bus, and may publish to them', () => {
     const notifying = ALL_HANDLERS.filter((name) => environmentOf(json, functionId(json, name)).BATCHLINE_TOPIC_ARN !== undefined);
-    expect(notifying).toEqual(['fail-job', 'finalize-job']);
+    expect(notifying).toEqual(NOTIFIERS);
     for (const name of notifying) {
       expect(environmentOf(json, functionId(json, name))).toMatchObject({
         BATCHLINE_TOPIC_ARN: { Ref: topicId() },
         BATCHLINE_EVENT_BUS: 'default',
       });
     }
-    expect(handlersGranted(json, (s) => actionsOf(s).includes('sns:Publish'))).toEqual(['fail-job', 'finalize-job']);
-    expect(handlersGranted(json, (s) => actionsOf(s).includes('events:PutEvents'))).toEqual(['fail-job', 'finalize-job']);
+    expect(handlersGranted(json, (s) => actionsOf(s).includes('sns:Publish'))).toEqual(NOTIFIERS);
+    expect(handlersGranted(json, (s) => actionsOf(s).includes('events:PutEvents'))).toEqual(NOTIFIERS);
+    // The topic is encrypted with a key of the stack's: publishing needs its data keys.
+    const topicKey = JSON.stringify({ 'Fn::GetAtt': [logicalIds(json, 'AWS::KMS::Key')[0]!, 'Arn'] });
+    const usesTopicKey = (s: PolicyStatement) => actionsOf(s).includes('kms:GenerateDataKey*') && JSON.stringify(s.Resource) === topicKey;
+    expect(handlersGranted(json, usesTopicKey)).toEqual(NOTIFIERS);
   });
 
-  it('sweep-prefix knows the state machine and alone may start executions of it', () => {
-    expect(environmentOf(json, functionId(json, 'sweep-prefix')).BATCHLINE_STATE_MACHINE_ARN).toEqual({ Ref: 'JobStateMachine' });
+  it('sweep-prefix and reconcile-jobs know the state machine; sweep-prefix alone may start executions, reconcile-jobs alone describe them', () => {
+    const knowing = ALL_HANDLERS.filter((name) => environmentOf(json, functionId(json, name)).BATCHLINE_STATE_MACHINE_ARN !== undefined);
+    expect(knowing).toEqual(['reconcile-jobs', 'sweep-prefix']);
+    for (const name of knowing) expect(environmentOf(json, functionId(json, name)).BATCHLINE_STATE_MACHINE_ARN).toEqual({ Ref: 'JobStateMachine' });
     expect(handlersGranted(json, (s) => actionsOf(s).includes('states:StartExecution'))).toEqual(['sweep-prefix']);
+
+    const describes = (s: PolicyStatement) => actionsOf(s).includes('states:DescribeExecution');
+    expect(handlersGranted(json, describes)).toEqual(['reconcile-jobs']);
+    const statement = statementsOfRole(json, roleOf(json, functionId(json, 'reconcile-jobs'))).find(describes);
+    expect(statement).toEqual({ Effect: 'Allow', Action: 'states:DescribeExecution', Resource: jobExecutions(':*') });
   });
 
   it('reach only their own parts of the bucket', () => {
@@ -249,13 +370,15 @@ describe('the functions', () => {
     expect(handlersGranted(json, reads('inbox/'))).toEqual(['finalize-job', 'prepare-job', 'register-job']);
     expect(handlersGranted(json, reads('scheduled/nightly/'))).toEqual(['finalize-job', 'prepare-job', 'register-job', 'sweep-prefix']);
     expect(handlersGranted(json, reads('drops/eu/'))).toEqual(['finalize-job', 'prepare-job', 'register-job', 'sweep-prefix']);
-    expect(handlersGranted(json, reads('work/'))).toEqual(['collect-results', 'finalize-job', 'submit-chunk']);
-    expect(handlersGranted(json, reads('results/'))).toEqual([]);
-    expect(handlersGranted(json, writes('work/'))).toEqual(['collect-results', 'prepare-job']);
-    expect(handlersGranted(json, writes('results/'))).toEqual(['finalize-job']);
+    expect(handlersGranted(json, reads('work/'))).toEqual(['collect-results', 'finalize-job', 'reconcile-jobs', 'submit-chunk']);
+    expect(handlersGranted(json, reads('results/'))).toEqual(['reconcile-jobs']);
+    expect(handlersGranted(json, writes('work/'))).toEqual(['collect-results', 'prepare-job', 'reconcile-jobs']);
+    expect(handlersGranted(json, writes('results/'))).toEqual(['finalize-job', 'reconcile-jobs']);
     // No S3 at all for these.
     const anyS3 = (s: PolicyStatement) => actionsOf(s).some((action) => action.startsWith('s3:'));
-    expect(handlersGranted(json, anyS3)).toEqual(ALL_HANDLERS.filter((name) => !['fail-job', 'poll-batch', 'record-chunk-failure'].includes(name)));
+    expect(handlersGranted(json, anyS3)).toEqual(
+      ALL_HANDLERS.filter((name) => !['execution-ended', 'fail-job', 'poll-batch', 'record-chunk-failure'].includes(name)),
+    );
     // No function gets the whole bucket's objects.
     expect(handlersGranted(json, (s) => JSON.stringify(s.Resource).includes(JSON.stringify({ 'Fn::Join': ['', [bucketArn(), '/*']] })))).toEqual([]);
   });
@@ -283,14 +406,14 @@ describe('the inbox trigger', () => {
   });
 
   it('starts the state machine with the whole event, retrying, then dead-lettering to an encrypted queue', () => {
-    const queueId = logicalIds(json, 'AWS::SQS::Queue')[0]!;
+    template.resourceCountIs('AWS::SQS::Queue', 1);
     template.hasResourceProperties('AWS::Events::Rule', {
       Targets: [
         {
           Id: 'Target0',
           Arn: { Ref: 'JobStateMachine' },
           RoleArn: Match.anyValue(),
-          DeadLetterConfig: { Arn: { 'Fn::GetAtt': [queueId, 'Arn'] } },
+          DeadLetterConfig: { Arn: { 'Fn::GetAtt': [queueId(), 'Arn'] } },
           RetryPolicy: { MaximumRetryAttempts: 8, MaximumEventAgeInSeconds: 14_400 },
         },
       ],
@@ -309,8 +432,11 @@ describe('the inbox trigger', () => {
 
 describe('the schedules', () => {
   it('invoke sweep-prefix once per schedule in context, with its name and prefix', () => {
-    const sweepArn = { 'Fn::GetAtt': [functionId(json, 'sweep-prefix'), 'Arn'] };
-    template.resourceCountIs('AWS::Scheduler::Schedule', 2);
+    const sweepArn = fnArn('sweep-prefix');
+    const sweeps = logicalIds(json, 'AWS::Scheduler::Schedule').filter(
+      (id) => JSON.stringify((json.Resources[id]?.Properties as { Target: { Arn: unknown } }).Target.Arn) === JSON.stringify(sweepArn),
+    );
+    expect(sweeps).toHaveLength(2);
     template.hasResourceProperties('AWS::Scheduler::Schedule', {
       ScheduleExpression: 'cron(0 23 * * ? *)',
       ScheduleExpressionTimezone: 'Etc/UTC',
@@ -322,13 +448,104 @@ describe('the schedules', () => {
       Target: Match.objectLike({ Arn: sweepArn, Input: JSON.stringify({ schedule: 'eu-hourly', prefix: 'drops/eu/' }) }),
     });
   });
+
+  it('invoke it as a role that trusts this account\'s scheduler and may invoke sweep-prefix and dead-letter, nothing more', () => {
+    const [first, second] = logicalIds(json, 'AWS::Scheduler::Schedule')
+      .filter((id) => JSON.stringify(json.Resources[id]).includes(functionId(json, 'sweep-prefix')))
+      .map((id) => (json.Resources[id]?.Properties as { Target: { RoleArn: { 'Fn::GetAtt': [string, string] } } }).Target.RoleArn['Fn::GetAtt'][0]);
+    expect(first).toBe(second);
+    expect(json.Resources[first!]?.Properties).toEqual({ AssumeRolePolicyDocument: SCHEDULER_TRUST });
+    expect(statementsOfRole(json, first!)).toEqual([
+      { Action: 'lambda:InvokeFunction', Effect: 'Allow', Resource: [fnArn('sweep-prefix'), { 'Fn::Join': ['', [fnArn('sweep-prefix'), ':*']] }] },
+      { Action: 'sqs:SendMessage', Effect: 'Allow', Resource: { 'Fn::GetAtt': [queueId(), 'Arn'] } },
+    ]);
+  });
+});
+
+describe('upkeep', () => {
+  it('hands every failed, timed-out or aborted execution of the job state machine to execution-ended, retrying, then dead-lettering', () => {
+    const rule = logicalIds(json, 'AWS::Events::Rule').find((id) => JSON.stringify(json.Resources[id]).includes('aws.states'))!;
+    expect(json.Resources[rule]?.Properties).toMatchObject({
+      EventPattern: {
+        source: ['aws.states'],
+        'detail-type': ['Step Functions Execution Status Change'],
+        detail: { status: ['FAILED', 'TIMED_OUT', 'ABORTED'], stateMachineArn: [{ Ref: 'JobStateMachine' }] },
+      },
+      State: 'ENABLED',
+      Targets: [
+        {
+          Id: 'Target0',
+          Arn: fnArn('execution-ended'),
+          DeadLetterConfig: { Arn: { 'Fn::GetAtt': [queueId(), 'Arn'] } },
+          RetryPolicy: { MaximumRetryAttempts: 8, MaximumEventAgeInSeconds: 14_400 },
+        },
+      ],
+    });
+    template.hasResourceProperties('AWS::Lambda::Permission', {
+      Action: 'lambda:InvokeFunction',
+      FunctionName: fnArn('execution-ended'),
+      Principal: 'events.amazonaws.com',
+      SourceArn: { 'Fn::GetAtt': [rule, 'Arn'] },
+    });
+    template.hasResourceProperties('AWS::SQS::QueuePolicy', {
+      PolicyDocument: {
+        Statement: Match.arrayWith([
+          Match.objectLike({
+            Effect: 'Allow',
+            Action: 'sqs:SendMessage',
+            Principal: { Service: 'events.amazonaws.com' },
+            Condition: { ArnEquals: { 'aws:SourceArn': { 'Fn::GetAtt': [rule, 'Arn'] } } },
+          }),
+        ]),
+      },
+    });
+  });
+
+  it('runs reconcile-jobs once a day, as a role that may invoke it and dead-letter only', () => {
+    const [schedule, ...others] = logicalIds(json, 'AWS::Scheduler::Schedule').filter((id) => JSON.stringify(json.Resources[id]).includes(functionId(json, 'reconcile-jobs')));
+    expect(others).toEqual([]);
+    const properties = json.Resources[schedule!]?.Properties as { Target: { RoleArn: { 'Fn::GetAtt': [string, string] } } };
+    expect(properties).toMatchObject({
+      ScheduleExpression: 'rate(1 day)',
+      State: 'ENABLED',
+      FlexibleTimeWindow: { Mode: 'OFF' },
+      Target: {
+        Arn: fnArn('reconcile-jobs'),
+        DeadLetterConfig: { Arn: { 'Fn::GetAtt': [queueId(), 'Arn'] } },
+        RetryPolicy: { MaximumRetryAttempts: 8, MaximumEventAgeInSeconds: 14_400 },
+      },
+    });
+    const role = properties.Target.RoleArn['Fn::GetAtt'][0];
+    expect(json.Resources[role]?.Properties).toEqual({ AssumeRolePolicyDocument: SCHEDULER_TRUST });
+    expect(statementsOfRole(json, role)).toEqual([
+      { Action: 'lambda:InvokeFunction', Effect: 'Allow', Resource: [fnArn('reconcile-jobs'), { 'Fn::Join': ['', [fnArn('reconcile-jobs'), ':*']] }] },
+      { Action: 'sqs:SendMessage', Effect: 'Allow', Resource: { 'Fn::GetAtt': [queueId(), 'Arn'] } },
+    ]);
+  });
+
+  it('sends invocations of the asynchronously invoked functions that still fail after two retries to the dead-letter queue', () => {
+    const configs = logicalIds(json, 'AWS::Lambda::EventInvokeConfig').map((id) => json.Resources[id]?.Properties as { FunctionName: { Ref: string } });
+    const byHandler = Object.fromEntries(configs.map((config) => [json.Resources[config.FunctionName.Ref]?.Metadata?.['batchline:handler'], config]));
+    expect(Object.keys(byHandler).sort()).toEqual(['execution-ended', 'reconcile-jobs', 'sweep-prefix']);
+    for (const config of Object.values(byHandler)) {
+      expect(config).toMatchObject({
+        Qualifier: '$LATEST',
+        MaximumRetryAttempts: 2,
+        DestinationConfig: { OnFailure: { Destination: { 'Fn::GetAtt': [queueId(), 'Arn'] } } },
+      });
+    }
+    const sends = (s: PolicyStatement) => actionsOf(s).includes('sqs:SendMessage');
+    expect(handlersGranted(json, sends)).toEqual(['execution-ended', 'reconcile-jobs', 'sweep-prefix']);
+  });
 });
 
 describe('notifications', () => {
-  it('the failed-jobs topic is KMS-encrypted and refuses requests without TLS', () => {
-    template.hasResourceProperties('AWS::SNS::Topic', {
-      KmsMasterKeyId: { 'Fn::Join': ['', ['arn:', { Ref: 'AWS::Partition' }, ':kms:', { Ref: 'AWS::Region' }, ':', { Ref: 'AWS::AccountId' }, ':alias/aws/sns']] },
-    });
+  const keyId = () => logicalIds(json, 'AWS::KMS::Key')[0]!;
+
+  it('the topic is encrypted with a rotated key of its own and refuses requests without TLS', () => {
+    template.resourceCountIs('AWS::KMS::Key', 1);
+    template.hasResourceProperties('AWS::SNS::Topic', { KmsMasterKeyId: { 'Fn::GetAtt': [keyId(), 'Arn'] } });
+    expect(json.Resources[keyId()]?.Properties).toMatchObject({ EnableKeyRotation: true });
     template.hasResourceProperties('AWS::SNS::TopicPolicy', {
       Topics: [{ Ref: topicId() }],
       PolicyDocument: {
@@ -336,10 +553,42 @@ describe('notifications', () => {
       },
     });
   });
+
+  it('lets CloudWatch alarms of this account publish: the topic\'s policy allows them and the key\'s lets them encrypt', () => {
+    template.hasResourceProperties('AWS::SNS::TopicPolicy', {
+      Topics: [{ Ref: topicId() }],
+      PolicyDocument: {
+        Statement: Match.arrayWith([
+          {
+            Sid: 'AllowCloudWatchAlarmsOfThisAccount',
+            Effect: 'Allow',
+            Principal: { Service: 'cloudwatch.amazonaws.com' },
+            Action: 'sns:Publish',
+            Resource: { Ref: topicId() },
+            Condition: {
+              StringEquals: { 'aws:SourceAccount': { Ref: 'AWS::AccountId' } },
+              ArnLike: {
+                'aws:SourceArn': {
+                  'Fn::Join': ['', ['arn:', { Ref: 'AWS::Partition' }, ':cloudwatch:', { Ref: 'AWS::Region' }, ':', { Ref: 'AWS::AccountId' }, ':alarm:*']],
+                },
+              },
+            },
+          },
+        ]),
+      },
+    });
+    expect((json.Resources[keyId()]?.Properties as { KeyPolicy: { Statement: unknown[] } }).KeyPolicy.Statement).toContainEqual({
+      Sid: 'AllowCloudWatchAlarmsToPublish',
+      Effect: 'Allow',
+      Principal: { Service: 'cloudwatch.amazonaws.com' },
+      Action: ['kms:Decrypt', 'kms:GenerateDataKey*'],
+      Resource: '*',
+    });
+  });
 });
 
 describe('the outputs', () => {
-  it('name the bucket, inbox, table, state machine, topic and secret', () => {
+  it('name the bucket, inbox, table, state machine, topic, secret and dashboard', () => {
     expect(json.Outputs).toMatchObject({
       BucketName: { Value: { Ref: bucketId() } },
       InboxUri: { Value: { 'Fn::Join': ['', ['s3://', { Ref: bucketId() }, '/inbox/']] } },
@@ -347,6 +596,7 @@ describe('the outputs', () => {
       StateMachineArn: { Value: { Ref: 'JobStateMachine' } },
       TopicArn: { Value: { Ref: topicId() } },
       ApiKeySecretName: { Value: expect.anything() },
+      DashboardName: { Value: { Ref: logicalIds(json, 'AWS::CloudWatch::Dashboard')[0] } },
     });
     expect(JSON.stringify(json.Outputs?.ApiKeySecretName?.Value)).toContain(`"Ref":"${secretId()}"`);
   });
