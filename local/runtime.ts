@@ -23,6 +23,7 @@ import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import type { S3Client } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
 import type { JobSummary } from '../shared/jobs/finalize';
+import { readPipelineConfig } from '../shared/config';
 import { MODE_METADATA } from '../shared/jobs/register';
 import { getJson } from '../shared/store/s3';
 import { getItem } from '../shared/store/dynamo';
@@ -53,7 +54,7 @@ import {
   type LocalSchedule,
 } from './events';
 import { findFunction, invokeLocal, loadHandler, localFunctions, mergedEnvironment, type Handler } from './lambda';
-import { readJobProgress, TERMINAL_JOB_STATUSES, type JobProgress } from './progress';
+import { readJobProgress, type JobProgress } from './progress';
 import { LocalStepFunctions, type LocalExecution, type TaskHandlers } from './step-functions';
 import { synthesizeTemplate } from './synth';
 import { LocalNames, resourcesOfType } from './template';
@@ -274,6 +275,13 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
       POWERTOOLS_LOG_LEVEL: options.handlerLogLevel ?? process.env.POWERTOOLS_LOG_LEVEL ?? 'SILENT',
       POWERTOOLS_METRICS_DISABLED: 'true',
     };
+    // Submit's adoption grace is real time that the workflow's OutcomeUnknown retries must outlast
+    // (shared/jobs/submit.ts). Those retries are divided by the time scale here, so the grace is too;
+    // rounded down, so it stays shorter than the retries whatever the scale.
+    if (timeScale > 1) {
+      const { adoptGraceSeconds } = readPipelineConfig(functionEnv);
+      env.BATCHLINE_ADOPT_GRACE_SECONDS = String(Math.floor(adoptGraceSeconds / timeScale));
+    }
     if (simulator) env.ANTHROPIC_BASE_URL = simulator.url;
     else if (options.live?.baseUrl) env.ANTHROPIC_BASE_URL = options.live.baseUrl;
     // Nothing may reach a real AWS account: no profile, no session, no global endpoint override.
@@ -519,9 +527,10 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
       } else {
         // Started elsewhere (or its event delivered twice): follow the job record instead.
         for (;;) {
-          const { status } = await readJobProgress(dynamo!.client, table, jobId);
+          // A rejected job has its final status before Finalize has written its outputs: wait for endedAt.
+          const { status, ended } = await readJobProgress(dynamo!.client, table, jobId);
           if (status === undefined) throw new LocalStackError(`there is no job ${jobId}`);
-          if (TERMINAL_JOB_STATUSES.has(status)) break;
+          if (ended) break;
           await sleep(100);
         }
       }

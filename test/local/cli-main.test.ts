@@ -85,6 +85,7 @@ describe('the batchline command line', () => {
       chunksDone: 1,
       chunksFailed: 0,
       batches: 4,
+      polls: 9,
       retries: 1,
       attemptOutcomes: { succeeded: 800, errored: 12, expired: 5, canceled: 0 },
     };
