@@ -4,3 +4,6 @@ import '../local/polyfills';
 
 process.env.AWS_REQUEST_CHECKSUM_CALCULATION = 'WHEN_REQUIRED';
 process.env.AWS_RESPONSE_CHECKSUM_VALIDATION = 'WHEN_REQUIRED';
+// Handler logs and EMF metrics would bury test output; test/observability turns them on where it checks them.
+process.env.POWERTOOLS_LOG_LEVEL ??= 'SILENT';
+process.env.POWERTOOLS_METRICS_DISABLED ??= 'true';
