@@ -1,0 +1,127 @@
+/**
+ * What every fault test checks, on the local pipeline (test/e2e/support.ts starts the stack):
+ * - every row accounted for exactly once: results.jsonl has one line per valid row, in input order,
+ *   and the summary's counts add up to the input's rows;
+ * - no batch created twice for one chunk attempt: the batches the simulator created while the job
+ *   ran are exactly the batch ids recorded on the job's chunk attempts, one per attempt;
+ * - where the fault was recoverable, results.jsonl equal to a fault-free run of the same rows, once
+ *   the fields that name a particular batch are normalized (see `comparable`).
+ */
+import { expect } from 'vitest';
+import type { ResultRow } from '../../shared/jobs/finalize';
+import { queryPartition } from '../../shared/store/dynamo';
+import { CHUNK_SK_PREFIX, jobPk, ROW_SK, rowPk, type ChunkItem, type RowItem } from '../../shared/store/items';
+import { getItem } from '../../shared/store/dynamo';
+import { LOCAL_API_KEY, type JobOutcome, type LocalStack } from '../../local/runtime';
+import type { TaskHandlers } from '../../local/step-functions';
+import type { ExecutionDescription } from '../../local/aws-shim';
+import { readJsonl, writeRequests, request, type StackUnderTest } from '../e2e/support';
+
+export interface JobRun {
+  jobId: string;
+  outcome: JobOutcome;
+  results: ResultRow[];
+  /** Batch ids the simulator created while the job ran, in creation order. */
+  batches: string[];
+}
+
+/** Uploads `customIds` as a request file named `name` and runs it to its end. */
+export async function runJob(under: StackUnderTest, name: string, customIds: string[], options: { lenient?: boolean; key?: string } = {}): Promise<JobRun> {
+  const file = await writeRequests(under, name, customIds.map(request));
+  const before = under.stack.simulator!.stats().batchesCreated.length;
+  const jobId = await under.stack.submitFile(file, options);
+  const outcome = await under.stack.waitForJob(jobId);
+  const results = outcome.summary ? await readJsonl<ResultRow>(under.stack, outcome.keys.results) : [];
+  return { jobId, outcome, results, batches: under.stack.simulator!.stats().batchesCreated.slice(before) };
+}
+
+/** One results line per row, in input order, and counts that add up to the input's rows. */
+export function expectEveryRowOnce(run: JobRun, customIds: string[], invalid = 0): void {
+  expect(run.results.map((row) => row.custom_id)).toEqual(customIds);
+  const counts = run.outcome.summary?.counts;
+  expect(counts).toBeDefined();
+  const { total, succeeded, errored, expired, canceled, invalid: invalidRows } = counts!;
+  expect({ total, sum: succeeded + errored + expired + canceled + invalidRows, invalid: invalidRows }).toEqual({
+    total: customIds.length + invalid,
+    sum: customIds.length + invalid,
+    invalid,
+  });
+  const byStatus = (status: string) => run.results.filter((row) => row.status === status).length;
+  expect({ succeeded, errored, expired, canceled }).toEqual({
+    succeeded: byStatus('succeeded'),
+    errored: byStatus('errored'),
+    expired: byStatus('expired'),
+    canceled: byStatus('canceled'),
+  });
+}
+
+/** The job's chunk records (attempts with their batch ids). */
+export async function chunkRecords(stack: LocalStack, jobId: string): Promise<ChunkItem[]> {
+  const chunks: ChunkItem[] = [];
+  for await (const chunk of queryPartition<ChunkItem>(stack.dynamo, stack.table, jobPk(jobId), CHUNK_SK_PREFIX)) chunks.push(chunk);
+  return chunks;
+}
+
+/**
+ * Every batch the simulator created during the job belongs to exactly one chunk attempt, and every
+ * submitted attempt has exactly one: no attempt got two batches, no batch is unaccounted for.
+ */
+export async function expectOneBatchPerAttempt(stack: LocalStack, run: JobRun): Promise<void> {
+  const chunks = await chunkRecords(stack, run.jobId);
+  const recorded = chunks.flatMap((chunk) => chunk.attempts.flatMap((attempt) => (attempt.batchId ? [attempt.batchId] : [])));
+  expect(new Set(recorded).size).toBe(recorded.length);
+  expect([...run.batches].sort()).toEqual([...recorded].sort());
+}
+
+/**
+ * A results line with what names one particular batch taken out, so runs of the same rows compare:
+ * - `batch_id`: batch ids are random per batch (simulator/ids.ts), so two runs never share one;
+ * - `message.id`: derived from the seed, the batch's creation sequence and the custom_id
+ *   (simulator/reply.ts), so it differs whenever the batch was not the same n-th batch created.
+ * Everything else — status, attempts, the message's content, model, stop reason, usage, cost and
+ * error — is a function of the request alone and must match exactly. `attempts` is kept unless the
+ * fault legitimately adds one (`ignoreAttempts`, e.g. rows that expired and were retried).
+ */
+export function comparable(rows: ResultRow[], options: { ignoreAttempts?: boolean } = {}): unknown[] {
+  return rows.map(({ batch_id: _batch, attempts, message, ...rest }) => ({
+    ...rest,
+    ...(options.ignoreAttempts ? {} : { attempts }),
+    ...(message === undefined ? {} : { message: { ...(message as Record<string, unknown>), id: '<message id>' } }),
+  }));
+}
+
+export async function rowItem(stack: LocalStack, jobId: string, customId: string): Promise<RowItem | undefined> {
+  return getItem<RowItem>(stack.dynamo, stack.table, { pk: rowPk(jobId, customId), sk: ROW_SK });
+}
+
+export type TaskWrapper = (input: unknown, invoke: (input: unknown) => Promise<unknown>, execution: ExecutionDescription) => Promise<unknown>;
+
+/**
+ * Wraps one state's local task handler for every execution started from now on. The local runtime
+ * offers no seam for this, so it reaches into LocalStepFunctions' options (a private field) — the
+ * only place that knows how each execution's task handlers are built. Returns the undo.
+ */
+export function interceptTask(stack: LocalStack, state: string, wrapper: TaskWrapper): () => void {
+  const engine = stack.stepFunctions as unknown as {
+    options: { taskHandlers: (execution: ExecutionDescription, signal: AbortSignal) => TaskHandlers };
+  };
+  const original = engine.options.taskHandlers;
+  engine.options.taskHandlers = (execution, signal) => {
+    const handlers = original(execution, signal);
+    const invoke = handlers[state];
+    if (!invoke) throw new Error(`no task handler for state ${state}`);
+    return { ...handlers, [state]: (input: unknown) => wrapper(input, invoke, execution) };
+  };
+  return () => {
+    engine.options.taskHandlers = original;
+  };
+}
+
+/** The simulator's view of a batch (processing_status, request_counts). */
+export async function simulatorBatch(stack: LocalStack, batchId: string): Promise<{ processing_status: string; request_counts: Record<string, number> }> {
+  const response = await fetch(`${stack.simulator!.url}/v1/messages/batches/${batchId}`, {
+    headers: { 'x-api-key': LOCAL_API_KEY, 'anthropic-version': '2023-06-01' },
+  });
+  if (!response.ok) throw new Error(`batch ${batchId}: HTTP ${response.status}`);
+  return (await response.json()) as { processing_status: string; request_counts: Record<string, number> };
+}
