@@ -32,6 +32,19 @@ export const LAMBDA_RETRY: sfn.RetryProps = {
   jitterStrategy: sfn.JitterType.FULL,
 };
 
+/**
+ * The function was killed (timeout, crash, out of memory). Every task is safe to re-run — Submit
+ * adopts, Collect and Finalize converge — so a killed run is retried rather than failing a chunk
+ * whose results the API still holds.
+ */
+export const LAMBDA_CRASH_RETRY: sfn.RetryProps = {
+  errors: ['Sandbox.Timedout', 'Runtime.ExitError', 'Runtime.Unknown'],
+  interval: Duration.seconds(5),
+  backoffRate: 2,
+  maxAttempts: 2,
+  jitterStrategy: sfn.JitterType.FULL,
+};
+
 /** The API stayed unavailable through the client's own retries: back off for minutes, not seconds. */
 export const API_RETRYABLE_RETRY: sfn.RetryProps = {
   errors: ['ApiRetryable'],
@@ -47,11 +60,38 @@ export const OUTCOME_UNKNOWN_RETRY: sfn.RetryProps = {
   errors: ['OutcomeUnknown'],
   interval: Duration.seconds(15),
   backoffRate: 2,
-  maxAttempts: 5,
+  maxAttempts: 8,
   maxDelay: Duration.minutes(5),
-  // No jitter: the retries must outlast Submit's adoption grace (60 s by default) — 15+30+60 s
-  // passes it by the third — or a create whose response was lost would fail the chunk.
+  // No jitter: the retries (15+30+…+300 s ≈ 1,365 s) must outlast Submit's adoption grace (960 s
+  // by default), or a create whose response was lost would fail the chunk.
   jitterStrategy: sfn.JitterType.NONE,
+};
+
+/** The workspace's batch queue is full (429 on create): it drains as earlier batches end — wait up to ~8 h. */
+export const QUEUE_FULL_RETRY: sfn.RetryProps = {
+  errors: ['BatchQueueFull'],
+  interval: Duration.minutes(5),
+  backoffRate: 1,
+  maxAttempts: 96,
+  jitterStrategy: sfn.JitterType.NONE,
+};
+
+/** DynamoDB or S3 throttling that outlasted the SDK's retries: every task is safe to re-run. */
+export const STORAGE_RETRY: sfn.RetryProps = {
+  errors: ['UnprocessedWrites', 'ProvisionedThroughputExceededException', 'ThrottlingException', 'RequestLimitExceeded', 'SlowDown'],
+  interval: Duration.seconds(10),
+  backoffRate: 2,
+  maxAttempts: 5,
+  jitterStrategy: sfn.JitterType.FULL,
+};
+
+/** RecordChunkFailure must not fail: an uncaught error there would fail the Map and so the whole job. */
+export const RECORD_FAILURE_RETRY: sfn.RetryProps = {
+  errors: [sfn.Errors.ALL],
+  interval: Duration.seconds(5),
+  backoffRate: 2,
+  maxAttempts: 4,
+  jitterStrategy: sfn.JitterType.FULL,
 };
 
 /** A task outlives its function by this much, so the function's own timeout is what surfaces. */
@@ -108,16 +148,18 @@ export class JobWorkflow extends Construct {
         resultPath,
       });
       state.addRetry(LAMBDA_RETRY);
+      state.addRetry(LAMBDA_CRASH_RETRY);
+      state.addRetry(STORAGE_RETRY);
       for (const retry of extraRetries) state.addRetry(retry);
       return state;
     };
     const caught = { errors: [sfn.Errors.ALL], resultPath: '$.error' };
 
     // Chunk lifecycle: one child execution per chunk in AWS.
-    const recordChunkFailure = task('RecordChunkFailure', fns['record-chunk-failure']).next(
+    const recordChunkFailure = task('RecordChunkFailure', fns['record-chunk-failure'], [RECORD_FAILURE_RETRY]).next(
       new sfn.Pass(this, 'ChunkFailed'),
     );
-    const submitChunk = task('SubmitChunk', fns['submit-chunk'], [API_RETRYABLE_RETRY, OUTCOME_UNKNOWN_RETRY]);
+    const submitChunk = task('SubmitChunk', fns['submit-chunk'], [API_RETRYABLE_RETRY, OUTCOME_UNKNOWN_RETRY, QUEUE_FULL_RETRY]);
     const waitForBatch = new sfn.Wait(this, 'WaitForBatch', { time: sfn.WaitTime.secondsPath('$.waitSeconds') });
     const pollBatch = task('PollBatch', fns['poll-batch'], [API_RETRYABLE_RETRY]);
     const collectResults = task('CollectResults', fns['collect-results'], [API_RETRYABLE_RETRY]);

@@ -136,11 +136,7 @@ describe('storage faults and dead workflows on the local pipeline', () => {
     expect({ rowsSubmitted: job?.rowsSubmitted, rowsFinal: job?.rowsFinal }).toEqual({ rowsSubmitted: ROWS, rowsFinal: ROWS });
   });
 
-  // Known gap, reported: the definition retries CollectResults on Lambda service errors and
-  // ApiRetryable only, so a killed invocation (Sandbox.Timedout, Runtime.ExitError) goes straight to
-  // RecordChunkFailure and the chunk's collectable rows end errored chunk_failed. Turn this into
-  // it() once infra/workflow.ts retries those errors on CollectResults.
-  it.fails('retries a CollectResults killed part-way (Sandbox.Timedout) and ends with every row collected', async () => {
+  it('retries a CollectResults killed part-way (Sandbox.Timedout) and ends with every row collected', async () => {
     let jobId: string | undefined;
     const off = under.stack.on((event) => {
       if (event.type === 'job-registered' && !event.duplicate && jobId === undefined) jobId = event.jobId;

@@ -44,6 +44,35 @@ const LAMBDA_RETRY = {
   MaxAttempts: 6,
   JitterStrategy: 'FULL',
 };
+// A killed function (timeout, crash) is retried: every task is safe to re-run.
+const CRASH_RETRY = {
+  ErrorEquals: ['Sandbox.Timedout', 'Runtime.ExitError', 'Runtime.Unknown'],
+  IntervalSeconds: 5,
+  BackoffRate: 2,
+  MaxAttempts: 2,
+  JitterStrategy: 'FULL',
+};
+const STORAGE_RETRY = {
+  ErrorEquals: ['UnprocessedWrites', 'ProvisionedThroughputExceededException', 'ThrottlingException', 'RequestLimitExceeded', 'SlowDown'],
+  IntervalSeconds: 10,
+  BackoffRate: 2,
+  MaxAttempts: 5,
+  JitterStrategy: 'FULL',
+};
+const QUEUE_FULL_RETRY = {
+  ErrorEquals: ['BatchQueueFull'],
+  IntervalSeconds: 300,
+  BackoffRate: 1,
+  MaxAttempts: 96,
+  JitterStrategy: 'NONE',
+};
+const RECORD_FAILURE_RETRY = {
+  ErrorEquals: ['States.ALL'],
+  IntervalSeconds: 5,
+  BackoffRate: 2,
+  MaxAttempts: 4,
+  JitterStrategy: 'FULL',
+};
 const API_RETRYABLE_RETRY = {
   ErrorEquals: ['ApiRetryable'],
   IntervalSeconds: 30,
@@ -56,7 +85,7 @@ const OUTCOME_UNKNOWN_RETRY = {
   ErrorEquals: ['OutcomeUnknown'],
   IntervalSeconds: 15,
   BackoffRate: 2,
-  MaxAttempts: 5,
+  MaxAttempts: 8,
   MaxDelaySeconds: 300,
   JitterStrategy: 'NONE',
 };
@@ -177,14 +206,14 @@ describe('the job state machine', () => {
   it('retries transient Lambda errors (TooManyRequests included) on every Task, and API errors where the contract says', () => {
     const retries = Object.fromEntries(allStates(asl).filter(([, s]) => s.Type === 'Task').map(([name, s]) => [name, s.Retry]));
     expect(retries).toEqual({
-      RegisterJob: [LAMBDA_RETRY],
-      PrepareJob: [LAMBDA_RETRY],
-      FinalizeJob: [LAMBDA_RETRY],
-      MarkJobFailed: [LAMBDA_RETRY],
-      SubmitChunk: [LAMBDA_RETRY, API_RETRYABLE_RETRY, OUTCOME_UNKNOWN_RETRY],
-      PollBatch: [LAMBDA_RETRY, API_RETRYABLE_RETRY],
-      CollectResults: [LAMBDA_RETRY, API_RETRYABLE_RETRY],
-      RecordChunkFailure: [LAMBDA_RETRY],
+      RegisterJob: [LAMBDA_RETRY, CRASH_RETRY, STORAGE_RETRY],
+      PrepareJob: [LAMBDA_RETRY, CRASH_RETRY, STORAGE_RETRY],
+      FinalizeJob: [LAMBDA_RETRY, CRASH_RETRY, STORAGE_RETRY],
+      MarkJobFailed: [LAMBDA_RETRY, CRASH_RETRY, STORAGE_RETRY],
+      SubmitChunk: [LAMBDA_RETRY, CRASH_RETRY, STORAGE_RETRY, API_RETRYABLE_RETRY, OUTCOME_UNKNOWN_RETRY, QUEUE_FULL_RETRY],
+      PollBatch: [LAMBDA_RETRY, CRASH_RETRY, STORAGE_RETRY, API_RETRYABLE_RETRY],
+      CollectResults: [LAMBDA_RETRY, CRASH_RETRY, STORAGE_RETRY, API_RETRYABLE_RETRY],
+      RecordChunkFailure: [LAMBDA_RETRY, CRASH_RETRY, STORAGE_RETRY, RECORD_FAILURE_RETRY],
     });
   });
 
