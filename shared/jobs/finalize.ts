@@ -148,6 +148,9 @@ export interface JobSummary {
   timings: { createdAt: string; endedAt: string; durationSeconds: number };
 }
 
+/** Errors that say the API key itself is wrong or missing: no chunk of the job can succeed. */
+const API_KEY_ERRORS: ReadonlySet<string> = new Set(['ApiAuthError', 'ApiKeyMissing']);
+
 const MESSAGES = {
   expired: 'The batch expired before this request was processed.',
   canceled: 'The request was canceled before it was processed.',
@@ -168,6 +171,8 @@ export async function finalizeJob(input: FinalizeInput, deps: FinalizeDeps): Pro
   const rejected = input.outcome === 'rejected' || job.status === 'rejected';
   const tally = new Tally(priceTableFromConfig(config));
   const outputs = new Outputs(s3, config.bucket, keys);
+  // A rejected API key fails every chunk alike: the job has failed, though every row is accounted for.
+  let keyFailure: { error: string; cause: string } | undefined;
 
   try {
     if (rejected) {
@@ -180,6 +185,7 @@ export async function finalizeJob(input: FinalizeInput, deps: FinalizeDeps): Pro
       for await (const chunk of queryPartition<ChunkItem>(dynamo, config.table, jobPk(job.jobId), CHUNK_SK_PREFIX)) {
         await finalizeChunk(chunk, job, tally, outputs, deps);
         tally.chunk(chunk);
+        if (chunk.status === 'failed' && chunk.failure && API_KEY_ERRORS.has(chunk.failure.error)) keyFailure ??= chunk.failure;
       }
     }
     checkCounts(job, tally);
@@ -190,13 +196,13 @@ export async function finalizeJob(input: FinalizeInput, deps: FinalizeDeps): Pro
   }
   await copyObject(s3, config.bucket, keys.invalidWork, keys.invalid);
 
-  const status: JobStatus = rejected ? 'rejected' : job.cancelRequested ? 'canceled' : 'succeeded';
+  const status: JobStatus = rejected ? 'rejected' : keyFailure ? 'failed' : job.cancelRequested ? 'canceled' : 'succeeded';
   const endedAt = job.endedAt ?? isoAt(now());
   const summary = tally.summary(job, status, endedAt);
   await putJson(s3, config.bucket, keys.summary, summary);
   const counts = rowCounts(summary.counts);
   await updateItem(dynamo, config.table, jobKey(job.jobId), {
-    set: { status, endedAt, counts, costUsd: summary.cost.batchUsd, updatedAt: isoAt(now()) },
+    set: { status, endedAt, counts, costUsd: summary.cost.batchUsd, failure: keyFailure, updatedAt: isoAt(now()) },
   });
   observer.metric('JobsEnded', 1);
   observer.metric('CostUsd', summary.cost.batchUsd);
@@ -215,7 +221,16 @@ export async function finalizeJob(input: FinalizeInput, deps: FinalizeDeps): Pro
   });
   try {
     await announceJobEnded(
-      { jobId: job.jobId, status, bucket: job.bucket, key: job.key, counts, costUsd: summary.cost.batchUsd, resultsPrefix: keys.resultsPrefix },
+      {
+        jobId: job.jobId,
+        status,
+        bucket: job.bucket,
+        key: job.key,
+        counts,
+        costUsd: summary.cost.batchUsd,
+        resultsPrefix: keys.resultsPrefix,
+        failure: keyFailure,
+      },
       deps.notify.clients,
       deps.notify.config,
     );

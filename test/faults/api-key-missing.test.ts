@@ -33,9 +33,7 @@ describe('a missing API key, on the local pipeline', () => {
     );
   });
 
-  // Known gap, reported: as with a wrong key, ApiKeyMissing is caught per chunk and the job ends
-  // `succeeded`. Turn this into it() once it fails the job.
-  it.fails('marks the job failed with ApiKeyMissing', () => {
+  it('marks the job failed with ApiKeyMissing', () => {
     expect(run.outcome.status).toBe('failed');
     expect(run.outcome.job?.failure).toMatchObject({ error: 'ApiKeyMissing', cause: expect.stringContaining('batchline/no-such-secret') });
   });

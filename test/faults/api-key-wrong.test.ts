@@ -44,10 +44,7 @@ describe('a wrong API key, on the local pipeline', () => {
     );
   });
 
-  // Known gap, reported: a key error is job-wide, but the chunk states' Catch (States.ALL →
-  // RecordChunkFailure) treats it as one chunk's failure, so the job ends `succeeded` with every
-  // row errored chunk_failed. Turn this into it() once ApiAuthError fails the job.
-  it.fails('marks the job failed with the authentication error', () => {
+  it('marks the job failed with the authentication error', () => {
     expect(run.outcome.status).toBe('failed');
     expect(run.outcome.job?.failure).toMatchObject({ error: 'ApiAuthError', cause: expect.stringContaining('401 authentication_error') });
   });

@@ -418,7 +418,7 @@ describe('the chunk and finalize handlers', () => {
       expect(viaJson(await collect(polled))).toEqual({ jobId: job.jobId, chunk: 0, attempt: 1, retry: false, retryWaitSeconds: 0 });
 
       await expect(recordFailure({ jobId: job.jobId, chunk: 1 })).rejects.toBeInstanceOf(InvalidStateInput);
-      const failure = { jobId: job.jobId, chunk: 1, error: { Error: 'ApiAuthError', Cause: 'refused' } };
+      const failure = { jobId: job.jobId, chunk: 1, error: { Error: 'BatchTooLarge', Cause: 'refused' } };
       expect(await recordFailure(failure)).toEqual({ jobId: job.jobId, chunk: 1, ok: false });
 
       const prepared = { jobId: job.jobId, outcome: 'ready', chunks: [{ jobId: job.jobId, chunk: 0 }, { jobId: job.jobId, chunk: 1 }], validRows: 3, invalidRows: 0 };
