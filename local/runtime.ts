@@ -23,7 +23,6 @@ import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import type { S3Client } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
 import type { JobSummary } from '../shared/jobs/finalize';
-import { readPipelineConfig } from '../shared/config';
 import { MODE_METADATA } from '../shared/jobs/register';
 import { getJson } from '../shared/store/s3';
 import { getItem } from '../shared/store/dynamo';
@@ -276,12 +275,10 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
       POWERTOOLS_METRICS_DISABLED: 'true',
     };
     // Submit's adoption grace is real time that the workflow's OutcomeUnknown retries must outlast
-    // (shared/jobs/submit.ts). Those retries are divided by the time scale here, so the grace is too;
-    // rounded down, so it stays shorter than the retries whatever the scale.
-    if (timeScale > 1) {
-      const { adoptGraceSeconds } = readPipelineConfig(functionEnv);
-      env.BATCHLINE_ADOPT_GRACE_SECONDS = String(Math.floor(adoptGraceSeconds / timeScale));
-    }
+    // (shared/jobs/submit.ts). Here those retries are divided by the time scale and lose their
+    // backoff (a fraction of a second in all), and the simulator lists a batch the moment it is
+    // created: no grace is needed, and any would outlast the retries.
+    if (timeScale > 1) env.BATCHLINE_ADOPT_GRACE_SECONDS = '0';
     if (simulator) env.ANTHROPIC_BASE_URL = simulator.url;
     else if (options.live?.baseUrl) env.ANTHROPIC_BASE_URL = options.live.baseUrl;
     // Nothing may reach a real AWS account: no profile, no session, no global endpoint override.

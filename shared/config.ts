@@ -85,7 +85,9 @@ export interface PipelineConfig {
   pricesJson: string | undefined;
   /**
    * BATCHLINE_ADOPT_GRACE_SECONDS: after a create whose outcome is unknown, how long a retried Submit
-   * keeps looking for the batch (it may not be listed yet) before it creates a new one.
+   * keeps looking for the batch (it may not be listed yet) before it creates a new one. Counted from
+   * the intent, which is recorded before the body is sent, so the default outlasts Submit's whole
+   * run (900 s): no earlier create can still be in flight when a new one is made.
    */
   adoptGraceSeconds: number;
 }
@@ -101,11 +103,12 @@ export function readPipelineConfig(env: Env = process.env): PipelineConfig {
     retryBackoffSeconds: intSetting(env, 'BATCHLINE_RETRY_BACKOFF_SECONDS', 60, 0, 86_400),
     validationMode: enumSetting(env, 'BATCHLINE_VALIDATION_MODE', 'strict', ['strict', 'lenient'] as const),
     pollMinSeconds,
-    pollMaxSeconds: intSetting(env, 'BATCHLINE_POLL_MAX_SECONDS', 900, pollMinSeconds, 86_400),
+    // At least 120 s: a 24-hour batch polled more often would near the 25,000-event history.
+    pollMaxSeconds: intSetting(env, 'BATCHLINE_POLL_MAX_SECONDS', 900, Math.max(pollMinSeconds, 120), 86_400),
     pollFraction: numberSetting(env, 'BATCHLINE_POLL_FRACTION', 0.1, 0.001, 1),
     rowTtlDays: intSetting(env, 'BATCHLINE_ROW_TTL_DAYS', 90, 0, 3650),
     pricesJson: optionalString(env, 'BATCHLINE_PRICES'),
-    adoptGraceSeconds: intSetting(env, 'BATCHLINE_ADOPT_GRACE_SECONDS', 60, 0, 3600),
+    adoptGraceSeconds: intSetting(env, 'BATCHLINE_ADOPT_GRACE_SECONDS', 960, 0, 3600),
   };
 }
 

@@ -26,13 +26,13 @@
 import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import type { S3Client } from '@aws-sdk/client-s3';
 import type { BatchesApi } from '../anthropic/api';
-import { AnthropicError, OutcomeUnknown } from '../anthropic/errors';
+import { AnthropicError, ApiRetryable, OutcomeUnknown } from '../anthropic/errors';
 import type { MessageBatch, RequestCounts } from '../anthropic/types';
 import type { PipelineConfig } from '../config';
 import { ConditionFailed, getItem, putItem, updateItem } from '../store/dynamo';
 import { BATCH_SK, batchPk, type BatchClaimItem, type ChunkAttempt, type ChunkItem } from '../store/items';
 import { jobKeys } from '../store/keys';
-import { quietObserver, type Observer } from '../observability';
+import { errorFields, quietObserver, type Observer } from '../observability';
 import {
   attemptOf,
   chunkCondition,
@@ -148,11 +148,51 @@ export async function submitChunk(input: ChunkRef, deps: SubmitDeps): Promise<Su
     batch = await deps.api.create(() => requestLines(deps.s3, config.bucket, keys.chunkRequests(input.chunk, attempt)), { maxRetries: 0 });
   } catch (error) {
     if (provesNoBatch(error)) await withdrawIntent(intended, index, attempt, intentAt, deps);
+    if (error instanceof ApiRetryable && error.status === 429) {
+      // The workspace's queue of batch requests is full, or its rate limit reached: that lasts
+      // until earlier batches end, hours perhaps — the workflow waits minutes between tries.
+      throw new BatchQueueFull(`chunk ${input.chunk} attempt ${attempt} of job ${input.jobId}: ${error.message}`);
+    }
     throw error;
   }
   observer.keys({ batchId: batch.id });
-  await claim(owner, batch.id, deps, true);
-  return recordBatch(owner, intended, batch, deps, observer, false);
+  let output: SubmitOutput;
+  try {
+    await claim(owner, batch.id, deps, true);
+    output = await recordBatch(owner, intended, batch, deps, observer, false);
+  } catch (error) {
+    if (error instanceof BatchClaimConflict) throw error;
+    // The batch exists but may not be recorded: the retry must find it (its claim, or adoption),
+    // never fail the chunk and leave the batch running unseen.
+    throw new OutcomeUnknown(
+      `chunk ${input.chunk} attempt ${attempt} of job ${input.jobId}: batch ${batch.id} was created but recording it failed ` +
+        `(${(error as Error).name})`,
+      { requests: record.rows, bytes: record.bytes, sentAt: Date.parse(intentAt) },
+    );
+  }
+  await cancelIfJobStopped(owner, batch.id, deps, observer);
+  return output;
+}
+
+/**
+ * A job that failed or was canceled while this Submit was creating its batch has already swept
+ * its batches; one recorded after the sweep would run unseen. Poll would cancel it, but a failed
+ * job's chunks are no longer polled.
+ */
+async function cancelIfJobStopped(owner: Owner, batchId: string, deps: SubmitDeps, observer: Observer): Promise<void> {
+  const job = await readJob(deps.dynamo, deps.config.table, owner.jobId);
+  if (!job.cancelRequested) return;
+  try {
+    await deps.api.cancel(batchId);
+    observer.warn('canceled the batch just created: the job was stopped meanwhile', { batchId, status: job.status });
+  } catch (error) {
+    observer.error('could not cancel the batch of a stopped job', { batchId, error: errorFields(error) });
+  }
+}
+
+/** Creating a batch was refused with 429: the queue of batch requests is full (or the rate limit hit). */
+export class BatchQueueFull extends Error {
+  override readonly name = 'BatchQueueFull';
 }
 
 export const totalRequests = (counts: RequestCounts): number =>
@@ -243,7 +283,12 @@ async function recordBatch(
     if (current.batchId === undefined) throw error;
     return alreadySubmitted(owner, current.batchId, current, config, observer);
   }
-  await updateItem(dynamo, config.table, jobKey(owner.jobId), { add: { rowsSubmitted: record.rows }, set: { updatedAt: isoAt(now()) } });
+  try {
+    await updateItem(dynamo, config.table, jobKey(owner.jobId), { add: { rowsSubmitted: record.rows }, set: { updatedAt: isoAt(now()) } });
+  } catch (error) {
+    // A progress counter: failing the chunk for it would cancel a healthy batch.
+    observer.warn('could not count the submitted rows on the job', { error: errorFields(error) });
+  }
   const output = submitted(owner, batch.id, { ...record, ...patch }, config);
   observer.metric('RowsSubmitted', record.rows);
   observer.info('submitted', { batchId: batch.id, rows: record.rows, bytes: record.bytes, adopted, waitSeconds: output.waitSeconds });
@@ -276,9 +321,13 @@ function submitted(owner: Owner, batchId: string, record: ChunkAttempt, settings
  */
 function provesNoBatch(error: unknown): boolean {
   if (error instanceof OutcomeUnknown) return false;
-  if (error instanceof AnthropicError) return error.status === undefined || error.status < 500;
+  // Only a definite refusal proves it: a 408 or 409 from an intermediary, or a 2xx we could not
+  // read, may follow a body the API accepted.
+  if (error instanceof AnthropicError) return error.status === undefined || DEFINITE_REFUSALS.has(error.status);
   return true;
 }
+
+const DEFINITE_REFUSALS: ReadonlySet<number> = new Set([400, 401, 402, 403, 404, 413, 422, 429]);
 
 async function withdrawIntent(chunk: ChunkItem, index: number, attempt: number, intentAt: string, deps: SubmitDeps): Promise<void> {
   try {

@@ -215,8 +215,16 @@ export class BulkWriter {
     for (let attempt = 1; ; attempt++) {
       this.requests += 1;
       this.options.onRequest?.();
-      const response = await this.dynamo.send(new BatchWriteItemCommand({ RequestItems: { [this.table]: remaining } }));
-      const unprocessed = response.UnprocessedItems?.[this.table] ?? [];
+      let unprocessed: WriteRequest[];
+      try {
+        const response = await this.dynamo.send(new BatchWriteItemCommand({ RequestItems: { [this.table]: remaining } }));
+        unprocessed = response.UnprocessedItems?.[this.table] ?? [];
+      } catch (error) {
+        // When every item of a request is throttled the call throws (after the SDK's own retries):
+        // that is the whole group unprocessed, to retry here like any other.
+        if (!isThrottling(error)) throw error;
+        unprocessed = remaining;
+      }
       this.written += remaining.length - unprocessed.length;
       if (unprocessed.length === 0) return;
       if (attempt >= this.maxAttempts) throw new UnprocessedWrites(unprocessed.length, attempt);
@@ -224,4 +232,10 @@ export class BulkWriter {
       await this.sleep(Math.random() * Math.min(5000, 50 * 2 ** attempt));
     }
   }
+}
+
+const THROTTLING_ERRORS = new Set(['ProvisionedThroughputExceededException', 'ThrottlingException', 'RequestLimitExceeded']);
+
+function isThrottling(error: unknown): boolean {
+  return THROTTLING_ERRORS.has((error as { name?: string }).name ?? '');
 }

@@ -86,7 +86,7 @@ describe('readSettings', () => {
   it.each([
     [{ maxRequestsPerChunk: 100_001 }, 'batchline:settings.maxRequestsPerChunk: BATCHLINE_MAX_REQUESTS_PER_CHUNK must be a whole number from 1 to 100000, got "100001"'],
     [{ validationMode: 'loose' }, 'batchline:settings.validationMode: BATCHLINE_VALIDATION_MODE must be one of strict, lenient, got "loose"'],
-    [{ pollMinSeconds: 60, pollMaxSeconds: 30 }, 'batchline:settings.pollMaxSeconds: BATCHLINE_POLL_MAX_SECONDS must be a whole number from 60 to 86400, got "30"'],
+    [{ pollMinSeconds: 60, pollMaxSeconds: 30 }, 'batchline:settings.pollMaxSeconds: BATCHLINE_POLL_MAX_SECONDS must be a whole number from 120 to 86400, got "30"'],
     [{ timeoutMs: 10 }, 'batchline:settings.timeoutMs: BATCHLINE_API_TIMEOUT_MS must be a whole number from 1000 to 900000, got "10"'],
     [{ pricesJson: '{not json' }, 'batchline:settings.pricesJson must be a JSON object, got "{not json"'],
     [{ maxConcurrentChunks: 0 }, 'batchline:settings.maxConcurrentChunks must be a whole number from 1 to 1000, got 0'],

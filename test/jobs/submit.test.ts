@@ -3,7 +3,7 @@ import { ApiRequestInvalid, ApiRetryable, BatchTooLarge, OutcomeUnknown } from '
 import type { PipelineConfig } from '../../shared/config';
 import { getItem } from '../../shared/store/dynamo';
 import { BATCH_SK, batchPk, type BatchClaimItem } from '../../shared/store/items';
-import { submitChunk, type SubmitDeps } from '../../shared/jobs/submit';
+import { BatchQueueFull, submitChunk, type SubmitDeps } from '../../shared/jobs/submit';
 import type { SimulatorOptions } from '../../simulator/options';
 import { useLocalAws } from '../support/aws';
 import { readChunkItem, readJobItem, seedJob, startApi, stopApi, type ApiContext } from '../support/chunks';
@@ -120,10 +120,10 @@ describe('submitChunk', () => {
     expect((await readChunkItem(aws, job.jobId, 0)).attempts[0]!.intentAt).toBe(new Date(clock).toISOString());
   });
 
-  it('a create refused with a 4xx leaves no intent behind, so the retry creates at once', async () => {
+  it('a create refused with 429 (queue full) leaves no intent behind and says BatchQueueFull, so the retry creates at once', async () => {
     const sim = await setup({ httpFaults: [{ endpoint: 'create', status: 429, times: 1 }] });
     const job = await seedJob(aws, { chunks: [requests(2, 'limited')] });
-    await expect(submitChunk({ jobId: job.jobId, chunk: 0 }, sim.deps)).rejects.toBeInstanceOf(ApiRetryable);
+    await expect(submitChunk({ jobId: job.jobId, chunk: 0 }, sim.deps)).rejects.toBeInstanceOf(BatchQueueFull);
     const chunk = await readChunkItem(aws, job.jobId, 0);
     expect(chunk.attempts[0]!.intentAt).toBe('');
     expect(chunk.status).toBe('pending');

@@ -49,6 +49,27 @@ describe('BulkWriter', () => {
     client.destroy();
   });
 
+  it('retries a request DynamoDB throttled whole (the call throws) like unprocessed items', async () => {
+    const client = localDynamoClient(aws.dynamoServer.endpoint);
+    let throttles = 2;
+    client.middlewareStack.add(
+      (next) => async (args) => {
+        if ('RequestItems' in (args.input as object) && throttles-- > 0) {
+          throw Object.assign(new Error('throughput exceeded'), { name: 'ProvisionedThroughputExceededException' });
+        }
+        return next(args);
+      },
+      { step: 'initialize', name: 'throttleWhole' },
+    );
+    const writer = new BulkWriter(client, aws.table, { sleep: async () => undefined });
+    for (let i = 0; i < 25; i++) await writer.put({ pk: `thr#${i}`, sk: 'ROW' });
+    await writer.flush();
+    expect(writer.written).toBe(25);
+    expect(writer.requests).toBe(3);
+    expect(await getItem(aws.dynamo, aws.table, { pk: 'thr#24', sk: 'ROW' })).toBeDefined();
+    client.destroy();
+  });
+
   it('gives up with UnprocessedWrites after its attempts, never silently', async () => {
     const client = throttlingClient(aws.dynamoServer.endpoint, 25, 100);
     const writer = new BulkWriter(client, aws.table, { maxAttempts: 3, sleep: async () => undefined });
