@@ -202,6 +202,9 @@ export class JobWorkflow extends Construct {
     const finalizeJob = task('FinalizeJob', fns['finalize-job']);
     const forEachChunk = new sfn.DistributedMap(this, 'ForEachChunk', {
       itemsPath: '$.chunks',
+      // Prepare lists bare chunk indexes, so a job of 40,000 chunks stays far under the 256 KB state
+      // limit; each child gets its {jobId, chunk} here.
+      itemSelector: { 'jobId.$': '$.jobId', 'chunk.$': '$$.Map.Item.Value' },
       maxConcurrency: props.maxConcurrentChunks ?? 10,
       mapExecutionType: sfn.StateMachineType.STANDARD,
       // Children report through DynamoDB; their outputs would only bloat the state.

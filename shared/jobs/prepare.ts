@@ -23,17 +23,26 @@ export class JobNotFound extends Error {
   override readonly name = 'JobNotFound';
 }
 
-export type PrepareOutcome = 'ready' | 'rejected' | 'empty';
-
-export interface ChunkRef {
-  jobId: string;
-  chunk: number;
+/** The file needs more chunks than one job's state can list (see MAX_CHUNKS). */
+export class TooManyChunks extends Error {
+  override readonly name = 'TooManyChunks';
 }
+
+/**
+ * The most chunks one job may have. Prepare's output lists every chunk index, and it (plus a caught
+ * error, in MarkJobFailed's input) must stay under Step Functions' 256 KB state limit: 30,000
+ * indexes are about 169 KB of JSON, leaving room for a cause of 32,768 characters even when its
+ * escaping doubles it.
+ */
+export const MAX_CHUNKS = 30_000;
+
+export type PrepareOutcome = 'ready' | 'rejected' | 'empty';
 
 export interface PrepareResult {
   jobId: string;
   outcome: PrepareOutcome;
-  chunks: ChunkRef[];
+  /** The chunk indexes, 0 to n−1: the Map's ItemSelector pairs each with the jobId. */
+  chunks: number[];
   validRows: number;
   invalidRows: number;
 }
@@ -45,6 +54,8 @@ export interface PrepareDeps {
   now?: () => Date;
   /** Where the step's log lines and metrics go (the handler's invocation). */
   observer?: Observer;
+  /** Default MAX_CHUNKS; tests lower it rather than write 30,000 files. */
+  maxChunks?: number;
 }
 
 /**
@@ -136,7 +147,7 @@ export async function prepareJob(input: { jobId: string }, deps: PrepareDeps): P
   return {
     jobId: job.jobId,
     outcome,
-    chunks: chunks.map((chunk) => ({ jobId: job.jobId, chunk: chunk.chunk })),
+    chunks: chunks.map((chunk) => chunk.chunk),
     validRows: scan.validRows,
     invalidRows: scan.invalidRows,
   };
@@ -158,7 +169,7 @@ function recordedResult(job: JobItem): PrepareResult {
   return {
     jobId: job.jobId,
     outcome,
-    chunks: Array.from({ length: chunkCount }, (_, chunk) => ({ jobId: job.jobId, chunk })),
+    chunks: Array.from({ length: chunkCount }, (_, chunk) => chunk),
     validRows,
     invalidRows,
   };
@@ -200,6 +211,7 @@ async function scanSource(job: JobItem, deps: PrepareDeps): Promise<ScanResult> 
   const chunks = new ChunkFiles(s3, config.bucket, (chunk) => keys.chunkRequests(chunk, 1), {
     maxRows: config.maxRequestsPerChunk,
     maxBytes: config.maxBytesPerChunk,
+    maxChunks: deps.maxChunks ?? MAX_CHUNKS,
   });
   let validRows = 0;
   let invalidRows = 0;
@@ -364,6 +376,8 @@ class PieceReader {
  * The chunk files of a job's first attempt, written one at a time: a row goes to the current chunk
  * unless it would take it past the row or byte limit, in which case the next chunk starts.
  * `add` returns a promise only when it has to write (or wait for S3), so most rows cost no await.
+ * The total is unknown until the end, so the chunk past `maxChunks` is refused before any of it is
+ * written.
  */
 class ChunkFiles {
   private readonly written: ChunkSummary[] = [];
@@ -377,7 +391,7 @@ class ChunkFiles {
     private readonly s3: S3Client,
     private readonly bucket: string,
     private readonly keyOf: (chunk: number) => string,
-    private readonly limits: { maxRows: number; maxBytes: number },
+    private readonly limits: { maxRows: number; maxBytes: number; maxChunks: number },
   ) {}
 
   add(row: Buffer, lineNumber: number): Promise<void> | undefined {
@@ -390,11 +404,22 @@ class ChunkFiles {
       current.bytes += 1 + row.length;
       current.lastLine = lineNumber;
     } else {
+      if (this.written.length >= this.limits.maxChunks) throw this.tooMany(lineNumber);
       this.current = { chunk: this.written.length, rows: 1, bytes: BATCH_BODY_OVERHEAD + row.length, firstLine: lineNumber, lastLine: lineNumber };
     }
     this.buffered.push(row, NEWLINE);
     this.bufferedBytes += row.length + 1;
     return this.bufferedBytes >= WRITE_BATCH_BYTES ? this.flush() : undefined;
+  }
+
+  private tooMany(lineNumber: number): TooManyChunks {
+    const { maxChunks, maxRows, maxBytes } = this.limits;
+    const count = (n: number) => n.toLocaleString('en-US');
+    return new TooManyChunks(
+      `line ${count(lineNumber)} would start chunk ${count(maxChunks + 1)}, but a job may have at most ${count(maxChunks)} chunks ` +
+        `(each at most BATCHLINE_MAX_REQUESTS_PER_CHUNK = ${count(maxRows)} requests and BATCHLINE_MAX_BYTES_PER_CHUNK = ${count(maxBytes)} bytes): ` +
+        'raise those settings or split the file',
+    );
   }
 
   private async flush(): Promise<void> {

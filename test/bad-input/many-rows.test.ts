@@ -30,7 +30,7 @@ describe('a file of more than 100,000 valid rows', () => {
 
     const result = await prepareJob({ jobId }, { s3: aws.s3, dynamo: aws.dynamo, config });
 
-    expect(result).toEqual({ jobId, outcome: 'ready', chunks: [{ jobId, chunk: 0 }, { jobId, chunk: 1 }], validRows: ROWS, invalidRows: 0 });
+    expect(result).toEqual({ jobId, outcome: 'ready', chunks: [0, 1], validRows: ROWS, invalidRows: 0 });
     const chunks: ChunkItem[] = [];
     for await (const chunk of queryPartition<ChunkItem>(aws.dynamo, aws.table, jobPk(jobId), CHUNK_SK_PREFIX)) chunks.push(chunk);
     expect(chunks.map(({ chunk, rows, firstLine, lastLine }) => ({ chunk, rows, firstLine, lastLine }))).toEqual([

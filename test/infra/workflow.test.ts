@@ -230,11 +230,12 @@ describe('the job state machine', () => {
     });
   });
 
-  it('runs each chunk as a Standard child execution of a Distributed Map over $.chunks, with no ItemReader', () => {
+  it('runs each chunk as a Standard child execution of a Distributed Map over $.chunks, pairing each index with the jobId, with no ItemReader', () => {
     const { ItemProcessor, ...map } = asl.States.ForEachChunk!;
     expect(map).toEqual({
       Type: 'Map',
       ItemsPath: '$.chunks',
+      ItemSelector: { 'jobId.$': '$.jobId', 'chunk.$': '$$.Map.Item.Value' },
       MaxConcurrency: 4,
       ResultPath: null,
       Next: 'FinalizeJob',
@@ -296,8 +297,9 @@ describe('the synthesized definition in the local engine', () => {
     }).result;
   }
 
-  it('runs every chunk through submit, poll and collect, then finalizes', async () => {
+  it('runs every chunk through submit, poll and collect as {jobId, chunk}, then finalizes', async () => {
     const ran: string[] = [];
+    const submitted: unknown[] = [];
     const record = (state: string, output: LocalHandler): LocalHandler => (input) => {
       ran.push(`${state}${input.chunk === undefined ? '' : `#${String(input.chunk)}`}`);
       return output(input);
@@ -306,8 +308,11 @@ describe('the synthesized definition in the local engine', () => {
       { source: 'aws.s3', detail: { bucket: { name: 'b' }, object: { key: 'inbox/a.jsonl' } } },
       {
         RegisterJob: record('RegisterJob', () => ({ ...ids, duplicate: false })),
-        PrepareJob: record('PrepareJob', () => ({ ...ids, outcome: 'ready', chunks: [{ ...ids, chunk: 0 }, { ...ids, chunk: 1 }], validRows: 3, invalidRows: 0 })),
-        SubmitChunk: record('SubmitChunk', (i) => ({ ...ids, chunk: i.chunk, attempt: 1, batchId: `b${String(i.chunk)}`, canceled: false, waitSeconds: 1 })),
+        PrepareJob: record('PrepareJob', () => ({ ...ids, outcome: 'ready', chunks: [0, 1], validRows: 3, invalidRows: 0 })),
+        SubmitChunk: record('SubmitChunk', (i) => {
+          submitted.push(i);
+          return { ...ids, chunk: i.chunk, attempt: 1, batchId: `b${String(i.chunk)}`, canceled: false, waitSeconds: 1 };
+        }),
         PollBatch: record('PollBatch', (i) => ({ ...i, ended: true, waitSeconds: 1 })),
         CollectResults: record('CollectResults', (i) => ({ ...ids, chunk: i.chunk, attempt: 1, retry: false, retryWaitSeconds: 0 })),
         FinalizeJob: record('FinalizeJob', (i) => ({ jobId: i.jobId, status: 'succeeded', counts: { succeeded: 3 } })),
@@ -317,6 +322,8 @@ describe('the synthesized definition in the local engine', () => {
     expect(ran.filter((state) => state.endsWith('#0'))).toEqual(['SubmitChunk#0', 'PollBatch#0', 'CollectResults#0']);
     expect(ran.filter((state) => state.endsWith('#1'))).toEqual(['SubmitChunk#1', 'PollBatch#1', 'CollectResults#1']);
     expect([ran[0], ran[1], ran.at(-1)]).toEqual(['RegisterJob', 'PrepareJob', 'FinalizeJob']);
+    expect(submitted).toEqual(expect.arrayContaining([{ jobId: 'job-1', chunk: 0 }, { jobId: 'job-1', chunk: 1 }]));
+    expect(submitted).toHaveLength(2);
   });
 
   it('marks the job failed and fails with the caught error when a job step throws', async () => {
@@ -348,7 +355,7 @@ describe('the synthesized definition in the local engine', () => {
       { bucket: 'b', key: 'inbox/a.jsonl' },
       {
         RegisterJob: () => ({ ...ids, duplicate: false }),
-        PrepareJob: () => ({ ...ids, outcome: 'ready', chunks: [{ ...ids, chunk: 0 }], validRows: 1, invalidRows: 0 }),
+        PrepareJob: () => ({ ...ids, outcome: 'ready', chunks: [0], validRows: 1, invalidRows: 0 }),
         SubmitChunk: () => {
           throw lambdaError('BatchTooLarge', 'too large');
         },

@@ -116,7 +116,7 @@ describe('handleExecutionEnded', () => {
 
   it('marks the job of an aborted execution failed and cancels the batches both its chunks have in flight', async () => {
     const { jobId, event, prepared } = await startedJob('aborted-1', [request('a1'), request('a2'), request('a3'), request('b1'), request('b2')]);
-    expect(prepared.chunks).toEqual([{ jobId, chunk: 0 }, { jobId, chunk: 1 }]);
+    expect(prepared.chunks).toEqual([0, 1]);
     const batches = [(await submit(jobId, 0)).batchId!, (await submit(jobId, 1)).batchId!];
 
     const result = await handleExecutionEnded(

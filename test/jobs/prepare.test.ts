@@ -5,7 +5,7 @@ import { getItem, putItem, queryPartition, updateItem } from '../../shared/store
 import { jobPk, type ChunkItem, type JobItem } from '../../shared/store/items';
 import { jobKeys } from '../../shared/store/keys';
 import { registerJob, SourceChanged } from '../../shared/jobs/register';
-import { JobNotFound, prepareJob, sourceLines } from '../../shared/jobs/prepare';
+import { JobNotFound, MAX_CHUNKS, prepareJob, sourceLines, TooManyChunks, type PrepareResult } from '../../shared/jobs/prepare';
 import type { PipelineConfig, ValidationMode } from '../../shared/config';
 
 const NOW = new Date('2026-03-04T05:06:07.000Z');
@@ -19,11 +19,11 @@ describe('prepareJob', () => {
   const aws = useLocalAws();
   let fileNumber = 0;
 
-  async function preparedJob(body: string | Buffer, options: { mode?: ValidationMode; config?: Partial<PipelineConfig> } = {}) {
+  async function preparedJob(body: string | Buffer, options: { mode?: ValidationMode; config?: Partial<PipelineConfig>; maxChunks?: number } = {}) {
     const key = `inbox/prepare-${++fileNumber}.jsonl`;
     await putInput(aws, key, body);
     const config = pipelineConfig(aws, options.config);
-    const deps = { s3: aws.s3, dynamo: aws.dynamo, config, now: () => NOW };
+    const deps = { s3: aws.s3, dynamo: aws.dynamo, config, now: () => NOW, maxChunks: options.maxChunks };
     const { jobId } = await registerJob({ bucket: aws.bucket, key, mode: options.mode ?? 'strict' }, deps);
     return { jobId, key, deps, keys: jobKeys(jobId), run: () => prepareJob({ jobId }, deps) };
   }
@@ -46,7 +46,7 @@ describe('prepareJob', () => {
 
     const result = await run();
 
-    expect(result).toEqual({ jobId, outcome: 'ready', chunks: [{ jobId, chunk: 0 }], validRows: 3, invalidRows: 0 });
+    expect(result).toEqual({ jobId, outcome: 'ready', chunks: [0], validRows: 3, invalidRows: 0 });
     expect(await readText(aws, keys.chunkRequests(0, 1))).toBe(jsonl(rows));
     expect(await readText(aws, keys.invalidWork)).toBe('');
     expect(await chunkItems(jobId)).toEqual([
@@ -83,7 +83,7 @@ describe('prepareJob', () => {
 
     const result = await run();
 
-    expect(result.chunks).toEqual([0, 1, 2].map((chunk) => ({ jobId, chunk })));
+    expect(result.chunks).toEqual([0, 1, 2]);
     expect(await readText(aws, keys.chunkRequests(0, 1))).toBe(jsonl(rows.slice(0, 3)));
     expect(await readText(aws, keys.chunkRequests(1, 1))).toBe(jsonl(rows.slice(3, 6)));
     expect(await readText(aws, keys.chunkRequests(2, 1))).toBe(jsonl(rows.slice(6)));
@@ -102,7 +102,7 @@ describe('prepareJob', () => {
 
     const result = await run();
 
-    expect(result.chunks.map((c) => c.chunk)).toEqual([0, 1, 2]);
+    expect(result.chunks).toEqual([0, 1, 2]);
     expect(await readText(aws, keys.chunkRequests(0, 1))).toBe(jsonl(rows.slice(0, 2)));
     expect(await readText(aws, keys.chunkRequests(1, 1))).toBe(jsonl(rows.slice(2, 4)));
     expect(await readText(aws, keys.chunkRequests(2, 1))).toBe(jsonl(rows.slice(4)));
@@ -140,7 +140,7 @@ describe('prepareJob', () => {
 
     const result = await run();
 
-    expect(result).toEqual({ jobId, outcome: 'ready', chunks: [{ jobId, chunk: 0 }], validRows: 3, invalidRows: 3 });
+    expect(result).toEqual({ jobId, outcome: 'ready', chunks: [0], validRows: 3, invalidRows: 3 });
     expect(await readText(aws, keys.chunkRequests(0, 1))).toBe(jsonl([mixed[0]!, mixed[2]!, mixed[5]!]));
     expect((await chunkItems(jobId))[0]).toMatchObject({ rows: 3, firstLine: 1, lastLine: 6 });
     expect((await invalidReport(jobId)).map((r) => r.line)).toEqual([2, 4, 5]);
@@ -226,7 +226,7 @@ describe('prepareJob', () => {
     const result = await run();
 
     expect(result).toMatchObject({ outcome: 'ready', validRows: 19_997, invalidRows: 3 });
-    expect(result.chunks.map((c) => c.chunk)).toEqual([0, 1, 2, 3]);
+    expect(result.chunks).toEqual([0, 1, 2, 3]);
     const items = await chunkItems(jobId);
     expect(items.map(({ rows, firstLine, lastLine }) => ({ rows, firstLine, lastLine }))).toEqual([
       { rows: 6_000, firstLine: 1, lastLine: 6_001 },
@@ -239,6 +239,46 @@ describe('prepareJob', () => {
     expect(JSON.parse(last[0]!).custom_id).toBe('r-18003');
     expect(JSON.parse(last[1_996]!).custom_id).toBe('r-20000');
     expect((await invalidReport(jobId)).map((r) => r.line)).toEqual([10, 12_345, 19_999]);
+  });
+
+  it('refuses with TooManyChunks as soon as a row would start the chunk past the limit, writing nothing of it', async () => {
+    const config = { maxRequestsPerChunk: 2, maxBytesPerChunk: 1_000_000 };
+    const { jobId, keys, run } = await preparedJob(jsonl(requests(7)), { config, maxChunks: 2 });
+
+    const failure = run();
+
+    await expect(failure).rejects.toBeInstanceOf(TooManyChunks);
+    await expect(failure).rejects.toThrow(
+      'line 5 would start chunk 3, but a job may have at most 2 chunks (each at most BATCHLINE_MAX_REQUESTS_PER_CHUNK = 2 requests ' +
+        'and BATCHLINE_MAX_BYTES_PER_CHUNK = 1,000,000 bytes): raise those settings or split the file',
+    );
+    expect(await exists(aws, keys.chunkRequests(2, 1))).toBe(false);
+    expect(await chunkItems(jobId)).toEqual([]);
+    const record = await job(jobId);
+    expect(record).toMatchObject({ status: 'preparing' });
+    expect(record?.chunkCount).toBeUndefined();
+  });
+
+  it('accepts a file of exactly the most chunks a job may have', async () => {
+    const { jobId, run } = await preparedJob(jsonl(requests(4)), { config: { maxRequestsPerChunk: 2 }, maxChunks: 2 });
+
+    expect(await run()).toEqual({ jobId, outcome: 'ready', chunks: [0, 1], validRows: 4, invalidRows: 0 });
+  });
+
+  it('keeps the output of a job at the chunk limit, with a 32 KB caught error added, under the 256 KB state limit', () => {
+    // The longest job id (40-character slug) and 10-digit counts; Step Functions caps an error's Cause at 32,768 characters.
+    const atLimit: PrepareResult = {
+      jobId: `${'s'.repeat(40)}-0123456789abcdef`,
+      outcome: 'ready',
+      chunks: Array.from({ length: MAX_CHUNKS }, (_, chunk) => chunk),
+      validRows: 4_000_000_000,
+      invalidRows: 4_000_000_000,
+    };
+    // A cause of quotes doubles when serialized: the worst a 32,768-character Cause can be.
+    const markJobFailedInput = { ...atLimit, error: { Error: 'States.TaskFailed', Cause: '"'.repeat(32_768) } };
+
+    expect(MAX_CHUNKS).toBe(30_000);
+    expect(Buffer.byteLength(JSON.stringify(markJobFailedInput))).toBeLessThanOrEqual(256 * 1024);
   });
 
   it('fails with SourceChanged when the file was overwritten after it was registered', async () => {

@@ -103,7 +103,7 @@ export async function runPipeline(ctx: PipelineContext, object: { key: string; e
   const { jobId, duplicate } = await registerJob(objectCreated({ bucket: aws.bucket, ...object }), deps);
   if (duplicate) return jobId;
   const prepared = await prepareJob({ jobId }, deps);
-  for (const { chunk } of prepared.chunks) await driveChunk(ctx, jobId, chunk);
+  for (const chunk of prepared.chunks) await driveChunk(ctx, jobId, chunk);
   await finalizeJob(
     { jobId, outcome: prepared.outcome },
     { ...deps, notify: { clients: { events: recorder.events, sns: recorder.sns }, config: { topicArn: 'arn:aws:sns:us-east-1:123456789012:batchline', eventBus: 'default' } } },
