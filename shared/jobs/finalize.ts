@@ -20,6 +20,12 @@
  *   missing_result; no line, attempt never collected → errored chunk_failed with the chunk's cause.
  *
  * Re-runnable: every output is rewritten whole, and endedAt is kept from an earlier run.
+ *
+ * After a failure (`recovering`, the reconciler's re-run of a FinalizeJob that failed): the job
+ * record keeps the failure MarkJobFailed wrote, and summary.json reports it as `recoveredFrom`.
+ * MarkJobFailed set cancelRequested, so the flag no longer tells a user's cancel from the failure:
+ * the job ends `canceled` only when some row was canceled; a rejected job is recognised by Prepare's
+ * rule (strict, with invalid lines), since its `rejected` status was overwritten.
  */
 import { mkdtemp, open, rm, type FileHandle } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -71,6 +77,8 @@ export interface FinalizeInput {
   jobId: string;
   /** Prepare's outcome, when the workflow passes it on. */
   outcome?: PrepareOutcome;
+  /** The reconciler finalizes a job whose FinalizeJob failed (its status is `failed`); never from state input. */
+  recovering?: boolean;
 }
 
 const OUTCOMES: readonly PrepareOutcome[] = ['ready', 'rejected', 'empty'];
@@ -146,6 +154,8 @@ export interface JobSummary {
   batches: Array<{ chunk: number; attempt: number; batchId: string; counts: ChunkAttempt['counts'] | null }>;
   retries: { attempts: number; rows: number };
   timings: { createdAt: string; endedAt: string; durationSeconds: number };
+  /** The failure a recovered job had (its FinalizeJob failed; the reconciler finalized it later). */
+  recoveredFrom?: { error: string; cause: string };
 }
 
 /** Errors that say the API key itself is wrong or missing: no chunk of the job can succeed. */
@@ -168,7 +178,9 @@ export async function finalizeJob(input: FinalizeInput, deps: FinalizeDeps): Pro
     throw new CountsMismatch(`job ${job.jobId} has no row counts: Prepare did not finish`);
   }
   const keys = jobKeys(job.jobId);
-  const rejected = input.outcome === 'rejected' || job.status === 'rejected';
+  const recovering = input.recovering === true && job.status === 'failed';
+  const rejected =
+    input.outcome === 'rejected' || job.status === 'rejected' || (recovering && job.validationMode === 'strict' && job.invalidRows > 0);
   const tally = new Tally(priceTableFromConfig(config));
   const outputs = new Outputs(s3, config.bucket, keys);
   // A rejected API key fails every chunk alike: the job has failed, though every row is accounted for.
@@ -196,9 +208,11 @@ export async function finalizeJob(input: FinalizeInput, deps: FinalizeDeps): Pro
   }
   await copyObject(s3, config.bucket, keys.invalidWork, keys.invalid);
 
-  const status: JobStatus = rejected ? 'rejected' : keyFailure ? 'failed' : job.cancelRequested ? 'canceled' : 'succeeded';
+  const canceled = job.cancelRequested === true && (!recovering || tally.counts.canceled > 0);
+  const status: JobStatus = rejected ? 'rejected' : keyFailure ? 'failed' : canceled ? 'canceled' : 'succeeded';
   const endedAt = job.endedAt ?? isoAt(now());
   const summary = tally.summary(job, status, endedAt);
+  if (recovering && job.failure) summary.recoveredFrom = job.failure;
   await putJson(s3, config.bucket, keys.summary, summary);
   const counts = rowCounts(summary.counts);
   await updateItem(dynamo, config.table, jobKey(job.jobId), {
@@ -479,7 +493,7 @@ async function writeResult(
       const { usage, model } = result.message;
       const cost = rowCostUsd(usage, model, tally.prices) ?? null;
       const row: ResultRow = { ...base, status: 'succeeded', message: result.message, usage: tokenTotals(usage), cost_usd: cost };
-      await outputs.write(tally.add(row, { usage, model }), {}, rawMember(rawMember(raw, 'result') ?? Buffer.alloc(0), 'message'));
+      await outputs.write(tally.add(row, { usage, model }), {}, rawMessage(raw, result.message));
       return;
     }
     case 'errored': {
@@ -498,6 +512,15 @@ async function writeResult(
       await outputs.write(tally.add({ ...base, status: 'errored', error: { type, message: 'The API returned a result type batchline does not know.' }, usage: null, cost_usd: null }));
     }
   }
+}
+
+/**
+ * The succeeded message's bytes as the API sent them (big integers in tool inputs survive a copy,
+ * not a JSON round trip). Only a line whose keys are spelled with escapes misses the scan: its
+ * parsed message is written instead.
+ */
+function rawMessage(raw: Buffer, message: unknown): Buffer {
+  return rawMemberAt(raw, ['result', 'message']) ?? Buffer.from(JSON.stringify(message));
 }
 
 function chunkFailureText(chunk: ChunkItem): { message: string; cause: string } {
@@ -532,14 +555,37 @@ async function stageResults(
   try {
     for await (const line of splitLines(copied(), { stripBom: false })) {
       if (isBlank(line.bytes)) continue;
-      const customId = (JSON.parse(line.bytes.toString('utf8')) as { custom_id?: unknown }).custom_id;
-      if (typeof customId === 'string') onLine(customId, line.offset, line.bytes.length);
+      const customId = resultCustomId(line.bytes);
+      if (customId !== undefined) onLine(customId, line.offset, line.bytes.length);
     }
   } finally {
     body.destroy();
   }
   return true;
 }
+
+const CUSTOM_ID_HEAD = Buffer.from('{"custom_id":"');
+
+/**
+ * A results line's custom_id. The API writes it first (`{"custom_id":"...",`) and custom_ids are
+ * `[a-zA-Z0-9_-]`, so that prefix is read without parsing the line (whose message may be large);
+ * a line of any other shape is parsed. A line read by the prefix is parsed later, when its row is
+ * written.
+ */
+export function resultCustomId(line: Buffer): string | undefined {
+  const head = CUSTOM_ID_HEAD.length;
+  if (line.length > head && CUSTOM_ID_HEAD.compare(line, 0, head) === 0) {
+    let end = head;
+    while (end < line.length && isCustomIdByte(line[end]!)) end += 1;
+    if (end > head && line[end] === QUOTE && (line[end + 1] === COMMA || line[end + 1] === CLOSE_BRACE)) return line.toString('latin1', head, end);
+  }
+  const customId = (JSON.parse(line.toString('utf8')) as { custom_id?: unknown }).custom_id;
+  return typeof customId === 'string' ? customId : undefined;
+}
+
+/** [a-zA-Z0-9_-]: the bytes a custom_id is made of (DESIGN.md). */
+const isCustomIdByte = (b: number) =>
+  (b >= 0x61 && b <= 0x7a) || (b >= 0x41 && b <= 0x5a) || (b >= 0x30 && b <= 0x39) || b === 0x5f || b === 0x2d;
 
 async function readAt(file: FileHandle, offset: number, length: number): Promise<Buffer> {
   const buffer = Buffer.allocUnsafe(length);
@@ -607,70 +653,100 @@ async function* validCustomIds(job: JobItem, deps: FinalizeDeps): AsyncGenerator
   }
 }
 
-/**
- * The raw JSON of member `key` of the object `json` (its top level), or undefined. Scans bytes:
- * strings (with escapes) are skipped whole, nesting is counted, nothing is parsed or re-encoded.
- */
+const QUOTE = 0x22;
+const BACKSLASH = 0x5c;
+const COLON = 0x3a;
+const COMMA = 0x2c;
+const OPEN_BRACE = 0x7b;
+const CLOSE_BRACE = 0x7d;
+const OPEN_BRACKET = 0x5b;
+const CLOSE_BRACKET = 0x5d;
+
+/** The raw JSON of member `key` of the object `json` (its top level), or undefined. */
 export function rawMember(json: Buffer, key: string): Buffer | undefined {
-  const QUOTE = 0x22;
-  const BACKSLASH = 0x5c;
-  let depth = 0;
-  let i = 0;
-  const skipString = (from: number): number => {
-    let j = from + 1;
-    while (j < json.length && json[j] !== QUOTE) j += json[j] === BACKSLASH ? 2 : 1;
-    return j + 1;
-  };
-  const wanted = Buffer.from(JSON.stringify(key));
-  let expectKey = false;
-  while (i < json.length) {
-    const b = json[i]!;
-    if (b === QUOTE) {
-      const end = skipString(i);
-      if (depth === 1 && expectKey) {
-        expectKey = false;
-        if (json.subarray(i, end).equals(wanted)) {
-          let start = end;
-          while (start < json.length && json[start] !== 0x3a) start += 1; // ':'
-          start += 1;
-          while (start < json.length && (json[start] === 0x20 || json[start] === 0x09 || json[start] === 0x0a || json[start] === 0x0d)) start += 1;
-          return json.subarray(start, valueEnd(json, start, skipString));
-        }
-      }
-      i = end;
-      continue;
-    }
-    if (b === 0x7b || b === 0x5b) {
-      depth += 1;
-      if (depth === 1) expectKey = b === 0x7b;
-    } else if (b === 0x7d || b === 0x5d) {
-      depth -= 1;
-    } else if (b === 0x2c && depth === 1) {
-      expectKey = true;
-    }
-    i += 1;
+  return rawMemberAt(json, [key]);
+}
+
+/**
+ * The raw JSON at `path` (each key a member of the object the previous key led to, starting at
+ * `json`'s top level), or undefined. One forward scan: the members before a wanted one are stepped
+ * over, strings found with indexOf (text costs a memchr, not a loop in JS), nothing parsed or
+ * re-encoded. Keys are compared as written: an escaped spelling of a key does not match.
+ */
+export function rawMemberAt(json: Buffer, path: readonly string[]): Buffer | undefined {
+  let at = skipSpace(json, 0);
+  for (const key of path) {
+    at = memberValue(json, at, Buffer.from(JSON.stringify(key)));
+    if (at < 0) return undefined;
   }
-  return undefined;
+  return json.subarray(at, valueEnd(json, at));
+}
+
+/** Where the value of member `wanted` (a JSON-encoded key) of the object at `at` starts, or -1. */
+function memberValue(json: Buffer, at: number, wanted: Buffer): number {
+  if (json[at] !== OPEN_BRACE) return -1;
+  let i = skipSpace(json, at + 1);
+  if (json[i] === CLOSE_BRACE) return -1;
+  for (;;) {
+    if (json[i] !== QUOTE) return -1;
+    const keyEnd = stringEnd(json, i);
+    const found = keyEnd - i === wanted.length && json.compare(wanted, 0, wanted.length, i, keyEnd) === 0;
+    i = skipSpace(json, keyEnd);
+    if (json[i] !== COLON) return -1;
+    i = skipSpace(json, i + 1);
+    if (found) return i;
+    i = skipSpace(json, valueEnd(json, i));
+    if (json[i] !== COMMA) return -1;
+    i = skipSpace(json, i + 1);
+  }
 }
 
 /** Where the JSON value starting at `start` ends (exclusive). */
-function valueEnd(json: Buffer, start: number, skipString: (from: number) => number): number {
-  let depth = 0;
+function valueEnd(json: Buffer, start: number): number {
+  const first = json[start];
+  if (first === QUOTE) return stringEnd(json, start);
   let i = start;
+  if (first !== OPEN_BRACE && first !== OPEN_BRACKET) {
+    // A number, true, false or null: up to the next delimiter.
+    while (i < json.length) {
+      const b = json[i]!;
+      if (b === COMMA || b === CLOSE_BRACE || b === CLOSE_BRACKET || isSpace(b)) break;
+      i += 1;
+    }
+    return i;
+  }
+  let depth = 0;
   while (i < json.length) {
     const b = json[i]!;
-    if (b === 0x22) {
-      i = skipString(i);
-      if (depth === 0) return i;
+    if (b === QUOTE) {
+      i = stringEnd(json, i);
       continue;
     }
-    if (b === 0x7b || b === 0x5b) depth += 1;
-    else if (b === 0x7d || b === 0x5d) {
-      if (depth === 0) return i;
-      depth -= 1;
-      if (depth === 0) return i + 1;
-    } else if (depth === 0 && (b === 0x2c || b === 0x20 || b === 0x0a || b === 0x0d || b === 0x09)) return i;
+    if (b === OPEN_BRACE || b === OPEN_BRACKET) depth += 1;
+    else if ((b === CLOSE_BRACE || b === CLOSE_BRACKET) && --depth === 0) return i + 1;
     i += 1;
   }
   return i;
 }
+
+/** The index just past the string whose opening quote is at `start`. */
+function stringEnd(json: Buffer, start: number): number {
+  let from = start + 1;
+  for (;;) {
+    const quote = json.indexOf(QUOTE, from);
+    if (quote < 0) return json.length;
+    // A quote is escaped when an odd number of backslashes precede it.
+    let k = quote - 1;
+    while (k > start && json[k] === BACKSLASH) k -= 1;
+    if ((quote - 1 - k) % 2 === 0) return quote + 1;
+    from = quote + 1;
+  }
+}
+
+function skipSpace(json: Buffer, from: number): number {
+  let i = from;
+  while (i < json.length && isSpace(json[i]!)) i += 1;
+  return i;
+}
+
+const isSpace = (b: number) => b === 0x20 || b === 0x0a || b === 0x0d || b === 0x09;

@@ -21,6 +21,14 @@
  * cancel or end is recorded for (a cancel that failed), or a failure never announced: MarkJobFailed
  * is re-run for it, which keeps the failure and finishes the rest.
  *
+ * A failed job whose FinalizeJob failed (timed out, killed, throttled) after everything was collected
+ * and paid is finalized after all: its failure's error is one a re-run can cure (FINALIZE_RERUN_ERRORS),
+ * Prepare finished, every chunk is done or failed, no batch is left un-canceled, and no summary.json
+ * exists (a Finalize that got that far finished). Those jobs are taken last in the run, once every
+ * other job has had its turn, since a Finalize that timed out once may well take long again. Finalize
+ * then writes the outputs and sets the job's final status; the job keeps its `failure`, and
+ * summary.json reports it as `recoveredFrom`.
+ *
  * Re-runnable: every step is the core's own idempotent step, a cancel is sent once per attempt
  * (recorded as cancelSentAt), and a finished job (or a failed one with nothing left undone) is no
  * longer looked at. Work per run is bounded: no step starts once the time budget is spent; the
@@ -37,6 +45,8 @@ import { requireString, type NotifyConfig, type PipelineConfig } from '../config
 import type { NotifyClients } from '../notify';
 import { errorFields, quietObserver, type InvocationKeys, type Observer } from '../observability';
 import { queryPartition, updateItem } from '../store/dynamo';
+import { jobKeys } from '../store/keys';
+import { headObject } from '../store/s3';
 import { CHUNK_SK_PREFIX, JOBS_GSI, JOBS_GSI_PK, jobPk, type ChunkAttempt, type ChunkItem, type JobItem } from '../store/items';
 import { TABLE_GSIS } from '../store/table';
 import { recordChunkFailure } from './chunk-failure';
@@ -63,6 +73,29 @@ export const RECONCILE_ERRORS = {
   /** The API no longer knows the batch (deleted). */
   batchNotFound: 'BatchNotFound',
 } as const;
+
+/**
+ * Failures of FinalizeJob a re-run can cure: the function timed out or was killed, or Lambda or
+ * storage stayed unavailable or throttled through the workflow's retries, or the execution timed out.
+ * Errors a re-run would only repeat (CountsMismatch, WorkFileMissing, SourceChanged, ...) and an
+ * execution someone aborted are left as they are.
+ */
+export const FINALIZE_RERUN_ERRORS: ReadonlySet<string> = new Set([
+  'States.Timeout',
+  'Sandbox.Timedout',
+  'Runtime.ExitError',
+  'Runtime.Unknown',
+  'Lambda.ServiceException',
+  'Lambda.AWSLambdaException',
+  'Lambda.SdkClientException',
+  'Lambda.TooManyRequestsException',
+  'UnprocessedWrites',
+  'ProvisionedThroughputExceededException',
+  'ThrottlingException',
+  'RequestLimitExceeded',
+  'SlowDown',
+  'ExecutionTimedOut',
+]);
 
 export interface ReconcileConfig {
   /** BATCHLINE_STATE_MACHINE_ARN: the job state machine; jobs run by another one are left alone. */
@@ -100,6 +133,8 @@ export interface ReconcileReport {
   canceled: number;
   /** Jobs finalized. */
   finalized: number;
+  /** Failed jobs whose FinalizeJob had failed, finalized now (see FINALIZE_RERUN_ERRORS). */
+  recovered: number;
   /** Jobs that died before Prepare finished, marked failed. */
   markedFailed: number;
   /** Jobs whose reconciliation threw (logged; the next run tries again). */
@@ -115,8 +150,10 @@ export async function reconcileJobs(deps: ReconcileDeps): Promise<ReconcileRepor
   const now = deps.now ?? Date.now;
   const deadline = now() + (deps.budgetMs ?? RECONCILE_BUDGET_MS);
   const outOfTime = () => now() >= deadline;
-  const report: ReconcileReport = { examined: 0, collected: 0, canceled: 0, finalized: 0, markedFailed: 0, errors: 0, complete: true };
+  const report: ReconcileReport = { examined: 0, collected: 0, canceled: 0, finalized: 0, recovered: 0, markedFailed: 0, errors: 0, complete: true };
   const since = isoAt(now() - RECONCILE_WINDOW_DAYS * DAY_MS);
+  // Failed jobs whose Finalize is re-run, after every other job.
+  const toRecover: string[] = [];
 
   for await (const listed of openJobs(deps.dynamo, deps.config.table, since)) {
     if (outOfTime()) {
@@ -128,13 +165,26 @@ export async function reconcileJobs(deps: ReconcileDeps): Promise<ReconcileRepor
       // Most failed jobs left nothing undone: they cost a read of their chunks, not a DescribeExecution.
       if (listed.status === 'failed' && !(await failureUnfinished(listed.jobId, deps))) continue;
       report.examined += 1;
-      if (!(await reconcileJob(listed, deps, report, outOfTime, observer))) {
+      if (!(await reconcileJob(listed, deps, report, outOfTime, observer, toRecover))) {
         report.complete = false;
         break;
       }
     } catch (error) {
       report.errors += 1;
       observer.error('reconciling the job failed; the next run tries again', { error: errorFields(error) });
+    }
+  }
+  for (const jobId of toRecover) {
+    if (outOfTime()) {
+      report.complete = false;
+      break;
+    }
+    const observer = scopedObserver(deps.observer ?? quietObserver, { jobId });
+    try {
+      await recoverFinalize(jobId, deps, report, observer);
+    } catch (error) {
+      report.errors += 1;
+      observer.error('finalizing the failed job failed again; the next run tries again', { error: errorFields(error) });
     }
   }
   (deps.observer ?? quietObserver).info('reconciled', { ...report });
@@ -208,6 +258,7 @@ async function reconcileJob(
   report: ReconcileReport,
   outOfTime: () => boolean,
   observer: Observer,
+  toRecover: string[],
 ): Promise<boolean> {
   const now = deps.now ?? Date.now;
   const executionArn = listed.executionArn;
@@ -227,6 +278,7 @@ async function reconcileJob(
   const ended = `execution ${executionArn} ${status === undefined ? 'no longer exists' : `ended ${status}`}`;
   if (job.status === 'failed') {
     if (await failureLeftovers(deps.dynamo, deps.config.table, job)) await finishFailure(job, ended, deps, report, observer);
+    if (await finalizeFailed(job, deps)) toRecover.push(job.jobId);
     return true;
   }
   if (ENDED_JOB_STATUSES.has(job.status)) return true;
@@ -278,7 +330,46 @@ async function reconcileJob(
 async function failureUnfinished(jobId: string, deps: ReconcileDeps): Promise<boolean> {
   const job = await readJob(deps.dynamo, deps.config.table, jobId);
   if (job.status !== 'failed') return true;
-  return (await failureLeftovers(deps.dynamo, deps.config.table, job)) !== undefined;
+  return (await failureLeftovers(deps.dynamo, deps.config.table, job)) !== undefined || (await finalizeFailed(job, deps));
+}
+
+/**
+ * Whether a failed job is one whose FinalizeJob failed with everything collected: a curable error,
+ * Prepare finished, every chunk done or failed, no batch left un-canceled, and no summary written.
+ */
+async function finalizeFailed(job: JobItem, deps: ReconcileDeps): Promise<boolean> {
+  if (job.status !== 'failed' || !job.failure || !FINALIZE_RERUN_ERRORS.has(job.failure.error)) return false;
+  if (job.chunkCount === undefined || job.totalRows === undefined || job.validRows === undefined || job.invalidRows === undefined) return false;
+  let chunks = 0;
+  for await (const chunk of queryPartition<ChunkItem>(deps.dynamo, deps.config.table, jobPk(job.jobId), CHUNK_SK_PREFIX)) {
+    if (chunk.status !== 'done' && chunk.status !== 'failed') return false;
+    chunks += 1;
+  }
+  if (chunks !== job.chunkCount) return false;
+  if (await failureLeftovers(deps.dynamo, deps.config.table, job)) return false;
+  return !(await objectExists(deps.s3, deps.config.bucket, jobKeys(job.jobId).summary));
+}
+
+async function objectExists(s3: S3Client, bucket: string, key: string): Promise<boolean> {
+  try {
+    await headObject(s3, bucket, key);
+    return true;
+  } catch (error) {
+    if ((error as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode === 404) return false;
+    throw error;
+  }
+}
+
+/** Finalizes a job whose FinalizeJob failed, once it is checked again (a concurrent run may have done it). */
+async function recoverFinalize(jobId: string, deps: ReconcileDeps, report: ReconcileReport, observer: Observer): Promise<void> {
+  const job = await readJob(deps.dynamo, deps.config.table, jobId);
+  if (!(await finalizeFailed(job, deps))) return;
+  const out = await finalizeJob(
+    { jobId, recovering: true },
+    { s3: deps.s3, dynamo: deps.dynamo, config: deps.config, notify: deps.notify, now: deps.now, observer },
+  );
+  report.recovered += 1;
+  observer.warn('finalized a job whose FinalizeJob had failed', { failure: job.failure, status: out.status, counts: out.counts });
 }
 
 /**

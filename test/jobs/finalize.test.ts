@@ -6,7 +6,7 @@ import { updateItem } from '../../shared/store/dynamo';
 import { JOB_SK, jobPk } from '../../shared/store/items';
 import { recordChunkFailure } from '../../shared/jobs/chunk-failure';
 import { collectResults } from '../../shared/jobs/collect';
-import { CountsMismatch, finalizeJob, rawMember, type FinalizeDeps, type JobSummary, type ResultRow } from '../../shared/jobs/finalize';
+import { CountsMismatch, finalizeJob, rawMember, rawMemberAt, resultCustomId, type FinalizeDeps, type JobSummary, type ResultRow } from '../../shared/jobs/finalize';
 import { submitChunk } from '../../shared/jobs/submit';
 import { InvalidStateInput } from '../../shared/jobs/chunk-state';
 import { startAwsShim, type AwsShim } from '../../local/aws-shim';
@@ -452,5 +452,28 @@ describe('rawMember', () => {
     expect(rawMember(json, 'd')?.toString()).toBe('-1.5e3');
     expect(rawMember(json, 'e')?.toString()).toBe('null');
     expect(rawMember(Buffer.from('{"a":{"z":1}}'), 'z')).toBeUndefined();
+  });
+});
+
+describe('rawMemberAt', () => {
+  it('follows a path of members in one scan, stepping over earlier members whatever they hold', () => {
+    const line = Buffer.from(
+      '{"custom_id":"x", "note":"\\\\","result" :{"type":"succeeded","skip":{"message":1},"message":{"content":[{"text":"say \\"}\\" \u00e9 \\\\"}],"n":12345678901234567890}}}',
+    );
+    expect(rawMemberAt(line, ['result', 'message'])?.toString()).toBe('{"content":[{"text":"say \\"}\\" \u00e9 \\\\"}],"n":12345678901234567890}');
+    expect(rawMemberAt(line, ['result', 'type'])?.toString()).toBe('"succeeded"');
+    expect(rawMemberAt(line, ['result', 'missing'])).toBeUndefined();
+    expect(rawMemberAt(line, ['note', 'message'])).toBeUndefined();
+  });
+});
+
+describe('resultCustomId', () => {
+  it('reads the custom_id of a results line, by its prefix when the API’s shape is there and by parsing otherwise', () => {
+    expect(resultCustomId(Buffer.from('{"custom_id":"row-1_A","result":{"type":"expired"}}'))).toBe('row-1_A');
+    expect(resultCustomId(Buffer.from('{"result":{"type":"expired"},"custom_id":"later"}'))).toBe('later');
+    expect(resultCustomId(Buffer.from('{"custom_id":"esc\\u0061ped","result":{}}'))).toBe('escaped');
+    expect(resultCustomId(Buffer.from('{"custom_id" : "spaced"}'))).toBe('spaced');
+    expect(resultCustomId(Buffer.from('{"result":{}}'))).toBeUndefined();
+    expect(() => resultCustomId(Buffer.from('{"custom_id":"cut'))).toThrow(SyntaxError);
   });
 });

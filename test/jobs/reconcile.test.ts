@@ -1,4 +1,5 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { PutObjectCommand } from '@aws-sdk/client-s3';
 import type { BatchResultLine } from '../../shared/anthropic/types';
 import type { PipelineConfig } from '../../shared/config';
 import { updateItem } from '../../shared/store/dynamo';
@@ -30,7 +31,7 @@ const MACHINE = 'arn:aws:states:us-east-1:123456789012:stateMachine:batchline-jo
 const executionArn = (name: string) => `arn:aws:states:us-east-1:123456789012:execution:batchline-jobs:${name}`;
 /** seedJob's jobs are created 2026-01-02; the reconciler runs some days later. */
 const NOW = Date.parse('2026-01-20T00:00:00.000Z');
-const NOTHING: ReconcileReport = { examined: 0, collected: 0, canceled: 0, finalized: 0, markedFailed: 0, errors: 0, complete: true };
+const NOTHING: ReconcileReport = { examined: 0, collected: 0, canceled: 0, finalized: 0, recovered: 0, markedFailed: 0, errors: 0, complete: true };
 
 describe('reconcileJobs', () => {
   const aws = useLocalAws();
@@ -315,6 +316,92 @@ describe('reconcileJobs', () => {
     expect(await reconcileJobs(again)).toEqual(NOTHING);
     expect(again.described).toEqual([]);
     expect(ctx.sim.stats().calls).toEqual(calls);
+  });
+
+  /** MarkJobFailed as the workflow's Catch runs it, an hour before the reconciler. */
+  const failJobAsWorkflow = (store: LocalAws, jobId: string, error: { error: string; cause: string }) =>
+    markJobFailed(
+      { jobId, error: { Error: error.error, Cause: error.cause } },
+      {
+        dynamo: store.dynamo,
+        api: ctx.api,
+        events: notify.events,
+        sns: notify.sns,
+        config: { table: store.table, notify: { eventBus: 'default', topicArn: undefined } },
+        now: () => new Date(NOW - 3_600_000),
+      },
+    );
+
+  /** Runs every chunk of a job through Submit and Collect: all its rows collected and paid. */
+  async function collectAll(store: LocalAws, config: PipelineConfig, job: SeededJob): Promise<string[]> {
+    const batchIds = [];
+    for (let chunk = 0; chunk < job.chunks.length; chunk++) batchIds.push((await submitChunk({ jobId: job.jobId, chunk }, stepDeps(store, config))).batchId!);
+    ctx.sim.advance(120);
+    for (const [chunk, batchId] of batchIds.entries()) await collectResults({ jobId: job.jobId, chunk, attempt: 1, batchId }, stepDeps(store, config));
+    return batchIds;
+  }
+
+  it('finalizes a failed job whose FinalizeJob timed out after every chunk was collected, keeping the failure, and then leaves it alone', async () => {
+    const { store, config } = await freshStore();
+    const job = await deadJob(store, 'finalize-timed-out', [2, 1]);
+    const batchIds = await collectAll(store, config, job);
+    const failure = { error: 'States.Timeout', cause: 'FinalizeJob timed out' };
+    await failJobAsWorkflow(store, job.jobId, failure);
+    expect(await readJobItem(store, job.jobId)).toMatchObject({ status: 'failed', failure, cancelRequested: true });
+    notify.calls.length = 0;
+    const executions = { [executionArn('finalize-timed-out')]: 'FAILED' };
+
+    expect(await reconcileJobs(deps(store, config, executions))).toEqual({ ...NOTHING, examined: 1, recovered: 1 });
+
+    const results = await readJsonl<ResultRow>(aws, job.keys.results);
+    expect(results.map(({ custom_id, status, attempts, batch_id }) => ({ custom_id, status, attempts, batch_id }))).toEqual([
+      { custom_id: 'c0-00000', status: 'succeeded', attempts: 1, batch_id: batchIds[0] },
+      { custom_id: 'c0-00001', status: 'succeeded', attempts: 1, batch_id: batchIds[0] },
+      { custom_id: 'c1-00000', status: 'succeeded', attempts: 1, batch_id: batchIds[1] },
+    ]);
+    expect(await readText(aws, job.keys.errors)).toBe('');
+    const counts = { succeeded: 3, errored: 0, expired: 0, canceled: 0, invalid: 0 };
+    // Not canceled: the cancel flag was MarkJobFailed's, and no row was canceled.
+    expect(await readJobItem(store, job.jobId)).toMatchObject({ status: 'succeeded', counts, failure, endedAt: new Date(NOW - 3_600_000).toISOString() });
+    const summary = JSON.parse((await readText(aws, job.keys.summary))!) as JobSummary;
+    expect(summary).toMatchObject({ status: 'succeeded', counts: { total: 3, ...counts }, recoveredFrom: failure });
+    const announced = notify.calls.filter((call) => call.action === 'AWSEvents.PutEvents');
+    expect(announced.map((call) => JSON.parse((call.body.Entries as Array<{ Detail: string }>)[0]!.Detail) as { status: string })).toEqual([
+      expect.objectContaining({ jobId: job.jobId, status: 'succeeded', counts }),
+    ]);
+
+    const again = deps(store, config, executions);
+    expect(await reconcileJobs(again)).toEqual(NOTHING);
+    expect(again.described).toEqual([]);
+  });
+
+  it('leaves a failed job alone when a re-run of Finalize cannot help or would not see every row collected', async () => {
+    const { store, config } = await freshStore();
+    // Finalize failed for good: the counts did not add up.
+    const mismatch = await deadJob(store, 'finalize-mismatch', [1]);
+    await collectAll(store, config, mismatch);
+    await failJobAsWorkflow(store, mismatch.jobId, { error: 'CountsMismatch', cause: 'the counts did not add up' });
+    // Timed out while a chunk was still in flight: its batch was canceled, its rows never collected.
+    ctx.sim.setBatchFaults({ processingSeconds: 3600 });
+    const inFlight = await deadJob(store, 'in-flight', [1]);
+    await submitChunk({ jobId: inFlight.jobId, chunk: 0 }, stepDeps(store, config));
+    await failJobAsWorkflow(store, inFlight.jobId, { error: 'States.Timeout', cause: 'PollBatch timed out' });
+    // Finalize wrote the summary, then its Lambda was killed before it returned.
+    ctx.sim.setBatchFaults(undefined);
+    const summarized = await deadJob(store, 'summarized', [1]);
+    await collectAll(store, config, summarized);
+    await failJobAsWorkflow(store, summarized.jobId, { error: 'Sandbox.Timedout', cause: 'Task timed out' });
+    await store.s3.send(new PutObjectCommand({ Bucket: aws.bucket, Key: summarized.keys.summary, Body: '{}' }));
+    const executions = Object.fromEntries(['finalize-mismatch', 'in-flight', 'summarized'].map((name) => [executionArn(name), 'FAILED']));
+
+    const run = deps(store, config, executions);
+    expect(await reconcileJobs(run)).toEqual(NOTHING);
+
+    expect(run.described).toEqual([]);
+    for (const job of [mismatch, inFlight, summarized]) {
+      expect((await readJobItem(store, job.jobId)).status).toBe('failed');
+      expect(await readText(aws, job.keys.results)).toBeUndefined();
+    }
   });
 
   it('stops starting jobs once its time budget is spent, and the next run carries on', async () => {
