@@ -32,7 +32,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
 import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
-import { GetObjectCommand, type S3Client } from '@aws-sdk/client-s3';
+import { CopyObjectCommand, GetObjectCommand, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import type { BatchResult, BatchResultLine, Usage } from '../anthropic/types';
 import type { NotifyConfig, PipelineConfig } from '../config';
 import { CostTotals, tokenTotals } from '../cost/cost';
@@ -606,18 +606,13 @@ async function needed(key: string, read: () => Promise<void>): Promise<void> {
 const isNoSuchKey = (error: unknown) => (error as { name?: string }).name === 'NoSuchKey';
 
 /** Streams one object into another (absent source: an empty target). */
+/** Copies a work file to the outputs inside S3 (no bytes through the function); a missing one becomes empty. */
 async function copyObject(s3: S3Client, bucket: string, from: string, to: string): Promise<void> {
-  const writer = new ObjectWriter(s3, bucket, to);
   try {
-    const body = await readObject(s3, bucket, from).catch((error: unknown) => {
-      if (isNoSuchKey(error)) return undefined;
-      throw error;
-    });
-    if (body) for await (const piece of body) await writer.write(Buffer.from(piece.buffer, piece.byteOffset, piece.byteLength));
-    await writer.finish();
+    await s3.send(new CopyObjectCommand({ Bucket: bucket, Key: to, CopySource: `${bucket}/${encodeURIComponent(from).replace(/%2F/g, '/')}` }));
   } catch (error) {
-    await writer.abort();
-    throw error;
+    if (!isNoSuchKey(error)) throw error;
+    await s3.send(new PutObjectCommand({ Bucket: bucket, Key: to, Body: '', ContentLength: 0, ContentType: 'application/x-ndjson' }));
   }
 }
 
