@@ -77,6 +77,17 @@ export class ObjectWriter {
     }
   }
 
+  /**
+   * Writes bytes without an await per call: returns a promise only when the caller must wait for
+   * the upload to drain (backpressure), so a tight loop pays for an await only then.
+   */
+  append(chunk: Uint8Array): Promise<void> | undefined {
+    if (this.failure) return Promise.reject(this.failure);
+    this.bytes += chunk.byteLength;
+    if (this.body.write(chunk)) return undefined;
+    return Promise.race([once(this.body, 'drain'), this.done]).then(() => undefined);
+  }
+
   /** Writes one JSONL line: a value is serialized, a Buffer is taken as an already-serialized line. */
   async writeLine(line: unknown): Promise<void> {
     if (Buffer.isBuffer(line)) {

@@ -4,6 +4,7 @@
  * names the line and the problem. Reasons never quote prompt text: only the custom_id, a field
  * name, a number, or a single offending character.
  */
+import { isUtf8 } from 'node:buffer';
 import { API_MAX_BATCH_BYTES } from '../config';
 import type { MessageParams } from '../anthropic/types';
 import { isBlank, type RawLine } from '../jsonl/lines';
@@ -90,7 +91,6 @@ const UNSUPPORTED_PARAMS: ReadonlyArray<{ name: string; rejects: (value: unknown
 ];
 
 const TOP_LEVEL_FIELDS = new Set(['custom_id', 'params']);
-const utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 
 /**
  * Validates one non-blank input line. Checks run cheapest and most fundamental first: size, UTF-8,
@@ -112,7 +112,7 @@ export function validateLine(raw: Pick<RawLine, 'bytes' | 'lineNumber' | 'termin
   const bytes = raw.bytes;
   const bomBytes = bytes[0] === 0xef && bytes[1] === 0xbb && bytes[2] === 0xbf ? 3 : 0;
   const leading = leadingWhitespace(bytes, bomBytes) - bomBytes;
-  const body = trimWhitespace(bytes.subarray(bomBytes));
+  const body = trimWhitespace(bomBytes === 0 ? bytes : bytes.subarray(bomBytes));
   if (body.length > maxRequestBytes) {
     return reject(
       line,
@@ -121,10 +121,9 @@ export function validateLine(raw: Pick<RawLine, 'bytes' | 'lineNumber' | 'termin
     );
   }
 
-  let text: string;
-  try {
-    text = utf8.decode(body);
-  } catch {
+  // isUtf8 is the fatal decoder's check (no overlongs, surrogates or code points past U+10FFFF), run
+  // natively; decoding a buffer known to be valid then takes the fast path.
+  if (!isUtf8(body)) {
     const problem = findInvalidUtf8(body);
     // Cut inside a character at the very end of an unterminated last line: a truncated file.
     if (problem?.truncated && !raw.terminated) return reject(line, 'truncated_line', `line ${line} is truncated: the file ends mid-line`);
@@ -132,6 +131,7 @@ export function validateLine(raw: Pick<RawLine, 'bytes' | 'lineNumber' | 'termin
     const at = problem ? ` (byte ${byte} of the line, 0x${hex(problem.byte)}, cannot start or continue a character)` : '';
     return reject(line, 'invalid_utf8', `line ${line} is not valid UTF-8${at}`);
   }
+  const text = body.toString('utf8');
 
   let request: unknown;
   try {
@@ -333,7 +333,9 @@ function leadingWhitespace(bytes: Buffer, from = 0): number {
 function trimWhitespace(bytes: Buffer): Buffer {
   let end = bytes.length;
   while (end > 0 && isWhitespace(bytes[end - 1])) end -= 1;
-  return bytes.subarray(Math.min(leadingWhitespace(bytes), end), end);
+  const start = Math.min(leadingWhitespace(bytes), end);
+  // Most lines have nothing to trim: a new view per line is garbage the collector must chase.
+  return start === 0 && end === bytes.length ? bytes : bytes.subarray(start, end);
 }
 
 function thousands(n: number): string {
