@@ -1,6 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { mkdir, mkdtemp, readFile, stat, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { mkdir, readFile, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { OPS_COMMANDS } from '../../cli/ops';
 import { localStatePath } from '../../cli/ops/local-state';
@@ -14,7 +13,7 @@ import { useLocalAws, type LocalAws } from '../support/aws';
 import { putText, readJobItem, readText, startApi, stopApi, type ApiContext } from '../support/chunks';
 import { pipelineConfig, putInput, startRecordingEndpoint, type RecordingEndpoint } from '../support/pipeline';
 import { jsonl, request, requests } from '../support/requests';
-import { freshTable, localStateFor, memoryIo, putChunk, putJob, runPipeline, type PipelineContext } from './support';
+import { freshTable, localStateFor, memoryIo, putChunk, putJob, runPipeline, tempDir, type PipelineContext } from './support';
 
 /** Runs a command as `batchline NAME ARGS` would, against the local stack whose state is in `dir`. */
 async function run(name: string, args: string[], dir: string, options: { cwd?: string; env?: Record<string, string> } = {}) {
@@ -355,7 +354,7 @@ describe('operating commands against a local stack', () => {
       const key = 'inbox/results-command.jsonl';
       const { etag } = await putInput(aws, key, jsonl([...requests(2, 'r'), '{"not": "a request"}']), { 'batchline-mode': 'lenient' });
       const jobId = await runPipeline(ctx, { key, etag, sequencer: '0C1' });
-      const cwd = await mkdtemp(path.join(tmpdir(), 'batchline-results-'));
+      const cwd = await tempDir('batchline-results-');
 
       const result = await run('results', [jobId, '--out', 'here'], dir, { cwd });
 
@@ -380,7 +379,7 @@ describe('operating commands against a local stack', () => {
 
   describe('submit', () => {
     async function requestFile(name: string, lines: unknown[]): Promise<string> {
-      const folder = await mkdtemp(path.join(tmpdir(), 'batchline-submit-'));
+      const folder = await tempDir('batchline-submit-');
       const file = path.join(folder, name);
       await writeFile(file, jsonl(lines));
       watched.add(`inbox/${name}`);
@@ -447,7 +446,7 @@ describe('operating commands against a local stack', () => {
     });
 
     it('uploads a file larger than a part in parts, with the mode as metadata and the ETag S3 reports', async () => {
-      const folder = await mkdtemp(path.join(tmpdir(), 'batchline-big-'));
+      const folder = await tempDir('batchline-big-');
       const file = path.join(folder, 'big.jsonl');
       const row = JSON.stringify(request('x')) + '\n';
       await writeFile(file, row.repeat(Math.ceil((DEFAULT_PART_SIZE + 1024) / row.length)));
@@ -481,7 +480,7 @@ describe('operating commands against a local stack', () => {
 
   describe('finding the local stack', () => {
     it('says in one line when no local stack serves in the folder, or its process has gone', async () => {
-      const empty = await mkdtemp(path.join(tmpdir(), 'batchline-nostack-'));
+      const empty = await tempDir('batchline-nostack-');
       expect(await run('jobs', [], empty)).toEqual({
         code: 1,
         out: '',
@@ -507,7 +506,7 @@ describe('operating commands against a local stack', () => {
     });
 
     it('says it cannot reach a local stack whose servers are down', async () => {
-      const down = await mkdtemp(path.join(tmpdir(), 'batchline-down-'));
+      const down = await tempDir('batchline-down-');
       const file = localStatePath(down);
       await mkdir(path.dirname(file), { recursive: true });
       await writeFile(file, JSON.stringify({ version: 1, pid: process.pid, s3Endpoint: 'http://127.0.0.1:9', dynamodbEndpoint: 'http://127.0.0.1:9', bucket: 'b', table: 't' }));

@@ -3,7 +3,8 @@
  * test's emulators (so the commands run exactly as `--local DIR` does), job records with known
  * values, and the real pipeline core run over an inbox upload.
  */
-import { mkdtemp } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { afterAll } from 'vitest';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { Writable } from 'node:stream';
@@ -48,9 +49,22 @@ export function memoryIo(options: { env?: Record<string, string | undefined>; cw
   };
 }
 
+const tempDirs: string[] = [];
+// Registered when a test file imports this module (collection time): each file cleans up its own.
+afterAll(async () => {
+  await Promise.all(tempDirs.splice(0).map((dir) => rm(dir, { recursive: true, force: true })));
+});
+
+/** A fresh folder under the OS temp dir, removed after the importing test file's tests. */
+export async function tempDir(prefix: string): Promise<string> {
+  const dir = await mkdtemp(path.join(tmpdir(), prefix));
+  tempDirs.push(dir);
+  return dir;
+}
+
 /** A folder whose `.batchline/local.json` names the test's emulators, as `batchline serve` would write it. */
 export async function localStateFor(aws: LocalAws): Promise<string> {
-  const dir = await mkdtemp(path.join(tmpdir(), 'batchline-ops-'));
+  const dir = await tempDir('batchline-ops-');
   await writeLocalState(dir, { s3Endpoint: aws.s3Server.endpoint, bucket: aws.bucket, table: aws.table, env: aws.env });
   return dir;
 }
