@@ -12,6 +12,7 @@ import { Construct } from 'constructs';
 import { fileURLToPath } from 'node:url';
 import * as path from 'node:path';
 import { acceptFinding } from './nag';
+import { ENTRY_METADATA, HANDLER_METADATA } from './metadata';
 
 export const PROJECT_ROOT = fileURLToPath(new URL('..', import.meta.url));
 
@@ -31,8 +32,7 @@ export const HANDLER_NAMES = [
 export type HandlerName = (typeof HANDLER_NAMES)[number];
 
 /** Template metadata keys on each AWS::Lambda::Function: the source file and its name. */
-export const ENTRY_METADATA = 'batchline:entry';
-export const HANDLER_METADATA = 'batchline:handler';
+export { ENTRY_METADATA, HANDLER_METADATA };
 
 export interface HandlerProps {
   /** The file functions/<name>.ts; its export is `handler`. */

@@ -5,6 +5,7 @@
  * machine, and the stack's schedules say which function to invoke with which input.
  */
 import { randomUUID } from 'node:crypto';
+import type { ExecutionDescription } from './aws-shim';
 import type { S3EventRecord } from './emulators';
 import { LOCAL_REGION } from './emulators';
 import { encodeEventKey } from '../shared/jobs/events';
@@ -204,18 +205,7 @@ export function putEventAsBusEvent(entry: { eventId: string; source: string; det
 }
 
 /** The `Step Functions Execution Status Change` event Step Functions sends when an execution starts or ends. */
-export function executionStatusEvent(execution: {
-  executionArn: string;
-  stateMachineArn: string;
-  name: string;
-  status: string;
-  startDate: Date;
-  stopDate?: Date;
-  input: string;
-  output?: string;
-  error?: string;
-  cause?: string;
-}): BusEvent {
+export function executionStatusEvent(execution: Omit<ExecutionDescription, 'status'> & { status: string }): BusEvent {
   return {
     version: '0',
     id: randomUUID(),

@@ -10,13 +10,9 @@ import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { LocalNames, resourcesOfType, type CfnTemplate } from './template';
 import { functionNameOf } from './asl';
+import { ENTRY_METADATA } from '../infra/metadata';
 
-/**
- * Template metadata on each function: its source file, relative to the repository root. The key
- * infra/handler.ts writes; not imported from there, since that module loads aws-cdk-lib, which a
- * local start from a cached template never needs (it costs seconds).
- */
-export const ENTRY_METADATA = 'batchline:entry';
+export { ENTRY_METADATA };
 
 /** Lambda's default when a function sets no Timeout. */
 const DEFAULT_TIMEOUT_SECONDS = 3;
