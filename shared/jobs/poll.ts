@@ -10,6 +10,7 @@
  */
 import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import type { BatchesApi } from '../anthropic/api';
+import { ApiRequestInvalid } from '../anthropic/errors';
 import type { PipelineConfig } from '../config';
 import { quietObserver, type Observer } from '../observability';
 import {
@@ -125,8 +126,13 @@ export async function pollBatch(input: PollInput, deps: PollDeps): Promise<PollO
   let cancelSentAt = record.cancelSentAt;
   const cancelNow = job.cancelRequested === true && batch.processing_status === 'in_progress';
   if (cancelNow) {
-    batch = await api.cancel(input.batchId);
-    cancelSentAt = isoAt(now());
+    try {
+      batch = await api.cancel(input.batchId);
+      cancelSentAt = isoAt(now());
+    } catch (error) {
+      // The batch ended between retrieve and cancel (400): nothing left to cancel; the next poll sees it ended.
+      if (!(error instanceof ApiRequestInvalid)) throw error;
+    }
   }
   const ended = batch.processing_status === 'ended';
   await updateChunk(dynamo, config.table, chunk, {

@@ -155,4 +155,17 @@ describe('pollBatch', () => {
       expired: 2,
     });
   });
+
+  it('carries on when the batch ended between its retrieve and the cancel (a 400), and sees the end next time', async () => {
+    const { deps, ref } = await submitted(2);
+    await updateItem(aws.dynamo, aws.table, { pk: jobPk(ref.jobId), sk: JOB_SK }, { set: { cancelRequested: true } });
+    ctx.sim.setHttpFaults([{ endpoint: 'cancel', status: 400, times: 1 }]);
+    ctx.sim.advance(5);
+    expect(await pollBatch(ref, deps)).toMatchObject({ ...ref, ended: false });
+    expect((await readChunkItem(aws, ref.jobId, 0)).attempts[0]!.cancelSentAt).toBeUndefined();
+    ctx.sim.setHttpFaults([]);
+
+    ctx.sim.advance(120);
+    expect((await pollBatch(ref, deps)).ended).toBe(true);
+  });
 });
