@@ -60,8 +60,8 @@ import { BATCH_BODY_OVERHEAD, CustomIdSet, validateLine } from '../validation/re
 import { requestEntries } from './chunk-files';
 import { InvalidStateInput, isoAt, jobKey, readJob } from './chunk-state';
 import { CHUNK_FAILED, decideRow, errorMessageOf, errorTypeOf, MISSING_RESULT, rowCostUsd, type ResultStatus } from './outcome';
-import { sourceLines, type PrepareOutcome } from './prepare';
-import { SourceChanged, SourceNotFound, ttlFrom } from './register';
+import { LINE_SLACK_BYTES, openSource, sourceLines, type PrepareOutcome } from './prepare';
+import { ttlFrom } from './register';
 
 /** The outputs would not add up: nothing is claimed (no summary, no job status) until they do. */
 export class CountsMismatch extends Error {
@@ -605,7 +605,6 @@ async function needed(key: string, read: () => Promise<void>): Promise<void> {
 
 const isNoSuchKey = (error: unknown) => (error as { name?: string }).name === 'NoSuchKey';
 
-/** Streams one object into another (absent source: an empty target). */
 /** Copies a work file to the outputs inside S3 (no bytes through the function); a missing one becomes empty. */
 async function copyObject(s3: S3Client, bucket: string, from: string, to: string): Promise<void> {
   try {
@@ -622,23 +621,11 @@ async function copyObject(s3: S3Client, bucket: string, from: string, to: string
  * rejected). The same limits give the same verdicts Prepare reached.
  */
 async function* validCustomIds(job: JobItem, deps: FinalizeDeps): AsyncGenerator<string> {
-  const where = `s3://${job.bucket}/${job.key}`;
-  let body: Readable & AsyncIterable<Uint8Array>;
-  try {
-    const response = await deps.s3.send(
-      new GetObjectCommand({ Bucket: job.bucket, Key: job.key, VersionId: job.versionId, IfMatch: job.versionId ? undefined : `"${job.etag}"` }),
-    );
-    body = response.Body as unknown as Readable & AsyncIterable<Uint8Array>;
-  } catch (error) {
-    const status = (error as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode;
-    if (status === 412) throw new SourceChanged(`${where} was overwritten after the job was registered (ETag ${job.etag})`);
-    if (status === 404) throw new SourceNotFound(`${where} no longer exists`);
-    throw error;
-  }
+  const body = await openSource(deps.s3, job);
   const maxRequestBytes = deps.config.maxBytesPerChunk - BATCH_BODY_OVERHEAD;
   const customIds = new CustomIdSet();
   try {
-    for await (const entry of sourceLines(body, maxRequestBytes + 64 * 1024)) {
+    for await (const entry of sourceLines(body, maxRequestBytes + LINE_SLACK_BYTES)) {
       if ('tooLong' in entry || isBlank(entry.bytes)) continue;
       const outcome = validateLine(entry, { maxRequestBytes, customIds });
       if (outcome.ok) yield outcome.customId;

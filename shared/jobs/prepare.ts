@@ -62,7 +62,7 @@ export interface PrepareDeps {
  * Lines up to this much longer than the largest request are still read whole, so validateLine can
  * judge the request without its surrounding whitespace; longer ones are skipped unread.
  */
-const LINE_SLACK_BYTES = 64 * 1024;
+export const LINE_SLACK_BYTES = 64 * 1024;
 /** Invalid-line report rows are gathered into writes of about this size. */
 const WRITE_BATCH_BYTES = 1024 * 1024;
 const INVALID_PART_BYTES = 5 * 1024 * 1024;
@@ -257,7 +257,7 @@ async function scanSource(job: JobItem, deps: PrepareDeps): Promise<ScanResult> 
 }
 
 /** The job's input object, exactly the upload it was registered for. */
-async function openSource(s3: S3Client, job: JobItem): Promise<Readable & AsyncIterable<Uint8Array>> {
+export async function openSource(s3: S3Client, job: JobItem): Promise<Readable & AsyncIterable<Uint8Array>> {
   const where = `s3://${job.bucket}/${job.key}`;
   try {
     const response = await s3.send(
