@@ -31,8 +31,6 @@ export const HANDLER_NAMES = [
 ] as const;
 export type HandlerName = (typeof HANDLER_NAMES)[number];
 
-/** Template metadata keys on each AWS::Lambda::Function: the source file and its name. */
-export { ENTRY_METADATA, HANDLER_METADATA };
 
 export interface HandlerProps {
   /** The file functions/<name>.ts; its export is `handler`. */

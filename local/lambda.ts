@@ -12,7 +12,6 @@ import { LocalNames, resourcesOfType, type CfnTemplate } from './template';
 import { functionNameOf } from './asl';
 import { ENTRY_METADATA } from '../infra/metadata';
 
-export { ENTRY_METADATA };
 
 /** Lambda's default when a function sets no Timeout. */
 const DEFAULT_TIMEOUT_SECONDS = 3;

@@ -84,8 +84,6 @@ export type BatchResult =
   | { type: 'canceled' }
   | { type: 'expired' };
 
-export type ResultType = BatchResult['type'];
-
 export interface BatchResultLine {
   custom_id: string;
   result: BatchResult;

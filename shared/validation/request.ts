@@ -11,7 +11,6 @@ import { isBlank, type RawLine } from '../jsonl/lines';
 import { CUSTOM_ID_MAX_LENGTH, CUSTOM_ID_PATTERN, CustomIdSet } from './custom-ids';
 import { findInvalidUtf8, locateJsonError } from './syntax';
 
-export { isBlank };
 export { CustomIdSet, CUSTOM_ID_PATTERN } from './custom-ids';
 
 export type InvalidCode =
