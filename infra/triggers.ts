@@ -16,6 +16,7 @@ import * as schedulerTargets from 'aws-cdk-lib/aws-scheduler-targets';
 import * as sqs from 'aws-cdk-lib/aws-sqs';
 import type * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import { Construct } from 'constructs';
+import { OBJECT_CREATED, S3_SOURCE } from '../shared/jobs/events';
 import { INBOX_PREFIX } from '../shared/store/keys';
 import { acceptFinding, acceptWildcardResources } from './nag';
 import type { ScheduleSetting } from './settings';
@@ -59,8 +60,8 @@ export class Triggers extends Construct {
     this.inboxRule = new events.Rule(this, 'InboxRule', {
       description: `Starts a batchline job for each object created under ${INBOX_PREFIX}`,
       eventPattern: {
-        source: ['aws.s3'],
-        detailType: ['Object Created'],
+        source: [S3_SOURCE],
+        detailType: [OBJECT_CREATED],
         detail: {
           bucket: { name: [props.bucket.bucketName] },
           object: { key: [{ prefix: INBOX_PREFIX }] },

@@ -13,10 +13,9 @@ import * as schedulerTargets from 'aws-cdk-lib/aws-scheduler-targets';
 import type * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import type * as sqs from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
+import { ABNORMAL_STATUSES, EXECUTION_STATUS_CHANGE, STATES_SOURCE } from '../shared/jobs/events';
 import { invokerRole, sendFailuresTo } from './triggers';
 
-/** Execution statuses that end a job's workflow without Finalize or MarkJobFailed having the last word. */
-export const ENDED_EXECUTION_STATUSES = ['FAILED', 'TIMED_OUT', 'ABORTED'] as const;
 
 export interface UpkeepProps {
   stateMachine: sfn.IStateMachine;
@@ -48,10 +47,10 @@ export class Upkeep extends Construct {
     this.executionEndedRule = new events.Rule(this, 'ExecutionEnded', {
       description: 'Hands each job execution that failed, timed out or was aborted to execution-ended',
       eventPattern: {
-        source: ['aws.states'],
-        detailType: ['Step Functions Execution Status Change'],
+        source: [STATES_SOURCE],
+        detailType: [EXECUTION_STATUS_CHANGE],
         detail: {
-          status: [...ENDED_EXECUTION_STATUSES],
+          status: [...ABNORMAL_STATUSES],
           stateMachineArn: [props.stateMachine.stateMachineArn],
         },
       },

@@ -174,3 +174,11 @@ export function parseSweepEvent(event: unknown): SweepEvent {
   if (typeof prefix !== 'string') throw new InvalidEvent('prefix must be a string');
   return { schedule: requiredString(event.schedule, 'schedule'), prefix };
 }
+
+/** Step Functions' execution status events: the execution-ended rule (infra) and handler read them alike. */
+export const STATES_SOURCE = 'aws.states';
+export const EXECUTION_STATUS_CHANGE = 'Step Functions Execution Status Change';
+
+/** Statuses that end a job's workflow abnormally; the others (RUNNING, SUCCEEDED, PENDING_REDRIVE) leave nothing behind. */
+export const ABNORMAL_STATUSES = ['FAILED', 'TIMED_OUT', 'ABORTED'] as const;
+export type AbnormalStatus = (typeof ABNORMAL_STATUSES)[number];

@@ -21,17 +21,19 @@ import { quietObserver } from '../observability';
 import { getItem } from '../store/dynamo';
 import { JOB_SK, JOBS_GSI, JOBS_GSI_PK, jobPk, type JobItem } from '../store/items';
 import { TABLE_GSIS } from '../store/table';
-import { InvalidEvent, parseRegisterEvent } from './events';
+import {
+  ABNORMAL_STATUSES,
+  EXECUTION_STATUS_CHANGE,
+  InvalidEvent,
+  parseRegisterEvent,
+  STATES_SOURCE,
+  type AbnormalStatus,
+} from './events';
 import { describeFailure, failJob, failureLeftovers, markJobFailed, type FailDeps, type StepError } from './fail';
 import { bareEtag, jobIdFor } from './job-id';
 import { ENDED_JOB_STATUSES } from './queries';
 
-export const STATES_SOURCE = 'aws.states';
-export const EXECUTION_STATUS_CHANGE = 'Step Functions Execution Status Change';
-
-/** The statuses this handles; the others (RUNNING, SUCCEEDED, PENDING_REDRIVE) leave nothing behind. */
-export const ABNORMAL_STATUSES = ['FAILED', 'TIMED_OUT', 'ABORTED'] as const;
-export type AbnormalStatus = (typeof ABNORMAL_STATUSES)[number];
+export { ABNORMAL_STATUSES, EXECUTION_STATUS_CHANGE, STATES_SOURCE, type AbnormalStatus };
 
 /** The job's failure names how its execution ended. */
 export const EXECUTION_ERRORS: Record<AbnormalStatus, string> = {
