@@ -9,6 +9,7 @@ import { copyOutputs } from './outputs';
 import { ProgressView } from './progress';
 import { settingsFromEnv } from './settings';
 import { onInterrupt, type Io } from './io';
+import { oneLine } from './ops/layout';
 
 export const DEFAULT_EXAMPLE = 'examples/classification.jsonl';
 const REPO_ROOT = fileURLToPath(new URL('..', import.meta.url));
@@ -143,7 +144,3 @@ export function formatSummary(outcome: JobOutcome, elapsedMs: number): string {
   return lines.join('\n');
 }
 
-function oneLine(text: string): string {
-  const flat = text.replace(/\s+/g, ' ').trim();
-  return flat.length > 300 ? `${flat.slice(0, 300)}…` : flat;
-}
