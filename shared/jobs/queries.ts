@@ -30,6 +30,7 @@ import {
 import { TABLE_GSIS } from '../store/table';
 import { bareEtag, jobIdFor } from './job-id';
 import { JobNotFound } from './prepare';
+import { readJob } from './chunk-state';
 
 export { JobNotFound };
 
@@ -97,11 +98,8 @@ export async function listRecentJobs(
   return jobs;
 }
 
-export async function getJob(deps: Pick<QueryDeps, 'dynamo' | 'table'>, jobId: string): Promise<JobItem> {
-  const job = await getItem<JobItem>(deps.dynamo, deps.table, { pk: jobPk(jobId), sk: JOB_SK });
-  if (!job) throw new JobNotFound(`job ${jobId} does not exist`);
-  return job;
-}
+/** The job record (JobNotFound when there is none): the one reader, shared with the pipeline. */
+export const getJob = (deps: Pick<QueryDeps, 'dynamo' | 'table'>, jobId: string): Promise<JobItem> => readJob(deps.dynamo, deps.table, jobId);
 
 /** A job's progress summed over its chunk records (the same figures the local runtime reports). */
 export interface ProgressTotals {
