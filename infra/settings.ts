@@ -29,6 +29,7 @@ export const PIPELINE_SETTING_ENV = {
   pollMaxSeconds: 'BATCHLINE_POLL_MAX_SECONDS',
   pollFraction: 'BATCHLINE_POLL_FRACTION',
   rowTtlDays: 'BATCHLINE_ROW_TTL_DAYS',
+  rowsPerBucket: 'BATCHLINE_ROWS_PER_BUCKET',
   pricesJson: 'BATCHLINE_PRICES',
   adoptGraceSeconds: 'BATCHLINE_ADOPT_GRACE_SECONDS',
 } as const;

@@ -81,6 +81,11 @@ export interface PipelineConfig {
   pollFraction: number;
   /** BATCHLINE_ROW_TTL_DAYS: row and chunk records expire this long after the job ends (0 = never). */
   rowTtlDays: number;
+  /**
+   * BATCHLINE_ROWS_PER_BUCKET: about this many row records share a DynamoDB partition over a whole
+   * job (shared/jobs/row-records.ts). Fewer: smaller items and cheaper lookups, more write units.
+   */
+  rowsPerBucket: number;
   /** BATCHLINE_PRICES: optional JSON price table that overrides or extends the built-in one. */
   pricesJson: string | undefined;
   /**
@@ -107,6 +112,7 @@ export function readPipelineConfig(env: Env = process.env): PipelineConfig {
     pollMaxSeconds: intSetting(env, 'BATCHLINE_POLL_MAX_SECONDS', 900, Math.max(pollMinSeconds, 120), 86_400),
     pollFraction: numberSetting(env, 'BATCHLINE_POLL_FRACTION', 0.1, 0.001, 1),
     rowTtlDays: intSetting(env, 'BATCHLINE_ROW_TTL_DAYS', 90, 0, 3650),
+    rowsPerBucket: intSetting(env, 'BATCHLINE_ROWS_PER_BUCKET', 1000, 1, 5000),
     pricesJson: optionalString(env, 'BATCHLINE_PRICES'),
     adoptGraceSeconds: intSetting(env, 'BATCHLINE_ADOPT_GRACE_SECONDS', 960, 0, 3600),
   };

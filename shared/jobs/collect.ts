@@ -3,10 +3,11 @@
  * worth another attempt into the next attempt's requests file.
  *
  * - The results stream goes to `chunkResults(chunk, attempt)` line by line, bytes untouched; a row
- *   records where its line is (key, offset, length) rather than any of its text.
- * - One BatchWriteItem put per row and nothing else per row (DynamoDB is Collect's bottleneck).
- * - Memory is bounded by the chunk's row count (custom_id → position), never by result text.
- * - Re-runnable: the objects and row items are rewritten to the same content, and the chunk record
+ *   records where its line is (offset, length) rather than any of its text.
+ * - Row records are packed into pages (./row-records.ts), written once the stream has ended: about
+ *   one DynamoDB item per thousand rows instead of one per row.
+ * - Memory is bounded by the chunk's row count (custom_id → position, the records), never by result text.
+ * - Re-runnable: the objects and row pages are rewritten to the same content, and the chunk record
  *   is updated once, conditioned on the attempt not being collected yet; a Collect that finds the
  *   chunk already past this attempt answers from the record without redoing anything.
  */
@@ -17,8 +18,8 @@ import type { BatchResult } from '../anthropic/types';
 import type { PipelineConfig } from '../config';
 import { tokenTotals } from '../cost/cost';
 import { priceTableFromConfig, type PriceTable } from '../cost/prices';
-import { BulkWriter, ConditionFailed, updateItem, type BulkWriteOptions } from '../store/dynamo';
-import { ROW_SK, rowPk, type ChunkAttempt, type RowItem, type TokenTotals } from '../store/items';
+import { ConditionFailed, updateItem, type BulkWriteOptions } from '../store/dynamo';
+import type { ChunkAttempt, TokenTotals } from '../store/items';
 import { jobKeys } from '../store/keys';
 import { ObjectWriter } from '../store/s3';
 import { quietObserver, rowsErroredMetric, type Observer } from '../observability';
@@ -37,6 +38,7 @@ import {
   type ChunkRef,
 } from './chunk-state';
 import { ttlFrom } from './register';
+import { rowBucketsOf, RowRecordWriter, type RowEntry } from './row-records';
 import {
   canceledBeforeSubmitDecision,
   decideRow,
@@ -68,7 +70,7 @@ export interface CollectDeps {
   config: Pick<PipelineConfig, 'bucket' | 'table' | 'maxAttempts' | 'retryBackoffSeconds' | 'rowTtlDays' | 'pricesJson'>;
   /** The local clock (epoch ms). */
   now?: () => number;
-  /** Options of the row writer (tests and benchmarks count requests with onRequest). */
+  /** Options of the row pages' writer (tests and benchmarks count requests with onRequest). */
   rowWrites?: BulkWriteOptions;
   /** Where the step's log lines and metrics go (the handler's invocation). */
   observer?: Observer;
@@ -98,13 +100,13 @@ export async function collectResults(input: CollectInput, deps: CollectDeps): Pr
   const members: ReadonlyMap<string, number> | ReadonlySet<string> =
     input.attempt === 1 ? positions : await requestIds(s3, config.bucket, keys.chunkRequests(input.chunk, input.attempt));
 
-  const rows = new RowRecorder(input, positions, deps, job.cancelRequested === true, observer);
+  const rows = new RowRecorder(input, positions, rowBucketsOf(job), deps, job.cancelRequested === true, observer);
   try {
     if (input.batchId === null) {
-      for (const customId of members.keys()) await rows.record(customId, canceledBeforeSubmitDecision());
+      for (const customId of members.keys()) rows.record(customId, canceledBeforeSubmitDecision());
     } else {
       await rows.collect(input.batchId, members, keys.chunkResults(input.chunk, input.attempt));
-      for (const customId of members.keys()) if (!rows.seen.has(customId)) await rows.record(customId, missingResultDecision());
+      for (const customId of members.keys()) if (!rows.seen.has(customId)) rows.record(customId, missingResultDecision());
     }
     await rows.flush();
   } catch (error) {
@@ -226,26 +228,37 @@ class RowRecorder {
   /** Result lines for custom_ids that are not rows of this attempt (or repeat one): ignored. */
   foreign = 0;
 
-  private readonly writer: BulkWriter;
+  private readonly records: RowRecordWriter;
   private readonly context: DecisionContext;
   private readonly prices: PriceTable;
-  private readonly updatedAt: string;
-  private readonly ttl: number | undefined;
   private results: ObjectWriter | undefined;
 
   constructor(
     private readonly input: CollectInput,
     private readonly positions: ReadonlyMap<string, number>,
+    buckets: number,
     private readonly deps: CollectDeps,
     cancelRequested: boolean,
     private readonly observer: Observer,
   ) {
-    this.writer = new BulkWriter(deps.dynamo, deps.config.table, deps.rowWrites);
+    const now = (deps.now ?? Date.now)();
+    this.records = new RowRecordWriter(
+      deps.dynamo,
+      deps.config.table,
+      {
+        jobId: input.jobId,
+        chunk: input.chunk,
+        attempt: input.attempt,
+        batchId: input.batchId ?? undefined,
+        buckets,
+        writer: 'C',
+        updatedAt: isoAt(now),
+        ttl: ttlFrom(new Date(now), deps.config.rowTtlDays),
+      },
+      deps.rowWrites,
+    );
     this.context = { attempt: input.attempt, maxAttempts: deps.config.maxAttempts, cancelRequested };
     this.prices = priceTableFromConfig(deps.config);
-    const now = (deps.now ?? Date.now)();
-    this.updatedAt = isoAt(now);
-    this.ttl = ttlFrom(new Date(now), deps.config.rowTtlDays);
   }
 
   /** Streams the batch's results into `key`, recording each row of `members` as its line arrives. */
@@ -260,9 +273,9 @@ class RowRecorder {
         continue;
       }
       this.seen.add(customId);
-      await this.record(customId, decideRow(entry.line.result, this.context), {
+      this.record(customId, decideRow(entry.line.result, this.context), {
         ...this.usageAndCost(entry.line.result),
-        result: { key, offset, length: entry.raw.length + 1 },
+        line: { offset, length: entry.raw.length + 1 },
       });
     }
     await this.results.finish();
@@ -273,7 +286,7 @@ class RowRecorder {
     }
   }
 
-  async record(customId: string, decision: RowDecision, extra: Partial<RowItem> = {}): Promise<void> {
+  record(customId: string, decision: RowDecision, extra: Pick<RowEntry, 'usage' | 'costUsd' | 'line'> = {}): void {
     const index = this.positions.get(customId);
     if (index === undefined) throw new ChunkStateConflict(`${customId} is in attempt ${this.input.attempt} of chunk ${this.input.chunk} but not in its first`);
     this.counts[decision.status] += 1;
@@ -281,24 +294,7 @@ class RowRecorder {
     if (decision.errorType === MISSING_RESULT) this.missing += 1;
     if (decision.final) this.finalRows += 1;
     else this.retry.add(customId);
-    const item: RowItem = {
-      pk: rowPk(this.input.jobId, customId),
-      sk: ROW_SK,
-      type: 'row',
-      jobId: this.input.jobId,
-      customId,
-      chunk: this.input.chunk,
-      index,
-      status: decision.status,
-      final: decision.final,
-      attempt: this.input.attempt,
-      batchId: this.input.batchId ?? undefined,
-      errorType: decision.errorType,
-      ...extra,
-      updatedAt: this.updatedAt,
-      ttl: this.ttl,
-    };
-    await this.writer.put(item);
+    this.records.add({ customId, index, status: decision.status, final: decision.final, errorType: decision.errorType, ...extra });
   }
 
   private usageAndCost(result: BatchResult): { usage?: TokenTotals; costUsd?: number } {
@@ -310,13 +306,13 @@ class RowRecorder {
     return { usage: tokenTotals(usage), costUsd };
   }
 
-  flush(): Promise<void> {
-    return this.writer.flush();
+  /** Writes the row pages. */
+  async flush(): Promise<void> {
+    await this.records.flush();
   }
 
-  /** Discards a results upload in progress (rows already written are rewritten by the re-run). */
+  /** Discards a results upload in progress (pages already written are rewritten by the re-run). */
   async abandon(): Promise<void> {
     await this.results?.abort();
-    await this.writer.flush().catch(() => undefined);
   }
 }

@@ -40,18 +40,15 @@ import { priceTableFromConfig, type PriceTable } from '../cost/prices';
 import { isBlank, splitLines } from '../jsonl/lines';
 import { AnnounceFailed, announceJobEnded, type NotifyClients } from '../notify';
 import { errorFields, quietObserver, type Observer } from '../observability';
-import { BulkWriter, queryPartition, updateItem } from '../store/dynamo';
+import { queryPartition, updateItem } from '../store/dynamo';
 import {
   CHUNK_SK_PREFIX,
   jobPk,
-  ROW_SK,
-  rowPk,
   type ChunkAttempt,
   type ChunkItem,
   type JobItem,
   type JobStatus,
   type RowCounts,
-  type RowItem,
   type TokenTotals,
 } from '../store/items';
 import { jobKeys } from '../store/keys';
@@ -62,6 +59,7 @@ import { InvalidStateInput, isoAt, jobKey, readJob } from './chunk-state';
 import { CHUNK_FAILED, decideRow, errorMessageOf, errorTypeOf, MISSING_RESULT, rowCostUsd, type ResultStatus } from './outcome';
 import { LINE_SLACK_BYTES, openSource, sourceLines, type PrepareOutcome } from './prepare';
 import { ttlFrom } from './register';
+import { rowBucketsOf, RowRecordWriter } from './row-records';
 
 /** The outputs would not add up: nothing is claimed (no summary, no job status) until they do. */
 export class CountsMismatch extends Error {
@@ -411,7 +409,18 @@ async function finalizeChunk(chunk: ChunkItem, job: JobItem, tally: Tally, outpu
   const dir = await mkdtemp(path.join(deps.tmpDir ?? tmpdir(), 'batchline-finalize-'));
   const files = new Map<number, FileHandle>();
   const lines = new Map<string, LineAt>();
-  const failedRows = new BulkWriter(deps.dynamo, config.table);
+  // Rows an uncollected attempt left: their records, one writer per attempt (Collect never wrote them).
+  const failedRows = new Map<number, RowRecordWriter>();
+  const failedRowsOf = (attempt: number, batchId: string | undefined) => {
+    let writer = failedRows.get(attempt);
+    if (!writer) {
+      const now = (deps.now ?? Date.now)();
+      const page = { jobId: job.jobId, chunk: chunk.chunk, attempt, batchId, buckets: rowBucketsOf(job), writer: 'F' as const };
+      writer = new RowRecordWriter(deps.dynamo, config.table, { ...page, updatedAt: isoAt(now), ttl: ttlFrom(new Date(now), config.rowTtlDays) });
+      failedRows.set(attempt, writer);
+    }
+    return writer;
+  };
   try {
     for (const [attempt, record] of attempts) {
       if (!record.batchId) continue;
@@ -424,7 +433,6 @@ async function finalizeChunk(chunk: ChunkItem, job: JobItem, tally: Tally, outpu
     }
 
     const failure = chunkFailureText(chunk);
-    const ttl = ttlFrom(new Date((deps.now ?? Date.now)()), config.rowTtlDays);
     let index = 0;
     for await (const { customId } of requestEntries(s3, config.bucket, keys.chunkRequests(chunk.chunk, 1))) {
       const attempt = latest(customId);
@@ -453,27 +461,11 @@ async function finalizeChunk(chunk: ChunkItem, job: JobItem, tally: Tally, outpu
       if (!written) {
         const row: ResultRow = { ...base, status: 'errored', error: { type: CHUNK_FAILED, message: failure.message } };
         await outputs.write(tally.add(row), { cause: failure.cause });
-        const item: RowItem = {
-          pk: rowPk(job.jobId, customId),
-          sk: ROW_SK,
-          type: 'row',
-          jobId: job.jobId,
-          customId,
-          chunk: chunk.chunk,
-          index,
-          status: 'errored',
-          final: true,
-          attempt,
-          batchId: record.batchId,
-          errorType: CHUNK_FAILED,
-          updatedAt: isoAt((deps.now ?? Date.now)()),
-          ttl,
-        };
-        await failedRows.put(item);
+        failedRowsOf(attempt, record.batchId).add({ customId, index, status: 'errored', final: true, errorType: CHUNK_FAILED });
       }
       index += 1;
     }
-    await failedRows.flush();
+    for (const writer of failedRows.values()) await writer.flush();
   } finally {
     for (const file of files.values()) await file.close().catch(() => undefined);
     await rm(dir, { recursive: true, force: true });

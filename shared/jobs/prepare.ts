@@ -17,6 +17,7 @@ import { ObjectWriter } from '../store/s3';
 import { quietObserver, type Observer } from '../observability';
 import { bareEtag } from './job-id';
 import { SourceChanged, SourceNotFound, ttlFrom } from './register';
+import { rowBucketCount } from './row-records';
 import { BATCH_BODY_OVERHEAD, CustomIdSet, invalidReportRow, validateLine, type InvalidLine, type LineOutcome } from '../validation/request';
 
 export class JobNotFound extends Error {
@@ -50,7 +51,7 @@ export interface PrepareResult {
 export interface PrepareDeps {
   s3: S3Client;
   dynamo: DynamoDBClient;
-  config: Pick<PipelineConfig, 'bucket' | 'table' | 'maxRequestsPerChunk' | 'maxBytesPerChunk' | 'rowTtlDays'>;
+  config: Pick<PipelineConfig, 'bucket' | 'table' | 'maxRequestsPerChunk' | 'maxBytesPerChunk' | 'rowTtlDays' | 'rowsPerBucket'>;
   now?: () => Date;
   /** Where the step's log lines and metrics go (the handler's invocation). */
   observer?: Observer;
@@ -136,6 +137,7 @@ export async function prepareJob(input: { jobId: string }, deps: PrepareDeps): P
       totalRows: scan.validRows + scan.invalidRows,
       validRows: scan.validRows,
       invalidRows: scan.invalidRows,
+      rowBuckets: rowBucketCount(scan.validRows, config.rowsPerBucket),
       chunkCount: chunks.length,
       updatedAt,
     },

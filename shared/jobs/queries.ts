@@ -19,18 +19,17 @@ import {
   JOBS_GSI,
   JOBS_GSI_PK,
   jobPk,
-  ROW_SK,
-  rowPk,
   type ChunkItem,
   type JobItem,
   type JobStatus,
   type RowCounts,
-  type RowItem,
+  type RowRecord,
 } from '../store/items';
 import { TABLE_GSIS } from '../store/table';
 import { bareEtag, jobIdFor } from './job-id';
 import { JobNotFound } from './prepare';
 import { readJob } from './chunk-state';
+import { readRowRecord } from './row-records';
 
 export { JobNotFound };
 
@@ -180,7 +179,7 @@ export function progressTotals(job: JobItem, chunks: readonly ChunkItem[]): Prog
 }
 
 export interface RowLookup {
-  row: RowItem;
+  row: RowRecord;
   /** The row's latest result line as the API returned it; absent when the row has no recorded line. */
   result?: BatchResultLine;
   /** Set when a line is recorded but its work file is gone (work/ files expire; results.jsonl stays). */
@@ -189,9 +188,8 @@ export interface RowLookup {
 
 /** A row's record and its latest result line, read with a ranged GetObject at the recorded location. */
 export async function getRow(deps: QueryDeps, jobId: string, customId: string): Promise<RowLookup> {
-  const row = await getItem<RowItem>(deps.dynamo, deps.table, { pk: rowPk(jobId, customId), sk: ROW_SK });
+  const row = await readRowRecord(deps.dynamo, deps.table, await getJob(deps, jobId), customId);
   if (!row) {
-    await getJob(deps, jobId);
     throw new RowNotFound(
       `job ${jobId} has no record of custom_id "${customId}" (rows are recorded as their batch is collected; invalid lines are listed in invalid.jsonl)`,
     );

@@ -3,8 +3,10 @@
  *
  * - Job:   pk `JOB#<jobId>`, sk `JOB`
  * - Chunk: pk `JOB#<jobId>`, sk `CHUNK#<00000>` (one per chunk, updated per attempt)
- * - Row:   pk `ROW#<jobId>#<customId>`, sk `ROW` — a partition per row, so bulk writes spread
- *          across partitions (a single job partition would cap writes at 1,000/s).
+ * - Row page: pk `ROWS#<jobId>#<bucket>`, sk `<chunk>#<attempt>#<writer><part>` — the records of
+ *          one chunk attempt's rows whose custom_id hashes to `bucket` (shared/jobs/row-records.ts).
+ *          Packing rows costs about 0.1 write unit a row where an item each cost 1; the bucket
+ *          partitions spread the writes, and a row is found by one Query on its bucket.
  * - Batch claim: pk `BATCH#<batchId>`, sk `BATCH` — which job/chunk/attempt owns a batch; written
  *          conditionally, so two chunks can never adopt the same batch.
  * - GSI `byStatus` (gsi1pk `JOBS`, gsi1sk `<createdAt>#<jobId>`) on job records: recent jobs.
@@ -14,8 +16,11 @@ export const jobPk = (jobId: string) => `JOB#${jobId}`;
 export const JOB_SK = 'JOB';
 export const chunkSk = (chunk: number) => `CHUNK#${String(chunk).padStart(5, '0')}`;
 export const CHUNK_SK_PREFIX = 'CHUNK#';
-export const rowPk = (jobId: string, customId: string) => `ROW#${jobId}#${customId}`;
-export const ROW_SK = 'ROW';
+export const rowPagePk = (jobId: string, bucket: number) => `ROWS#${jobId}#${String(bucket).padStart(5, '0')}`;
+/** `C`: written by Collect for the attempt it collected; `F`: by Finalize, for rows an uncollected attempt left. */
+export type RowPageWriter = 'C' | 'F';
+export const rowPageSk = (chunk: number, attempt: number, writer: RowPageWriter, part: number) =>
+  `${String(chunk).padStart(5, '0')}#${String(attempt).padStart(3, '0')}#${writer}${String(part).padStart(3, '0')}`;
 export const batchPk = (batchId: string) => `BATCH#${batchId}`;
 export const BATCH_SK = 'BATCH';
 export const JOBS_GSI = 'byCreated';
@@ -69,6 +74,8 @@ export interface JobItem {
   validRows?: number;
   invalidRows?: number;
   chunkCount?: number;
+  /** Set by Prepare: how many buckets the job's row records are spread over (shared/jobs/row-records.ts). */
+  rowBuckets?: number;
   /** Progress, updated by Poll and Collect (ADD counters). */
   rowsSubmitted?: number;
   rowsFinal?: number;
@@ -141,10 +148,8 @@ export interface ChunkItem {
   ttl?: number;
 }
 
-export interface RowItem {
-  pk: string;
-  sk: typeof ROW_SK;
-  type: 'row';
+/** What is recorded of one row (a custom_id) for one attempt. */
+export interface RowRecord {
   jobId: string;
   customId: string;
   chunk: number;
@@ -155,14 +160,34 @@ export interface RowItem {
    * True when the status is the row's last word; false when the row goes into the next attempt
    * (its status is then the attempt's transient outcome, e.g. errored overloaded_error).
    */
-  final?: boolean;
+  final: boolean;
   attempt: number;
   batchId?: string;
   errorType?: string;
   usage?: TokenTotals;
   costUsd?: number;
-  /** Where this row's latest result line is: S3 key, byte offset and length. */
+  /** Where this row's result line for the attempt is: S3 key, byte offset and length. */
   result?: { key: string; offset: number; length: number };
+  updatedAt: string;
+}
+
+/**
+ * Row records packed into one item. `records` is JSON: an array of RowRecordTuple, encoded and
+ * decoded only by shared/jobs/row-records.ts.
+ */
+export interface RowPageItem {
+  pk: string;
+  sk: string;
+  type: 'rows';
+  jobId: string;
+  bucket: number;
+  chunk: number;
+  attempt: number;
+  writer: RowPageWriter;
+  part: number;
+  batchId?: string;
+  rows: number;
+  records: string;
   updatedAt: string;
   ttl?: number;
 }

@@ -7,8 +7,9 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll } from 'vitest';
-import { getItem } from '../../shared/store/dynamo';
-import { ROW_SK, rowPk, type RowItem } from '../../shared/store/items';
+import type { RowRecord } from '../../shared/store/items';
+import { readJob } from '../../shared/jobs/chunk-state';
+import { readRowRecord } from '../../shared/jobs/row-records';
 import type { BatchResultLine } from '../../shared/anthropic/types';
 import { LOCAL_API_KEY, startLocalStack, type LocalEvent, type LocalStack, type LocalStackOptions } from '../../local/runtime';
 import { GetObjectCommand } from '@aws-sdk/client-s3';
@@ -71,8 +72,8 @@ export async function readJsonl<T = Record<string, unknown>>(stack: LocalStack, 
     .map((line) => JSON.parse(line) as T);
 }
 
-export async function rowRecord(stack: LocalStack, jobId: string, customId: string): Promise<RowItem | undefined> {
-  return getItem<RowItem>(stack.dynamo, stack.table, { pk: rowPk(jobId, customId), sk: ROW_SK });
+export async function rowRecord(stack: LocalStack, jobId: string, customId: string): Promise<RowRecord | undefined> {
+  return readRowRecord(stack.dynamo, stack.table, await readJob(stack.dynamo, stack.table, jobId), customId);
 }
 
 /** Resolves with the first event (already seen or to come) that passes the test. */

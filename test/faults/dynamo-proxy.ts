@@ -91,13 +91,18 @@ export async function startDynamoProxy(target: string): Promise<DynamoProxy> {
       }
     }
     const written = count(forwarded);
+    // Reserved before the upstream answers: calls in flight together must not share the room left.
+    writtenSinceFaults += written;
     const answer = written === 0 ? { status: 200, json: { UnprocessedItems: {} } } : await send(upstream, req, Buffer.from(JSON.stringify({ ...parsed, RequestItems: forwarded })));
-    if (answer.status !== 200) return reply(res, answer.status, answer.json);
+    if (answer.status !== 200) {
+      writtenSinceFaults -= written;
+      return reply(res, answer.status, answer.json);
+    }
     const upstreamUnprocessed = ((answer.json as { UnprocessedItems?: WriteRequests }).UnprocessedItems ?? {}) as WriteRequests;
     const merged = merge(unprocessed, upstreamUnprocessed);
     const writtenNow = written - count(upstreamUnprocessed);
     stats.itemsWritten += writtenNow;
-    writtenSinceFaults += writtenNow;
+    writtenSinceFaults -= written - writtenNow;
     stats.itemsUnprocessed += count(unprocessed);
     return reply(res, 200, { ...(answer.json as object), UnprocessedItems: merged });
   }

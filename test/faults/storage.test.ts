@@ -8,18 +8,21 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { LambdaFunctionError } from '../../local/lambda';
 import { LOCAL_API_KEY, type LocalEvent } from '../../local/runtime';
 import { getItem } from '../../shared/store/dynamo';
-import { JOB_SK, jobPk, type JobItem, type RowItem } from '../../shared/store/items';
+import { JOB_SK, jobPk, type JobItem, type RowRecord } from '../../shared/store/items';
 import type { ResultRow } from '../../shared/jobs/finalize';
 import { jobKeys } from '../../shared/store/keys';
 import { ids, nextEvent, readJsonl, readText, request, useLocalStack, writeRequests } from '../e2e/support';
 import { startDynamoProxy, type DynamoProxy } from './dynamo-proxy';
 import { chunkRecords, comparable, expectEveryRowOnce, expectOneBatchPerAttempt, interceptTask, rowItem, runJob, simulatorBatch, type JobRun } from './support';
 
-/** One chunk of 40 rows: Collect writes its row records in two BatchWriteItem calls (25 + 15). */
+/**
+ * One chunk of 40 rows spread over 40 buckets (rowsPerBucket 1): more than 25 row pages, so Collect
+ * writes them in two BatchWriteItem calls.
+ */
 const ROWS = 40;
 
 describe('storage faults and dead workflows on the local pipeline', () => {
-  const under = useLocalStack({ settings: { maxRequestsPerChunk: ROWS } });
+  const under = useLocalStack({ settings: { maxRequestsPerChunk: ROWS, rowsPerBucket: 1 } });
   const customIds = ids('row', ROWS);
   let proxy: DynamoProxy;
   let reference: JobRun;
@@ -29,15 +32,15 @@ describe('storage faults and dead workflows on the local pipeline', () => {
     // Before any handler's first DynamoDB call, which is when the SDK reads the endpoint variable.
     process.env.AWS_ENDPOINT_URL_DYNAMODB = proxy.url;
     reference = await runJob(under, 'reference.jsonl', customIds);
-    expect(proxy.stats().calls.BatchWriteItem).toBeGreaterThan(0);
+    expect(proxy.stats().calls.BatchWriteItem).toBeGreaterThanOrEqual(2);
   }, 60_000);
   afterAll(async () => {
     await proxy?.stop();
   });
 
   /**
-   * A job's row records, with what names the job, the batch or the moment taken out (pk, jobId,
-   * batchId, updatedAt, ttl) and the result pointer replaced by what it points at: a batch's results
+   * A job's row records, with what names the job, the batch or the moment taken out (jobId,
+   * batchId, updatedAt) and the result pointer replaced by what it points at: a batch's results
    * file comes in its own shuffled order (simulator/results.ts), so offsets differ between batches,
    * while the line each row points to must be that row's own.
    */
@@ -48,14 +51,14 @@ describe('storage faults and dead workflows on the local pipeline', () => {
       customIds.map(async (id) => {
         const item = await rowItem(under.stack, run.jobId, id);
         if (!item) return { customId: id, missing: true };
-        const { pk: _pk, jobId: _job, batchId: _batch, updatedAt: _at, ttl: _ttl, result, ...rest } = item;
+        const { jobId: _job, batchId: _batch, updatedAt: _at, result, ...rest } = item;
         let pointsAt: string | undefined;
         if (result) {
           if (!files.has(result.key)) files.set(result.key, Buffer.from(await readText(under.stack, result.key)));
           const line = files.get(result.key)!.subarray(result.offset, result.offset + result.length).toString('utf8');
           pointsAt = `${result.key === keys.chunkResults(item.chunk, item.attempt) ? 'own attempt' : result.key}: ${(JSON.parse(line) as { custom_id: string }).custom_id}`;
         }
-        return { ...rest, pointsAt } as Partial<RowItem> & { pointsAt?: string };
+        return { ...rest, pointsAt } as Partial<RowRecord> & { pointsAt?: string };
       }),
     );
   };
@@ -119,8 +122,9 @@ describe('storage faults and dead workflows on the local pipeline', () => {
     kill.undo();
     off();
 
-    // The first invocation got exactly one bulk write in before it died.
-    expect(kill.rowsAtCrash()).toBe(25);
+    // The first invocation got one bulk write (25 pages) in before it died: some rows recorded, not all.
+    expect(kill.rowsAtCrash()).toBeGreaterThan(0);
+    expect(kill.rowsAtCrash()).toBeLessThan(ROWS);
     expect(run.outcome.status).toBe('succeeded');
     expectEveryRowOnce(run, customIds);
     await expectOneBatchPerAttempt(under.stack, run);
@@ -146,11 +150,12 @@ describe('storage faults and dead workflows on the local pipeline', () => {
     kill.undo();
     off();
 
-    expect(kill.rowsAtCrash()).toBe(25);
+    expect(kill.rowsAtCrash()).toBeGreaterThan(0);
+    expect(kill.rowsAtCrash()).toBeLessThan(ROWS);
     expectEveryRowOnce(run, customIds);
     await expectOneBatchPerAttempt(under.stack, run);
     expect(comparable(run.results)).toEqual(comparable(reference.results));
-    // Today the chunk is recorded failed (Sandbox.Timedout) and 15 rows never get their records.
+    // Without the Retry the chunk would be recorded failed (Sandbox.Timedout) and some rows would never get their records.
     expect((await chunkRecords(under.stack, run.jobId)).map((chunk) => chunk.status)).toEqual(['done']);
     expect(await rowRecords(run)).toEqual(await rowRecords(reference));
   });

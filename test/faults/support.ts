@@ -10,8 +10,9 @@
 import { expect } from 'vitest';
 import type { ResultRow } from '../../shared/jobs/finalize';
 import { queryPartition } from '../../shared/store/dynamo';
-import { CHUNK_SK_PREFIX, jobPk, ROW_SK, rowPk, type ChunkItem, type RowItem } from '../../shared/store/items';
-import { getItem } from '../../shared/store/dynamo';
+import { CHUNK_SK_PREFIX, jobPk, type ChunkItem, type RowRecord } from '../../shared/store/items';
+import { readJob } from '../../shared/jobs/chunk-state';
+import { readRowRecord } from '../../shared/jobs/row-records';
 import { LOCAL_API_KEY, type JobOutcome, type LocalStack } from '../../local/runtime';
 import type { TaskHandlers } from '../../local/step-functions';
 import type { ExecutionDescription } from '../../local/aws-shim';
@@ -90,8 +91,8 @@ export function comparable(rows: ResultRow[], options: { ignoreAttempts?: boolea
   }));
 }
 
-export async function rowItem(stack: LocalStack, jobId: string, customId: string): Promise<RowItem | undefined> {
-  return getItem<RowItem>(stack.dynamo, stack.table, { pk: rowPk(jobId, customId), sk: ROW_SK });
+export async function rowItem(stack: LocalStack, jobId: string, customId: string): Promise<RowRecord | undefined> {
+  return readRowRecord(stack.dynamo, stack.table, await readJob(stack.dynamo, stack.table, jobId), customId);
 }
 
 export type TaskWrapper = (input: unknown, invoke: (input: unknown) => Promise<unknown>, execution: ExecutionDescription) => Promise<unknown>;

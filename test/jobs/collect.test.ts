@@ -3,8 +3,8 @@ import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { GetObjectCommand } from '@aws-sdk/client-s3';
 import type { BatchRequest, BatchResultLine } from '../../shared/anthropic/types';
 import type { PipelineConfig } from '../../shared/config';
-import { updateItem } from '../../shared/store/dynamo';
-import { chunkSk, JOB_SK, jobPk } from '../../shared/store/items';
+import { queryPartition, updateItem } from '../../shared/store/dynamo';
+import { chunkSk, JOB_SK, jobPk, rowPagePk, type RowPageItem } from '../../shared/store/items';
 import { collectResults, type CollectDeps } from '../../shared/jobs/collect';
 import { pollBatch } from '../../shared/jobs/poll';
 import { submitChunk } from '../../shared/jobs/submit';
@@ -294,25 +294,37 @@ describe('collectResults', () => {
     expect((await readJobItem(aws, job.jobId)).rowsFinal).toBe(rows.length - retried);
   });
 
-  it('makes one DynamoDB put per row and a few requests per chunk: at most 41 per 1,000 rows', async () => {
-    async function requestsFor(rowCount: number) {
-      const job = await seedJob(aws, { chunks: [requests(rowCount, `bulk${rowCount}`)] });
+  it('packs row records into a page per bucket: DynamoDB requests grow with pages, not rows (≤ 41 per 1,000 rows)', async () => {
+    async function requestsFor(rowCount: number, rowBuckets: number) {
+      const job = await seedJob(aws, { chunks: [requests(rowCount, `bulk${rowCount}x${rowBuckets}`)], rowBuckets });
       const ref = await runBatch(job, { errored: { overloaded_error: 0.2 }, expired: 0.1 }, DAY + 60);
       const counting = countingClient(aws.dynamoServer.endpoint);
       await collectResults(ref, deps({ dynamo: counting.client }));
       counting.client.destroy();
       const { BatchWriteItemCommand: puts = 0, ...rest } = counting.byCommand;
-      return { puts, perChunk: Object.values(rest).reduce((a, b) => a + b, 0) };
+      const pages = await Promise.all(
+        Array.from({ length: rowBuckets }, async (_, bucket) => {
+          let rows = 0;
+          for await (const page of queryPartition<RowPageItem>(aws.dynamo, aws.table, rowPagePk(job.jobId, bucket))) rows += page.rows;
+          return rows;
+        }),
+      );
+      return { puts, perChunk: Object.values(rest).reduce((a, b) => a + b, 0), pages };
     }
-    const small = await requestsFor(100);
-    const large = await requestsFor(400);
-    expect(small.puts).toBe(100 / 25);
-    expect(large.puts).toBe(400 / 25);
-    // Nothing else grows with the rows…
+    const small = await requestsFor(100, 1);
+    const large = await requestsFor(400, 1);
+    const spread = await requestsFor(400, 40);
+    // One page holds all of a chunk's rows of its bucket: one put whatever the row count…
+    expect(small).toMatchObject({ puts: 1, pages: [100] });
+    expect(large).toMatchObject({ puts: 1, pages: [400] });
+    // …and 40 buckets make 40 pages, 25 to a request, every row in exactly one of them.
+    expect(spread.puts).toBe(2);
+    expect(spread.pages.reduce((a, b) => a + b, 0)).toBe(400);
+    expect(spread.pages.every((rows) => rows > 0)).toBe(true);
+    // Nothing else grows with the rows.
     expect(large.perChunk).toBe(small.perChunk);
+    expect(spread.perChunk).toBe(small.perChunk);
     expect(large.perChunk).toBeLessThanOrEqual(4);
-    // …so a chunk of 4,000 rows or more (a full one holds up to 100,000) costs ≤ 41 per 1,000.
-    expect(4000 / 25 + large.perChunk).toBeLessThanOrEqual(41 * 4);
   });
 });
 

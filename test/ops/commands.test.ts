@@ -7,7 +7,7 @@ import { uploadFile, waitForJob } from '../../cli/ops/submit';
 import { DEFAULT_PART_SIZE, headObject } from '../../shared/store/s3';
 import { OpsFailure } from '../../cli/ops/command';
 import { putItem } from '../../shared/store/dynamo';
-import { ROW_SK, rowPk, type RowItem } from '../../shared/store/items';
+import { RowRecordWriter } from '../../shared/jobs/row-records';
 import { jobKeys } from '../../shared/store/keys';
 import { useLocalAws, type LocalAws } from '../support/aws';
 import { putText, readJobItem, readText, startApi, stopApi, type ApiContext } from '../support/chunks';
@@ -258,23 +258,11 @@ describe('operating commands against a local stack', () => {
       const second = JSON.stringify(mine) + '\n';
       const key = jobKeys('rows').chunkResults(0, 1);
       await putText(own, key, first + second + first);
-      const row: RowItem = {
-        pk: rowPk('rows', 'mine'),
-        sk: ROW_SK,
-        type: 'row',
-        jobId: 'rows',
-        customId: 'mine',
-        chunk: 0,
-        index: 4,
-        status: 'errored',
-        final: false,
-        attempt: 1,
-        batchId: 'msgbatch_x',
-        errorType: 'overloaded_error',
-        result: { key, offset: first.length, length: second.length },
-        updatedAt: 't',
-      };
-      await putItem(own.dynamo, own.table, row);
+      const page = { jobId: 'rows', chunk: 0, attempt: 1, batchId: 'msgbatch_x', buckets: 1, writer: 'C' as const, updatedAt: 't' };
+      const rows = new RowRecordWriter(own.dynamo, own.table, page);
+      rows.add({ customId: 'other', index: 3, status: 'expired', final: true, line: { offset: 0, length: first.length } });
+      rows.add({ customId: 'mine', index: 4, status: 'errored', final: false, errorType: 'overloaded_error', line: { offset: first.length, length: second.length } });
+      await rows.flush();
 
       const result = await run('get', ['rows', 'mine'], dir);
 

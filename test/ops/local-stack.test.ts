@@ -8,7 +8,8 @@ import { startLocalStack, type LocalStack } from '../../local/runtime';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { jobProgress } from '../../shared/jobs/queries';
 import { getItem } from '../../shared/store/dynamo';
-import { ROW_SK, rowPk, type RowItem } from '../../shared/store/items';
+import { readJob } from '../../shared/jobs/chunk-state';
+import { readRowRecord } from '../../shared/jobs/row-records';
 import { jsonl, requests } from '../support/requests';
 import { memoryIo } from './support';
 
@@ -54,7 +55,7 @@ describe('operating commands against a running local stack', () => {
     expect(status.out.split('\n').slice(0, 2)).toEqual([`Job ${jobId}: succeeded`, `  input     s3://${stack.bucket}/inbox/tickets.jsonl (strict)`]);
     expect(status.out).toMatch(/\n +0 +1 +done +msgbatch_\w+ +4 +4 +0 +0 +0 +\d+\n/);
 
-    const row = (await getItem<RowItem>(stack.dynamo, stack.table, { pk: rowPk(jobId, 't-00002'), sk: ROW_SK }))!;
+    const row = (await readRowRecord(stack.dynamo, stack.table, await readJob(stack.dynamo, stack.table, jobId), 't-00002'))!;
     const got = await run('get', [jobId, 't-00002']);
     expect(got.out.split('\n')[0]).toBe(`Row t-00002 of job ${jobId}: succeeded`);
     expect(got.out).toContain(`  attempt   1 in batch ${row.batchId}, chunk 0 row 2\n`);

@@ -12,7 +12,8 @@ import { BatchesClient } from '../../shared/anthropic/client';
 import type { BatchRequest } from '../../shared/anthropic/types';
 import type { PipelineConfig } from '../../shared/config';
 import { getItem, putItem } from '../../shared/store/dynamo';
-import { chunkSk, JOB_SK, JOBS_GSI_PK, jobPk, ROW_SK, rowPk, type ChunkItem, type JobItem, type RowItem } from '../../shared/store/items';
+import { chunkSk, JOB_SK, JOBS_GSI_PK, jobPk, type ChunkItem, type JobItem } from '../../shared/store/items';
+import { readRowRecord } from '../../shared/jobs/row-records';
 import { jobKeys, type JobKeys } from '../../shared/store/keys';
 import { BATCH_BODY_OVERHEAD } from '../../shared/validation/request';
 import { startSimulator } from '../../simulator/server';
@@ -37,6 +38,8 @@ export interface SeedOptions {
   input?: { bucket?: string; key?: string };
   /** The input file itself (written to the input key; the job records its ETag). */
   inputText?: string;
+  /** Buckets the job's row records are spread over (Prepare's rowBuckets; default 1). */
+  rowBuckets?: number;
 }
 
 export interface SeededJob {
@@ -84,6 +87,7 @@ export async function seedJob(aws: LocalAws, options: SeedOptions): Promise<Seed
     validRows,
     invalidRows: invalid.length,
     chunkCount: outcome === 'rejected' ? 0 : options.chunks.length,
+    rowBuckets: options.rowBuckets ?? 1,
     cancelRequested: options.cancelRequested,
     gsi1pk: JOBS_GSI_PK,
     gsi1sk: `${createdAt}#${jobId}`,
@@ -145,7 +149,8 @@ export const readChunkItem = async (aws: LocalAws, jobId: string, chunk: number)
 
 export const readJobItem = async (aws: LocalAws, jobId: string) => (await getItem<JobItem>(aws.dynamo, aws.table, { pk: jobPk(jobId), sk: JOB_SK }))!;
 
-export const readRow = (aws: LocalAws, jobId: string, customId: string) => getItem<RowItem>(aws.dynamo, aws.table, { pk: rowPk(jobId, customId), sk: ROW_SK });
+export const readRow = async (aws: LocalAws, jobId: string, customId: string) =>
+  readRowRecord(aws.dynamo, aws.table, await readJobItem(aws, jobId), customId);
 
 export interface ApiContext {
   sim: SimulatorHandle;
