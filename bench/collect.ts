@@ -183,7 +183,8 @@ export async function benchCollect(ctx: BenchContext): Promise<BenchReport> {
           `Input ${fmt(mb(input.bytes), 0)} MB.`,
         'Requests are counted by SDK middleware on the clients Collect is given (each HTTP attempt); capacity units are what dynalite reports for ReturnConsumedCapacity=TOTAL.',
         'dynalite, s3rver and the simulator run in this process, Collect in its own: the CPU row says which of the two was busy. ' +
-          'A Collect process near 100% is bound by its own work (the AWS SDK building, signing and sending 25-item BatchWriteItem requests, one row item each), not by the emulators.',
+          'A Collect process near 100% is bound by its own work (reading results, deciding and pricing rows, the S3 upload), not by the emulators. ' +
+            'Row records are packed, about 1,000 rows of a job to a bucket, one item per bucket a chunk attempt touches.',
       ],
     };
   } finally {

@@ -78,7 +78,7 @@ export async function benchEndToEnd(ctx: BenchContext): Promise<BenchReport> {
       ],
       notes: [
         `Both simulators: processingSeconds ${PROCESSING_SECONDS}, timeScale ${TIME_SCALE} — identical, and short enough that batch processing is not what is measured.`,
-        'The pipeline does more than the script: strict validation, chunk files, a DynamoDB item per row, ordered results, errors and summary files. Its RSS includes s3rver, dynalite and the simulator, which run in the same process.',
+        'The pipeline does more than the script: strict validation, chunk files, a DynamoDB record per row (packed by bucket), ordered results, errors and summary files. Its RSS includes s3rver, dynalite and the simulator, which run in the same process.',
         `The slowest step was ${slowest.step} (${secs(slowest.ms)} of ${secs(pipeline.value.ms)}). Locally every handler, s3rver, dynalite and the simulator ` +
           'share one Node process, so one thread does all of it; the script has only the SDK and its simulator.',
       ],
