@@ -8,11 +8,9 @@
  * rows that came back with a transient error, and Finalize. Every step's duration and requests
  * feed the cost estimate.
  */
-import { createReadStream } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import path from 'node:path';
-import { Upload } from '@aws-sdk/lib-storage';
-import { headObject } from '../shared/store/s3';
+import { headObject, uploadFile } from '../shared/store/s3';
 import { jobKeys } from '../shared/store/keys';
 import { AwsShimError, startAwsShim } from '../local/aws-shim';
 import { createPipelineTable, startDynamo, startS3 } from '../local/emulators';
@@ -63,7 +61,7 @@ export async function benchCollect(ctx: BenchContext): Promise<BenchReport> {
     await createPipelineTable(dynamo.client, TABLE);
     ctx.log(`collect: writing ${int(rows)} rows and uploading them`);
     const input = await writeInputFile(file, rows);
-    await new Upload({ client: s3.client, params: { Bucket: BUCKET, Key: KEY, Body: createReadStream(file) }, partSize: 16 * 1024 * 1024 }).done();
+    await uploadFile(s3.client, BUCKET, KEY, file);
 
     const env: LifecycleEnv = {
       s3Endpoint: s3.endpoint,

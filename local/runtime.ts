@@ -13,7 +13,6 @@
  * before any handler is imported, and one process hosts one local stack in its lifetime.
  */
 import './polyfills';
-import { createReadStream } from 'node:fs';
 import { createServer } from 'node:net';
 import { stat } from 'node:fs/promises';
 import path from 'node:path';
@@ -21,10 +20,9 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import type { S3Client } from '@aws-sdk/client-s3';
-import { Upload } from '@aws-sdk/lib-storage';
 import type { JobSummary } from '../shared/jobs/finalize';
 import { MODE_METADATA } from '../shared/jobs/register';
-import { getJson } from '../shared/store/s3';
+import { getJson, JSONL_CONTENT_TYPE, uploadFile } from '../shared/store/s3';
 import { getItem } from '../shared/store/dynamo';
 import { JOB_SK, jobPk, type JobItem } from '../shared/store/items';
 import { jobKeys, INBOX_PREFIX, type JobKeys } from '../shared/store/keys';
@@ -500,18 +498,11 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
       if (!triggers.some((trigger) => matchesPattern(trigger.pattern, probe))) {
         throw new LocalStackError(`no rule of the stack starts a job for s3://${bucket}/${key} (upload under ${INBOX_PREFIX})`);
       }
-      const upload = new Upload({
-        client: s3!.client,
-        params: {
-          Bucket: bucket,
-          Key: key,
-          Body: createReadStream(file),
-          ContentType: 'application/x-ndjson',
-          Metadata: { [MODE_METADATA]: submitOptions.lenient ? 'lenient' : 'strict' },
-        },
+      const uploaded = await uploadFile(s3!.client, bucket, key, file, {
+        metadata: { [MODE_METADATA]: submitOptions.lenient ? 'lenient' : 'strict' },
+        contentType: JSONL_CONTENT_TYPE,
       });
-      const uploaded = await upload.done();
-      const etag = (uploaded.ETag ?? '').replace(/"/g, '');
+      const etag = uploaded.etag.replace(/"/g, '');
       const execution = await executionFor(key, etag);
       return execution.registered.promise;
     },

@@ -2,12 +2,10 @@
  * `batchline submit FILE`: uploads a file to the stack's inbox/, finds the job its upload started
  * and follows it to the end, as `run` does locally.
  */
-import { createReadStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { Upload } from '@aws-sdk/lib-storage';
-import { getJson, DEFAULT_PART_SIZE } from '../../shared/store/s3';
+import { getJson, JSONL_CONTENT_TYPE, uploadFile as uploadInput } from '../../shared/store/s3';
 import type { JobSummary } from '../../shared/jobs/finalize';
 import { jobForUpload, jobIdsForKey, type JobProgressReport, type QueryDeps, type UploadedObject } from '../../shared/jobs/queries';
 import { MODE_METADATA } from '../../shared/jobs/register';
@@ -86,26 +84,8 @@ export async function uploadFile(
   mode: 'strict' | 'lenient',
   onProgress?: (percent: number) => void,
 ): Promise<UploadedObject> {
-  const upload = new Upload({
-    client: deps.s3,
-    params: {
-      Bucket: deps.bucket,
-      Key: key,
-      Body: createReadStream(file),
-      ContentType: 'application/x-ndjson',
-      Metadata: { [MODE_METADATA]: mode },
-    },
-    partSize: DEFAULT_PART_SIZE,
-    queueSize: 4,
-    leavePartsOnError: false,
-  });
-  if (onProgress) {
-    upload.on('httpUploadProgress', ({ loaded, total }) => {
-      if (loaded !== undefined && total) onProgress(Math.floor((100 * loaded) / total));
-    });
-  }
-  const done = await upload.done();
-  return { bucket: deps.bucket, key, etag: done.ETag ?? '', versionId: done.VersionId };
+  const done = await uploadInput(deps.s3, deps.bucket, key, file, { metadata: { [MODE_METADATA]: mode }, contentType: JSONL_CONTENT_TYPE, onProgress });
+  return { bucket: deps.bucket, key, ...done };
 }
 
 /** Polls until Register has recorded the upload's job; OpsFailure after `timeoutMs`. */

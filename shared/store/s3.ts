@@ -1,8 +1,11 @@
 /** S3 access the core shares: streamed reads, streamed multipart writes, small JSON objects. */
 import { GetObjectCommand, HeadObjectCommand, NoSuchKey, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
+import { createReadStream } from 'node:fs';
 import { PassThrough, type Readable } from 'node:stream';
 import { once } from 'node:events';
+
+export const JSONL_CONTENT_TYPE = 'application/x-ndjson';
 
 /** Parts of 16 MiB keep a 10,000-part upload able to reach ~160 GiB (DESIGN.md: multipart limits). */
 export const DEFAULT_PART_SIZE = 16 * 1024 * 1024;
@@ -38,6 +41,38 @@ export async function putJson(s3: S3Client, bucket: string, key: string, value: 
   await s3.send(
     new PutObjectCommand({ Bucket: bucket, Key: key, Body: JSON.stringify(value, null, 2) + '\n', ContentType: 'application/json' }),
   );
+}
+
+export interface FileUploadOptions {
+  metadata?: Record<string, string>;
+  contentType?: string;
+  /** Called with the share uploaded so far, 0–100. */
+  onProgress?: (percent: number) => void;
+}
+
+/** Streams a local file to `key` (multipart when large): how the CLI, the local stack and the benchmarks put input files. */
+export async function uploadFile(
+  s3: S3Client,
+  bucket: string,
+  key: string,
+  file: string,
+  options: FileUploadOptions = {},
+): Promise<{ etag: string; versionId?: string }> {
+  const upload = new Upload({
+    client: s3,
+    params: { Bucket: bucket, Key: key, Body: createReadStream(file), ContentType: options.contentType, Metadata: options.metadata },
+    partSize: DEFAULT_PART_SIZE,
+    queueSize: 4,
+    leavePartsOnError: false,
+  });
+  const { onProgress } = options;
+  if (onProgress) {
+    upload.on('httpUploadProgress', ({ loaded, total }) => {
+      if (loaded !== undefined && total) onProgress(Math.floor((100 * loaded) / total));
+    });
+  }
+  const done = await upload.done();
+  return { etag: done.ETag ?? '', versionId: done.VersionId };
 }
 
 /**
