@@ -21,6 +21,7 @@ import { fileURLToPath } from 'node:url';
 import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import type { S3Client } from '@aws-sdk/client-s3';
 import type { JobSummary } from '../shared/jobs/finalize';
+import { hasEnded } from '../shared/jobs/queries';
 import { MODE_METADATA } from '../shared/jobs/register';
 import { getJson, JSONL_CONTENT_TYPE, uploadFile } from '../shared/store/s3';
 import { getItem } from '../shared/store/dynamo';
@@ -516,9 +517,9 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
         // Started elsewhere (or its event delivered twice): follow the job record instead.
         for (;;) {
           // A rejected job has its final status before Finalize has written its outputs: wait for endedAt.
-          const { status, ended } = await readJobProgress(dynamo!.client, table, jobId);
-          if (status === undefined) throw new LocalStackError(`there is no job ${jobId}`);
-          if (ended) break;
+          const record = await getItem<JobItem>(dynamo!.client, table, { pk: jobPk(jobId), sk: JOB_SK });
+          if (!record) throw new LocalStackError(`there is no job ${jobId}`);
+          if (hasEnded(record)) break;
           await sleep(100);
         }
       }
