@@ -9,9 +9,10 @@ import * as path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { BatchlineStack, type BatchlineStackProps } from './batchline-stack';
 import { PROJECT_ROOT } from './handler';
+import { STACK_NAME } from './metadata';
 import { readNagSetting } from './settings';
 
-export const STACK_NAME = 'Batchline';
+export { STACK_NAME };
 
 /** A synthesized CloudFormation template, as far as readers of it need to know. */
 export interface SynthesizedTemplate {

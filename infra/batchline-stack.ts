@@ -10,6 +10,7 @@ import { Observability } from './observability';
 import { readSettings, type BatchlineSettings } from './settings';
 import { Storage } from './storage';
 import { Triggers } from './triggers';
+import { STACK_OUTPUTS } from './metadata';
 import { Upkeep } from './upkeep';
 import { JobWorkflow, WORKFLOW_HANDLERS, type WorkflowHandler } from './workflow';
 
@@ -80,12 +81,12 @@ export class BatchlineStack extends Stack {
     });
 
     const output = (id: string, value: string, description: string) => new CfnOutput(this, id, { value, description });
-    output('BucketName', this.storage.bucket.bucketName, 'The bucket: drop JSONL files in inbox/, read outputs in results/<jobId>/');
-    output('InboxUri', `s3://${this.storage.bucket.bucketName}/${INBOX_PREFIX}`, 'Where to upload input files');
-    output('TableName', this.storage.table.tableName, 'Job, chunk and row records');
-    output('StateMachineArn', stateMachine.stateMachineArn, 'The job workflow (one execution per input file)');
-    output('TopicArn', this.notifications.topic.topicArn, 'SNS topic told of every failed or rejected job, and of every alarm');
-    output('DashboardName', this.observability.dashboard.dashboardName, 'CloudWatch dashboard of jobs, rows, errors, cost and latency');
-    output('ApiKeySecretName', this.apiKey.secret.secretName, 'Secrets Manager secret holding the Anthropic API key');
+    output(STACK_OUTPUTS.bucket, this.storage.bucket.bucketName, 'The bucket: drop JSONL files in inbox/, read outputs in results/<jobId>/');
+    output(STACK_OUTPUTS.inbox, `s3://${this.storage.bucket.bucketName}/${INBOX_PREFIX}`, 'Where to upload input files');
+    output(STACK_OUTPUTS.table, this.storage.table.tableName, 'Job, chunk and row records');
+    output(STACK_OUTPUTS.stateMachine, stateMachine.stateMachineArn, 'The job workflow (one execution per input file)');
+    output(STACK_OUTPUTS.topic, this.notifications.topic.topicArn, 'SNS topic told of every failed or rejected job, and of every alarm');
+    output(STACK_OUTPUTS.dashboard, this.observability.dashboard.dashboardName, 'CloudWatch dashboard of jobs, rows, errors, cost and latency');
+    output(STACK_OUTPUTS.apiKeySecret, this.apiKey.secret.secretName, 'Secrets Manager secret holding the Anthropic API key');
   }
 }

@@ -14,11 +14,10 @@ import { localDynamoClient, localS3Client } from '../../local/emulators';
 import { UsageError } from '../args';
 import type { Io } from '../io';
 import { readLocalState } from './local-state';
+import { STACK_NAME, STACK_OUTPUTS } from '../../infra/metadata';
 
 /** The name infra/app.ts deploys the stack as (STACK_NAME there; not imported, as that loads the CDK). */
-export const DEFAULT_STACK = 'Batchline';
-export const BUCKET_OUTPUT = 'BucketName';
-export const TABLE_OUTPUT = 'TableName';
+export const DEFAULT_STACK = STACK_NAME;
 
 export const TARGET_OPTIONS = {
   stack: { type: 'string' },
@@ -77,10 +76,10 @@ export async function stackTarget(stackName: string, options: { flags?: string; 
     throw new StackNotFound(`stack ${stackName} was not found in ${region} (deploy it with "npx cdk deploy", or name yours with --stack / BATCHLINE_STACK)`);
   }
   const output = (key: string) => found.Outputs?.find((o) => o.OutputKey === key)?.OutputValue;
-  const bucket = output(BUCKET_OUTPUT);
-  const table = output(TABLE_OUTPUT);
+  const bucket = output(STACK_OUTPUTS.bucket);
+  const table = output(STACK_OUTPUTS.table);
   if (!bucket || !table) {
-    const missing = [bucket ? undefined : BUCKET_OUTPUT, table ? undefined : TABLE_OUTPUT].filter(Boolean).join(' and ');
+    const missing = [bucket ? undefined : STACK_OUTPUTS.bucket, table ? undefined : STACK_OUTPUTS.table].filter(Boolean).join(' and ');
     throw new StackNotFound(`stack ${stackName} (${found.StackStatus ?? 'unknown status'}) has no ${missing} output: is it a batchline stack?`);
   }
   const s3 = new S3Client({ region });
