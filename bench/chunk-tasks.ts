@@ -18,7 +18,7 @@ import { prepareJob } from '../shared/jobs/prepare';
 import { registerJob } from '../shared/jobs/register';
 import { submitChunk } from '../shared/jobs/submit';
 import { LOCAL_CREDENTIALS, LOCAL_REGION, localDynamoClient, localS3Client } from '../local/emulators';
-import { AwsMeter } from './aws-meter';
+import { addReadings, AwsMeter } from './aws-meter';
 import type { StepMeasurement } from './context';
 
 export interface LifecycleEnv {
@@ -67,13 +67,7 @@ async function step<T>(meter: AwsMeter, calls: number, work: () => Promise<T>): 
 }
 
 export function addSteps(a: StepMeasurement, b: StepMeasurement): StepMeasurement {
-  const requests: Record<string, number> = { ...a.aws.requests };
-  for (const [key, n] of Object.entries(b.aws.requests)) requests[key] = (requests[key] ?? 0) + n;
-  return {
-    calls: a.calls + b.calls,
-    ms: a.ms + b.ms,
-    aws: { requests, readUnits: a.aws.readUnits + b.aws.readUnits, writeUnits: a.aws.writeUnits + b.aws.writeUnits },
-  };
+  return { calls: a.calls + b.calls, ms: a.ms + b.ms, aws: addReadings(a.aws, b.aws) };
 }
 
 const NO_STEP: StepMeasurement = { calls: 0, ms: 0, aws: { requests: {}, readUnits: 0, writeUnits: 0 } };

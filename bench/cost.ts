@@ -15,7 +15,6 @@ import { readPipelineConfig } from '../shared/config';
 import { addReadings, s3Classes, type MeterReading } from './aws-meter';
 import type { BenchContext, StepMeasurement } from './context';
 import { EVENTS, loadJobMachine, totalTransitions, walkJob, type JobScenario } from './definition';
-import { historyEvents } from './polling';
 import { AWS_PRICES, PRICES_AS_OF } from './prices';
 import { check, fmt, int, usd, type BenchReport } from './report';
 
@@ -158,10 +157,6 @@ export async function benchCost(ctx: BenchContext): Promise<BenchReport> {
           ['polls per attempt, 1 h / 24 h batch', `${int(typical.pollsPerAttempt)} / ${int(worst.pollsPerAttempt)}`],
           ['transitions of the job, 1 h / 24 h', `${int(typical.transitions)} / ${int(worst.transitions)}`],
           ['history events of the longest chunk execution, 24 h (estimate)', int(worstChildEvents)],
-          [
-            'the polling benchmark\'s fixed-count estimate of the same',
-            int(historyEvents(Array.from({ length: Math.max(1, Math.round(attemptsPerChunk)) }, () => worst.pollsPerAttempt))),
-          ],
         ],
       },
     ],
