@@ -3,11 +3,11 @@ import { access } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { JobOutcome, LocalStack } from '../local/runtime';
-import { atMostOne, parse, positiveNumber, UsageError } from './args';
+import { atMostOne, parse, UsageError } from './args';
+import { LOCAL_STACK_FLAGS, localStackOptions, startLocal } from './local-flags';
 import { count, displayPath, duration, usd } from './format';
 import { copyOutputs } from './outputs';
 import { ProgressView } from './progress';
-import { settingsFromEnv } from './settings';
 import { onInterrupt, type Io } from './io';
 import { oneLine } from './ops/layout';
 
@@ -42,13 +42,7 @@ Exit status: 0 when the job succeeded, 1 when it failed or was rejected, 2 for a
 export async function runCommand(args: string[], io: Io): Promise<number> {
   const { values, positionals } = parse(
     args,
-    {
-      lenient: { type: 'boolean' },
-      live: { type: 'boolean' },
-      out: { type: 'string' },
-      'time-scale': { type: 'string' },
-      verbose: { type: 'boolean' },
-    },
+    { ...LOCAL_STACK_FLAGS, out: { type: 'string' } },
     'run',
   );
   if (values.help) {
@@ -60,21 +54,10 @@ export async function runCommand(args: string[], io: Io): Promise<number> {
   await access(file).catch(() => {
     throw new UsageError(`no such file: ${given ?? file}`);
   });
-  const timeScale = positiveNumber(values['time-scale'] as string | undefined, '--time-scale');
-  const apiKey = io.env.ANTHROPIC_API_KEY;
-  if (values.live && !apiKey) throw new UsageError('--live needs ANTHROPIC_API_KEY in the environment');
-  if (values.live && timeScale !== undefined) throw new UsageError('--time-scale applies to the simulator; with --live, time is real');
+  const options = localStackOptions(values, io);
 
   io.stderr.write(`Starting the local stack${values.live ? ' (live: the real Message Batches API)' : ''}…\n`);
-  // Loaded only now: the SDK, the engine and the handlers take seconds, a usage error should not.
-  const { startLocalStack } = await import('../local/runtime');
-  const stack = await startLocalStack({
-    timeScale,
-    live: values.live ? { apiKey: apiKey!, baseUrl: io.env.ANTHROPIC_BASE_URL } : undefined,
-    settings: settingsFromEnv(io.env),
-    log: (message) => io.stderr.write(`${message}\n`),
-    handlerLogLevel: values.verbose ? 'INFO' : undefined,
-  });
+  const stack = await startLocal(options);
   const stopInterrupt = onInterrupt(async () => {
     io.stderr.write('\nInterrupted: stopping the local stack…\n');
     await stack.stop();

@@ -10,14 +10,14 @@ import { createInterface } from 'node:readline';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { INBOX_PREFIX } from '../shared/store/keys';
 import type { LocalStack } from '../local/runtime';
-import { parse, port, positiveNumber, UsageError } from './args';
+import { parse, port, UsageError } from './args';
+import { LOCAL_STACK_FLAGS, localStackOptions, startLocal } from './local-flags';
 import type { Io } from './io';
 import { removeLocalState, writeLocalState } from './ops/local-state';
 import { displayPath } from './format';
 import { copyOutputs } from './outputs';
 import { describeEvent } from './progress';
 import { formatSummary } from './run';
-import { settingsFromEnv } from './settings';
 
 export const SERVE_HELP = `Usage: batchline serve [options]
 
@@ -44,15 +44,7 @@ const STABLE_MS = 400;
 export async function serveCommand(args: string[], io: Io): Promise<number> {
   const { values, positionals } = parse(
     args,
-    {
-      dir: { type: 'string' },
-      out: { type: 'string' },
-      lenient: { type: 'boolean' },
-      live: { type: 'boolean' },
-      'time-scale': { type: 'string' },
-      port: { type: 'string' },
-      verbose: { type: 'boolean' },
-    },
+    { ...LOCAL_STACK_FLAGS, dir: { type: 'string' }, out: { type: 'string' }, port: { type: 'string' } },
     'serve',
   );
   if (values.help) {
@@ -60,25 +52,15 @@ export async function serveCommand(args: string[], io: Io): Promise<number> {
     return 0;
   }
   if (positionals.length > 0) throw new UsageError(`batchline serve takes no file (drop files in the watched folder; see batchline serve --help)`);
-  const timeScale = positiveNumber(values['time-scale'] as string | undefined, '--time-scale');
+  const options = localStackOptions(values, io);
   const s3Port = port(values.port as string | undefined, '--port');
-  const apiKey = io.env.ANTHROPIC_API_KEY;
-  if (values.live && !apiKey) throw new UsageError('--live needs ANTHROPIC_API_KEY in the environment');
   const dir = path.resolve(io.cwd, (values.dir as string | undefined) ?? 'batchline-inbox');
   const outRoot = path.resolve(io.cwd, (values.out as string | undefined) ?? 'batchline-out');
   await mkdir(dir, { recursive: true }).catch((error: Error) => {
     throw new UsageError(`cannot use ${dir} as the inbox folder: ${error.message}`);
   });
 
-  const { startLocalStack } = await import('../local/runtime');
-  const stack = await startLocalStack({
-    timeScale,
-    live: values.live ? { apiKey: apiKey!, baseUrl: io.env.ANTHROPIC_BASE_URL } : undefined,
-    settings: settingsFromEnv(io.env),
-    log: (message) => io.stderr.write(`${message}\n`),
-    handlerLogLevel: values.verbose ? 'INFO' : undefined,
-    ports: { s3: s3Port },
-  });
+  const stack = await startLocal({ ...options, ports: { s3: s3Port } });
   // Lets `batchline status|jobs|get|cancel --local DIR` in another terminal find this stack.
   const stateFile = await writeLocalState(io.cwd, stack);
   const say = (line: string) => io.stdout.write(`${line}\n`);
