@@ -2,7 +2,7 @@
 import { createReadStream } from 'node:fs';
 import { access } from 'node:fs/promises';
 import path from 'node:path';
-import { intSetting, optionalString, API_MAX_BATCH_BYTES } from '../shared/config';
+import { readPipelineSettings } from '../shared/config';
 import { EstimateTotals } from '../shared/cost/cost';
 import { priceTableFromConfig } from '../shared/cost/prices';
 import { splitLines } from '../shared/jsonl/lines';
@@ -44,8 +44,9 @@ export async function estimateCommand(args: string[], io: Io): Promise<number> {
   let maxBytesPerChunk: number;
   let prices;
   try {
-    maxBytesPerChunk = intSetting(io.env, 'BATCHLINE_MAX_BYTES_PER_CHUNK', 250_000_000, 1024, API_MAX_BATCH_BYTES);
-    prices = priceTableFromConfig({ pricesJson: optionalString(io.env, 'BATCHLINE_PRICES') });
+    const settings = readPipelineSettings(io.env);
+    maxBytesPerChunk = settings.maxBytesPerChunk;
+    prices = priceTableFromConfig(settings);
   } catch (error) {
     // A malformed setting in the environment is the caller's to fix, like a bad flag.
     throw new UsageError((error as Error).message);

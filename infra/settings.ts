@@ -2,7 +2,7 @@
  * The stack's settings, read from cdk.json context (or `-c key=value`) and checked at synth time,
  * so a bad value fails `cdk synth` naming the setting instead of failing a job days later.
  */
-import { ConfigError, readApiConfig, readPipelineConfig } from '../shared/config';
+import { API_SETTING_ENV, ConfigError, PIPELINE_SETTING_ENV, readApiConfig, readPipelineConfig } from '../shared/config';
 import { INBOX_PREFIX, RESULTS_PREFIX, WORK_PREFIX } from '../shared/store/keys';
 
 export const CONTEXT_KEYS = {
@@ -18,28 +18,8 @@ export const CONTEXT_KEYS = {
   nag: 'batchline:nag',
 } as const;
 
-/** Settings handed to the functions as environment variables, keyed by their shared/config.ts names. */
-export const PIPELINE_SETTING_ENV = {
-  maxRequestsPerChunk: 'BATCHLINE_MAX_REQUESTS_PER_CHUNK',
-  maxBytesPerChunk: 'BATCHLINE_MAX_BYTES_PER_CHUNK',
-  maxAttempts: 'BATCHLINE_MAX_ATTEMPTS',
-  retryBackoffSeconds: 'BATCHLINE_RETRY_BACKOFF_SECONDS',
-  validationMode: 'BATCHLINE_VALIDATION_MODE',
-  pollMinSeconds: 'BATCHLINE_POLL_MIN_SECONDS',
-  pollMaxSeconds: 'BATCHLINE_POLL_MAX_SECONDS',
-  pollFraction: 'BATCHLINE_POLL_FRACTION',
-  rowTtlDays: 'BATCHLINE_ROW_TTL_DAYS',
-  rowsPerBucket: 'BATCHLINE_ROWS_PER_BUCKET',
-  pricesJson: 'BATCHLINE_PRICES',
-  adoptGraceSeconds: 'BATCHLINE_ADOPT_GRACE_SECONDS',
-} as const;
-
-/** API client settings: only the functions that call the Batches API get these. */
-export const API_SETTING_ENV = {
-  anthropicVersion: 'ANTHROPIC_VERSION',
-  maxRetries: 'BATCHLINE_API_MAX_RETRIES',
-  timeoutMs: 'BATCHLINE_API_TIMEOUT_MS',
-} as const;
+/** Settings handed to the functions as environment variables: the names shared/config.ts reads. */
+export { API_SETTING_ENV, PIPELINE_SETTING_ENV };
 
 /** Settings the stack itself uses (no function reads them). */
 export const STACK_SETTING_DEFAULTS = {

@@ -60,11 +60,38 @@ export const API_MAX_BATCH_BYTES = 256_000_000;
 
 export type ValidationMode = 'strict' | 'lenient';
 
-export interface PipelineConfig {
+/** The pipeline settings' environment variables, by setting name (infra/ sets them from cdk.json). */
+export const PIPELINE_SETTING_ENV = {
+  maxRequestsPerChunk: 'BATCHLINE_MAX_REQUESTS_PER_CHUNK',
+  maxBytesPerChunk: 'BATCHLINE_MAX_BYTES_PER_CHUNK',
+  maxAttempts: 'BATCHLINE_MAX_ATTEMPTS',
+  retryBackoffSeconds: 'BATCHLINE_RETRY_BACKOFF_SECONDS',
+  validationMode: 'BATCHLINE_VALIDATION_MODE',
+  pollMinSeconds: 'BATCHLINE_POLL_MIN_SECONDS',
+  pollMaxSeconds: 'BATCHLINE_POLL_MAX_SECONDS',
+  pollFraction: 'BATCHLINE_POLL_FRACTION',
+  rowTtlDays: 'BATCHLINE_ROW_TTL_DAYS',
+  rowsPerBucket: 'BATCHLINE_ROWS_PER_BUCKET',
+  pricesJson: 'BATCHLINE_PRICES',
+  adoptGraceSeconds: 'BATCHLINE_ADOPT_GRACE_SECONDS',
+} as const satisfies Record<keyof PipelineSettings, string>;
+
+/** The API client settings' environment variables (only the functions that call the Batches API get them). */
+export const API_SETTING_ENV = {
+  anthropicVersion: 'ANTHROPIC_VERSION',
+  maxRetries: 'BATCHLINE_API_MAX_RETRIES',
+  timeoutMs: 'BATCHLINE_API_TIMEOUT_MS',
+} as const satisfies Partial<Record<keyof ApiConfig, string>>;
+
+export interface PipelineConfig extends PipelineSettings {
   /** BATCHLINE_BUCKET: the one bucket (inbox/, work/, results/). */
   bucket: string;
   /** BATCHLINE_TABLE: the one table. */
   table: string;
+}
+
+/** Everything a pipeline function is told but where its data lives (the CLI's estimate reads these too). */
+export interface PipelineSettings {
   /** BATCHLINE_MAX_REQUESTS_PER_CHUNK: at most 100,000 (the API's limit). */
   maxRequestsPerChunk: number;
   /** BATCHLINE_MAX_BYTES_PER_CHUNK: request body bytes per batch; default leaves 6 MB headroom under 256 MB. */
@@ -98,23 +125,26 @@ export interface PipelineConfig {
 }
 
 export function readPipelineConfig(env: Env = process.env): PipelineConfig {
-  const pollMinSeconds = intSetting(env, 'BATCHLINE_POLL_MIN_SECONDS', 30, 1, 3600);
+  return { bucket: requireString(env, 'BATCHLINE_BUCKET'), table: requireString(env, 'BATCHLINE_TABLE'), ...readPipelineSettings(env) };
+}
+
+export function readPipelineSettings(env: Env = process.env): PipelineSettings {
+  const e = PIPELINE_SETTING_ENV;
+  const pollMinSeconds = intSetting(env, e.pollMinSeconds, 30, 1, 3600);
   return {
-    bucket: requireString(env, 'BATCHLINE_BUCKET'),
-    table: requireString(env, 'BATCHLINE_TABLE'),
-    maxRequestsPerChunk: intSetting(env, 'BATCHLINE_MAX_REQUESTS_PER_CHUNK', API_MAX_REQUESTS_PER_BATCH, 1, API_MAX_REQUESTS_PER_BATCH),
-    maxBytesPerChunk: intSetting(env, 'BATCHLINE_MAX_BYTES_PER_CHUNK', 250_000_000, 1024, API_MAX_BATCH_BYTES),
-    maxAttempts: intSetting(env, 'BATCHLINE_MAX_ATTEMPTS', 2, 1, 10),
-    retryBackoffSeconds: intSetting(env, 'BATCHLINE_RETRY_BACKOFF_SECONDS', 60, 0, 86_400),
-    validationMode: enumSetting(env, 'BATCHLINE_VALIDATION_MODE', 'strict', ['strict', 'lenient'] as const),
+    maxRequestsPerChunk: intSetting(env, e.maxRequestsPerChunk, API_MAX_REQUESTS_PER_BATCH, 1, API_MAX_REQUESTS_PER_BATCH),
+    maxBytesPerChunk: intSetting(env, e.maxBytesPerChunk, 250_000_000, 1024, API_MAX_BATCH_BYTES),
+    maxAttempts: intSetting(env, e.maxAttempts, 2, 1, 10),
+    retryBackoffSeconds: intSetting(env, e.retryBackoffSeconds, 60, 0, 86_400),
+    validationMode: enumSetting(env, e.validationMode, 'strict', ['strict', 'lenient'] as const),
     pollMinSeconds,
     // At least 120 s: a 24-hour batch polled more often would near the 25,000-event history.
-    pollMaxSeconds: intSetting(env, 'BATCHLINE_POLL_MAX_SECONDS', 900, Math.max(pollMinSeconds, 120), 86_400),
-    pollFraction: numberSetting(env, 'BATCHLINE_POLL_FRACTION', 0.1, 0.001, 1),
-    rowTtlDays: intSetting(env, 'BATCHLINE_ROW_TTL_DAYS', 90, 0, 3650),
-    rowsPerBucket: intSetting(env, 'BATCHLINE_ROWS_PER_BUCKET', 1000, 1, 5000),
-    pricesJson: optionalString(env, 'BATCHLINE_PRICES'),
-    adoptGraceSeconds: intSetting(env, 'BATCHLINE_ADOPT_GRACE_SECONDS', 960, 0, 3600),
+    pollMaxSeconds: intSetting(env, e.pollMaxSeconds, 900, Math.max(pollMinSeconds, 120), 86_400),
+    pollFraction: numberSetting(env, e.pollFraction, 0.1, 0.001, 1),
+    rowTtlDays: intSetting(env, e.rowTtlDays, 90, 0, 3650),
+    rowsPerBucket: intSetting(env, e.rowsPerBucket, 1000, 1, 5000),
+    pricesJson: optionalString(env, e.pricesJson),
+    adoptGraceSeconds: intSetting(env, e.adoptGraceSeconds, 960, 0, 3600),
   };
 }
 
@@ -134,10 +164,10 @@ export interface ApiConfig {
 export function readApiConfig(env: Env = process.env): ApiConfig {
   return {
     baseUrl: optionalString(env, 'ANTHROPIC_BASE_URL') ?? 'https://api.anthropic.com',
-    anthropicVersion: optionalString(env, 'ANTHROPIC_VERSION') ?? '2023-06-01',
+    anthropicVersion: optionalString(env, API_SETTING_ENV.anthropicVersion) ?? '2023-06-01',
     apiKeySecret: requireString(env, 'BATCHLINE_API_KEY_SECRET'),
-    maxRetries: intSetting(env, 'BATCHLINE_API_MAX_RETRIES', 2, 0, 10),
-    timeoutMs: intSetting(env, 'BATCHLINE_API_TIMEOUT_MS', 600_000, 1000, 900_000),
+    maxRetries: intSetting(env, API_SETTING_ENV.maxRetries, 2, 0, 10),
+    timeoutMs: intSetting(env, API_SETTING_ENV.timeoutMs, 600_000, 1000, 900_000),
   };
 }
 
