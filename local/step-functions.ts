@@ -29,6 +29,9 @@ export interface LocalStepFunctionsOptions {
   retryIntervals?: Record<string, number[]>;
 }
 
+/** Runs around a Task's handler: gets the input and the handler itself, and the execution it is in. */
+export type TaskWrapper = (input: unknown, invoke: (input: unknown) => Promise<unknown>, execution: ExecutionDescription) => Promise<unknown>;
+
 /** setTimeout's ceiling: a longer execution timeout would fire at once. */
 const MAX_TIMEOUT_SECONDS = 2_000_000;
 
@@ -52,6 +55,23 @@ export class LocalStepFunctions {
 
   private get machineName(): string {
     return this.stateMachineArn.slice(this.stateMachineArn.lastIndexOf(':') + 1);
+  }
+
+  /**
+   * Wraps one Task state's handler for every execution started from now on (fault tests put a
+   * crash or a delay around a step). Returns the undo.
+   */
+  wrapTask(state: string, wrapper: TaskWrapper): () => void {
+    const original = this.options.taskHandlers;
+    this.options.taskHandlers = (execution, signal) => {
+      const handlers = original(execution, signal);
+      const invoke = handlers[state];
+      if (!invoke) throw new Error(`no task handler for state ${state}`);
+      return { ...handlers, [state]: (input: unknown) => wrapper(input, invoke, execution) };
+    };
+    return () => {
+      this.options.taskHandlers = original;
+    };
   }
 
   onExecutionEnded(listener: (execution: ExecutionDescription) => void): void {

@@ -14,8 +14,7 @@ import { CHUNK_SK_PREFIX, jobPk, type ChunkItem, type RowRecord } from '../../sh
 import { readJob } from '../../shared/jobs/chunk-state';
 import { readRowRecord } from '../../shared/jobs/row-records';
 import { LOCAL_API_KEY, type JobOutcome, type LocalStack } from '../../local/runtime';
-import type { TaskHandlers } from '../../local/step-functions';
-import type { ExecutionDescription } from '../../local/aws-shim';
+import type { TaskWrapper } from '../../local/step-functions';
 import { readJsonl, writeRequests, request, type StackUnderTest } from '../e2e/support';
 
 export interface JobRun {
@@ -95,27 +94,9 @@ export async function rowItem(stack: LocalStack, jobId: string, customId: string
   return readRowRecord(stack.dynamo, stack.table, await readJob(stack.dynamo, stack.table, jobId), customId);
 }
 
-export type TaskWrapper = (input: unknown, invoke: (input: unknown) => Promise<unknown>, execution: ExecutionDescription) => Promise<unknown>;
-
-/**
- * Wraps one state's local task handler for every execution started from now on. The local runtime
- * offers no seam for this, so it reaches into LocalStepFunctions' options (a private field) — the
- * only place that knows how each execution's task handlers are built. Returns the undo.
- */
+/** Wraps one state's local task handler for every execution started from now on; returns the undo. */
 export function interceptTask(stack: LocalStack, state: string, wrapper: TaskWrapper): () => void {
-  const engine = stack.stepFunctions as unknown as {
-    options: { taskHandlers: (execution: ExecutionDescription, signal: AbortSignal) => TaskHandlers };
-  };
-  const original = engine.options.taskHandlers;
-  engine.options.taskHandlers = (execution, signal) => {
-    const handlers = original(execution, signal);
-    const invoke = handlers[state];
-    if (!invoke) throw new Error(`no task handler for state ${state}`);
-    return { ...handlers, [state]: (input: unknown) => wrapper(input, invoke, execution) };
-  };
-  return () => {
-    engine.options.taskHandlers = original;
-  };
+  return stack.stepFunctions.wrapTask(state, wrapper);
 }
 
 /** The simulator's view of a batch (processing_status, request_counts). */
