@@ -8,28 +8,27 @@ import { randomUUID } from 'node:crypto';
 import type { ExecutionDescription } from './aws-shim';
 import type { S3EventRecord } from './emulators';
 import { LOCAL_REGION } from './emulators';
-import { encodeEventKey } from '../shared/jobs/events';
+import { encodeEventKey, type S3ObjectCreatedEvent as RegisterS3Event } from '../shared/jobs/events';
 import { LOCAL_ACCOUNT, LocalNames, resourcesOfType, type CfnTemplate } from './template';
 
-export interface S3ObjectCreatedEvent {
+/** What S3 sends EventBridge for a created object: the shape Register accepts, with every field S3 fills. */
+export type S3ObjectCreatedEvent = RegisterS3Event & {
   version: '0';
   id: string;
   'detail-type': 'Object Created';
   source: 'aws.s3';
-  account: string;
   time: string;
-  region: string;
   resources: string[];
+  account: string;
+  region: string;
   detail: {
-    version: '0';
-    bucket: { name: string };
     object: { key: string; size: number; etag: string; sequencer: string; 'version-id'?: string };
+    reason: 'PutObject' | 'CopyObject' | 'CompleteMultipartUpload';
     'request-id': string;
     requester: string;
     'source-ip-address': string;
-    reason: 'PutObject' | 'CopyObject' | 'CompleteMultipartUpload';
   };
-}
+};
 
 /** EventBridge times have whole seconds. */
 const eventTime = (date: Date) => date.toISOString().replace(/\.\d{3}Z$/, 'Z');
