@@ -8,6 +8,7 @@ import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import type { BatchesApi } from '../anthropic/api';
 import type { PipelineConfig } from '../config';
 import { errorFields, quietObserver, type Observer } from '../observability';
+import { cancelBatch, mayRunUncanceled } from './cancel';
 import { describeFailure } from './fail';
 import { attemptOf, isoAt, InvalidStateInput, parseChunkRef, patchAttempt, readChunk, updateChunk, type ChunkRef } from './chunk-state';
 
@@ -42,13 +43,18 @@ export async function recordChunkFailure(input: ChunkFailureInput, deps: ChunkFa
   observer.keys({ attempt: record.attempt, batchId: record.batchId });
   let cancelSentAt = record.cancelSentAt;
   let canceledNow = false;
-  if (record.batchId && !record.collectedAt && record.processingStatus !== 'ended' && !cancelSentAt) {
+  if (mayRunUncanceled(record)) {
     try {
-      await api.cancel(record.batchId);
-      cancelSentAt = isoAt(now());
-      canceledNow = true;
+      const cancel = await cancelBatch(api, record.batchId, record.createdAt);
+      if (cancel.outcome === 'refused') {
+        observer.warn('cancel of the batch failed', { batchId: record.batchId, error: errorFields(cancel.error) });
+      } else {
+        // Canceled, or found ended or gone: recorded, so MarkJobFailed and Reconcile do not ask again.
+        cancelSentAt = isoAt(now());
+        canceledNow = cancel.outcome === 'canceled';
+      }
     } catch (error) {
-      // Best effort: the batch may have ended or be gone already; the failure is what matters here.
+      // Best effort: the failure is what matters here. Left unrecorded, a MarkJobFailed of the job asks again.
       observer.warn('cancel of the batch failed', { batchId: record.batchId, error: errorFields(error) });
     }
   }

@@ -8,8 +8,8 @@
  * overwrite a step that already happened.
  */
 import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
-import { getItem, updateItem, type Update } from '../store/dynamo';
-import { chunkSk, JOB_SK, jobPk, type ChunkAttempt, type ChunkItem, type JobItem } from '../store/items';
+import { getItem, queryPartition, updateItem, type Update } from '../store/dynamo';
+import { CHUNK_SK_PREFIX, chunkSk, JOB_SK, jobPk, type ChunkAttempt, type ChunkItem, type JobItem } from '../store/items';
 import { JobNotFound } from './prepare';
 
 export { JobNotFound };
@@ -46,6 +46,16 @@ export async function readJob(dynamo: DynamoDBClient, table: string, jobId: stri
   const item = await getItem<JobItem>(dynamo, table, jobKey(jobId));
   if (!item) throw new JobNotFound(`job ${jobId} does not exist`);
   return item;
+}
+
+/**
+ * Every chunk record of a job, in chunk order. A record per chunk, each a few attempts long (the
+ * whole list is what jobProgress shows): a caller that looks at them more than once reads them once.
+ */
+export async function readJobChunks(dynamo: DynamoDBClient, table: string, jobId: string): Promise<ChunkItem[]> {
+  const chunks: ChunkItem[] = [];
+  for await (const chunk of queryPartition<ChunkItem>(dynamo, table, jobPk(jobId), CHUNK_SK_PREFIX)) chunks.push(chunk);
+  return chunks;
 }
 
 export interface AttemptAt {

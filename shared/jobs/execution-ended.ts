@@ -14,13 +14,10 @@
  * call (the object may have changed since), a miss falls back to the `byCreated` index around the
  * execution's start, where the job Register wrote records this execution's ARN.
  */
-import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
-import { QueryCommand, type AttributeValue } from '@aws-sdk/client-dynamodb';
-import { marshall, unmarshall } from '@aws-sdk/util-dynamodb';
 import { quietObserver } from '../observability';
-import { getItem } from '../store/dynamo';
-import { JOB_SK, JOBS_GSI, JOBS_GSI_PK, jobPk, type JobItem } from '../store/items';
-import { TABLE_GSIS } from '../store/table';
+import { getItem, queryJobsIndex } from '../store/dynamo';
+import { JOB_SK, jobPk, type JobItem } from '../store/items';
+import { readJobChunks } from './chunk-state';
 import {
   ABNORMAL_STATUSES,
   EXECUTION_STATUS_CHANGE,
@@ -134,7 +131,9 @@ export async function handleExecutionEnded(event: unknown, deps: ExecutionEndedD
   const { jobId } = found.job;
   observer.keys({ jobId });
   if (found.job.status === 'failed') {
-    const leftovers = await failureLeftovers(deps.dynamo, deps.config.table, found.job);
+    // Read once: what is left undone, and what the re-run cancels.
+    const chunks = await readJobChunks(deps.dynamo, deps.config.table, jobId);
+    const leftovers = await failureLeftovers(deps.dynamo, deps.config.table, found.job, chunks);
     if (leftovers) {
       observer.warn(`execution ${executionArn} ended ${status}; job ${jobId} had failed with work left undone: finishing it`, {
         executionArn,
@@ -143,7 +142,7 @@ export async function handleExecutionEnded(event: unknown, deps: ExecutionEndedD
         announced: leftovers.announced,
       });
       // The job keeps its own failure; this error is only recorded on a job not failed yet.
-      const done = await failJob({ jobId, error: executionFailure(detail, status) }, { ...deps, observer });
+      const done = await failJob({ jobId, error: executionFailure(detail, status) }, { ...deps, observer }, chunks);
       const announced = done.announced ? ' and its failure announced' : '';
       const message = `execution ${executionArn} ended ${status}; job ${jobId} had already failed: ${done.batchesCanceled} batch(es) it left un-canceled now canceled${announced}`;
       return { outcome: 'cleaned-up', executionArn, jobId, message };
@@ -223,32 +222,14 @@ function candidateJobId(detail: ExecutionDetail, reasons: string[]): string | un
   return undefined;
 }
 
-const JOBS_INDEX = TABLE_GSIS.find((gsi) => gsi.indexName === JOBS_GSI)!;
-
 /** The job whose record names this execution, among jobs created around the execution's start. */
 async function jobStartedBy(executionArn: string, startDate: number, stopDate: number | undefined, deps: ExecutionEndedDeps): Promise<JobItem | undefined> {
   const from = new Date(startDate - JOB_SEARCH_BEFORE_START_MS).toISOString();
   const until = new Date(Math.min(startDate + JOB_SEARCH_AFTER_START_MS, (stopDate ?? Number.POSITIVE_INFINITY) + JOB_SEARCH_BEFORE_START_MS)).toISOString();
-  let startKey: Record<string, AttributeValue> | undefined;
-  do {
-    const response = await deps.dynamo.send(
-      new QueryCommand({
-        TableName: deps.config.table,
-        IndexName: JOBS_INDEX.indexName,
-        KeyConditionExpression: '#pk = :pk AND #sk BETWEEN :from AND :until',
-        FilterExpression: '#arn = :arn',
-        ExpressionAttributeNames: { '#pk': JOBS_INDEX.partitionKey, '#sk': JOBS_INDEX.sortKey, '#arn': 'executionArn' },
-        ExpressionAttributeValues: marshall({ ':pk': JOBS_GSI_PK, ':from': from, ':until': until, ':arn': executionArn }),
-        ExclusiveStartKey: startKey,
-      }),
-    );
-    const item = response.Items?.[0];
-    if (item) {
-      // The index is eventually consistent: the record itself is read again.
-      const { jobId } = unmarshall(item) as JobItem;
-      return getItem<JobItem>(deps.dynamo, deps.config.table, { pk: jobPk(jobId), sk: JOB_SK });
-    }
-    startKey = response.LastEvaluatedKey;
-  } while (startKey);
+  const filter = { expression: '#arn = :arn', names: { '#arn': 'executionArn' }, values: { ':arn': executionArn } };
+  for await (const { jobId } of queryJobsIndex<JobItem>(deps.dynamo, deps.config.table, { from, until, filter, limit: 1 })) {
+    // The index is eventually consistent: the record itself is read again.
+    return getItem<JobItem>(deps.dynamo, deps.config.table, { pk: jobPk(jobId), sk: JOB_SK });
+  }
   return undefined;
 }

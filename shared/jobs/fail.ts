@@ -9,16 +9,16 @@
  * announces only if no run did (`failureAnnouncedAt`). ExecutionEnded and Reconcile re-run it for a
  * failed job that still has such batches, so a cancel that failed is never the last word.
  */
-import { UpdateItemCommand, type DynamoDBClient } from '@aws-sdk/client-dynamodb';
-import { marshall } from '@aws-sdk/util-dynamodb';
+import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import type { BatchesApi } from '../anthropic/api';
-import { ApiNotFound, ApiRequestInvalid } from '../anthropic/errors';
 import type { NotifyConfig } from '../config';
-import { ConditionFailed, getItem, isConditionFailure, queryPartition, updateItem } from '../store/dynamo';
-import { CHUNK_SK_PREFIX, chunkSk, JOB_SK, jobPk, type ChunkAttempt, type ChunkItem, type JobItem } from '../store/items';
+import { ConditionFailed, getItem, updateItem } from '../store/dynamo';
+import { JOB_SK, jobPk, type ChunkItem, type JobItem } from '../store/items';
 import { jobKeys } from '../store/keys';
 import { announceJobEnded, type JobEndedDetail, type NotifyClients } from '../notify';
 import { errorFields, quietObserver, type Observer } from '../observability';
+import { mayRunUncanceled, recordCancelSent, stopBatch } from './cancel';
+import { readJobChunks } from './chunk-state';
 import { parseRegisterEvent } from './events';
 
 /** Some in-flight batches could not be canceled (the job is marked failed and announced regardless). */
@@ -65,6 +65,8 @@ export interface BatchNotCanceled {
   /** Position of the attempt in the chunk's attempts list. */
   index: number;
   batchId: string;
+  /** The batch's created_at as recorded, so a 404 right after create is not taken for a deleted batch. */
+  createdAt?: string;
 }
 
 /** What a failed job's MarkJobFailed left undone. */
@@ -86,8 +88,12 @@ export async function markJobFailed(input: FailInput, deps: FailDeps): Promise<{
  * Marks the job failed (a job already failed keeps its first failure), cancels and records every
  * batch of it still un-canceled, and announces the failure unless a run already did. Throws
  * CancelFailed, after all that, when some batch could not be canceled: a re-run picks it up.
+ *
+ * `chunks`: the job's chunk records, when the caller has just read them for a job that had already
+ * failed (a re-run's caller); otherwise they are read here, after the job is marked failed, so no
+ * batch recorded before that is missed.
  */
-export async function failJob(input: FailInput, deps: FailDeps): Promise<FailReport> {
+export async function failJob(input: FailInput, deps: FailDeps, chunks?: readonly ChunkItem[]): Promise<FailReport> {
   const failure = describeFailure(input.error);
   const now = (deps.now ?? (() => new Date()))().toISOString();
   const jobId = typeof input.jobId === 'string' && input.jobId !== '' ? input.jobId : undefined;
@@ -123,7 +129,7 @@ export async function failJob(input: FailInput, deps: FailDeps): Promise<FailRep
   if (failedNow || !job) observer.metric('JobsFailed', 1);
   const recorded = job?.failure ?? failure;
 
-  const batches = await batchesNotCanceled(deps.dynamo, deps.config.table, jobId);
+  const batches = batchesNotCanceled(chunks ?? (await readJobChunks(deps.dynamo, deps.config.table, jobId)));
   const { canceled, problems } = await cancelBatches(jobId, batches, deps, now);
   const fields = { error: recorded, recorded: job !== undefined, batchesInFlight: batches.length, batchesNotCanceled: problems.length };
   if (failedNow || !job) observer.error('job failed', fields);
@@ -150,35 +156,33 @@ export async function failJob(input: FailInput, deps: FailDeps): Promise<FailRep
   return { jobId, batchesCanceled: canceled, announced };
 }
 
-/** For a failed job: what its MarkJobFailed left undone, or undefined when nothing is. */
-export async function failureLeftovers(dynamo: DynamoDBClient, table: string, job: JobItem): Promise<FailureLeftovers | undefined> {
-  const batches = await batchesNotCanceled(dynamo, table, job.jobId);
+/**
+ * For a failed job: what its MarkJobFailed left undone, or undefined when nothing is. `chunks`: the
+ * job's chunk records, when the caller has them; otherwise they are read here.
+ */
+export async function failureLeftovers(
+  dynamo: DynamoDBClient,
+  table: string,
+  job: JobItem,
+  chunks?: readonly ChunkItem[],
+): Promise<FailureLeftovers | undefined> {
+  const batches = batchesNotCanceled(chunks ?? (await readJobChunks(dynamo, table, job.jobId)));
   const announced = job.failureAnnouncedAt !== undefined;
   return batches.length > 0 || !announced ? { batches, announced } : undefined;
-}
-
-/** Whether an attempt's batch may still be running with nobody having asked it to stop. */
-function mayRunUncanceled(attempt: ChunkAttempt): attempt is ChunkAttempt & { batchId: string } {
-  return (
-    attempt.batchId !== undefined &&
-    attempt.batchId !== '' &&
-    attempt.endedAt === undefined &&
-    attempt.cancelSentAt === undefined &&
-    attempt.collectedAt === undefined &&
-    attempt.processingStatus !== 'ended'
-  );
 }
 
 /**
  * Every attempt of the job whose batch may still be running un-canceled. A done chunk collected all
  * its attempts; a failed chunk is included, since its own cancel was best effort.
  */
-async function batchesNotCanceled(dynamo: DynamoDBClient, table: string, jobId: string): Promise<BatchNotCanceled[]> {
+function batchesNotCanceled(chunks: readonly ChunkItem[]): BatchNotCanceled[] {
   const found: BatchNotCanceled[] = [];
-  for await (const chunk of queryPartition<ChunkItem>(dynamo, table, jobPk(jobId), CHUNK_SK_PREFIX)) {
+  for (const chunk of chunks) {
     if (chunk.status === 'done') continue;
     (chunk.attempts ?? []).forEach((attempt, index) => {
-      if (mayRunUncanceled(attempt)) found.push({ chunk: chunk.chunk, attempt: attempt.attempt, index, batchId: attempt.batchId });
+      if (mayRunUncanceled(attempt)) {
+        found.push({ chunk: chunk.chunk, attempt: attempt.attempt, index, batchId: attempt.batchId, createdAt: attempt.createdAt });
+      }
     });
   }
   return found;
@@ -202,7 +206,7 @@ async function cancelBatches(
     while (next < batches.length) {
       const batch = batches[next++]!;
       try {
-        if (!(await stopBatch(batch.batchId, deps.api))) {
+        if (!(await stopBatch(deps.api, batch.batchId, batch.createdAt))) {
           problems.push(`${batch.batchId}: the API refused the cancel and the batch is still in progress`);
           continue;
         }
@@ -221,47 +225,6 @@ async function cancelBatches(
   };
   await Promise.all(Array.from({ length: Math.min(deps.concurrency ?? 8, batches.length) }, worker));
   return { canceled, problems };
-}
-
-/**
- * Asks the API to cancel a batch. True when the batch is now stopping or stopped; false when the
- * API refused the cancel (400) yet the batch is still in progress. Throws on any other failure.
- */
-async function stopBatch(batchId: string, api: BatchesApi): Promise<boolean> {
-  try {
-    await api.cancel(batchId);
-    return true;
-  } catch (error) {
-    if (error instanceof ApiNotFound) return true; // deleted: nothing left to stop
-    if (!(error instanceof ApiRequestInvalid)) throw error;
-  }
-  // Ended or canceling batches may answer 400; a 400 for any other reason must not pass for a cancel.
-  try {
-    return (await api.retrieve(batchId)).processing_status !== 'in_progress';
-  } catch (error) {
-    if (error instanceof ApiNotFound) return true;
-    throw error;
-  }
-}
-
-/** Sets `cancelSentAt` on one attempt only, so no concurrent write to the chunk's other fields is undone. */
-async function recordCancelSent(dynamo: DynamoDBClient, table: string, jobId: string, batch: BatchNotCanceled, at: string): Promise<void> {
-  const path = `#att[${batch.index}]`;
-  try {
-    await dynamo.send(
-      new UpdateItemCommand({
-        TableName: table,
-        Key: marshall({ pk: jobPk(jobId), sk: chunkSk(batch.chunk) }),
-        UpdateExpression: `SET ${path}.#cs = :at`,
-        ConditionExpression: `${path}.#bid = :batchId AND attribute_not_exists(${path}.#cs)`,
-        ExpressionAttributeNames: { '#att': 'attempts', '#bid': 'batchId', '#cs': 'cancelSentAt' },
-        ExpressionAttributeValues: marshall({ ':at': at, ':batchId': batch.batchId }),
-      }),
-    );
-  } catch (error) {
-    // Someone (Poll, a concurrent run) recorded a cancel first: the batch is stopping either way.
-    if (!isConditionFailure(error)) throw error;
-  }
 }
 
 /** `name: message` (no message for a SyntaxError, whose message may quote a request). */

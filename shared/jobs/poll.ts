@@ -10,9 +10,9 @@
  */
 import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import type { BatchesApi } from '../anthropic/api';
-import { ApiRequestInvalid } from '../anthropic/errors';
 import type { PipelineConfig } from '../config';
 import { quietObserver, type Observer } from '../observability';
+import { cancelBatch, type CancelResult } from './cancel';
 import {
   attemptOf,
   ChunkStateConflict,
@@ -119,20 +119,20 @@ export async function pollBatch(input: PollInput, deps: PollDeps): Promise<PollO
     );
   }
   // A fresh container has not seen the create: tell the client, so an early 404 is retried.
-  if (record.createdAt && hasCreatedMemory(api)) api.rememberCreated(input.batchId, record.createdAt);
+  if (record.createdAt) api.rememberCreated(input.batchId, record.createdAt);
 
   const seen = await api.retrieveWithTime(input.batchId);
   let batch = seen.value;
   let cancelSentAt = record.cancelSentAt;
   const cancelNow = job.cancelRequested === true && batch.processing_status === 'in_progress';
+  let cancel: CancelResult | undefined;
   if (cancelNow) {
-    try {
-      batch = await api.cancel(input.batchId);
-      cancelSentAt = isoAt(now());
-    } catch (error) {
-      // The batch ended between retrieve and cancel (400): nothing left to cancel; the next poll sees it ended.
-      if (!(error instanceof ApiRequestInvalid)) throw error;
-    }
+    cancel = await cancelBatch(api, input.batchId);
+    // Deleted since the retrieve: the chunk fails as for any batch that is gone.
+    if (cancel.outcome === 'gone') throw cancel.error;
+    // Refused while still in progress: the next poll asks again. Ended meanwhile: this poll records the end.
+    batch = cancel.batch;
+    if (cancel.outcome !== 'refused') cancelSentAt = isoAt(now());
   }
   const ended = batch.processing_status === 'ended';
   await updateChunk(dynamo, config.table, chunk, {
@@ -160,11 +160,7 @@ export async function pollBatch(input: PollInput, deps: PollDeps): Promise<PollO
     waitSeconds,
     polls: (record.polls ?? 0) + 1,
     cancelSent: cancelNow,
+    ...(cancel ? { cancel: cancel.outcome } : {}),
   });
   return { jobId: input.jobId, chunk: input.chunk, attempt: input.attempt, batchId: input.batchId, ended, waitSeconds };
-}
-
-/** The concrete client can be told of a create it did not make (see BatchesClient.rememberCreated). */
-function hasCreatedMemory(api: BatchesApi): api is BatchesApi & { rememberCreated(batchId: string, createdAt: string): void } {
-  return typeof (api as { rememberCreated?: unknown }).rememberCreated === 'function';
 }

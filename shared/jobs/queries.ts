@@ -8,16 +8,13 @@
  * - jobForUpload: the job an upload to the inbox created.
  * - requestCancel: sets `cancelRequested` on a job that can still be canceled; Poll and Submit act on it.
  */
-import { QueryCommand, type AttributeValue, type DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { GetObjectCommand, NoSuchKey, type S3Client } from '@aws-sdk/client-s3';
-import { marshall, unmarshall } from '@aws-sdk/util-dynamodb';
 import type { BatchResultLine } from '../anthropic/types';
-import { ConditionFailed, getItem, queryPartition, updateItem } from '../store/dynamo';
+import { ConditionFailed, getItem, queryJobsIndex, queryPartition, updateItem } from '../store/dynamo';
 import {
   CHUNK_SK_PREFIX,
   JOB_SK,
-  JOBS_GSI,
-  JOBS_GSI_PK,
   jobPk,
   type ChunkItem,
   type JobItem,
@@ -25,7 +22,6 @@ import {
   type RowCounts,
   type RowRecord,
 } from '../store/items';
-import { TABLE_GSIS } from '../store/table';
 import { bareEtag, jobIdFor } from './job-id';
 import { JobNotFound } from './prepare';
 import { readJob } from './chunk-state';
@@ -62,8 +58,6 @@ export function hasEnded(job: Pick<JobItem, 'status' | 'endedAt'>): boolean {
 /** Statuses in which a cancel request still changes something (Finalize reads the flag once, at its start). */
 export const CANCELABLE_JOB_STATUSES: readonly JobStatus[] = ['registered', 'preparing', 'running'];
 
-const JOBS_INDEX = TABLE_GSIS.find((gsi) => gsi.indexName === JOBS_GSI)!;
-
 /**
  * Jobs newest first, at most `limit` (default 20); with `since` (an ISO time), only jobs created
  * then or later.
@@ -72,28 +66,9 @@ export async function listRecentJobs(
   deps: Pick<QueryDeps, 'dynamo' | 'table'>,
   options: { limit?: number; since?: string } = {},
 ): Promise<JobItem[]> {
-  const limit = options.limit ?? 20;
   const jobs: JobItem[] = [];
-  const values: Record<string, string> = { ':pk': JOBS_GSI_PK };
-  if (options.since !== undefined) values[':since'] = options.since;
-  let startKey: Record<string, AttributeValue> | undefined;
-  while (jobs.length < limit) {
-    const response = await deps.dynamo.send(
-      new QueryCommand({
-        TableName: deps.table,
-        IndexName: JOBS_INDEX.indexName,
-        KeyConditionExpression: options.since === undefined ? '#pk = :pk' : '#pk = :pk AND #sk >= :since',
-        ExpressionAttributeNames: options.since === undefined ? { '#pk': JOBS_INDEX.partitionKey } : { '#pk': JOBS_INDEX.partitionKey, '#sk': JOBS_INDEX.sortKey },
-        ExpressionAttributeValues: marshall(values),
-        ScanIndexForward: false,
-        Limit: limit - jobs.length,
-        ExclusiveStartKey: startKey,
-      }),
-    );
-    for (const item of response.Items ?? []) jobs.push(unmarshall(item) as JobItem);
-    startKey = response.LastEvaluatedKey;
-    if (!startKey) break;
-  }
+  const query = { from: options.since, newestFirst: true, limit: options.limit ?? 20 };
+  for await (const job of queryJobsIndex<JobItem>(deps.dynamo, deps.table, query)) jobs.push(job);
   return jobs;
 }
 

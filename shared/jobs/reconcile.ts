@@ -35,24 +35,22 @@
  * next run carries on.
  */
 import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
-import { QueryCommand, type AttributeValue } from '@aws-sdk/client-dynamodb';
 import type { S3Client } from '@aws-sdk/client-s3';
-import { marshall, unmarshall } from '@aws-sdk/util-dynamodb';
 import type { BatchesApi } from '../anthropic/api';
-import { ApiNotFound, ApiRequestInvalid } from '../anthropic/errors';
+import { ApiNotFound } from '../anthropic/errors';
 import type { MessageBatch } from '../anthropic/types';
 import { requireString, type NotifyConfig, type PipelineConfig } from '../config';
 import type { NotifyClients } from '../notify';
 import { errorFields, quietObserver, type InvocationKeys, type Observer } from '../observability';
-import { queryPartition, updateItem } from '../store/dynamo';
+import { queryJobsIndex, queryPartition, updateItem } from '../store/dynamo';
 import { jobKeys } from '../store/keys';
 import { headObject } from '../store/s3';
-import { CHUNK_SK_PREFIX, JOBS_GSI, JOBS_GSI_PK, jobPk, type ChunkAttempt, type ChunkItem, type JobItem } from '../store/items';
-import { TABLE_GSIS } from '../store/table';
+import { CHUNK_SK_PREFIX, jobPk, type ChunkAttempt, type ChunkItem, type JobItem } from '../store/items';
+import { cancelBatch } from './cancel';
 import { recordChunkFailure } from './chunk-failure';
-import { attemptOf, chunkCondition, isoAt, jobKey, patchAttempt, readChunk, readJob, updateChunk } from './chunk-state';
+import { attemptOf, chunkCondition, isoAt, jobKey, patchAttempt, readChunk, readJob, readJobChunks, updateChunk } from './chunk-state';
 import { collectResults } from './collect';
-import { failJob, failureLeftovers, markJobFailed, type FailDeps } from './fail';
+import { failJob, failureLeftovers, markJobFailed, type FailDeps, type FailureLeftovers } from './fail';
 import { finalizeJob } from './finalize';
 import { ENDED_JOB_STATUSES } from './queries';
 import { submitChunk } from './submit';
@@ -144,7 +142,6 @@ export interface ReconcileReport {
 }
 
 const DAY_MS = 86_400_000;
-const JOBS_INDEX = TABLE_GSIS.find((gsi) => gsi.indexName === JOBS_GSI)!;
 
 export async function reconcileJobs(deps: ReconcileDeps): Promise<ReconcileReport> {
   const now = deps.now ?? Date.now;
@@ -163,9 +160,16 @@ export async function reconcileJobs(deps: ReconcileDeps): Promise<ReconcileRepor
     const observer = scopedObserver(deps.observer ?? quietObserver, { jobId: listed.jobId });
     try {
       // Most failed jobs left nothing undone: they cost a read of their chunks, not a DescribeExecution.
-      if (listed.status === 'failed' && !(await failureUnfinished(listed.jobId, deps))) continue;
+      let failed: FailedJob | undefined;
+      if (listed.status === 'failed') {
+        const job = await readJob(deps.dynamo, deps.config.table, listed.jobId);
+        if (job.status === 'failed') {
+          failed = await readFailedJob(job, deps);
+          if (!failed.leftovers && !(await finalizeFailed(failed, deps))) continue;
+        }
+      }
       report.examined += 1;
-      if (!(await reconcileJob(listed, deps, report, outOfTime, observer, toRecover))) {
+      if (!(await reconcileJob(listed, deps, report, outOfTime, observer, toRecover, failed))) {
         report.complete = false;
         break;
       }
@@ -213,26 +217,11 @@ function scopedObserver(parent: Observer, keys: InvocationKeys): Observer {
  * Jobs created since `since` (oldest first: their results are the nearest to archiving) that have
  * not ended, or that failed (a failure may have left batches running).
  */
-async function* openJobs(dynamo: DynamoDBClient, table: string, since: string): AsyncGenerator<JobItem> {
+function openJobs(dynamo: DynamoDBClient, table: string, since: string): AsyncGenerator<JobItem> {
   const ended = [...ENDED_JOB_STATUSES].filter((status) => status !== 'failed');
-  const values: Record<string, string> = { ':pk': JOBS_GSI_PK, ':since': since };
-  ended.forEach((status, i) => (values[`:ended${i}`] = status));
-  let startKey: Record<string, AttributeValue> | undefined;
-  do {
-    const response = await dynamo.send(
-      new QueryCommand({
-        TableName: table,
-        IndexName: JOBS_INDEX.indexName,
-        KeyConditionExpression: '#pk = :pk AND #sk >= :since',
-        FilterExpression: `NOT (#status IN (${ended.map((_, i) => `:ended${i}`).join(', ')}))`,
-        ExpressionAttributeNames: { '#pk': JOBS_INDEX.partitionKey, '#sk': JOBS_INDEX.sortKey, '#status': 'status' },
-        ExpressionAttributeValues: marshall(values),
-        ExclusiveStartKey: startKey,
-      }),
-    );
-    for (const item of response.Items ?? []) yield unmarshall(item) as JobItem;
-    startKey = response.LastEvaluatedKey;
-  } while (startKey);
+  const values = Object.fromEntries(ended.map((status, i) => [`:ended${i}`, status]));
+  const filter = { expression: `NOT (#status IN (${Object.keys(values).join(', ')}))`, names: { '#status': 'status' }, values };
+  return queryJobsIndex<JobItem>(dynamo, table, { from: since, filter });
 }
 
 /** An execution ARN (`...:execution:<machine>:<name>`) of the state machine `...:stateMachine:<machine>`. */
@@ -251,7 +240,10 @@ interface JobRun {
   step(chunk: number): Observer;
 }
 
-/** Settles one job as far as it can go now. False when the budget ran out part-way. */
+/**
+ * Settles one job as far as it can go now. False when the budget ran out part-way. `failed`: the
+ * job as read before its execution was described, when it was listed failed.
+ */
 async function reconcileJob(
   listed: JobItem,
   deps: ReconcileDeps,
@@ -259,6 +251,7 @@ async function reconcileJob(
   outOfTime: () => boolean,
   observer: Observer,
   toRecover: string[],
+  failed: FailedJob | undefined,
 ): Promise<boolean> {
   const now = deps.now ?? Date.now;
   const executionArn = listed.executionArn;
@@ -277,8 +270,14 @@ async function reconcileJob(
   const job = await readJob(deps.dynamo, deps.config.table, listed.jobId);
   const ended = `execution ${executionArn} ${status === undefined ? 'no longer exists' : `ended ${status}`}`;
   if (job.status === 'failed') {
-    if (await failureLeftovers(deps.dynamo, deps.config.table, job)) await finishFailure(job, ended, deps, report, observer);
-    if (await finalizeFailed(job, deps)) toRecover.push(job.jobId);
+    // Its chunks as read a moment ago, before the DescribeExecution; its record as it is now.
+    const state = await readFailedJob(job, deps, failed?.chunks);
+    if (state.leftovers) {
+      await finishFailure(state, ended, deps, report, observer);
+      // failJob throws unless every batch it was given is now recorded stopped, and the failure announced.
+      state.leftovers = undefined;
+    }
+    if (await finalizeFailed(state, deps)) toRecover.push(job.jobId);
     return true;
   }
   if (ENDED_JOB_STATUSES.has(job.status)) return true;
@@ -326,27 +325,28 @@ async function reconcileJob(
   return true;
 }
 
-/** Whether a job's failure left work undone (a job not failed, as the record now says, is always looked at). */
-async function failureUnfinished(jobId: string, deps: ReconcileDeps): Promise<boolean> {
-  const job = await readJob(deps.dynamo, deps.config.table, jobId);
-  if (job.status !== 'failed') return true;
-  return (await failureLeftovers(deps.dynamo, deps.config.table, job)) !== undefined || (await finalizeFailed(job, deps));
+/** A failed job as this run read it: its chunks are read once, and what its failure left undone follows from them. */
+interface FailedJob {
+  job: JobItem;
+  chunks: ChunkItem[];
+  leftovers: FailureLeftovers | undefined;
+}
+
+async function readFailedJob(job: JobItem, deps: ReconcileDeps, chunks?: ChunkItem[]): Promise<FailedJob> {
+  const read = chunks ?? (await readJobChunks(deps.dynamo, deps.config.table, job.jobId));
+  return { job, chunks: read, leftovers: await failureLeftovers(deps.dynamo, deps.config.table, job, read) };
 }
 
 /**
  * Whether a failed job is one whose FinalizeJob failed with everything collected: a curable error,
  * Prepare finished, every chunk done or failed, no batch left un-canceled, and no summary written.
  */
-async function finalizeFailed(job: JobItem, deps: ReconcileDeps): Promise<boolean> {
+async function finalizeFailed({ job, chunks, leftovers }: FailedJob, deps: ReconcileDeps): Promise<boolean> {
   if (job.status !== 'failed' || !job.failure || !FINALIZE_RERUN_ERRORS.has(job.failure.error)) return false;
   if (job.chunkCount === undefined || job.totalRows === undefined || job.validRows === undefined || job.invalidRows === undefined) return false;
-  let chunks = 0;
-  for await (const chunk of queryPartition<ChunkItem>(deps.dynamo, deps.config.table, jobPk(job.jobId), CHUNK_SK_PREFIX)) {
-    if (chunk.status !== 'done' && chunk.status !== 'failed') return false;
-    chunks += 1;
-  }
-  if (chunks !== job.chunkCount) return false;
-  if (await failureLeftovers(deps.dynamo, deps.config.table, job)) return false;
+  if (chunks.some((chunk) => chunk.status !== 'done' && chunk.status !== 'failed')) return false;
+  if (chunks.length !== job.chunkCount) return false;
+  if (leftovers) return false;
   return !(await objectExists(deps.s3, deps.config.bucket, jobKeys(job.jobId).summary));
 }
 
@@ -360,10 +360,13 @@ async function objectExists(s3: S3Client, bucket: string, key: string): Promise<
   }
 }
 
-/** Finalizes a job whose FinalizeJob failed, once it is checked again (a concurrent run may have done it). */
+/**
+ * Finalizes a job whose FinalizeJob failed, once it is checked again (a concurrent run may have done
+ * it): read afresh, since every other job had its turn meanwhile, and only ids wait until then.
+ */
 async function recoverFinalize(jobId: string, deps: ReconcileDeps, report: ReconcileReport, observer: Observer): Promise<void> {
   const job = await readJob(deps.dynamo, deps.config.table, jobId);
-  if (!(await finalizeFailed(job, deps))) return;
+  if (job.status !== 'failed' || !(await finalizeFailed(await readFailedJob(job, deps), deps))) return;
   const out = await finalizeJob(
     { jobId, recovering: true },
     { s3: deps.s3, dynamo: deps.dynamo, config: deps.config, notify: deps.notify, now: deps.now, observer },
@@ -376,10 +379,11 @@ async function recoverFinalize(jobId: string, deps: ReconcileDeps, report: Recon
  * A failed job whose MarkJobFailed left batches un-canceled (or the failure unannounced): it is re-run.
  * The job keeps its own failure; the error given here is recorded only on a job not failed yet.
  */
-async function finishFailure(job: JobItem, ended: string, deps: ReconcileDeps, report: ReconcileReport, observer: Observer): Promise<void> {
+async function finishFailure({ job, chunks }: FailedJob, ended: string, deps: ReconcileDeps, report: ReconcileReport, observer: Observer): Promise<void> {
   const done = await failJob(
     { jobId: job.jobId, error: { Error: RECONCILE_ERRORS.workflowEnded, Cause: ended } },
     failDeps(deps, observer),
+    chunks,
   );
   report.canceled += done.batchesCanceled;
   observer.warn(`finished the failure of a job whose workflow is gone: ${ended}`, { batchesCanceled: done.batchesCanceled, announced: done.announced });
@@ -451,13 +455,14 @@ async function settleChunk(chunk: ChunkItem, run: JobRun, deps: ReconcileDeps, r
 
   if (batch.processing_status === 'in_progress' && !record.cancelSentAt) {
     await stopJob(run, deps);
-    try {
-      batch = await deps.api.cancel(batchId);
-    } catch (error) {
-      // It ended between the two calls: nothing left to stop, and the next run collects it.
-      if (error instanceof ApiRequestInvalid) return false;
-      throw error;
+    const cancel = await cancelBatch(deps.api, batchId, record.createdAt);
+    if (cancel.outcome === 'gone') {
+      await failChunk(chunk.chunk, RECONCILE_ERRORS.batchNotFound, `batch ${batchId} of attempt ${attempt} no longer exists; ${run.ended}`, run, deps);
+      return true;
     }
+    // It ended (or began canceling) between the two calls, or the cancel was refused: the next run collects it, or asks again.
+    if (cancel.outcome !== 'canceled') return false;
+    batch = cancel.batch;
     await noteAttempt(jobId, chunk.chunk, attempt, batchId, { processingStatus: batch.processing_status, cancelSentAt: isoAt(now()) }, deps);
     run.step(chunk.chunk).info('canceled the batch of a job whose workflow is gone', { attempt, batchId });
     report.canceled += 1;

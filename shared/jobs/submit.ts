@@ -47,6 +47,7 @@ import {
 import { requestLines } from './chunk-files';
 import { nextPollDelay, type PollSettings } from './poll';
 import { ttlFrom } from './register';
+import { cancelBatch, recordCancelSent, type AttemptBatch } from './cancel';
 
 /** How far before the recorded intent adoption looks: clock skew between us and the API. */
 export const ADOPT_LOOKBACK_MS = 2 * 60_000;
@@ -170,23 +171,36 @@ export async function submitChunk(input: ChunkRef, deps: SubmitDeps): Promise<Su
       { requests: record.rows, bytes: record.bytes, sentAt: Date.parse(intentAt) },
     );
   }
-  await cancelIfJobStopped(owner, batch.id, deps, observer);
+  await cancelIfJobStopped(owner, { chunk: input.chunk, index, batchId: batch.id }, deps, observer);
   return output;
 }
 
 /**
  * A job that failed or was canceled while this Submit was creating its batch has already swept
  * its batches; one recorded after the sweep would run unseen. Poll would cancel it, but a failed
- * job's chunks are no longer polled.
+ * job's chunks are no longer polled. A cancel that fails is logged, not thrown: the batch is
+ * recorded, so it stays un-canceled for a re-run of MarkJobFailed (or Poll) to stop.
  */
-async function cancelIfJobStopped(owner: Owner, batchId: string, deps: SubmitDeps, observer: Observer): Promise<void> {
+async function cancelIfJobStopped(owner: Owner, at: AttemptBatch, deps: SubmitDeps, observer: Observer): Promise<void> {
   const job = await readJob(deps.dynamo, deps.config.table, owner.jobId);
   if (!job.cancelRequested) return;
+  const { batchId } = at;
   try {
-    await deps.api.cancel(batchId);
-    observer.warn('canceled the batch just created: the job was stopped meanwhile', { batchId, status: job.status });
+    const cancel = await cancelBatch(deps.api, batchId);
+    if (cancel.outcome === 'refused') {
+      observer.error('could not cancel the batch of a stopped job', { batchId, error: errorFields(cancel.error) });
+      return;
+    }
+    observer.warn('canceled the batch just created: the job was stopped meanwhile', { batchId, status: job.status, cancel: cancel.outcome });
   } catch (error) {
     observer.error('could not cancel the batch of a stopped job', { batchId, error: errorFields(error) });
+    return;
+  }
+  try {
+    // As MarkJobFailed records its cancels: a re-run of it then leaves this batch alone.
+    await recordCancelSent(deps.dynamo, deps.config.table, owner.jobId, at, isoAt((deps.now ?? Date.now)()));
+  } catch (error) {
+    observer.warn('canceled the batch, but could not record it: a re-run of MarkJobFailed cancels it again', { batchId, error: errorFields(error) });
   }
 }
 

@@ -15,6 +15,8 @@ import {
   type WriteRequest,
 } from '@aws-sdk/client-dynamodb';
 import { marshall, unmarshall } from '@aws-sdk/util-dynamodb';
+import { JOBS_GSI, JOBS_GSI_PK } from './items';
+import { TABLE_GSIS } from './table';
 
 export type Key = { pk: string; sk: string };
 
@@ -149,6 +151,75 @@ export async function* queryPartition<T>(
     for (const item of response.Items ?? []) yield unmarshall(item) as T;
     startKey = response.LastEvaluatedKey;
   } while (startKey);
+}
+
+const JOBS_INDEX = TABLE_GSIS.find((gsi) => gsi.indexName === JOBS_GSI)!;
+
+/** A read of the jobs index (`byCreated`: every job record, sorted by `<createdAt>#<jobId>`). */
+export interface JobsIndexQuery {
+  /** Only jobs whose index sort key is ≥ this: an ISO time takes jobs created then or later. */
+  from?: string;
+  /** Only jobs whose index sort key is ≤ this (an ISO time excludes jobs created at exactly that instant). */
+  until?: string;
+  /** Newest first; default oldest first. */
+  newestFirst?: boolean;
+  /**
+   * A FilterExpression on each job, with its own names and values. DynamoDB applies it after reading
+   * a page, so a page may hold fewer jobs than pageSize, or none. Its placeholders must not start
+   * with `#jobs` or `:jobs`, which the key condition uses.
+   */
+  filter?: { expression: string; names?: Record<string, string>; values?: Record<string, unknown> };
+  /** At most this many jobs in all; without a filter, no page reads more than is still wanted. */
+  limit?: number;
+  /** Items read per page (DynamoDB's Limit); default as many as fit in 1 MB. */
+  pageSize?: number;
+}
+
+/**
+ * Job records from the jobs index, following pages. The index is eventually consistent and holds
+ * what the job record held when it was last indexed: read the record itself before acting on one.
+ */
+export async function* queryJobsIndex<T>(dynamo: DynamoDBClient, table: string, query: JobsIndexQuery = {}): AsyncGenerator<T> {
+  const names: Record<string, string> = { '#jobsPk': JOBS_INDEX.partitionKey, ...query.filter?.names };
+  const values: Record<string, unknown> = { ':jobsPk': JOBS_GSI_PK, ...query.filter?.values };
+  let keyCondition = '#jobsPk = :jobsPk';
+  if (query.from !== undefined || query.until !== undefined) {
+    names['#jobsSk'] = JOBS_INDEX.sortKey;
+    if (query.from !== undefined) values[':jobsFrom'] = query.from;
+    if (query.until !== undefined) values[':jobsUntil'] = query.until;
+    keyCondition +=
+      query.from === undefined
+        ? ' AND #jobsSk <= :jobsUntil'
+        : query.until === undefined
+          ? ' AND #jobsSk >= :jobsFrom'
+          : ' AND #jobsSk BETWEEN :jobsFrom AND :jobsUntil';
+  }
+  let left = query.limit ?? Number.POSITIVE_INFINITY;
+  let startKey: Record<string, AttributeValue> | undefined;
+  while (left > 0) {
+    const wanted = query.filter === undefined && Number.isFinite(left) ? left : undefined;
+    const pageSize = wanted === undefined ? query.pageSize : Math.min(wanted, query.pageSize ?? wanted);
+    const response = await dynamo.send(
+      new QueryCommand({
+        TableName: table,
+        IndexName: JOBS_INDEX.indexName,
+        KeyConditionExpression: keyCondition,
+        FilterExpression: query.filter?.expression,
+        ExpressionAttributeNames: names,
+        ExpressionAttributeValues: marshall(values, MARSHALL),
+        ScanIndexForward: query.newestFirst !== true,
+        Limit: pageSize,
+        ExclusiveStartKey: startKey,
+      }),
+    );
+    for (const item of response.Items ?? []) {
+      if (left <= 0) return;
+      left -= 1;
+      yield unmarshall(item) as T;
+    }
+    startKey = response.LastEvaluatedKey;
+    if (!startKey) return;
+  }
 }
 
 export interface BulkWriteOptions {

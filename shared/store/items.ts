@@ -116,8 +116,8 @@ export interface ChunkAttempt {
   requestCounts?: { processing: number; succeeded: number; errored: number; canceled: number; expired: number };
   lastPolledAt?: string;
   /**
-   * When Poll, a chunk failure, MarkJobFailed or Reconcile asked the API to cancel this batch
-   * (MarkJobFailed also sets it when the cancel found the batch ended or gone).
+   * When Poll, a chunk failure, MarkJobFailed, Reconcile or Submit had this batch stopped: the API
+   * took the cancel, or found the batch ended, canceling or gone (shared/jobs/cancel.ts).
    */
   cancelSentAt?: string;
   /** When Collect finished this attempt (ISO); set once, so a re-run never counts twice. */

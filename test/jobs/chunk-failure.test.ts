@@ -105,7 +105,7 @@ describe('recordChunkFailure', () => {
     expect((await readChunkItem(aws, job.jobId, 0)).status).toBe('failed');
   });
 
-  it('still records the failure when the batch cannot be canceled', async () => {
+  it('records a batch the API no longer knows as stopped, so no later step asks again', async () => {
     const job = await seedJob(aws, { chunks: [requests(1, 'ghost')] });
     const chunk = await readChunkItem(aws, job.jobId, 0);
     await updateItem(aws.dynamo, aws.table, { pk: jobPk(job.jobId), sk: chunkSk(0) }, {
@@ -114,7 +114,24 @@ describe('recordChunkFailure', () => {
     await recordChunkFailure({ jobId: job.jobId, chunk: 0, error: { Error: 'ApiNotFound', Cause: 'gone' } }, deps());
     const after = await readChunkItem(aws, job.jobId, 0);
     expect(after.status).toBe('failed');
+    expect(after.attempts[0]!.cancelSentAt).toBe(new Date(NOW).toISOString());
+  });
+
+  it('still records the failure when the batch cannot be canceled, leaving the cancel unrecorded', async () => {
+    const job = await seedJob(aws, { chunks: [requests(1, 'stuck')] });
+    const { batchId } = await submitChunk({ jobId: job.jobId, chunk: 0 }, deps());
+    // Refused (400) while the batch is still in progress: not a stop.
+    ctx.sim.setHttpFaults([{ endpoint: 'cancel', status: 400, times: 1 }]);
+    try {
+      await recordChunkFailure({ jobId: job.jobId, chunk: 0, error: { Error: 'States.Timeout', Cause: 'PollBatch timed out' } }, deps());
+    } finally {
+      ctx.sim.setHttpFaults([]);
+    }
+    const after = await readChunkItem(aws, job.jobId, 0);
+    expect(after.status).toBe('failed');
+    expect(after.failure).toEqual({ error: 'States.Timeout', cause: 'PollBatch timed out' });
     expect(after.attempts[0]!.cancelSentAt).toBeUndefined();
+    expect((await ctx.api.retrieve(batchId!)).processing_status).toBe('in_progress');
   });
 });
 

@@ -156,7 +156,7 @@ describe('pollBatch', () => {
     });
   });
 
-  it('carries on when the batch ended between its retrieve and the cancel (a 400), and sees the end next time', async () => {
+  it('carries on when the cancel is refused (a 400) while the batch still runs, recording no cancel, and sees the end later', async () => {
     const { deps, ref } = await submitted(2);
     await updateItem(aws.dynamo, aws.table, { pk: jobPk(ref.jobId), sk: JOB_SK }, { set: { cancelRequested: true } });
     ctx.sim.setHttpFaults([{ endpoint: 'cancel', status: 400, times: 1 }]);
@@ -167,5 +167,33 @@ describe('pollBatch', () => {
 
     ctx.sim.advance(120);
     expect((await pollBatch(ref, deps)).ended).toBe(true);
+  });
+
+  it('records the end at once when the batch ended between its retrieve and a cancel refused with a 400', async () => {
+    const { deps, ref } = await submitted(2);
+    await updateItem(aws.dynamo, aws.table, { pk: jobPk(ref.jobId), sk: JOB_SK }, { set: { cancelRequested: true } });
+    ctx.sim.advance(5);
+    ctx.sim.setHttpFaults([{ endpoint: 'cancel', status: 400, times: 1 }]);
+    // The batch ends while the cancel is on its way (the real client over HTTP, with the clock moved first).
+    const endsOnCancel = new Proxy(ctx.api, {
+      get(target, property) {
+        if (property === 'cancel') {
+          return (batchId: string) => {
+            ctx.sim.advance(120);
+            return target.cancel(batchId);
+          };
+        }
+        const value = Reflect.get(target, property, target) as unknown;
+        return typeof value === 'function' ? value.bind(target) : value;
+      },
+    });
+    try {
+      expect(await pollBatch(ref, { ...deps, api: endsOnCancel, now: () => Date.parse('2030-01-01T00:00:00Z') })).toEqual({ ...ref, ended: true, waitSeconds: 0 });
+    } finally {
+      ctx.sim.setHttpFaults([]);
+    }
+    const chunk = await readChunkItem(aws, ref.jobId, 0);
+    expect(chunk.status).toBe('collecting');
+    expect(chunk.attempts[0]).toMatchObject({ processingStatus: 'ended', cancelSentAt: '2030-01-01T00:00:00.000Z' });
   });
 });

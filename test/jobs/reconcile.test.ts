@@ -1,5 +1,7 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import type { DynamoDBClient, QueryCommandInput } from '@aws-sdk/client-dynamodb';
 import { PutObjectCommand } from '@aws-sdk/client-s3';
+import type { BatchesApi } from '../../shared/anthropic/api';
 import type { BatchResultLine } from '../../shared/anthropic/types';
 import type { PipelineConfig } from '../../shared/config';
 import { updateItem } from '../../shared/store/dynamo';
@@ -11,7 +13,7 @@ import { pollBatch } from '../../shared/jobs/poll';
 import { isExecutionOf, reconcileJobs, type ReconcileDeps, type ReconcileReport } from '../../shared/jobs/reconcile';
 import { registerJob } from '../../shared/jobs/register';
 import { submitChunk } from '../../shared/jobs/submit';
-import { createPipelineTable } from '../../local/emulators';
+import { createPipelineTable, localDynamoClient } from '../../local/emulators';
 import { useLocalAws, type LocalAws } from '../support/aws';
 import {
   readChunkItem,
@@ -317,6 +319,67 @@ describe('reconcileJobs', () => {
     expect(again.described).toEqual([]);
     expect(ctx.sim.stats().calls).toEqual(calls);
   });
+
+  it("reads a failed job's chunks once in a run, however much its failure left undone", async () => {
+    const { store, config } = await freshStore();
+    ctx.sim.setBatchFaults({ processingSeconds: 3600 });
+    const job = await deadJob(store, 'read-once', [1, 1]);
+    for (const chunk of [0, 1]) await submitChunk({ jobId: job.jobId, chunk }, stepDeps(store, config));
+    // MarkJobFailed could cancel neither batch (the client retries twice), and its cause is one a Finalize re-run cures.
+    ctx.sim.setHttpFaults([{ endpoint: 'cancel', status: 529, times: 6 }]);
+    await expect(failJobAsWorkflow(store, job.jobId, { error: 'States.Timeout', cause: 'PollBatch timed out' })).rejects.toBeInstanceOf(CancelFailed);
+    ctx.sim.setHttpFaults([]);
+    const chunkQueries: QueryCommandInput[] = [];
+    const dynamo = countingQueries(store, chunkQueries);
+
+    const report = await reconcileJobs(deps(store, config, { [executionArn('read-once')]: 'FAILED' }, { dynamo }));
+
+    expect(report).toEqual({ ...NOTHING, examined: 1, canceled: 2 });
+    const ofTheJob = chunkQueries.filter((q) => q.IndexName === undefined && q.ExpressionAttributeValues?.[':pk']?.S === jobPk(job.jobId));
+    expect(ofTheJob).toHaveLength(1);
+    dynamo.destroy();
+  });
+
+  it('fails the chunk at once when its batch is deleted between the retrieve and the cancel', async () => {
+    const { store, config } = await freshStore();
+    ctx.sim.setBatchFaults({ processingSeconds: 3600 });
+    const job = await deadJob(store, 'deleted-meanwhile', [1]);
+    const batchId = (await submitChunk({ jobId: job.jobId, chunk: 0 }, stepDeps(store, config))).batchId!;
+    // Past the first seconds after create, when a 404 may only mean the batch is not visible yet.
+    ctx.sim.advance(60);
+    // From the cancel on, the API no longer knows the batch.
+    const deletedOnCancel = new Proxy(ctx.api, {
+      get(target, property) {
+        if (property === 'cancel') {
+          return (id: string) => {
+            ctx.sim.setHttpFaults([{ endpoint: ['cancel', 'retrieve'], status: 404, times: 10 }]);
+            return target.cancel(id);
+          };
+        }
+        const value = Reflect.get(target, property, target) as unknown;
+        return typeof value === 'function' ? value.bind(target) : value;
+      },
+    }) as BatchesApi;
+
+    const report = await reconcileJobs(deps(store, config, { [executionArn('deleted-meanwhile')]: 'FAILED' }, { api: deletedOnCancel }));
+
+    expect(report).toEqual({ ...NOTHING, examined: 1, finalized: 1 });
+    const ended = `execution ${executionArn('deleted-meanwhile')} ended FAILED`;
+    expect((await readChunkItem(store, job.jobId, 0)).failure).toEqual({ error: 'BatchNotFound', cause: `batch ${batchId} of attempt 1 no longer exists; ${ended}` });
+  });
+
+  /** A DynamoDB client of the test's own, noting every Query it sends. */
+  function countingQueries(store: LocalAws, queries: QueryCommandInput[]): DynamoDBClient {
+    const client = localDynamoClient(store.dynamoServer.endpoint);
+    client.middlewareStack.add(
+      (next, context) => async (args) => {
+        if (context.commandName === 'QueryCommand') queries.push(args.input as QueryCommandInput);
+        return next(args);
+      },
+      { step: 'initialize' },
+    );
+    return client;
+  }
 
   /** MarkJobFailed as the workflow's Catch runs it, an hour before the reconciler. */
   const failJobAsWorkflow = (store: LocalAws, jobId: string, error: { error: string; cause: string }) =>

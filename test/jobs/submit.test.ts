@@ -1,8 +1,9 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ApiRequestInvalid, ApiRetryable, BatchTooLarge, OutcomeUnknown } from '../../shared/anthropic/errors';
 import type { PipelineConfig } from '../../shared/config';
-import { getItem } from '../../shared/store/dynamo';
-import { BATCH_SK, batchPk, type BatchClaimItem } from '../../shared/store/items';
+import type { BatchesApi } from '../../shared/anthropic/api';
+import { getItem, updateItem } from '../../shared/store/dynamo';
+import { BATCH_SK, batchPk, JOB_SK, jobPk, type BatchClaimItem } from '../../shared/store/items';
 import { BatchQueueFull, submitChunk, type SubmitDeps } from '../../shared/jobs/submit';
 import type { SimulatorOptions } from '../../simulator/options';
 import { useLocalAws } from '../support/aws';
@@ -141,5 +142,45 @@ describe('submitChunk', () => {
     const big = await seedJob(aws, { chunks: [requests(5, 'too-big')] });
     await expect(submitChunk({ jobId: big.jobId, chunk: 0 }, sim.deps)).rejects.toBeInstanceOf(BatchTooLarge);
     expect(sim.sim.stats().batchesCreated).toHaveLength(0);
+  });
+
+  /** The real client, but the job is stopped (MarkJobFailed, a user's cancel) while its create is in flight. */
+  const stoppedDuringCreate = (api: BatchesApi, jobId: string): BatchesApi =>
+    new Proxy(api, {
+      get(target, property) {
+        if (property === 'create') {
+          return async (...args: Parameters<BatchesApi['create']>) => {
+            const batch = await target.create(...args);
+            await updateItem(aws.dynamo, aws.table, { pk: jobPk(jobId), sk: JOB_SK }, { set: { status: 'failed', cancelRequested: true } });
+            return batch;
+          };
+        }
+        const value = Reflect.get(target, property, target) as unknown;
+        return typeof value === 'function' ? value.bind(target) : value;
+      },
+    });
+  const AT = Date.parse('2030-01-01T00:00:00Z');
+
+  it('cancels the batch it just created when the job was stopped meanwhile, and records the cancel', async () => {
+    const job = await seedJob(aws, { chunks: [requests(2, 'stopped-meanwhile')] });
+    const deps = { ...plain.deps, api: stoppedDuringCreate(plain.api, job.jobId), now: () => AT };
+
+    const out = await submitChunk({ jobId: job.jobId, chunk: 0 }, deps);
+
+    expect(out).toMatchObject({ batchId: expect.stringMatching(/^msgbatch_/), canceled: false });
+    expect((await plain.api.retrieve(out.batchId!)).processing_status).toBe('canceling');
+    expect((await readChunkItem(aws, job.jobId, 0)).attempts[0]).toMatchObject({ batchId: out.batchId, cancelSentAt: new Date(AT).toISOString() });
+  });
+
+  it('still answers with the batch when that cancel is refused, leaving the cancel unrecorded for MarkJobFailed', async () => {
+    const sim = await setup({ httpFaults: [{ endpoint: 'cancel', status: 400, times: 1 }] });
+    const job = await seedJob(aws, { chunks: [requests(2, 'refused-meanwhile')] });
+    const deps = { ...sim.deps, api: stoppedDuringCreate(sim.api, job.jobId), now: () => AT };
+
+    const out = await submitChunk({ jobId: job.jobId, chunk: 0 }, deps);
+
+    expect(out.batchId).toBe(sim.sim.stats().batchesCreated[0]);
+    expect((await sim.api.retrieve(out.batchId!)).processing_status).toBe('in_progress');
+    expect((await readChunkItem(aws, job.jobId, 0)).attempts[0]!.cancelSentAt).toBeUndefined();
   });
 });
