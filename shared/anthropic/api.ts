@@ -60,4 +60,9 @@ export interface BatchesApi {
   delete(batchId: string, options?: CallOptions): Promise<DeletedBatch>;
   /** Streams results; resumes internally with Range when a stream is cut part-way. */
   results(batchId: string, options?: ResultsOptions): AsyncIterable<ResultEntry>;
+  /**
+   * Tells the client when a batch it did not create itself was created (from our records), so a
+   * 404 soon after (the API's transient one) is retried rather than taken for a deleted batch.
+   */
+  rememberCreated(batchId: string, createdAt: string | number): void;
 }

@@ -100,6 +100,8 @@ export async function collectResults(input: CollectInput, deps: CollectDeps): Pr
   const members: ReadonlyMap<string, number> | ReadonlySet<string> =
     input.attempt === 1 ? positions : await requestIds(s3, config.bucket, keys.chunkRequests(input.chunk, input.attempt));
 
+  // A fresh container has not seen this batch created: a 404 on its results soon after is transient.
+  if (input.batchId !== null && record.createdAt) deps.api.rememberCreated(input.batchId, record.createdAt);
   const rows = new RowRecorder(input, positions, rowBucketsOf(job), deps, job.cancelRequested === true, observer);
   try {
     if (input.batchId === null) {
