@@ -6,6 +6,7 @@ import { PutEventsCommand, type EventBridgeClient } from '@aws-sdk/client-eventb
 import { PublishCommand, type SNSClient } from '@aws-sdk/client-sns';
 import type { NotifyConfig } from './config';
 import type { JobStatus, RowCounts } from './store/items';
+import { describeError } from './observability';
 
 export const EVENT_SOURCE = 'batchline';
 export const JOB_ENDED = 'Job Ended';
@@ -45,7 +46,7 @@ export async function announceJobEnded(detail: JobEndedDetail, clients: NotifyCl
   ]);
   const failed = [event, topic].filter((r): r is PromiseRejectedResult => r.status === 'rejected');
   if (failed.length > 0) {
-    const reasons = failed.map((r) => (r.reason instanceof Error ? `${r.reason.name}: ${r.reason.message}` : String(r.reason)));
+    const reasons = failed.map((r) => describeError(r.reason));
     throw new AnnounceFailed(`announcing job ${detail.jobId ?? '(unregistered)'} failed: ${reasons.join('; ')}`, { cause: failed[0]!.reason });
   }
 }

@@ -172,6 +172,23 @@ export function keysOf(event: unknown): InvocationKeys {
   return { jobId: id(jobId), chunk: whole(chunk, 0), attempt: whole(attempt, 1), batchId: id(batchId) };
 }
 
+/**
+ * Error text with what it may quote of our data taken out: V8's JSON.parse messages quote the text
+ * they failed on (a request, a result), raw — inner quotes unescaped, cut with `...` — so everything
+ * from the first quote goes. The one scrubber for logs, Step Functions causes and notifications.
+ */
+export function scrubErrorText(text: string): string {
+  return text
+    .replace(/(?:\.\.\.)?"[\s\S]*"(?:\.\.\.)? is not valid JSON/g, '"…" is not valid JSON')
+    .replace(/(Unexpected (?:token|character) )(?:'[^']*'|\S+)/g, '$1…');
+}
+
+/** `Name: message`, scrubbed: an error as one line of text. */
+export function describeError(error: unknown): string {
+  const { name, message } = errorFields(error);
+  return message ? `${name}: ${message}` : name;
+}
+
 export interface ErrorFields {
   name: string;
   message?: string;
@@ -184,8 +201,7 @@ export interface ErrorFields {
 /** An error as it may be logged: name and message, never its stack, cause or other properties. */
 export function errorFields(error: unknown): ErrorFields {
   if (!(error instanceof Error)) return { name: 'NonError' };
-  const fields: ErrorFields = { name: error.name || 'Error' };
-  if (!(error instanceof SyntaxError)) fields.message = error.message;
+  const fields: ErrorFields = { name: error.name || 'Error', message: scrubErrorText(error.message) };
   const { status, type, requestId } = error as { status?: unknown; type?: unknown; requestId?: unknown };
   if (typeof status === 'number') fields.status = status;
   if (typeof type === 'string') fields.type = type;

@@ -16,7 +16,7 @@ import { ConditionFailed, getItem, updateItem } from '../store/dynamo';
 import { JOB_SK, jobPk, type ChunkItem, type JobItem } from '../store/items';
 import { jobKeys } from '../store/keys';
 import { announceJobEnded, type JobEndedDetail, type NotifyClients } from '../notify';
-import { errorFields, quietObserver, type Observer } from '../observability';
+import { errorFields, quietObserver, scrubErrorText, type Observer } from '../observability';
 import { mayRunUncanceled, recordCancelSent, stopBatch } from './cancel';
 import { readJobChunks } from './chunk-state';
 import { parseRegisterEvent } from './events';
@@ -258,14 +258,7 @@ export function describeFailure(error: StepError | undefined): { error: string; 
   } catch {
     // Not a Lambda error payload (a States.* error's plain text): kept as it is.
   }
-  return { error: name, cause: truncateUtf8(scrubJsonQuotes(cause), CAUSE_MAX_BYTES) };
-}
-
-/** V8 quotes the source raw (inner quotes unescaped, cut with `...`): everything from the first quote goes. */
-function scrubJsonQuotes(text: string): string {
-  return text
-    .replace(/(?:\.\.\.)?"[\s\S]*"(?:\.\.\.)? is not valid JSON/g, '"…" is not valid JSON')
-    .replace(/(Unexpected (?:token|character) )(?:'[^']*'|\S+)/g, '$1…');
+  return { error: name, cause: truncateUtf8(scrubErrorText(cause), CAUSE_MAX_BYTES) };
 }
 
 /** Cuts text to at most `maxBytes` of UTF-8 without splitting a character. */

@@ -95,11 +95,11 @@ describe('instrument', () => {
     ]);
   });
 
-  it('withholds the message of a JSON SyntaxError, which quotes the text it failed on', async () => {
-    const handler = instrument('finalize-job', async () => JSON.parse('{"content": "private words') as unknown);
+  it('logs a JSON SyntaxError without the text it quotes', async () => {
+    const handler = instrument('finalize-job', async () => JSON.parse('my private words, not JSON') as unknown);
     const out = await captureOutput(() => handler({ jobId: 'j' }));
     expect(out.error).toBeInstanceOf(SyntaxError);
-    expect(out.logs[0]!.error).toEqual({ name: 'SyntaxError' });
+    expect(out.logs[0]!.error).toEqual({ name: 'SyntaxError', message: 'Unexpected token …, "…" is not valid JSON' });
     expect(out.text).not.toContain('private words');
   });
 
