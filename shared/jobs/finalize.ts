@@ -7,11 +7,12 @@
  * - summary.json: counts, errors by type, tokens, cost, batches, retries, timings — written only
  *   after the counts are checked to add up (CountsMismatch otherwise).
  *
- * Input order in bounded memory: chunks are taken one at a time, in order. For a chunk, each
- * attempt's results file is downloaded to a temp file while its lines are indexed (custom_id →
- * offset, length; the row's latest attempt wins), then attempt 1's requests file — the chunk's rows
- * in input order — is streamed and each row's result line read back from the temp file by position.
- * Memory is bounded by one chunk's row count, never by result text.
+ * Input order in bounded memory: chunks are taken one at a time, in order. For a chunk, attempt
+ * 1's requests file gives the rows in input order (custom_id → position); each attempt's results
+ * file is then streamed, and every row's line (from its latest attempt) staged in a temp file by
+ * position, a file per 2,000 rows, since the API returns results in any order. The rows are written
+ * a window at a time, the window's lines read back in a few large reads. Memory is bounded by one
+ * chunk's row count and two windows of lines, never by result text.
  *
  * A row's final state comes from its latest attempt (the last requests file it is in):
  *   that attempt's result line → its status (a line Collect would retry, in an attempt that was
@@ -33,7 +34,7 @@ import path from 'node:path';
 import type { Readable } from 'node:stream';
 import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { CopyObjectCommand, GetObjectCommand, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
-import type { BatchResult, BatchResultLine, Usage } from '../anthropic/types';
+import type { BatchResult, BatchResultLine, Message, Usage } from '../anthropic/types';
 import type { NotifyConfig, PipelineConfig } from '../config';
 import { CostTotals, tokenTotals } from '../cost/cost';
 import { priceTableFromConfig, type PriceTable } from '../cost/prices';
@@ -54,7 +55,7 @@ import {
 import { jobKeys } from '../store/keys';
 import { ObjectWriter, putJson, readObject } from '../store/s3';
 import { BATCH_BODY_OVERHEAD, CustomIdSet, validateLine } from '../validation/request';
-import { requestEntries } from './chunk-files';
+import { isCustomIdByte, requestEntries } from './chunk-files';
 import { InvalidStateInput, isoAt, jobKey, readJob } from './chunk-state';
 import { CHUNK_FAILED, decideRow, errorMessageOf, errorTypeOf, MISSING_RESULT, rowCostUsd, type ResultStatus } from './outcome';
 import { LINE_SLACK_BYTES, openSource, sourceLines, type PrepareOutcome } from './prepare';
@@ -274,39 +275,43 @@ function checkCounts(job: JobItem, tally: Tally): void {
 
 /** results.jsonl and errors.jsonl, written together. */
 class Outputs {
-  private readonly results: ObjectWriter;
-  private readonly errors: ObjectWriter;
+  private readonly results: GatheredWriter;
+  private readonly errors: GatheredWriter;
 
   constructor(s3: S3Client, bucket: string, keys: ReturnType<typeof jobKeys>) {
-    this.results = new ObjectWriter(s3, bucket, keys.results);
-    this.errors = new ObjectWriter(s3, bucket, keys.errors);
+    this.results = new GatheredWriter(new ObjectWriter(s3, bucket, keys.results));
+    this.errors = new GatheredWriter(new ObjectWriter(s3, bucket, keys.errors));
   }
 
   /**
    * Writes a row. `rawMessage` is the succeeded message's JSON exactly as the API sent it (so large
-   * integers in tool inputs survive); `detail` is what errors.jsonl needs beyond the row.
+   * integers in tool inputs survive), written as the row's `message` (the row then has none of its
+   * own); `detail` is what errors.jsonl needs beyond the row.
    */
   async write(row: ResultRow, detail: { message?: string; cause?: string } = {}, rawMessage?: Buffer): Promise<void> {
     if (rawMessage) {
-      const { message: _parsed, ...rest } = row;
-      const head = JSON.stringify(rest);
-      await this.results.write(`${head.slice(0, -1)},"message":`);
-      await this.results.write(rawMessage);
-      await this.results.write('}\n');
+      const head = JSON.stringify(row);
+      this.results.add(`${head.slice(0, -1)},"message":`);
+      this.results.add(rawMessage);
+      this.results.add('}\n');
     } else {
-      await this.results.writeLine(row);
+      this.results.add(`${JSON.stringify(row)}\n`);
     }
-    if (row.status === 'succeeded') return;
-    const error: ErrorRow = {
-      custom_id: row.custom_id,
-      status: row.status,
-      error_type: row.error?.type ?? null,
-      message: row.error?.message ?? detail.message ?? '',
-      attempts: row.attempts,
-      batch_id: row.batch_id,
-      ...(detail.cause === undefined ? {} : { cause: detail.cause }),
-    };
-    await this.errors.writeLine(error);
+    if (row.status !== 'succeeded') {
+      const error: ErrorRow = {
+        custom_id: row.custom_id,
+        status: row.status,
+        error_type: row.error?.type ?? null,
+        message: row.error?.message ?? detail.message ?? '',
+        attempts: row.attempts,
+        batch_id: row.batch_id,
+        ...(detail.cause === undefined ? {} : { cause: detail.cause }),
+      };
+      this.errors.add(`${JSON.stringify(error)}\n`);
+    }
+    const results = this.results.backpressure();
+    const errors = this.errors.backpressure();
+    if (results || errors) await Promise.all([results, errors]);
   }
 
   async finish(): Promise<void> {
@@ -315,6 +320,66 @@ class Outputs {
 
   async abort(): Promise<void> {
     await Promise.all([this.results.abort(), this.errors.abort()]);
+  }
+}
+
+/** What a GatheredWriter copies together before handing it to the upload. */
+const GATHER_BYTES = 256 * 1024;
+
+/**
+ * An ObjectWriter fed in large pieces: small writes (a row is three) are copied into a buffer that
+ * is handed over when full, so a row costs a copy rather than stream writes and awaits.
+ */
+class GatheredWriter {
+  private buffer = Buffer.allocUnsafe(GATHER_BYTES);
+  private used = 0;
+  /** The upload asked to wait (its buffer is full): settles when it drained, or fails with it. */
+  private pressure: Promise<unknown> | undefined;
+
+  constructor(private readonly writer: ObjectWriter) {}
+
+  add(piece: string | Buffer): void {
+    const bytes = typeof piece === 'string' ? Buffer.byteLength(piece) : piece.length;
+    if (bytes > this.buffer.length - this.used) {
+      this.handOver();
+      if (bytes > this.buffer.length) {
+        this.send(typeof piece === 'string' ? Buffer.from(piece) : piece);
+        return;
+      }
+    }
+    this.used += typeof piece === 'string' ? this.buffer.write(piece, this.used) : piece.copy(this.buffer, this.used);
+  }
+
+  /** What the caller must wait for before adding more, if anything. */
+  backpressure(): Promise<unknown> | undefined {
+    const pressure = this.pressure;
+    this.pressure = undefined;
+    return pressure;
+  }
+
+  async finish(): Promise<void> {
+    this.handOver();
+    await this.backpressure();
+    await this.writer.finish();
+  }
+
+  async abort(): Promise<void> {
+    // A failed upload's pending wait fails too; the abort is what reports.
+    this.backpressure()?.catch(() => undefined);
+    await this.writer.abort();
+  }
+
+  private handOver(): void {
+    if (this.used === 0) return;
+    this.send(this.buffer.subarray(0, this.used));
+    this.buffer = Buffer.allocUnsafe(GATHER_BYTES);
+    this.used = 0;
+  }
+
+  private send(bytes: Buffer): void {
+    const wait = this.writer.append(bytes);
+    // Both waits are kept: a failed upload rejects each, and neither may go unobserved.
+    if (wait) this.pressure = this.pressure ? Promise.all([this.pressure, wait]) : wait;
   }
 }
 
@@ -383,12 +448,6 @@ class Tally {
   }
 }
 
-interface LineAt {
-  attempt: number;
-  offset: number;
-  length: number;
-}
-
 /** One chunk's rows, in input order, into the outputs. */
 async function finalizeChunk(chunk: ChunkItem, job: JobItem, tally: Tally, outputs: Outputs, deps: FinalizeDeps): Promise<void> {
   const { s3, config } = deps;
@@ -406,9 +465,15 @@ async function finalizeChunk(chunk: ChunkItem, job: JobItem, tally: Tally, outpu
   }
   const latest = (customId: string) => lastAttempt.get(customId) ?? 1;
 
-  const dir = await mkdtemp(path.join(deps.tmpDir ?? tmpdir(), 'batchline-finalize-'));
-  const files = new Map<number, FileHandle>();
-  const lines = new Map<string, LineAt>();
+  // The chunk's rows in input order (attempt 1's requests file), and where each custom_id is first.
+  const customIds: string[] = [];
+  const positions = new Map<string, number>();
+  for await (const { customId } of requestEntries(s3, config.bucket, keys.chunkRequests(chunk.chunk, 1))) {
+    if (!positions.has(customId)) positions.set(customId, customIds.length);
+    customIds.push(customId);
+  }
+  const slotOf = (index: number) => positions.get(customIds[index]!)!;
+
   // Rows an uncollected attempt left: their records, one writer per attempt (Collect never wrote them).
   const failedRows = new Map<number, RowRecordWriter>();
   const failedRowsOf = (attempt: number, batchId: string | undefined) => {
@@ -421,62 +486,293 @@ async function finalizeChunk(chunk: ChunkItem, job: JobItem, tally: Tally, outpu
     }
     return writer;
   };
+
+  const staged = new StagedLines(await mkdtemp(path.join(deps.tmpDir ?? tmpdir(), 'batchline-finalize-')), customIds.length);
+  let reading: Promise<unknown> | undefined;
   try {
     for (const [attempt, record] of attempts) {
       if (!record.batchId) continue;
-      const file = await open(path.join(dir, `attempt-${attempt}.jsonl`), 'w+');
-      files.set(attempt, file);
-      const found = await stageResults(s3, config.bucket, keys.chunkResults(chunk.chunk, attempt), file, (customId, offset, length) => {
-        if (latest(customId) === attempt && !lines.has(customId)) lines.set(customId, { attempt, offset, length });
+      const found = await stageResults(s3, config.bucket, keys.chunkResults(chunk.chunk, attempt), (customId, line) => {
+        const slot = positions.get(customId);
+        return slot !== undefined && latest(customId) === attempt ? staged.add(slot, line) : undefined;
       });
       if (!found && record.collectedAt) throw new WorkFileMissing(`${keys.chunkResults(chunk.chunk, attempt)} is missing, yet attempt ${attempt} was collected`);
     }
+    await staged.flush();
+
+    // A window: up to WINDOW_ROWS rows from `start`, fewer once their lines reach WINDOW_BYTES.
+    const windowAt = (start: number) => {
+      const slots: number[] = [];
+      let bytes = 0;
+      while (start + slots.length < customIds.length && slots.length < WINDOW_ROWS && bytes < WINDOW_BYTES) {
+        const slot = slotOf(start + slots.length);
+        slots.push(slot);
+        bytes += staged.lengthOf(slot);
+      }
+      const lines = staged.read(slots);
+      // Awaited when its turn comes (or in `finally`): meanwhile a failure must not count as unhandled.
+      lines.catch(() => undefined);
+      reading = lines;
+      return { start, slots, lines };
+    };
 
     const failure = chunkFailureText(chunk);
-    let index = 0;
-    for await (const { customId } of requestEntries(s3, config.bucket, keys.chunkRequests(chunk.chunk, 1))) {
-      const attempt = latest(customId);
-      const record = attempts.get(attempt);
-      if (!record) throw new WorkFileMissing(`${customId} is in a requests file of chunk ${chunk.chunk} attempt ${attempt}, which the chunk has no record of`);
-      const at = lines.get(customId);
-      const base = { custom_id: customId, attempts: attempt, batch_id: record.batchId ?? null, usage: null, cost_usd: null };
-      let written = false;
-      if (at) {
-        const raw = await readAt(files.get(at.attempt)!, at.offset, at.length);
-        const line = JSON.parse(raw.toString('utf8')) as BatchResultLine;
-        const decision = decideRow(line.result, { attempt, maxAttempts: config.maxAttempts, cancelRequested: job.cancelRequested === true });
-        // Collect made this line the row's last word; or the attempt died before Collect decided, and
-        // the line is final anyway.
-        if (record.collectedAt || decision.final) {
-          await writeResult(base, line.result, raw, tally, outputs);
+    for (let next = windowAt(0); next.slots.length > 0; ) {
+      const { start, slots } = next;
+      const raws = await next.lines;
+      // The next window's lines are read while this one's rows are written.
+      next = windowAt(start + slots.length);
+      for (let i = 0; i < slots.length; i++) {
+        const index = start + i;
+        const customId = customIds[index]!;
+        const raw = raws[i];
+        const attempt = latest(customId);
+        const record = attempts.get(attempt);
+        if (!record) throw new WorkFileMissing(`${customId} is in a requests file of chunk ${chunk.chunk} attempt ${attempt}, which the chunk has no record of`);
+        const base = { custom_id: customId, attempts: attempt, batch_id: record.batchId ?? null, usage: null, cost_usd: null };
+        let written = false;
+        if (raw) {
+          const line = readResultLine(raw);
+          const decision = decideRow(line.result, { attempt, maxAttempts: config.maxAttempts, cancelRequested: job.cancelRequested === true });
+          // Collect made this line the row's last word; or the attempt died before Collect decided, and
+          // the line is final anyway.
+          if (record.collectedAt || decision.final) {
+            await writeResult(base, line, tally, outputs);
+            written = true;
+          }
+        } else if (record.collectedAt) {
+          const row: ResultRow = record.batchId
+            ? { ...base, status: 'errored', error: { type: MISSING_RESULT, message: MESSAGES.missing } }
+            : { ...base, status: 'canceled' };
+          await outputs.write(tally.add(row), { message: record.batchId ? MESSAGES.missing : MESSAGES.notSubmitted });
           written = true;
         }
-      } else if (record.collectedAt) {
-        const row: ResultRow = record.batchId
-          ? { ...base, status: 'errored', error: { type: MISSING_RESULT, message: MESSAGES.missing } }
-          : { ...base, status: 'canceled' };
-        await outputs.write(tally.add(row), { message: record.batchId ? MESSAGES.missing : MESSAGES.notSubmitted });
-        written = true;
+        if (!written) {
+          const row: ResultRow = { ...base, status: 'errored', error: { type: CHUNK_FAILED, message: failure.message } };
+          await outputs.write(tally.add(row), { cause: failure.cause });
+          failedRowsOf(attempt, record.batchId).add({ customId, index, status: 'errored', final: true, errorType: CHUNK_FAILED });
+        }
       }
-      if (!written) {
-        const row: ResultRow = { ...base, status: 'errored', error: { type: CHUNK_FAILED, message: failure.message } };
-        await outputs.write(tally.add(row), { cause: failure.cause });
-        failedRowsOf(attempt, record.batchId).add({ customId, index, status: 'errored', final: true, errorType: CHUNK_FAILED });
-      }
-      index += 1;
     }
     for (const writer of failedRows.values()) await writer.flush();
   } finally {
-    for (const file of files.values()) await file.close().catch(() => undefined);
-    await rm(dir, { recursive: true, force: true });
+    await reading?.catch(() => undefined);
+    await staged.remove();
   }
+}
+
+/**
+ * Rows are written a window at a time, their result lines read together: at most this many rows,
+ * fewer once their lines reach this many bytes (a window holds at most that and one more line).
+ */
+const WINDOW_ROWS = 2_000;
+const WINDOW_BYTES = 16 * 1024 * 1024;
+
+/** Where a staged line is: its file (StagedLines' files) and its bytes there. */
+interface LineAt {
+  file: number;
+  offset: number;
+  length: number;
+}
+
+/**
+ * Lines of one file nearer than this are read together: the bytes between are read and dropped.
+ * A window spends at most its row count times this on such bytes.
+ */
+const READ_GAP_BYTES = 4 * 1024;
+/** The most one read takes in (a longer line is read whole). */
+const READ_MAX_BYTES = 8 * 1024 * 1024;
+/** Reads in flight at once (libuv's thread pool has 4 threads). */
+const READ_CONCURRENCY = 4;
+
+/**
+ * A chunk's result lines, one per row (its slot: its position in input order), staged in temp
+ * files by slot: rows [k·WINDOW_ROWS, (k+1)·WINDOW_ROWS) go to file k. The API returns results in
+ * any order (the simulator shuffles them), yet the lines of a window of rows then lie together in
+ * a file or two, read in a few large reads rather than one small read per row. Memory holds the
+ * rows' locations and a buffer per file; result text only as the windows being read and written.
+ */
+class StagedLines {
+  private readonly files: StagingFile[] = [];
+  private readonly lines: Array<LineAt | undefined>;
+
+  constructor(
+    private readonly dir: string,
+    rows: number,
+  ) {
+    this.lines = new Array<LineAt | undefined>(rows);
+  }
+
+  /** Stages the line of the row in `slot`, unless the row has one already (the first line wins). */
+  add(slot: number, line: Buffer): Promise<void> | undefined {
+    if (this.lines[slot]) return undefined;
+    const file = Math.floor(slot / WINDOW_ROWS);
+    const staging = (this.files[file] ??= new StagingFile(path.join(this.dir, `rows-${file}.jsonl`)));
+    this.lines[slot] = { file, offset: staging.size, length: line.length };
+    return staging.add(line);
+  }
+
+  /** Writes what is still buffered: reads see every line staged so far. */
+  async flush(): Promise<void> {
+    for (const file of this.files) await file?.flush();
+  }
+
+  lengthOf(slot: number): number {
+    return this.lines[slot]?.length ?? 0;
+  }
+
+  /**
+   * The staged lines of `slots` (undefined for a row without one), in the same order. They are
+   * sorted by file and offset, and runs of nearby lines read in one piece.
+   */
+  async read(slots: readonly number[]): Promise<Array<Buffer | undefined>> {
+    const wanted: Array<{ i: number; at: LineAt }> = [];
+    slots.forEach((slot, i) => {
+      const at = this.lines[slot];
+      if (at) wanted.push({ i, at });
+    });
+    wanted.sort((a, b) => a.at.file - b.at.file || a.at.offset - b.at.offset);
+
+    // wanted[from, to) is read as one range [start, end) of one file.
+    const runs: Array<{ file: number; start: number; end: number; from: number; to: number }> = [];
+    let run: (typeof runs)[number] | undefined;
+    wanted.forEach(({ at }, k) => {
+      const end = at.offset + at.length;
+      if (run && at.file === run.file && at.offset - run.end <= READ_GAP_BYTES && end - run.start <= READ_MAX_BYTES) {
+        run.end = Math.max(run.end, end);
+        run.to = k + 1;
+      } else {
+        run = { file: at.file, start: at.offset, end, from: k, to: k + 1 };
+        runs.push(run);
+      }
+    });
+
+    const lines = new Array<Buffer | undefined>(slots.length);
+    let next = 0;
+    const reader = async () => {
+      for (let r = next++; r < runs.length; r = next++) {
+        const { file, start, end, from, to } = runs[r]!;
+        const bytes = await this.files[file]!.read(start, end - start);
+        for (const { i, at } of wanted.slice(from, to)) lines[i] = bytes.subarray(at.offset - start, at.offset - start + at.length);
+      }
+    };
+    // All settled before returning: no read is left in flight on a file about to be closed.
+    const settled = await Promise.allSettled(Array.from({ length: Math.min(READ_CONCURRENCY, runs.length) }, reader));
+    for (const outcome of settled) if (outcome.status === 'rejected') throw outcome.reason;
+    return lines;
+  }
+
+  async remove(): Promise<void> {
+    for (const file of this.files) await file?.close();
+    await rm(this.dir, { recursive: true, force: true });
+  }
+}
+
+/** Bytes a staging file gathers before it writes them. */
+const STAGING_BUFFER_BYTES = 64 * 1024;
+
+/** A temp file that lines are appended to through a buffer, then read back by position. */
+class StagingFile {
+  private handle: FileHandle | undefined;
+  private readonly buffer = Buffer.allocUnsafe(STAGING_BUFFER_BYTES);
+  private used = 0;
+  private written = 0;
+  /** Where the next line lands: the bytes added so far, buffered ones included. */
+  size = 0;
+
+  constructor(private readonly path: string) {}
+
+  /** Appends bytes; a promise only when the buffer had to be written out first. */
+  add(bytes: Buffer): Promise<void> | undefined {
+    this.size += bytes.length;
+    if (bytes.length <= this.buffer.length - this.used) {
+      this.used += bytes.copy(this.buffer, this.used);
+      return undefined;
+    }
+    return this.spill(bytes);
+  }
+
+  async flush(): Promise<void> {
+    if (this.used === 0) return;
+    await this.write(this.buffer.subarray(0, this.used));
+    this.used = 0;
+  }
+
+  async read(offset: number, length: number): Promise<Buffer> {
+    const buffer = Buffer.allocUnsafe(length);
+    let filled = 0;
+    while (filled < length) {
+      const { bytesRead } = await this.handle!.read(buffer, filled, length - filled, offset + filled);
+      if (bytesRead === 0) throw new WorkFileMissing(`a staged results file ended at ${offset + filled}, before ${offset + length}`);
+      filled += bytesRead;
+    }
+    return buffer;
+  }
+
+  async close(): Promise<void> {
+    await this.handle?.close().catch(() => undefined);
+  }
+
+  private async spill(bytes: Buffer): Promise<void> {
+    await this.flush();
+    if (bytes.length > this.buffer.length) await this.write(bytes);
+    else this.used = bytes.copy(this.buffer, 0);
+  }
+
+  private async write(bytes: Buffer): Promise<void> {
+    this.handle ??= await open(this.path, 'w+');
+    let done = 0;
+    while (done < bytes.length) done += (await this.handle.write(bytes, done, bytes.length - done, this.written + done)).bytesWritten;
+    this.written += bytes.length;
+  }
+}
+
+/** A result line: its result, and for a succeeded one its message's bytes as the API sent them. */
+interface ResultLine {
+  result: BatchResult;
+  message?: Buffer;
+}
+
+const SUCCEEDED = Buffer.from('"succeeded"');
+const RESULT_KEY = jsonKey('result');
+const TYPE_KEY = jsonKey('type');
+const MESSAGE_KEY = jsonKey('message');
+const MODEL_KEY = jsonKey('model');
+const USAGE_KEY = jsonKey('usage');
+
+/**
+ * Reads a result line. A succeeded line (nearly all of them) is not parsed whole: its message is
+ * the bulk of it and is copied into results.jsonl as bytes (big integers in tool inputs survive a
+ * copy, not a JSON round trip), so only the message's model and usage are parsed, found in one
+ * scan of the line. Any other line, or one the scan cannot follow (keys spelled with escapes), is
+ * parsed whole.
+ */
+function readResultLine(raw: Buffer): ResultLine {
+  const result = memberValue(raw, skipSpace(raw, 0), RESULT_KEY);
+  const type = result < 0 ? -1 : memberValue(raw, result, TYPE_KEY);
+  if (type >= 0 && raw.subarray(type, type + SUCCEEDED.length).equals(SUCCEEDED)) {
+    const message = memberValue(raw, result, MESSAGE_KEY);
+    const model = message < 0 ? -1 : memberValue(raw, message, MODEL_KEY);
+    // The API writes usage last: the scan for it steps over the content once, and is then near the end.
+    const usage = model < 0 ? -1 : memberValue(raw, message, USAGE_KEY);
+    const usageEnd = usage < 0 ? -1 : valueEnd(raw, usage);
+    const messageEnd = usage < 0 ? -1 : objectEnd(raw, usageEnd);
+    if (messageEnd >= 0) {
+      const parsed = {
+        model: JSON.parse(raw.toString('utf8', model, valueEnd(raw, model))) as string,
+        usage: JSON.parse(raw.toString('utf8', usage, usageEnd)) as Usage,
+      };
+      return { result: { type: 'succeeded', message: parsed as Message }, message: raw.subarray(message, messageEnd) };
+    }
+  }
+  const line = JSON.parse(raw.toString('utf8')) as BatchResultLine;
+  return { result: line.result, message: line.result?.type === 'succeeded' ? rawAt(raw, [RESULT_KEY, MESSAGE_KEY]) : undefined };
 }
 
 /** A result line's row: succeeded → message, usage, cost; errored → error; expired/canceled → neither. */
 async function writeResult(
-  base: Pick<ResultRow, 'custom_id' | 'attempts' | 'batch_id'>,
-  result: BatchResult,
-  raw: Buffer,
+  base: Pick<ResultRow, 'custom_id' | 'attempts' | 'batch_id' | 'usage' | 'cost_usd'>,
+  { result, message }: ResultLine,
   tally: Tally,
   outputs: Outputs,
 ): Promise<void> {
@@ -484,8 +780,9 @@ async function writeResult(
     case 'succeeded': {
       const { usage, model } = result.message;
       const cost = rowCostUsd(usage, model, tally.prices) ?? null;
-      const row: ResultRow = { ...base, status: 'succeeded', message: result.message, usage: tokenTotals(usage), cost_usd: cost };
-      await outputs.write(tally.add(row, { usage, model }), {}, rawMessage(raw, result.message));
+      const row: ResultRow = { ...base, status: 'succeeded', usage: tokenTotals(usage), cost_usd: cost };
+      // A message the scan missed (keys spelled with escapes) is written as parsed.
+      await outputs.write(tally.add(row, { usage, model }), {}, message ?? Buffer.from(JSON.stringify(result.message)));
       return;
     }
     case 'errored': {
@@ -506,30 +803,20 @@ async function writeResult(
   }
 }
 
-/**
- * The succeeded message's bytes as the API sent them (big integers in tool inputs survive a copy,
- * not a JSON round trip). Only a line whose keys are spelled with escapes misses the scan: its
- * parsed message is written instead.
- */
-function rawMessage(raw: Buffer, message: unknown): Buffer {
-  return rawMemberAt(raw, ['result', 'message']) ?? Buffer.from(JSON.stringify(message));
-}
-
 function chunkFailureText(chunk: ChunkItem): { message: string; cause: string } {
   if (chunk.failure) return { message: `The chunk failed: ${chunk.failure.error}`, cause: chunk.failure.cause };
   return { message: `The chunk did not finish (status ${chunk.status}).`, cause: `chunk ${chunk.chunk} ended in status ${chunk.status}` };
 }
 
 /**
- * Copies an object to `file` while reporting each line's custom_id, offset and length. Returns
- * false when the object does not exist.
+ * Streams a results object's lines to `onLine` with their custom_ids, waiting on the promise it
+ * returns, if any. Returns false when the object does not exist.
  */
 async function stageResults(
   s3: S3Client,
   bucket: string,
   key: string,
-  file: FileHandle,
-  onLine: (customId: string, offset: number, length: number) => void,
+  onLine: (customId: string, line: Buffer) => Promise<void> | undefined,
 ): Promise<boolean> {
   let body: Readable & AsyncIterable<Uint8Array>;
   try {
@@ -538,17 +825,13 @@ async function stageResults(
     if (isNoSuchKey(error)) return false;
     throw error;
   }
-  async function* copied(): AsyncGenerator<Uint8Array> {
-    for await (const piece of body) {
-      await file.write(piece);
-      yield piece;
-    }
-  }
   try {
-    for await (const line of splitLines(copied(), { stripBom: false })) {
+    for await (const line of splitLines(body, { stripBom: false })) {
       if (isBlank(line.bytes)) continue;
       const customId = resultCustomId(line.bytes);
-      if (customId !== undefined) onLine(customId, line.offset, line.bytes.length);
+      if (customId === undefined) continue;
+      const pending = onLine(customId, line.bytes);
+      if (pending) await pending;
     }
   } finally {
     body.destroy();
@@ -573,17 +856,6 @@ export function resultCustomId(line: Buffer): string | undefined {
   }
   const customId = (JSON.parse(line.toString('utf8')) as { custom_id?: unknown }).custom_id;
   return typeof customId === 'string' ? customId : undefined;
-}
-
-/** [a-zA-Z0-9_-]: the bytes a custom_id is made of (DESIGN.md). */
-const isCustomIdByte = (b: number) =>
-  (b >= 0x61 && b <= 0x7a) || (b >= 0x41 && b <= 0x5a) || (b >= 0x30 && b <= 0x39) || b === 0x5f || b === 0x2d;
-
-async function readAt(file: FileHandle, offset: number, length: number): Promise<Buffer> {
-  const buffer = Buffer.allocUnsafe(length);
-  const { bytesRead } = await file.read(buffer, 0, length, offset);
-  if (bytesRead !== length) throw new WorkFileMissing(`a staged results file ended at ${offset + bytesRead}, before ${offset + length}`);
-  return buffer;
 }
 
 async function needed(key: string, read: () => Promise<void>): Promise<void> {
@@ -648,12 +920,21 @@ export function rawMember(json: Buffer, key: string): Buffer | undefined {
  * re-encoded. Keys are compared as written: an escaped spelling of a key does not match.
  */
 export function rawMemberAt(json: Buffer, path: readonly string[]): Buffer | undefined {
+  return rawAt(json, path.map(jsonKey));
+}
+
+/** rawMemberAt, its keys JSON-encoded already (once, by the callers run per row). */
+function rawAt(json: Buffer, path: readonly Buffer[]): Buffer | undefined {
   let at = skipSpace(json, 0);
   for (const key of path) {
-    at = memberValue(json, at, Buffer.from(JSON.stringify(key)));
+    at = memberValue(json, at, key);
     if (at < 0) return undefined;
   }
   return json.subarray(at, valueEnd(json, at));
+}
+
+function jsonKey(key: string): Buffer {
+  return Buffer.from(JSON.stringify(key));
 }
 
 /** Where the value of member `wanted` (a JSON-encoded key) of the object at `at` starts, or -1. */
@@ -673,6 +954,19 @@ function memberValue(json: Buffer, at: number, wanted: Buffer): number {
     if (json[i] !== COMMA) return -1;
     i = skipSpace(json, i + 1);
   }
+}
+
+/** From just past a member's value, where its object ends (past the `}`; later members stepped over), or -1. */
+function objectEnd(json: Buffer, from: number): number {
+  let i = skipSpace(json, from);
+  while (json[i] === COMMA) {
+    i = skipSpace(json, i + 1);
+    if (json[i] !== QUOTE) return -1;
+    i = skipSpace(json, stringEnd(json, i));
+    if (json[i] !== COLON) return -1;
+    i = skipSpace(json, valueEnd(json, skipSpace(json, i + 1)));
+  }
+  return json[i] === CLOSE_BRACE ? i + 1 : -1;
 }
 
 /** Where the JSON value starting at `start` ends (exclusive). */
