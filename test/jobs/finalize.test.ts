@@ -6,7 +6,7 @@ import { updateItem } from '../../shared/store/dynamo';
 import { JOB_SK, jobPk } from '../../shared/store/items';
 import { recordChunkFailure } from '../../shared/jobs/chunk-failure';
 import { collectResults } from '../../shared/jobs/collect';
-import { CountsMismatch, finalizeJob, rawMember, rawMemberAt, resultCustomId, type FinalizeDeps, type JobSummary, type ResultRow } from '../../shared/jobs/finalize';
+import { CountsMismatch, finalizeJob, resultCustomId, type FinalizeDeps, type JobSummary, type ResultRow } from '../../shared/jobs/finalize';
 import { submitChunk } from '../../shared/jobs/submit';
 import { InvalidStateInput } from '../../shared/jobs/chunk-state';
 import { startAwsShim, type AwsShim } from '../../local/aws-shim';
@@ -434,38 +434,6 @@ describe('the chunk and finalize handlers', () => {
   });
 });
 
-describe('rawMember', () => {
-  const line = Buffer.from(
-    '{"custom_id":"x","result":{"type":"succeeded","message":{"id":"m","content":[{"type":"tool_use","input":{"n":12345678901234567890,"s":"a\\"}],{"}}],"usage":{"input_tokens":1}}}}',
-  );
-
-  it('returns a member’s JSON exactly as written, big integers and escapes included', () => {
-    const message = rawMember(rawMember(line, 'result')!, 'message')!;
-    expect(message.toString()).toBe('{"id":"m","content":[{"type":"tool_use","input":{"n":12345678901234567890,"s":"a\\"}],{"}}],"usage":{"input_tokens":1}}');
-    expect((JSON.parse(message.toString()) as Message).id).toBe('m');
-  });
-
-  it('finds only top-level members, of any JSON type', () => {
-    const json = Buffer.from('{"a":{"b":1},"b" : [1,{"c":"]"}] ,"c":"x,y","d":-1.5e3,"e":null}');
-    expect(rawMember(json, 'b')?.toString()).toBe('[1,{"c":"]"}]');
-    expect(rawMember(json, 'c')?.toString()).toBe('"x,y"');
-    expect(rawMember(json, 'd')?.toString()).toBe('-1.5e3');
-    expect(rawMember(json, 'e')?.toString()).toBe('null');
-    expect(rawMember(Buffer.from('{"a":{"z":1}}'), 'z')).toBeUndefined();
-  });
-});
-
-describe('rawMemberAt', () => {
-  it('follows a path of members in one scan, stepping over earlier members whatever they hold', () => {
-    const line = Buffer.from(
-      '{"custom_id":"x", "note":"\\\\","result" :{"type":"succeeded","skip":{"message":1},"message":{"content":[{"text":"say \\"}\\" \u00e9 \\\\"}],"n":12345678901234567890}}}',
-    );
-    expect(rawMemberAt(line, ['result', 'message'])?.toString()).toBe('{"content":[{"text":"say \\"}\\" \u00e9 \\\\"}],"n":12345678901234567890}');
-    expect(rawMemberAt(line, ['result', 'type'])?.toString()).toBe('"succeeded"');
-    expect(rawMemberAt(line, ['result', 'missing'])).toBeUndefined();
-    expect(rawMemberAt(line, ['note', 'message'])).toBeUndefined();
-  });
-});
 
 describe('resultCustomId', () => {
   it('reads the custom_id of a results line, by its prefix when the API’s shape is there and by parsing otherwise', () => {
