@@ -140,10 +140,9 @@ export function progressTotals(job: JobItem, chunks: readonly ChunkItem[]): Prog
     if (chunk.status === 'done') totals.chunksDone += 1;
     if (chunk.status === 'failed') totals.chunksFailed += 1;
     for (const attempt of chunk.attempts ?? []) {
-      if (attempt.batchId) {
-        totals.batches += 1;
-        if (attempt.attempt > 1) totals.retries += 1;
-      }
+      if (attempt.batchId) totals.batches += 1;
+      // As summary.json counts them (Finalize's Tally): every attempt after the first, submitted or not.
+      if (attempt.attempt > 1) totals.retries += 1;
       totals.polls += attempt.polls ?? 0;
       for (const outcome of ['succeeded', 'errored', 'expired', 'canceled'] as const) {
         totals.attemptOutcomes[outcome] += attempt.counts?.[outcome] ?? 0;
