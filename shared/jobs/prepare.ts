@@ -9,11 +9,12 @@ import { GetObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { marshall } from '@aws-sdk/util-dynamodb';
 import type { Readable } from 'node:stream';
 import type { PipelineConfig } from '../config';
-import { isBlank, LineTooLong, splitLines, type RawLine } from '../jsonl/lines';
+import { isBlank, LineSplitter, LineTooLong, type RawLine } from '../jsonl/lines';
 import { BulkWriter, ConditionFailed, getItem, queryPartition, updateItem } from '../store/dynamo';
 import { CHUNK_SK_PREFIX, chunkSk, JOB_SK, jobPk, type ChunkItem, type JobItem } from '../store/items';
 import { jobKeys } from '../store/keys';
 import { ObjectWriter } from '../store/s3';
+import { ChunkSpools, ChunkWriter } from './chunk-writer';
 import { quietObserver, type Observer } from '../observability';
 import { bareEtag } from './job-id';
 import { SourceChanged, SourceNotFound, ttlFrom } from './register';
@@ -68,12 +69,13 @@ export const LINE_SLACK_BYTES = 64 * 1024;
 const WRITE_BATCH_BYTES = 1024 * 1024;
 const INVALID_PART_BYTES = 5 * 1024 * 1024;
 /**
- * A chunk file is at most one batch (256 MB), so S3's smallest part keeps it within 50 parts; the
- * writer's buffers (a filling part and two uploading) then cost 15 MiB instead of 48 MiB, and each
- * fresh buffer's pages are a fault apiece, which showed in Prepare's CPU profile.
+ * A chunk file up to this size is stored with one PutObject (chunk-writer.ts), a larger one as a
+ * multipart upload. Two spools are alive at once (a chunk filling, the previous one storing), so
+ * Prepare's buffers stay within 256 MiB; a full chunk of 100,000 requests of 1.3 KB still fits.
  */
-const CHUNK_PART_BYTES = 5 * 1024 * 1024;
-const NEWLINE = Buffer.from('\n');
+const CHUNK_SPOOL_BYTES = 128 * 1024 * 1024;
+const CHUNK_PART_BYTES = 8 * 1024 * 1024;
+const CHUNK_PART_QUEUE = 4;
 
 /**
  * Chunk numbers are 0-based (the Map's item indexes); a ChunkItem's first attempt is 1 and its
@@ -223,30 +225,37 @@ async function scanSource(job: JobItem, deps: PrepareDeps): Promise<ScanResult> 
   });
   let validRows = 0;
   let invalidRows = 0;
+  /** Returns a promise only when the line must wait for S3 before the next one is read. */
+  const handleLine = (entry: RawLine | TooLongLine): Promise<unknown> | undefined => {
+    let outcome: LineOutcome;
+    if ('tooLong' in entry) {
+      const reason = `line ${entry.lineNumber} is more than ${maxLineBytes.toLocaleString('en-US')} bytes; a request may be at most ${maxRequestBytes.toLocaleString('en-US')} bytes (one batch's size limit)`;
+      outcome = { ok: false, line: entry.lineNumber, code: 'request_too_large', reason };
+    } else {
+      if (isBlank(entry.bytes)) return undefined;
+      outcome = validateLine(entry, { maxRequestBytes, customIds });
+    }
+    if (outcome.ok) {
+      validRows += 1;
+      // Once a strict job is rejected nothing will be submitted: stop writing chunks, keep reporting.
+      return chunks.open ? chunks.add(outcome.body, outcome.line) : undefined;
+    }
+    invalidRows += 1;
+    const pending = invalid.add(outcome);
+    if (strict && chunks.open) return Promise.all([pending, chunks.abandon()]);
+    return pending;
+  };
   try {
-    for await (const entry of sourceLines(body, maxLineBytes)) {
-      let outcome: LineOutcome;
-      if ('tooLong' in entry) {
-        const reason = `line ${entry.lineNumber} is more than ${maxLineBytes.toLocaleString('en-US')} bytes; a request may be at most ${maxRequestBytes.toLocaleString('en-US')} bytes (one batch's size limit)`;
-        outcome = { ok: false, line: entry.lineNumber, code: 'request_too_large', reason };
-      } else {
-        if (isBlank(entry.bytes)) continue;
-        outcome = validateLine(entry, { maxRequestBytes, customIds });
-      }
-      if (outcome.ok) {
-        validRows += 1;
-        // Once a strict job is rejected nothing will be submitted: stop writing chunks, keep reporting.
-        if (chunks.open) {
-          const pending = chunks.add(outcome.body, outcome.line);
-          if (pending) await pending;
-        }
-      } else {
-        invalidRows += 1;
-        const pending = invalid.add(outcome);
+    const lines = new SourceLineReader(maxLineBytes);
+    for await (const piece of body) {
+      lines.push(piece);
+      for (let entry = lines.next(); entry !== undefined; entry = lines.next()) {
+        const pending = handleLine(entry);
         if (pending) await pending;
-        if (strict && chunks.open) await chunks.abandon();
       }
     }
+    const last = lines.end();
+    if (last !== undefined) await handleLine(last);
     const written = chunks.open ? await chunks.finish() : [];
     await invalid.finish();
     return { validRows, invalidRows, chunks: written };
@@ -299,84 +308,38 @@ export async function* sourceLines(
   source: AsyncIterable<Uint8Array> | Iterable<Uint8Array>,
   maxLineBytes: number,
 ): AsyncGenerator<RawLine | TooLongLine> {
-  const iterator = Symbol.asyncIterator in source ? source[Symbol.asyncIterator]() : source[Symbol.iterator]();
-  const reader = new PieceReader(iterator);
-  let startOffset = 0;
-  let firstLineNumber = 1;
-  for (;;) {
-    // Where the next line starts: if it proves too long, the skip scans from here.
-    let lineStart = startOffset;
-    try {
-      for await (const line of splitLines(reader.pieces(), { startOffset, firstLineNumber, stripBom: startOffset === 0, maxLineBytes })) {
-        yield line;
-        lineStart = line.offset + line.length;
-      }
-      return;
-    } catch (error) {
-      if (!(error instanceof LineTooLong)) throw error;
-      yield { tooLong: true, lineNumber: error.lineNumber };
-      const next = await reader.skipPastNewline(lineStart);
-      if (next === undefined) return;
-      startOffset = next;
-      firstLineNumber = error.lineNumber + 1;
-    }
+  const lines = new SourceLineReader(maxLineBytes);
+  for await (const piece of source) {
+    lines.push(piece);
+    for (let entry = lines.next(); entry !== undefined; entry = lines.next()) yield entry;
   }
+  const last = lines.end();
+  if (last !== undefined) yield last;
 }
 
-/** Hands out a byte stream's pieces, remembering where each starts, with one piece of push-back. */
-class PieceReader {
-  private piece: Buffer | undefined;
-  private pieceStart = 0;
-  private nextOffset = 0;
-  private pushedBack: Buffer | undefined;
+/** sourceLines without an await per line (see LineSplitter): Prepare's loop reads every line of the file. */
+class SourceLineReader {
+  private readonly splitter: LineSplitter;
 
-  constructor(private readonly iterator: AsyncIterator<Uint8Array> | Iterator<Uint8Array>) {}
-
-  private async next(): Promise<IteratorResult<Buffer, undefined>> {
-    let value = this.pushedBack;
-    this.pushedBack = undefined;
-    if (value === undefined) {
-      const result = await this.iterator.next();
-      if (result.done) {
-        this.piece = undefined;
-        return { done: true, value: undefined };
-      }
-      const bytes = result.value;
-      value = Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-    }
-    this.piece = value;
-    this.pieceStart = this.nextOffset;
-    this.nextOffset += value.length;
-    return { done: false, value };
+  constructor(maxLineBytes: number) {
+    this.splitter = new LineSplitter({ maxLineBytes });
   }
 
-  /** An iterable without `return()`: splitLines giving up on a long line must not close the stream. */
-  pieces(): AsyncIterable<Buffer> {
-    return { [Symbol.asyncIterator]: () => ({ next: () => this.next() }) };
+  push(piece: Uint8Array): void {
+    this.splitter.push(piece);
   }
 
-  /**
-   * Skips the line that starts at `lineStart` (already partly consumed): returns the offset just
-   * past its `\n`, leaving the rest of that piece to be read next, or undefined at the end.
-   */
-  async skipPastNewline(lineStart: number): Promise<number | undefined> {
-    let piece = this.piece;
-    let from = Math.max(0, lineStart - this.pieceStart);
-    while (piece !== undefined) {
-      const at = piece.indexOf(0x0a, from);
-      if (at !== -1) {
-        const end = this.pieceStart + at + 1;
-        if (at + 1 < piece.length) {
-          this.pushedBack = piece.subarray(at + 1);
-          this.nextOffset = end;
-        }
-        return end;
-      }
-      const result = await this.next();
-      piece = result.done ? undefined : result.value;
-      from = 0;
+  next(): RawLine | TooLongLine | undefined {
+    try {
+      return this.splitter.next();
+    } catch (error) {
+      if (!(error instanceof LineTooLong)) throw error;
+      return { tooLong: true, lineNumber: error.lineNumber };
     }
-    return undefined;
+  }
+
+  end(): RawLine | undefined {
+    return this.splitter.end();
   }
 }
 
@@ -384,16 +347,17 @@ class PieceReader {
  * The chunk files of a job's first attempt, written in order: a row goes to the current chunk
  * unless it would take it past the row or byte limit, in which case the next chunk starts.
  * `add` returns a promise only when it has to wait for S3, so most rows cost no await: each row is
- * copied straight into the writer's part buffer (no gathering into larger writes first).
- * A chunk's upload is completed while the next one is being written (S3 joins its parts then);
- * at most one such chunk is finishing, so memory stays at two writers' parts.
+ * copied straight into the writer's spool.
+ * A chunk is stored while the next one is being written; at most one such chunk is finishing, so
+ * memory stays at two spools.
  * The total is unknown until the end, so the chunk past `maxChunks` is refused before any of it is
  * written.
  */
 class ChunkFiles {
   private readonly written: ChunkSummary[] = [];
-  private writer: ObjectWriter | undefined;
+  private writer: ChunkWriter | undefined;
   private current: ChunkSummary | undefined;
+  private readonly spools: ChunkSpools;
   /** The previous chunk's finish(), awaited before another chunk may finish. */
   private finishing: Promise<unknown> | undefined;
   open = true;
@@ -403,7 +367,12 @@ class ChunkFiles {
     private readonly bucket: string,
     private readonly keyOf: (chunk: number) => string,
     private readonly limits: { maxRows: number; maxBytes: number; maxChunks: number },
-  ) {}
+  ) {
+    // No larger than the biggest chunk file the limits allow, nor smaller than the part queue needs.
+    const parts = Math.ceil(limits.maxBytes / CHUNK_PART_BYTES);
+    const spoolBytes = Math.min(CHUNK_SPOOL_BYTES, Math.max(parts, CHUNK_PART_QUEUE + 1) * CHUNK_PART_BYTES);
+    this.spools = new ChunkSpools({ spoolBytes, partBytes: CHUNK_PART_BYTES, queueSize: CHUNK_PART_QUEUE });
+  }
 
   add(row: Buffer, lineNumber: number): Promise<void> | undefined {
     const current = this.current;
@@ -417,12 +386,9 @@ class ChunkFiles {
     } else {
       if (this.written.length >= this.limits.maxChunks) throw this.tooMany(lineNumber);
       this.current = { chunk: this.written.length, rows: 1, bytes: BATCH_BODY_OVERHEAD + row.length, firstLine: lineNumber, lastLine: lineNumber };
-      this.writer = new ObjectWriter(this.s3, this.bucket, this.keyOf(this.current.chunk), { partSize: CHUNK_PART_BYTES });
+      this.writer = new ChunkWriter(this.s3, this.bucket, this.keyOf(this.current.chunk), this.spools);
     }
-    const writer = this.writer!;
-    const pending = writer.append(row);
-    // The row is a view of the source's buffer, so the newline waits until the row is copied.
-    return pending ? pending.then(() => writer.append(NEWLINE)) : writer.append(NEWLINE);
+    return this.writer!.appendLine(row);
   }
 
   private tooMany(lineNumber: number): TooManyChunks {

@@ -44,68 +44,136 @@ export async function* splitLines(
   source: AsyncIterable<Uint8Array> | Iterable<Uint8Array>,
   options: SplitLinesOptions = {},
 ): AsyncGenerator<RawLine> {
-  const startOffset = options.startOffset ?? 0;
-  let stripBom = options.stripBom ?? startOffset === 0;
-  const maxLineBytes = options.maxLineBytes ?? Number.POSITIVE_INFINITY;
-  let lineNumber = options.firstLineNumber ?? 1;
-  // Pending bytes of an unfinished line, kept as a list so long lines are not re-copied per chunk.
-  let pending: Buffer[] = [];
-  let pendingBytes = 0;
-  let lineStart = startOffset;
+  const splitter = new LineSplitter(options);
+  for await (const piece of source) {
+    splitter.push(piece);
+    for (let line = splitter.next(); line !== undefined; line = splitter.next()) yield line;
+  }
+  const last = splitter.end();
+  if (last !== undefined) yield last;
+}
 
-  const emit = (bytes: Buffer, terminatorBytes: number): RawLine => {
+const EMPTY = Buffer.alloc(0);
+
+/**
+ * splitLines without an await per line, for loops that read millions of them: `push` a piece of
+ * the source, take its lines with `next` until it returns undefined, push the next piece, and call
+ * `end` once the source is done for its last, unterminated line.
+ *
+ * A line longer than `maxLineBytes` makes `next` throw LineTooLong (once); the splitter then skips
+ * that line, and the lines after its `\n` follow with their own numbers and offsets.
+ */
+export class LineSplitter {
+  private readonly maxLineBytes: number;
+  private stripBom: boolean;
+  private lineNumber: number;
+  private lineStart: number;
+  /** The piece being split, and where its unsplit bytes begin. */
+  private piece: Buffer = EMPTY;
+  private from = 0;
+  // Pending bytes of an unfinished line, kept as a list so long lines are not re-copied per piece.
+  private pending: Buffer[] = [];
+  private pendingBytes = 0;
+  /** Inside a line that proved too long: its bytes are dropped up to its `\n`. */
+  private skipping = false;
+
+  constructor(options: SplitLinesOptions = {}) {
+    const startOffset = options.startOffset ?? 0;
+    this.stripBom = options.stripBom ?? startOffset === 0;
+    this.maxLineBytes = options.maxLineBytes ?? Number.POSITIVE_INFINITY;
+    this.lineNumber = options.firstLineNumber ?? 1;
+    this.lineStart = startOffset;
+  }
+
+  /** The source's next piece; the previous one must have been split to its end first. */
+  push(piece: Uint8Array): void {
+    let chunk = Buffer.isBuffer(piece) ? piece : Buffer.from(piece.buffer, piece.byteOffset, piece.byteLength);
+    if (this.stripBom) {
+      // The BOM may itself straddle pieces; wait until three bytes are known.
+      const head = this.pendingBytes > 0 ? Buffer.concat([...this.pending, chunk]) : chunk;
+      if (head.length < BOM.length && BOM.subarray(0, head.length).equals(head)) {
+        this.pending = [head];
+        this.pendingBytes = head.length;
+        return;
+      }
+      this.pending = [];
+      this.pendingBytes = 0;
+      this.stripBom = false;
+      if (head.subarray(0, 3).equals(BOM)) {
+        chunk = head.subarray(3);
+        this.lineStart += 3;
+      } else {
+        chunk = head;
+      }
+    }
+    this.piece = chunk;
+    this.from = 0;
+  }
+
+  /** The next complete line of the pieces pushed so far, or undefined when they hold no more. */
+  next(): RawLine | undefined {
+    const chunk = this.piece;
+    if (this.skipping) {
+      const at = chunk.indexOf(NEWLINE, this.from);
+      const end = at === -1 ? chunk.length : at + 1;
+      this.lineStart += end - this.from;
+      this.from = end;
+      if (at === -1) return undefined;
+      this.skipping = false;
+      this.lineNumber += 1;
+    }
+    const at = chunk.indexOf(NEWLINE, this.from);
+    if (at === -1) {
+      if (this.from < chunk.length) {
+        const rest = chunk.subarray(this.from);
+        this.pending.push(rest);
+        this.pendingBytes += rest.length;
+        this.from = chunk.length;
+        if (this.pendingBytes > this.maxLineBytes) {
+          this.lineStart += this.pendingBytes;
+          this.dropPending();
+          this.skipping = true;
+          throw new LineTooLong(this.lineNumber, this.maxLineBytes);
+        }
+      }
+      return undefined;
+    }
+    const part = chunk.subarray(this.from, at);
+    const bytes = this.pendingBytes > 0 ? Buffer.concat([...this.pending, part], this.pendingBytes + part.length) : part;
+    if (this.pendingBytes > 0) this.dropPending();
+    this.from = at + 1;
+    if (bytes.length > this.maxLineBytes) {
+      const lineNumber = this.lineNumber;
+      this.lineNumber += 1;
+      this.lineStart += bytes.length + 1;
+      throw new LineTooLong(lineNumber, this.maxLineBytes);
+    }
+    return this.emit(bytes, 1);
+  }
+
+  /** At the end of the source: its last line when that has no `\n`, else undefined. */
+  end(): RawLine | undefined {
+    if (this.skipping || this.pendingBytes === 0) return undefined;
+    const bytes = Buffer.concat(this.pending, this.pendingBytes);
+    this.dropPending();
+    return this.emit(bytes, 0);
+  }
+
+  private dropPending(): void {
+    this.pending = [];
+    this.pendingBytes = 0;
+  }
+
+  private emit(bytes: Buffer, terminatorBytes: number): RawLine {
     const length = bytes.length + terminatorBytes;
     let content = bytes;
     if (terminatorBytes === 1 && content.length > 0 && content[content.length - 1] === CR) {
       content = content.subarray(0, content.length - 1);
     }
-    const line: RawLine = { bytes: content, lineNumber, offset: lineStart, length, terminated: terminatorBytes > 0 };
-    lineNumber += 1;
-    lineStart += length;
+    const line: RawLine = { bytes: content, lineNumber: this.lineNumber, offset: this.lineStart, length, terminated: terminatorBytes > 0 };
+    this.lineNumber += 1;
+    this.lineStart += length;
     return line;
-  };
-
-  for await (const piece of source) {
-    let chunk = Buffer.isBuffer(piece) ? piece : Buffer.from(piece.buffer, piece.byteOffset, piece.byteLength);
-    if (stripBom) {
-      // The BOM may itself straddle chunks; wait until three bytes are known.
-      const head = pendingBytes > 0 ? Buffer.concat([...pending, chunk]) : chunk;
-      if (head.length < BOM.length && BOM.subarray(0, head.length).equals(head)) {
-        pending = [head];
-        pendingBytes = head.length;
-        continue;
-      }
-      pending = [];
-      pendingBytes = 0;
-      stripBom = false;
-      if (head.subarray(0, 3).equals(BOM)) {
-        chunk = head.subarray(3);
-        lineStart += 3;
-      } else {
-        chunk = head;
-      }
-    }
-    let from = 0;
-    for (;;) {
-      const at = chunk.indexOf(NEWLINE, from);
-      if (at === -1) break;
-      const part = chunk.subarray(from, at);
-      const bytes = pendingBytes > 0 ? Buffer.concat([...pending, part], pendingBytes + part.length) : part;
-      pending = [];
-      pendingBytes = 0;
-      if (bytes.length > maxLineBytes) throw new LineTooLong(lineNumber, maxLineBytes);
-      yield emit(bytes, 1);
-      from = at + 1;
-    }
-    if (from < chunk.length) {
-      const rest = chunk.subarray(from);
-      pending.push(rest);
-      pendingBytes += rest.length;
-      if (pendingBytes > maxLineBytes) throw new LineTooLong(lineNumber, maxLineBytes);
-    }
-  }
-  if (pendingBytes > 0) {
-    yield emit(Buffer.concat(pending, pendingBytes), 0);
   }
 }
 

@@ -151,14 +151,13 @@ export function validateLine(raw: Pick<RawLine, 'bytes' | 'lineNumber' | 'termin
   if (typeof customId !== 'string') {
     return reject(line, 'custom_id_not_string', `line ${line}: custom_id must be a string, got ${kind(customId)}`);
   }
-  const idProblem = customIdProblem(customId);
-  if (idProblem) return reject(line, idProblem.code, `line ${line}: ${idProblem.reason}`);
-
-  if (options.customIds) {
-    const firstLine = options.customIds.add(customId, line);
-    if (firstLine !== null) {
-      return reject(line, 'duplicate_custom_id', `line ${line}: custom_id "${customId}" is already used on line ${firstLine}`, customId);
-    }
+  // The set checks the id's form as it packs it: the pattern runs only for an id it refuses.
+  const firstLine = options.customIds?.tryAdd(customId, line);
+  if (firstLine === undefined) {
+    const idProblem = customIdProblem(customId);
+    if (idProblem) return reject(line, idProblem.code, `line ${line}: ${idProblem.reason}`);
+  } else if (firstLine !== null) {
+    return reject(line, 'duplicate_custom_id', `line ${line}: custom_id "${customId}" is already used on line ${firstLine}`, customId);
   }
 
   for (const field of Object.keys(request)) {
@@ -199,29 +198,50 @@ export function customIdProblem(customId: string): { code: InvalidCode; reason: 
   };
 }
 
-function checkParams(params: Record<string, unknown>): { code: InvalidCode; reason: string } | null {
-  if (!Object.hasOwn(params, 'model')) return { code: 'missing_model', reason: 'params.model is missing' };
-  if (typeof params.model !== 'string') return { code: 'invalid_model', reason: `params.model must be a string, got ${kind(params.model)}` };
-  if (params.model.trim() === '') return { code: 'invalid_model', reason: 'params.model is empty' };
+/** The params keys the checks below look at, each with its bit in checkParams' `present`. */
+const MODEL = 1;
+const MAX_TOKENS = 2;
+const MESSAGES = 4;
+const STREAM = 8;
+/** The first of the unsupported params' bits. */
+const UNSUPPORTED = 16;
+const CHECKED_PARAMS = new Map<string, number>([
+  ['model', MODEL],
+  ['max_tokens', MAX_TOKENS],
+  ['messages', MESSAGES],
+  ['stream', STREAM],
+  ...UNSUPPORTED_PARAMS.map(({ name }, i): [string, number] => [name, UNSUPPORTED << i]),
+]);
 
-  if (!Object.hasOwn(params, 'max_tokens')) return { code: 'missing_max_tokens', reason: 'params.max_tokens is missing' };
+function checkParams(params: Record<string, unknown>): { code: InvalidCode; reason: string } | null {
+  // One pass over the own keys instead of a lookup per name: params objects come in many shapes,
+  // so each named lookup would be a slow, megamorphic one.
+  let present = 0;
+  for (const key of Object.keys(params)) present |= CHECKED_PARAMS.get(key) ?? 0;
+
+  if (!(present & MODEL)) return { code: 'missing_model', reason: 'params.model is missing' };
+  const model = params.model;
+  if (typeof model !== 'string') return { code: 'invalid_model', reason: `params.model must be a string, got ${kind(model)}` };
+  if (model.trim() === '') return { code: 'invalid_model', reason: 'params.model is empty' };
+
+  if (!(present & MAX_TOKENS)) return { code: 'missing_max_tokens', reason: 'params.max_tokens is missing' };
   const maxTokens = params.max_tokens;
   if (typeof maxTokens !== 'number' || !Number.isSafeInteger(maxTokens) || maxTokens < 1) {
     return { code: 'invalid_max_tokens', reason: `params.max_tokens must be a whole number ≥ 1, got ${shown(maxTokens)}` };
   }
 
-  if (!Object.hasOwn(params, 'messages')) return { code: 'missing_messages', reason: 'params.messages is missing' };
+  if (!(present & MESSAGES)) return { code: 'missing_messages', reason: 'params.messages is missing' };
   const messages = params.messages;
   if (!Array.isArray(messages)) return { code: 'invalid_messages', reason: `params.messages must be an array, got ${kind(messages)}` };
   if (messages.length === 0) return { code: 'invalid_messages', reason: 'params.messages is empty; at least one message is required' };
-  const notObject = messages.findIndex((message) => !isObject(message));
-  if (notObject !== -1) {
-    return { code: 'invalid_messages', reason: `params.messages[${notObject}] must be an object, got ${kind(messages[notObject])}` };
+  for (let i = 0; i < messages.length; i++) {
+    if (!isObject(messages[i])) return { code: 'invalid_messages', reason: `params.messages[${i}] must be an object, got ${kind(messages[i])}` };
   }
 
-  if (Object.hasOwn(params, 'stream') && params.stream !== false) {
+  if ((present & STREAM) !== 0 && params.stream !== false) {
     return { code: 'stream_not_allowed', reason: `params.stream must be false or absent in a batch, got ${shown(params.stream)}` };
   }
+  if (present < UNSUPPORTED) return null;
   for (const { name, rejects, why } of UNSUPPORTED_PARAMS) {
     if (Object.hasOwn(params, name) && rejects(params[name])) {
       const value = name === 'research_preview_2026_02' ? ' "active"' : '';
