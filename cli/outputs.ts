@@ -4,8 +4,9 @@ import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import type { Readable } from 'node:stream';
-import { GetObjectCommand, NoSuchKey, type S3Client } from '@aws-sdk/client-s3';
+import { GetObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { jobKeys } from '../shared/store/keys';
+import { isS3NotFound } from '../shared/store/s3';
 
 export const OUTPUT_FILES = ['results', 'errors', 'invalid', 'summary'] as const;
 
@@ -20,7 +21,7 @@ export async function copyOutputs(s3: S3Client, bucket: string, jobId: string, d
     try {
       body = (await s3.send(new GetObjectCommand({ Bucket: bucket, Key: key }))).Body as Readable;
     } catch (error) {
-      if (error instanceof NoSuchKey || (error as Error).name === 'NoSuchKey') continue;
+      if (isS3NotFound(error)) continue;
       throw error;
     }
     const file = path.join(dir, path.basename(key));

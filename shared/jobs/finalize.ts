@@ -54,7 +54,7 @@ import {
   type TokenTotals,
 } from '../store/items';
 import { jobKeys } from '../store/keys';
-import { ObjectWriter, putJson, readObject } from '../store/s3';
+import { isS3NotFound, ObjectWriter, putJson, readObject } from '../store/s3';
 import { BATCH_BODY_OVERHEAD, CustomIdSet, validateLine } from '../validation/request';
 import { isCustomIdByte, requestEntries } from './chunk-files';
 import { InvalidStateInput, isoAt, jobKey, readJob } from './chunk-state';
@@ -823,7 +823,7 @@ async function stageResults(
   try {
     body = await readObject(s3, bucket, key);
   } catch (error) {
-    if (isNoSuchKey(error)) return false;
+    if (isS3NotFound(error)) return false;
     throw error;
   }
   try {
@@ -863,19 +863,18 @@ async function needed(key: string, read: () => Promise<void>): Promise<void> {
   try {
     await read();
   } catch (error) {
-    if (isNoSuchKey(error)) throw new WorkFileMissing(`${key} is missing`);
+    if (isS3NotFound(error)) throw new WorkFileMissing(`${key} is missing`);
     throw error;
   }
 }
 
-const isNoSuchKey = (error: unknown) => (error as { name?: string }).name === 'NoSuchKey';
 
 /** Copies a work file to the outputs inside S3 (no bytes through the function); a missing one becomes empty. */
 async function copyObject(s3: S3Client, bucket: string, from: string, to: string): Promise<void> {
   try {
     await s3.send(new CopyObjectCommand({ Bucket: bucket, Key: to, CopySource: `${bucket}/${encodeURIComponent(from).replace(/%2F/g, '/')}` }));
   } catch (error) {
-    if (!isNoSuchKey(error)) throw error;
+    if (!isS3NotFound(error)) throw error;
     await s3.send(new PutObjectCommand({ Bucket: bucket, Key: to, Body: '', ContentLength: 0, ContentType: 'application/x-ndjson' }));
   }
 }

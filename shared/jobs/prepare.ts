@@ -13,7 +13,7 @@ import { isBlank, LineSplitter, LineTooLong, type RawLine } from '../jsonl/lines
 import { BulkWriter, ConditionFailed, getItem, queryPartition, updateItem } from '../store/dynamo';
 import { CHUNK_SK_PREFIX, chunkSk, JOB_SK, jobPk, type ChunkItem, type JobItem } from '../store/items';
 import { jobKeys } from '../store/keys';
-import { ObjectWriter } from '../store/s3';
+import { isS3NotFound, ObjectWriter } from '../store/s3';
 import { ChunkSpools, ChunkWriter } from './chunk-writer';
 import { quietObserver, type Observer } from '../observability';
 import { bareEtag } from './job-id';
@@ -290,7 +290,7 @@ export async function openSource(s3: S3Client, job: JobItem): Promise<Readable &
   } catch (error) {
     const status = (error as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode;
     if (status === 412) throw new SourceChanged(`${where} was overwritten after the job was registered (ETag ${job.etag})`);
-    if (status === 404) throw new SourceNotFound(`${where} no longer exists`);
+    if (isS3NotFound(error)) throw new SourceNotFound(`${where} no longer exists`);
     throw error;
   }
 }

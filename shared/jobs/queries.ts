@@ -9,9 +9,10 @@
  * - requestCancel: sets `cancelRequested` on a job that can still be canceled; Poll and Submit act on it.
  */
 import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
-import { GetObjectCommand, NoSuchKey, type S3Client } from '@aws-sdk/client-s3';
+import { GetObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import type { BatchResultLine } from '../anthropic/types';
 import { ConditionFailed, getItem, queryJobsIndex, queryPartition, updateItem } from '../store/dynamo';
+import { isS3NotFound } from '../store/s3';
 import {
   CHUNK_SK_PREFIX,
   JOB_SK,
@@ -177,7 +178,7 @@ export async function getRow(deps: QueryDeps, jobId: string, customId: string): 
     );
     text = await response.Body!.transformToString('utf8');
   } catch (error) {
-    if (error instanceof NoSuchKey || (error as { name?: string }).name === 'NoSuchKey') {
+    if (isS3NotFound(error)) {
       return { row, resultUnavailable: `s3://${deps.bucket}/${key} no longer exists (work files expire; results.jsonl keeps every row)` };
     }
     throw error;

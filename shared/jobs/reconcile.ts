@@ -44,7 +44,7 @@ import type { NotifyClients } from '../notify';
 import { errorFields, quietObserver, type InvocationKeys, type Observer } from '../observability';
 import { queryJobsIndex, queryPartition, updateItem } from '../store/dynamo';
 import { jobKeys } from '../store/keys';
-import { headObject } from '../store/s3';
+import { headObject, isS3NotFound } from '../store/s3';
 import { CHUNK_SK_PREFIX, jobPk, type ChunkAttempt, type ChunkItem, type JobItem } from '../store/items';
 import { cancelBatch } from './cancel';
 import { recordChunkFailure } from './chunk-failure';
@@ -355,7 +355,7 @@ async function objectExists(s3: S3Client, bucket: string, key: string): Promise<
     await headObject(s3, bucket, key);
     return true;
   } catch (error) {
-    if ((error as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode === 404) return false;
+    if (isS3NotFound(error)) return false;
     throw error;
   }
 }

@@ -8,6 +8,7 @@ import type { PipelineConfig, ValidationMode } from '../config';
 import { quietObserver, type Observer } from '../observability';
 import { getItem, putItem } from '../store/dynamo';
 import { JOB_SK, JOBS_GSI_PK, jobPk, type JobItem } from '../store/items';
+import { isS3NotFound } from '../store/s3';
 import { bareEtag, jobIdFor } from './job-id';
 import { parseRegisterEvent, type ObjectRef } from './events';
 
@@ -122,9 +123,7 @@ async function headSource(s3: S3Client, ref: ObjectRef) {
     const versionId = head.VersionId && head.VersionId !== 'null' ? head.VersionId : undefined;
     return { etag: head.ETag, versionId, metadata: lowerKeys(head.Metadata ?? {}) };
   } catch (error) {
-    const status = (error as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode;
-    const name = (error as { name?: string }).name;
-    if (status === 404 || name === 'NotFound' || name === 'NoSuchKey' || name === 'NoSuchVersion') {
+    if (isS3NotFound(error)) {
       throw new SourceNotFound(`s3://${ref.bucket}/${ref.key}${ref.versionId ? ` (version ${ref.versionId})` : ''} does not exist`);
     }
     throw error;

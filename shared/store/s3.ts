@@ -23,6 +23,15 @@ export async function readObject(
   return response.Body as unknown as AsyncIterable<Uint8Array> & Readable;
 }
 
+/**
+ * Whether an S3 error says the object (or the version asked for) is not there. GetObject names it
+ * NoSuchKey; HeadObject has no body, so only its 404 (the SDK calls it NotFound) tells.
+ */
+export function isS3NotFound(error: unknown): boolean {
+  const { name, $metadata } = error as { name?: string; $metadata?: { httpStatusCode?: number } };
+  return error instanceof NoSuchKey || name === 'NoSuchKey' || name === 'NotFound' || name === 'NoSuchVersion' || $metadata?.httpStatusCode === 404;
+}
+
 export async function headObject(s3: S3Client, bucket: string, key: string) {
   return s3.send(new HeadObjectCommand({ Bucket: bucket, Key: key }));
 }
@@ -32,7 +41,7 @@ export async function getJson<T>(s3: S3Client, bucket: string, key: string): Pro
     const response = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: key }));
     return JSON.parse(await response.Body!.transformToString('utf8')) as T;
   } catch (error) {
-    if (error instanceof NoSuchKey || (error as { name?: string }).name === 'NoSuchKey') return undefined;
+    if (isS3NotFound(error)) return undefined;
     throw error;
   }
 }
