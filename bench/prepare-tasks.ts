@@ -8,7 +8,7 @@ import { createReadStream } from 'node:fs';
 import { performance } from 'node:perf_hooks';
 import { GetObjectCommand } from '@aws-sdk/client-s3';
 import { readPipelineConfig } from '../shared/config';
-import { isBlank, splitLines } from '../shared/jsonl/lines';
+import { isBlank, LineSplitter, type RawLine } from '../shared/jsonl/lines';
 import { CustomIdSet, validateLine } from '../shared/validation/request';
 import { prepareJob } from '../shared/jobs/prepare';
 import { registerJob } from '../shared/jobs/register';
@@ -80,12 +80,19 @@ export async function validateFromS3(input: ObjectRef): Promise<BarePass & { val
   let lines = 0;
   let bytes = 0;
   let valid = 0;
-  for await (const line of splitLines(response.Body as AsyncIterable<Uint8Array>)) {
+  // Split as Prepare splits: synchronously within each network piece.
+  const splitter = new LineSplitter();
+  const take = (line: RawLine) => {
     lines += 1;
     bytes += line.length;
-    if (isBlank(line.bytes)) continue;
-    if (validateLine(line, { customIds }).ok) valid += 1;
+    if (!isBlank(line.bytes) && validateLine(line, { customIds }).ok) valid += 1;
+  };
+  for await (const piece of response.Body as AsyncIterable<Uint8Array>) {
+    splitter.push(piece);
+    for (let line = splitter.next(); line !== undefined; line = splitter.next()) take(line);
   }
+  const last = splitter.end();
+  if (last !== undefined) take(last);
   const ms = performance.now() - start;
   s3.destroy();
   return { ms, bytes, lines, valid };
