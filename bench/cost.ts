@@ -153,10 +153,10 @@ export async function benchCost(ctx: BenchContext): Promise<BenchReport> {
         headers: ['figure', 'value'],
         rows: [
           ['transitions per extra poll (WaitForBatch → PollBatch → BatchEnded)', int(perPollTransitions)],
-          ['history events per extra poll (estimate)', int(perPollEvents)],
+          ['history events per extra poll', int(perPollEvents)],
           ['polls per attempt, 1 h / 24 h batch', `${int(typical.pollsPerAttempt)} / ${int(worst.pollsPerAttempt)}`],
           ['transitions of the job, 1 h / 24 h', `${int(typical.transitions)} / ${int(worst.transitions)}`],
-          ['history events of the longest chunk execution, 24 h (estimate)', int(worstChildEvents)],
+          ['history events of the longest chunk execution, 24 h', int(worstChildEvents)],
         ],
       },
     ],

@@ -109,7 +109,7 @@ export async function benchPrepare(ctx: BenchContext): Promise<BenchReport> {
       notes: [
         'MB = 10^6 bytes. Each pass ran in its own child process; s3rver and dynalite ran in the parent, so the two share the 2 cores. ' +
           'CPU is each process\'s CPU time as a share of one core over the pass (100% = one core busy throughout).',
-        'Prepare also writes every valid row back to S3 (chunk files, multipart) — work the bare pass does not do, served by the same s3rver.',
+        'Prepare also writes every valid row back to S3 (a chunk file each, one PutObject) — work the bare pass does not do, taken by the same s3rver on the same two cores.',
       ],
     };
   } finally {
