@@ -19,7 +19,7 @@ import type { PipelineConfig } from '../config';
 import { tokenTotals } from '../cost/cost';
 import { priceTableFromConfig, type PriceTable } from '../cost/prices';
 import { ConditionFailed, updateItem, type BulkWriteOptions } from '../store/dynamo';
-import type { ChunkAttempt, TokenTotals } from '../store/items';
+import { ttlAfter, type ChunkAttempt, type TokenTotals } from '../store/items';
 import { jobKeys } from '../store/keys';
 import { ObjectWriter } from '../store/s3';
 import { quietObserver, rowsErroredMetric, type Observer } from '../observability';
@@ -37,7 +37,6 @@ import {
   updateChunk,
   type ChunkRef,
 } from './chunk-state';
-import { ttlFrom } from './register';
 import { rowBucketsOf, RowRecordWriter, type RowEntry } from './row-records';
 import {
   canceledBeforeSubmitDecision,
@@ -255,7 +254,7 @@ class RowRecorder {
         buckets,
         writer: 'C',
         updatedAt: isoAt(now),
-        ttl: ttlFrom(new Date(now), deps.config.rowTtlDays),
+        ttl: ttlAfter(now, deps.config.rowTtlDays),
       },
       deps.rowWrites,
     );

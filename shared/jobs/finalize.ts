@@ -46,6 +46,7 @@ import { queryPartition, updateItem } from '../store/dynamo';
 import {
   CHUNK_SK_PREFIX,
   jobPk,
+  ttlAfter,
   type ChunkAttempt,
   type ChunkItem,
   type JobItem,
@@ -60,7 +61,6 @@ import { isCustomIdByte, requestEntries } from './chunk-files';
 import { InvalidStateInput, isoAt, jobKey, readJob } from './chunk-state';
 import { CHUNK_FAILED, decideRow, errorMessageOf, errorTypeOf, MISSING_RESULT, rowCostUsd, type ResultStatus } from './outcome';
 import { LINE_SLACK_BYTES, openSource, sourceLines, type PrepareOutcome } from './prepare';
-import { ttlFrom } from './register';
 import { rowBucketsOf, RowRecordWriter } from './row-records';
 
 /** The outputs would not add up: nothing is claimed (no summary, no job status) until they do. */
@@ -482,7 +482,7 @@ async function finalizeChunk(chunk: ChunkItem, job: JobItem, tally: Tally, outpu
     if (!writer) {
       const now = (deps.now ?? Date.now)();
       const page = { jobId: job.jobId, chunk: chunk.chunk, attempt, batchId, buckets: rowBucketsOf(job), writer: 'F' as const };
-      writer = new RowRecordWriter(deps.dynamo, config.table, { ...page, updatedAt: isoAt(now), ttl: ttlFrom(new Date(now), config.rowTtlDays) });
+      writer = new RowRecordWriter(deps.dynamo, config.table, { ...page, updatedAt: isoAt(now), ttl: ttlAfter(now, config.rowTtlDays) });
       failedRows.set(attempt, writer);
     }
     return writer;

@@ -11,13 +11,13 @@ import type { Readable } from 'node:stream';
 import type { PipelineConfig } from '../config';
 import { isBlank, LineSplitter, LineTooLong, type RawLine } from '../jsonl/lines';
 import { BulkWriter, ConditionFailed, getItem, queryPartition, updateItem } from '../store/dynamo';
-import { CHUNK_SK_PREFIX, chunkSk, JOB_SK, jobPk, type ChunkItem, type JobItem } from '../store/items';
+import { CHUNK_SK_PREFIX, chunkSk, JOB_SK, jobPk, ttlAfter, type ChunkItem, type JobItem } from '../store/items';
 import { jobKeys } from '../store/keys';
 import { isS3NotFound, ObjectWriter } from '../store/s3';
 import { ChunkSpools, ChunkWriter } from './chunk-writer';
 import { quietObserver, type Observer } from '../observability';
 import { bareEtag } from './job-id';
-import { SourceChanged, SourceNotFound, ttlFrom } from './register';
+import { SourceChanged, SourceNotFound } from './register';
 import { rowBucketCount } from './row-records';
 import { BATCH_BODY_OVERHEAD, CustomIdSet, invalidReportRow, validateLine, type InvalidLine, type LineOutcome } from '../validation/request';
 
@@ -107,7 +107,7 @@ export async function prepareJob(input: { jobId: string }, deps: PrepareDeps): P
   const rejected = job.validationMode === 'strict' && scan.invalidRows > 0;
   const chunks = rejected ? [] : scan.chunks;
   const outcome: PrepareOutcome = rejected ? 'rejected' : chunks.length === 0 ? 'empty' : 'ready';
-  const ttl = ttlFrom(now(), config.rowTtlDays);
+  const ttl = ttlAfter(now().getTime(), config.rowTtlDays);
   const updatedAt = now().toISOString();
 
   const items = new BulkWriter(dynamo, config.table);

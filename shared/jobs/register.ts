@@ -7,7 +7,7 @@ import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import type { PipelineConfig, ValidationMode } from '../config';
 import { quietObserver, type Observer } from '../observability';
 import { getItem, putItem } from '../store/dynamo';
-import { JOB_SK, JOBS_GSI_PK, jobPk, type JobItem } from '../store/items';
+import { JOB_SK, JOBS_GSI_PK, jobPk, ttlAfter, type JobItem } from '../store/items';
 import { isS3NotFound } from '../store/s3';
 import { bareEtag, jobIdFor } from './job-id';
 import { parseRegisterEvent, type ObjectRef } from './events';
@@ -79,7 +79,7 @@ export async function registerJob(event: unknown, deps: RegisterDeps): Promise<R
     executionArn: ref.executionArn,
     gsi1pk: JOBS_GSI_PK,
     gsi1sk: `${createdAt}#${jobId}`,
-    ttl: ttlFrom(now, deps.config.rowTtlDays),
+    ttl: ttlAfter(now.getTime(), deps.config.rowTtlDays),
   };
   const logged = { bucket: ref.bucket, key: ref.key, validationMode, versioned: versionId !== undefined };
   if (await putItem(deps.dynamo, deps.config.table, item, { ifAbsent: true })) {
@@ -97,11 +97,6 @@ export async function registerJob(event: unknown, deps: RegisterDeps): Promise<R
   }
   observer.info('duplicate event: the job exists', logged);
   return { jobId, duplicate: true };
-}
-
-/** Epoch seconds `days` after `from`; undefined when records never expire (0 days). */
-export function ttlFrom(from: Date, days: number): number | undefined {
-  return days > 0 ? Math.floor(from.getTime() / 1000) + days * 86_400 : undefined;
 }
 
 function chooseMode(metadata: string | undefined, requested: string | undefined, fallback: ValidationMode): ValidationMode {

@@ -30,7 +30,7 @@ import { AnthropicError, ApiRetryable, OutcomeUnknown } from '../anthropic/error
 import type { MessageBatch, RequestCounts } from '../anthropic/types';
 import type { PipelineConfig } from '../config';
 import { ConditionFailed, getItem, putItem, updateItem } from '../store/dynamo';
-import { BATCH_SK, batchPk, type BatchClaimItem, type ChunkAttempt, type ChunkItem } from '../store/items';
+import { BATCH_SK, batchPk, ttlAfter, type BatchClaimItem, type ChunkAttempt, type ChunkItem } from '../store/items';
 import { jobKeys } from '../store/keys';
 import { errorFields, quietObserver, type Observer } from '../observability';
 import {
@@ -46,7 +46,6 @@ import {
 } from './chunk-state';
 import { requestLines } from './chunk-files';
 import { nextPollDelay, type PollSettings } from './poll';
-import { ttlFrom } from './register';
 import { cancelBatch, recordCancelSent, type AttemptBatch } from './cancel';
 
 /** How far before the recorded intent adoption looks: clock skew between us and the API. */
@@ -258,7 +257,7 @@ async function claim(owner: Owner, batchId: string, deps: SubmitDeps, created: b
     chunk: owner.chunk,
     attempt: owner.attempt,
     claimedAt: isoAt(now),
-    ttl: ttlFrom(new Date(now), deps.config.rowTtlDays),
+    ttl: ttlAfter(now, deps.config.rowTtlDays),
   };
   if (await putItem(deps.dynamo, deps.config.table, item, { ifAbsent: true })) return true;
   const holder = await readClaim(batchId, deps);

@@ -26,6 +26,11 @@ export const BATCH_SK = 'BATCH';
 export const JOBS_GSI = 'byCreated';
 export const JOBS_GSI_PK = 'JOBS';
 
+/** The `ttl` attribute (epoch seconds) for an item written at `atMs` that should expire `days` later; 0 days: never. */
+export function ttlAfter(atMs: number, days: number): number | undefined {
+  return days > 0 ? Math.floor(atMs / 1000) + days * 86_400 : undefined;
+}
+
 export type JobStatus =
   | 'registered'
   | 'preparing'
