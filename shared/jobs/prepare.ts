@@ -9,7 +9,7 @@ import { GetObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { marshall } from '@aws-sdk/util-dynamodb';
 import type { Readable } from 'node:stream';
 import type { PipelineConfig } from '../config';
-import { isBlank, LineSplitter, LineTooLong, type RawLine } from '../jsonl/lines';
+import { isBlank, LineSplitter, LineTooLong, splitWith, type RawLine } from '../jsonl/lines';
 import { BulkWriter, ConditionFailed, getItem, queryPartition, updateItem } from '../store/dynamo';
 import { CHUNK_SK_PREFIX, chunkSk, JOB_SK, jobPk, ttlAfter, type ChunkItem, type JobItem } from '../store/items';
 import { jobKeys } from '../store/keys';
@@ -304,17 +304,8 @@ interface TooLongLine {
  * The source's lines (splitLines), except that a line longer than `maxLineBytes` is skipped and
  * reported as a TooLongLine instead of ending the stream: reading carries on after its `\n`.
  */
-export async function* sourceLines(
-  source: AsyncIterable<Uint8Array> | Iterable<Uint8Array>,
-  maxLineBytes: number,
-): AsyncGenerator<RawLine | TooLongLine> {
-  const lines = new SourceLineReader(maxLineBytes);
-  for await (const piece of source) {
-    lines.push(piece);
-    for (let entry = lines.next(); entry !== undefined; entry = lines.next()) yield entry;
-  }
-  const last = lines.end();
-  if (last !== undefined) yield last;
+export function sourceLines(source: AsyncIterable<Uint8Array> | Iterable<Uint8Array>, maxLineBytes: number): AsyncGenerator<RawLine | TooLongLine> {
+  return splitWith(source, new SourceLineReader(maxLineBytes));
 }
 
 /** sourceLines without an await per line (see LineSplitter): Prepare's loop reads every line of the file. */

@@ -40,14 +40,22 @@ const CR = 0x0d;
 const BOM = Buffer.from([0xef, 0xbb, 0xbf]);
 
 /** Yields every line of a byte stream, blank lines included (callers decide what a blank line means). */
-export async function* splitLines(
-  source: AsyncIterable<Uint8Array> | Iterable<Uint8Array>,
-  options: SplitLinesOptions = {},
-): AsyncGenerator<RawLine> {
-  const splitter = new LineSplitter(options);
+export function splitLines(source: AsyncIterable<Uint8Array> | Iterable<Uint8Array>, options: SplitLinesOptions = {}): AsyncGenerator<RawLine> {
+  return splitWith(source, new LineSplitter(options));
+}
+
+/** A splitter fed piece by piece: LineSplitter, or one built on it. */
+export interface PieceSplitter<T> {
+  push(piece: Uint8Array): void;
+  next(): T | undefined;
+  end(): T | undefined;
+}
+
+/** Everything `splitter` makes of a byte stream, as an async generator. */
+export async function* splitWith<T>(source: AsyncIterable<Uint8Array> | Iterable<Uint8Array>, splitter: PieceSplitter<T>): AsyncGenerator<T> {
   for await (const piece of source) {
     splitter.push(piece);
-    for (let line = splitter.next(); line !== undefined; line = splitter.next()) yield line;
+    for (let entry = splitter.next(); entry !== undefined; entry = splitter.next()) yield entry;
   }
   const last = splitter.end();
   if (last !== undefined) yield last;
