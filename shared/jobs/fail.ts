@@ -18,7 +18,7 @@ import { jobKeys } from '../store/keys';
 import { announceJobEnded, type JobEndedDetail, type NotifyClients } from '../notify';
 import { errorFields, quietObserver, scrubErrorText, type Observer } from '../observability';
 import { mayRunUncanceled, recordCancelSent, stopBatch } from './cancel';
-import { readJobChunks } from './chunk-state';
+import { isoAt, readJobChunks } from './chunk-state';
 import { parseRegisterEvent } from './events';
 
 /** Some in-flight batches could not be canceled (the job is marked failed and announced regardless). */
@@ -42,7 +42,8 @@ export interface FailDeps extends NotifyClients {
   dynamo: DynamoDBClient;
   api: BatchesApi;
   config: { table: string; notify: NotifyConfig };
-  now?: () => Date;
+  /** The local clock (epoch ms). */
+  now?: () => number;
   /** Cancel calls in flight at once. */
   concurrency?: number;
   /** Where the step's log lines and metrics go (the handler's invocation). */
@@ -95,7 +96,7 @@ export async function markJobFailed(input: FailInput, deps: FailDeps): Promise<{
  */
 export async function failJob(input: FailInput, deps: FailDeps, chunks?: readonly ChunkItem[]): Promise<FailReport> {
   const failure = describeFailure(input.error);
-  const now = (deps.now ?? (() => new Date()))().toISOString();
+  const now = isoAt((deps.now ?? Date.now)());
   const jobId = typeof input.jobId === 'string' && input.jobId !== '' ? input.jobId : undefined;
   const observer = deps.observer ?? quietObserver;
 

@@ -53,7 +53,8 @@ export interface PrepareDeps {
   s3: S3Client;
   dynamo: DynamoDBClient;
   config: Pick<PipelineConfig, 'bucket' | 'table' | 'maxRequestsPerChunk' | 'maxBytesPerChunk' | 'rowTtlDays' | 'rowsPerBucket'>;
-  now?: () => Date;
+  /** The local clock (epoch ms). */
+  now?: () => number;
   /** Where the step's log lines and metrics go (the handler's invocation). */
   observer?: Observer;
   /** Default MAX_CHUNKS; tests lower it rather than write 30,000 files. */
@@ -84,7 +85,7 @@ const CHUNK_PART_QUEUE = 4;
  */
 export async function prepareJob(input: { jobId: string }, deps: PrepareDeps): Promise<PrepareResult> {
   const { dynamo, config } = deps;
-  const now = deps.now ?? (() => new Date());
+  const now = deps.now ?? Date.now;
   const observer = deps.observer ?? quietObserver;
   const key = { pk: jobPk(input.jobId), sk: JOB_SK };
   let job = await getItem<JobItem>(dynamo, config.table, key);
@@ -92,7 +93,7 @@ export async function prepareJob(input: { jobId: string }, deps: PrepareDeps): P
   if (job.chunkCount !== undefined) return preparedBefore(job, observer);
   try {
     job = await updateItem<JobItem>(dynamo, config.table, key, {
-      set: { status: 'preparing', updatedAt: now().toISOString() },
+      set: { status: 'preparing', updatedAt: new Date(now()).toISOString() },
       condition: { expression: 'attribute_exists(pk) AND attribute_not_exists(chunkCount)' },
     });
   } catch (error) {
@@ -107,8 +108,9 @@ export async function prepareJob(input: { jobId: string }, deps: PrepareDeps): P
   const rejected = job.validationMode === 'strict' && scan.invalidRows > 0;
   const chunks = rejected ? [] : scan.chunks;
   const outcome: PrepareOutcome = rejected ? 'rejected' : chunks.length === 0 ? 'empty' : 'ready';
-  const ttl = ttlAfter(now().getTime(), config.rowTtlDays);
-  const updatedAt = now().toISOString();
+  const at = now();
+  const ttl = ttlAfter(at, config.rowTtlDays);
+  const updatedAt = new Date(at).toISOString();
 
   const items = new BulkWriter(dynamo, config.table);
   for (const chunk of chunks) {

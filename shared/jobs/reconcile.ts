@@ -396,7 +396,7 @@ function failDeps(deps: ReconcileDeps, observer: Observer): FailDeps {
     api: deps.api,
     ...deps.notify.clients,
     config: { table: deps.config.table, notify: deps.notify.config },
-    now: () => new Date(now()),
+    now,
     observer,
   };
 }

@@ -34,7 +34,8 @@ export interface RegisterDeps {
   s3: S3Client;
   dynamo: DynamoDBClient;
   config: Pick<PipelineConfig, 'table' | 'validationMode' | 'rowTtlDays'>;
-  now?: () => Date;
+  /** The local clock (epoch ms). */
+  now?: () => number;
   /** Where the step's log lines go (the handler's invocation). */
   observer?: Observer;
 }
@@ -60,8 +61,8 @@ export async function registerJob(event: unknown, deps: RegisterDeps): Promise<R
   observer.keys({ jobId });
   const validationMode = chooseMode(head.metadata[MODE_METADATA], ref.mode, deps.config.validationMode);
 
-  const now = (deps.now ?? (() => new Date()))();
-  const createdAt = now.toISOString();
+  const now = (deps.now ?? Date.now)();
+  const createdAt = new Date(now).toISOString();
   const item: JobItem = {
     pk: jobPk(jobId),
     sk: JOB_SK,
@@ -79,7 +80,7 @@ export async function registerJob(event: unknown, deps: RegisterDeps): Promise<R
     executionArn: ref.executionArn,
     gsi1pk: JOBS_GSI_PK,
     gsi1sk: `${createdAt}#${jobId}`,
-    ttl: ttlAfter(now.getTime(), deps.config.rowTtlDays),
+    ttl: ttlAfter(now, deps.config.rowTtlDays),
   };
   const logged = { bucket: ref.bucket, key: ref.key, validationMode, versioned: versionId !== undefined };
   if (await putItem(deps.dynamo, deps.config.table, item, { ifAbsent: true })) {

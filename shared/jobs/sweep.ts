@@ -19,7 +19,8 @@ export interface SweepDeps {
   /** The bucket to sweep (the pipeline's one bucket). */
   bucket: string;
   startExecution: StartExecution;
-  now?: () => Date;
+  /** The local clock (epoch ms). */
+  now?: () => number;
   /** StartExecution calls in flight at once. */
   concurrency?: number;
   /** Keys per listing page (S3's default and maximum is 1,000). */
@@ -53,7 +54,7 @@ export function sweepExecutionName(bucket: string, key: string, etag: string): s
 
 export async function sweepPrefix(event: unknown, deps: SweepDeps): Promise<SweepResult> {
   const { schedule, prefix } = parseSweepEvent(event);
-  const time = (deps.now ?? (() => new Date()))().toISOString();
+  const time = new Date((deps.now ?? Date.now)()).toISOString();
   const result: SweepResult = { schedule, prefix, started: 0, alreadyStarted: 0 };
   let token: string | undefined;
   do {

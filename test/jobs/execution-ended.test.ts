@@ -93,7 +93,7 @@ describe('handleExecutionEnded', () => {
     events: notify.events,
     sns: notify.sns,
     config: { table: aws.table, notify: { eventBus: 'default', topicArn: TOPIC } },
-    now: () => new Date('2026-05-06T08:00:00.000Z'),
+    now: () => Date.parse('2026-05-06T08:00:00.000Z'),
   });
 
   /** An uploaded file as the workflow's Register and Prepare leave it, run by execution `name`. */
@@ -101,7 +101,7 @@ describe('handleExecutionEnded', () => {
     const key = `inbox/job-${++files}.jsonl`;
     const { etag } = await putInput(aws, key, jsonl(rows));
     const event = objectCreated({ bucket: aws.bucket, key, etag, sequencer: options.sequencer ?? `00${files}E99A88DC407460` });
-    const { jobId } = await registerJob({ event, executionArn: executionArn(name) }, { s3: aws.s3, dynamo: aws.dynamo, config: config(), now: () => REGISTERED_AT });
+    const { jobId } = await registerJob({ event, executionArn: executionArn(name) }, { s3: aws.s3, dynamo: aws.dynamo, config: config(), now: () => REGISTERED_AT.getTime() });
     const prepared = await prepareJob({ jobId }, { s3: aws.s3, dynamo: aws.dynamo, config: config() });
     return { jobId, event, prepared };
   }

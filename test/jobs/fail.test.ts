@@ -45,7 +45,7 @@ describe('markJobFailed', () => {
     events: notify.events,
     sns: notify.sns,
     config: { table: aws.table, notify: { eventBus: 'batchline-bus', topicArn: TOPIC } },
-    now: () => NOW,
+    now: () => NOW.getTime(),
     ...extra,
   });
   const readJob = async (jobId: string) => (await getItem<JobItem>(aws.dynamo, aws.table, { pk: jobPk(jobId), sk: 'JOB' }))!;
@@ -218,7 +218,7 @@ describe('markJobFailed', () => {
     // The execution failed with CancelFailed: ExecutionEnded re-runs it with that error.
     const again = await markJobFailed(
       { jobId, error: { Error: 'ExecutionFailed', Cause: 'execution x ended FAILED: CancelFailed' } },
-      deps(api, { ...oneByOne, now: () => LATER }),
+      deps(api, { ...oneByOne, now: () => LATER.getTime() }),
     );
 
     expect(again).toEqual({ jobId });
@@ -232,7 +232,7 @@ describe('markJobFailed', () => {
     expect(notify.calls).toEqual([]);
 
     // Nothing is left: a third run calls nobody.
-    await markJobFailed({ jobId, error: { Error: 'ExecutionFailed', Cause: '' } }, deps(api, { now: () => LATER }));
+    await markJobFailed({ jobId, error: { Error: 'ExecutionFailed', Cause: '' } }, deps(api, { now: () => LATER.getTime() }));
     expect(sim.stats().calls.cancel - cancels).toBe(1);
     expect(notify.calls).toEqual([]);
   });
@@ -259,7 +259,7 @@ describe('markJobFailed', () => {
     expect((await readJob(jobId)).failureAnnouncedAt).toBeUndefined();
     notify.calls.length = 0;
 
-    await markJobFailed({ jobId, error: { Error: 'ExecutionFailed', Cause: '' } }, deps(api, { now: () => LATER }));
+    await markJobFailed({ jobId, error: { Error: 'ExecutionFailed', Cause: '' } }, deps(api, { now: () => LATER.getTime() }));
 
     const putEvents = notify.calls.filter((call) => call.action === 'AWSEvents.PutEvents');
     expect(putEvents).toHaveLength(1);

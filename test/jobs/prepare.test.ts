@@ -23,7 +23,7 @@ describe('prepareJob', () => {
     const key = `inbox/prepare-${++fileNumber}.jsonl`;
     await putInput(aws, key, body);
     const config = pipelineConfig(aws, options.config);
-    const deps = { s3: aws.s3, dynamo: aws.dynamo, config, now: () => NOW, maxChunks: options.maxChunks };
+    const deps = { s3: aws.s3, dynamo: aws.dynamo, config, now: () => NOW.getTime(), maxChunks: options.maxChunks };
     const { jobId } = await registerJob({ bucket: aws.bucket, key, mode: options.mode ?? 'strict' }, deps);
     return { jobId, key, deps, keys: jobKeys(jobId), run: () => prepareJob({ jobId }, deps) };
   }

@@ -270,7 +270,7 @@ describe('reconcileJobs', () => {
     const event = objectCreated({ bucket: aws.bucket, key, etag, sequencer: '0062E99A88DC407461' });
     const { jobId } = await registerJob(
       { event, executionArn: executionArn('died-early') },
-      { s3: store.s3, dynamo: store.dynamo, config, now: () => new Date(NOW - 86_400_000) },
+      { s3: store.s3, dynamo: store.dynamo, config, now: () => NOW - 86_400_000 },
     );
 
     const report = await reconcileJobs(deps(store, config, { [executionArn('died-early')]: 'FAILED' }));
@@ -297,7 +297,7 @@ describe('reconcileJobs', () => {
       events: notify.events,
       sns: notify.sns,
       config: { table: store.table, notify: { eventBus: 'default', topicArn: undefined } },
-      now: () => new Date(NOW - 3_600_000),
+      now: () => NOW - 3_600_000,
       concurrency: 1,
     };
     await expect(markJobFailed({ jobId: job.jobId, error: { Error: failure.error, Cause: failure.cause } }, failDeps)).rejects.toBeInstanceOf(CancelFailed);
@@ -391,7 +391,7 @@ describe('reconcileJobs', () => {
         events: notify.events,
         sns: notify.sns,
         config: { table: store.table, notify: { eventBus: 'default', topicArn: undefined } },
-        now: () => new Date(NOW - 3_600_000),
+        now: () => NOW - 3_600_000,
       },
     );
 

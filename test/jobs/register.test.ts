@@ -63,7 +63,7 @@ describe('event keys', () => {
 describe('registerJob', () => {
   const aws = useLocalAws();
   const config = (overrides: Partial<PipelineConfig> = {}) => pipelineConfig(aws, overrides);
-  const deps = (overrides: Partial<PipelineConfig> = {}) => ({ s3: aws.s3, dynamo: aws.dynamo, config: config(overrides), now: () => NOW });
+  const deps = (overrides: Partial<PipelineConfig> = {}) => ({ s3: aws.s3, dynamo: aws.dynamo, config: config(overrides), now: () => NOW.getTime() });
   const jobItem = (jobId: string) => getItem<JobItem>(aws.dynamo, aws.table, { pk: jobPk(jobId), sk: 'JOB' });
 
   it('registers an EventBridge S3 event as a job record', async () => {
@@ -111,7 +111,7 @@ describe('registerJob', () => {
     const { etag } = await putInput(aws, 'inbox/twice.jsonl', FILE);
     const event = objectCreated({ bucket: aws.bucket, key: 'inbox/twice.jsonl', etag, sequencer: '02' });
     const first = await registerJob(event, deps());
-    const later = { ...deps(), now: () => new Date('2026-03-05T00:00:00.000Z') };
+    const later = { ...deps(), now: () => Date.parse('2026-03-05T00:00:00.000Z') };
 
     const second = await registerJob(event, later);
 

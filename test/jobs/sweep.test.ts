@@ -33,7 +33,7 @@ describe('sweepPrefix', () => {
     s3: aws.s3,
     bucket: aws.bucket,
     startExecution: overrides.startExecution ?? sfnStarter(sfn.sfn, STATE_MACHINE),
-    now: () => NOW,
+    now: () => NOW.getTime(),
     pageSize: overrides.pageSize,
   });
   const started = () =>
