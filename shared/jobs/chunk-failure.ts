@@ -8,9 +8,9 @@ import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import type { BatchesApi } from '../anthropic/api';
 import type { PipelineConfig } from '../config';
 import { errorFields, quietObserver, type Observer } from '../observability';
-import { cancelBatch, mayRunUncanceled } from './cancel';
+import { cancelBatch, mayRunUncanceled, recordCancelSent } from './cancel';
 import { describeFailure } from './fail';
-import { attemptOf, isoAt, InvalidStateInput, parseChunkRef, patchAttempt, readChunk, updateChunk, type ChunkRef } from './chunk-state';
+import { attemptOf, isoAt, InvalidStateInput, parseChunkRef, readChunk, updateChunk, type ChunkRef } from './chunk-state';
 
 export interface StateError {
   Error: string;
@@ -41,7 +41,6 @@ export async function recordChunkFailure(input: ChunkFailureInput, deps: ChunkFa
   const chunk = await readChunk(dynamo, config.table, input.jobId, input.chunk);
   const { record, index } = attemptOf(chunk, chunk.currentAttempt);
   observer.keys({ attempt: record.attempt, batchId: record.batchId });
-  let cancelSentAt = record.cancelSentAt;
   let canceledNow = false;
   if (mayRunUncanceled(record)) {
     try {
@@ -50,7 +49,8 @@ export async function recordChunkFailure(input: ChunkFailureInput, deps: ChunkFa
         observer.warn('cancel of the batch failed', { batchId: record.batchId, error: errorFields(cancel.error) });
       } else {
         // Canceled, or found ended or gone: recorded, so MarkJobFailed and Reconcile do not ask again.
-        cancelSentAt = isoAt(now());
+        // Only this attempt's field is written: a concurrent write to the chunk's other attempts stands.
+        await recordCancelSent(dynamo, config.table, input.jobId, { chunk: input.chunk, index, batchId: record.batchId }, isoAt(now()));
         canceledNow = cancel.outcome === 'canceled';
       }
     } catch (error) {
@@ -60,14 +60,7 @@ export async function recordChunkFailure(input: ChunkFailureInput, deps: ChunkFa
   }
   // A Lambda error's cause reduced to its type and message, a JSON.parse quote of a request removed, ≤ 4 KB.
   const failure = describeFailure(input.error);
-  await updateChunk(dynamo, config.table, chunk, {
-    set: {
-      status: 'failed',
-      failure,
-      attempts: patchAttempt(chunk, index, { cancelSentAt }),
-      updatedAt: isoAt(now()),
-    },
-  });
+  await updateChunk(dynamo, config.table, chunk, { set: { status: 'failed', failure, updatedAt: isoAt(now()) } });
   observer.error('chunk failed', { error: failure, batchCanceled: canceledNow });
   return { jobId: input.jobId, chunk: input.chunk, ok: false };
 }

@@ -1,4 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { UpdateItemCommand } from '@aws-sdk/client-dynamodb';
+import { marshall } from '@aws-sdk/util-dynamodb';
 import { updateItem } from '../../shared/store/dynamo';
 import { chunkSk, jobPk } from '../../shared/store/items';
 import { parseChunkFailureInput, recordChunkFailure } from '../../shared/jobs/chunk-failure';
@@ -54,6 +56,37 @@ describe('recordChunkFailure', () => {
     expect(chunk.attempts[0]!.cancelSentAt).toBe(new Date(NOW).toISOString());
     expect(ctx.sim.stats().calls.cancel).toBe(cancels + 1);
     expect((await ctx.api.retrieve(batchId!)).cancel_initiated_at).not.toBeNull();
+  });
+
+  it('writes only its own fields: a Poll of the attempt recorded while the cancel is in flight stands', async () => {
+    const job = await seedJob(aws, { chunks: [requests(2, 'racing')] });
+    await submitChunk({ jobId: job.jobId, chunk: 0 }, deps());
+    const racing = new Proxy(ctx.api, {
+      get(target, property, receiver) {
+        if (property === 'cancel') {
+          return async (batchId: string) => {
+            await aws.dynamo.send(
+              new UpdateItemCommand({
+                TableName: aws.table,
+                Key: marshall({ pk: jobPk(job.jobId), sk: chunkSk(0) }),
+                UpdateExpression: 'SET #att[0].#polls = :polls',
+                ExpressionAttributeNames: { '#att': 'attempts', '#polls': 'polls' },
+                ExpressionAttributeValues: marshall({ ':polls': 7 }),
+              }),
+            );
+            return target.cancel(batchId);
+          };
+        }
+        const value: unknown = Reflect.get(target, property, receiver);
+        return typeof value === 'function' ? (value as (...args: unknown[]) => unknown).bind(target) : value;
+      },
+    });
+
+    await recordChunkFailure({ jobId: job.jobId, chunk: 0, error: { Error: 'States.Timeout', Cause: 'late' } }, { ...deps(), api: racing });
+
+    const chunk = await readChunkItem(aws, job.jobId, 0);
+    expect(chunk.status).toBe('failed');
+    expect(chunk.attempts[0]).toMatchObject({ polls: 7, cancelSentAt: new Date(NOW).toISOString() });
   });
 
   it('keeps the type and message of a Lambda error’s cause, not its trace, cut to 4 KB', async () => {
