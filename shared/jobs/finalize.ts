@@ -39,7 +39,7 @@ import type { NotifyConfig, PipelineConfig } from '../config';
 import { CostTotals, tokenTotals } from '../cost/cost';
 import { priceTableFromConfig, type PriceTable } from '../cost/prices';
 import { isBlank, splitLines } from '../jsonl/lines';
-import { CLOSE_BRACE, COMMA, jsonKey, memberValue, objectEnd, QUOTE, rawAt, skipSpace, valueEnd } from '../jsonl/raw-json';
+import { jsonKey, leadingCustomId, memberValue, objectEnd, rawAt, skipSpace, valueEnd } from '../jsonl/raw-json';
 import { AnnounceFailed, announceJobEnded, type NotifyClients } from '../notify';
 import { errorFields, quietObserver, type Observer } from '../observability';
 import { queryPartition, updateItem } from '../store/dynamo';
@@ -57,7 +57,7 @@ import {
 import { jobKeys } from '../store/keys';
 import { isS3NotFound, ObjectWriter, putJson, readObject } from '../store/s3';
 import { BATCH_BODY_OVERHEAD, CustomIdSet, validateLine } from '../validation/request';
-import { isCustomIdByte, requestEntries } from './chunk-files';
+import { requestEntries } from './chunk-files';
 import { InvalidStateInput, isoAt, jobKey, readJob } from './chunk-state';
 import { CHUNK_FAILED, decideRow, errorMessageOf, errorTypeOf, MISSING_RESULT, rowCostUsd, type ResultStatus } from './outcome';
 import { LINE_SLACK_BYTES, openSource, sourceLines, type PrepareOutcome } from './prepare';
@@ -840,21 +840,13 @@ async function stageResults(
   return true;
 }
 
-const CUSTOM_ID_HEAD = Buffer.from('{"custom_id":"');
-
 /**
- * A results line's custom_id. The API writes it first (`{"custom_id":"...",`) and custom_ids are
- * `[a-zA-Z0-9_-]`, so that prefix is read without parsing the line (whose message may be large);
- * a line of any other shape is parsed. A line read by the prefix is parsed later, when its row is
- * written.
+ * A results line's custom_id: read from the line's head (the API writes it first) without parsing
+ * the line, whose message may be large; a line of any other shape is parsed.
  */
 export function resultCustomId(line: Buffer): string | undefined {
-  const head = CUSTOM_ID_HEAD.length;
-  if (line.length > head && CUSTOM_ID_HEAD.compare(line, 0, head) === 0) {
-    let end = head;
-    while (end < line.length && isCustomIdByte(line[end]!)) end += 1;
-    if (end > head && line[end] === QUOTE && (line[end + 1] === COMMA || line[end + 1] === CLOSE_BRACE)) return line.toString('latin1', head, end);
-  }
+  const leading = leadingCustomId(line, { mayRepeat: false });
+  if (leading !== undefined) return leading;
   const customId = (JSON.parse(line.toString('utf8')) as { custom_id?: unknown }).custom_id;
   return typeof customId === 'string' ? customId : undefined;
 }

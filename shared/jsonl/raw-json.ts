@@ -8,9 +8,9 @@
 
 export const QUOTE = 0x22;
 const BACKSLASH = 0x5c;
-const COLON = 0x3a;
+export const COLON = 0x3a;
 export const COMMA = 0x2c;
-const OPEN_BRACE = 0x7b;
+export const OPEN_BRACE = 0x7b;
 export const CLOSE_BRACE = 0x7d;
 const OPEN_BRACKET = 0x5b;
 const CLOSE_BRACKET = 0x5d;
@@ -125,3 +125,37 @@ export function skipSpace(json: Buffer, from: number): number {
 }
 
 const isSpace = (b: number) => b === 0x20 || b === 0x0a || b === 0x0d || b === 0x09;
+
+const CUSTOM_ID_KEY = Buffer.from('"custom_id"');
+const UNICODE_ESCAPE = Buffer.from('\\u');
+
+/**
+ * The custom_id of a line that starts with it, read from the bytes without parsing the line (whose
+ * params or message may be large): most request lines start `{"custom_id":"…",` (or
+ * `{"custom_id": "…", ` as Python writes them), and the API writes every results line that way.
+ * Undefined, and the line left to JSON.parse, when it does not start so. With `mayRepeat` (a line
+ * from the user's input), also when the key might come again later (another `"custom_id"`, or a
+ * `\u` escape that could spell one): JSON.parse takes the last of duplicate keys, and so did Prepare.
+ */
+export function leadingCustomId(bytes: Buffer, options: { mayRepeat: boolean }): string | undefined {
+  let i = skipSpace(bytes, 0);
+  if (bytes[i] !== OPEN_BRACE) return undefined;
+  i = skipSpace(bytes, i + 1);
+  if (i + CUSTOM_ID_KEY.length > bytes.length || CUSTOM_ID_KEY.compare(bytes, i, i + CUSTOM_ID_KEY.length) !== 0) return undefined;
+  i = skipSpace(bytes, i + CUSTOM_ID_KEY.length);
+  if (bytes[i] !== COLON) return undefined;
+  i = skipSpace(bytes, i + 1);
+  if (bytes[i] !== QUOTE) return undefined;
+  const start = i + 1;
+  let end = start;
+  while (end < bytes.length && isCustomIdByte(bytes[end]!)) end += 1;
+  if (end === start || bytes[end] !== QUOTE) return undefined;
+  const after = skipSpace(bytes, end + 1);
+  if (bytes[after] !== COMMA && bytes[after] !== CLOSE_BRACE) return undefined;
+  if (options.mayRepeat && (bytes.includes(CUSTOM_ID_KEY, after) || bytes.includes(UNICODE_ESCAPE, after))) return undefined;
+  return bytes.toString('latin1', start, end);
+}
+
+/** [a-zA-Z0-9_-]: the bytes a custom_id is made of (DESIGN.md). */
+export const isCustomIdByte = (b: number) =>
+  (b >= 0x61 && b <= 0x7a) || (b >= 0x41 && b <= 0x5a) || (b >= 0x30 && b <= 0x39) || b === 0x5f || b === 0x2d;
