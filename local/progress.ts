@@ -4,7 +4,7 @@
  */
 import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { JobNotFound } from '../shared/jobs/prepare';
-import { hasEnded, jobProgress, type ProgressTotals } from '../shared/jobs/queries';
+import { hasEnded, jobProgress, noAttempts, type ProgressTotals } from '../shared/jobs/queries';
 
 export interface JobProgress extends Omit<ProgressTotals, 'status'> {
   /** undefined until RegisterJob has written the job record. */
@@ -19,16 +19,6 @@ export async function readJobProgress(dynamo: DynamoDBClient, table: string, job
     return { ...totals, ended: hasEnded(job) };
   } catch (error) {
     if (!(error instanceof JobNotFound)) throw error;
-    return {
-      jobId,
-      status: undefined,
-      ended: false,
-      chunksDone: 0,
-      chunksFailed: 0,
-      batches: 0,
-      retries: 0,
-      polls: 0,
-      attemptOutcomes: { succeeded: 0, errored: 0, expired: 0, canceled: 0 },
-    };
+    return { jobId, status: undefined, ended: false, ...noAttempts() };
   }
 }

@@ -119,6 +119,16 @@ export async function jobProgress(deps: Pick<QueryDeps, 'dynamo' | 'table'>, job
   return { job, chunks, totals: progressTotals(job, chunks) };
 }
 
+/** The attempt-derived counts of a job with no chunk yet (or no record). */
+export const noAttempts = () => ({
+  chunksDone: 0,
+  chunksFailed: 0,
+  batches: 0,
+  retries: 0,
+  polls: 0,
+  attemptOutcomes: { succeeded: 0, errored: 0, expired: 0, canceled: 0 },
+});
+
 export function progressTotals(job: JobItem, chunks: readonly ChunkItem[]): ProgressTotals {
   const totals: ProgressTotals = {
     jobId: job.jobId,
@@ -127,12 +137,7 @@ export function progressTotals(job: JobItem, chunks: readonly ChunkItem[]): Prog
     validRows: job.validRows,
     invalidRows: job.invalidRows,
     chunks: job.chunkCount,
-    chunksDone: 0,
-    chunksFailed: 0,
-    batches: 0,
-    retries: 0,
-    polls: 0,
-    attemptOutcomes: { succeeded: 0, errored: 0, expired: 0, canceled: 0 },
+    ...noAttempts(),
     rowsFinal: job.rowsFinal,
     counts: job.counts,
     costUsd: job.costUsd,
