@@ -12,7 +12,6 @@ import { LocalNames, resourcesOfType, type CfnTemplate } from './template';
 import { functionNameOf } from './asl';
 import { ENTRY_METADATA } from '../infra/metadata';
 
-
 /** Lambda's default when a function sets no Timeout. */
 const DEFAULT_TIMEOUT_SECONDS = 3;
 /** A state's input or output is capped at 256 KB in Step Functions; Lambda's own limit is higher. */
