@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { createRequire } from 'node:module';
 import { CreateBucketCommand, S3Client, PutBucketVersioningCommand } from '@aws-sdk/client-s3';
-import { CreateTableCommand, DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { CreateTableCommand, DescribeTableCommand, DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import type { Server } from 'node:http';
 import { TABLE_GSIS, TABLE_KEY } from '../shared/store/table';
 
@@ -138,7 +138,12 @@ export async function startDynamo(options: { port?: number } = {}): Promise<Loca
   };
 }
 
-/** Creates the pipeline's table with the key schema the stack defines (shared/store/table.ts). */
+/**
+ * Creates the pipeline's table with the key schema the stack defines (shared/store/table.ts), and
+ * returns once it is ACTIVE. CreateTable answers while the table is still CREATING, on dynalite as on
+ * AWS (dynalite flips it to ACTIVE on a timer, even with createTableMs 0), and every item call on a
+ * CREATING table fails with ResourceNotFoundException: under load the first putItem lost that race.
+ */
 export async function createPipelineTable(client: DynamoDBClient, tableName: string): Promise<void> {
   const attributes = new Set<string>([TABLE_KEY.partitionKey, TABLE_KEY.sortKey]);
   for (const gsi of TABLE_GSIS) {
@@ -164,4 +169,16 @@ export async function createPipelineTable(client: DynamoDBClient, tableName: str
       })),
     }),
   );
+  await waitUntilActive(client, tableName);
+}
+
+async function waitUntilActive(client: DynamoDBClient, tableName: string, timeoutMs = 30_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const { Table } = await client.send(new DescribeTableCommand({ TableName: tableName }));
+    const indexesActive = (Table?.GlobalSecondaryIndexes ?? []).every((index) => index.IndexStatus === 'ACTIVE');
+    if (Table?.TableStatus === 'ACTIVE' && indexesActive) return;
+    if (Date.now() > deadline) throw new Error(`table ${tableName} not ACTIVE after ${timeoutMs} ms (${Table?.TableStatus})`);
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
 }
