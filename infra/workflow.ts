@@ -67,6 +67,19 @@ export const OUTCOME_UNKNOWN_RETRY: sfn.RetryProps = {
   jitterStrategy: sfn.JitterType.NONE,
 };
 
+/**
+ * Another chunk attempt of the same size has a create not yet answered (shared/jobs/create-slot.ts;
+ * Submit has already waited 10 s in-process): wait for it, every 30 s for 40 minutes — longer than a
+ * holder's looks for a lost create (about 18 minutes) and than a dead holder's lease (30 minutes).
+ */
+export const CREATE_SLOT_BUSY_RETRY: sfn.RetryProps = {
+  errors: ['CreateSlotBusy'],
+  interval: Duration.seconds(30),
+  backoffRate: 1,
+  maxAttempts: 80,
+  jitterStrategy: sfn.JitterType.NONE,
+};
+
 /** The workspace's batch queue is full (429 on create): it drains as earlier batches end — wait up to ~8 h. */
 export const QUEUE_FULL_RETRY: sfn.RetryProps = {
   errors: ['BatchQueueFull'],
@@ -159,7 +172,7 @@ export class JobWorkflow extends Construct {
     const recordChunkFailure = task('RecordChunkFailure', fns['record-chunk-failure'], [RECORD_FAILURE_RETRY]).next(
       new sfn.Pass(this, 'ChunkFailed'),
     );
-    const submitChunk = task('SubmitChunk', fns['submit-chunk'], [API_RETRYABLE_RETRY, OUTCOME_UNKNOWN_RETRY, QUEUE_FULL_RETRY]);
+    const submitChunk = task('SubmitChunk', fns['submit-chunk'], [API_RETRYABLE_RETRY, OUTCOME_UNKNOWN_RETRY, CREATE_SLOT_BUSY_RETRY, QUEUE_FULL_RETRY]);
     const waitForBatch = new sfn.Wait(this, 'WaitForBatch', { time: sfn.WaitTime.secondsPath('$.waitSeconds') });
     const pollBatch = task('PollBatch', fns['poll-batch'], [API_RETRYABLE_RETRY]);
     const collectResults = task('CollectResults', fns['collect-results'], [API_RETRYABLE_RETRY]);

@@ -38,6 +38,8 @@ export interface BatchRecord {
   settlement: Settlement | null;
   /** Retrieve and results answer 404 until then (a fault: eventual consistency after create). */
   hiddenUntil: number;
+  /** How many more list calls leave the batch out (a fault: a list that lags behind create). */
+  listMissesLeft: number;
   /** How many more results requests get cut part-way. */
   resultsCutsLeft: number;
   /** Size of the results file, computed the first time a Range needs it. */
@@ -87,6 +89,7 @@ export class BatchStore {
       cancelAt: null,
       settlement: null,
       hiddenUntil: createdAt + (batchFaults.notFoundForSeconds ?? 0) * SECOND_MS,
+      listMissesLeft: batchFaults.hiddenFromListCalls ?? 0,
       resultsCutsLeft: batchFaults.cutResultsAfterBytes === undefined ? 0 : (batchFaults.cutResultsTimes ?? 1),
       resultsBytes: null,
     };
@@ -149,7 +152,8 @@ export class BatchStore {
     if (query.afterId !== null && query.beforeId !== null) {
       throw new ApiError(400, 'before_id and after_id cannot both be given');
     }
-    const newestFirst = [...this.batches.values()].reverse();
+    // A batch the list still lags behind on is left out of this call (and counted), as if not yet indexed.
+    const newestFirst = [...this.batches.values()].reverse().filter((batch) => batch.listMissesLeft <= 0 || batch.listMissesLeft-- <= 0);
     const cursor = query.afterId ?? query.beforeId;
     let start = 0;
     let end = Math.min(query.limit, newestFirst.length);

@@ -46,6 +46,11 @@ export interface BatchFaults extends OutcomeRates {
   cutResultsTimes?: number;
   /** Retrieve and results answer 404 for this many simulated seconds after create. */
   notFoundForSeconds?: number;
+  /**
+   * List calls leave the batch out this many times after its creation (counted per list call, so
+   * the lag is the same at any time scale): a list that lags behind create.
+   */
+  hiddenFromListCalls?: number;
 }
 
 export interface SimulatorOptions {
@@ -89,6 +94,8 @@ export interface SimulatorHandle {
   /** Change faults while running (e.g. turn on 529s for the next calls). */
   setHttpFaults(faults: HttpFault[]): void;
   setBatchFaults(faults: BatchFaults | undefined): void;
+  /** Drop the responses of the next `count` creates (as `dropCreateResponses`, from now on). */
+  dropCreateResponses(count: number): void;
   /** Batches created so far, in creation order (ids), and per-endpoint call counts. */
   stats(): { batchesCreated: string[]; calls: Record<Endpoint, number>; requestsCreated: number };
   stop(): Promise<void>;

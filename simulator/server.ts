@@ -98,6 +98,9 @@ export async function startSimulator(options: SimulatorOptions = {}): Promise<Si
     setBatchFaults: (faults) => {
       serverBatchFaults = faults;
     },
+    dropCreateResponses: (count) => {
+      state.dropCreateResponses = count;
+    },
     stats: () => ({
       batchesCreated: [...state.batchesCreated],
       calls: { ...state.calls } as Record<Endpoint, number>,

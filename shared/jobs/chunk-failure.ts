@@ -10,6 +10,7 @@ import type { PipelineConfig } from '../config';
 import { errorFields, quietObserver, type Observer } from '../observability';
 import { cancelBatch, mayRunUncanceled, recordCancelSent } from './cancel';
 import { describeFailure } from './fail';
+import { releaseCreateSlot } from './create-slot';
 import { attemptOf, isoAt, InvalidStateInput, parseChunkRef, readChunk, updateChunk, type ChunkRef } from './chunk-state';
 
 export interface StateError {
@@ -58,6 +59,10 @@ export async function recordChunkFailure(input: ChunkFailureInput, deps: ChunkFa
       observer.warn('cancel of the batch failed', { batchId: record.batchId, error: errorFields(error) });
     }
   }
+  // A create slot the attempt may hold is freed for the next attempt of its size; if the attempt's
+  // create went unanswered, the moment is noted, so no later holder adopts a batch it made.
+  const unanswered = record.intentAt !== '' && record.batchId === undefined;
+  await releaseCreateSlot(dynamo, config.table, record.rows, { jobId: input.jobId, chunk: input.chunk, attempt: record.attempt }, unanswered ? isoAt(now()) : undefined);
   // A Lambda error's cause reduced to its type and message, a JSON.parse quote of a request removed, ≤ 4 KB.
   const failure = describeFailure(input.error);
   await updateChunk(dynamo, config.table, chunk, { set: { status: 'failed', failure, updatedAt: isoAt(now()) } });

@@ -38,6 +38,7 @@ import {
   type ChunkRef,
 } from './chunk-state';
 import { rowBucketsOf, RowRecordWriter, type RowEntry } from './row-records';
+import { parseWireId, userResultLine } from './wire-ids';
 import {
   canceledBeforeSubmitDecision,
   decideRow,
@@ -98,6 +99,7 @@ export async function collectResults(input: CollectInput, deps: CollectDeps): Pr
   const positions = await requestPositions(s3, config.bucket, keys.chunkRequests(input.chunk, 1));
   const members: ReadonlyMap<string, number> | ReadonlySet<string> =
     input.attempt === 1 ? positions : await requestIds(s3, config.bucket, keys.chunkRequests(input.chunk, input.attempt));
+  const sent = new SentRequests(record.nonce, [...members.keys()]);
 
   // A fresh container has not seen this batch created: a 404 on its results soon after is transient.
   if (input.batchId !== null && record.createdAt) deps.api.rememberCreated(input.batchId, record.createdAt);
@@ -106,7 +108,7 @@ export async function collectResults(input: CollectInput, deps: CollectDeps): Pr
     if (input.batchId === null) {
       for (const customId of members.keys()) rows.record(customId, canceledBeforeSubmitDecision());
     } else {
-      await rows.collect(input.batchId, members, keys.chunkResults(input.chunk, input.attempt));
+      await rows.collect(input.batchId, sent, keys.chunkResults(input.chunk, input.attempt));
       for (const customId of members.keys()) if (!rows.seen.has(customId)) rows.record(customId, missingResultDecision());
     }
     await rows.flush();
@@ -214,6 +216,26 @@ async function writeRetryFile(input: CollectInput, retry: ReadonlySet<string>, d
   return { bytes: bodyBytes };
 }
 
+/** What one attempt sent: its requests' custom_ids in line order, and the nonce of their wire ids. */
+class SentRequests {
+  private readonly members: ReadonlySet<string>;
+
+  constructor(
+    /** Undefined for an attempt created before wire ids: its results carry the user's custom_ids. */
+    readonly nonce: string | undefined,
+    private readonly customIds: readonly string[],
+  ) {
+    this.members = new Set(customIds);
+  }
+
+  /** The user's custom_id a results line's custom_id stands for, or undefined when it is not one of ours. */
+  customIdOf(onWire: string): string | undefined {
+    if (this.nonce === undefined) return this.members.has(onWire) ? onWire : undefined;
+    const wire = parseWireId(onWire);
+    return wire?.nonce === this.nonce ? this.customIds[wire.index] : undefined;
+  }
+}
+
 /** Decides and records each row of one attempt; keeps the attempt's tallies. */
 class RowRecorder {
   readonly seen = new Set<string>();
@@ -262,28 +284,36 @@ class RowRecorder {
     this.prices = priceTableFromConfig(deps.config);
   }
 
-  /** Streams the batch's results into `key`, recording each row of `members` as its line arrives. */
-  async collect(batchId: string, members: { has(customId: string): boolean }, key: string): Promise<void> {
+  /**
+   * Streams the batch's results into `key`, recording each row of the attempt as its line arrives.
+   * A line stored is the API's, its custom_id the user's again; a line that is not provably one of
+   * the attempt's requests (another create's nonce, a row already seen) is counted and left out.
+   */
+  async collect(batchId: string, sent: SentRequests, key: string): Promise<void> {
     this.results = new ObjectWriter(this.deps.s3, this.deps.config.bucket, key);
     for await (const entry of this.deps.api.results(batchId)) {
-      const offset = this.results.bytes;
-      await this.results.writeLine(entry.raw);
-      const customId = entry.line.custom_id;
-      if (!members.has(customId) || this.seen.has(customId)) {
+      const customId = sent.customIdOf(entry.line.custom_id);
+      if (customId === undefined || this.seen.has(customId)) {
         this.foreign += 1;
         continue;
       }
       this.seen.add(customId);
+      const raw = sent.nonce === undefined ? entry.raw : userResultLine(entry.raw, customId);
+      const offset = this.results.bytes;
+      await this.results.writeLine(raw);
       this.record(customId, decideRow(entry.line.result, this.context), {
         ...this.usageAndCost(entry.line.result),
-        line: { offset, length: entry.raw.length + 1 },
+        line: { offset, length: raw.length + 1 },
       });
     }
     await this.results.finish();
     this.resultBytes = this.results.bytes;
     this.results = undefined;
     if (this.foreign > 0) {
-      this.observer.warn('result lines for custom_ids that are not rows of this attempt were ignored', { batchId, foreignLines: this.foreign });
+      // Every line foreign: the batch is not this attempt's (an adoption that guessed wrong). Its rows end missing_result.
+      const fields = { batchId, foreignLines: this.foreign, ownLines: this.seen.size };
+      if (this.seen.size === 0) this.observer.error('no result line is a request of this attempt: the batch is not its own', fields);
+      else this.observer.warn('result lines that are not requests of this attempt were left out', fields);
     }
   }
 

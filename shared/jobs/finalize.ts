@@ -59,7 +59,7 @@ import { isS3NotFound, ObjectWriter, putJson, readObject } from '../store/s3';
 import { BATCH_BODY_OVERHEAD, CustomIdSet, validateLine } from '../validation/request';
 import { requestEntries } from './chunk-files';
 import { InvalidStateInput, isoAt, jobKey, readJob } from './chunk-state';
-import { CHUNK_FAILED, decideRow, errorMessageOf, errorTypeOf, MISSING_RESULT, rowCostUsd, type ResultStatus } from './outcome';
+import { CHUNK_FAILED, CREATE_UNKNOWN, decideRow, errorMessageOf, errorTypeOf, MISSING_RESULT, rowCostUsd, type ResultStatus } from './outcome';
 import { LINE_SLACK_BYTES, openSource, sourceLines, type PrepareOutcome } from './prepare';
 import { rowBucketsOf, RowRecordWriter } from './row-records';
 
@@ -549,9 +549,9 @@ async function finalizeChunk(chunk: ChunkItem, job: JobItem, tally: Tally, outpu
           written = true;
         }
         if (!written) {
-          const row: ResultRow = { ...base, status: 'errored', error: { type: CHUNK_FAILED, message: failure.message } };
+          const row: ResultRow = { ...base, status: 'errored', error: { type: failure.type, message: failure.message } };
           await outputs.write(tally.add(row), { cause: failure.cause });
-          failedRowsOf(attempt, record.batchId).add({ customId, index, status: 'errored', final: true, errorType: CHUNK_FAILED });
+          failedRowsOf(attempt, record.batchId).add({ customId, index, status: 'errored', final: true, errorType: failure.type });
         }
       }
     }
@@ -804,9 +804,12 @@ async function writeResult(
   }
 }
 
-function chunkFailureText(chunk: ChunkItem): { message: string; cause: string } {
-  if (chunk.failure) return { message: `The chunk failed: ${chunk.failure.error}`, cause: chunk.failure.cause };
-  return { message: `The chunk did not finish (status ${chunk.status}).`, cause: `chunk ${chunk.chunk} ended in status ${chunk.status}` };
+function chunkFailureText(chunk: ChunkItem): { type: string; message: string; cause: string } {
+  if (chunk.failure?.error === 'CreateOutcomeUnknown') {
+    return { type: CREATE_UNKNOWN, message: `The batch create went unanswered and was not repeated: ${chunk.failure.cause}`, cause: chunk.failure.cause };
+  }
+  if (chunk.failure) return { type: CHUNK_FAILED, message: `The chunk failed: ${chunk.failure.error}`, cause: chunk.failure.cause };
+  return { type: CHUNK_FAILED, message: `The chunk did not finish (status ${chunk.status}).`, cause: `chunk ${chunk.chunk} ended in status ${chunk.status}` };
 }
 
 /**

@@ -11,6 +11,11 @@ import type { TerminalRowStatus } from '../store/items';
 export const MISSING_RESULT = 'missing_result';
 /** A row whose chunk failed before the row had a final result. */
 export const CHUNK_FAILED = 'chunk_failed';
+/**
+ * A row whose batch create went unanswered and whose batch could not be found: not created again,
+ * so as never to pay twice (shared/jobs/submit.ts).
+ */
+export const CREATE_UNKNOWN = 'create_unknown';
 
 export type ResultStatus = Exclude<TerminalRowStatus, 'invalid'>;
 

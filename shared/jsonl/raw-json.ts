@@ -138,6 +138,12 @@ const UNICODE_ESCAPE = Buffer.from('\\u');
  * `\u` escape that could spell one): JSON.parse takes the last of duplicate keys, and so did Prepare.
  */
 export function leadingCustomId(bytes: Buffer, options: { mayRepeat: boolean }): string | undefined {
+  const span = leadingCustomIdSpan(bytes, options);
+  return span && bytes.toString('latin1', span.start, span.end);
+}
+
+/** Where the leading custom_id's characters are (between its quotes), under leadingCustomId's rules. */
+export function leadingCustomIdSpan(bytes: Buffer, options: { mayRepeat: boolean }): { start: number; end: number } | undefined {
   let i = skipSpace(bytes, 0);
   if (bytes[i] !== OPEN_BRACE) return undefined;
   i = skipSpace(bytes, i + 1);
@@ -153,7 +159,35 @@ export function leadingCustomId(bytes: Buffer, options: { mayRepeat: boolean }):
   const after = skipSpace(bytes, end + 1);
   if (bytes[after] !== COMMA && bytes[after] !== CLOSE_BRACE) return undefined;
   if (options.mayRepeat && (bytes.includes(CUSTOM_ID_KEY, after) || bytes.includes(UNICODE_ESCAPE, after))) return undefined;
-  return bytes.toString('latin1', start, end);
+  return { start, end };
+}
+
+/**
+ * The raw value of the top-level member `wanted` (a JSON-encoded key) as JSON.parse would take it:
+ * the last of duplicate keys. Undefined when absent, or when a key is written with an escape (it
+ * might spell `wanted`): the caller then parses.
+ */
+export function lastMemberValue(json: Buffer, wanted: Buffer): Buffer | undefined {
+  let i = skipSpace(json, 0);
+  if (json[i] !== OPEN_BRACE) return undefined;
+  i = skipSpace(json, i + 1);
+  if (json[i] === CLOSE_BRACE) return undefined;
+  let found: Buffer | undefined;
+  for (;;) {
+    if (json[i] !== QUOTE) return undefined;
+    const keyEnd = stringEnd(json, i);
+    if (json.subarray(i, keyEnd).includes(BACKSLASH)) return undefined;
+    const matches = keyEnd - i === wanted.length && json.compare(wanted, 0, wanted.length, i, keyEnd) === 0;
+    i = skipSpace(json, keyEnd);
+    if (json[i] !== COLON) return undefined;
+    const start = skipSpace(json, i + 1);
+    const end = valueEnd(json, start);
+    if (matches) found = json.subarray(start, end);
+    i = skipSpace(json, end);
+    if (json[i] === CLOSE_BRACE) return found;
+    if (json[i] !== COMMA) return undefined;
+    i = skipSpace(json, i + 1);
+  }
 }
 
 /** [a-zA-Z0-9_-]: the bytes a custom_id is made of (DESIGN.md). */

@@ -9,6 +9,8 @@
  *          partitions spread the writes, and a row is found by one Query on its bucket.
  * - Batch claim: pk `BATCH#<batchId>`, sk `BATCH` — which job/chunk/attempt owns a batch; written
  *          conditionally, so two chunks can never adopt the same batch.
+ * - Create slot: pk `CREATE#<requests>`, sk `CREATE` — the one chunk attempt whose create of that
+ *          many requests may be unanswered (shared/jobs/create-slot.ts).
  * - GSI `byStatus` (gsi1pk `JOBS`, gsi1sk `<createdAt>#<jobId>`) on job records: recent jobs.
  */
 
@@ -23,6 +25,8 @@ export const rowPageSk = (chunk: number, attempt: number, writer: RowPageWriter,
   `${String(chunk).padStart(5, '0')}#${String(attempt).padStart(3, '0')}#${writer}${String(part).padStart(3, '0')}`;
 export const batchPk = (batchId: string) => `BATCH#${batchId}`;
 export const BATCH_SK = 'BATCH';
+export const createSlotPk = (requests: number) => `CREATE#${requests}`;
+export const CREATE_SLOT_SK = 'CREATE';
 export const JOBS_GSI = 'byCreated';
 export const JOBS_GSI_PK = 'JOBS';
 
@@ -108,6 +112,17 @@ export interface ChunkAttempt {
    * batch. '' until Submit first runs for the attempt.
    */
   intentAt: string;
+  /**
+   * The nonce of the create made under intentAt: the API sees the attempt's requests as
+   * `<nonce>-<line>` (shared/jobs/wire-ids.ts). Absent on attempts submitted before wire ids.
+   */
+  nonce?: string;
+  /** When the create under intentAt failed without an answer (ISO, local clock): no create of it can land later than this. */
+  lostAt?: string;
+  /** Looks for the batch of that create that found nothing (Submit gives up after a bounded number). */
+  looks?: number;
+  /** When Submit last sent a probe batch to show the list current past that create (shared/jobs/create-probe.ts). */
+  probeAt?: string;
   batchId?: string;
   createdAt?: string;
   expiresAt?: string;
@@ -206,5 +221,32 @@ export interface BatchClaimItem {
   chunk: number;
   attempt: number;
   claimedAt: string;
+  /** When the claiming attempt's create was sent (its intentAt, local clock): proves a list current past a lost create. */
+  intentAt?: string;
+  ttl?: number;
+}
+
+/**
+ * The create slot of a request count: the one chunk attempt of this stack whose create of that many
+ * requests may be unanswered. Held from the intent until the batch is recorded (or the create is
+ * proven to have made none, or given up), so a batch found by request count while adopting can only
+ * be the holder's: equal-size chunks never claim each other's batch.
+ */
+export interface CreateSlotItem {
+  pk: string;
+  sk: typeof CREATE_SLOT_SK;
+  type: 'create-slot';
+  requests: number;
+  /** The holder; absent while the slot is free. */
+  jobId?: string;
+  chunk?: number;
+  attempt?: number;
+  /** Epoch ms (local clock) after which a holder that never came back loses the slot. */
+  heldUntil: number;
+  /**
+   * When a holder last gave up on a create it could not find (ISO, local clock): a batch of this
+   * size made before then may be that create's, and is never adopted by a later holder.
+   */
+  abandonedAt?: string;
   ttl?: number;
 }

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import type { ErrorRow, ResultRow } from '../../shared/jobs/finalize';
-import { batchOutcomes, ids, readJsonl, request, useLocalStack, withOutcome, writeRequests } from './support';
+import { batchOutcomes, chunksOf, ids, readJsonl, request, useLocalStack, withOutcome, writeRequests } from './support';
 
 describe('retries, end to end', () => {
   // The first batch: some rows overloaded, some invalid, some left to expire; later batches are clean.
@@ -22,14 +22,21 @@ describe('retries, end to end', () => {
 
     const [first, second, ...more] = under.stack.simulator!.stats().batchesCreated;
     expect(more).toEqual([]);
-    const firstOutcomes = await batchOutcomes(under.stack, first!);
+    // One chunk: its attempt 1 made the first batch, attempt 2 the second.
+    const [chunk, ...otherChunks] = await chunksOf(under.stack, jobId);
+    expect(otherChunks).toEqual([]);
+    expect(chunk!.attempts.map((attempt) => [attempt.attempt, attempt.batchId])).toEqual([
+      [1, first],
+      [2, second],
+    ]);
+    const firstOutcomes = await batchOutcomes(under.stack, jobId, 0, 1);
     const overloaded = withOutcome(firstOutcomes, 'errored:overloaded_error');
     const invalid = withOutcome(firstOutcomes, 'errored:invalid_request_error');
     const expired = withOutcome(firstOutcomes, 'expired');
     const retried = [...overloaded, ...expired].sort();
     // The seeded faults hit every kind of row: the assertions below cover each one.
     expect([overloaded.length > 0, invalid.length > 0, expired.length > 0]).toEqual([true, true, true]);
-    expect([...(await batchOutcomes(under.stack, second!)).keys()].sort()).toEqual(retried);
+    expect([...(await batchOutcomes(under.stack, jobId, 0, 2)).keys()].sort()).toEqual(retried);
 
     expect(outcome.status).toBe('succeeded');
     const results = await readJsonl<ResultRow>(under.stack, outcome.keys.results);

@@ -7,8 +7,10 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll } from 'vitest';
-import type { RowRecord } from '../../shared/store/items';
-import { readJob } from '../../shared/jobs/chunk-state';
+import { CHUNK_SK_PREFIX, jobPk, type ChunkItem, type RowRecord } from '../../shared/store/items';
+import { queryPartition } from '../../shared/store/dynamo';
+import { attemptOf, readChunk, readJob } from '../../shared/jobs/chunk-state';
+import { jobKeys } from '../../shared/store/keys';
 import { readRowRecord } from '../../shared/jobs/row-records';
 import type { BatchResultLine } from '../../shared/anthropic/types';
 import { LOCAL_API_KEY, startLocalStack, type LocalEvent, type LocalStack, type LocalStackOptions } from '../../local/runtime';
@@ -90,17 +92,78 @@ export function nextEvent<E extends LocalEvent>(under: StackUnderTest, test: (ev
   });
 }
 
-/** A batch's results as the simulator serves them: custom_id → outcome (`errored:<type>` for errors). */
-export async function batchOutcomes(stack: LocalStack, batchId: string): Promise<Map<string, string>> {
+/** The job's chunk records, in chunk order (attempts with their batch ids and nonces). */
+export async function chunksOf(stack: LocalStack, jobId: string): Promise<ChunkItem[]> {
+  const chunks: ChunkItem[] = [];
+  for await (const chunk of queryPartition<ChunkItem>(stack.dynamo, stack.table, jobPk(jobId), CHUNK_SK_PREFIX)) chunks.push(chunk);
+  return chunks;
+}
+
+/** One line of a batch's results as the API served it, with the user's custom_id in place of the wire id. */
+export interface ServedLine {
+  /** The user's custom_id: the requests file's line the wire id names. */
+  customId: string;
+  /** The custom_id the API saw and served: `<nonce>-<line index, base 36>` (shared/jobs/wire-ids.ts). */
+  wireId: string;
+  /** The line as served, every byte kept but the custom_id's value, which is the user's. */
+  raw: string;
+  line: BatchResultLine;
+}
+
+/**
+ * The results the simulator serves for the batch of one chunk attempt (as recorded on the chunk),
+ * mapped back to the user's custom_ids. Submit sends request n of the attempt's requests file
+ * (jobKeys(jobId).chunkRequests) as `<attempt nonce>-<n base 36>`; every served line must carry that
+ * nonce and name a line of the file, once. `text` is the served file with only each custom_id's
+ * value swapped for the user's: what Collect stores, byte for byte.
+ */
+export async function servedResults(
+  stack: LocalStack,
+  jobId: string,
+  chunk: number,
+  attempt: number,
+): Promise<{ batchId: string; text: string; lines: ServedLine[] }> {
+  const { record } = attemptOf(await readChunk(stack.dynamo, stack.table, jobId, chunk), attempt);
+  const { batchId, nonce } = record;
+  if (!batchId || !nonce) throw new Error(`chunk ${chunk} attempt ${attempt} of ${jobId} has no batch with a nonce recorded`);
+  const sent = (await readJsonl<{ custom_id: string }>(stack, jobKeys(jobId).chunkRequests(chunk, attempt))).map((row) => row.custom_id);
   const response = await fetch(`${stack.simulator!.url}/v1/messages/batches/${batchId}/results`, {
     headers: { 'x-api-key': LOCAL_API_KEY, 'anthropic-version': '2023-06-01' },
   });
   if (!response.ok) throw new Error(`results of ${batchId}: HTTP ${response.status}`);
+  const lines: ServedLine[] = [];
+  const seen = new Set<number>();
+  const text = (await response.text())
+    .split('\n')
+    .map((raw) => {
+      if (raw === '') return raw;
+      const wireId = (JSON.parse(raw) as BatchResultLine).custom_id;
+      const wire = /^([0-9a-f]{16})-([0-9a-z]+)$/.exec(wireId);
+      const index = wire ? parseInt(wire[2]!, 36) : -1;
+      if (wire?.[1] !== nonce || sent[index] === undefined || seen.has(index)) {
+        throw new Error(`${batchId} served custom_id ${wireId}: not a request of chunk ${chunk} attempt ${attempt} (nonce ${nonce}, ${sent.length} requests), or served twice`);
+      }
+      seen.add(index);
+      const prefix = `{"custom_id":${JSON.stringify(wireId)}`;
+      if (!raw.startsWith(prefix)) throw new Error(`${batchId} served a line that does not start with its custom_id: ${raw.slice(0, 80)}`);
+      const customId = sent[index]!;
+      const mapped = `{"custom_id":${JSON.stringify(customId)}${raw.slice(prefix.length)}`;
+      lines.push({ customId, wireId, raw: mapped, line: { ...(JSON.parse(raw) as BatchResultLine), custom_id: customId } });
+      return mapped;
+    })
+    .join('\n');
+  return { batchId, text, lines };
+}
+
+/**
+ * The results of one chunk attempt's batch as the simulator serves them (see servedResults):
+ * the user's custom_id → outcome (`errored:<type>` for errors).
+ */
+export async function batchOutcomes(stack: LocalStack, jobId: string, chunk: number, attempt: number): Promise<Map<string, string>> {
   const outcomes = new Map<string, string>();
-  for (const line of (await response.text()).split('\n')) {
-    if (line.trim() === '') continue;
-    const { custom_id, result } = JSON.parse(line) as BatchResultLine;
-    outcomes.set(custom_id, result.type === 'errored' ? `errored:${result.error.error.type}` : result.type);
+  for (const { customId, line } of (await servedResults(stack, jobId, chunk, attempt)).lines) {
+    const { result } = line;
+    outcomes.set(customId, result.type === 'errored' ? `errored:${result.error.error.type}` : result.type);
   }
   return outcomes;
 }

@@ -6,8 +6,7 @@
 import { describe, expect, it } from 'vitest';
 import type { LocalEvent } from '../../local/runtime';
 import { jobKeys } from '../../shared/store/keys';
-import { LOCAL_API_KEY } from '../../local/runtime';
-import { ids, readText, useLocalStack } from '../e2e/support';
+import { ids, readText, servedResults, useLocalStack } from '../e2e/support';
 import { chunkRecords, comparable, expectEveryRowOnce, expectOneBatchPerAttempt, runJob, type JobRun } from './support';
 
 describe('recoverable faults on the local pipeline', () => {
@@ -43,13 +42,12 @@ describe('recoverable faults on the local pipeline', () => {
     expect(run.outcome.status).toBe('succeeded');
     expectEveryRowOnce(run, customIds);
     await expectOneBatchPerAttempt(under.stack, run);
-    // What Collect stored is the API's results file byte for byte: no line lost, none twice.
+    // What Collect stored is the API's results file byte for byte, but for each custom_id, which is
+    // the user's again: no line lost, none twice.
     for (const chunk of await chunkRecords(under.stack, run.jobId)) {
-      const batchId = chunk.attempts[0]!.batchId!;
-      const served = await fetch(`${under.stack.simulator!.url}/v1/messages/batches/${batchId}/results`, {
-        headers: { 'x-api-key': LOCAL_API_KEY, 'anthropic-version': '2023-06-01' },
-      }).then((response) => response.text());
-      expect(await readText(under.stack, jobKeys(run.jobId).chunkResults(chunk.chunk, 1))).toBe(served);
+      const served = await servedResults(under.stack, run.jobId, chunk.chunk, 1);
+      expect(served.lines).toHaveLength(4);
+      expect(await readText(under.stack, jobKeys(run.jobId).chunkResults(chunk.chunk, 1))).toBe(served.text);
     }
     expect(comparable(run.results)).toEqual(comparable(ref.results));
   });

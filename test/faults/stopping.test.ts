@@ -5,10 +5,10 @@
 import { describe, expect, it } from 'vitest';
 import { LambdaFunctionError } from '../../local/lambda';
 import type { LocalEvent } from '../../local/runtime';
-import { getItem, updateItem } from '../../shared/store/dynamo';
-import { JOB_SK, jobPk, type JobItem } from '../../shared/store/items';
+import { getItem, putItem, updateItem } from '../../shared/store/dynamo';
+import { CREATE_SLOT_SK, createSlotPk, JOB_SK, jobPk, type JobItem } from '../../shared/store/items';
 import { ids, nextEvent, request, until, useLocalStack, writeRequests } from '../e2e/support';
-import { expectEveryRowOnce, expectOneBatchPerAttempt, interceptTask, runJob, simulatorBatch } from './support';
+import { chunkRecords, expectEveryRowOnce, expectOneBatchPerAttempt, interceptTask, runJob, simulatorBatch } from './support';
 
 describe('stopping jobs with batches in flight, on the local pipeline', () => {
   // Two chunks a job; the second batch the stack creates never finishes on its own.
@@ -80,10 +80,16 @@ describe('stopping jobs with batches in flight, on the local pipeline', () => {
     const file = await writeRequests(under, 'failing.jsonl', ids('row', 8).map(request));
     const before = under.stack.simulator!.stats().batchesCreated.length;
     // Chunk 0's poll crashes, and so does the RecordChunkFailure that catches it: nothing in the
-    // chunk catches that, so the Map fails and the job's Catch (MarkJobFailed) takes over.
+    // chunk catches that, so the Map fails and the job's Catch (MarkJobFailed) takes over. The crash
+    // waits until both chunks' batches exist: the chunks are of one size, so one create waits for
+    // the other's answer (the create slot), and without the wait the job could fail before the
+    // second batch is made.
     const crash = (state: string) => new LambdaFunctionError('Runtime.ExitError', `${state}: the runtime exited (injected)`);
     const undoPoll = interceptTask(under.stack, 'PollBatch', async (input, invoke) => {
-      if ((input as { Payload?: { chunk?: number } }).Payload?.chunk === 0 || (input as { chunk?: number }).chunk === 0) throw crash('PollBatch');
+      if ((input as { Payload?: { chunk?: number } }).Payload?.chunk === 0 || (input as { chunk?: number }).chunk === 0) {
+        await until(async () => under.stack.simulator!.stats().batchesCreated.length - before === 2);
+        throw crash('PollBatch');
+      }
       return invoke(input);
     });
     const undoRecord = interceptTask(under.stack, 'RecordChunkFailure', async () => {
@@ -102,5 +108,45 @@ describe('stopping jobs with batches in flight, on the local pipeline', () => {
     const batches = under.stack.simulator!.stats().batchesCreated.slice(before);
     expect(batches).toHaveLength(2);
     await expectAllEnded(batches);
+  });
+
+  it('creates nothing when the job fails while a Submit waits for the create slot', async () => {
+    under.stack.simulator!.setBatchFaults({ stall: true });
+    // Another attempt's create of 4 requests is unanswered: its slot is held (shared/jobs/create-slot.ts).
+    const slot = { pk: createSlotPk(4), sk: CREATE_SLOT_SK };
+    await putItem(under.stack.dynamo, under.stack.table, { ...slot, type: 'create-slot', requests: 4, jobId: 'elsewhere', chunk: 0, attempt: 1, heldUntil: Date.now() + 3_600_000 });
+    const file = await writeRequests(under, 'failing-while-waiting.jsonl', ids('row', 8).map(request));
+    const before = under.stack.simulator!.stats().batchesCreated.length;
+    // Chunk 1's Submit waits for the slot; chunk 0's crashes once chunk 1's has started, and so does
+    // the RecordChunkFailure that catches it: the Map fails, MarkJobFailed sweeps a job with no batch.
+    const chunkOf = (input: unknown) => (input as { Payload?: { chunk?: number } }).Payload?.chunk ?? (input as { chunk?: number }).chunk;
+    const crash = (state: string) => new LambdaFunctionError('Runtime.ExitError', `${state}: the runtime exited (injected)`);
+    let waiting: Promise<unknown> | undefined;
+    const undoSubmit = interceptTask(under.stack, 'SubmitChunk', async (input, invoke) => {
+      if (chunkOf(input) !== 0) return (waiting = invoke(input));
+      await until(async () => waiting !== undefined);
+      throw crash('SubmitChunk');
+    });
+    const undoRecord = interceptTask(under.stack, 'RecordChunkFailure', async () => {
+      throw crash('RecordChunkFailure');
+    });
+    const jobId = await under.stack.submitFile(file);
+    const { executionArn } = await registered(jobId);
+    const ended = await under.stack.stepFunctions.describe(executionArn)!.done;
+    undoSubmit();
+    undoRecord();
+
+    expect(ended.status).toBe('FAILED');
+    expect((await jobRecord(jobId))?.status).toBe('failed');
+    expect(under.stack.simulator!.stats().batchesCreated.slice(before)).toEqual([]);
+    // The slot comes free while the Submit still waits (a Lambda runs on after its execution failed).
+    await updateItem(under.stack.dynamo, under.stack.table, slot, { set: { heldUntil: 0 }, remove: ['jobId', 'chunk', 'attempt'] });
+    await waiting!.catch(() => undefined);
+    under.stack.simulator!.setBatchFaults(undefined);
+
+    // Once it has the slot, Submit sees the job stopped and creates nothing.
+    expect(under.stack.simulator!.stats().batchesCreated.slice(before)).toEqual([]);
+    const [, chunk1] = await chunkRecords(under.stack, jobId);
+    expect(chunk1!.attempts.map((attempt) => attempt.batchId)).toEqual([undefined]);
   });
 });

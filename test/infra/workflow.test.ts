@@ -89,6 +89,13 @@ const OUTCOME_UNKNOWN_RETRY = {
   MaxDelaySeconds: 300,
   JitterStrategy: 'NONE',
 };
+const CREATE_SLOT_BUSY_RETRY = {
+  ErrorEquals: ['CreateSlotBusy'],
+  IntervalSeconds: 30,
+  BackoffRate: 1,
+  MaxAttempts: 80,
+  JitterStrategy: 'NONE',
+};
 const catchTo = (next: string) => [{ ErrorEquals: ['States.ALL'], ResultPath: '$.error', Next: next }];
 
 /** Every transition out of a state: Next, Choice branches and Default, Catch targets. */
@@ -210,7 +217,7 @@ describe('the job state machine', () => {
       PrepareJob: [LAMBDA_RETRY, CRASH_RETRY, STORAGE_RETRY],
       FinalizeJob: [LAMBDA_RETRY, CRASH_RETRY, STORAGE_RETRY],
       MarkJobFailed: [LAMBDA_RETRY, CRASH_RETRY, STORAGE_RETRY],
-      SubmitChunk: [LAMBDA_RETRY, CRASH_RETRY, STORAGE_RETRY, API_RETRYABLE_RETRY, OUTCOME_UNKNOWN_RETRY, QUEUE_FULL_RETRY],
+      SubmitChunk: [LAMBDA_RETRY, CRASH_RETRY, STORAGE_RETRY, API_RETRYABLE_RETRY, OUTCOME_UNKNOWN_RETRY, CREATE_SLOT_BUSY_RETRY, QUEUE_FULL_RETRY],
       PollBatch: [LAMBDA_RETRY, CRASH_RETRY, STORAGE_RETRY, API_RETRYABLE_RETRY],
       CollectResults: [LAMBDA_RETRY, CRASH_RETRY, STORAGE_RETRY, API_RETRYABLE_RETRY],
       RecordChunkFailure: [LAMBDA_RETRY, CRASH_RETRY, STORAGE_RETRY, RECORD_FAILURE_RETRY],

@@ -1,13 +1,15 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { GetObjectCommand } from '@aws-sdk/client-s3';
-import type { BatchRequest, BatchResultLine } from '../../shared/anthropic/types';
+import type { BatchRequest, BatchResultLine, MessageBatch } from '../../shared/anthropic/types';
 import type { PipelineConfig } from '../../shared/config';
 import { queryPartition, updateItem } from '../../shared/store/dynamo';
-import { chunkSk, JOB_SK, jobPk, rowPagePk, type RowPageItem } from '../../shared/store/items';
+import { chunkSk, JOB_SK, jobPk, rowPagePk, type ChunkAttempt, type RowPageItem } from '../../shared/store/items';
+import { jobKeys } from '../../shared/store/keys';
 import { collectResults, type CollectDeps } from '../../shared/jobs/collect';
 import { pollBatch } from '../../shared/jobs/poll';
 import { submitChunk } from '../../shared/jobs/submit';
+import type { LogFields, Observer } from '../../shared/observability';
 import { localDynamoClient } from '../../local/emulators';
 import { useLocalAws } from '../support/aws';
 import {
@@ -62,11 +64,31 @@ describe('collectResults', () => {
     return ref;
   }
 
-  /** Every results line of a batch, straight from the API. */
-  async function apiLines(batchId: string): Promise<{ raw: string; line: BatchResultLine }[]> {
-    const lines = [];
-    for await (const entry of ctx.api.results(batchId)) lines.push({ raw: entry.raw.toString('utf8'), line: entry.line });
+  /**
+   * Every results line of an attempt's batch, straight from the API, read back with the user's
+   * custom_ids: the API sees request n of the attempt as `<nonce>-<n in base 36>`, and `wire` is that id.
+   */
+  async function apiLines(ref: { jobId: string; chunk: number; attempt: number; batchId: string | null }) {
+    const { nonce } = (await readChunkItem(aws, ref.jobId, ref.chunk)).attempts[ref.attempt - 1]!;
+    const sent = await readJsonl<BatchRequest>(aws, jobKeys(ref.jobId).chunkRequests(ref.chunk, ref.attempt));
+    const userIds = new Map(sent.map((r, n) => [`${nonce}-${n.toString(36)}`, r.custom_id]));
+    const lines: { wire: string; raw: string; line: BatchResultLine }[] = [];
+    for await (const entry of ctx.api.results(ref.batchId!)) {
+      const wire = entry.line.custom_id;
+      const customId = userIds.get(wire);
+      const raw = entry.raw.toString('utf8');
+      const prefix = `{"custom_id":"${wire}",`;
+      if (customId === undefined || !raw.startsWith(prefix)) throw new Error(`not a results line of attempt ${ref.attempt}'s wire ids: ${raw.slice(0, 60)}`);
+      lines.push({ wire, raw: `{"custom_id":"${customId}",${raw.slice(prefix.length)}`, line: { ...entry.line, custom_id: customId } });
+    }
     return lines;
+  }
+
+  /** Records `batch` on the chunk's first attempt, as Submit would (with `nonce`, as a create since wire ids would). */
+  async function recordBatchOn(job: SeededJob, batch: MessageBatch, nonce?: string) {
+    const chunk = await readChunkItem(aws, job.jobId, 0);
+    const attempt: ChunkAttempt = { ...chunk.attempts[0]!, batchId: batch.id, createdAt: batch.created_at, expiresAt: batch.expires_at, nonce };
+    await updateItem(aws.dynamo, aws.table, { pk: jobPk(job.jobId), sk: chunkSk(0) }, { set: { attempts: [attempt] } });
   }
 
   async function readRange(key: string, offset: number, length: number): Promise<string> {
@@ -74,7 +96,7 @@ describe('collectResults', () => {
     return response.Body!.transformToString('utf8');
   }
 
-  it('stores the results as sent and records every row as final, with usage, cost and where its line is', async () => {
+  it('stores the results as sent, with the user’s custom_id, and records every row as final, with usage, cost and where its line is', async () => {
     const rows = requests(3, 'ok');
     const job = await seedJob(aws, { chunks: [rows] });
     const ref = await runBatch(job);
@@ -82,7 +104,9 @@ describe('collectResults', () => {
     expect(await collectResults(ref, deps())).toEqual({ jobId: job.jobId, chunk: 0, attempt: 1, retry: false, retryWaitSeconds: 0 });
 
     const key = job.keys.chunkResults(0, 1);
-    const sent = await apiLines(ref.batchId!);
+    const sent = await apiLines(ref);
+    const { nonce } = (await readChunkItem(aws, job.jobId, 0)).attempts[0]!;
+    expect(sent.map((l) => l.wire).sort()).toEqual([`${nonce}-0`, `${nonce}-1`, `${nonce}-2`]);
     expect(await readText(aws, key)).toBe(sent.map((l) => l.raw + '\n').join(''));
     for (const [index, { custom_id }] of rows.entries()) {
       const row = (await readRow(aws, job.jobId, custom_id))!;
@@ -131,7 +155,7 @@ describe('collectResults', () => {
     const first = await runBatch(job, { errored: { overloaded_error: 0.3 }, expired: 0.3 }, DAY + 60);
     const out = await collectResults(first, deps());
 
-    const sent = await apiLines(first.batchId!);
+    const sent = await apiLines(first);
     const outcome = (id: string) => sent.find((l) => l.line.custom_id === id)!.line.result;
     const transient = (id: string) => {
       const result = outcome(id);
@@ -212,26 +236,81 @@ describe('collectResults', () => {
     for (const r of job.chunks[0]!) expect((await readRow(aws, job.jobId, r.custom_id))!.final).toBe(true);
   });
 
-  it('records rows the batch returned no line for as missing_result, and ignores lines for strangers', async () => {
+  it('for an attempt created before wire ids (results carry the user’s custom_ids), records rows without a line as missing_result and leaves lines for strangers out', async () => {
     const rows = requests(3, 'gap');
     const job = await seedJob(aws, { chunks: [rows] });
-    // The batch holds the first two rows and someone else's request, not the third row.
+    // The batch holds the first two rows and someone else's request, not the third row; the attempt has no nonce.
     const batch = await ctx.api.create([rows[0]!, rows[1]!, request('stranger')]);
-    const chunk = await readChunkItem(aws, job.jobId, 0);
-    await updateItem(aws.dynamo, aws.table, { pk: jobPk(job.jobId), sk: chunkSk(0) }, {
-      set: { attempts: [{ ...chunk.attempts[0]!, batchId: batch.id, createdAt: batch.created_at, expiresAt: batch.expires_at }] },
-    });
+    await recordBatchOn(job, batch);
     ctx.sim.advance(120);
 
     await collectResults({ jobId: job.jobId, chunk: 0, attempt: 1, batchId: batch.id }, deps());
     expect(await readRow(aws, job.jobId, rows[2]!.custom_id)).toMatchObject({ status: 'errored', final: true, errorType: 'missing_result', index: 2 });
     expect((await readRow(aws, job.jobId, rows[2]!.custom_id))!.result).toBeUndefined();
     expect(await readRow(aws, job.jobId, 'stranger')).toBeUndefined();
-    expect((await readJsonl(aws, job.keys.chunkResults(0, 1))).map((l) => l.custom_id).sort()).toEqual([rows[0]!.custom_id, rows[1]!.custom_id, 'stranger']);
+    const served: string[] = [];
+    for await (const entry of ctx.api.results(batch.id)) if (entry.line.custom_id !== 'stranger') served.push(entry.raw.toString('utf8') + '\n');
+    expect(await readText(aws, job.keys.chunkResults(0, 1))).toBe(served.join(''));
+    expect((await readJsonl(aws, job.keys.chunkResults(0, 1))).map((l) => l.custom_id).sort()).toEqual([rows[0]!.custom_id, rows[1]!.custom_id]);
     expect((await readChunkItem(aws, job.jobId, 0)).attempts[0]).toMatchObject({
       missingRows: 1,
       counts: { succeeded: 2, errored: 1, expired: 0, canceled: 0 },
     });
+  });
+
+  const OURS = '0123456789abcdef';
+  const THEIRS = 'fedcba9876543210';
+  /** A request as the API sees it: the wire id in place of the user's. */
+  const onWire = (r: BatchRequest, wire: string): BatchRequest => ({ ...r, custom_id: wire });
+
+  it('leaves out every line of another create’s nonce: its rows end missing_result, and nothing is stored for them', async () => {
+    const rows = requests(3, 'theirs');
+    const job = await seedJob(aws, { chunks: [rows] });
+    // The batch of another create of the same requests (an adoption that guessed wrong): same lines, another nonce.
+    const batch = await ctx.api.create(rows.map((r, n) => onWire(r, `${THEIRS}-${n}`)));
+    await recordBatchOn(job, batch, OURS);
+    ctx.sim.advance(120);
+    const log = logRecorder();
+
+    await collectResults({ jobId: job.jobId, chunk: 0, attempt: 1, batchId: batch.id }, deps({ observer: log }));
+    for (const [index, r] of rows.entries()) {
+      const row = await readRow(aws, job.jobId, r.custom_id);
+      expect(row).toMatchObject({ status: 'errored', final: true, errorType: 'missing_result', index, batchId: batch.id });
+      expect(row!.result).toBeUndefined();
+    }
+    expect(await readText(aws, job.keys.chunkResults(0, 1))).toBe('');
+    expect((await readChunkItem(aws, job.jobId, 0)).attempts[0]).toMatchObject({ missingRows: 3, counts: { succeeded: 0, errored: 3, expired: 0, canceled: 0 } });
+    expect(log.lines.filter((l) => l.level !== 'info')).toEqual([
+      { level: 'error', message: 'no result line is a request of this attempt: the batch is not its own', fields: { batchId: batch.id, foreignLines: 3, ownLines: 0 } },
+    ]);
+  });
+
+  it('leaves out lines of its own nonce that name no request it sent, or a request already seen', async () => {
+    const rows = requests(3, 'odd');
+    const job = await seedJob(aws, { chunks: [rows] });
+    // Rows 0 and 1, a line past the attempt's 3 requests (5), and row 0 again (`-00` is line 0 too); no line for row 2.
+    const wires = [`${OURS}-0`, `${OURS}-1`, `${OURS}-5`, `${OURS}-00`];
+    const batch = await ctx.api.create(wires.map((wire, i) => onWire(rows[i % 3]!, wire)));
+    await recordBatchOn(job, batch, OURS);
+    ctx.sim.advance(120);
+    const log = logRecorder();
+
+    await collectResults({ jobId: job.jobId, chunk: 0, attempt: 1, batchId: batch.id }, deps({ observer: log }));
+    // Stored: the first line served for row 0, and row 1's, each with the user's id in place of the wire id.
+    const userIdOf = new Map([[`${OURS}-0`, rows[0]!.custom_id], [`${OURS}-00`, rows[0]!.custom_id], [`${OURS}-1`, rows[1]!.custom_id]]);
+    const stored = new Map<string, string>();
+    for await (const { raw, line } of ctx.api.results(batch.id)) {
+      const customId = userIdOf.get(line.custom_id);
+      if (customId !== undefined && !stored.has(customId)) stored.set(customId, raw.toString('utf8').replace(`"${line.custom_id}"`, `"${customId}"`) + '\n');
+    }
+    expect([...stored.keys()].sort()).toEqual([rows[0]!.custom_id, rows[1]!.custom_id]);
+    expect(await readText(aws, job.keys.chunkResults(0, 1))).toBe([...stored.values()].join(''));
+    expect(await readRow(aws, job.jobId, rows[0]!.custom_id)).toMatchObject({ status: 'succeeded', index: 0 });
+    expect(await readRow(aws, job.jobId, rows[1]!.custom_id)).toMatchObject({ status: 'succeeded', index: 1 });
+    expect(await readRow(aws, job.jobId, rows[2]!.custom_id)).toMatchObject({ status: 'errored', errorType: 'missing_result', index: 2 });
+    expect(log.lines.filter((l) => l.level !== 'info')).toEqual([
+      { level: 'warn', message: 'result lines that are not requests of this attempt were left out', fields: { batchId: batch.id, foreignLines: 2, ownLines: 2 } },
+    ]);
   });
 
   it('keeps the tokens of a model without a price, leaves its cost out and notes the model', async () => {
@@ -254,7 +333,7 @@ describe('collectResults', () => {
 
     await collectResults(ref, deps());
     expect(ctx.sim.stats().calls.results).toBe(resultsCalls + 3);
-    const whole = await apiLines(ref.batchId!);
+    const whole = await apiLines(ref);
     expect(await readText(aws, job.keys.chunkResults(0, 1))).toBe(whole.map((l) => l.raw + '\n').join(''));
     for (const r of rows) expect((await readRow(aws, job.jobId, r.custom_id))!.status).toBe('succeeded');
   });
@@ -354,4 +433,23 @@ function countingClient(endpoint: string) {
     { step: 'finalizeRequest', name: 'countRequests' },
   );
   return { client, byCommand, total: () => Object.values(byCommand).reduce((a, b) => a + b, 0) };
+}
+
+interface LogLine {
+  level: 'info' | 'warn' | 'error';
+  message: string;
+  fields: LogFields;
+}
+
+/** An observer that keeps the log lines, to read what an operator would be told. */
+function logRecorder(): Observer & { lines: LogLine[] } {
+  const lines: LogLine[] = [];
+  return {
+    lines,
+    keys: () => undefined,
+    info: (message, fields = {}) => lines.push({ level: 'info', message, fields }),
+    warn: (message, fields = {}) => lines.push({ level: 'warn', message, fields }),
+    error: (message, fields = {}) => lines.push({ level: 'error', message, fields }),
+    metric: () => undefined,
+  };
 }
