@@ -10,22 +10,26 @@ import * as logs from 'aws-cdk-lib/aws-logs';
 import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import * as tasks from 'aws-cdk-lib/aws-stepfunctions-tasks';
 import { Construct } from 'constructs';
+import {
+  API_RETRYABLE_ERRORS,
+  LAMBDA_CRASH_ERRORS,
+  LAMBDA_TRANSIENT_ERRORS,
+  OUTCOME_UNKNOWN_ERRORS,
+  QUEUE_FULL_ERRORS,
+  STORAGE_THROTTLED_ERRORS,
+} from '../shared/jobs/contract';
 import type { HandlerName } from './handler';
 import { acceptFinding, acceptWildcardResources } from './nag';
 
 /** The state machine's logical id in the template (fixed, so tools can find it). */
 export const STATE_MACHINE_LOGICAL_ID = 'JobStateMachine';
 
-/** Transient Lambda service errors. CDK's own default retry leaves out TooManyRequests. */
-export const LAMBDA_TRANSIENT_ERRORS = [
-  'Lambda.ServiceException',
-  'Lambda.AWSLambdaException',
-  'Lambda.SdkClientException',
-  'Lambda.TooManyRequestsException',
-];
+// The error names of every Retry below are shared/jobs/contract.ts's, which the handlers' logs and
+// the reconciler read too.
 
+/** Transient Lambda service errors (CDK's own default retry leaves out TooManyRequests). */
 export const LAMBDA_RETRY: sfn.RetryProps = {
-  errors: LAMBDA_TRANSIENT_ERRORS,
+  errors: [...LAMBDA_TRANSIENT_ERRORS],
   interval: Duration.seconds(2),
   backoffRate: 2,
   maxAttempts: 6,
@@ -38,7 +42,7 @@ export const LAMBDA_RETRY: sfn.RetryProps = {
  * whose results the API still holds.
  */
 export const LAMBDA_CRASH_RETRY: sfn.RetryProps = {
-  errors: ['Sandbox.Timedout', 'Runtime.ExitError', 'Runtime.Unknown'],
+  errors: [...LAMBDA_CRASH_ERRORS],
   interval: Duration.seconds(5),
   backoffRate: 2,
   maxAttempts: 2,
@@ -47,7 +51,7 @@ export const LAMBDA_CRASH_RETRY: sfn.RetryProps = {
 
 /** The API stayed unavailable through the client's own retries: back off for minutes, not seconds. */
 export const API_RETRYABLE_RETRY: sfn.RetryProps = {
-  errors: ['ApiRetryable'],
+  errors: [...API_RETRYABLE_ERRORS],
   interval: Duration.seconds(30),
   backoffRate: 2,
   maxAttempts: 5,
@@ -57,7 +61,7 @@ export const API_RETRYABLE_RETRY: sfn.RetryProps = {
 
 /** Submit could not tell whether a batch was created; a rerun reconciles before creating again. */
 export const OUTCOME_UNKNOWN_RETRY: sfn.RetryProps = {
-  errors: ['OutcomeUnknown'],
+  errors: [...OUTCOME_UNKNOWN_ERRORS],
   interval: Duration.seconds(15),
   backoffRate: 2,
   maxAttempts: 8,
@@ -69,7 +73,7 @@ export const OUTCOME_UNKNOWN_RETRY: sfn.RetryProps = {
 
 /** The workspace's batch queue is full (429 on create): it drains as earlier batches end — wait up to ~8 h. */
 export const QUEUE_FULL_RETRY: sfn.RetryProps = {
-  errors: ['BatchQueueFull'],
+  errors: [...QUEUE_FULL_ERRORS],
   interval: Duration.minutes(5),
   backoffRate: 1,
   maxAttempts: 96,
@@ -78,7 +82,7 @@ export const QUEUE_FULL_RETRY: sfn.RetryProps = {
 
 /** DynamoDB or S3 throttling that outlasted the SDK's retries: every task is safe to re-run. */
 export const STORAGE_RETRY: sfn.RetryProps = {
-  errors: ['UnprocessedWrites', 'ProvisionedThroughputExceededException', 'ThrottlingException', 'RequestLimitExceeded', 'SlowDown'],
+  errors: [...STORAGE_THROTTLED_ERRORS],
   interval: Duration.seconds(10),
   backoffRate: 2,
   maxAttempts: 5,

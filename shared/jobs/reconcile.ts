@@ -50,6 +50,8 @@ import { cancelBatch } from './cancel';
 import { recordChunkFailure } from './chunk-failure';
 import { attemptOf, chunkCondition, isoAt, jobKey, patchAttempt, readChunk, readJob, readJobChunks, updateChunk } from './chunk-state';
 import { collectResults } from './collect';
+import { LAMBDA_CRASH_ERRORS, LAMBDA_TRANSIENT_ERRORS, STORAGE_THROTTLED_ERRORS } from './contract';
+import { EXECUTION_ERRORS } from './execution-ended';
 import { failJob, failureLeftovers, markJobFailed, type FailDeps, type FailureLeftovers } from './fail';
 import { finalizeJob } from './finalize';
 import { ENDED_JOB_STATUSES } from './queries';
@@ -78,21 +80,12 @@ export const RECONCILE_ERRORS = {
  * Errors a re-run would only repeat (CountsMismatch, WorkFileMissing, SourceChanged, ...) and an
  * execution someone aborted are left as they are.
  */
-export const FINALIZE_RERUN_ERRORS: ReadonlySet<string> = new Set([
+export const FINALIZE_RERUN_ERRORS: ReadonlySet<string> = new Set<string>([
   'States.Timeout',
-  'Sandbox.Timedout',
-  'Runtime.ExitError',
-  'Runtime.Unknown',
-  'Lambda.ServiceException',
-  'Lambda.AWSLambdaException',
-  'Lambda.SdkClientException',
-  'Lambda.TooManyRequestsException',
-  'UnprocessedWrites',
-  'ProvisionedThroughputExceededException',
-  'ThrottlingException',
-  'RequestLimitExceeded',
-  'SlowDown',
-  'ExecutionTimedOut',
+  ...LAMBDA_CRASH_ERRORS,
+  ...LAMBDA_TRANSIENT_ERRORS,
+  ...STORAGE_THROTTLED_ERRORS,
+  EXECUTION_ERRORS.TIMED_OUT,
 ]);
 
 export interface ReconcileConfig {

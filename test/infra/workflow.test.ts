@@ -3,6 +3,10 @@ import type { Template } from 'aws-cdk-lib/assertions';
 import { ExecutionError, StateMachine, type RunOptions, type StateMachineDefinition } from 'aws-local-stepfunctions';
 import { beforeAll, describe, expect, it } from 'vitest';
 import type { SynthesizedTemplate } from '../../infra/app';
+import { ApiRetryable, OutcomeUnknown } from '../../shared/anthropic/errors';
+import { API_RETRYABLE_ERRORS, OUTCOME_UNKNOWN_ERRORS, QUEUE_FULL_ERRORS, STORAGE_THROTTLED_ERRORS } from '../../shared/jobs/contract';
+import { BatchQueueFull } from '../../shared/jobs/submit';
+import { UnprocessedWrites } from '../../shared/store/dynamo';
 import { STATE_MACHINE_LOGICAL_ID } from '../../infra/workflow';
 import { findJobStateMachine, findUnsupported, forEachState, resolveDefinition, taskTarget, type AslDefinition, type AslState } from '../../local/asl';
 import { findFunction, localFunctions, type LocalFunction } from '../../local/lambda';
@@ -215,6 +219,14 @@ describe('the job state machine', () => {
       CollectResults: [LAMBDA_RETRY, CRASH_RETRY, STORAGE_RETRY, API_RETRYABLE_RETRY],
       RecordChunkFailure: [LAMBDA_RETRY, CRASH_RETRY, STORAGE_RETRY, RECORD_FAILURE_RETRY],
     });
+  });
+
+  it('retries the errors by the names the handlers give them', () => {
+    const thrown = (error: Error) => error.name;
+    expect(API_RETRYABLE_ERRORS).toContain(thrown(new ApiRetryable('529')));
+    expect(OUTCOME_UNKNOWN_ERRORS).toContain(thrown(new OutcomeUnknown('lost', { requests: 1, bytes: 1, sentAt: 0 })));
+    expect(QUEUE_FULL_ERRORS).toContain(thrown(new BatchQueueFull('429')));
+    expect(STORAGE_THROTTLED_ERRORS).toContain(thrown(new UnprocessedWrites(1, 8)));
   });
 
   it('catches everything into MarkJobFailed (job) or RecordChunkFailure (chunk), keeping the input with the error at $.error', () => {
