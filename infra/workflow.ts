@@ -27,7 +27,7 @@ export const STATE_MACHINE_LOGICAL_ID = 'JobStateMachine';
 // The error names of every Retry below are shared/jobs/contract.ts's, which the handlers' logs and
 // the reconciler read too.
 
-/** Transient Lambda service errors (CDK's own default retry leaves out TooManyRequests). */
+/** Transient Lambda service errors (CDK's own default retry leaves out ClientExecutionTimeout and TooManyRequests). */
 export const LAMBDA_RETRY: sfn.RetryProps = {
   errors: [...LAMBDA_TRANSIENT_ERRORS],
   interval: Duration.seconds(2),

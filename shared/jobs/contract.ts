@@ -7,16 +7,31 @@
  * Plain names only: shared/ never imports CDK. An error class's `name` is its Step Functions error.
  */
 
-/** Transient Lambda service errors. CDK's own default retry leaves out TooManyRequests. */
+/**
+ * Transient Lambda service errors: AWS recommends retrying all but the last ("Handle Lambda service
+ * exceptions"); CDK's own default retry leaves out ClientExecutionTimeout and TooManyRequests.
+ */
 export const LAMBDA_TRANSIENT_ERRORS = [
+  'Lambda.ClientExecutionTimeoutException',
   'Lambda.ServiceException',
   'Lambda.AWSLambdaException',
   'Lambda.SdkClientException',
   'Lambda.TooManyRequestsException',
 ] as const;
 
-/** The function was killed (timeout, crash, out of memory). Every task is safe to re-run, so all are retried. */
-export const LAMBDA_CRASH_ERRORS = ['Sandbox.Timedout', 'Runtime.ExitError', 'Runtime.Unknown'] as const;
+/**
+ * The function was killed: it timed out, ran out of memory or its runtime crashed. Lambda reports
+ * these as its `errorType` (Sandbox.Timedout, Runtime.OutOfMemory, Runtime.ExitError, ...), and
+ * Step Functions reports an unhandled function error it cannot name, out-of-memory errors and
+ * timeouts included, as Lambda.Unknown. Every task is safe to re-run, so all are retried.
+ */
+export const LAMBDA_CRASH_ERRORS = [
+  'Sandbox.Timedout',
+  'Runtime.ExitError',
+  'Runtime.OutOfMemory',
+  'Runtime.Unknown',
+  'Lambda.Unknown',
+] as const;
 
 /** DynamoDB or S3 throttling that outlasted the SDK's own retries (UnprocessedWrites is ours: BatchWriteItem leftovers). */
 export const STORAGE_THROTTLED_ERRORS = [

@@ -41,16 +41,24 @@ function entryOf(name: string, state: AslState): string | undefined {
   return findFunction(functions, target.functionRef)?.entry;
 }
 
+// AWS's recommended four ("Handle Lambda service exceptions"), and throttling.
 const LAMBDA_RETRY = {
-  ErrorEquals: ['Lambda.ServiceException', 'Lambda.AWSLambdaException', 'Lambda.SdkClientException', 'Lambda.TooManyRequestsException'],
+  ErrorEquals: [
+    'Lambda.ClientExecutionTimeoutException',
+    'Lambda.ServiceException',
+    'Lambda.AWSLambdaException',
+    'Lambda.SdkClientException',
+    'Lambda.TooManyRequestsException',
+  ],
   IntervalSeconds: 2,
   BackoffRate: 2,
   MaxAttempts: 6,
   JitterStrategy: 'FULL',
 };
-// A killed function (timeout, crash) is retried: every task is safe to re-run.
+// A killed function (timeout, out of memory, crash) is retried: every task is safe to re-run. Lambda
+// names it by errorType; Step Functions reports what it cannot name (OOM and timeouts included) as Lambda.Unknown.
 const CRASH_RETRY = {
-  ErrorEquals: ['Sandbox.Timedout', 'Runtime.ExitError', 'Runtime.Unknown'],
+  ErrorEquals: ['Sandbox.Timedout', 'Runtime.ExitError', 'Runtime.OutOfMemory', 'Runtime.Unknown', 'Lambda.Unknown'],
   IntervalSeconds: 5,
   BackoffRate: 2,
   MaxAttempts: 2,
@@ -304,7 +312,11 @@ describe('the synthesized definition in the local engine', () => {
     ) as LocalHandlers;
     const machine = new StateMachine(asl as unknown as StateMachineDefinition);
     return machine.run(input as Parameters<StateMachine['run']>[0], {
-      overrides: { taskResourceLocalHandlers, waitTimeOverrides: { WaitForBatch: 0, WaitBeforeRetry: 0 } },
+      overrides: {
+        taskResourceLocalHandlers,
+        waitTimeOverrides: { WaitForBatch: 0, WaitBeforeRetry: 0 },
+        retryIntervalOverrides: Object.fromEntries(Object.keys(handlers).map((state) => [state, 0])),
+      },
       context: { Execution: { Id: 'arn:aws:states:us-east-1:000000000000:execution:JobStateMachine:test' } },
     }).result;
   }
@@ -360,6 +372,39 @@ describe('the synthesized definition in the local engine', () => {
     expect((failure as Error).cause).toMatchObject({ name: 'BadInputObject', message: 'inbox/a.jsonl is not readable' });
     expect(markInput).toMatchObject({ ...ids, duplicate: false, error: { Error: 'BadInputObject' } });
   });
+
+  it.each(['Runtime.OutOfMemory', 'Lambda.Unknown', 'Lambda.ClientExecutionTimeoutException'])(
+    'runs a Prepare and a Collect again after %s, instead of failing the job or the chunk',
+    async (errorName) => {
+      const ran: string[] = [];
+      const crashOnce = (state: string, output: LocalHandler): LocalHandler => (input) => {
+        ran.push(state);
+        if (ran.filter((s) => s === state).length === 1) throw lambdaError(errorName, `${state} was killed`);
+        return output(input);
+      };
+      const result = run(
+        { bucket: 'b', key: 'inbox/a.jsonl' },
+        {
+          RegisterJob: () => ({ ...ids, duplicate: false }),
+          PrepareJob: crashOnce('PrepareJob', () => ({ ...ids, outcome: 'ready', chunks: [0], validRows: 1, invalidRows: 0 })),
+          SubmitChunk: (i) => ({ ...ids, chunk: i.chunk, attempt: 1, batchId: 'b0', canceled: false, waitSeconds: 1 }),
+          PollBatch: (i) => ({ ...i, ended: true, waitSeconds: 1 }),
+          CollectResults: crashOnce('CollectResults', (i) => ({ ...ids, chunk: i.chunk, attempt: 1, retry: false, retryWaitSeconds: 0 })),
+          RecordChunkFailure: (i) => {
+            ran.push('RecordChunkFailure');
+            return { jobId: i.jobId, chunk: i.chunk, ok: false };
+          },
+          FinalizeJob: () => ({ ...ids, status: 'succeeded', counts: { succeeded: 1 } }),
+          MarkJobFailed: () => {
+            ran.push('MarkJobFailed');
+            return ids;
+          },
+        },
+      );
+      await expect(result).resolves.toEqual({ ...ids, status: 'succeeded', counts: { succeeded: 1 } });
+      expect(ran).toEqual(['PrepareJob', 'PrepareJob', 'CollectResults', 'CollectResults']);
+    },
+  );
 
   it('records a chunk\'s failure without failing the job', async () => {
     let recorded: unknown;

@@ -438,6 +438,30 @@ describe('reconcileJobs', () => {
     expect(again.described).toEqual([]);
   });
 
+  it('finalizes failed jobs whose FinalizeJob ran out of memory or died unnamed, as Lambda and Step Functions report those', async () => {
+    const { store, config } = await freshStore();
+    const failures = [
+      { error: 'Runtime.OutOfMemory', cause: 'Runtime.OutOfMemory: RequestId: r-1 Error: Runtime exited with error: signal: killed' },
+      { error: 'Lambda.Unknown', cause: 'The cause could not be determined because Lambda did not return an error type.' },
+      { error: 'Lambda.ClientExecutionTimeoutException', cause: 'Client execution did not complete before the specified timeout configuration' },
+    ];
+    const jobs: SeededJob[] = [];
+    for (const [i, failure] of failures.entries()) {
+      const job = await deadJob(store, `finalize-killed-${i}`, [1]);
+      await collectAll(store, config, job);
+      await failJobAsWorkflow(store, job.jobId, failure);
+      jobs.push(job);
+    }
+    const executions = Object.fromEntries(failures.map((_, i) => [executionArn(`finalize-killed-${i}`), 'FAILED']));
+
+    expect(await reconcileJobs(deps(store, config, executions))).toEqual({ ...NOTHING, examined: 3, recovered: 3 });
+
+    for (const [i, job] of jobs.entries()) {
+      expect(await readJobItem(store, job.jobId)).toMatchObject({ status: 'succeeded', failure: failures[i] });
+      expect(JSON.parse((await readText(aws, job.keys.summary))!)).toMatchObject({ status: 'succeeded', recoveredFrom: failures[i] });
+    }
+  });
+
   it('leaves a failed job alone when a re-run of Finalize cannot help or would not see every row collected', async () => {
     const { store, config } = await freshStore();
     // Finalize failed for good: the counts did not add up.
