@@ -159,10 +159,12 @@ export class JobWorkflow extends Construct {
     };
     const caught = { errors: [sfn.Errors.ALL], resultPath: '$.error' };
 
-    // Chunk lifecycle: one child execution per chunk in AWS.
-    const recordChunkFailure = task('RecordChunkFailure', fns['record-chunk-failure'], [RECORD_FAILURE_RETRY]).next(
-      new sfn.Pass(this, 'ChunkFailed'),
-    );
+    // Chunk lifecycle: one child execution per chunk in AWS. A child ends with {} (OutputPath null):
+    // the Distributed Map gathers every child's output into its own result before ResultPath drops
+    // it, and that result fails the job with States.DataLimitExceeded — which no Catch takes — once
+    // it passes 256 KiB. Of {} even MAX_CHUNKS children make ~88 KiB. Chunks report through DynamoDB.
+    const childEnd = (name: string) => new sfn.Pass(this, name, { outputPath: sfn.JsonPath.DISCARD });
+    const recordChunkFailure = task('RecordChunkFailure', fns['record-chunk-failure'], [RECORD_FAILURE_RETRY]).next(childEnd('ChunkFailed'));
     const submitChunk = task('SubmitChunk', fns['submit-chunk'], [API_RETRYABLE_RETRY, OUTCOME_UNKNOWN_RETRY, QUEUE_FULL_RETRY]);
     const waitForBatch = new sfn.Wait(this, 'WaitForBatch', { time: sfn.WaitTime.secondsPath('$.waitSeconds') });
     const pollBatch = task('PollBatch', fns['poll-batch'], [API_RETRYABLE_RETRY]);
@@ -170,9 +172,7 @@ export class JobWorkflow extends Construct {
     const waitBeforeRetry = new sfn.Wait(this, 'WaitBeforeRetry', {
       time: sfn.WaitTime.secondsPath('$.retryWaitSeconds'),
     });
-    const chunkDone = new sfn.Pass(this, 'ChunkDone', {
-      parameters: { 'jobId.$': '$.jobId', 'chunk.$': '$.chunk', ok: true },
-    });
+    const chunkDone = childEnd('ChunkDone');
     for (const state of [submitChunk, pollBatch, collectResults]) state.addCatch(recordChunkFailure, caught);
 
     const chunkLifecycle = submitChunk.next(
@@ -211,7 +211,7 @@ export class JobWorkflow extends Construct {
       itemSelector: { 'jobId.$': '$.jobId', 'chunk.$': '$$.Map.Item.Value' },
       maxConcurrency: props.maxConcurrentChunks ?? 10,
       mapExecutionType: sfn.StateMachineType.STANDARD,
-      // Children report through DynamoDB; their outputs would only bloat the state.
+      // The job's state goes on unchanged (the children's {} are dropped).
       resultPath: sfn.JsonPath.DISCARD,
     }).itemProcessor(chunkLifecycle);
     for (const state of [registerJob, prepareJob, forEachChunk, finalizeJob]) state.addCatch(failed, caught);

@@ -5,6 +5,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import type { SynthesizedTemplate } from '../../infra/app';
 import { ApiRetryable, OutcomeUnknown } from '../../shared/anthropic/errors';
 import { API_RETRYABLE_ERRORS, OUTCOME_UNKNOWN_ERRORS, QUEUE_FULL_ERRORS, STORAGE_THROTTLED_ERRORS } from '../../shared/jobs/contract';
+import { MAX_CHUNKS } from '../../shared/jobs/prepare';
 import { BatchQueueFull } from '../../shared/jobs/submit';
 import { UnprocessedWrites } from '../../shared/store/dynamo';
 import { STATE_MACHINE_LOGICAL_ID } from '../../infra/workflow';
@@ -267,12 +268,8 @@ describe('the job state machine', () => {
   it('waits as long as the handlers say, and ends the way the contract says', () => {
     expect(chunkStates.WaitForBatch).toEqual({ Type: 'Wait', SecondsPath: '$.waitSeconds', Next: 'PollBatch' });
     expect(chunkStates.WaitBeforeRetry).toEqual({ Type: 'Wait', SecondsPath: '$.retryWaitSeconds', Next: 'SubmitChunk' });
-    expect(chunkStates.ChunkDone).toEqual({
-      Type: 'Pass',
-      Parameters: { 'jobId.$': '$.jobId', 'chunk.$': '$.chunk', ok: true },
-      End: true,
-    });
-    expect(chunkStates.ChunkFailed).toEqual({ Type: 'Pass', End: true });
+    expect(chunkStates.ChunkDone).toEqual({ Type: 'Pass', OutputPath: null, End: true });
+    expect(chunkStates.ChunkFailed).toEqual({ Type: 'Pass', OutputPath: null, End: true });
     expect(asl.States.JobRejected).toMatchObject({ Type: 'Fail', Error: 'ValidationFailed' });
     // MarkJobFailed's reply is dropped so the execution fails with the error it caught.
     expect(asl.States.MarkJobFailed).toMatchObject({ ResultPath: null, Next: 'JobFailed' });
@@ -296,6 +293,47 @@ describe('the job state machine', () => {
       (s) => JSON.stringify(s.Action) === JSON.stringify(['states:DescribeExecution', 'states:StopExecution']) && JSON.stringify(s.Resource).includes('"/*"'),
     );
     expect(JSON.stringify(childExecutions?.Resource)).toContain(':execution:');
+  });
+});
+
+describe('the Distributed Map\'s output', () => {
+  // Without a ResultWriter the Map gathers every child's output into one array before ResultPath
+  // drops it; past 256 KiB that fails the execution with States.DataLimitExceeded, which no Catch
+  // takes (docs.aws.amazon.com/step-functions/latest/dg/concepts-error-handling.html).
+  const PAYLOAD_QUOTA_BYTES = 256 * 1024;
+  const processor = () => {
+    const { ProcessorConfig: _config, ...graph } = asl.States.ForEachChunk!.ItemProcessor as AslDefinition & { ProcessorConfig?: unknown };
+    return new StateMachine(graph as unknown as StateMachineDefinition);
+  };
+  const runChild = (handlers: Record<string, (input: Record<string, unknown>) => unknown>) =>
+    processor().run({ jobId: 'job-1', chunk: 29_999 }, {
+      overrides: {
+        taskResourceLocalHandlers: Object.fromEntries(
+          Object.entries(handlers).map(([state, handler]) => [state, async (input: unknown) => handler(input as Record<string, unknown>)]),
+        ) as NonNullable<NonNullable<RunOptions['overrides']>['taskResourceLocalHandlers']>,
+        waitTimeOverrides: { WaitForBatch: 0, WaitBeforeRetry: 0 },
+      },
+    }).result;
+
+  it('ends every child execution, done or failed, with {}: even MAX_CHUNKS of them stay far under 256 KiB', async () => {
+    const done = await runChild({
+      SubmitChunk: (i) => ({ ...i, attempt: 1, batchId: 'msgbatch_1', canceled: false, waitSeconds: 1 }),
+      PollBatch: (i) => ({ ...i, ended: true, waitSeconds: 1 }),
+      CollectResults: (i) => ({ jobId: i.jobId, chunk: i.chunk, attempt: 1, retry: false, retryWaitSeconds: 0 }),
+    });
+    const failed = await runChild({
+      SubmitChunk: () => {
+        throw Object.assign(new Error('too large'), { name: 'BatchTooLarge' });
+      },
+      RecordChunkFailure: (i) => ({ jobId: i.jobId, chunk: i.chunk, ok: false }),
+    });
+    // What the Map gathers for the most chunks a job may have, every child ending the larger way.
+    const largest = [done, failed].sort((a, b) => JSON.stringify(b).length - JSON.stringify(a).length)[0];
+    const gathered = JSON.stringify(Array.from({ length: MAX_CHUNKS }, () => largest));
+    expect(Buffer.byteLength(gathered)).toBeLessThan(PAYLOAD_QUOTA_BYTES / 2);
+    expect([done, failed]).toEqual([{}, {}]);
+    const ends = Object.entries(chunkStates).filter(([, state]) => state.End === true || state.Type === 'Succeed' || state.Type === 'Fail');
+    expect(Object.fromEntries(ends.map(([name, state]) => [name, state.OutputPath]))).toEqual({ ChunkDone: null, ChunkFailed: null });
   });
 });
 
