@@ -10,6 +10,7 @@ import * as logs from 'aws-cdk-lib/aws-logs';
 import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import * as tasks from 'aws-cdk-lib/aws-stepfunctions-tasks';
 import { Construct } from 'constructs';
+import { PIPELINE_SETTING_ENV, readPipelineSettings } from '../shared/config';
 import {
   API_RETRYABLE_ERRORS,
   LAMBDA_CRASH_ERRORS,
@@ -18,7 +19,9 @@ import {
   QUEUE_FULL_ERRORS,
   STORAGE_THROTTLED_ERRORS,
 } from '../shared/jobs/contract';
+import type { PollSettings } from '../shared/jobs/poll';
 import type { HandlerName } from './handler';
+import { checkHistoryBudget, type AslGraph } from './history-budget';
 import { acceptFinding, acceptWildcardResources } from './nag';
 
 /** The state machine's logical id in the template (fixed, so tools can find it). */
@@ -215,6 +218,12 @@ export class JobWorkflow extends Construct {
       resultPath: sfn.JsonPath.DISCARD,
     }).itemProcessor(chunkLifecycle);
     for (const state of [registerJob, prepareJob, forEachChunk, finalizeJob]) state.addCatch(failed, caught);
+    // A chunk's longest life under the functions' settings must fit its child execution's history.
+    const { ItemProcessor } = forEachChunk.toStateJson() as { ItemProcessor: AslGraph };
+    checkHistoryBudget(ItemProcessor, {
+      ...pollSettings(fns['poll-batch']),
+      maxAttempts: readPipelineSettings(pipelineEnvironment(fns['collect-results'])).maxAttempts,
+    });
 
     finalizeJob.next(
       new sfn.Choice(this, 'WasRejected')
@@ -289,6 +298,26 @@ export class JobWorkflow extends Construct {
       'A Distributed Map starts, describes and stops its own child executions, whose names exist only at run time; all are this state machine\'s',
     );
   }
+}
+
+/** The poll settings the function runs with (shared/config.ts reads and defaults them). */
+function pollSettings(fn: lambda.Function): PollSettings {
+  const { pollMinSeconds, pollMaxSeconds, pollFraction } = readPipelineSettings(pipelineEnvironment(fn));
+  return { pollMinSeconds, pollMaxSeconds, pollFraction };
+}
+
+/** A function's BATCHLINE_* settings variables, as its environment will hold them. */
+function pipelineEnvironment(fn: lambda.Function): Record<string, string> {
+  const cfn = fn.node.defaultChild as lambda.CfnFunction;
+  const variables = (Stack.of(fn).resolve(cfn.environment) as { variables?: Record<string, unknown> } | undefined)?.variables ?? {};
+  const env: Record<string, string> = {};
+  for (const name of Object.values(PIPELINE_SETTING_ENV)) {
+    const value = variables[name];
+    if (value === undefined) continue;
+    if (typeof value !== 'string') throw new Error(`${fn.node.path}: ${name} is not a plain value, so the history budget cannot be checked`);
+    env[name] = value;
+  }
+  return env;
 }
 
 function functionTimeout(fn: lambda.Function): Duration {
