@@ -163,9 +163,10 @@ export class JobWorkflow extends Construct {
     const caught = { errors: [sfn.Errors.ALL], resultPath: '$.error' };
 
     // Chunk lifecycle: one child execution per chunk in AWS. A child ends with {} (OutputPath null):
-    // the Distributed Map gathers every child's output into its own result before ResultPath drops
-    // it, and that result fails the job with States.DataLimitExceeded — which no Catch takes — once
-    // it passes 256 KiB. Of {} even MAX_CHUNKS children make ~88 KiB. Chunks report through DynamoDB.
+    // with no ResultWriter the Distributed Map's result is the array of every child's output, and
+    // AWS promises no bound from ResultPath null (it drops the result from the state, not from the
+    // Map) — past 256 KiB it fails the job with States.DataLimitExceeded, which no Catch takes. Of
+    // {} even MAX_CHUNKS children make ~88 KiB. Chunks report through DynamoDB.
     const childEnd = (name: string) => new sfn.Pass(this, name, { outputPath: sfn.JsonPath.DISCARD });
     const recordChunkFailure = task('RecordChunkFailure', fns['record-chunk-failure'], [RECORD_FAILURE_RETRY]).next(childEnd('ChunkFailed'));
     const submitChunk = task('SubmitChunk', fns['submit-chunk'], [API_RETRYABLE_RETRY, OUTCOME_UNKNOWN_RETRY, QUEUE_FULL_RETRY]);

@@ -297,9 +297,9 @@ describe('the job state machine', () => {
 });
 
 describe('the Distributed Map\'s output', () => {
-  // Without a ResultWriter the Map gathers every child's output into one array before ResultPath
-  // drops it; past 256 KiB that fails the execution with States.DataLimitExceeded, which no Catch
-  // takes (docs.aws.amazon.com/step-functions/latest/dg/concepts-error-handling.html).
+  // Without a ResultWriter the Map's result is the array of every child's output, which ResultPath
+  // null drops from the state but not from the Map; past 256 KiB it fails the execution with
+  // States.DataLimitExceeded, which no Catch takes (concepts-error-handling in the Step Functions guide).
   const PAYLOAD_QUOTA_BYTES = 256 * 1024;
   const processor = () => {
     const { ProcessorConfig: _config, ...graph } = asl.States.ForEachChunk!.ItemProcessor as AslDefinition & { ProcessorConfig?: unknown };
