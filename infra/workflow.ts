@@ -10,22 +10,30 @@ import * as logs from 'aws-cdk-lib/aws-logs';
 import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import * as tasks from 'aws-cdk-lib/aws-stepfunctions-tasks';
 import { Construct } from 'constructs';
+import { PIPELINE_SETTING_ENV, readPipelineSettings } from '../shared/config';
+import {
+  API_RETRYABLE_ERRORS,
+  LAMBDA_CRASH_ERRORS,
+  LAMBDA_TRANSIENT_ERRORS,
+  OUTCOME_UNKNOWN_ERRORS,
+  CREATE_SLOT_BUSY_ERRORS,
+  QUEUE_FULL_ERRORS,
+  STORAGE_THROTTLED_ERRORS,
+} from '../shared/jobs/contract';
+import type { PollSettings } from '../shared/jobs/poll';
 import type { HandlerName } from './handler';
+import { checkHistoryBudget, type AslGraph } from './history-budget';
 import { acceptFinding, acceptWildcardResources } from './nag';
 
 /** The state machine's logical id in the template (fixed, so tools can find it). */
 export const STATE_MACHINE_LOGICAL_ID = 'JobStateMachine';
 
-/** Transient Lambda service errors. CDK's own default retry leaves out TooManyRequests. */
-export const LAMBDA_TRANSIENT_ERRORS = [
-  'Lambda.ServiceException',
-  'Lambda.AWSLambdaException',
-  'Lambda.SdkClientException',
-  'Lambda.TooManyRequestsException',
-];
+// The error names of every Retry below are shared/jobs/contract.ts's, which the handlers' logs and
+// the reconciler read too.
 
+/** Transient Lambda service errors (CDK's own default retry leaves out ClientExecutionTimeout and TooManyRequests). */
 export const LAMBDA_RETRY: sfn.RetryProps = {
-  errors: LAMBDA_TRANSIENT_ERRORS,
+  errors: [...LAMBDA_TRANSIENT_ERRORS],
   interval: Duration.seconds(2),
   backoffRate: 2,
   maxAttempts: 6,
@@ -38,7 +46,7 @@ export const LAMBDA_RETRY: sfn.RetryProps = {
  * whose results the API still holds.
  */
 export const LAMBDA_CRASH_RETRY: sfn.RetryProps = {
-  errors: ['Sandbox.Timedout', 'Runtime.ExitError', 'Runtime.Unknown'],
+  errors: [...LAMBDA_CRASH_ERRORS],
   interval: Duration.seconds(5),
   backoffRate: 2,
   maxAttempts: 2,
@@ -47,7 +55,7 @@ export const LAMBDA_CRASH_RETRY: sfn.RetryProps = {
 
 /** The API stayed unavailable through the client's own retries: back off for minutes, not seconds. */
 export const API_RETRYABLE_RETRY: sfn.RetryProps = {
-  errors: ['ApiRetryable'],
+  errors: [...API_RETRYABLE_ERRORS],
   interval: Duration.seconds(30),
   backoffRate: 2,
   maxAttempts: 5,
@@ -57,13 +65,13 @@ export const API_RETRYABLE_RETRY: sfn.RetryProps = {
 
 /** Submit could not tell whether a batch was created; a rerun reconciles before creating again. */
 export const OUTCOME_UNKNOWN_RETRY: sfn.RetryProps = {
-  errors: ['OutcomeUnknown'],
+  errors: [...OUTCOME_UNKNOWN_ERRORS],
   interval: Duration.seconds(15),
   backoffRate: 2,
   maxAttempts: 8,
   maxDelay: Duration.minutes(5),
-  // No jitter: the retries (15+30+…+300 s ≈ 1,365 s) must outlast Submit's adoption grace (960 s
-  // by default), or a create whose response was lost would fail the chunk.
+  // No jitter, and more tries than Submit's GIVE_UP_LOOKS (7; the 7th about 18 minutes after the
+  // lost create): Submit ends the attempt itself, with CreateOutcomeUnknown and how to find the batch.
   jitterStrategy: sfn.JitterType.NONE,
 };
 
@@ -73,7 +81,7 @@ export const OUTCOME_UNKNOWN_RETRY: sfn.RetryProps = {
  * holder's looks for a lost create (about 18 minutes) and than a dead holder's lease (30 minutes).
  */
 export const CREATE_SLOT_BUSY_RETRY: sfn.RetryProps = {
-  errors: ['CreateSlotBusy'],
+  errors: [...CREATE_SLOT_BUSY_ERRORS],
   interval: Duration.seconds(30),
   backoffRate: 1,
   maxAttempts: 80,
@@ -82,7 +90,7 @@ export const CREATE_SLOT_BUSY_RETRY: sfn.RetryProps = {
 
 /** The workspace's batch queue is full (429 on create): it drains as earlier batches end — wait up to ~8 h. */
 export const QUEUE_FULL_RETRY: sfn.RetryProps = {
-  errors: ['BatchQueueFull'],
+  errors: [...QUEUE_FULL_ERRORS],
   interval: Duration.minutes(5),
   backoffRate: 1,
   maxAttempts: 96,
@@ -91,7 +99,7 @@ export const QUEUE_FULL_RETRY: sfn.RetryProps = {
 
 /** DynamoDB or S3 throttling that outlasted the SDK's retries: every task is safe to re-run. */
 export const STORAGE_RETRY: sfn.RetryProps = {
-  errors: ['UnprocessedWrites', 'ProvisionedThroughputExceededException', 'ThrottlingException', 'RequestLimitExceeded', 'SlowDown'],
+  errors: [...STORAGE_THROTTLED_ERRORS],
   interval: Duration.seconds(10),
   backoffRate: 2,
   maxAttempts: 5,
@@ -168,10 +176,13 @@ export class JobWorkflow extends Construct {
     };
     const caught = { errors: [sfn.Errors.ALL], resultPath: '$.error' };
 
-    // Chunk lifecycle: one child execution per chunk in AWS.
-    const recordChunkFailure = task('RecordChunkFailure', fns['record-chunk-failure'], [RECORD_FAILURE_RETRY]).next(
-      new sfn.Pass(this, 'ChunkFailed'),
-    );
+    // Chunk lifecycle: one child execution per chunk in AWS. A child ends with {} (OutputPath null):
+    // with no ResultWriter the Distributed Map's result is the array of every child's output, and
+    // AWS promises no bound from ResultPath null (it drops the result from the state, not from the
+    // Map) — past 256 KiB it fails the job with States.DataLimitExceeded, which no Catch takes. Of
+    // {} even MAX_CHUNKS children make ~88 KiB. Chunks report through DynamoDB.
+    const childEnd = (name: string) => new sfn.Pass(this, name, { outputPath: sfn.JsonPath.DISCARD });
+    const recordChunkFailure = task('RecordChunkFailure', fns['record-chunk-failure'], [RECORD_FAILURE_RETRY]).next(childEnd('ChunkFailed'));
     const submitChunk = task('SubmitChunk', fns['submit-chunk'], [API_RETRYABLE_RETRY, OUTCOME_UNKNOWN_RETRY, CREATE_SLOT_BUSY_RETRY, QUEUE_FULL_RETRY]);
     const waitForBatch = new sfn.Wait(this, 'WaitForBatch', { time: sfn.WaitTime.secondsPath('$.waitSeconds') });
     const pollBatch = task('PollBatch', fns['poll-batch'], [API_RETRYABLE_RETRY]);
@@ -179,9 +190,7 @@ export class JobWorkflow extends Construct {
     const waitBeforeRetry = new sfn.Wait(this, 'WaitBeforeRetry', {
       time: sfn.WaitTime.secondsPath('$.retryWaitSeconds'),
     });
-    const chunkDone = new sfn.Pass(this, 'ChunkDone', {
-      parameters: { 'jobId.$': '$.jobId', 'chunk.$': '$.chunk', ok: true },
-    });
+    const chunkDone = childEnd('ChunkDone');
     for (const state of [submitChunk, pollBatch, collectResults]) state.addCatch(recordChunkFailure, caught);
 
     const chunkLifecycle = submitChunk.next(
@@ -220,10 +229,16 @@ export class JobWorkflow extends Construct {
       itemSelector: { 'jobId.$': '$.jobId', 'chunk.$': '$$.Map.Item.Value' },
       maxConcurrency: props.maxConcurrentChunks ?? 10,
       mapExecutionType: sfn.StateMachineType.STANDARD,
-      // Children report through DynamoDB; their outputs would only bloat the state.
+      // The job's state goes on unchanged (the children's {} are dropped).
       resultPath: sfn.JsonPath.DISCARD,
     }).itemProcessor(chunkLifecycle);
     for (const state of [registerJob, prepareJob, forEachChunk, finalizeJob]) state.addCatch(failed, caught);
+    // A chunk's longest life under the functions' settings must fit its child execution's history.
+    const { ItemProcessor } = forEachChunk.toStateJson() as { ItemProcessor: AslGraph };
+    checkHistoryBudget(ItemProcessor, {
+      ...pollSettings(fns['poll-batch']),
+      maxAttempts: readPipelineSettings(pipelineEnvironment(fns['collect-results'])).maxAttempts,
+    });
 
     finalizeJob.next(
       new sfn.Choice(this, 'WasRejected')
@@ -298,6 +313,26 @@ export class JobWorkflow extends Construct {
       'A Distributed Map starts, describes and stops its own child executions, whose names exist only at run time; all are this state machine\'s',
     );
   }
+}
+
+/** The poll settings the function runs with (shared/config.ts reads and defaults them). */
+function pollSettings(fn: lambda.Function): PollSettings {
+  const { pollMinSeconds, pollMaxSeconds, pollFraction } = readPipelineSettings(pipelineEnvironment(fn));
+  return { pollMinSeconds, pollMaxSeconds, pollFraction };
+}
+
+/** A function's BATCHLINE_* settings variables, as its environment will hold them. */
+function pipelineEnvironment(fn: lambda.Function): Record<string, string> {
+  const cfn = fn.node.defaultChild as lambda.CfnFunction;
+  const variables = (Stack.of(fn).resolve(cfn.environment) as { variables?: Record<string, unknown> } | undefined)?.variables ?? {};
+  const env: Record<string, string> = {};
+  for (const name of Object.values(PIPELINE_SETTING_ENV)) {
+    const value = variables[name];
+    if (value === undefined) continue;
+    if (typeof value !== 'string') throw new Error(`${fn.node.path}: ${name} is not a plain value, so the history budget cannot be checked`);
+    env[name] = value;
+  }
+  return env;
 }
 
 function functionTimeout(fn: lambda.Function): Duration {

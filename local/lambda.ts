@@ -3,7 +3,8 @@
  * imported from its source file (template metadata `batchline:entry`, export from `Handler`), the
  * event and the reply round-tripped through JSON, the function's timeout enforced, and a thrown
  * error reported as Lambda reports it — `errorType` becomes the Step Functions error name, so a
- * Retry or Catch on `ApiRetryable` matches exactly as in AWS.
+ * Retry or Catch on `ApiRetryable` matches exactly as in AWS — and a reply too large for a state
+ * failing the execution past every Catch, as States.DataLimitExceeded does in AWS.
  */
 import { randomUUID } from 'node:crypto';
 import path from 'node:path';
@@ -11,6 +12,7 @@ import { pathToFileURL } from 'node:url';
 import { LocalNames, resourcesOfType, type CfnTemplate } from './template';
 import { functionNameOf } from './asl';
 import { ENTRY_METADATA } from '../infra/metadata';
+import { UNCATCHABLE_ERRORS } from '../shared/jobs/contract';
 
 /** Lambda's default when a function sets no Timeout. */
 const DEFAULT_TIMEOUT_SECONDS = 3;
@@ -133,6 +135,8 @@ export async function loadHandler(fn: LocalFunction, root: string): Promise<Hand
 /**
  * A function's failure as Step Functions sees it: `name` is Lambda's `errorType` (what Retry and
  * Catch match) and `message` is the error payload Lambda returns, which becomes the `Cause`.
+ * A terminal States error (UNCATCHABLE_ERRORS) is matched by no Retry or Catch, as in AWS; the
+ * local engine reads that from `isRetryable` and `isCatchable`.
  */
 export class LambdaFunctionError extends Error {
   constructor(
@@ -143,14 +147,25 @@ export class LambdaFunctionError extends Error {
     super(JSON.stringify({ errorType, errorMessage, trace }));
     this.name = errorType;
   }
+
+  get isRetryable(): boolean {
+    return !TERMINAL_ERRORS.has(this.errorType);
+  }
+
+  get isCatchable(): boolean {
+    return !TERMINAL_ERRORS.has(this.errorType);
+  }
 }
 
+const TERMINAL_ERRORS: ReadonlySet<string> = new Set(UNCATCHABLE_ERRORS);
+
+/** A thrown value as Node's Lambda runtime client reports it: an Error by its name, anything else by its typeof and toString. */
 function asFunctionError(error: unknown): LambdaFunctionError {
   if (error instanceof Error) {
     const trace = (error.stack ?? '').split('\n').map((line) => line.trimEnd());
     return new LambdaFunctionError(error.name || 'Error', error.message, trace);
   }
-  return new LambdaFunctionError('Error', typeof error === 'string' ? error : JSON.stringify(error) ?? String(error));
+  return new LambdaFunctionError(typeof error, String(error));
 }
 
 /**
@@ -189,6 +204,7 @@ export async function invokeLocal(fn: LocalFunction, handler: Handler, event: un
     clearTimeout(timer);
   }
   const text = result === undefined ? 'null' : JSON.stringify(result);
+  // Lambda returns it (up to 6 MB); Step Functions then fails the state, with nothing to retry or catch it.
   if (Buffer.byteLength(text) > MAX_STATE_PAYLOAD_BYTES) {
     throw new LambdaFunctionError(
       'States.DataLimitExceeded',

@@ -20,6 +20,7 @@
  */
 import { Logger } from '@aws-lambda-powertools/logger';
 import { Metrics, MetricUnit } from '@aws-lambda-powertools/metrics';
+import { RETRIED_HANDLER_ERRORS } from './jobs/contract';
 
 export const SERVICE = 'batchline';
 export const METRICS_NAMESPACE = 'Batchline';
@@ -78,9 +79,6 @@ export interface InvocationContext {
   awsRequestId?: string;
 }
 
-/** Errors the workflow retries (docs/workflow-contract.md): a warning, not yet an error. */
-const RETRIED_BY_WORKFLOW = new Set(['ApiRetryable', 'OutcomeUnknown']);
-
 /**
  * Wraps a handler: a Logger and a Metrics for each invocation, the invocation's keys taken from the
  * event (`jobId`, `chunk`, `attempt`, `batchId`, those present), a failure logged by name and
@@ -99,7 +97,8 @@ export function instrument<E, R>(
       return await run(event, observer);
     } catch (error) {
       const fields = { error: errorFields(error) };
-      if (RETRIED_BY_WORKFLOW.has(fields.error.name)) observer.warn('failed, to be retried', fields);
+      // An error the workflow retries (docs/workflow-contract.md) is a warning, not yet an error.
+      if (RETRIED_HANDLER_ERRORS.has(fields.error.name)) observer.warn('failed, to be retried', fields);
       else observer.error('failed', fields);
       throw error;
     } finally {

@@ -22,7 +22,8 @@
  * is re-run for it, which keeps the failure and finishes the rest.
  *
  * A failed job whose FinalizeJob failed (timed out, killed, throttled) after everything was collected
- * and paid is finalized after all: its failure's error is one a re-run can cure (FINALIZE_RERUN_ERRORS),
+ * and paid — or whose execution failed where no Catch sees it (States.DataLimitExceeded, recorded by
+ * ExecutionEnded) — is finalized after all: its failure's error is one a re-run can cure (finalizeRerunCures),
  * Prepare finished, every chunk is done or failed, no batch is left un-canceled, and no summary.json
  * exists (a Finalize that got that far finished). Those jobs are taken last in the run, once every
  * other job has had its turn, since a Finalize that timed out once may well take long again. Finalize
@@ -50,6 +51,8 @@ import { cancelBatch } from './cancel';
 import { recordChunkFailure } from './chunk-failure';
 import { attemptOf, chunkCondition, isoAt, jobKey, patchAttempt, readChunk, readJob, readJobChunks, updateChunk } from './chunk-state';
 import { collectResults } from './collect';
+import { LAMBDA_CRASH_ERRORS, LAMBDA_TRANSIENT_ERRORS, STORAGE_THROTTLED_ERRORS, UNCATCHABLE_ERRORS } from './contract';
+import { EXECUTION_ERRORS } from './execution-ended';
 import { failJob, failureLeftovers, markJobFailed, type FailDeps, type FailureLeftovers } from './fail';
 import { finalizeJob } from './finalize';
 import { ENDED_JOB_STATUSES } from './queries';
@@ -78,22 +81,38 @@ export const RECONCILE_ERRORS = {
  * Errors a re-run would only repeat (CountsMismatch, WorkFileMissing, SourceChanged, ...) and an
  * execution someone aborted are left as they are.
  */
-export const FINALIZE_RERUN_ERRORS: ReadonlySet<string> = new Set([
+export const FINALIZE_RERUN_ERRORS: ReadonlySet<string> = new Set<string>([
   'States.Timeout',
-  'Sandbox.Timedout',
-  'Runtime.ExitError',
-  'Runtime.Unknown',
-  'Lambda.ServiceException',
-  'Lambda.AWSLambdaException',
-  'Lambda.SdkClientException',
-  'Lambda.TooManyRequestsException',
-  'UnprocessedWrites',
-  'ProvisionedThroughputExceededException',
-  'ThrottlingException',
-  'RequestLimitExceeded',
-  'SlowDown',
-  'ExecutionTimedOut',
+  ...LAMBDA_CRASH_ERRORS,
+  ...LAMBDA_TRANSIENT_ERRORS,
+  ...STORAGE_THROTTLED_ERRORS,
+  EXECUTION_ERRORS.TIMED_OUT,
 ]);
+
+/**
+ * Failures no Catch saw: the execution itself failed with a terminal error (UNCATCHABLE_ERRORS,
+ * e.g. the Map's gathered output over 256 KiB), so ExecutionEnded recorded `ExecutionFailed` and
+ * FinalizeJob never ran. Finalize, run here outside the execution, is not subject to it.
+ */
+export const EXECUTION_RERUN_ERRORS: ReadonlySet<string> = new Set<string>(UNCATCHABLE_ERRORS);
+
+/**
+ * The error an execution failed with, read back from the failure ExecutionEnded recorded for it
+ * (`ExecutionFailed`, cause `execution <name> ended FAILED: <error>: ...`, see executionFailure);
+ * undefined for any other failure.
+ */
+export function executionErrorOf(failure: { error: string; cause: string }): string | undefined {
+  if (failure.error !== EXECUTION_ERRORS.FAILED) return undefined;
+  // Execution names hold no spaces or colons; error names no spaces.
+  return /^execution [^\s:]+ ended FAILED: ([^\s:]+)(?::|$)/.exec(failure.cause)?.[1];
+}
+
+/** Whether Finalize, re-run by the reconciler, can cure a job's failure. */
+export function finalizeRerunCures(failure: { error: string; cause: string }): boolean {
+  if (FINALIZE_RERUN_ERRORS.has(failure.error)) return true;
+  const executionError = executionErrorOf(failure);
+  return executionError !== undefined && EXECUTION_RERUN_ERRORS.has(executionError);
+}
 
 export interface ReconcileConfig {
   /** BATCHLINE_STATE_MACHINE_ARN: the job state machine; jobs run by another one are left alone. */
@@ -131,7 +150,7 @@ export interface ReconcileReport {
   canceled: number;
   /** Jobs finalized. */
   finalized: number;
-  /** Failed jobs whose FinalizeJob had failed, finalized now (see FINALIZE_RERUN_ERRORS). */
+  /** Failed jobs whose FinalizeJob had failed (or never ran), finalized now (see finalizeRerunCures). */
   recovered: number;
   /** Jobs that died before Prepare finished, marked failed. */
   markedFailed: number;
@@ -342,7 +361,7 @@ async function readFailedJob(job: JobItem, deps: ReconcileDeps, chunks?: ChunkIt
  * Prepare finished, every chunk done or failed, no batch left un-canceled, and no summary written.
  */
 async function finalizeFailed({ job, chunks, leftovers }: FailedJob, deps: ReconcileDeps): Promise<boolean> {
-  if (job.status !== 'failed' || !job.failure || !FINALIZE_RERUN_ERRORS.has(job.failure.error)) return false;
+  if (job.status !== 'failed' || !job.failure || !finalizeRerunCures(job.failure)) return false;
   if (job.chunkCount === undefined || job.totalRows === undefined || job.validRows === undefined || job.invalidRows === undefined) return false;
   if (chunks.some((chunk) => chunk.status !== 'done' && chunk.status !== 'failed')) return false;
   if (chunks.length !== job.chunkCount) return false;

@@ -3,6 +3,13 @@ import type { Template } from 'aws-cdk-lib/assertions';
 import { ExecutionError, StateMachine, type RunOptions, type StateMachineDefinition } from 'aws-local-stepfunctions';
 import { beforeAll, describe, expect, it } from 'vitest';
 import type { SynthesizedTemplate } from '../../infra/app';
+import { ApiRetryable, OutcomeUnknown } from '../../shared/anthropic/errors';
+import { API_RETRYABLE_ERRORS, CREATE_SLOT_BUSY_ERRORS, OUTCOME_UNKNOWN_ERRORS, QUEUE_FULL_ERRORS, STORAGE_THROTTLED_ERRORS } from '../../shared/jobs/contract';
+import { CreateSlotBusy } from '../../shared/jobs/create-slot';
+import { CreateOutcomeUnknown } from '../../shared/jobs/submit';
+import { MAX_CHUNKS } from '../../shared/jobs/prepare';
+import { BatchQueueFull } from '../../shared/jobs/submit';
+import { UnprocessedWrites } from '../../shared/store/dynamo';
 import { STATE_MACHINE_LOGICAL_ID } from '../../infra/workflow';
 import { findJobStateMachine, findUnsupported, forEachState, resolveDefinition, taskTarget, type AslDefinition, type AslState } from '../../local/asl';
 import { findFunction, localFunctions, type LocalFunction } from '../../local/lambda';
@@ -37,16 +44,24 @@ function entryOf(name: string, state: AslState): string | undefined {
   return findFunction(functions, target.functionRef)?.entry;
 }
 
+// AWS's recommended four ("Handle Lambda service exceptions"), and throttling.
 const LAMBDA_RETRY = {
-  ErrorEquals: ['Lambda.ServiceException', 'Lambda.AWSLambdaException', 'Lambda.SdkClientException', 'Lambda.TooManyRequestsException'],
+  ErrorEquals: [
+    'Lambda.ClientExecutionTimeoutException',
+    'Lambda.ServiceException',
+    'Lambda.AWSLambdaException',
+    'Lambda.SdkClientException',
+    'Lambda.TooManyRequestsException',
+  ],
   IntervalSeconds: 2,
   BackoffRate: 2,
   MaxAttempts: 6,
   JitterStrategy: 'FULL',
 };
-// A killed function (timeout, crash) is retried: every task is safe to re-run.
+// A killed function (timeout, out of memory, crash) is retried: every task is safe to re-run. Lambda
+// names it by errorType; Step Functions reports what it cannot name (OOM and timeouts included) as Lambda.Unknown.
 const CRASH_RETRY = {
-  ErrorEquals: ['Sandbox.Timedout', 'Runtime.ExitError', 'Runtime.Unknown'],
+  ErrorEquals: ['Sandbox.Timedout', 'Runtime.ExitError', 'Runtime.OutOfMemory', 'Runtime.Unknown', 'Lambda.Unknown'],
   IntervalSeconds: 5,
   BackoffRate: 2,
   MaxAttempts: 2,
@@ -224,6 +239,18 @@ describe('the job state machine', () => {
     });
   });
 
+  it('retries the errors by the names the handlers give them', () => {
+    const thrown = (error: Error) => error.name;
+    expect(API_RETRYABLE_ERRORS).toContain(thrown(new ApiRetryable('529')));
+    expect(OUTCOME_UNKNOWN_ERRORS).toContain(thrown(new OutcomeUnknown('lost', { requests: 1, bytes: 1, sentAt: 0 })));
+    expect(QUEUE_FULL_ERRORS).toContain(thrown(new BatchQueueFull('429')));
+    expect(CREATE_SLOT_BUSY_ERRORS).toContain(thrown(new CreateSlotBusy('busy')));
+    // Submit's give-up is final: no Retry of any state takes it.
+    const retried = allStates(asl).flatMap(([, state]) => ((state.Retry as Array<{ ErrorEquals: string[] }> | undefined) ?? []).flatMap((r) => r.ErrorEquals));
+    expect(retried).not.toContain(thrown(new CreateOutcomeUnknown('gave up')));
+    expect(STORAGE_THROTTLED_ERRORS).toContain(thrown(new UnprocessedWrites(1, 8)));
+  });
+
   it('catches everything into MarkJobFailed (job) or RecordChunkFailure (chunk), keeping the input with the error at $.error', () => {
     const catches = Object.fromEntries(allStates(asl).filter(([, s]) => s.Catch !== undefined).map(([name, s]) => [name, s.Catch]));
     expect(catches).toEqual({
@@ -254,12 +281,8 @@ describe('the job state machine', () => {
   it('waits as long as the handlers say, and ends the way the contract says', () => {
     expect(chunkStates.WaitForBatch).toEqual({ Type: 'Wait', SecondsPath: '$.waitSeconds', Next: 'PollBatch' });
     expect(chunkStates.WaitBeforeRetry).toEqual({ Type: 'Wait', SecondsPath: '$.retryWaitSeconds', Next: 'SubmitChunk' });
-    expect(chunkStates.ChunkDone).toEqual({
-      Type: 'Pass',
-      Parameters: { 'jobId.$': '$.jobId', 'chunk.$': '$.chunk', ok: true },
-      End: true,
-    });
-    expect(chunkStates.ChunkFailed).toEqual({ Type: 'Pass', End: true });
+    expect(chunkStates.ChunkDone).toEqual({ Type: 'Pass', OutputPath: null, End: true });
+    expect(chunkStates.ChunkFailed).toEqual({ Type: 'Pass', OutputPath: null, End: true });
     expect(asl.States.JobRejected).toMatchObject({ Type: 'Fail', Error: 'ValidationFailed' });
     // MarkJobFailed's reply is dropped so the execution fails with the error it caught.
     expect(asl.States.MarkJobFailed).toMatchObject({ ResultPath: null, Next: 'JobFailed' });
@@ -286,6 +309,47 @@ describe('the job state machine', () => {
   });
 });
 
+describe('the Distributed Map\'s output', () => {
+  // Without a ResultWriter the Map's result is the array of every child's output, which ResultPath
+  // null drops from the state but not from the Map; past 256 KiB it fails the execution with
+  // States.DataLimitExceeded, which no Catch takes (concepts-error-handling in the Step Functions guide).
+  const PAYLOAD_QUOTA_BYTES = 256 * 1024;
+  const processor = () => {
+    const { ProcessorConfig: _config, ...graph } = asl.States.ForEachChunk!.ItemProcessor as AslDefinition & { ProcessorConfig?: unknown };
+    return new StateMachine(graph as unknown as StateMachineDefinition);
+  };
+  const runChild = (handlers: Record<string, (input: Record<string, unknown>) => unknown>) =>
+    processor().run({ jobId: 'job-1', chunk: 29_999 }, {
+      overrides: {
+        taskResourceLocalHandlers: Object.fromEntries(
+          Object.entries(handlers).map(([state, handler]) => [state, async (input: unknown) => handler(input as Record<string, unknown>)]),
+        ) as NonNullable<NonNullable<RunOptions['overrides']>['taskResourceLocalHandlers']>,
+        waitTimeOverrides: { WaitForBatch: 0, WaitBeforeRetry: 0 },
+      },
+    }).result;
+
+  it('ends every child execution, done or failed, with {}: even MAX_CHUNKS of them stay far under 256 KiB', async () => {
+    const done = await runChild({
+      SubmitChunk: (i) => ({ ...i, attempt: 1, batchId: 'msgbatch_1', canceled: false, waitSeconds: 1 }),
+      PollBatch: (i) => ({ ...i, ended: true, waitSeconds: 1 }),
+      CollectResults: (i) => ({ jobId: i.jobId, chunk: i.chunk, attempt: 1, retry: false, retryWaitSeconds: 0 }),
+    });
+    const failed = await runChild({
+      SubmitChunk: () => {
+        throw Object.assign(new Error('too large'), { name: 'BatchTooLarge' });
+      },
+      RecordChunkFailure: (i) => ({ jobId: i.jobId, chunk: i.chunk, ok: false }),
+    });
+    // What the Map gathers for the most chunks a job may have, every child ending the larger way.
+    const largest = [done, failed].sort((a, b) => JSON.stringify(b).length - JSON.stringify(a).length)[0];
+    const gathered = JSON.stringify(Array.from({ length: MAX_CHUNKS }, () => largest));
+    expect(Buffer.byteLength(gathered)).toBeLessThan(PAYLOAD_QUOTA_BYTES / 2);
+    expect([done, failed]).toEqual([{}, {}]);
+    const ends = Object.entries(chunkStates).filter(([, state]) => state.End === true || state.Type === 'Succeed' || state.Type === 'Fail');
+    expect(Object.fromEntries(ends.map(([name, state]) => [name, state.OutputPath]))).toEqual({ ChunkDone: null, ChunkFailed: null });
+  });
+});
+
 describe('the synthesized definition in the local engine', () => {
   const ids = { jobId: 'job-1' };
   const lambdaError = (name: string, message: string) => Object.assign(new Error(message), { name });
@@ -299,7 +363,11 @@ describe('the synthesized definition in the local engine', () => {
     ) as LocalHandlers;
     const machine = new StateMachine(asl as unknown as StateMachineDefinition);
     return machine.run(input as Parameters<StateMachine['run']>[0], {
-      overrides: { taskResourceLocalHandlers, waitTimeOverrides: { WaitForBatch: 0, WaitBeforeRetry: 0 } },
+      overrides: {
+        taskResourceLocalHandlers,
+        waitTimeOverrides: { WaitForBatch: 0, WaitBeforeRetry: 0 },
+        retryIntervalOverrides: Object.fromEntries(Object.keys(handlers).map((state) => [state, 0])),
+      },
       context: { Execution: { Id: 'arn:aws:states:us-east-1:000000000000:execution:JobStateMachine:test' } },
     }).result;
   }
@@ -355,6 +423,39 @@ describe('the synthesized definition in the local engine', () => {
     expect((failure as Error).cause).toMatchObject({ name: 'BadInputObject', message: 'inbox/a.jsonl is not readable' });
     expect(markInput).toMatchObject({ ...ids, duplicate: false, error: { Error: 'BadInputObject' } });
   });
+
+  it.each(['Runtime.OutOfMemory', 'Lambda.Unknown', 'Lambda.ClientExecutionTimeoutException'])(
+    'runs a Prepare and a Collect again after %s, instead of failing the job or the chunk',
+    async (errorName) => {
+      const ran: string[] = [];
+      const crashOnce = (state: string, output: LocalHandler): LocalHandler => (input) => {
+        ran.push(state);
+        if (ran.filter((s) => s === state).length === 1) throw lambdaError(errorName, `${state} was killed`);
+        return output(input);
+      };
+      const result = run(
+        { bucket: 'b', key: 'inbox/a.jsonl' },
+        {
+          RegisterJob: () => ({ ...ids, duplicate: false }),
+          PrepareJob: crashOnce('PrepareJob', () => ({ ...ids, outcome: 'ready', chunks: [0], validRows: 1, invalidRows: 0 })),
+          SubmitChunk: (i) => ({ ...ids, chunk: i.chunk, attempt: 1, batchId: 'b0', canceled: false, waitSeconds: 1 }),
+          PollBatch: (i) => ({ ...i, ended: true, waitSeconds: 1 }),
+          CollectResults: crashOnce('CollectResults', (i) => ({ ...ids, chunk: i.chunk, attempt: 1, retry: false, retryWaitSeconds: 0 })),
+          RecordChunkFailure: (i) => {
+            ran.push('RecordChunkFailure');
+            return { jobId: i.jobId, chunk: i.chunk, ok: false };
+          },
+          FinalizeJob: () => ({ ...ids, status: 'succeeded', counts: { succeeded: 1 } }),
+          MarkJobFailed: () => {
+            ran.push('MarkJobFailed');
+            return ids;
+          },
+        },
+      );
+      await expect(result).resolves.toEqual({ ...ids, status: 'succeeded', counts: { succeeded: 1 } });
+      expect(ran).toEqual(['PrepareJob', 'PrepareJob', 'CollectResults', 'CollectResults']);
+    },
+  );
 
   it('records a chunk\'s failure without failing the job', async () => {
     let recorded: unknown;

@@ -7,10 +7,11 @@ import type { PipelineConfig } from '../../shared/config';
 import { updateItem } from '../../shared/store/dynamo';
 import { JOB_SK, jobPk } from '../../shared/store/items';
 import { collectResults } from '../../shared/jobs/collect';
+import { EXECUTION_STATUS_CHANGE, executionFailure, handleExecutionEnded, STATES_SOURCE } from '../../shared/jobs/execution-ended';
 import { CancelFailed, markJobFailed } from '../../shared/jobs/fail';
 import type { JobSummary, ResultRow } from '../../shared/jobs/finalize';
 import { pollBatch } from '../../shared/jobs/poll';
-import { isExecutionOf, reconcileJobs, type ReconcileDeps, type ReconcileReport } from '../../shared/jobs/reconcile';
+import { executionErrorOf, isExecutionOf, reconcileJobs, type ReconcileDeps, type ReconcileReport } from '../../shared/jobs/reconcile';
 import { registerJob } from '../../shared/jobs/register';
 import { submitChunk } from '../../shared/jobs/submit';
 import { createPipelineTable, localDynamoClient } from '../../local/emulators';
@@ -438,6 +439,97 @@ describe('reconcileJobs', () => {
     expect(again.described).toEqual([]);
   });
 
+  it('finalizes failed jobs whose FinalizeJob ran out of memory or died unnamed, as Lambda and Step Functions report those', async () => {
+    const { store, config } = await freshStore();
+    const failures = [
+      { error: 'Runtime.OutOfMemory', cause: 'Runtime.OutOfMemory: RequestId: r-1 Error: Runtime exited with error: signal: killed' },
+      { error: 'Lambda.Unknown', cause: 'The cause could not be determined because Lambda did not return an error type.' },
+      { error: 'Lambda.ClientExecutionTimeoutException', cause: 'Client execution did not complete before the specified timeout configuration' },
+    ];
+    const jobs: SeededJob[] = [];
+    for (const [i, failure] of failures.entries()) {
+      const job = await deadJob(store, `finalize-killed-${i}`, [1]);
+      await collectAll(store, config, job);
+      await failJobAsWorkflow(store, job.jobId, failure);
+      jobs.push(job);
+    }
+    const executions = Object.fromEntries(failures.map((_, i) => [executionArn(`finalize-killed-${i}`), 'FAILED']));
+
+    expect(await reconcileJobs(deps(store, config, executions))).toEqual({ ...NOTHING, examined: 3, recovered: 3 });
+
+    for (const [i, job] of jobs.entries()) {
+      expect(await readJobItem(store, job.jobId)).toMatchObject({ status: 'succeeded', failure: failures[i] });
+      expect(JSON.parse((await readText(aws, job.keys.summary))!)).toMatchObject({ status: 'succeeded', recoveredFrom: failures[i] });
+    }
+  });
+
+  /** The EventBridge rule's ExecutionEnded, on an execution of a seeded job that ended `status` with `error`. */
+  const executionEnded = (store: LocalAws, name: string, status: string, error?: { error: string; cause: string }) =>
+    handleExecutionEnded(
+      {
+        source: STATES_SOURCE,
+        'detail-type': EXECUTION_STATUS_CHANGE,
+        detail: {
+          executionArn: executionArn(name),
+          name,
+          status,
+          startDate: Date.parse('2026-01-02T03:04:05.000Z'),
+          stopDate: Date.parse('2026-01-03T03:04:05.000Z'),
+          input: null,
+          error: error?.error ?? null,
+          cause: error?.cause ?? null,
+        },
+      },
+      {
+        dynamo: store.dynamo,
+        api: ctx.api,
+        events: notify.events,
+        sns: notify.sns,
+        config: { table: store.table, notify: { eventBus: 'default', topicArn: undefined } },
+        now: () => NOW - 3_600_000,
+      },
+    );
+
+  it('finalizes a job whose execution failed past every Catch (States.DataLimitExceeded) after every chunk ended', async () => {
+    const { store, config } = await freshStore();
+    // The Map's gathered output passed 256 KiB once every child had ended: FinalizeJob never ran,
+    // and ExecutionEnded marked the job failed.
+    const tooLarge = await deadJob(store, 'map-output-too-large', [2, 1]);
+    await collectAll(store, config, tooLarge);
+    const dataLimit = {
+      error: 'States.DataLimitExceeded',
+      cause: "The state/task 'ForEachChunk' returned a result with a size exceeding the maximum number of bytes service limit.",
+    };
+    expect(await executionEnded(store, 'map-output-too-large', 'FAILED', dataLimit)).toMatchObject({ outcome: 'marked-failed' });
+    const failure = { error: 'ExecutionFailed', cause: `execution map-output-too-large ended FAILED: States.DataLimitExceeded: ${dataLimit.cause}` };
+    expect(await readJobItem(store, tooLarge.jobId)).toMatchObject({ status: 'failed', failure });
+    // The same end, but ExecutionEnded never ran: the job still says running.
+    const unseen = await deadJob(store, 'map-output-unseen', [1]);
+    await collectAll(store, config, unseen);
+    // Ends a re-run of Finalize is no cure for: someone stopped the execution; MarkJobFailed itself died.
+    const aborted = await deadJob(store, 'aborted', [1]);
+    await collectAll(store, config, aborted);
+    await executionEnded(store, 'aborted', 'ABORTED');
+    const markFailedDied = await deadJob(store, 'mark-failed-died', [1]);
+    await collectAll(store, config, markFailedDied);
+    await executionEnded(store, 'mark-failed-died', 'FAILED', { error: 'CancelFailed', cause: 'a batch could not be canceled' });
+    notify.calls.length = 0;
+    const names = ['map-output-too-large', 'map-output-unseen', 'aborted', 'mark-failed-died'];
+    const executions = Object.fromEntries(names.map((name) => [executionArn(name), name === 'aborted' ? 'ABORTED' : 'FAILED']));
+
+    expect(await reconcileJobs(deps(store, config, executions))).toEqual({ ...NOTHING, examined: 2, finalized: 1, recovered: 1 });
+
+    const counts = { succeeded: 3, errored: 0, expired: 0, canceled: 0, invalid: 0 };
+    expect(await readJobItem(store, tooLarge.jobId)).toMatchObject({ status: 'succeeded', counts, failure });
+    expect(JSON.parse((await readText(aws, tooLarge.keys.summary))!)).toMatchObject({ status: 'succeeded', recoveredFrom: failure });
+    expect((await readJsonl<ResultRow>(aws, tooLarge.keys.results)).map((row) => row.status)).toEqual(['succeeded', 'succeeded', 'succeeded']);
+    expect(await readJobItem(store, unseen.jobId)).toMatchObject({ status: 'succeeded' });
+    for (const job of [aborted, markFailedDied]) {
+      expect((await readJobItem(store, job.jobId)).status).toBe('failed');
+      expect(await readText(aws, job.keys.results)).toBeUndefined();
+    }
+  });
+
   it('leaves a failed job alone when a re-run of Finalize cannot help or would not see every row collected', async () => {
     const { store, config } = await freshStore();
     // Finalize failed for good: the counts did not add up.
@@ -500,6 +592,26 @@ describe('reconcileJobs', () => {
     const run = deps(store, config, {}, { now: () => Date.parse('2026-02-02T03:04:06.000Z') });
     expect(await reconcileJobs(run)).toEqual(NOTHING);
     expect(run.described).toEqual([]);
+  });
+});
+
+describe('executionErrorOf', () => {
+  /** The failure ExecutionEnded has failJob store for an execution that failed with `error`. */
+  const ended = (error: string | null, cause: string | null) => {
+    const step = executionFailure({ executionArn: executionArn('run-1'), name: 'run-1', status: 'FAILED', error, cause }, 'FAILED');
+    return { error: step.Error!, cause: step.Cause! };
+  };
+
+  it('reads back the error an execution failed with from the failure ExecutionEnded records', () => {
+    expect(executionErrorOf(ended('States.DataLimitExceeded', 'The state/task \'ForEachChunk\' returned a result with a size exceeding the maximum number of bytes service limit.'))).toBe(
+      'States.DataLimitExceeded',
+    );
+    expect(executionErrorOf(ended('States.Runtime', 'An error occurred while executing the state \'WasRejected\'.'))).toBe('States.Runtime');
+    // A Lambda error's cause already starts with its type: ExecutionEnded does not repeat it.
+    expect(executionErrorOf(ended('CancelFailed', JSON.stringify({ errorType: 'CancelFailed', errorMessage: 'refused' })))).toBe('CancelFailed');
+    expect(executionErrorOf(ended(null, null))).toBeUndefined();
+    expect(executionErrorOf({ error: 'ExecutionTimedOut', cause: 'execution run-1 ended TIMED_OUT' })).toBeUndefined();
+    expect(executionErrorOf({ error: 'States.Timeout', cause: 'execution run-1 ended FAILED: States.Runtime' })).toBeUndefined();
   });
 });
 

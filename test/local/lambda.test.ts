@@ -63,6 +63,12 @@ describe('invoking a handler as Lambda does', () => {
     await expect(invokeLocal(fn(), handlers.big as never, {})).rejects.toMatchObject({ name: 'States.DataLimitExceeded' });
   });
 
+  it('reports a thrown non-Error by its typeof, as Node\'s Lambda runtime does', async () => {
+    const failure = await invokeLocal(fn(), handlers.throwsString as never, {}).catch((error: unknown) => error);
+    expect((failure as Error).name).toBe('string');
+    expect(JSON.parse((failure as Error).message)).toMatchObject({ errorType: 'string', errorMessage: 'no more tokens' });
+  });
+
   it('imports the handler named by the function\'s Handler setting from its entry file', async () => {
     const loaded = await loadHandler(fn({ handlerExport: 'remaining' }), FIXTURES);
     expect(loaded).toBe(handlers.remaining);
@@ -97,6 +103,36 @@ describe('the engine branching on a local function\'s errors', () => {
   it('retries ApiRetryable by name, then succeeds', async () => {
     handlers.failFirst(2);
     await expect(run(new StateMachine(definition(true)))).resolves.toEqual({ value: 2 });
+  });
+
+  it('fails the execution with States.DataLimitExceeded past a States.ALL Retry and Catch, as AWS does', async () => {
+    const machine = new StateMachine({
+      StartAt: 'Call',
+      States: {
+        Call: {
+          Type: 'Task',
+          Resource: 'arn:aws:lambda:us-east-1:000000000000:function:WorkFunction',
+          Retry: [{ ErrorEquals: ['States.ALL'], MaxAttempts: 3 }],
+          Catch: [{ ErrorEquals: ['States.ALL'], ResultPath: '$.error', Next: 'Caught' }],
+          End: true,
+        },
+        Caught: { Type: 'Pass', End: true },
+      },
+    } as StateMachineDefinition);
+    let calls = 0;
+    const result = machine.run({}, {
+      overrides: {
+        taskResourceLocalHandlers: {
+          Call: (input) => {
+            calls += 1;
+            return invokeLocal(fn(), handlers.big as never, input) as never;
+          },
+        },
+        retryIntervalOverrides: { Call: 0 },
+      },
+    }).result;
+    await expect(result).rejects.toMatchObject({ cause: { name: 'States.DataLimitExceeded' } });
+    expect(calls).toBe(1);
   });
 
   it('catches ApiRetryable by name, with Lambda\'s error payload as the Cause', async () => {

@@ -1,5 +1,7 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { ApiRetryable } from '../../shared/anthropic/errors';
+import { BatchQueueFull } from '../../shared/jobs/submit';
+import { UnprocessedWrites } from '../../shared/store/dynamo';
 import { errorFields, instrument, keysOf, rowsErroredMetric, type Observer } from '../../shared/observability';
 import { captureOutput, metricsOf } from './capture';
 
@@ -93,6 +95,30 @@ describe('instrument', () => {
     expect(out.logs.map((l) => [l.level, l.message, l.error])).toEqual([
       ['WARN', 'failed, to be retried', { name: 'ApiRetryable', message: '529 overloaded_error: Overloaded', status: 529, type: 'overloaded_error', requestId: 'req_1' }],
     ]);
+  });
+
+  it('logs a full batch queue and storage throttling as warnings too: Submit and every task retry them', async () => {
+    const failing = (error: Error) => instrument('submit-chunk', async () => {
+      throw error;
+    });
+    const out = await captureOutput(async () => {
+      await failing(new BatchQueueFull('429 rate_limit_error: the batch queue is full'))({ jobId: 'j', chunk: 0 }).catch(() => undefined);
+      await failing(new UnprocessedWrites(3, 8))({ jobId: 'j', chunk: 0 }).catch(() => undefined);
+      await failing(Object.assign(new Error('Rate exceeded'), { name: 'ThrottlingException' }))({ jobId: 'j', chunk: 0 }).catch(() => undefined);
+    });
+    expect(out.logs.map((l) => [l.level, l.message, (l.error as { name: string }).name])).toEqual([
+      ['WARN', 'failed, to be retried', 'BatchQueueFull'],
+      ['WARN', 'failed, to be retried', 'UnprocessedWrites'],
+      ['WARN', 'failed, to be retried', 'ThrottlingException'],
+    ]);
+  });
+
+  it('logs an error nothing retries as an error', async () => {
+    const handler = instrument('submit-chunk', async () => {
+      throw Object.assign(new Error('too large'), { name: 'BatchTooLarge' });
+    });
+    const out = await captureOutput(() => handler({ jobId: 'j' }));
+    expect(out.logs.map((l) => [l.level, l.message])).toEqual([['ERROR', 'failed']]);
   });
 
   it('logs a JSON SyntaxError without the text it quotes', async () => {

@@ -1,0 +1,79 @@
+import { beforeAll, describe, expect, it } from 'vitest';
+import { STATE_MACHINE_LOGICAL_ID } from '../../infra/workflow';
+import { chunkHistory, checkHistoryBudget, HISTORY_EVENT_LIMIT, walkChunk, type AslGraph } from '../../infra/history-budget';
+import { SettingsError } from '../../infra/settings';
+import { resolveDefinition, type AslDefinition } from '../../local/asl';
+import { LocalNames, type CfnTemplate } from '../../local/template';
+import { synthesize, TEST_CONTEXT } from './fixture';
+
+// The chunk lifecycle as deployed: the item processor of the synthesized ForEachChunk.
+let processor: AslGraph;
+beforeAll(() => {
+  const { json } = synthesize();
+  const asl = resolveDefinition(new LocalNames(json as CfnTemplate), STATE_MACHINE_LOGICAL_ID);
+  processor = asl.States.ForEachChunk!.ItemProcessor as AslDefinition as unknown as AslGraph;
+});
+
+const DEFAULTS = { pollMinSeconds: 30, pollMaxSeconds: 900, pollFraction: 0.1, maxAttempts: 2 };
+
+describe('a chunk\'s history', () => {
+  it('counts 9 events a poll (Wait, PollBatch, BatchEnded), and each attempt\'s Submit and Collect retried at their worst', () => {
+    const polls = (n: number) => walkChunk(processor, 1, n);
+    expect(polls(101) - polls(100)).toBe(9);
+    // Submit, SubmitCanceled, Collect, RetryNeeded and WaitBeforeRetry, plus every retry Submit
+    // (6 + 2 + 5 + 5 + 8 + 80 + 96) and Collect (6 + 2 + 5 + 5) may take, 3 events each.
+    expect(walkChunk(processor, 2, 100) - walkChunk(processor, 1, 100)).toBe(100 * 9 + 5 + 2 + 5 + 2 + 2 + (202 + 18) * 3);
+  });
+
+  it('leaves the defaults far inside the 25,000 events, even at the most attempts allowed', () => {
+    expect(chunkHistory(processor, DEFAULTS)).toEqual({
+      pollsPerAttempt: 132,
+      eventsPerAttempt: 1_864,
+      events: expect.any(Number),
+      budget: 22_500,
+      attemptsThatFit: 12,
+    });
+    expect(chunkHistory(processor, { ...DEFAULTS, maxAttempts: 10 }).events).toBeLessThan(22_500);
+  });
+
+  it('fits only 3 attempts of a 24 h batch polled every 2 minutes, and says to lower maxAttempts', () => {
+    const everyTwoMinutes = { ...DEFAULTS, pollMaxSeconds: 120 };
+    expect(chunkHistory(processor, everyTwoMinutes)).toMatchObject({ pollsPerAttempt: 735, attemptsThatFit: 3 });
+    expect(() => checkHistoryBudget(processor, { ...everyTwoMinutes, maxAttempts: 3 })).not.toThrow();
+    const four = () => checkHistoryBudget(processor, { ...everyTwoMinutes, maxAttempts: 4 });
+    expect(four).toThrow(SettingsError);
+    expect(four).toThrow(
+      /^batchline:settings\.maxAttempts 4 does not fit a chunk's history with batchline:settings\.pollMinSeconds 30, batchline:settings\.pollFraction 0\.1 and batchline:settings\.pollMaxSeconds 120: .* Lower batchline:settings\.maxAttempts to 3, or poll less often \(raise batchline:settings\.pollMaxSeconds\)\.$/,
+    );
+  });
+
+  it('fits not one attempt polled at pollMinSeconds 1 and pollFraction 0.001, and says to poll less often', () => {
+    const eager = { ...DEFAULTS, pollMinSeconds: 1, pollFraction: 0.001, maxAttempts: 1 };
+    const history = chunkHistory(processor, eager);
+    expect(history.attemptsThatFit).toBe(0);
+    expect(history.eventsPerAttempt).toBeGreaterThan(HISTORY_EVENT_LIMIT);
+    expect(() => checkHistoryBudget(processor, eager)).toThrow(
+      /^batchline:settings\.pollMinSeconds 1, batchline:settings\.pollFraction 0\.001 and batchline:settings\.pollMaxSeconds 900 poll too often: a batch that runs its full 24 h is polled 6,032 times, .* Raise batchline:settings\.pollMinSeconds, batchline:settings\.pollFraction or batchline:settings\.pollMaxSeconds\.$/,
+    );
+  });
+
+  it('stops the walk at a Task whose output it does not know, rather than miscount a changed lifecycle', () => {
+    const renamed: AslGraph = {
+      StartAt: 'SubmitBatch',
+      States: { ...processor.States, SubmitBatch: processor.States.SubmitChunk! },
+    };
+    expect(() => walkChunk(renamed, 1, 10)).toThrow(/knows no output for Task SubmitBatch/);
+  });
+});
+
+describe('synthesizing the stack', () => {
+  const withSettings = (settings: Record<string, unknown>) => ({
+    ...TEST_CONTEXT,
+    'batchline:settings': { ...TEST_CONTEXT['batchline:settings'], ...settings },
+  });
+
+  it('refuses settings whose chunk history would pass 25,000 events, naming the setting', () => {
+    expect(() => synthesize(withSettings({ pollMaxSeconds: 120, maxAttempts: 4 }))).toThrow(/^batchline:settings\.maxAttempts 4 does not fit/);
+    expect(() => synthesize(withSettings({ pollMinSeconds: 1, pollFraction: 0.001 }))).toThrow(/poll too often/);
+  });
+});
