@@ -1,9 +1,10 @@
 /** The batchline stack: one per account and region. */
-import { CfnOutput, Stack, type StackProps } from 'aws-cdk-lib';
+import { Aspects, CfnOutput, Stack, type StackProps } from 'aws-cdk-lib';
 import type * as lambda from 'aws-cdk-lib/aws-lambda';
 import type { Construct } from 'constructs';
 import { INBOX_PREFIX } from '../shared/store/keys';
 import { ApiKey } from './api-key';
+import { DependOnRolePolicyOnly } from './depends-on';
 import { Functions } from './functions';
 import { Notifications } from './notifications';
 import { Observability } from './observability';
@@ -36,6 +37,7 @@ export class BatchlineStack extends Stack {
       ...stackProps,
     });
     const settings = given ?? readSettings((key) => this.node.tryGetContext(key));
+    Aspects.of(this).add(new DependOnRolePolicyOnly());
 
     this.storage = new Storage(this, 'Storage', { workRetentionDays: settings.workRetentionDays });
     this.apiKey = new ApiKey(this, 'ApiKey', { existingSecretName: settings.apiKeySecretName });

@@ -2,14 +2,13 @@
  * The one bucket (inbox/, work/, results/), its access-log bucket, and the one table. All three
  * outlive the stack.
  */
-import { Duration, RemovalPolicy, Stack } from 'aws-cdk-lib';
+import { Duration, RemovalPolicy } from 'aws-cdk-lib';
 import * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
 import * as s3 from 'aws-cdk-lib/aws-s3';
 import * as cxapi from 'aws-cdk-lib/cx-api';
 import { Construct } from 'constructs';
 import { WORK_PREFIX } from '../shared/store/keys';
 import { TABLE_GSIS, TABLE_KEY, TABLE_TTL_ATTRIBUTE } from '../shared/store/table';
-import { acceptFinding } from './nag';
 
 /** Where in the access-log bucket the data bucket's server access logs go. */
 export const ACCESS_LOG_PREFIX = 'data-bucket/';
@@ -54,8 +53,6 @@ export class Storage extends Construct {
       enforceSSL: true,
       minimumTLSVersion: 1.2,
       versioned: true,
-      // Object Created events reach the default bus; the trigger rule picks inbox/ out of them.
-      eventBridgeEnabled: true,
       serverAccessLogsBucket: this.accessLogs,
       serverAccessLogsPrefix: ACCESS_LOG_PREFIX,
       lifecycleRules: [
@@ -70,7 +67,10 @@ export class Storage extends Construct {
       ],
       removalPolicy: RemovalPolicy.RETAIN,
     });
-    this.acceptNotificationsHandler();
+    // Object Created events reach the default bus; the trigger rule picks inbox/ out of them. Set on
+    // the bucket itself: CDK's eventBridgeEnabled would add a custom resource and a Lambda function
+    // of its own to call PutBucketNotification, which CloudFormation does natively.
+    (this.bucket.node.defaultChild as s3.CfnBucket).notificationConfiguration = { eventBridgeConfiguration: { eventBridgeEnabled: true } };
 
     this.table = new dynamodb.Table(this, 'Table', {
       partitionKey: { name: TABLE_KEY.partitionKey, type: dynamodb.AttributeType.STRING },
@@ -88,16 +88,5 @@ export class Storage extends Construct {
         projectionType: dynamodb.ProjectionType.ALL,
       });
     }
-  }
-
-  /** eventBridgeEnabled makes CDK add its bucket-notifications custom resource, with a role of its own. */
-  private acceptNotificationsHandler() {
-    const handlers = Stack.of(this).node.children.filter((child) => child.node.id.startsWith('BucketNotificationsHandler'));
-    if (handlers.length !== 1) throw new Error('expected CDK to create one BucketNotificationsHandler');
-    acceptFinding(
-      handlers[0]!,
-      'IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole]',
-      'CDK\'s own handler that turns on the bucket\'s EventBridge notifications at deploy time; its role is CDK\'s, not configurable',
-    );
   }
 }

@@ -92,7 +92,7 @@ describe('cdk-nag AwsSolutions checks', () => {
   it('accept only these rules, each for the reason their acknowledgement gives', () => {
     const { stack } = synthesized(TEST_CONTEXT);
     const rules = new Set(acknowledgements(stack).map(({ rule }) => rule.replace(/\[.*$/, '')));
-    expect([...rules].sort()).toEqual(['AwsSolutions-IAM4', 'AwsSolutions-IAM5', 'AwsSolutions-L1', 'AwsSolutions-SMG4', 'AwsSolutions-SQS3']);
+    expect([...rules].sort()).toEqual(['AwsSolutions-IAM5', 'AwsSolutions-L1', 'AwsSolutions-SMG4', 'AwsSolutions-SQS3']);
   });
 
   it('run in the synth when batchline:nag asks (addNagChecks): the stack passes, an unacknowledged finding stops it, named', async () => {

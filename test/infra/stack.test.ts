@@ -98,10 +98,13 @@ describe('the bucket', () => {
         LoggingConfiguration: { DestinationBucketName: { Ref: accessLogsId() }, LogFilePrefix: 'data-bucket/' },
       },
     });
-    template.hasResourceProperties('Custom::S3BucketNotifications', {
-      BucketName: { Ref: bucketId() },
-      NotificationConfiguration: { EventBridgeConfiguration: {} },
-    });
+  });
+
+  it('turns EventBridge notifications on itself, with no custom resource or function of CDK\'s to do it', () => {
+    expect(json.Resources[bucketId()]?.Properties?.NotificationConfiguration).toEqual({ EventBridgeConfiguration: { EventBridgeEnabled: true } });
+    expect(Object.values(json.Resources).filter((resource) => resource.Type.startsWith('Custom::'))).toEqual([]);
+    // Every function is a handler of functions/.
+    expect(logicalIds(json, 'AWS::Lambda::Function').filter((id) => json.Resources[id]?.Metadata?.['batchline:handler'] === undefined)).toEqual([]);
   });
 
   it('expires work/ after the configured days, old versions after 7, stale uploads after 2', () => {
@@ -287,6 +290,16 @@ describe('the functions', () => {
     );
     expect(new Set(groups).size).toBe(ALL_HANDLERS.length);
     for (const group of groups) expect(json.Resources[group]).toMatchObject({ Type: 'AWS::Logs::LogGroup', Properties: { RetentionInDays: 30 } });
+  });
+
+  it('depend on their role\'s policy, not again on the role their Role property already names (cfn-lint W3005)', () => {
+    for (const name of ALL_HANDLERS) {
+      const fn = functionId(json, name);
+      const policy = logicalIds(json, 'AWS::IAM::Policy').filter((id) =>
+        ((json.Resources[id]?.Properties as { Roles?: Array<{ Ref: string }> }).Roles ?? []).some((role) => role.Ref === roleOf(json, fn)),
+      );
+      expect((json.Resources[fn] as { DependsOn?: unknown }).DependsOn, name).toEqual(policy);
+    }
   });
 
   it('each run as a role of their own, with no managed policy, that may write logs to their own group only', () => {
@@ -584,6 +597,24 @@ describe('notifications', () => {
       Action: ['kms:Decrypt', 'kms:GenerateDataKey*'],
       Resource: '*',
     });
+  });
+});
+
+describe('the template', () => {
+  it('has no DependsOn that a Ref or Fn::GetAtt in the same resource already implies (cfn-lint W3005)', () => {
+    const redundant = Object.entries(json.Resources).flatMap(([id, resource]) => {
+      const dependsOn = (resource as { DependsOn?: string | string[] }).DependsOn ?? [];
+      const properties = JSON.stringify(resource.Properties ?? {});
+      return [dependsOn]
+        .flat()
+        .filter((target) => properties.includes(`{"Ref":"${target}"}`) || properties.includes(`{"Fn::GetAtt":["${target}",`))
+        .map((target) => `${id} -> ${target}`);
+    });
+    expect(redundant).toEqual([]);
+    // Still ordered after its role's policy: the first run must not miss a permission.
+    expect((json.Resources.JobStateMachine as { DependsOn?: unknown }).DependsOn).toEqual([
+      logicalIds(json, 'AWS::IAM::Policy').find((id) => id.startsWith('WorkflowStateMachineRoleDefaultPolicy')),
+    ]);
   });
 });
 
