@@ -5,6 +5,7 @@
 import { Duration, Size } from 'aws-cdk-lib';
 import type * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
 import * as iam from 'aws-cdk-lib/aws-iam';
+import type * as kms from 'aws-cdk-lib/aws-kms';
 import * as s3 from 'aws-cdk-lib/aws-s3';
 import type * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import { Construct } from 'constructs';
@@ -26,6 +27,8 @@ type Area = 'input' | 'work' | 'results';
 type TableAccess = 'none' | 'readWrite' | 'readWriteDelete';
 const TABLE_ACTIONS = ['dynamodb:GetItem', 'dynamodb:Query', 'dynamodb:PutItem', 'dynamodb:UpdateItem', 'dynamodb:BatchWriteItem'];
 const TABLE_DELETE_ACTIONS = ['dynamodb:DeleteItem'];
+/** What CDK's grantReadWriteData grants on a table's customer-managed key. */
+const TABLE_KEY_ACTIONS = ['kms:Decrypt', 'kms:DescribeKey', 'kms:Encrypt', 'kms:ReEncrypt*', 'kms:GenerateDataKey*'];
 
 interface HandlerSpec {
   description: string;
@@ -177,6 +180,10 @@ export interface FunctionsProps {
   apiEnv?: Record<string, string>;
   /** Prefixes jobs may take input from besides inbox/ (the schedules'); sweep-prefix may list them. */
   scheduledPrefixes?: string[];
+  /** Days the functions' logs are kept. Default 30. */
+  logRetentionDays?: number;
+  /** Encrypt the functions' logs with this key. Default: CloudWatch Logs' own encryption. */
+  logKey?: kms.IKey;
 }
 
 export class Functions extends Construct {
@@ -205,6 +212,8 @@ export class Functions extends Construct {
         timeout: spec.timeout,
         ephemeralStorageSize: spec.ephemeralStorageSize,
         environment: baseEnv,
+        logRetentionDays: props.logRetentionDays,
+        logKey: props.logKey,
       });
       const fn = handler.fn;
       grantObjects(props.bucket, handler, 'read', spec.read.flatMap((area) => areaPrefixes[area]));
@@ -216,6 +225,15 @@ export class Functions extends Construct {
           [`${props.table.tableArn}/index/*`],
           'The table\'s own global secondary indexes (byCreated), which table.grant adds beside the table',
         );
+        // A table under a customer-managed key (the encryptionKey setting): DynamoDB uses the key as its caller.
+        if (props.table.encryptionKey) {
+          props.table.encryptionKey.grant(fn, ...TABLE_KEY_ACTIONS);
+          acceptWildcardActions(
+            handler.role,
+            ['kms:ReEncrypt*', 'kms:GenerateDataKey*'],
+            'The data key of the encryptionKey setting, which reading and writing the table (and the bucket) under it needs: the key actions of CDK\'s table and bucket grants',
+          );
+        }
       }
       if (spec.callsApi) {
         props.apiKey.grantRead(fn);

@@ -9,6 +9,7 @@ import * as iam from 'aws-cdk-lib/aws-iam';
 import * as kms from 'aws-cdk-lib/aws-kms';
 import * as sns from 'aws-cdk-lib/aws-sns';
 import { Construct } from 'constructs';
+import { denyGrantsExceptForAwsResources } from './encryption';
 
 const CLOUDWATCH = 'cloudwatch.amazonaws.com';
 
@@ -40,6 +41,7 @@ export class Notifications extends Construct {
         // It protects messages in flight only; a retained key would bill monthly for nothing.
         removalPolicy: RemovalPolicy.DESTROY,
       });
+    if (this.topicKey instanceof kms.Key) denyGrantsExceptForAwsResources(this.topicKey);
     const stack = Stack.of(this);
     // Alarms of this account only: a confused deputy elsewhere cannot use the key through CloudWatch.
     this.topicKey.addToResourcePolicy(

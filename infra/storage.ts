@@ -4,6 +4,7 @@
  */
 import { Duration, RemovalPolicy } from 'aws-cdk-lib';
 import * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
+import type * as kms from 'aws-cdk-lib/aws-kms';
 import * as s3 from 'aws-cdk-lib/aws-s3';
 import * as cxapi from 'aws-cdk-lib/cx-api';
 import { Construct } from 'constructs';
@@ -22,6 +23,12 @@ export interface StorageProps {
   incompleteUploadDays?: number;
   /** Days the data bucket's server access logs are kept. Default 90. */
   accessLogRetentionDays?: number;
+  /**
+   * Encrypt the bucket (with S3 Bucket Keys, so KMS is called per object, not per request) and the
+   * table with this key. Default: SSE-S3 and DynamoDB's AWS-owned key. The access-log bucket keeps
+   * SSE-S3 either way: S3's log delivery writes it, and it holds request records, not data.
+   */
+  encryptionKey?: kms.IKey;
 }
 
 export class Storage extends Construct {
@@ -37,19 +44,27 @@ export class Storage extends Construct {
 
     // Who read or wrote which object, for audits and for tracing a surprise in results/. It logs
     // nothing itself (each log delivery would be logged, without end); cdk-nag knows a log bucket.
+    // Versioned, so a log deleted or overwritten before its time can still be read for a while.
+    const noncurrentVersionDays = props.noncurrentVersionDays ?? 7;
     this.accessLogs = new s3.Bucket(this, 'AccessLogs', {
       blockPublicAccess: s3.BlockPublicAccess.BLOCK_ALL,
       encryption: s3.BucketEncryption.S3_MANAGED,
       enforceSSL: true,
       minimumTLSVersion: 1.2,
       objectOwnership: s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
-      lifecycleRules: [{ id: 'expire-access-logs', expiration: Duration.days(props.accessLogRetentionDays ?? 90) }],
+      versioned: true,
+      lifecycleRules: [
+        { id: 'expire-access-logs', expiration: Duration.days(props.accessLogRetentionDays ?? 90) },
+        { id: 'tidy-versions', noncurrentVersionExpiration: Duration.days(noncurrentVersionDays), expiredObjectDeleteMarker: true },
+      ],
       removalPolicy: RemovalPolicy.RETAIN,
     });
 
     this.bucket = new s3.Bucket(this, 'Bucket', {
       blockPublicAccess: s3.BlockPublicAccess.BLOCK_ALL,
-      encryption: s3.BucketEncryption.S3_MANAGED,
+      ...(props.encryptionKey
+        ? { encryption: s3.BucketEncryption.KMS, encryptionKey: props.encryptionKey, bucketKeyEnabled: true }
+        : { encryption: s3.BucketEncryption.S3_MANAGED }),
       enforceSSL: true,
       minimumTLSVersion: 1.2,
       versioned: true,
@@ -59,7 +74,7 @@ export class Storage extends Construct {
         { id: 'expire-work-files', prefix: WORK_PREFIX, expiration: Duration.days(props.workRetentionDays ?? 30) },
         {
           id: 'tidy-versions-and-uploads',
-          noncurrentVersionExpiration: Duration.days(props.noncurrentVersionDays ?? 7),
+          noncurrentVersionExpiration: Duration.days(noncurrentVersionDays),
           abortIncompleteMultipartUploadAfter: Duration.days(props.incompleteUploadDays ?? 2),
           // Expiring work/ in a versioned bucket leaves delete markers behind; clear them once alone.
           expiredObjectDeleteMarker: true,
@@ -77,6 +92,7 @@ export class Storage extends Construct {
       sortKey: { name: TABLE_KEY.sortKey, type: dynamodb.AttributeType.STRING },
       billingMode: dynamodb.BillingMode.PAY_PER_REQUEST,
       pointInTimeRecoverySpecification: { pointInTimeRecoveryEnabled: true },
+      ...(props.encryptionKey ? { encryption: dynamodb.TableEncryption.CUSTOMER_MANAGED, encryptionKey: props.encryptionKey } : {}),
       timeToLiveAttribute: TABLE_TTL_ATTRIBUTE,
       removalPolicy: RemovalPolicy.RETAIN,
     });

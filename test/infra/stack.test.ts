@@ -10,6 +10,7 @@ import {
   roleOf,
   statementsOfRole,
   synthesize,
+  TEST_CONTEXT,
   type PolicyStatement,
 } from './fixture';
 
@@ -124,14 +125,21 @@ describe('the bucket', () => {
     });
   });
 
-  it('logs access into a private, encrypted, retained bucket of its own that keeps logs 90 days and takes them from the data bucket only', () => {
+  it('logs access into a private, encrypted, versioned, retained bucket of its own that keeps logs 90 days and takes them from the data bucket only', () => {
     expect(json.Resources[accessLogsId()]).toMatchObject({
       DeletionPolicy: 'Retain',
       Properties: {
         BucketEncryption: { ServerSideEncryptionConfiguration: [{ ServerSideEncryptionByDefault: { SSEAlgorithm: 'AES256' } }] },
         PublicAccessBlockConfiguration: { BlockPublicAcls: true, BlockPublicPolicy: true, IgnorePublicAcls: true, RestrictPublicBuckets: true },
         OwnershipControls: { Rules: [{ ObjectOwnership: 'BucketOwnerEnforced' }] },
-        LifecycleConfiguration: { Rules: [{ Id: 'expire-access-logs', ExpirationInDays: 90, Status: 'Enabled' }] },
+        // A log deleted or overwritten before its time can be read for 7 more days.
+        VersioningConfiguration: { Status: 'Enabled' },
+        LifecycleConfiguration: {
+          Rules: [
+            { Id: 'expire-access-logs', ExpirationInDays: 90, Status: 'Enabled' },
+            { Id: 'tidy-versions', NoncurrentVersionExpiration: { NoncurrentDays: 7 }, ExpiredObjectDeleteMarker: true, Status: 'Enabled' },
+          ],
+        },
       },
     });
     expect(json.Resources[accessLogsId()]?.Properties?.AccessControl).toBeUndefined();
@@ -284,12 +292,13 @@ describe('the functions', () => {
     expect(properties?.EphemeralStorage).toEqual(size.EphemeralStorage);
   });
 
-  it('each log to a log group of their own kept for a month', () => {
+  it('each log to a log group of their own kept for a month, under CloudWatch Logs\' own encryption', () => {
     const groups = ALL_HANDLERS.map(
       (name) => (json.Resources[functionId(json, name)]?.Properties as { LoggingConfig: { LogGroup: { Ref: string } } }).LoggingConfig.LogGroup.Ref,
     );
     expect(new Set(groups).size).toBe(ALL_HANDLERS.length);
     for (const group of groups) expect(json.Resources[group]).toMatchObject({ Type: 'AWS::Logs::LogGroup', Properties: { RetentionInDays: 30 } });
+    for (const group of logicalIds(json, 'AWS::Logs::LogGroup')) expect(json.Resources[group]?.Properties?.KmsKeyId).toBeUndefined();
   });
 
   it('depend on their role\'s policy, not again on the role their Role property already names (cfn-lint W3005)', () => {
@@ -589,6 +598,10 @@ describe('upkeep', () => {
 describe('notifications', () => {
   const keyId = () => logicalIds(json, 'AWS::KMS::Key')[0]!;
 
+  it('the topic key lets only AWS services create grants on it, for their own resources (Control Tower CT.KMS.PR.3)', () => {
+    expect((json.Resources[keyId()]?.Properties as { KeyPolicy: { Statement: unknown[] } }).KeyPolicy.Statement).toContainEqual(DENY_GRANTS);
+  });
+
   it('the topic is encrypted with a rotated key of its own and refuses requests without TLS', () => {
     template.resourceCountIs('AWS::KMS::Key', 1);
     template.hasResourceProperties('AWS::SNS::Topic', { KmsMasterKeyId: { 'Fn::GetAtt': [keyId(), 'Arn'] } });
@@ -632,6 +645,76 @@ describe('notifications', () => {
       Resource: '*',
       Condition: { StringEquals: { 'aws:SourceAccount': { Ref: 'AWS::AccountId' } } },
     });
+  });
+});
+
+/** What every KMS key of the stack's carries (infra/encryption.ts). */
+const DENY_GRANTS = {
+  Sid: 'DenyGrantsExceptForAwsResources',
+  Effect: 'Deny',
+  Principal: { AWS: '*' },
+  Action: 'kms:CreateGrant',
+  Resource: '*',
+  Condition: { BoolIfExists: { 'kms:GrantIsForAWSResource': 'false', 'aws:PrincipalIsAWSService': 'false' } },
+};
+
+describe('the encryptionKey and logRetentionDays settings', () => {
+  const withSettings = (settings: Record<string, unknown>) => synthesize({ ...TEST_CONTEXT, 'batchline:settings': settings }).json;
+  const logGroups = (t: SynthesizedTemplate) => logicalIds(t, 'AWS::Logs::LogGroup').map((id) => t.Resources[id]?.Properties);
+  const encryptionOf = (t: SynthesizedTemplate, id: string) =>
+    (t.Resources[id]?.Properties as { BucketEncryption: { ServerSideEncryptionConfiguration: unknown[] } }).BucketEncryption.ServerSideEncryptionConfiguration;
+
+  it('"stack": a rotated key of the stack\'s, kept with the data, encrypts the bucket (with Bucket Keys), the table and every log group', () => {
+    const t = withSettings({ encryptionKey: 'stack', logRetentionDays: 365 });
+    const [key, ...others] = logicalIds(t, 'AWS::KMS::Key').filter((id) => id.startsWith('DataKey'));
+    expect(others).toEqual([]);
+    const keyArn = { 'Fn::GetAtt': [key, 'Arn'] };
+    expect(t.Resources[key!]).toMatchObject({ DeletionPolicy: 'Retain', Properties: { EnableKeyRotation: true } });
+    const statements = (t.Resources[key!]?.Properties as { KeyPolicy: { Statement: unknown[] } }).KeyPolicy.Statement;
+    expect(statements).toContainEqual(DENY_GRANTS);
+    expect(statements).toContainEqual({
+      Sid: 'AllowCloudWatchLogsOfThisAccount',
+      Effect: 'Allow',
+      Principal: { Service: { 'Fn::Join': ['', ['logs.', { Ref: 'AWS::Region' }, '.amazonaws.com']] } },
+      Action: ['kms:Encrypt*', 'kms:Decrypt*', 'kms:ReEncrypt*', 'kms:GenerateDataKey*', 'kms:Describe*'],
+      Resource: '*',
+      Condition: {
+        ArnLike: {
+          'kms:EncryptionContext:aws:logs:arn': {
+            'Fn::Join': ['', ['arn:', { Ref: 'AWS::Partition' }, ':logs:', { Ref: 'AWS::Region' }, ':', { Ref: 'AWS::AccountId' }, ':log-group:*']],
+          },
+        },
+      },
+    });
+    const bucket = dataBucketId(t);
+    expect(encryptionOf(t, bucket)).toEqual([{ BucketKeyEnabled: true, ServerSideEncryptionByDefault: { SSEAlgorithm: 'aws:kms', KMSMasterKeyID: keyArn } }]);
+    // S3 writes the access logs itself; they stay under SSE-S3.
+    const accessLogs = logicalIds(t, 'AWS::S3::Bucket').find((id) => id !== bucket)!;
+    expect(encryptionOf(t, accessLogs)).toEqual([{ ServerSideEncryptionByDefault: { SSEAlgorithm: 'AES256' } }]);
+    const table = logicalIds(t, 'AWS::DynamoDB::Table')[0]!;
+    expect(t.Resources[table]?.Properties?.SSESpecification).toEqual({ SSEEnabled: true, SSEType: 'KMS', KMSMasterKeyId: keyArn });
+    // Every function's group and the state machine's.
+    expect(logGroups(t)).toHaveLength(ALL_HANDLERS.length + 1);
+    for (const group of logGroups(t)) expect(group).toMatchObject({ KmsKeyId: keyArn, RetentionInDays: 365 });
+    // Functions that use the table may use its key; sweep-prefix, which does not, may not.
+    const usesKey = (s: PolicyStatement) => JSON.stringify(s.Resource) === JSON.stringify(keyArn) && actionsOf(s).includes('kms:GenerateDataKey*');
+    expect(handlersGranted(t, usesKey)).toEqual(ALL_HANDLERS.filter((name) => name !== 'sweep-prefix'));
+  });
+
+  it('a key ARN: that key, and no key of the stack\'s', () => {
+    const arn = 'arn:aws:kms:eu-west-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab';
+    const t = withSettings({ encryptionKey: arn });
+    expect(logicalIds(t, 'AWS::KMS::Key').filter((id) => id.startsWith('DataKey'))).toEqual([]);
+    expect(encryptionOf(t, dataBucketId(t))).toEqual([{ BucketKeyEnabled: true, ServerSideEncryptionByDefault: { SSEAlgorithm: 'aws:kms', KMSMasterKeyID: arn } }]);
+    for (const group of logGroups(t)) expect(group).toMatchObject({ KmsKeyId: arn, RetentionInDays: 30 });
+  });
+
+  it('unset: no data key, SSE-S3, DynamoDB\'s own key, and the retention asked for on every log group', () => {
+    const t = withSettings({ logRetentionDays: 90 });
+    expect(logicalIds(t, 'AWS::KMS::Key')).toHaveLength(1);
+    expect(encryptionOf(t, dataBucketId(t))).toEqual([{ ServerSideEncryptionByDefault: { SSEAlgorithm: 'AES256' } }]);
+    expect(t.Resources[logicalIds(t, 'AWS::DynamoDB::Table')[0]!]?.Properties?.SSESpecification).toBeUndefined();
+    for (const group of logGroups(t)) expect(group).toMatchObject({ RetentionInDays: 90 });
   });
 });
 
