@@ -287,8 +287,9 @@ export class Functions extends Construct {
  * Reads or writes objects under the prefixes; S3 keys there are per job, known only at run time.
  * A reader also gets s3:ListBucket on the bucket, unconditioned: it is what makes S3 answer 404
  * (NoSuchKey) for a missing key instead of 403, and the core tells the two apart (isS3NotFound:
- * Register, Prepare, Finalize and Reconcile branch on a missing object). An s3:prefix condition
- * cannot narrow it, since a GetObject or HeadObject request carries no s3:prefix to match.
+ * Register, Prepare, Finalize and Reconcile branch on a missing object). It stays unconditioned: a
+ * GetObject or HeadObject request carries no s3:prefix, so an s3:prefix condition would most likely
+ * turn those 404s back into 403s (s3rver, locally, answers 404 whatever IAM says).
  */
 function grantObjects(bucket: s3.IBucket, handler: Handler, access: 'read' | 'write', prefixes: readonly string[]) {
   if (prefixes.length === 0) return;
