@@ -1,9 +1,12 @@
 /** The batchline stack: one per account and region. */
-import { CfnOutput, Stack, type StackProps } from 'aws-cdk-lib';
+import { Aspects, CfnOutput, Stack, type StackProps } from 'aws-cdk-lib';
 import type * as lambda from 'aws-cdk-lib/aws-lambda';
+import type * as logs from 'aws-cdk-lib/aws-logs';
 import type { Construct } from 'constructs';
 import { INBOX_PREFIX } from '../shared/store/keys';
 import { ApiKey } from './api-key';
+import { DependOnRolePolicyOnly } from './depends-on';
+import { dataKey } from './encryption';
 import { Functions } from './functions';
 import { Notifications } from './notifications';
 import { Observability } from './observability';
@@ -36,8 +39,11 @@ export class BatchlineStack extends Stack {
       ...stackProps,
     });
     const settings = given ?? readSettings((key) => this.node.tryGetContext(key));
+    Aspects.of(this).add(new DependOnRolePolicyOnly());
 
-    this.storage = new Storage(this, 'Storage', { workRetentionDays: settings.workRetentionDays });
+    // The encryptionKey setting: a customer-managed key for the bucket, the table and the logs, or none.
+    const key = dataKey(this, 'DataKey', settings.encryptionKey);
+    this.storage = new Storage(this, 'Storage', { workRetentionDays: settings.workRetentionDays, encryptionKey: key });
     this.apiKey = new ApiKey(this, 'ApiKey', { existingSecretName: settings.apiKeySecretName });
     this.notifications = new Notifications(this, 'Notifications');
     const scheduledPrefixes = settings.schedules.map((schedule) => schedule.prefix);
@@ -49,11 +55,15 @@ export class BatchlineStack extends Stack {
       pipelineEnv: settings.pipelineEnv,
       apiEnv: settings.apiEnv,
       scheduledPrefixes,
+      logRetentionDays: settings.logRetentionDays,
+      logKey: key,
     });
     const fns = this.functions.handlers;
     this.workflow = new JobWorkflow(this, 'Workflow', {
       functions: Object.fromEntries(WORKFLOW_HANDLERS.map((name) => [name, fns[name].fn])) as Record<WorkflowHandler, lambda.Function>,
       maxConcurrentChunks: settings.maxConcurrentChunks,
+      logRetention: settings.logRetentionDays as logs.RetentionDays,
+      logKey: key,
     });
     const stateMachine = this.workflow.stateMachine;
     this.functions.grantJobExecutions(stateMachine);

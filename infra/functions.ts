@@ -4,7 +4,9 @@
  */
 import { Duration, Size } from 'aws-cdk-lib';
 import type * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
-import type * as s3 from 'aws-cdk-lib/aws-s3';
+import * as iam from 'aws-cdk-lib/aws-iam';
+import type * as kms from 'aws-cdk-lib/aws-kms';
+import * as s3 from 'aws-cdk-lib/aws-s3';
 import type * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import { Construct } from 'constructs';
 import { INBOX_PREFIX, RESULTS_PREFIX, WORK_PREFIX } from '../shared/store/keys';
@@ -17,6 +19,17 @@ import { jobExecutionsArn } from './workflow';
 /** Where in the bucket a handler reads or writes: job inputs, work files, outputs. */
 type Area = 'input' | 'work' | 'results';
 
+/**
+ * What a handler may do with the table. Every caller gets the calls shared/store/dynamo.ts makes
+ * (no Scan, BatchGetItem, TransactWriteItems or streams); only Prepare deletes, the chunk records
+ * an interrupted, longer run left behind (shared/jobs/prepare.ts).
+ */
+type TableAccess = 'none' | 'readWrite' | 'readWriteDelete';
+const TABLE_ACTIONS = ['dynamodb:GetItem', 'dynamodb:Query', 'dynamodb:PutItem', 'dynamodb:UpdateItem', 'dynamodb:BatchWriteItem'];
+const TABLE_DELETE_ACTIONS = ['dynamodb:DeleteItem'];
+/** What CDK's grantReadWriteData grants on a table's customer-managed key. */
+const TABLE_KEY_ACTIONS = ['kms:Decrypt', 'kms:DescribeKey', 'kms:Encrypt', 'kms:ReEncrypt*', 'kms:GenerateDataKey*'];
+
 interface HandlerSpec {
   description: string;
   memorySize: number;
@@ -24,8 +37,7 @@ interface HandlerSpec {
   ephemeralStorageSize?: Size;
   read: Area[];
   write: Area[];
-  /** Reads and writes the table. */
-  table: boolean;
+  table: TableAccess;
   /** Calls the Batches API: gets the API settings and may read the key's secret. */
   callsApi: boolean;
   /** Publishes job outcomes to the topic and the event bus. */
@@ -41,7 +53,7 @@ export const HANDLER_SPECS: Record<HandlerName, HandlerSpec> = {
     timeout: Duration.seconds(60),
     read: ['input'],
     write: [],
-    table: true,
+    table: 'readWrite',
     callsApi: false,
     notifies: false,
   },
@@ -51,7 +63,7 @@ export const HANDLER_SPECS: Record<HandlerName, HandlerSpec> = {
     timeout: Duration.seconds(900),
     read: ['input'],
     write: ['work'],
-    table: true,
+    table: 'readWriteDelete',
     callsApi: false,
     notifies: false,
   },
@@ -62,7 +74,7 @@ export const HANDLER_SPECS: Record<HandlerName, HandlerSpec> = {
     timeout: Duration.seconds(900),
     read: ['work'],
     write: [],
-    table: true,
+    table: 'readWrite',
     callsApi: true,
     notifies: false,
   },
@@ -72,7 +84,7 @@ export const HANDLER_SPECS: Record<HandlerName, HandlerSpec> = {
     timeout: Duration.seconds(60),
     read: [],
     write: [],
-    table: true,
+    table: 'readWrite',
     callsApi: true,
     notifies: false,
   },
@@ -83,7 +95,7 @@ export const HANDLER_SPECS: Record<HandlerName, HandlerSpec> = {
     timeout: Duration.seconds(900),
     read: ['work'],
     write: ['work'],
-    table: true,
+    table: 'readWrite',
     callsApi: true,
     notifies: false,
   },
@@ -96,7 +108,7 @@ export const HANDLER_SPECS: Record<HandlerName, HandlerSpec> = {
     // The input again, for a rejected job's rows in input order; work/invalid.jsonl is copied to results/.
     read: ['input', 'work'],
     write: ['results'],
-    table: true,
+    table: 'readWrite',
     callsApi: false,
     notifies: true,
   },
@@ -106,7 +118,7 @@ export const HANDLER_SPECS: Record<HandlerName, HandlerSpec> = {
     timeout: Duration.seconds(900),
     read: [],
     write: [],
-    table: true,
+    table: 'readWrite',
     callsApi: true,
     notifies: false,
   },
@@ -116,7 +128,7 @@ export const HANDLER_SPECS: Record<HandlerName, HandlerSpec> = {
     timeout: Duration.seconds(300),
     read: [],
     write: [],
-    table: true,
+    table: 'readWrite',
     callsApi: true,
     notifies: true,
   },
@@ -126,7 +138,7 @@ export const HANDLER_SPECS: Record<HandlerName, HandlerSpec> = {
     timeout: Duration.seconds(300),
     read: [],
     write: [],
-    table: false,
+    table: 'none',
     callsApi: false,
     notifies: false,
     jobExecutions: 'start',
@@ -137,9 +149,10 @@ export const HANDLER_SPECS: Record<HandlerName, HandlerSpec> = {
     timeout: Duration.seconds(900),
     // It may finalize a job, which spills to /tmp as finalize-job does.
     ephemeralStorageSize: Size.gibibytes(4),
-    read: ['work', 'results'],
+    // Finalizing a job rejected in strict mode re-reads its input, as finalize-job does.
+    read: ['input', 'work', 'results'],
     write: ['work', 'results'],
-    table: true,
+    table: 'readWrite',
     callsApi: true,
     notifies: true,
     jobExecutions: 'describe',
@@ -150,7 +163,7 @@ export const HANDLER_SPECS: Record<HandlerName, HandlerSpec> = {
     timeout: Duration.seconds(300),
     read: [],
     write: [],
-    table: true,
+    table: 'readWrite',
     callsApi: true,
     notifies: true,
   },
@@ -167,6 +180,10 @@ export interface FunctionsProps {
   apiEnv?: Record<string, string>;
   /** Prefixes jobs may take input from besides inbox/ (the schedules'); sweep-prefix may list them. */
   scheduledPrefixes?: string[];
+  /** Days the functions' logs are kept. Default 30. */
+  logRetentionDays?: number;
+  /** Encrypt the functions' logs with this key. Default: CloudWatch Logs' own encryption. */
+  logKey?: kms.IKey;
 }
 
 export class Functions extends Construct {
@@ -195,17 +212,28 @@ export class Functions extends Construct {
         timeout: spec.timeout,
         ephemeralStorageSize: spec.ephemeralStorageSize,
         environment: baseEnv,
+        logRetentionDays: props.logRetentionDays,
+        logKey: props.logKey,
       });
       const fn = handler.fn;
       grantObjects(props.bucket, handler, 'read', spec.read.flatMap((area) => areaPrefixes[area]));
       grantObjects(props.bucket, handler, 'write', spec.write.flatMap((area) => areaPrefixes[area]));
-      if (spec.table) {
-        props.table.grantReadWriteData(fn);
+      if (spec.table !== 'none') {
+        props.table.grant(fn, ...TABLE_ACTIONS, ...(spec.table === 'readWriteDelete' ? TABLE_DELETE_ACTIONS : []));
         acceptWildcardResources(
           handler.role,
           [`${props.table.tableArn}/index/*`],
-          'The table\'s own global secondary indexes (byCreated), which grantReadWriteData adds beside the table',
+          'The table\'s own global secondary indexes (byCreated), which table.grant adds beside the table',
         );
+        // A table under a customer-managed key (the encryptionKey setting): DynamoDB uses the key as its caller.
+        if (props.table.encryptionKey) {
+          props.table.encryptionKey.grant(fn, ...TABLE_KEY_ACTIONS);
+          acceptWildcardActions(
+            handler.role,
+            ['kms:ReEncrypt*', 'kms:GenerateDataKey*'],
+            'The data key of the encryptionKey setting, which reading and writing the table (and the bucket) under it needs: the key actions of CDK\'s table and bucket grants',
+          );
+        }
       }
       if (spec.callsApi) {
         props.apiKey.grantRead(fn);
@@ -223,8 +251,15 @@ export class Functions extends Construct {
     });
     this.handlers = Object.fromEntries(entries) as Record<HandlerName, Handler>;
 
-    // The sweep lists only the scheduled prefixes; it never touches inbox/, work/ or results/.
-    grantObjects(props.bucket, this.handlers['sweep-prefix'], 'read', scheduled);
+    // The sweep lists the scheduled prefixes, and nothing else: it reads no object (Register does).
+    if (scheduled.length > 0) {
+      iam.Grant.addToPrincipal({
+        grantee: this.handlers['sweep-prefix'].fn,
+        actions: ['s3:ListBucket'],
+        resourceArns: [props.bucket.bucketArn],
+        conditions: { StringLike: { 's3:prefix': scheduled.map((prefix) => `${prefix}*`) } },
+      });
+    }
   }
 
   /** The state machine exists only after the functions (its tasks run them): wire it in afterwards. */
@@ -248,13 +283,23 @@ export class Functions extends Construct {
   }
 }
 
-/** Reads or writes objects under the prefixes; S3 keys there are per job, known only at run time. */
+/**
+ * Reads or writes objects under the prefixes; S3 keys there are per job, known only at run time.
+ * A reader also gets s3:ListBucket on the bucket, unconditioned: it is what makes S3 answer 404
+ * (NoSuchKey) for a missing key instead of 403, and the core tells the two apart (isS3NotFound:
+ * Register, Prepare, Finalize and Reconcile branch on a missing object). It stays unconditioned: a
+ * GetObject or HeadObject request carries no s3:prefix, so an s3:prefix condition would most likely
+ * turn those 404s back into 403s (s3rver, locally, answers 404 whatever IAM says).
+ */
 function grantObjects(bucket: s3.IBucket, handler: Handler, access: 'read' | 'write', prefixes: readonly string[]) {
   if (prefixes.length === 0) return;
+  const grants = s3.BucketGrants.fromBucket(bucket);
   for (const prefix of prefixes) {
-    if (access === 'read') bucket.grantRead(handler.fn, `${prefix}*`);
-    else bucket.grantPut(handler.fn, `${prefix}*`);
+    // kms:Decrypt lands on the bucket's own key, when it has one (the encryptionKey setting).
+    if (access === 'read') grants.actionsOnObjectKeys(handler.fn, `${prefix}*`, 's3:GetObject*', 'kms:Decrypt');
+    else grants.put(handler.fn, `${prefix}*`);
   }
+  if (access === 'read') iam.Grant.addToPrincipal({ grantee: handler.fn, actions: ['s3:ListBucket'], resourceArns: [bucket.bucketArn] });
   acceptWildcardResources(
     handler.role,
     prefixes.map((prefix) => bucket.arnForObjects(`${prefix}*`)),
@@ -262,9 +307,9 @@ function grantObjects(bucket: s3.IBucket, handler: Handler, access: 'read' | 'wr
   );
   acceptWildcardActions(
     handler.role,
-    access === 'read' ? ['s3:GetObject*', 's3:GetBucket*', 's3:List*'] : ['s3:Abort*'],
+    access === 'read' ? ['s3:GetObject*'] : ['s3:Abort*'],
     access === 'read'
-      ? 'The action set of CDK\'s bucket.grantRead: object reads (GetObject and its versions) on the prefixes above, bucket reads (location, listing) on this bucket'
+      ? 'Object reads (GetObject, and GetObjectVersion for a versioned input) on the prefixes above only, the object action set of CDK\'s bucket.grantRead'
       : 'The action set of CDK\'s bucket.grantPut: s3:AbortMultipartUpload, which streamed multipart uploads need, on the prefixes above only',
   );
 }

@@ -5,6 +5,7 @@
  */
 import { RemovalPolicy, type Duration, type Size } from 'aws-cdk-lib';
 import * as iam from 'aws-cdk-lib/aws-iam';
+import type * as kms from 'aws-cdk-lib/aws-kms';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as nodejs from 'aws-cdk-lib/aws-lambda-nodejs';
 import * as logs from 'aws-cdk-lib/aws-logs';
@@ -41,8 +42,10 @@ export interface HandlerProps {
   /** /tmp size, for handlers that spill to disk. Default 512 MiB. */
   ephemeralStorageSize?: Size;
   environment?: Record<string, string>;
-  /** Default one month. */
-  logRetention?: logs.RetentionDays;
+  /** Days the function's logs are kept, one of CloudWatch's periods. Default 30. */
+  logRetentionDays?: number;
+  /** Encrypt the function's logs with this key. Default: CloudWatch Logs' own encryption. */
+  logKey?: kms.IKey;
 }
 
 export class Handler extends Construct {
@@ -55,8 +58,10 @@ export class Handler extends Construct {
     super(scope, id);
     this.entry = `functions/${props.name}.ts`;
     this.logGroup = new logs.LogGroup(this, 'Logs', {
-      retention: props.logRetention ?? logs.RetentionDays.ONE_MONTH,
-      // Logs expire within the month anyway; a retained group would outlive the stack forever.
+      // RetentionDays' values are the day counts (settings.ts checks the setting is one of them).
+      retention: (props.logRetentionDays ?? logs.RetentionDays.ONE_MONTH) as logs.RetentionDays,
+      encryptionKey: props.logKey,
+      // A retained group would outlive the stack forever; its logs expire on their own.
       removalPolicy: RemovalPolicy.DESTROY,
     });
     // Not AWSLambdaBasicExecutionRole, which may create and write to any log group in the account.

@@ -9,6 +9,7 @@ import * as iam from 'aws-cdk-lib/aws-iam';
 import * as kms from 'aws-cdk-lib/aws-kms';
 import * as sns from 'aws-cdk-lib/aws-sns';
 import { Construct } from 'constructs';
+import { denyGrantsExceptForAwsResources } from './encryption';
 
 const CLOUDWATCH = 'cloudwatch.amazonaws.com';
 
@@ -40,12 +41,16 @@ export class Notifications extends Construct {
         // It protects messages in flight only; a retained key would bill monthly for nothing.
         removalPolicy: RemovalPolicy.DESTROY,
       });
+    if (this.topicKey instanceof kms.Key) denyGrantsExceptForAwsResources(this.topicKey);
+    const stack = Stack.of(this);
+    // Alarms of this account only: a confused deputy elsewhere cannot use the key through CloudWatch.
     this.topicKey.addToResourcePolicy(
       new iam.PolicyStatement({
         sid: 'AllowCloudWatchAlarmsToPublish',
         principals: [new iam.ServicePrincipal(CLOUDWATCH)],
         actions: ['kms:Decrypt', 'kms:GenerateDataKey*'],
         resources: ['*'],
+        conditions: { StringEquals: { 'aws:SourceAccount': stack.account } },
       }),
     );
     this.topic = new sns.Topic(this, 'JobFailures', {
@@ -54,7 +59,6 @@ export class Notifications extends Construct {
       enforceSSL: true,
     });
     // The topic's own policy replaces SNS's default one, so alarms need a statement of their own.
-    const stack = Stack.of(this);
     this.topic.addToResourcePolicy(
       new iam.PolicyStatement({
         sid: 'AllowCloudWatchAlarmsOfThisAccount',

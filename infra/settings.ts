@@ -35,7 +35,21 @@ export const STACK_SETTING_DEFAULTS = {
   jobDeadlineHours: 30,
   /** A function's error alarm fires at this many errors in five minutes. */
   functionErrorThreshold: 1,
+  /** Days CloudWatch keeps the functions' and the state machine's logs (one of CloudWatch's periods). */
+  logRetentionDays: 30,
 } as const;
+
+/** The retention periods CloudWatch Logs accepts, in days. */
+export const LOG_RETENTION_DAYS = [1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653] as const;
+
+/**
+ * What encrypts the bucket, the table and the log groups: `aws-owned` (default) keys AWS owns and
+ * manages (SSE-S3, DynamoDB's AWS-owned key, CloudWatch Logs' own encryption), free of KMS charges;
+ * `stack`, a customer-managed KMS key the stack creates (rotated yearly, kept when the stack is
+ * deleted); or the ARN of a KMS key of yours, whose policy must let CloudWatch Logs use it.
+ */
+export type EncryptionKeySetting = 'aws-owned' | 'stack' | `arn:${string}`;
+const KMS_KEY_ARN = /^arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:key\/[A-Za-z0-9-]+$/;
 
 /** [min, max], and whether the value must be whole. */
 const STACK_SETTING_LIMITS: Record<keyof typeof STACK_SETTING_DEFAULTS, readonly [number, number, 'whole' | 'fraction']> = {
@@ -48,6 +62,7 @@ const STACK_SETTING_LIMITS: Record<keyof typeof STACK_SETTING_DEFAULTS, readonly
   // A Standard execution may last a year. Below 24 h, a batch that is merely slow trips it.
   jobDeadlineHours: [1, 8760, 'whole'],
   functionErrorThreshold: [1, 100_000, 'whole'],
+  logRetentionDays: [1, 3653, 'whole'],
 };
 
 export type PipelineSettingName = keyof typeof PIPELINE_SETTING_ENV;
@@ -80,6 +95,8 @@ export interface BatchlineSettings {
   apiEnv: Record<string, string>;
   maxConcurrentChunks: number;
   workRetentionDays: number;
+  logRetentionDays: number;
+  encryptionKey: EncryptionKeySetting;
   alarms: AlarmSettings;
   /** An existing secret to use; undefined creates one with a placeholder value. */
   apiKeySecretName: string | undefined;
@@ -93,6 +110,7 @@ export class SettingsError extends Error {
 const {
   maxConcurrentChunks: DEFAULT_MAX_CONCURRENT_CHUNKS,
   workRetentionDays: DEFAULT_WORK_RETENTION_DAYS,
+  logRetentionDays: DEFAULT_LOG_RETENTION_DAYS,
   ...DEFAULT_ALARMS
 } = STACK_SETTING_DEFAULTS;
 
@@ -101,6 +119,8 @@ export const DEFAULT_SETTINGS: BatchlineSettings = {
   apiEnv: {},
   maxConcurrentChunks: DEFAULT_MAX_CONCURRENT_CHUNKS,
   workRetentionDays: DEFAULT_WORK_RETENTION_DAYS,
+  logRetentionDays: DEFAULT_LOG_RETENTION_DAYS,
+  encryptionKey: 'aws-owned',
   alarms: { ...DEFAULT_ALARMS },
   apiKeySecretName: undefined,
   schedules: [],
@@ -115,6 +135,7 @@ export function readSettings(tryGetContext: ContextReader): BatchlineSettings {
     ...Object.keys(PIPELINE_SETTING_ENV),
     ...Object.keys(API_SETTING_ENV),
     ...Object.keys(STACK_SETTING_DEFAULTS),
+    'encryptionKey',
   ]);
   for (const key of Object.keys(raw)) {
     if (!known.has(key)) {
@@ -145,6 +166,8 @@ export function readSettings(tryGetContext: ContextReader): BatchlineSettings {
     apiEnv,
     maxConcurrentChunks: stackSetting('maxConcurrentChunks'),
     workRetentionDays: stackSetting('workRetentionDays'),
+    logRetentionDays: logRetentionSetting(stackSetting('logRetentionDays')),
+    encryptionKey: encryptionKeySetting(raw.encryptionKey),
     alarms: {
       erroredRowRateThreshold: stackSetting('erroredRowRateThreshold'),
       erroredRowAlarmMinRows: stackSetting('erroredRowAlarmMinRows'),
@@ -154,6 +177,21 @@ export function readSettings(tryGetContext: ContextReader): BatchlineSettings {
     apiKeySecretName: secretNameSetting(tryGetContext(CONTEXT_KEYS.apiKeySecretName)),
     schedules: readSchedules(parseIfString(CONTEXT_KEYS.schedules, tryGetContext(CONTEXT_KEYS.schedules))),
   };
+}
+
+function logRetentionSetting(days: number): number {
+  if (!(LOG_RETENTION_DAYS as readonly number[]).includes(days)) {
+    throw new SettingsError(`${CONTEXT_KEYS.settings}.logRetentionDays must be one of CloudWatch Logs' periods (${LOG_RETENTION_DAYS.join(', ')}), got ${days}`);
+  }
+  return days;
+}
+
+function encryptionKeySetting(value: unknown): EncryptionKeySetting {
+  if (value === undefined || value === 'aws-owned' || value === 'stack') return value ?? 'aws-owned';
+  if (typeof value === 'string' && KMS_KEY_ARN.test(value)) return value as EncryptionKeySetting;
+  throw new SettingsError(
+    `${CONTEXT_KEYS.settings}.encryptionKey must be "aws-owned", "stack" or a KMS key ARN (arn:aws:kms:<region>:<account>:key/<id>), got ${JSON.stringify(value)}`,
+  );
 }
 
 /** Whether `batchline:nag` asks for the cdk-nag checks at synth: true or "true" (as `-c` passes it). */

@@ -2,14 +2,14 @@
  * The one bucket (inbox/, work/, results/), its access-log bucket, and the one table. All three
  * outlive the stack.
  */
-import { Duration, RemovalPolicy, Stack } from 'aws-cdk-lib';
+import { Duration, RemovalPolicy } from 'aws-cdk-lib';
 import * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
+import type * as kms from 'aws-cdk-lib/aws-kms';
 import * as s3 from 'aws-cdk-lib/aws-s3';
 import * as cxapi from 'aws-cdk-lib/cx-api';
 import { Construct } from 'constructs';
 import { WORK_PREFIX } from '../shared/store/keys';
 import { TABLE_GSIS, TABLE_KEY, TABLE_TTL_ATTRIBUTE } from '../shared/store/table';
-import { acceptFinding } from './nag';
 
 /** Where in the access-log bucket the data bucket's server access logs go. */
 export const ACCESS_LOG_PREFIX = 'data-bucket/';
@@ -23,6 +23,12 @@ export interface StorageProps {
   incompleteUploadDays?: number;
   /** Days the data bucket's server access logs are kept. Default 90. */
   accessLogRetentionDays?: number;
+  /**
+   * Encrypt the bucket (with S3 Bucket Keys, so KMS is called per object, not per request) and the
+   * table with this key. Default: SSE-S3 and DynamoDB's AWS-owned key. The access-log bucket keeps
+   * SSE-S3 either way: S3's log delivery writes it, and it holds request records, not data.
+   */
+  encryptionKey?: kms.IKey;
 }
 
 export class Storage extends Construct {
@@ -38,31 +44,37 @@ export class Storage extends Construct {
 
     // Who read or wrote which object, for audits and for tracing a surprise in results/. It logs
     // nothing itself (each log delivery would be logged, without end); cdk-nag knows a log bucket.
+    // Versioned, so a log deleted or overwritten before its time can still be read for a while.
+    const noncurrentVersionDays = props.noncurrentVersionDays ?? 7;
     this.accessLogs = new s3.Bucket(this, 'AccessLogs', {
       blockPublicAccess: s3.BlockPublicAccess.BLOCK_ALL,
       encryption: s3.BucketEncryption.S3_MANAGED,
       enforceSSL: true,
       minimumTLSVersion: 1.2,
       objectOwnership: s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
-      lifecycleRules: [{ id: 'expire-access-logs', expiration: Duration.days(props.accessLogRetentionDays ?? 90) }],
+      versioned: true,
+      lifecycleRules: [
+        { id: 'expire-access-logs', expiration: Duration.days(props.accessLogRetentionDays ?? 90) },
+        { id: 'tidy-versions', noncurrentVersionExpiration: Duration.days(noncurrentVersionDays), expiredObjectDeleteMarker: true },
+      ],
       removalPolicy: RemovalPolicy.RETAIN,
     });
 
     this.bucket = new s3.Bucket(this, 'Bucket', {
       blockPublicAccess: s3.BlockPublicAccess.BLOCK_ALL,
-      encryption: s3.BucketEncryption.S3_MANAGED,
+      ...(props.encryptionKey
+        ? { encryption: s3.BucketEncryption.KMS, encryptionKey: props.encryptionKey, bucketKeyEnabled: true }
+        : { encryption: s3.BucketEncryption.S3_MANAGED }),
       enforceSSL: true,
       minimumTLSVersion: 1.2,
       versioned: true,
-      // Object Created events reach the default bus; the trigger rule picks inbox/ out of them.
-      eventBridgeEnabled: true,
       serverAccessLogsBucket: this.accessLogs,
       serverAccessLogsPrefix: ACCESS_LOG_PREFIX,
       lifecycleRules: [
         { id: 'expire-work-files', prefix: WORK_PREFIX, expiration: Duration.days(props.workRetentionDays ?? 30) },
         {
           id: 'tidy-versions-and-uploads',
-          noncurrentVersionExpiration: Duration.days(props.noncurrentVersionDays ?? 7),
+          noncurrentVersionExpiration: Duration.days(noncurrentVersionDays),
           abortIncompleteMultipartUploadAfter: Duration.days(props.incompleteUploadDays ?? 2),
           // Expiring work/ in a versioned bucket leaves delete markers behind; clear them once alone.
           expiredObjectDeleteMarker: true,
@@ -70,13 +82,17 @@ export class Storage extends Construct {
       ],
       removalPolicy: RemovalPolicy.RETAIN,
     });
-    this.acceptNotificationsHandler();
+    // Object Created events reach the default bus; the trigger rule picks inbox/ out of them. Set on
+    // the bucket itself: CDK's eventBridgeEnabled would add a custom resource and a Lambda function
+    // of its own to call PutBucketNotification, which CloudFormation does natively.
+    (this.bucket.node.defaultChild as s3.CfnBucket).notificationConfiguration = { eventBridgeConfiguration: { eventBridgeEnabled: true } };
 
     this.table = new dynamodb.Table(this, 'Table', {
       partitionKey: { name: TABLE_KEY.partitionKey, type: dynamodb.AttributeType.STRING },
       sortKey: { name: TABLE_KEY.sortKey, type: dynamodb.AttributeType.STRING },
       billingMode: dynamodb.BillingMode.PAY_PER_REQUEST,
       pointInTimeRecoverySpecification: { pointInTimeRecoveryEnabled: true },
+      ...(props.encryptionKey ? { encryption: dynamodb.TableEncryption.CUSTOMER_MANAGED, encryptionKey: props.encryptionKey } : {}),
       timeToLiveAttribute: TABLE_TTL_ATTRIBUTE,
       removalPolicy: RemovalPolicy.RETAIN,
     });
@@ -88,16 +104,5 @@ export class Storage extends Construct {
         projectionType: dynamodb.ProjectionType.ALL,
       });
     }
-  }
-
-  /** eventBridgeEnabled makes CDK add its bucket-notifications custom resource, with a role of its own. */
-  private acceptNotificationsHandler() {
-    const handlers = Stack.of(this).node.children.filter((child) => child.node.id.startsWith('BucketNotificationsHandler'));
-    if (handlers.length !== 1) throw new Error('expected CDK to create one BucketNotificationsHandler');
-    acceptFinding(
-      handlers[0]!,
-      'IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole]',
-      'CDK\'s own handler that turns on the bucket\'s EventBridge notifications at deploy time; its role is CDK\'s, not configurable',
-    );
   }
 }

@@ -18,7 +18,7 @@ import type * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import { Construct } from 'constructs';
 import { OBJECT_CREATED, S3_SOURCE } from '../shared/jobs/events';
 import { INBOX_PREFIX } from '../shared/store/keys';
-import { acceptFinding, acceptWildcardResources } from './nag';
+import { acceptFinding } from './nag';
 import type { ScheduleSetting } from './settings';
 
 export interface TriggersProps {
@@ -78,7 +78,7 @@ export class Triggers extends Construct {
     );
 
     const schedules = props.schedules ?? [];
-    this.scheduleRole = schedules.length > 0 ? invokerRole(this, 'ScheduleRole', props.sweepFunction) : undefined;
+    this.scheduleRole = schedules.length > 0 ? invokerRole(this, 'ScheduleRole') : undefined;
     if (schedules.length > 0) sendFailuresTo(props.sweepFunction, this.deadLetterQueue);
     this.schedules = schedules.map(
       (schedule) =>
@@ -88,7 +88,7 @@ export class Triggers extends Construct {
             schedule.cron,
             schedule.timezone === undefined ? undefined : TimeZone.of(schedule.timezone),
           ),
-          target: new schedulerTargets.LambdaInvoke(props.sweepFunction, {
+          target: new InvokeFunction(props.sweepFunction, {
             input: scheduler.ScheduleTargetInput.fromObject({ schedule: schedule.name, prefix: schedule.prefix }),
             role: this.scheduleRole,
             deadLetterQueue: this.deadLetterQueue,
@@ -102,11 +102,11 @@ export class Triggers extends Construct {
 
 /**
  * A role EventBridge Scheduler assumes, for schedules of this account's default group only, to
- * invoke `fn` (CDK's LambdaInvoke target adds the invoke and dead-letter permissions to it).
+ * invoke `fn` (InvokeFunction adds the invoke and dead-letter permissions to it).
  */
-export function invokerRole(scope: Construct, id: string, fn: lambda.IFunction): iam.Role {
+export function invokerRole(scope: Construct, id: string): iam.Role {
   const stack = Stack.of(scope);
-  const role = new iam.Role(scope, id, {
+  return new iam.Role(scope, id, {
     assumedBy: new iam.ServicePrincipal('scheduler.amazonaws.com', {
       conditions: {
         StringEquals: {
@@ -116,8 +116,23 @@ export function invokerRole(scope: Construct, id: string, fn: lambda.IFunction):
       },
     }),
   });
-  acceptWildcardResources(role, [`${fn.functionArn}:*`], 'CDK\'s grantInvoke covers the versions and aliases of the one function this role invokes');
-  return role;
+}
+
+/**
+ * A schedule that invokes a function by its unqualified ARN, as the role may: CDK's LambdaInvoke
+ * also grants `<function>:*` (every version and alias), which no schedule here calls.
+ */
+export class InvokeFunction extends schedulerTargets.LambdaInvoke {
+  constructor(
+    private readonly fn: lambda.IFunction,
+    props: schedulerTargets.ScheduleTargetBaseProps,
+  ) {
+    super(fn, props);
+  }
+
+  protected override addTargetActionToRole(role: iam.IRole): void {
+    iam.Grant.addToPrincipal({ grantee: role, actions: ['lambda:InvokeFunction'], resourceArns: [this.fn.functionArn] });
+  }
 }
 
 /**

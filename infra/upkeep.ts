@@ -9,12 +9,11 @@ import * as events from 'aws-cdk-lib/aws-events';
 import * as eventsTargets from 'aws-cdk-lib/aws-events-targets';
 import type * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as scheduler from 'aws-cdk-lib/aws-scheduler';
-import * as schedulerTargets from 'aws-cdk-lib/aws-scheduler-targets';
 import type * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import type * as sqs from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
 import { ABNORMAL_STATUSES, EXECUTION_STATUS_CHANGE, STATES_SOURCE } from '../shared/jobs/events';
-import { invokerRole, sendFailuresTo } from './triggers';
+import { InvokeFunction, invokerRole, sendFailuresTo } from './triggers';
 
 
 export interface UpkeepProps {
@@ -63,8 +62,8 @@ export class Upkeep extends Construct {
     this.reconcileSchedule = new scheduler.Schedule(this, 'Reconcile', {
       description: 'batchline: settles the batches and jobs of workflows that died',
       schedule: scheduler.ScheduleExpression.expression(props.reconcileSchedule ?? 'rate(1 day)'),
-      target: new schedulerTargets.LambdaInvoke(props.reconcileFunction, {
-        role: invokerRole(this, 'ReconcileRole', props.reconcileFunction),
+      target: new InvokeFunction(props.reconcileFunction, {
+        role: invokerRole(this, 'ReconcileRole'),
         deadLetterQueue: props.deadLetterQueue,
         retryAttempts,
         maxEventAge,

@@ -5,6 +5,7 @@
  */
 import { Arn, ArnFormat, Duration, RemovalPolicy, Stack } from 'aws-cdk-lib';
 import * as iam from 'aws-cdk-lib/aws-iam';
+import type * as kms from 'aws-cdk-lib/aws-kms';
 import type * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
@@ -143,6 +144,8 @@ export interface JobWorkflowProps {
   maxConcurrentChunks?: number;
   /** Default one month. */
   logRetention?: logs.RetentionDays;
+  /** Encrypt the execution logs with this key. Default: CloudWatch Logs' own encryption. */
+  logKey?: kms.IKey;
 }
 
 export class JobWorkflow extends Construct {
@@ -267,6 +270,7 @@ export class JobWorkflow extends Construct {
       // The vendedlogs prefix keeps Step Functions from growing the account's log resource policy.
       logGroupName: `/aws/vendedlogs/states/${Stack.of(this).stackName}-jobs`,
       retention: props.logRetention ?? logs.RetentionDays.ONE_MONTH,
+      encryptionKey: props.logKey,
       // A named group left behind would block the next deploy of the same stack.
       removalPolicy: RemovalPolicy.DESTROY,
     });

@@ -10,12 +10,14 @@ const fromContext = (context: Record<string, unknown>) => readSettings((key) => 
 const nightly = { name: 'nightly', cron: 'cron(0 23 * * ? *)', prefix: 'scheduled/nightly/' };
 
 describe('readSettings', () => {
-  it('defaults to no environment overrides, 10 chunks at once, 30 days of work files, the default alarms, a new secret, no schedules', () => {
+  it('defaults to no environment overrides, 10 chunks at once, 30 days of work files and logs, AWS-owned keys, the default alarms, a new secret, no schedules', () => {
     expect(fromContext({})).toEqual({
       pipelineEnv: {},
       apiEnv: {},
       maxConcurrentChunks: 10,
       workRetentionDays: 30,
+      logRetentionDays: 30,
+      encryptionKey: 'aws-owned',
       alarms: { erroredRowRateThreshold: 0.2, erroredRowAlarmMinRows: 100, jobDeadlineHours: 30, functionErrorThreshold: 1 },
       apiKeySecretName: undefined,
       schedules: [],
@@ -44,6 +46,8 @@ describe('readSettings', () => {
         erroredRowAlarmMinRows: '1000',
         jobDeadlineHours: 72,
         functionErrorThreshold: 5,
+        logRetentionDays: '365',
+        encryptionKey: 'stack',
       },
       'batchline:anthropicBaseUrl': 'http://127.0.0.1:4010',
       'batchline:apiKeySecretName': 'team/anthropic-key',
@@ -69,10 +73,18 @@ describe('readSettings', () => {
       },
       maxConcurrentChunks: 25,
       workRetentionDays: 60,
+      logRetentionDays: 365,
+      encryptionKey: 'stack',
       alarms: { erroredRowRateThreshold: 0.05, erroredRowAlarmMinRows: 1000, jobDeadlineHours: 72, functionErrorThreshold: 5 },
       apiKeySecretName: 'team/anthropic-key',
       schedules: [],
     });
+  });
+
+  it('takes a KMS key ARN for encryptionKey', () => {
+    const arn = 'arn:aws:kms:eu-west-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab';
+    expect(fromContext({ 'batchline:settings': { encryptionKey: arn } }).encryptionKey).toBe(arn);
+    expect(fromContext({ 'batchline:settings': { encryptionKey: 'aws-owned' } }).encryptionKey).toBe('aws-owned');
   });
 
   it('accepts context given as JSON strings, as `cdk synth -c key=value` passes it', () => {
@@ -97,6 +109,10 @@ describe('readSettings', () => {
     [{ erroredRowAlarmMinRows: 0 }, 'batchline:settings.erroredRowAlarmMinRows must be a whole number from 1 to 100000000, got 0'],
     [{ jobDeadlineHours: 1.5 }, 'batchline:settings.jobDeadlineHours must be a whole number from 1 to 8760, got 1.5'],
     [{ functionErrorThreshold: 0 }, 'batchline:settings.functionErrorThreshold must be a whole number from 1 to 100000, got 0'],
+    [{ logRetentionDays: 45 }, 'batchline:settings.logRetentionDays must be one of CloudWatch Logs\' periods (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653), got 45'],
+    [{ logRetentionDays: 0 }, 'batchline:settings.logRetentionDays must be a whole number from 1 to 3653, got 0'],
+    [{ encryptionKey: 'alias/batchline' }, 'batchline:settings.encryptionKey must be "aws-owned", "stack" or a KMS key ARN (arn:aws:kms:<region>:<account>:key/<id>), got "alias/batchline"'],
+    [{ encryptionKey: true }, 'batchline:settings.encryptionKey must be "aws-owned", "stack" or a KMS key ARN'],
     [{ maxAtempts: 3 }, 'batchline:settings.maxAtempts is not a setting'],
     [{ maxAttempts: true }, 'batchline:settings.maxAttempts must be a string or a number, got true'],
   ])('rejects the setting %j, naming it', (setting, message) => {

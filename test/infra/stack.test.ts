@@ -10,6 +10,7 @@ import {
   roleOf,
   statementsOfRole,
   synthesize,
+  TEST_CONTEXT,
   type PolicyStatement,
 } from './fixture';
 
@@ -98,10 +99,13 @@ describe('the bucket', () => {
         LoggingConfiguration: { DestinationBucketName: { Ref: accessLogsId() }, LogFilePrefix: 'data-bucket/' },
       },
     });
-    template.hasResourceProperties('Custom::S3BucketNotifications', {
-      BucketName: { Ref: bucketId() },
-      NotificationConfiguration: { EventBridgeConfiguration: {} },
-    });
+  });
+
+  it('turns EventBridge notifications on itself, with no custom resource or function of CDK\'s to do it', () => {
+    expect(json.Resources[bucketId()]?.Properties?.NotificationConfiguration).toEqual({ EventBridgeConfiguration: { EventBridgeEnabled: true } });
+    expect(Object.values(json.Resources).filter((resource) => resource.Type.startsWith('Custom::'))).toEqual([]);
+    // Every function is a handler of functions/.
+    expect(logicalIds(json, 'AWS::Lambda::Function').filter((id) => json.Resources[id]?.Metadata?.['batchline:handler'] === undefined)).toEqual([]);
   });
 
   it('expires work/ after the configured days, old versions after 7, stale uploads after 2', () => {
@@ -121,14 +125,21 @@ describe('the bucket', () => {
     });
   });
 
-  it('logs access into a private, encrypted, retained bucket of its own that keeps logs 90 days and takes them from the data bucket only', () => {
+  it('logs access into a private, encrypted, versioned, retained bucket of its own that keeps logs 90 days and takes them from the data bucket only', () => {
     expect(json.Resources[accessLogsId()]).toMatchObject({
       DeletionPolicy: 'Retain',
       Properties: {
         BucketEncryption: { ServerSideEncryptionConfiguration: [{ ServerSideEncryptionByDefault: { SSEAlgorithm: 'AES256' } }] },
         PublicAccessBlockConfiguration: { BlockPublicAcls: true, BlockPublicPolicy: true, IgnorePublicAcls: true, RestrictPublicBuckets: true },
         OwnershipControls: { Rules: [{ ObjectOwnership: 'BucketOwnerEnforced' }] },
-        LifecycleConfiguration: { Rules: [{ Id: 'expire-access-logs', ExpirationInDays: 90, Status: 'Enabled' }] },
+        // A log deleted or overwritten before its time can be read for 7 more days.
+        VersioningConfiguration: { Status: 'Enabled' },
+        LifecycleConfiguration: {
+          Rules: [
+            { Id: 'expire-access-logs', ExpirationInDays: 90, Status: 'Enabled' },
+            { Id: 'tidy-versions', NoncurrentVersionExpiration: { NoncurrentDays: 7 }, ExpiredObjectDeleteMarker: true, Status: 'Enabled' },
+          ],
+        },
       },
     });
     expect(json.Resources[accessLogsId()]?.Properties?.AccessControl).toBeUndefined();
@@ -281,12 +292,23 @@ describe('the functions', () => {
     expect(properties?.EphemeralStorage).toEqual(size.EphemeralStorage);
   });
 
-  it('each log to a log group of their own kept for a month', () => {
+  it('each log to a log group of their own kept for a month, under CloudWatch Logs\' own encryption', () => {
     const groups = ALL_HANDLERS.map(
       (name) => (json.Resources[functionId(json, name)]?.Properties as { LoggingConfig: { LogGroup: { Ref: string } } }).LoggingConfig.LogGroup.Ref,
     );
     expect(new Set(groups).size).toBe(ALL_HANDLERS.length);
     for (const group of groups) expect(json.Resources[group]).toMatchObject({ Type: 'AWS::Logs::LogGroup', Properties: { RetentionInDays: 30 } });
+    for (const group of logicalIds(json, 'AWS::Logs::LogGroup')) expect(json.Resources[group]?.Properties?.KmsKeyId).toBeUndefined();
+  });
+
+  it('depend on their role\'s policy, not again on the role their Role property already names (cfn-lint W3005)', () => {
+    for (const name of ALL_HANDLERS) {
+      const fn = functionId(json, name);
+      const policy = logicalIds(json, 'AWS::IAM::Policy').filter((id) =>
+        ((json.Resources[id]?.Properties as { Roles?: Array<{ Ref: string }> }).Roles ?? []).some((role) => role.Ref === roleOf(json, fn)),
+      );
+      expect((json.Resources[fn] as { DependsOn?: unknown }).DependsOn, name).toEqual(policy);
+    }
   });
 
   it('each run as a role of their own, with no managed policy, that may write logs to their own group only', () => {
@@ -367,9 +389,11 @@ describe('the functions', () => {
     const writes = (prefix: string) => (s: PolicyStatement) =>
       actionsOf(s).includes('s3:PutObject') && JSON.stringify(s.Resource) === JSON.stringify(objectsUnder(prefix));
 
-    expect(handlersGranted(json, reads('inbox/'))).toEqual(['finalize-job', 'prepare-job', 'register-job']);
-    expect(handlersGranted(json, reads('scheduled/nightly/'))).toEqual(['finalize-job', 'prepare-job', 'register-job', 'sweep-prefix']);
-    expect(handlersGranted(json, reads('drops/eu/'))).toEqual(['finalize-job', 'prepare-job', 'register-job', 'sweep-prefix']);
+    // reconcile-jobs may finalize a job rejected in strict mode, which re-reads its input.
+    const inputReaders = ['finalize-job', 'prepare-job', 'reconcile-jobs', 'register-job'];
+    expect(handlersGranted(json, reads('inbox/'))).toEqual(inputReaders);
+    expect(handlersGranted(json, reads('scheduled/nightly/'))).toEqual(inputReaders);
+    expect(handlersGranted(json, reads('drops/eu/'))).toEqual(inputReaders);
     expect(handlersGranted(json, reads('work/'))).toEqual(['collect-results', 'finalize-job', 'reconcile-jobs', 'submit-chunk']);
     expect(handlersGranted(json, reads('results/'))).toEqual(['reconcile-jobs']);
     expect(handlersGranted(json, writes('work/'))).toEqual(['collect-results', 'prepare-job', 'reconcile-jobs']);
@@ -383,10 +407,41 @@ describe('the functions', () => {
     expect(handlersGranted(json, (s) => JSON.stringify(s.Resource).includes(JSON.stringify({ 'Fn::Join': ['', [bucketArn(), '/*']] })))).toEqual([]);
   });
 
-  it('all but sweep-prefix read and write the table', () => {
-    const tableData = (s: PolicyStatement) =>
-      actionsOf(s).includes('dynamodb:PutItem') && JSON.stringify(s.Resource).includes(JSON.stringify({ 'Fn::GetAtt': [tableId(), 'Arn'] }));
-    expect(handlersGranted(json, tableData)).toEqual(ALL_HANDLERS.filter((name) => name !== 'sweep-prefix'));
+  it('list the bucket only as they need: sweep-prefix its scheduled prefixes, readers the bucket so a missing key is a 404', () => {
+    const lists = (s: PolicyStatement) => actionsOf(s).some((action) => action.startsWith('s3:List'));
+    expect(handlersGranted(json, (s) => actionsOf(s).some((action) => action === 's3:List*' || action === 's3:GetBucket*'))).toEqual([]);
+    expect(statementsOfRole(json, roleOf(json, functionId(json, 'sweep-prefix'))).filter((s) => actionsOf(s).some((a) => a.startsWith('s3:')))).toEqual([
+      {
+        Effect: 'Allow',
+        Action: 's3:ListBucket',
+        Resource: bucketArn(),
+        Condition: { StringLike: { 's3:prefix': ['scheduled/nightly/*', 'drops/eu/*'] } },
+      },
+    ]);
+    // S3 answers 403 instead of 404 for a missing key without s3:ListBucket, and Register, Prepare,
+    // Finalize and Reconcile branch on "not found".
+    const objectReaders = handlersGranted(json, (s) => actionsOf(s).includes('s3:GetObject*'));
+    expect(objectReaders).toEqual(['collect-results', 'finalize-job', 'prepare-job', 'reconcile-jobs', 'register-job', 'submit-chunk']);
+    for (const name of objectReaders) {
+      expect(statementsOfRole(json, roleOf(json, functionId(json, name))).filter(lists), name).toEqual([
+        { Effect: 'Allow', Action: 's3:ListBucket', Resource: bucketArn() },
+      ]);
+    }
+  });
+
+  it('all but sweep-prefix read and write the table, with the calls the core makes; only prepare-job deletes', () => {
+    const tableArns = [{ 'Fn::GetAtt': [tableId(), 'Arn'] }, { 'Fn::Join': ['', [{ 'Fn::GetAtt': [tableId(), 'Arn'] }, '/index/*']] }];
+    const onTable = (s: PolicyStatement) => JSON.stringify(s.Resource).includes(JSON.stringify(tableArns[0]));
+    expect(handlersGranted(json, onTable)).toEqual(ALL_HANDLERS.filter((name) => name !== 'sweep-prefix'));
+    const readWrite = ['dynamodb:GetItem', 'dynamodb:Query', 'dynamodb:PutItem', 'dynamodb:UpdateItem', 'dynamodb:BatchWriteItem'];
+    for (const name of ALL_HANDLERS.filter((handler) => handler !== 'sweep-prefix')) {
+      expect(statementsOfRole(json, roleOf(json, functionId(json, name))).filter(onTable), name).toEqual([
+        { Effect: 'Allow', Action: name === 'prepare-job' ? [...readWrite, 'dynamodb:DeleteItem'] : readWrite, Resource: tableArns },
+      ]);
+    }
+    // Nothing calls Scan, BatchGetItem, DescribeTable or the table's stream.
+    const unused = ['dynamodb:Scan', 'dynamodb:BatchGetItem', 'dynamodb:GetRecords', 'dynamodb:GetShardIterator', 'dynamodb:DescribeStream', 'dynamodb:DescribeTable', 'dynamodb:ConditionCheckItem'];
+    expect(handlersGranted(json, (s) => actionsOf(s).some((action) => unused.includes(action)))).toEqual([]);
   });
 });
 
@@ -456,7 +511,8 @@ describe('the schedules', () => {
     expect(first).toBe(second);
     expect(json.Resources[first!]?.Properties).toEqual({ AssumeRolePolicyDocument: SCHEDULER_TRUST });
     expect(statementsOfRole(json, first!)).toEqual([
-      { Action: 'lambda:InvokeFunction', Effect: 'Allow', Resource: [fnArn('sweep-prefix'), { 'Fn::Join': ['', [fnArn('sweep-prefix'), ':*']] }] },
+      // The function itself, unqualified, as the schedules call it: no `:*` for versions and aliases.
+      { Action: 'lambda:InvokeFunction', Effect: 'Allow', Resource: fnArn('sweep-prefix') },
       { Action: 'sqs:SendMessage', Effect: 'Allow', Resource: { 'Fn::GetAtt': [queueId(), 'Arn'] } },
     ]);
   });
@@ -518,7 +574,7 @@ describe('upkeep', () => {
     const role = properties.Target.RoleArn['Fn::GetAtt'][0];
     expect(json.Resources[role]?.Properties).toEqual({ AssumeRolePolicyDocument: SCHEDULER_TRUST });
     expect(statementsOfRole(json, role)).toEqual([
-      { Action: 'lambda:InvokeFunction', Effect: 'Allow', Resource: [fnArn('reconcile-jobs'), { 'Fn::Join': ['', [fnArn('reconcile-jobs'), ':*']] }] },
+      { Action: 'lambda:InvokeFunction', Effect: 'Allow', Resource: fnArn('reconcile-jobs') },
       { Action: 'sqs:SendMessage', Effect: 'Allow', Resource: { 'Fn::GetAtt': [queueId(), 'Arn'] } },
     ]);
   });
@@ -541,6 +597,10 @@ describe('upkeep', () => {
 
 describe('notifications', () => {
   const keyId = () => logicalIds(json, 'AWS::KMS::Key')[0]!;
+
+  it('the topic key lets only AWS services create grants on it, for their own resources (Control Tower CT.KMS.PR.3)', () => {
+    expect((json.Resources[keyId()]?.Properties as { KeyPolicy: { Statement: unknown[] } }).KeyPolicy.Statement).toContainEqual(DENY_GRANTS);
+  });
 
   it('the topic is encrypted with a rotated key of its own and refuses requests without TLS', () => {
     template.resourceCountIs('AWS::KMS::Key', 1);
@@ -583,7 +643,96 @@ describe('notifications', () => {
       Principal: { Service: 'cloudwatch.amazonaws.com' },
       Action: ['kms:Decrypt', 'kms:GenerateDataKey*'],
       Resource: '*',
+      Condition: { StringEquals: { 'aws:SourceAccount': { Ref: 'AWS::AccountId' } } },
     });
+  });
+});
+
+/** What every KMS key of the stack's carries (infra/encryption.ts). */
+const DENY_GRANTS = {
+  Sid: 'DenyGrantsExceptForAwsResources',
+  Effect: 'Deny',
+  Principal: { AWS: '*' },
+  Action: 'kms:CreateGrant',
+  Resource: '*',
+  Condition: { BoolIfExists: { 'kms:GrantIsForAWSResource': 'false', 'aws:PrincipalIsAWSService': 'false' } },
+};
+
+describe('the encryptionKey and logRetentionDays settings', () => {
+  const withSettings = (settings: Record<string, unknown>) => synthesize({ ...TEST_CONTEXT, 'batchline:settings': settings }).json;
+  const logGroups = (t: SynthesizedTemplate) => logicalIds(t, 'AWS::Logs::LogGroup').map((id) => t.Resources[id]?.Properties);
+  const encryptionOf = (t: SynthesizedTemplate, id: string) =>
+    (t.Resources[id]?.Properties as { BucketEncryption: { ServerSideEncryptionConfiguration: unknown[] } }).BucketEncryption.ServerSideEncryptionConfiguration;
+
+  it('"stack": a rotated key of the stack\'s, kept with the data, encrypts the bucket (with Bucket Keys), the table and every log group', () => {
+    const t = withSettings({ encryptionKey: 'stack', logRetentionDays: 365 });
+    const [key, ...others] = logicalIds(t, 'AWS::KMS::Key').filter((id) => id.startsWith('DataKey'));
+    expect(others).toEqual([]);
+    const keyArn = { 'Fn::GetAtt': [key, 'Arn'] };
+    expect(t.Resources[key!]).toMatchObject({ DeletionPolicy: 'Retain', Properties: { EnableKeyRotation: true } });
+    const statements = (t.Resources[key!]?.Properties as { KeyPolicy: { Statement: unknown[] } }).KeyPolicy.Statement;
+    expect(statements).toContainEqual(DENY_GRANTS);
+    expect(statements).toContainEqual({
+      Sid: 'AllowCloudWatchLogsOfThisAccount',
+      Effect: 'Allow',
+      Principal: { Service: { 'Fn::Join': ['', ['logs.', { Ref: 'AWS::Region' }, '.amazonaws.com']] } },
+      Action: ['kms:Encrypt*', 'kms:Decrypt*', 'kms:ReEncrypt*', 'kms:GenerateDataKey*', 'kms:Describe*'],
+      Resource: '*',
+      Condition: {
+        ArnLike: {
+          'kms:EncryptionContext:aws:logs:arn': {
+            'Fn::Join': ['', ['arn:', { Ref: 'AWS::Partition' }, ':logs:', { Ref: 'AWS::Region' }, ':', { Ref: 'AWS::AccountId' }, ':log-group:*']],
+          },
+        },
+      },
+    });
+    const bucket = dataBucketId(t);
+    expect(encryptionOf(t, bucket)).toEqual([{ BucketKeyEnabled: true, ServerSideEncryptionByDefault: { SSEAlgorithm: 'aws:kms', KMSMasterKeyID: keyArn } }]);
+    // S3 writes the access logs itself; they stay under SSE-S3.
+    const accessLogs = logicalIds(t, 'AWS::S3::Bucket').find((id) => id !== bucket)!;
+    expect(encryptionOf(t, accessLogs)).toEqual([{ ServerSideEncryptionByDefault: { SSEAlgorithm: 'AES256' } }]);
+    const table = logicalIds(t, 'AWS::DynamoDB::Table')[0]!;
+    expect(t.Resources[table]?.Properties?.SSESpecification).toEqual({ SSEEnabled: true, SSEType: 'KMS', KMSMasterKeyId: keyArn });
+    // Every function's group and the state machine's.
+    expect(logGroups(t)).toHaveLength(ALL_HANDLERS.length + 1);
+    for (const group of logGroups(t)) expect(group).toMatchObject({ KmsKeyId: keyArn, RetentionInDays: 365 });
+    // Functions that use the table may use its key; sweep-prefix, which does not, may not.
+    const usesKey = (s: PolicyStatement) => JSON.stringify(s.Resource) === JSON.stringify(keyArn) && actionsOf(s).includes('kms:GenerateDataKey*');
+    expect(handlersGranted(t, usesKey)).toEqual(ALL_HANDLERS.filter((name) => name !== 'sweep-prefix'));
+  });
+
+  it('a key ARN: that key, and no key of the stack\'s', () => {
+    const arn = 'arn:aws:kms:eu-west-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab';
+    const t = withSettings({ encryptionKey: arn });
+    expect(logicalIds(t, 'AWS::KMS::Key').filter((id) => id.startsWith('DataKey'))).toEqual([]);
+    expect(encryptionOf(t, dataBucketId(t))).toEqual([{ BucketKeyEnabled: true, ServerSideEncryptionByDefault: { SSEAlgorithm: 'aws:kms', KMSMasterKeyID: arn } }]);
+    for (const group of logGroups(t)) expect(group).toMatchObject({ KmsKeyId: arn, RetentionInDays: 30 });
+  });
+
+  it('unset: no data key, SSE-S3, DynamoDB\'s own key, and the retention asked for on every log group', () => {
+    const t = withSettings({ logRetentionDays: 90 });
+    expect(logicalIds(t, 'AWS::KMS::Key')).toHaveLength(1);
+    expect(encryptionOf(t, dataBucketId(t))).toEqual([{ ServerSideEncryptionByDefault: { SSEAlgorithm: 'AES256' } }]);
+    expect(t.Resources[logicalIds(t, 'AWS::DynamoDB::Table')[0]!]?.Properties?.SSESpecification).toBeUndefined();
+    for (const group of logGroups(t)) expect(group).toMatchObject({ RetentionInDays: 90 });
+  });
+});
+
+describe('the template', () => {
+  it('has no DependsOn that a Ref or Fn::GetAtt in the same resource already implies (cfn-lint W3005)', () => {
+    const redundant = Object.entries(json.Resources).flatMap(([id, resource]) => {
+      const dependsOn = (resource as { DependsOn?: string | string[] }).DependsOn ?? [];
+      const properties = JSON.stringify(resource.Properties ?? {});
+      return [dependsOn]
+        .flat()
+        .filter((target) => properties.includes(`{"Ref":"${target}"}`) || properties.includes(`{"Fn::GetAtt":["${target}",`))
+        .map((target) => `${id} -> ${target}`);
+    });
+    expect(redundant).toEqual([]);
+    // Still ordered after its role's policy: the first run must not miss a permission.
+    expect((json.Resources.JobStateMachine as { DependsOn?: unknown }).DependsOn).toEqual([
+      logicalIds(json, 'AWS::IAM::Policy').find((id) => id.startsWith('WorkflowStateMachineRoleDefaultPolicy')),
+    ]);
   });
 });
 
