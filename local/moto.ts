@@ -238,19 +238,23 @@ export async function relayObjectCreated(
 interface MotoObjectCreated {
   detail: {
     bucket: { name: string };
-    object: { key: string; size: number; eTag: string; 'version-id'?: string | null; sequencer: string };
+    object: { key: string; size: number; eTag: string; 'version-id'?: string | null };
   };
 }
+
+let sequence = 0;
 
 function recordOf(event: MotoObjectCreated): S3EventRecord {
   const { bucket, object } = event.detail;
   // moto's `reason` is always "ObjectCreated": a multipart ETag is the one sign of a completed upload.
   const multipart = /-\d+$/.test(object.eTag);
+  // moto sends one fixed sequencer with every event; S3's grow with each write (job ids of unversioned objects use them).
+  const sequencer = (++sequence).toString(16).toUpperCase().padStart(18, '0');
   return {
     eventName: multipart ? 'ObjectCreated:CompleteMultipartUpload' : 'ObjectCreated:Put',
     s3: {
       bucket: { name: bucket.name },
-      object: { key: object.key, size: object.size, eTag: object.eTag, sequencer: object.sequencer, versionId: object['version-id'] ?? undefined },
+      object: { key: object.key, size: object.size, eTag: object.eTag, sequencer, versionId: object['version-id'] ?? undefined },
     },
   };
 }
