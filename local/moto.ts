@@ -16,7 +16,7 @@ import type { S3EventRecord } from './emulators';
 
 export const MOTO_COMMAND = 'moto_server';
 
-/** S3's smallest part but the last, which moto enforces only as set here (its default today, pinned). */
+/** S3's smallest part but the last: moto's default S3_UPLOAD_PART_MIN_SIZE, pinned so an inherited setting cannot lower it. */
 const S3_MIN_PART_BYTES = 5 * 1024 * 1024;
 const START_TIMEOUT_MS = 30_000;
 
