@@ -3,6 +3,9 @@
  * Carries the fixes measured in ../shared/local-stack.md: SDK checksums off (they corrupt streamed
  * bodies on s3rver), a stand-in for the DES cipher s3rver's continuation tokens need (OpenSSL 3
  * refuses DES), path-style S3, S3RVER credentials.
+ *
+ * BATCHLINE_TEST_BACKEND=moto puts both on one moto_server process instead (./moto.ts), with
+ * versioned buckets: a second, independent backend that behaves as S3 does where s3rver does not.
  */
 import crypto from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -14,11 +17,24 @@ import { CreateBucketCommand, S3Client, PutBucketVersioningCommand } from '@aws-
 import { CreateTableCommand, DescribeTableCommand, DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import type { Server } from 'node:http';
 import { TABLE_GSIS, TABLE_KEY } from '../shared/store/table';
+import { acquireMoto, relayObjectCreated } from './moto';
 
 const require = createRequire(import.meta.url);
 
 export const LOCAL_REGION = 'us-east-1';
 export const LOCAL_CREDENTIALS = { accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' } as const;
+
+/** What serves local S3 and DynamoDB: s3rver and dynalite in this process (the default), or moto_server. */
+export type LocalBackend = 'in-process' | 'moto';
+export const BACKEND_VARIABLE = 'BATCHLINE_TEST_BACKEND';
+
+/** The backend BATCHLINE_TEST_BACKEND names; child processes (the CLI in e2e tests) inherit it. */
+export function localBackend(env: NodeJS.ProcessEnv = process.env): LocalBackend {
+  const value = env[BACKEND_VARIABLE];
+  if (value === undefined || value === '' || value === 'in-process') return 'in-process';
+  if (value === 'moto') return 'moto';
+  throw new Error(`${BACKEND_VARIABLE} must be "moto" or "in-process" (s3rver and dynalite), not "${value}"`);
+}
 
 let desShimInstalled = false;
 /** s3rver encrypts ListObjectsV2 continuation tokens with DES; map it onto AES so tokens round-trip. */
@@ -54,15 +70,16 @@ export function localAwsEnv(endpoints: { s3: string; dynamodb: string }): Record
 export interface LocalS3 {
   endpoint: string;
   client: S3Client;
-  directory: string;
-  /** Fired for every object created (s3rver's notification records). */
+  /** s3rver's storage folder (moto keeps objects in memory). */
+  directory?: string;
+  /** Fired for every object created (s3rver's notification records; on moto, its EventBridge events). */
   onObjectCreated(listener: (record: S3EventRecord) => void): void;
   stop(): Promise<void>;
 }
 
 export interface S3EventRecord {
   eventName: string;
-  s3: { bucket: { name: string }; object: { key: string; size: number; eTag: string; sequencer: string } };
+  s3: { bucket: { name: string }; object: { key: string; size: number; eTag: string; sequencer: string; versionId?: string } };
 }
 
 export function localS3Client(endpoint: string): S3Client {
@@ -80,7 +97,10 @@ export function localDynamoClient(endpoint: string): DynamoDBClient {
   return new DynamoDBClient({ endpoint, region: LOCAL_REGION, credentials: LOCAL_CREDENTIALS });
 }
 
-export async function startS3(options: { buckets?: string[]; directory?: string; port?: number } = {}): Promise<LocalS3> {
+export async function startS3(
+  options: { buckets?: string[]; directory?: string; port?: number; backend?: LocalBackend } = {},
+): Promise<LocalS3> {
+  if ((options.backend ?? localBackend()) === 'moto') return startMotoS3(options);
   installDesShim();
   const S3rver = require('s3rver');
   const ownDirectory = options.directory === undefined;
@@ -118,7 +138,8 @@ export interface LocalDynamo {
   stop(): Promise<void>;
 }
 
-export async function startDynamo(options: { port?: number } = {}): Promise<LocalDynamo> {
+export async function startDynamo(options: { port?: number; backend?: LocalBackend } = {}): Promise<LocalDynamo> {
+  if ((options.backend ?? localBackend()) === 'moto') return startMotoDynamo(options);
   const dynalite = require('dynalite');
   const server: Server = dynalite({ createTableMs: 0, deleteTableMs: 0, updateTableMs: 0 });
   await new Promise<void>((resolve, reject) => {
@@ -134,6 +155,51 @@ export async function startDynamo(options: { port?: number } = {}): Promise<Loca
     async stop() {
       client.destroy();
       await new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+  };
+}
+
+/** S3 on moto: every bucket versioned, object-created events relayed from moto's EventBridge notification. */
+async function startMotoS3(options: { buckets?: string[]; port?: number }): Promise<LocalS3> {
+  const moto = await acquireMoto({ port: options.port });
+  const client = localS3Client(moto.endpoint);
+  try {
+    const buckets = options.buckets ?? [];
+    for (const bucket of buckets) {
+      await client.send(new CreateBucketCommand({ Bucket: bucket }));
+      await client.send(new PutBucketVersioningCommand({ Bucket: bucket, VersioningConfiguration: { Status: 'Enabled' } }));
+    }
+    const relay = buckets.length > 0 ? await relayObjectCreated(moto.endpoint, LOCAL_REGION, client, buckets) : undefined;
+    return {
+      endpoint: moto.endpoint,
+      client,
+      onObjectCreated(listener) {
+        if (!relay) throw new Error('startS3 created no bucket to watch');
+        relay.onRecord(listener);
+      },
+      async stop() {
+        await relay?.stop();
+        client.destroy();
+        await moto.release();
+      },
+    };
+  } catch (error) {
+    client.destroy();
+    await moto.release();
+    throw error;
+  }
+}
+
+/** DynamoDB on the same moto process as S3. */
+async function startMotoDynamo(options: { port?: number }): Promise<LocalDynamo> {
+  const moto = await acquireMoto({ port: options.port });
+  const client = localDynamoClient(moto.endpoint);
+  return {
+    endpoint: moto.endpoint,
+    client,
+    async stop() {
+      client.destroy();
+      await moto.release();
     },
   };
 }

@@ -56,7 +56,14 @@ export function objectCreatedEvent(record: S3EventRecord, now = new Date()): S3O
       version: '0',
       bucket: { name: bucket.name },
       // S3 form-encodes keys in its events (s3rver's records carry them raw); Register decodes them.
-      object: { key: encodeEventKey(object.key), size: object.size, etag: (object.eTag ?? '').replace(/"/g, ''), sequencer: object.sequencer },
+      object: {
+        key: encodeEventKey(object.key),
+        size: object.size,
+        etag: (object.eTag ?? '').replace(/"/g, ''),
+        // Present when the bucket versions its objects (the deployed one does; s3rver cannot).
+        ...(object.versionId ? { 'version-id': object.versionId } : {}),
+        sequencer: object.sequencer,
+      },
       'request-id': randomUUID().replace(/-/g, '').slice(0, 16).toUpperCase(),
       requester: LOCAL_ACCOUNT,
       'source-ip-address': '127.0.0.1',

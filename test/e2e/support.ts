@@ -14,7 +14,11 @@ import { jobKeys } from '../../shared/store/keys';
 import { readRowRecord } from '../../shared/jobs/row-records';
 import type { BatchResultLine } from '../../shared/anthropic/types';
 import { LOCAL_API_KEY, startLocalStack, type LocalEvent, type LocalStack, type LocalStackOptions } from '../../local/runtime';
+import { localBackend } from '../../local/emulators';
 import { GetObjectCommand } from '@aws-sdk/client-s3';
+
+/** BATCHLINE_TEST_BACKEND=moto (npm run test:moto): S3 on moto_server, whose buckets here version objects as the deployed one does. */
+export const versionedBucket = localBackend() === 'moto';
 
 /** The first start synthesizes the CDK app (cached afterwards), which takes several seconds. */
 const START_TIMEOUT_MS = 120_000;
