@@ -143,6 +143,11 @@ export class BatchStore {
     this.live.delete(batch);
   }
 
+  /** Ends every batch's list lag (the fault `hiddenFromListCalls`). */
+  catchUpList(): void {
+    for (const batch of this.batches.values()) batch.listMissesLeft = 0;
+  }
+
   /**
    * anthropic-batches.md §1.1: newest first; `after_id` pages towards older batches, `before_id`
    * towards newer ones (still listed newest first). Both cursors at once is a 400; a cursor naming

@@ -94,6 +94,8 @@ export interface SimulatorHandle {
   /** Change faults while running (e.g. turn on 529s for the next calls). */
   setHttpFaults(faults: HttpFault[]): void;
   setBatchFaults(faults: BatchFaults | undefined): void;
+  /** The list catches up: every batch is listed from now on (ends `hiddenFromListCalls`). */
+  catchUpList(): void;
   /** Drop the responses of the next `count` creates (as `dropCreateResponses`, from now on). */
   dropCreateResponses(count: number): void;
   /** Batches created so far, in creation order (ids), and per-endpoint call counts. */

@@ -98,6 +98,7 @@ export async function startSimulator(options: SimulatorOptions = {}): Promise<Si
     setBatchFaults: (faults) => {
       serverBatchFaults = faults;
     },
+    catchUpList: () => state.store.catchUpList(),
     dropCreateResponses: (count) => {
       state.dropCreateResponses = count;
     },

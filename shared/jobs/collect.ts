@@ -38,7 +38,7 @@ import {
   type ChunkRef,
 } from './chunk-state';
 import { rowBucketsOf, RowRecordWriter, type RowEntry } from './row-records';
-import { parseWireId, userResultLine } from './wire-ids';
+import { SentRequests, userResultLine } from './wire-ids';
 import {
   canceledBeforeSubmitDecision,
   decideRow,
@@ -214,26 +214,6 @@ async function writeRetryFile(input: CollectInput, retry: ReadonlySet<string>, d
     throw error;
   }
   return { bytes: bodyBytes };
-}
-
-/** What one attempt sent: its requests' custom_ids in line order, and the nonce of their wire ids. */
-class SentRequests {
-  private readonly members: ReadonlySet<string>;
-
-  constructor(
-    /** Undefined for an attempt created before wire ids: its results carry the user's custom_ids. */
-    readonly nonce: string | undefined,
-    private readonly customIds: readonly string[],
-  ) {
-    this.members = new Set(customIds);
-  }
-
-  /** The user's custom_id a results line's custom_id stands for, or undefined when it is not one of ours. */
-  customIdOf(onWire: string): string | undefined {
-    if (this.nonce === undefined) return this.members.has(onWire) ? onWire : undefined;
-    const wire = parseWireId(onWire);
-    return wire?.nonce === this.nonce ? this.customIds[wire.index] : undefined;
-  }
 }
 
 /** Decides and records each row of one attempt; keeps the attempt's tallies. */

@@ -50,6 +50,7 @@ import {
   type ChunkAttempt,
   type ChunkItem,
   type JobItem,
+  type OrphanBatch,
   type JobStatus,
   type RowCounts,
   type TokenTotals,
@@ -137,6 +138,8 @@ export interface ErrorRow {
 
 export interface JobSummary {
   jobId: string;
+  /** Batches of creates whose answers were lost, found by the reconciler after the job ended (shared/jobs/orphans.ts). */
+  orphanBatches?: OrphanBatch[];
   input: { bucket: string; key: string };
   status: JobStatus;
   validationMode: 'strict' | 'lenient';

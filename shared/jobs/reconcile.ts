@@ -57,6 +57,7 @@ import { failJob, failureLeftovers, markJobFailed, type FailDeps, type FailureLe
 import { finalizeJob } from './finalize';
 import { ENDED_JOB_STATUSES } from './queries';
 import { submitChunk } from './submit';
+import { sweepOrphans } from './orphans';
 
 /** Batch results stay readable 29 days after create; a job's batches are created after the job. */
 export const RECONCILE_WINDOW_DAYS = 30;
@@ -154,6 +155,8 @@ export interface ReconcileReport {
   recovered: number;
   /** Jobs that died before Prepare finished, marked failed. */
   markedFailed: number;
+  /** Batches of lost creates found this run, collected or canceled (shared/jobs/orphans.ts). */
+  orphans: number;
   /** Jobs whose reconciliation threw (logged; the next run tries again). */
   errors: number;
   /** False when the time budget ran out before every open job was looked at. */
@@ -166,7 +169,17 @@ export async function reconcileJobs(deps: ReconcileDeps): Promise<ReconcileRepor
   const now = deps.now ?? Date.now;
   const deadline = now() + (deps.budgetMs ?? RECONCILE_BUDGET_MS);
   const outOfTime = () => now() >= deadline;
-  const report: ReconcileReport = { examined: 0, collected: 0, canceled: 0, finalized: 0, recovered: 0, markedFailed: 0, errors: 0, complete: true };
+  const report: ReconcileReport = {
+    examined: 0,
+    collected: 0,
+    canceled: 0,
+    finalized: 0,
+    recovered: 0,
+    markedFailed: 0,
+    orphans: 0,
+    errors: 0,
+    complete: true,
+  };
   const since = isoAt(now() - RECONCILE_WINDOW_DAYS * DAY_MS);
   // Failed jobs whose Finalize is re-run, after every other job.
   const toRecover: string[] = [];
@@ -210,9 +223,28 @@ export async function reconcileJobs(deps: ReconcileDeps): Promise<ReconcileRepor
       observer.error('finalizing the failed job failed again; the next run tries again', { error: errorFields(error) });
     }
   }
+  // Jobs with a create that went unanswered and was given up: the batch it may have made.
+  for await (const listed of queryJobsIndex<JobItem>(deps.dynamo, deps.config.table, { from: since, filter: LOST_CREATES })) {
+    if (outOfTime()) {
+      report.complete = false;
+      break;
+    }
+    const observer = scopedObserver(deps.observer ?? quietObserver, { jobId: listed.jobId });
+    try {
+      const job = await readJob(deps.dynamo, deps.config.table, listed.jobId);
+      const before = new Map((job.orphanBatches ?? []).map((orphan) => [orphan.batchId, orphan.outcome]));
+      const orphans = await sweepOrphans(job, { ...deps, now, observer });
+      report.orphans += orphans.filter((orphan) => before.get(orphan.batchId) !== orphan.outcome).length;
+    } catch (error) {
+      report.errors += 1;
+      observer.error('looking for the batches of lost creates failed; the next run tries again', { error: errorFields(error) });
+    }
+  }
   (deps.observer ?? quietObserver).info('reconciled', { ...report });
   return report;
 }
+
+const LOST_CREATES = { expression: 'attribute_exists(#lost)', names: { '#lost': 'lostCreates' } };
 
 /**
  * An observer for one job (or one step of it) within the run: its keys go on its own lines only,

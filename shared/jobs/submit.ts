@@ -377,6 +377,8 @@ async function lookedAgain(
   }
   if (looks >= GIVE_UP_LOOKS) {
     await releaseCreateSlot(deps.dynamo, deps.config.table, record.rows, owner, isoAt(now));
+    // The reconciler looks for the batch this create may have made (shared/jobs/orphans.ts).
+    await updateItem(deps.dynamo, deps.config.table, jobKey(owner.jobId), { add: { lostCreates: 1 }, set: { updatedAt: isoAt(now) } });
     const hint =
       `if the API made it, it is a batch of ${record.rows} requests created near ${record.intentAt}` +
       (record.nonce ? ` whose custom_ids start with ${record.nonce}-` : '');

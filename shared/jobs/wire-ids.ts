@@ -53,3 +53,23 @@ export function userResultLine(raw: Buffer, customId: string): Buffer {
   const parsed = JSON.parse(raw.toString('utf8')) as Record<string, unknown>;
   return Buffer.from(JSON.stringify({ ...parsed, custom_id: customId }));
 }
+
+/** What one attempt sent: its requests' custom_ids in line order, and the nonce of their wire ids. */
+export class SentRequests {
+  private readonly members: ReadonlySet<string>;
+
+  constructor(
+    /** Undefined for an attempt created before wire ids: its results carry the user's custom_ids. */
+    readonly nonce: string | undefined,
+    private readonly customIds: readonly string[],
+  ) {
+    this.members = new Set(customIds);
+  }
+
+  /** The user's custom_id a results line's custom_id stands for, or undefined when it is not one of ours. */
+  customIdOf(onWire: string): string | undefined {
+    if (this.nonce === undefined) return this.members.has(onWire) ? onWire : undefined;
+    const wire = parseWireId(onWire);
+    return wire?.nonce === this.nonce ? this.customIds[wire.index] : undefined;
+  }
+}

@@ -89,6 +89,10 @@ export interface JobItem {
   rowsSubmitted?: number;
   rowsFinal?: number;
   cancelRequested?: boolean;
+  /** Chunk attempts that gave up on a create whose answer was lost (ADD): the reconciler looks for their batches. */
+  lostCreates?: number;
+  /** Batches those creates made after all, as the reconciler found them (shared/jobs/orphans.ts). */
+  orphanBatches?: OrphanBatch[];
   endedAt?: string;
   failure?: { error: string; cause: string };
   /** When MarkJobFailed announced the failure (a re-run does not announce again); Finalize does not set it. */
@@ -99,6 +103,23 @@ export interface JobItem {
   gsi1pk: typeof JOBS_GSI_PK;
   gsi1sk: string;
   ttl?: number;
+}
+
+/** A batch no chunk attempt holds, made by a create whose answer was lost. */
+export interface OrphanBatch {
+  batchId: string;
+  chunk: number;
+  attempt: number;
+  requests: number;
+  createdAt: string;
+  /**
+   * collected: it ended, its results carry the attempt's nonce, and they are stored (user ids) in
+   * `results/<jobId>/orphans/<batchId>.jsonl`; canceled: still running, of the attempt's size and
+   * time, so stopped (its results are collected once it has ended).
+   */
+  outcome: 'collected' | 'canceled';
+  resultsKey?: string;
+  foundAt: string;
 }
 
 export type ChunkStatus = 'pending' | 'submitting' | 'in_progress' | 'collecting' | 'retry_wait' | 'done' | 'failed';

@@ -8,7 +8,8 @@ import { describe, expect, it } from 'vitest';
 import type { ResultRow } from '../../shared/jobs/finalize';
 import { ids, writeRequests, request, useLocalStack, type RequestRow, type StackUnderTest } from '../e2e/support';
 import { chunkRecords, comparable, expectEveryRowOnce, expectOneBatchPerAttempt, runJob, withoutProbes, type JobRun } from './support';
-import { readJsonl } from '../e2e/support';
+import { readJsonl, readText } from '../e2e/support';
+import { readJob } from '../../shared/jobs/chunk-state';
 
 /** The same ids as `request`, with prompts of its own (so each file's answers differ). */
 const otherRequest = (customId: string): RequestRow => {
@@ -104,5 +105,33 @@ describe('creates whose answers are lost', () => {
     const [chunk] = await chunkRecords(under.stack, run.jobId);
     expect(message).toContain(`custom_ids start with ${chunk!.attempts[0]!.nonce}-`);
     expect(chunk!.attempts[0]!.batchId).toBeUndefined();
+  });
+
+  it('finds the batch of a given-up create later: the reconciler collects it and the summary names it', async () => {
+    const customIds = ids('orphan', 3);
+    under.stack.simulator!.setBatchFaults({ hiddenFromListCalls: 1_000 });
+    under.stack.simulator!.dropCreateResponses(1);
+    const run = await runJob(under, 'orphan.jsonl', customIds);
+    under.stack.simulator!.setBatchFaults(undefined);
+    expect(run.results.map((row) => row.error?.type)).toEqual(customIds.map(() => 'create_unknown'));
+    const [lostBatch] = await withoutProbes(under.stack, run.batches);
+
+    // The list catches up; the batch has ended meanwhile. The daily reconciler finds it.
+    under.stack.simulator!.catchUpList();
+    under.stack.simulator!.advance(3_600);
+    await under.stack.runSchedules();
+
+    const job = await readJob(under.stack.dynamo, under.stack.table, run.jobId);
+    expect(job.orphanBatches).toEqual([
+      expect.objectContaining({ batchId: lostBatch, chunk: 0, attempt: 1, requests: 3, outcome: 'collected', resultsKey: `results/${run.jobId}/orphans/${lostBatch}.jsonl` }),
+    ]);
+    const kept = await readJsonl<{ custom_id: string; result: { type: string } }>(under.stack, job.orphanBatches![0]!.resultsKey!);
+    expect(kept.map((line) => [line.custom_id, line.result.type])).toEqual(customIds.map((id) => [id, 'succeeded']));
+    const summary = JSON.parse(await readText(under.stack, run.outcome.keys.summary)) as { orphanBatches?: unknown[] };
+    expect(summary.orphanBatches).toEqual(job.orphanBatches);
+
+    // Found once: a later run neither collects it again nor counts it.
+    await under.stack.runSchedules();
+    expect((await readJob(under.stack.dynamo, under.stack.table, run.jobId)).orphanBatches).toEqual(job.orphanBatches);
   });
 });

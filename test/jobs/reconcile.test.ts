@@ -34,7 +34,7 @@ const MACHINE = 'arn:aws:states:us-east-1:123456789012:stateMachine:batchline-jo
 const executionArn = (name: string) => `arn:aws:states:us-east-1:123456789012:execution:batchline-jobs:${name}`;
 /** seedJob's jobs are created 2026-01-02; the reconciler runs some days later. */
 const NOW = Date.parse('2026-01-20T00:00:00.000Z');
-const NOTHING: ReconcileReport = { examined: 0, collected: 0, canceled: 0, finalized: 0, recovered: 0, markedFailed: 0, errors: 0, complete: true };
+const NOTHING: ReconcileReport = { examined: 0, collected: 0, canceled: 0, finalized: 0, recovered: 0, markedFailed: 0, orphans: 0, errors: 0, complete: true };
 
 describe('reconcileJobs', () => {
   const aws = useLocalAws();
