@@ -18,6 +18,7 @@ import {
   LAMBDA_TRANSIENT_ERRORS,
   OUTCOME_UNKNOWN_ERRORS,
   CREATE_SLOT_BUSY_ERRORS,
+  CREATE_REFUSED_ERRORS,
   QUEUE_FULL_ERRORS,
   STORAGE_THROTTLED_ERRORS,
 } from '../shared/jobs/contract';
@@ -87,6 +88,21 @@ export const CREATE_SLOT_BUSY_RETRY: sfn.RetryProps = {
   backoffRate: 1,
   maxAttempts: 80,
   jitterStrategy: sfn.JitterType.NONE,
+};
+
+/**
+ * The API refused a create before making anything (529 overloaded): an outage, waited out — 16
+ * tries, 1, 1.5, 2.25 … minutes apart, then every 10 (about 2 h; 1 h on average with the jitter
+ * that spreads a job's chunks) — so that a long 529 storm does not fail the chunk. Nothing was
+ * made, so nothing can be paid twice.
+ */
+export const CREATE_REFUSED_RETRY: sfn.RetryProps = {
+  errors: [...CREATE_REFUSED_ERRORS],
+  interval: Duration.seconds(60),
+  backoffRate: 1.5,
+  maxDelay: Duration.minutes(10),
+  maxAttempts: 16,
+  jitterStrategy: sfn.JitterType.FULL,
 };
 
 /** The workspace's batch queue is full (429 on create): it drains as earlier batches end — wait up to ~8 h. */
@@ -186,7 +202,7 @@ export class JobWorkflow extends Construct {
     // {} even MAX_CHUNKS children make ~88 KiB. Chunks report through DynamoDB.
     const childEnd = (name: string) => new sfn.Pass(this, name, { outputPath: sfn.JsonPath.DISCARD });
     const recordChunkFailure = task('RecordChunkFailure', fns['record-chunk-failure'], [RECORD_FAILURE_RETRY]).next(childEnd('ChunkFailed'));
-    const submitChunk = task('SubmitChunk', fns['submit-chunk'], [API_RETRYABLE_RETRY, OUTCOME_UNKNOWN_RETRY, CREATE_SLOT_BUSY_RETRY, QUEUE_FULL_RETRY]);
+    const submitChunk = task('SubmitChunk', fns['submit-chunk'], [API_RETRYABLE_RETRY, OUTCOME_UNKNOWN_RETRY, CREATE_SLOT_BUSY_RETRY, CREATE_REFUSED_RETRY, QUEUE_FULL_RETRY]);
     const waitForBatch = new sfn.Wait(this, 'WaitForBatch', { time: sfn.WaitTime.secondsPath('$.waitSeconds') });
     const pollBatch = task('PollBatch', fns['poll-batch'], [API_RETRYABLE_RETRY]);
     const collectResults = task('CollectResults', fns['collect-results'], [API_RETRYABLE_RETRY]);

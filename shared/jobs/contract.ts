@@ -57,6 +57,9 @@ export const CREATE_SLOT_BUSY_ERRORS = ['CreateSlotBusy'] as const;
 /** A create was refused with 429: the workspace's batch queue is full until earlier batches end. */
 export const QUEUE_FULL_ERRORS = ['BatchQueueFull'] as const;
 
+/** A create was refused before any batch was made (529 overloaded, or its body never sent): an API outage. */
+export const CREATE_REFUSED_ERRORS = ['CreateRefused'] as const;
+
 /**
  * Errors a handler throws that a Retry of the workflow takes: its failure is not yet the chunk's
  * or the job's, so it is logged as a warning. (Lambda's own errors never reach a handler's log.)
@@ -65,6 +68,7 @@ export const RETRIED_HANDLER_ERRORS: ReadonlySet<string> = new Set<string>([
   ...API_RETRYABLE_ERRORS,
   ...OUTCOME_UNKNOWN_ERRORS,
   ...CREATE_SLOT_BUSY_ERRORS,
+  ...CREATE_REFUSED_ERRORS,
   ...QUEUE_FULL_ERRORS,
   ...STORAGE_THROTTLED_ERRORS,
 ]);

@@ -38,13 +38,13 @@ import {
   type OrphanBatch,
 } from '../store/items';
 import { jobKeys } from '../store/keys';
-import { getJson, ObjectWriter, putJson } from '../store/s3';
+import { getJson, isS3NotFound, ObjectWriter, putJson } from '../store/s3';
 import { errorFields, type Observer } from '../observability';
 import { cancelBatch, isStopped } from './cancel';
 import { requestIds } from './chunk-files';
 import { isoAt, jobKey } from './chunk-state';
-import { ADOPT_LOOKBACK_MS, totalRequests } from './submit';
-import { SentRequests, userResultLine } from './wire-ids';
+import { ADOPT_LOOKBACK_MS, GIVE_UP_LOOKS, totalRequests } from './submit';
+import { parseWireId, SentRequests, userResultLine } from './wire-ids';
 import type { JobSummary } from './finalize';
 
 export interface OrphanDeps {
@@ -74,14 +74,21 @@ export async function sweepOrphans(job: JobItem, deps: OrphanDeps): Promise<Orph
   for await (const batch of deps.api.list({ limit: 100 })) {
     const createdAt = Date.parse(batch.created_at);
     if (createdAt < earliest) break;
-    // An ended batch proves itself by its results (no upper bound needed); a running one is taken
-    // only within the create's window, on the API's clock.
+    const size = totalRequests(batch.request_counts);
     const ended = batch.processing_status === 'ended';
-    const create = lost.find((c) => c.from <= createdAt && (ended || createdAt <= c.to) && totalRequests(batch.request_counts) === c.record.rows);
-    if (!create || known.get(batch.id)?.outcome === 'collected') continue;
-    if ((await claimOf(batch.id, deps)) !== undefined) continue;
-    if (!ended && (await slotHeld(create.record.rows, deps))) continue;
-    const found = await settle(job, create, batch, deps);
+    // An ended batch proves whose it is by its results (no upper bound needed); a running one is
+    // taken only within a create's window, on the API's clock.
+    const creates = lost.filter((c) => c.from <= createdAt && (ended || createdAt <= c.to) && c.record.rows === size);
+    const seen = known.get(batch.id);
+    if (creates.length === 0 || seen?.outcome === 'collected') continue;
+    // Canceled before, and still stopping: nothing new until it has ended.
+    if (seen?.outcome === 'canceled' && !ended) continue;
+    // Claimed by anyone but a given-up attempt (a collect cut short claims first, and goes on next run).
+    const holder = await claimOf(batch.id, deps);
+    if (holder && !creates.some((c) => holder.jobId === job.jobId && holder.chunk === c.chunk && holder.attempt === c.record.attempt)) continue;
+    // A running batch while an attempt of its size has a create in flight may be that attempt's, unclaimed until recorded.
+    if (!ended && (await slotHeld(size, deps))) continue;
+    const found = ended ? await collect(job, creates, batch, deps) : await stopRunning(creates[0]!, batch, deps);
     if (found) {
       known.set(batch.id, found);
       changed = true;
@@ -98,7 +105,8 @@ async function lostCreates(job: JobItem, deps: OrphanDeps): Promise<LostCreate[]
   const lost: LostCreate[] = [];
   for await (const chunk of queryPartition<ChunkItem>(deps.dynamo, deps.config.table, jobPk(job.jobId), CHUNK_SK_PREFIX)) {
     for (const record of chunk.attempts) {
-      if (!record.nonce || !record.intentAt || record.batchId) continue;
+      // Given up only: an attempt still looking finds (adopts) its batch itself.
+      if (!record.nonce || !record.intentAt || record.batchId || (record.looks ?? 0) < GIVE_UP_LOOKS) continue;
       const intent = Date.parse(record.intentAt);
       const end = record.lostAt ? Date.parse(record.lostAt) + Math.min(graceMs, 60_000) : intent + graceMs;
       lost.push({ chunk: chunk.chunk, record: record as LostCreate['record'], from: intent - ADOPT_LOOKBACK_MS, to: end + ADOPT_LOOKBACK_MS });
@@ -117,53 +125,82 @@ async function claimOf(batchId: string, deps: OrphanDeps): Promise<BatchClaimIte
   return getItem<BatchClaimItem>(deps.dynamo, deps.config.table, { pk: batchPk(batchId), sk: BATCH_SK });
 }
 
-/** Collects an ended batch that proves to be the attempt's, or cancels a running one; undefined for one that is not ours. */
-async function settle(job: JobItem, create: LostCreate, batch: MessageBatch, deps: OrphanDeps): Promise<OrphanBatch | undefined> {
-  const base = {
-    batchId: batch.id,
-    chunk: create.chunk,
-    attempt: create.record.attempt,
-    requests: create.record.rows,
-    createdAt: batch.created_at,
-    foundAt: isoAt(deps.now()),
-  };
-  if (batch.processing_status !== 'ended') {
-    const canceled = await cancelBatch(deps.api, batch.id, batch.created_at);
-    if (!isStopped(canceled)) {
-      deps.observer.warn('could not cancel a batch of a lost create; the next run tries again', { batchId: batch.id });
-      return undefined;
-    }
-    deps.observer.warn('canceled a running batch of a lost create: its rows were already reported create_unknown', base);
-    return { ...base, outcome: 'canceled' };
-  }
-  const key = jobKeys(job.jobId).orphanResults(batch.id);
-  const ids = await requestIds(deps.s3, deps.config.bucket, jobKeys(job.jobId).chunkRequests(create.chunk, create.record.attempt));
-  const sent = new SentRequests(create.record.nonce, [...ids]);
-  const writer = new ObjectWriter(deps.s3, deps.config.bucket, key);
-  let own = 0;
-  let foreign = 0;
-  try {
-    for await (const entry of deps.api.results(batch.id)) {
-      const customId = sent.customIdOf(entry.line.custom_id);
-      if (customId === undefined) {
-        foreign += 1;
-        continue;
-      }
-      own += 1;
-      await writer.writeLine(userResultLine(entry.raw, customId));
-    }
-  } catch (error) {
-    await writer.abort();
-    throw error;
-  }
-  if (own === 0) {
-    await writer.abort();
-    deps.observer.info('a batch of a lost create\'s size and time is not its own: left alone', { batchId: batch.id, foreignLines: foreign });
+const orphanOf = (create: LostCreate, batch: MessageBatch, now: number) => ({
+  batchId: batch.id,
+  chunk: create.chunk,
+  attempt: create.record.attempt,
+  requests: create.record.rows,
+  createdAt: batch.created_at,
+  foundAt: isoAt(now),
+});
+
+/** Cancels a running batch of a given-up create (its rows are already reported); undefined when the cancel did not take. */
+async function stopRunning(create: LostCreate, batch: MessageBatch, deps: OrphanDeps): Promise<OrphanBatch | undefined> {
+  const orphan = orphanOf(create, batch, deps.now());
+  if (!isStopped(await cancelBatch(deps.api, batch.id, batch.created_at))) {
+    deps.observer.warn('could not cancel a batch of a lost create; the next run tries again', { batchId: batch.id });
     return undefined;
   }
-  await writer.finish();
+  deps.observer.warn('canceled a running batch of a lost create: its rows were already reported create_unknown', orphan);
+  return { ...orphan, outcome: 'canceled' };
+}
+
+/**
+ * Collects an ended batch whose results carry the nonce of one of `creates`: claimed for that
+ * attempt (before anything is stored), its lines kept with the user's custom_ids. Undefined when
+ * it is not ours, or someone claimed it first.
+ */
+async function collect(job: JobItem, creates: LostCreate[], batch: MessageBatch, deps: OrphanDeps): Promise<OrphanBatch | undefined> {
+  const keys = jobKeys(job.jobId);
+  let create: LostCreate | undefined;
+  let sent: SentRequests | undefined;
+  let writer: ObjectWriter | undefined;
+  let lines = 0;
+  try {
+    for await (const entry of deps.api.results(batch.id)) {
+      if (!create) {
+        // The first line names the create: its nonce is one of the given-up attempts', or the batch is not ours.
+        const nonce = parseWireId(entry.line.custom_id)?.nonce;
+        create = creates.find((c) => c.record.nonce === nonce);
+        if (!create) {
+          deps.observer.info("a batch of a lost create's size and time is not its own: left alone", { batchId: batch.id });
+          return undefined;
+        }
+        let ids: Set<string>;
+        try {
+          ids = await requestIds(deps.s3, deps.config.bucket, keys.chunkRequests(create.chunk, create.record.attempt));
+        } catch (error) {
+          if (!isS3NotFound(error)) throw error;
+          deps.observer.error("found a lost create's batch, but the attempt's requests file has expired: its results stay at the API", {
+            batchId: batch.id,
+            chunk: create.chunk,
+          });
+          return undefined;
+        }
+        sent = new SentRequests(create.record.nonce, [...ids]);
+        if (!(await claim(job, create, batch, deps))) return undefined;
+        writer = new ObjectWriter(deps.s3, deps.config.bucket, keys.orphanResults(batch.id));
+      }
+      const customId = sent!.customIdOf(entry.line.custom_id);
+      if (customId === undefined) continue;
+      await writer!.writeLine(userResultLine(entry.raw, customId));
+      lines += 1;
+    }
+    if (!create) return undefined;
+    await writer!.finish();
+  } catch (error) {
+    await writer?.abort();
+    throw error;
+  }
+  const orphan = { ...orphanOf(create, batch, deps.now()), outcome: 'collected' as const, resultsKey: keys.orphanResults(batch.id) };
+  deps.observer.error("found the batch of a create whose answer was lost: its results are kept beside the job's outputs", { ...orphan, lines });
+  return orphan;
+}
+
+/** Claims the batch for the attempt; false when another holds it. */
+async function claim(job: JobItem, create: LostCreate, batch: MessageBatch, deps: OrphanDeps): Promise<boolean> {
   const now = deps.now();
-  const claim: BatchClaimItem = {
+  const item: BatchClaimItem = {
     pk: batchPk(batch.id),
     sk: BATCH_SK,
     type: 'batch',
@@ -175,13 +212,9 @@ async function settle(job: JobItem, create: LostCreate, batch: MessageBatch, dep
     intentAt: create.record.intentAt,
     ttl: ttlAfter(now, deps.config.rowTtlDays),
   };
-  await putItem(deps.dynamo, deps.config.table, claim, { ifAbsent: true });
-  deps.observer.error('found the batch of a create whose answer was lost: its results are kept beside the job\'s outputs', {
-    ...base,
-    resultsKey: key,
-    lines: own,
-  });
-  return { ...base, outcome: 'collected', resultsKey: key };
+  if (await putItem(deps.dynamo, deps.config.table, item, { ifAbsent: true })) return true;
+  const holder = await claimOf(batch.id, deps);
+  return holder?.jobId === job.jobId && holder.chunk === create.chunk && holder.attempt === create.record.attempt;
 }
 
 /** The orphans on the job record and in summary.json (when the job has one). */

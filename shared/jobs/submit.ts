@@ -212,6 +212,11 @@ export async function submitChunk(input: ChunkRef, deps: SubmitDeps): Promise<Su
       // until earlier batches end, hours perhaps — the workflow waits minutes between tries.
       throw new BatchQueueFull(`chunk ${input.chunk} attempt ${attempt} of job ${input.jobId}: ${error.message}`);
     }
+    if (error instanceof ApiRetryable && provesNoBatch(error)) {
+      // Refused before anything was made (overloaded, or never sent): an outage of the API, which
+      // the workflow waits out for over an hour rather than fail the chunk.
+      throw new CreateRefused(`chunk ${input.chunk} attempt ${attempt} of job ${input.jobId}: ${error.message}`);
+    }
     throw error;
   }
   observer.keys({ batchId: batch.id });
@@ -265,6 +270,11 @@ async function cancelIfJobStopped(owner: Owner, at: AttemptBatch, deps: SubmitDe
 /** Creating a batch was refused with 429: the queue of batch requests is full (or the rate limit hit). */
 export class BatchQueueFull extends Error {
   override readonly name = 'BatchQueueFull';
+}
+
+/** Creating a batch was refused, transiently, before any batch was made (529, or the body never sent). */
+export class CreateRefused extends Error {
+  override readonly name = 'CreateRefused';
 }
 
 export const totalRequests = (counts: RequestCounts): number =>
@@ -521,7 +531,11 @@ function provesNoBatch(error: unknown): boolean {
   return true;
 }
 
-const DEFINITE_REFUSALS: ReadonlySet<number> = new Set([400, 401, 402, 403, 404, 413, 422, 429]);
+/**
+ * 529 is the API shedding load (overloaded_error) before it takes the request on; 500, 502, 503
+ * and 504 may come from a server, or a proxy before it, that had already acted.
+ */
+const DEFINITE_REFUSALS: ReadonlySet<number> = new Set([400, 401, 402, 403, 404, 413, 422, 429, 529]);
 
 async function withdrawIntent(chunk: ChunkItem, index: number, attempt: number, intentAt: string, deps: SubmitDeps): Promise<void> {
   try {

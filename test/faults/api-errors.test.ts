@@ -57,6 +57,24 @@ describe('Batches API faults on the local pipeline', () => {
     expect(comparable(run.results)).toEqual(comparable(reference.results));
   });
 
+  it('waits out a 529 storm on create longer than the API retry budget: no chunk fails, no batch is made twice', async () => {
+    // Ten refusals in a row: more than the workflow's ApiRetryable retries (5) would have taken.
+    under.stack.simulator!.setHttpFaults([{ endpoint: 'create', status: 529, times: 10 }]);
+    const refusedBefore = under.events.filter((event) => event.type === 'task-failed' && (event as { error: string }).error === 'CreateRefused').length;
+    const run = await runJob(under, 'create-storm.jsonl', customIds);
+    expect(await ownAnswerStatus(under.stack, 'create')).toBe(400);
+    under.stack.simulator!.setHttpFaults([]);
+
+    const refused = under.events.filter((event) => event.type === 'task-failed' && (event as { error: string }).error === 'CreateRefused').length;
+    expect(refused - refusedBefore).toBe(10);
+    expect(run.outcome.status).toBe('succeeded');
+    expectEveryRowOnce(run, customIds);
+    await expectOneBatchPerAttempt(under.stack, run);
+    // A 529 proves no batch was made: no probe, no adoption, two batches for two chunks.
+    expect(run.batches).toHaveLength(2);
+    expect(comparable(run.results)).toEqual(comparable(reference.results));
+  });
+
   it('ends non-transient errors at once and retries transient ones up to the attempt limit, then ends them', async () => {
     under.stack.simulator!.setBatchFaults({ errored: { overloaded_error: 0.5, invalid_request_error: 0.15 } });
     const rows = ids('mixed', 24);

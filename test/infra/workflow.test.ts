@@ -4,9 +4,9 @@ import { ExecutionError, StateMachine, type RunOptions, type StateMachineDefinit
 import { beforeAll, describe, expect, it } from 'vitest';
 import type { SynthesizedTemplate } from '../../infra/app';
 import { ApiRetryable, OutcomeUnknown } from '../../shared/anthropic/errors';
-import { API_RETRYABLE_ERRORS, CREATE_SLOT_BUSY_ERRORS, OUTCOME_UNKNOWN_ERRORS, QUEUE_FULL_ERRORS, STORAGE_THROTTLED_ERRORS } from '../../shared/jobs/contract';
+import { API_RETRYABLE_ERRORS, CREATE_REFUSED_ERRORS, CREATE_SLOT_BUSY_ERRORS, OUTCOME_UNKNOWN_ERRORS, QUEUE_FULL_ERRORS, STORAGE_THROTTLED_ERRORS } from '../../shared/jobs/contract';
 import { CreateSlotBusy } from '../../shared/jobs/create-slot';
-import { CreateOutcomeUnknown } from '../../shared/jobs/submit';
+import { CreateOutcomeUnknown, CreateRefused } from '../../shared/jobs/submit';
 import { MAX_CHUNKS } from '../../shared/jobs/prepare';
 import { BatchQueueFull } from '../../shared/jobs/submit';
 import { UnprocessedWrites } from '../../shared/store/dynamo';
@@ -110,6 +110,14 @@ const CREATE_SLOT_BUSY_RETRY = {
   BackoffRate: 1,
   MaxAttempts: 80,
   JitterStrategy: 'NONE',
+};
+const CREATE_REFUSED_RETRY = {
+  ErrorEquals: ['CreateRefused'],
+  IntervalSeconds: 60,
+  BackoffRate: 1.5,
+  MaxDelaySeconds: 600,
+  MaxAttempts: 16,
+  JitterStrategy: 'FULL',
 };
 const catchTo = (next: string) => [{ ErrorEquals: ['States.ALL'], ResultPath: '$.error', Next: next }];
 
@@ -232,7 +240,7 @@ describe('the job state machine', () => {
       PrepareJob: [LAMBDA_RETRY, CRASH_RETRY, STORAGE_RETRY],
       FinalizeJob: [LAMBDA_RETRY, CRASH_RETRY, STORAGE_RETRY],
       MarkJobFailed: [LAMBDA_RETRY, CRASH_RETRY, STORAGE_RETRY],
-      SubmitChunk: [LAMBDA_RETRY, CRASH_RETRY, STORAGE_RETRY, API_RETRYABLE_RETRY, OUTCOME_UNKNOWN_RETRY, CREATE_SLOT_BUSY_RETRY, QUEUE_FULL_RETRY],
+      SubmitChunk: [LAMBDA_RETRY, CRASH_RETRY, STORAGE_RETRY, API_RETRYABLE_RETRY, OUTCOME_UNKNOWN_RETRY, CREATE_SLOT_BUSY_RETRY, CREATE_REFUSED_RETRY, QUEUE_FULL_RETRY],
       PollBatch: [LAMBDA_RETRY, CRASH_RETRY, STORAGE_RETRY, API_RETRYABLE_RETRY],
       CollectResults: [LAMBDA_RETRY, CRASH_RETRY, STORAGE_RETRY, API_RETRYABLE_RETRY],
       RecordChunkFailure: [LAMBDA_RETRY, CRASH_RETRY, STORAGE_RETRY, RECORD_FAILURE_RETRY],
@@ -245,6 +253,7 @@ describe('the job state machine', () => {
     expect(OUTCOME_UNKNOWN_ERRORS).toContain(thrown(new OutcomeUnknown('lost', { requests: 1, bytes: 1, sentAt: 0 })));
     expect(QUEUE_FULL_ERRORS).toContain(thrown(new BatchQueueFull('429')));
     expect(CREATE_SLOT_BUSY_ERRORS).toContain(thrown(new CreateSlotBusy('busy')));
+    expect(CREATE_REFUSED_ERRORS).toContain(thrown(new CreateRefused('529')));
     // Submit's give-up is final: no Retry of any state takes it.
     const retried = allStates(asl).flatMap(([, state]) => ((state.Retry as Array<{ ErrorEquals: string[] }> | undefined) ?? []).flatMap((r) => r.ErrorEquals));
     expect(retried).not.toContain(thrown(new CreateOutcomeUnknown('gave up')));
