@@ -51,6 +51,7 @@ export class Observability extends Construct {
   readonly erroredRowsAlarm: cloudwatch.Alarm;
   readonly overdueJobAlarm: cloudwatch.Alarm;
   readonly deadLettersAlarm: cloudwatch.Alarm;
+  readonly apiKeyRefusedAlarm: cloudwatch.Alarm;
   /** By handler name. */
   readonly functionErrorAlarms: Record<string, cloudwatch.Alarm>;
 
@@ -117,6 +118,15 @@ export class Observability extends Construct {
       evaluationPeriods: 1,
     });
 
+    this.apiKeyRefusedAlarm = alarm('ApiKeyRefused', 'api-key-refused', {
+      alarmDescription:
+        'The Anthropic API refused the key (401/403) while batches run: they run on, and are billed, at the API, and their jobs wait for a valid key (until a batch is an hour past its expiry). Put a valid key in the secret (ApiKeySecretName output); the jobs go on within about 20 minutes.',
+      metric: pipelineMetric('ApiKeyRefused', 'polls refused', cloudwatch.Stats.SUM).with({ period: FIVE_MINUTES }),
+      threshold: 0,
+      comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+      evaluationPeriods: 1,
+    });
+
     this.functionErrorAlarms = Object.fromEntries(
       Object.entries(props.functions).map(([name, fn]) => [
         name,
@@ -131,7 +141,14 @@ export class Observability extends Construct {
     );
 
     const hourly = executions(HOUR);
-    const allAlarms = [this.failedExecutionsAlarm, this.erroredRowsAlarm, this.overdueJobAlarm, this.deadLettersAlarm, ...Object.values(this.functionErrorAlarms)];
+    const allAlarms = [
+      this.failedExecutionsAlarm,
+      this.erroredRowsAlarm,
+      this.overdueJobAlarm,
+      this.deadLettersAlarm,
+      this.apiKeyRefusedAlarm,
+      ...Object.values(this.functionErrorAlarms),
+    ];
     const perFunction = (title: string, metric: (fn: lambda.IFunction, label: string) => cloudwatch.IMetric) =>
       new cloudwatch.GraphWidget({ title, width: 8, height: 6, left: Object.entries(props.functions).map(([name, fn]) => metric(fn, name)) });
 

@@ -37,6 +37,8 @@ export type MetricName =
   | 'BatchWaitSeconds'
   | 'JobsEnded'
   | 'JobsFailed'
+  /** A poll the API answered 401/403 while the batch runs on (shared/jobs/poll.ts). */
+  | 'ApiKeyRefused'
   | `RowsErrored_${string}`;
 
 type Unit = (typeof MetricUnit)[keyof typeof MetricUnit];

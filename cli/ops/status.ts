@@ -46,6 +46,8 @@ export function formatStatus({ job, chunks, totals }: JobProgressReport): string
   }
   if (job.costUsd !== undefined) lines.push(`  cost      ${usd(job.costUsd)} at batch rates`);
   if (job.failure) lines.push(`  failure   ${job.failure.error}: ${oneLine(job.failure.cause)}`);
+  const refused = chunks.flatMap((chunk) => chunk.attempts.flatMap((attempt) => (attempt.keyRefusedSince ? [attempt.keyRefusedSince] : []))).sort()[0];
+  if (refused) lines.push(`  API KEY   refused by the API since ${when(refused)}: batches run on (and bill); put a valid key in the secret`);
   let text = lines.join('\n') + '\n';
   if (chunks.length === 0) return text;
   text += '\n' + attemptsTable(chunks);
@@ -100,6 +102,7 @@ function attemptNote(attempt: ChunkAttempt): string {
   }
   if (attempt.collectedAt && !attempt.batchId) notes.push('canceled before submitting');
   if (attempt.cancelSentAt) notes.push('cancel sent');
+  if (attempt.keyRefusedSince) notes.push(`API KEY REFUSED since ${when(attempt.keyRefusedSince)}: the batch runs on; fix the key`);
   if (attempt.retryRows) notes.push(`${count(attempt.retryRows)} to retry`);
   if (attempt.missingRows) notes.push(`${count(attempt.missingRows)} missing from results`);
   if (attempt.unpricedModels?.length) notes.push(`not priced: ${attempt.unpricedModels.join(', ')}`);

@@ -7,11 +7,20 @@
  * so a 24 h batch costs ~130 polls with the defaults while an early end is still noticed within
  * about a tenth of the time it took. Age is measured on the API's clock, so a simulator whose clock
  * runs fast drives the same schedule.
+ *
+ * A key the API refuses (401/403: revoked or rotated while batches run) does not fail the chunk:
+ * the batch keeps running, and billing, at the API whatever we do, and failing the chunk would
+ * leave its results uncollected. Poll says so loudly (an error log line, the ApiKeyRefused metric
+ * and its alarm, `batchline status`) and looks again after pollMaxSeconds, until a fixed key is
+ * taken (the secret is re-read every 5 minutes) or the batch is KEY_REFUSED_PAST_EXPIRY_MS past
+ * its expiry — then the chunk fails with the key's error.
  */
 import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import type { BatchesApi } from '../anthropic/api';
 import type { PipelineConfig } from '../config';
 import { quietObserver, type Observer } from '../observability';
+import { ApiAuthError } from '../anthropic/errors';
+import type { ChunkAttempt, ChunkItem } from '../store/items';
 import { cancelBatch, type CancelResult } from './cancel';
 import {
   attemptOf,
@@ -105,6 +114,9 @@ export interface PollDeps {
   observer?: Observer;
 }
 
+/** How long past the batch's expiry a refused key is waited for before the chunk fails. */
+export const KEY_REFUSED_PAST_EXPIRY_MS = 60 * 60_000;
+
 export async function pollBatch(input: PollInput, deps: PollDeps): Promise<PollOutput> {
   const { dynamo, api, config } = deps;
   const now = deps.now ?? Date.now;
@@ -121,7 +133,13 @@ export async function pollBatch(input: PollInput, deps: PollDeps): Promise<PollO
   // A fresh container has not seen the create: tell the client, so an early 404 is retried.
   if (record.createdAt) api.rememberCreated(input.batchId, record.createdAt);
 
-  const seen = await api.retrieveWithTime(input.batchId);
+  let seen: Awaited<ReturnType<BatchesApi['retrieveWithTime']>>;
+  try {
+    seen = await api.retrieveWithTime(input.batchId);
+  } catch (error) {
+    if (!(error instanceof ApiAuthError)) throw error;
+    return keyRefused(input, chunk, index, record, error, deps);
+  }
   let batch = seen.value;
   let cancelSentAt = record.cancelSentAt;
   const cancelNow = job.cancelRequested === true && batch.processing_status === 'in_progress';
@@ -144,6 +162,7 @@ export async function pollBatch(input: PollInput, deps: PollDeps): Promise<PollO
         lastPolledAt: isoAt(now()),
         endedAt: batch.ended_at ?? undefined,
         cancelSentAt,
+        keyRefusedSince: undefined,
       }),
       status: ended ? 'collecting' : 'in_progress',
       updatedAt: isoAt(now()),
@@ -163,4 +182,34 @@ export async function pollBatch(input: PollInput, deps: PollDeps): Promise<PollO
     ...(cancel ? { cancel: cancel.outcome } : {}),
   });
   return { jobId: input.jobId, chunk: input.chunk, attempt: input.attempt, batchId: input.batchId, ended, waitSeconds };
+}
+
+/** The API refused the key on a poll: recorded and said, and the chunk waits (see the header). */
+async function keyRefused(
+  input: PollInput,
+  chunk: ChunkItem,
+  index: number,
+  record: ChunkAttempt,
+  error: ApiAuthError,
+  deps: PollDeps,
+): Promise<PollOutput> {
+  const now = (deps.now ?? Date.now)();
+  const observer = deps.observer ?? quietObserver;
+  const expiresAt = record.expiresAt ? Date.parse(record.expiresAt) : Number.POSITIVE_INFINITY;
+  if (now > expiresAt + KEY_REFUSED_PAST_EXPIRY_MS) throw error;
+  const since = record.keyRefusedSince ?? isoAt(now);
+  await updateChunk(deps.dynamo, deps.config.table, chunk, {
+    set: {
+      attempts: patchAttempt(chunk, index, { polls: (record.polls ?? 0) + 1, lastPolledAt: isoAt(now), keyRefusedSince: since }),
+      updatedAt: isoAt(now),
+    },
+    condition: chunkCondition(`#ca = :attempt AND #att[${index}].#bid = :batchId`, { ':attempt': input.attempt, ':batchId': input.batchId }),
+  });
+  observer.metric('ApiKeyRefused', 1);
+  observer.error('the API refuses the key (401/403): the batch runs on at the API; put a valid key in the secret and the job goes on', {
+    status: error.status,
+    keyRefusedSince: since,
+    waitSeconds: deps.config.pollMaxSeconds,
+  });
+  return { ...input, ended: false, waitSeconds: deps.config.pollMaxSeconds };
 }

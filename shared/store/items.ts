@@ -157,6 +157,11 @@ export interface ChunkAttempt {
   requestCounts?: { processing: number; succeeded: number; errored: number; canceled: number; expired: number };
   lastPolledAt?: string;
   /**
+   * Since when the API has refused the key (401/403) on this attempt's polls, the batch running on
+   * unseen; cleared by the first poll the key is taken again (shared/jobs/poll.ts).
+   */
+  keyRefusedSince?: string;
+  /**
    * When Poll, a chunk failure, MarkJobFailed, Reconcile or Submit had this batch stopped: the API
    * took the cancel, or found the batch ended, canceling or gone (shared/jobs/cancel.ts).
    */

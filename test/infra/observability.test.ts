@@ -227,10 +227,17 @@ const inputs = (alarm: AlarmProperties | undefined) =>
 const expressionOf = (alarm: AlarmProperties | undefined) => alarm?.Metrics?.find((metric) => metric.ReturnData)?.Expression;
 
 describe('the alarms', () => {
-  it('are the four of the pipeline and one per function, each notifying the topic only, quiet when there is no data', () => {
+  it('are the five of the pipeline and one per function, each notifying the topic only, quiet when there is no data', () => {
     const all = alarms(json);
     expect(Object.keys(all).sort()).toEqual(
-      ['Batchline-dead-letters', 'Batchline-errored-rows', 'Batchline-failed-executions', 'Batchline-overdue-job', ...HANDLERS.map((name) => `Batchline-errors-${name}`)].sort(),
+      [
+        'Batchline-api-key-refused',
+        'Batchline-dead-letters',
+        'Batchline-errored-rows',
+        'Batchline-failed-executions',
+        'Batchline-overdue-job',
+        ...HANDLERS.map((name) => `Batchline-errors-${name}`),
+      ].sort(),
     );
     const topic = logicalIds(json, 'AWS::SNS::Topic')[0]!;
     for (const alarm of Object.values(all)) {
@@ -239,6 +246,12 @@ describe('the alarms', () => {
       expect(alarm.TreatMissingData).toBe('notBreaching');
       expect(alarm.EvaluationPeriods).toBe(1);
     }
+  });
+
+  it('fire on any poll the API answered with a refused key (401/403) in five minutes', () => {
+    const alarm = alarms(json)['Batchline-api-key-refused'];
+    expect(Object.values(inputs(alarm))).toEqual(['Batchline ApiKeyRefused Sum 300']);
+    expect(alarm).toMatchObject({ ComparisonOperator: 'GreaterThanThreshold', Threshold: 0 });
   });
 
   it('fire on any failed, timed-out or aborted job execution in five minutes', () => {

@@ -1,9 +1,10 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { updateItem } from '../../shared/store/dynamo';
 import { JOB_SK, jobPk } from '../../shared/store/items';
-import { nextPollDelay, pollBatch, simulatePolling, type PollSettings } from '../../shared/jobs/poll';
+import { KEY_REFUSED_PAST_EXPIRY_MS, nextPollDelay, pollBatch, simulatePolling, type PollSettings } from '../../shared/jobs/poll';
 import { submitChunk } from '../../shared/jobs/submit';
 import { useLocalAws } from '../support/aws';
+import { ApiAuthError } from '../../shared/anthropic/errors';
 import { readChunkItem, seedJob, startApi, stopApi, type ApiContext } from '../support/chunks';
 import { pipelineConfig } from '../support/pipeline';
 import { requests } from '../support/requests';
@@ -195,5 +196,39 @@ describe('pollBatch', () => {
     const chunk = await readChunkItem(aws, ref.jobId, 0);
     expect(chunk.status).toBe('collecting');
     expect(chunk.attempts[0]).toMatchObject({ processingStatus: 'ended', cancelSentAt: '2030-01-01T00:00:00.000Z' });
+  });
+
+  it('waits on a refused key (401) without failing the chunk, records since when, and clears it once the key is taken', async () => {
+    const { deps, ref } = await submitted(2);
+    const created = Date.parse((await readChunkItem(aws, ref.jobId, 0)).attempts[0]!.createdAt!);
+    const after = (minutes: number) => ({ ...deps, now: () => created + minutes * 60_000 });
+    const iso = (minutes: number) => new Date(created + minutes * 60_000).toISOString();
+    ctx.sim.setHttpFaults([{ endpoint: 'retrieve', status: 401, times: 2 }]);
+    try {
+      expect(await pollBatch(ref, after(1))).toEqual({ ...ref, ended: false, waitSeconds: deps.config.pollMaxSeconds });
+      expect(await pollBatch(ref, after(16))).toEqual({ ...ref, ended: false, waitSeconds: deps.config.pollMaxSeconds });
+    } finally {
+      ctx.sim.setHttpFaults([]);
+    }
+    let chunk = await readChunkItem(aws, ref.jobId, 0);
+    expect(chunk.status).toBe('in_progress');
+    // Since the first refusal, not the last.
+    expect(chunk.attempts[0]).toMatchObject({ polls: 2, keyRefusedSince: iso(1), lastPolledAt: iso(16) });
+
+    expect((await pollBatch(ref, deps)).ended).toBe(false);
+    chunk = await readChunkItem(aws, ref.jobId, 0);
+    expect(chunk.attempts[0]!.keyRefusedSince).toBeUndefined();
+  });
+
+  it('fails the chunk with the key\'s error once the batch is an hour past its expiry and the key is still refused', async () => {
+    const { deps, ref } = await submitted(2);
+    const { expiresAt } = (await readChunkItem(aws, ref.jobId, 0)).attempts[0]!;
+    ctx.sim.setHttpFaults([{ endpoint: 'retrieve', status: 401, times: 1 }]);
+    try {
+      const late = { ...deps, now: () => Date.parse(expiresAt!) + KEY_REFUSED_PAST_EXPIRY_MS + 1 };
+      await expect(pollBatch(ref, late)).rejects.toBeInstanceOf(ApiAuthError);
+    } finally {
+      ctx.sim.setHttpFaults([]);
+    }
   });
 });
