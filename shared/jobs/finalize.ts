@@ -38,7 +38,7 @@ import type { BatchResult, BatchResultLine, Message, Usage } from '../anthropic/
 import type { NotifyConfig, PipelineConfig } from '../config';
 import { CostTotals, tokenTotals } from '../cost/cost';
 import { priceTableFromConfig, type PriceTable } from '../cost/prices';
-import { isBlank, splitLines } from '../jsonl/lines';
+import { isBlank, splitLines, type RawLine } from '../jsonl/lines';
 import { jsonKey, leadingCustomId, memberValue, objectEnd, rawAt, skipSpace, valueEnd } from '../jsonl/raw-json';
 import { AnnounceFailed, announceJobEnded, type NotifyClients } from '../notify';
 import { errorFields, quietObserver, type Observer } from '../observability';
@@ -57,11 +57,10 @@ import {
 } from '../store/items';
 import { jobKeys } from '../store/keys';
 import { isS3NotFound, ObjectWriter, putJson, readObject } from '../store/s3';
-import { BATCH_BODY_OVERHEAD, CustomIdSet, validateLine } from '../validation/request';
-import { requestEntries } from './chunk-files';
+import { ChunkFileCorrupt, objectLines, requestEntries } from './chunk-files';
 import { InvalidStateInput, isoAt, jobKey, readJob } from './chunk-state';
 import { CHUNK_FAILED, CREATE_UNKNOWN, decideRow, errorMessageOf, errorTypeOf, MISSING_RESULT, rowCostUsd, type ResultStatus } from './outcome';
-import { LINE_SLACK_BYTES, openSource, sourceLines, type PrepareOutcome } from './prepare';
+import type { PrepareOutcome } from './prepare';
 import { rowBucketsOf, RowRecordWriter } from './row-records';
 
 /** The outputs would not add up: nothing is claimed (no summary, no job status) until they do. */
@@ -878,21 +877,54 @@ async function copyObject(s3: S3Client, bucket: string, from: string, to: string
 }
 
 /**
- * The custom_ids of a rejected job's valid rows, in input order: the input is read again with
- * Prepare's line reader and validator (Prepare stops writing chunk files once a strict job is
- * rejected). The same limits give the same verdicts Prepare reached.
+ * The custom_ids of a rejected job's valid rows, in input order, from what Prepare recorded (never
+ * the input, which may have been overwritten or deleted since): the rows before the first invalid
+ * line are in the chunk files `rejectedValidIds` names, the ids of the later ones follow in it.
  */
 async function* validCustomIds(job: JobItem, deps: FinalizeDeps): AsyncGenerator<string> {
-  const body = await openSource(deps.s3, job);
-  const maxRequestBytes = deps.config.maxBytesPerChunk - BATCH_BODY_OVERHEAD;
-  const customIds = new CustomIdSet();
-  try {
-    for await (const entry of sourceLines(body, maxRequestBytes + LINE_SLACK_BYTES)) {
-      if ('tooLong' in entry || isBlank(entry.bytes)) continue;
-      const outcome = validateLine(entry, { maxRequestBytes, customIds });
-      if (outcome.ok) yield outcome.customId;
+  const { s3, config } = deps;
+  const keys = jobKeys(job.jobId);
+  const key = keys.rejectedValidIds;
+  // The header alone first: the ids after it are read once the chunk files have been.
+  let header: unknown;
+  for await (const line of neededLines(key, objectLines(s3, config.bucket, key))) {
+    header = parseJsonLine(line, key);
+    break;
+  }
+  const chunkFiles = (header as { chunkFiles?: unknown } | undefined)?.chunkFiles;
+  if (typeof chunkFiles !== 'number' || !Number.isInteger(chunkFiles) || chunkFiles < 0) {
+    throw new ChunkFileCorrupt(`${key} does not start with {"chunkFiles": n}`);
+  }
+  for (let chunk = 0; chunk < chunkFiles; chunk++) {
+    const requests = keys.chunkRequests(chunk, 1);
+    for await (const { customId } of neededLines(requests, requestEntries(s3, config.bucket, requests))) yield customId;
+  }
+  let first = true;
+  for await (const line of neededLines(key, objectLines(s3, config.bucket, key))) {
+    if (first) {
+      first = false;
+      continue;
     }
-  } finally {
-    body.destroy();
+    const customId = parseJsonLine(line, key);
+    if (typeof customId !== 'string') throw new ChunkFileCorrupt(`${key} line ${line.lineNumber} is not a custom_id`);
+    yield customId;
+  }
+}
+
+/** A work file's entries, streamed; a missing file is WorkFileMissing (as `needed` makes it). */
+async function* neededLines<T>(key: string, entries: AsyncGenerator<T>): AsyncGenerator<T> {
+  try {
+    yield* entries;
+  } catch (error) {
+    if (isS3NotFound(error)) throw new WorkFileMissing(`${key} is missing`);
+    throw error;
+  }
+}
+
+function parseJsonLine(line: RawLine, key: string): unknown {
+  try {
+    return JSON.parse(line.bytes.toString('utf8'));
+  } catch {
+    throw new ChunkFileCorrupt(`${key} line ${line.lineNumber} is not JSON`);
   }
 }

@@ -3,6 +3,12 @@
  * (in input order, each within the batch limits), the invalid ones into a report, and record the
  * chunks and counts. Memory stays bounded whatever the file's size (the custom_id set aside), and a
  * retried Prepare converges on the same objects and items.
+ *
+ * A strict file is rejected at its first invalid line, and Finalize must still list its valid rows
+ * in input order without reading the input again (by then it may have been overwritten or deleted).
+ * The rows before that line are already in chunk files, so they stay there (the chunk in progress is
+ * stored too); from then on only each valid row's custom_id is written, to `rejectedValidIds`. A file
+ * that is not rejected writes nothing more than before.
  */
 import { DeleteItemCommand, type DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { GetObjectCommand, type S3Client } from '@aws-sdk/client-s3';
@@ -19,7 +25,7 @@ import { quietObserver, type Observer } from '../observability';
 import { bareEtag } from './job-id';
 import { SourceChanged, SourceNotFound } from './register';
 import { rowBucketCount } from './row-records';
-import { BATCH_BODY_OVERHEAD, CustomIdSet, invalidReportRow, validateLine, type InvalidLine, type LineOutcome } from '../validation/request';
+import { BATCH_BODY_OVERHEAD, CustomIdSet, invalidReportRow, validateLine, type LineOutcome } from '../validation/request';
 
 export class JobNotFound extends Error {
   override readonly name = 'JobNotFound';
@@ -219,12 +225,20 @@ async function scanSource(job: JobItem, deps: PrepareDeps): Promise<ScanResult> 
   const maxLineBytes = maxRequestBytes + LINE_SLACK_BYTES;
   const customIds = new CustomIdSet();
   const body = await openSource(s3, job);
-  const invalid = new InvalidReport(new ObjectWriter(s3, config.bucket, keys.invalidWork, { partSize: INVALID_PART_BYTES }));
+  const invalid = new LineBatches(new ObjectWriter(s3, config.bucket, keys.invalidWork, { partSize: INVALID_PART_BYTES }));
   const chunks = new ChunkFiles(s3, config.bucket, (chunk) => keys.chunkRequests(chunk, 1), {
     maxRows: config.maxRequestsPerChunk,
     maxBytes: config.maxBytesPerChunk,
     maxChunks: deps.maxChunks ?? MAX_CHUNKS,
   });
+  /** Once a strict job is rejected: the custom_ids of the valid rows no chunk file holds. */
+  let laterIds: LineBatches | undefined;
+  const reject = (): Promise<void> => {
+    const { files, stored } = chunks.seal();
+    laterIds = new LineBatches(new ObjectWriter(s3, config.bucket, keys.rejectedValidIds, { partSize: INVALID_PART_BYTES }));
+    laterIds.add(JSON.stringify({ chunkFiles: files }) + '\n');
+    return stored;
+  };
   let validRows = 0;
   let invalidRows = 0;
   /** Returns a promise only when the line must wait for S3 before the next one is read. */
@@ -239,12 +253,13 @@ async function scanSource(job: JobItem, deps: PrepareDeps): Promise<ScanResult> 
     }
     if (outcome.ok) {
       validRows += 1;
-      // Once a strict job is rejected nothing will be submitted: stop writing chunks, keep reporting.
-      return chunks.open ? chunks.add(outcome.body, outcome.line) : undefined;
+      if (chunks.open) return chunks.add(outcome.body, outcome.line);
+      // A rejected strict job: nothing will be submitted, so only the id is kept (ids need no escaping).
+      return laterIds!.add(`"${outcome.customId}"\n`);
     }
     invalidRows += 1;
-    const pending = invalid.add(outcome);
-    if (strict && chunks.open) return Promise.all([pending, chunks.abandon()]);
+    const pending = invalid.add(JSON.stringify(invalidReportRow(outcome)) + '\n');
+    if (strict && chunks.open) return Promise.all([pending, reject()]);
     return pending;
   };
   try {
@@ -259,10 +274,10 @@ async function scanSource(job: JobItem, deps: PrepareDeps): Promise<ScanResult> 
     const last = lines.end();
     if (last !== undefined) await handleLine(last);
     const written = chunks.open ? await chunks.finish() : [];
-    await invalid.finish();
+    await Promise.all([invalid.finish(), laterIds?.finish()]);
     return { validRows, invalidRows, chunks: written };
   } catch (error) {
-    await Promise.all([chunks.abandon(), invalid.abort()]);
+    await Promise.all([chunks.abandon(), invalid.abort(), laterIds?.abort()]);
     throw error;
   } finally {
     body.destroy();
@@ -413,6 +428,16 @@ class ChunkFiles {
     return this.written;
   }
 
+  /**
+   * Stops taking rows (a strict job was rejected) and stores the chunk in progress: `files` chunk
+   * files hold every row added so far, once `stored` settles.
+   */
+  seal(): { files: number; stored: Promise<void> } {
+    const files = this.written.length + (this.current ? 1 : 0);
+    this.open = false;
+    return { files, stored: this.finish().then(() => undefined) };
+  }
+
   /** Stops writing: the chunk in progress is discarded (chunks already finished stay, unreferenced). */
   async abandon(): Promise<void> {
     this.open = false;
@@ -425,15 +450,15 @@ class ChunkFiles {
   }
 }
 
-/** The invalid-line report, written in batches like the chunk files. */
-class InvalidReport {
+/** Lines of a report (the invalid lines, a rejected job's later ids), written in batches. */
+class LineBatches {
   private buffered: string[] = [];
   private bufferedBytes = 0;
 
   constructor(private readonly writer: ObjectWriter) {}
 
-  add(invalid: InvalidLine): Promise<void> | undefined {
-    const line = JSON.stringify(invalidReportRow(invalid)) + '\n';
+  /** `line` ends with its `\n`. */
+  add(line: string): Promise<void> | undefined {
     this.buffered.push(line);
     this.bufferedBytes += line.length;
     return this.bufferedBytes >= WRITE_BATCH_BYTES ? this.flush() : undefined;

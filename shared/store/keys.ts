@@ -14,6 +14,12 @@ export const jobKeys = (jobId: string) => {
     resultsPrefix: results,
     /** Invalid lines found by Prepare (JSONL: line, custom_id if known, reason). */
     invalidWork: `${work}invalid.jsonl`,
+    /**
+     * A strict-rejected job's valid rows that are in no chunk file (shared/jobs/prepare.ts): a header
+     * `{"chunkFiles": n}` (attempt 1 of chunks 0…n−1 hold the valid rows before the first invalid
+     * line), then the custom_id of each valid row after it, in input order, one JSON string a line.
+     */
+    rejectedValidIds: `${work}rejected-valid-ids.jsonl`,
     /** The requests of one chunk attempt: `{custom_id, params}` lines in input order. */
     chunkRequests: (chunk: number, attempt: number) => `${work}chunks/${pad(chunk, 5)}/attempt-${attempt}/requests.jsonl`,
     /** The raw results lines of one chunk attempt, as the API returned them. */

@@ -1,12 +1,15 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { DeleteObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
 import type { BatchResultLine, Message } from '../../shared/anthropic/types';
-import type { JobKeys } from '../../shared/store/keys';
+import { jobKeys, type JobKeys } from '../../shared/store/keys';
 import { priceUsage, roundUsd, tokenTotals } from '../../shared/cost/cost';
 import { updateItem } from '../../shared/store/dynamo';
 import { JOB_SK, jobPk } from '../../shared/store/items';
 import { recordChunkFailure } from '../../shared/jobs/chunk-failure';
 import { collectResults } from '../../shared/jobs/collect';
-import { CountsMismatch, finalizeJob, resultCustomId, type FinalizeDeps, type JobSummary, type ResultRow } from '../../shared/jobs/finalize';
+import { CountsMismatch, finalizeJob, resultCustomId, WorkFileMissing, type FinalizeDeps, type JobSummary, type ResultRow } from '../../shared/jobs/finalize';
+import { prepareJob } from '../../shared/jobs/prepare';
+import { registerJob } from '../../shared/jobs/register';
 import { submitChunk } from '../../shared/jobs/submit';
 import { InvalidStateInput } from '../../shared/jobs/chunk-state';
 import { startAwsShim, type AwsShim } from '../../local/aws-shim';
@@ -22,6 +25,7 @@ import {
   startApi,
   stopApi,
   TEST_API_KEY,
+  uniqueJobId,
   type ApiContext,
   type ChunkContext,
 } from '../support/chunks';
@@ -301,18 +305,24 @@ describe('finalizeJob', () => {
     });
   });
 
-  it('finishes a rejected job: every valid row canceled (not submitted), the invalid ones reported, the topic told', async () => {
-    const valid = [request('ok-1'), request('ok-2'), request('ok-3')];
-    const inputText = [JSON.stringify(valid[0]), JSON.stringify(valid[1]), '{not json', '', JSON.stringify(valid[2])].join('\n') + '\n';
-    const invalid = [{ line: 3, code: 'invalid_json', reason: 'line 3 is not valid JSON' }];
-    const job = await seedJob(aws, { chunks: [valid], outcome: 'rejected', invalid, validationMode: 'strict', inputText });
+  it('finishes a rejected job from what Prepare recorded, the input gone: every valid row canceled (not submitted), the invalid ones reported, the topic told', async () => {
+    const valid = [request('ok-1'), request('ok-2'), request('ok-3'), request('ok-4')];
+    const key = `inbox/${uniqueJobId('rejected')}.jsonl`;
+    const lines = [valid[0], valid[1], valid[2], '{not json', '', valid[3]].map((row) => (typeof row === 'string' ? row : JSON.stringify(row)));
+    await aws.s3.send(new PutObjectCommand({ Bucket: aws.bucket, Key: key, Body: lines.join('\n') + '\n' }));
+    // Chunks of 2: the rows before the bad line fill one chunk file and start another; ok-4 comes after it.
+    const config = pipelineConfig(aws, { maxRequestsPerChunk: 2 });
+    const { jobId } = await registerJob({ bucket: aws.bucket, key, mode: 'strict' }, { s3: aws.s3, dynamo: aws.dynamo, config, now: () => NOW });
+    expect(await prepareJob({ jobId }, { s3: aws.s3, dynamo: aws.dynamo, config, now: () => NOW })).toMatchObject({ outcome: 'rejected' });
+    await aws.s3.send(new DeleteObjectCommand({ Bucket: aws.bucket, Key: key }));
+    const keys = jobKeys(jobId);
 
-    const out = await finalizeJob({ jobId: job.jobId, outcome: 'rejected' }, deps());
-    expect(out).toEqual({ jobId: job.jobId, status: 'rejected', counts: { succeeded: 0, errored: 0, expired: 0, canceled: 3, invalid: 1 } });
-    expect(await readJsonl(aws, job.keys.results)).toEqual(
+    const out = await finalizeJob({ jobId, outcome: 'rejected' }, deps());
+    expect(out).toEqual({ jobId, status: 'rejected', counts: { succeeded: 0, errored: 0, expired: 0, canceled: 4, invalid: 1 } });
+    expect(await readJsonl(aws, keys.results)).toEqual(
       valid.map((r) => ({ custom_id: r.custom_id, status: 'canceled', attempts: 0, batch_id: null, usage: null, cost_usd: null })),
     );
-    expect(await readJsonl(aws, job.keys.errors)).toEqual(
+    expect(await readJsonl(aws, keys.errors)).toEqual(
       valid.map((r) => ({
         custom_id: r.custom_id,
         status: 'canceled',
@@ -322,12 +332,22 @@ describe('finalizeJob', () => {
         batch_id: null,
       })),
     );
-    expect(await readJsonl(aws, job.keys.invalid)).toEqual(invalid);
-    const summary = JSON.parse((await readText(aws, job.keys.summary))!) as JobSummary;
-    expect(summary).toMatchObject({ status: 'rejected', validationMode: 'strict', counts: { total: 4, canceled: 3, invalid: 1 }, chunks: 0, batches: [] });
+    expect((await readJsonl<{ line: number; code: string }>(aws, keys.invalid)).map(({ line, code }) => ({ line, code }))).toEqual([
+      { line: 4, code: 'invalid_json' },
+    ]);
+    const summary = JSON.parse((await readText(aws, keys.summary))!) as JobSummary;
+    expect(summary).toMatchObject({ status: 'rejected', validationMode: 'strict', counts: { total: 5, canceled: 4, invalid: 1 }, chunks: 0, batches: [] });
+    expect((await readJobItem(aws, jobId)).status).toBe('rejected');
+    expect(publishesFor(jobId)).toHaveLength(1);
+    expect(JSON.parse(eventsFor(jobId)[0]!.Detail)).toMatchObject({ status: 'rejected', counts: out.counts });
+  });
+
+  it('fails a rejected job with WorkFileMissing, claiming nothing, when what Prepare recorded is gone', async () => {
+    const job = await seedJob(aws, { chunks: [[request('ok-1')]], outcome: 'rejected', invalid: INVALID.slice(0, 1), validationMode: 'strict' });
+
+    await expect(finalizeJob({ jobId: job.jobId, outcome: 'rejected' }, deps())).rejects.toBeInstanceOf(WorkFileMissing);
+    expect(await readText(aws, job.keys.summary)).toBeUndefined();
     expect((await readJobItem(aws, job.jobId)).status).toBe('rejected');
-    expect(publishesFor(job.jobId)).toHaveLength(1);
-    expect(JSON.parse(eventsFor(job.jobId)[0]!.Detail)).toMatchObject({ status: 'rejected', counts: out.counts });
   });
 
   it('finishes an empty job with empty outputs', async () => {

@@ -265,6 +265,32 @@ describe('prepareJob', () => {
     expect(await run()).toEqual({ jobId, outcome: 'ready', chunks: [0, 1], validRows: 4, invalidRows: 0 });
   });
 
+  it('keeps what Finalize needs of a rejected strict job: the rows before the first invalid line in chunk files, the ids of the later valid rows', async () => {
+    const rows = requests(5);
+    const lines = [line(rows[0]!), line(rows[1]!), line(rows[2]!), '{"custom_id": "broken"', line(rows[3]!), line({ custom_id: 'no-params' }), line(rows[4]!)];
+    const { jobId, keys, run } = await preparedJob(jsonl(lines), { mode: 'strict', config: { maxRequestsPerChunk: 2 } });
+
+    expect(await run()).toEqual({ jobId, outcome: 'rejected', chunks: [], validRows: 5, invalidRows: 2 });
+
+    // The chunk in progress at the first invalid line is stored, not dropped.
+    expect(await readText(aws, keys.chunkRequests(0, 1))).toBe(jsonl(rows.slice(0, 2)));
+    expect(await readText(aws, keys.chunkRequests(1, 1))).toBe(jsonl(rows.slice(2, 3)));
+    expect(await exists(aws, keys.chunkRequests(2, 1))).toBe(false);
+    const ids = (rows.slice(3) as Array<{ custom_id: string }>).map((row) => JSON.stringify(row.custom_id));
+    expect(await readText(aws, keys.rejectedValidIds)).toBe([JSON.stringify({ chunkFiles: 2 }), ...ids].join('\n') + '\n');
+    expect(await chunkItems(jobId)).toEqual([]);
+  });
+
+  it('records nothing for a rejected job when no file is rejected (strict and valid, lenient with invalid lines)', async () => {
+    const strict = await preparedJob(jsonl(requests(3)), { mode: 'strict' });
+    const lenient = await preparedJob(jsonl(mixed), { mode: 'lenient' });
+
+    expect((await strict.run()).outcome).toBe('ready');
+    expect((await lenient.run()).outcome).toBe('ready');
+    expect(await exists(aws, strict.keys.rejectedValidIds)).toBe(false);
+    expect(await exists(aws, lenient.keys.rejectedValidIds)).toBe(false);
+  });
+
   it('keeps the output of a job at the chunk limit, with a 32 KB caught error added, under the 256 KB state limit', () => {
     // The longest job id (40-character slug) and 10-digit counts; Step Functions caps an error's Cause at 32,768 characters.
     const atLimit: PrepareResult = {
