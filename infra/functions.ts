@@ -105,8 +105,8 @@ export const HANDLER_SPECS: Record<HandlerName, HandlerSpec> = {
     timeout: Duration.seconds(900),
     // Ordering results spills to /tmp.
     ephemeralStorageSize: Size.gibibytes(4),
-    // The input again, for a rejected job's rows in input order; work/invalid.jsonl is copied to results/.
-    read: ['input', 'work'],
+    // Never the input: a rejected job's rows come from what Prepare kept in work/; work/invalid.jsonl is copied to results/.
+    read: ['work'],
     write: ['results'],
     table: 'readWrite',
     callsApi: false,
@@ -149,8 +149,8 @@ export const HANDLER_SPECS: Record<HandlerName, HandlerSpec> = {
     timeout: Duration.seconds(900),
     // It may finalize a job, which spills to /tmp as finalize-job does.
     ephemeralStorageSize: Size.gibibytes(4),
-    // Finalizing a job rejected in strict mode re-reads its input, as finalize-job does.
-    read: ['input', 'work', 'results'],
+    // Finalizing reads work/ only, as finalize-job does (never the input).
+    read: ['work', 'results'],
     write: ['work', 'results'],
     table: 'readWrite',
     callsApi: true,

@@ -389,8 +389,8 @@ describe('the functions', () => {
     const writes = (prefix: string) => (s: PolicyStatement) =>
       actionsOf(s).includes('s3:PutObject') && JSON.stringify(s.Resource) === JSON.stringify(objectsUnder(prefix));
 
-    // reconcile-jobs may finalize a job rejected in strict mode, which re-reads its input.
-    const inputReaders = ['finalize-job', 'prepare-job', 'reconcile-jobs', 'register-job'];
+    // Only Register and Prepare read the input: Finalize (and the reconciler's re-finalize) read what Prepare kept in work/.
+    const inputReaders = ['prepare-job', 'register-job'];
     expect(handlersGranted(json, reads('inbox/'))).toEqual(inputReaders);
     expect(handlersGranted(json, reads('scheduled/nightly/'))).toEqual(inputReaders);
     expect(handlersGranted(json, reads('drops/eu/'))).toEqual(inputReaders);
