@@ -8,7 +8,7 @@ import { randomUUID } from 'node:crypto';
 import type { ExecutionDescription } from './aws-shim';
 import type { S3EventRecord } from './emulators';
 import { LOCAL_REGION } from './emulators';
-import { encodeEventKey, type S3ObjectCreatedEvent as RegisterS3Event } from '../shared/jobs/events';
+import type { S3ObjectCreatedEvent as RegisterS3Event } from '../shared/jobs/events';
 import { LOCAL_ACCOUNT, LocalNames, resourcesOfType, type CfnTemplate } from './template';
 
 /** What S3 sends EventBridge for a created object: the shape Register accepts, with every field S3 fills. */
@@ -55,9 +55,9 @@ export function objectCreatedEvent(record: S3EventRecord, now = new Date()): S3O
     detail: {
       version: '0',
       bucket: { name: bucket.name },
-      // S3 form-encodes keys in its events (s3rver's records carry them raw); Register decodes them.
+      // As stored: S3's EventBridge events, unlike its SQS/SNS/Lambda notifications, do not URL-encode the key.
       object: {
-        key: encodeEventKey(object.key),
+        key: object.key,
         size: object.size,
         etag: (object.eTag ?? '').replace(/"/g, ''),
         // Present when the bucket versions its objects (the deployed one does; s3rver cannot).

@@ -234,7 +234,7 @@ export async function relayObjectCreated(
   };
 }
 
-/** The EventBridge event moto sends (its detail says `eTag`, not S3's `etag`, and carries the key unencoded). */
+/** The EventBridge event moto sends: its detail says `eTag`, not S3's `etag`; its key is as stored, as in S3's EventBridge events. */
 interface MotoObjectCreated {
   detail: {
     bucket: { name: string };

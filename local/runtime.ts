@@ -169,6 +169,7 @@ export class PortInUse extends Error {
 
 interface TrackedExecution {
   executionArn: string;
+  /** The object key as stored, for executions S3 started. */
   key?: string;
   etag?: string;
   /** Taken by one submitFile call. */
@@ -350,7 +351,8 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
     });
     s3.onObjectCreated((record) => {
       const event = objectCreatedEvent(record);
-      publish('default', event, { key: event.detail.object.key, etag: event.detail.object.etag });
+      // Filed under the key as stored, the form submitFile looks it up by, whatever the event's form.
+      publish('default', event, { key: record.s3.object.key, etag: event.detail.object.etag });
     });
   } catch (error) {
     await stopAll();

@@ -24,7 +24,10 @@ export interface S3ObjectCreatedEvent {
   detail: {
     version?: string;
     bucket: { name: string };
-    /** `key` is URL-encoded (form style: a space is `+`), as in every S3 notification. */
+    /**
+     * `key` is the key as stored, not URL-encoded: S3 form-encodes keys only in the notifications it
+     * sends to SQS, SNS and Lambda (`my file.jsonl` as `my+file.jsonl`), not in its EventBridge events.
+     */
     object: { key: string; size?: number; etag?: string; 'version-id'?: string; sequencer?: string };
     reason?: string;
     [field: string]: unknown;
@@ -51,7 +54,7 @@ export type ObjectSource = typeof S3_SOURCE | typeof SCHEDULE_SOURCE | 'direct';
 export interface ObjectRef {
   source: ObjectSource;
   bucket: string;
-  /** The decoded key. */
+  /** The key as stored. */
   key: string;
   etag?: string;
   versionId?: string;
@@ -59,26 +62,6 @@ export interface ObjectRef {
   /** The direct input's mode, unchecked (Register checks it with the object's metadata). */
   mode?: string;
   executionArn?: string;
-}
-
-/**
- * Decodes a key from an S3 event: S3 form-encodes keys in its notifications, EventBridge included
- * (`my file+1.jsonl` arrives as `my+file%2B1.jsonl`), and GetObject needs the stored key.
- */
-export function decodeEventKey(key: string): string {
-  try {
-    return decodeURIComponent(key.replace(/\+/g, ' '));
-  } catch {
-    throw new InvalidEvent(`object key "${key}" is not URL-encoded as S3 events encode keys`);
-  }
-}
-
-/** Encodes a key as S3 event notifications do, so a built event reads like one S3 sent. */
-export function encodeEventKey(key: string): string {
-  return key
-    .split('/')
-    .map((segment) => encodeURIComponent(segment).replace(/%20/g, '+'))
-    .join('/');
 }
 
 const isRecord = (value: unknown): value is Record<string, unknown> =>
@@ -118,7 +101,7 @@ export function parseRegisterEvent(input: unknown): ObjectRef {
     return {
       source,
       bucket: requiredString(bucket.name, 'detail.bucket.name'),
-      key: decodeEventKey(requiredString(object.key, 'detail.object.key')),
+      key: requiredString(object.key, 'detail.object.key'),
       etag: optionalString(object.etag, 'detail.object.etag'),
       versionId: optionalString(object['version-id'], 'detail.object.version-id'),
       sequencer: optionalString(object.sequencer, 'detail.object.sequencer'),
@@ -154,7 +137,7 @@ export function scheduledObjectEvent(object: {
     detail: {
       version: '0',
       bucket: { name: object.bucket },
-      object: { key: encodeEventKey(object.key), size: object.size, etag: object.etag },
+      object: { key: object.key, size: object.size, etag: object.etag },
       reason: 'Schedule',
       schedule: object.schedule,
     },

@@ -71,7 +71,7 @@ describe('sweepPrefix', () => {
       detail: {
         version: '0',
         bucket: { name: aws.bucket },
-        object: { key: 'daily/b+c%2Bd.jsonl', size: FILE.length, etag },
+        object: { key: 'daily/b c+d.jsonl', size: FILE.length, etag },
         reason: 'Schedule',
         schedule: 'nightly',
       },
@@ -121,7 +121,7 @@ describe('sweepPrefix', () => {
 
     expect(result).toMatchObject({ started: 4, alreadyStarted: 0 });
     expect(started().map((call) => JSON.parse(call.input).detail.object.key).sort()).toEqual(
-      ['daily/a.jsonl', 'daily/b+c%2Bd.jsonl', 'daily/sub/e.jsonl', 'other/x.jsonl'].sort(),
+      ['daily/a.jsonl', 'daily/b c+d.jsonl', 'daily/sub/e.jsonl', 'other/x.jsonl'].sort(),
     );
   });
 

@@ -4,6 +4,7 @@ import { GetItemCommand, PutItemCommand } from '@aws-sdk/client-dynamodb';
 import { Upload } from '@aws-sdk/lib-storage';
 import { Readable } from 'node:stream';
 import { useLocalAws } from '../support/aws';
+import type { S3EventRecord } from '../../local/emulators';
 
 describe('local emulators', () => {
   const aws = useLocalAws();
@@ -29,6 +30,20 @@ describe('local emulators', () => {
       token = page.NextContinuationToken;
     } while (token);
     expect(keys).toEqual(['list/0', 'list/1', 'list/2', 'list/3', 'list/4']);
+  });
+
+  it('reports each created object under its key as stored, whatever characters the key has', async () => {
+    const keys = ['names/my data.jsonl', 'names/plus+1.jsonl', 'names/ü.jsonl', 'names/100%.jsonl', 'names/a#b?&=.jsonl', 'names/my+data%20v2.jsonl'];
+    const reported: string[] = [];
+    const all = new Promise<void>((resolve) => {
+      aws.s3Server.onObjectCreated((record: S3EventRecord) => {
+        if (record.s3.object.key.startsWith('names/')) reported.push(record.s3.object.key);
+        if (reported.length === keys.length) resolve();
+      });
+    });
+    for (const key of keys) await aws.s3.send(new PutObjectCommand({ Bucket: aws.bucket, Key: key, Body: key }));
+    await all;
+    expect(reported.sort()).toEqual([...keys].sort());
   });
 
   it('writes and reads the pipeline table', async () => {

@@ -40,11 +40,15 @@ describe('the EventBridge event for a created object', () => {
     });
   });
 
-  it('form-encodes the key as S3 does, so Register reads back the real name', () => {
-    const event = objectCreatedEvent(record('inbox/q3 report+final.jsonl'));
-    expect(event.detail.object.key).toBe('inbox/q3+report%2Bfinal.jsonl');
-    expect(parseRegisterEvent(event).key).toBe('inbox/q3 report+final.jsonl');
-  });
+  it.each(['inbox/my data.jsonl', 'inbox/plus+1.jsonl', 'inbox/ü.jsonl', 'inbox/100%.jsonl', 'inbox/a#b?&=.jsonl', 'inbox/my+data%20v2.jsonl'])(
+    'carries %s as stored, as S3 sends keys to EventBridge, and Register reads it back unchanged',
+    (key) => {
+      const event = objectCreatedEvent(record(key));
+      expect(event.detail.object.key).toBe(key);
+      expect(parseRegisterEvent(event).key).toBe(key);
+      expect(matchesPattern(inboxPattern, event)).toBe(true);
+    },
+  );
 
   it('gives a multipart upload the reason CompleteMultipartUpload', () => {
     expect(objectCreatedEvent(record('inbox/big.jsonl', 'ObjectCreated:Post')).detail.reason).toBe('CompleteMultipartUpload');

@@ -10,7 +10,7 @@ import { GetObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
 import { SFNClient } from '@aws-sdk/client-sfn';
 import { SNSClient } from '@aws-sdk/client-sns';
 import { readPipelineConfig, type PipelineConfig } from '../../shared/config';
-import { encodeEventKey, type S3ObjectCreatedEvent } from '../../shared/jobs/events';
+import type { S3ObjectCreatedEvent } from '../../shared/jobs/events';
 import { LOCAL_CREDENTIALS, LOCAL_REGION } from '../../local/emulators';
 import type { LocalAws } from './aws';
 
@@ -54,7 +54,7 @@ export async function exists(aws: LocalAws, key: string): Promise<boolean> {
   }
 }
 
-/** An EventBridge S3 `Object Created` event as AWS sends it (the key URL-encoded). */
+/** An EventBridge S3 `Object Created` event as AWS sends it (the key as stored: EventBridge does not URL-encode it). */
 export function objectCreated(object: {
   bucket: string;
   key: string;
@@ -75,7 +75,7 @@ export function objectCreated(object: {
       version: '0',
       bucket: { name: object.bucket },
       object: {
-        key: encodeEventKey(object.key),
+        key: object.key,
         size: object.size ?? 1,
         etag: object.etag,
         ...(object.versionId ? { 'version-id': object.versionId } : {}),
