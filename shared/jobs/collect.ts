@@ -6,6 +6,12 @@
  *   records where its line is (offset, length) rather than any of its text.
  * - Row records are packed into pages (./row-records.ts), written once the stream has ended: about
  *   one DynamoDB item per thousand rows instead of one per row.
+ * - A results line that cannot be read (cut, not a result, too long) costs only its own row: when its
+ *   start names the row, the row ends errored `result_unreadable` and the stored file gets a line
+ *   batchline writes in its place (`{custom_id, unreadable}`, see UnreadableLine); when nothing
+ *   names it, its row ends `missing_result` like any row without a line.
+ * - A Collect that fails still stores the results it read before it rethrows, so Finalize keeps
+ *   them (the rows whose lines were final) rather than ending the whole attempt chunk_failed.
  * - Memory is bounded by the chunk's row count (custom_id → position, the records), never by result text.
  * - Re-runnable: the objects and row pages are rewritten to the same content, and the chunk record
  *   is updated once, conditioned on the attempt not being collected yet; a Collect that finds the
@@ -13,7 +19,7 @@
  */
 import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import type { S3Client } from '@aws-sdk/client-s3';
-import type { BatchesApi } from '../anthropic/api';
+import type { BatchesApi, DamagedResultLine, DamageKind } from '../anthropic/api';
 import type { BatchResult } from '../anthropic/types';
 import type { PipelineConfig } from '../config';
 import { tokenTotals } from '../cost/cost';
@@ -45,6 +51,7 @@ import {
   MISSING_RESULT,
   missingResultDecision,
   retryWaitSeconds,
+  unreadableResultDecision,
   rowCostUsd,
   type DecisionContext,
   type ResultStatus,
@@ -113,7 +120,7 @@ export async function collectResults(input: CollectInput, deps: CollectDeps): Pr
     }
     await rows.flush();
   } catch (error) {
-    await rows.abandon();
+    await rows.keepWhatWasRead();
     throw error;
   }
 
@@ -125,6 +132,7 @@ export async function collectResults(input: CollectInput, deps: CollectDeps): Pr
     collectedAt,
     retryRows: retry.size,
     missingRows: rows.missing,
+    unreadableLines: rows.unattributed > 0 ? rows.unattributed : undefined,
     unpricedModels: rows.unpricedModels.size > 0 ? [...rows.unpricedModels].sort() : undefined,
   };
   const attempts = patchAttempt(chunk, index, patch);
@@ -171,6 +179,8 @@ function report(rows: RowRecorder, record: ChunkAttempt, output: CollectOutput, 
     retryRows: rows.retry.size,
     missingRows: rows.missing,
     foreignLines: rows.foreign,
+    unreadableLines: rows.unreadable,
+    unattributedLines: rows.unattributed,
     resultBytes: rows.resultBytes,
     batchWaitSeconds: waitSeconds,
     retry: output.retry,
@@ -216,6 +226,38 @@ async function writeRetryFile(input: CollectInput, retry: ReadonlySet<string>, d
   return { bytes: bodyBytes };
 }
 
+/**
+ * What the stored results file holds in place of a line that could not be read, for the row its
+ * start named: valid JSON with the user's custom_id, and no `result` (it is not the API's answer).
+ */
+export interface UnreadableLine {
+  custom_id: string;
+  unreadable: {
+    damage: DamageKind;
+    /** Where the line is in the API's results file, and its bytes (unknown for too_long). */
+    offset: number;
+    length: number | null;
+    /**
+     * The bytes received (a too_long line's first bytes only) as UTF-8 text, with the user's
+     * custom_id in place of the wire id where it can be found: whatever can be salvaged.
+     */
+    received: string;
+  };
+}
+
+/** A damaged line's bytes as text, its custom_id the user's again where the API's can be found in it. */
+function receivedText(raw: Buffer, customId: string, sent: SentRequests): string {
+  if (sent.nonce === undefined) return raw.toString('utf8');
+  try {
+    return userResultLine(raw, customId).toString('utf8');
+  } catch {
+    return raw.toString('utf8');
+  }
+}
+
+/** Damaged lines logged one by one; the rest are counted in the `collected` line. */
+const DAMAGED_LINES_LOGGED = 10;
+
 /** Decides and records each row of one attempt; keeps the attempt's tallies. */
 class RowRecorder {
   readonly seen = new Set<string>();
@@ -230,6 +272,9 @@ class RowRecorder {
   finalRows = 0;
   /** Result lines for custom_ids that are not rows of this attempt (or repeat one): ignored. */
   foreign = 0;
+  /** Result lines that could not be read; `unattributed` of them named no row either. */
+  unreadable = 0;
+  unattributed = 0;
 
   private readonly records: RowRecordWriter;
   private readonly context: DecisionContext;
@@ -271,7 +316,8 @@ class RowRecorder {
    */
   async collect(batchId: string, sent: SentRequests, key: string): Promise<void> {
     this.results = new ObjectWriter(this.deps.s3, this.deps.config.bucket, key);
-    for await (const entry of this.deps.api.results(batchId)) {
+    const onDamagedLine = (line: DamagedResultLine) => this.damaged(batchId, sent, line);
+    for await (const entry of this.deps.api.results(batchId, { onDamagedLine })) {
       const customId = sent.customIdOf(entry.line.custom_id);
       if (customId === undefined || this.seen.has(customId)) {
         this.foreign += 1;
@@ -295,6 +341,38 @@ class RowRecorder {
       if (this.seen.size === 0) this.observer.error('no result line is a request of this attempt: the batch is not its own', fields);
       else this.observer.warn('result lines that are not requests of this attempt were left out', fields);
     }
+  }
+
+  /** A line that could not be read: its row, if its start names one of the attempt's, ends result_unreadable. */
+  private async damaged(batchId: string, sent: SentRequests, line: DamagedResultLine): Promise<void> {
+    this.unreadable += 1;
+    const customId = line.customId === undefined ? undefined : sent.customIdOf(line.customId);
+    if (this.unreadable <= DAMAGED_LINES_LOGGED) {
+      this.observer.warn('a results line could not be read', {
+        batchId,
+        damage: line.damage,
+        offset: line.offset,
+        bytes: line.length ?? null,
+        named: line.customId === undefined ? 'nothing' : customId === undefined ? 'another request' : 'a row of this attempt',
+      });
+    }
+    if (line.customId === undefined) {
+      this.unattributed += 1;
+      return;
+    }
+    if (customId === undefined || this.seen.has(customId)) {
+      this.foreign += 1;
+      return;
+    }
+    this.seen.add(customId);
+    const stored: UnreadableLine = {
+      custom_id: customId,
+      unreadable: { damage: line.damage, offset: line.offset, length: line.length ?? null, received: receivedText(line.raw, customId, sent) },
+    };
+    const raw = Buffer.from(JSON.stringify(stored));
+    const offset = this.results!.bytes;
+    await this.results!.writeLine(raw);
+    this.record(customId, unreadableResultDecision(), { line: { offset, length: raw.length + 1 } });
   }
 
   record(customId: string, decision: RowDecision, extra: Pick<RowEntry, 'usage' | 'costUsd' | 'line'> = {}): void {
@@ -322,8 +400,19 @@ class RowRecorder {
     await this.records.flush();
   }
 
-  /** Discards a results upload in progress (pages already written are rewritten by the re-run). */
-  async abandon(): Promise<void> {
-    await this.results?.abort();
+  /**
+   * After a failure: stores the results read so far (the lines before it are the API's answers,
+   * some of them paid for), so a Finalize after the chunk's failure keeps them; a re-run rewrites
+   * the file whole. An upload that cannot be finished is discarded.
+   */
+  async keepWhatWasRead(): Promise<void> {
+    const results = this.results;
+    this.results = undefined;
+    if (!results) return;
+    try {
+      await results.finish();
+    } catch {
+      await results.abort().catch(() => undefined);
+    }
   }
 }

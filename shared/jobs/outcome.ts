@@ -9,6 +9,11 @@ import type { TerminalRowStatus } from '../store/items';
 
 /** A row the batch returned no result line for. */
 export const MISSING_RESULT = 'missing_result';
+/**
+ * A row whose result line the API sent but that could not be read (cut, not a result, too long).
+ * Final: the request was processed, and likely billed; another attempt would pay for it again.
+ */
+export const RESULT_UNREADABLE = 'result_unreadable';
 /** A row whose chunk failed before the row had a final result. */
 export const CHUNK_FAILED = 'chunk_failed';
 /**
@@ -79,6 +84,9 @@ export function errorMessageOf(result: Extract<BatchResult, { type: 'errored' }>
 
 /** A row of a submitted attempt that the results file has no line for. */
 export const missingResultDecision = (): RowDecision => ({ status: 'errored', final: true, errorType: MISSING_RESULT });
+
+/** A row whose result line could not be read. */
+export const unreadableResultDecision = (): RowDecision => ({ status: 'errored', final: true, errorType: RESULT_UNREADABLE });
 
 /** A row of an attempt that was canceled before it was submitted. */
 export const canceledBeforeSubmitDecision = (): RowDecision => ({ status: 'canceled', final: true });
