@@ -22,7 +22,7 @@ import type { S3Client } from '@aws-sdk/client-s3';
 import type { BatchesApi, DamagedResultLine, DamageKind } from '../anthropic/api';
 import type { BatchResult } from '../anthropic/types';
 import type { PipelineConfig } from '../config';
-import { tokenTotals } from '../cost/cost';
+import { readMessageUsage, tokenTotals, type UnpricedReason } from '../cost/cost';
 import { priceTableFromConfig, type PriceTable } from '../cost/prices';
 import { ConditionFailed, updateItem, type BulkWriteOptions } from '../store/dynamo';
 import { ttlAfter, type ChunkAttempt, type TokenTotals } from '../store/items';
@@ -173,6 +173,7 @@ function report(rows: RowRecorder, record: ChunkAttempt, output: CollectOutput, 
   const waitSeconds = record.createdAt && record.endedAt ? (Date.parse(record.endedAt) - Date.parse(record.createdAt)) / 1000 : undefined;
   if (waitSeconds !== undefined && Number.isFinite(waitSeconds)) observer.metric('BatchWaitSeconds', waitSeconds);
   if (rows.unpricedModels.size > 0) observer.warn('no price for these models: their rows have no cost', { models: [...rows.unpricedModels].sort() });
+  if (rows.unpricedRows.size > 0) observer.warn('succeeded rows whose usage could not be priced: they have no cost', { unpricedRows: Object.fromEntries(rows.unpricedRows) });
   observer.info('collected', {
     ...rows.counts,
     errorTypes: Object.fromEntries([...rows.errorTypes].sort(([a], [b]) => a.localeCompare(b))),
@@ -264,6 +265,8 @@ class RowRecorder {
   readonly retry = new Set<string>();
   readonly counts: Record<ResultStatus, number> = { succeeded: 0, errored: 0, expired: 0, canceled: 0 };
   readonly unpricedModels = new Set<string>();
+  /** Succeeded rows without a cost for another reason than their model's price. */
+  readonly unpricedRows = new Map<UnpricedReason, number>();
   /** Errored rows by error type. */
   readonly errorTypes = new Map<string, number>();
   missing = 0;
@@ -386,13 +389,18 @@ class RowRecorder {
     this.records.add({ customId, index, status: decision.status, final: decision.final, errorType: decision.errorType, ...extra });
   }
 
+  /** Pricing never fails a Collect: an odd message keeps what can be read of it, and no cost. */
   private usageAndCost(result: BatchResult): { usage?: TokenTotals; costUsd?: number } {
-    if (result.type !== 'succeeded' || !result.message?.usage) return {};
-    const { usage, model } = result.message;
-    const costUsd = rowCostUsd(usage, model, this.prices);
-    // Pricing never fails a Collect: an unpriced row keeps its tokens, and the attempt notes the model.
-    if (costUsd === undefined) this.unpricedModels.add(model);
-    return { usage: tokenTotals(usage), costUsd };
+    if (result.type !== 'succeeded') return {};
+    const read = readMessageUsage((result as { message?: unknown }).message);
+    if (read.unpriced !== undefined) {
+      this.unpricedRows.set(read.unpriced, (this.unpricedRows.get(read.unpriced) ?? 0) + 1);
+      return read.usage ? { usage: tokenTotals(read.usage) } : {};
+    }
+    const costUsd = rowCostUsd(read.usage, read.model, this.prices);
+    // An unpriced model's rows keep their tokens, and the attempt notes the model.
+    if (costUsd === undefined) this.unpricedModels.add(read.model);
+    return { usage: tokenTotals(read.usage), costUsd };
   }
 
   /** Writes the row pages. */

@@ -22,6 +22,10 @@
  *   (the job was canceled before it was submitted); no line, attempt collected → errored
  *   missing_result; no line, attempt never collected → errored chunk_failed with the chunk's cause.
  *
+ * Nothing in a result's shape fails the job: a succeeded row without a message, usage or model, or
+ * with token counts that are not counts, keeps what it has, with cost null; summary.json counts
+ * such rows by reason (`cost.unpricedRows`).
+ *
  * Re-runnable: every output is rewritten whole, and endedAt is kept from an earlier run.
  *
  * After a failure (`recovering`, the reconciler's re-run of a FinalizeJob that failed): the job
@@ -39,7 +43,7 @@ import { CopyObjectCommand, GetObjectCommand, PutObjectCommand, type S3Client } 
 import { asResultLine, type DamageKind } from '../anthropic/api';
 import type { BatchResult, Message, Usage } from '../anthropic/types';
 import type { NotifyConfig, PipelineConfig } from '../config';
-import { CostTotals, tokenTotals } from '../cost/cost';
+import { CostTotals, readMessageUsage, tokenTotals, type UnpricedReason } from '../cost/cost';
 import { priceTableFromConfig, type PriceTable } from '../cost/prices';
 import { isBlank, splitLines } from '../jsonl/lines';
 import { jsonKey, leadingCustomId, memberValue, objectEnd, rawAt, skipSpace, valueEnd } from '../jsonl/raw-json';
@@ -73,6 +77,7 @@ import {
   MISSING_RESULT,
   RESULT_UNREADABLE,
   rowCostUsd,
+  unknownResultType,
   type ResultStatus,
 } from './outcome';
 import { LINE_SLACK_BYTES, openSource, sourceLines, type PrepareOutcome } from './prepare';
@@ -166,6 +171,12 @@ export interface JobSummary {
     savedUsd: number;
     byModel: Record<string, { requests: number; batchUsd: number | null; standardUsd: number | null }>;
     unpricedModels: string[];
+    /**
+     * Succeeded rows whose cost is null, by reason (cost/cost.ts UnpricedReason); absent when every
+     * succeeded row has a cost. The dollar figures leave them out; so do the tokens, but for
+     * `unknown_model` rows, whose tokens are counted.
+     */
+    unpricedRows?: Partial<Record<UnpricedReason, number>>;
   };
   chunks: number;
   batches: Array<{ chunk: number; attempt: number; batchId: string; counts: ChunkAttempt['counts'] | null }>;
@@ -428,6 +439,7 @@ class GatheredWriter {
 class Tally {
   readonly counts: Record<ResultStatus, number> = { succeeded: 0, errored: 0, expired: 0, canceled: 0 };
   readonly errorsByType = new Map<string, number>();
+  readonly unpricedRows = new Map<UnpricedReason, number>();
   readonly cost: CostTotals;
   readonly batches: JobSummary['batches'] = [];
   chunks = 0;
@@ -439,11 +451,13 @@ class Tally {
     this.cost = new CostTotals(prices);
   }
 
-  add(row: ResultRow, usage?: { usage: Usage; model: string }): ResultRow {
+  /** Counts a row; `usage` (a priced model's or an unknown one's) goes into the totals, `unpriced` says why it has no cost. */
+  add(row: ResultRow, usage?: { usage: Usage; model: string }, unpriced?: UnpricedReason): ResultRow {
     this.lines += 1;
     this.counts[row.status] += 1;
     if (row.error) this.errorsByType.set(row.error.type, (this.errorsByType.get(row.error.type) ?? 0) + 1);
     if (usage) this.cost.add(usage.usage, usage.model);
+    if (unpriced) this.unpricedRows.set(unpriced, (this.unpricedRows.get(unpriced) ?? 0) + 1);
     return row;
   }
 
@@ -459,10 +473,13 @@ class Tally {
   summary(job: JobItem, status: JobStatus, endedAt: string): JobSummary {
     const cost = this.cost.toJSON();
     const tokens = cost.tokens;
-    const byModel: JobSummary['cost']['byModel'] = {};
-    for (const [model, entry] of Object.entries(cost.models)) {
-      byModel[model] = { requests: entry.requests, batchUsd: entry.usd?.totalUsd ?? null, standardUsd: entry.usd?.standardTotalUsd ?? null };
-    }
+    // fromEntries: a model id is the API's text, and `__proto__` must stay an ordinary key.
+    const byModel: JobSummary['cost']['byModel'] = Object.fromEntries(
+      Object.entries(cost.models).map(([model, entry]) => [
+        model,
+        { requests: entry.requests, batchUsd: entry.usd?.totalUsd ?? null, standardUsd: entry.usd?.standardTotalUsd ?? null },
+      ]),
+    );
     return {
       jobId: job.jobId,
       input: { bucket: job.bucket, key: job.key },
@@ -476,7 +493,14 @@ class Tally {
         cache_creation_input: tokens.cache_creation_input_tokens,
         cache_read_input: tokens.cache_read_input_tokens,
       },
-      cost: { batchUsd: cost.totalUsd, standardUsd: cost.standardTotalUsd, savedUsd: cost.discountUsd, byModel, unpricedModels: cost.unpricedModels },
+      cost: {
+        batchUsd: cost.totalUsd,
+        standardUsd: cost.standardTotalUsd,
+        savedUsd: cost.discountUsd,
+        byModel,
+        unpricedModels: cost.unpricedModels,
+        ...(this.unpricedRows.size > 0 ? { unpricedRows: Object.fromEntries([...this.unpricedRows].sort(([a], [b]) => a.localeCompare(b))) } : {}),
+      },
       chunks: this.chunks,
       batches: this.batches,
       retries: { attempts: this.retryAttempts, rows: this.retriedRows },
@@ -793,7 +817,8 @@ const USAGE_KEY = jsonKey('usage');
  * copy, not a JSON round trip), so only the message's model and usage are parsed, found in one
  * scan of the line. Any other line, or one the scan cannot follow (keys spelled with escapes), is
  * parsed whole. The scan trusts the line to be JSON: Collect stores only lines that parsed (the
- * API's) or that it wrote itself.
+ * API's) or that it wrote itself. Model and usage are whatever the line holds: they are read for
+ * pricing with readMessageUsage, which takes any shape.
  */
 function readResultLine(raw: Buffer): ResultLine {
   try {
@@ -841,7 +866,10 @@ function storedUnreadable(parsed: unknown): UnreadableLine['unreadable'] | undef
   return unreadable as UnreadableLine['unreadable'];
 }
 
-/** A result line's row: succeeded → message, usage, cost; errored → error; expired/canceled → neither. */
+/**
+ * A result line's row: succeeded → message, usage, cost (whatever of them it has); errored → error;
+ * expired/canceled → neither.
+ */
 async function writeResult(
   base: Pick<ResultRow, 'custom_id' | 'attempts' | 'batch_id' | 'usage' | 'cost_usd'>,
   { result, message }: { result: BatchResult; message?: Buffer },
@@ -850,11 +878,15 @@ async function writeResult(
 ): Promise<void> {
   switch (result.type) {
     case 'succeeded': {
-      const { usage, model } = result.message;
-      const cost = rowCostUsd(usage, model, tally.prices) ?? null;
-      const row: ResultRow = { ...base, status: 'succeeded', usage: tokenTotals(usage), cost_usd: cost };
-      // A message the scan missed (keys spelled with escapes) is written as parsed.
-      await outputs.write(tally.add(row, { usage, model }), {}, message ?? Buffer.from(JSON.stringify(result.message)));
+      const parsedMessage: unknown = (result as { message?: unknown }).message;
+      const read = readMessageUsage(parsedMessage);
+      const cost = read.unpriced === undefined ? (rowCostUsd(read.usage, read.model, tally.prices) ?? null) : null;
+      const row: ResultRow = { ...base, status: 'succeeded', usage: read.usage ? tokenTotals(read.usage) : null, cost_usd: cost };
+      const priced = read.unpriced === undefined ? { usage: read.usage, model: read.model } : undefined;
+      const unpriced = read.unpriced ?? (cost === null ? 'unknown_model' : undefined);
+      // A message the scan missed (keys spelled with escapes) is written as parsed; a row without one has none.
+      const bytes = message ?? (parsedMessage === undefined ? undefined : Buffer.from(JSON.stringify(parsedMessage)));
+      await outputs.write(tally.add(row, priced, unpriced), {}, bytes);
       return;
     }
     case 'errored': {
@@ -869,7 +901,7 @@ async function writeResult(
       await outputs.write(tally.add({ ...base, status: 'canceled', usage: null, cost_usd: null }), { message: MESSAGES.canceled });
       return;
     default: {
-      const type = `unknown_result_${String((result as { type?: unknown }).type)}`;
+      const type = unknownResultType((result as { type?: unknown }).type);
       await outputs.write(tally.add({ ...base, status: 'errored', error: { type, message: 'The API returned a result type batchline does not know.' }, usage: null, cost_usd: null }));
     }
   }

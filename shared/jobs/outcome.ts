@@ -66,8 +66,17 @@ export function decideRow(result: BatchResult, context: DecisionContext): RowDec
       return { status: 'canceled', final: true };
     default:
       // An unknown result type (the API grew one): never retried blindly, reported as such.
-      return { status: 'errored', final: true, errorType: `unknown_result_${String((result as { type?: unknown }).type)}` };
+      return { status: 'errored', final: true, errorType: unknownResultType((result as { type?: unknown }).type) };
   }
+}
+
+/**
+ * The error type of a result whose type batchline does not know: `unknown_result_<type>`, any JSON
+ * value named without calling into it (an object may carry its own `toString`), and kept short.
+ */
+export function unknownResultType(type: unknown): string {
+  const name = typeof type === 'string' ? type : (JSON.stringify(type) ?? 'undefined');
+  return `unknown_result_${name.slice(0, 100)}`;
 }
 
 /** The `error.type` of an errored result (`result.error.error.type`), tolerating a malformed envelope. */
