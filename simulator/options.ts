@@ -34,6 +34,13 @@ export interface OutcomeRates {
   expired?: number;
 }
 
+/**
+ * How a results line is damaged: `cut` keeps its first half (the custom_id, written first, still
+ * whole), `headless` its second half (nothing tells whose it is), `oversize` pads it with spaces
+ * (still valid JSON) to `oversizeResultLineBytes`.
+ */
+export type ResultLineDamage = 'cut' | 'headless' | 'oversize';
+
 /** Faults that follow one batch (given at server level, or targeted at a batch by its sequence). */
 export interface BatchFaults extends OutcomeRates {
   /** Processing time for this batch, in simulated seconds (overrides the server's). */
@@ -44,6 +51,13 @@ export interface BatchFaults extends OutcomeRates {
   cutResultsAfterBytes?: number;
   /** How many results requests are cut before one is served whole. Default 1. */
   cutResultsTimes?: number;
+  /**
+   * Results lines served damaged, by position in the results file (0 = its first line), the same
+   * bytes on every read, as a flaky proxy or a storage hiccup might leave them (ResultLineDamage).
+   */
+  damageResultLines?: Record<number, ResultLineDamage>;
+  /** Bytes an `oversize` line is padded to, its newline aside. Default 64 MiB + 1 KiB: past the client's default limit. */
+  oversizeResultLineBytes?: number;
   /** Retrieve and results answer 404 for this many simulated seconds after create. */
   notFoundForSeconds?: number;
   /**

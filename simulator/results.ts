@@ -8,6 +8,7 @@ import { once } from 'node:events';
 import type { ServerResponse } from 'node:http';
 import type { BatchResult, BatchResultLine } from '../shared/anthropic/types';
 import type { BatchRecord } from './batch-store';
+import type { ResultLineDamage } from './options';
 import type { Settlement } from './outcomes';
 import type { RequestDigest } from './request-digest';
 import { errorEnvelope } from './envelopes';
@@ -40,8 +41,9 @@ function resultOf(request: RequestDigest, index: number, settlement: Settlement,
 }
 
 /**
- * Every line of the results file, terminator included, in file order. Strings, not buffers: they
- * are encoded a write-sized chunk at a time. The batch must be settled and not archived.
+ * Every line of the results file, terminator included, in file order (a damaged oversize line comes
+ * in several pieces). Strings, not buffers: they are encoded a write-sized chunk at a time. The
+ * batch must be settled and not archived.
  */
 export function* resultLines(batch: BatchRecord, seed: number): Generator<string> {
   // Held for the whole stream: archival may drop them from the batch while a download is running.
@@ -51,10 +53,38 @@ export function* resultLines(batch: BatchRecord, seed: number): Generator<string
     Uint32Array.from({ length: batch.requestCount }, (_, i) => i),
     seededRandom(seed, 'batch', batch.sequence, 'results-order'),
   );
+  const damage = batch.faults.damageResultLines ?? {};
+  let position = 0;
   for (const index of order) {
     const request = requests[index]!;
     const line: BatchResultLine = { custom_id: request.customId, result: resultOf(request, index, settlement, seed, batch.sequence) };
-    yield `${JSON.stringify(line)}\n`;
+    const text = JSON.stringify(line);
+    const kind = Object.hasOwn(damage, position) ? damage[position] : undefined;
+    position += 1;
+    if (kind === undefined) yield `${text}\n`;
+    else yield* damaged(text, kind, batch.faults.oversizeResultLineBytes ?? DEFAULT_OVERSIZE_BYTES);
+  }
+}
+
+const DEFAULT_OVERSIZE_BYTES = 64 * 1024 * 1024 + 1024;
+const PADDING = ' '.repeat(1024 * 1024);
+
+/**
+ * A line damaged as `kind` says (options.ts ResultLineDamage), in pieces: an oversize line is
+ * padded a MiB at a time, never held whole.
+ */
+function* damaged(text: string, kind: ResultLineDamage, oversizeBytes: number): Generator<string> {
+  const half = Math.floor(text.length / 2);
+  if (kind === 'cut') {
+    yield `${text.slice(0, half)}\n`;
+  } else if (kind === 'headless') {
+    yield `${text.slice(half)}\n`;
+  } else {
+    yield text;
+    for (let left = oversizeBytes - Buffer.byteLength(text); left > 0; left -= PADDING.length) {
+      yield left >= PADDING.length ? PADDING : PADDING.slice(0, left);
+    }
+    yield '\n';
   }
 }
 

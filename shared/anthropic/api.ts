@@ -20,6 +20,12 @@ export interface CallOptions {
 export interface ResultsOptions extends CallOptions {
   /** Start from this byte offset of the results file (HTTP Range), to resume. */
   startOffset?: number;
+  /**
+   * Where a line that cannot be read goes (cut JSON, not a `{custom_id, result}` object, longer than
+   * the client's maxResultLineBytes): handed over in file order, awaited, and the stream goes on.
+   * Without it, such a line ends the stream with ApiResponseInvalid (LineTooLong when too long).
+   */
+  onDamagedLine?: (line: DamagedResultLine) => void | Promise<void>;
 }
 
 /** One parsed results line with where it stands in the results file. */
@@ -32,6 +38,39 @@ export interface ResultEntry {
   /** The raw line bytes (no terminator), so callers can store them without re-serializing. */
   raw: Buffer;
 }
+
+/** Why a results line could not be read. */
+export type DamageKind = 'not_json' | 'not_result' | 'too_long';
+
+/** A results line that could not be read, with what can still be told of it. */
+export interface DamagedResultLine {
+  damage: DamageKind;
+  /**
+   * The custom_id the line starts with, when its first bytes show one whole (the API writes
+   * custom_id first; shared/jsonl/raw-json.ts leadingCustomId), or the one a JSON line that is not
+   * a result names; undefined when nothing can be told.
+   */
+  customId: string | undefined;
+  /** The bytes received: the whole line (no terminator), or for too_long its first bytes only. */
+  raw: Buffer;
+  /** Byte offset of the line in the results file. */
+  offset: number;
+  /** Bytes of the line, terminator included; undefined for too_long (it was not read to its end). */
+  length: number | undefined;
+}
+
+/**
+ * The line a parsed results line stands for, or undefined when it is not one: an object whose
+ * custom_id is a string and whose result is an object (of any type and shape). The one rule for
+ * whether a line can be read, applied by the client and again by whoever re-reads a stored line.
+ */
+export function asResultLine(parsed: unknown): BatchResultLine | undefined {
+  if (!isObject(parsed)) return undefined;
+  const line = parsed as { custom_id?: unknown; result?: unknown };
+  return typeof line.custom_id === 'string' && isObject(line.result) ? (parsed as BatchResultLine) : undefined;
+}
+
+const isObject = (value: unknown): value is object => typeof value === 'object' && value !== null && !Array.isArray(value);
 
 export interface ListOptions {
   limit?: number;

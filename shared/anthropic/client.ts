@@ -7,22 +7,25 @@
  *   after the whole body was sent is OutcomeUnknown: the batch may exist, so the caller looks for
  *   it instead of creating a second one (a retry through a factory could create two).
  * - results streams the JSONL file, splits it with the one line splitter, and resumes a cut stream
- *   with a Range request from the first line not yet yielded.
+ *   with a Range request from the first line not yet yielded. A line that cannot be read (cut JSON,
+ *   not a result, too long) goes to the caller's onDamagedLine, and the lines after it still come.
  * - The API key goes only to baseUrl's origin (results_url on another host gets no key), and is
  *   scrubbed from every error.
  */
 import { setTimeout as delay } from 'node:timers/promises';
 import { Agent, request, type Dispatcher } from 'undici';
 import packageJson from '../../package.json' with { type: 'json' };
-import { isBlank, splitLines } from '../jsonl/lines';
-import type {
-  BatchesApi,
-  CallOptions,
-  CreateSource,
-  ListOptions,
-  ResultEntry,
-  ResultsOptions,
-  WithServerTime,
+import { isBlank, LineSplitter, LineTooLong, splitWith, type PieceSplitter, type RawLine, type SplitLinesOptions } from '../jsonl/lines';
+import { leadingCustomId } from '../jsonl/raw-json';
+import {
+  asResultLine,
+  type BatchesApi,
+  type CallOptions,
+  type CreateSource,
+  type ListOptions,
+  type ResultEntry,
+  type ResultsOptions,
+  type WithServerTime,
 } from './api';
 import { encodeCreateBody, newProgress, type CreateBodyProgress } from './create-body';
 import {
@@ -60,7 +63,10 @@ export interface BatchesClientOptions {
   timeoutMs?: number;
   /** A 404 on retrieve/results this soon after the batch's created_at is retried (default 30,000 ms). */
   notFoundGraceMs?: number;
-  /** Longest results line accepted, in bytes (default 64 MiB); a longer one throws LineTooLong. */
+  /**
+   * Longest results line accepted, in bytes (default 64 MiB); a longer one is a damaged line
+   * (ResultsOptions.onDamagedLine), or throws LineTooLong when the caller takes none.
+   */
   maxResultLineBytes?: number;
   /** Idle keep-alive sockets are closed after this long (default 30,000 ms). */
   keepAliveTimeoutMs?: number;
@@ -296,6 +302,11 @@ export class BatchesClient implements BatchesApi {
     const createdAt = Date.parse(batch.created_at);
     const budget = this.#budget(options);
     const signal = options.signal;
+    const onDamaged = options.onDamagedLine;
+    // A too-long line is reported when found, before its end is: a read resumed from its start meets it again.
+    let reportedTooLong: number | undefined;
+    // An unreadable last line without its \n may be a transfer cut short: it is read a second time first.
+    let rereadOpenLine: number | undefined;
 
     for (;;) {
       const sent = await this.#send<Dispatcher.ResponseData>(
@@ -313,18 +324,39 @@ export class BatchesClient implements BatchesApi {
         async (response) => response,
       );
       const body = sent.value.body;
+      const requestId = headerValue(sent.headers, 'request-id') ?? null;
       try {
         const bytes = await this.#resultsBody(sent.value, offset);
         if (bytes === undefined) return;
-        for await (const line of splitLines(bytes, { startOffset: offset, maxLineBytes: this.maxResultLineBytes })) {
+        for await (const line of splitWith(bytes, new ResultLineReader({ startOffset: offset, maxLineBytes: this.maxResultLineBytes }))) {
+          if (line instanceof LineTooLong) {
+            if (!onDamaged) throw line;
+            if (reportedTooLong !== line.offset) {
+              reportedTooLong = line.offset;
+              const customId = leadingCustomId(line.head, { mayRepeat: false });
+              await onDamaged({ damage: 'too_long', customId, raw: line.head, offset: line.offset, length: undefined });
+            }
+            // `offset` stays at the line's start: the next line says where it ended.
+            continue;
+          }
           const next = line.offset + line.length;
           if (isBlank(line.bytes)) {
             offset = next;
             continue;
           }
-          const parsed = parseResultLine(line.bytes, line.offset, sent.headers);
+          const read = readResultLine(line.bytes);
+          if ('line' in read) {
+            offset = next;
+            yield { line: read.line, offset: line.offset, length: line.length, raw: line.bytes };
+            continue;
+          }
+          if (!line.terminated && rereadOpenLine !== line.offset && budget.retriesMade < budget.max) {
+            rereadOpenLine = line.offset;
+            throw new OpenLastLine(line.offset);
+          }
+          if (!onDamaged) throw damagedLineError(read.damage, line.offset, line.bytes.length, requestId);
+          await onDamaged({ damage: read.damage, customId: read.customId, raw: line.bytes, offset: line.offset, length: line.length });
           offset = next;
-          yield { line: parsed, offset: line.offset, length: line.length, raw: line.bytes };
         }
         return;
       } catch (err) {
@@ -517,22 +549,57 @@ function serverTime(headers: HeaderBag): number | undefined {
   return Number.isFinite(at) ? at : undefined;
 }
 
-function parseResultLine(bytes: Buffer, offset: number, headers: HeaderBag): BatchResultLine {
+/** A results line parsed, or why it cannot be read (with the custom_id it names, when it shows one). */
+function readResultLine(bytes: Buffer): { line: BatchResultLine } | { damage: 'not_json' | 'not_result'; customId: string | undefined } {
   let parsed: unknown;
   try {
     parsed = JSON.parse(bytes.toString('utf8'));
   } catch {
-    throw new ApiResponseInvalid(`results line at byte ${offset} is not valid JSON (${bytes.length} bytes)`, {
-      requestId: headerValue(headers, 'request-id') ?? null,
-    });
+    return { damage: 'not_json', customId: leadingCustomId(bytes, { mayRepeat: false }) };
   }
-  const line = parsed as Partial<BatchResultLine> | null;
-  if (typeof line !== 'object' || line === null || typeof line.custom_id !== 'string' || typeof line.result !== 'object') {
-    throw new ApiResponseInvalid(`results line at byte ${offset} is not a {custom_id, result} object`, {
-      requestId: headerValue(headers, 'request-id') ?? null,
-    });
+  const line = asResultLine(parsed);
+  if (line) return { line };
+  const named = typeof parsed === 'object' && parsed !== null ? (parsed as { custom_id?: unknown }).custom_id : undefined;
+  return { damage: 'not_result', customId: typeof named === 'string' ? named : undefined };
+}
+
+function damagedLineError(damage: 'not_json' | 'not_result', offset: number, bytes: number, requestId: string | null): ApiResponseInvalid {
+  const what = damage === 'not_json' ? `is not valid JSON (${bytes} bytes)` : 'is not a {custom_id, result} object';
+  return new ApiResponseInvalid(`results line at byte ${offset} ${what}`, { requestId });
+}
+
+/** A results read that ended inside an unreadable line: read again from that line before taking it as damaged. */
+class OpenLastLine extends Error {
+  override readonly name = 'OpenLastLine';
+  constructor(offset: number) {
+    super(`the results stream ended inside an unreadable line at byte ${offset}`);
   }
-  return line as BatchResultLine;
+}
+
+/** Lines of a results file, a line over the limit handed over as its LineTooLong instead of ending the stream. */
+class ResultLineReader implements PieceSplitter<RawLine | LineTooLong> {
+  private readonly splitter: LineSplitter;
+
+  constructor(options: SplitLinesOptions) {
+    this.splitter = new LineSplitter(options);
+  }
+
+  push(piece: Uint8Array): void {
+    this.splitter.push(piece);
+  }
+
+  next(): RawLine | LineTooLong | undefined {
+    try {
+      return this.splitter.next();
+    } catch (error) {
+      if (error instanceof LineTooLong) return error;
+      throw error;
+    }
+  }
+
+  end(): RawLine | undefined {
+    return this.splitter.end();
+  }
 }
 
 /** Errors a cut stream raises (socket closed, reset, body timeout), as opposed to our own checks. */

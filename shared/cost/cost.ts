@@ -74,6 +74,71 @@ export function billableTokens(usage: Usage): BillableTokens {
   };
 }
 
+// ---------------------------------------------------------------------------------------------
+// Reading a result's usage
+
+/**
+ * Why a succeeded row has no cost: no message object, no usage object, token counts that are not
+ * whole numbers ≥ 0, no model id, or a model without a price. Such a row's cost is null, never 0.
+ */
+export type UnpricedReason = 'no_message' | 'no_usage' | 'unreadable_usage' | 'no_model' | 'unknown_model';
+
+/** What a succeeded message says it used, as far as it can be read; `unpriced` when it cannot be priced. */
+export type MessageUsage =
+  | { usage: Usage; model: string; unpriced?: undefined }
+  | { usage: Usage | undefined; model: string | undefined; unpriced: Exclude<UnpricedReason, 'unknown_model'> };
+
+/**
+ * A succeeded result's `message` (of any shape: the API's, or whatever a damaged or odd line holds)
+ * read for pricing. The usage returned holds only the fields that are priced, each checked, so
+ * nothing downstream meets a string, a negative or a non-finite number where it counts tokens.
+ */
+export function readMessageUsage(message: unknown): MessageUsage {
+  if (!isRecord(message)) return { usage: undefined, model: undefined, unpriced: 'no_message' };
+  const model = typeof message.model === 'string' && message.model !== '' ? message.model : undefined;
+  if (!isRecord(message.usage)) return { usage: undefined, model, unpriced: 'no_usage' };
+  const usage = readUsage(message.usage);
+  if (usage === undefined) return { usage: undefined, model, unpriced: 'unreadable_usage' };
+  if (model === undefined) return { usage, model, unpriced: 'no_model' };
+  return { usage, model };
+}
+
+const isRecord = (value: unknown): value is Record<string, unknown> => typeof value === 'object' && value !== null && !Array.isArray(value);
+
+const isTokenCount = (value: unknown): value is number => typeof value === 'number' && Number.isSafeInteger(value) && value >= 0;
+
+/** A count that may be absent or null (as 0), else must be a token count; false when it is neither. */
+function optionalCount(value: unknown): number | null | false {
+  if (value === undefined || value === null) return null;
+  return isTokenCount(value) ? value : false;
+}
+
+/** The priced fields of a usage object, or undefined when one of them cannot be read. */
+function readUsage(raw: Record<string, unknown>): Usage | undefined {
+  if (!isTokenCount(raw.input_tokens) || !isTokenCount(raw.output_tokens)) return undefined;
+  const cacheCreation = optionalCount(raw.cache_creation_input_tokens);
+  const cacheRead = optionalCount(raw.cache_read_input_tokens);
+  if (cacheCreation === false || cacheRead === false) return undefined;
+  const geo = raw.inference_geo;
+  if (geo !== undefined && geo !== null && typeof geo !== 'string') return undefined;
+  const usage: Usage = {
+    input_tokens: raw.input_tokens,
+    output_tokens: raw.output_tokens,
+    cache_creation_input_tokens: cacheCreation,
+    cache_read_input_tokens: cacheRead,
+    inference_geo: geo ?? null,
+  };
+  const split = raw.cache_creation;
+  if (split !== undefined && split !== null) {
+    if (!isRecord(split)) return undefined;
+    const fiveMinutes = optionalCount(split.ephemeral_5m_input_tokens);
+    const oneHour = optionalCount(split.ephemeral_1h_input_tokens);
+    if (fiveMinutes === false || oneHour === false) return undefined;
+    usage.cache_creation = { ephemeral_5m_input_tokens: fiveMinutes, ephemeral_1h_input_tokens: oneHour };
+  }
+  return usage;
+}
+
 /** Usage in the wire names the job and row records use; cache creation is what was billed as writes. */
 export function tokenTotals(usage: Usage): TokenTotals {
   return toTokenTotals(billableTokens(usage));
@@ -250,14 +315,15 @@ export class CostTotals {
   }
 
   toJSON(): CostTotalsJson {
-    const models: Record<string, ModelTotalsJson> = {};
-    for (const model of [...this.models.keys()].sort()) {
-      const bucket = this.models.get(model)!;
-      const geoTokens: Record<string, BillableTokens> = {};
-      for (const [geo, tokens] of [...bucket.byGeo].sort(([a], [b]) => a.localeCompare(b))) geoTokens[geo] = { ...tokens };
-      const usd = this.tryModelCost(model);
-      models[model] = { requests: bucket.requests, tokens: modelTokens(bucket), geoTokens, usd: usd && roundBreakdown(usd) };
-    }
+    // Built with fromEntries: a model id is the API's text, and `__proto__` must stay an ordinary key.
+    const models: Record<string, ModelTotalsJson> = Object.fromEntries(
+      [...this.models.keys()].sort().map((model) => {
+        const bucket = this.models.get(model)!;
+        const geoTokens = Object.fromEntries([...bucket.byGeo].sort(([a], [b]) => a.localeCompare(b)).map(([geo, tokens]) => [geo, { ...tokens }]));
+        const usd = this.tryModelCost(model);
+        return [model, { requests: bucket.requests, tokens: modelTokens(bucket), geoTokens, usd: usd && roundBreakdown(usd) }];
+      }),
+    );
     const cost = this.cost();
     return {
       requests: this.requests,

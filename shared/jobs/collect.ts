@@ -6,6 +6,12 @@
  *   records where its line is (offset, length) rather than any of its text.
  * - Row records are packed into pages (./row-records.ts), written once the stream has ended: about
  *   one DynamoDB item per thousand rows instead of one per row.
+ * - A results line that cannot be read (cut, not a result, too long) costs only its own row: when its
+ *   start names the row, the row ends errored `result_unreadable` and the stored file gets a line
+ *   batchline writes in its place (`{custom_id, unreadable}`, see UnreadableLine); when nothing
+ *   names it, its row ends `missing_result` like any row without a line.
+ * - A Collect that fails still stores the results it read before it rethrows, so Finalize keeps
+ *   them (the rows whose lines were final) rather than ending the whole attempt chunk_failed.
  * - Memory is bounded by the chunk's row count (custom_id → position, the records), never by result text.
  * - Re-runnable: the objects and row pages are rewritten to the same content, and the chunk record
  *   is updated once, conditioned on the attempt not being collected yet; a Collect that finds the
@@ -13,10 +19,10 @@
  */
 import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import type { S3Client } from '@aws-sdk/client-s3';
-import type { BatchesApi } from '../anthropic/api';
+import type { BatchesApi, DamagedResultLine, DamageKind } from '../anthropic/api';
 import type { BatchResult } from '../anthropic/types';
 import type { PipelineConfig } from '../config';
-import { tokenTotals } from '../cost/cost';
+import { readMessageUsage, tokenTotals, type UnpricedReason } from '../cost/cost';
 import { priceTableFromConfig, type PriceTable } from '../cost/prices';
 import { ConditionFailed, updateItem, type BulkWriteOptions } from '../store/dynamo';
 import { ttlAfter, type ChunkAttempt, type TokenTotals } from '../store/items';
@@ -45,6 +51,7 @@ import {
   MISSING_RESULT,
   missingResultDecision,
   retryWaitSeconds,
+  unreadableResultDecision,
   rowCostUsd,
   type DecisionContext,
   type ResultStatus,
@@ -113,7 +120,7 @@ export async function collectResults(input: CollectInput, deps: CollectDeps): Pr
     }
     await rows.flush();
   } catch (error) {
-    await rows.abandon();
+    await rows.keepWhatWasRead();
     throw error;
   }
 
@@ -125,6 +132,7 @@ export async function collectResults(input: CollectInput, deps: CollectDeps): Pr
     collectedAt,
     retryRows: retry.size,
     missingRows: rows.missing,
+    unreadableLines: rows.unattributed > 0 ? rows.unattributed : undefined,
     unpricedModels: rows.unpricedModels.size > 0 ? [...rows.unpricedModels].sort() : undefined,
   };
   const attempts = patchAttempt(chunk, index, patch);
@@ -165,12 +173,15 @@ function report(rows: RowRecorder, record: ChunkAttempt, output: CollectOutput, 
   const waitSeconds = record.createdAt && record.endedAt ? (Date.parse(record.endedAt) - Date.parse(record.createdAt)) / 1000 : undefined;
   if (waitSeconds !== undefined && Number.isFinite(waitSeconds)) observer.metric('BatchWaitSeconds', waitSeconds);
   if (rows.unpricedModels.size > 0) observer.warn('no price for these models: their rows have no cost', { models: [...rows.unpricedModels].sort() });
+  if (rows.unpricedRows.size > 0) observer.warn('succeeded rows whose usage could not be priced: they have no cost', { unpricedRows: Object.fromEntries(rows.unpricedRows) });
   observer.info('collected', {
     ...rows.counts,
     errorTypes: Object.fromEntries([...rows.errorTypes].sort(([a], [b]) => a.localeCompare(b))),
     retryRows: rows.retry.size,
     missingRows: rows.missing,
     foreignLines: rows.foreign,
+    unreadableLines: rows.unreadable,
+    unattributedLines: rows.unattributed,
     resultBytes: rows.resultBytes,
     batchWaitSeconds: waitSeconds,
     retry: output.retry,
@@ -216,12 +227,46 @@ async function writeRetryFile(input: CollectInput, retry: ReadonlySet<string>, d
   return { bytes: bodyBytes };
 }
 
+/**
+ * What the stored results file holds in place of a line that could not be read, for the row its
+ * start named: valid JSON with the user's custom_id, and no `result` (it is not the API's answer).
+ */
+export interface UnreadableLine {
+  custom_id: string;
+  unreadable: {
+    damage: DamageKind;
+    /** Where the line is in the API's results file, and its bytes (unknown for too_long). */
+    offset: number;
+    length: number | null;
+    /**
+     * The bytes received (a too_long line's first bytes only) as UTF-8 text, with the user's
+     * custom_id in place of the wire id where it can be found: whatever can be salvaged.
+     */
+    received: string;
+  };
+}
+
+/** A damaged line's bytes as text, its custom_id the user's again where the API's can be found in it. */
+function receivedText(raw: Buffer, customId: string, sent: SentRequests): string {
+  if (sent.nonce === undefined) return raw.toString('utf8');
+  try {
+    return userResultLine(raw, customId).toString('utf8');
+  } catch {
+    return raw.toString('utf8');
+  }
+}
+
+/** Damaged lines logged one by one; the rest are counted in the `collected` line. */
+const DAMAGED_LINES_LOGGED = 10;
+
 /** Decides and records each row of one attempt; keeps the attempt's tallies. */
 class RowRecorder {
   readonly seen = new Set<string>();
   readonly retry = new Set<string>();
   readonly counts: Record<ResultStatus, number> = { succeeded: 0, errored: 0, expired: 0, canceled: 0 };
   readonly unpricedModels = new Set<string>();
+  /** Succeeded rows without a cost for another reason than their model's price. */
+  readonly unpricedRows = new Map<UnpricedReason, number>();
   /** Errored rows by error type. */
   readonly errorTypes = new Map<string, number>();
   missing = 0;
@@ -230,6 +275,9 @@ class RowRecorder {
   finalRows = 0;
   /** Result lines for custom_ids that are not rows of this attempt (or repeat one): ignored. */
   foreign = 0;
+  /** Result lines that could not be read; `unattributed` of them named no row either. */
+  unreadable = 0;
+  unattributed = 0;
 
   private readonly records: RowRecordWriter;
   private readonly context: DecisionContext;
@@ -271,7 +319,8 @@ class RowRecorder {
    */
   async collect(batchId: string, sent: SentRequests, key: string): Promise<void> {
     this.results = new ObjectWriter(this.deps.s3, this.deps.config.bucket, key);
-    for await (const entry of this.deps.api.results(batchId)) {
+    const onDamagedLine = (line: DamagedResultLine) => this.damaged(batchId, sent, line);
+    for await (const entry of this.deps.api.results(batchId, { onDamagedLine })) {
       const customId = sent.customIdOf(entry.line.custom_id);
       if (customId === undefined || this.seen.has(customId)) {
         this.foreign += 1;
@@ -297,6 +346,38 @@ class RowRecorder {
     }
   }
 
+  /** A line that could not be read: its row, if its start names one of the attempt's, ends result_unreadable. */
+  private async damaged(batchId: string, sent: SentRequests, line: DamagedResultLine): Promise<void> {
+    this.unreadable += 1;
+    const customId = line.customId === undefined ? undefined : sent.customIdOf(line.customId);
+    if (this.unreadable <= DAMAGED_LINES_LOGGED) {
+      this.observer.warn('a results line could not be read', {
+        batchId,
+        damage: line.damage,
+        offset: line.offset,
+        bytes: line.length ?? null,
+        named: line.customId === undefined ? 'nothing' : customId === undefined ? 'another request' : 'a row of this attempt',
+      });
+    }
+    if (line.customId === undefined) {
+      this.unattributed += 1;
+      return;
+    }
+    if (customId === undefined || this.seen.has(customId)) {
+      this.foreign += 1;
+      return;
+    }
+    this.seen.add(customId);
+    const stored: UnreadableLine = {
+      custom_id: customId,
+      unreadable: { damage: line.damage, offset: line.offset, length: line.length ?? null, received: receivedText(line.raw, customId, sent) },
+    };
+    const raw = Buffer.from(JSON.stringify(stored));
+    const offset = this.results!.bytes;
+    await this.results!.writeLine(raw);
+    this.record(customId, unreadableResultDecision(), { line: { offset, length: raw.length + 1 } });
+  }
+
   record(customId: string, decision: RowDecision, extra: Pick<RowEntry, 'usage' | 'costUsd' | 'line'> = {}): void {
     const index = this.positions.get(customId);
     if (index === undefined) throw new ChunkStateConflict(`${customId} is in attempt ${this.input.attempt} of chunk ${this.input.chunk} but not in its first`);
@@ -308,13 +389,18 @@ class RowRecorder {
     this.records.add({ customId, index, status: decision.status, final: decision.final, errorType: decision.errorType, ...extra });
   }
 
+  /** Pricing never fails a Collect: an odd message keeps what can be read of it, and no cost. */
   private usageAndCost(result: BatchResult): { usage?: TokenTotals; costUsd?: number } {
-    if (result.type !== 'succeeded' || !result.message?.usage) return {};
-    const { usage, model } = result.message;
-    const costUsd = rowCostUsd(usage, model, this.prices);
-    // Pricing never fails a Collect: an unpriced row keeps its tokens, and the attempt notes the model.
-    if (costUsd === undefined) this.unpricedModels.add(model);
-    return { usage: tokenTotals(usage), costUsd };
+    if (result.type !== 'succeeded') return {};
+    const read = readMessageUsage((result as { message?: unknown }).message);
+    if (read.unpriced !== undefined) {
+      this.unpricedRows.set(read.unpriced, (this.unpricedRows.get(read.unpriced) ?? 0) + 1);
+      return read.usage ? { usage: tokenTotals(read.usage) } : {};
+    }
+    const costUsd = rowCostUsd(read.usage, read.model, this.prices);
+    // An unpriced model's rows keep their tokens, and the attempt notes the model.
+    if (costUsd === undefined) this.unpricedModels.add(read.model);
+    return { usage: tokenTotals(read.usage), costUsd };
   }
 
   /** Writes the row pages. */
@@ -322,8 +408,19 @@ class RowRecorder {
     await this.records.flush();
   }
 
-  /** Discards a results upload in progress (pages already written are rewritten by the re-run). */
-  async abandon(): Promise<void> {
-    await this.results?.abort();
+  /**
+   * After a failure: stores the results read so far (the lines before it are the API's answers,
+   * some of them paid for), so a Finalize after the chunk's failure keeps them; a re-run rewrites
+   * the file whole. An upload that cannot be finished is discarded.
+   */
+  async keepWhatWasRead(): Promise<void> {
+    const results = this.results;
+    this.results = undefined;
+    if (!results) return;
+    try {
+      await results.finish();
+    } catch {
+      await results.abort().catch(() => undefined);
+    }
   }
 }

@@ -16,9 +16,15 @@
  *
  * A row's final state comes from its latest attempt (the last requests file it is in):
  *   that attempt's result line → its status (a line Collect would retry, in an attempt that was
- *   never collected, becomes chunk_failed); no line, attempt collected without a batch → canceled
+ *   never collected, becomes chunk_failed); a line that cannot be read (Collect's stand-in for an
+ *   API line it could not read, or anything else) → errored result_unreadable; no line, attempt
+ *   collected without a batch → canceled
  *   (the job was canceled before it was submitted); no line, attempt collected → errored
  *   missing_result; no line, attempt never collected → errored chunk_failed with the chunk's cause.
+ *
+ * Nothing in a result's shape fails the job: a succeeded row without a message, usage or model, or
+ * with token counts that are not counts, keeps what it has, with cost null; summary.json counts
+ * such rows by reason (`cost.unpricedRows`).
  *
  * Re-runnable: every output is rewritten whole, and endedAt is kept from an earlier run.
  *
@@ -34,9 +40,10 @@ import path from 'node:path';
 import type { Readable } from 'node:stream';
 import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { CopyObjectCommand, GetObjectCommand, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
-import type { BatchResult, BatchResultLine, Message, Usage } from '../anthropic/types';
+import { asResultLine, type DamageKind } from '../anthropic/api';
+import type { BatchResult, Message, Usage } from '../anthropic/types';
 import type { NotifyConfig, PipelineConfig } from '../config';
-import { CostTotals, tokenTotals } from '../cost/cost';
+import { CostTotals, readMessageUsage, tokenTotals, type UnpricedReason } from '../cost/cost';
 import { priceTableFromConfig, type PriceTable } from '../cost/prices';
 import { isBlank, splitLines, type RawLine } from '../jsonl/lines';
 import { jsonKey, leadingCustomId, memberValue, objectEnd, rawAt, skipSpace, valueEnd } from '../jsonl/raw-json';
@@ -59,7 +66,19 @@ import { jobKeys } from '../store/keys';
 import { isS3NotFound, ObjectWriter, putJson, readObject } from '../store/s3';
 import { ChunkFileCorrupt, objectLines, requestEntries } from './chunk-files';
 import { InvalidStateInput, isoAt, jobKey, readJob } from './chunk-state';
-import { CHUNK_FAILED, CREATE_UNKNOWN, decideRow, errorMessageOf, errorTypeOf, MISSING_RESULT, rowCostUsd, type ResultStatus } from './outcome';
+import type { UnreadableLine } from './collect';
+import {
+  CHUNK_FAILED,
+  CREATE_UNKNOWN,
+  decideRow,
+  errorMessageOf,
+  errorTypeOf,
+  MISSING_RESULT,
+  RESULT_UNREADABLE,
+  rowCostUsd,
+  unknownResultType,
+  type ResultStatus,
+} from './outcome';
 import type { PrepareOutcome } from './prepare';
 import { rowBucketsOf, RowRecordWriter } from './row-records';
 
@@ -151,6 +170,12 @@ export interface JobSummary {
     savedUsd: number;
     byModel: Record<string, { requests: number; batchUsd: number | null; standardUsd: number | null }>;
     unpricedModels: string[];
+    /**
+     * Succeeded rows whose cost is null, by reason (cost/cost.ts UnpricedReason); absent when every
+     * succeeded row has a cost. The dollar figures leave them out; so do the tokens, but for
+     * `unknown_model` rows, whose tokens are counted.
+     */
+    unpricedRows?: Partial<Record<UnpricedReason, number>>;
   };
   chunks: number;
   batches: Array<{ chunk: number; attempt: number; batchId: string; counts: ChunkAttempt['counts'] | null }>;
@@ -170,6 +195,29 @@ const MESSAGES = {
   rejected: 'The request was not submitted: strict validation rejected the file (see invalid.jsonl).',
   missing: 'The batch returned no result for this request.',
 } as const;
+
+/** A row without a line in an attempt whose results had lines that could not be read, nor told whose. */
+const missingAmongUnreadable = (lines: number) =>
+  'The batch returned no readable result for this request: ' +
+  (lines === 1
+    ? "one of its result lines could not be read, nor whose it was, and was likely this request's."
+    : `${lines} of its result lines could not be read, nor whose they were, and this request's was likely among them.`) +
+  ' It may have been billed.';
+
+const DAMAGE_TEXT: Readonly<Record<DamageKind, string>> = {
+  not_json: 'cut short, or not JSON',
+  not_result: 'not a result',
+  too_long: 'longer than the longest line batchline reads',
+};
+
+/** The message of a result_unreadable row: why, and where the line is in the API's results file. */
+function unreadableMessage(line: UnreadableLine['unreadable'] | undefined): string {
+  if (line === undefined) return 'The stored result line for this request could not be read.';
+  return (
+    `The API's result line for this request could not be read (${DAMAGE_TEXT[line.damage]}; at byte ${line.offset} of the batch's ` +
+    `results file). The request was processed and may have been billed.`
+  );
+}
 
 export async function finalizeJob(input: FinalizeInput, deps: FinalizeDeps): Promise<FinalizeOutput> {
   const { s3, dynamo, config } = deps;
@@ -390,6 +438,7 @@ class GatheredWriter {
 class Tally {
   readonly counts: Record<ResultStatus, number> = { succeeded: 0, errored: 0, expired: 0, canceled: 0 };
   readonly errorsByType = new Map<string, number>();
+  readonly unpricedRows = new Map<UnpricedReason, number>();
   readonly cost: CostTotals;
   readonly batches: JobSummary['batches'] = [];
   chunks = 0;
@@ -401,11 +450,13 @@ class Tally {
     this.cost = new CostTotals(prices);
   }
 
-  add(row: ResultRow, usage?: { usage: Usage; model: string }): ResultRow {
+  /** Counts a row; `usage` (a priced model's or an unknown one's) goes into the totals, `unpriced` says why it has no cost. */
+  add(row: ResultRow, usage?: { usage: Usage; model: string }, unpriced?: UnpricedReason): ResultRow {
     this.lines += 1;
     this.counts[row.status] += 1;
     if (row.error) this.errorsByType.set(row.error.type, (this.errorsByType.get(row.error.type) ?? 0) + 1);
     if (usage) this.cost.add(usage.usage, usage.model);
+    if (unpriced) this.unpricedRows.set(unpriced, (this.unpricedRows.get(unpriced) ?? 0) + 1);
     return row;
   }
 
@@ -421,10 +472,13 @@ class Tally {
   summary(job: JobItem, status: JobStatus, endedAt: string): JobSummary {
     const cost = this.cost.toJSON();
     const tokens = cost.tokens;
-    const byModel: JobSummary['cost']['byModel'] = {};
-    for (const [model, entry] of Object.entries(cost.models)) {
-      byModel[model] = { requests: entry.requests, batchUsd: entry.usd?.totalUsd ?? null, standardUsd: entry.usd?.standardTotalUsd ?? null };
-    }
+    // fromEntries: a model id is the API's text, and `__proto__` must stay an ordinary key.
+    const byModel: JobSummary['cost']['byModel'] = Object.fromEntries(
+      Object.entries(cost.models).map(([model, entry]) => [
+        model,
+        { requests: entry.requests, batchUsd: entry.usd?.totalUsd ?? null, standardUsd: entry.usd?.standardTotalUsd ?? null },
+      ]),
+    );
     return {
       jobId: job.jobId,
       input: { bucket: job.bucket, key: job.key },
@@ -438,7 +492,14 @@ class Tally {
         cache_creation_input: tokens.cache_creation_input_tokens,
         cache_read_input: tokens.cache_read_input_tokens,
       },
-      cost: { batchUsd: cost.totalUsd, standardUsd: cost.standardTotalUsd, savedUsd: cost.discountUsd, byModel, unpricedModels: cost.unpricedModels },
+      cost: {
+        batchUsd: cost.totalUsd,
+        standardUsd: cost.standardTotalUsd,
+        savedUsd: cost.discountUsd,
+        byModel,
+        unpricedModels: cost.unpricedModels,
+        ...(this.unpricedRows.size > 0 ? { unpricedRows: Object.fromEntries([...this.unpricedRows].sort(([a], [b]) => a.localeCompare(b))) } : {}),
+      },
       chunks: this.chunks,
       batches: this.batches,
       retries: { attempts: this.retryAttempts, rows: this.retriedRows },
@@ -534,8 +595,13 @@ async function finalizeChunk(chunk: ChunkItem, job: JobItem, tally: Tally, outpu
         if (!record) throw new WorkFileMissing(`${customId} is in a requests file of chunk ${chunk.chunk} attempt ${attempt}, which the chunk has no record of`);
         const base = { custom_id: customId, attempts: attempt, batch_id: record.batchId ?? null, usage: null, cost_usd: null };
         let written = false;
-        if (raw) {
-          const line = readResultLine(raw);
+        const line = raw && readResultLine(raw);
+        if (line && 'unreadable' in line) {
+          // As Collect decided: final, whether or not the attempt was collected.
+          const error = { type: RESULT_UNREADABLE, message: unreadableMessage(line.unreadable) };
+          await outputs.write(tally.add({ ...base, status: 'errored', error }));
+          written = true;
+        } else if (line) {
           const decision = decideRow(line.result, { attempt, maxAttempts: config.maxAttempts, cancelRequested: job.cancelRequested === true });
           // Collect made this line the row's last word; or the attempt died before Collect decided, and
           // the line is final anyway.
@@ -544,10 +610,11 @@ async function finalizeChunk(chunk: ChunkItem, job: JobItem, tally: Tally, outpu
             written = true;
           }
         } else if (record.collectedAt) {
+          const missing = record.unreadableLines ? missingAmongUnreadable(record.unreadableLines) : MESSAGES.missing;
           const row: ResultRow = record.batchId
-            ? { ...base, status: 'errored', error: { type: MISSING_RESULT, message: MESSAGES.missing } }
+            ? { ...base, status: 'errored', error: { type: MISSING_RESULT, message: missing } }
             : { ...base, status: 'canceled' };
-          await outputs.write(tally.add(row), { message: record.batchId ? MESSAGES.missing : MESSAGES.notSubmitted });
+          await outputs.write(tally.add(row), { message: record.batchId ? missing : MESSAGES.notSubmitted });
           written = true;
         }
         if (!written) {
@@ -730,11 +797,11 @@ class StagingFile {
   }
 }
 
-/** A result line: its result, and for a succeeded one its message's bytes as the API sent them. */
-interface ResultLine {
-  result: BatchResult;
-  message?: Buffer;
-}
+/**
+ * A result line: its result, and for a succeeded one its message's bytes as the API sent them; or a
+ * line that cannot be read, with what Collect stored of the API's line when it stood in for one.
+ */
+type ResultLine = { result: BatchResult; message?: Buffer } | { unreadable: UnreadableLine['unreadable'] | undefined };
 
 const SUCCEEDED = Buffer.from('"succeeded"');
 const RESULT_KEY = jsonKey('result');
@@ -748,44 +815,77 @@ const USAGE_KEY = jsonKey('usage');
  * the bulk of it and is copied into results.jsonl as bytes (big integers in tool inputs survive a
  * copy, not a JSON round trip), so only the message's model and usage are parsed, found in one
  * scan of the line. Any other line, or one the scan cannot follow (keys spelled with escapes), is
- * parsed whole.
+ * parsed whole. The scan trusts the line to be JSON: Collect stores only lines that parsed (the
+ * API's) or that it wrote itself. Model and usage are whatever the line holds: they are read for
+ * pricing with readMessageUsage, which takes any shape.
  */
 function readResultLine(raw: Buffer): ResultLine {
-  const result = memberValue(raw, skipSpace(raw, 0), RESULT_KEY);
-  const type = result < 0 ? -1 : memberValue(raw, result, TYPE_KEY);
-  if (type >= 0 && raw.subarray(type, type + SUCCEEDED.length).equals(SUCCEEDED)) {
-    const message = memberValue(raw, result, MESSAGE_KEY);
-    const model = message < 0 ? -1 : memberValue(raw, message, MODEL_KEY);
-    // The API writes usage last: the scan for it steps over the content once, and is then near the end.
-    const usage = model < 0 ? -1 : memberValue(raw, message, USAGE_KEY);
-    const usageEnd = usage < 0 ? -1 : valueEnd(raw, usage);
-    const messageEnd = usage < 0 ? -1 : objectEnd(raw, usageEnd);
-    if (messageEnd >= 0) {
-      const parsed = {
-        model: JSON.parse(raw.toString('utf8', model, valueEnd(raw, model))) as string,
-        usage: JSON.parse(raw.toString('utf8', usage, usageEnd)) as Usage,
-      };
-      return { result: { type: 'succeeded', message: parsed as Message }, message: raw.subarray(message, messageEnd) };
-    }
+  try {
+    const scanned = scanSucceeded(raw);
+    if (scanned) return scanned;
+  } catch {
+    // A line the scan cannot follow is parsed whole.
   }
-  const line = JSON.parse(raw.toString('utf8')) as BatchResultLine;
-  return { result: line.result, message: line.result?.type === 'succeeded' ? rawAt(raw, [RESULT_KEY, MESSAGE_KEY]) : undefined };
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(raw.toString('utf8'));
+  } catch {
+    return { unreadable: undefined };
+  }
+  const line = asResultLine(parsed);
+  if (!line) return { unreadable: storedUnreadable(parsed) };
+  return { result: line.result, message: line.result.type === 'succeeded' ? rawAt(raw, [RESULT_KEY, MESSAGE_KEY]) : undefined };
 }
 
-/** A result line's row: succeeded → message, usage, cost; errored → error; expired/canceled → neither. */
+/** A succeeded line read by the scan (see readResultLine), or undefined when the scan cannot take it. */
+function scanSucceeded(raw: Buffer): ResultLine | undefined {
+  const result = memberValue(raw, skipSpace(raw, 0), RESULT_KEY);
+  const type = result < 0 ? -1 : memberValue(raw, result, TYPE_KEY);
+  if (type < 0 || !raw.subarray(type, type + SUCCEEDED.length).equals(SUCCEEDED)) return undefined;
+  const message = memberValue(raw, result, MESSAGE_KEY);
+  const model = message < 0 ? -1 : memberValue(raw, message, MODEL_KEY);
+  // The API writes usage last: the scan for it steps over the content once, and is then near the end.
+  const usage = model < 0 ? -1 : memberValue(raw, message, USAGE_KEY);
+  const usageEnd = usage < 0 ? -1 : valueEnd(raw, usage);
+  const messageEnd = usage < 0 ? -1 : objectEnd(raw, usageEnd);
+  if (messageEnd < 0) return undefined;
+  const parsed: unknown = {
+    model: JSON.parse(raw.toString('utf8', model, valueEnd(raw, model))),
+    usage: JSON.parse(raw.toString('utf8', usage, usageEnd)),
+  };
+  return { result: { type: 'succeeded', message: parsed as Message }, message: raw.subarray(message, messageEnd) };
+}
+
+/** What Collect stored in place of an API line it could not read, if `parsed` is that (collect.ts UnreadableLine). */
+function storedUnreadable(parsed: unknown): UnreadableLine['unreadable'] | undefined {
+  const unreadable = (parsed as { unreadable?: unknown } | null)?.unreadable;
+  if (typeof unreadable !== 'object' || unreadable === null) return undefined;
+  const { damage, offset } = unreadable as { damage?: unknown; offset?: unknown };
+  if (typeof damage !== 'string' || !Object.hasOwn(DAMAGE_TEXT, damage) || typeof offset !== 'number') return undefined;
+  return unreadable as UnreadableLine['unreadable'];
+}
+
+/**
+ * A result line's row: succeeded → message, usage, cost (whatever of them it has); errored → error;
+ * expired/canceled → neither.
+ */
 async function writeResult(
   base: Pick<ResultRow, 'custom_id' | 'attempts' | 'batch_id' | 'usage' | 'cost_usd'>,
-  { result, message }: ResultLine,
+  { result, message }: { result: BatchResult; message?: Buffer },
   tally: Tally,
   outputs: Outputs,
 ): Promise<void> {
   switch (result.type) {
     case 'succeeded': {
-      const { usage, model } = result.message;
-      const cost = rowCostUsd(usage, model, tally.prices) ?? null;
-      const row: ResultRow = { ...base, status: 'succeeded', usage: tokenTotals(usage), cost_usd: cost };
-      // A message the scan missed (keys spelled with escapes) is written as parsed.
-      await outputs.write(tally.add(row, { usage, model }), {}, message ?? Buffer.from(JSON.stringify(result.message)));
+      const parsedMessage: unknown = (result as { message?: unknown }).message;
+      const read = readMessageUsage(parsedMessage);
+      const cost = read.unpriced === undefined ? (rowCostUsd(read.usage, read.model, tally.prices) ?? null) : null;
+      const row: ResultRow = { ...base, status: 'succeeded', usage: read.usage ? tokenTotals(read.usage) : null, cost_usd: cost };
+      const priced = read.unpriced === undefined ? { usage: read.usage, model: read.model } : undefined;
+      const unpriced = read.unpriced ?? (cost === null ? 'unknown_model' : undefined);
+      // A message the scan missed (keys spelled with escapes) is written as parsed; a row without one has none.
+      const bytes = message ?? (parsedMessage === undefined ? undefined : Buffer.from(JSON.stringify(parsedMessage)));
+      await outputs.write(tally.add(row, priced, unpriced), {}, bytes);
       return;
     }
     case 'errored': {
@@ -800,7 +900,7 @@ async function writeResult(
       await outputs.write(tally.add({ ...base, status: 'canceled', usage: null, cost_usd: null }), { message: MESSAGES.canceled });
       return;
     default: {
-      const type = `unknown_result_${String((result as { type?: unknown }).type)}`;
+      const type = unknownResultType((result as { type?: unknown }).type);
       await outputs.write(tally.add({ ...base, status: 'errored', error: { type, message: 'The API returned a result type batchline does not know.' }, usage: null, cost_usd: null }));
     }
   }
@@ -847,12 +947,19 @@ async function stageResults(
 
 /**
  * A results line's custom_id: read from the line's head (the API writes it first) without parsing
- * the line, whose message may be large; a line of any other shape is parsed.
+ * the line, whose message may be large; a line of any other shape is parsed. Undefined when the
+ * line names none (or is not JSON): such a line is no row's.
  */
 export function resultCustomId(line: Buffer): string | undefined {
   const leading = leadingCustomId(line, { mayRepeat: false });
   if (leading !== undefined) return leading;
-  const customId = (JSON.parse(line.toString('utf8')) as { custom_id?: unknown }).custom_id;
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(line.toString('utf8'));
+  } catch {
+    return undefined;
+  }
+  const customId = (parsed as { custom_id?: unknown } | null)?.custom_id;
   return typeof customId === 'string' ? customId : undefined;
 }
 

@@ -9,6 +9,11 @@ import type { TerminalRowStatus } from '../store/items';
 
 /** A row the batch returned no result line for. */
 export const MISSING_RESULT = 'missing_result';
+/**
+ * A row whose result line the API sent but that could not be read (cut, not a result, too long).
+ * Final: the request was processed, and likely billed; another attempt would pay for it again.
+ */
+export const RESULT_UNREADABLE = 'result_unreadable';
 /** A row whose chunk failed before the row had a final result. */
 export const CHUNK_FAILED = 'chunk_failed';
 /**
@@ -61,8 +66,17 @@ export function decideRow(result: BatchResult, context: DecisionContext): RowDec
       return { status: 'canceled', final: true };
     default:
       // An unknown result type (the API grew one): never retried blindly, reported as such.
-      return { status: 'errored', final: true, errorType: `unknown_result_${String((result as { type?: unknown }).type)}` };
+      return { status: 'errored', final: true, errorType: unknownResultType((result as { type?: unknown }).type) };
   }
+}
+
+/**
+ * The error type of a result whose type batchline does not know: `unknown_result_<type>`, any JSON
+ * value named without calling into it (an object may carry its own `toString`), and kept short.
+ */
+export function unknownResultType(type: unknown): string {
+  const name = typeof type === 'string' ? type : (JSON.stringify(type) ?? 'undefined');
+  return `unknown_result_${name.slice(0, 100)}`;
 }
 
 /** The `error.type` of an errored result (`result.error.error.type`), tolerating a malformed envelope. */
@@ -79,6 +93,9 @@ export function errorMessageOf(result: Extract<BatchResult, { type: 'errored' }>
 
 /** A row of a submitted attempt that the results file has no line for. */
 export const missingResultDecision = (): RowDecision => ({ status: 'errored', final: true, errorType: MISSING_RESULT });
+
+/** A row whose result line could not be read. */
+export const unreadableResultDecision = (): RowDecision => ({ status: 'errored', final: true, errorType: RESULT_UNREADABLE });
 
 /** A row of an attempt that was canceled before it was submitted. */
 export const canceledBeforeSubmitDecision = (): RowDecision => ({ status: 'canceled', final: true });

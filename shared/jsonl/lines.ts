@@ -28,9 +28,19 @@ export interface SplitLinesOptions {
   maxLineBytes?: number;
 }
 
+/** Bytes of a too-long line's start that LineTooLong keeps: enough for a leading custom_id. */
+export const LINE_HEAD_BYTES = 1024;
+
 export class LineTooLong extends Error {
   override readonly name = 'LineTooLong';
-  constructor(readonly lineNumber: number, readonly limit: number) {
+  constructor(
+    readonly lineNumber: number,
+    readonly limit: number,
+    /** Byte offset of the line's first byte in the source. */
+    readonly offset = 0,
+    /** The line's first bytes (at most LINE_HEAD_BYTES), e.g. to tell whose line it was. */
+    readonly head: Buffer = Buffer.alloc(0),
+  ) {
     super(`line ${lineNumber} is longer than ${limit} bytes`);
   }
 }
@@ -138,10 +148,11 @@ export class LineSplitter {
         this.pendingBytes += rest.length;
         this.from = chunk.length;
         if (this.pendingBytes > this.maxLineBytes) {
+          const error = new LineTooLong(this.lineNumber, this.maxLineBytes, this.lineStart, headOf(this.pending));
           this.lineStart += this.pendingBytes;
           this.dropPending();
           this.skipping = true;
-          throw new LineTooLong(this.lineNumber, this.maxLineBytes);
+          throw error;
         }
       }
       return undefined;
@@ -151,10 +162,10 @@ export class LineSplitter {
     if (this.pendingBytes > 0) this.dropPending();
     this.from = at + 1;
     if (bytes.length > this.maxLineBytes) {
-      const lineNumber = this.lineNumber;
+      const error = new LineTooLong(this.lineNumber, this.maxLineBytes, this.lineStart, headOf([bytes]));
       this.lineNumber += 1;
       this.lineStart += bytes.length + 1;
-      throw new LineTooLong(lineNumber, this.maxLineBytes);
+      throw error;
     }
     return this.emit(bytes, 1);
   }
@@ -183,6 +194,19 @@ export class LineSplitter {
     this.lineStart += length;
     return line;
   }
+}
+
+/** A copy of the first LINE_HEAD_BYTES of `pieces` (without joining the rest). */
+function headOf(pieces: readonly Buffer[]): Buffer {
+  const head: Buffer[] = [];
+  let size = 0;
+  for (const piece of pieces) {
+    if (size >= LINE_HEAD_BYTES) break;
+    const part = piece.subarray(0, LINE_HEAD_BYTES - size);
+    head.push(part);
+    size += part.length;
+  }
+  return Buffer.concat(head, size);
 }
 
 /** True for a line that holds only whitespace (blank lines are skipped in input and results). */

@@ -170,6 +170,8 @@ export interface ChunkAttempt {
   collectedAt?: string;
   /** Rows of the attempt the results file had no line for (recorded errored `missing_result`). */
   missingRows?: number;
+  /** Results lines that could not be read nor told whose they were: the likely reason for missingRows. */
+  unreadableLines?: number;
   /** Models of this attempt's results that have no price (their rows carry no costUsd). */
   unpricedModels?: string[];
 }

@@ -7,7 +7,7 @@
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
-import type { ResultEntry } from '../../shared/anthropic/api';
+import type { DamagedResultLine, ResultEntry } from '../../shared/anthropic/api';
 import { BatchesClient, USER_AGENT } from '../../shared/anthropic/client';
 import { ApiAuthError, ApiRetryable, OutcomeUnknown } from '../../shared/anthropic/errors';
 import type { MessageBatch } from '../../shared/anthropic/types';
@@ -214,6 +214,123 @@ describe('results bytes', () => {
     expect(files.requests[0]?.url).toBe('/signed/results.jsonl?sig=1');
     expect(files.requests[0]?.headers['x-api-key']).toBeUndefined();
     expect(files.requests[0]?.headers['anthropic-version']).toBeUndefined();
+  });
+});
+
+describe('damaged results lines', () => {
+  /** Serves `file` for msgbatch_1, honouring `Range: bytes=N-`; `serve` may cut or change a read. */
+  async function resultsServer(file: Buffer, serve?: (res: ServerResponse, rest: Buffer, read: number) => boolean) {
+    let reads = 0;
+    const tiny = await tinyServer((req, res) => {
+      if (!req.url?.endsWith('/results')) return json(res, 200, endedBatch('msgbatch_1', `${tiny.url}/v1/messages/batches/msgbatch_1/results`));
+      reads += 1;
+      const from = Number(/bytes=(\d+)-/.exec(req.headers.range ?? '')?.[1] ?? 0);
+      const rest = file.subarray(from);
+      res.writeHead(from > 0 ? 206 : 200, from > 0 ? { 'content-range': `bytes ${from}-${file.length - 1}/${file.length}` } : {});
+      if (serve?.(res, rest, reads)) return;
+      void writeApart(res, [rest.subarray(0, 100), rest.subarray(100)]);
+    });
+    return tiny;
+  }
+
+  /** Everything `results` gave, in order: `ok <id>@offset` for a line, `damaged <kind> <id>@offset+length` for a damaged one. */
+  async function readAll(c: BatchesClient): Promise<string[]> {
+    const seen: string[] = [];
+    const onDamagedLine = (line: DamagedResultLine) => void seen.push(`damaged ${line.damage} ${line.customId ?? '?'}@${line.offset}+${line.length ?? '?'}`);
+    for await (const entry of c.results('msgbatch_1', { onDamagedLine })) seen.push(`ok ${entry.line.custom_id}@${entry.offset}`);
+    return seen;
+  }
+
+  const long = resultLine('d', 'x'.repeat(1000));
+  const lines = [
+    resultLine('a'),
+    '{"custom_id":"b","result":{"type":"succeeded","message":{"id":"msg_b","content":[{"type":"te',
+    '{"custom_id":"c","result":null}',
+    long,
+    '\u0000\u00ff garbage',
+    '{"result":{"type":"expired"},"custom_id":"f"',
+    resultLine('e'),
+  ];
+  const file = Buffer.from(lines.map((line) => `${line}\n`).join(''), 'latin1');
+  const at = (i: number) => lines.slice(0, i).reduce((sum, line) => sum + Buffer.byteLength(line, 'latin1') + 1, 0);
+  const size = (i: number) => Buffer.byteLength(lines[i]!, 'latin1') + 1;
+
+  it('hands each unreadable line to onDamagedLine, in file order, with the custom_id its start shows, and goes on', async () => {
+    const tiny = await resultsServer(file);
+    expect(await readAll(client(tiny.url, { maxResultLineBytes: 500 }))).toEqual([
+      `ok a@0`,
+      `damaged not_json b@${at(1)}+${size(1)}`,
+      `damaged not_result c@${at(2)}+${size(2)}`,
+      `damaged too_long d@${at(3)}+?`,
+      `damaged not_json ?@${at(4)}+${size(4)}`,
+      // custom_id last: nothing at its start tells whose it is.
+      `damaged not_json ?@${at(5)}+${size(5)}`,
+      `ok e@${at(6)}`,
+    ]);
+    expect(tiny.requests.filter((r) => r.url.endsWith('/results'))).toHaveLength(1);
+  });
+
+  it('hands over the bytes received: a whole line, or a too-long line’s first bytes', async () => {
+    const tiny = await resultsServer(file);
+    const damaged: DamagedResultLine[] = [];
+    for await (const _ of client(tiny.url, { maxResultLineBytes: 500 }).results('msgbatch_1', { onDamagedLine: (line) => void damaged.push(line) }));
+    expect(damaged[0]!.raw.toString('latin1')).toBe(lines[1]);
+    expect(damaged[2]!.raw.toString('latin1')).toBe(long.slice(0, 1024));
+  });
+
+  it('without onDamagedLine, ends the stream at the first unreadable line, as before', async () => {
+    const tiny = await resultsServer(file);
+    const seen: string[] = [];
+    const error = await (async () => {
+      for await (const entry of client(tiny.url).results('msgbatch_1')) seen.push(entry.line.custom_id);
+    })().catch((e: unknown) => e);
+    expect(seen).toEqual(['a']);
+    expect(error).toMatchObject({ name: 'ApiResponseInvalid', message: `results line at byte ${at(1)} is not valid JSON (${size(1) - 1} bytes)` });
+  });
+
+  it('reports a too-long line once when the stream is cut inside it, and resumes from its start', async () => {
+    const cutAt = at(3) + 700;
+    const tiny = await resultsServer(file, (res, rest, read) => {
+      if (read > 1) return false;
+      res.write(rest.subarray(0, cutAt), () => res.destroy());
+      return true;
+    });
+    expect(await readAll(client(tiny.url, { maxResultLineBytes: 500 }))).toEqual([
+      `ok a@0`,
+      `damaged not_json b@${at(1)}+${size(1)}`,
+      `damaged not_result c@${at(2)}+${size(2)}`,
+      `damaged too_long d@${at(3)}+?`,
+      `damaged not_json ?@${at(4)}+${size(4)}`,
+      `damaged not_json ?@${at(5)}+${size(5)}`,
+      `ok e@${at(6)}`,
+    ]);
+    expect(tiny.requests.filter((r) => r.url.endsWith('/results')).map((r) => r.headers.range)).toEqual([undefined, `bytes=${at(3)}-`]);
+  });
+
+  it('reads an unreadable last line without its \\n once more before taking it as damaged: a proxy may have ended the file early', async () => {
+    const whole = Buffer.from(`${resultLine('a')}\n${resultLine('z')}\n`);
+    const end = whole.length - 20;
+    // The first read ends cleanly (chunked), 20 bytes short; the second is whole.
+    const recovering = await resultsServer(whole, (res, rest, read) => {
+      if (read > 1) return false;
+      res.end(rest.subarray(0, end));
+      return true;
+    });
+    expect(await readAll(client(recovering.url))).toEqual(['ok a@0', `ok z@${whole.indexOf('{"custom_id":"z"')}`]);
+    expect(recovering.requests.filter((r) => r.url.endsWith('/results')).map((r) => r.headers.range)).toEqual([
+      undefined,
+      `bytes=${whole.indexOf('{"custom_id":"z"')}-`,
+    ]);
+
+    // A file that really ends so: read twice, then handed over as damaged.
+    const short = whole.subarray(0, end);
+    const ending = await resultsServer(short, (res, rest) => {
+      res.end(rest);
+      return true;
+    });
+    const z = whole.indexOf('{"custom_id":"z"');
+    expect(await readAll(client(ending.url))).toEqual(['ok a@0', `damaged not_json z@${z}+${end - z}`]);
+    expect(ending.requests.filter((r) => r.url.endsWith('/results'))).toHaveLength(2);
   });
 });
 

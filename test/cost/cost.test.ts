@@ -7,6 +7,7 @@ import {
   estimateRequest,
   EstimateTotals,
   priceUsage,
+  readMessageUsage,
   roundUsd,
   tokenTotals,
   type CostBreakdown,
@@ -313,6 +314,69 @@ describe('CostTotals', () => {
     const totals = new CostTotals(BUILT_IN_PRICES);
     totals.add({ input_tokens: 2_000_000, output_tokens: 0 }, 'claude-opus-5');
     expect(totals.toJSON().totalUsd).toBe(5);
+  });
+});
+
+describe('readMessageUsage', () => {
+  const message = (fields: Record<string, unknown>) => ({ id: 'msg_1', type: 'message', model: 'claude-haiku-4-5', content: [], ...fields });
+
+  it('reads the priced fields of the API’s usage, nothing else', () => {
+    const usage = {
+      input_tokens: 10,
+      output_tokens: 5,
+      cache_creation_input_tokens: 7,
+      cache_read_input_tokens: null,
+      cache_creation: { ephemeral_5m_input_tokens: 3, ephemeral_1h_input_tokens: 4 },
+      server_tool_use: { web_search_requests: 1 },
+      service_tier: 'batch',
+      inference_geo: 'us',
+    };
+    expect(readMessageUsage(message({ usage }))).toEqual({
+      model: 'claude-haiku-4-5',
+      usage: {
+        input_tokens: 10,
+        output_tokens: 5,
+        cache_creation_input_tokens: 7,
+        cache_read_input_tokens: null,
+        cache_creation: { ephemeral_5m_input_tokens: 3, ephemeral_1h_input_tokens: 4 },
+        inference_geo: 'us',
+      },
+    });
+  });
+
+  it('says why a message cannot be priced, whatever its shape, keeping the usage it could read', () => {
+    const usage = { input_tokens: 1, output_tokens: 2 };
+    const read = (value: unknown) => readMessageUsage(value).unpriced;
+    expect([null, undefined, 'text', 7, [usage]].map(read)).toEqual(['no_message', 'no_message', 'no_message', 'no_message', 'no_message']);
+    expect([message({}), message({ usage: null }), message({ usage: [1] }), message({ usage: 'x' })].map(read)).toEqual(['no_usage', 'no_usage', 'no_usage', 'no_usage']);
+    for (const odd of [
+      { output_tokens: 2 },
+      { input_tokens: '1', output_tokens: 2 },
+      { input_tokens: -1, output_tokens: 2 },
+      { input_tokens: 1.5, output_tokens: 2 },
+      { input_tokens: 2 ** 60, output_tokens: 2 },
+      { ...usage, cache_read_input_tokens: '3' },
+      { ...usage, cache_creation: 5 },
+      { ...usage, cache_creation: { ephemeral_1h_input_tokens: -2 } },
+      { ...usage, inference_geo: 3 },
+    ]) {
+      expect(readMessageUsage(message({ usage: odd })), JSON.stringify(odd)).toEqual({ usage: undefined, model: 'claude-haiku-4-5', unpriced: 'unreadable_usage' });
+    }
+    for (const model of [undefined, '', 7, null]) {
+      expect(readMessageUsage(message({ model, usage }))).toEqual({ usage: { ...usage, cache_creation_input_tokens: null, cache_read_input_tokens: null, inference_geo: null }, model: undefined, unpriced: 'no_model' });
+    }
+  });
+});
+
+describe('CostTotals with model ids the API made up', () => {
+  it('keeps `__proto__` and `constructor` as ordinary models, unpriced', () => {
+    const totals = new CostTotals();
+    totals.add({ input_tokens: 1, output_tokens: 1 }, '__proto__');
+    totals.add({ input_tokens: 1, output_tokens: 1 }, 'constructor');
+    const json = JSON.parse(JSON.stringify(totals.toJSON())) as CostTotalsJson;
+    expect(Object.keys(json.models).sort()).toEqual(['__proto__', 'constructor']);
+    expect(json.unpricedModels).toEqual(['__proto__', 'constructor']);
+    expect(json.totalUsd).toBe(0);
   });
 });
 

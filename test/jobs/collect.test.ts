@@ -1,6 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { GetObjectCommand } from '@aws-sdk/client-s3';
+import type { DamagedResultLine } from '../../shared/anthropic/api';
+import { BatchesClient } from '../../shared/anthropic/client';
 import type { BatchRequest, BatchResultLine, MessageBatch } from '../../shared/anthropic/types';
 import type { PipelineConfig } from '../../shared/config';
 import { queryPartition, updateItem } from '../../shared/store/dynamo';
@@ -23,6 +25,7 @@ import {
   serialize,
   startApi,
   stopApi,
+  TEST_API_KEY,
   type ApiContext,
   type SeededJob,
 } from '../support/chunks';
@@ -336,6 +339,72 @@ describe('collectResults', () => {
     const whole = await apiLines(ref);
     expect(await readText(aws, job.keys.chunkResults(0, 1))).toBe(whole.map((l) => l.raw + '\n').join(''));
     for (const r of rows) expect((await readRow(aws, job.jobId, r.custom_id))!.status).toBe('succeeded');
+  });
+
+  it('keeps every readable line when some cannot be read: a cut line’s row ends result_unreadable, a headless line’s row missing_result', async () => {
+    const rows = requests(5, 'dmg');
+    const job = await seedJob(aws, { chunks: [rows] });
+    const ref = await runBatch(job, { damageResultLines: { 1: 'cut', 3: 'headless' } });
+    const log = logRecorder();
+
+    await collectResults(ref, deps({ observer: log }));
+
+    // What the API served, in file order: lines read whole, and the two it damaged.
+    const { nonce } = (await readChunkItem(aws, job.jobId, 0)).attempts[0]!;
+    const userId = (wire: string) => rows[parseInt(wire.slice(17), 36)]!.custom_id;
+    const served: Array<{ raw: string; customId: string } | DamagedResultLine> = [];
+    const onDamagedLine = (line: DamagedResultLine) => void served.push(line);
+    for await (const entry of ctx.api.results(ref.batchId!, { onDamagedLine })) {
+      served.push({ raw: entry.raw.toString('utf8').replace(entry.line.custom_id, userId(entry.line.custom_id)), customId: userId(entry.line.custom_id) });
+    }
+    const [cut, headless] = served.filter((line): line is DamagedResultLine => 'damage' in line);
+    expect([cut!.damage, cut!.customId?.startsWith(`${nonce}-`), headless!.damage, headless!.customId]).toEqual(['not_json', true, 'not_json', undefined]);
+    const cutRow = userId(cut!.customId!);
+    const readRows = served.flatMap((line) => ('customId' in line && !('damage' in line) ? [line.customId] : []));
+    const headlessRow = rows.map((r) => r.custom_id).find((id) => id !== cutRow && !readRows.includes(id))!;
+
+    // Stored, in file order: every line read whole, and in the cut line's place a line saying what
+    // arrived (with the user's id); nothing for the headless one.
+    const marker = {
+      custom_id: cutRow,
+      unreadable: { damage: 'not_json', offset: cut!.offset, length: cut!.length, received: cut!.raw.toString('utf8').replace(cut!.customId!, cutRow) },
+    };
+    const expected = served.map((line) => ('damage' in line ? (line === cut ? `${JSON.stringify(marker)}\n` : '') : `${line.raw}\n`));
+    expect(await readText(aws, job.keys.chunkResults(0, 1))).toBe(expected.join(''));
+
+    // The row of the cut line is final (processed, and likely billed: not sent again); the headless line's row has no line.
+    expect(await readRow(aws, job.jobId, cutRow)).toMatchObject({ status: 'errored', final: true, errorType: 'result_unreadable' });
+    expect((await readRow(aws, job.jobId, cutRow))!.result).toBeDefined();
+    expect(await readRow(aws, job.jobId, headlessRow)).toMatchObject({ status: 'errored', final: true, errorType: 'missing_result' });
+    for (const id of readRows) expect(await readRow(aws, job.jobId, id)).toMatchObject({ status: 'succeeded', final: true });
+    expect((await readChunkItem(aws, job.jobId, 0)).attempts[0]).toMatchObject({
+      counts: { succeeded: 3, errored: 2, expired: 0, canceled: 0 },
+      retryRows: 0,
+      missingRows: 1,
+      unreadableLines: 1,
+    });
+    expect(log.lines.filter((l) => l.level !== 'info')).toEqual([
+      { level: 'warn', message: 'a results line could not be read', fields: { batchId: ref.batchId, damage: 'not_json', offset: cut!.offset, bytes: cut!.length, named: 'a row of this attempt' } },
+      { level: 'warn', message: 'a results line could not be read', fields: { batchId: ref.batchId, damage: 'not_json', offset: headless!.offset, bytes: headless!.length, named: 'nothing' } },
+    ].sort((a, b) => (a.fields.offset as number) - (b.fields.offset as number)));
+  });
+
+  it('stores the results it read before it fails, for Finalize to keep, and records nothing as collected', async () => {
+    const rows = requests(8, 'gives-up');
+    const job = await seedJob(aws, { chunks: [rows] });
+    // Each of the two reads a client with one retry makes is cut after 1,500 bytes: the file is longer.
+    const ref = await runBatch(job, { cutResultsAfterBytes: 1500, cutResultsTimes: 2 });
+    const oneRetry = new BatchesClient({ apiKey: TEST_API_KEY, baseUrl: ctx.sim.url, maxRetries: 1, sleep: async () => undefined });
+
+    await expect(collectResults(ref, deps({ api: oneRetry }))).rejects.toMatchObject({ name: 'ApiRetryable' });
+    await oneRetry.close();
+
+    const whole = (await apiLines(ref)).map((l) => l.raw + '\n');
+    const stored = (await readText(aws, job.keys.chunkResults(0, 1)))!;
+    const kept = whole.findIndex((_, n) => whole.slice(0, n + 1).join('') === stored) + 1;
+    expect(kept).toBeGreaterThan(0);
+    expect(kept).toBeLessThan(rows.length);
+    expect((await readChunkItem(aws, job.jobId, 0)).attempts[0]!.collectedAt).toBeUndefined();
   });
 
   it('converges when re-run after dying part-way, without counting twice', async () => {

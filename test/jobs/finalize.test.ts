@@ -20,6 +20,7 @@ import {
   readJobItem,
   readJsonl,
   readRow,
+  putText,
   readText,
   seedJob,
   startApi,
@@ -305,6 +306,40 @@ describe('finalizeJob', () => {
     });
   });
 
+  it('finishes a job whose succeeded results have odd shapes: each row keeps what it has, its cost null with the reason in the summary', async () => {
+    const rows = requests(5, 'odd');
+    const job = await seedJob(aws, { chunks: [rows] });
+    const chunk = await readChunkItem(aws, job.jobId, 0);
+    await updateItem(aws.dynamo, aws.table, { pk: jobPk(job.jobId), sk: chunk.sk }, {
+      set: { attempts: [{ ...chunk.attempts[0]!, batchId: 'msgbatch_odd', collectedAt: '2030-01-01T00:00:00.000Z' }] },
+    });
+    const message = (usage: unknown) => ({ id: 'msg_1', type: 'message', role: 'assistant', model: 'claude-haiku-4-5', content: [], usage });
+    const results: Array<[string, unknown]> = [
+      ['odd-00000', { type: 'succeeded', message: message({ input_tokens: 1000, output_tokens: 200 }) }],
+      ['odd-00001', { type: 'succeeded', message: message(undefined) }],
+      ['odd-00002', { type: 'succeeded', message: null }],
+      ['odd-00003', { type: 'succeeded', message: message({ input_tokens: '12', output_tokens: 3 }) }],
+      ['odd-00004', { type: 'succeeded' }],
+    ];
+    await putText(aws, job.keys.chunkResults(0, 1), results.map(([id, result]) => JSON.stringify({ custom_id: id, result }) + '\n').join(''));
+
+    const out = await finalizeJob({ jobId: job.jobId }, deps());
+    expect(out).toMatchObject({ status: 'succeeded', counts: { succeeded: 5, errored: 0 } });
+    const written = await readJsonl<ResultRow>(aws, job.keys.results);
+    const base = { status: 'succeeded', attempts: 1, batch_id: 'msgbatch_odd' };
+    // claude-haiku-4-5 at batch rates: $0.50 / $2.50 per million tokens.
+    expect(written).toEqual([
+      { custom_id: 'odd-00000', ...base, usage: tokenTotals({ input_tokens: 1000, output_tokens: 200 }), cost_usd: 0.001, message: message({ input_tokens: 1000, output_tokens: 200 }) },
+      { custom_id: 'odd-00001', ...base, usage: null, cost_usd: null, message: message(undefined) },
+      { custom_id: 'odd-00002', ...base, usage: null, cost_usd: null, message: null },
+      { custom_id: 'odd-00003', ...base, usage: null, cost_usd: null, message: message({ input_tokens: '12', output_tokens: 3 }) },
+      { custom_id: 'odd-00004', ...base, usage: null, cost_usd: null },
+    ]);
+    const summary = JSON.parse((await readText(aws, job.keys.summary))!) as JobSummary;
+    expect(summary.cost).toMatchObject({ batchUsd: 0.001, unpricedModels: [], unpricedRows: { no_message: 2, no_usage: 1, unreadable_usage: 1 } });
+    expect(summary.tokens).toEqual({ input: 1000, output: 200, cache_creation_input: 0, cache_read_input: 0 });
+  });
+
   it('finishes a rejected job from what Prepare recorded, the input gone: every valid row canceled (not submitted), the invalid ones reported, the topic told', async () => {
     const valid = [request('ok-1'), request('ok-2'), request('ok-3'), request('ok-4')];
     const key = `inbox/${uniqueJobId('rejected')}.jsonl`;
@@ -462,6 +497,8 @@ describe('resultCustomId', () => {
     expect(resultCustomId(Buffer.from('{"custom_id":"esc\\u0061ped","result":{}}'))).toBe('escaped');
     expect(resultCustomId(Buffer.from('{"custom_id" : "spaced"}'))).toBe('spaced');
     expect(resultCustomId(Buffer.from('{"result":{}}'))).toBeUndefined();
-    expect(() => resultCustomId(Buffer.from('{"custom_id":"cut'))).toThrow(SyntaxError);
+    // A line that names no custom_id, or is not JSON, is no row's.
+    expect(resultCustomId(Buffer.from('{"custom_id":"cut'))).toBeUndefined();
+    expect(resultCustomId(Buffer.from([0xff, 0x00, 0x7b]))).toBeUndefined();
   });
 });

@@ -68,6 +68,13 @@ describe('decideRow', () => {
     });
   });
 
+  it('names a result type of any JSON value without calling into it, and keeps the name short', () => {
+    const decide = (type: unknown) => decideRow({ type } as unknown as BatchResult, first).errorType;
+    expect(decide({ toString: 1, valueOf: 2 })).toBe('unknown_result_{"toString":1,"valueOf":2}');
+    expect([decide(undefined), decide(null), decide(7), decide(['a'])]).toEqual(['unknown_result_undefined', 'unknown_result_null', 'unknown_result_7', 'unknown_result_["a"]']);
+    expect(decide('x'.repeat(500))).toBe(`unknown_result_${'x'.repeat(100)}`);
+  });
+
   it('reads the error message of an errored result', () => {
     expect(errorMessageOf(errored('api_error') as Extract<BatchResult, { type: 'errored' }>)).toBe('api_error happened');
   });

@@ -67,4 +67,23 @@ describe('LineSplitter', () => {
     expect(splitter.end()).toBeUndefined();
     expect(out).toEqual(['1:ok@0+3', 'too long: line 2', '3:next@10+5', 'too long: line 4']);
   });
+
+  it('tells where a too-long line starts and what its first bytes are, found at its \\n or while still open', () => {
+    const splitter = new LineSplitter({ maxLineBytes: 4 });
+    const errors: LineTooLong[] = [];
+    for (const piece of pieces('ok\n12', '345', '6\nnext\n', 'abcdefgh\n')) {
+      splitter.push(piece);
+      for (;;) {
+        try {
+          if (splitter.next() === undefined) break;
+        } catch (error) {
+          errors.push(error as LineTooLong);
+        }
+      }
+    }
+    expect(errors.map((e) => [e.lineNumber, e.offset, e.head.toString()])).toEqual([
+      [2, 3, '12345'],
+      [4, 15, 'abcdefgh'],
+    ]);
+  });
 });

@@ -145,4 +145,28 @@ describe('batch faults', () => {
 
     expect(attempts).toEqual(['cut', 'cut', 'whole']);
   });
+
+  it('serves the results lines it is told to damage, the same bytes on every read and through a Range', async () => {
+    const sim = await sims.start({ batchFaults: { damageResultLines: { 0: 'cut', 1: 'headless', 2: 'oversize' }, oversizeResultLineBytes: 5000 } });
+    const created = await createBatch(sim, requests(4));
+    sim.advance(60);
+
+    const first = (await resultsBytes(sim, created.id)).body;
+    const lines = first.toString('utf8').split('\n');
+    expect(lines).toHaveLength(5);
+    expect(lines[4]).toBe('');
+    expect(lines[0]).toMatch(/^\{"custom_id":"row-\d","result":/);
+    expect(() => JSON.parse(lines[0]!)).toThrow(SyntaxError);
+    expect(lines[1]).not.toContain('custom_id');
+    expect(() => JSON.parse(lines[1]!)).toThrow(SyntaxError);
+    expect(Buffer.byteLength(lines[2]!)).toBe(5000);
+    expect(JSON.parse(lines[2]!)).toMatchObject({ custom_id: expect.stringMatching(/^row-\d$/), result: { type: 'succeeded' } });
+    expect(JSON.parse(lines[3]!)).toMatchObject({ custom_id: expect.stringMatching(/^row-\d$/) });
+    // Each line is still its own request's.
+    expect(new Set([lines[0], lines[2], lines[3]].map((line) => /"custom_id":"([^"]+)"/.exec(line!)![1])).size).toBe(3);
+
+    expect((await resultsBytes(sim, created.id)).body.equals(first)).toBe(true);
+    const from = first.indexOf('\n') + 1;
+    expect((await resultsBytes(sim, created.id, { range: `bytes=${from}-` })).body.equals(first.subarray(from))).toBe(true);
+  });
 });

@@ -1,0 +1,106 @@
+/**
+ * Results lines that arrive damaged (issue #19: no paid result thrown away): a line cut short, a
+ * line whose start is gone, a line longer than the client reads, and a results stream that keeps
+ * being cut until Collect gives up. Each costs only the rows it touches: every other row keeps its
+ * result, usage and cost, equal to a fault-free run of the same rows.
+ */
+import { beforeAll, describe, expect, it } from 'vitest';
+import type { ResultRow } from '../../shared/jobs/finalize';
+import type { BatchFaults } from '../../simulator/options';
+import { ids, readJsonl, useLocalStack } from '../e2e/support';
+import { comparable, expectEveryRowOnce, expectOneBatchPerAttempt, rowItem, runJob, type JobRun } from './support';
+
+describe('damaged results lines on the local pipeline', () => {
+  // One chunk of six rows per file.
+  const under = useLocalStack({ settings: { maxRequestsPerChunk: 6 } });
+  const customIds = ids('row', 6);
+  let reference: JobRun;
+
+  beforeAll(async () => {
+    reference = await runJob(under, 'reference.jsonl', customIds);
+    expect(reference.results.map((row) => row.status)).toEqual(customIds.map(() => 'succeeded'));
+  });
+
+  /** Runs the six rows with these faults on their batch. */
+  async function runWith(name: string, faults: BatchFaults): Promise<JobRun> {
+    under.stack.simulator!.setBatchFaults(faults);
+    try {
+      return await runJob(under, name, customIds);
+    } finally {
+      under.stack.simulator!.setBatchFaults(undefined);
+    }
+  }
+
+  /** The run's rows other than `except`, and the reference's, compared as the fault suite does. */
+  function expectOthersAsReference(run: JobRun, except: string[]): void {
+    const others = (rows: ResultRow[]) => comparable(rows.filter((row) => !except.includes(row.custom_id)));
+    expect(others(run.results)).toEqual(others(reference.results));
+    expect(others(run.results)).toHaveLength(customIds.length - except.length);
+  }
+
+  /** Asserts the one row not succeeded and returns it. */
+  function theDamagedRow(run: JobRun): ResultRow {
+    const damaged = run.results.filter((row) => row.status !== 'succeeded');
+    expect(damaged).toHaveLength(1);
+    return damaged[0]!;
+  }
+
+  it('keeps the five intact results of a chunk when one line of six arrives cut short; that row ends result_unreadable', async () => {
+    const run = await runWith('cut-line.jsonl', { damageResultLines: { 2: 'cut' } });
+
+    expect(run.outcome.status).toBe('succeeded');
+    expectEveryRowOnce(run, customIds);
+    await expectOneBatchPerAttempt(under.stack, run);
+    const row = theDamagedRow(run);
+    expect(row).toMatchObject({ status: 'errored', attempts: 1, usage: null, cost_usd: null, error: { type: 'result_unreadable' } });
+    expect(row.error!.message).toMatch(/^The API's result line for this request could not be read \(cut short, or not JSON; at byte \d+ /);
+    expectOthersAsReference(run, [row.custom_id]);
+    expect(run.outcome.summary!.counts).toMatchObject({ succeeded: 5, errored: 1 });
+    expect(run.outcome.summary!.errorsByType).toEqual({ result_unreadable: 1 });
+    // The row's record says what results.jsonl says, and was not retried (it was processed, and likely billed).
+    expect(await rowItem(under.stack, run.jobId, row.custom_id)).toMatchObject({ status: 'errored', final: true, errorType: 'result_unreadable', attempt: 1 });
+    const errors = await readJsonl<{ custom_id: string; error_type: string }>(under.stack, run.outcome.keys.errors);
+    expect(errors.map((error) => [error.custom_id, error.error_type])).toEqual([[row.custom_id, 'result_unreadable']]);
+  });
+
+  it('keeps the other results when a line arrives without its start: its row, named by nothing, ends missing_result, saying why', async () => {
+    const run = await runWith('headless-line.jsonl', { damageResultLines: { 4: 'headless' } });
+
+    expect(run.outcome.status).toBe('succeeded');
+    expectEveryRowOnce(run, customIds);
+    await expectOneBatchPerAttempt(under.stack, run);
+    const row = theDamagedRow(run);
+    expect(row).toMatchObject({ status: 'errored', usage: null, cost_usd: null, error: { type: 'missing_result' } });
+    expect(row.error!.message).toBe(
+      "The batch returned no readable result for this request: one of its result lines could not be read, nor whose it was, and was likely this request's. It may have been billed.",
+    );
+    expectOthersAsReference(run, [row.custom_id]);
+  });
+
+  it('keeps the other results when a line is longer than the client reads (64 MiB); that row ends result_unreadable', async () => {
+    const run = await runWith('oversize-line.jsonl', { damageResultLines: { 0: 'oversize' } });
+
+    expect(run.outcome.status).toBe('succeeded');
+    expectEveryRowOnce(run, customIds);
+    await expectOneBatchPerAttempt(under.stack, run);
+    const row = theDamagedRow(run);
+    expect(row).toMatchObject({ status: 'errored', error: { type: 'result_unreadable' } });
+    expect(row.error!.message).toMatch(/\(longer than the longest line batchline reads; at byte 0 /);
+    expectOthersAsReference(run, [row.custom_id]);
+  }, 60_000);
+
+  it('keeps the results read before a stream that is cut every time made Collect give up; only the unread rows end chunk_failed', async () => {
+    // Each read of the results ends after 700 bytes (about one line): Collect's reads, resumed line by
+    // line, run out before the file does, every time the workflow retries it.
+    const run = await runWith('always-cut.jsonl', { cutResultsAfterBytes: 700, cutResultsTimes: 1_000 });
+
+    expectEveryRowOnce(run, customIds);
+    await expectOneBatchPerAttempt(under.stack, run);
+    const kept = run.results.filter((row) => row.status === 'succeeded').map((row) => row.custom_id);
+    const lost = run.results.filter((row) => row.status !== 'succeeded');
+    expect(kept.length).toBeGreaterThan(0);
+    expect(lost.length).toBeGreaterThan(0);
+    for (const row of lost) expect(row).toMatchObject({ status: 'errored', error: { type: 'chunk_failed' } });
+    expectOthersAsReference(run, lost.map((row) => row.custom_id));
+  }, 120_000);
+});
