@@ -19,6 +19,7 @@ import {
   OUTCOME_UNKNOWN_ERRORS,
   CREATE_SLOT_BUSY_ERRORS,
   CREATE_REFUSED_ERRORS,
+  KEY_REFUSED_ERRORS,
   QUEUE_FULL_ERRORS,
   STORAGE_THROTTLED_ERRORS,
 } from '../shared/jobs/contract';
@@ -102,6 +103,19 @@ export const CREATE_REFUSED_RETRY: sfn.RetryProps = {
   backoffRate: 1.5,
   maxDelay: Duration.minutes(10),
   maxAttempts: 16,
+  jitterStrategy: sfn.JitterType.FULL,
+};
+
+/**
+ * The API refused the key while Collect read results: they stay at the API for 29 days, so wait
+ * for a valid key — 10 minutes, backing off to an hour, about a day in all.
+ */
+export const KEY_REFUSED_RETRY: sfn.RetryProps = {
+  errors: [...KEY_REFUSED_ERRORS],
+  interval: Duration.minutes(10),
+  backoffRate: 1.5,
+  maxDelay: Duration.hours(1),
+  maxAttempts: 30,
   jitterStrategy: sfn.JitterType.FULL,
 };
 
@@ -205,7 +219,7 @@ export class JobWorkflow extends Construct {
     const submitChunk = task('SubmitChunk', fns['submit-chunk'], [API_RETRYABLE_RETRY, OUTCOME_UNKNOWN_RETRY, CREATE_SLOT_BUSY_RETRY, CREATE_REFUSED_RETRY, QUEUE_FULL_RETRY]);
     const waitForBatch = new sfn.Wait(this, 'WaitForBatch', { time: sfn.WaitTime.secondsPath('$.waitSeconds') });
     const pollBatch = task('PollBatch', fns['poll-batch'], [API_RETRYABLE_RETRY]);
-    const collectResults = task('CollectResults', fns['collect-results'], [API_RETRYABLE_RETRY]);
+    const collectResults = task('CollectResults', fns['collect-results'], [API_RETRYABLE_RETRY, KEY_REFUSED_RETRY]);
     const waitBeforeRetry = new sfn.Wait(this, 'WaitBeforeRetry', {
       time: sfn.WaitTime.secondsPath('$.retryWaitSeconds'),
     });

@@ -19,6 +19,7 @@
  */
 import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import type { S3Client } from '@aws-sdk/client-s3';
+import { ApiAuthError } from '../anthropic/errors';
 import type { BatchesApi, DamagedResultLine, DamageKind } from '../anthropic/api';
 import type { BatchResult } from '../anthropic/types';
 import type { PipelineConfig } from '../config';
@@ -57,6 +58,11 @@ import {
   type ResultStatus,
   type RowDecision,
 } from './outcome';
+
+/** The API refused the key while Collect read results: retried by the workflow for about a day. */
+export class ApiKeyRefused extends Error {
+  override readonly name = 'ApiKeyRefused';
+}
 
 export interface CollectInput extends ChunkRef {
   attempt: number;
@@ -121,6 +127,12 @@ export async function collectResults(input: CollectInput, deps: CollectDeps): Pr
     await rows.flush();
   } catch (error) {
     await rows.keepWhatWasRead();
+    if (error instanceof ApiAuthError) {
+      // The results stay at the API for 29 days: wait for a valid key rather than fail the chunk.
+      observer.metric('ApiKeyRefused', 1);
+      observer.error('the API refuses the key (401/403) reading results; put a valid key in the secret and Collect goes on', { status: error.status });
+      throw new ApiKeyRefused(`chunk ${input.chunk} attempt ${input.attempt} of job ${input.jobId}: ${error.message}`);
+    }
     throw error;
   }
 

@@ -57,6 +57,9 @@ export const CREATE_SLOT_BUSY_ERRORS = ['CreateSlotBusy'] as const;
 /** A create was refused with 429: the workspace's batch queue is full until earlier batches end. */
 export const QUEUE_FULL_ERRORS = ['BatchQueueFull'] as const;
 
+/** The API refused the key while Collect read results (which it keeps 29 days): waited for, not a failed chunk. */
+export const KEY_REFUSED_ERRORS = ['ApiKeyRefused'] as const;
+
 /** A create was refused before any batch was made (529 overloaded, or its body never sent): an API outage. */
 export const CREATE_REFUSED_ERRORS = ['CreateRefused'] as const;
 
@@ -69,6 +72,7 @@ export const RETRIED_HANDLER_ERRORS: ReadonlySet<string> = new Set<string>([
   ...OUTCOME_UNKNOWN_ERRORS,
   ...CREATE_SLOT_BUSY_ERRORS,
   ...CREATE_REFUSED_ERRORS,
+  ...KEY_REFUSED_ERRORS,
   ...QUEUE_FULL_ERRORS,
   ...STORAGE_THROTTLED_ERRORS,
 ]);

@@ -156,8 +156,13 @@ async function collect(job: JobItem, creates: LostCreate[], batch: MessageBatch,
   let sent: SentRequests | undefined;
   let writer: ObjectWriter | undefined;
   let lines = 0;
+  let damaged = 0;
+  // A line that cannot be read costs only itself (its row keeps create_unknown); counted and logged.
+  const onDamagedLine = () => {
+    damaged += 1;
+  };
   try {
-    for await (const entry of deps.api.results(batch.id)) {
+    for await (const entry of deps.api.results(batch.id, { onDamagedLine })) {
       if (!create) {
         // The first line names the create: its nonce is one of the given-up attempts', or the batch is not ours.
         const nonce = parseWireId(entry.line.custom_id)?.nonce;
@@ -193,7 +198,7 @@ async function collect(job: JobItem, creates: LostCreate[], batch: MessageBatch,
     throw error;
   }
   const orphan = { ...orphanOf(create, batch, deps.now()), outcome: 'collected' as const, resultsKey: keys.orphanResults(batch.id) };
-  deps.observer.error("found the batch of a create whose answer was lost: its results are kept beside the job's outputs", { ...orphan, lines });
+  deps.observer.error("found the batch of a create whose answer was lost: its results are kept beside the job's outputs", { ...orphan, lines, damagedLines: damaged });
   return orphan;
 }
 

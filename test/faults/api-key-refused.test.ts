@@ -46,6 +46,22 @@ describe('a key the API refuses while batches run', () => {
     }
   });
 
+  it('waits for a valid key when the API refuses it while Collect reads results: the results stay at the API', async () => {
+    const reference = await runJob(under, 'reference-results.jsonl', customIds);
+    const refusedBefore = under.events.filter((event) => event.type === 'task-failed' && (event as { error: string }).error === 'ApiKeyRefused').length;
+    under.stack.simulator!.setHttpFaults([{ endpoint: 'results', status: 401, times: 2 }]);
+    const run = await runJob(under, 'refused-results.jsonl', customIds);
+    expect(await ownAnswerStatus(under.stack, 'results')).toBe(404);
+    under.stack.simulator!.setHttpFaults([]);
+
+    const refused = under.events.filter((event) => event.type === 'task-failed' && (event as { error: string }).error === 'ApiKeyRefused').length;
+    expect(refused - refusedBefore).toBe(2);
+    expect(run.outcome.status).toBe('succeeded');
+    expectEveryRowOnce(run, customIds);
+    await expectOneBatchPerAttempt(under.stack, run);
+    expect(comparable(run.results)).toEqual(comparable(reference.results));
+  });
+
   it('shows the refusal in `batchline status` while it lasts', async () => {
     const report = await jobProgress({ dynamo: under.stack.dynamo, table: under.stack.table }, (await runJob(under, 'plain.jsonl', ids('s', 2))).jobId);
     const chunk = report.chunks[0]!;

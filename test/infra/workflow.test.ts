@@ -119,6 +119,14 @@ const CREATE_REFUSED_RETRY = {
   MaxAttempts: 16,
   JitterStrategy: 'FULL',
 };
+const KEY_REFUSED_RETRY = {
+  ErrorEquals: ['ApiKeyRefused'],
+  IntervalSeconds: 600,
+  BackoffRate: 1.5,
+  MaxDelaySeconds: 3600,
+  MaxAttempts: 30,
+  JitterStrategy: 'FULL',
+};
 const catchTo = (next: string) => [{ ErrorEquals: ['States.ALL'], ResultPath: '$.error', Next: next }];
 
 /** Every transition out of a state: Next, Choice branches and Default, Catch targets. */
@@ -242,7 +250,7 @@ describe('the job state machine', () => {
       MarkJobFailed: [LAMBDA_RETRY, CRASH_RETRY, STORAGE_RETRY],
       SubmitChunk: [LAMBDA_RETRY, CRASH_RETRY, STORAGE_RETRY, API_RETRYABLE_RETRY, OUTCOME_UNKNOWN_RETRY, CREATE_SLOT_BUSY_RETRY, CREATE_REFUSED_RETRY, QUEUE_FULL_RETRY],
       PollBatch: [LAMBDA_RETRY, CRASH_RETRY, STORAGE_RETRY, API_RETRYABLE_RETRY],
-      CollectResults: [LAMBDA_RETRY, CRASH_RETRY, STORAGE_RETRY, API_RETRYABLE_RETRY],
+      CollectResults: [LAMBDA_RETRY, CRASH_RETRY, STORAGE_RETRY, API_RETRYABLE_RETRY, KEY_REFUSED_RETRY],
       RecordChunkFailure: [LAMBDA_RETRY, CRASH_RETRY, STORAGE_RETRY, RECORD_FAILURE_RETRY],
     });
   });
