@@ -1,6 +1,6 @@
 /**
  * S3 (s3rver) and DynamoDB (dynalite) on loopback, for the local runtime and the tests alike.
- * Carries the fixes measured in ../shared/local-stack.md: SDK checksums off (they corrupt streamed
+ * Carries the fixes measured on these engines (docs/deploy-fidelity.md): SDK checksums off (they corrupt streamed
  * bodies on s3rver), a stand-in for the DES cipher s3rver's continuation tokens need (OpenSSL 3
  * refuses DES), path-style S3, S3RVER credentials.
  *

@@ -1,5 +1,5 @@
 /**
- * Who may call, and in which API version (anthropic-batches.md §1.2): the key comes as `x-api-key`
+ * Who may call, and in which API version (docs/api-reference.md §1.2): the key comes as `x-api-key`
  * (SDK ≤ 0.x) or `Authorization: Bearer` (SDK ≥ 1.0); `anthropic-version` is required and is
  * `2023-06-01` or `2026-10-21`. `anthropic-beta` values are accepted whatever they are.
  */

@@ -149,7 +149,7 @@ export class BatchStore {
   }
 
   /**
-   * anthropic-batches.md §1.1: newest first; `after_id` pages towards older batches, `before_id`
+   * docs/api-reference.md §1.1: newest first; `after_id` pages towards older batches, `before_id`
    * towards newer ones (still listed newest first). Both cursors at once is a 400; a cursor naming
    * no batch (never created, or deleted) is a 404, since the page it anchors cannot be found.
    */

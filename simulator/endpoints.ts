@@ -1,4 +1,4 @@
-/** The six endpoints (anthropic-batches.md §1), each answering one exchange against the store. */
+/** The six endpoints (docs/api-reference.md §1), each answering one exchange against the store. */
 import type { IncomingMessage } from 'node:http';
 import type { DeletedBatch } from '../shared/anthropic/types';
 import { BatchStore, toWire } from './batch-store';

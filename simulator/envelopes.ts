@@ -1,5 +1,5 @@
 /**
- * What every response carries (anthropic-batches.md §1.3, §5): a `request-id`, the simulated
+ * What every response carries (docs/api-reference.md §1.3, §5): a `request-id`, the simulated
  * clock's `Date`, JSON with `Content-Type: application/json`, and errors in the API's envelope
  * with the type the status table gives.
  */

@@ -1,5 +1,5 @@
 /**
- * The results file of an ended batch (anthropic-batches.md §4): one JSON line per request,
+ * The results file of an ended batch (docs/api-reference.md §4): one JSON line per request,
  * `\n`-terminated, in a seeded shuffled order. Lines are generated as they are written, so a
  * 100,000-request batch never sits in memory as text; the same batch always yields the same bytes,
  * which is what lets a client resume with a Range.

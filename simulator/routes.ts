@@ -1,4 +1,4 @@
-/** Maps method + path onto the six endpoints (anthropic-batches.md §1). Query strings are the caller's. */
+/** Maps method + path onto the six endpoints (docs/api-reference.md §1). Query strings are the caller's. */
 import type { Endpoint } from './options';
 import { ApiError } from './envelopes';
 

@@ -1,6 +1,6 @@
 /**
  * A local stand-in for the Anthropic Message Batches API on plain node:http: the real wire format
- * (anthropic-batches.md), a clock that can run faster than real time, and seeded faults.
+ * (docs/api-reference.md), a clock that can run faster than real time, and seeded faults.
  *
  *   const sim = await startSimulator({ timeScale: 3600 });
  *   const client = new Anthropic({ apiKey: 'any', baseURL: sim.url });

@@ -1,5 +1,5 @@
 /**
- * The one Message Batches API client (anthropic-batches.md), on undici.
+ * The one Message Batches API client (docs/api-reference.md), on undici.
  *
  * - Retries as the official SDK does (./retry.ts); errors are the named classes of ./errors.ts.
  * - create streams its body with backpressure. A body stream is read once, so create retries only

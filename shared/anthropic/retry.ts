@@ -1,5 +1,5 @@
 /**
- * The retry policy of the Batches client, as the official SDKs apply it (anthropic-batches.md §5.4).
+ * The retry policy of the Batches client, as the official SDKs apply it (docs/api-reference.md §5.4).
  * Pure: no I/O, no clock or randomness of its own, so every rule is unit-testable.
  */
 
@@ -87,7 +87,7 @@ export function retryDelayMs(inputs: DelayInputs): number {
 }
 
 /**
- * The transient 404 seen seconds after create (anthropic-batches.md §6): a 404 for a batch created
+ * The transient 404 seen seconds after create (docs/api-reference.md §6): a 404 for a batch created
  * less than `graceMs` ago is retried like a 5xx. `createdAt` undefined = unknown, never retried.
  */
 export function isTransientNotFound(createdAt: number | undefined, now: number, graceMs: number): boolean {

@@ -1,4 +1,4 @@
-/** Wire types of the Message Batches API (see ../shared/anthropic-batches.md §2–§4). */
+/** Wire types of the Message Batches API (see docs/api-reference.md §2–§4). */
 
 export type ProcessingStatus = 'in_progress' | 'canceling' | 'ended';
 
@@ -101,7 +101,7 @@ export interface DeletedBatch {
   type: 'message_batch_deleted';
 }
 
-/** Errored result types worth another attempt (DESIGN.md, issue 3). */
+/** Errored result types worth another attempt (docs/design.md). */
 export const TRANSIENT_ERROR_TYPES: ReadonlySet<string> = new Set([
   'api_error',
   'overloaded_error',

@@ -1,6 +1,6 @@
 /**
  * The price table: list (standard, undiscounted) prices in USD per million tokens, keyed by model
- * id, from anthropic-batches.md §7. Data only; the math lives in ./cost.ts. BATCHLINE_PRICES
+ * id, from docs/api-reference.md §7. Data only; the math lives in ./cost.ts. BATCHLINE_PRICES
  * (shared/config.ts) overrides or extends it without a redeploy of code.
  *
  * Markers as in the reference: [V] verified (docs pricing page, 2026-08-21), [U] unverified

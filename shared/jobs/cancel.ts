@@ -3,7 +3,7 @@
  * Reconcile and Submit (a job stopped while its batch was being created) all ask through here, so
  * they agree on what an answer means.
  *
- * A cancel of a batch that has ended, or is already canceling, may be answered 400 (anthropic-batches.md
+ * A cancel of a batch that has ended, or is already canceling, may be answered 400 (docs/api-reference.md
  * §6 leaves it open); a 400 for any other reason must not pass for a cancel. A 404 may be the
  * transient one right after create rather than a deleted batch. Either is settled by a retrieve,
  * which the client retries through that window when it knows the batch's created_at.

@@ -2,7 +2,7 @@
  * Poll: one look at a chunk's batch. Records its progress on the chunk attempt, forwards a job's
  * cancel request to the API, and says how long to wait before the next look.
  *
- * Polling is adaptive (DESIGN.md: a 24 h batch must fit a Step Functions history): the wait grows
+ * Polling is adaptive (docs/design.md: a 24 h batch must fit a Step Functions history): the wait grows
  * with the batch's age — a batch that has run for an hour is unlikely to end in the next minute —
  * so a 24 h batch costs ~130 polls with the defaults while an early end is still noticed within
  * about a tenth of the time it took. Age is measured on the API's clock, so a simulator whose clock

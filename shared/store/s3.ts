@@ -7,7 +7,7 @@ import { once } from 'node:events';
 
 export const JSONL_CONTENT_TYPE = 'application/x-ndjson';
 
-/** Parts of 16 MiB keep a 10,000-part upload able to reach ~160 GiB (DESIGN.md: multipart limits). */
+/** Parts of 16 MiB keep a 10,000-part upload able to reach ~160 GiB (docs/design.md: multipart limits). */
 export const DEFAULT_PART_SIZE = 16 * 1024 * 1024;
 
 /** Streams an object's bytes, optionally from a byte offset (a normal Range, never a suffix range). */

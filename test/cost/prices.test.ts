@@ -10,7 +10,7 @@ import {
   UnknownModel,
 } from '../../shared/cost/prices';
 
-/** §7 of anthropic-batches.md, column order: input, 5m write, 1h write, cache read, output. */
+/** §7 of docs/api-reference.md, column order: input, 5m write, 1h write, cache read, output. */
 const LIST_PRICES: Record<string, [number, number, number, number, number]> = {
   'claude-fable-5': [10, 12.5, 20, 1, 50],
   'claude-mythos-5': [10, 12.5, 20, 1, 50],
