@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { logRecorder } from '../support/observer';
 import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { GetObjectCommand } from '@aws-sdk/client-s3';
 import type { DamagedResultLine } from '../../shared/anthropic/api';
@@ -11,7 +12,6 @@ import { jobKeys } from '../../shared/store/keys';
 import { collectResults, type CollectDeps } from '../../shared/jobs/collect';
 import { pollBatch } from '../../shared/jobs/poll';
 import { submitChunk } from '../../shared/jobs/submit';
-import type { LogFields, Observer } from '../../shared/observability';
 import { localDynamoClient } from '../../local/emulators';
 import { useLocalAws } from '../support/aws';
 import {
@@ -504,21 +504,3 @@ function countingClient(endpoint: string) {
   return { client, byCommand, total: () => Object.values(byCommand).reduce((a, b) => a + b, 0) };
 }
 
-interface LogLine {
-  level: 'info' | 'warn' | 'error';
-  message: string;
-  fields: LogFields;
-}
-
-/** An observer that keeps the log lines, to read what an operator would be told. */
-function logRecorder(): Observer & { lines: LogLine[] } {
-  const lines: LogLine[] = [];
-  return {
-    lines,
-    keys: () => undefined,
-    info: (message, fields = {}) => lines.push({ level: 'info', message, fields }),
-    warn: (message, fields = {}) => lines.push({ level: 'warn', message, fields }),
-    error: (message, fields = {}) => lines.push({ level: 'error', message, fields }),
-    metric: () => undefined,
-  };
-}

@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { logRecorder } from '../support/observer';
 import { useLocalAws } from '../support/aws';
 import { readChunkItem, readJobItem, startApi, stopApi, type ApiContext } from '../support/chunks';
 import { jsonl, objectCreated, pipelineConfig, putInput, request, startRecordingEndpoint, type RecordingEndpoint } from '../support/pipeline';
@@ -14,31 +15,12 @@ import { CancelFailed, markJobFailed } from '../../shared/jobs/fail';
 import { prepareJob } from '../../shared/jobs/prepare';
 import { registerJob } from '../../shared/jobs/register';
 import { submitChunk } from '../../shared/jobs/submit';
-import type { LogFields, Observer } from '../../shared/observability';
 
 const MACHINE = 'arn:aws:states:us-east-1:123456789012:stateMachine:batchline-jobs';
 const executionArn = (name: string) => `arn:aws:states:us-east-1:123456789012:execution:batchline-jobs:${name}`;
 const TOPIC = 'arn:aws:sns:us-east-1:123456789012:batchline-alerts';
 const REGISTERED_AT = new Date('2026-05-06T07:08:09.000Z');
 
-interface LogLine {
-  level: 'info' | 'warn' | 'error';
-  message: string;
-  fields: LogFields;
-}
-
-/** An observer that keeps the lines the core logs. */
-function logRecorder(): Observer & { lines: LogLine[] } {
-  const lines: LogLine[] = [];
-  return {
-    lines,
-    keys: () => undefined,
-    info: (message, fields = {}) => lines.push({ level: 'info', message, fields }),
-    warn: (message, fields = {}) => lines.push({ level: 'warn', message, fields }),
-    error: (message, fields = {}) => lines.push({ level: 'error', message, fields }),
-    metric: () => undefined,
-  };
-}
 
 /** The EventBridge event Step Functions sends when an execution's status changes. */
 function statusChange(detail: Partial<ExecutionDetail> & { name: string; status: string }) {

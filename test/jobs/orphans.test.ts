@@ -19,7 +19,7 @@ import { wireId } from '../../shared/jobs/wire-ids';
 import type { BatchFaults } from '../../simulator/options';
 import { createPipelineTable } from '../../local/emulators';
 import { useLocalAws } from '../support/aws';
-import { putText, readChunkItem, readJobItem, readJsonl, readText, seedJob, startApi, stopApi, type ApiContext, type SeededJob } from '../support/chunks';
+import { putText, readChunkItem, readJobItem, readJsonl, readText, seedJob, sharedClock, startApi, stopApi, type ApiContext, type SeededJob } from '../support/chunks';
 import { pipelineConfig } from '../support/pipeline';
 import { requests } from '../support/requests';
 
@@ -30,17 +30,6 @@ describe('sweepOrphans', () => {
     for (const ctx of apis) await stopApi(ctx);
   });
 
-  /** A local clock that moves only with the simulator's: `advance` moves both, so local and API times agree. */
-  function sharedClock(sim: ApiContext['sim']) {
-    let now = sim.now();
-    return {
-      now: () => now,
-      advance(seconds: number) {
-        sim.advance(seconds);
-        now += seconds * 1000;
-      },
-    };
-  }
 
   // Each test has a table (create slots, claims) and a simulator (its list, its stats) of its own.
   let tables = 0;

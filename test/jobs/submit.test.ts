@@ -10,7 +10,7 @@ import { BatchQueueFull, CreateOutcomeUnknown, GIVE_UP_LOOKS, submitChunk, type 
 import type { SimulatorOptions } from '../../simulator/options';
 import { createPipelineTable } from '../../local/emulators';
 import { useLocalAws } from '../support/aws';
-import { putText, readChunkItem, readJobItem, seedJob, startApi, stopApi, type ApiContext } from '../support/chunks';
+import { putText, readChunkItem, readJobItem, seedJob, sharedClock, startApi, stopApi, type ApiContext } from '../support/chunks';
 import { pipelineConfig } from '../support/pipeline';
 import { requests } from '../support/requests';
 
@@ -45,17 +45,6 @@ describe('submitChunk', () => {
     plain = await setup();
   });
 
-  /** A local clock that moves only with the simulator's: `advance` moves both, so every time Submit records is exact. */
-  function sharedClock(sim: ApiContext['sim']) {
-    let now = sim.now();
-    return {
-      now: () => now,
-      advance(seconds: number) {
-        sim.advance(seconds);
-        now += seconds * 1000;
-      },
-    };
-  }
 
   /** The real client, with some of its methods replaced. */
   const replacing = (api: BatchesApi, methods: Partial<BatchesApi>): BatchesApi =>

@@ -169,6 +169,18 @@ export async function stopApi(context: ApiContext | undefined): Promise<void> {
   await context?.sim.stop();
 }
 
+/** A local clock that moves only with the simulator's: `advance` moves both, so local and API times agree to the millisecond. */
+export function sharedClock(sim: SimulatorHandle): { now: () => number; advance(seconds: number): void } {
+  let now = sim.now();
+  return {
+    now: () => now,
+    advance(seconds: number) {
+      sim.advance(seconds);
+      now += seconds * 1000;
+    },
+  };
+}
+
 export interface ChunkContext {
   aws: LocalAws;
   sim: SimulatorHandle;
