@@ -10,6 +10,7 @@ import { copyOutputs } from './outputs';
 import { ProgressView } from './progress';
 import { onInterrupt, type Io } from './io';
 import { oneLine } from './ops/layout';
+import { EXIT_STATUS_HELP, exitStatusOf, shortfallLine, type JobEnd } from './exit-status';
 
 export const DEFAULT_EXAMPLE = 'examples/classification.jsonl';
 const REPO_ROOT = fileURLToPath(new URL('..', import.meta.url));
@@ -36,8 +37,7 @@ Options:
 Pipeline settings come from the environment, e.g. BATCHLINE_MAX_REQUESTS_PER_CHUNK=50,
 BATCHLINE_MAX_ATTEMPTS=3 (see examples/README.md).
 
-Exit status: 0 when the job succeeded, 1 when it failed or was rejected, 2 for a usage error.
-`;
+${EXIT_STATUS_HELP}`;
 
 export async function runCommand(args: string[], io: Io): Promise<number> {
   const { values, positionals } = parse(
@@ -97,7 +97,19 @@ async function runFile(stack: LocalStack, file: string, options: { lenient: bool
   const dir = path.resolve(io.cwd, options.out ?? path.join('batchline-out', jobId));
   const written = await copyOutputs(stack.s3, stack.bucket, jobId, dir);
   io.stdout.write(written.length > 0 ? `\nOutputs in ${displayPath(io.cwd, dir)}/: ${written.map((f) => path.basename(f)).join(', ')}\n` : '\nNo outputs were written.\n');
-  return outcome.status === 'succeeded' ? 0 : 1;
+  const end = jobEnd(outcome);
+  const shortfall = shortfallLine(end);
+  if (shortfall) io.stdout.write(`${shortfall}\n`);
+  return exitStatusOf(end);
+}
+
+/** How a local job ended, for its exit status. */
+export function jobEnd(outcome: JobOutcome): JobEnd {
+  return {
+    status: outcome.status,
+    counts: outcome.summary?.counts ?? outcome.job?.counts,
+    executionFailed: outcome.execution?.status === 'FAILED',
+  };
 }
 
 export function formatSummary(outcome: JobOutcome, elapsedMs: number): string {

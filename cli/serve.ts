@@ -36,6 +36,9 @@ Options:
   --port N           serve local S3 on this port (default: any free port)
   --verbose          print the handlers' own log lines (JSON, as in CloudWatch) as well
   -h, --help         show this help
+
+Exit status: 0 when stopped with Ctrl-C (each job's outcome is in its summary), 1 when the local
+stack fails, 2 for a usage error (a flag, a port in use).
 `;
 
 /** How long a file's size and mtime must hold still before it is taken as complete. */

@@ -5,6 +5,7 @@ import { count, plural, usd } from '../format';
 import { oneJob, opsCommand } from './command';
 import { oneLine, table, when } from './layout';
 import { TARGET_HELP } from './target';
+import { EXIT, EXIT_STATUS_HELP, exitStatusOf } from '../exit-status';
 
 export const STATUS_HELP = `Usage: batchline status JOB [options]
 
@@ -14,13 +15,18 @@ every chunk (its batch, the outcomes so far, polls, and why a chunk failed).
 Options:
 ${TARGET_HELP}
   -h, --help         show this help
-`;
+
+A job that has ended exits with the status "batchline submit" would have given it; one that has
+not ended yet exits 0 (status shows where a job is, it does not wait for it).
+
+${EXIT_STATUS_HELP}`;
 
 export const statusCommand = opsCommand('status', STATUS_HELP, {}, async ({ positionals }, open, io) => {
   const jobId = oneJob(positionals, 'status');
   const report = await jobProgress(await open(), jobId);
   io.stdout.write(formatStatus(report));
-  return 0;
+  const { job } = report;
+  return hasEnded(job) ? exitStatusOf({ status: job.status, counts: job.counts }) : EXIT.succeeded;
 });
 
 export function formatStatus({ job, chunks, totals }: JobProgressReport): string {

@@ -15,6 +15,7 @@ import { displayPath, duration, plural } from '../format';
 import { onInterrupt, type Io } from '../io';
 import { ProgressView } from '../progress';
 import { formatSummary } from '../run';
+import { EXIT_STATUS_HELP, exitStatusOf, shortfallLine, type JobEnd } from '../exit-status';
 import { OpsFailure, opsCommand } from './command';
 import { followJob, type FollowOptions } from './follow';
 import { TARGET_HELP } from './target';
@@ -32,9 +33,9 @@ Options:
 ${TARGET_HELP}
   -h, --help         show this help
 
-Exit status: 0 when the job succeeded (or, with --no-follow, was registered), 1 when it failed,
-was rejected or canceled, 2 for a usage error.
-`;
+With --no-follow the exit status is 0 once the job is registered. Otherwise:
+
+${EXIT_STATUS_HELP}`;
 
 /** How long a job may take to appear after its upload (EventBridge delivers in seconds). */
 export const FIND_TIMEOUT_MS = 120_000;
@@ -110,7 +111,7 @@ export async function waitForJob(
   }
 }
 
-/** Follows the job with a progress view, then prints its summary; exit 0 only when it succeeded. */
+/** Follows the job with a progress view, then prints its summary; returns its exit status (cli/exit-status.ts). */
 export async function followToEnd(
   target: Pick<QueryDeps, 's3' | 'dynamo' | 'bucket' | 'table'> & { flags: string },
   jobId: string,
@@ -136,5 +137,8 @@ export async function followToEnd(
   if (summary) {
     io.stdout.write(`\nOutputs in s3://${target.bucket}/${keys.resultsPrefix} (download them with: batchline results ${jobId}${target.flags})\n`);
   }
-  return job.status === 'succeeded' ? 0 : 1;
+  const end: JobEnd = { status: job.status, counts: summary?.counts ?? job.counts };
+  const shortfall = shortfallLine(end);
+  if (shortfall) io.stdout.write(`${shortfall}\n`);
+  return exitStatusOf(end);
 }

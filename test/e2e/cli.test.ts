@@ -27,12 +27,14 @@ describe('the batchline command', () => {
   let out: string;
   let classification: Run;
   let rejected: Run;
+  let lenient: Run;
   beforeAll(async () => {
     out = await mkdtemp(path.join(tmpdir(), 'batchline-cli-'));
-    // Two whole runs at once: each starts its own local stack in its own process.
-    [classification, rejected] = await Promise.all([
+    // Whole runs at once: each starts its own local stack in its own process.
+    [classification, rejected, lenient] = await Promise.all([
       batchline(['run', 'examples/classification.jsonl', '--out', path.join(out, 'classification')]),
       batchline(['run', 'examples/with-invalid-rows.jsonl', '--out', path.join(out, 'rejected')]),
+      batchline(['run', 'examples/with-invalid-rows.jsonl', '--lenient', '--out', path.join(out, 'lenient')]),
     ]);
   }, 180_000);
   afterAll(async () => {
@@ -59,6 +61,13 @@ describe('the batchline command', () => {
     expect(rejected.stdout).toMatch(/^Job with-invalid-rows-[0-9a-f]+: rejected in /m);
     const invalid = (await readFile(path.join(out, 'rejected', 'invalid.jsonl'), 'utf8')).trim().split('\n');
     expect(invalid).toHaveLength(4);
+  });
+
+  it('exits 3 when the job ran to the end but not every row succeeded (invalid lines under --lenient), and says why', () => {
+    expect(lenient.stdout).toMatch(/^Job with-invalid-rows-[0-9a-f]+: succeeded in /m);
+    expect(lenient.stdout).toContain('rows      12 succeeded, 0 errored, 0 expired, 0 canceled, 4 invalid');
+    expect(lenient.stdout.trimEnd().split('\n').at(-1)).toBe('4 of 16 rows did not succeed (4 invalid): exit status 3');
+    expect(lenient.code).toBe(3);
   });
 
   it('answers a port in use with one line on stderr and exit status 2', async () => {
