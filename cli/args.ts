@@ -1,5 +1,6 @@
 /** Command-line parsing shared by the commands: node:util parseArgs, with its errors made one clear line. */
 import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { nearest } from '../shared/validation/nearest';
 
 /** A mistake in how the command was called (bad flag, missing file, port in use): exit code 2. */
 export class UsageError extends Error {
@@ -9,13 +10,30 @@ export class UsageError extends Error {
 export type Options = NonNullable<ParseArgsConfig['options']>;
 
 export function parse<T extends Options>(args: string[], options: T, command: string) {
+  const all = { ...options, help: { type: 'boolean', short: 'h' } } as const satisfies Options;
   try {
-    return parseArgs({ args, options: { ...options, help: { type: 'boolean', short: 'h' } }, allowPositionals: true, strict: true });
+    return parseArgs({ args, options: all, allowPositionals: true, strict: true });
   } catch (error) {
+    const unknown = (error as NodeJS.ErrnoException).code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION' && /Unknown option '([^']+)'/.exec((error as Error).message)?.[1];
+    if (unknown) {
+      const hint = unknown.startsWith('--') ? didYouMean(unknown, flagNames(all)) : '';
+      throw new UsageError(`unknown option ${unknown}${hint} (see batchline ${command} --help)`);
+    }
     // parseArgs explains itself well; its own hint about `--` is noise here.
     const message = (error as Error).message.replace(/\. To specify a positional argument.*$/s, '');
     throw new UsageError(`${message} (see batchline ${command} --help)`);
   }
+}
+
+/** `--name` for each option (a one-letter slip like `-x` has no near miss worth naming). */
+function flagNames(options: Options): string[] {
+  return Object.keys(options).map((name) => `--${name}`);
+}
+
+/** `: did you mean X?` when a candidate is near enough to `word`, else ''. */
+export function didYouMean(word: string, candidates: Iterable<string>): string {
+  const suggestion = nearest(word, candidates);
+  return suggestion === undefined ? '' : `: did you mean ${suggestion}?`;
 }
 
 export function positiveNumber(value: string | undefined, flag: string): number | undefined {
@@ -36,3 +54,4 @@ export function atMostOne(positionals: string[], command: string): string | unde
   if (positionals.length > 1) throw new UsageError(`batchline ${command} takes one file, got ${positionals.length} (see batchline ${command} --help)`);
   return positionals[0];
 }
+

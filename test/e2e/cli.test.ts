@@ -1,4 +1,5 @@
 import { execFile } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { mkdtemp, readFile, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -15,9 +16,9 @@ interface Run {
 }
 
 /** Runs `batchline ARGS` as a user would, from the repository root. */
-function batchline(args: string[]): Promise<Run> {
+function batchline(args: string[], env: Record<string, string> = {}): Promise<Run> {
   return new Promise((resolve) => {
-    execFile(process.execPath, [path.join(ROOT, 'bin/batchline.mjs'), ...args], { cwd: ROOT, timeout: 120_000 }, (error, stdout, stderr) => {
+    execFile(process.execPath, [path.join(ROOT, 'bin/batchline.mjs'), ...args], { cwd: ROOT, timeout: 120_000, env: { ...process.env, ...env } }, (error, stdout, stderr) => {
       resolve({ code: error ? Number((error as { code?: number }).code ?? 1) : 0, stdout, stderr });
     });
   });
@@ -80,5 +81,40 @@ describe('the batchline command', () => {
     } finally {
       taken.close();
     }
+  });
+});
+
+describe('mistakes in how batchline is called', () => {
+  const VERSION = (JSON.parse(readFileSync(path.join(ROOT, 'package.json'), 'utf8')) as { version: string }).version;
+
+  it('prints the package version for --version and -V', async () => {
+    expect(await batchline(['--version'])).toEqual({ code: 0, stdout: `batchline ${VERSION}\n`, stderr: '' });
+    expect(await batchline(['-V'])).toEqual({ code: 0, stdout: `batchline ${VERSION}\n`, stderr: '' });
+  });
+
+  it('suggests the nearest command or flag for a misspelt one, with exit status 2', async () => {
+    expect(await batchline(['rnu'])).toEqual({ code: 2, stdout: '', stderr: 'batchline: unknown command "rnu": did you mean run? (see batchline --help)\n' });
+    expect(await batchline(['stauts', 'job-1'])).toEqual({
+      code: 2,
+      stdout: '',
+      stderr: 'batchline: unknown command "stauts": did you mean status? (see batchline --help)\n',
+    });
+    expect(await batchline(['--verison'])).toEqual({
+      code: 2,
+      stdout: '',
+      stderr: 'batchline: unknown option "--verison": did you mean --version? (see batchline --help)\n',
+    });
+    expect(await batchline(['run', 'examples/classification.jsonl', '--lenent'])).toEqual({
+      code: 2,
+      stdout: '',
+      stderr: 'batchline run: unknown option --lenent: did you mean --lenient? (see batchline run --help)\n',
+    });
+    expect(await batchline(['jobs', '--loacl', '.'])).toEqual({
+      code: 2,
+      stdout: '',
+      stderr: 'batchline jobs: unknown option --loacl: did you mean --local? (see batchline jobs --help)\n',
+    });
+    // Nothing near enough: no guess.
+    expect(await batchline(['frobnicate'])).toEqual({ code: 2, stdout: '', stderr: 'batchline: unknown command "frobnicate" (see batchline --help)\n' });
   });
 });
