@@ -1,4 +1,6 @@
 /** Command-line parsing shared by the commands: node:util parseArgs, with its errors made one clear line. */
+import { open, stat } from 'node:fs/promises';
+import path from 'node:path';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { nearest } from '../shared/validation/nearest';
 
@@ -55,3 +57,36 @@ export function atMostOne(positionals: string[], command: string): string | unde
   return positionals[0];
 }
 
+/**
+ * The input file `given` names, resolved against `cwd`, once it is known to be a regular file this
+ * process can read: anything else is a UsageError saying what is wrong with it, so a command fails
+ * before it starts a stack or uploads a byte. With `streams`, a pipe or a device (`/dev/stdin`) is
+ * taken too, unopened: opening a pipe can wait for its writer.
+ */
+export async function readableFile(cwd: string, given: string, options: { streams?: boolean } = {}): Promise<string> {
+  const file = path.resolve(cwd, given);
+  let info;
+  try {
+    info = await stat(file);
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT' || code === 'ENOTDIR') throw new UsageError(`no such file: ${given}`);
+    throw new UsageError(`cannot read ${given}: ${reason(error)}`);
+  }
+  if (info.isDirectory()) throw new UsageError(`${given} is a directory: give a .jsonl file`);
+  if (options.streams && (info.isFIFO() || info.isCharacterDevice())) return file;
+  if (!info.isFile()) throw new UsageError(`${given} is not a regular file: give a .jsonl file`);
+  try {
+    await (await open(file, 'r')).close();
+  } catch (error) {
+    throw new UsageError(`cannot read ${given}: ${reason(error)}`);
+  }
+  return file;
+}
+
+/** `permission denied` for EACCES and the like: the system's words, without the call and the path. */
+function reason(error: unknown): string {
+  const { code, message } = error as NodeJS.ErrnoException;
+  if (code === 'EACCES' || code === 'EPERM') return 'permission denied';
+  return code ?? message;
+}

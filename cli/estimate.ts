@@ -1,13 +1,12 @@
 /** `batchline estimate FILE.jsonl`: validates and prices a file without sending anything. */
 import { createReadStream } from 'node:fs';
-import { access } from 'node:fs/promises';
 import path from 'node:path';
 import { readPipelineSettings } from '../shared/config';
 import { EstimateTotals } from '../shared/cost/cost';
 import { priceTableFromConfig } from '../shared/cost/prices';
 import { splitLines } from '../shared/jsonl/lines';
 import { BATCH_BODY_OVERHEAD, validateStream, type InvalidLine } from '../shared/validation/request';
-import { atMostOne, parse, UsageError } from './args';
+import { atMostOne, parse, readableFile, UsageError } from './args';
 import { count, displayPath, plural, usd } from './format';
 import type { Io } from './io';
 
@@ -34,10 +33,7 @@ export async function estimateCommand(args: string[], io: Io): Promise<number> {
   }
   const given = atMostOne(positionals, 'estimate');
   if (given === undefined) throw new UsageError('batchline estimate needs a file (see batchline estimate --help)');
-  const file = path.resolve(io.cwd, given);
-  await access(file).catch(() => {
-    throw new UsageError(`no such file: ${given}`);
-  });
+  const file = await readableFile(io.cwd, given, { streams: true });
   const show = values.show === undefined ? 5 : Number(values.show);
   if (!Number.isInteger(show) || show < 0) throw new UsageError(`--show must be a whole number, got "${String(values.show)}"`);
 

@@ -1,9 +1,8 @@
 /** `batchline run FILE.jsonl`: one file through the whole pipeline, locally, with progress and a summary. */
-import { access } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { JobOutcome, LocalStack } from '../local/runtime';
-import { atMostOne, parse, UsageError } from './args';
+import { atMostOne, parse, readableFile } from './args';
 import { LOCAL_STACK_FLAGS, localStackOptions, startLocal } from './local-flags';
 import { count, displayPath, duration, usd } from './format';
 import { copyOutputs } from './outputs';
@@ -50,10 +49,7 @@ export async function runCommand(args: string[], io: Io): Promise<number> {
     return 0;
   }
   const given = atMostOne(positionals, 'run');
-  const file = given === undefined ? path.join(REPO_ROOT, DEFAULT_EXAMPLE) : path.resolve(io.cwd, given);
-  await access(file).catch(() => {
-    throw new UsageError(`no such file: ${given ?? file}`);
-  });
+  const file = await readableFile(io.cwd, given ?? path.join(REPO_ROOT, DEFAULT_EXAMPLE));
   const options = localStackOptions(values, io);
 
   io.stderr.write(`Starting the local stack${values.live ? ' (live: the real Message Batches API)' : ''}…\n`);

@@ -2,7 +2,6 @@
  * `batchline submit FILE`: uploads a file to the stack's inbox/, finds the job its upload started
  * and follows it to the end, as `run` does locally.
  */
-import { stat } from 'node:fs/promises';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { getJson, JSONL_CONTENT_TYPE, uploadFile as uploadInput } from '../../shared/store/s3';
@@ -10,7 +9,7 @@ import type { JobSummary } from '../../shared/jobs/finalize';
 import { jobForUpload, jobIdsForKey, type JobProgressReport, type QueryDeps, type UploadedObject } from '../../shared/jobs/queries';
 import { MODE_METADATA } from '../../shared/jobs/register';
 import { INBOX_PREFIX, jobKeys } from '../../shared/store/keys';
-import { UsageError } from '../args';
+import { readableFile, UsageError } from '../args';
 import { displayPath, duration, plural } from '../format';
 import { onInterrupt, type Io } from '../io';
 import { ProgressView } from '../progress';
@@ -48,13 +47,7 @@ export const submitCommand = opsCommand(
   { lenient: { type: 'boolean' }, 'no-follow': { type: 'boolean' } },
   async ({ values, positionals }, open, io) => {
     if (positionals.length !== 1) throw new UsageError(`needs one file, got ${plural(positionals.length, 'argument')} (see batchline submit --help)`);
-    const given = positionals[0]!;
-    const file = path.resolve(io.cwd, given);
-    const size = await stat(file).then(
-      (s) => (s.isFile() ? s.size : undefined),
-      () => undefined,
-    );
-    if (size === undefined) throw new UsageError(`no such file: ${given}`);
+    const file = await readableFile(io.cwd, positionals[0]!);
     const mode = values.lenient === true ? 'lenient' : 'strict';
     const target = await open();
     const key = `${INBOX_PREFIX}${path.basename(file)}`;

@@ -1,7 +1,7 @@
 import { execFile } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
-import { mkdtemp, readFile, readdir, rm } from 'node:fs/promises';
+import { chmod, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -116,5 +116,39 @@ describe('mistakes in how batchline is called', () => {
     });
     // Nothing near enough: no guess.
     expect(await batchline(['frobnicate'])).toEqual({ code: 2, stdout: '', stderr: 'batchline: unknown command "frobnicate" (see batchline --help)\n' });
+  });
+
+  it('refuses a directory as the input file with exit status 2, before the local stack starts', async () => {
+    for (const command of ['run', 'estimate', 'submit']) {
+      const result = await batchline([command, 'examples']);
+      expect({ command, ...result }).toEqual({ command, code: 2, stdout: '', stderr: `batchline ${command}: examples is a directory: give a .jsonl file\n` });
+    }
+  });
+
+  // Root reads any file whatever its mode: there, a sysfs attribute that has no read operation stands in.
+  const unreadable = async (): Promise<string | undefined> => {
+    if (process.getuid?.() !== 0) {
+      const file = path.join(await mkdtemp(path.join(tmpdir(), 'batchline-unreadable-')), 'secret.jsonl');
+      await writeFile(file, '{}\n');
+      await chmod(file, 0o000);
+      return file;
+    }
+    return ['/sys/bus/pci/rescan', '/sys/kernel/mm/ksm/run'].find((file) => {
+      try {
+        readFileSync(file);
+        return false;
+      } catch (error) {
+        return (error as NodeJS.ErrnoException).code === 'EACCES';
+      }
+    });
+  };
+
+  it('refuses a file it cannot read with exit status 2, before the local stack starts', async (context) => {
+    const file = await unreadable();
+    if (file === undefined) return context.skip('no file this process cannot read');
+    for (const command of ['run', 'estimate', 'submit']) {
+      const result = await batchline([command, file]);
+      expect({ command, ...result }).toEqual({ command, code: 2, stdout: '', stderr: `batchline ${command}: cannot read ${file}: permission denied\n` });
+    }
   });
 });
