@@ -26,6 +26,10 @@ FILE defaults to ${DEFAULT_EXAMPLE}.
 Options:
   --lenient          run the valid rows even if some lines are invalid (default: strict,
                      any invalid line rejects the file before anything is sent)
+  --allow-unknown-models
+                     accept a model batchline does not know (not in its price table, nor added
+                     with BATCHLINE_PRICES); by default such a line is invalid. The simulator
+                     errors its rows with not_found_error, as the API does for a model it lacks
   --live             use the real Message Batches API (needs ANTHROPIC_API_KEY; costs money,
                      and batches take minutes to hours)
   --out DIR          where to copy the outputs (default ./batchline-out/<jobId>/)

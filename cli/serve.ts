@@ -31,6 +31,8 @@ Options:
   --dir DIR          the folder to watch (default ./batchline-inbox, created if missing)
   --out DIR          where each job's outputs go, in <jobId>/ (default ./batchline-out)
   --lenient          run the valid rows of files with invalid lines (default: strict)
+  --allow-unknown-models
+                     accept a model batchline does not know (see batchline run --help)
   --live             use the real Message Batches API (needs ANTHROPIC_API_KEY)
   --time-scale N     simulated seconds per real second (default 600)
   --port N           serve local S3 on this port (default: any free port)

@@ -58,6 +58,7 @@ import {
 import { jobKeys } from '../store/keys';
 import { isS3NotFound, ObjectWriter, putJson, readObject } from '../store/s3';
 import { BATCH_BODY_OVERHEAD, CustomIdSet, validateLine } from '../validation/request';
+import { modelCatalogFromConfig } from '../validation/models';
 import { requestEntries } from './chunk-files';
 import { InvalidStateInput, isoAt, jobKey, readJob } from './chunk-state';
 import { CHUNK_FAILED, CREATE_UNKNOWN, decideRow, errorMessageOf, errorTypeOf, MISSING_RESULT, rowCostUsd, type ResultStatus } from './outcome';
@@ -101,7 +102,7 @@ export interface FinalizeOutput {
 export interface FinalizeDeps {
   s3: S3Client;
   dynamo: DynamoDBClient;
-  config: Pick<PipelineConfig, 'bucket' | 'table' | 'maxAttempts' | 'maxBytesPerChunk' | 'pricesJson' | 'rowTtlDays'>;
+  config: Pick<PipelineConfig, 'bucket' | 'table' | 'maxAttempts' | 'maxBytesPerChunk' | 'pricesJson' | 'rowTtlDays' | 'allowUnknownModels'>;
   notify: { clients: NotifyClients; config: NotifyConfig };
   /** The local clock (epoch ms). */
   now?: () => number;
@@ -886,10 +887,11 @@ async function* validCustomIds(job: JobItem, deps: FinalizeDeps): AsyncGenerator
   const body = await openSource(deps.s3, job);
   const maxRequestBytes = deps.config.maxBytesPerChunk - BATCH_BODY_OVERHEAD;
   const customIds = new CustomIdSet();
+  const models = modelCatalogFromConfig(deps.config);
   try {
     for await (const entry of sourceLines(body, maxRequestBytes + LINE_SLACK_BYTES)) {
       if ('tooLong' in entry || isBlank(entry.bytes)) continue;
-      const outcome = validateLine(entry, { maxRequestBytes, customIds });
+      const outcome = validateLine(entry, { maxRequestBytes, customIds, models });
       if (outcome.ok) yield outcome.customId;
     }
   } finally {

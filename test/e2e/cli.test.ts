@@ -29,13 +29,17 @@ describe('the batchline command', () => {
   let classification: Run;
   let rejected: Run;
   let lenient: Run;
+  let unknownModel: Run;
   beforeAll(async () => {
     out = await mkdtemp(path.join(tmpdir(), 'batchline-cli-'));
+    const misspelt = path.join(out, 'misspelt.jsonl');
+    await writeFile(misspelt, misspeltModelFile());
     // Whole runs at once: each starts its own local stack in its own process.
-    [classification, rejected, lenient] = await Promise.all([
+    [classification, rejected, lenient, unknownModel] = await Promise.all([
       batchline(['run', 'examples/classification.jsonl', '--out', path.join(out, 'classification')]),
       batchline(['run', 'examples/with-invalid-rows.jsonl', '--out', path.join(out, 'rejected')]),
       batchline(['run', 'examples/with-invalid-rows.jsonl', '--lenient', '--out', path.join(out, 'lenient')]),
+      batchline(['run', misspelt, '--allow-unknown-models', '--out', path.join(out, 'misspelt')]),
     ]);
   }, 180_000);
   afterAll(async () => {
@@ -71,6 +75,14 @@ describe('the batchline command', () => {
     expect(lenient.code).toBe(3);
   });
 
+  it('with --allow-unknown-models sends a misspelt model on, and the simulator errors its row not_found_error, as the API would: exit 3', async () => {
+    expect(unknownModel.stdout).toContain('rows      2 succeeded, 1 errored, 0 expired, 0 canceled, 0 invalid');
+    expect(unknownModel.stdout).toContain('errors    1 not_found_error');
+    const errors = (await readFile(path.join(out, 'misspelt', 'errors.jsonl'), 'utf8')).trim().split('\n').map((line) => JSON.parse(line));
+    expect(errors).toEqual([expect.objectContaining({ custom_id: 'typo', status: 'errored', error_type: 'not_found_error', message: 'model: claude-sonet-4-5' })]);
+    expect(unknownModel.code).toBe(3);
+  });
+
   it('answers a port in use with one line on stderr and exit status 2', async () => {
     const taken = createServer();
     await new Promise<void>((resolve) => taken.listen(0, '127.0.0.1', resolve));
@@ -84,7 +96,22 @@ describe('the batchline command', () => {
   });
 });
 
+/** Three requests, the second for a misspelt model. */
+function misspeltModelFile(): string {
+  const row = (customId: string, model: string) => JSON.stringify({ custom_id: customId, params: { model, max_tokens: 16, messages: [{ role: 'user', content: 'Say hi.' }] } });
+  return [row('fine-1', 'claude-haiku-4-5'), row('typo', 'claude-sonet-4-5'), row('fine-2', 'claude-sonnet-4-5')].join('\n') + '\n';
+}
+
 describe('mistakes in how batchline is called', () => {
+  const temps: string[] = [];
+  const tempDir = async () => {
+    const dir = await mkdtemp(path.join(tmpdir(), 'batchline-mistakes-'));
+    temps.push(dir);
+    return dir;
+  };
+  afterAll(async () => {
+    await Promise.all(temps.map((dir) => rm(dir, { recursive: true, force: true })));
+  });
   const VERSION = (JSON.parse(readFileSync(path.join(ROOT, 'package.json'), 'utf8')) as { version: string }).version;
 
   it('prints the package version for --version and -V', async () => {
@@ -118,6 +145,24 @@ describe('mistakes in how batchline is called', () => {
     expect(await batchline(['frobnicate'])).toEqual({ code: 2, stdout: '', stderr: 'batchline: unknown command "frobnicate" (see batchline --help)\n' });
   });
 
+  it('estimate rejects a misspelt model with its line and the nearest known one (exit 1), unless unknown models are allowed', async () => {
+    const file = path.join(await tempDir(), 'misspelt.jsonl');
+    await writeFile(file, misspeltModelFile());
+
+    const strict = await batchline(['estimate', file]);
+    expect(strict.stdout.split('\n').slice(0, 3)).toEqual([
+      `${file}: 2 valid rows, 1 invalid line`,
+      '  line 2: unknown model claude-sonet-4-5: did you mean claude-sonnet-4-5? [unknown_model]',
+      'Strict mode would reject this file; --lenient runs the 2 valid rows.',
+    ]);
+    expect(strict.code).toBe(1);
+
+    const allowed = await batchline(['estimate', file, '--allow-unknown-models']);
+    expect(allowed.stdout).toMatch(/^\S+: 3 valid rows, 0 invalid lines$/m);
+    expect(allowed.code).toBe(0);
+    expect((await batchline(['estimate', file], { BATCHLINE_ALLOW_UNKNOWN_MODELS: 'true' })).code).toBe(0);
+  });
+
   it('refuses a directory as the input file with exit status 2, before the local stack starts', async () => {
     for (const command of ['run', 'estimate', 'submit']) {
       const result = await batchline([command, 'examples']);
@@ -128,7 +173,7 @@ describe('mistakes in how batchline is called', () => {
   // Root reads any file whatever its mode: there, a sysfs attribute that has no read operation stands in.
   const unreadable = async (): Promise<string | undefined> => {
     if (process.getuid?.() !== 0) {
-      const file = path.join(await mkdtemp(path.join(tmpdir(), 'batchline-unreadable-')), 'secret.jsonl');
+      const file = path.join(await tempDir(), 'secret.jsonl');
       await writeFile(file, '{}\n');
       await chmod(file, 0o000);
       return file;

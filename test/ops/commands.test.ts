@@ -436,6 +436,20 @@ describe('operating commands against a local stack', () => {
       expect(steady(strict.out)).toContain('validated: 1 row valid, 1 invalid; nothing submitted (rejected)');
     });
 
+    it('rejects a file naming a misspelt model (exit 1), its line and the nearest known model in invalid.jsonl', async () => {
+      const result = await run('submit', [await requestFile('submit-typo.jsonl', [request('fine'), request('typo', { model: 'claude-sonet-4-5' })])], dir);
+
+      const jobId = /^Job (\S+)$/m.exec(result.out)![1]!;
+      expect(await readJobItem(aws, jobId)).toMatchObject({ status: 'rejected', validRows: 1, invalidRows: 1 });
+      expect(JSON.parse((await readText(aws, jobKeys(jobId).invalid))!)).toEqual({
+        line: 2,
+        custom_id: 'typo',
+        code: 'unknown_model',
+        reason: 'line 2: unknown model claude-sonet-4-5: did you mean claude-sonnet-4-5?',
+      });
+      expect(result.code).toBe(1);
+    });
+
     it('with --no-follow, prints the job id once registered and returns', async () => {
       const file = await requestFile('submit-nofollow.jsonl', requests(1, 'n'));
 
