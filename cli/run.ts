@@ -42,6 +42,23 @@ BATCHLINE_MAX_ATTEMPTS=3 (see examples/README.md).
 
 ${EXIT_STATUS_HELP}`;
 
+/** Where a local run's key comes from (with --live; the simulator's own key is never refused). */
+export const LOCAL_KEY = 'ANTHROPIC_API_KEY';
+/** Where a deployed stack's key comes from. */
+export const STACK_KEY = "the key in the stack's secret (its ApiKeySecretName output)";
+
+/**
+ * A job's failure in one line. A key the API refused (ApiAuthError: 401, or 403) is said as such,
+ * with what to check, rather than as the error's name and the client's message.
+ */
+export function failureText(failure: { error: string; cause: string }, keyFrom: string): string {
+  if (failure.error === 'ApiAuthError') {
+    const status = /\b(40[13])\b/.exec(failure.cause)?.[1] ?? '401';
+    return `the API refused the key (${status}): check ${keyFrom}`;
+  }
+  return `${failure.error}${failure.cause ? `: ${oneLine(failure.cause)}` : ''}`;
+}
+
 export async function runCommand(args: string[], io: Io): Promise<number> {
   const { values, positionals } = parse(
     args,
@@ -112,12 +129,16 @@ export function jobEnd(outcome: JobOutcome): JobEnd {
   };
 }
 
-export function formatSummary(outcome: JobOutcome, elapsedMs: number): string {
+/**
+ * `keyFrom`: where the key the API may refuse comes from, for the failure line of a job that failed
+ * on it (default: the local run's ANTHROPIC_API_KEY).
+ */
+export function formatSummary(outcome: JobOutcome, elapsedMs: number, keyFrom = LOCAL_KEY): string {
   const { summary, job } = outcome;
   const lines = [`Job ${outcome.jobId}: ${outcome.status ?? 'unknown'} in ${duration(elapsedMs)}`];
   if (outcome.status === 'failed' || outcome.execution?.status === 'FAILED') {
     const failure = job?.failure ?? { error: outcome.execution?.error ?? 'unknown', cause: outcome.execution?.cause ?? '' };
-    lines.push(`  failure   ${failure.error}${failure.cause ? `: ${oneLine(failure.cause)}` : ''}`);
+    lines.push(`  failure   ${failureText(failure, keyFrom)}`);
   }
   const counts = summary?.counts ?? job?.counts;
   if (counts) {

@@ -13,11 +13,11 @@ import { readableFile, UsageError } from '../args';
 import { displayPath, duration, plural } from '../format';
 import { onInterrupt, type Io } from '../io';
 import { ProgressView } from '../progress';
-import { formatSummary } from '../run';
+import { formatSummary, LOCAL_KEY, STACK_KEY } from '../run';
 import { EXIT_STATUS_HELP, exitStatusOf, shortfallLine, type JobEnd } from '../exit-status';
 import { OpsFailure, opsCommand } from './command';
 import { followJob, type FollowOptions } from './follow';
-import { TARGET_HELP } from './target';
+import { TARGET_HELP, type Target } from './target';
 
 export const SUBMIT_HELP = `Usage: batchline submit FILE.jsonl [options]
 
@@ -106,7 +106,7 @@ export async function waitForJob(
 
 /** Follows the job with a progress view, then prints its summary; returns its exit status (cli/exit-status.ts). */
 export async function followToEnd(
-  target: Pick<QueryDeps, 's3' | 'dynamo' | 'bucket' | 'table'> & { flags: string },
+  target: Pick<QueryDeps, 's3' | 'dynamo' | 'bucket' | 'table'> & Pick<Target, 'flags' | 'kind'>,
   jobId: string,
   io: Io,
   options: FollowOptions & { tty: boolean; startedAt: number },
@@ -126,7 +126,8 @@ export async function followToEnd(
   const keys = jobKeys(jobId);
   const summary = await getJson<JobSummary>(target.s3, target.bucket, keys.summary);
   const elapsedMs = summary ? summary.timings.durationSeconds * 1000 : Date.parse(job.endedAt ?? job.updatedAt) - Date.parse(job.createdAt);
-  io.stdout.write(`\n${formatSummary({ jobId, status: job.status, execution: undefined, job, summary, keys }, elapsedMs)}\n`);
+  const keyFrom = target.kind === 'local' ? LOCAL_KEY : STACK_KEY;
+  io.stdout.write(`\n${formatSummary({ jobId, status: job.status, execution: undefined, job, summary, keys }, elapsedMs, keyFrom)}\n`);
   if (summary) {
     io.stdout.write(`\nOutputs in s3://${target.bucket}/${keys.resultsPrefix} (download them with: batchline results ${jobId}${target.flags})\n`);
   }

@@ -6,6 +6,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startSimulator } from '../../simulator/server';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 
@@ -196,4 +197,25 @@ describe('mistakes in how batchline is called', () => {
       expect({ command, ...result }).toEqual({ command, code: 2, stdout: '', stderr: `batchline ${command}: cannot read ${file}: permission denied\n` });
     }
   });
+});
+
+describe('a key the API refuses', () => {
+  it('with --live, says once that the API refused the key and what to check, with exit status 1 and no stack trace', async () => {
+    // The API stands in as a simulator that accepts one key only; the run gives it another.
+    const api = await startSimulator({ timeScale: 600, apiKeys: ['sk-ant-the-right-key'] });
+    const out = await mkdtemp(path.join(tmpdir(), 'batchline-live-key-'));
+    try {
+      const run = await batchline(['run', 'examples/classification.jsonl', '--live', '--out', out], { ANTHROPIC_API_KEY: 'sk-ant-a-wrong-key', ANTHROPIC_BASE_URL: api.url });
+
+      expect(run.stdout).toMatch(/^Job classification-[0-9a-f]+: failed in /m);
+      expect(run.stdout.split('\n').filter((line) => /refused|ApiAuthError|authentication/.test(line))).toEqual([
+        '  failure   the API refused the key (401): check ANTHROPIC_API_KEY',
+      ]);
+      expect(run.stderr).not.toMatch(/ApiAuthError|refused|\n\s+at /);
+      expect(run.code).toBe(1);
+    } finally {
+      await api.stop();
+      await rm(out, { recursive: true, force: true });
+    }
+  }, 120_000);
 });

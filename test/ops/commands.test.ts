@@ -3,7 +3,7 @@ import { mkdir, readFile, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { OPS_COMMANDS } from '../../cli/ops';
 import { localStatePath } from '../../cli/ops/local-state';
-import { uploadFile, waitForJob } from '../../cli/ops/submit';
+import { followToEnd, uploadFile, waitForJob } from '../../cli/ops/submit';
 import { DEFAULT_PART_SIZE, headObject } from '../../shared/store/s3';
 import { OpsFailure } from '../../cli/ops/command';
 import { putItem } from '../../shared/store/dynamo';
@@ -448,6 +448,34 @@ describe('operating commands against a local stack', () => {
         reason: 'line 2: unknown model claude-sonet-4-5: did you mean claude-sonnet-4-5?',
       });
       expect(result.code).toBe(1);
+    });
+
+    it("says once, in its summary, that the API refused the key and to check the stack's secret, when the job failed on it", async () => {
+      const { own, dir } = await isolated();
+      const refused = { error: 'ApiAuthError', cause: 'ApiAuthError: 401 authentication_error: Invalid authentication credentials' };
+      await putJob(own, 'refused', { status: 'failed', endedAt: '2026-01-02T04:00:00.000Z', failure: refused, counts: { succeeded: 0, errored: 5, expired: 0, canceled: 0, invalid: 0 } });
+      await putChunk(own, 'refused', 0, {
+        status: 'failed',
+        rows: 5,
+        bytes: 100,
+        firstLine: 1,
+        lastLine: 5,
+        currentAttempt: 1,
+        updatedAt: 't',
+        failure: refused,
+        attempts: [{ attempt: 1, rows: 5, bytes: 100, intentAt: '2026-01-02T03:05:00.000Z' }],
+      });
+      const memory = memoryIo();
+
+      const code = await followToEnd({ ...own, kind: 'stack', flags: '' }, 'refused', memory.io, { tty: false, startedAt: Date.now() });
+
+      expect(memory.out().split('\n').filter((line) => /refused the key|ApiAuthError|authentication/.test(line))).toEqual([
+        "  failure   the API refused the key (401): check the key in the stack's secret (its ApiKeySecretName output)",
+      ]);
+      expect(memory.err()).toBe('');
+      expect(code).toBe(1);
+      // A local stack (serve --live) has its key from the environment.
+      expect((await run('status', ['refused'], dir)).out).toContain('  failure   the API refused the key (401): check ANTHROPIC_API_KEY\n');
     });
 
     it('with --no-follow, prints the job id once registered and returns', async () => {
