@@ -1,13 +1,13 @@
 /** `batchline estimate FILE.jsonl`: validates and prices a file without sending anything. */
 import { createReadStream } from 'node:fs';
-import { access } from 'node:fs/promises';
 import path from 'node:path';
 import { readPipelineSettings } from '../shared/config';
 import { EstimateTotals } from '../shared/cost/cost';
 import { priceTableFromConfig } from '../shared/cost/prices';
 import { splitLines } from '../shared/jsonl/lines';
 import { BATCH_BODY_OVERHEAD, validateStream, type InvalidLine } from '../shared/validation/request';
-import { atMostOne, parse, UsageError } from './args';
+import { modelCatalog } from '../shared/validation/models';
+import { atMostOne, parse, readableFile, UsageError } from './args';
 import { count, displayPath, plural, usd } from './format';
 import type { Io } from './io';
 
@@ -20,39 +20,40 @@ Input tokens are estimated from the text (about 4 characters a token); output to
 at each request's max_tokens, so the cost is an upper bound for output.
 
 Options:
-  --show N     how many invalid lines to list (default 5)
-  -h, --help   show this help
+  --show N                 how many invalid lines to list (default 5)
+  --allow-unknown-models   accept a model batchline does not know (not in its price table, nor
+                           added with BATCHLINE_PRICES); by default such a line is invalid
+  -h, --help               show this help
 
 Exit status: 0 when every line is valid, 1 when some are invalid, 2 for a usage error.
 `;
 
 export async function estimateCommand(args: string[], io: Io): Promise<number> {
-  const { values, positionals } = parse(args, { show: { type: 'string' } }, 'estimate');
+  const { values, positionals } = parse(args, { show: { type: 'string' }, 'allow-unknown-models': { type: 'boolean' } }, 'estimate');
   if (values.help) {
     io.stdout.write(ESTIMATE_HELP);
     return 0;
   }
   const given = atMostOne(positionals, 'estimate');
   if (given === undefined) throw new UsageError('batchline estimate needs a file (see batchline estimate --help)');
-  const file = path.resolve(io.cwd, given);
-  await access(file).catch(() => {
-    throw new UsageError(`no such file: ${given}`);
-  });
+  const file = await readableFile(io.cwd, given, { streams: true });
   const show = values.show === undefined ? 5 : Number(values.show);
   if (!Number.isInteger(show) || show < 0) throw new UsageError(`--show must be a whole number, got "${String(values.show)}"`);
 
   let maxBytesPerChunk: number;
   let prices;
+  let models;
   try {
     const settings = readPipelineSettings(io.env);
     maxBytesPerChunk = settings.maxBytesPerChunk;
     prices = priceTableFromConfig(settings);
+    models = modelCatalog(prices, { allowUnknown: values['allow-unknown-models'] === true || settings.allowUnknownModels });
   } catch (error) {
     // A malformed setting in the environment is the caller's to fix, like a bad flag.
     throw new UsageError((error as Error).message);
   }
 
-  const validation = validateStream(splitLines(createReadStream(file)), { maxRequestBytes: maxBytesPerChunk - BATCH_BODY_OVERHEAD });
+  const validation = validateStream(splitLines(createReadStream(file)), { maxRequestBytes: maxBytesPerChunk - BATCH_BODY_OVERHEAD, models });
   const totals = new EstimateTotals(prices);
   const firstInvalid: InvalidLine[] = [];
   for await (const outcome of validation) {

@@ -3,15 +3,19 @@ import type { LocalStack, LocalStackOptions } from '../local/runtime';
 import { positiveNumber, UsageError, type Options } from './args';
 import type { Io } from './io';
 import { settingsFromEnv } from './settings';
+import { priceTableFromConfig } from '../shared/cost/prices';
+import { modelCatalog } from '../shared/validation/models';
 
 export const LOCAL_STACK_FLAGS = {
   lenient: { type: 'boolean' },
+  'allow-unknown-models': { type: 'boolean' },
   live: { type: 'boolean' },
   'time-scale': { type: 'string' },
   verbose: { type: 'boolean' },
 } as const satisfies Options;
 
 export interface LocalStackFlags {
+  'allow-unknown-models'?: boolean;
   live?: boolean;
   'time-scale'?: string;
   verbose?: boolean;
@@ -23,10 +27,15 @@ export function localStackOptions(values: LocalStackFlags, io: Io): LocalStackOp
   const apiKey = io.env.ANTHROPIC_API_KEY;
   if (values.live && !apiKey) throw new UsageError('--live needs ANTHROPIC_API_KEY in the environment');
   if (values.live && timeScale !== undefined) throw new UsageError('--time-scale applies to the simulator; with --live, time is real');
+  const settings = settingsFromEnv(io.env);
+  if (values['allow-unknown-models']) settings.allowUnknownModels = 'true';
   return {
     timeScale,
     live: values.live ? { apiKey: apiKey!, baseUrl: io.env.ANTHROPIC_BASE_URL } : undefined,
-    settings: settingsFromEnv(io.env),
+    settings,
+    // The simulator serves the models batchline knows, the price table's extensions included; like
+    // the API, it errors a request for any other (not_found_error), whatever allowUnknownModels says.
+    simulator: { models: modelCatalog(priceTableFromConfig({ pricesJson: settings.pricesJson })) },
     log: (message) => io.stderr.write(`${message}\n`),
     handlerLogLevel: values.verbose ? 'INFO' : undefined,
   };

@@ -3,7 +3,8 @@
  * estimate a file's cost, or operate a stack (cli/ops/). Errors in how it was called are one line
  * on stderr with exit code 2.
  */
-import { UsageError } from './args';
+import { readFile } from 'node:fs/promises';
+import { didYouMean, UsageError } from './args';
 import { processIo, type Io } from './io';
 
 const LOCAL_HELP = `Usage: batchline <command> [options]
@@ -17,9 +18,16 @@ The whole pipeline on this machine (no AWS account; no API key unless --live):
 `;
 
 const HELP_FOOTER = `
+Options:
+  -h, --help            show this help
+  -V, --version         print batchline's version
+
 Run "batchline <command> --help" for a command's options. To start:
 
   npx batchline run examples/classification.jsonl
+
+Exit status: 0 when every input row succeeded, 3 when the job ran to the end but some rows did
+not succeed, 1 when the job failed or was rejected, 2 for a usage error, 130 when interrupted.
 `;
 
 type Command = (args: string[], io: Io) => Promise<number>;
@@ -51,6 +59,12 @@ const USAGE_ERRORS = new Set(['UsageError', 'PortInUse', 'ConfigError', 'Setting
 /** Errors whose message says it all. */
 const PLAIN_ERRORS = new Set(['LocalStackError', 'UnsupportedDefinition', 'ConflictingEnvironment', 'UnresolvableToken']);
 
+/** The package's version, from package.json beside cli/. */
+async function version(): Promise<string> {
+  const manifest = JSON.parse(await readFile(new URL('../package.json', import.meta.url), 'utf8')) as { version: string };
+  return manifest.version;
+}
+
 export async function main(argv: string[], io: Io = processIo()): Promise<number> {
   const [name, ...args] = argv;
   if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
@@ -58,10 +72,16 @@ export async function main(argv: string[], io: Io = processIo()): Promise<number
     io.stdout.write(await help());
     return 0;
   }
+  if (name === '--version' || name === '-V') {
+    io.stdout.write(`batchline ${await version()}\n`);
+    return 0;
+  }
   try {
     const command = await findCommand(name);
     if (!command) {
-      io.stderr.write(`batchline: unknown command "${name}" (see batchline --help)\n`);
+      const known = name.startsWith('-') ? ['--help', '--version'] : [...Object.keys(LOCAL_COMMANDS), ...Object.keys((await opsCommands()).OPS_COMMANDS), 'help'];
+      const what = name.startsWith('-') ? 'option' : 'command';
+      io.stderr.write(`batchline: unknown ${what} "${name}"${didYouMean(name, known)} (see batchline --help)\n`);
       return 2;
     }
     return await command(args, io);

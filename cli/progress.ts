@@ -6,6 +6,9 @@ import type { LocalEvent } from '../local/runtime';
 import type { JobProgress } from '../local/progress';
 import { count, duration, plural } from './format';
 
+/** The error a chunk fails with when the API refuses the key (401/403; shared/anthropic/errors.ts). */
+const KEY_REFUSED = 'ApiAuthError';
+
 const SPINNER = ['⠋', '⠙', '⠹', '⠸', '⠼', '⠴', '⠦', '⠧', '⠇', '⠏'];
 
 export class ProgressView {
@@ -29,6 +32,8 @@ export class ProgressView {
 
   /** A step of the workflow: one plain line (not on a terminal, where the bar tells it). */
   event(event: LocalEvent): void {
+    // A refused key fails every chunk the same way: the summary says it once, with what to check.
+    if ('error' in event && event.error === KEY_REFUSED) return;
     const text = describeEvent(event);
     if (text === undefined) return;
     if (this.tty) {

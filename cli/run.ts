@@ -1,15 +1,15 @@
 /** `batchline run FILE.jsonl`: one file through the whole pipeline, locally, with progress and a summary. */
-import { access } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { JobOutcome, LocalStack } from '../local/runtime';
-import { atMostOne, parse, UsageError } from './args';
+import { atMostOne, parse, readableFile } from './args';
 import { LOCAL_STACK_FLAGS, localStackOptions, startLocal } from './local-flags';
 import { count, displayPath, duration, usd } from './format';
 import { copyOutputs } from './outputs';
 import { ProgressView } from './progress';
 import { onInterrupt, type Io } from './io';
 import { oneLine } from './ops/layout';
+import { EXIT_STATUS_HELP, exitStatusOf, shortfallLine, type JobEnd } from './exit-status';
 
 export const DEFAULT_EXAMPLE = 'examples/classification.jsonl';
 const REPO_ROOT = fileURLToPath(new URL('..', import.meta.url));
@@ -26,6 +26,10 @@ FILE defaults to ${DEFAULT_EXAMPLE}.
 Options:
   --lenient          run the valid rows even if some lines are invalid (default: strict,
                      any invalid line rejects the file before anything is sent)
+  --allow-unknown-models
+                     accept a model batchline does not know (not in its price table, nor added
+                     with BATCHLINE_PRICES); by default such a line is invalid. The simulator
+                     errors its rows with not_found_error, as the API does for a model it lacks
   --live             use the real Message Batches API (needs ANTHROPIC_API_KEY; costs money,
                      and batches take minutes to hours)
   --out DIR          where to copy the outputs (default ./batchline-out/<jobId>/)
@@ -36,8 +40,24 @@ Options:
 Pipeline settings come from the environment, e.g. BATCHLINE_MAX_REQUESTS_PER_CHUNK=50,
 BATCHLINE_MAX_ATTEMPTS=3 (see examples/README.md).
 
-Exit status: 0 when the job succeeded, 1 when it failed or was rejected, 2 for a usage error.
-`;
+${EXIT_STATUS_HELP}`;
+
+/** Where a local run's key comes from (with --live; the simulator's own key is never refused). */
+export const LOCAL_KEY = 'ANTHROPIC_API_KEY';
+/** Where a deployed stack's key comes from. */
+export const STACK_KEY = "the key in the stack's secret (its ApiKeySecretName output)";
+
+/**
+ * A job's failure in one line. A key the API refused (ApiAuthError: 401, or 403) is said as such,
+ * with what to check, rather than as the error's name and the client's message.
+ */
+export function failureText(failure: { error: string; cause: string }, keyFrom: string): string {
+  if (failure.error === 'ApiAuthError') {
+    const status = /\b(40[13])\b/.exec(failure.cause)?.[1] ?? '401';
+    return `the API refused the key (${status}): check ${keyFrom}`;
+  }
+  return `${failure.error}${failure.cause ? `: ${oneLine(failure.cause)}` : ''}`;
+}
 
 export async function runCommand(args: string[], io: Io): Promise<number> {
   const { values, positionals } = parse(
@@ -50,10 +70,7 @@ export async function runCommand(args: string[], io: Io): Promise<number> {
     return 0;
   }
   const given = atMostOne(positionals, 'run');
-  const file = given === undefined ? path.join(REPO_ROOT, DEFAULT_EXAMPLE) : path.resolve(io.cwd, given);
-  await access(file).catch(() => {
-    throw new UsageError(`no such file: ${given ?? file}`);
-  });
+  const file = await readableFile(io.cwd, given ?? path.join(REPO_ROOT, DEFAULT_EXAMPLE));
   const options = localStackOptions(values, io);
 
   io.stderr.write(`Starting the local stack${values.live ? ' (live: the real Message Batches API)' : ''}…\n`);
@@ -97,15 +114,31 @@ async function runFile(stack: LocalStack, file: string, options: { lenient: bool
   const dir = path.resolve(io.cwd, options.out ?? path.join('batchline-out', jobId));
   const written = await copyOutputs(stack.s3, stack.bucket, jobId, dir);
   io.stdout.write(written.length > 0 ? `\nOutputs in ${displayPath(io.cwd, dir)}/: ${written.map((f) => path.basename(f)).join(', ')}\n` : '\nNo outputs were written.\n');
-  return outcome.status === 'succeeded' ? 0 : 1;
+  const end = jobEnd(outcome);
+  const shortfall = shortfallLine(end);
+  if (shortfall) io.stdout.write(`${shortfall}\n`);
+  return exitStatusOf(end);
 }
 
-export function formatSummary(outcome: JobOutcome, elapsedMs: number): string {
+/** How a local job ended, for its exit status. */
+export function jobEnd(outcome: JobOutcome): JobEnd {
+  return {
+    status: outcome.status,
+    counts: outcome.summary?.counts ?? outcome.job?.counts,
+    executionFailed: outcome.execution?.status === 'FAILED',
+  };
+}
+
+/**
+ * `keyFrom`: where the key the API may refuse comes from, for the failure line of a job that failed
+ * on it (default: the local run's ANTHROPIC_API_KEY).
+ */
+export function formatSummary(outcome: JobOutcome, elapsedMs: number, keyFrom = LOCAL_KEY): string {
   const { summary, job } = outcome;
   const lines = [`Job ${outcome.jobId}: ${outcome.status ?? 'unknown'} in ${duration(elapsedMs)}`];
   if (outcome.status === 'failed' || outcome.execution?.status === 'FAILED') {
     const failure = job?.failure ?? { error: outcome.execution?.error ?? 'unknown', cause: outcome.execution?.cause ?? '' };
-    lines.push(`  failure   ${failure.error}${failure.cause ? `: ${oneLine(failure.cause)}` : ''}`);
+    lines.push(`  failure   ${failureText(failure, keyFrom)}`);
   }
   const counts = summary?.counts ?? job?.counts;
   if (counts) {

@@ -31,11 +31,16 @@ Options:
   --dir DIR          the folder to watch (default ./batchline-inbox, created if missing)
   --out DIR          where each job's outputs go, in <jobId>/ (default ./batchline-out)
   --lenient          run the valid rows of files with invalid lines (default: strict)
+  --allow-unknown-models
+                     accept a model batchline does not know (see batchline run --help)
   --live             use the real Message Batches API (needs ANTHROPIC_API_KEY)
   --time-scale N     simulated seconds per real second (default 600)
   --port N           serve local S3 on this port (default: any free port)
   --verbose          print the handlers' own log lines (JSON, as in CloudWatch) as well
   -h, --help         show this help
+
+Exit status: 0 when stopped with Ctrl-C (each job's outcome is in its summary), 1 when the local
+stack fails, 2 for a usage error (a flag, a port in use).
 `;
 
 /** How long a file's size and mtime must hold still before it is taken as complete. */

@@ -45,6 +45,13 @@ export function numberSetting(env: Env, name: string, fallback: number, min: num
   return n;
 }
 
+export function booleanSetting(env: Env, name: string, fallback: boolean): boolean {
+  const value = raw(env, name);
+  if (value === undefined) return fallback;
+  if (value !== 'true' && value !== 'false') throw new ConfigError(`${name} must be true or false, got "${value}"`);
+  return value === 'true';
+}
+
 export function enumSetting<T extends string>(env: Env, name: string, fallback: T, allowed: readonly T[]): T {
   const value = raw(env, name);
   if (value === undefined) return fallback;
@@ -73,6 +80,7 @@ export const PIPELINE_SETTING_ENV = {
   rowTtlDays: 'BATCHLINE_ROW_TTL_DAYS',
   rowsPerBucket: 'BATCHLINE_ROWS_PER_BUCKET',
   pricesJson: 'BATCHLINE_PRICES',
+  allowUnknownModels: 'BATCHLINE_ALLOW_UNKNOWN_MODELS',
   adoptGraceSeconds: 'BATCHLINE_ADOPT_GRACE_SECONDS',
 } as const satisfies Record<keyof PipelineSettings, string>;
 
@@ -116,6 +124,12 @@ export interface PipelineSettings {
   /** BATCHLINE_PRICES: optional JSON price table that overrides or extends the built-in one. */
   pricesJson: string | undefined;
   /**
+   * BATCHLINE_ALLOW_UNKNOWN_MODELS: `true` lets a request name a model batchline does not know (not
+   * in the price table, shared/validation/models.ts); by default such a line is invalid, with the
+   * nearest known id, rather than errored by the API after the batch has run.
+   */
+  allowUnknownModels: boolean;
+  /**
    * BATCHLINE_ADOPT_GRACE_SECONDS: after a create whose outcome is unknown, how long a retried Submit
    * keeps looking for the batch (it may not be listed yet) before it creates a new one. Counted from
    * the intent, which is recorded before the body is sent, so the default outlasts Submit's whole
@@ -144,6 +158,7 @@ export function readPipelineSettings(env: Env = process.env): PipelineSettings {
     rowTtlDays: intSetting(env, e.rowTtlDays, 90, 0, 3650),
     rowsPerBucket: intSetting(env, e.rowsPerBucket, 1000, 1, 5000),
     pricesJson: optionalString(env, e.pricesJson),
+    allowUnknownModels: booleanSetting(env, e.allowUnknownModels, false),
     adoptGraceSeconds: intSetting(env, e.adoptGraceSeconds, 960, 0, 3600),
   };
 }

@@ -6,6 +6,7 @@
 import type { IncomingMessage } from 'node:http';
 import { CreateBodyParser, InvalidBody } from './create-body';
 import { ApiError } from './envelopes';
+import type { ModelCatalog } from '../shared/validation/models';
 import { MAX_REQUESTS, digestRequest, readRequestItem, type RequestDigest } from './request-digest';
 
 export type Intake =
@@ -19,7 +20,7 @@ export function tooLargeError(maxBodyBytes: number): ApiError {
 }
 
 /** Rejects with a 400 ApiError (after the whole body is read) when the body is not a valid create body. */
-export function readCreateBody(req: IncomingMessage, maxBodyBytes: number): Promise<Intake> {
+export function readCreateBody(req: IncomingMessage, maxBodyBytes: number, models: ModelCatalog): Promise<Intake> {
   const declared = Number(req.headers['content-length']);
   if (Number.isFinite(declared) && declared > maxBodyBytes) return Promise.resolve({ kind: 'too-large' });
 
@@ -30,7 +31,7 @@ export function readCreateBody(req: IncomingMessage, maxBodyBytes: number): Prom
   const parser = new CreateBodyParser((item, index) => {
     if (index >= MAX_REQUESTS) throw new InvalidBody(`requests: List should have at most ${MAX_REQUESTS} items`);
     const { customId, params } = readRequestItem(item, index, seen);
-    requests.push(digestRequest(customId, params, userProfileId));
+    requests.push(digestRequest(customId, params, userProfileId, models));
   });
 
   return new Promise((resolve, reject) => {

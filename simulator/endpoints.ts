@@ -6,6 +6,7 @@ import { rfc3339 } from './clock';
 import { readCreateBody, tooLargeError } from './create-intake';
 import { ApiError, sendError, sendJson, stampHeaders, type Exchange } from './envelopes';
 import type { BatchFaults, Endpoint } from './options';
+import type { ModelCatalog } from '../shared/validation/models';
 import { parseRange, resultLines, resultsSize, writeResults } from './results';
 
 /** What the endpoints share: the store, the clock, and the server-wide settings a test can change. */
@@ -14,6 +15,8 @@ export interface SimulatorState {
   now: () => number;
   seed: number;
   maxBodyBytes: number;
+  /** The models it serves (SimulatorOptions.models). */
+  models: ModelCatalog;
   /** Faults for batch `sequence`, resolved when it is created. */
   batchFaults: (sequence: number) => BatchFaults;
   /** Creates whose response is still to be dropped. */
@@ -35,7 +38,7 @@ export interface Call {
 }
 
 async function create(state: SimulatorState, call: Call): Promise<void> {
-  const intake = await readCreateBody(call.req, state.maxBodyBytes);
+  const intake = await readCreateBody(call.req, state.maxBodyBytes, state.models);
   if (intake.kind === 'gone') return;
   if (intake.kind === 'too-large') {
     // Answer at once and close: the rest of the body is not read, let alone kept.

@@ -5,6 +5,7 @@
  * run is repeatable.
  */
 import type { ErrorType } from '../shared/anthropic/types';
+import type { ModelCatalog } from '../shared/validation/models';
 
 export type Endpoint = 'create' | 'retrieve' | 'list' | 'cancel' | 'delete' | 'results';
 
@@ -95,6 +96,11 @@ export interface SimulatorOptions {
   dropCreateResponses?: number;
   /** Maximum request body in bytes (default 256 MB, the API's limit); above it: 413 request_too_large. */
   maxBodyBytes?: number;
+  /**
+   * The models the simulated API serves; a request for any other errors with not_found_error, as
+   * the API answers it. Default: the models batchline knows (shared/validation/models.ts).
+   */
+  models?: ModelCatalog;
 }
 
 /** What a running simulator exposes to tests beyond HTTP. */

@@ -40,8 +40,8 @@ export function planOutcomes(
     const pick = random();
     const at = random();
     if (request.invalid !== null) {
-      // Params are validated on arrival: such requests are done at once and are never canceled or expired.
-      errorTypes[i] = 'invalid_request_error';
+      // Params and model are checked on arrival: such requests are done at once and are never canceled or expired.
+      errorTypes[i] = request.invalid.type;
       completesAfterMs[i] = 0;
       return;
     }

@@ -4,10 +4,12 @@
  *
  * Validation follows anthropic-batches.md §3: problems with the batch as a whole (bad or duplicate
  * custom_id, an item that is not `{custom_id, params}`) are thrown as InvalidBody, answered
- * synchronously; problems inside `params` are kept and come back as an `errored` result.
+ * synchronously; problems inside `params` are kept and come back as an `errored` result
+ * (invalid_request_error), as does a model the API does not serve (not_found_error).
  */
 import { createHash } from 'node:crypto';
 import { InvalidBody } from './create-body';
+import { KNOWN_MODELS, type ModelCatalog } from '../shared/validation/models';
 
 export type CacheTtl = '5m' | '1h';
 
@@ -30,8 +32,8 @@ export interface RequestDigest {
   inputTokens: number;
   breakpoints: CacheBreakpoint[];
   inferenceGeo: string | null;
-  /** Why the request is invalid (its result is errored with invalid_request_error), or null. */
-  invalid: string | null;
+  /** Why the request cannot be served (its result is errored with this error), or null. */
+  invalid: { type: 'invalid_request_error' | 'not_found_error'; message: string } | null;
 }
 
 const CUSTOM_ID = /^[a-zA-Z0-9_-]{1,64}$/;
@@ -212,9 +214,15 @@ function digestValid(customId: string, params: Record<string, unknown>): Request
   };
 }
 
-export function digestRequest(customId: string, params: unknown, userProfileId: string | undefined): RequestDigest {
-  const invalid = problemWithParams(params, userProfileId);
-  if (invalid === null) return digestValid(customId, params as Record<string, unknown>);
+/**
+ * `models`: the models served. The params are checked first, then the model, as the API answers a
+ * malformed request 400 before it looks for the model (404, with the message `model: <id>`).
+ */
+export function digestRequest(customId: string, params: unknown, userProfileId: string | undefined, models: ModelCatalog = KNOWN_MODELS): RequestDigest {
+  const problem = problemWithParams(params, userProfileId);
   const model = isObject(params) && typeof params.model === 'string' ? params.model : '';
+  const invalid: RequestDigest['invalid'] =
+    problem !== null ? { type: 'invalid_request_error', message: problem } : models.allows(model) ? null : { type: 'not_found_error', message: `model: ${model}` };
+  if (invalid === null) return digestValid(customId, params as Record<string, unknown>);
   return { customId, model, maxTokens: 0, promptHash: '', inputTokens: 0, breakpoints: [], inferenceGeo: null, invalid };
 }

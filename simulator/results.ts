@@ -34,7 +34,7 @@ function resultOf(request: RequestDigest, index: number, settlement: Settlement,
   }
   if (outcome === 'errored') {
     const type = settlement.errorTypes[index]!;
-    const message = request.invalid ?? ERROR_MESSAGES[type] ?? `Simulated ${type}`;
+    const message = request.invalid?.message ?? ERROR_MESSAGES[type] ?? `Simulated ${type}`;
     return { type: 'errored', error: errorEnvelope(type, message, null) };
   }
   return { type: outcome };

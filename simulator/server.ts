@@ -16,6 +16,7 @@ import { HttpFaults, batchFaultsFor } from './faults';
 import { randomId } from './ids';
 import type { BatchFaults, Endpoint, SimulatorHandle, SimulatorOptions } from './options';
 import { route } from './routes';
+import { KNOWN_MODELS } from '../shared/validation/models';
 
 export type { SimulatorHandle, SimulatorOptions } from './options';
 
@@ -42,6 +43,7 @@ export async function startSimulator(options: SimulatorOptions = {}): Promise<Si
     now: () => clock.now(),
     seed,
     maxBodyBytes,
+    models: options.models ?? KNOWN_MODELS,
     batchFaults: (sequence) => batchFaultsFor(serverBatchFaults, options.batchFaultsBySequence, sequence),
     dropCreateResponses: options.dropCreateResponses ?? 0,
     batchesCreated: [],

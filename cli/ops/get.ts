@@ -15,6 +15,9 @@ in the job's invalid.jsonl instead.
 Options:
 ${TARGET_HELP}
   -h, --help         show this help
+
+Exit status: 0 when the row is shown (whatever its status), 1 when the job or the row does not
+exist or the stack cannot be read, 2 for a usage error.
 `;
 
 export const getCommand = opsCommand('get', GET_HELP, {}, async ({ positionals }, open, io) => {

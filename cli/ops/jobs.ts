@@ -18,6 +18,8 @@ Options:
   --limit N          how many jobs to list (default ${DEFAULT_LIMIT})
 ${TARGET_HELP}
   -h, --help         show this help
+
+Exit status: 0 when the jobs are listed, 1 when the stack cannot be read, 2 for a usage error.
 `;
 
 export const jobsCommand = opsCommand('jobs', JOBS_HELP, { limit: { type: 'string' } }, async ({ values, positionals }, open, io) => {

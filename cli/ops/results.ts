@@ -18,6 +18,9 @@ Options:
   --out DIR          where to write them (default ./batchline-out/<jobId>/)
 ${TARGET_HELP}
   -h, --help         show this help
+
+Exit status: 0 when the outputs are downloaded (whatever the job's outcome: "batchline status JOB"
+exits by it), 1 when the job has not ended or left no outputs, 2 for a usage error.
 `;
 
 export const resultsCommand = opsCommand('results', RESULTS_HELP, { out: { type: 'string' } }, async ({ values, positionals }, open, io) => {

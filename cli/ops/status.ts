@@ -5,6 +5,8 @@ import { count, plural, usd } from '../format';
 import { oneJob, opsCommand } from './command';
 import { oneLine, table, when } from './layout';
 import { TARGET_HELP } from './target';
+import { EXIT, EXIT_STATUS_HELP, exitStatusOf } from '../exit-status';
+import { failureText, LOCAL_KEY, STACK_KEY } from '../run';
 
 export const STATUS_HELP = `Usage: batchline status JOB [options]
 
@@ -14,16 +16,23 @@ every chunk (its batch, the outcomes so far, polls, and why a chunk failed).
 Options:
 ${TARGET_HELP}
   -h, --help         show this help
-`;
+
+A job that has ended exits with the status "batchline submit" would have given it; one that has
+not ended yet exits 0 (status shows where a job is, it does not wait for it).
+
+${EXIT_STATUS_HELP}`;
 
 export const statusCommand = opsCommand('status', STATUS_HELP, {}, async ({ positionals }, open, io) => {
   const jobId = oneJob(positionals, 'status');
-  const report = await jobProgress(await open(), jobId);
-  io.stdout.write(formatStatus(report));
-  return 0;
+  const target = await open();
+  const report = await jobProgress(target, jobId);
+  io.stdout.write(formatStatus(report, target.kind === 'local' ? LOCAL_KEY : STACK_KEY));
+  const { job } = report;
+  return hasEnded(job) ? exitStatusOf({ status: job.status, counts: job.counts }) : EXIT.succeeded;
 });
 
-export function formatStatus({ job, chunks, totals }: JobProgressReport): string {
+/** `keyFrom`: where the stack's API key comes from, for a job that failed on it (cli/run.ts). */
+export function formatStatus({ job, chunks, totals }: JobProgressReport, keyFrom = STACK_KEY): string {
   const lines = [`Job ${job.jobId}: ${job.status}${job.cancelRequested && job.status !== 'canceled' && job.status !== 'failed' ? ' (cancel requested)' : ''}`];
   lines.push(`  input     s3://${job.bucket}/${job.key} (${job.validationMode})`);
   lines.push(`  created   ${when(job.createdAt)} · updated ${when(job.updatedAt)}${job.endedAt ? ` · ended ${when(job.endedAt)}` : ''}`);
@@ -45,7 +54,7 @@ export function formatStatus({ job, chunks, totals }: JobProgressReport): string
     );
   }
   if (job.costUsd !== undefined) lines.push(`  cost      ${usd(job.costUsd)} at batch rates`);
-  if (job.failure) lines.push(`  failure   ${job.failure.error}: ${oneLine(job.failure.cause)}`);
+  if (job.failure) lines.push(`  failure   ${failureText(job.failure, keyFrom)}`);
   const refused = chunks.flatMap((chunk) => chunk.attempts.flatMap((attempt) => (attempt.keyRefusedSince ? [attempt.keyRefusedSince] : []))).sort()[0];
   if (refused) lines.push(`  API KEY   refused by the API since ${when(refused)}: batches run on (and bill); put a valid key in the secret`);
   let text = lines.join('\n') + '\n';

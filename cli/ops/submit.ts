@@ -2,7 +2,6 @@
  * `batchline submit FILE`: uploads a file to the stack's inbox/, finds the job its upload started
  * and follows it to the end, as `run` does locally.
  */
-import { stat } from 'node:fs/promises';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { getJson, JSONL_CONTENT_TYPE, uploadFile as uploadInput } from '../../shared/store/s3';
@@ -10,14 +9,15 @@ import type { JobSummary } from '../../shared/jobs/finalize';
 import { jobForUpload, jobIdsForKey, type JobProgressReport, type QueryDeps, type UploadedObject } from '../../shared/jobs/queries';
 import { MODE_METADATA } from '../../shared/jobs/register';
 import { INBOX_PREFIX, jobKeys } from '../../shared/store/keys';
-import { UsageError } from '../args';
+import { readableFile, UsageError } from '../args';
 import { displayPath, duration, plural } from '../format';
 import { onInterrupt, type Io } from '../io';
 import { ProgressView } from '../progress';
-import { formatSummary } from '../run';
+import { formatSummary, LOCAL_KEY, STACK_KEY } from '../run';
+import { EXIT_STATUS_HELP, exitStatusOf, shortfallLine, type JobEnd } from '../exit-status';
 import { OpsFailure, opsCommand } from './command';
 import { followJob, type FollowOptions } from './follow';
-import { TARGET_HELP } from './target';
+import { TARGET_HELP, type Target } from './target';
 
 export const SUBMIT_HELP = `Usage: batchline submit FILE.jsonl [options]
 
@@ -32,9 +32,9 @@ Options:
 ${TARGET_HELP}
   -h, --help         show this help
 
-Exit status: 0 when the job succeeded (or, with --no-follow, was registered), 1 when it failed,
-was rejected or canceled, 2 for a usage error.
-`;
+With --no-follow the exit status is 0 once the job is registered. Otherwise:
+
+${EXIT_STATUS_HELP}`;
 
 /** How long a job may take to appear after its upload (EventBridge delivers in seconds). */
 export const FIND_TIMEOUT_MS = 120_000;
@@ -47,13 +47,7 @@ export const submitCommand = opsCommand(
   { lenient: { type: 'boolean' }, 'no-follow': { type: 'boolean' } },
   async ({ values, positionals }, open, io) => {
     if (positionals.length !== 1) throw new UsageError(`needs one file, got ${plural(positionals.length, 'argument')} (see batchline submit --help)`);
-    const given = positionals[0]!;
-    const file = path.resolve(io.cwd, given);
-    const size = await stat(file).then(
-      (s) => (s.isFile() ? s.size : undefined),
-      () => undefined,
-    );
-    if (size === undefined) throw new UsageError(`no such file: ${given}`);
+    const file = await readableFile(io.cwd, positionals[0]!);
     const mode = values.lenient === true ? 'lenient' : 'strict';
     const target = await open();
     const key = `${INBOX_PREFIX}${path.basename(file)}`;
@@ -110,9 +104,9 @@ export async function waitForJob(
   }
 }
 
-/** Follows the job with a progress view, then prints its summary; exit 0 only when it succeeded. */
+/** Follows the job with a progress view, then prints its summary; returns its exit status (cli/exit-status.ts). */
 export async function followToEnd(
-  target: Pick<QueryDeps, 's3' | 'dynamo' | 'bucket' | 'table'> & { flags: string },
+  target: Pick<QueryDeps, 's3' | 'dynamo' | 'bucket' | 'table'> & Pick<Target, 'flags' | 'kind'>,
   jobId: string,
   io: Io,
   options: FollowOptions & { tty: boolean; startedAt: number },
@@ -132,9 +126,13 @@ export async function followToEnd(
   const keys = jobKeys(jobId);
   const summary = await getJson<JobSummary>(target.s3, target.bucket, keys.summary);
   const elapsedMs = summary ? summary.timings.durationSeconds * 1000 : Date.parse(job.endedAt ?? job.updatedAt) - Date.parse(job.createdAt);
-  io.stdout.write(`\n${formatSummary({ jobId, status: job.status, execution: undefined, job, summary, keys }, elapsedMs)}\n`);
+  const keyFrom = target.kind === 'local' ? LOCAL_KEY : STACK_KEY;
+  io.stdout.write(`\n${formatSummary({ jobId, status: job.status, execution: undefined, job, summary, keys }, elapsedMs, keyFrom)}\n`);
   if (summary) {
     io.stdout.write(`\nOutputs in s3://${target.bucket}/${keys.resultsPrefix} (download them with: batchline results ${jobId}${target.flags})\n`);
   }
-  return job.status === 'succeeded' ? 0 : 1;
+  const end: JobEnd = { status: job.status, counts: summary?.counts ?? job.counts };
+  const shortfall = shortfallLine(end);
+  if (shortfall) io.stdout.write(`${shortfall}\n`);
+  return exitStatusOf(end);
 }

@@ -119,7 +119,7 @@ export interface FinalizeOutput {
 export interface FinalizeDeps {
   s3: S3Client;
   dynamo: DynamoDBClient;
-  config: Pick<PipelineConfig, 'bucket' | 'table' | 'maxAttempts' | 'maxBytesPerChunk' | 'pricesJson' | 'rowTtlDays'>;
+  config: Pick<PipelineConfig, 'bucket' | 'table' | 'maxAttempts' | 'pricesJson' | 'rowTtlDays'>;
   notify: { clients: NotifyClients; config: NotifyConfig };
   /** The local clock (epoch ms). */
   now?: () => number;

@@ -26,6 +26,7 @@ import { bareEtag } from './job-id';
 import { SourceChanged, SourceNotFound } from './register';
 import { rowBucketCount } from './row-records';
 import { BATCH_BODY_OVERHEAD, CustomIdSet, invalidReportRow, validateLine, type LineOutcome } from '../validation/request';
+import { modelCatalogFromConfig } from '../validation/models';
 
 export class JobNotFound extends Error {
   override readonly name = 'JobNotFound';
@@ -58,7 +59,7 @@ export interface PrepareResult {
 export interface PrepareDeps {
   s3: S3Client;
   dynamo: DynamoDBClient;
-  config: Pick<PipelineConfig, 'bucket' | 'table' | 'maxRequestsPerChunk' | 'maxBytesPerChunk' | 'rowTtlDays' | 'rowsPerBucket'>;
+  config: Pick<PipelineConfig, 'bucket' | 'table' | 'maxRequestsPerChunk' | 'maxBytesPerChunk' | 'rowTtlDays' | 'rowsPerBucket' | 'pricesJson' | 'allowUnknownModels'>;
   /** The local clock (epoch ms). */
   now?: () => number;
   /** Where the step's log lines and metrics go (the handler's invocation). */
@@ -224,6 +225,7 @@ async function scanSource(job: JobItem, deps: PrepareDeps): Promise<ScanResult> 
   const maxRequestBytes = config.maxBytesPerChunk - BATCH_BODY_OVERHEAD;
   const maxLineBytes = maxRequestBytes + LINE_SLACK_BYTES;
   const customIds = new CustomIdSet();
+  const models = modelCatalogFromConfig(config);
   const body = await openSource(s3, job);
   const invalid = new LineBatches(new ObjectWriter(s3, config.bucket, keys.invalidWork, { partSize: INVALID_PART_BYTES }));
   const chunks = new ChunkFiles(s3, config.bucket, (chunk) => keys.chunkRequests(chunk, 1), {
@@ -249,7 +251,7 @@ async function scanSource(job: JobItem, deps: PrepareDeps): Promise<ScanResult> 
       outcome = { ok: false, line: entry.lineNumber, code: 'request_too_large', reason };
     } else {
       if (isBlank(entry.bytes)) return undefined;
-      outcome = validateLine(entry, { maxRequestBytes, customIds });
+      outcome = validateLine(entry, { maxRequestBytes, customIds, models });
     }
     if (outcome.ok) {
       validRows += 1;

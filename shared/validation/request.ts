@@ -9,6 +9,7 @@ import { API_MAX_BATCH_BYTES } from '../config';
 import type { MessageParams } from '../anthropic/types';
 import { isBlank, type RawLine } from '../jsonl/lines';
 import { CUSTOM_ID_MAX_LENGTH, CUSTOM_ID_PATTERN, CustomIdSet } from './custom-ids';
+import { KNOWN_MODELS, type ModelCatalog } from './models';
 import { findInvalidUtf8, locateJsonError } from './syntax';
 
 export { CustomIdSet, CUSTOM_ID_PATTERN } from './custom-ids';
@@ -30,6 +31,7 @@ export type InvalidCode =
   | 'params_not_object'
   | 'missing_model'
   | 'invalid_model'
+  | 'unknown_model'
   | 'missing_max_tokens'
   | 'invalid_max_tokens'
   | 'missing_messages'
@@ -77,6 +79,11 @@ export interface ValidateLineOptions {
   maxRequestBytes?: number;
   /** Seen ids of the file so far: a repeated id is reported, a new one is recorded. */
   customIds?: CustomIdSet;
+  /**
+   * The models a request may name (./models.ts; modelCatalogFromConfig for the pipeline's
+   * settings). Default: the models batchline knows out of the box.
+   */
+  models?: ModelCatalog;
 }
 
 /** Params the batch path rejects (anthropic-batches.md §3), with why, for the reason. */
@@ -93,8 +100,8 @@ const TOP_LEVEL_FIELDS = new Set(['custom_id', 'params']);
 
 /**
  * Validates one non-blank input line. Checks run cheapest and most fundamental first: size, UTF-8,
- * JSON, shape, custom_id (then its uniqueness, when `customIds` is given), top-level fields, params.
- * The first problem found is the one reported.
+ * JSON, shape, custom_id (then its uniqueness, when `customIds` is given), top-level fields, params,
+ * and last whether the model is one batchline knows. The first problem found is the one reported.
  *
  * Decisions: `stream: false` is accepted (it is the API's non-streaming default); `stream` with any
  * other value is rejected. `speed`, `store`, `previous_thread_event_id`, `cache_hint` and
@@ -170,7 +177,7 @@ export function validateLine(raw: Pick<RawLine, 'bytes' | 'lineNumber' | 'termin
   const params = request.params;
   if (!isObject(params)) return reject(line, 'params_not_object', `line ${line}: params must be an object, got ${kind(params)}`, customId);
 
-  const paramsProblem = checkParams(params);
+  const paramsProblem = checkParams(params) ?? checkModel(params.model as string, options.models ?? KNOWN_MODELS);
   if (paramsProblem) return reject(line, paramsProblem.code, `line ${line}: ${paramsProblem.reason}`, customId);
 
   return { ok: true, line, customId, params: params as MessageParams, body, bytes: body.length };
@@ -251,6 +258,19 @@ function checkParams(params: Record<string, unknown>): { code: InvalidCode; reas
   return null;
 }
 
+/** Whether a well-formed request names a model the catalog allows; the nearest known id when not. */
+function checkModel(model: string, models: ModelCatalog): { code: InvalidCode; reason: string } | null {
+  if (models.allows(model)) return null;
+  const suggestion = models.suggest(model);
+  const shown = /^[\w.:@/-]{1,100}$/.test(model) ? model : JSON.stringify(model.length > 64 ? `${model.slice(0, 64)}…` : model);
+  return {
+    code: 'unknown_model',
+    reason: suggestion
+      ? `unknown model ${shown}: did you mean ${suggestion}?`
+      : `unknown model ${shown}: not one batchline knows (add it to the price table with the pricesJson setting, or allow any model with allowUnknownModels)`,
+  };
+}
+
 // ---------------------------------------------------------------------------------------------
 // A whole file
 
@@ -284,7 +304,7 @@ export class ValidationStream implements AsyncIterable<LineOutcome> {
   async *[Symbol.asyncIterator](): AsyncGenerator<LineOutcome> {
     if (this.started) throw new Error('a ValidationStream can be read only once');
     this.started = true;
-    const options: ValidateLineOptions = { maxRequestBytes: this.options.maxRequestBytes, customIds: this.customIds };
+    const options: ValidateLineOptions = { maxRequestBytes: this.options.maxRequestBytes, customIds: this.customIds, models: this.options.models };
     for await (const raw of this.lines) {
       this.counts.lines += 1;
       if (isBlank(raw.bytes)) {

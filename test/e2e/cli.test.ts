@@ -1,10 +1,12 @@
 import { execFile } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
-import { mkdtemp, readFile, readdir, rm } from 'node:fs/promises';
+import { chmod, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startSimulator } from '../../simulator/server';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 
@@ -15,9 +17,9 @@ interface Run {
 }
 
 /** Runs `batchline ARGS` as a user would, from the repository root. */
-function batchline(args: string[]): Promise<Run> {
+function batchline(args: string[], env: Record<string, string> = {}): Promise<Run> {
   return new Promise((resolve) => {
-    execFile(process.execPath, [path.join(ROOT, 'bin/batchline.mjs'), ...args], { cwd: ROOT, timeout: 120_000 }, (error, stdout, stderr) => {
+    execFile(process.execPath, [path.join(ROOT, 'bin/batchline.mjs'), ...args], { cwd: ROOT, timeout: 120_000, env: { ...process.env, ...env } }, (error, stdout, stderr) => {
       resolve({ code: error ? Number((error as { code?: number }).code ?? 1) : 0, stdout, stderr });
     });
   });
@@ -27,12 +29,18 @@ describe('the batchline command', () => {
   let out: string;
   let classification: Run;
   let rejected: Run;
+  let lenient: Run;
+  let unknownModel: Run;
   beforeAll(async () => {
     out = await mkdtemp(path.join(tmpdir(), 'batchline-cli-'));
-    // Two whole runs at once: each starts its own local stack in its own process.
-    [classification, rejected] = await Promise.all([
+    const misspelt = path.join(out, 'misspelt.jsonl');
+    await writeFile(misspelt, misspeltModelFile());
+    // Whole runs at once: each starts its own local stack in its own process.
+    [classification, rejected, lenient, unknownModel] = await Promise.all([
       batchline(['run', 'examples/classification.jsonl', '--out', path.join(out, 'classification')]),
       batchline(['run', 'examples/with-invalid-rows.jsonl', '--out', path.join(out, 'rejected')]),
+      batchline(['run', 'examples/with-invalid-rows.jsonl', '--lenient', '--out', path.join(out, 'lenient')]),
+      batchline(['run', misspelt, '--allow-unknown-models', '--out', path.join(out, 'misspelt')]),
     ]);
   }, 180_000);
   afterAll(async () => {
@@ -61,6 +69,21 @@ describe('the batchline command', () => {
     expect(invalid).toHaveLength(4);
   });
 
+  it('exits 3 when the job ran to the end but not every row succeeded (invalid lines under --lenient), and says why', () => {
+    expect(lenient.stdout).toMatch(/^Job with-invalid-rows-[0-9a-f]+: succeeded in /m);
+    expect(lenient.stdout).toContain('rows      12 succeeded, 0 errored, 0 expired, 0 canceled, 4 invalid');
+    expect(lenient.stdout.trimEnd().split('\n').at(-1)).toBe('4 of 16 rows did not succeed (4 invalid): exit status 3');
+    expect(lenient.code).toBe(3);
+  });
+
+  it('with --allow-unknown-models sends a misspelt model on, and the simulator errors its row not_found_error, as the API would: exit 3', async () => {
+    expect(unknownModel.stdout).toContain('rows      2 succeeded, 1 errored, 0 expired, 0 canceled, 0 invalid');
+    expect(unknownModel.stdout).toContain('errors    1 not_found_error');
+    const errors = (await readFile(path.join(out, 'misspelt', 'errors.jsonl'), 'utf8')).trim().split('\n').map((line) => JSON.parse(line));
+    expect(errors).toEqual([expect.objectContaining({ custom_id: 'typo', status: 'errored', error_type: 'not_found_error', message: 'model: claude-sonet-4-5' })]);
+    expect(unknownModel.code).toBe(3);
+  });
+
   it('answers a port in use with one line on stderr and exit status 2', async () => {
     const taken = createServer();
     await new Promise<void>((resolve) => taken.listen(0, '127.0.0.1', resolve));
@@ -72,4 +95,127 @@ describe('the batchline command', () => {
       taken.close();
     }
   });
+});
+
+/** Three requests, the second for a misspelt model. */
+function misspeltModelFile(): string {
+  const row = (customId: string, model: string) => JSON.stringify({ custom_id: customId, params: { model, max_tokens: 16, messages: [{ role: 'user', content: 'Say hi.' }] } });
+  return [row('fine-1', 'claude-haiku-4-5'), row('typo', 'claude-sonet-4-5'), row('fine-2', 'claude-sonnet-4-5')].join('\n') + '\n';
+}
+
+describe('mistakes in how batchline is called', () => {
+  const temps: string[] = [];
+  const tempDir = async () => {
+    const dir = await mkdtemp(path.join(tmpdir(), 'batchline-mistakes-'));
+    temps.push(dir);
+    return dir;
+  };
+  afterAll(async () => {
+    await Promise.all(temps.map((dir) => rm(dir, { recursive: true, force: true })));
+  });
+  const VERSION = (JSON.parse(readFileSync(path.join(ROOT, 'package.json'), 'utf8')) as { version: string }).version;
+
+  it('prints the package version for --version and -V', async () => {
+    expect(await batchline(['--version'])).toEqual({ code: 0, stdout: `batchline ${VERSION}\n`, stderr: '' });
+    expect(await batchline(['-V'])).toEqual({ code: 0, stdout: `batchline ${VERSION}\n`, stderr: '' });
+  });
+
+  it('suggests the nearest command or flag for a misspelt one, with exit status 2', async () => {
+    expect(await batchline(['rnu'])).toEqual({ code: 2, stdout: '', stderr: 'batchline: unknown command "rnu": did you mean run? (see batchline --help)\n' });
+    expect(await batchline(['stauts', 'job-1'])).toEqual({
+      code: 2,
+      stdout: '',
+      stderr: 'batchline: unknown command "stauts": did you mean status? (see batchline --help)\n',
+    });
+    expect(await batchline(['--verison'])).toEqual({
+      code: 2,
+      stdout: '',
+      stderr: 'batchline: unknown option "--verison": did you mean --version? (see batchline --help)\n',
+    });
+    expect(await batchline(['run', 'examples/classification.jsonl', '--lenent'])).toEqual({
+      code: 2,
+      stdout: '',
+      stderr: 'batchline run: unknown option --lenent: did you mean --lenient? (see batchline run --help)\n',
+    });
+    expect(await batchline(['jobs', '--loacl', '.'])).toEqual({
+      code: 2,
+      stdout: '',
+      stderr: 'batchline jobs: unknown option --loacl: did you mean --local? (see batchline jobs --help)\n',
+    });
+    // Nothing near enough: no guess.
+    expect(await batchline(['frobnicate'])).toEqual({ code: 2, stdout: '', stderr: 'batchline: unknown command "frobnicate" (see batchline --help)\n' });
+  });
+
+  it('estimate rejects a misspelt model with its line and the nearest known one (exit 1), unless unknown models are allowed', async () => {
+    const file = path.join(await tempDir(), 'misspelt.jsonl');
+    await writeFile(file, misspeltModelFile());
+
+    const strict = await batchline(['estimate', file]);
+    expect(strict.stdout.split('\n').slice(0, 3)).toEqual([
+      `${file}: 2 valid rows, 1 invalid line`,
+      '  line 2: unknown model claude-sonet-4-5: did you mean claude-sonnet-4-5? [unknown_model]',
+      'Strict mode would reject this file; --lenient runs the 2 valid rows.',
+    ]);
+    expect(strict.code).toBe(1);
+
+    const allowed = await batchline(['estimate', file, '--allow-unknown-models']);
+    expect(allowed.stdout).toMatch(/^\S+: 3 valid rows, 0 invalid lines$/m);
+    expect(allowed.code).toBe(0);
+    expect((await batchline(['estimate', file], { BATCHLINE_ALLOW_UNKNOWN_MODELS: 'true' })).code).toBe(0);
+  });
+
+  it('refuses a directory as the input file with exit status 2, before the local stack starts', async () => {
+    for (const command of ['run', 'estimate', 'submit']) {
+      const result = await batchline([command, 'examples']);
+      expect({ command, ...result }).toEqual({ command, code: 2, stdout: '', stderr: `batchline ${command}: examples is a directory: give a .jsonl file\n` });
+    }
+  });
+
+  // Root reads any file whatever its mode: there, a sysfs attribute that has no read operation stands in.
+  const unreadable = async (): Promise<string | undefined> => {
+    if (process.getuid?.() !== 0) {
+      const file = path.join(await tempDir(), 'secret.jsonl');
+      await writeFile(file, '{}\n');
+      await chmod(file, 0o000);
+      return file;
+    }
+    return ['/sys/bus/pci/rescan', '/sys/kernel/mm/ksm/run'].find((file) => {
+      try {
+        readFileSync(file);
+        return false;
+      } catch (error) {
+        return (error as NodeJS.ErrnoException).code === 'EACCES';
+      }
+    });
+  };
+
+  it('refuses a file it cannot read with exit status 2, before the local stack starts', async (context) => {
+    const file = await unreadable();
+    if (file === undefined) return context.skip('no file this process cannot read');
+    for (const command of ['run', 'estimate', 'submit']) {
+      const result = await batchline([command, file]);
+      expect({ command, ...result }).toEqual({ command, code: 2, stdout: '', stderr: `batchline ${command}: cannot read ${file}: permission denied\n` });
+    }
+  });
+});
+
+describe('a key the API refuses', () => {
+  it('with --live, says once that the API refused the key and what to check, with exit status 1 and no stack trace', async () => {
+    // The API stands in as a simulator that accepts one key only; the run gives it another.
+    const api = await startSimulator({ timeScale: 600, apiKeys: ['sk-ant-the-right-key'] });
+    const out = await mkdtemp(path.join(tmpdir(), 'batchline-live-key-'));
+    try {
+      const run = await batchline(['run', 'examples/classification.jsonl', '--live', '--out', out], { ANTHROPIC_API_KEY: 'sk-ant-a-wrong-key', ANTHROPIC_BASE_URL: api.url });
+
+      expect(run.stdout).toMatch(/^Job classification-[0-9a-f]+: failed in /m);
+      expect(run.stdout.split('\n').filter((line) => /refused|ApiAuthError|authentication/.test(line))).toEqual([
+        '  failure   the API refused the key (401): check ANTHROPIC_API_KEY',
+      ]);
+      expect(run.stderr).not.toMatch(/ApiAuthError|refused|\n\s+at /);
+      expect(run.code).toBe(1);
+    } finally {
+      await api.stop();
+      await rm(out, { recursive: true, force: true });
+    }
+  }, 120_000);
 });

@@ -37,6 +37,7 @@ describe('readSettings', () => {
         pollFraction: 0.2,
         rowTtlDays: 0,
         pricesJson: { 'claude-x': { input: 1, output: 5 } },
+        allowUnknownModels: true,
         anthropicVersion: '2023-06-01',
         maxRetries: 4,
         timeoutMs: 30_000,
@@ -64,6 +65,7 @@ describe('readSettings', () => {
         BATCHLINE_POLL_FRACTION: '0.2',
         BATCHLINE_ROW_TTL_DAYS: '0',
         BATCHLINE_PRICES: '{"claude-x":{"input":1,"output":5}}',
+        BATCHLINE_ALLOW_UNKNOWN_MODELS: 'true',
       },
       apiEnv: {
         ANTHROPIC_VERSION: '2023-06-01',
@@ -115,6 +117,7 @@ describe('readSettings', () => {
     [{ encryptionKey: true }, 'batchline:settings.encryptionKey must be "aws-owned", "stack" or a KMS key ARN'],
     [{ maxAtempts: 3 }, 'batchline:settings.maxAtempts is not a setting'],
     [{ maxAttempts: true }, 'batchline:settings.maxAttempts must be a string or a number, got true'],
+    [{ allowUnknownModels: 'yes' }, 'batchline:settings.allowUnknownModels: BATCHLINE_ALLOW_UNKNOWN_MODELS must be true or false, got "yes"'],
   ])('rejects the setting %j, naming it', (setting, message) => {
     expect(() => fromContext({ 'batchline:settings': setting })).toThrow(new RegExp(`^${escape(message)}`));
   });

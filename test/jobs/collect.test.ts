@@ -317,7 +317,7 @@ describe('collectResults', () => {
   });
 
   it('keeps the tokens of a model without a price, leaves its cost out and notes the model', async () => {
-    const job = await seedJob(aws, { chunks: [[request('priced'), request('unpriced', { model: 'claude-nonesuch-9' })]] });
+    const job = await seedJob(aws, { chunks: [[request('priced'), request('unpriced', { model: 'claude-mythos-preview' })]] });
     const ref = await runBatch(job);
     await collectResults(ref, deps());
     const unpriced = (await readRow(aws, job.jobId, 'unpriced'))!;
@@ -325,7 +325,7 @@ describe('collectResults', () => {
     expect(unpriced.usage!.output_tokens).toBeGreaterThan(0);
     expect(unpriced.costUsd).toBeUndefined();
     expect((await readRow(aws, job.jobId, 'priced'))!.costUsd).toBeGreaterThan(0);
-    expect((await readChunkItem(aws, job.jobId, 0)).attempts[0]!.unpricedModels).toEqual(['claude-nonesuch-9']);
+    expect((await readChunkItem(aws, job.jobId, 0)).attempts[0]!.unpricedModels).toEqual(['claude-mythos-preview']);
   });
 
   it('gives the same output when the results stream is cut part-way', async () => {

@@ -27,7 +27,7 @@ async function batchline(args: string[], env: Record<string, string> = {}) {
 describe('the batchline command line', () => {
   it.each([
     [['run', 'no-such-file.jsonl'], 'batchline run: no such file: no-such-file.jsonl'],
-    [['run', '--frobnicate'], "batchline run: Unknown option '--frobnicate' (see batchline run --help)"],
+    [['run', '--frobnicate'], 'batchline run: unknown option --frobnicate (see batchline run --help)'],
     [['run', 'a.jsonl', 'b.jsonl'], 'batchline run: batchline run takes one file, got 2 (see batchline run --help)'],
     [['run', '--time-scale', 'fast'], 'batchline run: --time-scale must be a positive number, got "fast"'],
     [['run', '--live'], 'batchline run: --live needs ANTHROPIC_API_KEY in the environment'],

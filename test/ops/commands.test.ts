@@ -3,7 +3,7 @@ import { mkdir, readFile, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { OPS_COMMANDS } from '../../cli/ops';
 import { localStatePath } from '../../cli/ops/local-state';
-import { uploadFile, waitForJob } from '../../cli/ops/submit';
+import { followToEnd, uploadFile, waitForJob } from '../../cli/ops/submit';
 import { DEFAULT_PART_SIZE, headObject } from '../../shared/store/s3';
 import { OpsFailure } from '../../cli/ops/command';
 import { putItem } from '../../shared/store/dynamo';
@@ -242,6 +242,25 @@ describe('operating commands against a local stack', () => {
       );
     });
 
+    it("exits with an ended job's outcome: 0 when every row succeeded, 3 when some did not, 1 when it failed or was rejected; 0 while it runs", async () => {
+      const { own, dir } = await isolated();
+      const ended = { endedAt: '2026-01-02T04:00:00.000Z' };
+      const all = { succeeded: 5, errored: 0, expired: 0, canceled: 0, invalid: 0 };
+      await putJob(own, 'all-ok', { ...ended, counts: all });
+      await putJob(own, 'some-errored', { ...ended, counts: { ...all, succeeded: 3, errored: 1, expired: 1 } });
+      await putJob(own, 'canceled-part', { ...ended, status: 'canceled', counts: { ...all, succeeded: 4, canceled: 1 } });
+      await putJob(own, 'lenient-invalid', { ...ended, validationMode: 'lenient', counts: { ...all, succeeded: 4, invalid: 1 } });
+      await putJob(own, 'rejected', { ...ended, status: 'rejected', counts: { ...all, succeeded: 0, canceled: 4, invalid: 1 } });
+      await putJob(own, 'failed', { ...ended, status: 'failed', failure: { error: 'States.Timeout', cause: 'PrepareJob timed out' } });
+      await putJob(own, 'running', { status: 'running' });
+
+      const codes: Record<string, number> = {};
+      for (const job of ['all-ok', 'some-errored', 'canceled-part', 'lenient-invalid', 'rejected', 'failed', 'running']) {
+        codes[job] = (await run('status', [job], dir)).code;
+      }
+      expect(codes).toEqual({ 'all-ok': 0, 'some-errored': 3, 'canceled-part': 3, 'lenient-invalid': 3, rejected: 1, failed: 1, running: 0 });
+    });
+
     it('says in one line that a job does not exist (exit 1) and needs exactly one job id (exit 2)', async () => {
       expect(await run('status', ['nope'], dir)).toEqual({ code: 1, out: '', err: 'batchline status: job nope does not exist\n' });
       expect(await run('status', [], dir)).toEqual({ code: 2, out: '', err: 'batchline status: needs one job id, got 0 arguments (see batchline status --help)\n' });
@@ -403,17 +422,60 @@ describe('operating commands against a local stack', () => {
       expect(out.slice(-3)).toEqual(['', `Outputs in s3://${aws.bucket}/results/${jobId}/ (download them with: batchline results ${jobId} --local ${dir})`, '']);
     });
 
-    it('sends --lenient as the object metadata, and exits 1 when strict validation rejects the file', async () => {
+    it('sends --lenient as the object metadata and exits 3 for the rows left out, and exits 1 when strict validation rejects the file', async () => {
       const lines = [request('v1'), '{"custom_id": "broken"}'];
       const lenient = await run('submit', [await requestFile('submit-lenient.jsonl', lines), '--lenient'], dir);
       const strict = await run('submit', [await requestFile('submit-strict.jsonl', lines)], dir);
 
       const jobOf = (out: string) => readJobItem(aws, /^Job (\S+)$/m.exec(out)![1]!);
-      expect(lenient.code).toBe(0);
+      expect(lenient.code).toBe(3);
       expect(await jobOf(lenient.out)).toMatchObject({ validationMode: 'lenient', status: 'succeeded', invalidRows: 1 });
+      expect(lenient.out.trimEnd().split('\n').at(-1)).toBe('1 of 2 rows did not succeed (1 invalid): exit status 3');
       expect(strict.code).toBe(1);
       expect(await jobOf(strict.out)).toMatchObject({ validationMode: 'strict', status: 'rejected', invalidRows: 1 });
       expect(steady(strict.out)).toContain('validated: 1 row valid, 1 invalid; nothing submitted (rejected)');
+    });
+
+    it('rejects a file naming a misspelt model (exit 1), its line and the nearest known model in invalid.jsonl', async () => {
+      const result = await run('submit', [await requestFile('submit-typo.jsonl', [request('fine'), request('typo', { model: 'claude-sonet-4-5' })])], dir);
+
+      const jobId = /^Job (\S+)$/m.exec(result.out)![1]!;
+      expect(await readJobItem(aws, jobId)).toMatchObject({ status: 'rejected', validRows: 1, invalidRows: 1 });
+      expect(JSON.parse((await readText(aws, jobKeys(jobId).invalid))!)).toEqual({
+        line: 2,
+        custom_id: 'typo',
+        code: 'unknown_model',
+        reason: 'line 2: unknown model claude-sonet-4-5: did you mean claude-sonnet-4-5?',
+      });
+      expect(result.code).toBe(1);
+    });
+
+    it("says once, in its summary, that the API refused the key and to check the stack's secret, when the job failed on it", async () => {
+      const { own, dir } = await isolated();
+      const refused = { error: 'ApiAuthError', cause: 'ApiAuthError: 401 authentication_error: Invalid authentication credentials' };
+      await putJob(own, 'refused', { status: 'failed', endedAt: '2026-01-02T04:00:00.000Z', failure: refused, counts: { succeeded: 0, errored: 5, expired: 0, canceled: 0, invalid: 0 } });
+      await putChunk(own, 'refused', 0, {
+        status: 'failed',
+        rows: 5,
+        bytes: 100,
+        firstLine: 1,
+        lastLine: 5,
+        currentAttempt: 1,
+        updatedAt: 't',
+        failure: refused,
+        attempts: [{ attempt: 1, rows: 5, bytes: 100, intentAt: '2026-01-02T03:05:00.000Z' }],
+      });
+      const memory = memoryIo();
+
+      const code = await followToEnd({ ...own, kind: 'stack', flags: '' }, 'refused', memory.io, { tty: false, startedAt: Date.now() });
+
+      expect(memory.out().split('\n').filter((line) => /refused the key|ApiAuthError|authentication/.test(line))).toEqual([
+        "  failure   the API refused the key (401): check the key in the stack's secret (its ApiKeySecretName output)",
+      ]);
+      expect(memory.err()).toBe('');
+      expect(code).toBe(1);
+      // A local stack (serve --live) has its key from the environment.
+      expect((await run('status', ['refused'], dir)).out).toContain('  failure   the API refused the key (401): check ANTHROPIC_API_KEY\n');
     });
 
     it('with --no-follow, prints the job id once registered and returns', async () => {

@@ -2,6 +2,8 @@
 import { describe, expect, it } from 'vitest';
 import type { BatchResultLine, Message } from '../../shared/anthropic/types';
 import type { SimulatorHandle } from '../../simulator/server';
+import { BUILT_IN_PRICES } from '../../shared/cost/prices';
+import { modelCatalog } from '../../shared/validation/models';
 import { createBatch, parseLines, raw, request, requests, resultsBytes, runBatch, useSimulators } from './fixtures';
 
 const sims = useSimulators();
@@ -102,6 +104,31 @@ describe('line shapes', () => {
       'no-messages': envelope(/^messages: Field required$/),
       'bad-role': envelope(/^messages\.0\.role: /),
     });
+  });
+
+  it('errors a request for a model it does not serve with not_found_error, as the API does, after checking its params', async () => {
+    const sim = await sims.start();
+    const lines = await runBatch(sim, [
+      request('ok'),
+      request('dated', { model: 'claude-sonnet-4-5-20250929' }),
+      request('misspelt', { model: 'claude-sonet-4-5' }),
+      request('misspelt-and-broken', { model: 'claude-sonet-4-5', max_tokens: 0 }),
+    ]);
+
+    expect(lines.get('ok')?.result.type).toBe('succeeded');
+    expect(lines.get('dated')?.result.type).toBe('succeeded');
+    expect(lines.get('misspelt')?.result).toEqual({
+      type: 'errored',
+      error: { type: 'error', error: { type: 'not_found_error', message: 'model: claude-sonet-4-5' }, request_id: null },
+    });
+    expect(lines.get('misspelt-and-broken')?.result).toMatchObject({ type: 'errored', error: { error: { type: 'invalid_request_error' } } });
+  });
+
+  it('serves the models it is told to', async () => {
+    const sim = await sims.start({ models: modelCatalog(new Map([['claude-next-9', BUILT_IN_PRICES.get('claude-haiku-4-5')!]])) });
+    const lines = await runBatch(sim, [request('next', { model: 'claude-next-9' }), request('old', { model: 'claude-haiku-4-5' })]);
+    expect(lines.get('next')?.result.type).toBe('succeeded');
+    expect(lines.get('old')?.result).toMatchObject({ type: 'errored', error: { error: { type: 'not_found_error', message: 'model: claude-haiku-4-5' } } });
   });
 
   it('writes errored lines with the configured error types, as full envelopes', async () => {

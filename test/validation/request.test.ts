@@ -9,6 +9,8 @@ import {
   type LineOutcome,
 } from '../../shared/validation/request';
 import { jsonl, lines, request } from '../support/requests';
+import { modelCatalog, modelCatalogFromConfig, type ModelCatalog } from '../../shared/validation/models';
+import { BUILT_IN_PRICES, DATED_MODEL_IDS, MODELS_WITHOUT_LIST_PRICE } from '../../shared/cost/prices';
 
 async function validateFile(file: Buffer, options: Parameters<typeof validateStream>[1] = {}, pieceSize?: number) {
   const stream = validateStream(lines(file, { pieceSize }), options);
@@ -172,6 +174,21 @@ const BAD_LINES: ReadonlyArray<{ name: string; row: unknown; code: InvalidCode; 
     row: request('bad', { model: 4 }),
     code: 'invalid_model',
     reason: 'line 2: params.model must be a string, got a number',
+    customId: 'bad',
+  },
+  {
+    name: 'a misspelt model',
+    row: request('bad', { model: 'claude-sonet-4-5' }),
+    code: 'unknown_model',
+    reason: 'line 2: unknown model claude-sonet-4-5: did you mean claude-sonnet-4-5?',
+    customId: 'bad',
+  },
+  {
+    name: 'a model batchline does not know',
+    row: request('bad', { model: 'gpt-4o' }),
+    code: 'unknown_model',
+    reason:
+      'line 2: unknown model gpt-4o: not one batchline knows (add it to the price table with the pricesJson setting, or allow any model with allowUnknownModels)',
     customId: 'bad',
   },
   {
@@ -497,5 +514,47 @@ describe('invalidReportRow', () => {
       code: 'invalid_json',
       reason: 'line 5 is not valid JSON',
     });
+  });
+});
+
+describe('validateLine: the model must be one batchline knows', () => {
+  const line = (model: string, models?: ModelCatalog) => validateLine({ bytes: Buffer.from(JSON.stringify(request('r', { model }))), lineNumber: 7, terminated: true }, { models });
+
+  it('accepts every model of the price table, the known ones without a price, and their dated ids', () => {
+    for (const model of [...BUILT_IN_PRICES.keys(), ...MODELS_WITHOUT_LIST_PRICE, ...DATED_MODEL_IDS, 'claude-haiku-4-5-20990101']) {
+      expect({ model, ok: line(model).ok }).toEqual({ model, ok: true });
+    }
+  });
+
+  it('names the line and the nearest known id, dated ones included', () => {
+    expect(rejection(line('claude-sonnet-4-5-20250928x'))).toMatchObject({ line: 7, code: 'unknown_model' });
+    expect(rejection(line('claude-sonet-4-5-20250929')).reason).toBe('line 7: unknown model claude-sonet-4-5-20250929: did you mean claude-sonnet-4-5-20250929?');
+    expect(rejection(line('Claude-Haiku-4-5')).reason).toBe('line 7: unknown model Claude-Haiku-4-5: did you mean claude-haiku-4-5?');
+    // A base that is not known gives its dated ids no pass.
+    expect(rejection(line('claude-nonesuch-9-20250101')).code).toBe('unknown_model');
+  });
+
+  it('quotes a model id with odd characters, shortened, as JSON', () => {
+    expect(rejection(line(`claude ${'x'.repeat(80)}`)).reason).toBe(`line 7: unknown model "claude ${'x'.repeat(57)}…": not one batchline knows (add it to the price table with the pricesJson setting, or allow any model with allowUnknownModels)`);
+  });
+
+  it('accepts a model added with pricesJson, and any model with allowUnknownModels', () => {
+    const extended = modelCatalogFromConfig({ pricesJson: JSON.stringify({ 'claude-next-9': { input: 1, output: 5, cacheWrite5m: 1.25, cacheWrite1h: 2, cacheRead: 0.1 } }) });
+    expect(line('claude-next-9', extended).ok).toBe(true);
+    expect(line('claude-next-9').ok).toBe(false);
+    expect(line('claude-sonet-4-5', modelCatalogFromConfig({ allowUnknownModels: true })).ok).toBe(true);
+    expect(line('claude-sonet-4-5', modelCatalogFromConfig({ allowUnknownModels: false })).ok).toBe(false);
+  });
+
+  it('checks the model last: a line with another problem is reported for that one', () => {
+    expect(rejection(line('claude-sonet-4-5', undefined)).code).toBe('unknown_model');
+    const both = validateLine({ bytes: Buffer.from(JSON.stringify(request('r', { model: 'gpt-4o', max_tokens: 0 }))), lineNumber: 1, terminated: true });
+    expect(rejection(both).code).toBe('invalid_max_tokens');
+  });
+
+  it('applies the catalog given to a whole file', async () => {
+    const file = jsonl([request('a', { model: 'claude-sonet-4-5' }), request('b')]);
+    expect((await validateFile(file)).counts).toMatchObject({ valid: 1, invalid: 1 });
+    expect((await validateFile(file, { models: modelCatalog(BUILT_IN_PRICES, { allowUnknown: true }) })).counts).toMatchObject({ valid: 2, invalid: 0 });
   });
 });
