@@ -10,6 +10,7 @@ import { modelCatalog } from '../shared/validation/models';
 import { atMostOne, parse, readableFile, UsageError } from './args';
 import { count, displayPath, plural, usd } from './format';
 import type { Io } from './io';
+import { WIRE_GROWTH_BYTES } from '../shared/jobs/wire-ids';
 
 export const ESTIMATE_HELP = `Usage: batchline estimate FILE.jsonl [options]
 
@@ -53,7 +54,7 @@ export async function estimateCommand(args: string[], io: Io): Promise<number> {
     throw new UsageError((error as Error).message);
   }
 
-  const validation = validateStream(splitLines(createReadStream(file)), { maxRequestBytes: maxBytesPerChunk - BATCH_BODY_OVERHEAD, models });
+  const validation = validateStream(splitLines(createReadStream(file)), { maxRequestBytes: maxBytesPerChunk - BATCH_BODY_OVERHEAD - WIRE_GROWTH_BYTES, models });
   const totals = new EstimateTotals(prices);
   const firstInvalid: InvalidLine[] = [];
   for await (const outcome of validation) {

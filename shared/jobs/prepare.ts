@@ -21,6 +21,7 @@ import { CHUNK_SK_PREFIX, chunkSk, JOB_SK, jobPk, ttlAfter, type ChunkItem, type
 import { jobKeys } from '../store/keys';
 import { isS3NotFound, ObjectWriter } from '../store/s3';
 import { ChunkSpools, ChunkWriter } from './chunk-writer';
+import { WIRE_GROWTH_BYTES } from './wire-ids';
 import { quietObserver, type Observer } from '../observability';
 import { bareEtag } from './job-id';
 import { SourceChanged, SourceNotFound } from './register';
@@ -222,7 +223,7 @@ async function scanSource(job: JobItem, deps: PrepareDeps): Promise<ScanResult> 
   const keys = jobKeys(job.jobId);
   const strict = job.validationMode === 'strict';
   // One request must fit a batch on its own; a line far beyond that is reported without being buffered.
-  const maxRequestBytes = config.maxBytesPerChunk - BATCH_BODY_OVERHEAD;
+  const maxRequestBytes = config.maxBytesPerChunk - BATCH_BODY_OVERHEAD - WIRE_GROWTH_BYTES;
   const maxLineBytes = maxRequestBytes + LINE_SLACK_BYTES;
   const customIds = new CustomIdSet();
   const models = modelCatalogFromConfig(config);
@@ -386,7 +387,9 @@ class ChunkFiles {
 
   add(row: Buffer, lineNumber: number): Promise<void> | undefined {
     const current = this.current;
-    if (current && (current.rows + 1 > this.limits.maxRows || current.bytes + 1 + row.length > this.limits.maxBytes)) {
+    // The limit holds as sent: each request's id is replaced by a wire id, up to WIRE_GROWTH_BYTES longer.
+    const asSent = (rows: number, bytes: number) => bytes + rows * WIRE_GROWTH_BYTES;
+    if (current && (current.rows + 1 > this.limits.maxRows || asSent(current.rows + 1, current.bytes + 1 + row.length) > this.limits.maxBytes)) {
       return this.closeCurrent().then(() => this.add(row, lineNumber) ?? undefined);
     }
     if (current) {

@@ -18,6 +18,14 @@ const NONCE = /^[0-9a-f]{16}$/;
 
 export const wireId = (nonce: string, index: number): string => `${nonce}-${index.toString(36)}`;
 
+/**
+ * How many bytes a request can grow by on the wire: a wire id is at most 21 characters (16 + 1 + 4:
+ * a chunk has at most 100,000 requests, `255r` in base 36) where the user's is at least 1, and the
+ * framing around it, `{"custom_id":"…","params":…}`, is the least any valid line has. Prepare
+ * counts it per request, so a chunk stays within the batch size limit as sent.
+ */
+export const WIRE_GROWTH_BYTES = 20;
+
 /** The nonce and line of a wire custom_id; undefined for any other id. */
 export function parseWireId(customId: string): { nonce: string; index: number } | undefined {
   const dash = customId.indexOf('-');

@@ -73,7 +73,7 @@ export function corpus(): Entry[] {
     ),
     invalid('request-too-large', validRow('huge', 'x'.repeat(5000)), {
       code: 'request_too_large',
-      reason: "line {line} is 5,116 bytes; a request may be at most 4,081 bytes (one batch's size limit)",
+      reason: "line {line} is 5,116 bytes; a request may be at most 4,061 bytes (one batch's size limit)",
     }),
     ...['v-04', 'v-05', 'v-06', 'v-07', 'v-08', 'v-09', 'v-10', 'v-11', 'v-12'].map((id) => valid(id)),
     // Far from its first use (line 11).

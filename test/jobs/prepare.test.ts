@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { WIRE_GROWTH_BYTES } from '../../shared/jobs/wire-ids';
 import { useLocalAws } from '../support/aws';
 import { exists, jsonl, pipelineConfig, putInput, readText, request, requests } from '../support/pipeline';
 import { getItem, putItem, queryPartition, updateItem } from '../../shared/store/dynamo';
@@ -95,9 +96,11 @@ describe('prepareJob', () => {
   });
 
   it('starts a new chunk before a row would take the create body past the byte limit', async () => {
-    // Rows of equal size: two fit a body of exactly the limit, a third would not.
+    // Rows of equal size: two fit a body of exactly the limit as sent (each id replaced by a wire id
+    // up to WIRE_GROWTH_BYTES longer), a third would not.
     const rows = Array.from({ length: 5 }, (_, i) => request(`b${i}`, 'x'.repeat(600)));
-    const limit = bodyBytes(rows.slice(0, 2));
+    const limit = bodyBytes(rows.slice(0, 2)) + 2 * WIRE_GROWTH_BYTES;
+    expect(bodyBytes(rows.slice(0, 3))).toBeGreaterThan(limit);
     const { jobId, keys, run } = await preparedJob(jsonl(rows), { config: { maxBytesPerChunk: limit } });
 
     const result = await run();
@@ -106,7 +109,18 @@ describe('prepareJob', () => {
     expect(await readText(aws, keys.chunkRequests(0, 1))).toBe(jsonl(rows.slice(0, 2)));
     expect(await readText(aws, keys.chunkRequests(1, 1))).toBe(jsonl(rows.slice(2, 4)));
     expect(await readText(aws, keys.chunkRequests(2, 1))).toBe(jsonl(rows.slice(4)));
-    expect((await chunkItems(jobId)).map((c) => c.bytes)).toEqual([limit, limit, bodyBytes(rows.slice(4))]);
+    // Recorded as written, the requests file's body.
+    const written = bodyBytes(rows.slice(0, 2));
+    expect((await chunkItems(jobId)).map((c) => c.bytes)).toEqual([written, written, bodyBytes(rows.slice(4))]);
+  });
+
+  it('keeps the byte limit as sent: rows that fit only as written go to chunks of their own', async () => {
+    const rows = Array.from({ length: 3 }, (_, i) => request(`c${i}`, 'x'.repeat(600)));
+    // Two rows fill the limit exactly as written; with their ids as wire ids they would pass it.
+    const limit = bodyBytes(rows.slice(0, 2));
+    const { run } = await preparedJob(jsonl(rows), { config: { maxBytesPerChunk: limit } });
+
+    expect((await run()).chunks).toEqual([0, 1, 2]);
   });
 
   const mixed = [
@@ -195,7 +209,8 @@ describe('prepareJob', () => {
       { line: 4, code: 'request_too_large' },
       { line: 7, code: 'request_too_large' },
     ]);
-    expect(report[1]!.reason).toBe("line 4 is more than 69,617 bytes; a request may be at most 4,081 bytes (one batch's size limit)");
+    // 4,096 less the body's framing (15) and the wire id's growth (20): the most one request may be as written.
+    expect(report[1]!.reason).toBe("line 4 is more than 69,597 bytes; a request may be at most 4,061 bytes (one batch's size limit)");
   });
 
   it('converges when run again: a finished Prepare answers the same, an interrupted one is redone', async () => {
