@@ -53,6 +53,16 @@ function installDesShim(): void {
   }
 }
 
+/**
+ * Node's servers close an idle keep-alive socket after 5 s; a client that picks that socket at the
+ * same moment gets ECONNRESET (the SDK's TimeoutError). On a loaded machine the race is common.
+ * The server keeps idle sockets longer than any client here holds them, so the client closes first.
+ */
+function outlastClientKeepAlive(server: Server): void {
+  server.keepAliveTimeout = 120_000;
+  server.headersTimeout = 121_000;
+}
+
 /** Environment every AWS SDK client in this process (handlers included) needs to reach the emulators. */
 export function localAwsEnv(endpoints: { s3: string; dynamodb: string }): Record<string, string> {
   return {
@@ -107,6 +117,7 @@ export async function startS3(
   const directory = options.directory ?? (await mkdtemp(path.join(tmpdir(), 'batchline-s3-')));
   const server = new S3rver({ address: '127.0.0.1', port: options.port ?? 0, silent: true, directory });
   const address: AddressInfo = await server.run();
+  outlastClientKeepAlive((server as { httpServer: Server }).httpServer);
   const endpoint = `http://127.0.0.1:${address.port}`;
   const client = localS3Client(endpoint);
   for (const bucket of options.buckets ?? []) {
@@ -146,6 +157,7 @@ export async function startDynamo(options: { port?: number; backend?: LocalBacke
     server.once('error', reject);
     server.listen(options.port ?? 0, '127.0.0.1', () => resolve());
   });
+  outlastClientKeepAlive(server);
   const { port } = server.address() as AddressInfo;
   const endpoint = `http://127.0.0.1:${port}`;
   const client = localDynamoClient(endpoint);

@@ -82,10 +82,11 @@ export async function withoutProbes(stack: LocalStack, batchIds: string[]): Prom
       kept.push(batchId);
       continue;
     }
-    // Canceled at once; its one request may still finish within the cancel's grace (and be billed, max_tokens 1).
+    // Canceled at once — or ended before the cancel arrived, on a loaded machine where the
+    // simulator's fast clock runs past its processing time; its requests are max_tokens 1.
     const probe = await simulatorBatch(stack, batchId);
     expect([1, 2]).toContain(Object.values(probe.request_counts).reduce((sum, n) => sum + n, 0));
-    expect(probe.cancel_initiated_at).not.toBeNull();
+    expect(probe.cancel_initiated_at !== null || probe.processing_status === 'ended').toBe(true);
   }
   return kept;
 }
