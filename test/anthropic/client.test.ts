@@ -457,6 +457,7 @@ describe('streaming create', () => {
     expect(batch.request_counts.processing).toBe(count);
     expect(produced).toBe(20_000_000);
     // 15 MB had gone out when measured; a client that buffered it would retain at least that much.
-    expect(midway - baseline).toBeLessThan(produced * 0.75 * 0.2);
+    // Half of it is the bound: on a loaded machine the socket's queue (arrayBuffers) held 5.6 MB.
+    expect(midway - baseline).toBeLessThan(produced * 0.75 * 0.5);
   });
 });
