@@ -1,10 +1,13 @@
 /**
- * Reading a chunk attempt's requests file (`{custom_id, params}` lines in input order, written by
- * Prepare for attempt 1 and by Collect for retries): raw lines for create, custom_ids for the rest.
+ * Reading a chunk attempt's requests (`{custom_id, params}` lines in input order, written by Prepare
+ * for attempt 1 and by Collect for retries): raw lines for create, custom_ids for the rest. Every
+ * step reads an attempt's requests through here, by attempt, never by key: how an attempt's
+ * requests are stored is this module's business.
  */
 import type { S3Client } from '@aws-sdk/client-s3';
 import { isBlank, splitLines, type RawLine } from '../jsonl/lines';
 import { leadingCustomId } from '../jsonl/raw-json';
+import { jobKeys } from '../store/keys';
 import { readObject } from '../store/s3';
 
 /** A requests file holds a line that is not a request (it was written by us, so it was damaged). */
@@ -22,9 +25,21 @@ export async function* objectLines(s3: S3Client, bucket: string, key: string): A
   }
 }
 
+/** One attempt of one chunk of a job. */
+export interface AttemptRef {
+  jobId: string;
+  chunk: number;
+  attempt: number;
+}
+
+/** Where an attempt's requests are stored (for messages; read them with the functions below). */
+export function requestsKey(ref: AttemptRef): string {
+  return jobKeys(ref.jobId).chunkRequests(ref.chunk, ref.attempt);
+}
+
 /** The raw request lines, as create's body items. */
-export async function* requestLines(s3: S3Client, bucket: string, key: string): AsyncGenerator<Buffer> {
-  for await (const line of objectLines(s3, bucket, key)) yield line.bytes;
+export async function* requestLines(s3: S3Client, bucket: string, ref: AttemptRef): AsyncGenerator<Buffer> {
+  for await (const line of objectLines(s3, bucket, requestsKey(ref))) yield line.bytes;
 }
 
 export interface RequestEntry {
@@ -33,21 +48,22 @@ export interface RequestEntry {
 }
 
 /** Each request with its custom_id. */
-export async function* requestEntries(s3: S3Client, bucket: string, key: string): AsyncGenerator<RequestEntry> {
+export async function* requestEntries(s3: S3Client, bucket: string, ref: AttemptRef): AsyncGenerator<RequestEntry> {
+  const key = requestsKey(ref);
   for await (const line of objectLines(s3, bucket, key)) yield { customId: customIdOf(line, key), line };
 }
 
 /** custom_id → 0-based position among the file's requests (input order, for attempt 1's file). */
-export async function requestPositions(s3: S3Client, bucket: string, key: string): Promise<Map<string, number>> {
+export async function requestPositions(s3: S3Client, bucket: string, ref: AttemptRef): Promise<Map<string, number>> {
   const positions = new Map<string, number>();
-  for await (const { customId } of requestEntries(s3, bucket, key)) positions.set(customId, positions.size);
+  for await (const { customId } of requestEntries(s3, bucket, ref)) positions.set(customId, positions.size);
   return positions;
 }
 
 /** The custom_ids of a file's requests. */
-export async function requestIds(s3: S3Client, bucket: string, key: string): Promise<Set<string>> {
+export async function requestIds(s3: S3Client, bucket: string, ref: AttemptRef): Promise<Set<string>> {
   const ids = new Set<string>();
-  for await (const { customId } of requestEntries(s3, bucket, key)) ids.add(customId);
+  for await (const { customId } of requestEntries(s3, bucket, ref)) ids.add(customId);
   return ids;
 }
 

@@ -109,9 +109,9 @@ export async function collectResults(input: CollectInput, deps: CollectDeps): Pr
   }
 
   const keys = jobKeys(input.jobId);
-  const positions = await requestPositions(s3, config.bucket, keys.chunkRequests(input.chunk, 1));
+  const positions = await requestPositions(s3, config.bucket, { ...input, attempt: 1 });
   const members: ReadonlyMap<string, number> | ReadonlySet<string> =
-    input.attempt === 1 ? positions : await requestIds(s3, config.bucket, keys.chunkRequests(input.chunk, input.attempt));
+    input.attempt === 1 ? positions : await requestIds(s3, config.bucket, input);
   const sent = new SentRequests(record.nonce, [...members.keys()]);
 
   // A fresh container has not seen this batch created: a 404 on its results soon after is transient.
@@ -225,7 +225,7 @@ async function writeRetryFile(input: CollectInput, retry: ReadonlySet<string>, d
   let rows = 0;
   let bodyBytes = BATCH_BODY_OVERHEAD;
   try {
-    for await (const { customId, line } of requestEntries(deps.s3, deps.config.bucket, keys.chunkRequests(input.chunk, input.attempt))) {
+    for await (const { customId, line } of requestEntries(deps.s3, deps.config.bucket, input)) {
       if (!retry.has(customId)) continue;
       await writer.writeLine(line.bytes);
       bodyBytes += line.bytes.length + (rows > 0 ? 1 : 0);

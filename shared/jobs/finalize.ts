@@ -64,7 +64,7 @@ import {
 } from '../store/items';
 import { jobKeys } from '../store/keys';
 import { isS3NotFound, ObjectWriter, putJson, readObject } from '../store/s3';
-import { ChunkFileCorrupt, objectLines, requestEntries } from './chunk-files';
+import { ChunkFileCorrupt, objectLines, requestEntries, requestsKey } from './chunk-files';
 import { InvalidStateInput, isoAt, jobKey, readJob } from './chunk-state';
 import type { UnreadableLine } from './collect';
 import {
@@ -522,9 +522,9 @@ async function finalizeChunk(chunk: ChunkItem, job: JobItem, tally: Tally, outpu
   const lastAttempt = new Map<string, number>();
   for (const attempt of [...attempts.keys()].sort((a, b) => a - b)) {
     if (attempt < 2) continue;
-    const key = keys.chunkRequests(chunk.chunk, attempt);
-    await needed(key, async () => {
-      for await (const { customId } of requestEntries(s3, config.bucket, key)) lastAttempt.set(customId, attempt);
+    const ref = { jobId: job.jobId, chunk: chunk.chunk, attempt };
+    await needed(requestsKey(ref), async () => {
+      for await (const { customId } of requestEntries(s3, config.bucket, ref)) lastAttempt.set(customId, attempt);
     });
   }
   const latest = (customId: string) => lastAttempt.get(customId) ?? 1;
@@ -532,7 +532,7 @@ async function finalizeChunk(chunk: ChunkItem, job: JobItem, tally: Tally, outpu
   // The chunk's rows in input order (attempt 1's requests file), and where each custom_id is first.
   const customIds: string[] = [];
   const positions = new Map<string, number>();
-  for await (const { customId } of requestEntries(s3, config.bucket, keys.chunkRequests(chunk.chunk, 1))) {
+  for await (const { customId } of requestEntries(s3, config.bucket, { jobId: job.jobId, chunk: chunk.chunk, attempt: 1 })) {
     if (!positions.has(customId)) positions.set(customId, customIds.length);
     customIds.push(customId);
   }
@@ -1003,8 +1003,8 @@ async function* validCustomIds(job: JobItem, deps: FinalizeDeps): AsyncGenerator
     throw new ChunkFileCorrupt(`${key} does not start with {"chunkFiles": n}`);
   }
   for (let chunk = 0; chunk < chunkFiles; chunk++) {
-    const requests = keys.chunkRequests(chunk, 1);
-    for await (const { customId } of neededLines(requests, requestEntries(s3, config.bucket, requests))) yield customId;
+    const ref = { jobId: job.jobId, chunk, attempt: 1 };
+    for await (const { customId } of neededLines(requestsKey(ref), requestEntries(s3, config.bucket, ref))) yield customId;
   }
   let first = true;
   for await (const line of neededLines(key, objectLines(s3, config.bucket, key))) {

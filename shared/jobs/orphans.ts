@@ -173,7 +173,7 @@ async function collect(job: JobItem, creates: LostCreate[], batch: MessageBatch,
         }
         let ids: Set<string>;
         try {
-          ids = await requestIds(deps.s3, deps.config.bucket, keys.chunkRequests(create.chunk, create.record.attempt));
+          ids = await requestIds(deps.s3, deps.config.bucket, { jobId: job.jobId, chunk: create.chunk, attempt: create.record.attempt });
         } catch (error) {
           if (!isS3NotFound(error)) throw error;
           deps.observer.error("found a lost create's batch, but the attempt's requests file has expired: its results stay at the API", {

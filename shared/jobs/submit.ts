@@ -45,7 +45,7 @@ import {
   updateChunk,
   type ChunkRef,
 } from './chunk-state';
-import { requestLines } from './chunk-files';
+import { requestLines, type AttemptRef } from './chunk-files';
 import { nextPollDelay, type PollSettings } from './poll';
 import { cancelBatch, recordCancelSent, type AttemptBatch } from './cancel';
 import { acquireCreateSlot, releaseCreateSlot } from './create-slot';
@@ -199,7 +199,7 @@ export async function submitChunk(input: ChunkRef, deps: SubmitDeps): Promise<Su
   const keys = jobKeys(input.jobId);
   let batch: MessageBatch;
   try {
-    batch = await deps.api.create(() => wireRequests(deps, keys.chunkRequests(input.chunk, attempt), nonce), { maxRetries: 0 });
+    batch = await deps.api.create(() => wireRequests(deps, { jobId: input.jobId, chunk: input.chunk, attempt }, nonce), { maxRetries: 0 });
   } catch (error) {
     if (provesNoBatch(error)) {
       await withdrawIntent(intended, index, attempt, intentAt, deps);
@@ -281,9 +281,9 @@ export const totalRequests = (counts: RequestCounts): number =>
   counts.processing + counts.succeeded + counts.errored + counts.canceled + counts.expired;
 
 /** The attempt's requests as sent: each custom_id replaced by `<nonce>-<line>` (./wire-ids.ts). */
-async function* wireRequests(deps: SubmitDeps, key: string, nonce: string): AsyncGenerator<Buffer> {
+async function* wireRequests(deps: SubmitDeps, ref: AttemptRef, nonce: string): AsyncGenerator<Buffer> {
   let line = 0;
-  for await (const request of requestLines(deps.s3, deps.config.bucket, key)) yield wireRequestLine(request, wireId(nonce, line++));
+  for await (const request of requestLines(deps.s3, deps.config.bucket, ref)) yield wireRequestLine(request, wireId(nonce, line++));
 }
 
 /** Listed batches whose claims are read, newest first, to show the list current past a lost create. */
@@ -342,7 +342,7 @@ function lostBy(record: ChunkAttempt, graceMs: number): number {
 /** A probe batch made with the model of the attempt's first request; undefined when it could not be made now. */
 async function probeFor(owner: Owner, record: ChunkAttempt, deps: SubmitDeps, observer: Observer): Promise<Probe | undefined> {
   let model: string | undefined;
-  for await (const line of requestLines(deps.s3, deps.config.bucket, jobKeys(owner.jobId).chunkRequests(owner.chunk, owner.attempt))) {
+  for await (const line of requestLines(deps.s3, deps.config.bucket, owner)) {
     model = (JSON.parse(line.toString('utf8')) as { params: { model: string } }).params.model;
     break;
   }
