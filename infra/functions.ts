@@ -99,15 +99,28 @@ export const HANDLER_SPECS: Record<HandlerName, HandlerSpec> = {
     callsApi: true,
     notifies: false,
   },
-  'finalize-job': {
-    description: 'Writes ordered results, the error report and the summary; ends the job',
+  'finalize-chunk': {
+    description: 'Writes one chunk\'s rows in input order with their final state, and its tally',
     memorySize: 2048,
     timeout: Duration.seconds(900),
-    // Ordering results spills to /tmp.
+    // Ordering a chunk's results spills to /tmp: up to its results' size (a 100,000-row chunk of long replies is GBs).
+    ephemeralStorageSize: Size.gibibytes(4),
+    read: ['work'],
+    write: ['work'],
+    table: 'readWrite',
+    callsApi: false,
+    notifies: false,
+  },
+  'finalize-job': {
+    description: 'Joins the chunks\' ordered results inside S3, writes the error report and the summary; ends the job',
+    memorySize: 2048,
+    timeout: Duration.seconds(900),
+    // A chunk whose FinalizeChunk did not run is ordered here: that spills to /tmp.
     ephemeralStorageSize: Size.gibibytes(4),
     // Never the input: a rejected job's rows come from what Prepare kept in work/; work/invalid.jsonl is copied to results/.
+    // Writes work/ only for a chunk it finalizes itself (its final files and record).
     read: ['work'],
-    write: ['results'],
+    write: ['work', 'results'],
     table: 'readWrite',
     callsApi: false,
     notifies: true,

@@ -23,6 +23,7 @@ export const HANDLER_NAMES = [
   'submit-chunk',
   'poll-batch',
   'collect-results',
+  'finalize-chunk',
   'finalize-job',
   'record-chunk-failure',
   'fail-job',

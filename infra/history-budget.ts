@@ -121,6 +121,8 @@ export function walkChunk(processor: AslGraph, attempts: number, polls: number):
         return { ended: run % polls === 0 };
       case 'CollectResults':
         return { retry: run < attempts };
+      case 'FinalizeChunk':
+        return { failed: false };
       default:
         throw new Error(`the history budget knows no output for Task ${state}; update infra/history-budget.ts with docs/workflow-contract.md`);
     }
@@ -150,11 +152,12 @@ export function walkChunk(processor: AslGraph, attempts: number, polls: number):
     const state = stateOf(processor, stateName);
     if (state.Type === 'Task' && count <= attempts) events += count * worstRetries(state);
   }
-  // The chunk fails at the very end: its failure recorded (retried at worst), instead of ChunkDone.
+  // The chunk fails at the very end: its failure recorded (retried at worst), then its rows
+  // finalized, instead of ChunkDone (a Choice on the way is taken by its Default).
   for (let tail = catchTarget; tail !== undefined; ) {
     const state = stateOf(processor, tail);
     events += eventsOf(state) + (state.Type === 'Task' ? worstRetries(state) : 0);
-    tail = state.End === true ? undefined : state.Next;
+    tail = state.End === true ? undefined : state.Type === 'Choice' ? state.Default : state.Next;
   }
   return events;
 }

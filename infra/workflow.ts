@@ -156,6 +156,7 @@ export const WORKFLOW_HANDLERS = [
   'submit-chunk',
   'poll-batch',
   'collect-results',
+  'finalize-chunk',
   'finalize-job',
   'record-chunk-failure',
   'fail-job',
@@ -215,7 +216,17 @@ export class JobWorkflow extends Construct {
     // Map) — past 256 KiB it fails the job with States.DataLimitExceeded, which no Catch takes. Of
     // {} even MAX_CHUNKS children make ~88 KiB. Chunks report through DynamoDB.
     const childEnd = (name: string) => new sfn.Pass(this, name, { outputPath: sfn.JsonPath.DISCARD });
-    const recordChunkFailure = task('RecordChunkFailure', fns['record-chunk-failure'], [RECORD_FAILURE_RETRY]).next(childEnd('ChunkFailed'));
+    // Every iteration ends by ordering its chunk's rows into the chunk's share of the outputs, so
+    // FinalizeJob has nothing left that grows with the job (shared/jobs/finalize-chunk.ts). If that
+    // fails, the iteration still ends: FinalizeJob orders the chunk itself.
+    const finalizeChunk = task('FinalizeChunk', fns['finalize-chunk']);
+    finalizeChunk.addCatch(childEnd('ChunkLeftToFinalizeJob'), caught);
+    finalizeChunk.next(
+      new sfn.Choice(this, 'ChunkOutcome')
+        .when(sfn.Condition.booleanEquals('$.failed', true), childEnd('ChunkFailed'))
+        .otherwise(childEnd('ChunkDone')),
+    );
+    const recordChunkFailure = task('RecordChunkFailure', fns['record-chunk-failure'], [RECORD_FAILURE_RETRY]).next(finalizeChunk);
     const submitChunk = task('SubmitChunk', fns['submit-chunk'], [API_RETRYABLE_RETRY, OUTCOME_UNKNOWN_RETRY, CREATE_SLOT_BUSY_RETRY, CREATE_REFUSED_RETRY, QUEUE_FULL_RETRY]);
     const waitForBatch = new sfn.Wait(this, 'WaitForBatch', { time: sfn.WaitTime.secondsPath('$.waitSeconds') });
     const pollBatch = task('PollBatch', fns['poll-batch'], [API_RETRYABLE_RETRY]);
@@ -223,7 +234,6 @@ export class JobWorkflow extends Construct {
     const waitBeforeRetry = new sfn.Wait(this, 'WaitBeforeRetry', {
       time: sfn.WaitTime.secondsPath('$.retryWaitSeconds'),
     });
-    const chunkDone = childEnd('ChunkDone');
     for (const state of [submitChunk, pollBatch, collectResults]) state.addCatch(recordChunkFailure, caught);
 
     const chunkLifecycle = submitChunk.next(
@@ -239,7 +249,7 @@ export class JobWorkflow extends Construct {
     collectResults.next(
       new sfn.Choice(this, 'RetryNeeded')
         .when(sfn.Condition.booleanEquals('$.retry', true), waitBeforeRetry.next(submitChunk))
-        .otherwise(chunkDone),
+        .otherwise(finalizeChunk),
     );
 
     // The job. MarkJobFailed's reply ({jobId}) is dropped, so the execution fails with the error

@@ -2,7 +2,8 @@
  * S3 (s3rver) and DynamoDB (dynalite) on loopback, for the local runtime and the tests alike.
  * Carries the fixes measured on these engines (docs/deploy-fidelity.md): SDK checksums off (they corrupt streamed
  * bodies on s3rver), a stand-in for the DES cipher s3rver's continuation tokens need (OpenSSL 3
- * refuses DES), path-style S3, S3RVER credentials.
+ * refuses DES), path-style S3, S3RVER credentials, and S3's UploadPartCopy with its 5 MiB part rule
+ * (./s3-part-copy.ts).
  *
  * BATCHLINE_TEST_BACKEND=moto puts both on one moto_server process instead (./moto.ts), with
  * versioned buckets: a second, independent backend that behaves as S3 does where s3rver does not.
@@ -18,6 +19,7 @@ import { CreateTableCommand, DescribeTableCommand, DynamoDBClient } from '@aws-s
 import type { Server } from 'node:http';
 import { TABLE_GSIS, TABLE_KEY } from '../shared/store/table';
 import { acquireMoto, relayObjectCreated } from './moto';
+import { addPartCopy } from './s3-part-copy';
 
 const require = createRequire(import.meta.url);
 
@@ -116,6 +118,7 @@ export async function startS3(
   const ownDirectory = options.directory === undefined;
   const directory = options.directory ?? (await mkdtemp(path.join(tmpdir(), 'batchline-s3-')));
   const server = new S3rver({ address: '127.0.0.1', port: options.port ?? 0, silent: true, directory });
+  addPartCopy(server);
   const address: AddressInfo = await server.run();
   outlastClientKeepAlive((server as { httpServer: Server }).httpServer);
   const endpoint = `http://127.0.0.1:${address.port}`;

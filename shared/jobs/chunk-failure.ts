@@ -9,17 +9,13 @@ import type { BatchesApi } from '../anthropic/api';
 import type { PipelineConfig } from '../config';
 import { errorFields, quietObserver, type Observer } from '../observability';
 import { cancelBatch, mayRunUncanceled, recordCancelSent } from './cancel';
+import type { CaughtError } from './contract';
 import { describeFailure } from './fail';
 import { releaseCreateSlot } from './create-slot';
 import { attemptOf, isoAt, InvalidStateInput, parseChunkRef, readChunk, updateChunk, type ChunkRef } from './chunk-state';
 
-export interface StateError {
-  Error: string;
-  Cause: string;
-}
-
 export interface ChunkFailureInput extends ChunkRef {
-  error: StateError;
+  error: Required<CaughtError>;
 }
 
 export interface ChunkFailureOutput extends ChunkRef {
@@ -73,7 +69,7 @@ export async function recordChunkFailure(input: ChunkFailureInput, deps: ChunkFa
 /** `{jobId, chunk, error: {Error, Cause}}` from the state's input. */
 export function parseChunkFailureInput(input: unknown): ChunkFailureInput {
   const ref = parseChunkRef(input);
-  const error = ref.error as Partial<StateError> | undefined;
+  const error = ref.error as CaughtError | undefined;
   if (typeof error !== 'object' || error === null) throw new InvalidStateInput('error must be an object with Error and Cause');
   return {
     jobId: ref.jobId,

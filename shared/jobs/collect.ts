@@ -47,17 +47,17 @@ import {
 import { rowBucketsOf, RowRecordWriter, type RowEntry } from './row-records';
 import { SentRequests, userResultLine } from './wire-ids';
 import {
-  canceledBeforeSubmitDecision,
-  decideRow,
+  CHUNK_FAILED,
   MISSING_RESULT,
-  missingResultDecision,
   retryWaitSeconds,
-  unreadableResultDecision,
   rowCostUsd,
-  type DecisionContext,
+  rowFate,
+  type AttemptFacts,
   type ResultStatus,
   type RowDecision,
+  type RowEvidence,
 } from './outcome';
+import type { UnreadableLine } from './result-lines';
 
 /** The API refused the key while Collect read results: retried by the workflow for about a day. */
 export class ApiKeyRefused extends Error {
@@ -118,12 +118,8 @@ export async function collectResults(input: CollectInput, deps: CollectDeps): Pr
   if (input.batchId !== null && record.createdAt) deps.api.rememberCreated(input.batchId, record.createdAt);
   const rows = new RowRecorder(input, positions, rowBucketsOf(job), deps, job.cancelRequested === true, observer);
   try {
-    if (input.batchId === null) {
-      for (const customId of members.keys()) rows.record(customId, canceledBeforeSubmitDecision());
-    } else {
-      await rows.collect(input.batchId, sent, keys.chunkResults(input.chunk, input.attempt));
-      for (const customId of members.keys()) if (!rows.seen.has(customId)) rows.record(customId, missingResultDecision());
-    }
+    if (input.batchId !== null) await rows.collect(input.batchId, sent, keys.chunkResults(input.chunk, input.attempt));
+    for (const customId of members.keys()) if (!rows.seen.has(customId)) rows.record(customId, rows.fate({ kind: 'none' }));
     await rows.flush();
   } catch (error) {
     await rows.keepWhatWasRead();
@@ -239,25 +235,6 @@ async function writeRetryFile(input: CollectInput, retry: ReadonlySet<string>, d
   return { bytes: bodyBytes };
 }
 
-/**
- * What the stored results file holds in place of a line that could not be read, for the row its
- * start named: valid JSON with the user's custom_id, and no `result` (it is not the API's answer).
- */
-export interface UnreadableLine {
-  custom_id: string;
-  unreadable: {
-    damage: DamageKind;
-    /** Where the line is in the API's results file, and its bytes (unknown for too_long). */
-    offset: number;
-    length: number | null;
-    /**
-     * The bytes received (a too_long line's first bytes only) as UTF-8 text, with the user's
-     * custom_id in place of the wire id where it can be found: whatever can be salvaged.
-     */
-    received: string;
-  };
-}
-
 /** A damaged line's bytes as text, its custom_id the user's again where the API's can be found in it. */
 function receivedText(raw: Buffer, customId: string, sent: SentRequests): string {
   if (sent.nonce === undefined) return raw.toString('utf8');
@@ -292,7 +269,7 @@ class RowRecorder {
   unattributed = 0;
 
   private readonly records: RowRecordWriter;
-  private readonly context: DecisionContext;
+  private readonly facts: AttemptFacts;
   private readonly prices: PriceTable;
   private results: ObjectWriter | undefined;
 
@@ -320,7 +297,15 @@ class RowRecorder {
       },
       deps.rowWrites,
     );
-    this.context = { attempt: input.attempt, maxAttempts: deps.config.maxAttempts, cancelRequested };
+    this.facts = {
+      attempt: input.attempt,
+      maxAttempts: deps.config.maxAttempts,
+      cancelRequested,
+      submitted: input.batchId !== null,
+      // Collect is the attempt's collection: every row it records is decided (failedAs is never used).
+      collected: true,
+      failedAs: CHUNK_FAILED,
+    };
     this.prices = priceTableFromConfig(deps.config);
   }
 
@@ -342,7 +327,7 @@ class RowRecorder {
       const raw = sent.nonce === undefined ? entry.raw : userResultLine(entry.raw, customId);
       const offset = this.results.bytes;
       await this.results.writeLine(raw);
-      this.record(customId, decideRow(entry.line.result, this.context), {
+      this.record(customId, this.fate({ kind: 'result', result: entry.line.result }), {
         ...this.usageAndCost(entry.line.result),
         line: { offset, length: raw.length + 1 },
       });
@@ -387,7 +372,12 @@ class RowRecorder {
     const raw = Buffer.from(JSON.stringify(stored));
     const offset = this.results!.bytes;
     await this.results!.writeLine(raw);
-    this.record(customId, unreadableResultDecision(), { line: { offset, length: raw.length + 1 } });
+    this.record(customId, this.fate({ kind: 'unreadable' }), { line: { offset, length: raw.length + 1 } });
+  }
+
+  /** The row's fate in this attempt (outcome.ts rowFate, the rule FinalizeChunk applies too). */
+  fate(evidence: RowEvidence): RowDecision {
+    return rowFate(evidence, this.facts);
   }
 
   record(customId: string, decision: RowDecision, extra: Pick<RowEntry, 'usage' | 'costUsd' | 'line'> = {}): void {

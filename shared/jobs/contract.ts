@@ -8,6 +8,15 @@
  */
 
 /**
+ * What every Catch of the workflow puts at ResultPath `$.error`: the Step Functions error name and
+ * its cause (both may be missing from an input that did not come through a Catch).
+ */
+export interface CaughtError {
+  Error?: string;
+  Cause?: string;
+}
+
+/**
  * Transient Lambda service errors: AWS recommends retrying all but the last ("Handle Lambda service
  * exceptions"); CDK's own default retry leaves out ClientExecutionTimeout and TooManyRequests.
  */

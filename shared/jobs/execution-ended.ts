@@ -26,7 +26,8 @@ import {
   STATES_SOURCE,
   type AbnormalStatus,
 } from './events';
-import { describeFailure, failJob, failureLeftovers, markJobFailed, type FailDeps, type StepError } from './fail';
+import type { CaughtError } from './contract';
+import { describeFailure, failJob, failureLeftovers, markJobFailed, type FailDeps } from './fail';
 import { bareEtag, jobIdFor } from './job-id';
 import { ENDED_JOB_STATUSES } from './queries';
 
@@ -163,7 +164,7 @@ export async function handleExecutionEnded(event: unknown, deps: ExecutionEndedD
  * The failure recorded on the job: the error names the execution's status; the cause says which
  * execution, and carries its own error and cause (a Lambda error's JSON reduced to type and message).
  */
-export function executionFailure(detail: ExecutionDetail, status: AbnormalStatus): StepError {
+export function executionFailure(detail: ExecutionDetail, status: AbnormalStatus): CaughtError {
   const parts = [`execution ${detail.name} ended ${status}`];
   if (detail.error || detail.cause) {
     const inner = describeFailure({ Error: detail.error ?? undefined, Cause: detail.cause ?? '' });

@@ -9,6 +9,7 @@
  * announces only if no run did (`failureAnnouncedAt`). ExecutionEnded and Reconcile re-run it for a
  * failed job that still has such batches, so a cancel that failed is never the last word.
  */
+import type { CaughtError } from './contract';
 import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import type { BatchesApi } from '../anthropic/api';
 import type { NotifyConfig } from '../config';
@@ -26,15 +27,10 @@ export class CancelFailed extends Error {
   override readonly name = 'CancelFailed';
 }
 
-/** A Catch's ResultPath `$.error`: the Step Functions error name and its cause. */
-export interface StepError {
-  Error?: string;
-  Cause?: string;
-}
 
 export interface FailInput {
   jobId?: string;
-  error?: StepError;
+  error?: CaughtError;
   [field: string]: unknown;
 }
 
@@ -248,7 +244,7 @@ function knownObject(registerInput: Record<string, unknown>): { bucket?: string;
  * cause is JSON with a stack trace; only its type and message are kept. V8's JSON.parse messages
  * quote the text they failed on, which may be a request: that quote is removed.
  */
-export function describeFailure(error: StepError | undefined): { error: string; cause: string } {
+export function describeFailure(error: CaughtError | undefined): { error: string; cause: string } {
   const name = typeof error?.Error === 'string' && error.Error !== '' ? error.Error : 'UnknownError';
   let cause = typeof error?.Cause === 'string' ? error.Cause : '';
   try {

@@ -30,6 +30,8 @@ export interface RowDecision {
   final: boolean;
   /** errored only: the API's `error.type`, or MISSING_RESULT / CHUNK_FAILED. */
   errorType?: string;
+  /** The attempt's chunk failed before the row was decided: the failure is its fate (rowFate). */
+  chunkFailed?: true;
 }
 
 export interface DecisionContext {
@@ -91,14 +93,44 @@ export function errorMessageOf(result: Extract<BatchResult, { type: 'errored' }>
   return typeof message === 'string' ? message : undefined;
 }
 
-/** A row of a submitted attempt that the results file has no line for. */
-export const missingResultDecision = (): RowDecision => ({ status: 'errored', final: true, errorType: MISSING_RESULT });
+/** What is known of a row in an attempt: its result line, a line that could not be read, or none. */
+export type RowEvidence = { kind: 'result'; result: BatchResult } | { kind: 'unreadable' } | { kind: 'none' };
 
-/** A row whose result line could not be read. */
-export const unreadableResultDecision = (): RowDecision => ({ status: 'errored', final: true, errorType: RESULT_UNREADABLE });
+export interface AttemptFacts extends DecisionContext {
+  /** The attempt's batch was made (false: the job was canceled before it was submitted). */
+  submitted: boolean;
+  /** Collect recorded the attempt: its lines are its rows' last word. */
+  collected: boolean;
+  /** The errorType of a row the attempt's chunk failure leaves undecided (CHUNK_FAILED, CREATE_UNKNOWN). */
+  failedAs: string;
+}
 
-/** A row of an attempt that was canceled before it was submitted. */
-export const canceledBeforeSubmitDecision = (): RowDecision => ({ status: 'canceled', final: true });
+/**
+ * A row's fate in an attempt: the one rule Collect applies as it reads an attempt's results, and
+ * FinalizeChunk applies to each row's latest attempt afterwards.
+ *
+ * - A result line: `decideRow` (final, or retried while attempts remain). In an attempt that was
+ *   never collected (its chunk failed first) a row to be retried cannot be: the chunk's failure
+ *   (`failedAs`) is its fate.
+ * - A line that could not be read: errored result_unreadable, final — the request was processed,
+ *   and likely billed; another attempt would pay for it again.
+ * - No line, attempt collected: canceled if it was never submitted, else errored missing_result.
+ * - No line, attempt never collected: the chunk's failure.
+ */
+export function rowFate(evidence: RowEvidence, facts: AttemptFacts): RowDecision {
+  const failed: RowDecision = { status: 'errored', final: true, errorType: facts.failedAs, chunkFailed: true };
+  switch (evidence.kind) {
+    case 'result': {
+      const decision = decideRow(evidence.result, facts);
+      return facts.collected || decision.final ? decision : failed;
+    }
+    case 'unreadable':
+      return { status: 'errored', final: true, errorType: RESULT_UNREADABLE };
+    case 'none':
+      if (!facts.collected) return failed;
+      return facts.submitted ? { status: 'errored', final: true, errorType: MISSING_RESULT } : { status: 'canceled', final: true };
+  }
+}
 
 /** Backoff before retry attempt `attempt + 1`: doubled per attempt already made. */
 export function retryWaitSeconds(attempt: number, retryBackoffSeconds: number): number {

@@ -24,6 +24,16 @@ export const jobKeys = (jobId: string) => {
     chunkRequests: (chunk: number, attempt: number) => `${work}chunks/${pad(chunk, 5)}/attempt-${attempt}/requests.jsonl`,
     /** The raw results lines of one chunk attempt, as the API returned them. */
     chunkResults: (chunk: number, attempt: number) => `${work}chunks/${pad(chunk, 5)}/attempt-${attempt}/results.jsonl`,
+    /**
+     * A chunk's rows in input order with their final state (FinalizeChunk): its share of
+     * results.jsonl and errors.jsonl, which FinalizeJob joins inside S3, and the record that says
+     * what they hold (shared/jobs/finalize-chunk.ts ChunkFinal).
+     */
+    chunkFinal: (chunk: number) => ({
+      results: `${work}chunks/${pad(chunk, 5)}/final/results.jsonl`,
+      errors: `${work}chunks/${pad(chunk, 5)}/final/errors.jsonl`,
+      record: `${work}chunks/${pad(chunk, 5)}/final/record.json`,
+    }),
     /** Outputs the user reads. */
     results: `${results}results.jsonl`,
     errors: `${results}errors.jsonl`,

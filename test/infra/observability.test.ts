@@ -13,6 +13,7 @@ const HANDLERS = [
   'submit-chunk',
   'poll-batch',
   'collect-results',
+  'finalize-chunk',
   'finalize-job',
   'record-chunk-failure',
   'fail-job',

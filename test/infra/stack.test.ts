@@ -69,6 +69,7 @@ const ALL_HANDLERS = [
   'collect-results',
   'execution-ended',
   'fail-job',
+  'finalize-chunk',
   'finalize-job',
   'poll-batch',
   'prepare-job',
@@ -262,6 +263,7 @@ describe('the functions', () => {
     'submit-chunk': { MemorySize: 1024, Timeout: 900 },
     'poll-batch': { MemorySize: 256, Timeout: 60 },
     'collect-results': { MemorySize: 1769, Timeout: 900 },
+    'finalize-chunk': { MemorySize: 2048, Timeout: 900, EphemeralStorage: { Size: 4096 } },
     'finalize-job': { MemorySize: 2048, Timeout: 900, EphemeralStorage: { Size: 4096 } },
     'record-chunk-failure': { MemorySize: 1024, Timeout: 900 },
     'fail-job': { MemorySize: 512, Timeout: 300 },
@@ -394,9 +396,10 @@ describe('the functions', () => {
     expect(handlersGranted(json, reads('inbox/'))).toEqual(inputReaders);
     expect(handlersGranted(json, reads('scheduled/nightly/'))).toEqual(inputReaders);
     expect(handlersGranted(json, reads('drops/eu/'))).toEqual(inputReaders);
-    expect(handlersGranted(json, reads('work/'))).toEqual(['collect-results', 'finalize-job', 'reconcile-jobs', 'submit-chunk']);
+    expect(handlersGranted(json, reads('work/'))).toEqual(['collect-results', 'finalize-chunk', 'finalize-job', 'reconcile-jobs', 'submit-chunk']);
     expect(handlersGranted(json, reads('results/'))).toEqual(['reconcile-jobs']);
-    expect(handlersGranted(json, writes('work/'))).toEqual(['collect-results', 'prepare-job', 'reconcile-jobs']);
+    // finalize-job writes work/ only for a chunk it orders itself (its FinalizeChunk failed).
+    expect(handlersGranted(json, writes('work/'))).toEqual(['collect-results', 'finalize-chunk', 'finalize-job', 'prepare-job', 'reconcile-jobs']);
     expect(handlersGranted(json, writes('results/'))).toEqual(['finalize-job', 'reconcile-jobs']);
     // No S3 at all for these.
     const anyS3 = (s: PolicyStatement) => actionsOf(s).some((action) => action.startsWith('s3:'));
@@ -421,7 +424,7 @@ describe('the functions', () => {
     // S3 answers 403 instead of 404 for a missing key without s3:ListBucket, and Register, Prepare,
     // Finalize and Reconcile branch on "not found".
     const objectReaders = handlersGranted(json, (s) => actionsOf(s).includes('s3:GetObject*'));
-    expect(objectReaders).toEqual(['collect-results', 'finalize-job', 'prepare-job', 'reconcile-jobs', 'register-job', 'submit-chunk']);
+    expect(objectReaders).toEqual(['collect-results', 'finalize-chunk', 'finalize-job', 'prepare-job', 'reconcile-jobs', 'register-job', 'submit-chunk']);
     for (const name of objectReaders) {
       expect(statementsOfRole(json, roleOf(json, functionId(json, name))).filter(lists), name).toEqual([
         { Effect: 'Allow', Action: 's3:ListBucket', Resource: bucketArn() },

@@ -183,11 +183,14 @@ describe('the job state machine', () => {
       PollBatch: ['Task', 'BatchEnded', 'RecordChunkFailure'],
       BatchEnded: ['Choice', 'CollectResults', 'WaitForBatch'],
       CollectResults: ['Task', 'RetryNeeded', 'RecordChunkFailure'],
-      RetryNeeded: ['Choice', 'WaitBeforeRetry', 'ChunkDone'],
+      RetryNeeded: ['Choice', 'WaitBeforeRetry', 'FinalizeChunk'],
       WaitBeforeRetry: ['Wait', 'SubmitChunk'],
+      RecordChunkFailure: ['Task', 'FinalizeChunk'],
+      FinalizeChunk: ['Task', 'ChunkOutcome', 'ChunkLeftToFinalizeJob'],
+      ChunkOutcome: ['Choice', 'ChunkFailed', 'ChunkDone'],
       ChunkDone: ['Pass'],
-      RecordChunkFailure: ['Task', 'ChunkFailed'],
       ChunkFailed: ['Pass'],
+      ChunkLeftToFinalizeJob: ['Pass'],
     });
   });
 
@@ -215,6 +218,10 @@ describe('the job state machine', () => {
     });
     expect(choice(chunkStates.RetryNeeded)).toEqual({
       Choices: [{ Variable: '$.retry', BooleanEquals: true, Next: 'WaitBeforeRetry' }],
+      Default: 'FinalizeChunk',
+    });
+    expect(choice(chunkStates.ChunkOutcome)).toEqual({
+      Choices: [{ Variable: '$.failed', BooleanEquals: true, Next: 'ChunkFailed' }],
       Default: 'ChunkDone',
     });
   });
@@ -238,6 +245,7 @@ describe('the job state machine', () => {
       PollBatch: { entry: 'functions/poll-batch.ts', timeout: 120, parameters: undefined },
       CollectResults: { entry: 'functions/collect-results.ts', timeout: 960, parameters: undefined },
       RecordChunkFailure: { entry: 'functions/record-chunk-failure.ts', timeout: 960, parameters: undefined },
+      FinalizeChunk: { entry: 'functions/finalize-chunk.ts', timeout: 960, parameters: undefined },
     });
   });
 
@@ -252,6 +260,7 @@ describe('the job state machine', () => {
       PollBatch: [LAMBDA_RETRY, CRASH_RETRY, STORAGE_RETRY, API_RETRYABLE_RETRY],
       CollectResults: [LAMBDA_RETRY, CRASH_RETRY, STORAGE_RETRY, API_RETRYABLE_RETRY, KEY_REFUSED_RETRY],
       RecordChunkFailure: [LAMBDA_RETRY, CRASH_RETRY, STORAGE_RETRY, RECORD_FAILURE_RETRY],
+      FinalizeChunk: [LAMBDA_RETRY, CRASH_RETRY, STORAGE_RETRY],
     });
   });
 
@@ -278,6 +287,8 @@ describe('the job state machine', () => {
       SubmitChunk: catchTo('RecordChunkFailure'),
       PollBatch: catchTo('RecordChunkFailure'),
       CollectResults: catchTo('RecordChunkFailure'),
+      // A chunk whose rows could not be ordered is ordered by FinalizeJob instead.
+      FinalizeChunk: catchTo('ChunkLeftToFinalizeJob'),
     });
   });
 
@@ -300,6 +311,7 @@ describe('the job state machine', () => {
     expect(chunkStates.WaitBeforeRetry).toEqual({ Type: 'Wait', SecondsPath: '$.retryWaitSeconds', Next: 'SubmitChunk' });
     expect(chunkStates.ChunkDone).toEqual({ Type: 'Pass', OutputPath: null, End: true });
     expect(chunkStates.ChunkFailed).toEqual({ Type: 'Pass', OutputPath: null, End: true });
+    expect(chunkStates.ChunkLeftToFinalizeJob).toEqual({ Type: 'Pass', OutputPath: null, End: true });
     expect(asl.States.JobRejected).toMatchObject({ Type: 'Fail', Error: 'ValidationFailed' });
     // MarkJobFailed's reply is dropped so the execution fails with the error it caught.
     expect(asl.States.MarkJobFailed).toMatchObject({ ResultPath: null, Next: 'JobFailed' });
@@ -350,20 +362,29 @@ describe('the Distributed Map\'s output', () => {
       SubmitChunk: (i) => ({ ...i, attempt: 1, batchId: 'msgbatch_1', canceled: false, waitSeconds: 1 }),
       PollBatch: (i) => ({ ...i, ended: true, waitSeconds: 1 }),
       CollectResults: (i) => ({ jobId: i.jobId, chunk: i.chunk, attempt: 1, retry: false, retryWaitSeconds: 0 }),
+      FinalizeChunk: (i) => ({ jobId: i.jobId, chunk: i.chunk, rows: 100_000, failed: false }),
     });
     const failed = await runChild({
       SubmitChunk: () => {
         throw Object.assign(new Error('too large'), { name: 'BatchTooLarge' });
       },
       RecordChunkFailure: (i) => ({ jobId: i.jobId, chunk: i.chunk, ok: false }),
+      FinalizeChunk: (i) => ({ jobId: i.jobId, chunk: i.chunk, rows: 100_000, failed: true }),
+    });
+    const leftToFinalizeJob = await runChild({
+      SubmitChunk: (i) => ({ ...i, attempt: 1, batchId: 'msgbatch_1', canceled: true, waitSeconds: 1 }),
+      CollectResults: (i) => ({ jobId: i.jobId, chunk: i.chunk, attempt: 1, retry: false, retryWaitSeconds: 0 }),
+      FinalizeChunk: () => {
+        throw Object.assign(new Error('no space left'), { name: 'Error' });
+      },
     });
     // What the Map gathers for the most chunks a job may have, every child ending the larger way.
-    const largest = [done, failed].sort((a, b) => JSON.stringify(b).length - JSON.stringify(a).length)[0];
+    const largest = [done, failed, leftToFinalizeJob].sort((a, b) => JSON.stringify(b).length - JSON.stringify(a).length)[0];
     const gathered = JSON.stringify(Array.from({ length: MAX_CHUNKS }, () => largest));
     expect(Buffer.byteLength(gathered)).toBeLessThan(PAYLOAD_QUOTA_BYTES / 2);
-    expect([done, failed]).toEqual([{}, {}]);
+    expect([done, failed, leftToFinalizeJob]).toEqual([{}, {}, {}]);
     const ends = Object.entries(chunkStates).filter(([, state]) => state.End === true || state.Type === 'Succeed' || state.Type === 'Fail');
-    expect(Object.fromEntries(ends.map(([name, state]) => [name, state.OutputPath]))).toEqual({ ChunkDone: null, ChunkFailed: null });
+    expect(Object.fromEntries(ends.map(([name, state]) => [name, state.OutputPath]))).toEqual({ ChunkDone: null, ChunkFailed: null, ChunkLeftToFinalizeJob: null });
   });
 });
 

@@ -2,12 +2,12 @@ import { describe, expect, it } from 'vitest';
 import type { BatchResult } from '../../shared/anthropic/types';
 import { BUILT_IN_PRICES } from '../../shared/cost/prices';
 import {
-  canceledBeforeSubmitDecision,
   decideRow,
   errorMessageOf,
-  missingResultDecision,
   retryWaitSeconds,
   rowCostUsd,
+  rowFate,
+  type AttemptFacts,
   type DecisionContext,
 } from '../../shared/jobs/outcome';
 
@@ -80,13 +80,43 @@ describe('decideRow', () => {
   });
 });
 
-describe('rows without a result line', () => {
-  it('a missing result is a final error of type missing_result', () => {
-    expect(missingResultDecision()).toEqual({ status: 'errored', final: true, errorType: 'missing_result' });
+describe('rowFate: the one rule Collect and FinalizeChunk apply', () => {
+  const facts = (over: Partial<AttemptFacts> = {}): AttemptFacts => ({
+    attempt: 1,
+    maxAttempts: 3,
+    cancelRequested: false,
+    submitted: true,
+    collected: true,
+    failedAs: 'chunk_failed',
+    ...over,
+  });
+  const overloaded = errored('overloaded_error');
+
+  it('a collected attempt: its line decides, retried rows included', () => {
+    expect(rowFate({ kind: 'result', result: succeeded }, facts())).toEqual({ status: 'succeeded', final: true });
+    expect(rowFate({ kind: 'result', result: overloaded }, facts())).toEqual({ status: 'errored', final: false, errorType: 'overloaded_error' });
   });
 
-  it('a row of an attempt canceled before submission is final canceled', () => {
-    expect(canceledBeforeSubmitDecision()).toEqual({ status: 'canceled', final: true });
+  it('an attempt never collected: a row that would be retried takes the chunk failure; a final line stands', () => {
+    expect(rowFate({ kind: 'result', result: overloaded }, facts({ collected: false, failedAs: 'create_unknown' }))).toEqual({
+      status: 'errored',
+      final: true,
+      errorType: 'create_unknown',
+      chunkFailed: true,
+    });
+    expect(rowFate({ kind: 'result', result: succeeded }, facts({ collected: false }))).toEqual({ status: 'succeeded', final: true });
+  });
+
+  it('an unreadable line is final result_unreadable, collected or not', () => {
+    for (const collected of [true, false]) {
+      expect(rowFate({ kind: 'unreadable' }, facts({ collected }))).toEqual({ status: 'errored', final: true, errorType: 'result_unreadable' });
+    }
+  });
+
+  it('no line: missing_result when submitted, canceled when never submitted, the chunk failure when never collected', () => {
+    expect(rowFate({ kind: 'none' }, facts())).toEqual({ status: 'errored', final: true, errorType: 'missing_result' });
+    expect(rowFate({ kind: 'none' }, facts({ submitted: false }))).toEqual({ status: 'canceled', final: true });
+    expect(rowFate({ kind: 'none' }, facts({ collected: false }))).toEqual({ status: 'errored', final: true, errorType: 'chunk_failed', chunkFailed: true });
   });
 });
 
