@@ -13,6 +13,7 @@ import { readNotifyConfig, readPipelineConfig, type PipelineConfig } from '../sh
 import { readChunk } from '../shared/jobs/chunk-state';
 import { collectResults } from '../shared/jobs/collect';
 import { finalizeJob } from '../shared/jobs/finalize';
+import { finalizeChunk } from '../shared/jobs/finalize-chunk';
 import { pollBatch } from '../shared/jobs/poll';
 import { prepareJob } from '../shared/jobs/prepare';
 import { registerJob } from '../shared/jobs/register';
@@ -137,6 +138,21 @@ export async function collectAttempts(input: LifecycleEnv & { attempts: AttemptR
     }
     const retried = collected.value.filter((out) => out.retry).map((out) => out.chunk);
     return { rows, retryRows, retried, collect: collected.measured };
+  } finally {
+    await c.close();
+  }
+}
+
+/** Each chunk's rows in input order, as the FinalizeChunk state ends each chunk's iteration. */
+export async function finalizeChunks(input: LifecycleEnv & { jobId: string; chunks: number[] }) {
+  const c = clients(input);
+  try {
+    const done = await step(c.meter, input.chunks.length, async () => {
+      let rows = 0;
+      for (const chunk of input.chunks) rows += (await finalizeChunk({ jobId: input.jobId, chunk }, c)).rows;
+      return rows;
+    });
+    return { rows: done.value, finalizeChunk: done.measured };
   } finally {
     await c.close();
   }

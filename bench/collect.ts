@@ -103,7 +103,10 @@ export async function benchCollect(ctx: BenchContext): Promise<BenchReport> {
       poll = addSteps(poll, again.poll);
       collect = addSteps(collect, recollected.collect);
     }
-    ctx.log('collect: finalize');
+    ctx.log('collect: finalize each chunk');
+    const chunksFinalized = (await runInChild<Result<'finalizeChunks'>>(task('finalizeChunks'), { ...env, jobId: prepared.jobId, chunks: prepared.chunks })).value;
+    if (chunksFinalized.rows !== rows) throw new Error(`FinalizeChunk ordered ${chunksFinalized.rows} rows, expected ${rows}`);
+    ctx.log('collect: finalize the job');
     const finalized = (await runInChild<Result<'finalize'>>(task('finalize'), { ...env, jobId: prepared.jobId })).value;
     const total = Object.values(finalized.counts).reduce((sum, n) => sum + n, 0);
     if (total !== rows) throw new Error(`Finalize counted ${total} rows, expected ${rows}`);
@@ -118,6 +121,7 @@ export async function benchCollect(ctx: BenchContext): Promise<BenchReport> {
       submit,
       poll,
       collect,
+      finalizeChunk: chunksFinalized.finalizeChunk,
       finalize: finalized.finalize,
       apiCalls,
     };
@@ -131,7 +135,8 @@ export async function benchCollect(ctx: BenchContext): Promise<BenchReport> {
       ['submit', submit],
       ['poll', poll],
       ['collect', collect],
-      ['finalize', finalized.finalize],
+      ['finalize chunks', chunksFinalized.finalizeChunk],
+      ['finalize job', finalized.finalize],
     ];
     return {
       name: 'collect',

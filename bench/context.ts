@@ -9,6 +9,8 @@ export interface BenchOptions {
   rows: number | undefined;
   /** --full: the sizes (prepare 1,000,000 rows; collect and end-to-end 100,000). */
   full: boolean;
+  /** --scale-10m: the scale benchmark also runs a 10,000,000-row job. */
+  scale10m: boolean;
   /** Where input files and emulator data go; removed afterwards. */
   workDir: string;
 }
@@ -41,6 +43,8 @@ export interface CollectMeasurement {
   submit: StepMeasurement;
   poll: StepMeasurement;
   collect: StepMeasurement;
+  /** Every chunk's FinalizeChunk (its rows in input order). */
+  finalizeChunk: StepMeasurement;
   /** undefined when Finalize's core is not there to run. */
   finalize: StepMeasurement | undefined;
   /** Calls to the Batches API during Collect, by endpoint. */

@@ -77,8 +77,17 @@ export async function benchCost(ctx: BenchContext): Promise<BenchReport> {
       { step: 'poll', state: 'PollBatch', invocations: polls, seconds: (collect.poll.ms / 1000 / Math.max(1, collect.poll.calls)) * polls, aws: perCall(collect.poll, polls) },
       { step: 'collect', state: 'CollectResults', invocations: attempts, seconds: (collect.collect.ms / 1000) * rowScale, aws: scaled(collect.collect.aws, rowScale) },
     ];
+    steps.push({
+      step: 'finalize chunks',
+      state: 'FinalizeChunk',
+      invocations: chunks,
+      seconds: (collect.finalizeChunk.ms / 1000) * rowScale,
+      aws: scaled(collect.finalizeChunk.aws, rowScale),
+    });
     if (collect.finalize) {
-      steps.push({ step: 'finalize', state: 'FinalizeJob', invocations: 1, seconds: (collect.finalize.ms / 1000) * rowScale, aws: scaled(collect.finalize.aws, rowScale) });
+      // FinalizeJob's work grows with the chunks (a join request or two each), not the rows: scaled by chunks.
+      const chunkScale = chunks / Math.max(1, collect.chunks);
+      steps.push({ step: 'finalize job', state: 'FinalizeJob', invocations: 1, seconds: (collect.finalize.ms / 1000) * chunkScale, aws: scaled(collect.finalize.aws, chunkScale) });
     }
     const scenario: JobScenario = { chunks, attemptsPerChunk: Math.max(1, Math.round(attemptsPerChunk)), pollsPerAttempt };
     const walked = walkJob(machine.definition, scenario);
@@ -116,7 +125,7 @@ export async function benchCost(ctx: BenchContext): Promise<BenchReport> {
   const perPollEvents = onePollMore.children[0]!.events - onePoll.children[0]!.events;
   const worstChildEvents = Math.max(...worst.walked.children.map((child) => child.events));
   const dynamoShare = typical.lines.filter((line) => line.item.startsWith('DynamoDB')).reduce((sum, line) => sum + line.usd, 0) / typical.total;
-  // Prepare and Finalize take the whole job in one invocation: Lambda's 15 minutes bound the job's size.
+  // A step that takes the whole job in one invocation: Lambda's 15 minutes bound the job's size.
   const wholeJob = typical.steps.filter((s) => s.invocations === 1 && s.seconds > 1);
   const longest = wholeJob.reduce((a, b) => (b.seconds > a.seconds ? b : a), wholeJob[0]!);
 
@@ -168,7 +177,8 @@ export async function benchCost(ctx: BenchContext): Promise<BenchReport> {
       `DynamoDB is ${fmt(dynamoShare * 100, 0)}% of the total: ${fmt(typical.writeUnits / MILLION, 3)} write units per request, mostly row records packed ` +
         `about 1,000 rows of a job to a bucket (an item per row would be 1 write unit each, $${AWS_PRICES.dynamoPerWriteUnit * MILLION} per million requests).`,
       `${longest.step} handles the whole job in one invocation and took ${fmt(longest.seconds, 0)} s per 1M rows here: at this rate Lambda's ` +
-        `900 s limit is reached near ${fmt(900 / longest.seconds, 1)}M rows.`,
+        `900 s limit is reached near ${fmt(900 / longest.seconds, 1)}M rows` +
+        (longest.step === 'prepare' ? ' (Prepare reads the input once; see docs/performance.md for the arithmetic of a larger file).' : '.'),
       `Scaling: Prepare from the prepare benchmark (${int(prepare.rows)} rows); the rest from the collect benchmark's job (${int(collect.rows)} rows, ${collect.chunks} chunk(s), ${collect.attempts} attempt(s)). ` +
         'Durations are this machine\'s, run against local emulators: Lambda\'s vCPU share and real DynamoDB/S3 latency will differ.',
       `Transitions are counted by walking the definition (${EVENTS.Task} history events per Task, ${EVENTS.Wait} per Wait or Choice); Lambda retries would add more. ` +

@@ -206,7 +206,8 @@ export interface JobScenario {
 
 /**
  * A job that goes well: registered, prepared into `chunks`, each chunk submitted and polled
- * `pollsPerAttempt` times per attempt, collected (retried while attempts remain), finalized.
+ * `pollsPerAttempt` times per attempt, collected (retried while attempts remain), its rows
+ * finalized (FinalizeChunk); then the job finalized.
  * The outputs follow docs/workflow-contract.md; an unknown Task state fails the walk, so a changed
  * definition cannot be miscounted silently.
  */
@@ -233,6 +234,8 @@ export function walkJob(definition: AslDefinition, scenario: JobScenario): Execu
         const retry = run < scenario.attemptsPerChunk;
         return { ...ref, attempt: run, retry, retryWaitSeconds: retry ? 60 : 0 };
       }
+      case 'FinalizeChunk':
+        return { ...ref, rows: 0, failed: false };
       case 'FinalizeJob':
         return { jobId, status: 'succeeded', counts: {} };
       default:

@@ -7,8 +7,10 @@
  *   npm run bench -- prepare --rows 100000 one benchmark, sized
  *   npm run bench -- --full                the issue's sizes (prepare: 1,000,000 rows ≈ 1 GB)
  *
- * Names: prepare, polling, collect, end-to-end (or e2e), cost. `cost` is built from the figures of
- * the others, so naming it alone runs prepare, polling and collect first.
+ *   npm run bench -- scale --scale-10m     the growth benchmark at 100k, 1M and 10M rows (an hour or more)
+ *
+ * Names: prepare, polling, collect, end-to-end (or e2e), cost, scale. `cost` is built from the
+ * figures of the others, so naming it alone runs prepare, polling and collect first.
  */
 import { mkdtemp, rm } from 'node:fs/promises';
 import { cpus, loadavg, tmpdir } from 'node:os';
@@ -16,9 +18,9 @@ import path from 'node:path';
 import type { BenchContext, BenchOptions } from './context';
 import { renderReport, renderSummary, type BenchReport } from './report';
 
-type BenchName = 'prepare' | 'polling' | 'collect' | 'end-to-end' | 'cost';
+type BenchName = 'prepare' | 'polling' | 'collect' | 'end-to-end' | 'cost' | 'scale';
 
-const ORDER: BenchName[] = ['prepare', 'polling', 'collect', 'end-to-end', 'cost'];
+const ORDER: BenchName[] = ['prepare', 'polling', 'collect', 'end-to-end', 'cost', 'scale'];
 const ALIASES: Record<string, BenchName> = { e2e: 'end-to-end', endtoend: 'end-to-end', poll: 'polling' };
 /** What the cost estimate is built from. */
 const COST_NEEDS: BenchName[] = ['prepare', 'polling', 'collect'];
@@ -29,17 +31,20 @@ const BENCHES: Record<BenchName, () => Promise<(ctx: BenchContext) => Promise<Be
   collect: async () => (await import('./collect')).benchCollect,
   'end-to-end': async () => (await import('./end-to-end')).benchEndToEnd,
   cost: async () => (await import('./cost')).benchCost,
+  scale: async () => (await import('./scale')).benchScale,
 };
 
-const USAGE = `usage: npm run bench -- [${ORDER.join('|')}|e2e ...] [--rows N] [--full]`;
+const USAGE = `usage: npm run bench -- [${ORDER.join('|')}|e2e ...] [--rows N] [--full] [--scale-10m]`;
 
-function parseArgs(argv: string[]): { names: BenchName[]; rows: number | undefined; full: boolean } {
+function parseArgs(argv: string[]): { names: BenchName[]; rows: number | undefined; full: boolean; scale10m: boolean } {
   const names: BenchName[] = [];
   let rows: number | undefined;
   let full = false;
+  let scale10m = false;
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i]!;
     if (arg === '--full') full = true;
+    else if (arg === '--scale-10m') scale10m = true;
     else if (arg === '--rows' || arg.startsWith('--rows=')) {
       const value = arg.includes('=') ? arg.slice('--rows='.length) : argv[++i];
       const n = Number(value?.replace(/_/g, ''));
@@ -56,7 +61,7 @@ function parseArgs(argv: string[]): { names: BenchName[]; rows: number | undefin
   }
   const chosen = names.length > 0 ? names : [...ORDER];
   if (chosen.includes('cost')) for (const need of COST_NEEDS) if (!chosen.includes(need)) chosen.push(need);
-  return { names: ORDER.filter((name) => chosen.includes(name)), rows, full };
+  return { names: ORDER.filter((name) => chosen.includes(name)), rows, full, scale10m };
 }
 
 async function main(): Promise<void> {
@@ -64,7 +69,7 @@ async function main(): Promise<void> {
   process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED = 'true';
   const args = parseArgs(process.argv.slice(2));
   const workDir = await mkdtemp(path.join(tmpdir(), 'batchline-bench-'));
-  const options: BenchOptions = { rows: args.rows, full: args.full, workDir };
+  const options: BenchOptions = { rows: args.rows, full: args.full, scale10m: args.scale10m, workDir };
   const ctx: BenchContext = { options, measured: {}, log: (line) => process.stderr.write(`[bench] ${line}\n`) };
   const reports: BenchReport[] = [];
   const failures: Array<{ name: string; error: string }> = [];
