@@ -11,6 +11,14 @@ const KEY_REFUSED = 'ApiAuthError';
 
 const SPINNER = ['⠋', '⠙', '⠹', '⠸', '⠼', '⠴', '⠦', '⠧', '⠇', '⠏'];
 
+/** Events about the stack's own wiring (the topic, the event bus): shown only with --verbose. */
+const PLUMBING: ReadonlySet<LocalEvent['type']> = new Set(['notification', 'event-published']);
+
+/** Whether an event is worth a line on a person's screen (plumbing only when they asked for it). */
+export function shownEvent(event: LocalEvent, verbose: boolean): boolean {
+  return verbose || !PLUMBING.has(event.type);
+}
+
 export class ProgressView {
   private frame = 0;
   private lastLine = '';
@@ -19,6 +27,7 @@ export class ProgressView {
     private readonly out: NodeJS.WritableStream & { columns?: number },
     private readonly tty: boolean,
     private readonly startedAt = Date.now(),
+    private readonly verbose = false,
   ) {}
 
   /** A snapshot from the job's records: redraws the bar (terminal only). */
@@ -34,6 +43,7 @@ export class ProgressView {
   event(event: LocalEvent): void {
     // A refused key fails every chunk the same way: the summary says it once, with what to check.
     if ('error' in event && event.error === KEY_REFUSED) return;
+    if (!shownEvent(event, this.verbose)) return;
     const text = describeEvent(event);
     if (text === undefined) return;
     if (this.tty) {

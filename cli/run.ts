@@ -34,7 +34,8 @@ Options:
                      and batches take minutes to hours)
   --out DIR          where to copy the outputs (default ./batchline-out/<jobId>/)
   --time-scale N     simulated seconds per real second (default 600)
-  --verbose          print the handlers' own log lines (JSON, as in CloudWatch) as well
+  --verbose          print the handlers' own log lines (JSON, as in CloudWatch) and the
+                     stack's own events (topic notifications, event bus events) as well
   -h, --help         show this help
 
 Pipeline settings come from the environment, e.g. BATCHLINE_MAX_REQUESTS_PER_CHUNK=50,
@@ -80,15 +81,29 @@ export async function runCommand(args: string[], io: Io): Promise<number> {
     await stack.stop();
   });
   try {
-    return await runFile(stack, file, { lenient: values.lenient === true, out: values.out as string | undefined }, io);
+    return await runFile(
+      stack,
+      file,
+      { lenient: values.lenient === true, out: values.out as string | undefined, verbose: values.verbose === true, simulated: values.live !== true },
+      io,
+    );
   } finally {
     stopInterrupt();
     await stack.stop();
   }
 }
 
-async function runFile(stack: LocalStack, file: string, options: { lenient: boolean; out?: string }, io: Io): Promise<number> {
-  const view = new ProgressView(io.stdout, io.stdout.isTTY === true);
+interface RunOptions {
+  lenient: boolean;
+  out?: string;
+  /** --verbose: the stack's plumbing (topic, event bus) on screen too. */
+  verbose: boolean;
+  /** Not --live: the simulator answered, and the summary says so. */
+  simulated: boolean;
+}
+
+async function runFile(stack: LocalStack, file: string, options: RunOptions, io: Io): Promise<number> {
+  const view = new ProgressView(io.stdout, io.stdout.isTTY === true, Date.now(), options.verbose);
   const unsubscribe = stack.on((event) => view.event(event));
   const startedAt = Date.now();
   io.stdout.write(`Submitting ${displayPath(io.cwd, file)} (${options.lenient ? 'lenient' : 'strict'})\n`);
@@ -110,7 +125,7 @@ async function runFile(stack: LocalStack, file: string, options: { lenient: bool
     unsubscribe();
     view.finish();
   }
-  io.stdout.write(`\n${formatSummary(outcome, Date.now() - startedAt)}\n`);
+  io.stdout.write(`\n${formatSummary(outcome, Date.now() - startedAt, LOCAL_KEY, { simulated: options.simulated })}\n`);
   const dir = path.resolve(io.cwd, options.out ?? path.join('batchline-out', jobId));
   const written = await copyOutputs(stack.s3, stack.bucket, jobId, dir);
   io.stdout.write(written.length > 0 ? `\nOutputs in ${displayPath(io.cwd, dir)}/: ${written.map((f) => path.basename(f)).join(', ')}\n` : '\nNo outputs were written.\n');
@@ -133,7 +148,7 @@ export function jobEnd(outcome: JobOutcome): JobEnd {
  * `keyFrom`: where the key the API may refuse comes from, for the failure line of a job that failed
  * on it (default: the local run's ANTHROPIC_API_KEY).
  */
-export function formatSummary(outcome: JobOutcome, elapsedMs: number, keyFrom = LOCAL_KEY): string {
+export function formatSummary(outcome: JobOutcome, elapsedMs: number, keyFrom = LOCAL_KEY, options: { simulated?: boolean } = {}): string {
   const { summary, job } = outcome;
   const lines = [`Job ${outcome.jobId}: ${outcome.status ?? 'unknown'} in ${duration(elapsedMs)}`];
   if (outcome.status === 'failed' || outcome.execution?.status === 'FAILED') {
@@ -156,6 +171,9 @@ export function formatSummary(outcome: JobOutcome, elapsedMs: number, keyFrom = 
     );
     lines.push(`  cost      ${usd(cost.batchUsd)} at batch rates (${usd(cost.standardUsd)} without the batch discount: ${usd(cost.savedUsd)} saved)`);
     if (cost.unpricedModels.length > 0) lines.push(`            not priced: ${cost.unpricedModels.join(', ')} (set BATCHLINE_PRICES)`);
+  }
+  if (options.simulated) {
+    lines.push('  simulated replies, tokens and cost came from the Batches API simulator, not the real API (--live)');
   }
   return lines.join('\n');
 }

@@ -16,7 +16,7 @@ import type { Io } from './io';
 import { removeLocalState, writeLocalState } from './ops/local-state';
 import { displayPath } from './format';
 import { copyOutputs } from './outputs';
-import { describeEvent } from './progress';
+import { describeEvent, shownEvent } from './progress';
 import { formatSummary } from './run';
 
 export const SERVE_HELP = `Usage: batchline serve [options]
@@ -36,7 +36,8 @@ Options:
   --live             use the real Message Batches API (needs ANTHROPIC_API_KEY)
   --time-scale N     simulated seconds per real second (default 600)
   --port N           serve local S3 on this port (default: any free port)
-  --verbose          print the handlers' own log lines (JSON, as in CloudWatch) as well
+  --verbose          print the handlers' own log lines (JSON, as in CloudWatch) and the
+                     stack's own events (topic notifications, event bus events) as well
   -h, --help         show this help
 
 Exit status: 0 when stopped with Ctrl-C (each job's outcome is in its summary), 1 when the local
@@ -77,12 +78,16 @@ export async function serveCommand(args: string[], io: Io): Promise<number> {
   say(`  state     ${displayPath(io.cwd, stateFile)} (for "batchline status|jobs|cancel --local ${displayPath(io.cwd, io.cwd)}")`);
   say('Drop a .jsonl file in the folder; Ctrl-C stops.');
 
+  const verbose = values.verbose === true;
   const unsubscribe = stack.on((event) => {
+    if (!shownEvent(event, verbose)) return;
     const text = describeEvent(event);
-    if (text !== undefined && event.type !== 'job-registered') say(`  ${text}`);
+    // Each line names its job, so several files at once can be told apart.
+    const job = 'jobId' in event && event.jobId ? `[${event.jobId}] ` : '';
+    if (text !== undefined && event.type !== 'job-registered') say(`  ${job}${text}`);
   });
   const watcher = watchInbox(dir, (file) => {
-    void runJob(stack, file, { lenient: values.lenient === true, outRoot }, io).catch((error: Error) => say(`  ${path.basename(file)}: ${error.message}`));
+    void runJob(stack, file, { lenient: values.lenient === true, outRoot, simulated: values.live !== true }, io).catch((error: Error) => say(`  ${path.basename(file)}: ${error.message}`));
   });
   const commands = readCommands(stack, io);
 
@@ -99,7 +104,7 @@ export async function serveCommand(args: string[], io: Io): Promise<number> {
   return 0;
 }
 
-async function runJob(stack: LocalStack, file: string, options: { lenient: boolean; outRoot: string }, io: Io): Promise<void> {
+async function runJob(stack: LocalStack, file: string, options: { lenient: boolean; outRoot: string; simulated: boolean }, io: Io): Promise<void> {
   const say = (line: string) => io.stdout.write(`${line}\n`);
   const startedAt = Date.now();
   const jobId = await stack.submitFile(file, { lenient: options.lenient });
@@ -107,7 +112,7 @@ async function runJob(stack: LocalStack, file: string, options: { lenient: boole
   const outcome = await stack.waitForJob(jobId);
   const dir = path.join(options.outRoot, jobId);
   const written = await copyOutputs(stack.s3, stack.bucket, jobId, dir);
-  say(formatSummary(outcome, Date.now() - startedAt));
+  say(formatSummary(outcome, Date.now() - startedAt, undefined, { simulated: options.simulated }));
   if (written.length > 0) say(`  outputs   ${displayPath(io.cwd, dir)}/: ${written.map((f) => path.basename(f)).join(', ')}`);
 }
 

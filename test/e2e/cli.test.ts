@@ -60,6 +60,9 @@ describe('the batchline command', () => {
     const summary = JSON.parse(await readFile(path.join(dir, 'summary.json'), 'utf8'));
     expect(summary.counts).toEqual({ total: 30, succeeded: 30, errored: 0, expired: 0, canceled: 0, invalid: 0 });
     expect(classification.stdout).toContain(`Outputs in ${dir}/: results.jsonl, errors.jsonl, invalid.jsonl, summary.json`);
+    // A simulated run says so; the stack's plumbing (topic, event bus) is shown only with --verbose.
+    expect(classification.stdout).toContain('  simulated replies, tokens and cost came from the Batches API simulator, not the real API (--live)');
+    expect(classification.stdout).not.toMatch(/EventBridge event|SNS notification/);
   });
 
   it('exits 1 when strict validation rejects the file, and still writes the invalid-line report', async () => {

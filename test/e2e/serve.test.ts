@@ -49,6 +49,10 @@ describe('batchline serve', () => {
 
     expect(stdout).toContain(`tickets.jsonl → job ${jobId}`);
     expect(stdout).toContain('rows      30 succeeded, 0 errored, 0 expired, 0 canceled, 0 invalid');
+    // Each event line names its job; the stack's own plumbing (topic, event bus) stays out of it.
+    expect(stdout).toContain(`  [${jobId}] job ${jobId} finalized: succeeded`);
+    expect(stdout).not.toMatch(/EventBridge event|SNS notification/);
+    expect(stdout).toContain('simulated replies, tokens and cost came from the Batches API simulator');
     expect((await readdir(path.join(cwd, 'out', jobId!))).sort()).toEqual(['errors.jsonl', 'invalid.jsonl', 'results.jsonl', 'summary.json']);
   });
 
