@@ -57,6 +57,8 @@ async function help(): Promise<string> {
 /** Errors that are the caller's to fix: a flag, a file, a port, a setting. */
 const USAGE_ERRORS = new Set(['UsageError', 'PortInUse', 'ConfigError', 'SettingsError']);
 /** Errors whose message says it all. */
+/** Failures of the user's surroundings (the network): their message says what to check. */
+const ENVIRONMENT_ERRORS = new Set(['ApiUnreachable']);
 const PLAIN_ERRORS = new Set(['LocalStackError', 'UnsupportedDefinition', 'ConflictingEnvironment', 'UnresolvableToken']);
 
 /** The package's version, from package.json beside cli/. */
@@ -91,6 +93,11 @@ export async function main(argv: string[], io: Io = processIo()): Promise<number
     if (err instanceof UsageError || USAGE_ERRORS.has(err.name)) {
       io.stderr.write(`batchline ${name}: ${err.message}\n`);
       return 2;
+    }
+    if (ENVIRONMENT_ERRORS.has(err.name)) {
+      // The user's surroundings, not a fault of batchline: what is wrong and what to check, no trace.
+      io.stderr.write(`batchline ${name}: ${err.message}\n`);
+      return 1;
     }
     const detail = PLAIN_ERRORS.has(err.name) ? err.message : `${err.name}: ${err.message}`;
     io.stderr.write(`batchline ${name}: ${detail}\n${io.env.BATCHLINE_DEBUG ? '' : '(set BATCHLINE_DEBUG=1 for the stack trace)\n'}`);

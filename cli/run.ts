@@ -6,6 +6,7 @@ import { atMostOne, parse, readableFile } from './args';
 import { LOCAL_STACK_FLAGS, localStackOptions, startLocal } from './local-flags';
 import { count, displayPath, duration, usd } from './format';
 import { copyOutputs } from './outputs';
+import { checkReachable } from './reach';
 import { ProgressView } from './progress';
 import { onInterrupt, type Io } from './io';
 import { oneLine } from './ops/layout';
@@ -74,6 +75,8 @@ export async function runCommand(args: string[], io: Io): Promise<number> {
   const file = await readableFile(io.cwd, given ?? path.join(REPO_ROOT, DEFAULT_EXAMPLE));
   const options = localStackOptions(values, io);
 
+  // Without a network a live run would retry its first create for minutes: find out first.
+  if (options.live) await checkReachable(options.live.baseUrl, options.live.apiKey);
   io.stderr.write(`Starting the local stack${values.live ? ' (live: the real Message Batches API)' : ''}…\n`);
   const stack = await startLocal(options);
   const stopInterrupt = onInterrupt(async () => {

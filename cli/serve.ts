@@ -17,6 +17,7 @@ import { removeLocalState, writeLocalState } from './ops/local-state';
 import { displayPath } from './format';
 import { copyOutputs } from './outputs';
 import { describeEvent, shownEvent } from './progress';
+import { checkReachable } from './reach';
 import { formatSummary } from './run';
 
 export const SERVE_HELP = `Usage: batchline serve [options]
@@ -66,6 +67,7 @@ export async function serveCommand(args: string[], io: Io): Promise<number> {
     throw new UsageError(`cannot use ${dir} as the inbox folder: ${error.message}`);
   });
 
+  if (options.live) await checkReachable(options.live.baseUrl, options.live.apiKey);
   const stack = await startLocal({ ...options, ports: { s3: s3Port } });
   // Lets `batchline status|jobs|get|cancel --local DIR` in another terminal find this stack.
   const stateFile = await writeLocalState(io.cwd, stack);

@@ -1,6 +1,6 @@
 import { execFile } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import { createServer } from 'node:net';
+import { createServer, type AddressInfo } from 'node:net';
 import { chmod, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -200,6 +200,23 @@ describe('mistakes in how batchline is called', () => {
       expect({ command, ...result }).toEqual({ command, code: 2, stdout: '', stderr: `batchline ${command}: cannot read ${file}: permission denied\n` });
     }
   });
+});
+
+describe('no network with --live', () => {
+  it('says at once that the API cannot be reached, and why, with exit status 1, before the local stack starts', async () => {
+    // A port nothing listens on: the connection is refused, as with no network or a wrong base URL.
+    const server = createServer();
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const { port } = server.address() as AddressInfo;
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+    const base = `http://127.0.0.1:${port}`;
+    const run = await batchline(['run', 'examples/classification.jsonl', '--live'], { ANTHROPIC_API_KEY: 'sk-ant-any', ANTHROPIC_BASE_URL: base });
+    expect(run).toEqual({
+      code: 1,
+      stdout: '',
+      stderr: `batchline run: cannot reach ${base} (ECONNREFUSED): check the network, a proxy, or ANTHROPIC_BASE_URL; nothing was sent\n`,
+    });
+  }, 60_000);
 });
 
 describe('a key the API refuses', () => {

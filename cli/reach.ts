@@ -1,0 +1,51 @@
+/**
+ * Before a `--live` run starts the local stack: can the API be reached at all? Without a network
+ * (no DNS, refused connection, a proxy that swallows the request) the pipeline would otherwise retry
+ * its first create for minutes behind a spinner. Any HTTP answer counts as reachable: a refused key
+ * (401) is the run's to report, and 429/5xx are retried by the pipeline as usual.
+ */
+import { request } from 'undici';
+
+export const DEFAULT_API_URL = 'https://api.anthropic.com';
+const TIMEOUT_MS = 15_000;
+
+/** The API could not be reached: nothing was sent. */
+export class ApiUnreachable extends Error {
+  override readonly name = 'ApiUnreachable';
+}
+
+/** Resolves when `baseUrl` answers over HTTP; ApiUnreachable, naming the cause, when it cannot be reached. */
+export async function checkReachable(baseUrl: string | undefined, apiKey: string): Promise<void> {
+  const base = (baseUrl ?? DEFAULT_API_URL).replace(/\/+$/, '');
+  let url: URL;
+  try {
+    url = new URL(`${base}/v1/messages/batches?limit=1`);
+  } catch {
+    throw new ApiUnreachable(`ANTHROPIC_BASE_URL is not a URL: ${base}`);
+  }
+  try {
+    const response = await request(url, {
+      method: 'GET',
+      headers: { 'x-api-key': apiKey, 'anthropic-version': '2023-06-01' },
+      headersTimeout: TIMEOUT_MS,
+      bodyTimeout: TIMEOUT_MS,
+      signal: AbortSignal.timeout(TIMEOUT_MS),
+    });
+    await response.body.dump();
+  } catch (error) {
+    throw new ApiUnreachable(`cannot reach ${base} (${causeOf(error)}): check the network, a proxy, or ANTHROPIC_BASE_URL; nothing was sent`);
+  }
+}
+
+/** The most telling name of a network failure: ENOTFOUND, ECONNREFUSED, a timeout… */
+function causeOf(error: unknown): string {
+  const seen = new Set<unknown>();
+  for (let e: unknown = error; e && !seen.has(e); e = (e as { cause?: unknown }).cause) {
+    seen.add(e);
+    const code = (e as { code?: unknown }).code;
+    if (typeof code === 'string' && !code.startsWith('UND_ERR_')) return code;
+  }
+  const e = error as { code?: unknown; name?: unknown; message?: unknown };
+  if (e?.name === 'TimeoutError' || e?.code === 'UND_ERR_CONNECT_TIMEOUT' || e?.code === 'UND_ERR_HEADERS_TIMEOUT') return `no answer in ${TIMEOUT_MS / 1000} s`;
+  return typeof e?.code === 'string' ? e.code : String(e?.message ?? error);
+}
