@@ -83,7 +83,7 @@ export function failureMessage(error: unknown, target?: Target): string | undefi
   if (error.name === 'CredentialsProviderError') {
     return 'no AWS credentials found: configure them as for the AWS CLI (AWS_PROFILE, aws sso login, AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY), or use --local DIR for a local stack';
   }
-  if (error.message === 'Region is missing') return 'no AWS region: set AWS_REGION, or a region in your AWS profile';
+  if (error.message === 'Region is missing') return 'no AWS region: set AWS_REGION, or a region in your AWS profile; or use --local DIR for a running "batchline serve"';
   if (['ExpiredToken', 'ExpiredTokenException', 'TokenRefreshRequired'].includes(error.name)) {
     return `your AWS credentials have expired (${error.name}): refresh them (e.g. aws sso login) and try again`;
   }

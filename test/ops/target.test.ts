@@ -167,6 +167,6 @@ describe('finding a deployed stack', () => {
 
     delete process.env.AWS_REGION;
     delete process.env.AWS_DEFAULT_REGION;
-    expect(await runJobs([])).toEqual({ code: 1, out: '', err: 'batchline jobs: no AWS region: set AWS_REGION, or a region in your AWS profile\n' });
+    expect(await runJobs([])).toEqual({ code: 1, out: '', err: 'batchline jobs: no AWS region: set AWS_REGION, or a region in your AWS profile; or use --local DIR for a running "batchline serve"\n' });
   });
 });
