@@ -1,12 +1,14 @@
 /** Copies a job's outputs (results/<jobId>/) out of the local bucket into a folder the user reads. */
-import { createWriteStream } from 'node:fs';
+import { createReadStream, createWriteStream } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import type { Readable } from 'node:stream';
+import { createInterface } from 'node:readline';
 import { GetObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { jobKeys } from '../shared/store/keys';
 import { isS3NotFound } from '../shared/store/s3';
+import { count } from './format';
 
 export const OUTPUT_FILES = ['results', 'errors', 'invalid', 'summary'] as const;
 
@@ -29,4 +31,51 @@ export async function copyOutputs(s3: S3Client, bucket: string, jobId: string, d
     written.push(file);
   }
   return written;
+}
+
+/** Invalid lines shown under a run's summary; the rest are counted, and are in invalid.jsonl. */
+const INVALID_LINES_SHOWN = 5;
+
+/**
+ * The first invalid lines of a copied invalid.jsonl, as a compiler lists errors: each line's
+ * reason (which names its line number), then how many more there are and where. Undefined when
+ * there are none. Reads only the first lines of the file.
+ */
+export async function invalidLinesExcerpt(file: string, shownAs: string): Promise<string | undefined> {
+  const reasons: string[] = [];
+  let total = 0;
+  let input;
+  try {
+    input = createReadStream(file);
+  } catch {
+    return undefined;
+  }
+  try {
+    for await (const line of createInterface({ input, crlfDelay: Infinity })) {
+      if (line.trim() === '') continue;
+      total += 1;
+      if (reasons.length < INVALID_LINES_SHOWN) {
+        let reason: string;
+        try {
+          const parsed = JSON.parse(line) as { line?: unknown; reason?: unknown };
+          reason = typeof parsed.reason === 'string' ? parsed.reason : `line ${String(parsed.line)}: ${line}`;
+        } catch {
+          reason = line;
+        }
+        reasons.push(reason);
+      }
+    }
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw error;
+  } finally {
+    input.destroy();
+  }
+  if (total === 0) return undefined;
+  const more = total - reasons.length;
+  return [
+    `Invalid lines (${count(total)}):`,
+    ...reasons.map((reason) => `  ${reason}`),
+    ...(more > 0 ? [`  … and ${count(more)} more in ${shownAs}`] : []),
+  ].join('\n');
 }

@@ -4,8 +4,8 @@ import { fileURLToPath } from 'node:url';
 import type { JobOutcome, LocalStack } from '../local/runtime';
 import { atMostOne, parse, readableFile } from './args';
 import { LOCAL_STACK_FLAGS, localStackOptions, startLocal } from './local-flags';
-import { count, displayPath, duration, usd } from './format';
-import { copyOutputs } from './outputs';
+import { count, displayPath, duration, plural, usd } from './format';
+import { copyOutputs, invalidLinesExcerpt } from './outputs';
 import { checkReachable } from './reach';
 import { ProgressView } from './progress';
 import { onInterrupt, type Io } from './io';
@@ -132,6 +132,9 @@ async function runFile(stack: LocalStack, file: string, options: RunOptions, io:
   const dir = path.resolve(io.cwd, options.out ?? path.join('batchline-out', jobId));
   const written = await copyOutputs(stack.s3, stack.bucket, jobId, dir);
   io.stdout.write(written.length > 0 ? `\nOutputs in ${displayPath(io.cwd, dir)}/: ${written.map((f) => path.basename(f)).join(', ')}\n` : '\nNo outputs were written.\n');
+  const invalid = written.find((f) => path.basename(f) === 'invalid.jsonl');
+  const excerpt = invalid && (await invalidLinesExcerpt(invalid, displayPath(io.cwd, invalid)));
+  if (excerpt) io.stdout.write(`\n${excerpt}\n`);
   const end = jobEnd(outcome);
   const shortfall = shortfallLine(end);
   if (shortfall) io.stdout.write(`${shortfall}\n`);
@@ -160,8 +163,13 @@ export function formatSummary(outcome: JobOutcome, elapsedMs: number, keyFrom = 
   }
   const counts = summary?.counts ?? job?.counts;
   if (counts) {
-    const rows = (['succeeded', 'errored', 'expired', 'canceled', 'invalid'] as const).map((status) => `${count(counts[status])} ${status}`);
-    lines.push(`  rows      ${rows.join(', ')}`);
+    // A rejected file's valid rows were never sent: nobody canceled them (summary.json counts them as
+    // canceled, so its counts add up, and says why in notSubmitted).
+    const rejected = outcome.status === 'rejected' ? counts.canceled : 0;
+    const rows = (['succeeded', 'errored', 'expired', 'canceled', 'invalid'] as const).map(
+      (status) => `${count(status === 'canceled' ? counts.canceled - rejected : counts[status])} ${status}`,
+    );
+    lines.push(`  rows      ${rows.join(', ')}${rejected > 0 ? `; ${plural(rejected, 'valid row')} not submitted: the file was rejected` : ''}`);
   }
   if (summary) {
     const errors = Object.entries(summary.errorsByType);

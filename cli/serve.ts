@@ -15,7 +15,7 @@ import { LOCAL_STACK_FLAGS, localStackOptions, startLocal } from './local-flags'
 import type { Io } from './io';
 import { removeLocalState, writeLocalState } from './ops/local-state';
 import { displayPath } from './format';
-import { copyOutputs } from './outputs';
+import { copyOutputs, invalidLinesExcerpt } from './outputs';
 import { describeEvent, shownEvent } from './progress';
 import { checkReachable } from './reach';
 import { formatSummary } from './run';
@@ -116,6 +116,9 @@ async function runJob(stack: LocalStack, file: string, options: { lenient: boole
   const written = await copyOutputs(stack.s3, stack.bucket, jobId, dir);
   say(formatSummary(outcome, Date.now() - startedAt, undefined, { simulated: options.simulated }));
   if (written.length > 0) say(`  outputs   ${displayPath(io.cwd, dir)}/: ${written.map((f) => path.basename(f)).join(', ')}`);
+  const invalid = written.find((f) => path.basename(f) === 'invalid.jsonl');
+  const excerpt = invalid && (await invalidLinesExcerpt(invalid, displayPath(io.cwd, invalid)));
+  if (excerpt) say(excerpt.replace(/^/gm, '  '));
 }
 
 /** Calls `onFile` once per file that appears (or is rewritten) in `dir`, after it stops changing. */

@@ -149,6 +149,7 @@ export async function finalizeJob(input: FinalizeInput, deps: FinalizeDeps): Pro
   const endedAt = job.endedAt ?? isoAt(now());
   const summary = tally.summary(job, status, endedAt);
   if (recovering && job.failure) summary.recoveredFrom = job.failure;
+  if (rejected && tally.counts.canceled > 0) summary.notSubmitted = { rows: tally.counts.canceled, reason: 'rejected' };
   await putJson(s3, config.bucket, keys.summary, summary);
   const counts = rowCounts(summary.counts);
   await updateItem(dynamo, config.table, jobKey(job.jobId), {

@@ -39,6 +39,11 @@ export interface JobSummary {
   timings: { createdAt: string; endedAt: string; durationSeconds: number };
   /** The failure a recovered job had (its FinalizeJob failed; the reconciler finalized it later). */
   recoveredFrom?: { error: string; cause: string };
+  /**
+   * A rejected file's valid rows, never sent (strict validation found invalid lines). They are in
+   * `counts.canceled`, so the counts add up; nobody canceled them.
+   */
+  notSubmitted?: { rows: number; reason: 'rejected' };
 }
 
 /** What the summary reports, gathered row by row and chunk by chunk. */

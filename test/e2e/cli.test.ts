@@ -70,6 +70,21 @@ describe('the batchline command', () => {
     expect(rejected.stdout).toMatch(/^Job with-invalid-rows-[0-9a-f]+: rejected in /m);
     const invalid = (await readFile(path.join(out, 'rejected', 'invalid.jsonl'), 'utf8')).trim().split('\n');
     expect(invalid).toHaveLength(4);
+    // Nobody canceled the valid rows: the screen says they were not submitted, summary.json says why.
+    expect(rejected.stdout).toContain('  rows      0 succeeded, 0 errored, 0 expired, 0 canceled, 4 invalid; 12 valid rows not submitted: the file was rejected');
+    const summary = JSON.parse(await readFile(path.join(out, 'rejected', 'summary.json'), 'utf8'));
+    expect(summary.notSubmitted).toEqual({ rows: 12, reason: 'rejected' });
+    expect(summary.counts).toMatchObject({ total: 16, canceled: 12, invalid: 4 });
+    // The bad lines themselves, as a compiler lists errors.
+    const shown = rejected.stdout.split('\n');
+    const at = shown.indexOf('Invalid lines (4):');
+    expect(at).toBeGreaterThan(0);
+    expect(shown.slice(at + 1, at + 5)).toEqual([
+      `  line 4 is not valid JSON: unexpected '}' where a value was expected at column 104`,
+      '  line 7: custom_id has a character that is not allowed, " " at position 7 (allowed: letters, digits, "_" and "-")',
+      '  line 10: params.max_tokens is missing',
+      '  line 13: custom_id "review-01" is already used on line 1',
+    ]);
   });
 
   it('exits 3 when the job ran to the end but not every row succeeded (invalid lines under --lenient), and says why', () => {
