@@ -287,10 +287,8 @@ export class JobWorkflow extends Construct {
       new sfn.Choice(this, 'WasRejected')
         .when(
           sfn.Condition.stringEquals('$.status', 'rejected'),
-          new sfn.Fail(this, 'JobRejected', {
-            error: 'ValidationFailed',
-            cause: 'The input file has invalid lines, so nothing was submitted; see the job\'s invalid.jsonl',
-          }),
+          // ValidationFailed (invalid lines under strict validation) or EmptyInput, with its cause.
+          new sfn.Fail(this, 'JobRejected', { errorPath: '$.rejection.Error', causePath: '$.rejection.Cause' }),
         )
         .otherwise(new sfn.Succeed(this, 'JobDone')),
     );

@@ -74,6 +74,8 @@ export interface FinalizeOutput {
   jobId: string;
   status: JobStatus;
   counts: RowCounts;
+  /** A rejected job's reason, as the workflow's JobRejected state fails with it. */
+  rejection?: { Error: string; Cause: string };
 }
 
 export interface FinalizeDeps {
@@ -145,7 +147,9 @@ export async function finalizeJob(input: FinalizeInput, deps: FinalizeDeps): Pro
   await copyObject(s3, config.bucket, keys.invalidWork, keys.invalid);
 
   const canceled = job.cancelRequested === true && (!recovering || tally.counts.canceled > 0);
-  const status: JobStatus = rejected ? 'rejected' : keyFailure ? 'failed' : canceled ? 'canceled' : 'succeeded';
+  // Nobody drops an empty file on purpose: a file without a single request is rejected, as one with invalid lines is.
+  const rejection = rejectionOf(job, rejected);
+  const status: JobStatus = rejection ? 'rejected' : keyFailure ? 'failed' : canceled ? 'canceled' : 'succeeded';
   const endedAt = job.endedAt ?? isoAt(now());
   const summary = tally.summary(job, status, endedAt);
   if (recovering && job.failure) summary.recoveredFrom = job.failure;
@@ -153,7 +157,7 @@ export async function finalizeJob(input: FinalizeInput, deps: FinalizeDeps): Pro
   await putJson(s3, config.bucket, keys.summary, summary);
   const counts = rowCounts(summary.counts);
   await updateItem(dynamo, config.table, jobKey(job.jobId), {
-    set: { status, endedAt, counts, costUsd: summary.cost.batchUsd, failure: keyFailure, updatedAt: isoAt(now()) },
+    set: { status, endedAt, counts, costUsd: summary.cost.batchUsd, failure: keyFailure ?? rejection, updatedAt: isoAt(now()) },
   });
   observer.metric('JobsEnded', 1);
   observer.metric('CostUsd', summary.cost.batchUsd);
@@ -180,7 +184,7 @@ export async function finalizeJob(input: FinalizeInput, deps: FinalizeDeps): Pro
         counts,
         costUsd: summary.cost.batchUsd,
         resultsPrefix: keys.resultsPrefix,
-        failure: keyFailure,
+        failure: keyFailure ?? rejection,
       },
       deps.notify.clients,
       deps.notify.config,
@@ -191,7 +195,17 @@ export async function finalizeJob(input: FinalizeInput, deps: FinalizeDeps): Pro
     if (!(error instanceof AnnounceFailed)) throw error;
     observer.error('the job ended, but announcing it failed', { status, error: errorFields(error) });
   }
-  return { jobId: job.jobId, status, counts };
+  return { jobId: job.jobId, status, counts, ...(rejection ? { rejection: { Error: rejection.error, Cause: rejection.cause } } : {}) };
+}
+
+/** Why a job is rejected, if it is: strict validation found invalid lines, or the file holds no request at all. */
+function rejectionOf(job: JobItem, rejected: boolean): { error: string; cause: string } | undefined {
+  if (rejected) {
+    const lines = job.invalidRows === 1 ? 'an invalid line' : `${job.invalidRows ?? 0} invalid lines`;
+    return { error: 'ValidationFailed', cause: `The input file has ${lines}, so nothing was submitted; see the job's invalid.jsonl` };
+  }
+  if (job.totalRows === 0) return { error: 'EmptyInput', cause: 'The input file holds no requests: it is empty, or only blank lines' };
+  return undefined;
 }
 
 function rowCounts(counts: JobSummary['counts']): RowCounts {

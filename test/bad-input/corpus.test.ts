@@ -1,7 +1,7 @@
 /**
  * The bad-input corpus through the local pipeline: strict mode rejects the file before anything is
  * submitted, with a report naming the line and reason of every bad line; lenient mode runs the
- * valid rows and counts the rest. Files with nothing to run (empty, only blank lines) end at once.
+ * valid rows and counts the rest. Files with nothing to run (empty, only blank lines) are rejected at once.
  */
 import { readFileSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
@@ -60,10 +60,12 @@ describe('the bad-input corpus on the local pipeline', () => {
   it.each([
     ['an empty file', Buffer.alloc(0)],
     ['a file of blank lines only', readFileSync(fileURLToPath(new URL('./cases/only-blank-lines.jsonl', import.meta.url)))],
-  ])('ends %s at once with nothing submitted and zero rows, in both modes', async (name, bytes) => {
+  ])('rejects %s at once, nothing submitted, zero rows, saying why, in both modes', async (name, bytes) => {
     for (const lenient of [false, true]) {
       const { outcome, batches } = await upload(`${lenient ? 'lenient' : 'strict'}-${name.replace(/\W+/g, '-')}.jsonl`, bytes, lenient);
-      expect({ lenient, status: outcome.status, batches }).toEqual({ lenient, status: 'succeeded', batches: 0 });
+      // Nobody drops an empty file on purpose: it is rejected, not "succeeded with 0 rows".
+      expect({ lenient, status: outcome.status, batches }).toEqual({ lenient, status: 'rejected', batches: 0 });
+      expect(outcome.execution).toMatchObject({ status: 'FAILED', error: 'EmptyInput', cause: 'The input file holds no requests: it is empty, or only blank lines' });
       expect(outcome.summary?.counts).toEqual({ total: 0, succeeded: 0, errored: 0, expired: 0, canceled: 0, invalid: 0 });
       expect(await readJsonl(under.stack, outcome.keys.results)).toEqual([]);
       expect(await readJsonl(under.stack, outcome.keys.invalid)).toEqual([]);

@@ -17,6 +17,12 @@ interface Run {
 }
 
 /** Runs `batchline ARGS` as a user would, from the repository root. */
+/**
+ * A test that starts several CLI processes one after another: each compiles the CLI with tsx, a few
+ * seconds alone and far more on a machine running other suites beside this one.
+ */
+const SPAWNS_TIMEOUT = 120_000;
+
 function batchline(args: string[], env: Record<string, string> = {}): Promise<Run> {
   return new Promise((resolve) => {
     execFile(process.execPath, [path.join(ROOT, 'bin/batchline.mjs'), ...args], { cwd: ROOT, timeout: 120_000, env: { ...process.env, ...env } }, (error, stdout, stderr) => {
@@ -112,7 +118,7 @@ describe('the batchline command', () => {
     } finally {
       taken.close();
     }
-  });
+  }, SPAWNS_TIMEOUT);
 });
 
 /** Three requests, the second for a misspelt model. */
@@ -136,7 +142,7 @@ describe('mistakes in how batchline is called', () => {
   it('prints the package version for --version and -V', async () => {
     expect(await batchline(['--version'])).toEqual({ code: 0, stdout: `batchline ${VERSION}\n`, stderr: '' });
     expect(await batchline(['-V'])).toEqual({ code: 0, stdout: `batchline ${VERSION}\n`, stderr: '' });
-  });
+  }, SPAWNS_TIMEOUT);
 
   it('suggests the nearest command or flag for a misspelt one, with exit status 2', async () => {
     expect(await batchline(['rnu'])).toEqual({ code: 2, stdout: '', stderr: 'batchline: unknown command "rnu": did you mean run? (see batchline --help)\n' });
@@ -162,7 +168,7 @@ describe('mistakes in how batchline is called', () => {
     });
     // Nothing near enough: no guess.
     expect(await batchline(['frobnicate'])).toEqual({ code: 2, stdout: '', stderr: 'batchline: unknown command "frobnicate" (see batchline --help)\n' });
-  });
+  }, SPAWNS_TIMEOUT);
 
   it('estimate rejects a misspelt model with its line and the nearest known one (exit 1), unless unknown models are allowed', async () => {
     const file = path.join(await tempDir(), 'misspelt.jsonl');
@@ -180,14 +186,14 @@ describe('mistakes in how batchline is called', () => {
     expect(allowed.stdout).toMatch(/^\S+: 3 valid rows, 0 invalid lines$/m);
     expect(allowed.code).toBe(0);
     expect((await batchline(['estimate', file], { BATCHLINE_ALLOW_UNKNOWN_MODELS: 'true' })).code).toBe(0);
-  });
+  }, SPAWNS_TIMEOUT);
 
   it('refuses a directory as the input file with exit status 2, before the local stack starts', async () => {
     for (const command of ['run', 'estimate', 'submit']) {
       const result = await batchline([command, 'examples']);
       expect({ command, ...result }).toEqual({ command, code: 2, stdout: '', stderr: `batchline ${command}: examples is a directory: give a .jsonl file\n` });
     }
-  });
+  }, SPAWNS_TIMEOUT);
 
   // Root reads any file whatever its mode: there, a sysfs attribute that has no read operation stands in.
   const unreadable = async (): Promise<string | undefined> => {
@@ -214,7 +220,7 @@ describe('mistakes in how batchline is called', () => {
       const result = await batchline([command, file]);
       expect({ command, ...result }).toEqual({ command, code: 2, stdout: '', stderr: `batchline ${command}: cannot read ${file}: permission denied\n` });
     }
-  });
+  }, SPAWNS_TIMEOUT);
 });
 
 describe('no network with --live', () => {

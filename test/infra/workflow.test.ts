@@ -312,7 +312,7 @@ describe('the job state machine', () => {
     expect(chunkStates.ChunkDone).toEqual({ Type: 'Pass', OutputPath: null, End: true });
     expect(chunkStates.ChunkFailed).toEqual({ Type: 'Pass', OutputPath: null, End: true });
     expect(chunkStates.ChunkLeftToFinalizeJob).toEqual({ Type: 'Pass', OutputPath: null, End: true });
-    expect(asl.States.JobRejected).toMatchObject({ Type: 'Fail', Error: 'ValidationFailed' });
+    expect(asl.States.JobRejected).toEqual({ Type: 'Fail', ErrorPath: '$.rejection.Error', CausePath: '$.rejection.Cause' });
     // MarkJobFailed's reply is dropped so the execution fails with the error it caught.
     expect(asl.States.MarkJobFailed).toMatchObject({ ResultPath: null, Next: 'JobFailed' });
     expect(asl.States.JobFailed).toEqual({ Type: 'Fail', ErrorPath: '$.error.Error', CausePath: '$.error.Cause' });

@@ -353,7 +353,12 @@ describe('finalizeJob', () => {
     const keys = jobKeys(jobId);
 
     const out = await finalizeJob({ jobId, outcome: 'rejected' }, deps());
-    expect(out).toEqual({ jobId, status: 'rejected', counts: { succeeded: 0, errored: 0, expired: 0, canceled: 4, invalid: 1 } });
+    expect(out).toEqual({
+      jobId,
+      status: 'rejected',
+      counts: { succeeded: 0, errored: 0, expired: 0, canceled: 4, invalid: 1 },
+      rejection: { Error: 'ValidationFailed', Cause: "The input file has an invalid line, so nothing was submitted; see the job's invalid.jsonl" },
+    });
     expect(await readJsonl(aws, keys.results)).toEqual(
       valid.map((r) => ({ custom_id: r.custom_id, status: 'canceled', attempts: 0, batch_id: null, usage: null, cost_usd: null })),
     );
@@ -385,10 +390,12 @@ describe('finalizeJob', () => {
     expect((await readJobItem(aws, job.jobId)).status).toBe('rejected');
   });
 
-  it('finishes an empty job with empty outputs', async () => {
+  it('rejects an empty job (no request at all) with empty outputs and its reason', async () => {
     const job = await seedJob(aws, { chunks: [] });
     const out = await finalizeJob({ jobId: job.jobId, outcome: 'empty' }, deps());
-    expect(out).toEqual({ jobId: job.jobId, status: 'succeeded', counts: { succeeded: 0, errored: 0, expired: 0, canceled: 0, invalid: 0 } });
+    const rejection = { Error: 'EmptyInput', Cause: 'The input file holds no requests: it is empty, or only blank lines' };
+    expect(out).toEqual({ jobId: job.jobId, status: 'rejected', counts: { succeeded: 0, errored: 0, expired: 0, canceled: 0, invalid: 0 }, rejection });
+    expect((await readJobItem(aws, job.jobId)).failure).toEqual({ error: rejection.Error, cause: rejection.Cause });
     expect(await readText(aws, job.keys.results)).toBe('');
     expect(await readText(aws, job.keys.errors)).toBe('');
     expect(await readText(aws, job.keys.invalid)).toBe('');
