@@ -70,10 +70,20 @@ export function opsCommand<T extends Options>(
   };
 }
 
+/** Whether the user named a target (a flag or BATCHLINE_LOCAL / BATCHLINE_STACK), rather than taking the default stack. */
+export function namedTarget(values: Record<string, unknown>, io: Io): boolean {
+  return values.stack !== undefined || values.local !== undefined || Boolean(io.env.BATCHLINE_LOCAL?.trim()) || Boolean(io.env.BATCHLINE_STACK?.trim());
+}
+
 /** The one job id a command takes. */
 export function oneJob(positionals: string[], command: string): string {
   if (positionals.length !== 1) throw new UsageError(`needs one job id, got ${plural(positionals.length, 'argument')} (see batchline ${command} --help)`);
   return positionals[0]!;
+}
+
+/** The SDK found no AWS region: none set, or an empty AWS_REGION. */
+export function isNoRegion(error: Error): boolean {
+  return error.message === 'Region is missing' || error.message.startsWith('Region not accepted: region="" ');
 }
 
 /** One line for a failure the operator can act on; undefined for anything else (main() reports it). */
@@ -83,7 +93,7 @@ export function failureMessage(error: unknown, target?: Target): string | undefi
   if (error.name === 'CredentialsProviderError') {
     return 'no AWS credentials found: configure them as for the AWS CLI (AWS_PROFILE, aws sso login, AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY), or use --local DIR for a local stack';
   }
-  if (error.message === 'Region is missing') return 'no AWS region: set AWS_REGION, or a region in your AWS profile; or use --local DIR for a running "batchline serve"';
+  if (isNoRegion(error)) return 'no AWS region: set AWS_REGION, or a region in your AWS profile; or use --local DIR for a running "batchline serve"';
   if (['ExpiredToken', 'ExpiredTokenException', 'TokenRefreshRequired'].includes(error.name)) {
     return `your AWS credentials have expired (${error.name}): refresh them (e.g. aws sso login) and try again`;
   }

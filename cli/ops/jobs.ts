@@ -3,7 +3,9 @@ import { hasEnded, listRecentJobs } from '../../shared/jobs/queries';
 import type { JobItem } from '../../shared/store/items';
 import { positiveNumber, UsageError } from '../args';
 import { count, usd } from '../format';
-import { opsCommand } from './command';
+import path from 'node:path';
+import { failureMessage, namedTarget, opsCommand } from './command';
+import { asJobRow, LOCAL_RUNS_DIR, noStackConfigured, readLocalRuns } from './local-runs';
 import { table, when } from './layout';
 import { TARGET_HELP } from './target';
 
@@ -13,6 +15,8 @@ export const JOBS_HELP = `Usage: batchline jobs [options]
 
 Lists the most recent jobs of a deployed stack (or of a local one), newest first: status, rows,
 outcomes, cost and when each was created. FAILED counts rows that errored, expired or were canceled.
+With no stack configured (no AWS region or credentials, or no deployed stack) and none named, it
+lists the runs "batchline run" left in ./${LOCAL_RUNS_DIR}/ instead.
 
 Options:
   --limit N          how many jobs to list (default ${DEFAULT_LIMIT})
@@ -26,7 +30,18 @@ export const jobsCommand = opsCommand('jobs', JOBS_HELP, { limit: { type: 'strin
   if (positionals.length > 0) throw new UsageError('takes no arguments (see batchline jobs --help)');
   const limit = positiveNumber(values.limit as string | undefined, '--limit') ?? DEFAULT_LIMIT;
   if (!Number.isInteger(limit)) throw new UsageError(`--limit must be a whole number, got "${String(values.limit)}"`);
-  const target = await open();
+  let target;
+  try {
+    target = await open();
+  } catch (error) {
+    // No stack configured at all, and none named: the runs `batchline run` left here instead.
+    const runs = namedTarget(values, io) || !noStackConfigured(error) ? [] : await readLocalRuns(path.resolve(io.cwd, LOCAL_RUNS_DIR));
+    if (runs.length === 0) throw error;
+    io.stdout.write(`No deployed stack (${failureMessage(error) ?? (error as Error).message}).\nLocal runs in ${LOCAL_RUNS_DIR}/, newest first:\n`);
+    io.stdout.write(formatJobs(runs.slice(0, limit).map(asJobRow)));
+    if (runs.length > limit) io.stdout.write(`(the ${count(limit)} most recent; --limit N shows more)\n`);
+    return 0;
+  }
   // One more than shown tells whether there are more.
   const jobs = await listRecentJobs(target, { limit: limit + 1 });
   if (jobs.length === 0) {
@@ -38,7 +53,10 @@ export const jobsCommand = opsCommand('jobs', JOBS_HELP, { limit: { type: 'strin
   return 0;
 });
 
-export function formatJobs(jobs: readonly JobItem[]): string {
+/** What `jobs` shows of a job: a job record's fields, or a local run's summary read as one (./local-runs.ts). */
+export type JobRow = Pick<JobItem, 'jobId' | 'status' | 'totalRows' | 'validRows' | 'invalidRows' | 'counts' | 'costUsd' | 'createdAt' | 'endedAt' | 'rowsFinal' | 'cancelRequested'>;
+
+export function formatJobs(jobs: readonly JobRow[]): string {
   return table(
     [
       { title: 'JOB' },
@@ -64,7 +82,7 @@ export function formatJobs(jobs: readonly JobItem[]): string {
 }
 
 /** The status, with how far a running job has got and whether it is being canceled. */
-export function jobStatus(job: JobItem): string {
+export function jobStatus(job: JobRow): string {
   let text: string = job.status;
   if (job.status === 'running' && job.validRows) text += ` ${Math.floor((100 * (job.rowsFinal ?? 0)) / job.validRows)}%`;
   if (job.cancelRequested && !hasEnded(job)) text += ' (canceling)';

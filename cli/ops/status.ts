@@ -2,16 +2,21 @@
 import { hasEnded, jobProgress, type JobProgressReport } from '../../shared/jobs/queries';
 import type { ChunkAttempt, ChunkItem } from '../../shared/store/items';
 import { count, plural, usd } from '../format';
-import { oneJob, opsCommand } from './command';
+import path from 'node:path';
+import { jobKeys } from '../../shared/store/keys';
+import { failureMessage, namedTarget, oneJob, opsCommand } from './command';
+import { LOCAL_RUNS_DIR, noStackConfigured, readLocalRun } from './local-runs';
 import { oneLine, table, when } from './layout';
 import { TARGET_HELP } from './target';
 import { EXIT, EXIT_STATUS_HELP, exitStatusOf } from '../exit-status';
-import { failureText, LOCAL_KEY, STACK_KEY } from '../run';
+import { failureText, formatSummary, LOCAL_KEY, STACK_KEY } from '../run';
 
 export const STATUS_HELP = `Usage: batchline status JOB [options]
 
 Shows a job's progress from its records: the job (status, rows, outcome, cost) and every attempt of
-every chunk (its batch, the outcomes so far, polls, and why a chunk failed).
+every chunk (its batch, the outcomes so far, polls, and why a chunk failed). With no stack
+configured (no AWS region or credentials, or no deployed stack) and none named, it shows the run
+"batchline run" left in ./${LOCAL_RUNS_DIR}/JOB/ instead, from its summary.json.
 
 Options:
 ${TARGET_HELP}
@@ -22,9 +27,21 @@ not ended yet exits 0 (status shows where a job is, it does not wait for it).
 
 ${EXIT_STATUS_HELP}`;
 
-export const statusCommand = opsCommand('status', STATUS_HELP, {}, async ({ positionals }, open, io) => {
+export const statusCommand = opsCommand('status', STATUS_HELP, {}, async ({ values, positionals }, open, io) => {
   const jobId = oneJob(positionals, 'status');
-  const target = await open();
+  let target;
+  try {
+    target = await open();
+  } catch (error) {
+    // No stack configured at all, and none named: a run `batchline run` left here, if it is one.
+    const run = namedTarget(values, io) || !noStackConfigured(error) ? undefined : await readLocalRun(path.resolve(io.cwd, LOCAL_RUNS_DIR), jobId);
+    if (!run) throw error;
+    const { summary } = run;
+    io.stdout.write(`No deployed stack (${failureMessage(error) ?? (error as Error).message}); a local run:\n`);
+    const outcome = { jobId: summary.jobId, status: summary.status, execution: undefined, job: undefined, summary, keys: jobKeys(summary.jobId) };
+    io.stdout.write(`${formatSummary(outcome, summary.timings.durationSeconds * 1000)}\n  outputs   ${path.relative(io.cwd, run.dir) || '.'}/\n`);
+    return exitStatusOf({ status: summary.status, counts: summary.counts });
+  }
   const report = await jobProgress(target, jobId);
   io.stdout.write(formatStatus(report, target.kind === 'local' ? LOCAL_KEY : STACK_KEY));
   const { job } = report;

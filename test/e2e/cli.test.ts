@@ -1,7 +1,7 @@
 import { execFile } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { createServer, type AddressInfo } from 'node:net';
-import { chmod, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -23,9 +23,9 @@ interface Run {
  */
 const SPAWNS_TIMEOUT = 120_000;
 
-function batchline(args: string[], env: Record<string, string> = {}): Promise<Run> {
+function batchline(args: string[], env: Record<string, string> = {}, cwd = ROOT): Promise<Run> {
   return new Promise((resolve) => {
-    execFile(process.execPath, [path.join(ROOT, 'bin/batchline.mjs'), ...args], { cwd: ROOT, timeout: 120_000, env: { ...process.env, ...env } }, (error, stdout, stderr) => {
+    execFile(process.execPath, [path.join(ROOT, 'bin/batchline.mjs'), ...args], { cwd, timeout: 120_000, env: { ...process.env, ...env } }, (error, stdout, stderr) => {
       resolve({ code: error ? Number((error as { code?: number }).code ?? 1) : 0, stdout, stderr });
     });
   });
@@ -92,6 +92,40 @@ describe('the batchline command', () => {
       '  line 13: custom_id "review-01" is already used on line 1',
     ]);
   });
+
+  it('with no stack configured, jobs and status show the runs left in ./batchline-out/', async () => {
+    // A folder where `batchline run` left two runs, and no AWS region or credentials at all.
+    const cwd = await mkdtemp(path.join(tmpdir(), 'batchline-local-runs-'));
+    try {
+      const runs: Array<[string, Run]> = [
+        ['classification', classification],
+        ['lenient', lenient],
+      ];
+      const ids: string[] = [];
+      for (const [name] of runs) {
+        const summary = JSON.parse(await readFile(path.join(out, name, 'summary.json'), 'utf8')) as { jobId: string };
+        ids.push(summary.jobId);
+        await mkdir(path.join(cwd, 'batchline-out', summary.jobId), { recursive: true });
+        await writeFile(path.join(cwd, 'batchline-out', summary.jobId, 'summary.json'), JSON.stringify(summary));
+      }
+      const noAws = { AWS_REGION: '', AWS_DEFAULT_REGION: '', AWS_PROFILE: '', AWS_CONFIG_FILE: path.join(cwd, 'none'), AWS_SHARED_CREDENTIALS_FILE: path.join(cwd, 'none') };
+      const jobs = await batchline(['jobs'], noAws, cwd);
+      expect(jobs.code).toBe(0);
+      expect(jobs.stdout.split('\n')[0]).toMatch(/^No deployed stack \(no AWS region: .*\)\.$/);
+      expect(jobs.stdout).toContain('Local runs in batchline-out/, newest first:');
+      for (const id of ids) expect(jobs.stdout).toMatch(new RegExp(`^${id} +(succeeded) +\\d+`, 'm'));
+      const status = await batchline(['status', ids[1]!], noAws, cwd);
+      expect(status.stdout).toContain('rows      12 succeeded, 0 errored, 0 expired, 0 canceled, 4 invalid');
+      expect(status.stdout).toContain(`  outputs   batchline-out/${ids[1]}/`);
+      expect(status.code).toBe(3);
+      // A job that is neither there nor anywhere: the stack's error, as before.
+      const missing = await batchline(['status', 'no-such-job'], noAws, cwd);
+      expect(missing).toMatchObject({ code: 1, stdout: '' });
+      expect(missing.stderr).toContain('no AWS region');
+    } finally {
+      await rm(cwd, { recursive: true, force: true });
+    }
+  }, SPAWNS_TIMEOUT);
 
   it('exits 3 when the job ran to the end but not every row succeeded (invalid lines under --lenient), and says why', () => {
     expect(lenient.stdout).toMatch(/^Job with-invalid-rows-[0-9a-f]+: succeeded in /m);
