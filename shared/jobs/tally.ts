@@ -39,6 +39,10 @@ export interface JobSummary {
   timings: { createdAt: string; endedAt: string; durationSeconds: number };
   /** The failure a recovered job had (its FinalizeJob failed; the reconciler finalized it later). */
   recoveredFrom?: { error: string; cause: string };
+  /** Chunks whose results wait at the API for the reconciler (their rows are `collect_pending` until then). */
+  collectPending?: number[];
+  /** Chunks the reconciler collected after the job had ended, and when: these outputs replace the first ones. */
+  collectedLate?: { chunks: number[]; at: string };
 }
 
 /** What the summary reports, gathered row by row and chunk by chunk. */
