@@ -114,7 +114,7 @@ async function results(state: SimulatorState, call: Call): Promise<void> {
     throw new ApiError(404, `The results of message batch ${batch.id} were archived at ${rfc3339(batch.archivesAt)} and are no longer available`);
   }
   const rangeHeader = call.req.headers.range;
-  const range = parseRange(rangeHeader, () => resultsSize(batch, state.seed));
+  const range = batch.faults.ignoreResultsRange ? null : parseRange(rangeHeader, () => resultsSize(batch, state.seed));
   const { res } = call.exchange;
   if (range === 'unsatisfiable') {
     throw new ApiError(416, `Range ${rangeHeader} is outside the results file`, {

@@ -52,6 +52,8 @@ export interface BatchFaults extends OutcomeRates {
   cutResultsAfterBytes?: number;
   /** How many results requests are cut before one is served whole. Default 1. */
   cutResultsTimes?: number;
+  /** Serve the whole results file (200) to a request with `Range`, as a server without Range support does. */
+  ignoreResultsRange?: boolean;
   /**
    * Results lines served damaged, by position in the results file (0 = its first line), the same
    * bytes on every read, as a flaky proxy or a storage hiccup might leave them (ResultLineDamage).

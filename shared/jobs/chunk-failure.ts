@@ -3,16 +3,46 @@
  * error, its batch in flight (if any) is canceled, and the other chunks carry on. Finalize turns the
  * chunk's rows that have no final result into errored `chunk_failed`, with this cause — which ends
  * up in errors.jsonl, so it is cleaned as MarkJobFailed cleans a job's (describeFailure).
+ *
+ * A Collect that failed for a reason a later run cures (it was killed more often than the workflow
+ * retries it, the API or storage stayed unavailable, the key was refused) while its batch had ended
+ * leaves paid results at the API for 29 days: the chunk is marked `collectLater` (and the job with
+ * it), its rows end `collect_pending` for now, and the daily reconciler collects them, going on from
+ * Collect's checkpoint, and finalizes the job again (shared/jobs/reconcile.ts).
  */
 import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import type { BatchesApi } from '../anthropic/api';
 import type { PipelineConfig } from '../config';
 import { errorFields, quietObserver, type Observer } from '../observability';
 import { cancelBatch, mayRunUncanceled, recordCancelSent } from './cancel';
-import type { CaughtError } from './contract';
+import {
+  API_RETRYABLE_ERRORS,
+  KEY_REFUSED_ERRORS,
+  LAMBDA_CRASH_ERRORS,
+  LAMBDA_TRANSIENT_ERRORS,
+  STORAGE_THROTTLED_ERRORS,
+  type CaughtError,
+} from './contract';
 import { describeFailure } from './fail';
 import { releaseCreateSlot } from './create-slot';
-import { attemptOf, isoAt, InvalidStateInput, parseChunkRef, readChunk, updateChunk, type ChunkRef } from './chunk-state';
+import { attemptOf, isoAt, InvalidStateInput, jobKey, parseChunkRef, readChunk, updateChunk, type ChunkRef } from './chunk-state';
+import { updateItem } from '../store/dynamo';
+import type { ChunkAttempt } from '../store/items';
+
+/** Failures a later Collect can get past: the task's own time (States.Timeout), a killed function, unavailable services, a refused key. */
+export const COLLECT_LATER_ERRORS: ReadonlySet<string> = new Set<string>([
+  'States.Timeout',
+  ...LAMBDA_CRASH_ERRORS,
+  ...LAMBDA_TRANSIENT_ERRORS,
+  ...STORAGE_THROTTLED_ERRORS,
+  ...API_RETRYABLE_ERRORS,
+  ...KEY_REFUSED_ERRORS,
+]);
+
+/** Whether the chunk's attempt failed in Collect, curably, with its batch's results still to read. */
+export function collectsLater(error: string, attempt: ChunkAttempt): boolean {
+  return COLLECT_LATER_ERRORS.has(error) && Boolean(attempt.batchId) && attempt.processingStatus === 'ended' && attempt.collectedAt === undefined;
+}
 
 export interface ChunkFailureInput extends ChunkRef {
   error: Required<CaughtError>;
@@ -61,6 +91,16 @@ export async function recordChunkFailure(input: ChunkFailureInput, deps: ChunkFa
   await releaseCreateSlot(dynamo, config.table, record.rows, { jobId: input.jobId, chunk: input.chunk, attempt: record.attempt }, unanswered ? isoAt(now()) : undefined);
   // A Lambda error's cause reduced to its type and message, a JSON.parse quote of a request removed, ≤ 4 KB.
   const failure = describeFailure(input.error);
+  if (collectsLater(input.error.Error, record)) {
+    const at = isoAt(now());
+    await updateChunk(dynamo, config.table, chunk, { set: { status: 'failed', failure, collectLater: at, updatedAt: at } });
+    await updateItem(dynamo, config.table, jobKey(input.jobId), { set: { collectLater: at, updatedAt: at } });
+    observer.error('collecting the chunk\'s results did not finish; they wait at the API, and the daily reconciler collects them', {
+      error: failure,
+      batchId: record.batchId,
+    });
+    return { jobId: input.jobId, chunk: input.chunk, ok: false };
+  }
   await updateChunk(dynamo, config.table, chunk, { set: { status: 'failed', failure, updatedAt: isoAt(now()) } });
   observer.error('chunk failed', { error: failure, batchCanceled: canceledNow });
   return { jobId: input.jobId, chunk: input.chunk, ok: false };

@@ -2,18 +2,22 @@
  * Collect: an ended batch's results into S3 and every row's status into DynamoDB, and the rows
  * worth another attempt into the next attempt's requests file.
  *
- * - The results stream goes to `chunkResults(chunk, attempt)` line by line, bytes untouched; a row
+ * - The results stream is stored line by line, bytes untouched, in segments with a checkpoint after
+ *   each (./collect-checkpoint.ts), joined at the end into `chunkResults(chunk, attempt)`; a row
  *   records where its line is (offset, length) rather than any of its text.
+ * - A Collect that finds a checkpoint (its predecessor was killed, or failed) goes on from it: the
+ *   stored lines are decided again (rowFate), never downloaded or counted twice, and the API's file
+ *   is read from the checkpoint's offset.
  * - Row records are packed into pages (./row-records.ts), written once the stream has ended: about
  *   one DynamoDB item per thousand rows instead of one per row.
  * - A results line that cannot be read (cut, not a result, too long) costs only its own row: when its
  *   start names the row, the row ends errored `result_unreadable` and the stored file gets a line
  *   batchline writes in its place (`{custom_id, unreadable}`, see UnreadableLine); when nothing
  *   names it, its row ends `missing_result` like any row without a line.
- * - A Collect that fails still stores the results it read before it rethrows, so Finalize keeps
- *   them (the rows whose lines were final) rather than ending the whole attempt chunk_failed.
+ * - A Collect that fails still stores the results it read (and its checkpoint) before it rethrows,
+ *   so the next Collect goes on from there and a Finalize after the chunk's failure keeps them.
  * - Memory is bounded by the chunk's row count (custom_id → position, the records), never by result text.
- * - Re-runnable: the objects and row pages are rewritten to the same content, and the chunk record
+ * - Re-runnable: the joined object and row pages are rewritten to the same content, and the chunk record
  *   is updated once, conditioned on the attempt not being collected yet; a Collect that finds the
  *   chunk already past this attempt answers from the record without redoing anything.
  */
@@ -46,6 +50,7 @@ import {
 } from './chunk-state';
 import { rowBucketsOf, RowRecordWriter, type RowEntry } from './row-records';
 import { SentRequests, userResultLine } from './wire-ids';
+import { readCheckpoint, SegmentedResults, SegmentMissing, storedLines, type CollectCheckpoint, type LineTallies } from './collect-checkpoint';
 import {
   CHUNK_FAILED,
   MISSING_RESULT,
@@ -57,7 +62,7 @@ import {
   type RowDecision,
   type RowEvidence,
 } from './outcome';
-import type { UnreadableLine } from './result-lines';
+import { readResultLine, resultCustomId, type UnreadableLine } from './result-lines';
 
 /** The API refused the key while Collect read results: retried by the workflow for about a day. */
 export class ApiKeyRefused extends Error {
@@ -87,6 +92,8 @@ export interface CollectDeps {
   rowWrites?: BulkWriteOptions;
   /** Where the step's log lines and metrics go (the handler's invocation). */
   observer?: Observer;
+  /** Bytes of stored results between checkpoints (default collect-checkpoint.ts DEFAULT_SEGMENT_BYTES). */
+  segmentBytes?: number;
 }
 
 export async function collectResults(input: CollectInput, deps: CollectDeps): Promise<CollectOutput> {
@@ -108,7 +115,6 @@ export async function collectResults(input: CollectInput, deps: CollectDeps): Pr
     );
   }
 
-  const keys = jobKeys(input.jobId);
   const positions = await requestPositions(s3, config.bucket, { ...input, attempt: 1 });
   const members: ReadonlyMap<string, number> | ReadonlySet<string> =
     input.attempt === 1 ? positions : await requestIds(s3, config.bucket, input);
@@ -116,13 +122,31 @@ export async function collectResults(input: CollectInput, deps: CollectDeps): Pr
 
   // A fresh container has not seen this batch created: a 404 on its results soon after is transient.
   if (input.batchId !== null && record.createdAt) deps.api.rememberCreated(input.batchId, record.createdAt);
-  const rows = new RowRecorder(input, positions, rowBucketsOf(job), deps, job.cancelRequested === true, observer);
+  const recorder = () => new RowRecorder(input, positions, rowBucketsOf(job), deps, job.cancelRequested === true, observer);
+  let rows = recorder();
   try {
-    if (input.batchId !== null) await rows.collect(input.batchId, sent, keys.chunkResults(input.chunk, input.attempt));
+    if (input.batchId !== null) {
+      const batchId = input.batchId;
+      const checkpoint = await readCheckpoint(s3, config.bucket, input, batchId);
+      const store = (from: CollectCheckpoint | undefined) =>
+        new SegmentedResults(s3, config.bucket, input, batchId, from, { segmentBytes: deps.segmentBytes, now });
+      try {
+        await rows.collect(batchId, sent, store(checkpoint), checkpoint);
+      } catch (error) {
+        if (!(error instanceof SegmentMissing)) throw error;
+        // The stored lines are gone (work/ expired, or removed): collected again from the start.
+        observer.warn('a segment the collect checkpoint names is missing: collecting from the start', { error: error.message });
+        rows = recorder();
+        await rows.collect(batchId, sent, store(undefined), undefined);
+      }
+    }
     for (const customId of members.keys()) if (!rows.seen.has(customId)) rows.record(customId, rows.fate({ kind: 'none' }));
     await rows.flush();
   } catch (error) {
-    await rows.keepWhatWasRead();
+    await rows.keepWhatWasRead(async () => {
+      const current = attemptOf(await readChunk(dynamo, config.table, input.jobId, input.chunk), input.attempt).record;
+      return current.collectedAt !== undefined;
+    });
     if (error instanceof ApiAuthError) {
       // The results stay at the API for 29 days: wait for a valid key rather than fail the chunk.
       observer.metric('ApiKeyRefused', 1);
@@ -164,6 +188,8 @@ export async function collectResults(input: CollectInput, deps: CollectDeps): Pr
   }
   // Progress only (Finalize counts from the files); added once, after the record says "collected".
   await updateItem(dynamo, config.table, jobKey(input.jobId), { add: { rowsFinal: rows.finalRows }, set: { updatedAt: collectedAt } });
+  // The joined object is what every reader uses from now on.
+  await rows.removeCheckpoint();
   const output = answer(input, { ...record, ...patch }, config);
   report(rows, record, output, observer);
   return output;
@@ -191,6 +217,7 @@ function report(rows: RowRecorder, record: ChunkAttempt, output: CollectOutput, 
     unreadableLines: rows.unreadable,
     unattributedLines: rows.unattributed,
     resultBytes: rows.resultBytes,
+    resumedFromBytes: rows.resumedFrom,
     batchWaitSeconds: waitSeconds,
     retry: output.retry,
     retryWaitSeconds: output.retryWaitSeconds,
@@ -271,7 +298,9 @@ class RowRecorder {
   private readonly records: RowRecordWriter;
   private readonly facts: AttemptFacts;
   private readonly prices: PriceTable;
-  private results: ObjectWriter | undefined;
+  private store: SegmentedResults | undefined;
+  /** Bytes of the API's results file a checkpoint had already taken into account (0: read from the start). */
+  resumedFrom = 0;
 
   constructor(
     private readonly input: CollectInput,
@@ -310,37 +339,83 @@ class RowRecorder {
   }
 
   /**
-   * Streams the batch's results into `key`, recording each row of the attempt as its line arrives.
+   * Streams the batch's results into `store`, recording each row of the attempt as its line arrives.
    * A line stored is the API's, its custom_id the user's again; a line that is not provably one of
    * the attempt's requests (another create's nonce, a row already seen) is counted and left out.
+   * With a checkpoint, the lines it stored are decided again first, and the API's file is read on
+   * from where it stopped (all of it already, when it is complete).
    */
-  async collect(batchId: string, sent: SentRequests, key: string): Promise<void> {
-    this.results = new ObjectWriter(this.deps.s3, this.deps.config.bucket, key);
-    const onDamagedLine = (line: DamagedResultLine) => this.damaged(batchId, sent, line);
-    for await (const entry of this.deps.api.results(batchId, { onDamagedLine })) {
-      const customId = sent.customIdOf(entry.line.custom_id);
-      if (customId === undefined || this.seen.has(customId)) {
-        this.foreign += 1;
-        continue;
-      }
-      this.seen.add(customId);
-      const raw = sent.nonce === undefined ? entry.raw : userResultLine(entry.raw, customId);
-      const offset = this.results.bytes;
-      await this.results.writeLine(raw);
-      this.record(customId, this.fate({ kind: 'result', result: entry.line.result }), {
-        ...this.usageAndCost(entry.line.result),
-        line: { offset, length: raw.length + 1 },
+  async collect(batchId: string, sent: SentRequests, store: SegmentedResults, checkpoint: CollectCheckpoint | undefined): Promise<void> {
+    this.store = store;
+    if (checkpoint) {
+      await this.rebuild(store, checkpoint);
+      this.resumedFrom = checkpoint.apiOffset;
+      this.observer.info('resuming the collection from its checkpoint', {
+        batchId,
+        apiOffset: checkpoint.apiOffset,
+        complete: checkpoint.complete,
+        segments: checkpoint.segments.length,
+        storedRows: this.seen.size,
       });
     }
-    await this.results.finish();
-    this.resultBytes = this.results.bytes;
-    this.results = undefined;
+    if (!checkpoint?.complete) {
+      let end = store.apiOffset;
+      const onDamagedLine = async (line: DamagedResultLine) => {
+        await this.damaged(batchId, sent, line);
+        // A too-long line's end is not known yet: the next line's end covers it.
+        if (line.length !== undefined) {
+          end = line.offset + line.length;
+          await store.commit(end, this.tallies());
+        }
+      };
+      for await (const entry of this.deps.api.results(batchId, { onDamagedLine, startOffset: store.apiOffset })) {
+        end = entry.offset + entry.length;
+        const customId = sent.customIdOf(entry.line.custom_id);
+        if (customId === undefined || this.seen.has(customId)) {
+          this.foreign += 1;
+          await store.commit(end, this.tallies());
+          continue;
+        }
+        this.seen.add(customId);
+        const raw = sent.nonce === undefined ? entry.raw : userResultLine(entry.raw, customId);
+        const offset = store.offset;
+        await store.writeLine(raw);
+        this.record(customId, this.fate({ kind: 'result', result: entry.line.result }), {
+          ...this.usageAndCost(entry.line.result),
+          line: { offset, length: raw.length + 1 },
+        });
+        await store.commit(end, this.tallies());
+      }
+      await store.finishStream(end, this.tallies());
+    }
+    this.resultBytes = await store.join();
     if (this.foreign > 0) {
       // Every line foreign: the batch is not this attempt's (an adoption that guessed wrong). Its rows end missing_result.
       const fields = { batchId, foreignLines: this.foreign, ownLines: this.seen.size };
       if (this.seen.size === 0) this.observer.error('no result line is a request of this attempt: the batch is not its own', fields);
       else this.observer.warn('result lines that are not requests of this attempt were left out', fields);
     }
+  }
+
+  /** The lines a checkpoint stored, each row decided again as when it was read; the tallies the lines cannot tell come from the checkpoint. */
+  private async rebuild(store: SegmentedResults, checkpoint: CollectCheckpoint): Promise<void> {
+    this.foreign = checkpoint.foreign;
+    this.unreadable = checkpoint.unreadable;
+    this.unattributed = checkpoint.unattributed;
+    for await (const { raw, offset, length } of storedLines(this.deps.s3, this.deps.config.bucket, store.storedSegments())) {
+      const customId = resultCustomId(raw);
+      if (customId === undefined || this.seen.has(customId)) {
+        throw new ChunkStateConflict(`a stored results line of chunk ${this.input.chunk} attempt ${this.input.attempt} at byte ${offset} names no row, or one already stored`);
+      }
+      this.seen.add(customId);
+      const line = readResultLine(raw);
+      if ('unreadable' in line) this.record(customId, this.fate({ kind: 'unreadable' }), { line: { offset, length } });
+      else this.record(customId, this.fate({ kind: 'result', result: line.result }), { ...this.usageAndCost(line.result), line: { offset, length } });
+    }
+  }
+
+  private tallies(): LineTallies {
+    return { foreign: this.foreign, unreadable: this.unreadable, unattributed: this.unattributed };
   }
 
   /** A line that could not be read: its row, if its start names one of the attempt's, ends result_unreadable. */
@@ -370,8 +445,8 @@ class RowRecorder {
       unreadable: { damage: line.damage, offset: line.offset, length: line.length ?? null, received: receivedText(line.raw, customId, sent) },
     };
     const raw = Buffer.from(JSON.stringify(stored));
-    const offset = this.results!.bytes;
-    await this.results!.writeLine(raw);
+    const offset = this.store!.offset;
+    await this.store!.writeLine(raw);
     this.record(customId, this.fate({ kind: 'unreadable' }), { line: { offset, length: raw.length + 1 } });
   }
 
@@ -411,18 +486,24 @@ class RowRecorder {
   }
 
   /**
-   * After a failure: stores the results read so far (the lines before it are the API's answers,
-   * some of them paid for), so a Finalize after the chunk's failure keeps them; a re-run rewrites
-   * the file whole. An upload that cannot be finished is discarded.
+   * After a failure: stores the results read so far and a checkpoint, so the next Collect goes on
+   * from there; and, unless the attempt was collected meanwhile (by a Collect that ran beside this
+   * one), joins them into the attempt's results object, so a Finalize after the chunk's failure
+   * keeps them (the lines before the failure are the API's answers, some of them paid for).
    */
-  async keepWhatWasRead(): Promise<void> {
-    const results = this.results;
-    this.results = undefined;
-    if (!results) return;
+  async keepWhatWasRead(attemptCollected: () => Promise<boolean>): Promise<void> {
+    const store = this.store;
+    this.store = undefined;
+    if (!store || !(await store.keepAfterFailure())) return;
     try {
-      await results.finish();
-    } catch {
-      await results.abort().catch(() => undefined);
+      if (!(await attemptCollected())) await store.join();
+    } catch (error) {
+      this.observer.warn('the results read before the failure could not be joined; the next Collect does it', { error: (error as Error).message });
     }
+  }
+
+  /** The checkpoint and its segments, once the attempt is recorded collected. */
+  async removeCheckpoint(): Promise<void> {
+    await this.store?.remove();
   }
 }

@@ -9,7 +9,7 @@ import type { BatchResult } from '../anthropic/types';
 import { readMessageUsage, tokenTotals } from '../cost/cost';
 import type { ChunkItem, TokenTotals } from '../store/items';
 import { ObjectWriter } from '../store/s3';
-import { CHUNK_FAILED, CREATE_UNKNOWN, errorMessageOf, rowCostUsd, type ResultStatus, type RowDecision } from './outcome';
+import { CHUNK_FAILED, COLLECT_PENDING, CREATE_UNKNOWN, errorMessageOf, rowCostUsd, type ResultStatus, type RowDecision } from './outcome';
 import type { UnreadableLine } from './result-lines';
 import type { Tally } from './tally';
 
@@ -231,6 +231,13 @@ export async function writeResult(
 export function chunkFailureText(chunk: ChunkItem): { type: string; message: string; cause: string } {
   if (chunk.failure?.error === 'CreateOutcomeUnknown') {
     return { type: CREATE_UNKNOWN, message: `The batch create went unanswered and was not repeated: ${chunk.failure.cause}`, cause: chunk.failure.cause };
+  }
+  if (chunk.failure && chunk.collectLater) {
+    return {
+      type: COLLECT_PENDING,
+      message: `Collecting the results did not finish (${chunk.failure.error}); the result is still at the API, and the daily reconciler collects it and writes these outputs again.`,
+      cause: chunk.failure.cause,
+    };
   }
   if (chunk.failure) return { type: CHUNK_FAILED, message: `The chunk failed: ${chunk.failure.error}`, cause: chunk.failure.cause };
   return { type: CHUNK_FAILED, message: `The chunk did not finish (status ${chunk.status}).`, cause: `chunk ${chunk.chunk} ended in status ${chunk.status}` };

@@ -58,6 +58,8 @@ export interface FinalizeInput {
   outcome?: PrepareOutcome;
   /** The reconciler finalizes a job whose FinalizeJob failed (its status is `failed`); never from state input. */
   recovering?: boolean;
+  /** The reconciler finalizes an ended job again after collecting these chunks late (ChunkItem.collectLater); never from state input. */
+  collectedLate?: number[];
 }
 
 const OUTCOMES: readonly PrepareOutcome[] = ['ready', 'rejected', 'empty'];
@@ -110,6 +112,7 @@ export async function finalizeJob(input: FinalizeInput, deps: FinalizeDeps): Pro
   const tally = new Tally(prices);
   // A rejected API key fails every chunk alike: the job has failed, though every row is accounted for.
   let keyFailure: { error: string; cause: string } | undefined;
+  const collectPending: number[] = [];
 
   if (rejected) {
     const outputs = new Outputs(s3, config.bucket, keys);
@@ -139,6 +142,7 @@ export async function finalizeJob(input: FinalizeInput, deps: FinalizeDeps): Pro
       results.push(final.results);
       errors.push(final.errors);
       if (chunk.status === 'failed' && chunk.failure && API_KEY_ERRORS.has(chunk.failure.error)) keyFailure ??= chunk.failure;
+      if (chunk.collectLater) collectPending.push(chunk.chunk);
     }
     if (finalizedHere > 0) observer.info('chunks finalized here, without a current record of their own FinalizeChunk', { chunks: finalizedHere });
     checkCounts(job, tally);
@@ -154,6 +158,8 @@ export async function finalizeJob(input: FinalizeInput, deps: FinalizeDeps): Pro
   const summary = tally.summary(job, status, endedAt);
   if (recovering && job.failure) summary.recoveredFrom = job.failure;
   if (rejected && tally.counts.canceled > 0) summary.notSubmitted = { rows: tally.counts.canceled, reason: 'rejected' };
+  if (collectPending.length > 0) summary.collectPending = collectPending;
+  if (input.collectedLate && input.collectedLate.length > 0) summary.collectedLate = { chunks: input.collectedLate, at: isoAt(now()) };
   await putJson(s3, config.bucket, keys.summary, summary);
   const counts = rowCounts(summary.counts);
   await updateItem(dynamo, config.table, jobKey(job.jobId), {

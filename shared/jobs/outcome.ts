@@ -17,6 +17,11 @@ export const RESULT_UNREADABLE = 'result_unreadable';
 /** A row whose chunk failed before the row had a final result. */
 export const CHUNK_FAILED = 'chunk_failed';
 /**
+ * A row whose chunk's Collect could not finish, its batch's result waiting at the API: the
+ * reconciler collects it and rewrites the outputs (shared/jobs/chunk-failure.ts). Not yet final.
+ */
+export const COLLECT_PENDING = 'collect_pending';
+/**
  * A row whose batch create went unanswered and whose batch could not be found: not created again,
  * so as never to pay twice (shared/jobs/submit.ts).
  */

@@ -44,6 +44,10 @@ export interface JobSummary {
    * `counts.canceled`, so the counts add up; nobody canceled them.
    */
   notSubmitted?: { rows: number; reason: 'rejected' };
+  /** Chunks whose results wait at the API for the reconciler (their rows are `collect_pending` until then). */
+  collectPending?: number[];
+  /** Chunks the reconciler collected after the job had ended, and when: these outputs replace the first ones. */
+  collectedLate?: { chunks: number[]; at: string };
 }
 
 /** What the summary reports, gathered row by row and chunk by chunk. */

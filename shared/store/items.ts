@@ -93,6 +93,11 @@ export interface JobItem {
   lostCreates?: number;
   /** Batches those creates made after all, as the reconciler found them (shared/jobs/orphans.ts). */
   orphanBatches?: OrphanBatch[];
+  /**
+   * Since when a chunk of the job has results at the API that Collect could not finish reading
+   * (ChunkItem.collectLater): the reconciler collects them and finalizes the job again.
+   */
+  collectLater?: string;
   endedAt?: string;
   failure?: { error: string; cause: string };
   /** When MarkJobFailed announced the failure (a re-run does not announce again); Finalize does not set it. */
@@ -192,6 +197,12 @@ export interface ChunkItem {
   currentAttempt: number;
   attempts: ChunkAttempt[];
   failure?: { error: string; cause: string };
+  /**
+   * When the chunk failed in Collect for a reason a later run cures (killed, the API or storage
+   * unavailable, the key refused) while its ended batch's results wait at the API: its rows are
+   * `collect_pending` until the reconciler collects them (shared/jobs/chunk-failure.ts).
+   */
+  collectLater?: string;
   updatedAt: string;
   ttl?: number;
 }

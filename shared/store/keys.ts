@@ -25,6 +25,14 @@ export const jobKeys = (jobId: string) => {
     /** The raw results lines of one chunk attempt, as the API returned them. */
     chunkResults: (chunk: number, attempt: number) => `${work}chunks/${pad(chunk, 5)}/attempt-${attempt}/results.jsonl`,
     /**
+     * Collect's progress on one chunk attempt (shared/jobs/collect-checkpoint.ts): where it is in the
+     * API's results file, and the segments it stored so far; a Collect that finds it goes on from there.
+     */
+    collectCheckpoint: (chunk: number, attempt: number) => `${work}chunks/${pad(chunk, 5)}/attempt-${attempt}/collect/checkpoint.json`,
+    /** One stored segment of an attempt's results, by the invocation (`writer`) that wrote it; joined into chunkResults. */
+    collectSegment: (chunk: number, attempt: number, writer: string, index: number) =>
+      `${work}chunks/${pad(chunk, 5)}/attempt-${attempt}/collect/segment-${pad(index, 5)}-${writer}.jsonl`,
+    /**
      * A chunk's rows in input order with their final state (FinalizeChunk): its share of
      * results.jsonl and errors.jsonl, which FinalizeJob joins inside S3, and the record that says
      * what they hold (shared/jobs/finalize-chunk.ts ChunkFinal).
