@@ -64,7 +64,7 @@ import {
 } from '../store/items';
 import { jobKeys } from '../store/keys';
 import { isS3NotFound, ObjectWriter, putJson, readObject } from '../store/s3';
-import { ChunkFileCorrupt, objectLines, requestEntries, requestsKey } from './chunk-files';
+import { ChunkFileCorrupt, objectLines, requestCustomIds, requestEntries, requestsKey } from './chunk-files';
 import { InvalidStateInput, isoAt, jobKey, readJob } from './chunk-state';
 import type { UnreadableLine } from './collect';
 import {
@@ -532,7 +532,7 @@ async function finalizeChunk(chunk: ChunkItem, job: JobItem, tally: Tally, outpu
   // The chunk's rows in input order (attempt 1's requests file), and where each custom_id is first.
   const customIds: string[] = [];
   const positions = new Map<string, number>();
-  for await (const { customId } of requestEntries(s3, config.bucket, { jobId: job.jobId, chunk: chunk.chunk, attempt: 1 })) {
+  for await (const customId of requestCustomIds(s3, config.bucket, { jobId: job.jobId, chunk: chunk.chunk, attempt: 1 })) {
     if (!positions.has(customId)) positions.set(customId, customIds.length);
     customIds.push(customId);
   }
@@ -1004,7 +1004,7 @@ async function* validCustomIds(job: JobItem, deps: FinalizeDeps): AsyncGenerator
   }
   for (let chunk = 0; chunk < chunkFiles; chunk++) {
     const ref = { jobId: job.jobId, chunk, attempt: 1 };
-    for await (const { customId } of neededLines(requestsKey(ref), requestEntries(s3, config.bucket, ref))) yield customId;
+    yield* neededLines(requestsKey(ref), requestCustomIds(s3, config.bucket, ref));
   }
   let first = true;
   for await (const line of neededLines(key, objectLines(s3, config.bucket, key))) {
