@@ -91,7 +91,7 @@ export async function* requestCustomIds(s3: S3Client, bucket: string, ref: Attem
   try {
     for await (const row of index.rows) yield row.customId;
   } finally {
-    await index.rows.return(undefined);
+    await index.close();
   }
 }
 
@@ -151,28 +151,62 @@ export interface IndexRow {
 
 /**
  * Attempt 1 of one chunk as Prepare finds it: `add` each request's place in the source as it is
- * accepted, then `text` is the row index. Holds about 25 bytes a request (at most one chunk's).
+ * accepted, then `text` is the row index. Holds about 25 bytes a request (at most one chunk's), in
+ * one growing buffer: Prepare adds a row for every valid line of the file.
  */
 export class RowIndex {
-  private readonly lines: string[] = [];
+  private buffer = Buffer.allocUnsafe(64 * 1024);
+  private used = 0;
   private start = 0;
   private end = 0;
   rows = 0;
 
-  /** A request at byte `offset` of the source, `length` bytes long. */
+  /** A request at byte `offset` of the source, `length` bytes long; `customId` is ASCII (validated). */
   add(offset: number, length: number, customId: string): void {
     if (this.rows === 0) this.start = this.end = offset;
     if (offset < this.end) throw new RangeError(`request at ${offset} starts before the previous one ends (${this.end})`);
-    this.lines.push(`${offset - this.end} ${length} ${customId}\n`);
+    // Two numbers of at most 16 digits, two spaces, the id and a newline.
+    const room = 35 + customId.length;
+    if (this.used + room > this.buffer.length) this.grow(room);
+    const buffer = this.buffer;
+    let at = writeDecimal(buffer, this.used, offset - this.end);
+    buffer[at++] = SPACE;
+    at = writeDecimal(buffer, at, length);
+    buffer[at++] = SPACE;
+    for (let i = 0; i < customId.length; i++) buffer[at++] = customId.charCodeAt(i);
+    buffer[at++] = NEWLINE;
+    this.used = at;
     this.end = offset + length;
     this.rows += 1;
   }
 
-  text(source: SourceRef): string {
+  private grow(room: number): void {
+    const grown = Buffer.allocUnsafe(Math.max(this.buffer.length * 2, this.used + room));
+    this.buffer.copy(grown, 0, 0, this.used);
+    this.buffer = grown;
+  }
+
+  text(source: SourceRef): Buffer {
     const { bucket, key, versionId, etag } = source;
     const header: RowIndexHeader = { source: versionId ? { bucket, key, versionId, etag } : { bucket, key, etag }, start: this.start, end: this.end, rows: this.rows };
-    return JSON.stringify(header) + '\n' + this.lines.join('');
+    return Buffer.concat([Buffer.from(JSON.stringify(header) + '\n'), this.buffer.subarray(0, this.used)]);
   }
+}
+
+const SPACE = 0x20;
+const NEWLINE = 0x0a;
+const DIGITS = Buffer.alloc(16);
+
+/** Writes a whole number ≥ 0 in decimal at `at`; returns the offset after it. */
+function writeDecimal(buffer: Buffer, at: number, n: number): number {
+  if (n < 10) {
+    buffer[at] = 0x30 + n;
+    return at + 1;
+  }
+  let count = 0;
+  for (let rest = n; rest > 0; rest = Math.floor(rest / 10)) DIGITS[count++] = 0x30 + (rest % 10);
+  while (count > 0) buffer[at++] = DIGITS[--count]!;
+  return at;
 }
 
 /** Stores attempt 1 of `chunk`: its row index, naming `source`. */
@@ -182,7 +216,12 @@ export async function storeRowIndex(s3: S3Client, bucket: string, jobId: string,
   );
 }
 
-async function openRowIndex(s3: S3Client, bucket: string, key: string): Promise<{ header: RowIndexHeader; rows: AsyncGenerator<IndexRow> }> {
+/** The index's header, then its rows; `close` ends the read whether or not the rows were read. */
+async function openRowIndex(
+  s3: S3Client,
+  bucket: string,
+  key: string,
+): Promise<{ header: RowIndexHeader; rows: AsyncGenerator<IndexRow>; close: () => Promise<void> }> {
   const lines = objectLines(s3, bucket, key);
   const first = await lines.next();
   const header = first.done ? undefined : parseHeader(first.value, key);
@@ -206,7 +245,10 @@ async function openRowIndex(s3: S3Client, bucket: string, key: string): Promise<
     }
     if (count !== header!.rows) throw new ChunkFileCorrupt(`${key} lists ${count} requests, its header ${header!.rows}`);
   }
-  return { header, rows: rows() };
+  const close = async () => {
+    await lines.return(undefined);
+  };
+  return { header, rows: rows(), close };
 }
 
 function parseHeader(line: RawLine, key: string): RowIndexHeader | undefined {
@@ -235,8 +277,6 @@ function parseHeader(line: RawLine, key: string): RowIndexHeader | undefined {
   }
   return header as RowIndexHeader;
 }
-
-const SPACE = 0x20;
 
 function parseRow(line: RawLine, key: string): IndexRow {
   const bytes = line.bytes;
@@ -272,7 +312,7 @@ async function* indexedEntries(s3: S3Client, bucket: string, key: string): Async
     }
   } finally {
     body?.destroy();
-    await index.rows.return(undefined);
+    await index.close();
   }
 }
 

@@ -381,8 +381,7 @@ class ChunkFiles {
   add(length: number, offset: number, customId: string, lineNumber: number): Promise<void> | undefined {
     const current = this.current;
     // The limit holds as sent: each request's id is replaced by a wire id, up to WIRE_GROWTH_BYTES longer.
-    const asSent = (rows: number, bytes: number) => bytes + rows * WIRE_GROWTH_BYTES;
-    if (current && (current.rows + 1 > this.limits.maxRows || asSent(current.rows + 1, current.bytes + 1 + length) > this.limits.maxBytes)) {
+    if (current && (current.rows + 1 > this.limits.maxRows || current.bytes + 1 + length + (current.rows + 1) * WIRE_GROWTH_BYTES > this.limits.maxBytes)) {
       return this.closeCurrent().then(() => this.add(length, offset, customId, lineNumber) ?? undefined);
     }
     if (current) {

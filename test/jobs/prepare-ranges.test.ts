@@ -5,7 +5,7 @@
  */
 import { DeleteObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
 import { describe, expect, it } from 'vitest';
-import { cutRows, requestCustomIds, requestEntries, requestIds, requestLines, requestPositions, type IndexRow } from '../../shared/jobs/chunk-files';
+import { cutRows, RowIndex, requestCustomIds, requestEntries, requestIds, requestLines, requestPositions, type IndexRow } from '../../shared/jobs/chunk-files';
 import { prepareJob } from '../../shared/jobs/prepare';
 import { registerJob, SourceChanged, SourceNotFound } from '../../shared/jobs/register';
 import { splitLines } from '../../shared/jsonl/lines';
@@ -140,5 +140,22 @@ describe('cutRows', () => {
 
   it('fails with SourceChanged when the range ends before its requests do', async () => {
     await expect(cut(['aa'], [{ gap: 0, length: 3, customId: 'a' }])).rejects.toBeInstanceOf(SourceChanged);
+  });
+});
+
+describe('RowIndex', () => {
+  it('writes its source and range, then each request as "<gap> <length> <custom_id>", whatever the numbers', () => {
+    const index = new RowIndex();
+    index.add(9_876_543_210, 1_100, 'a');
+    index.add(9_876_544_311, 7, 'B_2-x');
+    index.add(9_876_544_318 + 1_234_567, 10, 'c');
+    for (let i = 0; i < 5_000; i++) index.add(9_877_778_895 + 1 + i * 12, 11, `row-${i}`);
+
+    const lines = index.text({ bucket: 'b', key: 'inbox/k.jsonl', etag: 'e-1' }).toString('latin1').split('\n');
+    expect(JSON.parse(lines[0]!)).toEqual({ source: { bucket: 'b', key: 'inbox/k.jsonl', etag: 'e-1' }, start: 9_876_543_210, end: 9_877_778_895 + 1 + 4_999 * 12 + 11, rows: 5_003 });
+    expect(lines.slice(1, 5)).toEqual(['0 1100 a', '1 7 B_2-x', '1234567 10 c', '1 11 row-0']);
+    expect(lines[5_003]).toBe('1 11 row-4999');
+    expect(lines[5_004]).toBe('');
+    expect(() => index.add(0, 1, 'z')).toThrow(RangeError);
   });
 });
