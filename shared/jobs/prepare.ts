@@ -134,8 +134,8 @@ export async function prepareJob(input: { jobId: string }, deps: PrepareDeps): P
     };
     await items.put(item);
   }
-  await items.flush();
-  await removeChunksFrom(dynamo, config.table, job.jobId, chunks.length);
+  // Disjoint items: the chunks written now, and those past them an interrupted Prepare left.
+  await Promise.all([items.flush(), removeChunksFrom(dynamo, config.table, job.jobId, chunks.length)]);
 
   await updateItem(dynamo, config.table, key, {
     set: {
@@ -276,8 +276,7 @@ async function scanSource(job: JobItem, deps: PrepareDeps): Promise<ScanResult> 
     }
     const last = lines.end();
     if (last !== undefined) await handleLine(last);
-    const written = chunks.open ? await chunks.finish() : [];
-    await Promise.all([invalid.finish(), laterIds?.finish()]);
+    const [written] = await Promise.all([chunks.open ? chunks.finish() : [], invalid.finish(), laterIds?.finish()]);
     return { validRows, invalidRows, chunks: written };
   } catch (error) {
     await Promise.all([chunks.abandon(), invalid.abort(), laterIds?.abort()]);
