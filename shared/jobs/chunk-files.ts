@@ -151,8 +151,8 @@ export interface IndexRow {
 
 /**
  * Attempt 1 of one chunk as Prepare finds it: `add` each request's place in the source as it is
- * accepted, then `text` is the row index. Holds about 25 bytes a request (at most one chunk's), in
- * one growing buffer: Prepare adds a row for every valid line of the file.
+ * accepted, then `text` is the row index. Holds the custom_id and about 8 bytes a request (one
+ * chunk's, at most), in one growing buffer: Prepare adds a row for every valid line of the file.
  */
 export class RowIndex {
   private buffer = Buffer.allocUnsafe(64 * 1024);
