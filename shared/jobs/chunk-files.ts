@@ -299,15 +299,15 @@ async function* indexedEntries(s3: S3Client, bucket: string, key: string): Async
     body = end > start ? await openRange(s3, source, start, end) : undefined;
     let lineNumber = 0;
     let offset = start;
-    for await (const bytes of cutRows(body ?? [], index.rows, describe(source))) {
+    for await (const { row, bytes } of cutRows(body ?? [], index.rows, describe(source))) {
       lineNumber += 1;
-      const row = bytes.row;
       offset += row.gap;
-      const leading = leadingCustomId(bytes.bytes, { mayRepeat: true });
+      // Pinning makes this impossible; a damaged index must not send one request as another.
+      const leading = leadingCustomId(bytes, { mayRepeat: true });
       if (leading !== undefined && leading !== row.customId) {
         throw new ChunkFileCorrupt(`${key} request ${lineNumber} is ${row.customId}, but its bytes in ${describe(source)} are ${leading}'s`);
       }
-      yield { customId: row.customId, line: { bytes: bytes.bytes, lineNumber, offset, length: row.length, terminated: true } };
+      yield { customId: row.customId, line: { bytes, lineNumber, offset, length: row.length, terminated: true } };
       offset += row.length;
     }
   } finally {
@@ -335,8 +335,8 @@ async function openRange(s3: S3Client, source: SourceRef, start: number, end: nu
     );
     const body = response.Body as unknown as (Readable & AsyncIterable<Uint8Array>) | undefined;
     if (!body) throw new Error(`${where} has no body`);
-    // Checked here too: not every S3 (s3rver, for one) honours If-Match.
-    if (response.ETag && bareEtag(response.ETag) !== source.etag) {
+    // Checked here too: not every S3 (s3rver, for one) honours If-Match. (A version never changes.)
+    if (!source.versionId && response.ETag && bareEtag(response.ETag) !== source.etag) {
       body.destroy();
       throw new SourceChanged(`${where} was overwritten after the job was prepared (ETag ${source.etag}, now ${bareEtag(response.ETag)})`);
     }

@@ -5,7 +5,7 @@
  */
 import { DeleteObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
 import { describe, expect, it } from 'vitest';
-import { cutRows, RowIndex, requestCustomIds, requestEntries, requestIds, requestLines, requestPositions, type IndexRow } from '../../shared/jobs/chunk-files';
+import { ChunkFileCorrupt, cutRows, RowIndex, storeRowIndex, requestCustomIds, requestEntries, requestIds, requestLines, requestPositions, type IndexRow } from '../../shared/jobs/chunk-files';
 import { prepareJob } from '../../shared/jobs/prepare';
 import { registerJob, SourceChanged, SourceNotFound } from '../../shared/jobs/register';
 import { splitLines } from '../../shared/jsonl/lines';
@@ -107,6 +107,16 @@ describe('attempt 1 as a byte range of the input', () => {
     await expect(collect(requestLines(aws.s3, aws.bucket, ref(jobId)))).rejects.toBeInstanceOf(SourceChanged);
     await expect(collect(requestEntries(aws.s3, aws.bucket, ref(jobId)))).rejects.toThrow(/overwritten after the job was prepared/);
     expect(await requestIds(aws.s3, aws.bucket, ref(jobId))).toEqual(new Set(['a', 'b']));
+  });
+
+  it('refuses a row index whose custom_id is not the one its bytes name', async () => {
+    const body = line(request('a')) + '\n';
+    const put = await aws.s3.send(new PutObjectCommand({ Bucket: aws.bucket, Key: 'inbox/mismatched.jsonl', Body: body }));
+    const index = new RowIndex();
+    index.add(0, body.length - 1, 'b');
+    await storeRowIndex(aws.s3, aws.bucket, 'job-mismatched', 0, { bucket: aws.bucket, key: 'inbox/mismatched.jsonl', etag: put.ETag!.replace(/"/g, '') }, index);
+
+    await expect(collect(requestLines(aws.s3, aws.bucket, ref('job-mismatched')))).rejects.toBeInstanceOf(ChunkFileCorrupt);
   });
 
   it('fails with SourceNotFound when the input is deleted after Prepare', async () => {
