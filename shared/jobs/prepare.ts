@@ -221,6 +221,7 @@ async function scanSource(job: JobItem, deps: PrepareDeps): Promise<ScanResult> 
   const maxLineBytes = maxRequestBytes + LINE_SLACK_BYTES;
   const customIds = new CustomIdSet();
   const models = modelCatalogFromConfig(config);
+  const validation = { maxRequestBytes, customIds, models };
   const body = await openSource(s3, job);
   const invalid = new LineBatches(new ObjectWriter(s3, config.bucket, keys.invalidWork, { partSize: INVALID_PART_BYTES }));
   const source: SourceRef = { bucket: job.bucket, key: job.key, versionId: job.versionId, etag: job.etag };
@@ -247,7 +248,7 @@ async function scanSource(job: JobItem, deps: PrepareDeps): Promise<ScanResult> 
       outcome = { ok: false, line: entry.lineNumber, code: 'request_too_large', reason };
     } else {
       if (isBlank(entry.bytes)) return undefined;
-      outcome = validateLine(entry, { maxRequestBytes, customIds, models });
+      outcome = validateLine(entry, validation);
     }
     if (outcome.ok) {
       validRows += 1;
