@@ -1,7 +1,7 @@
 /**
  * Benchmark 1 — Prepare's throughput and memory.
  *
- * A realistic N-row file is streamed to disk, uploaded to s3rver (multipart), and read four ways,
+ * A realistic N-row file is streamed to disk, uploaded to s3rver (multipart), and read these ways,
  * each in a fresh child process while s3rver and dynalite run in this one:
  *   - bare, from disk: split on `\n` (Buffer.indexOf) + JSON.parse per line — context only;
  *   - bare, from s3rver: the same over a GetObject body of the same object — the baseline;
