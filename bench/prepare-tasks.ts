@@ -10,6 +10,7 @@ import { GetObjectCommand } from '@aws-sdk/client-s3';
 import { readPipelineConfig } from '../shared/config';
 import { isBlank, LineSplitter, type RawLine } from '../shared/jsonl/lines';
 import { CustomIdSet, validateLine } from '../shared/validation/request';
+import { requestLines } from '../shared/jobs/chunk-files';
 import { prepareJob } from '../shared/jobs/prepare';
 import { registerJob } from '../shared/jobs/register';
 import { localDynamoClient, localS3Client } from '../local/emulators';
@@ -99,6 +100,7 @@ export async function validateFromS3(input: ObjectRef): Promise<BarePass & { val
 }
 
 export interface PrepareRun {
+  jobId: string;
   ms: number;
   outcome: string;
   chunks: number;
@@ -123,6 +125,7 @@ export async function prepareObject(input: ObjectRef & { dynamoEndpoint: string;
   s3.destroy();
   dynamo.destroy();
   return {
+    jobId,
     ms,
     outcome: result.outcome,
     chunks: result.chunks.length,
@@ -130,4 +133,24 @@ export async function prepareObject(input: ObjectRef & { dynamoEndpoint: string;
     invalidRows: result.invalidRows,
     aws: meter.reading(),
   };
+}
+
+/**
+ * Every chunk's attempt 1 read back as Submit reads it (requestLines: the row index, then the
+ * requests cut from the input's pinned byte range), nothing sent. Shows the readers stream.
+ */
+export async function readBackFromS3(input: ObjectRef & { jobId: string; chunks: number }): Promise<{ ms: number; requests: number; bytes: number }> {
+  const s3 = localS3Client(input.s3Endpoint);
+  const start = performance.now();
+  let requests = 0;
+  let bytes = 0;
+  for (let chunk = 0; chunk < input.chunks; chunk++) {
+    for await (const line of requestLines(s3, input.bucket, { jobId: input.jobId, chunk, attempt: 1 })) {
+      requests += 1;
+      bytes += line.length;
+    }
+  }
+  const ms = performance.now() - start;
+  s3.destroy();
+  return { ms, requests, bytes };
 }

@@ -1,14 +1,19 @@
 /**
  * Benchmark 1 — Prepare's throughput and memory.
  *
- * A realistic N-row file is streamed to disk, uploaded to s3rver (multipart), and read four ways,
+ * A realistic N-row file is streamed to disk, uploaded to s3rver (multipart), and read these ways,
  * each in a fresh child process while s3rver and dynalite run in this one:
  *   - bare, from disk: split on `\n` (Buffer.indexOf) + JSON.parse per line — context only;
  *   - bare, from s3rver: the same over a GetObject body of the same object — the baseline;
  *   - validation only, from s3rver: Prepare's reading half, to tell validating from writing;
- *   - Prepare's core (shared/jobs/prepare.ts) on that object: validate, chunk files to S3, records.
+ *   - Prepare's core (shared/jobs/prepare.ts) on that object: validate, a row index per chunk to S3, records;
+ *   - reading every chunk's attempt 1 back as Submit does (not timed against a target).
  * The ratio Prepare / bare-from-s3rver compares our work with the least any reader must do over
  * the same transport. Peak RSS is the Prepare child's maxrss.
+ *
+ * The two passes of the ratio run twice, interleaved (bare, Prepare, bare, Prepare), and each
+ * counts its faster run: on a shared 2-core machine a pass can lose seconds to other work, and a
+ * single pair measured anything from 0.58 to 1.03 for the same code.
  */
 import { createReadStream } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -29,6 +34,8 @@ const FULL_ROWS = 1_000_000;
 const BUCKET = 'bench-prepare';
 const TABLE = 'bench-prepare';
 const KEY = 'inbox/bench-input.jsonl';
+/** Runs of each pass the ratio is taken from; the faster counts. */
+const ROUNDS = 2;
 
 export async function benchPrepare(ctx: BenchContext): Promise<BenchReport> {
   const rows = ctx.options.rows ?? (ctx.options.full ? FULL_ROWS : DEFAULT_ROWS);
@@ -37,7 +44,8 @@ export async function benchPrepare(ctx: BenchContext): Promise<BenchReport> {
   const s3 = await startS3({ buckets: [BUCKET], directory: path.join(dir, 's3') });
   const dynamo = await startDynamo();
   try {
-    await createPipelineTable(dynamo.client, TABLE);
+    // A table per Prepare run: each registers the same object as a new job.
+    for (let round = 1; round <= ROUNDS; round++) await createPipelineTable(dynamo.client, `${TABLE}-${round}`);
     ctx.log(`prepare: writing ${int(rows)} rows to disk`);
     let start = performance.now();
     const input = await writeInputFile(file, rows);
@@ -56,20 +64,34 @@ export async function benchPrepare(ctx: BenchContext): Promise<BenchReport> {
     const object = { s3Endpoint: s3.endpoint, bucket: BUCKET, key: KEY };
     ctx.log('prepare: bare pass from disk');
     const disk = await runInChild<BarePass>({ module: './prepare-tasks', fn: 'bareFromDisk' }, { path: file });
-    ctx.log('prepare: bare pass from s3rver');
-    const bare = await runInChild<BarePass>({ module: './prepare-tasks', fn: 'bareFromS3' }, object);
     ctx.log('prepare: validation only, from s3rver');
     const validate = await runInChild<BarePass & { valid: number }>({ module: './prepare-tasks', fn: 'validateFromS3' }, object);
-    ctx.log('prepare: Prepare core');
-    const prep = await runInChild<PrepareRun>(
-      { module: './prepare-tasks', fn: 'prepareObject' },
-      { ...object, dynamoEndpoint: dynamo.endpoint, table: TABLE },
+    const bares: Array<ChildMeasure<BarePass>> = [];
+    const preps: Array<ChildMeasure<PrepareRun>> = [];
+    for (let round = 1; round <= ROUNDS; round++) {
+      ctx.log(`prepare: bare pass from s3rver (${round} of ${ROUNDS})`);
+      bares.push(await runInChild<BarePass>({ module: './prepare-tasks', fn: 'bareFromS3' }, object));
+      ctx.log(`prepare: Prepare core (${round} of ${ROUNDS})`);
+      preps.push(
+        await runInChild<PrepareRun>({ module: './prepare-tasks', fn: 'prepareObject' }, { ...object, dynamoEndpoint: dynamo.endpoint, table: `${TABLE}-${round}` }),
+      );
+    }
+    const fastest = <T extends { ms: number }>(runs: Array<ChildMeasure<T>>) => runs.reduce((best, run) => (run.value.ms < best.value.ms ? run : best));
+    const bare = fastest(bares);
+    const prep = fastest(preps);
+    // Memory is a ceiling, not a speed: the larger peak of the runs counts.
+    const prepPeakRss = Math.max(...preps.map((run) => run.peakRssBytes));
+    ctx.log('prepare: reading the chunks back');
+    const back = await runInChild<{ ms: number; requests: number; bytes: number }>(
+      { module: './prepare-tasks', fn: 'readBackFromS3' },
+      { ...object, jobId: prep.value.jobId, chunks: prep.value.chunks },
     );
-    for (const pass of [disk.value, bare.value, validate.value]) {
+    if (back.value.requests !== rows) throw new Error(`reading the chunks back gave ${back.value.requests} requests, expected ${rows}`);
+    for (const pass of [disk.value, ...bares.map((run) => run.value), validate.value]) {
       if (pass.bytes !== input.bytes || pass.lines !== rows) throw new Error(`a bare pass read ${pass.bytes} bytes / ${pass.lines} lines, expected ${input.bytes} / ${rows}`);
     }
-    if (prep.value.validRows !== rows || prep.value.outcome !== 'ready') {
-      throw new Error(`Prepare found ${prep.value.validRows} valid rows (${prep.value.outcome}), expected ${rows}`);
+    for (const { value } of preps) {
+      if (value.validRows !== rows || value.outcome !== 'ready') throw new Error(`Prepare found ${value.validRows} valid rows (${value.outcome}), expected ${rows}`);
     }
 
     const rate = (ms: number) => mb(input.bytes) / (ms / 1000);
@@ -87,15 +109,16 @@ export async function benchPrepare(ctx: BenchContext): Promise<BenchReport> {
             ['write the file to disk (generator)', fmt(rate(generateMs)), secs(generateMs), '—', '—', '—'],
             ['upload to s3rver (multipart, 16 MiB parts)', fmt(rate(uploadMs)), secs(uploadMs), '—', '—', '—'],
             ['bare split + JSON.parse, from disk', fmt(rate(disk.value.ms)), secs(disk.value.ms), ...measured(disk)],
-            ['bare split + JSON.parse, from s3rver', fmt(rate(bare.value.ms)), secs(bare.value.ms), ...measured(bare)],
+            ...bares.map((run, i) => [`bare split + JSON.parse, from s3rver, run ${i + 1}${run === bare ? ' (counted)' : ''}`, fmt(rate(run.value.ms)), secs(run.value.ms), ...measured(run)]),
             ['splitLines + validateLine only, from s3rver', fmt(rate(validate.value.ms)), secs(validate.value.ms), ...measured(validate)],
-            ['Prepare core, from s3rver (validate + write chunks)', fmt(rate(prep.value.ms)), secs(prep.value.ms), ...measured(prep)],
+            ...preps.map((run, i) => [`Prepare core, from s3rver (validate + write row indexes), run ${i + 1}${run === prep ? ' (counted)' : ''}`, fmt(rate(run.value.ms)), secs(run.value.ms), ...measured(run)]),
+            ['read every chunk back as Submit does (row index + input range)', fmt(rate(back.value.ms)), secs(back.value.ms), ...measured(back)],
           ],
         },
         {
           headers: ['Prepare', 'value'],
           rows: [
-            ['chunks written', int(prep.value.chunks)],
+            ['chunks (row indexes written)', int(prep.value.chunks)],
             ['S3 requests', `${int(requestsOf(prep.value.aws, 's3'))} (${describeRequests(prep.value.aws, 's3')})`],
             ['DynamoDB requests', `${int(requestsOf(prep.value.aws, 'dynamodb'))} (${describeRequests(prep.value.aws, 'dynamodb')})`],
             ['DynamoDB write / read units', `${fmt(prep.value.aws.writeUnits, 0)} / ${fmt(prep.value.aws.readUnits, 1)}`],
@@ -104,12 +127,13 @@ export async function benchPrepare(ctx: BenchContext): Promise<BenchReport> {
       ],
       checks: [
         check('prepare: MB/s ÷ bare split+parse (same s3rver object)', `≥ ${fmt(PREPARE_TARGETS.ratio, 2)}`, fmt(ratio, 2), ratio >= PREPARE_TARGETS.ratio),
-        check('prepare: peak RSS', `≤ ${mib(PREPARE_TARGETS.peakRssBytes)}`, mib(prep.peakRssBytes), prep.peakRssBytes <= PREPARE_TARGETS.peakRssBytes),
+        check('prepare: peak RSS', `≤ ${mib(PREPARE_TARGETS.peakRssBytes)}`, mib(prepPeakRss), prepPeakRss <= PREPARE_TARGETS.peakRssBytes),
       ],
       notes: [
-        'MB = 10^6 bytes. Each pass ran in its own child process; s3rver and dynalite ran in the parent, so the two share the 2 cores. ' +
+        `The ratio's two passes ran ${ROUNDS} times each, interleaved; each counts its fastest run. Peak RSS is the largest of Prepare's runs. ` +
+          'MB = 10^6 bytes. Each pass ran in its own child process; s3rver and dynalite ran in the parent, so the two share the 2 cores. ' +
           'CPU is each process\'s CPU time as a share of one core over the pass (100% = one core busy throughout).',
-        'Prepare also writes every valid row back to S3 (a chunk file each, one PutObject) — work the bare pass does not do, taken by the same s3rver on the same two cores.',
+        'Prepare copies no request: a chunk is a byte range of the input, pinned to the version (or ETag) Prepare read, and Prepare writes one small row index per chunk (offsets, lengths, custom_ids).',
       ],
     };
   } finally {

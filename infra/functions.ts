@@ -58,7 +58,7 @@ export const HANDLER_SPECS: Record<HandlerName, HandlerSpec> = {
     notifies: false,
   },
   'prepare-job': {
-    description: 'Stream-validates the input file and writes its chunk files',
+    description: 'Stream-validates the input file and writes its chunks\' row indexes',
     memorySize: 2048,
     timeout: Duration.seconds(900),
     read: ['input'],
@@ -72,7 +72,8 @@ export const HANDLER_SPECS: Record<HandlerName, HandlerSpec> = {
     // Streams up to 256 MB of request body to the API: network-bound, can take minutes.
     memorySize: 1024,
     timeout: Duration.seconds(900),
-    read: ['work'],
+    // Attempt 1's requests are a byte range of the input, named by a row index in work/ (chunk-files.ts).
+    read: ['work', 'input'],
     write: [],
     table: 'readWrite',
     callsApi: true,
@@ -93,7 +94,8 @@ export const HANDLER_SPECS: Record<HandlerName, HandlerSpec> = {
     // 1769 MB is one full vCPU: parsing and DynamoDB writes are CPU-bound.
     memorySize: 1769,
     timeout: Duration.seconds(900),
-    read: ['work'],
+    // A retry file copies attempt 1's requests from the input's byte range (chunk-files.ts).
+    read: ['work', 'input'],
     write: ['work'],
     table: 'readWrite',
     callsApi: true,

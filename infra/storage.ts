@@ -8,7 +8,7 @@ import type * as kms from 'aws-cdk-lib/aws-kms';
 import * as s3 from 'aws-cdk-lib/aws-s3';
 import * as cxapi from 'aws-cdk-lib/cx-api';
 import { Construct } from 'constructs';
-import { WORK_PREFIX } from '../shared/store/keys';
+import { RESULTS_PREFIX, WORK_PREFIX } from '../shared/store/keys';
 import { TABLE_GSIS, TABLE_KEY, TABLE_TTL_ATTRIBUTE } from '../shared/store/table';
 
 /** Where in the access-log bucket the data bucket's server access logs go. */
@@ -17,7 +17,10 @@ export const ACCESS_LOG_PREFIX = 'data-bucket/';
 export interface StorageProps {
   /** Days before `work/` objects (chunk files, raw batch results) expire. Default 30. */
   workRetentionDays?: number;
-  /** Days before overwritten or deleted object versions are removed. Default 7. */
+  /**
+   * Days before overwritten or deleted versions under work/ and results/ are removed. Default 7.
+   * Other versions (the inputs) are kept at least workRetentionDays: see the bucket's rules.
+   */
   noncurrentVersionDays?: number;
   /** Days before an unfinished multipart upload is aborted. Default 2. */
   incompleteUploadDays?: number;
@@ -46,6 +49,7 @@ export class Storage extends Construct {
     // nothing itself (each log delivery would be logged, without end); cdk-nag knows a log bucket.
     // Versioned, so a log deleted or overwritten before its time can still be read for a while.
     const noncurrentVersionDays = props.noncurrentVersionDays ?? 7;
+    const workRetentionDays = props.workRetentionDays ?? 30;
     this.accessLogs = new s3.Bucket(this, 'AccessLogs', {
       blockPublicAccess: s3.BlockPublicAccess.BLOCK_ALL,
       encryption: s3.BucketEncryption.S3_MANAGED,
@@ -71,14 +75,21 @@ export class Storage extends Construct {
       serverAccessLogsBucket: this.accessLogs,
       serverAccessLogsPrefix: ACCESS_LOG_PREFIX,
       lifecycleRules: [
-        { id: 'expire-work-files', prefix: WORK_PREFIX, expiration: Duration.days(props.workRetentionDays ?? 30) },
+        { id: 'expire-work-files', prefix: WORK_PREFIX, expiration: Duration.days(workRetentionDays) },
         {
           id: 'tidy-versions-and-uploads',
-          noncurrentVersionExpiration: Duration.days(noncurrentVersionDays),
+          // A job's first attempts are byte ranges of the input version it was made from
+          // (shared/jobs/chunk-files.ts), so an input overwritten or deleted mid-job must stay
+          // readable as long as the job's work files do.
+          noncurrentVersionExpiration: Duration.days(Math.max(noncurrentVersionDays, workRetentionDays)),
           abortIncompleteMultipartUploadAfter: Duration.days(props.incompleteUploadDays ?? 2),
           // Expiring work/ in a versioned bucket leaves delete markers behind; clear them once alone.
           expiredObjectDeleteMarker: true,
         },
+        // No input lives under work/ or results/: their old versions go sooner (where expirations
+        // overlap, S3 applies the shorter).
+        { id: 'tidy-work-versions', prefix: WORK_PREFIX, noncurrentVersionExpiration: Duration.days(noncurrentVersionDays) },
+        { id: 'tidy-results-versions', prefix: RESULTS_PREFIX, noncurrentVersionExpiration: Duration.days(noncurrentVersionDays) },
       ],
       removalPolicy: RemovalPolicy.RETAIN,
     });

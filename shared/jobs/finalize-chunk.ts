@@ -32,7 +32,7 @@ import { quietObserver, type Observer } from '../observability';
 import { ttlAfter, type ChunkAttempt, type ChunkItem, type JobItem } from '../store/items';
 import { jobKeys } from '../store/keys';
 import { getJson, putJson } from '../store/s3';
-import { requestEntries, requestsKey } from './chunk-files';
+import { requestCustomIds, requestsKey } from './chunk-files';
 import { InvalidStateInput, isoAt, readChunk, readJob } from './chunk-state';
 import {
   chunkFailureText,
@@ -171,7 +171,7 @@ async function orderRows(chunk: ChunkItem, job: JobItem, tally: Tally, outputs: 
   for (const attempt of [...attempts.keys()].sort((a, b) => a - b)) {
     if (attempt < 2) continue;
     await needed(requestsKey(ref(attempt)), async () => {
-      for await (const { customId } of requestEntries(s3, config.bucket, ref(attempt))) lastAttempt.set(customId, attempt);
+      for await (const customId of requestCustomIds(s3, config.bucket, ref(attempt))) lastAttempt.set(customId, attempt);
     });
   }
   const latest = (customId: string) => lastAttempt.get(customId) ?? 1;
@@ -179,7 +179,7 @@ async function orderRows(chunk: ChunkItem, job: JobItem, tally: Tally, outputs: 
   // The chunk's rows in input order (attempt 1's requests), and where each custom_id is first.
   const customIds: string[] = [];
   const positions = new Map<string, number>();
-  for await (const { customId } of requestEntries(s3, config.bucket, ref(1))) {
+  for await (const customId of requestCustomIds(s3, config.bucket, ref(1))) {
     if (!positions.has(customId)) positions.set(customId, customIds.length);
     customIds.push(customId);
   }

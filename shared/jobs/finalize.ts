@@ -34,7 +34,7 @@ import { concatObjects, copySource, type ConcatSource } from '../store/concat';
 import { CHUNK_SK_PREFIX, jobPk, type ChunkItem, type JobItem, type JobStatus, type RowCounts } from '../store/items';
 import { jobKeys } from '../store/keys';
 import { isS3NotFound, putJson } from '../store/s3';
-import { ChunkFileCorrupt, objectLines, requestEntries, requestsKey } from './chunk-files';
+import { ChunkFileCorrupt, objectLines, requestCustomIds, requestsKey } from './chunk-files';
 import { InvalidStateInput, isoAt, jobKey, readJob } from './chunk-state';
 import { MESSAGES, Outputs } from './final-rows';
 import { currentChunkFinal, writeChunkFinal } from './finalize-chunk';
@@ -262,7 +262,7 @@ async function* validCustomIds(job: JobItem, deps: FinalizeDeps): AsyncGenerator
   }
   for (let chunk = 0; chunk < chunkFiles; chunk++) {
     const ref = { jobId: job.jobId, chunk, attempt: 1 };
-    for await (const { customId } of neededLines(requestsKey(ref), requestEntries(s3, config.bucket, ref))) yield customId;
+    yield* neededLines(requestsKey(ref), requestCustomIds(s3, config.bucket, ref));
   }
   let first = true;
   for await (const line of neededLines(key, objectLines(s3, config.bucket, key))) {

@@ -1,12 +1,14 @@
 /**
- * Prepare: stream the input file once, validate every line, write the valid rows into chunk files
- * (in input order, each within the batch limits), the invalid ones into a report, and record the
- * chunks and counts. Memory stays bounded whatever the file's size (the custom_id set aside), and a
- * retried Prepare converges on the same objects and items.
+ * Prepare: stream the input file once, validate every line, cut the valid rows into chunks (in
+ * input order, each within the batch limits) and write each chunk's row index (chunk-files.ts: which
+ * bytes of the pinned input are its requests, and their custom_ids; the requests are not copied),
+ * the invalid lines into a report, and record the chunks and counts. Memory stays bounded whatever
+ * the file's size (the custom_id set aside), and a retried Prepare converges on the same objects and
+ * items.
  *
  * A strict file is rejected at its first invalid line, and Finalize must still list its valid rows
  * in input order without reading the input again (by then it may have been overwritten or deleted).
- * The rows before that line are already in chunk files, so they stay there (the chunk in progress is
+ * The rows before that line are already in row indexes, so they stay there (the chunk in progress is
  * stored too); from then on only each valid row's custom_id is written, to `rejectedValidIds`. A file
  * that is not rejected writes nothing more than before.
  */
@@ -20,7 +22,7 @@ import { BulkWriter, ConditionFailed, getItem, queryPartition, updateItem } from
 import { CHUNK_SK_PREFIX, chunkSk, JOB_SK, jobPk, ttlAfter, type ChunkItem, type JobItem } from '../store/items';
 import { jobKeys } from '../store/keys';
 import { isS3NotFound, ObjectWriter } from '../store/s3';
-import { ChunkSpools, ChunkWriter } from './chunk-writer';
+import { RowIndex, storeRowIndex, type SourceRef } from './chunk-files';
 import { WIRE_GROWTH_BYTES } from './wire-ids';
 import { quietObserver, type Observer } from '../observability';
 import { bareEtag } from './job-id';
@@ -77,14 +79,6 @@ export const LINE_SLACK_BYTES = 64 * 1024;
 /** Invalid-line report rows are gathered into writes of about this size. */
 const WRITE_BATCH_BYTES = 1024 * 1024;
 const INVALID_PART_BYTES = 5 * 1024 * 1024;
-/**
- * A chunk file up to this size is stored with one PutObject (chunk-writer.ts), a larger one as a
- * multipart upload. Two spools are alive at once (a chunk filling, the previous one storing), so
- * Prepare's buffers stay within 256 MiB; a full chunk of 100,000 requests of 1.3 KB still fits.
- */
-const CHUNK_SPOOL_BYTES = 128 * 1024 * 1024;
-const CHUNK_PART_BYTES = 8 * 1024 * 1024;
-const CHUNK_PART_QUEUE = 4;
 
 /**
  * Chunk numbers are 0-based (the Map's item indexes); a ChunkItem's first attempt is 1 and its
@@ -140,8 +134,8 @@ export async function prepareJob(input: { jobId: string }, deps: PrepareDeps): P
     };
     await items.put(item);
   }
-  await items.flush();
-  await removeChunksFrom(dynamo, config.table, job.jobId, chunks.length);
+  // Disjoint items: the chunks written now, and those past them an interrupted Prepare left.
+  await Promise.all([items.flush(), removeChunksFrom(dynamo, config.table, job.jobId, chunks.length)]);
 
   await updateItem(dynamo, config.table, key, {
     set: {
@@ -227,9 +221,11 @@ async function scanSource(job: JobItem, deps: PrepareDeps): Promise<ScanResult> 
   const maxLineBytes = maxRequestBytes + LINE_SLACK_BYTES;
   const customIds = new CustomIdSet();
   const models = modelCatalogFromConfig(config);
+  const validation = { maxRequestBytes, customIds, models };
   const body = await openSource(s3, job);
   const invalid = new LineBatches(new ObjectWriter(s3, config.bucket, keys.invalidWork, { partSize: INVALID_PART_BYTES }));
-  const chunks = new ChunkFiles(s3, config.bucket, (chunk) => keys.chunkRequests(chunk, 1), {
+  const source: SourceRef = { bucket: job.bucket, key: job.key, versionId: job.versionId, etag: job.etag };
+  const chunks = new ChunkFiles(s3, config.bucket, job.jobId, source, {
     maxRows: config.maxRequestsPerChunk,
     maxBytes: config.maxBytesPerChunk,
     maxChunks: deps.maxChunks ?? MAX_CHUNKS,
@@ -252,11 +248,16 @@ async function scanSource(job: JobItem, deps: PrepareDeps): Promise<ScanResult> 
       outcome = { ok: false, line: entry.lineNumber, code: 'request_too_large', reason };
     } else {
       if (isBlank(entry.bytes)) return undefined;
-      outcome = validateLine(entry, { maxRequestBytes, customIds, models });
+      outcome = validateLine(entry, validation);
     }
     if (outcome.ok) {
       validRows += 1;
-      if (chunks.open) return chunks.add(outcome.body, outcome.line);
+      if (chunks.open) {
+        // The request's place in the source: validateLine's body is a view of the line's bytes.
+        const line = entry as RawLine;
+        const offset = line.offset + (outcome.body.byteOffset - line.bytes.byteOffset);
+        return chunks.add(outcome.body.length, offset, outcome.customId, outcome.line);
+      }
       // A rejected strict job: nothing will be submitted, so only the id is kept (ids need no escaping).
       return laterIds!.add(`"${outcome.customId}"\n`);
     }
@@ -276,8 +277,7 @@ async function scanSource(job: JobItem, deps: PrepareDeps): Promise<ScanResult> 
     }
     const last = lines.end();
     if (last !== undefined) await handleLine(last);
-    const written = chunks.open ? await chunks.finish() : [];
-    await Promise.all([invalid.finish(), laterIds?.finish()]);
+    const [written] = await Promise.all([chunks.open ? chunks.finish() : [], invalid.finish(), laterIds?.finish()]);
     return { validRows, invalidRows, chunks: written };
   } catch (error) {
     await Promise.all([chunks.abandon(), invalid.abort(), laterIds?.abort()]);
@@ -355,53 +355,46 @@ class SourceLineReader {
 }
 
 /**
- * The chunk files of a job's first attempt, written in order: a row goes to the current chunk
- * unless it would take it past the row or byte limit, in which case the next chunk starts.
- * `add` returns a promise only when it has to wait for S3, so most rows cost no await: each row is
- * copied straight into the writer's spool.
- * A chunk is stored while the next one is being written; at most one such chunk is finishing, so
- * memory stays at two spools.
- * The total is unknown until the end, so the chunk past `maxChunks` is refused before any of it is
- * written.
+ * The chunks of a job's first attempt, cut in order: a row goes to the current chunk unless it
+ * would take it past the row or byte limit, in which case the next chunk starts. Only each chunk's
+ * row index is written (chunk-files.ts), so `add` returns a promise only when a finished chunk's
+ * index must be stored before the next may finish: at most one is being stored at a time.
+ * The total is unknown until the end, so the chunk past `maxChunks` is refused before it starts.
  */
 class ChunkFiles {
   private readonly written: ChunkSummary[] = [];
-  private writer: ChunkWriter | undefined;
+  private index: RowIndex | undefined;
   private current: ChunkSummary | undefined;
-  private readonly spools: ChunkSpools;
-  /** The previous chunk's finish(), awaited before another chunk may finish. */
+  /** The previous chunk's store, awaited before another chunk may be stored. */
   private finishing: Promise<unknown> | undefined;
   open = true;
 
   constructor(
     private readonly s3: S3Client,
     private readonly bucket: string,
-    private readonly keyOf: (chunk: number) => string,
+    private readonly jobId: string,
+    private readonly source: SourceRef,
     private readonly limits: { maxRows: number; maxBytes: number; maxChunks: number },
-  ) {
-    // No larger than the biggest chunk file the limits allow, nor smaller than the part queue needs.
-    const parts = Math.ceil(limits.maxBytes / CHUNK_PART_BYTES);
-    const spoolBytes = Math.min(CHUNK_SPOOL_BYTES, Math.max(parts, CHUNK_PART_QUEUE + 1) * CHUNK_PART_BYTES);
-    this.spools = new ChunkSpools({ spoolBytes, partBytes: CHUNK_PART_BYTES, queueSize: CHUNK_PART_QUEUE });
-  }
+  ) {}
 
-  add(row: Buffer, lineNumber: number): Promise<void> | undefined {
+  /** A valid request: `length` bytes at `offset` of the source. */
+  add(length: number, offset: number, customId: string, lineNumber: number): Promise<void> | undefined {
     const current = this.current;
     // The limit holds as sent: each request's id is replaced by a wire id, up to WIRE_GROWTH_BYTES longer.
-    const asSent = (rows: number, bytes: number) => bytes + rows * WIRE_GROWTH_BYTES;
-    if (current && (current.rows + 1 > this.limits.maxRows || asSent(current.rows + 1, current.bytes + 1 + row.length) > this.limits.maxBytes)) {
-      return this.closeCurrent().then(() => this.add(row, lineNumber) ?? undefined);
+    if (current && (current.rows + 1 > this.limits.maxRows || current.bytes + 1 + length + (current.rows + 1) * WIRE_GROWTH_BYTES > this.limits.maxBytes)) {
+      return this.closeCurrent().then(() => this.add(length, offset, customId, lineNumber) ?? undefined);
     }
     if (current) {
       current.rows += 1;
-      current.bytes += 1 + row.length;
+      current.bytes += 1 + length;
       current.lastLine = lineNumber;
     } else {
       if (this.written.length >= this.limits.maxChunks) throw this.tooMany(lineNumber);
-      this.current = { chunk: this.written.length, rows: 1, bytes: BATCH_BODY_OVERHEAD + row.length, firstLine: lineNumber, lastLine: lineNumber };
-      this.writer = new ChunkWriter(this.s3, this.bucket, this.keyOf(this.current.chunk), this.spools);
+      this.current = { chunk: this.written.length, rows: 1, bytes: BATCH_BODY_OVERHEAD + length, firstLine: lineNumber, lastLine: lineNumber };
+      this.index = new RowIndex();
     }
-    return this.writer!.appendLine(row);
+    this.index!.add(offset, length, customId);
+    return undefined;
   }
 
   private tooMany(lineNumber: number): TooManyChunks {
@@ -417,12 +410,12 @@ class ChunkFiles {
   private async closeCurrent(): Promise<void> {
     if (!this.current) return;
     await this.finishing;
-    const finishing = this.writer!.finish();
+    const finishing = storeRowIndex(this.s3, this.bucket, this.jobId, this.current.chunk, this.source, this.index!);
     // Observed by the next closeCurrent, finish or abandon; until then a failure must not go unhandled.
     finishing.catch(() => undefined);
     this.finishing = finishing;
     this.written.push(this.current);
-    this.writer = undefined;
+    this.index = undefined;
     this.current = undefined;
   }
 
@@ -434,8 +427,8 @@ class ChunkFiles {
   }
 
   /**
-   * Stops taking rows (a strict job was rejected) and stores the chunk in progress: `files` chunk
-   * files hold every row added so far, once `stored` settles.
+   * Stops taking rows (a strict job was rejected) and stores the chunk in progress: `files` chunks'
+   * row indexes hold every row added so far, once `stored` settles.
    */
   seal(): { files: number; stored: Promise<void> } {
     const files = this.written.length + (this.current ? 1 : 0);
@@ -443,15 +436,14 @@ class ChunkFiles {
     return { files, stored: this.finish().then(() => undefined) };
   }
 
-  /** Stops writing: the chunk in progress is discarded (chunks already finished stay, unreferenced). */
+  /** Stops writing: the chunk in progress is dropped (indexes already stored stay, unreferenced). */
   async abandon(): Promise<void> {
     this.open = false;
     this.current = undefined;
-    const writer = this.writer;
-    this.writer = undefined;
+    this.index = undefined;
     const finishing = this.finishing;
     this.finishing = undefined;
-    await Promise.all([writer?.abort(), finishing?.catch(() => undefined)]);
+    await finishing?.catch(() => undefined);
   }
 }
 

@@ -20,7 +20,12 @@ export const jobKeys = (jobId: string) => {
      * line), then the custom_id of each valid row after it, in input order, one JSON string a line.
      */
     rejectedValidIds: `${work}rejected-valid-ids.jsonl`,
-    /** The requests of one chunk attempt: `{custom_id, params}` lines in input order. */
+    /**
+     * Attempt 1 of a chunk: where its requests are in the job's input (a pinned byte range) and
+     * which lines of that range are its rows, with their custom_ids (shared/jobs/chunk-files.ts).
+     */
+    chunkRowIndex: (chunk: number) => `${work}chunks/${pad(chunk, 5)}/attempt-1/row-index.txt`,
+    /** The requests of a retry attempt (≥ 2), written by Collect: `{custom_id, params}` lines in input order. */
     chunkRequests: (chunk: number, attempt: number) => `${work}chunks/${pad(chunk, 5)}/attempt-${attempt}/requests.jsonl`,
     /** The raw results lines of one chunk attempt, as the API returned them. */
     chunkResults: (chunk: number, attempt: number) => `${work}chunks/${pad(chunk, 5)}/attempt-${attempt}/results.jsonl`,

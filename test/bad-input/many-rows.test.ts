@@ -11,6 +11,7 @@ import { queryPartition } from '../../shared/store/dynamo';
 import { CHUNK_SK_PREFIX, jobPk, type ChunkItem } from '../../shared/store/items';
 import { jobKeys } from '../../shared/store/keys';
 import { useLocalAws } from '../support/aws';
+import { attemptText } from '../support/chunks';
 import { pipelineConfig, putInput, readText } from '../support/pipeline';
 
 const ROWS = API_MAX_REQUESTS_PER_BATCH + 1;
@@ -37,7 +38,7 @@ describe('a file of more than 100,000 valid rows', () => {
       { chunk: 0, rows: 100_000, firstLine: 1, lastLine: 100_000 },
       { chunk: 1, rows: 1, firstLine: 100_001, lastLine: 100_001 },
     ]);
-    expect(await readText(aws, jobKeys(jobId).chunkRequests(1, 1))).toBe(lines[ROWS - 1]);
+    expect(await attemptText(aws, { jobId, chunk: 1, attempt: 1 })).toBe(lines[ROWS - 1]);
     expect(await readText(aws, jobKeys(jobId).invalidWork)).toBe('');
   }, 60_000);
 });

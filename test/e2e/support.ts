@@ -10,7 +10,7 @@ import { afterAll, beforeAll } from 'vitest';
 import { CHUNK_SK_PREFIX, jobPk, type ChunkItem, type RowRecord } from '../../shared/store/items';
 import { queryPartition } from '../../shared/store/dynamo';
 import { attemptOf, readChunk, readJob } from '../../shared/jobs/chunk-state';
-import { jobKeys } from '../../shared/store/keys';
+import { requestCustomIds } from '../../shared/jobs/chunk-files';
 import { readRowRecord } from '../../shared/jobs/row-records';
 import type { BatchResultLine } from '../../shared/anthropic/types';
 import { LOCAL_API_KEY, startLocalStack, type LocalEvent, type LocalStack, type LocalStackOptions } from '../../local/runtime';
@@ -116,9 +116,9 @@ export interface ServedLine {
 
 /**
  * The results the simulator serves for the batch of one chunk attempt (as recorded on the chunk),
- * mapped back to the user's custom_ids. Submit sends request n of the attempt's requests file
- * (jobKeys(jobId).chunkRequests) as `<attempt nonce>-<n base 36>`; every served line must carry that
- * nonce and name a line of the file, once. `text` is the served file with only each custom_id's
+ * mapped back to the user's custom_ids. Submit sends request n of the attempt's requests
+ * (shared/jobs/chunk-files.ts) as `<attempt nonce>-<n base 36>`; every served line must carry that
+ * nonce and name one of the requests, once. `text` is the served file with only each custom_id's
  * value swapped for the user's: what Collect stores, byte for byte.
  */
 export async function servedResults(
@@ -130,7 +130,8 @@ export async function servedResults(
   const { record } = attemptOf(await readChunk(stack.dynamo, stack.table, jobId, chunk), attempt);
   const { batchId, nonce } = record;
   if (!batchId || !nonce) throw new Error(`chunk ${chunk} attempt ${attempt} of ${jobId} has no batch with a nonce recorded`);
-  const sent = (await readJsonl<{ custom_id: string }>(stack, jobKeys(jobId).chunkRequests(chunk, attempt))).map((row) => row.custom_id);
+  const sent: string[] = [];
+  for await (const customId of requestCustomIds(stack.s3, stack.bucket, { jobId, chunk, attempt })) sent.push(customId);
   const response = await fetch(`${stack.simulator!.url}/v1/messages/batches/${batchId}/results`, {
     headers: { 'x-api-key': LOCAL_API_KEY, 'anthropic-version': '2023-06-01' },
   });

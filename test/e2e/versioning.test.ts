@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { ListObjectVersionsCommand, PutObjectCommand } from '@aws-sdk/client-s3';
+import { DeleteObjectCommand, ListObjectVersionsCommand, PutObjectCommand } from '@aws-sdk/client-s3';
 import type { ResultRow } from '../../shared/jobs/finalize';
 import type { LocalEvent } from '../../local/runtime';
 import { ids, nextEvent, readJsonl, request, useLocalStack, versionedBucket, writeRequests } from './support';
@@ -42,5 +42,31 @@ describe.runIf(versionedBucket)('a versioned bucket, end to end', () => {
     expect((await readJsonl<ResultRow>(under.stack, two.keys.results)).map((row) => [row.custom_id, row.status])).toEqual(
       second.map((id) => [id, 'succeeded']),
     );
+  });
+
+  it('runs every row from the version a job was made from when its key is deleted after Prepare', async () => {
+    // Attempt 1 of a chunk is a byte range of that version (shared/jobs/chunk-files.ts), read by Submit.
+    const key = 'inbox/deleted.jsonl';
+    const rows = ids('kept', 3);
+    const file = await writeRequests(under, 'deleted.jsonl', rows.map(request));
+    let deleted = false;
+    const undo = under.stack.stepFunctions.wrapTask('SubmitChunk', async (input, invoke) => {
+      if (!deleted) {
+        deleted = true;
+        await under.stack.s3.send(new DeleteObjectCommand({ Bucket: under.stack.bucket, Key: key }));
+      }
+      return invoke(input);
+    });
+    try {
+      const outcome = await under.stack.waitForJob(await under.stack.submitFile(file));
+
+      expect(deleted).toBe(true);
+      expect(outcome.status).toBe('succeeded');
+      expect((await readJsonl<ResultRow>(under.stack, outcome.keys.results)).map((row) => [row.custom_id, row.status])).toEqual(
+        rows.map((id) => [id, 'succeeded']),
+      );
+    } finally {
+      undo();
+    }
   });
 });

@@ -109,18 +109,21 @@ describe('the bucket', () => {
     expect(logicalIds(json, 'AWS::Lambda::Function').filter((id) => json.Resources[id]?.Metadata?.['batchline:handler'] === undefined)).toEqual([]);
   });
 
-  it('expires work/ after the configured days, old versions after 7, stale uploads after 2', () => {
+  it('expires work/ after the configured days, old input versions with it, other old versions after 7, stale uploads after 2', () => {
     expect(json.Resources[bucketId()]?.Properties).toMatchObject({
       LifecycleConfiguration: {
         Rules: [
           { Id: 'expire-work-files', Prefix: 'work/', ExpirationInDays: 14, Status: 'Enabled' },
           {
+            // Attempt 1 of a chunk is read from the input version the job was made from, for as long as the job's work files live.
             Id: 'tidy-versions-and-uploads',
-            NoncurrentVersionExpiration: { NoncurrentDays: 7 },
+            NoncurrentVersionExpiration: { NoncurrentDays: 14 },
             AbortIncompleteMultipartUpload: { DaysAfterInitiation: 2 },
             ExpiredObjectDeleteMarker: true,
             Status: 'Enabled',
           },
+          { Id: 'tidy-work-versions', Prefix: 'work/', NoncurrentVersionExpiration: { NoncurrentDays: 7 }, Status: 'Enabled' },
+          { Id: 'tidy-results-versions', Prefix: 'results/', NoncurrentVersionExpiration: { NoncurrentDays: 7 }, Status: 'Enabled' },
         ],
       },
     });
@@ -391,8 +394,9 @@ describe('the functions', () => {
     const writes = (prefix: string) => (s: PolicyStatement) =>
       actionsOf(s).includes('s3:PutObject') && JSON.stringify(s.Resource) === JSON.stringify(objectsUnder(prefix));
 
-    // Only Register and Prepare read the input: Finalize (and the reconciler's re-finalize) read what Prepare kept in work/.
-    const inputReaders = ['prepare-job', 'register-job'];
+    // Register and Prepare read the input, Submit and Collect attempt 1's byte range of it (chunk-files.ts);
+    // Finalize (and the reconciler's re-finalize) read only what Prepare kept in work/.
+    const inputReaders = ['collect-results', 'prepare-job', 'register-job', 'submit-chunk'];
     expect(handlersGranted(json, reads('inbox/'))).toEqual(inputReaders);
     expect(handlersGranted(json, reads('scheduled/nightly/'))).toEqual(inputReaders);
     expect(handlersGranted(json, reads('drops/eu/'))).toEqual(inputReaders);

@@ -8,7 +8,7 @@ import type { BatchRequest, BatchResultLine, MessageBatch } from '../../shared/a
 import type { PipelineConfig } from '../../shared/config';
 import { queryPartition, updateItem } from '../../shared/store/dynamo';
 import { chunkSk, JOB_SK, jobPk, rowPagePk, type ChunkAttempt, type RowPageItem } from '../../shared/store/items';
-import { jobKeys } from '../../shared/store/keys';
+import { requestCustomIds } from '../../shared/jobs/chunk-files';
 import { collectResults, type CollectDeps } from '../../shared/jobs/collect';
 import { pollBatch } from '../../shared/jobs/poll';
 import { submitChunk } from '../../shared/jobs/submit';
@@ -73,8 +73,9 @@ describe('collectResults', () => {
    */
   async function apiLines(ref: { jobId: string; chunk: number; attempt: number; batchId: string | null }) {
     const { nonce } = (await readChunkItem(aws, ref.jobId, ref.chunk)).attempts[ref.attempt - 1]!;
-    const sent = await readJsonl<BatchRequest>(aws, jobKeys(ref.jobId).chunkRequests(ref.chunk, ref.attempt));
-    const userIds = new Map(sent.map((r, n) => [`${nonce}-${n.toString(36)}`, r.custom_id]));
+    const sent: string[] = [];
+    for await (const customId of requestCustomIds(aws.s3, aws.bucket, ref)) sent.push(customId);
+    const userIds = new Map(sent.map((customId, n) => [`${nonce}-${n.toString(36)}`, customId]));
     const lines: { wire: string; raw: string; line: BatchResultLine }[] = [];
     for await (const entry of ctx.api.results(ref.batchId!)) {
       const wire = entry.line.custom_id;

@@ -10,7 +10,7 @@ import { finalizeJob, type ErrorRow, type FinalizeDeps } from '../../shared/jobs
 import { putItem } from '../../shared/store/dynamo';
 import type { ChunkAttempt } from '../../shared/store/items';
 import { useLocalAws } from '../support/aws';
-import { putText, readChunkItem, readText, seedJob, serialize, type SeededJob } from '../support/chunks';
+import { putAttemptOne, putText, readChunkItem, readText, seedJob, serialize, type SeededJob } from '../support/chunks';
 import { pipelineConfig, startRecordingEndpoint, type RecordingEndpoint } from '../support/pipeline';
 import { request, requests } from '../support/requests';
 
@@ -158,7 +158,7 @@ describe('finalizeJob, rows in windows', () => {
       ids.map((id) => request(id)),
       [...ids].reverse().map((id) => succeededLine(id, messages.get(id)!)),
     );
-    await putText(aws, job.keys.chunkRequests(0, 1), lines.map((line) => `${line}\n`).join(''));
+    await putAttemptOne(aws, job.jobId, 0, lines.map((line) => `${line}\n`).join(''));
 
     await finalizeJob({ jobId: job.jobId }, deps());
     expect(await resultLines(job)).toEqual(ids.map((id) => succeededRow(id, 1, messages.get(id)!)));

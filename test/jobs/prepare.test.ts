@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { WIRE_GROWTH_BYTES } from '../../shared/jobs/wire-ids';
 import { useLocalAws } from '../support/aws';
+import { attemptText } from '../support/chunks';
 import { exists, jsonl, pipelineConfig, putInput, readText, request, requests } from '../support/pipeline';
 import { getItem, putItem, queryPartition, updateItem } from '../../shared/store/dynamo';
 import { jobPk, type ChunkItem, type JobItem } from '../../shared/store/items';
@@ -48,7 +49,7 @@ describe('prepareJob', () => {
     const result = await run();
 
     expect(result).toEqual({ jobId, outcome: 'ready', chunks: [0], validRows: 3, invalidRows: 0 });
-    expect(await readText(aws, keys.chunkRequests(0, 1))).toBe(jsonl(rows));
+    expect(await attemptText(aws, { jobId, chunk: 0, attempt: 1 })).toBe(jsonl(rows));
     expect(await readText(aws, keys.invalidWork)).toBe('');
     expect(await chunkItems(jobId)).toEqual([
       {
@@ -85,9 +86,9 @@ describe('prepareJob', () => {
     const result = await run();
 
     expect(result.chunks).toEqual([0, 1, 2]);
-    expect(await readText(aws, keys.chunkRequests(0, 1))).toBe(jsonl(rows.slice(0, 3)));
-    expect(await readText(aws, keys.chunkRequests(1, 1))).toBe(jsonl(rows.slice(3, 6)));
-    expect(await readText(aws, keys.chunkRequests(2, 1))).toBe(jsonl(rows.slice(6)));
+    expect(await attemptText(aws, { jobId, chunk: 0, attempt: 1 })).toBe(jsonl(rows.slice(0, 3)));
+    expect(await attemptText(aws, { jobId, chunk: 1, attempt: 1 })).toBe(jsonl(rows.slice(3, 6)));
+    expect(await attemptText(aws, { jobId, chunk: 2, attempt: 1 })).toBe(jsonl(rows.slice(6)));
     expect((await chunkItems(jobId)).map(({ chunk, rows, firstLine, lastLine }) => ({ chunk, rows, firstLine, lastLine }))).toEqual([
       { chunk: 0, rows: 3, firstLine: 1, lastLine: 3 },
       { chunk: 1, rows: 3, firstLine: 4, lastLine: 6 },
@@ -106,9 +107,9 @@ describe('prepareJob', () => {
     const result = await run();
 
     expect(result.chunks).toEqual([0, 1, 2]);
-    expect(await readText(aws, keys.chunkRequests(0, 1))).toBe(jsonl(rows.slice(0, 2)));
-    expect(await readText(aws, keys.chunkRequests(1, 1))).toBe(jsonl(rows.slice(2, 4)));
-    expect(await readText(aws, keys.chunkRequests(2, 1))).toBe(jsonl(rows.slice(4)));
+    expect(await attemptText(aws, { jobId, chunk: 0, attempt: 1 })).toBe(jsonl(rows.slice(0, 2)));
+    expect(await attemptText(aws, { jobId, chunk: 1, attempt: 1 })).toBe(jsonl(rows.slice(2, 4)));
+    expect(await attemptText(aws, { jobId, chunk: 2, attempt: 1 })).toBe(jsonl(rows.slice(4)));
     // Recorded as written, the requests file's body.
     const written = bodyBytes(rows.slice(0, 2));
     expect((await chunkItems(jobId)).map((c) => c.bytes)).toEqual([written, written, bodyBytes(rows.slice(4))]);
@@ -155,7 +156,7 @@ describe('prepareJob', () => {
     const result = await run();
 
     expect(result).toEqual({ jobId, outcome: 'ready', chunks: [0], validRows: 3, invalidRows: 3 });
-    expect(await readText(aws, keys.chunkRequests(0, 1))).toBe(jsonl([mixed[0]!, mixed[2]!, mixed[5]!]));
+    expect(await attemptText(aws, { jobId, chunk: 0, attempt: 1 })).toBe(jsonl([mixed[0]!, mixed[2]!, mixed[5]!]));
     expect((await chunkItems(jobId))[0]).toMatchObject({ rows: 3, firstLine: 1, lastLine: 6 });
     expect((await invalidReport(jobId)).map((r) => r.line)).toEqual([2, 4, 5]);
     expect(await job(jobId)).toMatchObject({ status: 'running', totalRows: 6, validRows: 3, invalidRows: 3, chunkCount: 1 });
@@ -169,7 +170,7 @@ describe('prepareJob', () => {
     const result = await run();
 
     expect(result).toMatchObject({ outcome: 'ready', validRows: 3, invalidRows: 0 });
-    expect(await readText(aws, keys.chunkRequests(0, 1))).toBe(jsonl(rows));
+    expect(await attemptText(aws, { jobId, chunk: 0, attempt: 1 })).toBe(jsonl(rows));
     expect((await chunkItems(jobId))[0]).toMatchObject({ rows: 3, firstLine: 1, lastLine: 6, bytes: bodyBytes(rows) });
   });
 
@@ -179,7 +180,7 @@ describe('prepareJob', () => {
 
       expect(await run()).toEqual({ jobId, outcome: 'empty', chunks: [], validRows: 0, invalidRows: 0 });
       expect(await readText(aws, keys.invalidWork)).toBe('');
-      expect(await exists(aws, keys.chunkRequests(0, 1))).toBe(false);
+      expect(await exists(aws, keys.chunkRowIndex(0))).toBe(false);
       expect(await job(jobId)).toMatchObject({ status: 'running', totalRows: 0, chunkCount: 0 });
     }
   });
@@ -202,7 +203,7 @@ describe('prepareJob', () => {
     const result = await run();
 
     expect(result).toMatchObject({ outcome: 'ready', validRows: 4, invalidRows: 3 });
-    expect(await readText(aws, keys.chunkRequests(0, 1))).toBe(jsonl(small));
+    expect(await attemptText(aws, { jobId, chunk: 0, attempt: 1 })).toBe(jsonl(small));
     const report = await invalidReport(jobId);
     expect(report.map(({ line, code }) => ({ line, code }))).toEqual([
       { line: 2, code: 'request_too_large' },
@@ -218,7 +219,7 @@ describe('prepareJob', () => {
     const { jobId, keys, run } = await preparedJob(jsonl(rows), { config: { maxRequestsPerChunk: 2 } });
     const first = await run();
     const itemsAfterFirst = await chunkItems(jobId);
-    const filesAfterFirst = await Promise.all([0, 1, 2].map((chunk) => readText(aws, keys.chunkRequests(chunk, 1))));
+    const filesAfterFirst = await Promise.all([0, 1, 2].map((chunk) => attemptText(aws, { jobId, chunk, attempt: 1 })));
 
     expect(await run()).toEqual(first);
 
@@ -228,7 +229,7 @@ describe('prepareJob', () => {
 
     expect(await run()).toEqual(first);
     expect(await chunkItems(jobId)).toEqual(itemsAfterFirst);
-    expect(await Promise.all([0, 1, 2].map((chunk) => readText(aws, keys.chunkRequests(chunk, 1))))).toEqual(filesAfterFirst);
+    expect(await Promise.all([0, 1, 2].map((chunk) => attemptText(aws, { jobId, chunk, attempt: 1 })))).toEqual(filesAfterFirst);
     expect(await job(jobId)).toMatchObject({ status: 'running', chunkCount: 3, validRows: 5 });
   });
 
@@ -249,7 +250,7 @@ describe('prepareJob', () => {
       { rows: 6_000, firstLine: 12_002, lastLine: 18_002 },
       { rows: 1_997, firstLine: 18_003, lastLine: 20_000 },
     ]);
-    const last = (await readText(aws, keys.chunkRequests(3, 1))).split('\n');
+    const last = (await attemptText(aws, { jobId, chunk: 3, attempt: 1 })).split('\n');
     expect(last).toHaveLength(1_998);
     expect(JSON.parse(last[0]!).custom_id).toBe('r-18003');
     expect(JSON.parse(last[1_996]!).custom_id).toBe('r-20000');
@@ -267,7 +268,7 @@ describe('prepareJob', () => {
       'line 5 would start chunk 3, but a job may have at most 2 chunks (each at most BATCHLINE_MAX_REQUESTS_PER_CHUNK = 2 requests ' +
         'and BATCHLINE_MAX_BYTES_PER_CHUNK = 1,000,000 bytes): raise those settings or split the file',
     );
-    expect(await exists(aws, keys.chunkRequests(2, 1))).toBe(false);
+    expect(await exists(aws, keys.chunkRowIndex(2))).toBe(false);
     expect(await chunkItems(jobId)).toEqual([]);
     const record = await job(jobId);
     expect(record).toMatchObject({ status: 'preparing' });
@@ -288,9 +289,9 @@ describe('prepareJob', () => {
     expect(await run()).toEqual({ jobId, outcome: 'rejected', chunks: [], validRows: 5, invalidRows: 2 });
 
     // The chunk in progress at the first invalid line is stored, not dropped.
-    expect(await readText(aws, keys.chunkRequests(0, 1))).toBe(jsonl(rows.slice(0, 2)));
-    expect(await readText(aws, keys.chunkRequests(1, 1))).toBe(jsonl(rows.slice(2, 3)));
-    expect(await exists(aws, keys.chunkRequests(2, 1))).toBe(false);
+    expect(await attemptText(aws, { jobId, chunk: 0, attempt: 1 })).toBe(jsonl(rows.slice(0, 2)));
+    expect(await attemptText(aws, { jobId, chunk: 1, attempt: 1 })).toBe(jsonl(rows.slice(2, 3)));
+    expect(await exists(aws, keys.chunkRowIndex(2))).toBe(false);
     const ids = (rows.slice(3) as Array<{ custom_id: string }>).map((row) => JSON.stringify(row.custom_id));
     expect(await readText(aws, keys.rejectedValidIds)).toBe([JSON.stringify({ chunkFiles: 2 }), ...ids].join('\n') + '\n');
     expect(await chunkItems(jobId)).toEqual([]);

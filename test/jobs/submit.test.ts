@@ -10,7 +10,7 @@ import { BatchQueueFull, CreateOutcomeUnknown, GIVE_UP_LOOKS, submitChunk, type 
 import type { SimulatorOptions } from '../../simulator/options';
 import { createPipelineTable } from '../../local/emulators';
 import { useLocalAws } from '../support/aws';
-import { putText, readChunkItem, readJobItem, seedJob, sharedClock, startApi, stopApi, type ApiContext } from '../support/chunks';
+import { putAttemptOne, putText, readChunkItem, readJobItem, seedJob, sharedClock, startApi, stopApi, type ApiContext } from '../support/chunks';
 import { pipelineConfig } from '../support/pipeline';
 import { requests } from '../support/requests';
 
@@ -267,7 +267,7 @@ describe('submitChunk', () => {
     const job = await seedJob(aws, { chunks: [rows] });
     // Request lines as Python writes them: spaces, \u escapes. Their params reach the API byte for byte.
     const params = '{"model": "claude-haiku-4-5", "max_tokens": 64, "messages": [{"role": "user", "content": "caf\\u00e9 \\ud83d\\ude00"}]}';
-    await putText(aws, job.keys.chunkRequests(0, 1), rows.map((r) => `{"custom_id": "${r.custom_id}", "params": ${params}}\n`).join(''));
+    await putAttemptOne(aws, job.jobId, 0, rows.map((r) => `{"custom_id": "${r.custom_id}", "params": ${params}}\n`).join(''));
     const recorded = recordingCreates(plain.api);
 
     const out = await submitChunk({ jobId: job.jobId, chunk: 0 }, { ...plain.deps, api: recorded.api });

@@ -1,6 +1,6 @@
 /**
- * Jobs set up the way Prepare leaves them (job record, chunk records, attempt-1 requests files,
- * the invalid-line report), and a driver that runs a chunk's lifecycle against the simulator, for
+ * Jobs set up the way Prepare leaves them (job record, chunk records, attempt 1 of each chunk as a
+ * row index over a source object, the invalid-line report), and a driver that runs a chunk's lifecycle against the simulator, for
  * the tests of Submit, Poll, Collect and Finalize.
  *
  *   const job = await seedJob(aws, { chunks: [requests(3, 'a'), requests(2, 'b')] });
@@ -11,6 +11,9 @@ import { GetObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
 import { BatchesClient } from '../../shared/anthropic/client';
 import type { BatchRequest } from '../../shared/anthropic/types';
 import type { PipelineConfig } from '../../shared/config';
+import { requestLines, RowIndex, storeRowIndex, type AttemptRef } from '../../shared/jobs/chunk-files';
+import { splitLines } from '../../shared/jsonl/lines';
+import { leadingCustomId } from '../../shared/jsonl/raw-json';
 import { getItem, putItem } from '../../shared/store/dynamo';
 import { chunkSk, JOB_SK, JOBS_GSI_PK, jobPk, type ChunkItem, type JobItem } from '../../shared/store/items';
 import { readRowRecord } from '../../shared/jobs/row-records';
@@ -96,7 +99,7 @@ export async function seedJob(aws: LocalAws, options: SeedOptions): Promise<Seed
   await putText(aws, keys.invalidWork, invalid.map((line) => JSON.stringify(line) + '\n').join(''));
   if (outcome !== 'rejected') {
     for (const [chunk, rows] of options.chunks.entries()) {
-      await putText(aws, keys.chunkRequests(chunk, 1), serialize(rows));
+      await putAttemptOne(aws, jobId, chunk, serialize(rows));
       const bytes = createBytes(rows);
       const item: ChunkItem = {
         pk: jobPk(jobId),
@@ -117,6 +120,36 @@ export async function seedJob(aws: LocalAws, options: SeedOptions): Promise<Seed
     }
   }
   return { jobId, keys, chunks: options.chunks, input };
+}
+
+/**
+ * Attempt 1 of a chunk as Prepare stores it: `text` (request lines; blank ones are skipped) becomes
+ * a source object of its own, and the chunk's row index names each line's request in it.
+ */
+export async function putAttemptOne(aws: LocalAws, jobId: string, chunk: number, text: string | Buffer): Promise<void> {
+  const key = `seeded/${jobId}/chunk-${chunk}.jsonl`;
+  const put = await aws.s3.send(new PutObjectCommand({ Bucket: aws.bucket, Key: key, Body: text }));
+  const index = new RowIndex();
+  for await (const line of splitLines([Buffer.from(text)])) {
+    const start = line.bytes.findIndex((byte) => !WHITESPACE.has(byte));
+    if (start === -1) continue;
+    let end = line.bytes.length;
+    while (WHITESPACE.has(line.bytes[end - 1]!)) end -= 1;
+    const request = line.bytes.subarray(start, end);
+    const customId = leadingCustomId(request, { mayRepeat: true }) ?? (JSON.parse(request.toString('utf8')) as { custom_id: string }).custom_id;
+    index.add(line.offset + start, request.length, customId);
+  }
+  const source = { bucket: aws.bucket, key, versionId: put.VersionId, etag: put.ETag!.replace(/"/g, '') };
+  await storeRowIndex(aws.s3, aws.bucket, jobId, chunk, source, index);
+}
+
+const WHITESPACE = new Set([0x20, 0x09, 0x0d, 0x0a]);
+
+/** An attempt's requests as create would send them (before wire ids), one a line: what a requests file of it would hold. */
+export async function attemptText(aws: LocalAws, ref: AttemptRef): Promise<string> {
+  let text = '';
+  for await (const line of requestLines(aws.s3, aws.bucket, ref)) text += line.toString('utf8') + '\n';
+  return text;
 }
 
 export async function putText(aws: LocalAws, key: string, body: string | Buffer): Promise<void> {
