@@ -55,6 +55,9 @@ export interface ExecutionCount {
  * Each execution: ExecutionStarted and ExecutionSucceeded.
  */
 export const EVENTS = { Task: 5, Wait: 2, Choice: 2, Pass: 2, Succeed: 2, Fail: 1, Map: 4, Parallel: 4, execution: 2 } as const;
+/** A callback Task (`.waitForTaskToken`, AwaitBatch) may also record TaskSubmitted: 6 (heartbeats add none). */
+export const CALLBACK_TASK_EVENTS = 6;
+const isCallback = (state: AslState) => state.Type === 'Task' && String(state.Resource ?? '').endsWith('.waitForTaskToken');
 
 const MAX_STEPS = 1_000_000;
 
@@ -69,7 +72,7 @@ export function walkExecution(graph: Pick<AslDefinition, 'StartAt' | 'States'>, 
     const runs = (count.states[name] ?? 0) + 1;
     count.states[name] = runs;
     count.transitions += 1;
-    count.events += EVENTS[state.Type as keyof typeof EVENTS] ?? 2;
+    count.events += isCallback(state) ? CALLBACK_TASK_EVENTS : (EVENTS[state.Type as keyof typeof EVENTS] ?? 2);
     switch (state.Type) {
       case 'Task':
         data = applyResultPath(data, outputs(name, data, runs), state.ResultPath);
@@ -202,6 +205,12 @@ export interface JobScenario {
   attemptsPerChunk: number;
   /** Polls of each attempt until its batch is seen ended. */
   pollsPerAttempt: number;
+  /**
+   * How attempts wait, when the definition has AwaitBatch: `poller` (default), every poll follows a
+   * wake (one poll: woken as the batch ended); `fallback`, the poller is down: one AwaitBatch that
+   * times out, then the Wait loop's polls.
+   */
+  wait?: 'poller' | 'fallback';
 }
 
 /**
@@ -227,8 +236,10 @@ export function walkJob(definition: AslDefinition, scenario: JobScenario): Execu
         };
       case 'SubmitChunk':
         return { ...ref, attempt: run, batchId: `batch-${run}`, canceled: false, waitSeconds: 30 };
+      case 'AwaitBatch':
+        return { reason: 'ended' };
       case 'PollBatch':
-        return { ...(input as object), ended: run % scenario.pollsPerAttempt === 0, waitSeconds: 60 };
+        return { ...(input as object), ended: run % scenario.pollsPerAttempt === 0, waitSeconds: 60, watch: (scenario.wait ?? 'poller') === 'poller' };
       case 'CollectResults': {
         const retry = run < scenario.attemptsPerChunk;
         return { ...ref, attempt: run, retry, retryWaitSeconds: retry ? 60 : 0 };
