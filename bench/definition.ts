@@ -17,6 +17,10 @@ export interface JobMachine {
   definition: AslDefinition;
   /** Memory (MB) of the Lambda function each Task state invokes, by state name. */
   taskMemoryMb: Record<string, number>;
+  /** Memory (MB) of every function, by handler name (functions/<name>.ts). */
+  functionMemoryMb: Record<string, number>;
+  /** The Map's MaxConcurrency. */
+  maxConcurrency: number | undefined;
 }
 
 /** The job state machine as deployed (synthesized from infra/, cached by local/synth.ts). */
@@ -30,7 +34,9 @@ export async function loadJobMachine(): Promise<JobMachine> {
     const fn = findFunction(functions, target.functionRef);
     if (fn) taskMemoryMb[target.state] = fn.memoryMb;
   }
-  return { definition, taskMemoryMb };
+  const functionMemoryMb = Object.fromEntries(functions.map((fn) => [fn.entry.replace(/^functions\/|\.ts$/g, ''), fn.memoryMb]));
+  const maxConcurrency = (definition.States.ForEachChunk as { MaxConcurrency?: number } | undefined)?.MaxConcurrency;
+  return { definition, taskMemoryMb, functionMemoryMb, maxConcurrency };
 }
 
 /** What a Task returns, given its state name, its input and how many times it has run in this execution (1-based). */

@@ -10,6 +10,7 @@
  *  - Scale: 1,000 batches in flight (half ended), one watch each, one tick: its list calls,
  *    retrieves, wakes, heartbeats and wall time.
  */
+import { setMaxListeners } from 'node:events';
 import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 
@@ -138,6 +139,8 @@ async function measureScale(stack: Awaited<ReturnType<typeof import('../local/ru
   const api = createBatchesClientFromEnv();
   stack.poller!.pause();
   const controller = new AbortController();
+  // One signal for the 1,000 waiting tasks (one execution's worth of listeners each, in the runtime).
+  setMaxListeners(0, controller.signal);
   const ended = Math.floor(count / 2);
   try {
     const request = { custom_id: 'r', params: { model: 'claude-haiku-4-5', max_tokens: 16, messages: [{ role: 'user' as const, content: 'hi' }] } };

@@ -35,8 +35,8 @@ export const NOTICE_LENGTHS = [
   { label: '12 h', seconds: 43_200 },
   { label: '24 h', seconds: 86_340 },
 ];
-/** Slow enough that a tick (0.5 s real) and a PollBatch take few simulated seconds; each wait's middle is jumped over. */
-const TIME_SCALE = 120;
+/** Slow enough that a tick (1 s real apart) and a PollBatch take few simulated seconds on a loaded machine; each wait's middle is jumped over. */
+const TIME_SCALE = 60;
 const REPS = 3;
 const SCALE_BATCHES = 1_000;
 
