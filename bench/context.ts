@@ -55,6 +55,8 @@ export interface PollingMeasurement {
     bySeconds: Array<{ seconds: number; pollsPerAttempt: number; maxNoticeSeconds: number }>;
     /** One tick's wall time with 1,000 batches in flight (local). */
     tickMsAt1000: number;
+    /** Mean wall time of a tick with a job's watches (local). */
+    busyTickMs: number;
   };
 }
 

@@ -22,13 +22,15 @@ import { check, fmt, human, int, usd, type BenchReport } from './report';
 
 export const COST_TARGETS = { usdPerMillion: 0.5, waitingPerMillion: 0.01, totalPerMillion1h: 0.06, totalPerMillion24h: 0.07 };
 /**
- * The poller's tick and the arm, per call, for the cost model. Not measurable here (Lambda's own
- * duration): the tick as poller-design.md §5 sizes it (256 MB, 0.5 s busy, 0.05 s idle), DynamoDB
+ * The poller's tick and the arm, per call, for the cost model. A busy tick is its local wall time
+ * (measured by the polling benchmark) plus a round trip to the real API for its list call, which the
+ * loopback simulator does not have (an assumption, [U]); an idle tick (no watches: a Query and the
+ * health record) is taken at 0.05 s. DynamoDB
  * units from what each call does — tick: Query of the watches, the health record read and written, a
  * job read; arm: chunk and health reads, the chunk's arms count and the watch written, the watch
  * deleted by the poller.
  */
-export const POLLER_TICK = { busySeconds: 0.5, idleSeconds: 0.05, readUnits: 3, writeUnits: 1, idleReadUnits: 2, idleWriteUnits: 1 };
+export const POLLER_TICK = { apiRoundTripSeconds: 0.25, idleSeconds: 0.05, readUnits: 3, writeUnits: 1, idleReadUnits: 2, idleWriteUnits: 1 };
 export const ARM_CALL = { seconds: 0.05, readUnits: 2, writeUnits: 4 };
 /** The states of the wait: their transitions, with Poll, the arm and the ticks, are "waiting". */
 const WAIT_STATES = ['AwaitBatch', 'PollBatch', 'BatchEnded', 'WaitForBatch'];
@@ -74,10 +76,11 @@ export async function benchCost(ctx: BenchContext): Promise<BenchReport> {
     return Math.max(1, Math.round(run.pollsPerAttempt));
   };
   const pollerMemoryGb = machine.functionMemoryMb['poll-batches']! / 1024;
+  const busyTickSeconds = polling.poller.busyTickMs / 1000 + POLLER_TICK.apiRoundTripSeconds;
   const tickUsd = (busy: boolean) =>
     AWS_PRICES.schedulerPerInvocation +
     AWS_PRICES.lambdaPerRequest +
-    pollerMemoryGb * (busy ? POLLER_TICK.busySeconds : POLLER_TICK.idleSeconds) * AWS_PRICES.lambdaArmPerGbSecond +
+    pollerMemoryGb * (busy ? busyTickSeconds : POLLER_TICK.idleSeconds) * AWS_PRICES.lambdaArmPerGbSecond +
     (busy ? POLLER_TICK.readUnits : POLLER_TICK.idleReadUnits) * AWS_PRICES.dynamoPerReadUnit +
     (busy ? POLLER_TICK.writeUnits : POLLER_TICK.idleWriteUnits) * AWS_PRICES.dynamoPerWriteUnit;
 
@@ -219,7 +222,7 @@ export async function benchCost(ctx: BenchContext): Promise<BenchReport> {
     notes: [
       `The poller when nothing is in flight: 43,200 idle ticks a month (Scheduler, Lambda ${POLLER_TICK.idleSeconds} s, the Query and the health record) ≈ ${usd(idleMonth, 3)} a month at list prices ` +
         `(Scheduler's free 14M invocations a month would cover its share). A busy tick costs ${usd(tickUsd(true) * 1e6, 2)} per million; ticks are priced as if this job were the only one in flight.`,
-      `Arm and tick figures are modelled, not measured (Lambda duration is not measurable locally): tick ${POLLER_TICK.busySeconds} s × ${machine.functionMemoryMb['poll-batches']} MB, ` +
+      `Arm and tick figures are modelled: a busy tick ${fmt(busyTickSeconds, 2)} s × ${machine.functionMemoryMb['poll-batches']} MB (${fmt(polling.poller.busyTickMs, 0)} ms measured locally + ${POLLER_TICK.apiRoundTripSeconds} s assumed for the list call's round trip to the API), ` +
         `${POLLER_TICK.readUnits} RRU + ${POLLER_TICK.writeUnits} WRU; arm ${ARM_CALL.seconds} s, ${ARM_CALL.readUnits} RRU + ${ARM_CALL.writeUnits} WRU.`,
       `DynamoDB is ${fmt(dynamoShare * 100, 0)}% of the total: ${fmt(typical.writeUnits / MILLION, 3)} write units per request, mostly row records packed ` +
         `about 1,000 rows of a job to a bucket (an item per row would be 1 write unit each, $${AWS_PRICES.dynamoPerWriteUnit * MILLION} per million requests).`,

@@ -49,6 +49,8 @@ export interface NoticeResult {
   /** Batches API calls made while the jobs waited, by endpoint. */
   apiCalls: Record<string, number>;
   heartbeatTimeouts: number;
+  /** Mean wall time of a tick with watches (the handler, its DynamoDB and API calls, locally). */
+  busyTickMs: number;
   scale: ScaleRun;
 }
 
@@ -67,6 +69,11 @@ export async function measureNoticeDelays(input: NoticeInput): Promise<NoticeRes
     const ref = task as { batchId: string; wake?: unknown };
     starts.push({ batchId: ref.batchId, at: simulator.now(), woken: ref.wake !== undefined });
     return invoke(task);
+  });
+  // Wall time of the ticks that had watches (a job waiting), as the runtime invoked the handler.
+  const busyTicks: number[] = [];
+  stack.on((event) => {
+    if (event.type === 'poller-ticked' && ((event.report as { watches?: number } | undefined)?.watches ?? 0) > 0) busyTicks.push(event.ms);
   });
   const runs: NoticeRun[] = [];
   const before = { ...simulator.stats().calls };
@@ -115,6 +122,7 @@ export async function measureNoticeDelays(input: NoticeInput): Promise<NoticeRes
       tickPeriodMs: stack.poller!.periodMs,
       apiCalls,
       heartbeatTimeouts: stack.taskTokens.counts.heartbeatTimeouts,
+      busyTickMs: busyTicks.reduce((sum, ms) => sum + ms, 0) / Math.max(1, busyTicks.length),
       scale,
     };
   } finally {

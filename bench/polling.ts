@@ -81,6 +81,7 @@ export async function benchPolling(ctx: BenchContext): Promise<BenchReport> {
     poller: {
       bySeconds: rows.map((r) => ({ seconds: r.seconds, pollsPerAttempt: Math.max(1, r.polls), maxNoticeSeconds: r.max })),
       tickMsAt1000: scale.tickMs,
+      busyTickMs: measured.busyTickMs,
     },
   };
 
@@ -132,7 +133,7 @@ export async function benchPolling(ctx: BenchContext): Promise<BenchReport> {
     notes: [
       'Each run is a 1-row job; after its batch is created the simulator\'s clock jumps to 1.5–3.5 simulated minutes before the end, so a 24 h wait takes seconds. ' +
         'The poller ticks on a real timer the whole time, so where an end falls between ticks is as random as in AWS. The delay counts the tick\'s own run and the PollBatch start, scaled by the time scale.',
-      `Jobs waited with the poller: ${int(measured.ticks)} ticks; Batches API calls while they ran: ${Object.entries(measured.apiCalls).map(([e, n]) => `${e} ${int(n)}`).join(', ')}; heartbeat timeouts ${int(measured.heartbeatTimeouts)}.`,
+      `Jobs waited with the poller: ${int(measured.ticks)} ticks (a tick with watches took ${fmt(measured.busyTickMs, 0)} ms locally); Batches API calls while they ran: ${Object.entries(measured.apiCalls).map(([e, n]) => `${e} ${int(n)}`).join(', ')}; heartbeat timeouts ${int(measured.heartbeatTimeouts)}.`,
       'Not measurable locally (poller-design.md §9): EventBridge Scheduler\'s delivery lag and Step Functions\' resume after SendTaskSuccess; both add to the delay in AWS.',
       `The fallback columns replay Poll's schedule (clamp(${settings.pollFraction} × age, ${settings.pollMinSeconds} s, ${settings.pollMaxSeconds} s)) for a batch ending at that length: what chunks get while the poller is down.`,
     ],

@@ -179,7 +179,9 @@ export const HANDLER_SPECS: Record<HandlerName, HandlerSpec> = {
   },
   'poll-batches': {
     description: 'Every minute: wakes the chunks whose batch ended, heartbeats the others',
-    memorySize: 256,
+    // It runs 43,200 times a month, mostly waiting on the network: the smallest size halves its cost
+    // (one tick over 1,000 watches takes about a second locally).
+    memorySize: 128,
     // Shorter than the one-minute period: ticks never overlap (reserved concurrency 1 besides).
     timeout: Duration.seconds(50),
     read: [],

@@ -105,7 +105,7 @@ export type LocalEvent =
   /** A callback wait (AwaitBatch) ended: woken by the poller (`reason` its wake's), or timed out / refused (`error`). */
   | { type: 'batch-woken'; jobId: string; chunk: number; attempt: number; reason?: string; error?: string }
   /** One run of the poller's schedule (`report` its reply, or `error`). */
-  | { type: 'poller-ticked'; report?: unknown; error?: string }
+  | { type: 'poller-ticked'; report?: unknown; error?: string; ms: number }
   | { type: 'chunk-collected'; jobId: string; chunk: number; attempt: number; retry: boolean }
   | { type: 'chunk-failed'; jobId: string; chunk: number; error: string }
   | { type: 'job-finalized'; jobId: string; status: string }
@@ -654,14 +654,15 @@ function startPoller(
   let stopped = false;
   let ticks = 0;
   const run = (): Promise<unknown> => {
+    const started = performance.now();
     const tick = invoke(fn, schedule.input).then(
       (report) => {
         ticks += 1;
-        emit({ type: 'poller-ticked', report });
+        emit({ type: 'poller-ticked', report, ms: performance.now() - started });
         return report;
       },
       (error: Error) => {
-        emit({ type: 'poller-ticked', error: error.name });
+        emit({ type: 'poller-ticked', error: error.name, ms: performance.now() - started });
         return undefined;
       },
     );

@@ -32,7 +32,7 @@ describe('the poller', () => {
   });
 
   it('runs one tick at a time (reserved concurrency 1), under a minute, with no async retry', () => {
-    expect(json.Resources[poller()]?.Properties).toMatchObject({ ReservedConcurrentExecutions: 1, Timeout: 50, MemorySize: 256 });
+    expect(json.Resources[poller()]?.Properties).toMatchObject({ ReservedConcurrentExecutions: 1, Timeout: 50, MemorySize: 128 });
     const config = logicalIds(json, 'AWS::Lambda::EventInvokeConfig')
       .map((id) => json.Resources[id]?.Properties as { FunctionName: { Ref: string } })
       .find((properties) => properties.FunctionName.Ref === poller());

@@ -271,7 +271,7 @@ describe('the functions', () => {
     'reconcile-jobs': { MemorySize: 2048, Timeout: 900, EphemeralStorage: { Size: 4096 } },
     'execution-ended': { MemorySize: 512, Timeout: 300 },
     'await-batch': { MemorySize: 256, Timeout: 30 },
-    'poll-batches': { MemorySize: 256, Timeout: 50 },
+    'poll-batches': { MemorySize: 128, Timeout: 50 },
   };
 
   it('are one per handler, each naming its source file in the template', () => {
