@@ -178,6 +178,9 @@ export interface LocalPoller {
   readonly ticks: number;
 }
 
+/** The poller's ticks are at least this far apart in real time, whatever the time scale. */
+const POLLER_MIN_TICK_MS = 50;
+
 /** The handler the poller's schedule targets (its ticks run on a timer, not on runSchedules). */
 const POLLER_ENTRY = 'functions/poll-batches.ts';
 
@@ -251,7 +254,10 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
   const isPollerSchedule = (schedule: LocalSchedule) => findFunction(functions, schedule.targetArn)?.entry === POLLER_ENTRY;
   const schedules = allSchedules.filter((schedule) => !isPollerSchedule(schedule));
   const pollerSchedule = allSchedules.find(isPollerSchedule);
-  const taskTokens = new LocalTaskTokens(timeScale);
+  // The poller's tick in real ms: its rate divided by the time scale, but not under POLLER_MIN_TICK_MS
+  // (at 3,600× a tick every 17 ms would take a core); a heartbeat timeout then outlasts 10 ticks.
+  const pollerTickMs = pollerSchedule ? Math.max((scheduleSeconds(pollerSchedule.expression) * 1000) / timeScale, POLLER_MIN_TICK_MS) : 0;
+  const taskTokens = new LocalTaskTokens(timeScale, { minHeartbeatMs: 10 * pollerTickMs });
   let poller: (LocalPoller & { stop(): Promise<void> }) | undefined;
 
   const listeners = new Set<(event: LocalEvent) => void>();
@@ -314,9 +320,8 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
     // The poller's period and staleness bound are simulated time, like the workflow's waits. Stale
     // after 3 periods, but never under 1 real second: a busy machine's late timer is not an outage.
     if (pollerSchedule) {
-      const periodSeconds = scheduleSeconds(pollerSchedule.expression);
-      env.BATCHLINE_POLLER_PERIOD_SECONDS = String(periodSeconds / timeScale);
-      env.BATCHLINE_POLLER_STALE_SECONDS = String(Math.max((3 * periodSeconds) / timeScale, 1));
+      env.BATCHLINE_POLLER_PERIOD_SECONDS = String(pollerTickMs / 1000);
+      env.BATCHLINE_POLLER_STALE_SECONDS = String(Math.max((3 * pollerTickMs) / 1000, 1));
     }
     if (simulator) env.ANTHROPIC_BASE_URL = simulator.url;
     else if (options.live?.baseUrl) env.ANTHROPIC_BASE_URL = options.live.baseUrl;
@@ -418,7 +423,7 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
       publish('default', event, { key: record.s3.object.key, etag: event.detail.object.etag });
     });
     if (pollerSchedule) {
-      poller = startPoller(pollerSchedule, findFunction(functions, pollerSchedule.targetArn)!, timeScale, emit, (fn, input) =>
+      poller = startPoller(pollerSchedule, findFunction(functions, pollerSchedule.targetArn)!, pollerTickMs, emit, (fn, input) =>
         invokeLocal(fn, handlers.get(fn.logicalId)!, input),
       );
       // Ticked once before any job: the arm finds the poller healthy from the first chunk on.
@@ -644,11 +649,10 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
 function startPoller(
   schedule: LocalSchedule,
   fn: NonNullable<ReturnType<typeof findFunction>>,
-  timeScale: number,
+  periodMs: number,
   emit: (event: LocalEvent) => void,
   invoke: (fn: NonNullable<ReturnType<typeof findFunction>>, input: unknown) => Promise<unknown>,
 ): LocalPoller & { stop(): Promise<void> } {
-  const periodMs = (scheduleSeconds(schedule.expression) * 1000) / timeScale;
   let running: Promise<unknown> | undefined;
   let paused = false;
   let stopped = false;

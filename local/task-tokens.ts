@@ -36,7 +36,14 @@ export class LocalTaskTokens {
   /** Every token issued, and how each ended (for tests and the bench). */
   readonly counts = { issued: 0, succeeded: 0, failed: 0, heartbeatTimeouts: 0, timeouts: 0, aborted: 0 };
 
-  constructor(private readonly timeScale: number) {}
+  /**
+   * `minHeartbeatMs`: a heartbeat timeout never shorter than this in real ms — the poller's ticks have
+   * a floor in real time (runtime.ts), and at a high time scale 900 s would be shorter than its beat.
+   */
+  constructor(
+    private readonly timeScale: number,
+    private readonly options: { minHeartbeatMs?: number } = {},
+  ) {}
 
   /**
    * Runs one attempt of a callback Task: `input` is its effective input (after Parameters),
@@ -71,7 +78,7 @@ export class LocalTaskTokens {
         heartbeat = setTimeout(() => {
           this.counts.heartbeatTimeouts += 1;
           fail(taskError('States.HeartbeatTimeout', `no heartbeat for ${spec.HeartbeatSeconds} s`));
-        }, (spec.HeartbeatSeconds * 1000) / this.timeScale);
+        }, Math.max((spec.HeartbeatSeconds * 1000) / this.timeScale, this.options.minHeartbeatMs ?? 0));
       };
       if (spec.TimeoutSeconds !== undefined) {
         timers.push(

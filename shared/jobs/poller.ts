@@ -10,7 +10,9 @@
  *      status and counts, never row data), and each whose job has a cancel to forward, then deletes
  *      the watch on condition that it still holds the token it woke;
  *   4. heartbeats the others every HEARTBEAT_PERIODS ticks, whatever the API said (so an API
- *      outage keeps chunks waiting rather than failing over);
+ *      outage keeps chunks waiting rather than failing over) — unless the API refused the key
+ *      (401/403): then no heartbeats, so within 15 minutes the chunks' PollBatch takes over and
+ *      waits for a valid key as it always has (ApiKeyRefused, its alarm, `batchline status`);
  *   5. writes its health record, which the arm and PollBatch read.
  *
  * A wake is a hint: PollBatch decides. Comparing current state every tick (level, not edge), a
@@ -19,7 +21,7 @@
  */
 import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import type { BatchesApi } from '../anthropic/api';
-import { ApiNotFound } from '../anthropic/errors';
+import { ApiAuthError, ApiNotFound } from '../anthropic/errors';
 import type { MessageBatch } from '../anthropic/types';
 import type { PipelineConfig, PollerConfig } from '../config';
 import { quietObserver, type Observer } from '../observability';
@@ -84,7 +86,7 @@ export async function pollerTick(deps: PollerDeps): Promise<TickReport> {
   report.watches = watches.length;
 
   if (watches.length > 0) {
-    const seen = await lookUp(watches, api, report, observer);
+    const { seen, keyRefused } = await lookUp(watches, api, report, observer);
     const pending: WatchItem[] = [];
     const wakes: Array<{ watch: WatchItem; output: WakeOutput }> = [];
     for (const watch of watches) {
@@ -117,7 +119,11 @@ export async function pollerTick(deps: PollerDeps): Promise<TickReport> {
       const armed = Date.parse(watch.armedAt);
       return !Number.isFinite(lastTick) || Math.floor((at - armed) / period) > Math.floor((lastTick - armed) / period);
     };
-    await eachLimited(waiting.filter(due), async (watch) => {
+    if (keyRefused) {
+      observer.metric('ApiKeyRefused', 1);
+      observer.error('the API refuses the key (401/403): no heartbeats, so waiting chunks hand over to PollBatch within 15 minutes', { watches: waiting.length });
+    }
+    await eachLimited(keyRefused ? [] : waiting.filter(due), async (watch) => {
       const sent = await settle(() => callbacks.heartbeat(watch.taskToken), report);
       if (sent === 'sent') report.heartbeats += 1;
       if (sent === 'closed') {
@@ -136,7 +142,12 @@ export async function pollerTick(deps: PollerDeps): Promise<TickReport> {
 }
 
 /** The watched batches as the API has them: listed newest first, then retrieved one by one if missed. */
-async function lookUp(watches: WatchItem[], api: BatchesApi, report: TickReport, observer: Observer): Promise<Map<string, MessageBatch | 'gone'>> {
+async function lookUp(
+  watches: WatchItem[],
+  api: BatchesApi,
+  report: TickReport,
+  observer: Observer,
+): Promise<{ seen: Map<string, MessageBatch | 'gone'>; keyRefused: boolean }> {
   const seen = new Map<string, MessageBatch | 'gone'>();
   const wanted = new Set(watches.map((watch) => watch.batchId));
   const oldest = Math.min(...watches.map((watch) => Date.parse(watch.createdAt)));
@@ -152,8 +163,9 @@ async function lookUp(watches: WatchItem[], api: BatchesApi, report: TickReport,
     }
   } catch (error) {
     report.errors += 1;
+    if (error instanceof ApiAuthError) return { seen, keyRefused: true };
     observer.warn('the list failed: no wakes this tick, heartbeats go on', { error: (error as Error).name });
-    return seen;
+    return { seen, keyRefused: false };
   }
   // Sorted by expiry: the batches due soonest are looked up first.
   const missed = watches.filter((watch) => !seen.has(watch.batchId)).slice(0, MAX_RETRIEVES_PER_TICK);
@@ -168,7 +180,7 @@ async function lookUp(watches: WatchItem[], api: BatchesApi, report: TickReport,
       else report.errors += 1;
     }
   }
-  return seen;
+  return { seen, keyRefused: false };
 }
 
 async function readJobs(watches: WatchItem[], deps: PollerDeps, report: TickReport): Promise<Map<string, JobItem>> {

@@ -8,10 +8,11 @@ import { submitChunk } from '../../shared/jobs/submit';
 import { pollerHealthKey, WATCH_ARMS_CAP } from '../../shared/jobs/watch';
 import { getItem, putItem, queryPartition, updateItem } from '../../shared/store/dynamo';
 import { JOB_SK, jobPk, WATCH_PK, type PollerHealthItem, type WatchItem } from '../../shared/store/items';
+import { BatchesClient } from '../../shared/anthropic/client';
 import { startAwsShim, type AwsShim } from '../../local/aws-shim';
 import { LocalTaskTokens, TOKEN_PLACEHOLDER } from '../../local/task-tokens';
 import { useLocalAws } from '../support/aws';
-import { readChunkItem, seedJob, sharedClock, startApi, stopApi, type ApiContext } from '../support/chunks';
+import { readChunkItem, seedJob, sharedClock, startApi, stopApi, TEST_API_KEY, type ApiContext } from '../support/chunks';
 import { pipelineConfig } from '../support/pipeline';
 import { requests } from '../support/requests';
 
@@ -31,7 +32,7 @@ describe('the poller', () => {
     heartbeat: async (taskToken) => void (await sfn.send(new SendTaskHeartbeatCommand({ taskToken }))),
   };
   beforeAll(async () => {
-    ctx = await startApi({ processingSeconds: 600 });
+    ctx = await startApi({ processingSeconds: 600, apiKeys: [TEST_API_KEY] });
     shim = await startAwsShim({ secret: () => undefined, startExecution: () => { throw new Error('unused'); }, describeExecution: () => undefined, listExecutions: () => [], taskTokens: tokens });
     sfn = new SFNClient({ endpoint: shim.endpoint, region: 'us-east-1', credentials: { accessKeyId: 'local', secretAccessKey: 'local' }, maxAttempts: 1 });
   });
@@ -145,6 +146,24 @@ describe('the poller', () => {
     }
     expect(await tick(time.now)).toMatchObject({ woken: 1, errors: 0 });
     await expect(woken).resolves.toMatchObject({ reason: 'ended' });
+  });
+
+  it('stops heartbeating while the API refuses the key, so PollBatch takes the chunks over as it always has', async () => {
+    const time = clock();
+    await tick(time.now);
+    const { controller } = await waiting(time.now);
+    const refused = new BatchesClient({ apiKey: 'sk-revoked', baseUrl: ctx.sim.url, sleep: async () => undefined });
+    try {
+      time.advance(300);
+      const report = await pollerTick({ dynamo: aws.dynamo, api: refused, callbacks, config: { table: aws.table, ...poller }, now: time.now });
+      expect(report).toMatchObject({ woken: 0, heartbeats: 0, errors: 1 });
+      expect(tokens.openTokens()).toHaveLength(1);
+    } finally {
+      await refused.close();
+      controller.abort();
+    }
+    time.advance(300);
+    expect(await tick(time.now)).toMatchObject({ dropped: 1 });
   });
 
   it('forwards a job\'s cancel request by waking its attempt, once: PollBatch cancels, and the re-armed watch waits for the end', async () => {
