@@ -126,6 +126,22 @@ describe('the poller\'s faults, on the local pipeline', () => {
     await settled(run, rows);
   }, SLOW);
 
+  it('a key refused by the API (401) on the list: the poller stops heartbeating, the chunks poll on their own and wait for a valid key', async () => {
+    const rows = ids('k', 2);
+    const { jobId, finish } = await armed('k.jsonl', rows, 1);
+    under.stack.simulator!.setHttpFaults([{ endpoint: ['list', 'retrieve'], status: 401, rate: 1 }]);
+    try {
+      await until(async () => of('batch-woken', jobId).some((event) => event.error === 'States.HeartbeatTimeout'));
+      await until(async () => (await chunkRecords(under.stack, jobId))[0]!.attempts[0]!.keyRefusedSince !== undefined);
+    } finally {
+      under.stack.simulator!.setHttpFaults([]);
+    }
+    const run = await finish();
+    expect(run.outcome.status).toBe('succeeded');
+    expect((await chunkRecords(under.stack, jobId))[0]!.attempts[0]!.keyRefusedSince).toBeUndefined();
+    await settled(run, rows);
+  }, SLOW);
+
   it('h. a cancel requested while chunks wait is forwarded: the poller wakes the chunks, PollBatch sends it', async () => {
     under.stack.simulator!.setBatchFaults({ stall: true });
     try {
