@@ -52,8 +52,16 @@ export interface CollectMeasurement {
 }
 
 export interface PollingMeasurement {
-  /** Polls for a batch that ends after this many seconds (default settings). */
+  /** The fallback (adaptive Wait loop): polls for a batch that ends after this many seconds (default settings). */
   byDuration: Array<{ seconds: number; polls: number; noticeDelaySeconds: number }>;
+  /** With the poller, measured on the local stack. */
+  poller: {
+    bySeconds: Array<{ seconds: number; pollsPerAttempt: number; maxNoticeSeconds: number }>;
+    /** One tick's wall time with 1,000 batches in flight (local). */
+    tickMsAt1000: number;
+    /** Mean wall time of a tick with a job's watches (local). */
+    busyTickMs: number;
+  };
 }
 
 export interface Measurements {

@@ -6,8 +6,10 @@
  *   Lambda        memory (from the synthesized template) × each step's measured duration, scaled:
  *                 Prepare by bytes, Submit/Collect/Finalize by rows, Poll per call × polls.
  *   Step Functions transitions: the synthesized definition walked for a 1M-row job (its chunks,
- *                 attempts and polls per attempt from the polling schedule); the local engine cannot
- *                 count them.
+ *                 attempts, and polls per attempt as the polling benchmark measured them with the
+ *                 poller); the local engine cannot count them.
+ *   Poller        its ticks while the job waits (one a minute: Scheduler, Lambda, DynamoDB), as
+ *                 their own line, as if the job were the only one in flight (the worst case).
  *   DynamoDB      write and read units as dynalite reported them (ReturnConsumedCapacity), scaled.
  *   S3            requests counted by SDK middleware, by price class, scaled.
  */
@@ -16,13 +18,27 @@ import { addReadings, s3Classes, type MeterReading } from './aws-meter';
 import type { BenchContext, StepMeasurement } from './context';
 import { EVENTS, loadJobMachine, totalTransitions, walkJob, type JobScenario } from './definition';
 import { AWS_PRICES, PRICES_AS_OF } from './prices';
-import { check, fmt, int, usd, type BenchReport } from './report';
+import { check, fmt, human, int, usd, type BenchReport } from './report';
 
-export const COST_TARGETS = { usdPerMillion: 0.5 };
+export const COST_TARGETS = { usdPerMillion: 0.5, waitingPerMillion: 0.01, totalPerMillion1h: 0.06, totalPerMillion24h: 0.07 };
+/**
+ * The poller's tick and the arm, per call, for the cost model. A busy tick is its local wall time
+ * (measured by the polling benchmark) plus a round trip to the real API for its list call, which the
+ * loopback simulator does not have (an assumption, [U]); an idle tick (no watches: a Query and the
+ * health record) is taken at 0.05 s. DynamoDB
+ * units from what each call does — tick: Query of the watches, the health record read and written, a
+ * job read; arm: chunk and health reads, the chunk's arms count and the watch written, the watch
+ * deleted by the poller.
+ */
+export const POLLER_TICK = { apiRoundTripSeconds: 0.25, idleSeconds: 0.05, readUnits: 3, writeUnits: 1, idleReadUnits: 2, idleWriteUnits: 1 };
+export const ARM_CALL = { seconds: 0.05, readUnits: 2, writeUnits: 4 };
+/** The states of the wait: their transitions, with Poll, the arm and the ticks, are "waiting". */
+const WAIT_STATES = ['AwaitBatch', 'PollBatch', 'BatchEnded', 'WaitForBatch'];
 const MILLION = 1_000_000;
 /** Most batches end within an hour (the API's own guidance); 24 h is the ceiling. */
 const TYPICAL_BATCH_SECONDS = 3_600;
-const WORST_BATCH_SECONDS = 86_400;
+/** A batch that ends a minute before its 24 h expiry (the polling benchmark's longest). */
+const WORST_BATCH_SECONDS = 86_340;
 
 interface StepCost {
   step: string;
@@ -55,10 +71,18 @@ export async function benchCost(ctx: BenchContext): Promise<BenchReport> {
   const attemptsPerChunk = collect.attempts / collect.chunks;
   const rowScale = MILLION / collect.rows;
   const pollsFor = (seconds: number) => {
-    const run = polling.byDuration.find((r) => r.seconds === seconds);
+    const run = polling.poller.bySeconds.find((r) => r.seconds === seconds);
     if (!run) throw new Error(`the polling benchmark has no ${seconds} s batch`);
-    return run.polls;
+    return Math.max(1, Math.round(run.pollsPerAttempt));
   };
+  const pollerMemoryGb = machine.functionMemoryMb['poll-batches']! / 1024;
+  const busyTickSeconds = polling.poller.busyTickMs / 1000 + POLLER_TICK.apiRoundTripSeconds;
+  const tickUsd = (busy: boolean) =>
+    AWS_PRICES.schedulerPerInvocation +
+    AWS_PRICES.lambdaPerRequest +
+    pollerMemoryGb * (busy ? busyTickSeconds : POLLER_TICK.idleSeconds) * AWS_PRICES.lambdaArmPerGbSecond +
+    (busy ? POLLER_TICK.readUnits : POLLER_TICK.idleReadUnits) * AWS_PRICES.dynamoPerReadUnit +
+    (busy ? POLLER_TICK.writeUnits : POLLER_TICK.idleWriteUnits) * AWS_PRICES.dynamoPerWriteUnit;
 
   const estimate = (batchSeconds: number) => {
     const pollsPerAttempt = pollsFor(batchSeconds);
@@ -74,6 +98,7 @@ export async function benchCost(ctx: BenchContext): Promise<BenchReport> {
         aws: scaled(prepare.aws, MILLION / prepare.rows),
       },
       { step: 'submit', state: 'SubmitChunk', invocations: attempts, seconds: (collect.submit.ms / 1000) * rowScale, aws: perCall(collect.submit, attempts) },
+      { step: 'arm', state: 'AwaitBatch', invocations: attempts, seconds: ARM_CALL.seconds * attempts, aws: { requests: {}, readUnits: ARM_CALL.readUnits * attempts, writeUnits: ARM_CALL.writeUnits * attempts } },
       { step: 'poll', state: 'PollBatch', invocations: polls, seconds: (collect.poll.ms / 1000 / Math.max(1, collect.poll.calls)) * polls, aws: perCall(collect.poll, polls) },
       { step: 'collect', state: 'CollectResults', invocations: attempts, seconds: (collect.collect.ms / 1000) * rowScale, aws: scaled(collect.collect.aws, rowScale) },
     ];
@@ -106,8 +131,26 @@ export async function benchCost(ctx: BenchContext): Promise<BenchReport> {
       { item: 'S3 PUT/POST/LIST requests', quantity: int(s3.tier1), usd: s3.tier1 * AWS_PRICES.s3PerTier1Request },
       { item: 'S3 GET/HEAD requests', quantity: int(s3.tier2), usd: s3.tier2 * AWS_PRICES.s3PerTier2Request },
     ];
+    // The poller ticks while any attempt waits: the Map's waves of chunks, each attempt about as long as its batch.
+    const waves = Math.ceil(chunks / (machine.maxConcurrency ?? 10));
+    const ticks = Math.ceil((waves * scenario.attemptsPerChunk * batchSeconds) / 60);
+    lines.push({ item: 'Poller ticks (Scheduler + Lambda + DynamoDB)', quantity: int(ticks), usd: ticks * tickUsd(true) });
     const total = lines.reduce((sum, line) => sum + line.usd, 0);
-    return { pollsPerAttempt, polls, steps, walked, transitions, lines, total, writeUnits: aws.writeUnits };
+    const waitTransitions = walked.children.reduce((sum, child) => sum + WAIT_STATES.reduce((n, state) => n + (child.states[state] ?? 0), 0), 0);
+    const waitSteps = steps.filter((s) => s.step === 'poll' || s.step === 'arm');
+    const waiting =
+      waitTransitions * AWS_PRICES.stepFunctionsPerTransition +
+      waitSteps.reduce(
+        (sum, s) =>
+          sum +
+          (memoryOf(s.state) / 1024) * s.seconds * AWS_PRICES.lambdaArmPerGbSecond +
+          s.invocations * AWS_PRICES.lambdaPerRequest +
+          s.aws.writeUnits * AWS_PRICES.dynamoPerWriteUnit +
+          s.aws.readUnits * AWS_PRICES.dynamoPerReadUnit,
+        0,
+      ) +
+      ticks * tickUsd(true);
+    return { pollsPerAttempt, polls, steps, walked, transitions, lines, total, writeUnits: aws.writeUnits, waiting, ticks, waitTransitions };
   };
 
   function memoryOf(state: string): number {
@@ -118,6 +161,8 @@ export async function benchCost(ctx: BenchContext): Promise<BenchReport> {
 
   const typical = estimate(TYPICAL_BATCH_SECONDS);
   const worst = estimate(WORST_BATCH_SECONDS);
+  const byLength = polling.poller.bySeconds.map((r) => ({ seconds: r.seconds, ...estimate(r.seconds) }));
+  const idleMonth = 43_200 * tickUsd(false);
   // The loop's cost, read off the definition: one more poll per attempt, everything else equal.
   const onePollMore = walkJob(machine.definition, { chunks: 1, attemptsPerChunk: 1, pollsPerAttempt: 2 });
   const onePoll = walkJob(machine.definition, { chunks: 1, attemptsPerChunk: 1, pollsPerAttempt: 1 });
@@ -158,10 +203,15 @@ export async function benchCost(ctx: BenchContext): Promise<BenchReport> {
         }),
       },
       {
+        title: 'waiting, per 1M requests, at every batch length the polling benchmark measured (wait states\' transitions, arm and Poll Lambdas and their DynamoDB units, poller ticks)',
+        headers: ['batch lasts', 'PollBatch per attempt', 'wait transitions', 'poller ticks', 'waiting USD', 'total USD'],
+        rows: byLength.map((r) => [human(r.seconds), int(r.pollsPerAttempt), int(r.waitTransitions), int(r.ticks), usd(r.waiting), usd(r.total, 3)]),
+      },
+      {
         title: 'Step Functions, from the synthesized definition',
         headers: ['figure', 'value'],
         rows: [
-          ['transitions per extra poll (WaitForBatch → PollBatch → BatchEnded)', int(perPollTransitions)],
+          ['transitions per extra poll (a spurious wake: AwaitBatch → PollBatch → BatchEnded)', int(perPollTransitions)],
           ['history events per extra poll', int(perPollEvents)],
           ['polls per attempt, 1 h / 24 h batch', `${int(typical.pollsPerAttempt)} / ${int(worst.pollsPerAttempt)}`],
           ['transitions of the job, 1 h / 24 h', `${int(typical.transitions)} / ${int(worst.transitions)}`],
@@ -170,10 +220,19 @@ export async function benchCost(ctx: BenchContext): Promise<BenchReport> {
       },
     ],
     checks: [
+      ...byLength.map((r) =>
+        check(`cost: waiting per 1M requests, ${human(r.seconds)} batches`, `≤ ${usd(COST_TARGETS.waitingPerMillion, 3)}`, usd(r.waiting), r.waiting <= COST_TARGETS.waitingPerMillion),
+      ),
+      check('cost: AWS per 1M requests, 1 h batches (with the poller)', `≤ ${usd(COST_TARGETS.totalPerMillion1h, 3)}`, usd(typical.total, 3), typical.total <= COST_TARGETS.totalPerMillion1h),
+      check('cost: AWS per 1M requests, 24 h batches (with the poller)', `≤ ${usd(COST_TARGETS.totalPerMillion24h, 3)}`, usd(worst.total, 3), worst.total <= COST_TARGETS.totalPerMillion24h),
       check('cost: AWS per 1M requests, 1 h batches', `≤ ${usd(COST_TARGETS.usdPerMillion, 2)}`, usd(typical.total, 3), typical.total <= COST_TARGETS.usdPerMillion),
       check('cost: AWS per 1M requests, 24 h batches', `≤ ${usd(COST_TARGETS.usdPerMillion, 2)}`, usd(worst.total, 3), worst.total <= COST_TARGETS.usdPerMillion),
     ],
     notes: [
+      `The poller when nothing is in flight: 43,200 idle ticks a month (Scheduler, Lambda ${POLLER_TICK.idleSeconds} s, the Query and the health record) ≈ ${usd(idleMonth, 3)} a month at list prices ` +
+        `(Scheduler's free 14M invocations a month would cover its share). A busy tick costs ${usd(tickUsd(true) * 1e6, 2)} per million; ticks are priced as if this job were the only one in flight.`,
+      `Arm and tick figures are modelled: a busy tick ${fmt(busyTickSeconds, 2)} s × ${machine.functionMemoryMb['poll-batches']} MB (${fmt(polling.poller.busyTickMs, 0)} ms measured locally + ${POLLER_TICK.apiRoundTripSeconds} s assumed for the list call's round trip to the API), ` +
+        `${POLLER_TICK.readUnits} RRU + ${POLLER_TICK.writeUnits} WRU; arm ${ARM_CALL.seconds} s, ${ARM_CALL.readUnits} RRU + ${ARM_CALL.writeUnits} WRU.`,
       `DynamoDB is ${fmt(dynamoShare * 100, 0)}% of the total: ${fmt(typical.writeUnits / MILLION, 3)} write units per request, mostly row records packed ` +
         `about 1,000 rows of a job to a bucket (an item per row would be 1 write unit each, $${AWS_PRICES.dynamoPerWriteUnit * MILLION} per million requests).`,
       `${longest.step} handles the whole job in one invocation and took ${fmt(longest.seconds, 0)} s per 1M rows here: at this rate Lambda's ` +

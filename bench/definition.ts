@@ -17,6 +17,10 @@ export interface JobMachine {
   definition: AslDefinition;
   /** Memory (MB) of the Lambda function each Task state invokes, by state name. */
   taskMemoryMb: Record<string, number>;
+  /** Memory (MB) of every function, by handler name (functions/<name>.ts). */
+  functionMemoryMb: Record<string, number>;
+  /** The Map's MaxConcurrency. */
+  maxConcurrency: number | undefined;
 }
 
 /** The job state machine as deployed (synthesized from infra/, cached by local/synth.ts). */
@@ -30,7 +34,9 @@ export async function loadJobMachine(): Promise<JobMachine> {
     const fn = findFunction(functions, target.functionRef);
     if (fn) taskMemoryMb[target.state] = fn.memoryMb;
   }
-  return { definition, taskMemoryMb };
+  const functionMemoryMb = Object.fromEntries(functions.map((fn) => [fn.entry.replace(/^functions\/|\.ts$/g, ''), fn.memoryMb]));
+  const maxConcurrency = (definition.States.ForEachChunk as { MaxConcurrency?: number } | undefined)?.MaxConcurrency;
+  return { definition, taskMemoryMb, functionMemoryMb, maxConcurrency };
 }
 
 /** What a Task returns, given its state name, its input and how many times it has run in this execution (1-based). */
@@ -55,6 +61,9 @@ export interface ExecutionCount {
  * Each execution: ExecutionStarted and ExecutionSucceeded.
  */
 export const EVENTS = { Task: 5, Wait: 2, Choice: 2, Pass: 2, Succeed: 2, Fail: 1, Map: 4, Parallel: 4, execution: 2 } as const;
+/** A callback Task (`.waitForTaskToken`, AwaitBatch) may also record TaskSubmitted: 6 (heartbeats add none). */
+export const CALLBACK_TASK_EVENTS = 6;
+const isCallback = (state: AslState) => state.Type === 'Task' && String(state.Resource ?? '').endsWith('.waitForTaskToken');
 
 const MAX_STEPS = 1_000_000;
 
@@ -69,7 +78,7 @@ export function walkExecution(graph: Pick<AslDefinition, 'StartAt' | 'States'>, 
     const runs = (count.states[name] ?? 0) + 1;
     count.states[name] = runs;
     count.transitions += 1;
-    count.events += EVENTS[state.Type as keyof typeof EVENTS] ?? 2;
+    count.events += isCallback(state) ? CALLBACK_TASK_EVENTS : (EVENTS[state.Type as keyof typeof EVENTS] ?? 2);
     switch (state.Type) {
       case 'Task':
         data = applyResultPath(data, outputs(name, data, runs), state.ResultPath);
@@ -202,6 +211,12 @@ export interface JobScenario {
   attemptsPerChunk: number;
   /** Polls of each attempt until its batch is seen ended. */
   pollsPerAttempt: number;
+  /**
+   * How attempts wait, when the definition has AwaitBatch: `poller` (default), every poll follows a
+   * wake (one poll: woken as the batch ended); `fallback`, the poller is down: one AwaitBatch that
+   * times out, then the Wait loop's polls.
+   */
+  wait?: 'poller' | 'fallback';
 }
 
 /**
@@ -228,8 +243,10 @@ export function walkJob(definition: AslDefinition, scenario: JobScenario): Execu
         };
       case 'SubmitChunk':
         return { ...ref, attempt: run, batchId: `batch-${run}`, canceled: false, waitSeconds: 30 };
+      case 'AwaitBatch':
+        return { reason: 'ended' };
       case 'PollBatch':
-        return { ...(input as object), ended: run % scenario.pollsPerAttempt === 0, waitSeconds: 60 };
+        return { ...(input as object), ended: run % scenario.pollsPerAttempt === 0, waitSeconds: 60, watch: (scenario.wait ?? 'poller') === 'poller' };
       case 'CollectResults': {
         const retry = run < scenario.attemptsPerChunk;
         return { ...ref, attempt: run, retry, retryWaitSeconds: retry ? 60 : 0 };

@@ -10,6 +10,7 @@ import { dataKey } from './encryption';
 import { Functions } from './functions';
 import { Notifications } from './notifications';
 import { Observability } from './observability';
+import { Poller } from './poller';
 import { readSettings, type BatchlineSettings } from './settings';
 import { Storage } from './storage';
 import { Triggers } from './triggers';
@@ -31,6 +32,8 @@ export class BatchlineStack extends Stack {
   readonly triggers: Triggers;
   readonly upkeep: Upkeep;
   readonly observability: Observability;
+  /** undefined when the `poller` setting is false. */
+  readonly poller: Poller | undefined;
 
   constructor(scope: Construct, id: string, props: BatchlineStackProps = {}) {
     const { settings: given, ...stackProps } = props;
@@ -64,6 +67,7 @@ export class BatchlineStack extends Stack {
       maxConcurrentChunks: settings.maxConcurrentChunks,
       logRetention: settings.logRetentionDays as logs.RetentionDays,
       logKey: key,
+      poller: settings.poller,
     });
     const stateMachine = this.workflow.stateMachine;
     this.functions.grantJobExecutions(stateMachine);
@@ -82,12 +86,17 @@ export class BatchlineStack extends Stack {
       deadLetterQueue: this.triggers.deadLetterQueue,
     });
 
+    this.poller = settings.poller
+      ? new Poller(this, 'Poller', { stateMachine, pollerFunction: fns['poll-batches'].fn, deadLetterQueue: this.triggers.deadLetterQueue })
+      : undefined;
+
     this.observability = new Observability(this, 'Observability', {
       stateMachine,
       functions: Object.fromEntries(Object.entries(fns).map(([name, handler]) => [name, handler.fn])),
       deadLetterQueue: this.triggers.deadLetterQueue,
       topic: this.notifications.topic,
       alarms: settings.alarms,
+      pollerFunction: this.poller ? fns['poll-batches'].fn : undefined,
     });
 
     const output = (id: string, value: string, description: string) => new CfnOutput(this, id, { value, description });

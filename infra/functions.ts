@@ -182,6 +182,30 @@ export const HANDLER_SPECS: Record<HandlerName, HandlerSpec> = {
     callsApi: true,
     notifies: true,
   },
+  'await-batch': {
+    description: 'Stores a waiting chunk attempt\'s task token for the poller, or sends it to the Wait loop',
+    memorySize: 256,
+    timeout: Duration.seconds(30),
+    read: [],
+    write: [],
+    table: 'readWrite',
+    callsApi: false,
+    notifies: false,
+  },
+  'poll-batches': {
+    description: 'Every minute: wakes the chunks whose batch ended, heartbeats the others',
+    // It runs 43,200 times a month, mostly waiting on the network: the smallest size halves its cost
+    // (one tick over 1,000 watches takes about a second locally).
+    memorySize: 128,
+    // Shorter than the one-minute period: ticks never overlap (reserved concurrency 1 besides).
+    timeout: Duration.seconds(50),
+    read: [],
+    write: [],
+    // Deletes the watches it settled.
+    table: 'readWriteDelete',
+    callsApi: true,
+    notifies: false,
+  },
 };
 
 export interface FunctionsProps {

@@ -30,6 +30,8 @@ export const HANDLER_NAMES = [
   'sweep-prefix',
   'reconcile-jobs',
   'execution-ended',
+  'await-batch',
+  'poll-batches',
 ] as const;
 export type HandlerName = (typeof HANDLER_NAMES)[number];
 

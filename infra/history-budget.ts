@@ -11,9 +11,14 @@
  * worst for the tasks that run once per attempt (Submit may wait out a full queue for hours); the
  * poll loop's own retries, which no setting bounds, get HISTORY_HEADROOM instead.
  *
+ * With the poller (an AwaitBatch state), the worst attempt is WATCH_ARMS_CAP arms that each woke to
+ * a batch still running (spurious wakes, cancels forwarded), then the poller down for the rest of
+ * the 24 h, so the Wait loop polls the whole day: the poller can add at most the cap's events.
+ *
  * Plain ASL in, no CDK: infra/workflow.ts hands over the rendered item processor.
  */
 import { simulatePolling, type PollSettings } from '../shared/jobs/poll';
+import { WATCH_ARMS_CAP } from '../shared/jobs/watch';
 import { CONTEXT_KEYS, SettingsError } from './settings';
 
 /** Events a Standard execution's history may hold. */
@@ -29,6 +34,8 @@ export const BATCH_LIFETIME_SECONDS = 86_400;
  * exited. Each execution: started and succeeded (or failed).
  */
 export const EVENTS = { Task: 5, Wait: 2, Choice: 2, Pass: 2, Succeed: 2, Fail: 1, execution: 2 } as const;
+/** A callback Task (`.waitForTaskToken`) may also record TaskSubmitted: counted at 6 (heartbeats add none). */
+export const CALLBACK_TASK_EVENTS = 6;
 /** A Task retried: the failure (LambdaFunctionFailed or TimedOut), then scheduled and started again. */
 export const EVENTS_PER_RETRY = 3;
 
@@ -113,12 +120,17 @@ const fmt = (n: number) => n.toLocaleString('en-US');
  */
 export function walkChunk(processor: AslGraph, attempts: number, polls: number): number {
   const runs: Record<string, number> = {};
+  // With the poller: each attempt's first polls follow arms (watch true) up to the cap, then the Wait loop's.
+  const arms = 'AwaitBatch' in processor.States ? WATCH_ARMS_CAP : 0;
+  const cycle = arms + polls;
   const output = (state: string, run: number): Record<string, unknown> => {
     switch (state) {
       case 'SubmitChunk':
         return { canceled: false };
+      case 'AwaitBatch':
+        return {};
       case 'PollBatch':
-        return { ended: run % polls === 0 };
+        return { ended: run % cycle === 0, watch: run % cycle !== 0 && run % cycle < arms };
       case 'CollectResults':
         return { retry: run < attempts };
       case 'FinalizeChunk':
@@ -169,6 +181,7 @@ function stateOf(graph: AslGraph, name: string): AslState {
 }
 
 function eventsOf(state: AslState): number {
+  if (state.Type === 'Task' && String(state.Resource ?? '').endsWith('.waitForTaskToken')) return CALLBACK_TASK_EVENTS;
   const events = EVENTS[state.Type as keyof typeof EVENTS];
   if (events === undefined) throw new Error(`the history budget does not count ${state.Type} states`);
   return events;

@@ -43,6 +43,8 @@ export interface ObservabilityProps {
   /** The alarms notify it. */
   topic: sns.ITopic;
   alarms: AlarmSettings;
+  /** functions/poll-batches.ts, when the stack has the poller: its throttles and missing ticks alarm. */
+  pollerFunction?: lambda.IFunction;
 }
 
 export class Observability extends Construct {
@@ -54,6 +56,8 @@ export class Observability extends Construct {
   readonly apiKeyRefusedAlarm: cloudwatch.Alarm;
   /** By handler name. */
   readonly functionErrorAlarms: Record<string, cloudwatch.Alarm>;
+  /** The poller's alarms (its errors are among functionErrorAlarms); empty without the poller. */
+  readonly pollerAlarms: cloudwatch.Alarm[] = [];
 
   constructor(scope: Construct, id: string, props: ObservabilityProps) {
     super(scope, id);
@@ -140,6 +144,32 @@ export class Observability extends Construct {
       ]),
     );
 
+    if (props.pollerFunction) {
+      const poller = props.pollerFunction;
+      this.pollerAlarms.push(
+        alarm('PollerThrottled', 'poller-throttled', {
+          alarmDescription:
+            'The poller (functions/poll-batches.ts, reserved concurrency 1) was throttled: a tick ran long or overlapped. Chunks still wake (the next tick, or their 15-minute heartbeat timeout), later.',
+          metric: poller.metricThrottles({ statistic: cloudwatch.Stats.SUM, period: FIVE_MINUTES }),
+          threshold: 0,
+          comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+          evaluationPeriods: 1,
+        }),
+        // Missing data is the news here: the poller ticks every minute, idle or not.
+        new cloudwatch.Alarm(this, 'PollerSilent', {
+          alarmName: `${stackName}-poller-silent`,
+          alarmDescription:
+            'The poller has not ticked for 5 minutes (schedule disabled or deleted, function failing before it counts). Chunks fall back to the adaptive Wait loop: slower to notice ended batches, never lost. Check the Poller schedule and the poll-batches logs.',
+          metric: pipelineMetric('PollerTicks', 'poller ticks', cloudwatch.Stats.SUM).with({ period: FIVE_MINUTES }),
+          threshold: 1,
+          comparisonOperator: cloudwatch.ComparisonOperator.LESS_THAN_THRESHOLD,
+          evaluationPeriods: 1,
+          treatMissingData: cloudwatch.TreatMissingData.BREACHING,
+        }),
+      );
+      this.pollerAlarms[1]!.addAlarmAction(notify);
+    }
+
     const hourly = executions(HOUR);
     const allAlarms = [
       this.failedExecutionsAlarm,
@@ -148,6 +178,7 @@ export class Observability extends Construct {
       this.deadLettersAlarm,
       this.apiKeyRefusedAlarm,
       ...Object.values(this.functionErrorAlarms),
+      ...this.pollerAlarms,
     ];
     const perFunction = (title: string, metric: (fn: lambda.IFunction, label: string) => cloudwatch.IMetric) =>
       new cloudwatch.GraphWidget({ title, width: 8, height: 6, left: Object.entries(props.functions).map(([name, fn]) => metric(fn, name)) });

@@ -101,6 +101,11 @@ export interface BatchlineSettings {
   /** An existing secret to use; undefined creates one with a placeholder value. */
   apiKeySecretName: string | undefined;
   schedules: ScheduleSetting[];
+  /**
+   * `poller` (default true): chunks wait for the one-a-minute poller (AwaitBatch), with the adaptive
+   * Wait loop as fallback while the poller is down; false: the Wait loop only, and no poller schedule.
+   */
+  poller: boolean;
 }
 
 export class SettingsError extends Error {
@@ -124,6 +129,7 @@ export const DEFAULT_SETTINGS: BatchlineSettings = {
   alarms: { ...DEFAULT_ALARMS },
   apiKeySecretName: undefined,
   schedules: [],
+  poller: true,
 };
 
 type ContextReader = (key: string) => unknown;
@@ -136,6 +142,7 @@ export function readSettings(tryGetContext: ContextReader): BatchlineSettings {
     ...Object.keys(API_SETTING_ENV),
     ...Object.keys(STACK_SETTING_DEFAULTS),
     'encryptionKey',
+    'poller',
   ]);
   for (const key of Object.keys(raw)) {
     if (!known.has(key)) {
@@ -176,7 +183,14 @@ export function readSettings(tryGetContext: ContextReader): BatchlineSettings {
     },
     apiKeySecretName: secretNameSetting(tryGetContext(CONTEXT_KEYS.apiKeySecretName)),
     schedules: readSchedules(parseIfString(CONTEXT_KEYS.schedules, tryGetContext(CONTEXT_KEYS.schedules))),
+    poller: pollerSetting(raw.poller),
   };
+}
+
+function pollerSetting(value: unknown): boolean {
+  if (value === undefined || value === true || value === 'true') return true;
+  if (value === false || value === 'false') return false;
+  throw new SettingsError(`${CONTEXT_KEYS.settings}.poller must be true or false, got ${JSON.stringify(value)}`);
 }
 
 function logRetentionSetting(days: number): number {

@@ -14,6 +14,8 @@ import { Construct } from 'constructs';
 import { PIPELINE_SETTING_ENV, readPipelineSettings } from '../shared/config';
 import {
   API_RETRYABLE_ERRORS,
+  CALLBACK_TIMEOUT_ERRORS,
+  POLLER_UNAVAILABLE_ERRORS,
   LAMBDA_CRASH_ERRORS,
   LAMBDA_TRANSIENT_ERRORS,
   OUTCOME_UNKNOWN_ERRORS,
@@ -146,6 +148,15 @@ export const RECORD_FAILURE_RETRY: sfn.RetryProps = {
   jitterStrategy: sfn.JitterType.FULL,
 };
 
+/**
+ * AwaitBatch (a chunk attempt waiting on the poller's callback): the poller heartbeats every 5
+ * minutes, so 15 minutes without one means it is down and the chunk polls directly; a batch expires
+ * 24 h after create, so no wait lasts past 25 h. Constants: the local engine would read a `*Path`
+ * against the wrong input (poller-design.md §3).
+ */
+export const AWAIT_HEARTBEAT_SECONDS = 900;
+export const AWAIT_TIMEOUT_SECONDS = 90_000;
+
 /** A task outlives its function by this much, so the function's own timeout is what surfaces. */
 const TASK_TIMEOUT_MARGIN = Duration.seconds(60);
 
@@ -160,6 +171,7 @@ export const WORKFLOW_HANDLERS = [
   'finalize-job',
   'record-chunk-failure',
   'fail-job',
+  'await-batch',
 ] as const satisfies readonly HandlerName[];
 export type WorkflowHandler = (typeof WORKFLOW_HANDLERS)[number];
 
@@ -177,6 +189,11 @@ export interface JobWorkflowProps {
   logRetention?: logs.RetentionDays;
   /** Encrypt the execution logs with this key. Default: CloudWatch Logs' own encryption. */
   logKey?: kms.IKey;
+  /**
+   * Chunks wait for the poller (AwaitBatch) with the Wait loop as fallback; false: the Wait loop
+   * only, as before the poller (the `poller` setting). Default true.
+   */
+  poller?: boolean;
 }
 
 export class JobWorkflow extends Construct {
@@ -236,16 +253,17 @@ export class JobWorkflow extends Construct {
     });
     for (const state of [submitChunk, pollBatch, collectResults]) state.addCatch(recordChunkFailure, caught);
 
+    // The wait: AwaitBatch (the poller's callback) while the poller is up, else the adaptive Wait
+    // loop. Either way PollBatch decides whether the batch has ended (docs/architecture.md).
+    const firstWait = this.awaitBatch(props.poller ?? true, fns['await-batch'], { pollBatch, waitForBatch, recordChunkFailure, caught });
     const chunkLifecycle = submitChunk.next(
       new sfn.Choice(this, 'SubmitCanceled')
         .when(sfn.Condition.booleanEquals('$.canceled', true), collectResults)
-        .otherwise(waitForBatch),
+        .otherwise(firstWait),
     );
-    waitForBatch.next(pollBatch).next(
-      new sfn.Choice(this, 'BatchEnded')
-        .when(sfn.Condition.booleanEquals('$.ended', true), collectResults)
-        .otherwise(waitForBatch),
-    );
+    const batchEnded = new sfn.Choice(this, 'BatchEnded').when(sfn.Condition.booleanEquals('$.ended', true), collectResults);
+    if (firstWait !== waitForBatch) batchEnded.when(sfn.Condition.booleanEquals('$.watch', true), firstWait);
+    waitForBatch.next(pollBatch).next(batchEnded.otherwise(waitForBatch));
     collectResults.next(
       new sfn.Choice(this, 'RetryNeeded')
         .when(sfn.Condition.booleanEquals('$.retry', true), waitBeforeRetry.next(submitChunk))
@@ -333,6 +351,43 @@ export class JobWorkflow extends Construct {
       'IAM5[Resource::*]',
       'X-Ray tracing (xray:PutTraceSegments, GetSamplingRules, ...) and CloudWatch Logs delivery (logs:CreateLogDelivery, ...) take no resource-level permissions',
     );
+  }
+
+  /**
+   * AwaitBatch: a callback Task whose Lambda stores the token in a watch item (shared/jobs/await.ts)
+   * and the poller settles it. A missed heartbeat or the 25 h bound polls directly; a stale poller
+   * (PollerUnavailable) sends the chunk to the Wait loop. Without the poller, the Wait loop itself.
+   */
+  private awaitBatch(
+    enabled: boolean,
+    fn: lambda.Function,
+    next: { pollBatch: sfn.State; waitForBatch: sfn.Wait; recordChunkFailure: sfn.IChainable; caught: sfn.CatchProps },
+  ): sfn.State {
+    if (!enabled) return next.waitForBatch;
+    const state = new tasks.LambdaInvoke(this, 'AwaitBatch', {
+      lambdaFunction: fn,
+      integrationPattern: sfn.IntegrationPattern.WAIT_FOR_TASK_TOKEN,
+      // Ids and the token only: the callback carries the batch's state, never rows.
+      payload: sfn.TaskInput.fromObject({
+        'jobId.$': '$.jobId',
+        'chunk.$': '$.chunk',
+        'attempt.$': '$.attempt',
+        'batchId.$': '$.batchId',
+        taskToken: sfn.JsonPath.taskToken,
+      }),
+      retryOnServiceExceptions: false,
+      heartbeatTimeout: sfn.Timeout.duration(Duration.seconds(AWAIT_HEARTBEAT_SECONDS)),
+      taskTimeout: sfn.Timeout.duration(Duration.seconds(AWAIT_TIMEOUT_SECONDS)),
+      resultPath: '$.wake',
+    });
+    state.addRetry(LAMBDA_RETRY);
+    state.addRetry(LAMBDA_CRASH_RETRY);
+    state.addRetry(STORAGE_RETRY);
+    state.addCatch(next.pollBatch, { errors: [...CALLBACK_TIMEOUT_ERRORS], resultPath: '$.wakeError' });
+    state.addCatch(next.waitForBatch, { errors: [...POLLER_UNAVAILABLE_ERRORS], resultPath: '$.wakeError' });
+    state.addCatch(next.recordChunkFailure, next.caught);
+    state.next(next.pollBatch);
+    return state;
   }
 
   /**

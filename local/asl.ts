@@ -81,22 +81,27 @@ export interface TaskTarget {
   state: string;
   /** The function name or ARN the state names. */
   functionRef: string;
-  /** `direct`: Resource is the function ARN (payloadResponseOnly); `invoke`: the lambda:invoke integration. */
-  integration: 'direct' | 'invoke';
+  /**
+   * `direct`: Resource is the function ARN (payloadResponseOnly); `invoke`: the lambda:invoke
+   * integration; `callback`: lambda:invoke.waitForTaskToken (the task waits for SendTask*, see
+   * task-tokens.ts).
+   */
+  integration: 'direct' | 'invoke' | 'callback';
 }
 
 const LAMBDA_ARN = /^arn:aws[a-z-]*:lambda:[^:]*:[^:]*:function:([^:]+)(?::[^:]+)?$/;
-const LAMBDA_INVOKE = /^arn:aws[a-z-]*:states:::lambda:invoke$/;
+const LAMBDA_INVOKE = /^arn:aws[a-z-]*:states:::lambda:invoke(\.waitForTaskToken)?$/;
 
 /** The Lambda function a Task state calls, or a reason it has no local handler. */
 export function taskTarget(name: string, state: AslState): TaskTarget | { problem: string } {
   const resource = String(state.Resource ?? '');
   const direct = LAMBDA_ARN.exec(resource);
   if (direct) return { state: name, functionRef: direct[1]!, integration: 'direct' };
-  if (LAMBDA_INVOKE.test(resource)) {
+  const invoke = LAMBDA_INVOKE.exec(resource);
+  if (invoke) {
     const ref = (state.Parameters as Record<string, unknown> | undefined)?.FunctionName;
     if (typeof ref !== 'string') return { problem: `Task ${name} chooses its function at run time (FunctionName.$), which has no local handler` };
-    return { state: name, functionRef: functionNameOf(ref), integration: 'invoke' };
+    return { state: name, functionRef: functionNameOf(ref), integration: invoke[1] ? 'callback' : 'invoke' };
   }
   return { problem: `Task ${name} calls ${resource || '(no Resource)'}, which has no local handler` };
 }
@@ -131,10 +136,38 @@ export function findUnsupported(definition: AslDefinition, hasFunction: (functio
       const target = taskTarget(name, state);
       if ('problem' in target) problems.push(target.problem);
       else if (!hasFunction(target.functionRef)) problems.push(`Task ${where} calls function ${target.functionRef}, which is not in the template`);
+      else if (target.integration === 'callback') problems.push(...callbackProblems(where, state));
     }
   });
   return problems;
 }
+
+/**
+ * What a callback Task must be for the local engine to run it as AWS would: the token in its
+ * Payload (the override fills it in), constant timeouts (the engine reads `*Path` against the
+ * wrong input), and a missed heartbeat caught under both names AWS may report it by.
+ */
+function callbackProblems(where: string, state: AslState): string[] {
+  const problems: string[] = [];
+  const payload = (state.Parameters as { Payload?: Record<string, unknown> } | undefined)?.Payload;
+  if (!payload || !Object.values(payload).includes(TASK_TOKEN_PATH)) {
+    problems.push(`callback Task ${where} does not pass ${TASK_TOKEN_PATH} in its Payload, so nothing could settle it`);
+  }
+  for (const field of ['HeartbeatSecondsPath', 'TimeoutSecondsPath']) {
+    if (field in state) problems.push(`callback Task ${where} sets ${field}; use a constant (the local engine reads the path against the effective input)`);
+  }
+  if (typeof state.HeartbeatSeconds === 'number') {
+    for (const rule of [...((state.Retry as Array<{ ErrorEquals: string[] }>) ?? []), ...((state.Catch as Array<{ ErrorEquals: string[] }>) ?? [])]) {
+      if (rule.ErrorEquals.includes('States.Timeout') && !rule.ErrorEquals.includes('States.HeartbeatTimeout')) {
+        problems.push(`callback Task ${where} has a heartbeat and a Retry or Catch on States.Timeout without States.HeartbeatTimeout`);
+      }
+    }
+  }
+  return problems;
+}
+
+/** The context path of a callback Task's token. */
+export const TASK_TOKEN_PATH = '$$.Task.Token';
 
 export function assertRunnableLocally(definition: AslDefinition, hasFunction: (functionName: string) => boolean): void {
   const problems = findUnsupported(definition, hasFunction);
@@ -183,6 +216,30 @@ export function localizeWaits(definition: AslDefinition): { definition: AslDefin
     state.TimeoutSeconds = 2_000_000;
   });
   return { definition: copy, waits };
+}
+
+/** A callback Task's bounds, as the definition gives them (the local override enforces them). */
+export interface CallbackSpec {
+  HeartbeatSeconds?: number;
+  TimeoutSeconds?: number;
+}
+
+/**
+ * Takes the timeouts of every callback Task (`.waitForTaskToken`) out of the engine's hands: it
+ * ignores HeartbeatSeconds, and its own TimeoutSeconds would run in real seconds. The override of
+ * task-tokens.ts enforces both, divided by the time scale; the state keeps a timeout under
+ * setTimeout's ceiling, as localizeWaits does.
+ */
+export function localizeCallbacks(definition: AslDefinition): { definition: AslDefinition; callbacks: Map<string, CallbackSpec> } {
+  const copy = structuredClone(definition);
+  const callbacks = new Map<string, CallbackSpec>();
+  forEachState(copy, (name, state) => {
+    if (state.Type !== 'Task' || !String(state.Resource ?? '').endsWith('.waitForTaskToken')) return;
+    callbacks.set(name, { HeartbeatSeconds: state.HeartbeatSeconds as number | undefined, TimeoutSeconds: state.TimeoutSeconds as number | undefined });
+    delete state.HeartbeatSeconds;
+    state.TimeoutSeconds = 2_000_000;
+  });
+  return { definition: copy, callbacks };
 }
 
 /**

@@ -66,6 +66,15 @@ export interface AwsShimBackend {
   listExecutions(stateMachineArn: string): ExecutionDescription[];
   /** Throws AwsShimError ExecutionDoesNotExist. Resolves once the execution has stopped. Optional: without it, StopExecution is not offered. */
   stopExecution?(executionArn: string, reason: { error?: string; cause?: string }): Promise<ExecutionDescription>;
+  /**
+   * The local task tokens (task-tokens.ts): each throws AwsShimError with AWS's codes (InvalidToken,
+   * TaskDoesNotExist, TaskTimedOut, InvalidOutput). Optional: without it, SendTask* are not offered.
+   */
+  taskTokens?: {
+    success(token: string, output: string): void;
+    failure(token: string, error?: string, cause?: string): void;
+    heartbeat(token: string): void;
+  };
 }
 
 export interface AwsShim {
@@ -177,6 +186,18 @@ export async function startAwsShim(backend: AwsShimBackend, options: { port?: nu
       });
       return { stopDate: epochSeconds(stopped.stopDate ?? new Date()) };
     },
+    'AWSStepFunctions.SendTaskSuccess': (body) => {
+      tokens().success(String(body.taskToken ?? ''), String(body.output ?? ''));
+      return {};
+    },
+    'AWSStepFunctions.SendTaskFailure': (body) => {
+      tokens().failure(String(body.taskToken ?? ''), body.error === undefined ? undefined : String(body.error), body.cause === undefined ? undefined : String(body.cause));
+      return {};
+    },
+    'AWSStepFunctions.SendTaskHeartbeat': (body) => {
+      tokens().heartbeat(String(body.taskToken ?? ''));
+      return {};
+    },
     'AWSStepFunctions.ListExecutions': (body) => {
       const filter = body.statusFilter === undefined ? undefined : String(body.statusFilter);
       const executions = backend
@@ -195,6 +216,11 @@ export async function startAwsShim(backend: AwsShimBackend, options: { port?: nu
       };
     },
   };
+
+  function tokens(): NonNullable<AwsShimBackend['taskTokens']> {
+    if (!backend.taskTokens) throw new AwsShimError('UnknownOperationException', 'this local AWS shim has no task tokens');
+    return backend.taskTokens;
+  }
 
   function publish(form: URLSearchParams): string {
     const topicArn = form.get('TopicArn') ?? form.get('TargetArn');

@@ -32,6 +32,7 @@ import { startSimulator } from '../simulator/server';
 import {
   assertRunnableLocally,
   findJobStateMachine,
+  localizeCallbacks,
   localizeWaits,
   resolveDefinition,
   scaledRetryIntervals,
@@ -54,6 +55,7 @@ import {
 import { findFunction, invokeLocal, loadHandler, localFunctions, mergedEnvironment, type Handler } from './lambda';
 import { readJobProgress, type JobProgress } from './progress';
 import { LocalStepFunctions, type LocalExecution, type TaskHandlers } from './step-functions';
+import { LocalTaskTokens } from './task-tokens';
 import { synthesizeTemplate } from './synth';
 import { LocalNames, resourcesOfType } from './template';
 
@@ -99,7 +101,11 @@ export type LocalEvent =
   | { type: 'job-registered'; jobId: string; duplicate: boolean; executionArn: string }
   | { type: 'job-prepared'; jobId: string; outcome: string; chunks: number; validRows: number; invalidRows: number }
   | { type: 'batch-submitted'; jobId: string; chunk: number; attempt: number; batchId: string | null; canceled: boolean }
-  | { type: 'batch-polled'; jobId: string; chunk: number; attempt: number; ended: boolean }
+  | { type: 'batch-polled'; jobId: string; chunk: number; attempt: number; ended: boolean; watch?: boolean }
+  /** A callback wait (AwaitBatch) ended: woken by the poller (`reason` its wake's), or timed out / refused (`error`). */
+  | { type: 'batch-woken'; jobId: string; chunk: number; attempt: number; reason?: string; error?: string }
+  /** One run of the poller's schedule (`report` its reply, or `error`). */
+  | { type: 'poller-ticked'; report?: unknown; error?: string; ms: number }
   | { type: 'chunk-collected'; jobId: string; chunk: number; attempt: number; retry: boolean }
   | { type: 'chunk-failed'; jobId: string; chunk: number; error: string }
   | { type: 'job-finalized'; jobId: string; status: string }
@@ -150,11 +156,33 @@ export interface LocalStack {
   waitForJob(jobId: string): Promise<JobOutcome>;
   progress(jobId: string): Promise<JobProgress>;
   on(listener: (event: LocalEvent) => void): () => void;
-  /** Runs every schedule of the stack once, now. */
+  /** Runs every schedule of the stack once, now (not the poller's, which ticks on its own: see `poller`). */
   runSchedules(): Promise<ScheduleRun[]>;
   schedules: LocalSchedule[];
+  /** The poller's schedule, ticking every `rate` / time scale while the stack runs; undefined when the stack has none. */
+  poller: LocalPoller | undefined;
+  /** The callback Tasks' tokens (AwaitBatch). */
+  taskTokens: LocalTaskTokens;
   stop(): Promise<void>;
 }
+
+export interface LocalPoller {
+  schedule: LocalSchedule;
+  /** Real ms between ticks. */
+  periodMs: number;
+  /** Runs one tick now (after the one in flight, if any), as the schedule would. */
+  tick(): Promise<unknown>;
+  /** Stops the ticks (the poller is down) until resume(). */
+  pause(): void;
+  resume(): void;
+  readonly ticks: number;
+}
+
+/** The poller's ticks are at least this far apart in real time, whatever the time scale. */
+const POLLER_MIN_TICK_MS = 50;
+
+/** The handler the poller's schedule targets (its ticks run on a timer, not on runSchedules). */
+const POLLER_ENTRY = 'functions/poll-batches.ts';
 
 export class LocalStackError extends Error {
   override readonly name = 'LocalStackError';
@@ -222,7 +250,15 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
   );
   const triggers = rules.filter((rule) => rule.targetArn === stateMachineArn);
   if (triggers.length === 0) throw new LocalStackError('no EventBridge rule of the stack starts the job state machine');
-  const schedules = schedulesOf(template, names);
+  const allSchedules = schedulesOf(template, names);
+  const isPollerSchedule = (schedule: LocalSchedule) => findFunction(functions, schedule.targetArn)?.entry === POLLER_ENTRY;
+  const schedules = allSchedules.filter((schedule) => !isPollerSchedule(schedule));
+  const pollerSchedule = allSchedules.find(isPollerSchedule);
+  // The poller's tick in real ms: its rate divided by the time scale, but not under POLLER_MIN_TICK_MS
+  // (at 3,600× a tick every 17 ms would take a core); a heartbeat timeout then outlasts 10 ticks.
+  const pollerTickMs = pollerSchedule ? Math.max((scheduleSeconds(pollerSchedule.expression) * 1000) / timeScale, POLLER_MIN_TICK_MS) : 0;
+  const taskTokens = new LocalTaskTokens(timeScale, { minHeartbeatMs: 10 * pollerTickMs });
+  let poller: (LocalPoller & { stop(): Promise<void> }) | undefined;
 
   const listeners = new Set<(event: LocalEvent) => void>();
   const emit = (event: LocalEvent) => {
@@ -243,6 +279,7 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
   let stopping: Promise<void> | undefined;
   const stopAll = () =>
     (stopping ??= (async () => {
+      await poller?.stop();
       await stepFunctions?.stopAll();
       await simulator?.stop();
       await shim?.stop();
@@ -264,6 +301,7 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
       describeExecution: (arn) => stepFunctions?.describe(arn),
       listExecutions: (arn) => stepFunctions?.list(arn) ?? [],
       stopExecution: (arn, reason) => stepFunctions!.stop(arn, reason),
+      taskTokens,
     });
 
     const env: Record<string, string> = {
@@ -279,6 +317,12 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
     // backoff (a fraction of a second in all), and the simulator lists a batch the moment it is
     // created: no grace is needed, and any would outlast the retries.
     if (timeScale > 1) env.BATCHLINE_ADOPT_GRACE_SECONDS = '0';
+    // The poller's period and staleness bound are simulated time, like the workflow's waits. Stale
+    // after 3 periods, but never under 1 real second: a busy machine's late timer is not an outage.
+    if (pollerSchedule) {
+      env.BATCHLINE_POLLER_PERIOD_SECONDS = String(pollerTickMs / 1000);
+      env.BATCHLINE_POLLER_STALE_SECONDS = String(Math.max((3 * pollerTickMs) / 1000, 1));
+    }
     if (simulator) env.ANTHROPIC_BASE_URL = simulator.url;
     else if (options.live?.baseUrl) env.ANTHROPIC_BASE_URL = options.live.baseUrl;
     // Nothing may reach a real AWS account: no profile, no session, no global endpoint override.
@@ -291,7 +335,9 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
 
     for (const fn of functions) handlers.set(fn.logicalId, await loadHandler(fn, root));
 
-    const { definition, waits } = localizeWaits(resolved);
+    const localized = localizeWaits(resolved);
+    const waits = localized.waits;
+    const { definition, callbacks } = localizeCallbacks(localized.definition);
     if (typeof definition.TimeoutSeconds === 'number') {
       definition.TimeoutSeconds = Math.max(1, Math.ceil(definition.TimeoutSeconds / timeScale));
     }
@@ -307,6 +353,28 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
         for (const target of targets) {
           const fn = findFunction(functions, target.functionRef)!;
           const handler = handlers.get(fn.logicalId)!;
+          if (target.integration === 'callback') {
+            taskHandlers[target.state] = async (input) => {
+              const invoke = async (payload: unknown) => {
+                try {
+                  return await invokeLocal(fn, handler, payload);
+                } catch (error) {
+                  emit({ type: 'task-failed', state: target.state, error: (error as Error).name, jobId: jobIdIn(payload) });
+                  throw error;
+                }
+              };
+              const ref = ((input as { Payload?: unknown }).Payload ?? {}) as { jobId: string; chunk: number; attempt: number };
+              try {
+                const output = await taskTokens.run(target.state, callbacks.get(target.state) ?? {}, input, invoke, signal);
+                emit({ type: 'batch-woken', jobId: ref.jobId, chunk: ref.chunk, attempt: ref.attempt, reason: (output as { reason?: string } | null)?.reason });
+                return output;
+              } catch (error) {
+                emit({ type: 'batch-woken', jobId: ref.jobId, chunk: ref.chunk, attempt: ref.attempt, error: (error as Error).name });
+                throw error;
+              }
+            };
+            continue;
+          }
           taskHandlers[target.state] = async (input) => {
             const payload = target.integration === 'invoke' ? (input as { Payload?: unknown }).Payload : input;
             let output: unknown;
@@ -354,6 +422,13 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
       // Filed under the key as stored, the form submitFile looks it up by, whatever the event's form.
       publish('default', event, { key: record.s3.object.key, etag: event.detail.object.etag });
     });
+    if (pollerSchedule) {
+      poller = startPoller(pollerSchedule, findFunction(functions, pollerSchedule.targetArn)!, pollerTickMs, emit, (fn, input) =>
+        invokeLocal(fn, handlers.get(fn.logicalId)!, input),
+      );
+      // Ticked once before any job: the arm finds the poller healthy from the first chunk on.
+      await poller.tick();
+    }
   } catch (error) {
     await stopAll();
     throw error;
@@ -441,7 +516,7 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
         });
         break;
       case 'PollBatch':
-        emit({ type: 'batch-polled', jobId, chunk: Number(out.chunk), attempt: Number(out.attempt), ended: out.ended === true });
+        emit({ type: 'batch-polled', jobId, chunk: Number(out.chunk), attempt: Number(out.attempt), ended: out.ended === true, watch: out.watch === true });
         break;
       case 'CollectResults':
         emit({ type: 'chunk-collected', jobId, chunk: Number(out.chunk), attempt: Number(out.attempt), retry: out.retry === true });
@@ -488,6 +563,8 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
     timeScale,
     env: handlerEnv,
     schedules,
+    poller,
+    taskTokens,
 
     async submitFile(file, submitOptions = {}) {
       const size = await stat(file).then(
@@ -563,6 +640,72 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
     },
   };
   return handle;
+}
+
+/**
+ * The poller's schedule, locally: a timer every `rate` / time scale, one tick at a time (as reserved
+ * concurrency 1 makes it in AWS; a tick due while one runs is dropped, as an event past its max age).
+ */
+function startPoller(
+  schedule: LocalSchedule,
+  fn: NonNullable<ReturnType<typeof findFunction>>,
+  periodMs: number,
+  emit: (event: LocalEvent) => void,
+  invoke: (fn: NonNullable<ReturnType<typeof findFunction>>, input: unknown) => Promise<unknown>,
+): LocalPoller & { stop(): Promise<void> } {
+  let running: Promise<unknown> | undefined;
+  let paused = false;
+  let stopped = false;
+  let ticks = 0;
+  const run = (): Promise<unknown> => {
+    const started = performance.now();
+    const tick = invoke(fn, schedule.input).then(
+      (report) => {
+        ticks += 1;
+        emit({ type: 'poller-ticked', report, ms: performance.now() - started });
+        return report;
+      },
+      (error: Error) => {
+        emit({ type: 'poller-ticked', error: error.name, ms: performance.now() - started });
+        return undefined;
+      },
+    );
+    running = tick;
+    void tick.finally(() => {
+      if (running === tick) running = undefined;
+    });
+    return tick;
+  };
+  const timer = setInterval(() => {
+    if (!paused && !stopped && !running) void run();
+  }, periodMs);
+  timer.unref();
+  return {
+    schedule,
+    periodMs,
+    get ticks() {
+      return ticks;
+    },
+    async tick() {
+      while (running) await running;
+      return run();
+    },
+    pause: () => void (paused = true),
+    resume: () => void (paused = false),
+    async stop() {
+      stopped = true;
+      clearInterval(timer);
+      while (running) await running;
+    },
+  };
+}
+
+/** `rate(n unit)` in seconds; the poller's schedule is a rate. */
+export function scheduleSeconds(expression: string): number {
+  const match = /^rate\((\d+) (minute|minutes|hour|hours|day|days)\)$/.exec(expression);
+  if (!match) throw new LocalStackError(`the poller's schedule must be a rate(...) expression, got ${expression}`);
+  const unit = { minute: 60, minutes: 60, hour: 3600, hours: 3600, day: 86_400, days: 86_400 }[match[2]!]!;
+  return Number(match[1]) * unit;
 }
 
 /**

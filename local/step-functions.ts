@@ -10,6 +10,7 @@ import { ExecutionAbortedError, ExecutionError, ExecutionTimeoutError, StateMach
 import type { AslDefinition } from './asl';
 import { AwsShimError, type ExecutionDescription } from './aws-shim';
 import { LOCAL_REGION } from './emulators';
+import { TOKEN_PLACEHOLDER } from './task-tokens';
 import { LOCAL_ACCOUNT } from './template';
 
 export type TaskHandlers = Record<string, (input: unknown) => Promise<unknown>>;
@@ -108,7 +109,10 @@ export class LocalStepFunctions {
       context: {
         Execution: { Id: executionArn, Name: name, StartTime: startDate.toISOString(), Input: input as never, RoleArn: `arn:aws:iam::${LOCAL_ACCOUNT}:role/local` },
         StateMachine: { Id: this.stateMachineArn, Name: this.machineName },
-      },
+        // The engine has no task tokens: `$$.Task.Token` resolves to this, and the callback
+        // override (task-tokens.ts) swaps in each attempt's own token.
+        Task: { Token: TOKEN_PLACEHOLDER },
+      } as never,
     });
     this.aborts.set(executionArn, () => {
       controller.abort();

@@ -163,6 +163,27 @@ export function readPipelineSettings(env: Env = process.env): PipelineSettings {
   };
 }
 
+/** The poller's timing (shared/jobs/poller.ts), read by the poller, the arm and PollBatch. */
+export interface PollerConfig {
+  /**
+   * BATCHLINE_POLLER_PERIOD_SECONDS: how often the poller ticks (its schedule's rate; 60 in AWS).
+   * The local runtime divides it by its time scale. Heartbeats go every 5 periods.
+   */
+  periodSeconds: number;
+  /**
+   * BATCHLINE_POLLER_STALE_SECONDS: the poller's health record older than this means it is down,
+   * and chunks wait on the adaptive Wait loop instead (default 180: three missed ticks).
+   */
+  staleSeconds: number;
+}
+
+export function readPollerConfig(env: Env = process.env): PollerConfig {
+  return {
+    periodSeconds: numberSetting(env, 'BATCHLINE_POLLER_PERIOD_SECONDS', 60, 0.001, 3600),
+    staleSeconds: numberSetting(env, 'BATCHLINE_POLLER_STALE_SECONDS', 180, 0.001, 86_400),
+  };
+}
+
 export interface ApiConfig {
   /** ANTHROPIC_BASE_URL: the real API, a proxy, or the simulator. */
   baseUrl: string;

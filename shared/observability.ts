@@ -39,6 +39,10 @@ export type MetricName =
   | 'JobsFailed'
   /** A poll the API answered 401/403 while the batch runs on (shared/jobs/poll.ts). */
   | 'ApiKeyRefused'
+  /** The poller's ticks, the chunks it woke, and its calls that failed (shared/jobs/poller.ts). */
+  | 'PollerTicks'
+  | 'PollerWakes'
+  | 'PollerErrors'
   | `RowsErrored_${string}`;
 
 type Unit = (typeof MetricUnit)[keyof typeof MetricUnit];

@@ -92,3 +92,12 @@ export const RETRIED_HANDLER_ERRORS: ReadonlySet<string> = new Set<string>([
  * output over the payload quota; States.Runtime: e.g. a path that matches nothing.
  */
 export const UNCATCHABLE_ERRORS = ['States.DataLimitExceeded', 'States.Runtime'] as const;
+
+/** The arm refused to store a watch: the poller's health record is stale, so the chunk waits on the Wait loop (shared/jobs/await.ts). */
+export const POLLER_UNAVAILABLE_ERRORS = ['PollerUnavailable'] as const;
+
+/**
+ * A callback wait ended without a callback: no heartbeat in HeartbeatSeconds, or TimeoutSeconds
+ * passed. AWS may report a missed heartbeat as States.Timeout too, so a Catch names both.
+ */
+export const CALLBACK_TIMEOUT_ERRORS = ['States.HeartbeatTimeout', 'States.Timeout'] as const;

@@ -14,10 +14,16 @@
  * and its alarm, `batchline status`) and looks again after pollMaxSeconds, until a fixed key is
  * taken (the secret is re-read every 5 minutes) or the batch is KEY_REFUSED_PAST_EXPIRY_MS past
  * its expiry — then the chunk fails with the key's error.
+ *
+ * With the poller (shared/jobs/poller.ts), Poll runs after a wake, a heartbeat timeout or a Wait,
+ * and still decides: a wake is only a hint. Its `watch` says whether the next wait is AwaitBatch
+ * (the poller ticked lately and the attempt is under WATCH_ARMS_CAP arms) or the Wait loop. A wake
+ * that carries the batch already ended (terminal, so it cannot be stale) spares the retrieve.
  */
 import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import type { BatchesApi } from '../anthropic/api';
-import type { PipelineConfig } from '../config';
+import type { PipelineConfig, PollerConfig } from '../config';
+import type { MessageBatch } from '../anthropic/types';
 import { quietObserver, type Observer } from '../observability';
 import { ApiAuthError } from '../anthropic/errors';
 import type { ChunkAttempt, ChunkItem } from '../store/items';
@@ -33,6 +39,7 @@ import {
   updateChunk,
   type ChunkRef,
 } from './chunk-state';
+import { pollerHealthy, readPollerHealth, WATCH_ARMS_CAP } from './watch';
 
 export interface PollSettings {
   pollMinSeconds: number;
@@ -97,17 +104,31 @@ export function simulatePolling(durationSeconds: number, settings: PollSettings,
 export interface PollInput extends ChunkRef {
   attempt: number;
   batchId: string;
+  /** What woke AwaitBatch (the poller's SendTaskSuccess output), when it did. */
+  wake?: WakeOutput;
 }
 
-export interface PollOutput extends PollInput {
+/** The output a poller's wake carries: why, and the batch as the list saw it (no row data). */
+export interface WakeOutput {
+  reason: 'ended' | 'cancel';
+  batch?: Pick<MessageBatch, 'id' | 'processing_status' | 'request_counts' | 'created_at' | 'expires_at' | 'ended_at'>;
+}
+
+export interface PollOutput extends ChunkRef {
+  attempt: number;
+  batchId: string;
   ended: boolean;
   waitSeconds: number;
+  /** Wait next in AwaitBatch (the poller is up, the attempt under its arms cap), else on the Wait loop. */
+  watch: boolean;
 }
 
 export interface PollDeps {
   dynamo: DynamoDBClient;
   api: BatchesApi;
   config: Pick<PipelineConfig, 'table'> & PollSettings;
+  /** The poller's staleness bound; without it Poll never answers `watch` (the stack has no poller). */
+  poller?: Pick<PollerConfig, 'staleSeconds'>;
   /** The local clock (epoch ms), for the record's timestamps. */
   now?: () => number;
   /** Where the step's log lines go (the handler's invocation). */
@@ -120,9 +141,10 @@ export const KEY_REFUSED_PAST_EXPIRY_MS = 60 * 60_000;
 export async function pollBatch(input: PollInput, deps: PollDeps): Promise<PollOutput> {
   const { dynamo, api, config } = deps;
   const now = deps.now ?? Date.now;
-  const [chunk, job] = await Promise.all([
+  const [chunk, job, health] = await Promise.all([
     readChunk(dynamo, config.table, input.jobId, input.chunk),
     readJob(dynamo, config.table, input.jobId),
+    deps.poller ? readPollerHealth(dynamo, config.table) : undefined,
   ]);
   const { record, index } = attemptOf(chunk, input.attempt);
   if (record.batchId !== input.batchId) {
@@ -134,11 +156,16 @@ export async function pollBatch(input: PollInput, deps: PollDeps): Promise<PollO
   if (record.createdAt) api.rememberCreated(input.batchId, record.createdAt);
 
   let seen: Awaited<ReturnType<BatchesApi['retrieveWithTime']>>;
-  try {
-    seen = await api.retrieveWithTime(input.batchId);
-  } catch (error) {
-    if (!(error instanceof ApiAuthError)) throw error;
-    return keyRefused(input, chunk, index, record, error, deps);
+  const snapshot = input.wake?.batch;
+  if (snapshot && snapshot.id === input.batchId && snapshot.processing_status === 'ended' && typeof snapshot.ended_at === 'string') {
+    seen = { value: snapshot as MessageBatch, serverTime: Date.parse(snapshot.ended_at), requestId: null };
+  } else {
+    try {
+      seen = await api.retrieveWithTime(input.batchId);
+    } catch (error) {
+      if (!(error instanceof ApiAuthError)) throw error;
+      return keyRefused(input, chunk, index, record, error, deps);
+    }
   }
   let batch = seen.value;
   let cancelSentAt = record.cancelSentAt;
@@ -172,7 +199,10 @@ export async function pollBatch(input: PollInput, deps: PollDeps): Promise<PollO
   const waitSeconds = ended
     ? 0
     : nextPollDelay({ createdAt: batch.created_at, expiresAt: batch.expires_at, serverNow: seen.serverTime, settings: config });
+  const watch = !ended && deps.poller !== undefined && (record.arms ?? 0) < WATCH_ARMS_CAP && pollerHealthy(health, now(), deps.poller);
   (deps.observer ?? quietObserver).info('polled', {
+    woken: input.wake?.reason ?? null,
+    watch,
     status: batch.processing_status,
     counts: batch.request_counts,
     ended,
@@ -181,7 +211,7 @@ export async function pollBatch(input: PollInput, deps: PollDeps): Promise<PollO
     cancelSent: cancelNow,
     ...(cancel ? { cancel: cancel.outcome } : {}),
   });
-  return { jobId: input.jobId, chunk: input.chunk, attempt: input.attempt, batchId: input.batchId, ended, waitSeconds };
+  return { jobId: input.jobId, chunk: input.chunk, attempt: input.attempt, batchId: input.batchId, ended, waitSeconds, watch };
 }
 
 /** The API refused the key on a poll: recorded and said, and the chunk waits (see the header). */
@@ -211,5 +241,6 @@ async function keyRefused(
     keyRefusedSince: since,
     waitSeconds: deps.config.pollMaxSeconds,
   });
-  return { ...input, ended: false, waitSeconds: deps.config.pollMaxSeconds };
+  // The Wait loop, not the poller: its list calls would be refused too.
+  return { jobId: input.jobId, chunk: input.chunk, attempt: input.attempt, batchId: input.batchId, ended: false, waitSeconds: deps.config.pollMaxSeconds, watch: false };
 }

@@ -5,6 +5,7 @@
  */
 import {
   BatchWriteItemCommand,
+  DeleteItemCommand,
   ConditionalCheckFailedException,
   GetItemCommand,
   PutItemCommand,
@@ -128,6 +129,30 @@ export class ConditionFailed extends Error {
 
 export function isConditionFailure(error: unknown): boolean {
   return error instanceof ConditionalCheckFailedException || (error as { name?: string }).name === 'ConditionalCheckFailedException';
+}
+
+/** Deletes an item when `condition` holds of it; returns false when it did not (or the item is gone). */
+export async function deleteItemIf(
+  dynamo: DynamoDBClient,
+  table: string,
+  key: Key,
+  condition: { expression: string; names?: Record<string, string>; values?: Record<string, unknown> },
+): Promise<boolean> {
+  try {
+    await dynamo.send(
+      new DeleteItemCommand({
+        TableName: table,
+        Key: marshall(key),
+        ConditionExpression: condition.expression,
+        ExpressionAttributeNames: condition.names,
+        ExpressionAttributeValues: condition.values ? marshall(condition.values, MARSHALL) : undefined,
+      }),
+    );
+    return true;
+  } catch (error) {
+    if (isConditionFailure(error)) return false;
+    throw error;
+  }
 }
 
 /** Every item of a partition whose sort key starts with `skPrefix`, following pages. */

@@ -11,6 +11,11 @@
  *          conditionally, so two chunks can never adopt the same batch.
  * - Create slot: pk `CREATE#<requests>`, sk `CREATE` — the one chunk attempt whose create of that
  *          many requests may be unanswered (shared/jobs/create-slot.ts).
+ * - Watch: pk `WATCH`, sk `<expiresAt>#<batchId>` — a chunk attempt waiting in AwaitBatch: its task
+ *          token, for the poller (shared/jobs/poller.ts). One partition, read whole by one Query,
+ *          sorted by expiry so the oldest watched batch bounds the poller's list walk.
+ * - Poller health: pk `POLLER`, sk `POLLER` — the poller's last tick (shared/jobs/poller.ts); the arm
+ *          and PollBatch read it to choose between the poller and the adaptive Wait loop.
  * - GSI `byStatus` (gsi1pk `JOBS`, gsi1sk `<createdAt>#<jobId>`) on job records: recent jobs.
  */
 
@@ -27,6 +32,11 @@ export const batchPk = (batchId: string) => `BATCH#${batchId}`;
 export const BATCH_SK = 'BATCH';
 export const createSlotPk = (requests: number) => `CREATE#${requests}`;
 export const CREATE_SLOT_SK = 'CREATE';
+export const WATCH_PK = 'WATCH';
+/** Sorted by expiry; a re-arm of the same batch replaces its watch (the old token is spent). */
+export const watchSk = (expiresAt: string, batchId: string) => `${expiresAt}#${batchId}`;
+export const POLLER_PK = 'POLLER';
+export const POLLER_SK = 'POLLER';
 export const JOBS_GSI = 'byCreated';
 export const JOBS_GSI_PK = 'JOBS';
 
@@ -171,6 +181,8 @@ export interface ChunkAttempt {
    * took the cancel, or found the batch ended, canceling or gone (shared/jobs/cancel.ts).
    */
   cancelSentAt?: string;
+  /** Times AwaitBatch armed a watch for this attempt (shared/jobs/await.ts); past a cap, the attempt stays on the Wait loop. */
+  arms?: number;
   /** When Collect finished this attempt (ISO); set once, so a re-run never counts twice. */
   collectedAt?: string;
   /** Rows of the attempt the results file had no line for (recorded errored `missing_result`). */
@@ -288,4 +300,42 @@ export interface CreateSlotItem {
    */
   abandonedAt?: string;
   ttl?: number;
+}
+
+/** A chunk attempt waiting for its batch in AwaitBatch (shared/jobs/await.ts writes it, the poller reads it). */
+export interface WatchItem {
+  pk: typeof WATCH_PK;
+  sk: string;
+  type: 'watch';
+  jobId: string;
+  chunk: number;
+  attempt: number;
+  batchId: string;
+  /** The Step Functions task token: settled once, by the poller's SendTaskSuccess (or by a timeout). */
+  taskToken: string;
+  /** The batch's created_at and expires_at (API clock, RFC 3339). */
+  createdAt: string;
+  expiresAt: string;
+  /** When the watch was armed (ISO, local clock): the poller heartbeats on this phase. */
+  armedAt: string;
+  /** The attempt's cancelSentAt when armed: a job cancel is forwarded (woken for) only while this is absent. */
+  cancelSentAt?: string;
+  ttl: number;
+}
+
+/** The poller's health record: its last tick and what it did (shared/jobs/poller.ts). */
+export interface PollerHealthItem {
+  pk: typeof POLLER_PK;
+  sk: typeof POLLER_SK;
+  type: 'poller';
+  /** When the last tick ended (ISO, local clock). */
+  lastTickAt: string;
+  watches: number;
+  listCalls: number;
+  retrieves: number;
+  woken: number;
+  heartbeats: number;
+  /** Watches dropped because their token was closed (TaskTimedOut, InvalidToken, TaskDoesNotExist). */
+  dropped: number;
+  errors: number;
 }

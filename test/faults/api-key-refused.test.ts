@@ -10,7 +10,9 @@ import { ids, useLocalStack } from '../e2e/support';
 import { chunkRecords, comparable, expectEveryRowOnce, expectOneBatchPerAttempt, interceptTask, ownAnswerStatus, runJob } from './support';
 
 describe('a key the API refuses while batches run', () => {
-  const under = useLocalStack({ settings: { maxRequestsPerChunk: 4 } });
+  // The Wait loop's polls, as chunks run them without the poller, or once the poller has handed
+  // them over on a refused key (test/faults/poller.test.ts): the poller's wake would spare the retrieve refused here.
+  const under = useLocalStack({ settings: { maxRequestsPerChunk: 4, poller: 'false' } });
   const customIds = ids('row', 8);
 
   it('keeps the chunks waiting, says so, and finishes once the key is taken again', async () => {

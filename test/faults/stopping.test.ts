@@ -79,19 +79,22 @@ describe('stopping jobs with batches in flight, on the local pipeline', () => {
     under.stack.simulator!.setBatchFaults({ stall: true });
     const file = await writeRequests(under, 'failing.jsonl', ids('row', 8).map(request));
     const before = under.stack.simulator!.stats().batchesCreated.length;
-    // Chunk 0's poll crashes, and so does the RecordChunkFailure that catches it: nothing in the
-    // chunk catches that, so the Map fails and the job's Catch (MarkJobFailed) takes over. The crash
-    // waits until both chunks' batches exist: the chunks are of one size, so one create waits for
-    // the other's answer (the create slot), and without the wait the job could fail before the
-    // second batch is made.
+    // Chunk 0's wait crashes (its arm, AwaitBatch, or a poll), and so does the RecordChunkFailure
+    // that catches it: nothing in the chunk catches that, so the Map fails and the job's Catch
+    // (MarkJobFailed) takes over. The crash waits until both chunks' batches exist: the chunks are
+    // of one size, so one create waits for the other's answer (the create slot), and without the
+    // wait the job could fail before the second batch is made.
     const crash = (state: string) => new LambdaFunctionError('Runtime.ExitError', `${state}: the runtime exited (injected)`);
-    const undoPoll = interceptTask(under.stack, 'PollBatch', async (input, invoke) => {
-      if ((input as { Payload?: { chunk?: number } }).Payload?.chunk === 0 || (input as { chunk?: number }).chunk === 0) {
-        await until(async () => under.stack.simulator!.stats().batchesCreated.length - before === 2);
-        throw crash('PollBatch');
-      }
-      return invoke(input);
-    });
+    const undoWaits = ['AwaitBatch', 'PollBatch'].map((state) =>
+      interceptTask(under.stack, state, async (input, invoke) => {
+        if ((input as { Payload?: { chunk?: number } }).Payload?.chunk === 0 || (input as { chunk?: number }).chunk === 0) {
+          await until(async () => under.stack.simulator!.stats().batchesCreated.length - before === 2);
+          throw crash(state);
+        }
+        return invoke(input);
+      }),
+    );
+    const undoPoll = () => [...undoWaits].reverse().forEach((undo) => undo());
     const undoRecord = interceptTask(under.stack, 'RecordChunkFailure', async () => {
       throw crash('RecordChunkFailure');
     });

@@ -2,6 +2,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { STATE_MACHINE_LOGICAL_ID } from '../../infra/workflow';
 import { chunkHistory, checkHistoryBudget, HISTORY_EVENT_LIMIT, walkChunk, type AslGraph } from '../../infra/history-budget';
 import { SettingsError } from '../../infra/settings';
+import { WATCH_ARMS_CAP } from '../../shared/jobs/watch';
 import { resolveDefinition, type AslDefinition } from '../../local/asl';
 import { LocalNames, type CfnTemplate } from '../../local/template';
 import { synthesize, TEST_CONTEXT } from './fixture';
@@ -21,17 +22,26 @@ describe('a chunk\'s history', () => {
     const polls = (n: number) => walkChunk(processor, 1, n);
     expect(polls(101) - polls(100)).toBe(9);
     // Submit, SubmitCanceled, Collect, RetryNeeded and WaitBeforeRetry, plus every retry Submit
-    // (6 + 2 + 5 + 5 + 8 + 80 + 16 + 96) and Collect (6 + 2 + 5 + 5 + 30) may take, 3 events each.
-    expect(walkChunk(processor, 2, 100) - walkChunk(processor, 1, 100)).toBe(100 * 9 + 5 + 2 + 5 + 2 + 2 + (218 + 48) * 3);
+    // (6 + 2 + 5 + 5 + 8 + 80 + 16 + 96) and Collect (6 + 2 + 5 + 5 + 30) may take, 3 events each;
+    // and the arms the attempt may take before the Wait loop: AwaitBatch (a callback Task, 6),
+    // PollBatch and BatchEnded, 13 events each.
+    expect(walkChunk(processor, 2, 100) - walkChunk(processor, 1, 100)).toBe(100 * 9 + WATCH_ARMS_CAP * 13 + 5 + 2 + 5 + 2 + 2 + (218 + 48) * 3);
+  });
+
+  it('counts the poller at its worst: every arm woken to a running batch, then the Wait loop for the whole 24 h', () => {
+    const withoutPoller: AslGraph = { ...processor, States: { ...processor.States, SubmitCanceled: { ...processor.States.SubmitCanceled!, Default: 'WaitForBatch' } } };
+    delete withoutPoller.States.AwaitBatch;
+    expect(walkChunk(processor, 1, 132) - walkChunk(withoutPoller, 1, 132)).toBe(WATCH_ARMS_CAP * 13);
+    expect(processor.States.AwaitBatch).toMatchObject({ Resource: 'arn:aws:states:::lambda:invoke.waitForTaskToken', Next: 'PollBatch' });
   });
 
   it('leaves the defaults far inside the 25,000 events, even at the most attempts allowed', () => {
     expect(chunkHistory(processor, DEFAULTS)).toEqual({
       pollsPerAttempt: 132,
-      eventsPerAttempt: 2_002,
+      eventsPerAttempt: 2_041,
       events: expect.any(Number),
       budget: 22_500,
-      attemptsThatFit: 11,
+      attemptsThatFit: 10,
     });
     expect(chunkHistory(processor, { ...DEFAULTS, maxAttempts: 10 }).events).toBeLessThan(22_500);
   });

@@ -20,6 +20,8 @@ const HANDLERS = [
   'sweep-prefix',
   'reconcile-jobs',
   'execution-ended',
+  'await-batch',
+  'poll-batches',
 ];
 const STATE_MACHINE = '<JobStateMachine>';
 const HOUR = 3600;
@@ -237,14 +239,17 @@ describe('the alarms', () => {
         'Batchline-errored-rows',
         'Batchline-failed-executions',
         'Batchline-overdue-job',
+        'Batchline-poller-throttled',
+        'Batchline-poller-silent',
         ...HANDLERS.map((name) => `Batchline-errors-${name}`),
       ].sort(),
     );
     const topic = logicalIds(json, 'AWS::SNS::Topic')[0]!;
-    for (const alarm of Object.values(all)) {
+    for (const [name, alarm] of Object.entries(all)) {
       expect(alarm.AlarmActions).toEqual([{ Ref: topic }]);
       expect(alarm.OKActions).toBeUndefined();
-      expect(alarm.TreatMissingData).toBe('notBreaching');
+      // The poller ticks every minute, idle or not: its silence is the news.
+      expect(alarm.TreatMissingData).toBe(name === 'Batchline-poller-silent' ? 'breaching' : 'notBreaching');
       expect(alarm.EvaluationPeriods).toBe(1);
     }
   });

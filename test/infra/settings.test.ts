@@ -21,6 +21,7 @@ describe('readSettings', () => {
       alarms: { erroredRowRateThreshold: 0.2, erroredRowAlarmMinRows: 100, jobDeadlineHours: 30, functionErrorThreshold: 1 },
       apiKeySecretName: undefined,
       schedules: [],
+      poller: true,
     });
   });
 
@@ -80,6 +81,7 @@ describe('readSettings', () => {
       alarms: { erroredRowRateThreshold: 0.05, erroredRowAlarmMinRows: 1000, jobDeadlineHours: 72, functionErrorThreshold: 5 },
       apiKeySecretName: 'team/anthropic-key',
       schedules: [],
+      poller: true,
     });
   });
 
@@ -87,6 +89,13 @@ describe('readSettings', () => {
     const arn = 'arn:aws:kms:eu-west-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab';
     expect(fromContext({ 'batchline:settings': { encryptionKey: arn } }).encryptionKey).toBe(arn);
     expect(fromContext({ 'batchline:settings': { encryptionKey: 'aws-owned' } }).encryptionKey).toBe('aws-owned');
+  });
+
+  it('has the poller on unless `poller` is false, and refuses anything but true or false', () => {
+    expect(fromContext({}).poller).toBe(true);
+    expect(fromContext({ 'batchline:settings': { poller: false } }).poller).toBe(false);
+    expect(fromContext({ 'batchline:settings': { poller: 'false' } }).poller).toBe(false);
+    expect(() => fromContext({ 'batchline:settings': { poller: 'off' } })).toThrow('batchline:settings.poller must be true or false, got "off"');
   });
 
   it('accepts context given as JSON strings, as `cdk synth -c key=value` passes it', () => {
@@ -174,6 +183,9 @@ describe('the settings', () => {
       'BATCHLINE_EVENT_BUS',
       'BATCHLINE_STATE_MACHINE_ARN',
       'ANTHROPIC_BASE_URL',
+      // The poller's timing: its schedule's period, which the local runtime scales to its clock.
+      'BATCHLINE_POLLER_PERIOD_SECONDS',
+      'BATCHLINE_POLLER_STALE_SECONDS',
     ];
     // Settings are read through the name maps; only what the stack sets itself is read by a literal name.
     expect([...read].sort()).toEqual([...setByStack].sort());

@@ -66,12 +66,14 @@ const SCHEDULER_TRUST = {
 };
 
 const ALL_HANDLERS = [
+  'await-batch',
   'collect-results',
   'execution-ended',
   'fail-job',
   'finalize-chunk',
   'finalize-job',
   'poll-batch',
+  'poll-batches',
   'prepare-job',
   'reconcile-jobs',
   'record-chunk-failure',
@@ -79,7 +81,7 @@ const ALL_HANDLERS = [
   'submit-chunk',
   'sweep-prefix',
 ];
-const API_CALLERS = ['collect-results', 'execution-ended', 'fail-job', 'poll-batch', 'reconcile-jobs', 'record-chunk-failure', 'submit-chunk'];
+const API_CALLERS = ['collect-results', 'execution-ended', 'fail-job', 'poll-batch', 'poll-batches', 'reconcile-jobs', 'record-chunk-failure', 'submit-chunk'];
 const NOTIFIERS = ['execution-ended', 'fail-job', 'finalize-job', 'reconcile-jobs'];
 
 describe('the bucket', () => {
@@ -273,6 +275,8 @@ describe('the functions', () => {
     'sweep-prefix': { MemorySize: 512, Timeout: 300 },
     'reconcile-jobs': { MemorySize: 2048, Timeout: 900, EphemeralStorage: { Size: 4096 } },
     'execution-ended': { MemorySize: 512, Timeout: 300 },
+    'await-batch': { MemorySize: 256, Timeout: 30 },
+    'poll-batches': { MemorySize: 128, Timeout: 50 },
   };
 
   it('are one per handler, each naming its source file in the template', () => {
@@ -408,7 +412,7 @@ describe('the functions', () => {
     // No S3 at all for these.
     const anyS3 = (s: PolicyStatement) => actionsOf(s).some((action) => action.startsWith('s3:'));
     expect(handlersGranted(json, anyS3)).toEqual(
-      ALL_HANDLERS.filter((name) => !['execution-ended', 'fail-job', 'poll-batch', 'record-chunk-failure'].includes(name)),
+      ALL_HANDLERS.filter((name) => !['await-batch', 'execution-ended', 'fail-job', 'poll-batch', 'poll-batches', 'record-chunk-failure'].includes(name)),
     );
     // No function gets the whole bucket's objects.
     expect(handlersGranted(json, (s) => JSON.stringify(s.Resource).includes(JSON.stringify({ 'Fn::Join': ['', [bucketArn(), '/*']] })))).toEqual([]);
@@ -443,7 +447,7 @@ describe('the functions', () => {
     const readWrite = ['dynamodb:GetItem', 'dynamodb:Query', 'dynamodb:PutItem', 'dynamodb:UpdateItem', 'dynamodb:BatchWriteItem'];
     for (const name of ALL_HANDLERS.filter((handler) => handler !== 'sweep-prefix')) {
       expect(statementsOfRole(json, roleOf(json, functionId(json, name))).filter(onTable), name).toEqual([
-        { Effect: 'Allow', Action: name === 'prepare-job' ? [...readWrite, 'dynamodb:DeleteItem'] : readWrite, Resource: tableArns },
+        { Effect: 'Allow', Action: ['prepare-job', 'poll-batches'].includes(name) ? [...readWrite, 'dynamodb:DeleteItem'] : readWrite, Resource: tableArns },
       ]);
     }
     // Nothing calls Scan, BatchGetItem, DescribeTable or the table's stream.
@@ -588,7 +592,12 @@ describe('upkeep', () => {
 
   it('sends invocations of the asynchronously invoked functions that still fail after two retries to the dead-letter queue', () => {
     const configs = logicalIds(json, 'AWS::Lambda::EventInvokeConfig').map((id) => json.Resources[id]?.Properties as { FunctionName: { Ref: string } });
-    const byHandler = Object.fromEntries(configs.map((config) => [json.Resources[config.FunctionName.Ref]?.Metadata?.['batchline:handler'], config]));
+    // The poller's ticks are dropped, not retried (see 'the poller').
+    const byHandler = Object.fromEntries(
+      configs
+        .map((config) => [json.Resources[config.FunctionName.Ref]?.Metadata?.['batchline:handler'], config] as const)
+        .filter(([handler]) => handler !== 'poll-batches'),
+    );
     expect(Object.keys(byHandler).sort()).toEqual(['execution-ended', 'reconcile-jobs', 'sweep-prefix']);
     for (const config of Object.values(byHandler)) {
       expect(config).toMatchObject({

@@ -40,7 +40,7 @@ function allStates(definition: AslDefinition): Array<[string, AslState]> {
 /** The functions/ entry a Task state runs. */
 function entryOf(name: string, state: AslState): string | undefined {
   const target = taskTarget(name, state);
-  if ('problem' in target || target.integration !== 'direct') return undefined;
+  if ('problem' in target || target.integration === 'invoke') return undefined;
   return findFunction(functions, target.functionRef)?.entry;
 }
 
@@ -127,6 +127,8 @@ const KEY_REFUSED_RETRY = {
   MaxAttempts: 30,
   JitterStrategy: 'FULL',
 };
+/** AwaitBatch's stand-in: woken at once, as a poller's SendTaskSuccess would (its output at $.wake). */
+const WOKEN = (_input: Record<string, unknown>): unknown => ({ reason: 'ended' });
 const catchTo = (next: string) => [{ ErrorEquals: ['States.ALL'], ResultPath: '$.error', Next: next }];
 
 /** Every transition out of a state: Next, Choice branches and Default, Catch targets. */
@@ -178,10 +180,11 @@ describe('the job state machine', () => {
     expect(processor.StartAt).toBe('SubmitChunk');
     expect(edges).toEqual({
       SubmitChunk: ['Task', 'SubmitCanceled', 'RecordChunkFailure'],
-      SubmitCanceled: ['Choice', 'CollectResults', 'WaitForBatch'],
+      SubmitCanceled: ['Choice', 'CollectResults', 'AwaitBatch'],
+      AwaitBatch: ['Task', 'PollBatch', 'PollBatch', 'WaitForBatch', 'RecordChunkFailure'],
       WaitForBatch: ['Wait', 'PollBatch'],
       PollBatch: ['Task', 'BatchEnded', 'RecordChunkFailure'],
-      BatchEnded: ['Choice', 'CollectResults', 'WaitForBatch'],
+      BatchEnded: ['Choice', 'CollectResults', 'AwaitBatch', 'WaitForBatch'],
       CollectResults: ['Task', 'RetryNeeded', 'RecordChunkFailure'],
       RetryNeeded: ['Choice', 'WaitBeforeRetry', 'FinalizeChunk'],
       WaitBeforeRetry: ['Wait', 'SubmitChunk'],
@@ -210,10 +213,13 @@ describe('the job state machine', () => {
     });
     expect(choice(chunkStates.SubmitCanceled)).toEqual({
       Choices: [{ Variable: '$.canceled', BooleanEquals: true, Next: 'CollectResults' }],
-      Default: 'WaitForBatch',
+      Default: 'AwaitBatch',
     });
     expect(choice(chunkStates.BatchEnded)).toEqual({
-      Choices: [{ Variable: '$.ended', BooleanEquals: true, Next: 'CollectResults' }],
+      Choices: [
+        { Variable: '$.ended', BooleanEquals: true, Next: 'CollectResults' },
+        { Variable: '$.watch', BooleanEquals: true, Next: 'AwaitBatch' },
+      ],
       Default: 'WaitForBatch',
     });
     expect(choice(chunkStates.RetryNeeded)).toEqual({
@@ -243,6 +249,15 @@ describe('the job state machine', () => {
       MarkJobFailed: { entry: 'functions/fail-job.ts', timeout: 360, parameters: undefined },
       SubmitChunk: { entry: 'functions/submit-chunk.ts', timeout: 960, parameters: undefined },
       PollBatch: { entry: 'functions/poll-batch.ts', timeout: 120, parameters: undefined },
+      // The callback Task: its Lambda stores the token; the wait is bounded by the heartbeat and 25 h.
+      AwaitBatch: {
+        entry: 'functions/await-batch.ts',
+        timeout: 90_000,
+        parameters: {
+          FunctionName: expect.stringMatching(/AwaitBatch/),
+          Payload: { 'jobId.$': '$.jobId', 'chunk.$': '$.chunk', 'attempt.$': '$.attempt', 'batchId.$': '$.batchId', 'taskToken.$': '$$.Task.Token' },
+        },
+      },
       CollectResults: { entry: 'functions/collect-results.ts', timeout: 960, parameters: undefined },
       RecordChunkFailure: { entry: 'functions/record-chunk-failure.ts', timeout: 960, parameters: undefined },
       FinalizeChunk: { entry: 'functions/finalize-chunk.ts', timeout: 960, parameters: undefined },
@@ -258,6 +273,7 @@ describe('the job state machine', () => {
       MarkJobFailed: [LAMBDA_RETRY, CRASH_RETRY, STORAGE_RETRY],
       SubmitChunk: [LAMBDA_RETRY, CRASH_RETRY, STORAGE_RETRY, API_RETRYABLE_RETRY, OUTCOME_UNKNOWN_RETRY, CREATE_SLOT_BUSY_RETRY, CREATE_REFUSED_RETRY, QUEUE_FULL_RETRY],
       PollBatch: [LAMBDA_RETRY, CRASH_RETRY, STORAGE_RETRY, API_RETRYABLE_RETRY],
+      AwaitBatch: [LAMBDA_RETRY, CRASH_RETRY, STORAGE_RETRY],
       CollectResults: [LAMBDA_RETRY, CRASH_RETRY, STORAGE_RETRY, API_RETRYABLE_RETRY, KEY_REFUSED_RETRY],
       RecordChunkFailure: [LAMBDA_RETRY, CRASH_RETRY, STORAGE_RETRY, RECORD_FAILURE_RETRY],
       FinalizeChunk: [LAMBDA_RETRY, CRASH_RETRY, STORAGE_RETRY],
@@ -287,9 +303,16 @@ describe('the job state machine', () => {
       SubmitChunk: catchTo('RecordChunkFailure'),
       PollBatch: catchTo('RecordChunkFailure'),
       CollectResults: catchTo('RecordChunkFailure'),
+      // A missed heartbeat (or the 25 h bound) polls directly; a stale poller sends the chunk to the Wait loop.
+      AwaitBatch: [
+        { ErrorEquals: ['States.HeartbeatTimeout', 'States.Timeout'], ResultPath: '$.wakeError', Next: 'PollBatch' },
+        { ErrorEquals: ['PollerUnavailable'], ResultPath: '$.wakeError', Next: 'WaitForBatch' },
+        ...catchTo('RecordChunkFailure'),
+      ],
       // A chunk whose rows could not be ordered is ordered by FinalizeJob instead.
       FinalizeChunk: catchTo('ChunkLeftToFinalizeJob'),
     });
+    expect(chunkStates.AwaitBatch).toMatchObject({ HeartbeatSeconds: 900, TimeoutSeconds: 90_000, ResultPath: '$.wake', Next: 'PollBatch' });
   });
 
   it('runs each chunk as a Standard child execution of a Distributed Map over $.chunks, pairing each index with the jobId, with no ItemReader', () => {
@@ -319,7 +342,8 @@ describe('the job state machine', () => {
   });
 
   it('uses nothing the local engine cannot run: no JSONata, variables, ItemReader or service integrations', () => {
-    const text = JSON.stringify(asl);
+    // The one integration besides plain Lambda: the callback, which the local runtime runs (local/task-tokens.ts).
+    const text = JSON.stringify(asl).replaceAll('"arn:aws:states:::lambda:invoke.waitForTaskToken"', '');
     for (const unsupported of ['QueryLanguage', 'JSONata', '"Assign"', '"Arguments"', '"Output"', 'ItemReader', 'ResultWriter', 'arn:aws:states:::']) {
       expect(text).not.toContain(unsupported);
     }
@@ -351,10 +375,11 @@ describe('the Distributed Map\'s output', () => {
     processor().run({ jobId: 'job-1', chunk: 29_999 }, {
       overrides: {
         taskResourceLocalHandlers: Object.fromEntries(
-          Object.entries(handlers).map(([state, handler]) => [state, async (input: unknown) => handler(input as Record<string, unknown>)]),
+          Object.entries({ AwaitBatch: WOKEN, ...handlers }).map(([state, handler]) => [state, async (input: unknown) => handler(input as Record<string, unknown>)]),
         ) as NonNullable<NonNullable<RunOptions['overrides']>['taskResourceLocalHandlers']>,
         waitTimeOverrides: { WaitForBatch: 0, WaitBeforeRetry: 0 },
       },
+      context: { Task: { Token: 'token' } } as never,
     }).result;
 
   it('ends every child execution, done or failed, with {}: even MAX_CHUNKS of them stay far under 256 KiB', async () => {
@@ -397,7 +422,7 @@ describe('the synthesized definition in the local engine', () => {
   /** Runs the definition with the given stand-ins for the Task states, and no real waits. */
   function run(input: object, handlers: Record<string, LocalHandler>): Promise<unknown> {
     const taskResourceLocalHandlers = Object.fromEntries(
-      Object.entries(handlers).map(([state, handler]) => [state, async (value: unknown) => handler(value as Record<string, unknown>)]),
+      Object.entries({ AwaitBatch: WOKEN, ...handlers }).map(([state, handler]) => [state, async (value: unknown) => handler(value as Record<string, unknown>)]),
     ) as LocalHandlers;
     const machine = new StateMachine(asl as unknown as StateMachineDefinition);
     return machine.run(input as Parameters<StateMachine['run']>[0], {
@@ -406,7 +431,7 @@ describe('the synthesized definition in the local engine', () => {
         waitTimeOverrides: { WaitForBatch: 0, WaitBeforeRetry: 0 },
         retryIntervalOverrides: Object.fromEntries(Object.keys(handlers).map((state) => [state, 0])),
       },
-      context: { Execution: { Id: 'arn:aws:states:us-east-1:000000000000:execution:JobStateMachine:test' } },
+      context: { Execution: { Id: 'arn:aws:states:us-east-1:000000000000:execution:JobStateMachine:test' }, Task: { Token: 'token' } } as never,
     }).result;
   }
 

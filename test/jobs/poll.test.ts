@@ -94,7 +94,7 @@ describe('pollBatch', () => {
   it('records each look at the batch on the chunk attempt, and says when it ended', async () => {
     const { deps, ref } = await submitted(3);
     ctx.sim.advance(10);
-    expect(await pollBatch(ref, deps)).toEqual({ ...ref, ended: false, waitSeconds: 30 });
+    expect(await pollBatch(ref, deps)).toEqual({ ...ref, ended: false, waitSeconds: 30, watch: false });
     let chunk = await readChunkItem(aws, ref.jobId, 0);
     expect(chunk.status).toBe('in_progress');
     expect(chunk.attempts[0]).toMatchObject({
@@ -104,7 +104,7 @@ describe('pollBatch', () => {
     });
 
     ctx.sim.advance(120);
-    expect(await pollBatch(ref, deps)).toEqual({ ...ref, ended: true, waitSeconds: 0 });
+    expect(await pollBatch(ref, deps)).toEqual({ ...ref, ended: true, waitSeconds: 0, watch: false });
     chunk = await readChunkItem(aws, ref.jobId, 0);
     expect(chunk.status).toBe('collecting');
     expect(chunk.attempts[0]).toMatchObject({
@@ -189,7 +189,7 @@ describe('pollBatch', () => {
       },
     });
     try {
-      expect(await pollBatch(ref, { ...deps, api: endsOnCancel, now: () => Date.parse('2030-01-01T00:00:00Z') })).toEqual({ ...ref, ended: true, waitSeconds: 0 });
+      expect(await pollBatch(ref, { ...deps, api: endsOnCancel, now: () => Date.parse('2030-01-01T00:00:00Z') })).toEqual({ ...ref, ended: true, waitSeconds: 0, watch: false });
     } finally {
       ctx.sim.setHttpFaults([]);
     }
@@ -205,8 +205,8 @@ describe('pollBatch', () => {
     const iso = (minutes: number) => new Date(created + minutes * 60_000).toISOString();
     ctx.sim.setHttpFaults([{ endpoint: 'retrieve', status: 401, times: 2 }]);
     try {
-      expect(await pollBatch(ref, after(1))).toEqual({ ...ref, ended: false, waitSeconds: deps.config.pollMaxSeconds });
-      expect(await pollBatch(ref, after(16))).toEqual({ ...ref, ended: false, waitSeconds: deps.config.pollMaxSeconds });
+      expect(await pollBatch(ref, after(1))).toEqual({ ...ref, ended: false, waitSeconds: deps.config.pollMaxSeconds, watch: false });
+      expect(await pollBatch(ref, after(16))).toEqual({ ...ref, ended: false, waitSeconds: deps.config.pollMaxSeconds, watch: false });
     } finally {
       ctx.sim.setHttpFaults([]);
     }
