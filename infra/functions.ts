@@ -37,6 +37,8 @@ interface HandlerSpec {
   ephemeralStorageSize?: Size;
   read: Area[];
   write: Area[];
+  /** Deletes its own leftovers there (Collect's segments and checkpoint once the attempt is collected). */
+  deletes?: Area[];
   table: TableAccess;
   /** Calls the Batches API: gets the API settings and may read the key's secret. */
   callsApi: boolean;
@@ -97,6 +99,7 @@ export const HANDLER_SPECS: Record<HandlerName, HandlerSpec> = {
     // A retry file copies attempt 1's requests from the input's byte range (chunk-files.ts).
     read: ['work', 'input'],
     write: ['work'],
+    deletes: ['work'],
     table: 'readWrite',
     callsApi: true,
     notifies: false,
@@ -167,6 +170,7 @@ export const HANDLER_SPECS: Record<HandlerName, HandlerSpec> = {
     // Finalizing reads work/ only, as finalize-job does (never the input).
     read: ['work', 'results'],
     write: ['work', 'results'],
+    deletes: ['work'],
     table: 'readWrite',
     callsApi: true,
     notifies: true,
@@ -257,6 +261,13 @@ export class Functions extends Construct {
       const fn = handler.fn;
       grantObjects(props.bucket, handler, 'read', spec.read.flatMap((area) => areaPrefixes[area]));
       grantObjects(props.bucket, handler, 'write', spec.write.flatMap((area) => areaPrefixes[area]));
+      for (const area of spec.deletes ?? []) {
+        for (const prefix of areaPrefixes[area]) {
+          const objects = props.bucket.arnForObjects(`${prefix}*`);
+          iam.Grant.addToPrincipal({ grantee: handler.fn, actions: ['s3:DeleteObject'], resourceArns: [objects] });
+          acceptWildcardResources(handler.role, [objects], `Deletes only its own leftovers under ${prefix} (Collect's segments and checkpoint), where keys are per job`);
+        }
+      }
       if (spec.table !== 'none') {
         props.table.grant(fn, ...TABLE_ACTIONS, ...(spec.table === 'readWriteDelete' ? TABLE_DELETE_ACTIONS : []));
         acceptWildcardResources(

@@ -408,6 +408,10 @@ describe('the functions', () => {
     expect(handlersGranted(json, reads('results/'))).toEqual(['reconcile-jobs']);
     // finalize-job writes work/ only for a chunk it orders itself (its FinalizeChunk failed).
     expect(handlersGranted(json, writes('work/'))).toEqual(['collect-results', 'finalize-chunk', 'finalize-job', 'prepare-job', 'reconcile-jobs']);
+    // Collect deletes its segments and checkpoint once an attempt is collected (it or the reconciler's Collect); nothing else deletes objects.
+    const deletes = (prefix: string) => (s: PolicyStatement) => actionsOf(s).includes('s3:DeleteObject') && JSON.stringify(s.Resource) === JSON.stringify(objectsUnder(prefix));
+    expect(handlersGranted(json, deletes('work/'))).toEqual(['collect-results', 'reconcile-jobs']);
+    expect(handlersGranted(json, (s) => actionsOf(s).some((action) => action.startsWith('s3:Delete')))).toEqual(['collect-results', 'reconcile-jobs']);
     expect(handlersGranted(json, writes('results/'))).toEqual(['finalize-job', 'reconcile-jobs']);
     // No S3 at all for these.
     const anyS3 = (s: PolicyStatement) => actionsOf(s).some((action) => action.startsWith('s3:'));
