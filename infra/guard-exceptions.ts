@@ -91,7 +91,7 @@ export const GUARD_EXCEPTIONS: readonly GuardException[] = [
     asks: 'S3 Object Lock on every bucket',
     resources: { paths: [DATA_BUCKET] },
     reason:
-      'Object Lock makes objects write-once and cannot be turned off: the pipeline expires work/ (workRetentionDays) and re-finalizing a job rewrites results/. Versioning keeps overwritten or deleted objects 7 days instead',
+      'Object Lock makes objects write-once and cannot be turned off: the pipeline expires work/ (workRetentionDays) and re-finalizing a job rewrites results/. Versioning keeps overwritten or deleted objects instead: inputs as long as work files live (a job reads its chunks from the very upload it was made from), work/ and results/ 7 days',
   },
   {
     control: 'CT.S3.PR.9',
