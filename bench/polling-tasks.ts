@@ -160,7 +160,7 @@ async function measureScale(stack: Awaited<ReturnType<typeof import('../local/ru
     }
     stack.simulator!.advance(5);
     const tokens: string[] = [];
-    for (const batch of batches) {
+    for (const _batch of batches) {
       let token = '';
       void stack.taskTokens
         .run('Scale', { TimeoutSeconds: 86_400 * 30 }, { Payload: { taskToken: 'batchline-local-task-token' } }, async (payload) => {

@@ -1,6 +1,5 @@
 /** `batchline estimate FILE.jsonl`: validates and prices a file without sending anything. */
 import { createReadStream } from 'node:fs';
-import path from 'node:path';
 import { readPipelineSettings } from '../shared/config';
 import { EstimateTotals } from '../shared/cost/cost';
 import { priceTableFromConfig } from '../shared/cost/prices';

@@ -24,7 +24,7 @@
 import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import type { S3Client } from '@aws-sdk/client-s3';
 import { ApiAuthError } from '../anthropic/errors';
-import type { BatchesApi, DamagedResultLine, DamageKind } from '../anthropic/api';
+import type { BatchesApi, DamagedResultLine } from '../anthropic/api';
 import type { BatchResult } from '../anthropic/types';
 import type { PipelineConfig } from '../config';
 import { readMessageUsage, tokenTotals, type UnpricedReason } from '../cost/cost';

@@ -32,7 +32,6 @@ import type { MessageBatch, RequestCounts } from '../anthropic/types';
 import type { PipelineConfig } from '../config';
 import { ConditionFailed, getItem, putItem, updateItem } from '../store/dynamo';
 import { BATCH_SK, batchPk, ttlAfter, type BatchClaimItem, type ChunkAttempt, type ChunkItem } from '../store/items';
-import { jobKeys } from '../store/keys';
 import { errorFields, quietObserver, type Observer } from '../observability';
 import {
   attemptOf,
@@ -196,7 +195,6 @@ export async function submitChunk(input: ChunkRef, deps: SubmitDeps): Promise<Su
     });
   }
 
-  const keys = jobKeys(input.jobId);
   let batch: MessageBatch;
   try {
     batch = await deps.api.create(() => wireRequests(deps, { jobId: input.jobId, chunk: input.chunk, attempt }, nonce), { maxRetries: 0 });

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { useLocalAws } from '../support/aws';
-import { objectCreated, pipelineConfig, request, startRecordingEndpoint, type RecordingEndpoint } from '../support/pipeline';
+import { objectCreated, request, startRecordingEndpoint, type RecordingEndpoint } from '../support/pipeline';
 import { startSimulator, type SimulatorHandle } from '../../simulator/server';
 import { BatchesClient } from '../../shared/anthropic/client';
 import { getItem, putItem } from '../../shared/store/dynamo';

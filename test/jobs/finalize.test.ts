@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DeleteObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
-import type { BatchResultLine, Message } from '../../shared/anthropic/types';
+import type { BatchResultLine } from '../../shared/anthropic/types';
 import { jobKeys, type JobKeys } from '../../shared/store/keys';
 import { priceUsage, roundUsd, tokenTotals } from '../../shared/cost/cost';
 import { updateItem } from '../../shared/store/dynamo';

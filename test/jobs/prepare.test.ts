@@ -81,7 +81,7 @@ describe('prepareJob', () => {
 
   it('starts a new chunk before a row would pass the row limit', async () => {
     const rows = requests(7);
-    const { jobId, keys, run } = await preparedJob(jsonl(rows), { config: { maxRequestsPerChunk: 3 } });
+    const { jobId, run } = await preparedJob(jsonl(rows), { config: { maxRequestsPerChunk: 3 } });
 
     const result = await run();
 
@@ -102,7 +102,7 @@ describe('prepareJob', () => {
     const rows = Array.from({ length: 5 }, (_, i) => request(`b${i}`, 'x'.repeat(600)));
     const limit = bodyBytes(rows.slice(0, 2)) + 2 * WIRE_GROWTH_BYTES;
     expect(bodyBytes(rows.slice(0, 3))).toBeGreaterThan(limit);
-    const { jobId, keys, run } = await preparedJob(jsonl(rows), { config: { maxBytesPerChunk: limit } });
+    const { jobId, run } = await preparedJob(jsonl(rows), { config: { maxBytesPerChunk: limit } });
 
     const result = await run();
 
@@ -151,7 +151,7 @@ describe('prepareJob', () => {
   });
 
   it('lets the valid rows of a lenient job go ahead and reports the invalid ones', async () => {
-    const { jobId, keys, run } = await preparedJob(jsonl(mixed), { mode: 'lenient' });
+    const { jobId, run } = await preparedJob(jsonl(mixed), { mode: 'lenient' });
 
     const result = await run();
 
@@ -165,7 +165,7 @@ describe('prepareJob', () => {
   it('skips blank lines and accepts a BOM and CRLF line ends, writing plain LF lines', async () => {
     const rows = [request('x'), request('y'), request('z')];
     const body = '\uFEFF' + [line(rows[0]!), '', line(rows[1]!), '   ', '\t', line(rows[2]!), ''].join('\r\n');
-    const { jobId, keys, run } = await preparedJob(body);
+    const { jobId, run } = await preparedJob(body);
 
     const result = await run();
 
@@ -198,7 +198,7 @@ describe('prepareJob', () => {
       line(request('last-huge', 'z'.repeat(200_000))),
     ];
     // The last line has no line end.
-    const { jobId, keys, run } = await preparedJob(lines.join('\n'), { mode: 'lenient', config: { maxBytesPerChunk: limit } });
+    const { jobId, run } = await preparedJob(lines.join('\n'), { mode: 'lenient', config: { maxBytesPerChunk: limit } });
 
     const result = await run();
 
@@ -216,7 +216,7 @@ describe('prepareJob', () => {
 
   it('converges when run again: a finished Prepare answers the same, an interrupted one is redone', async () => {
     const rows = requests(5);
-    const { jobId, keys, run } = await preparedJob(jsonl(rows), { config: { maxRequestsPerChunk: 2 } });
+    const { jobId, run } = await preparedJob(jsonl(rows), { config: { maxRequestsPerChunk: 2 } });
     const first = await run();
     const itemsAfterFirst = await chunkItems(jobId);
     const filesAfterFirst = await Promise.all([0, 1, 2].map((chunk) => attemptText(aws, { jobId, chunk, attempt: 1 })));
@@ -237,7 +237,7 @@ describe('prepareJob', () => {
     const rows = requests(20_000);
     const broken = new Set([10, 12_345, 19_999]);
     const lines = rows.map((row, i) => (broken.has(i + 1) ? '{not json' : line(row)));
-    const { jobId, keys, run } = await preparedJob(jsonl(lines), { mode: 'lenient', config: { maxRequestsPerChunk: 6_000 } });
+    const { jobId, run } = await preparedJob(jsonl(lines), { mode: 'lenient', config: { maxRequestsPerChunk: 6_000 } });
 
     const result = await run();
 

@@ -10,7 +10,7 @@ import { BatchQueueFull, CreateOutcomeUnknown, GIVE_UP_LOOKS, submitChunk, type 
 import type { SimulatorOptions } from '../../simulator/options';
 import { createPipelineTable } from '../../local/emulators';
 import { useLocalAws } from '../support/aws';
-import { putAttemptOne, putText, readChunkItem, readJobItem, seedJob, sharedClock, startApi, stopApi, type ApiContext } from '../support/chunks';
+import { putAttemptOne, readChunkItem, readJobItem, seedJob, sharedClock, startApi, stopApi, type ApiContext } from '../support/chunks';
 import { pipelineConfig } from '../support/pipeline';
 import { requests } from '../support/requests';
 

@@ -6,7 +6,6 @@ import { localStatePath } from '../../cli/ops/local-state';
 import { followToEnd, uploadFile, waitForJob } from '../../cli/ops/submit';
 import { DEFAULT_PART_SIZE, headObject } from '../../shared/store/s3';
 import { OpsFailure } from '../../cli/ops/command';
-import { putItem } from '../../shared/store/dynamo';
 import { RowRecordWriter } from '../../shared/jobs/row-records';
 import { jobKeys } from '../../shared/store/keys';
 import { useLocalAws, type LocalAws } from '../support/aws';

@@ -7,7 +7,6 @@ import { localStatePath, removeLocalState, writeLocalState } from '../../cli/ops
 import { startLocalStack, type LocalStack } from '../../local/runtime';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { jobProgress } from '../../shared/jobs/queries';
-import { getItem } from '../../shared/store/dynamo';
 import { readJob } from '../../shared/jobs/chunk-state';
 import { readRowRecord } from '../../shared/jobs/row-records';
 import { jsonl, requests } from '../support/requests';
