@@ -139,6 +139,19 @@ export const STORAGE_RETRY: sfn.RetryProps = {
   jitterStrategy: sfn.JitterType.FULL,
 };
 
+/**
+ * FinalizeChunk's one retrier: a short one, since its failure costs nothing but time (FinalizeJob
+ * orders a chunk without a current record itself), and each retry is history its chunk execution
+ * must hold (infra/history-budget.ts).
+ */
+export const FINALIZE_CHUNK_RETRY: sfn.RetryProps = {
+  errors: [...LAMBDA_TRANSIENT_ERRORS, ...LAMBDA_CRASH_ERRORS, ...STORAGE_THROTTLED_ERRORS],
+  interval: Duration.seconds(5),
+  backoffRate: 2,
+  maxAttempts: 2,
+  jitterStrategy: sfn.JitterType.FULL,
+};
+
 /** RecordChunkFailure must not fail: an uncaught error there would fail the Map and so the whole job. */
 export const RECORD_FAILURE_RETRY: sfn.RetryProps = {
   errors: [sfn.Errors.ALL],
@@ -210,6 +223,7 @@ export class JobWorkflow extends Construct {
       extraRetries: sfn.RetryProps[] = [],
       resultPath?: string,
       payload?: Record<string, unknown>,
+      baseRetries: sfn.RetryProps[] = [LAMBDA_RETRY, LAMBDA_CRASH_RETRY, STORAGE_RETRY],
     ) => {
       const state = new tasks.LambdaInvoke(this, name, {
         lambdaFunction: fn,
@@ -219,10 +233,7 @@ export class JobWorkflow extends Construct {
         taskTimeout: sfn.Timeout.duration(functionTimeout(fn).plus(TASK_TIMEOUT_MARGIN)),
         resultPath,
       });
-      state.addRetry(LAMBDA_RETRY);
-      state.addRetry(LAMBDA_CRASH_RETRY);
-      state.addRetry(STORAGE_RETRY);
-      for (const retry of extraRetries) state.addRetry(retry);
+      for (const retry of [...baseRetries, ...extraRetries]) state.addRetry(retry);
       return state;
     };
     const caught = { errors: [sfn.Errors.ALL], resultPath: '$.error' };
@@ -236,7 +247,7 @@ export class JobWorkflow extends Construct {
     // Every iteration ends by ordering its chunk's rows into the chunk's share of the outputs, so
     // FinalizeJob has nothing left that grows with the job (shared/jobs/finalize-chunk.ts). If that
     // fails, the iteration still ends: FinalizeJob orders the chunk itself.
-    const finalizeChunk = task('FinalizeChunk', fns['finalize-chunk']);
+    const finalizeChunk = task('FinalizeChunk', fns['finalize-chunk'], [], undefined, undefined, [FINALIZE_CHUNK_RETRY]);
     finalizeChunk.addCatch(childEnd('ChunkLeftToFinalizeJob'), caught);
     finalizeChunk.next(
       new sfn.Choice(this, 'ChunkOutcome')

@@ -110,6 +110,8 @@ export async function finalizeJob(input: FinalizeInput, deps: FinalizeDeps): Pro
     input.outcome === 'rejected' || job.status === 'rejected' || (recovering && job.validationMode === 'strict' && job.invalidRows > 0);
   const prices = priceTableFromConfig(config);
   const tally = new Tally(prices);
+  // Chunks ordered here, without a current record of their own FinalizeChunk (reported with the end).
+  let finalizedHere = 0;
   // A rejected API key fails every chunk alike: the job has failed, though every row is accounted for.
   let keyFailure: { error: string; cause: string } | undefined;
   const collectPending: number[] = [];
@@ -131,7 +133,7 @@ export async function finalizeJob(input: FinalizeInput, deps: FinalizeDeps): Pro
   } else {
     const results: ConcatSource[] = [];
     const errors: ConcatSource[] = [];
-    let finalizedHere = 0;
+    finalizedHere = 0;
     for await (const chunk of queryPartition<ChunkItem>(dynamo, config.table, jobPk(job.jobId), CHUNK_SK_PREFIX)) {
       let final = await currentChunkFinal(chunk, job, deps);
       if (!final) {
@@ -144,7 +146,6 @@ export async function finalizeJob(input: FinalizeInput, deps: FinalizeDeps): Pro
       if (chunk.status === 'failed' && chunk.failure && API_KEY_ERRORS.has(chunk.failure.error)) keyFailure ??= chunk.failure;
       if (chunk.collectLater) collectPending.push(chunk.chunk);
     }
-    if (finalizedHere > 0) observer.info('chunks finalized here, without a current record of their own FinalizeChunk', { chunks: finalizedHere });
     checkCounts(job, tally);
     await Promise.all([concatObjects(s3, config.bucket, results, keys.results), concatObjects(s3, config.bucket, errors, keys.errors)]);
   }
@@ -176,6 +177,7 @@ export async function finalizeJob(input: FinalizeInput, deps: FinalizeDeps): Pro
     errorsByType: summary.errorsByType,
     costUsd: summary.cost.batchUsd,
     chunks: summary.chunks,
+    chunksOrderedHere: finalizedHere,
     batches: summary.batches.length,
     retries: summary.retries,
     durationSeconds: summary.timings.durationSeconds,

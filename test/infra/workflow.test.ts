@@ -276,7 +276,16 @@ describe('the job state machine', () => {
       AwaitBatch: [LAMBDA_RETRY, CRASH_RETRY, STORAGE_RETRY],
       CollectResults: [LAMBDA_RETRY, CRASH_RETRY, STORAGE_RETRY, API_RETRYABLE_RETRY, KEY_REFUSED_RETRY],
       RecordChunkFailure: [LAMBDA_RETRY, CRASH_RETRY, STORAGE_RETRY, RECORD_FAILURE_RETRY],
-      FinalizeChunk: [LAMBDA_RETRY, CRASH_RETRY, STORAGE_RETRY],
+      // One short retrier: a failure costs only time (FinalizeJob orders the chunk), and retries are history.
+      FinalizeChunk: [
+        {
+          ErrorEquals: [...LAMBDA_RETRY.ErrorEquals, ...CRASH_RETRY.ErrorEquals, ...STORAGE_RETRY.ErrorEquals],
+          IntervalSeconds: 5,
+          BackoffRate: 2,
+          MaxAttempts: 2,
+          JitterStrategy: 'FULL',
+        },
+      ],
     });
   });
 

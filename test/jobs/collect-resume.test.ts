@@ -16,7 +16,7 @@ import { pollBatch } from '../../shared/jobs/poll';
 import { submitChunk } from '../../shared/jobs/submit';
 import { jobKeys } from '../../shared/store/keys';
 import { useLocalAws } from '../support/aws';
-import { readChunkItem, readJobItem, readJsonl, readRow, readText, seedJob, startApi, stopApi, TEST_API_KEY, type ApiContext, type SeededJob } from '../support/chunks';
+import { attemptText, readChunkItem, readJobItem, readJsonl, readRow, readText, seedJob, startApi, stopApi, TEST_API_KEY, type ApiContext, type SeededJob } from '../support/chunks';
 import { pipelineConfig } from '../support/pipeline';
 import { requests } from '../support/requests';
 
@@ -98,7 +98,10 @@ describe('collectResults resumed from its checkpoint', () => {
   /** The batch's results file as the API holds it, each custom_id the user's again (read through any cuts). */
   async function apiText(ref: Ref): Promise<{ text: string; lines: BatchResultLine[]; ends: number[] }> {
     const { nonce } = (await readChunkItem(aws, ref.jobId, ref.chunk)).attempts[ref.attempt - 1]!;
-    const sent = await readJsonl<BatchRequest>(aws, jobKeys(ref.jobId).chunkRequests(ref.chunk, ref.attempt));
+    const sent = (await attemptText(aws, ref))
+      .split('\n')
+      .filter((line) => line !== '')
+      .map((line) => JSON.parse(line) as BatchRequest);
     const userIds = new Map(sent.map((r, n) => [`${nonce}-${n.toString(36)}`, r.custom_id]));
     const patient = new BatchesClient({ apiKey: TEST_API_KEY, baseUrl: ctx.sim.url, maxRetries: 1_000, sleep: async () => undefined });
     let text = '';
