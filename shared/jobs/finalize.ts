@@ -133,7 +133,6 @@ export async function finalizeJob(input: FinalizeInput, deps: FinalizeDeps): Pro
   } else {
     const results: ConcatSource[] = [];
     const errors: ConcatSource[] = [];
-    finalizedHere = 0;
     for await (const chunk of queryPartition<ChunkItem>(dynamo, config.table, jobPk(job.jobId), CHUNK_SK_PREFIX)) {
       let final = await currentChunkFinal(chunk, job, deps);
       if (!final) {
