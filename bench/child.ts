@@ -31,9 +31,7 @@ export function cpuShare(cpuMs: number, wallMs: number): string {
   return `${Math.round((cpuMs / Math.max(1, wallMs)) * 100)}%`;
 }
 
-type Reply<T> =
-  | { ok: true; value: T; startRss: number; maxRss: number; cpuMs: number; wallMs: number }
-  | { ok: false; error: string };
+type Reply<T> = { ok: true; value: T; startRss: number; maxRss: number; cpuMs: number; wallMs: number } | { ok: false; error: string };
 
 const WORKER = fileURLToPath(new URL('./worker.ts', import.meta.url));
 

@@ -104,7 +104,8 @@ export async function benchCollect(ctx: BenchContext): Promise<BenchReport> {
       collect = addSteps(collect, recollected.collect);
     }
     ctx.log('collect: finalize each chunk');
-    const chunksFinalized = (await runInChild<Result<'finalizeChunks'>>(task('finalizeChunks'), { ...env, jobId: prepared.jobId, chunks: prepared.chunks })).value;
+    const chunksFinalized = (await runInChild<Result<'finalizeChunks'>>(task('finalizeChunks'), { ...env, jobId: prepared.jobId, chunks: prepared.chunks }))
+      .value;
     if (chunksFinalized.rows !== rows) throw new Error(`FinalizeChunk ordered ${chunksFinalized.rows} rows, expected ${rows}`);
     ctx.log('collect: finalize the job');
     const finalized = (await runInChild<Result<'finalize'>>(task('finalize'), { ...env, jobId: prepared.jobId })).value;
@@ -153,9 +154,17 @@ export async function benchCollect(ctx: BenchContext): Promise<BenchReport> {
             ['DynamoDB requests per 1,000 rows', fmt(per1000, 2)],
             ['DynamoDB write units', fmt(c.collect.aws.writeUnits, 0)],
             ['S3 requests', `${int(requestsOf(c.collect.aws, 's3'))} (${describeRequests(c.collect.aws, 's3')})`],
-            ['Batches API calls', Object.entries(apiCalls).map(([k, n]) => `${k} ${n}`).join(', ')],
+            [
+              'Batches API calls',
+              Object.entries(apiCalls)
+                .map(([k, n]) => `${k} ${n}`)
+                .join(', '),
+            ],
             ['rows sent to a retry attempt', int(c.retryRows)],
-            ['CPU: Collect process / emulators process', `${cpuShare(collected.cpuMs, collected.wallMs)} / ${cpuShare(collected.parentCpuMs, collected.wallMs)} of a core`],
+            [
+              'CPU: Collect process / emulators process',
+              `${cpuShare(collected.cpuMs, collected.wallMs)} / ${cpuShare(collected.parentCpuMs, collected.wallMs)} of a core`,
+            ],
             ['peak RSS (child process)', `${mib(collected.peakRssBytes)} (${mib(collected.startRssBytes)} at start)`],
           ],
         },
@@ -187,7 +196,7 @@ export async function benchCollect(ctx: BenchContext): Promise<BenchReport> {
         'Requests are counted by SDK middleware on the clients Collect is given (each HTTP attempt); capacity units are what dynalite reports for ReturnConsumedCapacity=TOTAL.',
         'dynalite, s3rver and the simulator run in this process, Collect in its own: the CPU row says which of the two was busy. ' +
           'A Collect process near 100% is bound by its own work (reading results, deciding and pricing rows, the S3 upload), not by the emulators. ' +
-            'Row records are packed, about 1,000 rows of a job to a bucket, one item per bucket a chunk attempt touches.',
+          'Row records are packed, about 1,000 rows of a job to a bucket, one item per bucket a chunk attempt touches.',
       ],
     };
   } finally {

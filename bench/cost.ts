@@ -98,9 +98,27 @@ export async function benchCost(ctx: BenchContext): Promise<BenchReport> {
         aws: scaled(prepare.aws, MILLION / prepare.rows),
       },
       { step: 'submit', state: 'SubmitChunk', invocations: attempts, seconds: (collect.submit.ms / 1000) * rowScale, aws: perCall(collect.submit, attempts) },
-      { step: 'arm', state: 'AwaitBatch', invocations: attempts, seconds: ARM_CALL.seconds * attempts, aws: { requests: {}, readUnits: ARM_CALL.readUnits * attempts, writeUnits: ARM_CALL.writeUnits * attempts } },
-      { step: 'poll', state: 'PollBatch', invocations: polls, seconds: (collect.poll.ms / 1000 / Math.max(1, collect.poll.calls)) * polls, aws: perCall(collect.poll, polls) },
-      { step: 'collect', state: 'CollectResults', invocations: attempts, seconds: (collect.collect.ms / 1000) * rowScale, aws: scaled(collect.collect.aws, rowScale) },
+      {
+        step: 'arm',
+        state: 'AwaitBatch',
+        invocations: attempts,
+        seconds: ARM_CALL.seconds * attempts,
+        aws: { requests: {}, readUnits: ARM_CALL.readUnits * attempts, writeUnits: ARM_CALL.writeUnits * attempts },
+      },
+      {
+        step: 'poll',
+        state: 'PollBatch',
+        invocations: polls,
+        seconds: (collect.poll.ms / 1000 / Math.max(1, collect.poll.calls)) * polls,
+        aws: perCall(collect.poll, polls),
+      },
+      {
+        step: 'collect',
+        state: 'CollectResults',
+        invocations: attempts,
+        seconds: (collect.collect.ms / 1000) * rowScale,
+        aws: scaled(collect.collect.aws, rowScale),
+      },
     ];
     steps.push({
       step: 'finalize chunks',
@@ -112,7 +130,13 @@ export async function benchCost(ctx: BenchContext): Promise<BenchReport> {
     if (collect.finalize) {
       // FinalizeJob's work grows with the chunks (a join request or two each), not the rows: scaled by chunks.
       const chunkScale = chunks / Math.max(1, collect.chunks);
-      steps.push({ step: 'finalize job', state: 'FinalizeJob', invocations: 1, seconds: (collect.finalize.ms / 1000) * chunkScale, aws: scaled(collect.finalize.aws, chunkScale) });
+      steps.push({
+        step: 'finalize job',
+        state: 'FinalizeJob',
+        invocations: 1,
+        seconds: (collect.finalize.ms / 1000) * chunkScale,
+        aws: scaled(collect.finalize.aws, chunkScale),
+      });
     }
     const scenario: JobScenario = { chunks, attemptsPerChunk: Math.max(1, Math.round(attemptsPerChunk)), pollsPerAttempt };
     const walked = walkJob(machine.definition, scenario);
@@ -203,7 +227,8 @@ export async function benchCost(ctx: BenchContext): Promise<BenchReport> {
         }),
       },
       {
-        title: 'waiting, per 1M requests, at every batch length the polling benchmark measured (wait states\' transitions, arm and Poll Lambdas and their DynamoDB units, poller ticks)',
+        title:
+          "waiting, per 1M requests, at every batch length the polling benchmark measured (wait states' transitions, arm and Poll Lambdas and their DynamoDB units, poller ticks)",
         headers: ['batch lasts', 'PollBatch per attempt', 'wait transitions', 'poller ticks', 'waiting USD', 'total USD'],
         rows: byLength.map((r) => [human(r.seconds), int(r.pollsPerAttempt), int(r.waitTransitions), int(r.ticks), usd(r.waiting), usd(r.total, 3)]),
       },
@@ -221,12 +246,37 @@ export async function benchCost(ctx: BenchContext): Promise<BenchReport> {
     ],
     checks: [
       ...byLength.map((r) =>
-        check(`cost: waiting per 1M requests, ${human(r.seconds)} batches`, `≤ ${usd(COST_TARGETS.waitingPerMillion, 3)}`, usd(r.waiting), r.waiting <= COST_TARGETS.waitingPerMillion),
+        check(
+          `cost: waiting per 1M requests, ${human(r.seconds)} batches`,
+          `≤ ${usd(COST_TARGETS.waitingPerMillion, 3)}`,
+          usd(r.waiting),
+          r.waiting <= COST_TARGETS.waitingPerMillion,
+        ),
       ),
-      check('cost: AWS per 1M requests, 1 h batches (with the poller)', `≤ ${usd(COST_TARGETS.totalPerMillion1h, 3)}`, usd(typical.total, 3), typical.total <= COST_TARGETS.totalPerMillion1h),
-      check('cost: AWS per 1M requests, 24 h batches (with the poller)', `≤ ${usd(COST_TARGETS.totalPerMillion24h, 3)}`, usd(worst.total, 3), worst.total <= COST_TARGETS.totalPerMillion24h),
-      check('cost: AWS per 1M requests, 1 h batches', `≤ ${usd(COST_TARGETS.usdPerMillion, 2)}`, usd(typical.total, 3), typical.total <= COST_TARGETS.usdPerMillion),
-      check('cost: AWS per 1M requests, 24 h batches', `≤ ${usd(COST_TARGETS.usdPerMillion, 2)}`, usd(worst.total, 3), worst.total <= COST_TARGETS.usdPerMillion),
+      check(
+        'cost: AWS per 1M requests, 1 h batches (with the poller)',
+        `≤ ${usd(COST_TARGETS.totalPerMillion1h, 3)}`,
+        usd(typical.total, 3),
+        typical.total <= COST_TARGETS.totalPerMillion1h,
+      ),
+      check(
+        'cost: AWS per 1M requests, 24 h batches (with the poller)',
+        `≤ ${usd(COST_TARGETS.totalPerMillion24h, 3)}`,
+        usd(worst.total, 3),
+        worst.total <= COST_TARGETS.totalPerMillion24h,
+      ),
+      check(
+        'cost: AWS per 1M requests, 1 h batches',
+        `≤ ${usd(COST_TARGETS.usdPerMillion, 2)}`,
+        usd(typical.total, 3),
+        typical.total <= COST_TARGETS.usdPerMillion,
+      ),
+      check(
+        'cost: AWS per 1M requests, 24 h batches',
+        `≤ ${usd(COST_TARGETS.usdPerMillion, 2)}`,
+        usd(worst.total, 3),
+        worst.total <= COST_TARGETS.usdPerMillion,
+      ),
     ],
     notes: [
       `The poller when nothing is in flight: 43,200 idle ticks a month (Scheduler, Lambda ${POLLER_TICK.idleSeconds} s, the Query and the health record) ≈ ${usd(idleMonth, 3)} a month at list prices ` +
@@ -239,7 +289,7 @@ export async function benchCost(ctx: BenchContext): Promise<BenchReport> {
         `900 s limit is reached near ${fmt(900 / longest.seconds, 1)}M rows` +
         (longest.step === 'prepare' ? ' (Prepare reads the input once; see docs/performance.md for the arithmetic of a larger file).' : '.'),
       `Scaling: Prepare from the prepare benchmark (${int(prepare.rows)} rows); the rest from the collect benchmark's job (${int(collect.rows)} rows, ${collect.chunks} chunk(s), ${collect.attempts} attempt(s)). ` +
-        'Durations are this machine\'s, run against local emulators: Lambda\'s vCPU share and real DynamoDB/S3 latency will differ.',
+        "Durations are this machine's, run against local emulators: Lambda's vCPU share and real DynamoDB/S3 latency will differ.",
       `Transitions are counted by walking the definition (${EVENTS.Task} history events per Task, ${EVENTS.Wait} per Wait or Choice); Lambda retries would add more. ` +
         'Not included: the Anthropic API, S3 storage (GB-month), uploading the input, CloudWatch Logs and X-Ray, Secrets Manager, EventBridge events, data transfer.',
       'Prices: aws.amazon.com/lambda/pricing, /step-functions/pricing, /dynamodb/pricing/on-demand, /s3/pricing (see bench/prices.ts for the figures and date).',

@@ -68,7 +68,7 @@ export async function benchEndToEnd(ctx: BenchContext): Promise<BenchReport> {
           ],
         },
         {
-          title: 'where the pipeline\'s time went (each step\'s last end, after the start)',
+          title: "where the pipeline's time went (each step's last end, after the start)",
           headers: ['step', 'ended at', 'took'],
           rows: pipeline.value.timeline.map((entry, i) => [entry.step, secs(entry.atMs), secs(steps[i]!.ms)]),
         },

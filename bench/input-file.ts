@@ -31,8 +31,8 @@ const WIDE_WORDS = ['café', 'naïve', 'Zürich', 'São Paulo', 'résumé', 'üb
 
 const SYSTEM_PROMPTS = [
   'You classify customer support tickets for an online software store. Reply with JSON only: {"category": one of "billing", "bug", "account", "shipping", "feature_request", "other", "urgency": one of "low", "medium", "high"}.',
-  'You are a careful summarizer. Summarize the user\'s text in at most three sentences, keeping names, numbers and dates exactly as written. Do not add opinions.',
-  'You translate product reviews into plain English. Keep the reviewer\'s tone. If the review is already in English, correct only spelling mistakes and return it.',
+  "You are a careful summarizer. Summarize the user's text in at most three sentences, keeping names, numbers and dates exactly as written. Do not add opinions.",
+  "You translate product reviews into plain English. Keep the reviewer's tone. If the review is already in English, correct only spelling mistakes and return it.",
   'You extract structured data from free-text order notes: the product names, quantities, delivery instructions and any deadline. Answer as a JSON object with those four keys; use null for anything missing. Never invent values that are not in the note.',
   'You are a support assistant for a bank. Answer briefly and politely. Never ask for a full card number or a password. If the question needs a human, say so and suggest the secure message form.',
 ];

@@ -84,7 +84,10 @@ export async function measureNoticeDelays(input: NoticeInput): Promise<NoticeRes
       for (let rep = 0; rep < input.reps; rep++) {
         n += 1;
         const file = path.join(input.dir, `notice-${n}.jsonl`);
-        await writeFile(file, `${JSON.stringify({ custom_id: `n-${n}`, params: { model: 'claude-haiku-4-5', max_tokens: 16, messages: [{ role: 'user', content: 'hi' }] } })}\n`);
+        await writeFile(
+          file,
+          `${JSON.stringify({ custom_id: `n-${n}`, params: { model: 'claude-haiku-4-5', max_tokens: 16, messages: [{ role: 'user', content: 'hi' }] } })}\n`,
+        );
         simulator.setBatchFaults({ processingSeconds: seconds });
         const submitted = new Promise<string>((resolve) => {
           const off = stack.on((event) => {
@@ -102,7 +105,8 @@ export async function measureNoticeDelays(input: NoticeInput): Promise<NoticeRes
         const jump = Date.parse(created.created_at) + (seconds - lead) * 1000 - simulator.now();
         if (jump > 0) simulator.advance(jump / 1000);
         const outcome = await stack.waitForJob(jobId);
-        if (outcome.status !== 'succeeded') throw new Error(`notice run ${n} ended ${outcome.status}: ${outcome.execution?.error ?? ''} ${outcome.execution?.cause ?? ''}`);
+        if (outcome.status !== 'succeeded')
+          throw new Error(`notice run ${n} ended ${outcome.status}: ${outcome.execution?.error ?? ''} ${outcome.execution?.cause ?? ''}`);
         const batch = await retrieve(stack, batchId);
         const endedAt = Date.parse(batch.ended_at!);
         const mine = starts.filter((start) => start.batchId === batchId);
@@ -114,7 +118,9 @@ export async function measureNoticeDelays(input: NoticeInput): Promise<NoticeRes
       }
       runs.push(run);
     }
-    const apiCalls = Object.fromEntries(Object.entries(simulator.stats().calls).map(([endpoint, calls]) => [endpoint, calls - (before[endpoint as keyof typeof before] ?? 0)]));
+    const apiCalls = Object.fromEntries(
+      Object.entries(simulator.stats().calls).map(([endpoint, calls]) => [endpoint, calls - (before[endpoint as keyof typeof before] ?? 0)]),
+    );
     const scale = await measureScale(stack, input.scaleBatches);
     return {
       runs,
@@ -163,9 +169,15 @@ async function measureScale(stack: Awaited<ReturnType<typeof import('../local/ru
     for (const _batch of batches) {
       let token = '';
       void stack.taskTokens
-        .run('Scale', { TimeoutSeconds: 86_400 * 30 }, { Payload: { taskToken: 'batchline-local-task-token' } }, async (payload) => {
-          token = (payload as { taskToken: string }).taskToken;
-        }, controller.signal)
+        .run(
+          'Scale',
+          { TimeoutSeconds: 86_400 * 30 },
+          { Payload: { taskToken: 'batchline-local-task-token' } },
+          async (payload) => {
+            token = (payload as { taskToken: string }).taskToken;
+          },
+          controller.signal,
+        )
         .catch(() => undefined);
       await new Promise((resolve) => setImmediate(resolve));
       tokens.push(token);

@@ -45,7 +45,9 @@ export async function benchPolling(ctx: BenchContext): Promise<BenchReport> {
   const config = readPipelineConfig({ BATCHLINE_BUCKET: 'unused', BATCHLINE_TABLE: 'unused' });
   const settings = { pollMinSeconds: config.pollMinSeconds, pollMaxSeconds: config.pollMaxSeconds, pollFraction: config.pollFraction };
 
-  ctx.log(`polling: ${NOTICE_LENGTHS.length} batch lengths × ${REPS} on the local stack (time scale ${TIME_SCALE}), then ${int(SCALE_BATCHES)} batches in flight`);
+  ctx.log(
+    `polling: ${NOTICE_LENGTHS.length} batch lengths × ${REPS} on the local stack (time scale ${TIME_SCALE}), then ${int(SCALE_BATCHES)} batches in flight`,
+  );
   const dir = await mkdtemp(path.join(ctx.options.workDir, 'polling-'));
   const measured = (
     await runInChild<NoticeResult>(
@@ -87,7 +89,12 @@ export async function benchPolling(ctx: BenchContext): Promise<BenchReport> {
 
   const checks = [
     ...rows.map((r) =>
-      check(`polling: notice delay, ${r.label} batch (poller)`, `≤ ${POLLING_TARGETS.noticeSeconds} s`, `${fmt(r.max, 0)} s`, r.max <= POLLING_TARGETS.noticeSeconds),
+      check(
+        `polling: notice delay, ${r.label} batch (poller)`,
+        `≤ ${POLLING_TARGETS.noticeSeconds} s`,
+        `${fmt(r.max, 0)} s`,
+        r.max <= POLLING_TARGETS.noticeSeconds,
+      ),
     ),
     check(
       'polling: transitions per chunk attempt, independent of batch length',
@@ -95,14 +102,24 @@ export async function benchPolling(ctx: BenchContext): Promise<BenchReport> {
       `${int(Math.min(...transitionsByLength))}–${int(Math.max(...transitionsByLength))}`,
       Math.min(...transitionsByLength) === Math.max(...transitionsByLength),
     ),
-    check(`polling: history events per chunk execution, healthy (${config.maxAttempts} × 24 h)`, `≤ ${POLLING_TARGETS.historyHealthy}`, int(healthyHistory), healthyHistory <= POLLING_TARGETS.historyHealthy),
+    check(
+      `polling: history events per chunk execution, healthy (${config.maxAttempts} × 24 h)`,
+      `≤ ${POLLING_TARGETS.historyHealthy}`,
+      int(healthyHistory),
+      healthyHistory <= POLLING_TARGETS.historyHealthy,
+    ),
     check(
       `polling: history events per chunk execution, worst fallback (${config.maxAttempts} × 24 h, retries at worst)`,
       `≤ ${int(POLLING_TARGETS.historyWorst)}`,
       int(worstHistory),
       worstHistory <= POLLING_TARGETS.historyWorst,
     ),
-    check(`polling: Batches API requests/minute, ${int(SCALE_BATCHES)} batches in flight`, `≤ ${POLLING_TARGETS.apiRpmAt1000}`, int(rpm), rpm <= POLLING_TARGETS.apiRpmAt1000),
+    check(
+      `polling: Batches API requests/minute, ${int(SCALE_BATCHES)} batches in flight`,
+      `≤ ${POLLING_TARGETS.apiRpmAt1000}`,
+      int(rpm),
+      rpm <= POLLING_TARGETS.apiRpmAt1000,
+    ),
   ];
 
   return {
@@ -112,12 +129,30 @@ export async function benchPolling(ctx: BenchContext): Promise<BenchReport> {
       {
         title: `notice delay on the local stack (simulator clock, ${REPS} runs per length; time scale ${TIME_SCALE}, a tick every ${fmt(measured.tickPeriodMs, 0)} ms real)`,
         headers: ['batch lasts', 'poller p50', 'poller max', 'woken by the poller', 'PollBatch per attempt', 'fallback (adaptive) notice', 'fallback polls'],
-        rows: rows.map((r) => [r.label, `${fmt(r.p50, 0)} s`, `${fmt(r.max, 0)} s`, `${r.woken}/${REPS}`, fmt(r.polls, 1), human(r.fallback.noticeDelaySeconds), int(r.fallback.polls)]),
+        rows: rows.map((r) => [
+          r.label,
+          `${fmt(r.p50, 0)} s`,
+          `${fmt(r.max, 0)} s`,
+          `${r.woken}/${REPS}`,
+          fmt(r.polls, 1),
+          human(r.fallback.noticeDelaySeconds),
+          int(r.fallback.polls),
+        ]),
       },
       {
         title: `the poller with ${int(SCALE_BATCHES)} batches in flight (${int(scale.ended)} ended), one tick`,
         headers: ['list calls', 'retrieves', 'woken', 'heartbeats', 'tick wall time', 'tokens left open', 'fallback loop, same batches (1 h each)'],
-        rows: [[int(scale.listCalls), int(scale.retrieves), int(scale.woken), int(scale.heartbeats), `${fmt(scale.tickMs, 0)} ms`, int(scale.openTokensAfter - (scale.batches - scale.ended)), `${int(fallbackRpm)} requests/min`]],
+        rows: [
+          [
+            int(scale.listCalls),
+            int(scale.retrieves),
+            int(scale.woken),
+            int(scale.heartbeats),
+            `${fmt(scale.tickMs, 0)} ms`,
+            int(scale.openTokensAfter - (scale.batches - scale.ended)),
+            `${int(fallbackRpm)} requests/min`,
+          ],
+        ],
       },
       {
         title: 'the synthesized definition, walked',
@@ -131,10 +166,14 @@ export async function benchPolling(ctx: BenchContext): Promise<BenchReport> {
     ],
     checks,
     notes: [
-      'Each run is a 1-row job; after its batch is created the simulator\'s clock jumps to 1.5–3.5 simulated minutes before the end, so a 24 h wait takes seconds. ' +
-        'The poller ticks on a real timer the whole time, so where an end falls between ticks is as random as in AWS. The delay counts the tick\'s own run and the PollBatch start, scaled by the time scale.',
-      `Jobs waited with the poller: ${int(measured.ticks)} ticks (a tick with watches took ${fmt(measured.busyTickMs, 0)} ms locally); Batches API calls while they ran: ${Object.entries(measured.apiCalls).map(([e, n]) => `${e} ${int(n)}`).join(', ')}; heartbeat timeouts ${int(measured.heartbeatTimeouts)}.`,
-      'Not measurable locally (poller-design.md §9): EventBridge Scheduler\'s delivery lag and Step Functions\' resume after SendTaskSuccess; both add to the delay in AWS.',
+      "Each run is a 1-row job; after its batch is created the simulator's clock jumps to 1.5–3.5 simulated minutes before the end, so a 24 h wait takes seconds. " +
+        "The poller ticks on a real timer the whole time, so where an end falls between ticks is as random as in AWS. The delay counts the tick's own run and the PollBatch start, scaled by the time scale.",
+      `Jobs waited with the poller: ${int(measured.ticks)} ticks (a tick with watches took ${fmt(measured.busyTickMs, 0)} ms locally); Batches API calls while they ran: ${Object.entries(
+        measured.apiCalls,
+      )
+        .map(([e, n]) => `${e} ${int(n)}`)
+        .join(', ')}; heartbeat timeouts ${int(measured.heartbeatTimeouts)}.`,
+      "Not measurable locally (poller-design.md §9): EventBridge Scheduler's delivery lag and Step Functions' resume after SendTaskSuccess; both add to the delay in AWS.",
       `The fallback columns replay Poll's schedule (clamp(${settings.pollFraction} × age, ${settings.pollMinSeconds} s, ${settings.pollMaxSeconds} s)) for a batch ending at that length: what chunks get while the poller is down.`,
     ],
   };

@@ -73,7 +73,10 @@ export async function benchPrepare(ctx: BenchContext): Promise<BenchReport> {
       bares.push(await runInChild<BarePass>({ module: './prepare-tasks', fn: 'bareFromS3' }, object));
       ctx.log(`prepare: Prepare core (${round} of ${ROUNDS})`);
       preps.push(
-        await runInChild<PrepareRun>({ module: './prepare-tasks', fn: 'prepareObject' }, { ...object, dynamoEndpoint: dynamo.endpoint, table: `${TABLE}-${round}` }),
+        await runInChild<PrepareRun>(
+          { module: './prepare-tasks', fn: 'prepareObject' },
+          { ...object, dynamoEndpoint: dynamo.endpoint, table: `${TABLE}-${round}` },
+        ),
       );
     }
     const fastest = <T extends { ms: number }>(runs: Array<ChildMeasure<T>>) => runs.reduce((best, run) => (run.value.ms < best.value.ms ? run : best));
@@ -88,17 +91,23 @@ export async function benchPrepare(ctx: BenchContext): Promise<BenchReport> {
     );
     if (back.value.requests !== rows) throw new Error(`reading the chunks back gave ${back.value.requests} requests, expected ${rows}`);
     for (const pass of [disk.value, ...bares.map((run) => run.value), validate.value]) {
-      if (pass.bytes !== input.bytes || pass.lines !== rows) throw new Error(`a bare pass read ${pass.bytes} bytes / ${pass.lines} lines, expected ${input.bytes} / ${rows}`);
+      if (pass.bytes !== input.bytes || pass.lines !== rows)
+        throw new Error(`a bare pass read ${pass.bytes} bytes / ${pass.lines} lines, expected ${input.bytes} / ${rows}`);
     }
     for (const { value } of preps) {
-      if (value.validRows !== rows || value.outcome !== 'ready') throw new Error(`Prepare found ${value.validRows} valid rows (${value.outcome}), expected ${rows}`);
+      if (value.validRows !== rows || value.outcome !== 'ready')
+        throw new Error(`Prepare found ${value.validRows} valid rows (${value.outcome}), expected ${rows}`);
     }
 
     const rate = (ms: number) => mb(input.bytes) / (ms / 1000);
     const ratio = rate(prep.value.ms) / rate(bare.value.ms);
     ctx.measured.prepare = { rows, bytes: input.bytes, ms: prep.value.ms, aws: prep.value.aws };
 
-    const measured = (m: ChildMeasure<unknown>) => [`${cpuShare(m.cpuMs, m.wallMs)} / ${cpuShare(m.parentCpuMs, m.wallMs)}`, mib(m.peakRssBytes), mib(m.startRssBytes)];
+    const measured = (m: ChildMeasure<unknown>) => [
+      `${cpuShare(m.cpuMs, m.wallMs)} / ${cpuShare(m.parentCpuMs, m.wallMs)}`,
+      mib(m.peakRssBytes),
+      mib(m.startRssBytes),
+    ];
     return {
       name: 'prepare',
       title: `prepare — ${int(rows)} rows, ${fmt(mb(input.bytes), 0)} MB (${fmt(input.bytes / rows, 0)} B/row)`,
@@ -109,9 +118,19 @@ export async function benchPrepare(ctx: BenchContext): Promise<BenchReport> {
             ['write the file to disk (generator)', fmt(rate(generateMs)), secs(generateMs), '—', '—', '—'],
             ['upload to s3rver (multipart, 16 MiB parts)', fmt(rate(uploadMs)), secs(uploadMs), '—', '—', '—'],
             ['bare split + JSON.parse, from disk', fmt(rate(disk.value.ms)), secs(disk.value.ms), ...measured(disk)],
-            ...bares.map((run, i) => [`bare split + JSON.parse, from s3rver, run ${i + 1}${run === bare ? ' (counted)' : ''}`, fmt(rate(run.value.ms)), secs(run.value.ms), ...measured(run)]),
+            ...bares.map((run, i) => [
+              `bare split + JSON.parse, from s3rver, run ${i + 1}${run === bare ? ' (counted)' : ''}`,
+              fmt(rate(run.value.ms)),
+              secs(run.value.ms),
+              ...measured(run),
+            ]),
             ['splitLines + validateLine only, from s3rver', fmt(rate(validate.value.ms)), secs(validate.value.ms), ...measured(validate)],
-            ...preps.map((run, i) => [`Prepare core, from s3rver (validate + write row indexes), run ${i + 1}${run === prep ? ' (counted)' : ''}`, fmt(rate(run.value.ms)), secs(run.value.ms), ...measured(run)]),
+            ...preps.map((run, i) => [
+              `Prepare core, from s3rver (validate + write row indexes), run ${i + 1}${run === prep ? ' (counted)' : ''}`,
+              fmt(rate(run.value.ms)),
+              secs(run.value.ms),
+              ...measured(run),
+            ]),
             ['read every chunk back as Submit does (row index + input range)', fmt(rate(back.value.ms)), secs(back.value.ms), ...measured(back)],
           ],
         },
@@ -132,7 +151,7 @@ export async function benchPrepare(ctx: BenchContext): Promise<BenchReport> {
       notes: [
         `The ratio's two passes ran ${ROUNDS} times each, interleaved; each counts its fastest run. Peak RSS is the largest of Prepare's runs. ` +
           'MB = 10^6 bytes. Each pass ran in its own child process; s3rver and dynalite ran in the parent, so the two share the 2 cores. ' +
-          'CPU is each process\'s CPU time as a share of one core over the pass (100% = one core busy throughout).',
+          "CPU is each process's CPU time as a share of one core over the pass (100% = one core busy throughout).",
         'Prepare copies no request: a chunk is a byte range of the input, pinned to the version (or ETag) Prepare read, and Prepare writes one small row index per chunk (offsets, lengths, custom_ids).',
       ],
     };

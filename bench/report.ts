@@ -42,7 +42,10 @@ export function renderTable(table: Table): string {
   // Text columns read best left-aligned, figures right-aligned.
   const numeric = table.headers.map((_, i) => i > 0 && table.rows.every((row) => /^[-+$~≤≥<>]?[\d.,]+\s?\S*$|^n\/a$|^—$/.test(row[i] ?? '')));
   const line = (cells: string[]) =>
-    cells.map((cell, i) => (numeric[i] ? cell.padStart(widths[i]!) : cell.padEnd(widths[i]!))).join('  ').trimEnd();
+    cells
+      .map((cell, i) => (numeric[i] ? cell.padStart(widths[i]!) : cell.padEnd(widths[i]!)))
+      .join('  ')
+      .trimEnd();
   const out: string[] = [];
   if (table.title) out.push(table.title);
   out.push(line(table.headers));

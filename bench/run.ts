@@ -77,7 +77,10 @@ async function main(): Promise<void> {
   process.once('SIGINT', () => void cleanup().finally(() => process.exit(130)));
 
   // Other work on the machine skews every figure: the load average is printed with them.
-  const load = () => loadavg().map((n) => n.toFixed(1)).join(' ');
+  const load = () =>
+    loadavg()
+      .map((n) => n.toFixed(1))
+      .join(' ');
   console.log(
     `batchline benchmarks — ${new Date().toISOString().slice(0, 16).replace('T', ' ')} UTC, Node ${process.version}, ` +
       `${cpus().length} cores (${cpus()[0]?.model.trim() ?? 'unknown CPU'}), load average ${load()}, ` +

@@ -113,10 +113,13 @@ export async function benchScale(ctx: BenchContext): Promise<BenchReport> {
         rows: [
           ['input', ...runs.map((run) => `${fmt(mb(run.bytes), 0)} MB`)],
           ['wall time of the run (all steps one after another)', ...runs.map((run) => secs(run.wallMs))],
-          ['Lambda seconds per 1M rows', ...runs.map((run) => `${fmt((run.steps.reduce((sum, s) => sum + s.totalMs, 0) / 1000) * (1_000_000 / run.rows), 0)} s`)],
+          [
+            'Lambda seconds per 1M rows',
+            ...runs.map((run) => `${fmt((run.steps.reduce((sum, s) => sum + s.totalMs, 0) / 1000) * (1_000_000 / run.rows), 0)} s`),
+          ],
           ['AWS cost per 1M requests (1 h batches)', ...runs.map((run) => usd(costPerMillion(run), 3))],
           [
-            'longest invocation ÷ Lambda\'s 900 s',
+            "longest invocation ÷ Lambda's 900 s",
             ...runs.map((run) => {
               const longest = run.steps.reduce((a, b) => (b.longestMs > a.longestMs ? b : a));
               return `${fmt((longest.longestMs / LAMBDA_LIMIT_MS) * 100, 1)}% (${longest.step})`;
@@ -127,11 +130,11 @@ export async function benchScale(ctx: BenchContext): Promise<BenchReport> {
     ],
     checks: [],
     notes: [
-      'Every step but Prepare runs per chunk (≤ 100,000 rows) or per job in a few requests per chunk (FinalizeJob joins the chunks\' files inside S3): ' +
+      "Every step but Prepare runs per chunk (≤ 100,000 rows) or per job in a few requests per chunk (FinalizeJob joins the chunks' files inside S3): " +
         'their longest invocation should not grow with the job. Prepare reads the whole input once; see docs/performance.md for a 50M-row file on paper.',
-      'Cost per 1M requests is priced as the cost benchmark prices it (bench/prices.ts), from this run\'s own durations and requests, with a 1 h batch\'s polls ' +
+      "Cost per 1M requests is priced as the cost benchmark prices it (bench/prices.ts), from this run's own durations and requests, with a 1 h batch's polls " +
         `(${pollsPerAttempt} per attempt, Lambda requests only: their time is not measured here). It should be flat as the job grows.`,
-      'Durations are this machine\'s against local emulators in the parent process; Lambda\'s vCPU share and real S3/DynamoDB latency will differ.',
+      "Durations are this machine's against local emulators in the parent process; Lambda's vCPU share and real S3/DynamoDB latency will differ.",
     ],
   };
 }
@@ -167,7 +170,15 @@ async function runSize(ctx: BenchContext, rows: number): Promise<SizeRun> {
     const started = Date.now();
     const figures = new Map<string, StepFigures>();
     const add = (step: string, state: string, ms: number, peakRssBytes: number, aws: MeterReading) => {
-      const f = figures.get(step) ?? { step, state, invocations: 0, totalMs: 0, longestMs: 0, peakRssBytes: 0, aws: { requests: {}, readUnits: 0, writeUnits: 0 } };
+      const f = figures.get(step) ?? {
+        step,
+        state,
+        invocations: 0,
+        totalMs: 0,
+        longestMs: 0,
+        peakRssBytes: 0,
+        aws: { requests: {}, readUnits: 0, writeUnits: 0 },
+      };
       f.invocations += 1;
       f.totalMs += ms;
       f.longestMs = Math.max(f.longestMs, ms);
@@ -179,12 +190,24 @@ async function runSize(ctx: BenchContext, rows: number): Promise<SizeRun> {
     ctx.log(`scale ${int(rows)}: register + prepare`);
     const prepared = await runInChild<Result<'registerAndPrepare'>>(task('registerAndPrepare'), { ...env, key: KEY });
     const { jobId, chunks } = prepared.value;
-    add('register + prepare', 'PrepareJob', prepared.value.register.ms + prepared.value.prepare.ms, prepared.peakRssBytes, addReadings(prepared.value.register.aws, prepared.value.prepare.aws));
+    add(
+      'register + prepare',
+      'PrepareJob',
+      prepared.value.register.ms + prepared.value.prepare.ms,
+      prepared.peakRssBytes,
+      addReadings(prepared.value.register.aws, prepared.value.prepare.aws),
+    );
     let finalized = 0;
     for (const chunk of chunks) {
       ctx.log(`scale ${int(rows)}: chunk ${chunk + 1} of ${chunks.length}`);
       const submitted = await runInChild<Result<'submitAndPoll'>>(task('submitAndPoll'), { ...env, jobId, chunks: [chunk] });
-      add('submit (and its polls)', 'SubmitChunk', submitted.value.submit.ms + submitted.value.poll.ms, submitted.peakRssBytes, addReadings(submitted.value.submit.aws, submitted.value.poll.aws));
+      add(
+        'submit (and its polls)',
+        'SubmitChunk',
+        submitted.value.submit.ms + submitted.value.poll.ms,
+        submitted.peakRssBytes,
+        addReadings(submitted.value.submit.aws, submitted.value.poll.aws),
+      );
       const collected = await runInChild<Result<'collectAttempts'>>(task('collectAttempts'), { ...env, attempts: submitted.value.attempts });
       if (collected.value.retried.length > 0) throw new Error(`chunk ${chunk} needs a retry: the scale benchmark's simulator injects no errors`);
       add('collect', 'CollectResults', collected.value.collect.ms, collected.peakRssBytes, collected.value.collect.aws);

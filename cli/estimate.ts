@@ -53,7 +53,10 @@ export async function estimateCommand(args: string[], io: Io): Promise<number> {
     throw new UsageError((error as Error).message);
   }
 
-  const validation = validateStream(splitLines(createReadStream(file)), { maxRequestBytes: maxBytesPerChunk - BATCH_BODY_OVERHEAD - WIRE_GROWTH_BYTES, models });
+  const validation = validateStream(splitLines(createReadStream(file)), {
+    maxRequestBytes: maxBytesPerChunk - BATCH_BODY_OVERHEAD - WIRE_GROWTH_BYTES,
+    models,
+  });
   const totals = new EstimateTotals(prices);
   const firstInvalid: InvalidLine[] = [];
   for await (const outcome of validation) {
@@ -63,7 +66,9 @@ export async function estimateCommand(args: string[], io: Io): Promise<number> {
   const { counts } = validation;
   const estimate = totals.toJSON();
 
-  const out: string[] = [`${displayPath(io.cwd, file)}: ${plural(counts.valid, 'valid row')}, ${plural(counts.invalid, 'invalid line')}${counts.blank ? `, ${plural(counts.blank, 'blank line')}` : ''}`];
+  const out: string[] = [
+    `${displayPath(io.cwd, file)}: ${plural(counts.valid, 'valid row')}, ${plural(counts.invalid, 'invalid line')}${counts.blank ? `, ${plural(counts.blank, 'blank line')}` : ''}`,
+  ];
   for (const invalid of firstInvalid) out.push(`  ${invalid.reason} [${invalid.code}]`);
   if (counts.invalid > firstInvalid.length) out.push(`  … and ${count(counts.invalid - firstInvalid.length)} more`);
   if (counts.invalid > 0) out.push(`Strict mode would reject this file; --lenient runs the ${plural(counts.valid, 'valid row')}.`);

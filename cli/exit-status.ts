@@ -60,6 +60,8 @@ export function shortfallLine(end: JobEnd): string | undefined {
   if (exitStatusOf(end) !== EXIT.rowsNotSucceeded || !end.counts) return undefined;
   const { counts } = end;
   const total = counts.succeeded + rowsNotSucceeded(counts);
-  const parts = (['errored', 'expired', 'canceled', 'invalid'] as const).filter((status) => counts[status] > 0).map((status) => `${count(counts[status])} ${status}`);
+  const parts = (['errored', 'expired', 'canceled', 'invalid'] as const)
+    .filter((status) => counts[status] > 0)
+    .map((status) => `${count(counts[status])} ${status}`);
   return `${count(rowsNotSucceeded(counts))} of ${count(total)} rows did not succeed (${parts.join(', ')}): exit status ${EXIT.rowsNotSucceeded}`;
 }

@@ -81,7 +81,9 @@ export async function main(argv: string[], io: Io = processIo()): Promise<number
   try {
     const command = await findCommand(name);
     if (!command) {
-      const known = name.startsWith('-') ? ['--help', '--version'] : [...Object.keys(LOCAL_COMMANDS), ...Object.keys((await opsCommands()).OPS_COMMANDS), 'help'];
+      const known = name.startsWith('-')
+        ? ['--help', '--version']
+        : [...Object.keys(LOCAL_COMMANDS), ...Object.keys((await opsCommands()).OPS_COMMANDS), 'help'];
       const what = name.startsWith('-') ? 'option' : 'command';
       io.stderr.write(`batchline: unknown ${what} "${name}"${didYouMean(name, known)} (see batchline --help)\n`);
       return 2;

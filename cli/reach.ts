@@ -46,6 +46,7 @@ function causeOf(error: unknown): string {
     if (typeof code === 'string' && !code.startsWith('UND_ERR_')) return code;
   }
   const e = error as { code?: unknown; name?: unknown; message?: unknown };
-  if (e?.name === 'TimeoutError' || e?.code === 'UND_ERR_CONNECT_TIMEOUT' || e?.code === 'UND_ERR_HEADERS_TIMEOUT') return `no answer in ${TIMEOUT_MS / 1000} s`;
+  if (e?.name === 'TimeoutError' || e?.code === 'UND_ERR_CONNECT_TIMEOUT' || e?.code === 'UND_ERR_HEADERS_TIMEOUT')
+    return `no answer in ${TIMEOUT_MS / 1000} s`;
   return typeof e?.code === 'string' ? e.code : String(e?.message ?? error);
 }

@@ -62,11 +62,7 @@ export function failureText(failure: { error: string; cause: string }, keyFrom: 
 }
 
 export async function runCommand(args: string[], io: Io): Promise<number> {
-  const { values, positionals } = parse(
-    args,
-    { ...LOCAL_STACK_FLAGS, out: { type: 'string' } },
-    'run',
-  );
+  const { values, positionals } = parse(args, { ...LOCAL_STACK_FLAGS, out: { type: 'string' } }, 'run');
   if (values.help) {
     io.stdout.write(RUN_HELP);
     return 0;
@@ -131,7 +127,9 @@ async function runFile(stack: LocalStack, file: string, options: RunOptions, io:
   io.stdout.write(`\n${formatSummary(outcome, Date.now() - startedAt, LOCAL_KEY, { simulated: options.simulated })}\n`);
   const dir = path.resolve(io.cwd, options.out ?? path.join('batchline-out', jobId));
   const written = await copyOutputs(stack.s3, stack.bucket, jobId, dir);
-  io.stdout.write(written.length > 0 ? `\nOutputs in ${displayPath(io.cwd, dir)}/: ${written.map((f) => path.basename(f)).join(', ')}\n` : '\nNo outputs were written.\n');
+  io.stdout.write(
+    written.length > 0 ? `\nOutputs in ${displayPath(io.cwd, dir)}/: ${written.map((f) => path.basename(f)).join(', ')}\n` : '\nNo outputs were written.\n',
+  );
   const invalid = written.find((f) => path.basename(f) === 'invalid.jsonl');
   const excerpt = invalid && (await invalidLinesExcerpt(invalid, displayPath(io.cwd, invalid)));
   if (excerpt) io.stdout.write(`\n${excerpt}\n`);
@@ -188,4 +186,3 @@ export function formatSummary(outcome: JobOutcome, elapsedMs: number, keyFrom = 
   }
   return lines.join('\n');
 }
-

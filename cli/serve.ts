@@ -49,11 +49,7 @@ stack fails, 2 for a usage error (a flag, a port in use).
 const STABLE_MS = 400;
 
 export async function serveCommand(args: string[], io: Io): Promise<number> {
-  const { values, positionals } = parse(
-    args,
-    { ...LOCAL_STACK_FLAGS, dir: { type: 'string' }, out: { type: 'string' }, port: { type: 'string' } },
-    'serve',
-  );
+  const { values, positionals } = parse(args, { ...LOCAL_STACK_FLAGS, dir: { type: 'string' }, out: { type: 'string' }, port: { type: 'string' } }, 'serve');
   if (values.help) {
     io.stdout.write(SERVE_HELP);
     return 0;
@@ -89,7 +85,9 @@ export async function serveCommand(args: string[], io: Io): Promise<number> {
     if (text !== undefined && event.type !== 'job-registered') say(`  ${job}${text}`);
   });
   const watcher = watchInbox(dir, (file) => {
-    void runJob(stack, file, { lenient: values.lenient === true, outRoot, simulated: values.live !== true }, io).catch((error: Error) => say(`  ${path.basename(file)}: ${error.message}`));
+    void runJob(stack, file, { lenient: values.lenient === true, outRoot, simulated: values.live !== true }, io).catch((error: Error) =>
+      say(`  ${path.basename(file)}: ${error.message}`),
+    );
   });
   const commands = readCommands(stack, io);
 

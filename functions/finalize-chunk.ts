@@ -8,6 +8,8 @@ import { instrument } from '../shared/observability';
 const s3 = new S3Client({});
 const dynamo = new DynamoDBClient({});
 
-export const handler = instrument('finalize-chunk', async (event: unknown, observer): Promise<FinalizeChunkOutput> =>
-  finalizeChunk(parseFinalizeChunkInput(event), { s3, dynamo, config: readPipelineConfig(), observer }),
+export const handler = instrument(
+  'finalize-chunk',
+  async (event: unknown, observer): Promise<FinalizeChunkOutput> =>
+    finalizeChunk(parseFinalizeChunkInput(event), { s3, dynamo, config: readPipelineConfig(), observer }),
 );

@@ -12,12 +12,14 @@ const dynamo = new DynamoDBClient({});
 const events = new EventBridgeClient({});
 const sns = new SNSClient({});
 
-export const handler = instrument('finalize-job', async (event: unknown, observer): Promise<FinalizeOutput> =>
-  finalizeJob(parseFinalizeInput(event), {
-    s3,
-    dynamo,
-    config: readPipelineConfig(),
-    notify: { clients: { events, sns }, config: readNotifyConfig() },
-    observer,
-  }),
+export const handler = instrument(
+  'finalize-job',
+  async (event: unknown, observer): Promise<FinalizeOutput> =>
+    finalizeJob(parseFinalizeInput(event), {
+      s3,
+      dynamo,
+      config: readPipelineConfig(),
+      notify: { clients: { events, sns }, config: readNotifyConfig() },
+      observer,
+    }),
 );

@@ -8,6 +8,8 @@ import { instrument } from '../shared/observability';
 const s3 = new S3Client({});
 const dynamo = new DynamoDBClient({});
 
-export const handler = instrument('prepare-job', async (event: { jobId: string }, observer): Promise<PrepareResult> =>
-  prepareJob({ jobId: event.jobId }, { s3, dynamo, config: readPipelineConfig(), observer }),
+export const handler = instrument(
+  'prepare-job',
+  async (event: { jobId: string }, observer): Promise<PrepareResult> =>
+    prepareJob({ jobId: event.jobId }, { s3, dynamo, config: readPipelineConfig(), observer }),
 );

@@ -12,6 +12,7 @@ import { instrument } from '../shared/observability';
 const s3 = new S3Client({});
 const dynamo = new DynamoDBClient({});
 
-export const handler = instrument('register-job', async (event: unknown, observer): Promise<RegisterResult> =>
-  registerJob(event, { s3, dynamo, config: readPipelineConfig(), observer }),
+export const handler = instrument(
+  'register-job',
+  async (event: unknown, observer): Promise<RegisterResult> => registerJob(event, { s3, dynamo, config: readPipelineConfig(), observer }),
 );

@@ -30,7 +30,8 @@ export class ApiKey extends Construct {
       this.secretId = props.existingSecretName;
     } else {
       this.secret = new secretsmanager.Secret(this, 'Secret', {
-        description: 'Anthropic API key for batchline. Replace the placeholder: aws secretsmanager put-secret-value --secret-id <ApiKeySecretName> --secret-string <key>',
+        description:
+          'Anthropic API key for batchline. Replace the placeholder: aws secretsmanager put-secret-value --secret-id <ApiKeySecretName> --secret-string <key>',
         // A placeholder, not a secret: the real key never passes through CloudFormation.
         secretStringValue: SecretValue.unsafePlainText(API_KEY_PLACEHOLDER),
       });

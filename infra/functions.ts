@@ -60,7 +60,7 @@ export const HANDLER_SPECS: Record<HandlerName, HandlerSpec> = {
     notifies: false,
   },
   'prepare-job': {
-    description: 'Stream-validates the input file and writes its chunks\' row indexes',
+    description: "Stream-validates the input file and writes its chunks' row indexes",
     memorySize: 2048,
     timeout: Duration.seconds(900),
     read: ['input'],
@@ -92,7 +92,7 @@ export const HANDLER_SPECS: Record<HandlerName, HandlerSpec> = {
     notifies: false,
   },
   'collect-results': {
-    description: 'Streams a batch\'s results to S3 and records every row\'s status',
+    description: "Streams a batch's results to S3 and records every row's status",
     // 1769 MB is one full vCPU: parsing and DynamoDB writes are CPU-bound.
     memorySize: 1769,
     timeout: Duration.seconds(900),
@@ -105,7 +105,7 @@ export const HANDLER_SPECS: Record<HandlerName, HandlerSpec> = {
     notifies: false,
   },
   'finalize-chunk': {
-    description: 'Writes one chunk\'s rows in input order with their final state, and its tally',
+    description: "Writes one chunk's rows in input order with their final state, and its tally",
     memorySize: 2048,
     timeout: Duration.seconds(900),
     // Ordering a chunk's results spills to /tmp: up to its results' size (a 100,000-row chunk of long replies is GBs).
@@ -117,7 +117,7 @@ export const HANDLER_SPECS: Record<HandlerName, HandlerSpec> = {
     notifies: false,
   },
   'finalize-job': {
-    description: 'Joins the chunks\' ordered results inside S3, writes the error report and the summary; ends the job',
+    description: "Joins the chunks' ordered results inside S3, writes the error report and the summary; ends the job",
     memorySize: 2048,
     timeout: Duration.seconds(900),
     // A chunk whose FinalizeChunk did not run is ordered here: that spills to /tmp.
@@ -131,7 +131,7 @@ export const HANDLER_SPECS: Record<HandlerName, HandlerSpec> = {
     notifies: true,
   },
   'record-chunk-failure': {
-    description: 'Marks a failed chunk\'s unfinished rows errored (chunk_failed) and cancels its batch',
+    description: "Marks a failed chunk's unfinished rows errored (chunk_failed) and cancels its batch",
     memorySize: 1024,
     timeout: Duration.seconds(900),
     read: [],
@@ -187,7 +187,7 @@ export const HANDLER_SPECS: Record<HandlerName, HandlerSpec> = {
     notifies: true,
   },
   'await-batch': {
-    description: 'Stores a waiting chunk attempt\'s task token for the poller, or sends it to the Wait loop',
+    description: "Stores a waiting chunk attempt's task token for the poller, or sends it to the Wait loop",
     memorySize: 256,
     timeout: Duration.seconds(30),
     read: [],
@@ -259,13 +259,27 @@ export class Functions extends Construct {
         logKey: props.logKey,
       });
       const fn = handler.fn;
-      grantObjects(props.bucket, handler, 'read', spec.read.flatMap((area) => areaPrefixes[area]));
-      grantObjects(props.bucket, handler, 'write', spec.write.flatMap((area) => areaPrefixes[area]));
+      grantObjects(
+        props.bucket,
+        handler,
+        'read',
+        spec.read.flatMap((area) => areaPrefixes[area]),
+      );
+      grantObjects(
+        props.bucket,
+        handler,
+        'write',
+        spec.write.flatMap((area) => areaPrefixes[area]),
+      );
       for (const area of spec.deletes ?? []) {
         for (const prefix of areaPrefixes[area]) {
           const objects = props.bucket.arnForObjects(`${prefix}*`);
           iam.Grant.addToPrincipal({ grantee: handler.fn, actions: ['s3:DeleteObject'], resourceArns: [objects] });
-          acceptWildcardResources(handler.role, [objects], `Deletes only its own leftovers under ${prefix} (Collect's segments and checkpoint), where keys are per job`);
+          acceptWildcardResources(
+            handler.role,
+            [objects],
+            `Deletes only its own leftovers under ${prefix} (Collect's segments and checkpoint), where keys are per job`,
+          );
         }
       }
       if (spec.table !== 'none') {
@@ -273,7 +287,7 @@ export class Functions extends Construct {
         acceptWildcardResources(
           handler.role,
           [`${props.table.tableArn}/index/*`],
-          'The table\'s own global secondary indexes (byCreated), which table.grant adds beside the table',
+          "The table's own global secondary indexes (byCreated), which table.grant adds beside the table",
         );
         // A table under a customer-managed key (the encryptionKey setting): DynamoDB uses the key as its caller.
         if (props.table.encryptionKey) {
@@ -281,7 +295,7 @@ export class Functions extends Construct {
           acceptWildcardActions(
             handler.role,
             ['kms:ReEncrypt*', 'kms:GenerateDataKey*'],
-            'The data key of the encryptionKey setting, which reading and writing the table (and the bucket) under it needs: the key actions of CDK\'s table and bucket grants',
+            "The data key of the encryptionKey setting, which reading and writing the table (and the bucket) under it needs: the key actions of CDK's table and bucket grants",
           );
         }
       }
@@ -294,7 +308,7 @@ export class Functions extends Construct {
         acceptWildcardActions(
           handler.role,
           ['kms:GenerateDataKey*'],
-          'Data keys of the topic\'s own KMS key, which publishing to the encrypted topic needs (the action set of topic.grantPublish)',
+          "Data keys of the topic's own KMS key, which publishing to the encrypted topic needs (the action set of topic.grantPublish)",
         );
       }
       return [name, handler] as const;
@@ -359,8 +373,8 @@ function grantObjects(bucket: s3.IBucket, handler: Handler, access: 'read' | 'wr
     handler.role,
     access === 'read' ? ['s3:GetObject*'] : ['s3:Abort*'],
     access === 'read'
-      ? 'Object reads (GetObject, and GetObjectVersion for a versioned input) on the prefixes above only, the object action set of CDK\'s bucket.grantRead'
-      : 'The action set of CDK\'s bucket.grantPut: s3:AbortMultipartUpload, which streamed multipart uploads need, on the prefixes above only',
+      ? "Object reads (GetObject, and GetObjectVersion for a versioned input) on the prefixes above only, the object action set of CDK's bucket.grantRead"
+      : "The action set of CDK's bucket.grantPut: s3:AbortMultipartUpload, which streamed multipart uploads need, on the prefixes above only",
   );
 }
 

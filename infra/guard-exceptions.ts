@@ -50,7 +50,7 @@ export const GUARD_EXCEPTIONS: readonly GuardException[] = [
     control: 'CT.DYNAMODB.PR.2',
     asks: 'the table encrypted with a KMS key',
     resources: { paths: ['Storage/Table'] },
-    reason: 'Encrypted with DynamoDB\'s AWS-owned key (no KMS charges) unless the encryptionKey setting names a KMS key',
+    reason: "Encrypted with DynamoDB's AWS-owned key (no KMS charges) unless the encryptionKey setting names a KMS key",
     metBy: { setting: 'encryptionKey', met: (settings) => settings.encryptionKey !== 'aws-owned' },
   },
   {
@@ -65,7 +65,7 @@ export const GUARD_EXCEPTIONS: readonly GuardException[] = [
     asks: 'buckets encrypted with a KMS key',
     resources: { paths: [ACCESS_LOGS] },
     reason:
-      'The access-log bucket keeps SSE-S3 whatever the setting: S3\'s log delivery writes it, which under SSE-KMS needs the key to trust logging.s3.amazonaws.com, and it holds request records (who read which key), never prompts or results',
+      "The access-log bucket keeps SSE-S3 whatever the setting: S3's log delivery writes it, which under SSE-KMS needs the key to trust logging.s3.amazonaws.com, and it holds request records (who read which key), never prompts or results",
   },
   {
     control: 'CT.LAMBDA.PR.3',
@@ -103,7 +103,7 @@ export const GUARD_EXCEPTIONS: readonly GuardException[] = [
     control: 'CT.SQS.PR.1',
     asks: 'a dead-letter queue for every queue',
     resources: { paths: ['Triggers/DeadLetters'] },
-    reason: 'It is the stack\'s dead-letter queue; one behind it would have no consumer either (its alarm tells someone instead)',
+    reason: "It is the stack's dead-letter queue; one behind it would have no consumer either (its alarm tells someone instead)",
   },
 ];
 

@@ -35,7 +35,6 @@ export const HANDLER_NAMES = [
 ] as const;
 export type HandlerName = (typeof HANDLER_NAMES)[number];
 
-
 export interface HandlerProps {
   /** The file functions/<name>.ts; its export is `handler`. */
   name: HandlerName;

@@ -67,7 +67,11 @@ export class Observability extends Construct {
     const notify = new cloudwatchActions.SnsAction(props.topic);
     const alarm = (alarmId: string, name: string, alarmProps: Omit<cloudwatch.AlarmProps, 'alarmName' | 'treatMissingData'>) => {
       // No data is no news: these metrics only exist while jobs run.
-      const created = new cloudwatch.Alarm(this, alarmId, { alarmName: `${stackName}-${name}`, treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING, ...alarmProps });
+      const created = new cloudwatch.Alarm(this, alarmId, {
+        alarmName: `${stackName}-${name}`,
+        treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
+        ...alarmProps,
+      });
       created.addAlarmAction(notify);
       return created;
     };
@@ -83,7 +87,7 @@ export class Observability extends Construct {
     const { failed, timedOut, aborted } = executions(FIVE_MINUTES);
     this.failedExecutionsAlarm = alarm('FailedExecutions', 'failed-executions', {
       alarmDescription:
-        'A job execution failed, timed out or was aborted. The topic has the job\'s failure already; look in the execution\'s history and the job\'s summary. A rejected input (strict validation) fails its execution too.',
+        "A job execution failed, timed out or was aborted. The topic has the job's failure already; look in the execution's history and the job's summary. A rejected input (strict validation) fails its execution too.",
       // FILL: a sum with one series missing would be missing, and a lone failure would go unseen.
       metric: new cloudwatch.MathExpression({
         expression: 'FILL(failed, 0) + FILL(timedOut, 0) + FILL(aborted, 0)',
@@ -193,7 +197,7 @@ export class Observability extends Construct {
             width: 24,
             height: 2,
             markdown:
-              '# batchline\nJobs are the job state machine\'s executions. Rows, errors, cost and batch latency are counted by the handlers (namespace `Batchline`, `service=batchline`), per hour. Alarms notify the stack\'s SNS topic (`TopicArn` output).',
+              "# batchline\nJobs are the job state machine's executions. Rows, errors, cost and batch latency are counted by the handlers (namespace `Batchline`, `service=batchline`), per hour. Alarms notify the stack's SNS topic (`TopicArn` output).",
           }),
         ],
         [new cloudwatch.AlarmStatusWidget({ title: 'Alarms', width: 24, height: 4, alarms: allAlarms })],
@@ -249,7 +253,12 @@ export class Observability extends Construct {
             width: 8,
             height: 6,
             setPeriodToTimeRange: true,
-            metrics: [pipelineMetric('CostUsd', 'Cost (USD)'), pipelineMetric('RowsSucceeded', 'Rows succeeded'), pipelineMetric('RowsErrored', 'Rows errored'), pipelineMetric('JobsEnded', 'Jobs ended')],
+            metrics: [
+              pipelineMetric('CostUsd', 'Cost (USD)'),
+              pipelineMetric('RowsSucceeded', 'Rows succeeded'),
+              pipelineMetric('RowsErrored', 'Rows errored'),
+              pipelineMetric('JobsEnded', 'Jobs ended'),
+            ],
           }),
         ],
         [
@@ -284,7 +293,13 @@ export class Observability extends Construct {
             title: 'Dead-letter queue',
             width: 12,
             height: 6,
-            left: [props.deadLetterQueue.metricApproximateNumberOfMessagesVisible({ statistic: cloudwatch.Stats.MAXIMUM, period: FIVE_MINUTES, label: 'Messages waiting' })],
+            left: [
+              props.deadLetterQueue.metricApproximateNumberOfMessagesVisible({
+                statistic: cloudwatch.Stats.MAXIMUM,
+                period: FIVE_MINUTES,
+                label: 'Messages waiting',
+              }),
+            ],
           }),
         ],
       ],

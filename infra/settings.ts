@@ -195,7 +195,9 @@ function pollerSetting(value: unknown): boolean {
 
 function logRetentionSetting(days: number): number {
   if (!(LOG_RETENTION_DAYS as readonly number[]).includes(days)) {
-    throw new SettingsError(`${CONTEXT_KEYS.settings}.logRetentionDays must be one of CloudWatch Logs' periods (${LOG_RETENTION_DAYS.join(', ')}), got ${days}`);
+    throw new SettingsError(
+      `${CONTEXT_KEYS.settings}.logRetentionDays must be one of CloudWatch Logs' periods (${LOG_RETENTION_DAYS.join(', ')}), got ${days}`,
+    );
   }
   return days;
 }
@@ -311,8 +313,8 @@ const RATE = /^rate\([1-9][0-9]* (minute|minutes|hour|hours|day|days)\)$/;
 const CRON = /^cron\((.+)\)$/;
 const FORBIDDEN_PREFIXES = [
   [INBOX_PREFIX, 'every object there already starts a job, so a sweep would start it twice'],
-  [WORK_PREFIX, 'it holds the pipeline\'s own work files'],
-  [RESULTS_PREFIX, 'it holds the pipeline\'s outputs'],
+  [WORK_PREFIX, "it holds the pipeline's own work files"],
+  [RESULTS_PREFIX, "it holds the pipeline's outputs"],
 ] as const;
 
 export function readSchedules(value: unknown): ScheduleSetting[] {

@@ -84,10 +84,7 @@ export class Triggers extends Construct {
       (schedule) =>
         new scheduler.Schedule(this, `Schedule-${schedule.name}`, {
           description: `batchline sweep "${schedule.name}" of ${schedule.prefix}`,
-          schedule: scheduler.ScheduleExpression.expression(
-            schedule.cron,
-            schedule.timezone === undefined ? undefined : TimeZone.of(schedule.timezone),
-          ),
+          schedule: scheduler.ScheduleExpression.expression(schedule.cron, schedule.timezone === undefined ? undefined : TimeZone.of(schedule.timezone)),
           target: new InvokeFunction(props.sweepFunction, {
             input: scheduler.ScheduleTargetInput.fromObject({ schedule: schedule.name, prefix: schedule.prefix }),
             role: this.scheduleRole,
@@ -111,7 +108,12 @@ export function invokerRole(scope: Construct, id: string): iam.Role {
       conditions: {
         StringEquals: {
           'aws:SourceAccount': stack.account,
-          'aws:SourceArn': stack.formatArn({ service: 'scheduler', resource: 'schedule-group', resourceName: 'default', arnFormat: ArnFormat.SLASH_RESOURCE_NAME }),
+          'aws:SourceArn': stack.formatArn({
+            service: 'scheduler',
+            resource: 'schedule-group',
+            resourceName: 'default',
+            arnFormat: ArnFormat.SLASH_RESOURCE_NAME,
+          }),
         },
       },
     }),

@@ -15,7 +15,6 @@ import { Construct } from 'constructs';
 import { ABNORMAL_STATUSES, EXECUTION_STATUS_CHANGE, STATES_SOURCE } from '../shared/jobs/events';
 import { InvokeFunction, invokerRole, sendFailuresTo } from './triggers';
 
-
 export interface UpkeepProps {
   stateMachine: sfn.IStateMachine;
   /** functions/reconcile-jobs.ts. */

@@ -250,12 +250,16 @@ export class JobWorkflow extends Construct {
     const finalizeChunk = task('FinalizeChunk', fns['finalize-chunk'], [], undefined, undefined, [FINALIZE_CHUNK_RETRY]);
     finalizeChunk.addCatch(childEnd('ChunkLeftToFinalizeJob'), caught);
     finalizeChunk.next(
-      new sfn.Choice(this, 'ChunkOutcome')
-        .when(sfn.Condition.booleanEquals('$.failed', true), childEnd('ChunkFailed'))
-        .otherwise(childEnd('ChunkDone')),
+      new sfn.Choice(this, 'ChunkOutcome').when(sfn.Condition.booleanEquals('$.failed', true), childEnd('ChunkFailed')).otherwise(childEnd('ChunkDone')),
     );
     const recordChunkFailure = task('RecordChunkFailure', fns['record-chunk-failure'], [RECORD_FAILURE_RETRY]).next(finalizeChunk);
-    const submitChunk = task('SubmitChunk', fns['submit-chunk'], [API_RETRYABLE_RETRY, OUTCOME_UNKNOWN_RETRY, CREATE_SLOT_BUSY_RETRY, CREATE_REFUSED_RETRY, QUEUE_FULL_RETRY]);
+    const submitChunk = task('SubmitChunk', fns['submit-chunk'], [
+      API_RETRYABLE_RETRY,
+      OUTCOME_UNKNOWN_RETRY,
+      CREATE_SLOT_BUSY_RETRY,
+      CREATE_REFUSED_RETRY,
+      QUEUE_FULL_RETRY,
+    ]);
     const waitForBatch = new sfn.Wait(this, 'WaitForBatch', { time: sfn.WaitTime.secondsPath('$.waitSeconds') });
     const pollBatch = task('PollBatch', fns['poll-batch'], [API_RETRYABLE_RETRY]);
     const collectResults = task('CollectResults', fns['collect-results'], [API_RETRYABLE_RETRY, KEY_REFUSED_RETRY]);
@@ -268,17 +272,13 @@ export class JobWorkflow extends Construct {
     // loop. Either way PollBatch decides whether the batch has ended (docs/architecture.md).
     const firstWait = this.awaitBatch(props.poller ?? true, fns['await-batch'], { pollBatch, waitForBatch, recordChunkFailure, caught });
     const chunkLifecycle = submitChunk.next(
-      new sfn.Choice(this, 'SubmitCanceled')
-        .when(sfn.Condition.booleanEquals('$.canceled', true), collectResults)
-        .otherwise(firstWait),
+      new sfn.Choice(this, 'SubmitCanceled').when(sfn.Condition.booleanEquals('$.canceled', true), collectResults).otherwise(firstWait),
     );
     const batchEnded = new sfn.Choice(this, 'BatchEnded').when(sfn.Condition.booleanEquals('$.ended', true), collectResults);
     if (firstWait !== waitForBatch) batchEnded.when(sfn.Condition.booleanEquals('$.watch', true), firstWait);
     waitForBatch.next(pollBatch).next(batchEnded.otherwise(waitForBatch));
     collectResults.next(
-      new sfn.Choice(this, 'RetryNeeded')
-        .when(sfn.Condition.booleanEquals('$.retry', true), waitBeforeRetry.next(submitChunk))
-        .otherwise(finalizeChunk),
+      new sfn.Choice(this, 'RetryNeeded').when(sfn.Condition.booleanEquals('$.retry', true), waitBeforeRetry.next(submitChunk)).otherwise(finalizeChunk),
     );
 
     // The job. MarkJobFailed's reply ({jobId}) is dropped, so the execution fails with the error
@@ -326,9 +326,7 @@ export class JobWorkflow extends Construct {
         .when(sfn.Condition.booleanEquals('$.duplicate', true), new sfn.Succeed(this, 'DuplicateEvent'))
         .otherwise(
           prepareJob.next(
-            new sfn.Choice(this, 'HasChunks')
-              .when(sfn.Condition.stringEquals('$.outcome', 'ready'), forEachChunk.next(finalizeJob))
-              .otherwise(finalizeJob),
+            new sfn.Choice(this, 'HasChunks').when(sfn.Condition.stringEquals('$.outcome', 'ready'), forEachChunk.next(finalizeJob)).otherwise(finalizeJob),
           ),
         ),
     );
@@ -355,7 +353,7 @@ export class JobWorkflow extends Construct {
     acceptWildcardResources(
       this.stateMachine.role,
       WORKFLOW_HANDLERS.map((name) => `${fns[name].functionArn}:*`),
-      'CDK\'s LambdaInvoke grant covers the versions and aliases of each task\'s own function (<arn>:*), nothing else',
+      "CDK's LambdaInvoke grant covers the versions and aliases of each task's own function (<arn>:*), nothing else",
     );
     acceptFinding(
       this.stateMachine.role,
@@ -418,7 +416,7 @@ export class JobWorkflow extends Construct {
     acceptWildcardResources(
       policy,
       [`${executions}:*`, `${executions}/*:*`, `${executions}/*`],
-      'A Distributed Map starts, describes and stops its own child executions, whose names exist only at run time; all are this state machine\'s',
+      "A Distributed Map starts, describes and stops its own child executions, whose names exist only at run time; all are this state machine's",
     );
   }
 }

@@ -101,11 +101,11 @@ const MAX_BODY_BYTES = 1024 * 1024;
 /** PutEvents: at most 10 entries and 256 KB per call. */
 const MAX_PUT_EVENTS_ENTRIES = 10;
 const MAX_PUT_EVENTS_BYTES = 256 * 1024;
+// biome-ignore lint/suspicious/noControlCharactersInRegex: AWS's rule for execution names excludes exactly these control characters
 const EXECUTION_NAME = /^[^\s<>{}[\]?*"#%\\^|~`$&,;:/\u0000-\u001f\u007f-\u009f]{1,80}$/;
 
 const epochSeconds = (date: Date) => date.getTime() / 1000;
-const xmlEscape = (text: string) =>
-  text.replace(/[<>&'"]/g, (c) => ({ '<': '&lt;', '>': '&gt;', '&': '&amp;', "'": '&apos;', '"': '&quot;' })[c]!);
+const xmlEscape = (text: string) => text.replace(/[<>&'"]/g, (c) => ({ '<': '&lt;', '>': '&gt;', '&': '&amp;', "'": '&apos;', '"': '&quot;' })[c]!);
 
 export async function startAwsShim(backend: AwsShimBackend, options: { port?: number } = {}): Promise<AwsShim> {
   const published: PublishedMessage[] = [];
@@ -118,7 +118,7 @@ export async function startAwsShim(backend: AwsShimBackend, options: { port?: nu
       const secretId = String(body.SecretId ?? '');
       const value = backend.secret(secretId);
       if (value === undefined) throw new AwsShimError('ResourceNotFoundException', "Secrets Manager can't find the specified secret.");
-      const name = secretId.startsWith('arn:') ? secretId.split(':secret:')[1] ?? secretId : secretId;
+      const name = secretId.startsWith('arn:') ? (secretId.split(':secret:')[1] ?? secretId) : secretId;
       return {
         ARN: secretId.startsWith('arn:') ? secretId : `arn:aws:secretsmanager:us-east-1:000000000000:secret:${secretId}`,
         Name: name,
@@ -191,7 +191,11 @@ export async function startAwsShim(backend: AwsShimBackend, options: { port?: nu
       return {};
     },
     'AWSStepFunctions.SendTaskFailure': (body) => {
-      tokens().failure(String(body.taskToken ?? ''), body.error === undefined ? undefined : String(body.error), body.cause === undefined ? undefined : String(body.cause));
+      tokens().failure(
+        String(body.taskToken ?? ''),
+        body.error === undefined ? undefined : String(body.error),
+        body.cause === undefined ? undefined : String(body.cause),
+      );
       return {};
     },
     'AWSStepFunctions.SendTaskHeartbeat': (body) => {

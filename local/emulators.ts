@@ -109,9 +109,7 @@ export function localDynamoClient(endpoint: string): DynamoDBClient {
   return new DynamoDBClient({ endpoint, region: LOCAL_REGION, credentials: LOCAL_CREDENTIALS });
 }
 
-export async function startS3(
-  options: { buckets?: string[]; directory?: string; port?: number; backend?: LocalBackend } = {},
-): Promise<LocalS3> {
+export async function startS3(options: { buckets?: string[]; directory?: string; port?: number; backend?: LocalBackend } = {}): Promise<LocalS3> {
   if ((options.backend ?? localBackend()) === 'moto') return startMotoS3(options);
   installDesShim();
   const S3rver = require('s3rver');

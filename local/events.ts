@@ -9,7 +9,7 @@ import type { ExecutionDescription } from './aws-shim';
 import type { S3EventRecord } from './emulators';
 import { LOCAL_REGION } from './emulators';
 import type { S3ObjectCreatedEvent as RegisterS3Event } from '../shared/jobs/events';
-import { LOCAL_ACCOUNT, LocalNames, resourcesOfType, type CfnTemplate } from './template';
+import { LOCAL_ACCOUNT, type LocalNames, resourcesOfType, type CfnTemplate } from './template';
 
 /** What S3 sends EventBridge for a created object: the shape Register accepts, with every field S3 fills. */
 export type S3ObjectCreatedEvent = RegisterS3Event & {
@@ -85,7 +85,8 @@ export function matchesPattern(pattern: Record<string, unknown>, event: unknown)
   return Object.entries(pattern).every(([field, rule]) => {
     const value = event !== null && typeof event === 'object' ? (event as Record<string, unknown>)[field] : undefined;
     if (Array.isArray(rule)) return matchesAny(rule, value);
-    if (rule !== null && typeof rule === 'object') return value !== null && typeof value === 'object' && !Array.isArray(value) && matchesPattern(rule as Record<string, unknown>, value);
+    if (rule !== null && typeof rule === 'object')
+      return value !== null && typeof value === 'object' && !Array.isArray(value) && matchesPattern(rule as Record<string, unknown>, value);
     throw new UnsupportedPattern(`pattern field "${field}" must be a list or an object, got ${JSON.stringify(rule)}`);
   });
 }
@@ -130,7 +131,12 @@ function stringTest(argument: unknown, value: string, test: (argument: string, v
 }
 
 function wildcardRegex(pattern: string): RegExp {
-  return new RegExp(`^${pattern.split('*').map((part) => part.replace(/[.+?^${}()|[\]\\]/g, '\\$&')).join('.*')}$`);
+  return new RegExp(
+    `^${pattern
+      .split('*')
+      .map((part) => part.replace(/[.+?^${}()|[\]\\]/g, '\\$&'))
+      .join('.*')}$`,
+  );
 }
 
 function numericTest(conditions: unknown[], value: number): boolean {
@@ -196,7 +202,14 @@ export interface BusEvent {
 }
 
 /** What a PutEvents entry becomes on the bus. */
-export function putEventAsBusEvent(entry: { eventId: string; source: string; detailType: string; detail: unknown; resources: string[]; time: string }): BusEvent {
+export function putEventAsBusEvent(entry: {
+  eventId: string;
+  source: string;
+  detailType: string;
+  detail: unknown;
+  resources: string[];
+  time: string;
+}): BusEvent {
   return {
     version: '0',
     id: entry.eventId,

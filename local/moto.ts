@@ -160,12 +160,7 @@ export interface ObjectCreatedRelay {
 
 let relays = 0;
 
-export async function relayObjectCreated(
-  endpoint: string,
-  region: string,
-  s3: S3Client,
-  buckets: string[],
-): Promise<ObjectCreatedRelay> {
+export async function relayObjectCreated(endpoint: string, region: string, s3: S3Client, buckets: string[]): Promise<ObjectCreatedRelay> {
   const name = `batchline-object-created-${++relays}`;
   const call = (service: 'sqs' | 'events', target: string, body: unknown, signal?: AbortSignal) =>
     motoJson(`${endpoint}/`, { service, region, target }, body, signal);

@@ -240,14 +240,10 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
   const functionEnv = mergedEnvironment(functions);
   const bucket = requireVariable(functionEnv, 'BATCHLINE_BUCKET');
   const table = requireVariable(functionEnv, 'BATCHLINE_TABLE');
-  const secretIds = new Set<string>(
-    resourcesOfType(template, 'AWS::SecretsManager::Secret').flatMap((id) => [names.ref(id), names.name(id)]),
-  );
+  const secretIds = new Set<string>(resourcesOfType(template, 'AWS::SecretsManager::Secret').flatMap((id) => [names.ref(id), names.name(id)]));
   if (functionEnv.BATCHLINE_API_KEY_SECRET) secretIds.add(functionEnv.BATCHLINE_API_KEY_SECRET);
   // Rules deliver to the job state machine or to a function; other targets (queues, topics) have no local meaning.
-  const rules = eventRuleTargets(template, names).filter(
-    (rule) => rule.targetArn === stateMachineArn || findFunction(functions, rule.targetArn) !== undefined,
-  );
+  const rules = eventRuleTargets(template, names).filter((rule) => rule.targetArn === stateMachineArn || findFunction(functions, rule.targetArn) !== undefined);
   const triggers = rules.filter((rule) => rule.targetArn === stateMachineArn);
   if (triggers.length === 0) throw new LocalStackError('no EventBridge rule of the stack starts the job state machine');
   const allSchedules = schedulesOf(template, names);
@@ -400,7 +396,9 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
     stepFunctions.onExecutionEnded((execution) => {
       const entry = tracked.get(execution.executionArn);
       if (entry && entry.jobId === undefined) {
-        entry.registered.reject(new LocalStackError(`the execution ended before registering a job: ${execution.error ?? execution.status} ${execution.cause ?? ''}`.trim()));
+        entry.registered.reject(
+          new LocalStackError(`the execution ended before registering a job: ${execution.error ?? execution.status} ${execution.cause ?? ''}`.trim()),
+        );
       }
       emit({
         type: 'execution-ended',

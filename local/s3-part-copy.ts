@@ -55,8 +55,11 @@ const partCopy: Middleware = async (ctx, next) => {
 async function copyPart(ctx: KoaContext, uploadId: string): Promise<void> {
   const [bucket] = ctx.path.slice(1).split('/');
   const partNumber = Number(single(ctx.query.partNumber));
-  if (!Number.isInteger(partNumber) || partNumber < 1 || partNumber > 10_000) return fail(ctx, 400, 'InvalidArgument', 'Part number must be an integer between 1 and 10000');
-  const source = decodeURIComponent(single(ctx.headers['x-amz-copy-source']) ?? '').replace(/^\//, '').replace(/\?versionId=.*$/, '');
+  if (!Number.isInteger(partNumber) || partNumber < 1 || partNumber > 10_000)
+    return fail(ctx, 400, 'InvalidArgument', 'Part number must be an integer between 1 and 10000');
+  const source = decodeURIComponent(single(ctx.headers['x-amz-copy-source']) ?? '')
+    .replace(/^\//, '')
+    .replace(/\?versionId=.*$/, '');
   const slash = source.indexOf('/');
   const [sourceBucket, sourceKey] = [source.slice(0, slash), source.slice(slash + 1)];
   const rangeHeader = single(ctx.headers['x-amz-copy-source-range']);
@@ -76,8 +79,7 @@ async function copyPart(ctx: KoaContext, uploadId: string): Promise<void> {
   ctx.status = 200;
   ctx.type = 'application/xml';
   ctx.body =
-    '<?xml version="1.0" encoding="UTF-8"?>' +
-    `<CopyPartResult><LastModified>${new Date().toISOString()}</LastModified><ETag>"${md5}"</ETag></CopyPartResult>`;
+    '<?xml version="1.0" encoding="UTF-8"?>' + `<CopyPartResult><LastModified>${new Date().toISOString()}</LastModified><ETag>"${md5}"</ETag></CopyPartResult>`;
 }
 
 /** The number of an uploaded part under 5 MiB that is not the last, if any. */
@@ -90,7 +92,10 @@ async function firstSmallPart(ctx: KoaContext, uploadId: string): Promise<number
   } catch {
     return undefined;
   }
-  const numbers = names.filter((name) => /^\d+$/.test(name)).map(Number).sort((a, b) => a - b);
+  const numbers = names
+    .filter((name) => /^\d+$/.test(name))
+    .map(Number)
+    .sort((a, b) => a - b);
   for (const number of numbers.slice(0, -1)) {
     if ((await stat(path.join(dir, String(number)))).size < MIN_PART_BYTES) return number;
   }

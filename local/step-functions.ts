@@ -107,7 +107,13 @@ export class LocalStepFunctions {
         retryIntervalOverrides: this.options.retryIntervals ?? {},
       },
       context: {
-        Execution: { Id: executionArn, Name: name, StartTime: startDate.toISOString(), Input: input as never, RoleArn: `arn:aws:iam::${LOCAL_ACCOUNT}:role/local` },
+        Execution: {
+          Id: executionArn,
+          Name: name,
+          StartTime: startDate.toISOString(),
+          Input: input as never,
+          RoleArn: `arn:aws:iam::${LOCAL_ACCOUNT}:role/local`,
+        },
         StateMachine: { Id: this.stateMachineArn, Name: this.machineName },
         // The engine has no task tokens: `$$.Task.Token` resolves to this, and the callback
         // override (task-tokens.ts) swaps in each attempt's own token.

@@ -75,17 +75,23 @@ export class LocalTaskTokens {
       const beat = () => {
         if (spec.HeartbeatSeconds === undefined) return;
         clearTimeout(heartbeat);
-        heartbeat = setTimeout(() => {
-          this.counts.heartbeatTimeouts += 1;
-          fail(taskError('States.HeartbeatTimeout', `no heartbeat for ${spec.HeartbeatSeconds} s`));
-        }, Math.max((spec.HeartbeatSeconds * 1000) / this.timeScale, this.options.minHeartbeatMs ?? 0));
+        heartbeat = setTimeout(
+          () => {
+            this.counts.heartbeatTimeouts += 1;
+            fail(taskError('States.HeartbeatTimeout', `no heartbeat for ${spec.HeartbeatSeconds} s`));
+          },
+          Math.max((spec.HeartbeatSeconds * 1000) / this.timeScale, this.options.minHeartbeatMs ?? 0),
+        );
       };
       if (spec.TimeoutSeconds !== undefined) {
         timers.push(
-          setTimeout(() => {
-            this.counts.timeouts += 1;
-            fail(taskError('States.Timeout', `the task ran past its ${spec.TimeoutSeconds} s`));
-          }, (spec.TimeoutSeconds * 1000) / this.timeScale),
+          setTimeout(
+            () => {
+              this.counts.timeouts += 1;
+              fail(taskError('States.Timeout', `the task ran past its ${spec.TimeoutSeconds} s`));
+            },
+            (spec.TimeoutSeconds * 1000) / this.timeScale,
+          ),
         );
       }
       signal.addEventListener('abort', onAbort, { once: true });
@@ -154,7 +160,8 @@ export class LocalTaskTokens {
     if (typeof token !== 'string' || token.length === 0 || token.length > 2048) throw new AwsShimError('InvalidToken', 'Invalid Token');
     const task = this.open.get(token);
     if (task) return task;
-    if (this.closed.has(token)) throw new AwsShimError('TaskTimedOut', 'Task Timed Out: the task token has either expired or the task associated with the token has already been closed');
+    if (this.closed.has(token))
+      throw new AwsShimError('TaskTimedOut', 'Task Timed Out: the task token has either expired or the task associated with the token has already been closed');
     if (!TOKEN.test(token)) throw new AwsShimError('InvalidToken', `Invalid Token: '${token.slice(0, 64)}'`);
     throw new AwsShimError('TaskDoesNotExist', 'Task Does Not Exist');
   }

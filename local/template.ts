@@ -42,12 +42,15 @@ const PSEUDO: Record<string, string> = {
   'AWS::StackId': `arn:aws:cloudformation:${LOCAL_REGION}:${LOCAL_ACCOUNT}:stack/batchline-local/local`,
 };
 
-const arn = (service: string, resource: string, region = LOCAL_REGION, account = LOCAL_ACCOUNT) =>
-  `arn:aws:${service}:${region}:${account}:${resource}`;
+const arn = (service: string, resource: string, region = LOCAL_REGION, account = LOCAL_ACCOUNT) => `arn:aws:${service}:${region}:${account}:${resource}`;
 
 /** An S3 bucket name s3rver (and S3) accepts: lowercase letters, digits and hyphens, 3–63 long. */
 function bucketNameFor(logicalId: string): string {
-  const name = logicalId.toLowerCase().replace(/[^a-z0-9-]/g, '-').replace(/^-+|-+$/g, '').slice(0, 63);
+  const name = logicalId
+    .toLowerCase()
+    .replace(/[^a-z0-9-]/g, '-')
+    .replace(/^-+|-+$/g, '')
+    .slice(0, 63);
   return name.length >= 3 ? name : `${name}-bucket`;
 }
 

@@ -51,7 +51,9 @@ export function variants(context = readProjectContext()): Array<{ name: string; 
   return [
     { name: 'cdk.json', context },
     {
-      name: `cdk.json + ${Object.entries(COMPLIANCE_SETTINGS).map(([key, value]) => `${key}=${value}`).join(', ')}`,
+      name: `cdk.json + ${Object.entries(COMPLIANCE_SETTINGS)
+        .map(([key, value]) => `${key}=${value}`)
+        .join(', ')}`,
       context: { ...context, [CONTEXT_KEYS.settings]: { ...settings, ...COMPLIANCE_SETTINGS } },
     },
   ];
@@ -228,9 +230,12 @@ async function main(): Promise<number> {
         `cfn-guard ${guardBinary.version}, Control Tower controls (cdk-validator-cfnguard ${guardPlugin.version}), ${template.name}: ` +
           `${judgement.unexplained.length} unexplained findings; ${controls.size} controls not met, as infra/guard-exceptions.ts explains (${[...controls].sort().join(', ')})`,
       );
-      for (const finding of judgement.unexplained) fail(`  FINDING ${finding.control} ${finding.path} (${finding.type}): fix it, or explain it in infra/guard-exceptions.ts and infra/README.md`);
+      for (const finding of judgement.unexplained)
+        fail(`  FINDING ${finding.control} ${finding.path} (${finding.type}): fix it, or explain it in infra/guard-exceptions.ts and infra/README.md`);
       for (const { exception, path: where } of judgement.unused) {
-        fail(`  UNUSED EXCEPTION ${exception.control} ${where ?? JSON.stringify(exception.resources)}: nothing fails it any more; remove it (and its README row)`);
+        fail(
+          `  UNUSED EXCEPTION ${exception.control} ${where ?? JSON.stringify(exception.resources)}: nothing fails it any more; remove it (and its README row)`,
+        );
       }
     }
     for (const line of guard.unattributed) fail(`  UNATTRIBUTED ${line}`);

@@ -90,10 +90,7 @@ export interface InvocationContext {
  * event (`jobId`, `chunk`, `attempt`, `batchId`, those present), a failure logged by name and
  * message and rethrown as it was, and the metrics published whether the handler returns or throws.
  */
-export function instrument<E, R>(
-  handler: string,
-  run: (event: E, observer: Observer) => Promise<R>,
-): (event: E, context?: InvocationContext) => Promise<R> {
+export function instrument<E, R>(handler: string, run: (event: E, observer: Observer) => Promise<R>): (event: E, context?: InvocationContext) => Promise<R> {
   let coldStart = true;
   return async (event, context) => {
     const observer = new InvocationObserver(handler, context, coldStart);

@@ -134,10 +134,7 @@ export class BatchStore {
 
   delete(batch: BatchRecord): void {
     if (batch.settlement === null) {
-      throw new ApiError(
-        400,
-        `Message batch ${batch.id} has not ended and cannot be deleted; cancel it and wait for it to end first`,
-      );
+      throw new ApiError(400, `Message batch ${batch.id} has not ended and cannot be deleted; cancel it and wait for it to end first`);
     }
     this.batches.delete(batch.id);
     this.live.delete(batch);
@@ -201,10 +198,7 @@ export function toWire(batch: BatchRecord, now: number, origin: string): Message
     id: batch.id,
     type: 'message_batch',
     processing_status: statusOf(batch),
-    request_counts:
-      settlement === null
-        ? { processing: batch.requestCount, succeeded: 0, errored: 0, canceled: 0, expired: 0 }
-        : { ...settlement.counts },
+    request_counts: settlement === null ? { processing: batch.requestCount, succeeded: 0, errored: 0, canceled: 0, expired: 0 } : { ...settlement.counts },
     ended_at: settlement === null ? null : rfc3339(settlement.endedAt),
     created_at: rfc3339(batch.createdAt),
     expires_at: rfc3339(batch.expiresAt),

@@ -9,7 +9,10 @@ export class SimulatedClock {
   private readonly simulatedStart: number;
   private advancedMs = 0;
 
-  constructor(private readonly timeScale: number, start: number = Date.now()) {
+  constructor(
+    private readonly timeScale: number,
+    start: number = Date.now(),
+  ) {
     if (!(timeScale > 0) || !Number.isFinite(timeScale)) {
       throw new RangeError(`timeScale must be a positive number, got ${timeScale}`);
     }

@@ -1,7 +1,7 @@
 /** The six endpoints (docs/api-reference.md §1), each answering one exchange against the store. */
 import type { IncomingMessage } from 'node:http';
 import type { DeletedBatch } from '../shared/anthropic/types';
-import { BatchStore, toWire } from './batch-store';
+import { type BatchStore, toWire } from './batch-store';
 import { rfc3339 } from './clock';
 import { readCreateBody, tooLargeError } from './create-intake';
 import { ApiError, sendError, sendJson, stampHeaders, type Exchange } from './envelopes';
@@ -82,11 +82,7 @@ function list(state: SimulatorState, call: Call): void {
     const value = call.query.get(name);
     return value === null || value === '' ? null : value;
   };
-  const page = state.store.list(
-    { limit: readLimit(call.query), afterId: cursor('after_id'), beforeId: cursor('before_id') },
-    now,
-    call.origin,
-  );
+  const page = state.store.list({ limit: readLimit(call.query), afterId: cursor('after_id'), beforeId: cursor('before_id') }, now, call.origin);
   sendJson(call.exchange, 200, page);
 }
 

@@ -56,10 +56,6 @@ function toError(fault: HttpFault): ApiError {
 }
 
 /** The faults batch `sequence` is created with: server-wide ones, overridden field by field by its own. */
-export function batchFaultsFor(
-  serverWide: BatchFaults | undefined,
-  bySequence: SimulatorOptions['batchFaultsBySequence'],
-  sequence: number,
-): BatchFaults {
+export function batchFaultsFor(serverWide: BatchFaults | undefined, bySequence: SimulatorOptions['batchFaultsBySequence'], sequence: number): BatchFaults {
   return { ...serverWide, ...bySequence?.[sequence] };
 }

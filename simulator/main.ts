@@ -24,9 +24,7 @@ async function main(): Promise<void> {
     },
   });
   if (values.help) {
-    process.stdout.write(
-      'Usage: npm run simulator -- [--port N] [--host ADDR] [--time-scale X] [--processing-seconds S] [--seed N]\n',
-    );
+    process.stdout.write('Usage: npm run simulator -- [--port N] [--host ADDR] [--time-scale X] [--processing-seconds S] [--seed N]\n');
     return;
   }
   const simulator = await startSimulator({

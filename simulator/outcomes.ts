@@ -21,16 +21,8 @@ export interface Plan {
   runsToExpiry: boolean;
 }
 
-export function planOutcomes(
-  requests: readonly RequestDigest[],
-  faults: BatchFaults,
-  processingMs: number,
-  expiresAfterMs: number,
-  random: Random,
-): Plan {
-  const errorRates = Object.entries(faults.errored ?? {}).filter(([, rate]) => rate !== undefined && rate > 0) as Array<
-    [string, number]
-  >;
+export function planOutcomes(requests: readonly RequestDigest[], faults: BatchFaults, processingMs: number, expiresAfterMs: number, random: Random): Plan {
+  const errorRates = Object.entries(faults.errored ?? {}).filter(([, rate]) => rate !== undefined && rate > 0) as Array<[string, number]>;
   const expiredRate = faults.expired ?? 0;
   const errorTypes: Array<string | null> = new Array(requests.length).fill(null);
   const completesAfterMs = new Float64Array(requests.length);
@@ -72,14 +64,7 @@ export interface Settlement {
 }
 
 /** Decides every request's outcome at the moment the batch ends. */
-export function settle(
-  requests: readonly RequestDigest[],
-  plan: Plan,
-  createdAt: number,
-  endedAt: number,
-  canceled: boolean,
-  cache: PromptCache,
-): Settlement {
+export function settle(requests: readonly RequestDigest[], plan: Plan, createdAt: number, endedAt: number, canceled: boolean, cache: PromptCache): Settlement {
   const counts: RequestCounts = { processing: 0, succeeded: 0, errored: 0, canceled: 0, expired: 0 };
   const outcomes: Outcome[] = new Array(requests.length);
   const cacheUsage: CacheUsage[] = new Array(requests.length).fill(NO_CACHE);

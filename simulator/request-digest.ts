@@ -222,7 +222,11 @@ export function digestRequest(customId: string, params: unknown, userProfileId: 
   const problem = problemWithParams(params, userProfileId);
   const model = isObject(params) && typeof params.model === 'string' ? params.model : '';
   const invalid: RequestDigest['invalid'] =
-    problem !== null ? { type: 'invalid_request_error', message: problem } : models.allows(model) ? null : { type: 'not_found_error', message: `model: ${model}` };
+    problem !== null
+      ? { type: 'invalid_request_error', message: problem }
+      : models.allows(model)
+        ? null
+        : { type: 'not_found_error', message: `model: ${model}` };
   if (invalid === null) return digestValid(customId, params as Record<string, unknown>);
   return { customId, model, maxTokens: 0, promptHash: '', inputTokens: 0, breakpoints: [], inferenceGeo: null, invalid };
 }

@@ -129,10 +129,7 @@ const WRITE_CHUNK_BYTES = 64 * 1024;
 /** Resolves when the response can take more, or has closed (the client went away). */
 async function drained(res: ServerResponse): Promise<void> {
   const controller = new AbortController();
-  await Promise.race([
-    once(res, 'drain', { signal: controller.signal }),
-    once(res, 'close', { signal: controller.signal }),
-  ]).catch(() => undefined);
+  await Promise.race([once(res, 'drain', { signal: controller.signal }), once(res, 'close', { signal: controller.signal })]).catch(() => undefined);
   controller.abort();
 }
 
@@ -140,12 +137,7 @@ async function drained(res: ServerResponse): Promise<void> {
  * Writes `range` of the file with backpressure. With `cutAfterBytes`, writes exactly that many
  * body bytes and then destroys the connection, as a dropped download would.
  */
-export async function writeResults(
-  res: ServerResponse,
-  lines: Iterable<string>,
-  range: ByteRange | null,
-  cutAfterBytes: number | undefined,
-): Promise<void> {
+export async function writeResults(res: ServerResponse, lines: Iterable<string>, range: ByteRange | null, cutAfterBytes: number | undefined): Promise<void> {
   const start = range?.start ?? 0;
   const end = range?.end ?? Number.POSITIVE_INFINITY;
   let offset = 0;

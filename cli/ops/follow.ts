@@ -66,7 +66,12 @@ export interface FollowOptions {
 }
 
 /** Reads the job's records until it has ended, telling `view` what changes; resolves with the last snapshot. */
-export async function followJob(deps: Pick<QueryDeps, 'dynamo' | 'table'>, jobId: string, view: ProgressView, options: FollowOptions = {}): Promise<JobProgressReport> {
+export async function followJob(
+  deps: Pick<QueryDeps, 'dynamo' | 'table'>,
+  jobId: string,
+  view: ProgressView,
+  options: FollowOptions = {},
+): Promise<JobProgressReport> {
   const maxIntervalMs = options.maxIntervalMs ?? 5_000;
   let interval = options.minIntervalMs ?? 250;
   let last: JobProgressReport | undefined;

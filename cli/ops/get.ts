@@ -21,7 +21,8 @@ exist or the stack cannot be read, 2 for a usage error.
 `;
 
 export const getCommand = opsCommand('get', GET_HELP, {}, async ({ positionals }, open, io) => {
-  if (positionals.length !== 2) throw new UsageError(`needs a job id and a custom_id, got ${plural(positionals.length, 'argument')} (see batchline get --help)`);
+  if (positionals.length !== 2)
+    throw new UsageError(`needs a job id and a custom_id, got ${plural(positionals.length, 'argument')} (see batchline get --help)`);
   const [jobId, customId] = positionals as [string, string];
   const target = await open();
   io.stdout.write(formatRow(await getRow(target, jobId, customId), target.bucket));

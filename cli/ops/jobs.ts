@@ -54,7 +54,10 @@ export const jobsCommand = opsCommand('jobs', JOBS_HELP, { limit: { type: 'strin
 });
 
 /** What `jobs` shows of a job: a job record's fields, or a local run's summary read as one (./local-runs.ts). */
-export type JobRow = Pick<JobItem, 'jobId' | 'status' | 'totalRows' | 'validRows' | 'invalidRows' | 'counts' | 'costUsd' | 'createdAt' | 'endedAt' | 'rowsFinal' | 'cancelRequested'>;
+export type JobRow = Pick<
+  JobItem,
+  'jobId' | 'status' | 'totalRows' | 'validRows' | 'invalidRows' | 'counts' | 'costUsd' | 'createdAt' | 'endedAt' | 'rowsFinal' | 'cancelRequested'
+>;
 
 export function formatJobs(jobs: readonly JobRow[]): string {
   return table(

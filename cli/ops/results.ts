@@ -28,7 +28,9 @@ export const resultsCommand = opsCommand('results', RESULTS_HELP, { out: { type:
   const target = await open();
   const job = await getJob(target, jobId);
   if (!hasEnded(job)) {
-    throw new OpsFailure(`job ${jobId} has not ended yet (${job.status}): its outputs are written when it ends (follow it with: batchline status ${jobId}${target.flags})`);
+    throw new OpsFailure(
+      `job ${jobId} has not ended yet (${job.status}): its outputs are written when it ends (follow it with: batchline status ${jobId}${target.flags})`,
+    );
   }
   const dir = path.resolve(io.cwd, (values.out as string | undefined) ?? path.join('batchline-out', jobId));
   const written = await copyOutputs(target.s3, target.bucket, jobId, dir);

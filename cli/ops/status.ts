@@ -60,7 +60,10 @@ export function formatStatus({ job, chunks, totals }: JobProgressReport, keyFrom
     lines.push(`  rows      ${count(job.totalRows)} in all: ${count(job.validRows)} valid, ${count(job.invalidRows)} invalid${final}`);
   }
   if (totals.chunks !== undefined) {
-    const batches = totals.batches > 0 ? ` · ${plural(totals.batches, 'batch', 'batches')}${totals.retries > 0 ? ` (${plural(totals.retries, 'retry', 'retries')})` : ''}` : '';
+    const batches =
+      totals.batches > 0
+        ? ` · ${plural(totals.batches, 'batch', 'batches')}${totals.retries > 0 ? ` (${plural(totals.retries, 'retry', 'retries')})` : ''}`
+        : '';
     const polls = totals.polls > 0 ? ` · ${plural(totals.polls, 'poll')}` : '';
     lines.push(`  chunks    ${count(totals.chunks)}: ${count(totals.chunksDone)} done, ${count(totals.chunksFailed)} failed${batches}${polls}`);
   }

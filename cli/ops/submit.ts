@@ -114,7 +114,9 @@ export async function followToEnd(
   const view = new ProgressView(io.stdout, options.tty, options.startedAt);
   const stopInterrupt = onInterrupt(async () => {
     view.finish();
-    io.stderr.write(`\nStopped following job ${jobId}; it keeps running (batchline status ${jobId}${target.flags}, or cancel it with batchline cancel ${jobId}${target.flags})\n`);
+    io.stderr.write(
+      `\nStopped following job ${jobId}; it keeps running (batchline status ${jobId}${target.flags}, or cancel it with batchline cancel ${jobId}${target.flags})\n`,
+    );
   });
   let report: JobProgressReport;
   try {

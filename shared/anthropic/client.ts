@@ -236,12 +236,7 @@ export class BatchesClient implements BatchesApi {
     if (options.limit !== undefined) url.searchParams.set('limit', String(options.limit));
     if (options.beforeId !== undefined) url.searchParams.set('before_id', options.beforeId);
     if (options.afterId !== undefined) url.searchParams.set('after_id', options.afterId);
-    const sent = await this.#send<Partial<ListPage>>(
-      { endpoint: 'list', method: 'GET', url },
-      this.#budget(options),
-      options.signal,
-      readJson,
-    );
+    const sent = await this.#send<Partial<ListPage>>({ endpoint: 'list', method: 'GET', url }, this.#budget(options), options.signal, readJson);
     const page = sent.value;
     return {
       data: page.data ?? [],
@@ -294,9 +289,7 @@ export class BatchesClient implements BatchesApi {
     }
     const batch = await this.retrieve(batchId, options);
     if (batch.results_url === null) {
-      throw new ResultsNotReady(
-        `No batch \`results_url\`; Has it finished processing? ${batch.processing_status} - ${batch.id}`,
-      );
+      throw new ResultsNotReady(`No batch \`results_url\`; Has it finished processing? ${batch.processing_status} - ${batch.id}`);
     }
     const url = new URL(batch.results_url);
     const createdAt = Date.parse(batch.created_at);
@@ -479,11 +472,7 @@ export class BatchesClient implements BatchesApi {
         isTransientNotFound(spec.createdAt?.(), serverTime(headers) ?? this.#now(), this.notFoundGraceMs);
       const retry = shouldRetryResponse(status, headers) || transient404;
       if (retry && (await this.#backoff(budget, headers, signal))) continue;
-      const error = errorFromResponse(
-        { status, headers, body: text },
-        [...this.#keys],
-        retry ? ApiRetryable : errorClassFor(status, headers),
-      );
+      const error = errorFromResponse({ status, headers, body: text }, [...this.#keys], retry ? ApiRetryable : errorClassFor(status, headers));
       if (unknown) throw this.#outcomeUnknown(unknown.progress, error);
       throw error;
     }

@@ -43,11 +43,7 @@ function serialize(item: CreateItem): Buffer | undefined {
   return Buffer.isBuffer(item) ? rawItem(item) : Buffer.from(JSON.stringify(item));
 }
 
-export async function* encodeCreateBody(
-  source: CreateSource,
-  progress: CreateBodyProgress,
-  now: () => number = Date.now,
-): AsyncGenerator<Buffer> {
+export async function* encodeCreateBody(source: CreateSource, progress: CreateBodyProgress, now: () => number = Date.now): AsyncGenerator<Buffer> {
   let pending: Buffer[] = [OPEN];
   let pendingBytes = OPEN.length;
   const take = (): Buffer => {

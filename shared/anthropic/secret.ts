@@ -41,8 +41,7 @@ export async function readApiKeySecret(secretId: string, client: Pick<SecretsMan
     }
     throw err;
   }
-  const text =
-    output.SecretString ?? (output.SecretBinary ? Buffer.from(output.SecretBinary).toString('utf8') : undefined);
+  const text = output.SecretString ?? (output.SecretBinary ? Buffer.from(output.SecretBinary).toString('utf8') : undefined);
   const key = text === undefined ? undefined : keyFromSecretText(text);
   if (key === API_KEY_PLACEHOLDER) {
     // Fail before any API call: a 401 from the API would not say which step was missed.
@@ -52,9 +51,7 @@ export async function readApiKeySecret(secretId: string, client: Pick<SecretsMan
     );
   }
   if (key === undefined) {
-    throw new ApiKeyMissing(
-      `The API key secret "${secretId}" is empty (expected the key as text, or JSON with one of ${API_KEY_FIELDS.join(', ')})`,
-    );
+    throw new ApiKeyMissing(`The API key secret "${secretId}" is empty (expected the key as text, or JSON with one of ${API_KEY_FIELDS.join(', ')})`);
   }
   return key;
 }

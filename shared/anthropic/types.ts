@@ -78,11 +78,7 @@ export interface ErrorEnvelope {
   request_id: string | null;
 }
 
-export type BatchResult =
-  | { type: 'succeeded'; message: Message }
-  | { type: 'errored'; error: ErrorEnvelope }
-  | { type: 'canceled' }
-  | { type: 'expired' };
+export type BatchResult = { type: 'succeeded'; message: Message } | { type: 'errored'; error: ErrorEnvelope } | { type: 'canceled' } | { type: 'expired' };
 
 export interface BatchResultLine {
   custom_id: string;
@@ -102,9 +98,4 @@ export interface DeletedBatch {
 }
 
 /** Errored result types worth another attempt (docs/design.md). */
-export const TRANSIENT_ERROR_TYPES: ReadonlySet<string> = new Set([
-  'api_error',
-  'overloaded_error',
-  'rate_limit_error',
-  'timeout_error',
-]);
+export const TRANSIENT_ERROR_TYPES: ReadonlySet<string> = new Set(['api_error', 'overloaded_error', 'rate_limit_error', 'timeout_error']);

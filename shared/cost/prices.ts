@@ -87,9 +87,10 @@ export class UnknownModel extends Error {
   constructor(readonly model: string) {
     const base = undatedBase(model);
     const tried = base === undefined ? `"${model}"` : `"${model}" or its undated base "${base}"`;
-    const why = MODELS_WITHOUT_LIST_PRICE.has(model) || (base !== undefined && MODELS_WITHOUT_LIST_PRICE.has(base))
-      ? 'the model is known but has no list price in the reference'
-      : `the price table has no entry for ${tried}`;
+    const why =
+      MODELS_WITHOUT_LIST_PRICE.has(model) || (base !== undefined && MODELS_WITHOUT_LIST_PRICE.has(base))
+        ? 'the model is known but has no list price in the reference'
+        : `the price table has no entry for ${tried}`;
     super(
       `no price for model "${model}": ${why}; add one with BATCHLINE_PRICES, e.g. ` +
         `{"${model}": {"input": 3, "output": 15, "cacheWrite5m": 3.75, "cacheWrite1h": 6, "cacheRead": 0.3}}`,

@@ -41,10 +41,7 @@ export async function armWatch(input: ArmInput, deps: ArmDeps): Promise<ArmResul
   const { dynamo, config } = deps;
   const now = deps.now ?? Date.now;
   const observer = deps.observer ?? quietObserver;
-  const [chunk, health] = await Promise.all([
-    readChunk(dynamo, config.table, input.jobId, input.chunk),
-    readPollerHealth(dynamo, config.table),
-  ]);
+  const [chunk, health] = await Promise.all([readChunk(dynamo, config.table, input.jobId, input.chunk), readPollerHealth(dynamo, config.table)]);
   const { record, index } = attemptOf(chunk, input.attempt);
   if (chunk.currentAttempt !== input.attempt || record.batchId !== input.batchId || record.collectedAt) {
     throw new ChunkStateConflict(

@@ -15,14 +15,7 @@ import type { BatchesApi } from '../anthropic/api';
 import type { PipelineConfig } from '../config';
 import { errorFields, quietObserver, type Observer } from '../observability';
 import { cancelBatch, mayRunUncanceled, recordCancelSent } from './cancel';
-import {
-  API_RETRYABLE_ERRORS,
-  KEY_REFUSED_ERRORS,
-  LAMBDA_CRASH_ERRORS,
-  LAMBDA_TRANSIENT_ERRORS,
-  STORAGE_THROTTLED_ERRORS,
-  type CaughtError,
-} from './contract';
+import { API_RETRYABLE_ERRORS, KEY_REFUSED_ERRORS, LAMBDA_CRASH_ERRORS, LAMBDA_TRANSIENT_ERRORS, STORAGE_THROTTLED_ERRORS, type CaughtError } from './contract';
 import { describeFailure } from './fail';
 import { releaseCreateSlot } from './create-slot';
 import { attemptOf, isoAt, InvalidStateInput, jobKey, parseChunkRef, readChunk, updateChunk, type ChunkRef } from './chunk-state';
@@ -88,14 +81,20 @@ export async function recordChunkFailure(input: ChunkFailureInput, deps: ChunkFa
   // A create slot the attempt may hold is freed for the next attempt of its size; if the attempt's
   // create went unanswered, the moment is noted, so no later holder adopts a batch it made.
   const unanswered = record.intentAt !== '' && record.batchId === undefined;
-  await releaseCreateSlot(dynamo, config.table, record.rows, { jobId: input.jobId, chunk: input.chunk, attempt: record.attempt }, unanswered ? isoAt(now()) : undefined);
+  await releaseCreateSlot(
+    dynamo,
+    config.table,
+    record.rows,
+    { jobId: input.jobId, chunk: input.chunk, attempt: record.attempt },
+    unanswered ? isoAt(now()) : undefined,
+  );
   // A Lambda error's cause reduced to its type and message, a JSON.parse quote of a request removed, ≤ 4 KB.
   const failure = describeFailure(input.error);
   if (collectsLater(input.error.Error, record)) {
     const at = isoAt(now());
     await updateChunk(dynamo, config.table, chunk, { set: { status: 'failed', failure, collectLater: at, updatedAt: at } });
     await updateItem(dynamo, config.table, jobKey(input.jobId), { set: { collectLater: at, updatedAt: at } });
-    observer.error('collecting the chunk\'s results did not finish; they wait at the API, and the daily reconciler collects them', {
+    observer.error("collecting the chunk's results did not finish; they wait at the API, and the daily reconciler collects them", {
       error: failure,
       batchId: record.batchId,
     });

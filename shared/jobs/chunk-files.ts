@@ -188,7 +188,12 @@ export class RowIndex {
 
   text(source: SourceRef): Buffer {
     const { bucket, key, versionId, etag } = source;
-    const header: RowIndexHeader = { source: versionId ? { bucket, key, versionId, etag } : { bucket, key, etag }, start: this.start, end: this.end, rows: this.rows };
+    const header: RowIndexHeader = {
+      source: versionId ? { bucket, key, versionId, etag } : { bucket, key, etag },
+      start: this.start,
+      end: this.end,
+      rows: this.rows,
+    };
     return Buffer.concat([Buffer.from(JSON.stringify(header) + '\n'), this.buffer.subarray(0, this.used)]);
   }
 }

@@ -210,7 +210,11 @@ export class SegmentedResults {
  * The stored lines of `segments`, in order, each with its offset in the joined object: only the
  * bytes that count (a segment's `bytes`), so a line written past them is not read.
  */
-export async function* storedLines(s3: S3Client, bucket: string, segments: readonly ConcatSource[]): AsyncGenerator<{ raw: Buffer; offset: number; length: number }> {
+export async function* storedLines(
+  s3: S3Client,
+  bucket: string,
+  segments: readonly ConcatSource[],
+): AsyncGenerator<{ raw: Buffer; offset: number; length: number }> {
   let base = 0;
   for (const segment of segments) {
     if (segment.bytes > 0) {

@@ -36,18 +36,7 @@ import { ObjectWriter } from '../store/s3';
 import { quietObserver, rowsErroredMetric, type Observer } from '../observability';
 import { BATCH_BODY_OVERHEAD } from '../validation/request';
 import { requestEntries, requestIds, requestPositions } from './chunk-files';
-import {
-  attemptOf,
-  ChunkStateConflict,
-  chunkCondition,
-  isoAt,
-  jobKey,
-  patchAttempt,
-  readChunk,
-  readJob,
-  updateChunk,
-  type ChunkRef,
-} from './chunk-state';
+import { attemptOf, ChunkStateConflict, chunkCondition, isoAt, jobKey, patchAttempt, readChunk, readJob, updateChunk, type ChunkRef } from './chunk-state';
 import { rowBucketsOf, RowRecordWriter, type RowEntry } from './row-records';
 import { SentRequests, userResultLine } from './wire-ids';
 import { readCheckpoint, SegmentedResults, SegmentMissing, storedLines, type CollectCheckpoint, type LineTallies } from './collect-checkpoint';
@@ -100,10 +89,7 @@ export async function collectResults(input: CollectInput, deps: CollectDeps): Pr
   const { s3, dynamo, config } = deps;
   const now = deps.now ?? Date.now;
   const observer = deps.observer ?? quietObserver;
-  const [chunk, job] = await Promise.all([
-    readChunk(dynamo, config.table, input.jobId, input.chunk),
-    readJob(dynamo, config.table, input.jobId),
-  ]);
+  const [chunk, job] = await Promise.all([readChunk(dynamo, config.table, input.jobId, input.chunk), readJob(dynamo, config.table, input.jobId)]);
   const { record, index } = attemptOf(chunk, input.attempt);
   if (record.collectedAt || chunk.currentAttempt > input.attempt) return collectedBefore(input, record, config, observer);
   if (chunk.currentAttempt < input.attempt) {
@@ -116,8 +102,7 @@ export async function collectResults(input: CollectInput, deps: CollectDeps): Pr
   }
 
   const positions = await requestPositions(s3, config.bucket, { ...input, attempt: 1 });
-  const members: ReadonlyMap<string, number> | ReadonlySet<string> =
-    input.attempt === 1 ? positions : await requestIds(s3, config.bucket, input);
+  const members: ReadonlyMap<string, number> | ReadonlySet<string> = input.attempt === 1 ? positions : await requestIds(s3, config.bucket, input);
   const sent = new SentRequests(record.nonce, [...members.keys()]);
 
   // A fresh container has not seen this batch created: a 404 on its results soon after is transient.
@@ -207,7 +192,8 @@ function report(rows: RowRecorder, record: ChunkAttempt, output: CollectOutput, 
   const waitSeconds = record.createdAt && record.endedAt ? (Date.parse(record.endedAt) - Date.parse(record.createdAt)) / 1000 : undefined;
   if (waitSeconds !== undefined && Number.isFinite(waitSeconds)) observer.metric('BatchWaitSeconds', waitSeconds);
   if (rows.unpricedModels.size > 0) observer.warn('no price for these models: their rows have no cost', { models: [...rows.unpricedModels].sort() });
-  if (rows.unpricedRows.size > 0) observer.warn('succeeded rows whose usage could not be priced: they have no cost', { unpricedRows: Object.fromEntries(rows.unpricedRows) });
+  if (rows.unpricedRows.size > 0)
+    observer.warn('succeeded rows whose usage could not be priced: they have no cost', { unpricedRows: Object.fromEntries(rows.unpricedRows) });
   observer.info('collected', {
     ...rows.counts,
     errorTypes: Object.fromEntries([...rows.errorTypes].sort(([a], [b]) => a.localeCompare(b))),
@@ -405,7 +391,9 @@ class RowRecorder {
     for await (const { raw, offset, length } of storedLines(this.deps.s3, this.deps.config.bucket, store.storedSegments())) {
       const customId = resultCustomId(raw);
       if (customId === undefined || this.seen.has(customId)) {
-        throw new ChunkStateConflict(`a stored results line of chunk ${this.input.chunk} attempt ${this.input.attempt} at byte ${offset} names no row, or one already stored`);
+        throw new ChunkStateConflict(
+          `a stored results line of chunk ${this.input.chunk} attempt ${this.input.attempt} at byte ${offset} names no row, or one already stored`,
+        );
       }
       this.seen.add(customId);
       const line = readResultLine(raw);

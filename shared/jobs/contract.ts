@@ -34,13 +34,7 @@ export const LAMBDA_TRANSIENT_ERRORS = [
  * Step Functions reports an unhandled function error it cannot name, out-of-memory errors and
  * timeouts included, as Lambda.Unknown. Every task is safe to re-run, so all are retried.
  */
-export const LAMBDA_CRASH_ERRORS = [
-  'Sandbox.Timedout',
-  'Runtime.ExitError',
-  'Runtime.OutOfMemory',
-  'Runtime.Unknown',
-  'Lambda.Unknown',
-] as const;
+export const LAMBDA_CRASH_ERRORS = ['Sandbox.Timedout', 'Runtime.ExitError', 'Runtime.OutOfMemory', 'Runtime.Unknown', 'Lambda.Unknown'] as const;
 
 /** DynamoDB or S3 throttling that outlasted the SDK's own retries (UnprocessedWrites is ours: BatchWriteItem leftovers). */
 export const STORAGE_THROTTLED_ERRORS = [

@@ -84,19 +84,18 @@ async function takeSlot(
  * Frees the slot if `holder` has it. With `abandonedAt`, the holder gave up on a create it could
  * not find: later holders never adopt a batch made before that moment.
  */
-export async function releaseCreateSlot(
-  dynamo: DynamoDBClient,
-  table: string,
-  requests: number,
-  holder: SlotHolder,
-  abandonedAt?: string,
-): Promise<void> {
+export async function releaseCreateSlot(dynamo: DynamoDBClient, table: string, requests: number, holder: SlotHolder, abandonedAt?: string): Promise<void> {
   try {
-    await updateItem(dynamo, table, { pk: createSlotPk(requests), sk: CREATE_SLOT_SK }, {
-      set: { heldUntil: 0, abandonedAt },
-      remove: ['jobId', 'chunk', 'attempt'],
-      condition: { expression: isHeldBy, names: HOLDER_NAMES, values: holderValues(holder) },
-    });
+    await updateItem(
+      dynamo,
+      table,
+      { pk: createSlotPk(requests), sk: CREATE_SLOT_SK },
+      {
+        set: { heldUntil: 0, abandonedAt },
+        remove: ['jobId', 'chunk', 'attempt'],
+        condition: { expression: isHeldBy, names: HOLDER_NAMES, values: holderValues(holder) },
+      },
+    );
   } catch (error) {
     // Taken over after its lease ran out: the slot is no longer ours to free.
     if (!(error instanceof ConditionFailed)) throw error;

@@ -64,8 +64,7 @@ export interface ObjectRef {
   executionArn?: string;
 }
 
-const isRecord = (value: unknown): value is Record<string, unknown> =>
-  typeof value === 'object' && value !== null && !Array.isArray(value);
+const isRecord = (value: unknown): value is Record<string, unknown> => typeof value === 'object' && value !== null && !Array.isArray(value);
 
 function optionalString(value: unknown, what: string): string | undefined {
   if (value === undefined || value === null) return undefined;

@@ -18,14 +18,7 @@ import { quietObserver } from '../observability';
 import { getItem, queryJobsIndex } from '../store/dynamo';
 import { JOB_SK, jobPk, type JobItem } from '../store/items';
 import { readJobChunks } from './chunk-state';
-import {
-  ABNORMAL_STATUSES,
-  EXECUTION_STATUS_CHANGE,
-  InvalidEvent,
-  parseRegisterEvent,
-  STATES_SOURCE,
-  type AbnormalStatus,
-} from './events';
+import { ABNORMAL_STATUSES, EXECUTION_STATUS_CHANGE, InvalidEvent, parseRegisterEvent, STATES_SOURCE, type AbnormalStatus } from './events';
 import type { CaughtError } from './contract';
 import { describeFailure, failJob, failureLeftovers, markJobFailed, type FailDeps } from './fail';
 import { bareEtag, jobIdFor } from './job-id';
@@ -83,8 +76,7 @@ export type ExecutionEndedResult =
 
 export type ExecutionEndedDeps = FailDeps;
 
-const isRecord = (value: unknown): value is Record<string, unknown> =>
-  typeof value === 'object' && value !== null && !Array.isArray(value);
+const isRecord = (value: unknown): value is Record<string, unknown> => typeof value === 'object' && value !== null && !Array.isArray(value);
 
 const optionalText = (value: unknown): string | undefined => (typeof value === 'string' && value !== '' ? value : undefined);
 

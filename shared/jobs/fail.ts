@@ -27,7 +27,6 @@ export class CancelFailed extends Error {
   override readonly name = 'CancelFailed';
 }
 
-
 export interface FailInput {
   jobId?: string;
   error?: CaughtError;
@@ -190,12 +189,7 @@ function batchesNotCanceled(chunks: readonly ChunkItem[]): BatchNotCanceled[] {
  * the API took the cancel, or the batch had ended or is gone. Returns how many were recorded, and
  * a line per batch that could not be (it stays un-canceled, for a re-run).
  */
-async function cancelBatches(
-  jobId: string,
-  batches: BatchNotCanceled[],
-  deps: FailDeps,
-  now: string,
-): Promise<{ canceled: number; problems: string[] }> {
+async function cancelBatches(jobId: string, batches: BatchNotCanceled[], deps: FailDeps, now: string): Promise<{ canceled: number; problems: string[] }> {
   const problems: string[] = [];
   let canceled = 0;
   let next = 0;

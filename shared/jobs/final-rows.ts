@@ -215,7 +215,9 @@ export async function writeResult(
     }
     case 'errored': {
       const text = result.type === 'errored' ? (errorMessageOf(result) ?? '') : 'The API returned a result type batchline does not know.';
-      await outputs.write(tally.add({ ...base, status: 'errored', error: { type: decision.errorType ?? 'api_error', message: text }, usage: null, cost_usd: null }));
+      await outputs.write(
+        tally.add({ ...base, status: 'errored', error: { type: decision.errorType ?? 'api_error', message: text }, usage: null, cost_usd: null }),
+      );
       return;
     }
     case 'expired':
@@ -226,7 +228,6 @@ export async function writeResult(
       return;
   }
 }
-
 
 export function chunkFailureText(chunk: ChunkItem): { type: string; message: string; cause: string } {
   if (chunk.failure?.error === 'CreateOutcomeUnknown') {

@@ -34,15 +34,7 @@ import { jobKeys } from '../store/keys';
 import { getJson, putJson } from '../store/s3';
 import { requestCustomIds, requestsKey } from './chunk-files';
 import { InvalidStateInput, isoAt, readChunk, readJob } from './chunk-state';
-import {
-  chunkFailureText,
-  MESSAGES,
-  missingAmongUnreadable,
-  Outputs,
-  unreadableMessage,
-  writeResult,
-  type ResultRow,
-} from './final-rows';
+import { chunkFailureText, MESSAGES, missingAmongUnreadable, Outputs, unreadableMessage, writeResult, type ResultRow } from './final-rows';
 import { rowFate, type RowEvidence } from './outcome';
 import { readResultLine, stageResults } from './result-lines';
 import { rowBucketsOf, RowRecordWriter } from './row-records';
@@ -195,7 +187,8 @@ async function orderRows(chunk: ChunkItem, job: JobItem, tally: Tally, outputs: 
         const slot = positions.get(customId);
         return slot !== undefined && latest(customId) === attempt ? staged.add(slot, line) : undefined;
       });
-      if (!found && record.collectedAt) throw new WorkFileMissing(`${keys.chunkResults(chunk.chunk, attempt)} is missing, yet attempt ${attempt} was collected`);
+      if (!found && record.collectedAt)
+        throw new WorkFileMissing(`${keys.chunkResults(chunk.chunk, attempt)} is missing, yet attempt ${attempt} was collected`);
     }
     await staged.flush();
 
@@ -235,7 +228,8 @@ async function orderRows(chunk: ChunkItem, job: JobItem, tally: Tally, outputs: 
         const raw = raws[i];
         const attempt = latest(customId);
         const record = attempts.get(attempt);
-        if (!record) throw new WorkFileMissing(`${customId} is in a requests file of chunk ${chunk.chunk} attempt ${attempt}, which the chunk has no record of`);
+        if (!record)
+          throw new WorkFileMissing(`${customId} is in a requests file of chunk ${chunk.chunk} attempt ${attempt}, which the chunk has no record of`);
         const base = { custom_id: customId, attempts: attempt, batch_id: record.batchId ?? null, usage: null, cost_usd: null };
         const line = raw && readResultLine(raw);
         const evidence: RowEvidence = !line ? { kind: 'none' } : 'unreadable' in line ? { kind: 'unreadable' } : { kind: 'result', result: line.result };

@@ -106,8 +106,7 @@ export async function finalizeJob(input: FinalizeInput, deps: FinalizeDeps): Pro
   }
   const keys = jobKeys(job.jobId);
   const recovering = input.recovering === true && job.status === 'failed';
-  const rejected =
-    input.outcome === 'rejected' || job.status === 'rejected' || (recovering && job.validationMode === 'strict' && job.invalidRows > 0);
+  const rejected = input.outcome === 'rejected' || job.status === 'rejected' || (recovering && job.validationMode === 'strict' && job.invalidRows > 0);
   const prices = priceTableFromConfig(config);
   const tally = new Tally(prices);
   // Chunks ordered here, without a current record of their own FinalizeChunk (reported with the end).

@@ -198,7 +198,11 @@ async function collect(job: JobItem, creates: LostCreate[], batch: MessageBatch,
     throw error;
   }
   const orphan = { ...orphanOf(create, batch, deps.now()), outcome: 'collected' as const, resultsKey: keys.orphanResults(batch.id) };
-  deps.observer.error("found the batch of a create whose answer was lost: its results are kept beside the job's outputs", { ...orphan, lines, damagedLines: damaged });
+  deps.observer.error("found the batch of a create whose answer was lost: its results are kept beside the job's outputs", {
+    ...orphan,
+    lines,
+    damagedLines: damaged,
+  });
   return orphan;
 }
 

@@ -28,17 +28,7 @@ import { quietObserver, type Observer } from '../observability';
 import { ApiAuthError } from '../anthropic/errors';
 import type { ChunkAttempt, ChunkItem } from '../store/items';
 import { cancelBatch, type CancelResult } from './cancel';
-import {
-  attemptOf,
-  ChunkStateConflict,
-  chunkCondition,
-  isoAt,
-  patchAttempt,
-  readChunk,
-  readJob,
-  updateChunk,
-  type ChunkRef,
-} from './chunk-state';
+import { attemptOf, ChunkStateConflict, chunkCondition, isoAt, patchAttempt, readChunk, readJob, updateChunk, type ChunkRef } from './chunk-state';
 import { pollerHealthy, readPollerHealth, WATCH_ARMS_CAP } from './watch';
 
 export interface PollSettings {
@@ -196,9 +186,7 @@ export async function pollBatch(input: PollInput, deps: PollDeps): Promise<PollO
     },
     condition: chunkCondition(`#ca = :attempt AND #att[${index}].#bid = :batchId`, { ':attempt': input.attempt, ':batchId': input.batchId }),
   });
-  const waitSeconds = ended
-    ? 0
-    : nextPollDelay({ createdAt: batch.created_at, expiresAt: batch.expires_at, serverNow: seen.serverTime, settings: config });
+  const waitSeconds = ended ? 0 : nextPollDelay({ createdAt: batch.created_at, expiresAt: batch.expires_at, serverNow: seen.serverTime, settings: config });
   const watch = !ended && deps.poller !== undefined && (record.arms ?? 0) < WATCH_ARMS_CAP && pollerHealthy(health, now(), deps.poller);
   (deps.observer ?? quietObserver).info('polled', {
     woken: input.wake?.reason ?? null,
@@ -215,14 +203,7 @@ export async function pollBatch(input: PollInput, deps: PollDeps): Promise<PollO
 }
 
 /** The API refused the key on a poll: recorded and said, and the chunk waits (see the header). */
-async function keyRefused(
-  input: PollInput,
-  chunk: ChunkItem,
-  index: number,
-  record: ChunkAttempt,
-  error: ApiAuthError,
-  deps: PollDeps,
-): Promise<PollOutput> {
+async function keyRefused(input: PollInput, chunk: ChunkItem, index: number, record: ChunkAttempt, error: ApiAuthError, deps: PollDeps): Promise<PollOutput> {
   const now = (deps.now ?? Date.now)();
   const observer = deps.observer ?? quietObserver;
   const expiresAt = record.expiresAt ? Date.parse(record.expiresAt) : Number.POSITIVE_INFINITY;
@@ -242,5 +223,13 @@ async function keyRefused(
     waitSeconds: deps.config.pollMaxSeconds,
   });
   // The Wait loop, not the poller: its list calls would be refused too.
-  return { jobId: input.jobId, chunk: input.chunk, attempt: input.attempt, batchId: input.batchId, ended: false, waitSeconds: deps.config.pollMaxSeconds, watch: false };
+  return {
+    jobId: input.jobId,
+    chunk: input.chunk,
+    attempt: input.attempt,
+    batchId: input.batchId,
+    ended: false,
+    waitSeconds: deps.config.pollMaxSeconds,
+    watch: false,
+  };
 }

@@ -121,7 +121,9 @@ export async function pollerTick(deps: PollerDeps): Promise<TickReport> {
     };
     if (keyRefused) {
       observer.metric('ApiKeyRefused', 1);
-      observer.error('the API refuses the key (401/403): no heartbeats, so waiting chunks hand over to PollBatch within 15 minutes', { watches: waiting.length });
+      observer.error('the API refuses the key (401/403): no heartbeats, so waiting chunks hand over to PollBatch within 15 minutes', {
+        watches: waiting.length,
+      });
     }
     await eachLimited(keyRefused ? [] : waiting.filter(due), async (watch) => {
       const sent = await settle(() => callbacks.heartbeat(watch.taskToken), report);

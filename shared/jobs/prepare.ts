@@ -62,7 +62,10 @@ export interface PrepareResult {
 export interface PrepareDeps {
   s3: S3Client;
   dynamo: DynamoDBClient;
-  config: Pick<PipelineConfig, 'bucket' | 'table' | 'maxRequestsPerChunk' | 'maxBytesPerChunk' | 'rowTtlDays' | 'rowsPerBucket' | 'pricesJson' | 'allowUnknownModels'>;
+  config: Pick<
+    PipelineConfig,
+    'bucket' | 'table' | 'maxRequestsPerChunk' | 'maxBytesPerChunk' | 'rowTtlDays' | 'rowsPerBucket' | 'pricesJson' | 'allowUnknownModels'
+  >;
   /** The local clock (epoch ms). */
   now?: () => number;
   /** Where the step's log lines and metrics go (the handler's invocation). */
@@ -178,8 +181,7 @@ function recordedResult(job: JobItem): PrepareResult {
   const validRows = job.validRows ?? 0;
   const invalidRows = job.invalidRows ?? 0;
   const chunkCount = job.chunkCount ?? 0;
-  const outcome: PrepareOutcome =
-    job.validationMode === 'strict' && invalidRows > 0 ? 'rejected' : chunkCount === 0 ? 'empty' : 'ready';
+  const outcome: PrepareOutcome = job.validationMode === 'strict' && invalidRows > 0 ? 'rejected' : chunkCount === 0 ? 'empty' : 'ready';
   return {
     jobId: job.jobId,
     outcome,

@@ -13,16 +13,7 @@ import { GetObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import type { BatchResultLine } from '../anthropic/types';
 import { ConditionFailed, getItem, queryJobsIndex, queryPartition, updateItem } from '../store/dynamo';
 import { isS3NotFound } from '../store/s3';
-import {
-  CHUNK_SK_PREFIX,
-  JOB_SK,
-  jobPk,
-  type ChunkItem,
-  type JobItem,
-  type JobStatus,
-  type RowCounts,
-  type RowRecord,
-} from '../store/items';
+import { CHUNK_SK_PREFIX, JOB_SK, jobPk, type ChunkItem, type JobItem, type JobStatus, type RowCounts, type RowRecord } from '../store/items';
 import { bareEtag, jobIdFor } from './job-id';
 import { JobNotFound } from './prepare';
 import { readJob } from './chunk-state';
@@ -63,10 +54,7 @@ export const CANCELABLE_JOB_STATUSES: readonly JobStatus[] = ['registered', 'pre
  * Jobs newest first, at most `limit` (default 20); with `since` (an ISO time), only jobs created
  * then or later.
  */
-export async function listRecentJobs(
-  deps: Pick<QueryDeps, 'dynamo' | 'table'>,
-  options: { limit?: number; since?: string } = {},
-): Promise<JobItem[]> {
+export async function listRecentJobs(deps: Pick<QueryDeps, 'dynamo' | 'table'>, options: { limit?: number; since?: string } = {}): Promise<JobItem[]> {
   const jobs: JobItem[] = [];
   const query = { from: options.since, newestFirst: true, limit: options.limit ?? 20 };
   for await (const job of queryJobsIndex<JobItem>(deps.dynamo, deps.table, query)) jobs.push(job);
@@ -178,9 +166,7 @@ export async function getRow(deps: QueryDeps, jobId: string, customId: string): 
   const { key, offset, length } = row.result;
   let text: string;
   try {
-    const response = await deps.s3.send(
-      new GetObjectCommand({ Bucket: deps.bucket, Key: key, Range: `bytes=${offset}-${offset + length - 1}` }),
-    );
+    const response = await deps.s3.send(new GetObjectCommand({ Bucket: deps.bucket, Key: key, Range: `bytes=${offset}-${offset + length - 1}` }));
     text = await response.Body!.transformToString('utf8');
   } catch (error) {
     if (isS3NotFound(error)) {
@@ -250,14 +236,19 @@ export type CancelOutcome =
 export async function requestCancel(deps: Pick<QueryDeps, 'dynamo' | 'table'>, jobId: string, now: () => Date = () => new Date()): Promise<CancelOutcome> {
   const statuses = Object.fromEntries(CANCELABLE_JOB_STATUSES.map((status, i) => [`:c${i}`, status]));
   try {
-    const job = await updateItem<JobItem>(deps.dynamo, deps.table, { pk: jobPk(jobId), sk: JOB_SK }, {
-      set: { cancelRequested: true, updatedAt: now().toISOString() },
-      condition: {
-        expression: `attribute_exists(pk) AND #cst IN (${Object.keys(statuses).join(', ')}) AND (attribute_not_exists(#ccr) OR #ccr = :cfalse)`,
-        names: { '#cst': 'status', '#ccr': 'cancelRequested' },
-        values: { ...statuses, ':cfalse': false },
+    const job = await updateItem<JobItem>(
+      deps.dynamo,
+      deps.table,
+      { pk: jobPk(jobId), sk: JOB_SK },
+      {
+        set: { cancelRequested: true, updatedAt: now().toISOString() },
+        condition: {
+          expression: `attribute_exists(pk) AND #cst IN (${Object.keys(statuses).join(', ')}) AND (attribute_not_exists(#ccr) OR #ccr = :cfalse)`,
+          names: { '#cst': 'status', '#ccr': 'cancelRequested' },
+          values: { ...statuses, ':cfalse': false },
+        },
       },
-    });
+    );
     return { outcome: 'requested', job };
   } catch (error) {
     if (!(error instanceof ConditionFailed)) throw error;

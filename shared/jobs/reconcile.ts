@@ -290,7 +290,10 @@ async function collectLate(jobId: string, deps: ReconcileDeps, report: Reconcile
       try {
         const batch = await deps.api.retrieve(batchId);
         if (batch.archived_at) {
-          left = { error: RECONCILE_ERRORS.resultsArchived, cause: `the results of batch ${batchId} (attempt ${record.attempt}) were archived at ${batch.archived_at}, unread` };
+          left = {
+            error: RECONCILE_ERRORS.resultsArchived,
+            cause: `the results of batch ${batchId} (attempt ${record.attempt}) were archived at ${batch.archived_at}, unread`,
+          };
         }
       } catch (error) {
         if (!(error instanceof ApiNotFound)) throw error;
@@ -303,7 +306,14 @@ async function collectLate(jobId: string, deps: ReconcileDeps, report: Reconcile
     }
     const at = isoAt(now());
     // Collected: the chunk is done. Its results gone: it stays failed, its rows chunk_failed.
-    await updateChunk(deps.dynamo, deps.config.table, chunk, left ? { set: { failure: left, updatedAt: at }, remove: ['collectLater'] } : { set: { status: 'done', updatedAt: at }, remove: ['collectLater', 'failure'] });
+    await updateChunk(
+      deps.dynamo,
+      deps.config.table,
+      chunk,
+      left
+        ? { set: { failure: left, updatedAt: at }, remove: ['collectLater'] }
+        : { set: { status: 'done', updatedAt: at }, remove: ['collectLater', 'failure'] },
+    );
     if (left) step.error('the results a Collect left could not be collected: the chunk stays failed', { error: left });
     else step.warn('collected the results a Collect had left at the API', { attempt: record.attempt, batchId });
   }
@@ -320,7 +330,11 @@ async function collectLate(jobId: string, deps: ReconcileDeps, report: Reconcile
       { s3: deps.s3, dynamo: deps.dynamo, config: deps.config, notify: deps.notify, now, observer },
     );
     report.finalized += 1;
-    observer.warn('finalized the job again with the results collected late', { status: out.status, counts: out.counts, chunks: late.map((chunk) => chunk.chunk) });
+    observer.warn('finalized the job again with the results collected late', {
+      status: out.status,
+      counts: out.counts,
+      chunks: late.map((chunk) => chunk.chunk),
+    });
   }
   try {
     // Unless another chunk was left to collect meanwhile.
@@ -519,11 +533,7 @@ async function recoverFinalize(jobId: string, deps: ReconcileDeps, report: Recon
  * The job keeps its own failure; the error given here is recorded only on a job not failed yet.
  */
 async function finishFailure({ job, chunks }: FailedJob, ended: string, deps: ReconcileDeps, report: ReconcileReport, observer: Observer): Promise<void> {
-  const done = await failJob(
-    { jobId: job.jobId, error: { Error: RECONCILE_ERRORS.workflowEnded, Cause: ended } },
-    failDeps(deps, observer),
-    chunks,
-  );
+  const done = await failJob({ jobId: job.jobId, error: { Error: RECONCILE_ERRORS.workflowEnded, Cause: ended } }, failDeps(deps, observer), chunks);
   report.canceled += done.batchesCanceled;
   observer.warn(`finished the failure of a job whose workflow is gone: ${ended}`, { batchesCanceled: done.batchesCanceled, announced: done.announced });
 }
@@ -556,7 +566,10 @@ async function settleChunk(chunk: ChunkItem, run: JobRun, deps: ReconcileDeps, r
       { s3: deps.s3, dynamo: deps.dynamo, api: deps.api, config: deps.config, now, observer: run.step(chunk.chunk) },
     );
     if (submitted.batchId === null) {
-      await collectResults({ jobId, chunk: chunk.chunk, attempt: submitted.attempt, batchId: null }, collectDeps(deps, submitted.attempt, run.step(chunk.chunk)));
+      await collectResults(
+        { jobId, chunk: chunk.chunk, attempt: submitted.attempt, batchId: null },
+        collectDeps(deps, submitted.attempt, run.step(chunk.chunk)),
+      );
       report.collected += 1;
       return true;
     }

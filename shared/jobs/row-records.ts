@@ -49,17 +49,7 @@ export type RowEntry = Pick<RowRecord, 'customId' | 'index' | 'status' | 'final'
 };
 
 /** One record inside `records`: [customId, index, status, final, errorType, usage, costUsd, offset, length]. */
-type RowTuple = [
-  string,
-  number,
-  RowStatus,
-  0 | 1,
-  string | null,
-  [number, number, number, number] | null,
-  number | null,
-  number | null,
-  number | null,
-];
+type RowTuple = [string, number, RowStatus, 0 | 1, string | null, [number, number, number, number] | null, number | null, number | null, number | null];
 
 export interface RowPage {
   jobId: string;

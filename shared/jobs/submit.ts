@@ -33,17 +33,7 @@ import type { PipelineConfig } from '../config';
 import { ConditionFailed, getItem, putItem, updateItem } from '../store/dynamo';
 import { BATCH_SK, batchPk, ttlAfter, type BatchClaimItem, type ChunkAttempt, type ChunkItem } from '../store/items';
 import { errorFields, quietObserver, type Observer } from '../observability';
-import {
-  attemptOf,
-  chunkCondition,
-  isoAt,
-  jobKey,
-  patchAttempt,
-  readChunk,
-  readJob,
-  updateChunk,
-  type ChunkRef,
-} from './chunk-state';
+import { attemptOf, chunkCondition, isoAt, jobKey, patchAttempt, readChunk, readJob, updateChunk, type ChunkRef } from './chunk-state';
 import { requestLines, type AttemptRef } from './chunk-files';
 import { nextPollDelay, type PollSettings } from './poll';
 import { cancelBatch, recordCancelSent, type AttemptBatch } from './cancel';
@@ -111,10 +101,7 @@ export async function submitChunk(input: ChunkRef, deps: SubmitDeps): Promise<Su
   const { dynamo, config } = deps;
   const now = deps.now ?? Date.now;
   const observer = deps.observer ?? quietObserver;
-  const [chunk, job] = await Promise.all([
-    readChunk(dynamo, config.table, input.jobId, input.chunk),
-    readJob(dynamo, config.table, input.jobId),
-  ]);
+  const [chunk, job] = await Promise.all([readChunk(dynamo, config.table, input.jobId, input.chunk), readJob(dynamo, config.table, input.jobId)]);
   const attempt = chunk.currentAttempt;
   observer.keys({ attempt });
   const { record, index } = attemptOf(chunk, attempt);
@@ -126,8 +113,7 @@ export async function submitChunk(input: ChunkRef, deps: SubmitDeps): Promise<Su
     return alreadySubmitted(owner, record.batchId, record, config, observer);
   }
 
-  const holdSlot = () =>
-    acquireCreateSlot(dynamo, config.table, record.rows, owner, { now, holdMs: SLOT_HOLD_MS, waitMs: deps.slotWaitMs ?? SLOT_WAIT_MS });
+  const holdSlot = () => acquireCreateSlot(dynamo, config.table, record.rows, owner, { now, holdMs: SLOT_HOLD_MS, waitMs: deps.slotWaitMs ?? SLOT_WAIT_MS });
   let slot = record.intentAt ? await holdSlot() : undefined;
   if (record.intentAt) {
     const found = await findLostBatch(owner, record, slot!.abandonedAt, deps);
@@ -177,8 +163,7 @@ export async function submitChunk(input: ChunkRef, deps: SubmitDeps): Promise<Su
         updatedAt: intentAt,
       },
       condition: chunkCondition(
-        `#ca = :attempt AND attribute_not_exists(#att[${index}].#bid) AND ` +
-          `(attribute_not_exists(#att[${index}].#int) OR #att[${index}].#int = :previous)`,
+        `#ca = :attempt AND attribute_not_exists(#att[${index}].#bid) AND ` + `(attribute_not_exists(#att[${index}].#int) OR #att[${index}].#int = :previous)`,
         {
           ':attempt': attempt,
           ':previous': record.intentAt ?? '',
@@ -227,8 +212,7 @@ export async function submitChunk(input: ChunkRef, deps: SubmitDeps): Promise<Su
     // The batch exists but may not be recorded: the retry must find it (its claim, or adoption),
     // never fail the chunk and leave the batch running unseen.
     throw new OutcomeUnknown(
-      `chunk ${input.chunk} attempt ${attempt} of job ${input.jobId}: batch ${batch.id} was created but recording it failed ` +
-        `(${(error as Error).name})`,
+      `chunk ${input.chunk} attempt ${attempt} of job ${input.jobId}: batch ${batch.id} was created but recording it failed ` + `(${(error as Error).name})`,
       { requests: record.rows, bytes: record.bytes, sentAt: Date.parse(intentAt) },
     );
   }
@@ -275,8 +259,7 @@ export class CreateRefused extends Error {
   override readonly name = 'CreateRefused';
 }
 
-export const totalRequests = (counts: RequestCounts): number =>
-  counts.processing + counts.succeeded + counts.errored + counts.canceled + counts.expired;
+export const totalRequests = (counts: RequestCounts): number => counts.processing + counts.succeeded + counts.errored + counts.canceled + counts.expired;
 
 /** The attempt's requests as sent: each custom_id replaced by `<nonce>-<line>` (./wire-ids.ts). */
 async function* wireRequests(deps: SubmitDeps, ref: AttemptRef, nonce: string): AsyncGenerator<Buffer> {
@@ -458,14 +441,7 @@ async function claim(owner: Owner, batchId: string, intentAt: string, deps: Subm
 }
 
 /** Records the batch on the attempt (once: a retry after this point finds it there). */
-async function recordBatch(
-  owner: Owner,
-  chunk: ChunkItem,
-  batch: MessageBatch,
-  deps: SubmitDeps,
-  observer: Observer,
-  adopted: boolean,
-): Promise<SubmitOutput> {
+async function recordBatch(owner: Owner, chunk: ChunkItem, batch: MessageBatch, deps: SubmitDeps, observer: Observer, adopted: boolean): Promise<SubmitOutput> {
   const { dynamo, config } = deps;
   const now = deps.now ?? Date.now;
   const { record, index } = attemptOf(chunk, owner.attempt);

@@ -191,5 +191,4 @@ export function lastMemberValue(json: Buffer, wanted: Buffer): Buffer | undefine
 }
 
 /** [a-zA-Z0-9_-]: the bytes a custom_id is made of (docs/design.md). */
-export const isCustomIdByte = (b: number) =>
-  (b >= 0x61 && b <= 0x7a) || (b >= 0x41 && b <= 0x5a) || (b >= 0x30 && b <= 0x39) || b === 0x5f || b === 0x2d;
+export const isCustomIdByte = (b: number) => (b >= 0x61 && b <= 0x7a) || (b >= 0x41 && b <= 0x5a) || (b >= 0x30 && b <= 0x39) || b === 0x5f || b === 0x2d;

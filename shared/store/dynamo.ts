@@ -25,7 +25,10 @@ const MARSHALL = { removeUndefinedValues: true, convertClassInstanceToMap: true 
 
 export class UnprocessedWrites extends Error {
   override readonly name = 'UnprocessedWrites';
-  constructor(readonly remaining: number, readonly attempts: number) {
+  constructor(
+    readonly remaining: number,
+    readonly attempts: number,
+  ) {
     super(`${remaining} items were still unprocessed after ${attempts} BatchWriteItem attempts`);
   }
 }
@@ -36,12 +39,7 @@ export async function getItem<T>(dynamo: DynamoDBClient, table: string, key: Key
 }
 
 /** Puts an item; with `ifAbsent`, only when no item has its key. Returns false when the condition failed. */
-export async function putItem(
-  dynamo: DynamoDBClient,
-  table: string,
-  item: object,
-  options: { ifAbsent?: boolean } = {},
-): Promise<boolean> {
+export async function putItem(dynamo: DynamoDBClient, table: string, item: object, options: { ifAbsent?: boolean } = {}): Promise<boolean> {
   try {
     await dynamo.send(
       new PutItemCommand({
@@ -156,12 +154,7 @@ export async function deleteItemIf(
 }
 
 /** Every item of a partition whose sort key starts with `skPrefix`, following pages. */
-export async function* queryPartition<T>(
-  dynamo: DynamoDBClient,
-  table: string,
-  pk: string,
-  skPrefix?: string,
-): AsyncGenerator<T> {
+export async function* queryPartition<T>(dynamo: DynamoDBClient, table: string, pk: string, skPrefix?: string): AsyncGenerator<T> {
   let startKey: Record<string, AttributeValue> | undefined;
   do {
     const response = await dynamo.send(

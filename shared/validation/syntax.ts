@@ -84,14 +84,14 @@ export function locateJsonError(text: string): JsonProblem | null {
       }
       if (c < 0x20) return at(i, `unescaped control character ${show(text, i)} inside a string`);
       if (c === 0x5c) {
-        const escape = text[i + 1];
-        if (escape === undefined) return at(i, 'the line ends inside a string');
-        if (escape === 'u') {
+        const escaped = text[i + 1];
+        if (escaped === undefined) return at(i, 'the line ends inside a string');
+        if (escaped === 'u') {
           if (!/^[0-9a-fA-F]{4}$/.test(text.slice(i + 2, i + 6))) return at(i, 'bad \\u escape (needs four hex digits)');
           i += 6;
           continue;
         }
-        if (!'"\\/bfnrt'.includes(escape)) return at(i, `bad escape \\${show(text, i + 1, false)}`);
+        if (!'"\\/bfnrt'.includes(escaped)) return at(i, `bad escape \\${show(text, i + 1, false)}`);
         i += 2;
         continue;
       }

@@ -76,7 +76,16 @@ function resultLine(id: string, text = 'ok'): string {
     custom_id: id,
     result: {
       type: 'succeeded',
-      message: { id: `msg_${id}`, type: 'message', role: 'assistant', model: 'm', content: [{ type: 'text', text }], stop_reason: 'end_turn', stop_sequence: null, usage: { input_tokens: 1, output_tokens: 1 } },
+      message: {
+        id: `msg_${id}`,
+        type: 'message',
+        role: 'assistant',
+        model: 'm',
+        content: [{ type: 'text', text }],
+        stop_reason: 'end_turn',
+        stop_sequence: null,
+        usage: { input_tokens: 1, output_tokens: 1 },
+      },
     },
   });
 }
@@ -135,7 +144,13 @@ describe('results bytes', () => {
     const tiny = await tinyServer((req, res) => {
       if (!req.url?.endsWith('/results')) return json(res, 200, endedBatch('msgbatch_1', `${tiny.url}/v1/messages/batches/msgbatch_1/results`));
       res.writeHead(200, { 'content-type': 'application/x-jsonl' });
-      void writeApart(res, [file.subarray(0, 7), file.subarray(7, cr), file.subarray(cr, inUtf8), file.subarray(inUtf8, file.length - 10), file.subarray(file.length - 10)]);
+      void writeApart(res, [
+        file.subarray(0, 7),
+        file.subarray(7, cr),
+        file.subarray(cr, inUtf8),
+        file.subarray(inUtf8, file.length - 10),
+        file.subarray(file.length - 10),
+      ]);
     });
     const entries = await all(client(tiny.url).results('msgbatch_1'));
     expect(entries.map((e) => e.line.custom_id)).toEqual(['a', 'b', 'c']);
@@ -196,10 +211,7 @@ describe('results bytes', () => {
     });
     const entries = await all(client(tiny.url).results('msgbatch_1'));
     expect(entries.map((e) => e.raw.toString())).toEqual(lines);
-    expect(tiny.requests.filter((r) => r.url.endsWith('/results')).map((r) => r.headers.range)).toEqual([
-      undefined,
-      `bytes=${file.indexOf(lines[2] ?? '')}-`,
-    ]);
+    expect(tiny.requests.filter((r) => r.url.endsWith('/results')).map((r) => r.headers.range)).toEqual([undefined, `bytes=${file.indexOf(lines[2] ?? '')}-`]);
   });
 
   it('never sends the key to a results_url on another origin', async () => {
@@ -343,7 +355,9 @@ describe('key scrubbing', () => {
         request_id: 'req_1',
       }),
     );
-    const error = (await client(tiny.url).retrieve('msgbatch_1').catch((e: unknown) => e)) as ApiAuthError;
+    const error = (await client(tiny.url)
+      .retrieve('msgbatch_1')
+      .catch((e: unknown) => e)) as ApiAuthError;
     expect(error).toBeInstanceOf(ApiAuthError);
     expect(error.message).toBe('401 authentication_error: invalid x-api-key [redacted]');
     expect(error.type).toBe('authentication_error');
@@ -394,9 +408,7 @@ describe('timeouts', () => {
   it('turns a create that timed out after sending its body into OutcomeUnknown', async () => {
     const tiny = await tinyServer(() => {});
     const c = client(tiny.url, { timeoutMs: 200 });
-    const error = (await c
-      .create([{ custom_id: 'a', params: { model: 'm', max_tokens: 1, messages: [] } }])
-      .catch((e: unknown) => e)) as OutcomeUnknown;
+    const error = (await c.create([{ custom_id: 'a', params: { model: 'm', max_tokens: 1, messages: [] } }]).catch((e: unknown) => e)) as OutcomeUnknown;
     expect(error).toBeInstanceOf(OutcomeUnknown);
     expect(error.requests).toBe(1);
     expect((error.cause as Error).name).toBe('HeadersTimeoutError');

@@ -8,15 +8,7 @@ import { runInNewContext } from 'node:vm';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { ResultEntry } from '../../shared/anthropic/api';
 import { BatchesClient, type BatchesClientOptions } from '../../shared/anthropic/client';
-import {
-  ApiAuthError,
-  ApiFailed,
-  ApiNotFound,
-  ApiRetryable,
-  BatchTooLarge,
-  OutcomeUnknown,
-  ResultsNotReady,
-} from '../../shared/anthropic/errors';
+import { ApiAuthError, ApiFailed, ApiNotFound, ApiRetryable, BatchTooLarge, OutcomeUnknown, ResultsNotReady } from '../../shared/anthropic/errors';
 import type { BatchRequest, MessageBatch } from '../../shared/anthropic/types';
 import type { SimulatorHandle, SimulatorOptions } from '../../simulator/options';
 import { startSimulator } from '../../simulator/server';
@@ -172,7 +164,11 @@ describe('results', () => {
     const { client } = clientFor(sim);
     const batch = await endedBatch(sim, client, 20);
     const entries = await all(client.results(batch.id));
-    expect(entries.map((e) => e.line.custom_id).sort()).toEqual(requests(20).map((r) => r.custom_id).sort());
+    expect(entries.map((e) => e.line.custom_id).sort()).toEqual(
+      requests(20)
+        .map((r) => r.custom_id)
+        .sort(),
+    );
     let offset = 0;
     for (const entry of entries) {
       expect(entry.offset).toBe(offset);

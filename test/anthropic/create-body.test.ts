@@ -16,9 +16,7 @@ describe('encodeCreateBody', () => {
   it('writes {"requests":[...]} from objects and raw lines, trimming line ends and skipping blank lines', async () => {
     const progress = newProgress();
     const raw = Buffer.from(`${JSON.stringify(request('b'))}\r\n`);
-    const body = Buffer.concat(
-      await collect(encodeCreateBody([request('a'), raw, Buffer.from('  \n'), request('c')], progress, () => 42)),
-    );
+    const body = Buffer.concat(await collect(encodeCreateBody([request('a'), raw, Buffer.from('  \n'), request('c')], progress, () => 42)));
     expect(JSON.parse(body.toString())).toEqual({ requests: [request('a'), request('b'), request('c')] });
     expect(progress).toEqual({ requests: 3, bytes: body.length, complete: true, completedAt: 42, sourceError: undefined });
   });

@@ -44,10 +44,9 @@ describe('errorClassFor', () => {
 
 describe('errorFromResponse', () => {
   it("keeps the server's error type, message and request id, under the class's name", () => {
-    const error = errorFromResponse(
-      { status: 429, headers: { 'request-id': 'req_header' }, body: envelope('rate_limit_error', 'Slow down', 'req_body') },
-      [KEY],
-    );
+    const error = errorFromResponse({ status: 429, headers: { 'request-id': 'req_header' }, body: envelope('rate_limit_error', 'Slow down', 'req_body') }, [
+      KEY,
+    ]);
     expect(error).toBeInstanceOf(ApiRetryable);
     expect(error.name).toBe('ApiRetryable');
     expect(error.message).toBe('429 rate_limit_error: Slow down');
@@ -57,10 +56,7 @@ describe('errorFromResponse', () => {
   });
 
   it('keeps the start of a body that is not the API envelope, and the header request id', () => {
-    const error = errorFromResponse(
-      { status: 413, headers: { 'request-id': 'req_h' }, body: '<html>413 Request Entity Too Large</html>' },
-      [KEY],
-    );
+    const error = errorFromResponse({ status: 413, headers: { 'request-id': 'req_h' }, body: '<html>413 Request Entity Too Large</html>' }, [KEY]);
     expect(error).toBeInstanceOf(BatchTooLarge);
     expect(error.message).toBe('413 error: <html>413 Request Entity Too Large</html>');
     expect(error.type).toBeUndefined();
@@ -68,10 +64,7 @@ describe('errorFromResponse', () => {
   });
 
   it('never carries the key, even when the server echoes it', () => {
-    const error = errorFromResponse(
-      { status: 401, headers: {}, body: envelope('authentication_error', `invalid x-api-key: ${KEY}`, `req_${KEY}`) },
-      [KEY],
-    );
+    const error = errorFromResponse({ status: 401, headers: {}, body: envelope('authentication_error', `invalid x-api-key: ${KEY}`, `req_${KEY}`) }, [KEY]);
     expect(error).toBeInstanceOf(ApiAuthError);
     expect(error.message).toBe('401 authentication_error: invalid x-api-key: [redacted]');
     for (const text of [error.message, error.stack ?? '', JSON.stringify(error), String(error.requestId)]) {

@@ -44,9 +44,7 @@ describe('headerValue', () => {
 
 describe('defaultBackoffMs', () => {
   it('doubles from 0.5 s and caps at 8 s with no jitter when random is 0', () => {
-    expect([0, 1, 2, 3, 4, 5, 10].map((n) => defaultBackoffMs(n, () => 0))).toEqual([
-      500, 1000, 2000, 4000, 8000, 8000, 8000,
-    ]);
+    expect([0, 1, 2, 3, 4, 5, 10].map((n) => defaultBackoffMs(n, () => 0))).toEqual([500, 1000, 2000, 4000, 8000, 8000, 8000]);
   });
 
   it('takes off at most a quarter as jitter', () => {

@@ -65,7 +65,11 @@ describe('the bad-input corpus on the local pipeline', () => {
       const { outcome, batches } = await upload(`${lenient ? 'lenient' : 'strict'}-${name.replace(/\W+/g, '-')}.jsonl`, bytes, lenient);
       // Nobody drops an empty file on purpose: it is rejected, not "succeeded with 0 rows".
       expect({ lenient, status: outcome.status, batches }).toEqual({ lenient, status: 'rejected', batches: 0 });
-      expect(outcome.execution).toMatchObject({ status: 'FAILED', error: 'EmptyInput', cause: 'The input file holds no requests: it is empty, or only blank lines' });
+      expect(outcome.execution).toMatchObject({
+        status: 'FAILED',
+        error: 'EmptyInput',
+        cause: 'The input file holds no requests: it is empty, or only blank lines',
+      });
       expect(outcome.summary?.counts).toEqual({ total: 0, succeeded: 0, errored: 0, expired: 0, canceled: 0, invalid: 0 });
       expect(await readJsonl(under.stack, outcome.keys.results)).toEqual([]);
       expect(await readJsonl(under.stack, outcome.keys.invalid)).toEqual([]);

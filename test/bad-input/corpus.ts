@@ -54,23 +54,44 @@ export function corpus(): Entry[] {
     fromFile('custom-id-number.jsonl', { code: 'custom_id_not_string', reason: 'line {line}: custom_id must be a string, got a number' }),
     valid('dup-me'),
     fromFile('custom-id-too-long.jsonl', { code: 'custom_id_too_long', reason: 'line {line}: custom_id is 65 characters long; at most 64 are allowed' }),
-    fromFile('custom-id-dot.jsonl', { code: 'custom_id_bad_character', reason: `line {line}: custom_id has a character that is not allowed, "." at position 7 ${ALLOWED}` }),
-    fromFile('custom-id-space.jsonl', { code: 'custom_id_bad_character', reason: `line {line}: custom_id has a character that is not allowed, " " at position 7 ${ALLOWED}` }),
+    fromFile('custom-id-dot.jsonl', {
+      code: 'custom_id_bad_character',
+      reason: `line {line}: custom_id has a character that is not allowed, "." at position 7 ${ALLOWED}`,
+    }),
+    fromFile('custom-id-space.jsonl', {
+      code: 'custom_id_bad_character',
+      reason: `line {line}: custom_id has a character that is not allowed, " " at position 7 ${ALLOWED}`,
+    }),
     blank('   \t'),
     fromFile('missing-params.jsonl', { code: 'missing_params', custom_id: 'no-params', reason: 'line {line} has no params' }),
-    fromFile('params-not-object.jsonl', { code: 'params_not_object', custom_id: 'params-string', reason: 'line {line}: params must be an object, got a string' }),
+    fromFile('params-not-object.jsonl', {
+      code: 'params_not_object',
+      custom_id: 'params-string',
+      reason: 'line {line}: params must be an object, got a string',
+    }),
     fromFile('missing-model.jsonl', { code: 'missing_model', custom_id: 'no-model', reason: 'line {line}: params.model is missing' }),
     fromFile('missing-messages.jsonl', { code: 'missing_messages', custom_id: 'no-messages', reason: 'line {line}: params.messages is missing' }),
     fromFile('missing-max-tokens.jsonl', { code: 'missing_max_tokens', custom_id: 'no-max-tokens', reason: 'line {line}: params.max_tokens is missing' }),
-    fromFile('max-tokens-zero.jsonl', { code: 'invalid_max_tokens', custom_id: 'zero-max-tokens', reason: 'line {line}: params.max_tokens must be a whole number ≥ 1, got 0' }),
-    fromFile('stream-true.jsonl', { code: 'stream_not_allowed', custom_id: 'streaming', reason: 'line {line}: params.stream must be false or absent in a batch, got true' }),
-    fromFile('unknown-field.jsonl', { code: 'unknown_field', custom_id: 'extra-field', reason: 'line {line} has an unknown field "method"; a line holds only "custom_id" and "params"' }),
+    fromFile('max-tokens-zero.jsonl', {
+      code: 'invalid_max_tokens',
+      custom_id: 'zero-max-tokens',
+      reason: 'line {line}: params.max_tokens must be a whole number ≥ 1, got 0',
+    }),
+    fromFile('stream-true.jsonl', {
+      code: 'stream_not_allowed',
+      custom_id: 'streaming',
+      reason: 'line {line}: params.stream must be false or absent in a batch, got true',
+    }),
+    fromFile('unknown-field.jsonl', {
+      code: 'unknown_field',
+      custom_id: 'extra-field',
+      reason: 'line {line} has an unknown field "method"; a line holds only "custom_id" and "params"',
+    }),
     // Latin-1 "café": 0xE9 is byte 117 of the line.
-    invalid(
-      'invalid-utf8',
-      Buffer.concat([validRow('latin1', 'caf').subarray(0, -5), Buffer.from([0xe9]), Buffer.from('"}]}}')]),
-      { code: 'invalid_utf8', reason: 'line {line} is not valid UTF-8 (byte 117 of the line, 0xE9, cannot start or continue a character)' },
-    ),
+    invalid('invalid-utf8', Buffer.concat([validRow('latin1', 'caf').subarray(0, -5), Buffer.from([0xe9]), Buffer.from('"}]}}')]), {
+      code: 'invalid_utf8',
+      reason: 'line {line} is not valid UTF-8 (byte 117 of the line, 0xE9, cannot start or continue a character)',
+    }),
     invalid('request-too-large', validRow('huge', 'x'.repeat(5000)), {
       code: 'request_too_large',
       reason: "line {line} is 5,116 bytes; a request may be at most 4,061 bytes (one batch's size limit)",
@@ -84,7 +105,12 @@ export function corpus(): Entry[] {
     }),
     valid('v-13'),
     // The file ends mid-line.
-    invalid('truncated-last-line', validRow('cut-off').subarray(0, 60), { code: 'truncated_line', reason: 'line {line} is truncated: the file ends mid-line' }, ''),
+    invalid(
+      'truncated-last-line',
+      validRow('cut-off').subarray(0, 60),
+      { code: 'truncated_line', reason: 'line {line} is truncated: the file ends mid-line' },
+      '',
+    ),
   ];
 }
 

@@ -254,8 +254,17 @@ describe('CostTotals', () => {
 
   it('gives the same totals however the rows are split and merged', () => {
     const [a, b, c, d] = ROWS;
-    expect(totalsOf([a!, b!]).merge(totalsOf([c!, d!])).toJSON()).toEqual(EXPECTED);
-    expect(totalsOf([d!, c!]).merge(totalsOf([b!])).merge(totalsOf([a!])).toJSON()).toEqual(EXPECTED);
+    expect(
+      totalsOf([a!, b!])
+        .merge(totalsOf([c!, d!]))
+        .toJSON(),
+    ).toEqual(EXPECTED);
+    expect(
+      totalsOf([d!, c!])
+        .merge(totalsOf([b!]))
+        .merge(totalsOf([a!]))
+        .toJSON(),
+    ).toEqual(EXPECTED);
     expect(new CostTotals().merge(totalsOf(ROWS)).toJSON()).toEqual(EXPECTED);
   });
 
@@ -348,7 +357,12 @@ describe('readMessageUsage', () => {
     const usage = { input_tokens: 1, output_tokens: 2 };
     const read = (value: unknown) => readMessageUsage(value).unpriced;
     expect([null, undefined, 'text', 7, [usage]].map(read)).toEqual(['no_message', 'no_message', 'no_message', 'no_message', 'no_message']);
-    expect([message({}), message({ usage: null }), message({ usage: [1] }), message({ usage: 'x' })].map(read)).toEqual(['no_usage', 'no_usage', 'no_usage', 'no_usage']);
+    expect([message({}), message({ usage: null }), message({ usage: [1] }), message({ usage: 'x' })].map(read)).toEqual([
+      'no_usage',
+      'no_usage',
+      'no_usage',
+      'no_usage',
+    ]);
     for (const odd of [
       { output_tokens: 2 },
       { input_tokens: '1', output_tokens: 2 },
@@ -360,10 +374,18 @@ describe('readMessageUsage', () => {
       { ...usage, cache_creation: { ephemeral_1h_input_tokens: -2 } },
       { ...usage, inference_geo: 3 },
     ]) {
-      expect(readMessageUsage(message({ usage: odd })), JSON.stringify(odd)).toEqual({ usage: undefined, model: 'claude-haiku-4-5', unpriced: 'unreadable_usage' });
+      expect(readMessageUsage(message({ usage: odd })), JSON.stringify(odd)).toEqual({
+        usage: undefined,
+        model: 'claude-haiku-4-5',
+        unpriced: 'unreadable_usage',
+      });
     }
     for (const model of [undefined, '', 7, null]) {
-      expect(readMessageUsage(message({ model, usage }))).toEqual({ usage: { ...usage, cache_creation_input_tokens: null, cache_read_input_tokens: null, inference_geo: null }, model: undefined, unpriced: 'no_model' });
+      expect(readMessageUsage(message({ model, usage }))).toEqual({
+        usage: { ...usage, cache_creation_input_tokens: null, cache_read_input_tokens: null, inference_geo: null },
+        model: undefined,
+        unpriced: 'no_model',
+      });
     }
   });
 });
@@ -444,7 +466,9 @@ describe('estimates before submission', () => {
     first.add(row);
     const second = new EstimateTotals();
     second.add(params({ model: 'claude-imaginary-9', max_tokens: 10 }));
-    const merged = EstimateTotals.fromJSON(JSON.parse(JSON.stringify(first))).merge(second).toJSON();
+    const merged = EstimateTotals.fromJSON(JSON.parse(JSON.stringify(first)))
+      .merge(second)
+      .toJSON();
     expect(merged).toMatchObject({
       estimate: true,
       requests: 3,

@@ -12,7 +12,7 @@ describe('at-least-once deliveries and lost replies, end to end', () => {
   });
   let jobId: string;
 
-  it('creates no second batch when a create\'s reply is lost: the retried Submit adopts the batch', async () => {
+  it("creates no second batch when a create's reply is lost: the retried Submit adopts the batch", async () => {
     const file = await writeRequests(under, 'rows.jsonl', ids('row', 6).map(request));
     jobId = await under.stack.submitFile(file);
     const outcome = await under.stack.waitForJob(jobId);
@@ -36,8 +36,9 @@ describe('at-least-once deliveries and lost replies, end to end', () => {
     const ended = await again.done;
 
     expect(ended.status).toBe('SUCCEEDED');
-    const registered = await nextEvent(under, (event): event is Extract<LocalEvent, { type: 'job-registered' }> =>
-      event.type === 'job-registered' && event.executionArn === again.executionArn,
+    const registered = await nextEvent(
+      under,
+      (event): event is Extract<LocalEvent, { type: 'job-registered' }> => event.type === 'job-registered' && event.executionArn === again.executionArn,
     );
     expect(registered).toMatchObject({ jobId, duplicate: true });
     expect(under.stack.simulator!.stats().batchesCreated).toHaveLength(batchesBefore);
@@ -46,7 +47,9 @@ describe('at-least-once deliveries and lost replies, end to end', () => {
   });
 
   it('starts one job per object when a schedule sweeps its prefix, and none when the sweep runs again', async () => {
-    const body = ids('swept', 2).map((id) => JSON.stringify(request(id))).join('\n');
+    const body = ids('swept', 2)
+      .map((id) => JSON.stringify(request(id)))
+      .join('\n');
     await under.stack.s3.send(new PutObjectCommand({ Bucket: under.stack.bucket, Key: 'scheduled/hourly/night.jsonl', Body: body }));
     const seen = under.events.length;
 

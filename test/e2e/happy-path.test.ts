@@ -31,7 +31,7 @@ describe('a file across several chunks, end to end', () => {
     expect(outcome.summary?.tokens.output).toBe(tokens);
   });
 
-  it('reports the job\'s progress from its records', async () => {
+  it("reports the job's progress from its records", async () => {
     const [jobId] = under.events.flatMap((event) => (event.type === 'job-registered' ? [event.jobId] : []));
     expect(await under.stack.progress(jobId!)).toMatchObject({
       status: 'succeeded',

@@ -40,7 +40,7 @@ describe('waiting for batches through the poller', () => {
     expect(under.stack.simulator!.stats().batchesCreated.length - created).toBe(batches);
   });
 
-  it('while the poller\'s health record is stale, the arm refuses (PollerUnavailable) and the chunks poll on the Wait loop', async () => {
+  it("while the poller's health record is stale, the arm refuses (PollerUnavailable) and the chunks poll on the Wait loop", async () => {
     const poller = under.stack.poller!;
     poller.pause();
     try {

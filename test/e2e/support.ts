@@ -146,7 +146,9 @@ export async function servedResults(
       const wire = /^([0-9a-f]{16})-([0-9a-z]+)$/.exec(wireId);
       const index = wire ? parseInt(wire[2]!, 36) : -1;
       if (wire?.[1] !== nonce || sent[index] === undefined || seen.has(index)) {
-        throw new Error(`${batchId} served custom_id ${wireId}: not a request of chunk ${chunk} attempt ${attempt} (nonce ${nonce}, ${sent.length} requests), or served twice`);
+        throw new Error(
+          `${batchId} served custom_id ${wireId}: not a request of chunk ${chunk} attempt ${attempt} (nonce ${nonce}, ${sent.length} requests), or served twice`,
+        );
       }
       seen.add(index);
       const prefix = `{"custom_id":${JSON.stringify(wireId)}`;
@@ -175,7 +177,10 @@ export async function batchOutcomes(stack: LocalStack, jobId: string, chunk: num
 
 /** The custom_ids whose outcome is `outcome`, sorted. */
 export const withOutcome = (outcomes: Map<string, string>, outcome: string): string[] =>
-  [...outcomes].filter(([, value]) => value === outcome).map(([customId]) => customId).sort();
+  [...outcomes]
+    .filter(([, value]) => value === outcome)
+    .map(([customId]) => customId)
+    .sort();
 
 /** Resolves once `condition` holds, checking every 50 ms (the test's timeout bounds the wait). */
 export async function until(condition: () => Promise<boolean>): Promise<void> {

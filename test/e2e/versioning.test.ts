@@ -36,9 +36,7 @@ describe.runIf(versionedBucket)('a versioned bucket, end to end', () => {
     expect(Versions).toHaveLength(2);
     expect([one.job?.versionId, two.job?.versionId]).toEqual([older.VersionId, latest.VersionId]);
     expect([one.status, two.status]).toEqual(['succeeded', 'succeeded']);
-    expect((await readJsonl<ResultRow>(under.stack, one.keys.results)).map((row) => [row.custom_id, row.status])).toEqual(
-      first.map((id) => [id, 'succeeded']),
-    );
+    expect((await readJsonl<ResultRow>(under.stack, one.keys.results)).map((row) => [row.custom_id, row.status])).toEqual(first.map((id) => [id, 'succeeded']));
     expect((await readJsonl<ResultRow>(under.stack, two.keys.results)).map((row) => [row.custom_id, row.status])).toEqual(
       second.map((id) => [id, 'succeeded']),
     );

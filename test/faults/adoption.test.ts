@@ -56,7 +56,11 @@ describe('creates whose answers are lost', () => {
       runRows(under, 'tickets.jsonl', customIds.map(request)),
       runRows(under, 'orders.jsonl', customIds.map(otherRequest)),
     ]);
-    expect(submitErrors(under).slice(errorsBefore).filter((error) => error === 'OutcomeUnknown')).toHaveLength(2);
+    expect(
+      submitErrors(under)
+        .slice(errorsBefore)
+        .filter((error) => error === 'OutcomeUnknown'),
+    ).toHaveLength(2);
     for (const run of [tickets, orders]) {
       expect(run.outcome.status).toBe('succeeded');
       expectEveryRowOnce(run, customIds);
@@ -123,7 +127,14 @@ describe('creates whose answers are lost', () => {
 
     const job = await readJob(under.stack.dynamo, under.stack.table, run.jobId);
     expect(job.orphanBatches).toEqual([
-      expect.objectContaining({ batchId: lostBatch, chunk: 0, attempt: 1, requests: 3, outcome: 'collected', resultsKey: `results/${run.jobId}/orphans/${lostBatch}.jsonl` }),
+      expect.objectContaining({
+        batchId: lostBatch,
+        chunk: 0,
+        attempt: 1,
+        requests: 3,
+        outcome: 'collected',
+        resultsKey: `results/${run.jobId}/orphans/${lostBatch}.jsonl`,
+      }),
     ]);
     const kept = await readJsonl<{ custom_id: string; result: { type: string } }>(under.stack, job.orphanBatches![0]!.resultsKey!);
     expect(kept.map((line) => [line.custom_id, line.result.type])).toEqual(customIds.map((id) => [id, 'succeeded']));

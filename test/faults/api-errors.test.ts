@@ -45,7 +45,7 @@ describe('Batches API faults on the local pipeline', () => {
     },
   );
 
-  it('recovers when retrieve keeps failing past the client\'s own retries (the workflow retries PollBatch)', async () => {
+  it("recovers when retrieve keeps failing past the client's own retries (the workflow retries PollBatch)", async () => {
     // The client retries twice (BATCHLINE_API_MAX_RETRIES default); the next three calls fail too.
     under.stack.simulator!.setHttpFaults([{ endpoint: 'retrieve', status: 529, times: 6 }]);
     const run = await runJob(under, 'retrieve-outage.jsonl', customIds);
@@ -109,9 +109,9 @@ describe('Batches API faults on the local pipeline', () => {
 
     // Every path occurs: ended at once, retried then succeeded, retried to the limit and ended.
     const paths = new Set(expected.map((row) => `${row.outcome}@${row.attempts}`));
-    expect([...paths].filter((path) => ['errored:invalid_request_error@1', 'succeeded@2', `errored:overloaded_error@${MAX_ATTEMPTS}`].includes(path)).sort()).toEqual(
-      ['errored:invalid_request_error@1', `errored:overloaded_error@${MAX_ATTEMPTS}`, 'succeeded@2'],
-    );
+    expect(
+      [...paths].filter((path) => ['errored:invalid_request_error@1', 'succeeded@2', `errored:overloaded_error@${MAX_ATTEMPTS}`].includes(path)).sort(),
+    ).toEqual(['errored:invalid_request_error@1', `errored:overloaded_error@${MAX_ATTEMPTS}`, 'succeeded@2']);
     expectEveryRowOnce(run, rows);
     await expectOneBatchPerAttempt(under.stack, run);
     expect(run.outcome.summary?.errorsByType).toEqual(

@@ -24,7 +24,7 @@ describe('a wrong API key, on the local pipeline', () => {
     await api?.stop();
   });
 
-  it('submits nothing, tries each chunk once, and gives every row the API\'s authentication error as its cause', async () => {
+  it("submits nothing, tries each chunk once, and gives every row the API's authentication error as its cause", async () => {
     const stats = api.stats();
     expect(stats.batchesCreated).toEqual([]);
     // One create per chunk, none retried: a 401 is not worth another try.

@@ -24,7 +24,7 @@ describe('a Collect killed more often than its retries, on the local pipeline', 
     expect(reference.results.map((row) => row.status)).toEqual(customIds.map(() => 'succeeded'));
   }, 60_000);
 
-  it('leaves the chunk to the reconciler, which collects every row\'s real result from where the killed Collects stopped', async () => {
+  it("leaves the chunk to the reconciler, which collects every row's real result from where the killed Collects stopped", async () => {
     // Each results read ends after 700 bytes (about a line). A Collect reads three times (the
     // client retries twice), keeps what it read and fails; the workflow sees it killed
     // (Sandbox.Timedout) and runs it three times in all: nine reads, then the file is served whole.

@@ -54,7 +54,10 @@ export async function startDynamoProxy(target: string): Promise<DynamoProxy> {
 
   async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const body = await readAll(req);
-    const operation = String(req.headers['x-amz-target'] ?? '').split('.').pop() ?? '';
+    const operation =
+      String(req.headers['x-amz-target'] ?? '')
+        .split('.')
+        .pop() ?? '';
     stats.calls[operation] = (stats.calls[operation] ?? 0) + 1;
     if (faults.outage || (faults.outageAfterItems !== undefined && writtenSinceFaults >= faults.outageAfterItems)) {
       faults.outage = true;
@@ -93,7 +96,10 @@ export async function startDynamoProxy(target: string): Promise<DynamoProxy> {
     const written = count(forwarded);
     // Reserved before the upstream answers: calls in flight together must not share the room left.
     writtenSinceFaults += written;
-    const answer = written === 0 ? { status: 200, json: { UnprocessedItems: {} } } : await send(upstream, req, Buffer.from(JSON.stringify({ ...parsed, RequestItems: forwarded })));
+    const answer =
+      written === 0
+        ? { status: 200, json: { UnprocessedItems: {} } }
+        : await send(upstream, req, Buffer.from(JSON.stringify({ ...parsed, RequestItems: forwarded })));
     if (answer.status !== 200) {
       writtenSinceFaults -= written;
       return reply(res, answer.status, answer.json);
@@ -108,13 +114,10 @@ export async function startDynamoProxy(target: string): Promise<DynamoProxy> {
   }
 
   function forward(req: IncomingMessage, body: Buffer, res: ServerResponse): void {
-    const out = httpRequest(
-      { hostname: upstream.hostname, port: upstream.port, path: req.url, method: req.method, headers: req.headers },
-      (answer) => {
-        res.writeHead(answer.statusCode ?? 500, answer.headers);
-        answer.pipe(res);
-      },
-    );
+    const out = httpRequest({ hostname: upstream.hostname, port: upstream.port, path: req.url, method: req.method, headers: req.headers }, (answer) => {
+      res.writeHead(answer.statusCode ?? 500, answer.headers);
+      answer.pipe(res);
+    });
     out.on('error', () => res.destroy());
     out.end(body);
   }
@@ -189,7 +192,13 @@ function reply(res: ServerResponse, status: number, json: unknown): void {
     'content-length': Buffer.byteLength(text),
     // The SDK checks DynamoDB's response checksum when the header is present.
     'x-amz-crc32': String(crc32(text)),
-    ...(status === 200 ? {} : { 'x-amzn-ErrorType': String((json as { __type?: string }).__type ?? '').split('#').pop() }),
+    ...(status === 200
+      ? {}
+      : {
+          'x-amzn-ErrorType': String((json as { __type?: string }).__type ?? '')
+            .split('#')
+            .pop(),
+        }),
   });
   res.end(text);
 }

@@ -48,7 +48,13 @@ describe.runIf(!versionedBucket)('an unversioned input changed after Prepare', (
     const rows = ids('first', 3);
     const { jobId, outcome } = await runChangedBeforeSubmit('overwritten-late.jsonl', rows, (key) =>
       under.stack.s3.send(
-        new PutObjectCommand({ Bucket: under.stack.bucket, Key: key, Body: ids('other', 3).map((id) => JSON.stringify(request(id)) + '\n').join('') }),
+        new PutObjectCommand({
+          Bucket: under.stack.bucket,
+          Key: key,
+          Body: ids('other', 3)
+            .map((id) => JSON.stringify(request(id)) + '\n')
+            .join(''),
+        }),
       ),
     );
 

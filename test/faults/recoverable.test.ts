@@ -102,7 +102,9 @@ describe('recoverable faults on the local pipeline', () => {
     const twinEnd = await under.stack.stepFunctions.describe(twin!)!.done;
 
     expect(twinEnd.status).toBe('SUCCEEDED');
-    const registered = under.events.filter((event): event is Extract<LocalEvent, { type: 'job-registered' }> => event.type === 'job-registered' && event.jobId === run.jobId);
+    const registered = under.events.filter(
+      (event): event is Extract<LocalEvent, { type: 'job-registered' }> => event.type === 'job-registered' && event.jobId === run.jobId,
+    );
     expect(registered.map((event) => event.duplicate).sort()).toEqual([false, true]);
     expect(under.events.filter((event) => event.type === 'job-prepared' && event.jobId === run.jobId)).toHaveLength(1);
     expect(run.outcome.status).toBe('succeeded');

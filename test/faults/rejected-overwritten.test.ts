@@ -35,7 +35,10 @@ describe('a rejected file replaced before its report', () => {
     const undo = interceptTask(under.stack, 'FinalizeJob', async (input, invoke) => {
       if (!overwritten && (input as { jobId?: string }).jobId === jobId) {
         overwritten = true;
-        const body = ids('other', 2).map((id) => JSON.stringify(request(id))).join('\n') + '\n';
+        const body =
+          ids('other', 2)
+            .map((id) => JSON.stringify(request(id)))
+            .join('\n') + '\n';
         await under.stack.s3.send(new PutObjectCommand({ Bucket: under.stack.bucket, Key: key, Body: body }));
       }
       return invoke(input);

@@ -117,7 +117,15 @@ describe('stopping jobs with batches in flight, on the local pipeline', () => {
     under.stack.simulator!.setBatchFaults({ stall: true });
     // Another attempt's create of 4 requests is unanswered: its slot is held (shared/jobs/create-slot.ts).
     const slot = { pk: createSlotPk(4), sk: CREATE_SLOT_SK };
-    await putItem(under.stack.dynamo, under.stack.table, { ...slot, type: 'create-slot', requests: 4, jobId: 'elsewhere', chunk: 0, attempt: 1, heldUntil: Date.now() + 3_600_000 });
+    await putItem(under.stack.dynamo, under.stack.table, {
+      ...slot,
+      type: 'create-slot',
+      requests: 4,
+      jobId: 'elsewhere',
+      chunk: 0,
+      attempt: 1,
+      heldUntil: Date.now() + 3_600_000,
+    });
     const file = await writeRequests(under, 'failing-while-waiting.jsonl', ids('row', 8).map(request));
     const before = under.stack.simulator!.stats().batchesCreated.length;
     // Chunk 1's Submit waits for the slot; chunk 0's crashes once chunk 1's has started, and so does

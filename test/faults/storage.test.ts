@@ -55,7 +55,10 @@ describe('storage faults and dead workflows on the local pipeline', () => {
         let pointsAt: string | undefined;
         if (result) {
           if (!files.has(result.key)) files.set(result.key, Buffer.from(await readText(under.stack, result.key)));
-          const line = files.get(result.key)!.subarray(result.offset, result.offset + result.length).toString('utf8');
+          const line = files
+            .get(result.key)!
+            .subarray(result.offset, result.offset + result.length)
+            .toString('utf8');
           pointsAt = `${result.key === keys.chunkResults(item.chunk, item.attempt) ? 'own attempt' : result.key}: ${(JSON.parse(line) as { custom_id: string }).custom_id}`;
         }
         return { ...rest, pointsAt } as Partial<RowRecord> & { pointsAt?: string };
@@ -161,13 +164,16 @@ describe('storage faults and dead workflows on the local pipeline', () => {
     expect(await rowRecords(run)).toEqual(await rowRecords(reference));
   });
 
-  it('collects a dead workflow\'s unread results with the scheduled reconciler before they are archived', async () => {
+  it("collects a dead workflow's unread results with the scheduled reconciler before they are archived", async () => {
     // A long batch, so the workflow is still waiting on it when it dies.
     under.stack.simulator!.setBatchFaults({ processingSeconds: 7_200 });
     const file = await writeRequests(under, 'orphaned.jsonl', customIds.map(request));
     const before = under.stack.simulator!.stats().batchesCreated.length;
     const jobId = await under.stack.submitFile(file);
-    const { executionArn } = await nextEvent(under, (e): e is Extract<LocalEvent, { type: 'job-registered' }> => e.type === 'job-registered' && e.jobId === jobId);
+    const { executionArn } = await nextEvent(
+      under,
+      (e): e is Extract<LocalEvent, { type: 'job-registered' }> => e.type === 'job-registered' && e.jobId === jobId,
+    );
     await nextEvent(under, (e): e is LocalEvent => e.type === 'batch-submitted' && e.jobId === jobId);
     under.stack.simulator!.setBatchFaults(undefined);
 

@@ -65,8 +65,9 @@ describe('the exceptions', () => {
     for (const exception of GUARD_EXCEPTIONS) expect(exception.reason.length, exception.control).toBeGreaterThanOrEqual(60);
     const readme = readFileSync(path.join(PROJECT_ROOT, 'infra/README.md'), 'utf8');
     const rows = [...readme.matchAll(/^\| (CT\.[A-Z0-9]+\.PR\.\d+) \| [^|]+ \| ([^|]+) \|/gm)].map(([, control, where]) => `${control} ${where!.trim()}`);
-    const listed = GUARD_EXCEPTIONS.map(({ control, resources }) =>
-      `${control} ${'paths' in resources ? resources.paths.map((p) => `\`${p}\``).join(', ') : `every ${README_TYPE_NAMES[resources.type]}`}`,
+    const listed = GUARD_EXCEPTIONS.map(
+      ({ control, resources }) =>
+        `${control} ${'paths' in resources ? resources.paths.map((p) => `\`${p}\``).join(', ') : `every ${README_TYPE_NAMES[resources.type]}`}`,
     );
     expect(rows.sort()).toEqual(listed.sort());
   });
@@ -77,7 +78,7 @@ const README_TYPE_NAMES: Record<string, string> = {
   'AWS::Lambda::Function': 'function',
 };
 
-describe('the check\'s contexts', () => {
+describe("the check's contexts", () => {
   it('are cdk.json as shipped, and the same with the compliance settings added to its own', () => {
     const [shipped, compliant] = variants({ 'batchline:settings': { maxAttempts: 3 }, 'batchline:nag': false });
     expect(shipped?.context).toEqual({ 'batchline:settings': { maxAttempts: 3 }, 'batchline:nag': false });

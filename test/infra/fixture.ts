@@ -41,9 +41,7 @@ export function logicalIds(json: SynthesizedTemplate, type: string): string[] {
 
 /** The logical id of the Lambda function that runs functions/<name>.ts. */
 export function functionId(json: SynthesizedTemplate, name: string): string {
-  const [id, ...more] = logicalIds(json, 'AWS::Lambda::Function').filter(
-    (candidate) => json.Resources[candidate]?.Metadata?.['batchline:handler'] === name,
-  );
+  const [id, ...more] = logicalIds(json, 'AWS::Lambda::Function').filter((candidate) => json.Resources[candidate]?.Metadata?.['batchline:handler'] === name);
   if (id === undefined || more.length > 0) throw new Error(`expected exactly one function for ${name}`);
   return id;
 }
@@ -72,8 +70,7 @@ export interface PolicyStatement {
   Condition?: unknown;
 }
 
-export const actionsOf = (statement: PolicyStatement): string[] =>
-  Array.isArray(statement.Action) ? statement.Action : [statement.Action];
+export const actionsOf = (statement: PolicyStatement): string[] => (Array.isArray(statement.Action) ? statement.Action : [statement.Action]);
 
 /** The data bucket (inbox/, work/, results/): the one the BucketName output names. */
 export function dataBucketId(json: SynthesizedTemplate): string {

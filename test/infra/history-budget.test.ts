@@ -17,8 +17,8 @@ beforeAll(() => {
 
 const DEFAULTS = { pollMinSeconds: 30, pollMaxSeconds: 900, pollFraction: 0.1, maxAttempts: 2 };
 
-describe('a chunk\'s history', () => {
-  it('counts 9 events a poll (Wait, PollBatch, BatchEnded), and each attempt\'s Submit and Collect retried at their worst', () => {
+describe("a chunk's history", () => {
+  it("counts 9 events a poll (Wait, PollBatch, BatchEnded), and each attempt's Submit and Collect retried at their worst", () => {
     const polls = (n: number) => walkChunk(processor, 1, n);
     expect(polls(101) - polls(100)).toBe(9);
     // Submit, SubmitCanceled, Collect, RetryNeeded and WaitBeforeRetry, plus every retry Submit
@@ -29,7 +29,10 @@ describe('a chunk\'s history', () => {
   });
 
   it('counts the poller at its worst: every arm woken to a running batch, then the Wait loop for the whole 24 h', () => {
-    const withoutPoller: AslGraph = { ...processor, States: { ...processor.States, SubmitCanceled: { ...processor.States.SubmitCanceled!, Default: 'WaitForBatch' } } };
+    const withoutPoller: AslGraph = {
+      ...processor,
+      States: { ...processor.States, SubmitCanceled: { ...processor.States.SubmitCanceled!, Default: 'WaitForBatch' } },
+    };
     delete withoutPoller.States.AwaitBatch;
     expect(walkChunk(processor, 1, 132) - walkChunk(withoutPoller, 1, 132)).toBe(WATCH_ARMS_CAP * 13);
     expect(processor.States.AwaitBatch).toMatchObject({ Resource: 'arn:aws:states:::lambda:invoke.waitForTaskToken', Next: 'PollBatch' });

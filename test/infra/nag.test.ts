@@ -64,7 +64,7 @@ const CONTEXTS: Array<[string, Record<string, unknown>]> = [
   ['the test context (two schedules, a proxy, tuned settings)', TEST_CONTEXT],
   ['cdk.json as shipped', readProjectContext()],
   ['an existing secret and no schedules', { 'batchline:apiKeySecretName': 'team/anthropic-api-key' }],
-  ['a key of the stack\'s for the data and a year of logs', { ...TEST_CONTEXT, 'batchline:settings': { encryptionKey: 'stack', logRetentionDays: 365 } }],
+  ["a key of the stack's for the data and a year of logs", { ...TEST_CONTEXT, 'batchline:settings': { encryptionKey: 'stack', logRetentionDays: 365 } }],
   ['a key of yours for the data', { 'batchline:settings': { encryptionKey: 'arn:aws:kms:eu-west-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab' } }],
 ];
 

@@ -94,7 +94,7 @@ describe('the dashboard', () => {
     expect(dashboard(json).start).toBe('-P7D');
   });
 
-  it('shows jobs as the job state machine\'s executions: started, succeeded, failed, timed out, aborted, and running', () => {
+  it("shows jobs as the job state machine's executions: started, succeeded, failed, timed out, aborted, and running", () => {
     const executions = widget('Jobs: executions per hour');
     expect(shown(executions)).toEqual([
       'ExecutionsStarted Sum',
@@ -108,7 +108,11 @@ describe('the dashboard', () => {
     }
     const running = widget('Jobs running');
     expect(shown(running)).toEqual(['RUNNING_SUM(FILL(started, 0) - FILL(succeeded, 0) - FILL(failed, 0) - FILL(timedOut, 0) - FILL(aborted, 0))']);
-    expect(lines(running).filter((line) => line.options.visible === false).map((line) => [line.options.id, line.name])).toEqual([
+    expect(
+      lines(running)
+        .filter((line) => line.options.visible === false)
+        .map((line) => [line.options.id, line.name]),
+    ).toEqual([
       ['started', 'ExecutionsStarted'],
       ['succeeded', 'ExecutionsSucceeded'],
       ['failed', 'ExecutionsFailed'],
@@ -136,7 +140,13 @@ describe('the dashboard', () => {
       'RowsErrored_timeout_error Sum',
       'RowsErrored_invalid_request_error Sum',
     ]);
-    expect(lines(byType).map((line) => line.options.label)).toEqual(['api_error', 'overloaded_error', 'rate_limit_error', 'timeout_error', 'invalid_request_error']);
+    expect(lines(byType).map((line) => line.options.label)).toEqual([
+      'api_error',
+      'overloaded_error',
+      'rate_limit_error',
+      'timeout_error',
+      'invalid_request_error',
+    ]);
   });
 
   it('shows the errored-row rate against its alarm threshold', () => {
@@ -156,15 +166,18 @@ describe('the dashboard', () => {
     expect(shown(widget('Batch latency: seconds from submit to end'))).toEqual(['BatchWaitSeconds p50', 'BatchWaitSeconds p90', 'BatchWaitSeconds Maximum']);
     const duration = widget('Job duration in hours (as executions end)');
     expect(shown(duration)).toEqual(['longestMs / 3600000', 'averageMs / 3600000']);
-    expect(lines(duration).filter((line) => line.name !== undefined).map((line) => `${line.name} ${statOf(line)}`)).toEqual([
-      'ExecutionTime Maximum',
-      'ExecutionTime Average',
-    ]);
+    expect(
+      lines(duration)
+        .filter((line) => line.name !== undefined)
+        .map((line) => `${line.name} ${statOf(line)}`),
+    ).toEqual(['ExecutionTime Maximum', 'ExecutionTime Average']);
     expect(duration.properties.annotations).toEqual({ horizontal: [{ value: 30, label: 'overdue-job alarm', yAxis: 'left' }] });
   });
 
   it('reads every handler metric from namespace Batchline with the one dimension service=batchline', () => {
-    const handlerLines = dashboard(json).widgets.flatMap((w) => lines(w)).filter((line) => line.namespace === 'Batchline');
+    const handlerLines = dashboard(json)
+      .widgets.flatMap((w) => lines(w))
+      .filter((line) => line.namespace === 'Batchline');
     expect(handlerLines.length).toBeGreaterThan(20);
     for (const line of handlerLines) expect(line.dimensions).toEqual({ service: 'batchline' });
   });
@@ -191,7 +204,11 @@ describe('the dashboard', () => {
         options: { label: 'Messages waiting', stat: 'Maximum' },
       },
     ]);
-    expect(widget('Alarms').properties.alarms?.sort()).toEqual(logicalIds(json, 'AWS::CloudWatch::Alarm').map((id) => `<${id}.Arn>`).sort());
+    expect(widget('Alarms').properties.alarms?.sort()).toEqual(
+      logicalIds(json, 'AWS::CloudWatch::Alarm')
+        .map((id) => `<${id}.Arn>`)
+        .sort(),
+    );
   });
 });
 
@@ -203,7 +220,12 @@ interface AlarmProperties {
   Threshold: number;
   EvaluationPeriods: number;
   TreatMissingData: string;
-  Metrics?: Array<{ Id: string; Expression?: string; ReturnData: boolean; MetricStat?: { Metric: { Namespace: string; MetricName: string; Dimensions: unknown[] }; Period: number; Stat: string } }>;
+  Metrics?: Array<{
+    Id: string;
+    Expression?: string;
+    ReturnData: boolean;
+    MetricStat?: { Metric: { Namespace: string; MetricName: string; Dimensions: unknown[] }; Period: number; Stat: string };
+  }>;
   Namespace?: string;
   MetricName?: string;
   Dimensions?: unknown[];
@@ -225,7 +247,10 @@ const inputs = (alarm: AlarmProperties | undefined) =>
   Object.fromEntries(
     (alarm?.Metrics ?? [])
       .filter((metric) => metric.MetricStat !== undefined)
-      .map((metric) => [metric.Id, `${metric.MetricStat!.Metric.Namespace} ${metric.MetricStat!.Metric.MetricName} ${metric.MetricStat!.Stat} ${metric.MetricStat!.Period}`]),
+      .map((metric) => [
+        metric.Id,
+        `${metric.MetricStat!.Metric.Namespace} ${metric.MetricStat!.Metric.MetricName} ${metric.MetricStat!.Stat} ${metric.MetricStat!.Period}`,
+      ]),
   );
 const expressionOf = (alarm: AlarmProperties | undefined) => alarm?.Metrics?.find((metric) => metric.ReturnData)?.Expression;
 
@@ -274,11 +299,12 @@ describe('the alarms', () => {
     expect(alarm).toMatchObject({ ComparisonOperator: 'GreaterThanThreshold', Threshold: 0 });
   });
 
-  it('fire when more than 20% of an hour\'s ended rows errored, once 100 rows ended', () => {
+  it("fire when more than 20% of an hour's ended rows errored, once 100 rows ended", () => {
     const alarm = alarms(json)['Batchline-errored-rows'];
     expect(expressionOf(alarm)).toBe('IF((FILL(succeeded, 0) + FILL(errored, 0)) >= 100, FILL(errored, 0) / (FILL(succeeded, 0) + FILL(errored, 0)), 0)');
     expect(inputs(alarm)).toEqual({ succeeded: 'Batchline RowsSucceeded Sum 3600', errored: 'Batchline RowsErrored Sum 3600' });
-    for (const metric of alarm!.Metrics!.filter((m) => m.MetricStat)) expect(metric.MetricStat!.Metric.Dimensions).toEqual([{ Name: 'service', Value: 'batchline' }]);
+    for (const metric of alarm!.Metrics!.filter((m) => m.MetricStat))
+      expect(metric.MetricStat!.Metric.Dimensions).toEqual([{ Name: 'service', Value: 'batchline' }]);
     expect(alarm).toMatchObject({ ComparisonOperator: 'GreaterThanThreshold', Threshold: 0.2 });
   });
 

@@ -39,13 +39,17 @@ describe('the poller', () => {
     expect(config).toMatchObject({ MaximumRetryAttempts: 0, MaximumEventAgeInSeconds: 60 });
   });
 
-  it('alone may settle and heartbeat the job state machine\'s task tokens, and only that machine\'s', () => {
+  it("alone may settle and heartbeat the job state machine's task tokens, and only that machine's", () => {
     const responds = (s: PolicyStatement) => actionsOf(s).some((action) => action.startsWith('states:SendTask'));
     expect(handlersGranted(json, responds)).toEqual(['poll-batches']);
     const roles = logicalIds(json, 'AWS::IAM::Role');
     const statements = roles.flatMap((role) => statementsOfRole(json, role)).filter(responds);
     expect(statements).toEqual([
-      { Effect: 'Allow', Action: ['states:SendTaskSuccess', 'states:SendTaskFailure', 'states:SendTaskHeartbeat'], Resource: { Ref: STATE_MACHINE_LOGICAL_ID } },
+      {
+        Effect: 'Allow',
+        Action: ['states:SendTaskSuccess', 'states:SendTaskFailure', 'states:SendTaskHeartbeat'],
+        Resource: { Ref: STATE_MACHINE_LOGICAL_ID },
+      },
     ]);
   });
 
@@ -61,10 +65,14 @@ describe('the poller', () => {
       ComparisonOperator: 'GreaterThanThreshold',
       Threshold: 0,
     });
-    const silent = alarm('Batchline-poller-silent') as { Metrics: Array<{ MetricStat?: { Metric: { Namespace: string; MetricName: string }; Period: number; Stat: string } }> };
-    expect(silent.Metrics.flatMap((m) => (m.MetricStat ? [`${m.MetricStat.Metric.Namespace} ${m.MetricStat.Metric.MetricName} ${m.MetricStat.Stat} ${m.MetricStat.Period}`] : []))).toEqual([
-      'Batchline PollerTicks Sum 300',
-    ]);
+    const silent = alarm('Batchline-poller-silent') as {
+      Metrics: Array<{ MetricStat?: { Metric: { Namespace: string; MetricName: string }; Period: number; Stat: string } }>;
+    };
+    expect(
+      silent.Metrics.flatMap((m) =>
+        m.MetricStat ? [`${m.MetricStat.Metric.Namespace} ${m.MetricStat.Metric.MetricName} ${m.MetricStat.Stat} ${m.MetricStat.Period}`] : [],
+      ),
+    ).toEqual(['Batchline PollerTicks Sum 300']);
     expect(silent).toMatchObject({
       ComparisonOperator: 'LessThanThreshold',
       Threshold: 1,

@@ -108,9 +108,15 @@ describe('readSettings', () => {
   });
 
   it.each([
-    [{ maxRequestsPerChunk: 100_001 }, 'batchline:settings.maxRequestsPerChunk: BATCHLINE_MAX_REQUESTS_PER_CHUNK must be a whole number from 1 to 100000, got "100001"'],
+    [
+      { maxRequestsPerChunk: 100_001 },
+      'batchline:settings.maxRequestsPerChunk: BATCHLINE_MAX_REQUESTS_PER_CHUNK must be a whole number from 1 to 100000, got "100001"',
+    ],
     [{ validationMode: 'loose' }, 'batchline:settings.validationMode: BATCHLINE_VALIDATION_MODE must be one of strict, lenient, got "loose"'],
-    [{ pollMinSeconds: 60, pollMaxSeconds: 30 }, 'batchline:settings.pollMaxSeconds: BATCHLINE_POLL_MAX_SECONDS must be a whole number from 120 to 86400, got "30"'],
+    [
+      { pollMinSeconds: 60, pollMaxSeconds: 30 },
+      'batchline:settings.pollMaxSeconds: BATCHLINE_POLL_MAX_SECONDS must be a whole number from 120 to 86400, got "30"',
+    ],
     [{ timeoutMs: 10 }, 'batchline:settings.timeoutMs: BATCHLINE_API_TIMEOUT_MS must be a whole number from 1000 to 900000, got "10"'],
     [{ pricesJson: '{not json' }, 'batchline:settings.pricesJson must be a JSON object, got "{not json"'],
     [{ maxConcurrentChunks: 0 }, 'batchline:settings.maxConcurrentChunks must be a whole number from 1 to 1000, got 0'],
@@ -120,15 +126,21 @@ describe('readSettings', () => {
     [{ erroredRowAlarmMinRows: 0 }, 'batchline:settings.erroredRowAlarmMinRows must be a whole number from 1 to 100000000, got 0'],
     [{ jobDeadlineHours: 1.5 }, 'batchline:settings.jobDeadlineHours must be a whole number from 1 to 8760, got 1.5'],
     [{ functionErrorThreshold: 0 }, 'batchline:settings.functionErrorThreshold must be a whole number from 1 to 100000, got 0'],
-    [{ logRetentionDays: 45 }, 'batchline:settings.logRetentionDays must be one of CloudWatch Logs\' periods (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653), got 45'],
+    [
+      { logRetentionDays: 45 },
+      "batchline:settings.logRetentionDays must be one of CloudWatch Logs' periods (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653), got 45",
+    ],
     [{ logRetentionDays: 0 }, 'batchline:settings.logRetentionDays must be a whole number from 1 to 3653, got 0'],
-    [{ encryptionKey: 'alias/batchline' }, 'batchline:settings.encryptionKey must be "aws-owned", "stack" or a KMS key ARN (arn:aws:kms:<region>:<account>:key/<id>), got "alias/batchline"'],
+    [
+      { encryptionKey: 'alias/batchline' },
+      'batchline:settings.encryptionKey must be "aws-owned", "stack" or a KMS key ARN (arn:aws:kms:<region>:<account>:key/<id>), got "alias/batchline"',
+    ],
     [{ encryptionKey: true }, 'batchline:settings.encryptionKey must be "aws-owned", "stack" or a KMS key ARN'],
     [{ maxAtempts: 3 }, 'batchline:settings.maxAtempts is not a setting'],
     [{ maxAttempts: true }, 'batchline:settings.maxAttempts must be a string or a number, got true'],
     [{ allowUnknownModels: 'yes' }, 'batchline:settings.allowUnknownModels: BATCHLINE_ALLOW_UNKNOWN_MODELS must be true or false, got "yes"'],
   ])('rejects the setting %j, naming it', (setting, message) => {
-    expect(() => fromContext({ 'batchline:settings': setting })).toThrow(new RegExp(`^${escape(message)}`));
+    expect(() => fromContext({ 'batchline:settings': setting })).toThrow(new RegExp(`^${escapeRegExp(message)}`));
   });
 
   it.each([
@@ -137,13 +149,16 @@ describe('readSettings', () => {
     [{ ...nightly, cron: 'cron(0 23 * * *)' }, 'batchline:schedules "nightly": cron must be cron('],
     [{ ...nightly, cron: 'cron(0 23 * * 1 *)' }, 'batchline:schedules "nightly": cron must be cron('],
     [{ ...nightly, cron: 'rate(0 hours)' }, 'batchline:schedules "nightly": cron must be cron('],
-    [{ ...nightly, prefix: 'inbox/nightly/' }, 'batchline:schedules "nightly": prefix "inbox/nightly/" overlaps inbox/ (every object there already starts a job'],
+    [
+      { ...nightly, prefix: 'inbox/nightly/' },
+      'batchline:schedules "nightly": prefix "inbox/nightly/" overlaps inbox/ (every object there already starts a job',
+    ],
     [{ ...nightly, prefix: 'results/' }, 'batchline:schedules "nightly": prefix "results/" overlaps results/'],
     [{ ...nightly, prefix: 'scheduled/nightly' }, 'batchline:schedules "nightly": prefix must be a key prefix ending with "/"'],
     [{ ...nightly, timezone: 'Mars/Olympus' }, 'batchline:schedules "nightly": timezone must be an IANA time zone'],
     [{ ...nightly, hour: 3 }, 'batchline:schedules[0] has unknown field(s) hour'],
   ])('rejects the schedule %j, naming it', (schedule, message) => {
-    expect(() => fromContext({ 'batchline:schedules': [schedule] })).toThrow(new RegExp(`^${escape(message)}`));
+    expect(() => fromContext({ 'batchline:schedules': [schedule] })).toThrow(new RegExp(`^${escapeRegExp(message)}`));
   });
 
   it('rejects two schedules with one name', () => {
@@ -203,12 +218,10 @@ describe('synthesis', () => {
 
   it('fails on a bad setting, naming it', () => {
     const context = { 'batchline:settings': { maxAttempts: 11 } };
-    expect(() => synthesize(context)).toThrow(
-      'batchline:settings.maxAttempts: BATCHLINE_MAX_ATTEMPTS must be a whole number from 1 to 10, got "11"',
-    );
+    expect(() => synthesize(context)).toThrow('batchline:settings.maxAttempts: BATCHLINE_MAX_ATTEMPTS must be a whole number from 1 to 10, got "11"');
   });
 });
 
-function escape(text: string): string {
+function escapeRegExp(text: string): string {
   return text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 }

@@ -56,7 +56,10 @@ const SCHEDULER_TRUST = {
         StringEquals: {
           'aws:SourceAccount': { Ref: 'AWS::AccountId' },
           'aws:SourceArn': {
-            'Fn::Join': ['', ['arn:', { Ref: 'AWS::Partition' }, ':scheduler:', { Ref: 'AWS::Region' }, ':', { Ref: 'AWS::AccountId' }, ':schedule-group/default']],
+            'Fn::Join': [
+              '',
+              ['arn:', { Ref: 'AWS::Partition' }, ':scheduler:', { Ref: 'AWS::Region' }, ':', { Ref: 'AWS::AccountId' }, ':schedule-group/default'],
+            ],
           },
         },
       },
@@ -104,7 +107,7 @@ describe('the bucket', () => {
     });
   });
 
-  it('turns EventBridge notifications on itself, with no custom resource or function of CDK\'s to do it', () => {
+  it("turns EventBridge notifications on itself, with no custom resource or function of CDK's to do it", () => {
     expect(json.Resources[bucketId()]?.Properties?.NotificationConfiguration).toEqual({ EventBridgeConfiguration: { EventBridgeEnabled: true } });
     expect(Object.values(json.Resources).filter((resource) => resource.Type.startsWith('Custom::'))).toEqual([]);
     // Every function is a handler of functions/.
@@ -239,17 +242,14 @@ describe('the API key', () => {
 
   it('can be read only by the functions that call the Batches API', () => {
     const readsSecret = (statement: PolicyStatement) =>
-      actionsOf(statement).includes('secretsmanager:GetSecretValue') &&
-      JSON.stringify(statement.Resource) === JSON.stringify({ Ref: secretId() });
+      actionsOf(statement).includes('secretsmanager:GetSecretValue') && JSON.stringify(statement.Resource) === JSON.stringify({ Ref: secretId() });
     expect(handlersGranted(json, readsSecret)).toEqual(API_CALLERS);
 
-    const policiesNamingSecret = logicalIds(json, 'AWS::IAM::Policy').filter((id) =>
-      JSON.stringify(json.Resources[id]).includes(`"Ref":"${secretId()}"`),
-    );
+    const policiesNamingSecret = logicalIds(json, 'AWS::IAM::Policy').filter((id) => JSON.stringify(json.Resources[id]).includes(`"Ref":"${secretId()}"`));
     expect(policiesNamingSecret).toHaveLength(API_CALLERS.length);
   });
 
-  it('reaches those functions only as the secret\'s ARN in BATCHLINE_API_KEY_SECRET', () => {
+  it("reaches those functions only as the secret's ARN in BATCHLINE_API_KEY_SECRET", () => {
     const withSecretEnv = logicalIds(json, 'AWS::Lambda::Function')
       .filter((id) => environmentOf(json, id).BATCHLINE_API_KEY_SECRET !== undefined)
       .map((id) => json.Resources[id]?.Metadata?.['batchline:handler'])
@@ -301,7 +301,7 @@ describe('the functions', () => {
     expect(properties?.EphemeralStorage).toEqual(size.EphemeralStorage);
   });
 
-  it('each log to a log group of their own kept for a month, under CloudWatch Logs\' own encryption', () => {
+  it("each log to a log group of their own kept for a month, under CloudWatch Logs' own encryption", () => {
     const groups = ALL_HANDLERS.map(
       (name) => (json.Resources[functionId(json, name)]?.Properties as { LoggingConfig: { LogGroup: { Ref: string } } }).LoggingConfig.LogGroup.Ref,
     );
@@ -310,7 +310,7 @@ describe('the functions', () => {
     for (const group of logicalIds(json, 'AWS::Logs::LogGroup')) expect(json.Resources[group]?.Properties?.KmsKeyId).toBeUndefined();
   });
 
-  it('depend on their role\'s policy, not again on the role their Role property already names (cfn-lint W3005)', () => {
+  it("depend on their role's policy, not again on the role their Role property already names (cfn-lint W3005)", () => {
     for (const name of ALL_HANDLERS) {
       const fn = functionId(json, name);
       const policy = logicalIds(json, 'AWS::IAM::Policy').filter((id) =>
@@ -335,9 +335,7 @@ describe('the functions', () => {
       });
       const group = (json.Resources[fn]?.Properties as { LoggingConfig: { LogGroup: { Ref: string } } }).LoggingConfig.LogGroup.Ref;
       const logStatements = statementsOfRole(json, roleOf(json, fn)).filter((s) => actionsOf(s).some((action) => action.startsWith('logs:')));
-      expect(logStatements).toEqual([
-        { Effect: 'Allow', Action: ['logs:CreateLogStream', 'logs:PutLogEvents'], Resource: { 'Fn::GetAtt': [group, 'Arn'] } },
-      ]);
+      expect(logStatements).toEqual([{ Effect: 'Allow', Action: ['logs:CreateLogStream', 'logs:PutLogEvents'], Resource: { 'Fn::GetAtt': [group, 'Arn'] } }]);
     }
   });
 
@@ -409,7 +407,8 @@ describe('the functions', () => {
     // finalize-job writes work/ only for a chunk it orders itself (its FinalizeChunk failed).
     expect(handlersGranted(json, writes('work/'))).toEqual(['collect-results', 'finalize-chunk', 'finalize-job', 'prepare-job', 'reconcile-jobs']);
     // Collect deletes its segments and checkpoint once an attempt is collected (it or the reconciler's Collect); nothing else deletes objects.
-    const deletes = (prefix: string) => (s: PolicyStatement) => actionsOf(s).includes('s3:DeleteObject') && JSON.stringify(s.Resource) === JSON.stringify(objectsUnder(prefix));
+    const deletes = (prefix: string) => (s: PolicyStatement) =>
+      actionsOf(s).includes('s3:DeleteObject') && JSON.stringify(s.Resource) === JSON.stringify(objectsUnder(prefix));
     expect(handlersGranted(json, deletes('work/'))).toEqual(['collect-results', 'reconcile-jobs']);
     expect(handlersGranted(json, (s) => actionsOf(s).some((action) => action.startsWith('s3:Delete')))).toEqual(['collect-results', 'reconcile-jobs']);
     expect(handlersGranted(json, writes('results/'))).toEqual(['finalize-job', 'reconcile-jobs']);
@@ -455,7 +454,15 @@ describe('the functions', () => {
       ]);
     }
     // Nothing calls Scan, BatchGetItem, DescribeTable or the table's stream.
-    const unused = ['dynamodb:Scan', 'dynamodb:BatchGetItem', 'dynamodb:GetRecords', 'dynamodb:GetShardIterator', 'dynamodb:DescribeStream', 'dynamodb:DescribeTable', 'dynamodb:ConditionCheckItem'];
+    const unused = [
+      'dynamodb:Scan',
+      'dynamodb:BatchGetItem',
+      'dynamodb:GetRecords',
+      'dynamodb:GetShardIterator',
+      'dynamodb:DescribeStream',
+      'dynamodb:DescribeTable',
+      'dynamodb:ConditionCheckItem',
+    ];
     expect(handlersGranted(json, (s) => actionsOf(s).some((action) => unused.includes(action)))).toEqual([]);
   });
 });
@@ -519,7 +526,7 @@ describe('the schedules', () => {
     });
   });
 
-  it('invoke it as a role that trusts this account\'s scheduler and may invoke sweep-prefix and dead-letter, nothing more', () => {
+  it("invoke it as a role that trusts this account's scheduler and may invoke sweep-prefix and dead-letter, nothing more", () => {
     const [first, second] = logicalIds(json, 'AWS::Scheduler::Schedule')
       .filter((id) => JSON.stringify(json.Resources[id]).includes(functionId(json, 'sweep-prefix')))
       .map((id) => (json.Resources[id]?.Properties as { Target: { RoleArn: { 'Fn::GetAtt': [string, string] } } }).Target.RoleArn['Fn::GetAtt'][0]);
@@ -573,7 +580,9 @@ describe('upkeep', () => {
   });
 
   it('runs reconcile-jobs once a day, as a role that may invoke it and dead-letter only', () => {
-    const [schedule, ...others] = logicalIds(json, 'AWS::Scheduler::Schedule').filter((id) => JSON.stringify(json.Resources[id]).includes(functionId(json, 'reconcile-jobs')));
+    const [schedule, ...others] = logicalIds(json, 'AWS::Scheduler::Schedule').filter((id) =>
+      JSON.stringify(json.Resources[id]).includes(functionId(json, 'reconcile-jobs')),
+    );
     expect(others).toEqual([]);
     const properties = json.Resources[schedule!]?.Properties as { Target: { RoleArn: { 'Fn::GetAtt': [string, string] } } };
     expect(properties).toMatchObject({
@@ -634,7 +643,7 @@ describe('notifications', () => {
     });
   });
 
-  it('lets CloudWatch alarms of this account publish: the topic\'s policy allows them and the key\'s lets them encrypt', () => {
+  it("lets CloudWatch alarms of this account publish: the topic's policy allows them and the key's lets them encrypt", () => {
     template.hasResourceProperties('AWS::SNS::TopicPolicy', {
       Topics: [{ Ref: topicId() }],
       PolicyDocument: {
@@ -721,15 +730,17 @@ describe('the encryptionKey and logRetentionDays settings', () => {
     expect(handlersGranted(t, usesKey)).toEqual(ALL_HANDLERS.filter((name) => name !== 'sweep-prefix'));
   });
 
-  it('a key ARN: that key, and no key of the stack\'s', () => {
+  it("a key ARN: that key, and no key of the stack's", () => {
     const arn = 'arn:aws:kms:eu-west-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab';
     const t = withSettings({ encryptionKey: arn });
     expect(logicalIds(t, 'AWS::KMS::Key').filter((id) => id.startsWith('DataKey'))).toEqual([]);
-    expect(encryptionOf(t, dataBucketId(t))).toEqual([{ BucketKeyEnabled: true, ServerSideEncryptionByDefault: { SSEAlgorithm: 'aws:kms', KMSMasterKeyID: arn } }]);
+    expect(encryptionOf(t, dataBucketId(t))).toEqual([
+      { BucketKeyEnabled: true, ServerSideEncryptionByDefault: { SSEAlgorithm: 'aws:kms', KMSMasterKeyID: arn } },
+    ]);
     for (const group of logGroups(t)) expect(group).toMatchObject({ KmsKeyId: arn, RetentionInDays: 30 });
   });
 
-  it('unset: no data key, SSE-S3, DynamoDB\'s own key, and the retention asked for on every log group', () => {
+  it("unset: no data key, SSE-S3, DynamoDB's own key, and the retention asked for on every log group", () => {
     const t = withSettings({ logRetentionDays: 90 });
     expect(logicalIds(t, 'AWS::KMS::Key')).toHaveLength(1);
     expect(encryptionOf(t, dataBucketId(t))).toEqual([{ ServerSideEncryptionByDefault: { SSEAlgorithm: 'AES256' } }]);

@@ -4,7 +4,14 @@ import { ExecutionError, StateMachine, type RunOptions, type StateMachineDefinit
 import { beforeAll, describe, expect, it } from 'vitest';
 import type { SynthesizedTemplate } from '../../infra/app';
 import { ApiRetryable, OutcomeUnknown } from '../../shared/anthropic/errors';
-import { API_RETRYABLE_ERRORS, CREATE_REFUSED_ERRORS, CREATE_SLOT_BUSY_ERRORS, OUTCOME_UNKNOWN_ERRORS, QUEUE_FULL_ERRORS, STORAGE_THROTTLED_ERRORS } from '../../shared/jobs/contract';
+import {
+  API_RETRYABLE_ERRORS,
+  CREATE_REFUSED_ERRORS,
+  CREATE_SLOT_BUSY_ERRORS,
+  OUTCOME_UNKNOWN_ERRORS,
+  QUEUE_FULL_ERRORS,
+  STORAGE_THROTTLED_ERRORS,
+} from '../../shared/jobs/contract';
 import { CreateSlotBusy } from '../../shared/jobs/create-slot';
 import { CreateOutcomeUnknown, CreateRefused } from '../../shared/jobs/submit';
 import { MAX_CHUNKS } from '../../shared/jobs/prepare';
@@ -135,9 +142,7 @@ const catchTo = (next: string) => [{ ErrorEquals: ['States.ALL'], ResultPath: '$
 function transitions(state: AslState): string[] {
   const choices = (state.Choices as Array<{ Next: string }> | undefined) ?? [];
   const catches = (state.Catch as Array<{ Next: string }> | undefined) ?? [];
-  return [state.Next, ...choices.map((c) => c.Next), state.Default, ...catches.map((c) => c.Next)].filter(
-    (next): next is string => typeof next === 'string',
-  );
+  return [state.Next, ...choices.map((c) => c.Next), state.Default, ...catches.map((c) => c.Next)].filter((next): next is string => typeof next === 'string');
 }
 
 describe('the job state machine', () => {
@@ -232,7 +237,7 @@ describe('the job state machine', () => {
     });
   });
 
-  it('runs each Task on its handler, as the function\'s direct ARN (payloadResponseOnly), with a timeout past the function\'s', () => {
+  it("runs each Task on its handler, as the function's direct ARN (payloadResponseOnly), with a timeout past the function's", () => {
     const summary = Object.fromEntries(
       allStates(asl)
         .filter(([, state]) => state.Type === 'Task')
@@ -265,13 +270,26 @@ describe('the job state machine', () => {
   });
 
   it('retries transient Lambda errors (TooManyRequests included) on every Task, and API errors where the contract says', () => {
-    const retries = Object.fromEntries(allStates(asl).filter(([, s]) => s.Type === 'Task').map(([name, s]) => [name, s.Retry]));
+    const retries = Object.fromEntries(
+      allStates(asl)
+        .filter(([, s]) => s.Type === 'Task')
+        .map(([name, s]) => [name, s.Retry]),
+    );
     expect(retries).toEqual({
       RegisterJob: [LAMBDA_RETRY, CRASH_RETRY, STORAGE_RETRY],
       PrepareJob: [LAMBDA_RETRY, CRASH_RETRY, STORAGE_RETRY],
       FinalizeJob: [LAMBDA_RETRY, CRASH_RETRY, STORAGE_RETRY],
       MarkJobFailed: [LAMBDA_RETRY, CRASH_RETRY, STORAGE_RETRY],
-      SubmitChunk: [LAMBDA_RETRY, CRASH_RETRY, STORAGE_RETRY, API_RETRYABLE_RETRY, OUTCOME_UNKNOWN_RETRY, CREATE_SLOT_BUSY_RETRY, CREATE_REFUSED_RETRY, QUEUE_FULL_RETRY],
+      SubmitChunk: [
+        LAMBDA_RETRY,
+        CRASH_RETRY,
+        STORAGE_RETRY,
+        API_RETRYABLE_RETRY,
+        OUTCOME_UNKNOWN_RETRY,
+        CREATE_SLOT_BUSY_RETRY,
+        CREATE_REFUSED_RETRY,
+        QUEUE_FULL_RETRY,
+      ],
       PollBatch: [LAMBDA_RETRY, CRASH_RETRY, STORAGE_RETRY, API_RETRYABLE_RETRY],
       AwaitBatch: [LAMBDA_RETRY, CRASH_RETRY, STORAGE_RETRY],
       CollectResults: [LAMBDA_RETRY, CRASH_RETRY, STORAGE_RETRY, API_RETRYABLE_RETRY, KEY_REFUSED_RETRY],
@@ -303,7 +321,11 @@ describe('the job state machine', () => {
   });
 
   it('catches everything into MarkJobFailed (job) or RecordChunkFailure (chunk), keeping the input with the error at $.error', () => {
-    const catches = Object.fromEntries(allStates(asl).filter(([, s]) => s.Catch !== undefined).map(([name, s]) => [name, s.Catch]));
+    const catches = Object.fromEntries(
+      allStates(asl)
+        .filter(([, s]) => s.Catch !== undefined)
+        .map(([name, s]) => [name, s.Catch]),
+    );
     expect(catches).toEqual({
       RegisterJob: catchTo('MarkJobFailed'),
       PrepareJob: catchTo('MarkJobFailed'),
@@ -371,7 +393,7 @@ describe('the job state machine', () => {
   });
 });
 
-describe('the Distributed Map\'s output', () => {
+describe("the Distributed Map's output", () => {
   // Without a ResultWriter the Map's result is the array of every child's output, which ResultPath
   // null drops from the state but not from the Map; past 256 KiB it fails the execution with
   // States.DataLimitExceeded, which no Catch takes (concepts-error-handling in the Step Functions guide).
@@ -381,15 +403,21 @@ describe('the Distributed Map\'s output', () => {
     return new StateMachine(graph as unknown as StateMachineDefinition);
   };
   const runChild = (handlers: Record<string, (input: Record<string, unknown>) => unknown>) =>
-    processor().run({ jobId: 'job-1', chunk: 29_999 }, {
-      overrides: {
-        taskResourceLocalHandlers: Object.fromEntries(
-          Object.entries({ AwaitBatch: WOKEN, ...handlers }).map(([state, handler]) => [state, async (input: unknown) => handler(input as Record<string, unknown>)]),
-        ) as NonNullable<NonNullable<RunOptions['overrides']>['taskResourceLocalHandlers']>,
-        waitTimeOverrides: { WaitForBatch: 0, WaitBeforeRetry: 0 },
+    processor().run(
+      { jobId: 'job-1', chunk: 29_999 },
+      {
+        overrides: {
+          taskResourceLocalHandlers: Object.fromEntries(
+            Object.entries({ AwaitBatch: WOKEN, ...handlers }).map(([state, handler]) => [
+              state,
+              async (input: unknown) => handler(input as Record<string, unknown>),
+            ]),
+          ) as NonNullable<NonNullable<RunOptions['overrides']>['taskResourceLocalHandlers']>,
+          waitTimeOverrides: { WaitForBatch: 0, WaitBeforeRetry: 0 },
+        },
+        context: { Task: { Token: 'token' } } as never,
       },
-      context: { Task: { Token: 'token' } } as never,
-    }).result;
+    ).result;
 
   it('ends every child execution, done or failed, with {}: even MAX_CHUNKS of them stay far under 256 KiB', async () => {
     const done = await runChild({
@@ -418,7 +446,11 @@ describe('the Distributed Map\'s output', () => {
     expect(Buffer.byteLength(gathered)).toBeLessThan(PAYLOAD_QUOTA_BYTES / 2);
     expect([done, failed, leftToFinalizeJob]).toEqual([{}, {}, {}]);
     const ends = Object.entries(chunkStates).filter(([, state]) => state.End === true || state.Type === 'Succeed' || state.Type === 'Fail');
-    expect(Object.fromEntries(ends.map(([name, state]) => [name, state.OutputPath]))).toEqual({ ChunkDone: null, ChunkFailed: null, ChunkLeftToFinalizeJob: null });
+    expect(Object.fromEntries(ends.map(([name, state]) => [name, state.OutputPath]))).toEqual({
+      ChunkDone: null,
+      ChunkFailed: null,
+      ChunkLeftToFinalizeJob: null,
+    });
   });
 });
 
@@ -431,7 +463,10 @@ describe('the synthesized definition in the local engine', () => {
   /** Runs the definition with the given stand-ins for the Task states, and no real waits. */
   function run(input: object, handlers: Record<string, LocalHandler>): Promise<unknown> {
     const taskResourceLocalHandlers = Object.fromEntries(
-      Object.entries({ AwaitBatch: WOKEN, ...handlers }).map(([state, handler]) => [state, async (value: unknown) => handler(value as Record<string, unknown>)]),
+      Object.entries({ AwaitBatch: WOKEN, ...handlers }).map(([state, handler]) => [
+        state,
+        async (value: unknown) => handler(value as Record<string, unknown>),
+      ]),
     ) as LocalHandlers;
     const machine = new StateMachine(asl as unknown as StateMachineDefinition);
     return machine.run(input as Parameters<StateMachine['run']>[0], {
@@ -447,10 +482,12 @@ describe('the synthesized definition in the local engine', () => {
   it('runs every chunk through submit, poll and collect as {jobId, chunk}, then finalizes', async () => {
     const ran: string[] = [];
     const submitted: unknown[] = [];
-    const record = (state: string, output: LocalHandler): LocalHandler => (input) => {
-      ran.push(`${state}${input.chunk === undefined ? '' : `#${String(input.chunk)}`}`);
-      return output(input);
-    };
+    const record =
+      (state: string, output: LocalHandler): LocalHandler =>
+      (input) => {
+        ran.push(`${state}${input.chunk === undefined ? '' : `#${String(input.chunk)}`}`);
+        return output(input);
+      };
     const result = run(
       { source: 'aws.s3', detail: { bucket: { name: 'b' }, object: { key: 'inbox/a.jsonl' } } },
       {
@@ -469,7 +506,12 @@ describe('the synthesized definition in the local engine', () => {
     expect(ran.filter((state) => state.endsWith('#0'))).toEqual(['SubmitChunk#0', 'PollBatch#0', 'CollectResults#0']);
     expect(ran.filter((state) => state.endsWith('#1'))).toEqual(['SubmitChunk#1', 'PollBatch#1', 'CollectResults#1']);
     expect([ran[0], ran[1], ran.at(-1)]).toEqual(['RegisterJob', 'PrepareJob', 'FinalizeJob']);
-    expect(submitted).toEqual(expect.arrayContaining([{ jobId: 'job-1', chunk: 0 }, { jobId: 'job-1', chunk: 1 }]));
+    expect(submitted).toEqual(
+      expect.arrayContaining([
+        { jobId: 'job-1', chunk: 0 },
+        { jobId: 'job-1', chunk: 1 },
+      ]),
+    );
     expect(submitted).toHaveLength(2);
   });
 
@@ -500,11 +542,13 @@ describe('the synthesized definition in the local engine', () => {
     'runs a Prepare and a Collect again after %s, instead of failing the job or the chunk',
     async (errorName) => {
       const ran: string[] = [];
-      const crashOnce = (state: string, output: LocalHandler): LocalHandler => (input) => {
-        ran.push(state);
-        if (ran.filter((s) => s === state).length === 1) throw lambdaError(errorName, `${state} was killed`);
-        return output(input);
-      };
+      const crashOnce =
+        (state: string, output: LocalHandler): LocalHandler =>
+        (input) => {
+          ran.push(state);
+          if (ran.filter((s) => s === state).length === 1) throw lambdaError(errorName, `${state} was killed`);
+          return output(input);
+        };
       const result = run(
         { bucket: 'b', key: 'inbox/a.jsonl' },
         {
@@ -529,7 +573,7 @@ describe('the synthesized definition in the local engine', () => {
     },
   );
 
-  it('records a chunk\'s failure without failing the job', async () => {
+  it("records a chunk's failure without failing the job", async () => {
     let recorded: unknown;
     const result = run(
       { bucket: 'b', key: 'inbox/a.jsonl' },

@@ -58,7 +58,10 @@ describe('cancelBatch and stopBatch, against the simulator', () => {
 
     // The real API may answer 400: a retrieve then shows the batch has ended.
     sim.setHttpFaults([{ endpoint: 'cancel', status: 400, times: 1 }]);
-    expect(await cancelBatch(api, batchId)).toEqual({ outcome: 'already-stopped', batch: expect.objectContaining({ id: batchId, processing_status: 'ended' }) });
+    expect(await cancelBatch(api, batchId)).toEqual({
+      outcome: 'already-stopped',
+      batch: expect.objectContaining({ id: batchId, processing_status: 'ended' }),
+    });
     expect(sim.stats().calls.retrieve).toBe(retrieves + 1);
   });
 
@@ -112,7 +115,10 @@ describe('cancelBatch and stopBatch, against the simulator', () => {
     const told = freshClient();
     const second = await hiddenBatch('told');
     sim.setHttpFaults([{ endpoint: 'cancel', status: 404, times: 1 }]);
-    expect(await cancelBatch(told, second.id, second.created_at)).toMatchObject({ outcome: 'refused', batch: { id: second.id, processing_status: 'in_progress' } });
+    expect(await cancelBatch(told, second.id, second.created_at)).toMatchObject({
+      outcome: 'refused',
+      batch: { id: second.id, processing_status: 'in_progress' },
+    });
     await told.close();
   });
 
@@ -174,7 +180,10 @@ describe('recordCancelSent', () => {
   const attempts = async () => (await getItem<ChunkItem>(aws.dynamo, aws.table, { pk: jobPk(JOB), sk: chunkSk(0) }))!.attempts;
 
   it('sets cancelSentAt on that attempt only, and keeps the first one recorded', async () => {
-    await seedChunk([{ batchId: 'msgbatch_first', polls: 3 }, { batchId: 'msgbatch_second', polls: 1 }]);
+    await seedChunk([
+      { batchId: 'msgbatch_first', polls: 3 },
+      { batchId: 'msgbatch_second', polls: 1 },
+    ]);
 
     await recordCancelSent(aws.dynamo, aws.table, JOB, { chunk: 0, index: 1, batchId: 'msgbatch_second' }, '2026-01-01T02:00:00.000Z');
     await recordCancelSent(aws.dynamo, aws.table, JOB, { chunk: 0, index: 1, batchId: 'msgbatch_second' }, '2026-01-01T03:00:00.000Z');

@@ -45,10 +45,7 @@ describe('recordChunkFailure', () => {
     const { batchId } = await submitChunk({ jobId: job.jobId, chunk: 0 }, deps());
     const cancels = ctx.sim.stats().calls.cancel;
 
-    const out = await recordChunkFailure(
-      { jobId: job.jobId, chunk: 0, error: { Error: 'States.Timeout', Cause: 'PollBatch timed out' } },
-      deps(),
-    );
+    const out = await recordChunkFailure({ jobId: job.jobId, chunk: 0, error: { Error: 'States.Timeout', Cause: 'PollBatch timed out' } }, deps());
     expect(out).toEqual({ jobId: job.jobId, chunk: 0, ok: false });
     const chunk = await readChunkItem(aws, job.jobId, 0);
     expect(chunk.status).toBe('failed');
@@ -124,7 +121,12 @@ describe('recordChunkFailure', () => {
     );
     const errors = (await readText(aws, job.keys.errors))!;
     expect(errors).not.toMatch(/secret|prompt|content/);
-    expect(errors.trim().split('\n').map((line) => (JSON.parse(line) as { custom_id: string; cause: string }))).toMatchObject([
+    expect(
+      errors
+        .trim()
+        .split('\n')
+        .map((line) => JSON.parse(line) as { custom_id: string; cause: string }),
+    ).toMatchObject([
       { custom_id: 'parsed-00000', cause: 'SyntaxError: Unexpected token …, "…" is not valid JSON' },
       { custom_id: 'plain-00000', cause: 'Unexpected token …, "…" is not valid JSON' },
     ]);
@@ -141,9 +143,14 @@ describe('recordChunkFailure', () => {
   it('records a batch the API no longer knows as stopped, so no later step asks again', async () => {
     const job = await seedJob(aws, { chunks: [requests(1, 'ghost')] });
     const chunk = await readChunkItem(aws, job.jobId, 0);
-    await updateItem(aws.dynamo, aws.table, { pk: jobPk(job.jobId), sk: chunkSk(0) }, {
-      set: { attempts: [{ ...chunk.attempts[0]!, batchId: 'msgbatch_nosuchbatch0000000000' }] },
-    });
+    await updateItem(
+      aws.dynamo,
+      aws.table,
+      { pk: jobPk(job.jobId), sk: chunkSk(0) },
+      {
+        set: { attempts: [{ ...chunk.attempts[0]!, batchId: 'msgbatch_nosuchbatch0000000000' }] },
+      },
+    );
     await recordChunkFailure({ jobId: job.jobId, chunk: 0, error: { Error: 'ApiNotFound', Cause: 'gone' } }, deps());
     const after = await readChunkItem(aws, job.jobId, 0);
     expect(after.status).toBe('failed');

@@ -16,7 +16,20 @@ import { pollBatch } from '../../shared/jobs/poll';
 import { submitChunk } from '../../shared/jobs/submit';
 import { jobKeys } from '../../shared/store/keys';
 import { useLocalAws } from '../support/aws';
-import { attemptText, readChunkItem, readJobItem, readJsonl, readRow, readText, seedJob, startApi, stopApi, TEST_API_KEY, type ApiContext, type SeededJob } from '../support/chunks';
+import {
+  attemptText,
+  readChunkItem,
+  readJobItem,
+  readJsonl,
+  readRow,
+  readText,
+  seedJob,
+  startApi,
+  stopApi,
+  TEST_API_KEY,
+  type ApiContext,
+  type SeededJob,
+} from '../support/chunks';
 import { pipelineConfig } from '../support/pipeline';
 import { requests } from '../support/requests';
 

@@ -283,9 +283,16 @@ describe('collectResults', () => {
       expect(row!.result).toBeUndefined();
     }
     expect(await readText(aws, job.keys.chunkResults(0, 1))).toBe('');
-    expect((await readChunkItem(aws, job.jobId, 0)).attempts[0]).toMatchObject({ missingRows: 3, counts: { succeeded: 0, errored: 3, expired: 0, canceled: 0 } });
+    expect((await readChunkItem(aws, job.jobId, 0)).attempts[0]).toMatchObject({
+      missingRows: 3,
+      counts: { succeeded: 0, errored: 3, expired: 0, canceled: 0 },
+    });
     expect(log.lines.filter((l) => l.level !== 'info')).toEqual([
-      { level: 'error', message: 'no result line is a request of this attempt: the batch is not its own', fields: { batchId: batch.id, foreignLines: 3, ownLines: 0 } },
+      {
+        level: 'error',
+        message: 'no result line is a request of this attempt: the batch is not its own',
+        fields: { batchId: batch.id, foreignLines: 3, ownLines: 0 },
+      },
     ]);
   });
 
@@ -301,7 +308,11 @@ describe('collectResults', () => {
 
     await collectResults({ jobId: job.jobId, chunk: 0, attempt: 1, batchId: batch.id }, deps({ observer: log }));
     // Stored: the first line served for row 0, and row 1's, each with the user's id in place of the wire id.
-    const userIdOf = new Map([[`${OURS}-0`, rows[0]!.custom_id], [`${OURS}-00`, rows[0]!.custom_id], [`${OURS}-1`, rows[1]!.custom_id]]);
+    const userIdOf = new Map([
+      [`${OURS}-0`, rows[0]!.custom_id],
+      [`${OURS}-00`, rows[0]!.custom_id],
+      [`${OURS}-1`, rows[1]!.custom_id],
+    ]);
     const stored = new Map<string, string>();
     for await (const { raw, line } of ctx.api.results(batch.id)) {
       const customId = userIdOf.get(line.custom_id);
@@ -313,7 +324,11 @@ describe('collectResults', () => {
     expect(await readRow(aws, job.jobId, rows[1]!.custom_id)).toMatchObject({ status: 'succeeded', index: 1 });
     expect(await readRow(aws, job.jobId, rows[2]!.custom_id)).toMatchObject({ status: 'errored', errorType: 'missing_result', index: 2 });
     expect(log.lines.filter((l) => l.level !== 'info')).toEqual([
-      { level: 'warn', message: 'result lines that are not requests of this attempt were left out', fields: { batchId: batch.id, foreignLines: 2, ownLines: 2 } },
+      {
+        level: 'warn',
+        message: 'result lines that are not requests of this attempt were left out',
+        fields: { batchId: batch.id, foreignLines: 2, ownLines: 2 },
+      },
     ]);
   });
 
@@ -384,10 +399,20 @@ describe('collectResults', () => {
       missingRows: 1,
       unreadableLines: 1,
     });
-    expect(log.lines.filter((l) => l.level !== 'info')).toEqual([
-      { level: 'warn', message: 'a results line could not be read', fields: { batchId: ref.batchId, damage: 'not_json', offset: cut!.offset, bytes: cut!.length, named: 'a row of this attempt' } },
-      { level: 'warn', message: 'a results line could not be read', fields: { batchId: ref.batchId, damage: 'not_json', offset: headless!.offset, bytes: headless!.length, named: 'nothing' } },
-    ].sort((a, b) => (a.fields.offset as number) - (b.fields.offset as number)));
+    expect(log.lines.filter((l) => l.level !== 'info')).toEqual(
+      [
+        {
+          level: 'warn',
+          message: 'a results line could not be read',
+          fields: { batchId: ref.batchId, damage: 'not_json', offset: cut!.offset, bytes: cut!.length, named: 'a row of this attempt' },
+        },
+        {
+          level: 'warn',
+          message: 'a results line could not be read',
+          fields: { batchId: ref.batchId, damage: 'not_json', offset: headless!.offset, bytes: headless!.length, named: 'nothing' },
+        },
+      ].sort((a, b) => (a.fields.offset as number) - (b.fields.offset as number)),
+    );
   });
 
   it('stores the results it read before it fails, for Finalize to keep, and records nothing as collected', async () => {
@@ -504,4 +529,3 @@ function countingClient(endpoint: string) {
   );
   return { client, byCommand, total: () => Object.values(byCommand).reduce((a, b) => a + b, 0) };
 }
-

@@ -4,13 +4,7 @@ import { useLocalAws } from '../support/aws';
 import { readChunkItem, readJobItem, startApi, stopApi, type ApiContext } from '../support/chunks';
 import { jsonl, objectCreated, pipelineConfig, putInput, request, startRecordingEndpoint, type RecordingEndpoint } from '../support/pipeline';
 import { InvalidEvent, type S3ObjectCreatedEvent } from '../../shared/jobs/events';
-import {
-  executionFailure,
-  handleExecutionEnded,
-  parseExecutionEvent,
-  type ExecutionDetail,
-  type ExecutionEndedDeps,
-} from '../../shared/jobs/execution-ended';
+import { executionFailure, handleExecutionEnded, parseExecutionEvent, type ExecutionDetail, type ExecutionEndedDeps } from '../../shared/jobs/execution-ended';
 import { CancelFailed, markJobFailed } from '../../shared/jobs/fail';
 import { prepareJob } from '../../shared/jobs/prepare';
 import { registerJob } from '../../shared/jobs/register';
@@ -20,7 +14,6 @@ const MACHINE = 'arn:aws:states:us-east-1:123456789012:stateMachine:batchline-jo
 const executionArn = (name: string) => `arn:aws:states:us-east-1:123456789012:execution:batchline-jobs:${name}`;
 const TOPIC = 'arn:aws:sns:us-east-1:123456789012:batchline-alerts';
 const REGISTERED_AT = new Date('2026-05-06T07:08:09.000Z');
-
 
 /** The EventBridge event Step Functions sends when an execution's status changes. */
 function statusChange(detail: Partial<ExecutionDetail> & { name: string; status: string }) {
@@ -83,13 +76,15 @@ describe('handleExecutionEnded', () => {
     const key = `inbox/job-${++files}.jsonl`;
     const { etag } = await putInput(aws, key, jsonl(rows));
     const event = objectCreated({ bucket: aws.bucket, key, etag, sequencer: options.sequencer ?? `00${files}E99A88DC407460` });
-    const { jobId } = await registerJob({ event, executionArn: executionArn(name) }, { s3: aws.s3, dynamo: aws.dynamo, config: config(), now: () => REGISTERED_AT.getTime() });
+    const { jobId } = await registerJob(
+      { event, executionArn: executionArn(name) },
+      { s3: aws.s3, dynamo: aws.dynamo, config: config(), now: () => REGISTERED_AT.getTime() },
+    );
     const prepared = await prepareJob({ jobId }, { s3: aws.s3, dynamo: aws.dynamo, config: config() });
     return { jobId, event, prepared };
   }
 
-  const submit = (jobId: string, chunk: number) =>
-    submitChunk({ jobId, chunk }, { s3: aws.s3, dynamo: aws.dynamo, api: ctx.api, config: config() });
+  const submit = (jobId: string, chunk: number) => submitChunk({ jobId, chunk }, { s3: aws.s3, dynamo: aws.dynamo, api: ctx.api, config: config() });
 
   const jobEndedEvents = () =>
     notify.calls
@@ -195,7 +190,13 @@ describe('handleExecutionEnded', () => {
     const cancels = ctx.sim.stats().calls.cancel;
 
     const result = await handleExecutionEnded(
-      statusChange({ name: 'rejected-1', status: 'FAILED', input: JSON.stringify(event), error: 'ValidationFailed', cause: 'The input file has invalid lines' }),
+      statusChange({
+        name: 'rejected-1',
+        status: 'FAILED',
+        input: JSON.stringify(event),
+        error: 'ValidationFailed',
+        cause: 'The input file has invalid lines',
+      }),
       deps(),
     );
 
@@ -240,7 +241,10 @@ describe('handleExecutionEnded', () => {
     await submit(jobId, 0);
     const before = await readJobItem(aws, jobId);
 
-    const result = await handleExecutionEnded(statusChange({ name: 'duplicate', status: 'ABORTED', input: JSON.stringify({ event, executionArn: executionArn('duplicate') }) }), deps());
+    const result = await handleExecutionEnded(
+      statusChange({ name: 'duplicate', status: 'ABORTED', input: JSON.stringify({ event, executionArn: executionArn('duplicate') }) }),
+      deps(),
+    );
 
     expect(result).toMatchObject({ outcome: 'no-job' });
     expect(result.message).toContain(`job ${jobId}, named by its input, belongs to execution ${executionArn('original')}`);
@@ -249,7 +253,11 @@ describe('handleExecutionEnded', () => {
 
   it('ignores executions that did not end abnormally', async () => {
     const result = await handleExecutionEnded(statusChange({ name: 'fine', status: 'SUCCEEDED', input: '{}' }), deps());
-    expect(result).toEqual({ outcome: 'ignored', executionArn: executionArn('fine'), message: `execution ${executionArn('fine')} is SUCCEEDED: nothing to clean up` });
+    expect(result).toEqual({
+      outcome: 'ignored',
+      executionArn: executionArn('fine'),
+      message: `execution ${executionArn('fine')} is SUCCEEDED: nothing to clean up`,
+    });
   });
 });
 

@@ -165,9 +165,7 @@ describe('markJobFailed', () => {
       key: 'inbox/never registered.jsonl',
       failure: { error: 'SourceNotFound', cause: 'the file is gone' },
     });
-    expect(notify.calls.find((call) => call.action === 'Publish')?.body.Subject).toBe(
-      `batchline job failed: s3://${aws.bucket}/inbox/never registered.jsonl`,
-    );
+    expect(notify.calls.find((call) => call.action === 'Publish')?.body.Subject).toBe(`batchline job failed: s3://${aws.bucket}/inbox/never registered.jsonl`);
   });
 
   it('records and announces the failure even when batches cannot be canceled, then says so', async () => {
@@ -204,7 +202,13 @@ describe('markJobFailed', () => {
 
     await expect(first).rejects.toThrow(new RegExp(`^could not cancel 1 batch\\(es\\) of job ${jobId}: ${refused}: ApiRetryable`));
     await expect(first).rejects.toBeInstanceOf(CancelFailed);
-    expect(await readJob(jobId)).toMatchObject({ status: 'failed', failure, endedAt: NOW.toISOString(), cancelRequested: true, failureAnnouncedAt: NOW.toISOString() });
+    expect(await readJob(jobId)).toMatchObject({
+      status: 'failed',
+      failure,
+      endedAt: NOW.toISOString(),
+      cancelRequested: true,
+      failureAnnouncedAt: NOW.toISOString(),
+    });
     const cancelsRecorded = async () => [...(await readAttempts(jobId, 0)), ...(await readAttempts(jobId, 1))].map((a) => [a.batchId, a.cancelSentAt]);
     expect(await cancelsRecorded()).toEqual([
       [refused, undefined],
@@ -245,7 +249,9 @@ describe('markJobFailed', () => {
 
     const failing = markJobFailed({ jobId, error: { Error: 'States.Timeout', Cause: '' } }, deps());
 
-    await expect(failing).rejects.toThrow(`could not cancel 1 batch(es) of job ${jobId}: ${batchId}: the API refused the cancel and the batch is still in progress`);
+    await expect(failing).rejects.toThrow(
+      `could not cancel 1 batch(es) of job ${jobId}: ${batchId}: the API refused the cancel and the batch is still in progress`,
+    );
     expect((await readAttempts(jobId, 0))[0]!.cancelSentAt).toBeUndefined();
     expect(await processingStatus(batchId)).toBe('in_progress');
   });

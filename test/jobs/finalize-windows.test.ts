@@ -31,7 +31,10 @@ function messageJson(customId: string, n: number, text = JSON.stringify(`Reply t
 
 const succeededLine = (customId: string, message: string) => `{"custom_id":"${customId}","result":{"type":"succeeded","message":${message}}}`;
 const overloadedLine = (customId: string) =>
-  JSON.stringify({ custom_id: customId, result: { type: 'errored', error: { type: 'error', error: { type: 'overloaded_error', message: 'Overloaded' }, request_id: null } } });
+  JSON.stringify({
+    custom_id: customId,
+    result: { type: 'errored', error: { type: 'error', error: { type: 'overloaded_error', message: 'Overloaded' }, request_id: null } },
+  });
 
 /** results.jsonl's line for a succeeded row: the message's bytes exactly as in the result line. */
 function succeededRow(customId: string, attempt: number, message: string): string {
@@ -48,7 +51,15 @@ function succeededRow(customId: string, attempt: number, message: string): strin
 }
 
 const missingRow = (customId: string) =>
-  JSON.stringify({ custom_id: customId, attempts: 1, batch_id: BATCH_1, usage: null, cost_usd: null, status: 'errored', error: { type: 'missing_result', message: MISSING } });
+  JSON.stringify({
+    custom_id: customId,
+    attempts: 1,
+    batch_id: BATCH_1,
+    usage: null,
+    cost_usd: null,
+    status: 'errored',
+    error: { type: 'missing_result', message: MISSING },
+  });
 
 /** `items` in a fixed scrambled order: position i takes item (i · step) mod n (step coprime with n). */
 function scrambled<T>(items: readonly T[], step = 7919): T[] {
@@ -77,11 +88,7 @@ describe('finalizeJob, rows in windows', () => {
    * One chunk whose attempts were collected, each results file holding exactly `results` (in that
    * order); attempt 2, when given, retried `retried`.
    */
-  async function collectedJob(
-    rows: BatchRequest[],
-    attempt1: string[],
-    attempt2?: { retried: BatchRequest[]; results: string[] },
-  ): Promise<SeededJob> {
+  async function collectedJob(rows: BatchRequest[], attempt1: string[], attempt2?: { retried: BatchRequest[]; results: string[] }): Promise<SeededJob> {
     const job = await seedJob(aws, { chunks: [rows] });
     await putText(aws, job.keys.chunkResults(0, 1), attempt1.map((line) => `${line}\n`).join(''));
     const chunk = await readChunkItem(aws, job.jobId, 0);
@@ -117,7 +124,10 @@ describe('finalizeJob, rows in windows', () => {
     expect(await resultLines(job)).toEqual(
       ids.map((id) => (missing.has(id) ? missingRow(id) : succeededRow(id, retriedIds.has(id) ? 2 : 1, messages.get(id)!))),
     );
-    const errors = (await readText(aws, job.keys.errors))!.split('\n').slice(0, -1).map((line) => JSON.parse(line) as ErrorRow);
+    const errors = (await readText(aws, job.keys.errors))!
+      .split('\n')
+      .slice(0, -1)
+      .map((line) => JSON.parse(line) as ErrorRow);
     expect(errors).toEqual(
       ids
         .filter((id) => missing.has(id))
@@ -133,7 +143,13 @@ describe('finalizeJob, rows in windows', () => {
     const long = (i: number) => JSON.stringify(`${i} é "quoted" \\ ${'x'.repeat(600_000)}`);
     const messages = new Map(ids.map((id, i) => [id, messageJson(id, i, i === 7 ? `{"n":12345678901234567890,"s":${long(i)}}` : long(i))]));
 
-    const job = await collectedJob(rows, scrambled(ids.map((id) => succeededLine(id, messages.get(id)!)), 17));
+    const job = await collectedJob(
+      rows,
+      scrambled(
+        ids.map((id) => succeededLine(id, messages.get(id)!)),
+        17,
+      ),
+    );
 
     await finalizeJob({ jobId: job.jobId }, deps());
     expect(await resultLines(job)).toEqual(ids.map((id) => succeededRow(id, 1, messages.get(id)!)));

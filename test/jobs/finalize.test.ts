@@ -77,11 +77,7 @@ describe('finalizeJob', () => {
     return lines;
   }
 
-  const expectedRow = (
-    customId: string,
-    line: (BatchResultLine & { attempt: number }) | undefined,
-    batchIds: Record<number, string>,
-  ): ResultRow => {
+  const expectedRow = (customId: string, line: (BatchResultLine & { attempt: number }) | undefined, batchIds: Record<number, string>): ResultRow => {
     const result = line!.result;
     const base = { custom_id: customId, attempts: line!.attempt, batch_id: batchIds[line!.attempt]! };
     if (result.type === 'succeeded') {
@@ -154,10 +150,25 @@ describe('finalizeJob', () => {
           cache_read_input: sum((r) => r.usage!.cache_read_input_tokens),
         },
         cost: {
-          batchUsd: expect.closeTo(sum((r) => r.cost_usd!), 6),
+          batchUsd: expect.closeTo(
+            sum((r) => r.cost_usd!),
+            6,
+          ),
           standardUsd: expect.closeTo(2 * sum((r) => r.cost_usd!), 6),
-          savedUsd: expect.closeTo(sum((r) => r.cost_usd!), 6),
-          byModel: { 'claude-haiku-4-5': { requests: 7, batchUsd: expect.closeTo(sum((r) => r.cost_usd!), 6), standardUsd: expect.any(Number) } },
+          savedUsd: expect.closeTo(
+            sum((r) => r.cost_usd!),
+            6,
+          ),
+          byModel: {
+            'claude-haiku-4-5': {
+              requests: 7,
+              batchUsd: expect.closeTo(
+                sum((r) => r.cost_usd!),
+                6,
+              ),
+              standardUsd: expect.any(Number),
+            },
+          },
           unpricedModels: [],
         },
         chunks: 2,
@@ -167,7 +178,11 @@ describe('finalizeJob', () => {
           { chunk: 1, attempt: 1, batchId: batch1[1], counts: c1.attempts[0]!.counts },
         ],
         retries: { attempts: 1, rows: retried },
-        timings: { createdAt: '2026-01-02T03:04:05.000Z', endedAt: '2030-01-01T00:00:00.000Z', durationSeconds: (NOW - Date.parse('2026-01-02T03:04:05.000Z')) / 1000 },
+        timings: {
+          createdAt: '2026-01-02T03:04:05.000Z',
+          endedAt: '2030-01-01T00:00:00.000Z',
+          durationSeconds: (NOW - Date.parse('2026-01-02T03:04:05.000Z')) / 1000,
+        },
       });
 
       expect(await readJobItem(aws, job.jobId)).toMatchObject({
@@ -205,7 +220,10 @@ describe('finalizeJob', () => {
       const first = await submitChunk({ jobId: job.jobId, chunk: 1 }, stateDeps);
       own.sim.advance(120);
       await collectResults({ jobId: job.jobId, chunk: 1, attempt: 1, batchId: first.batchId }, stateDeps);
-      await recordChunkFailure({ jobId: job.jobId, chunk: 1, error: { Error: 'ApiAuthError', Cause: '401 authentication_error: invalid x-api-key' } }, stateDeps);
+      await recordChunkFailure(
+        { jobId: job.jobId, chunk: 1, error: { Error: 'ApiAuthError', Cause: '401 authentication_error: invalid x-api-key' } },
+        stateDeps,
+      );
       // Chunk 2: fails while its batch is in flight.
       await submitChunk({ jobId: job.jobId, chunk: 2 }, stateDeps);
       await recordChunkFailure({ jobId: job.jobId, chunk: 2, error: { Error: 'States.Timeout', Cause: 'PollBatch timed out' } }, stateDeps);
@@ -287,11 +305,19 @@ describe('finalizeJob', () => {
     const job = await seedJob(aws, { chunks: [rows] });
     const batch = await ctx.api.create([rows[0]!]);
     const chunk = await readChunkItem(aws, job.jobId, 0);
-    await updateItem(aws.dynamo, aws.table, { pk: jobPk(job.jobId), sk: chunk.sk }, {
-      set: { attempts: [{ ...chunk.attempts[0]!, batchId: batch.id, createdAt: batch.created_at, expiresAt: batch.expires_at }] },
-    });
+    await updateItem(
+      aws.dynamo,
+      aws.table,
+      { pk: jobPk(job.jobId), sk: chunk.sk },
+      {
+        set: { attempts: [{ ...chunk.attempts[0]!, batchId: batch.id, createdAt: batch.created_at, expiresAt: batch.expires_at }] },
+      },
+    );
     ctx.sim.advance(120);
-    await collectResults({ jobId: job.jobId, chunk: 0, attempt: 1, batchId: batch.id }, { s3: aws.s3, dynamo: aws.dynamo, api: ctx.api, config: pipelineConfig(aws) });
+    await collectResults(
+      { jobId: job.jobId, chunk: 0, attempt: 1, batchId: batch.id },
+      { s3: aws.s3, dynamo: aws.dynamo, api: ctx.api, config: pipelineConfig(aws) },
+    );
 
     await finalizeJob({ jobId: job.jobId }, deps());
     const results = await readJsonl<ResultRow>(aws, job.keys.results);
@@ -310,9 +336,14 @@ describe('finalizeJob', () => {
     const rows = requests(5, 'odd');
     const job = await seedJob(aws, { chunks: [rows] });
     const chunk = await readChunkItem(aws, job.jobId, 0);
-    await updateItem(aws.dynamo, aws.table, { pk: jobPk(job.jobId), sk: chunk.sk }, {
-      set: { attempts: [{ ...chunk.attempts[0]!, batchId: 'msgbatch_odd', collectedAt: '2030-01-01T00:00:00.000Z' }] },
-    });
+    await updateItem(
+      aws.dynamo,
+      aws.table,
+      { pk: jobPk(job.jobId), sk: chunk.sk },
+      {
+        set: { attempts: [{ ...chunk.attempts[0]!, batchId: 'msgbatch_odd', collectedAt: '2030-01-01T00:00:00.000Z' }] },
+      },
+    );
     const message = (usage: unknown) => ({ id: 'msg_1', type: 'message', role: 'assistant', model: 'claude-haiku-4-5', content: [], usage });
     const results: Array<[string, unknown]> = [
       ['odd-00000', { type: 'succeeded', message: message({ input_tokens: 1000, output_tokens: 200 }) }],
@@ -329,7 +360,13 @@ describe('finalizeJob', () => {
     const base = { status: 'succeeded', attempts: 1, batch_id: 'msgbatch_odd' };
     // claude-haiku-4-5 at batch rates: $0.50 / $2.50 per million tokens.
     expect(written).toEqual([
-      { custom_id: 'odd-00000', ...base, usage: tokenTotals({ input_tokens: 1000, output_tokens: 200 }), cost_usd: 0.001, message: message({ input_tokens: 1000, output_tokens: 200 }) },
+      {
+        custom_id: 'odd-00000',
+        ...base,
+        usage: tokenTotals({ input_tokens: 1000, output_tokens: 200 }),
+        cost_usd: 0.001,
+        message: message({ input_tokens: 1000, output_tokens: 200 }),
+      },
       { custom_id: 'odd-00001', ...base, usage: null, cost_usd: null, message: message(undefined) },
       { custom_id: 'odd-00002', ...base, usage: null, cost_usd: null, message: null },
       { custom_id: 'odd-00003', ...base, usage: null, cost_usd: null, message: message({ input_tokens: '12', output_tokens: 3 }) },
@@ -483,7 +520,16 @@ describe('the chunk and finalize handlers', () => {
       const failure = { jobId: job.jobId, chunk: 1, error: { Error: 'BatchTooLarge', Cause: 'refused' } };
       expect(await recordFailure(failure)).toEqual({ jobId: job.jobId, chunk: 1, ok: false });
 
-      const prepared = { jobId: job.jobId, outcome: 'ready', chunks: [{ jobId: job.jobId, chunk: 0 }, { jobId: job.jobId, chunk: 1 }], validRows: 3, invalidRows: 0 };
+      const prepared = {
+        jobId: job.jobId,
+        outcome: 'ready',
+        chunks: [
+          { jobId: job.jobId, chunk: 0 },
+          { jobId: job.jobId, chunk: 1 },
+        ],
+        validRows: 3,
+        invalidRows: 0,
+      };
       expect(await finalize(prepared)).toEqual({
         jobId: job.jobId,
         status: 'succeeded',
@@ -495,7 +541,6 @@ describe('the chunk and finalize handlers', () => {
     }
   });
 });
-
 
 describe('resultCustomId', () => {
   it('reads the custom_id of a results line, by its prefix when the API’s shape is there and by parsing otherwise', () => {

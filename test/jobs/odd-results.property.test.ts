@@ -52,7 +52,11 @@ const usage = fc.oneof(
         output_tokens: tokenValue,
         cache_creation_input_tokens: tokenValue,
         cache_read_input_tokens: tokenValue,
-        cache_creation: fc.oneof(fc.constant(null), fc.record({ ephemeral_5m_input_tokens: tokenValue, ephemeral_1h_input_tokens: tokenValue }, { requiredKeys: [] }), fc.jsonValue()),
+        cache_creation: fc.oneof(
+          fc.constant(null),
+          fc.record({ ephemeral_5m_input_tokens: tokenValue, ephemeral_1h_input_tokens: tokenValue }, { requiredKeys: [] }),
+          fc.jsonValue(),
+        ),
         inference_geo: fc.oneof(fc.constantFrom<unknown>('us', 'global', null), fc.jsonValue()),
       },
       { requiredKeys: [] },
@@ -176,7 +180,10 @@ function expectedEnd(row: RowLine): { status: ResultRow['status']; errorTypes?: 
       if (!isObject(value)) return { status: 'errored', errorTypes: ['result_unreadable'] };
       if (value.type === 'succeeded' || value.type === 'expired' || value.type === 'canceled') return { status: value.type };
       if (value.type === 'errored') return { status: 'errored' };
-      return { status: 'errored', errorTypes: [`unknown_result_${typeof value.type === 'string' ? value.type : JSON.stringify(value.type) ?? 'undefined'}`.slice(0, 115)] };
+      return {
+        status: 'errored',
+        errorTypes: [`unknown_result_${typeof value.type === 'string' ? value.type : (JSON.stringify(value.type) ?? 'undefined')}`.slice(0, 115)],
+      };
     }
     case 'oversize':
       return { status: 'errored', errorTypes: ['result_unreadable'] };
@@ -247,14 +254,25 @@ describe('any results file, through Collect and Finalize', () => {
         files.set(batchId, body);
 
         const chunk = await readChunkItem(aws, seeded.jobId, 0);
-        const attempt: ChunkAttempt = { ...chunk.attempts[0]!, batchId, nonce: NONCE, createdAt: '2030-01-01T00:00:00.000Z', intentAt: '2030-01-01T00:00:00.000Z' };
+        const attempt: ChunkAttempt = {
+          ...chunk.attempts[0]!,
+          batchId,
+          nonce: NONCE,
+          createdAt: '2030-01-01T00:00:00.000Z',
+          intentAt: '2030-01-01T00:00:00.000Z',
+        };
         await updateItem(aws.dynamo, aws.table, { pk: jobPk(seeded.jobId), sk: chunkSk(0) }, { set: { attempts: [attempt], status: 'collecting' } });
 
         const collected = await collectResults({ jobId: seeded.jobId, chunk: 0, attempt: 1, batchId }, { s3: aws.s3, dynamo: aws.dynamo, api, config });
         expect(collected.retry).toBe(false);
         const finalized = await finalizeJob(
           { jobId: seeded.jobId },
-          { s3: aws.s3, dynamo: aws.dynamo, config, notify: { clients: { events: recorder.events, sns: recorder.sns }, config: { topicArn: undefined, eventBus: 'default' } } },
+          {
+            s3: aws.s3,
+            dynamo: aws.dynamo,
+            config,
+            notify: { clients: { events: recorder.events, sns: recorder.sns }, config: { topicArn: undefined, eventBus: 'default' } },
+          },
         );
 
         // The outputs: one row per input row, in order, each as its line says.
@@ -281,7 +299,12 @@ describe('any results file, through Collect and Finalize', () => {
         const summary = JSON.parse((await readText(aws, seeded.keys.summary))!) as JobSummary;
         const { succeeded, errored, expired, canceled } = summary.counts;
         const count = (status: string) => results.filter((row) => row.status === status).length;
-        expect({ succeeded, errored, expired, canceled }).toEqual({ succeeded: count('succeeded'), errored: count('errored'), expired: count('expired'), canceled: count('canceled') });
+        expect({ succeeded, errored, expired, canceled }).toEqual({
+          succeeded: count('succeeded'),
+          errored: count('errored'),
+          expired: count('expired'),
+          canceled: count('canceled'),
+        });
         for (const value of [summary.cost.batchUsd, summary.cost.standardUsd, summary.cost.savedUsd, ...Object.values(summary.tokens)]) {
           expect(Number.isFinite(value) && value >= 0).toBe(true);
         }
@@ -292,7 +315,11 @@ describe('any results file, through Collect and Finalize', () => {
         expect((await readChunkItem(aws, seeded.jobId, 0)).attempts[0]!.counts).toEqual({ succeeded, errored, expired, canceled });
         for (const row of results) {
           const record = await readRow(aws, seeded.jobId, row.custom_id);
-          expect({ id: row.custom_id, status: record?.status, errorType: record?.errorType }).toEqual({ id: row.custom_id, status: row.status, errorType: row.error?.type });
+          expect({ id: row.custom_id, status: record?.status, errorType: record?.errorType }).toEqual({
+            id: row.custom_id,
+            status: row.status,
+            errorType: row.error?.type,
+          });
         }
         files.delete(batchId);
       }),

@@ -2,15 +2,7 @@ import { afterAll, beforeEach, describe, expect, it } from 'vitest';
 import { OutcomeUnknown } from '../../shared/anthropic/errors';
 import type { BatchRequest, BatchResultLine, MessageBatch } from '../../shared/anthropic/types';
 import { getItem, putItem } from '../../shared/store/dynamo';
-import {
-  BATCH_SK,
-  batchPk,
-  CREATE_SLOT_SK,
-  createSlotPk,
-  type BatchClaimItem,
-  type CreateSlotItem,
-  type OrphanBatch,
-} from '../../shared/store/items';
+import { BATCH_SK, batchPk, CREATE_SLOT_SK, createSlotPk, type BatchClaimItem, type CreateSlotItem, type OrphanBatch } from '../../shared/store/items';
 import { jobKeys } from '../../shared/store/keys';
 import { quietObserver } from '../../shared/observability';
 import { sweepOrphans, type OrphanDeps } from '../../shared/jobs/orphans';
@@ -19,7 +11,19 @@ import { wireId } from '../../shared/jobs/wire-ids';
 import type { BatchFaults } from '../../simulator/options';
 import { createPipelineTable } from '../../local/emulators';
 import { useLocalAws } from '../support/aws';
-import { putText, readChunkItem, readJobItem, readJsonl, readText, seedJob, sharedClock, startApi, stopApi, type ApiContext, type SeededJob } from '../support/chunks';
+import {
+  putText,
+  readChunkItem,
+  readJobItem,
+  readJsonl,
+  readText,
+  seedJob,
+  sharedClock,
+  startApi,
+  stopApi,
+  type ApiContext,
+  type SeededJob,
+} from '../support/chunks';
 import { pipelineConfig } from '../support/pipeline';
 import { requests } from '../support/requests';
 
@@ -29,7 +33,6 @@ describe('sweepOrphans', () => {
   afterAll(async () => {
     for (const ctx of apis) await stopApi(ctx);
   });
-
 
   // Each test has a table (create slots, claims) and a simulator (its list, its stats) of its own.
   let tables = 0;
@@ -112,9 +115,7 @@ describe('sweepOrphans', () => {
 
     const resultsKey = jobKeys(job.jobId).orphanResults(lostBatch);
     const foundAt = iso(clock.now());
-    const expected: OrphanBatch[] = [
-      { batchId: lostBatch, chunk: 0, attempt: 1, requests: 3, createdAt, outcome: 'collected', resultsKey, foundAt },
-    ];
+    const expected: OrphanBatch[] = [{ batchId: lostBatch, chunk: 0, attempt: 1, requests: 3, createdAt, outcome: 'collected', resultsKey, foundAt }];
     const orphans = await sweep(job.jobId);
 
     expect(orphans).toEqual(expected);
@@ -273,7 +274,10 @@ describe('sweepOrphans', () => {
     const orphans = await sweep(job.jobId);
 
     expect(orphans.map((orphan) => [orphan.batchId, orphan.chunk, orphan.outcome]).sort()).toEqual(
-      [[first, 0, 'collected'], [second, 1, 'collected']].sort(),
+      [
+        [first, 0, 'collected'],
+        [second, 1, 'collected'],
+      ].sort(),
     );
     expect((await claimOf(first))?.chunk).toBe(0);
     expect((await claimOf(second))?.chunk).toBe(1);

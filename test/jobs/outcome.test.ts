@@ -1,15 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import type { BatchResult } from '../../shared/anthropic/types';
 import { BUILT_IN_PRICES } from '../../shared/cost/prices';
-import {
-  decideRow,
-  errorMessageOf,
-  retryWaitSeconds,
-  rowCostUsd,
-  rowFate,
-  type AttemptFacts,
-  type DecisionContext,
-} from '../../shared/jobs/outcome';
+import { decideRow, errorMessageOf, retryWaitSeconds, rowCostUsd, rowFate, type AttemptFacts, type DecisionContext } from '../../shared/jobs/outcome';
 
 const succeeded: BatchResult = {
   type: 'succeeded',
@@ -71,7 +63,12 @@ describe('decideRow', () => {
   it('names a result type of any JSON value without calling into it, and keeps the name short', () => {
     const decide = (type: unknown) => decideRow({ type } as unknown as BatchResult, first).errorType;
     expect(decide({ toString: 1, valueOf: 2 })).toBe('unknown_result_{"toString":1,"valueOf":2}');
-    expect([decide(undefined), decide(null), decide(7), decide(['a'])]).toEqual(['unknown_result_undefined', 'unknown_result_null', 'unknown_result_7', 'unknown_result_["a"]']);
+    expect([decide(undefined), decide(null), decide(7), decide(['a'])]).toEqual([
+      'unknown_result_undefined',
+      'unknown_result_null',
+      'unknown_result_7',
+      'unknown_result_["a"]',
+    ]);
     expect(decide('x'.repeat(500))).toBe(`unknown_result_${'x'.repeat(100)}`);
   });
 

@@ -14,8 +14,7 @@ const HOUR = 3600;
 const DAY = 24 * HOUR;
 
 describe('nextPollDelay', () => {
-  const at = (ageSeconds: number) =>
-    nextPollDelay({ createdAt: 0, expiresAt: DAY * 1000, serverNow: ageSeconds * 1000, settings: DEFAULTS });
+  const at = (ageSeconds: number) => nextPollDelay({ createdAt: 0, expiresAt: DAY * 1000, serverNow: ageSeconds * 1000, settings: DEFAULTS });
 
   it.each([
     [0, 30],
@@ -47,7 +46,9 @@ describe('nextPollDelay', () => {
 
   it('waits at least one second whatever the settings', () => {
     expect(nextPollDelay({ createdAt: 0, expiresAt: 1000, serverNow: 999, settings: { pollMinSeconds: 1, pollMaxSeconds: 1, pollFraction: 0.001 } })).toBe(1);
-    expect(nextPollDelay({ createdAt: 0, expiresAt: DAY * 1000, serverNow: 5_000, settings: { pollMinSeconds: 1, pollMaxSeconds: 10, pollFraction: 0.1 } })).toBe(1);
+    expect(
+      nextPollDelay({ createdAt: 0, expiresAt: DAY * 1000, serverNow: 5_000, settings: { pollMinSeconds: 1, pollMaxSeconds: 10, pollFraction: 0.1 } }),
+    ).toBe(1);
   });
 
   it('treats a server clock behind created_at as age 0', () => {
@@ -189,7 +190,12 @@ describe('pollBatch', () => {
       },
     });
     try {
-      expect(await pollBatch(ref, { ...deps, api: endsOnCancel, now: () => Date.parse('2030-01-01T00:00:00Z') })).toEqual({ ...ref, ended: true, waitSeconds: 0, watch: false });
+      expect(await pollBatch(ref, { ...deps, api: endsOnCancel, now: () => Date.parse('2030-01-01T00:00:00Z') })).toEqual({
+        ...ref,
+        ended: true,
+        waitSeconds: 0,
+        watch: false,
+      });
     } finally {
       ctx.sim.setHttpFaults([]);
     }
@@ -220,7 +226,7 @@ describe('pollBatch', () => {
     expect(chunk.attempts[0]!.keyRefusedSince).toBeUndefined();
   });
 
-  it('fails the chunk with the key\'s error once the batch is an hour past its expiry and the key is still refused', async () => {
+  it("fails the chunk with the key's error once the batch is an hour past its expiry and the key is still refused", async () => {
     const { deps, ref } = await submitted(2);
     const { expiresAt } = (await readChunkItem(aws, ref.jobId, 0)).attempts[0]!;
     ctx.sim.setHttpFaults([{ endpoint: 'retrieve', status: 401, times: 1 }]);

@@ -33,7 +33,15 @@ describe('the poller', () => {
   };
   beforeAll(async () => {
     ctx = await startApi({ processingSeconds: 600, apiKeys: [TEST_API_KEY] });
-    shim = await startAwsShim({ secret: () => undefined, startExecution: () => { throw new Error('unused'); }, describeExecution: () => undefined, listExecutions: () => [], taskTokens: tokens });
+    shim = await startAwsShim({
+      secret: () => undefined,
+      startExecution: () => {
+        throw new Error('unused');
+      },
+      describeExecution: () => undefined,
+      listExecutions: () => [],
+      taskTokens: tokens,
+    });
     sfn = new SFNClient({ endpoint: shim.endpoint, region: 'us-east-1', credentials: { accessKeyId: 'local', secretAccessKey: 'local' }, maxAttempts: 1 });
   });
   afterAll(async () => {
@@ -53,10 +61,16 @@ describe('the poller', () => {
     const ref = { jobId: job.jobId, chunk: 0, attempt: 1, batchId: submit.batchId! };
     const controller = new AbortController();
     let arm: Promise<unknown> | undefined;
-    const woken = tokens.run('AwaitBatch', { HeartbeatSeconds: 900 }, { Payload: { ...ref, taskToken: TOKEN_PLACEHOLDER } }, (payload) => {
-      arm = armWatch(payload as typeof ref & { taskToken: string }, { dynamo: aws.dynamo, config: { table: aws.table, ...poller }, now });
-      return arm;
-    }, controller.signal);
+    const woken = tokens.run(
+      'AwaitBatch',
+      { HeartbeatSeconds: 900 },
+      { Payload: { ...ref, taskToken: TOKEN_PLACEHOLDER } },
+      (payload) => {
+        arm = armWatch(payload as typeof ref & { taskToken: string }, { dynamo: aws.dynamo, config: { table: aws.table, ...poller }, now });
+        return arm;
+      },
+      controller.signal,
+    );
     woken.catch(() => undefined);
     await new Promise((resolve) => setImmediate(resolve));
     await arm;
@@ -106,7 +120,11 @@ describe('the poller', () => {
     expect(wake.reason).toBe('ended');
     expect(Object.keys(wake.batch).sort()).toEqual(['created_at', 'ended_at', 'expires_at', 'id', 'processing_status', 'request_counts']);
     expect(await watches()).toEqual([]);
-    expect(await getItem<PollerHealthItem>(aws.dynamo, aws.table, pollerHealthKey)).toMatchObject({ lastTickAt: new Date(time.now()).toISOString(), watches: 1, woken: 1 });
+    expect(await getItem<PollerHealthItem>(aws.dynamo, aws.table, pollerHealthKey)).toMatchObject({
+      lastTickAt: new Date(time.now()).toISOString(),
+      watches: 1,
+      woken: 1,
+    });
 
     const retrieves = ctx.sim.stats().calls.retrieve;
     const polled = await pollBatch({ ...ref, wake: wake as never }, { dynamo: aws.dynamo, api: ctx.api, config, poller, now: time.now });
@@ -135,7 +153,10 @@ describe('the poller', () => {
     await tick(time.now);
     const { woken } = await waiting(time.now);
     time.advance(700);
-    ctx.sim.setHttpFaults([{ endpoint: 'list', status: 529, rate: 1 }, { endpoint: 'retrieve', status: 429, retryAfterSeconds: 1, rate: 1 }]);
+    ctx.sim.setHttpFaults([
+      { endpoint: 'list', status: 529, rate: 1 },
+      { endpoint: 'retrieve', status: 429, retryAfterSeconds: 1, rate: 1 },
+    ]);
     try {
       // Heartbeats every 5 periods: 5 minutes later one is due.
       time.advance(300);
@@ -166,7 +187,7 @@ describe('the poller', () => {
     expect(await tick(time.now)).toMatchObject({ dropped: 1 });
   });
 
-  it('forwards a job\'s cancel request by waking its attempt, once: PollBatch cancels, and the re-armed watch waits for the end', async () => {
+  it("forwards a job's cancel request by waking its attempt, once: PollBatch cancels, and the re-armed watch waits for the end", async () => {
     const time = clock();
     await tick(time.now);
     const { ref, woken, config } = await waiting(time.now);
@@ -180,9 +201,13 @@ describe('the poller', () => {
     if (!polled.ended) {
       expect(polled.watch).toBe(true);
       // Re-armed with the cancel sent: the next tick does not wake it for the cancel again.
-      const again = tokens.run('AwaitBatch', {}, { Payload: { ...ref, taskToken: TOKEN_PLACEHOLDER } }, (payload) =>
-        armWatch(payload as never, { dynamo: aws.dynamo, config: { table: aws.table, ...poller }, now: time.now }),
-      new AbortController().signal);
+      const again = tokens.run(
+        'AwaitBatch',
+        {},
+        { Payload: { ...ref, taskToken: TOKEN_PLACEHOLDER } },
+        (payload) => armWatch(payload as never, { dynamo: aws.dynamo, config: { table: aws.table, ...poller }, now: time.now }),
+        new AbortController().signal,
+      );
       await new Promise((resolve) => setTimeout(resolve, 50));
       expect(await tick(time.now)).toMatchObject({ cancels: 0 });
       time.advance(120);

@@ -5,7 +5,18 @@
  */
 import { DeleteObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
 import { describe, expect, it } from 'vitest';
-import { ChunkFileCorrupt, cutRows, RowIndex, storeRowIndex, requestCustomIds, requestEntries, requestIds, requestLines, requestPositions, type IndexRow } from '../../shared/jobs/chunk-files';
+import {
+  ChunkFileCorrupt,
+  cutRows,
+  RowIndex,
+  storeRowIndex,
+  requestCustomIds,
+  requestEntries,
+  requestIds,
+  requestLines,
+  requestPositions,
+  type IndexRow,
+} from '../../shared/jobs/chunk-files';
 import { prepareJob } from '../../shared/jobs/prepare';
 import { registerJob, SourceChanged, SourceNotFound } from '../../shared/jobs/register';
 import { splitLines } from '../../shared/jsonl/lines';
@@ -78,9 +89,21 @@ describe('attempt 1 as a byte range of the input', () => {
     expect(bodies.map((b) => (JSON.parse(b) as { custom_id: string }).custom_id)).toEqual(['a', 'b', 'c', 'd']);
     expect(bodies[2]).toContain('9007199254740993');
     expect(await collect(requestCustomIds(aws.s3, aws.bucket, ref(jobId)))).toEqual(['a', 'b', 'c', 'd']);
-    expect(await requestPositions(aws.s3, aws.bucket, ref(jobId))).toEqual(new Map([['a', 0], ['b', 1], ['c', 2], ['d', 3]]));
+    expect(await requestPositions(aws.s3, aws.bucket, ref(jobId))).toEqual(
+      new Map([
+        ['a', 0],
+        ['b', 1],
+        ['c', 2],
+        ['d', 3],
+      ]),
+    );
     const entries = await collect(requestEntries(aws.s3, aws.bucket, ref(jobId)));
-    expect(entries.map((e) => [e.customId, e.line.lineNumber])).toEqual([['a', 1], ['b', 2], ['c', 3], ['d', 4]]);
+    expect(entries.map((e) => [e.customId, e.line.lineNumber])).toEqual([
+      ['a', 1],
+      ['b', 2],
+      ['c', 3],
+      ['d', 4],
+    ]);
     // The index names the requests' places; it holds no prompt text.
     const index = (await readText(aws, jobKeys(jobId).chunkRowIndex(0)))!;
     expect(index).not.toContain('Say');
@@ -88,7 +111,9 @@ describe('attempt 1 as a byte range of the input', () => {
   });
 
   it('cuts requests that straddle the network pieces of a multi-megabyte range, chunk by chunk', async () => {
-    const lines = Array.from({ length: 3_000 }, (_, i) => (i % 7 === 3 ? `{"custom_id":"bad-${i}"` : `${' '.repeat(i % 5)}${line(request(`r${i}`, 'é'.repeat(i % 1_500)))}`));
+    const lines = Array.from({ length: 3_000 }, (_, i) =>
+      i % 7 === 3 ? `{"custom_id":"bad-${i}"` : `${' '.repeat(i % 5)}${line(request(`r${i}`, 'é'.repeat(i % 1_500)))}`,
+    );
     const body = Buffer.from(lines.join('\r\n') + '\r\n');
     const { jobId, result } = await prepared(body, 'lenient', 1_000);
 
@@ -114,7 +139,14 @@ describe('attempt 1 as a byte range of the input', () => {
     const put = await aws.s3.send(new PutObjectCommand({ Bucket: aws.bucket, Key: 'inbox/mismatched.jsonl', Body: body }));
     const index = new RowIndex();
     index.add(0, body.length - 1, 'b');
-    await storeRowIndex(aws.s3, aws.bucket, 'job-mismatched', 0, { bucket: aws.bucket, key: 'inbox/mismatched.jsonl', etag: put.ETag!.replace(/"/g, '') }, index);
+    await storeRowIndex(
+      aws.s3,
+      aws.bucket,
+      'job-mismatched',
+      0,
+      { bucket: aws.bucket, key: 'inbox/mismatched.jsonl', etag: put.ETag!.replace(/"/g, '') },
+      index,
+    );
 
     await expect(collect(requestLines(aws.s3, aws.bucket, ref('job-mismatched')))).rejects.toBeInstanceOf(ChunkFileCorrupt);
   });
@@ -134,7 +166,11 @@ describe('cutRows', () => {
   }
   const cut = async (pieces: string[], rows: IndexRow[]) => {
     const out: string[] = [];
-    for await (const { bytes } of cutRows(pieces.map((p) => Buffer.from(p)), rowsOf(rows))) out.push(bytes.toString());
+    for await (const { bytes } of cutRows(
+      pieces.map((p) => Buffer.from(p)),
+      rowsOf(rows),
+    ))
+      out.push(bytes.toString());
     return out;
   };
 
@@ -162,7 +198,12 @@ describe('RowIndex', () => {
     for (let i = 0; i < 5_000; i++) index.add(9_877_778_895 + 1 + i * 12, 11, `row-${i}`);
 
     const lines = index.text({ bucket: 'b', key: 'inbox/k.jsonl', etag: 'e-1' }).toString('latin1').split('\n');
-    expect(JSON.parse(lines[0]!)).toEqual({ source: { bucket: 'b', key: 'inbox/k.jsonl', etag: 'e-1' }, start: 9_876_543_210, end: 9_877_778_895 + 1 + 4_999 * 12 + 11, rows: 5_003 });
+    expect(JSON.parse(lines[0]!)).toEqual({
+      source: { bucket: 'b', key: 'inbox/k.jsonl', etag: 'e-1' },
+      start: 9_876_543_210,
+      end: 9_877_778_895 + 1 + 4_999 * 12 + 11,
+      rows: 5_003,
+    });
     expect(lines.slice(1, 5)).toEqual(['0 1100 a', '1 7 B_2-x', '1234567 10 c', '1 11 row-0']);
     expect(lines[5_003]).toBe('1 11 row-4999');
     expect(lines[5_004]).toBe('');

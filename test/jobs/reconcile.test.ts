@@ -16,17 +16,7 @@ import { registerJob } from '../../shared/jobs/register';
 import { submitChunk } from '../../shared/jobs/submit';
 import { createPipelineTable, localDynamoClient } from '../../local/emulators';
 import { useLocalAws, type LocalAws } from '../support/aws';
-import {
-  readChunkItem,
-  readJobItem,
-  readJsonl,
-  readText,
-  seedJob,
-  startApi,
-  stopApi,
-  type ApiContext,
-  type SeededJob,
-} from '../support/chunks';
+import { readChunkItem, readJobItem, readJsonl, readText, seedJob, startApi, stopApi, type ApiContext, type SeededJob } from '../support/chunks';
 import { jsonl, objectCreated, pipelineConfig, putInput, request as inputRequest, startRecordingEndpoint, type RecordingEndpoint } from '../support/pipeline';
 import { requests } from '../support/requests';
 
@@ -73,7 +63,12 @@ describe('reconcileJobs', () => {
 
   const stepDeps = (store: LocalAws, config: PipelineConfig) => ({ s3: store.s3, dynamo: store.dynamo, api: ctx.api, config });
 
-  function deps(store: LocalAws, config: PipelineConfig, executions: Record<string, string>, extra: Partial<ReconcileDeps> = {}): ReconcileDeps & { described: string[] } {
+  function deps(
+    store: LocalAws,
+    config: PipelineConfig,
+    executions: Record<string, string>,
+    extra: Partial<ReconcileDeps> = {},
+  ): ReconcileDeps & { described: string[] } {
     const described: string[] = [];
     return {
       s3: store.s3,
@@ -128,7 +123,15 @@ describe('reconcileJobs', () => {
     expect(expected.filter((row) => row.status === 'errored').map((row) => row.error!.type)).toContain('overloaded_error');
 
     const results = await readJsonl<ResultRow>(aws, job.keys.results);
-    expect(results.map(({ custom_id, status, attempts, batch_id, error }) => ({ custom_id, status, attempts, batch_id, ...(error ? { error: { type: error.type } } : {}) }))).toEqual(expected);
+    expect(
+      results.map(({ custom_id, status, attempts, batch_id, error }) => ({
+        custom_id,
+        status,
+        attempts,
+        batch_id,
+        ...(error ? { error: { type: error.type } } : {}),
+      })),
+    ).toEqual(expected);
     const count = (status: string) => expected.filter((row) => row.status === status).length;
     const counts = { succeeded: count('succeeded'), errored: count('errored'), expired: 0, canceled: 0, invalid: 0 };
     expect(await readJobItem(store, job.jobId)).toMatchObject({ status: 'succeeded', counts });
@@ -168,9 +171,14 @@ describe('reconcileJobs', () => {
     const { store, config } = await freshStore();
     const running = await deadJob(store, 'alive', [2]);
     const foreign = await seedJob(store, { chunks: [requests(1, 'f')] });
-    await updateItem(store.dynamo, store.table, { pk: jobPk(foreign.jobId), sk: JOB_SK }, {
-      set: { executionArn: 'arn:aws:states:us-east-1:123456789012:execution:another-machine:x' },
-    });
+    await updateItem(
+      store.dynamo,
+      store.table,
+      { pk: jobPk(foreign.jobId), sk: JOB_SK },
+      {
+        set: { executionArn: 'arn:aws:states:us-east-1:123456789012:execution:another-machine:x' },
+      },
+    );
     const batchId = (await submitChunk({ jobId: running.jobId, chunk: 0 }, stepDeps(store, config))).batchId!;
     ctx.sim.advance(120);
     const before = { job: await readJobItem(store, running.jobId), chunk: await readChunkItem(store, running.jobId, 0) };
@@ -197,7 +205,11 @@ describe('reconcileJobs', () => {
     expect(await reconcileJobs(deps(store, config, executions))).toEqual({ ...NOTHING, examined: 1, canceled: 1 });
     expect((await ctx.api.retrieve(batchId)).processing_status).toBe('canceling');
     expect((await readJobItem(store, job.jobId)).cancelRequested).toBe(true);
-    expect((await readChunkItem(store, job.jobId, 0)).attempts[0]).toMatchObject({ batchId, processingStatus: 'canceling', cancelSentAt: new Date(NOW).toISOString() });
+    expect((await readChunkItem(store, job.jobId, 0)).attempts[0]).toMatchObject({
+      batchId,
+      processingStatus: 'canceling',
+      cancelSentAt: new Date(NOW).toISOString(),
+    });
 
     // Still canceling: a second run sends no second cancel and changes nothing.
     const chunk = await readChunkItem(store, job.jobId, 0);
@@ -212,11 +224,14 @@ describe('reconcileJobs', () => {
     expect(results.map(({ custom_id, status, batch_id }) => ({ custom_id, status, batch_id }))).toEqual(
       ['c0-00000', 'c0-00001', 'c0-00002'].map((custom_id) => ({ custom_id, status: 'canceled', batch_id: batchId })),
     );
-    expect(await readJobItem(store, job.jobId)).toMatchObject({ status: 'canceled', counts: { succeeded: 0, errored: 0, expired: 0, canceled: 3, invalid: 0 } });
+    expect(await readJobItem(store, job.jobId)).toMatchObject({
+      status: 'canceled',
+      counts: { succeeded: 0, errored: 0, expired: 0, canceled: 3, invalid: 0 },
+    });
     expect(await reconcileJobs(deps(store, config, executions))).toEqual(NOTHING);
   });
 
-  it("closes a retry the dead workflow never submitted as canceled rows, without creating its batch", async () => {
+  it('closes a retry the dead workflow never submitted as canceled rows, without creating its batch', async () => {
     const { store, config } = await freshStore();
     ctx.sim.setBatchFaults({ errored: { overloaded_error: 1 } });
     const job = await deadJob(store, 'died-waiting', [2]);
@@ -253,7 +268,10 @@ describe('reconcileJobs', () => {
     expect(report).toEqual({ ...NOTHING, examined: 1, finalized: 1 });
     const ended = `execution ${executionArn('died-long-ago')} ended FAILED`;
     expect(await readChunkItem(store, job.jobId, 0)).toMatchObject({ status: 'failed', failure: { error: 'ResultsArchived' } });
-    expect((await readChunkItem(store, job.jobId, 1)).failure).toEqual({ error: 'BatchNotFound', cause: `batch ${deleted} of attempt 1 no longer exists; ${ended}` });
+    expect((await readChunkItem(store, job.jobId, 1)).failure).toEqual({
+      error: 'BatchNotFound',
+      cause: `batch ${deleted} of attempt 1 no longer exists; ${ended}`,
+    });
     const errors = await readJsonl<{ custom_id: string; error_type: string; cause: string }>(aws, job.keys.errors);
     expect(errors.map(({ custom_id, error_type }) => ({ custom_id, error_type }))).toEqual([
       { custom_id: 'c0-00000', error_type: 'chunk_failed' },
@@ -261,7 +279,10 @@ describe('reconcileJobs', () => {
       { custom_id: 'c1-00000', error_type: 'chunk_failed' },
     ]);
     expect(errors[0]!.cause).toMatch(new RegExp(`^the results of batch ${archived} \\(attempt 1\\) were archived at .+, unread; ${ended}$`));
-    expect(await readJobItem(store, job.jobId)).toMatchObject({ status: 'succeeded', counts: { succeeded: 0, errored: 3, expired: 0, canceled: 0, invalid: 0 } });
+    expect(await readJobItem(store, job.jobId)).toMatchObject({
+      status: 'succeeded',
+      counts: { succeeded: 0, errored: 3, expired: 0, canceled: 0, invalid: 0 },
+    });
   });
 
   it('marks a dead job that never got past Prepare failed, and announces it', async () => {
@@ -366,7 +387,10 @@ describe('reconcileJobs', () => {
 
     expect(report).toEqual({ ...NOTHING, examined: 1, finalized: 1 });
     const ended = `execution ${executionArn('deleted-meanwhile')} ended FAILED`;
-    expect((await readChunkItem(store, job.jobId, 0)).failure).toEqual({ error: 'BatchNotFound', cause: `batch ${batchId} of attempt 1 no longer exists; ${ended}` });
+    expect((await readChunkItem(store, job.jobId, 0)).failure).toEqual({
+      error: 'BatchNotFound',
+      cause: `batch ${batchId} of attempt 1 no longer exists; ${ended}`,
+    });
   });
 
   /** A DynamoDB client of the test's own, noting every Query it sends. */
@@ -603,10 +627,12 @@ describe('executionErrorOf', () => {
   };
 
   it('reads back the error an execution failed with from the failure ExecutionEnded records', () => {
-    expect(executionErrorOf(ended('States.DataLimitExceeded', 'The state/task \'ForEachChunk\' returned a result with a size exceeding the maximum number of bytes service limit.'))).toBe(
-      'States.DataLimitExceeded',
-    );
-    expect(executionErrorOf(ended('States.Runtime', 'An error occurred while executing the state \'WasRejected\'.'))).toBe('States.Runtime');
+    expect(
+      executionErrorOf(
+        ended('States.DataLimitExceeded', "The state/task 'ForEachChunk' returned a result with a size exceeding the maximum number of bytes service limit."),
+      ),
+    ).toBe('States.DataLimitExceeded');
+    expect(executionErrorOf(ended('States.Runtime', "An error occurred while executing the state 'WasRejected'."))).toBe('States.Runtime');
     // A Lambda error's cause already starts with its type: ExecutionEnded does not repeat it.
     expect(executionErrorOf(ended('CancelFailed', JSON.stringify({ errorType: 'CancelFailed', errorMessage: 'refused' })))).toBe('CancelFailed');
     expect(executionErrorOf(ended(null, null))).toBeUndefined();

@@ -13,9 +13,7 @@ const FILE = jsonl([request('a'), request('b')]);
 
 describe('job ids', () => {
   it('are the file name as a slug and 16 hex characters of sha256(bucket, key, identity)', () => {
-    expect(jobIdFor({ bucket: 'batchline-test', key: 'inbox/Reviews 2026.jsonl', token: '0055AED6DCD90281E5' })).toBe(
-      'reviews-2026-17b240bfff34c868',
-    );
+    expect(jobIdFor({ bucket: 'batchline-test', key: 'inbox/Reviews 2026.jsonl', token: '0055AED6DCD90281E5' })).toBe('reviews-2026-17b240bfff34c868');
   });
 
   it.each([
@@ -34,12 +32,7 @@ describe('job ids', () => {
 
   it('differ by bucket, key and identity', () => {
     const base = { bucket: 'b', key: 'k.jsonl', token: 't' };
-    const ids = new Set([
-      jobIdFor(base),
-      jobIdFor({ ...base, bucket: 'b2' }),
-      jobIdFor({ ...base, key: 'k2.jsonl' }),
-      jobIdFor({ ...base, token: 't2' }),
-    ]);
+    const ids = new Set([jobIdFor(base), jobIdFor({ ...base, bucket: 'b2' }), jobIdFor({ ...base, key: 'k2.jsonl' }), jobIdFor({ ...base, token: 't2' })]);
     expect(ids.size).toBe(4);
   });
 });
@@ -186,9 +179,9 @@ describe('registerJob', () => {
     const one = await putInput(aws, 'inbox/raced.jsonl', FILE);
     await putInput(aws, 'inbox/raced.jsonl', jsonl([request('z')]));
 
-    await expect(
-      registerJob(objectCreated({ bucket: aws.bucket, key: 'inbox/raced.jsonl', etag: one.etag, sequencer: '40' }), deps()),
-    ).rejects.toBeInstanceOf(SourceChanged);
+    await expect(registerJob(objectCreated({ bucket: aws.bucket, key: 'inbox/raced.jsonl', etag: one.etag, sequencer: '40' }), deps())).rejects.toBeInstanceOf(
+      SourceChanged,
+    );
   });
 
   it('sets no ttl when records are kept forever', async () => {

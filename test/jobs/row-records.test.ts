@@ -85,7 +85,11 @@ describe('row records in DynamoDB', () => {
     second.add({ customId: 'a', index: 0, status: 'errored', final: false, errorType: 'overloaded_error' });
     await second.flush();
     // Finalize records what an attempt that was never collected left, after Collect's half-written page.
-    const finalize = new RowRecordWriter(aws.dynamo, aws.table, page(jobId, { buckets: 1, attempt: 2, writer: 'F', batchId: 'msgbatch_two', updatedAt: '2030-01-02T00:00:00.000Z' }));
+    const finalize = new RowRecordWriter(
+      aws.dynamo,
+      aws.table,
+      page(jobId, { buckets: 1, attempt: 2, writer: 'F', batchId: 'msgbatch_two', updatedAt: '2030-01-02T00:00:00.000Z' }),
+    );
     finalize.add({ customId: 'a', index: 0, status: 'errored', final: true, errorType: 'chunk_failed' });
     await finalize.flush();
 
@@ -98,7 +102,8 @@ describe('row records in DynamoDB', () => {
     const writer = new RowRecordWriter(aws.dynamo, aws.table, page(jobId, { buckets: 1 }));
     const id = (i: number) => `${'x'.repeat(56)}-${String(i).padStart(7, '0')}`;
     const rows = 4000;
-    for (let i = 0; i < rows; i++) writer.add({ customId: id(i), index: i, status: 'succeeded', final: true, costUsd: 0.001234567, line: { offset: i * 1000, length: 999 } });
+    for (let i = 0; i < rows; i++)
+      writer.add({ customId: id(i), index: i, status: 'succeeded', final: true, costUsd: 0.001234567, line: { offset: i * 1000, length: 999 } });
     const items = await writer.flush();
 
     const pages: RowPageItem[] = [];
@@ -108,6 +113,7 @@ describe('row records in DynamoDB', () => {
     expect(pages.reduce((sum, p) => sum + p.rows, 0)).toBe(rows);
     for (const p of pages) expect(Buffer.byteLength(p.records)).toBeLessThanOrEqual(MAX_PAGE_BYTES);
     const job = { jobId, rowBuckets: 1 };
-    for (const i of [0, rows / 2, rows - 1]) expect(await readRowRecord(aws.dynamo, aws.table, job, id(i))).toMatchObject({ index: i, result: { offset: i * 1000 } });
+    for (const i of [0, rows / 2, rows - 1])
+      expect(await readRowRecord(aws.dynamo, aws.table, job, id(i))).toMatchObject({ index: i, result: { offset: i * 1000 } });
   });
 });

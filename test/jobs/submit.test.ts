@@ -45,7 +45,6 @@ describe('submitChunk', () => {
     plain = await setup();
   });
 
-
   /** The real client, with some of its methods replaced. */
   const replacing = (api: BatchesApi, methods: Partial<BatchesApi>): BatchesApi =>
     new Proxy(api, {
@@ -207,7 +206,14 @@ describe('submitChunk', () => {
     expect(sim.sim.stats().batchesCreated).toEqual([soonAfter.batchId]);
     expect((await readChunkItem(aws, job.jobId, 0)).attempts[0]).toMatchObject({ intentAt, nonce, looks: GIVE_UP_LOOKS });
     // The slot is free again, noting when the create was given up: no later holder adopts a batch made before then.
-    expect(await slotOf(2)).toEqual({ pk: createSlotPk(2), sk: CREATE_SLOT_SK, type: 'create-slot', requests: 2, heldUntil: 0, abandonedAt: new Date(clock.now()).toISOString() });
+    expect(await slotOf(2)).toEqual({
+      pk: createSlotPk(2),
+      sk: CREATE_SLOT_SK,
+      type: 'create-slot',
+      requests: 2,
+      heldUntil: 0,
+      abandonedAt: new Date(clock.now()).toISOString(),
+    });
   });
 
   it('a create refused with 429 (queue full) leaves no intent behind and says BatchQueueFull, so the retry creates at once', async () => {

@@ -17,7 +17,15 @@ describe('sweepPrefix', () => {
 
   beforeAll(async () => {
     sfn = await startRecordingEndpoint();
-    for (const key of ['daily/a.jsonl', 'daily/b c+d.jsonl', 'daily/sub/', 'daily/sub/e.jsonl', 'other/x.jsonl', 'work/j/chunk.jsonl', 'results/j/results.jsonl']) {
+    for (const key of [
+      'daily/a.jsonl',
+      'daily/b c+d.jsonl',
+      'daily/sub/',
+      'daily/sub/e.jsonl',
+      'other/x.jsonl',
+      'work/j/chunk.jsonl',
+      'results/j/results.jsonl',
+    ]) {
       etags.set(key, (await putInput(aws, key, key.endsWith('/') ? '' : FILE)).etag);
     }
   });
@@ -120,9 +128,11 @@ describe('sweepPrefix', () => {
     const result = await sweepPrefix({ schedule: 'everything', prefix: '' }, deps());
 
     expect(result).toMatchObject({ started: 4, alreadyStarted: 0 });
-    expect(started().map((call) => JSON.parse(call.input).detail.object.key).sort()).toEqual(
-      ['daily/a.jsonl', 'daily/b c+d.jsonl', 'daily/sub/e.jsonl', 'other/x.jsonl'].sort(),
-    );
+    expect(
+      started()
+        .map((call) => JSON.parse(call.input).detail.object.key)
+        .sort(),
+    ).toEqual(['daily/a.jsonl', 'daily/b c+d.jsonl', 'daily/sub/e.jsonl', 'other/x.jsonl'].sort());
   });
 
   it('refuses an input without a schedule name', async () => {

@@ -47,7 +47,8 @@ describe('wireRequestLine', () => {
   });
 
   it('keeps what a JSON round trip would change: big integers, \\u escapes, spacing, key order', () => {
-    const params = '{ "max_tokens" : 12345678901234567890, "messages": [{"role": "user", "content": "caf\\u00e9 \\ud83d\\ude00 \\"q\\" \\\\"}], "k\\u0065y": 1.50 }';
+    const params =
+      '{ "max_tokens" : 12345678901234567890, "messages": [{"role": "user", "content": "caf\\u00e9 \\ud83d\\ude00 \\"q\\" \\\\"}], "k\\u0065y": 1.50 }';
     const line = Buffer.from(`{ "params": ${params} , "custom_id": "row-2" }`);
     expect(wireRequestLine(line, WIRE).toString()).toBe(`{"custom_id":"${WIRE}","params":${params}}`);
   });

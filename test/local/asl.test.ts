@@ -93,7 +93,12 @@ describe('refusing what the local engine cannot run', () => {
       StartAt: 'A',
       States: {
         A: { Type: 'Task', Resource: 'arn:aws:lambda:us-east-1:000000000000:function:Work', Next: 'B' },
-        B: { Type: 'Task', Resource: 'arn:aws:states:::lambda:invoke', Parameters: { FunctionName: 'arn:aws:lambda:us-east-1:000000000000:function:Work:$LATEST', 'Payload.$': '$' }, End: true },
+        B: {
+          Type: 'Task',
+          Resource: 'arn:aws:states:::lambda:invoke',
+          Parameters: { FunctionName: 'arn:aws:lambda:us-east-1:000000000000:function:Work:$LATEST', 'Payload.$': '$' },
+          End: true,
+        },
       },
     };
     expect(findUnsupported(definition, known(['Work']))).toEqual([]);

@@ -71,11 +71,17 @@ describe('the batchline command line', () => {
   });
 
   it('takes pipeline settings for a local run from their environment variables', () => {
-    const env = { BATCHLINE_MAX_REQUESTS_PER_CHUNK: '50', BATCHLINE_MAX_ATTEMPTS: ' 3 ', BATCHLINE_BUCKET: 'not-a-setting', ANTHROPIC_API_KEY: 'sk-x', BATCHLINE_POLL_MIN_SECONDS: '' };
+    const env = {
+      BATCHLINE_MAX_REQUESTS_PER_CHUNK: '50',
+      BATCHLINE_MAX_ATTEMPTS: ' 3 ',
+      BATCHLINE_BUCKET: 'not-a-setting',
+      ANTHROPIC_API_KEY: 'sk-x',
+      BATCHLINE_POLL_MIN_SECONDS: '',
+    };
     expect(settingsFromEnv(env)).toEqual({ maxRequestsPerChunk: '50', maxAttempts: '3' });
   });
 
-  it('shows a running job\'s progress on one line', () => {
+  it("shows a running job's progress on one line", () => {
     const progress = {
       jobId: 'j',
       status: 'running' as const,

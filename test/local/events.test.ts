@@ -1,6 +1,14 @@
 import { describe, expect, it } from 'vitest';
 import { parseRegisterEvent } from '../../shared/jobs/events';
-import { eventRuleTargets, executionStatusEvent, matchesPattern, objectCreatedEvent, putEventAsBusEvent, schedulesOf, UnsupportedPattern } from '../../local/events';
+import {
+  eventRuleTargets,
+  executionStatusEvent,
+  matchesPattern,
+  objectCreatedEvent,
+  putEventAsBusEvent,
+  schedulesOf,
+  UnsupportedPattern,
+} from '../../local/events';
 import { LocalNames } from '../../local/template';
 import { fixtureTemplate } from './fixtures/template';
 
@@ -85,7 +93,7 @@ describe('event pattern operators', () => {
   });
 });
 
-describe('the stack\'s rules and schedules', () => {
+describe("the stack's rules and schedules", () => {
   const template = fixtureTemplate({
     definition: { StartAt: 'A', States: { A: { Type: 'Succeed' } } },
     functions: { SweepFunction: { entry: 'functions/sweep-prefix.ts' } },
@@ -150,7 +158,11 @@ describe('events other services put on the bus', () => {
       resources: ['arn:aws:states:us-east-1:000000000000:execution:Jobs:run-1'],
       detail: { name: 'run-1', status: 'ABORTED', startDate: 1767225600000, stopDate: 1767225900000, input: '{"a":1}', output: null, error: null },
     });
-    const pattern = { source: ['aws.states'], 'detail-type': ['Step Functions Execution Status Change'], detail: { status: ['FAILED', 'TIMED_OUT', 'ABORTED'] } };
+    const pattern = {
+      source: ['aws.states'],
+      'detail-type': ['Step Functions Execution Status Change'],
+      detail: { status: ['FAILED', 'TIMED_OUT', 'ABORTED'] },
+    };
     expect(matchesPattern(pattern, event)).toBe(true);
   });
 

@@ -38,7 +38,7 @@ describe('invoking a handler as Lambda does', () => {
     expect(event).toEqual({ a: 1 });
   });
 
-  it('reports a thrown error with its name as errorType and Lambda\'s error payload as the message', async () => {
+  it("reports a thrown error with its name as errorType and Lambda's error payload as the message", async () => {
     handlers.failFirst(1);
     const failure = await invokeLocal(fn(), handlers.flaky as never, { value: 1 }).catch((error: unknown) => error);
     expect(failure).toBeInstanceOf(LambdaFunctionError);
@@ -46,7 +46,7 @@ describe('invoking a handler as Lambda does', () => {
     expect(JSON.parse((failure as Error).message)).toMatchObject({ errorType: 'ApiRetryable', errorMessage: 'the API is overloaded' });
   });
 
-  it('ends an invocation past the function\'s timeout as Sandbox.Timedout', async () => {
+  it("ends an invocation past the function's timeout as Sandbox.Timedout", async () => {
     const failure = await invokeLocal(fn({ timeoutSeconds: 0.05 }), handlers.slow as never, {}).catch((error: unknown) => error);
     expect((failure as Error).name).toBe('Sandbox.Timedout');
     expect(JSON.parse((failure as Error).message).errorMessage).toMatch(/Task timed out after 0.05 seconds$/);
@@ -63,13 +63,13 @@ describe('invoking a handler as Lambda does', () => {
     await expect(invokeLocal(fn(), handlers.big as never, {})).rejects.toMatchObject({ name: 'States.DataLimitExceeded' });
   });
 
-  it('reports a thrown non-Error by its typeof, as Node\'s Lambda runtime does', async () => {
+  it("reports a thrown non-Error by its typeof, as Node's Lambda runtime does", async () => {
     const failure = await invokeLocal(fn(), handlers.throwsString as never, {}).catch((error: unknown) => error);
     expect((failure as Error).name).toBe('string');
     expect(JSON.parse((failure as Error).message)).toMatchObject({ errorType: 'string', errorMessage: 'no more tokens' });
   });
 
-  it('imports the handler named by the function\'s Handler setting from its entry file', async () => {
+  it("imports the handler named by the function's Handler setting from its entry file", async () => {
     const loaded = await loadHandler(fn({ handlerExport: 'remaining' }), FIXTURES);
     expect(loaded).toBe(handlers.remaining);
     await expect(loadHandler(fn({ handlerExport: 'nothing' }), FIXTURES)).rejects.toThrow(FunctionNotRunnable);
@@ -77,7 +77,7 @@ describe('invoking a handler as Lambda does', () => {
   });
 });
 
-describe('the engine branching on a local function\'s errors', () => {
+describe("the engine branching on a local function's errors", () => {
   const definition = (retry: boolean) =>
     ({
       StartAt: 'Call',
@@ -93,12 +93,15 @@ describe('the engine branching on a local function\'s errors', () => {
       },
     }) as StateMachineDefinition;
   const run = (machine: StateMachine) =>
-    machine.run({ value: 1 }, {
-      overrides: {
-        taskResourceLocalHandlers: { Call: (input) => invokeLocal(fn(), handlers.flaky as never, input) as never },
-        retryIntervalOverrides: { Call: 0 },
+    machine.run(
+      { value: 1 },
+      {
+        overrides: {
+          taskResourceLocalHandlers: { Call: (input) => invokeLocal(fn(), handlers.flaky as never, input) as never },
+          retryIntervalOverrides: { Call: 0 },
+        },
       },
-    }).result;
+    ).result;
 
   it('retries ApiRetryable by name, then succeeds', async () => {
     handlers.failFirst(2);
@@ -120,22 +123,25 @@ describe('the engine branching on a local function\'s errors', () => {
       },
     } as StateMachineDefinition);
     let calls = 0;
-    const result = machine.run({}, {
-      overrides: {
-        taskResourceLocalHandlers: {
-          Call: (input) => {
-            calls += 1;
-            return invokeLocal(fn(), handlers.big as never, input) as never;
+    const result = machine.run(
+      {},
+      {
+        overrides: {
+          taskResourceLocalHandlers: {
+            Call: (input) => {
+              calls += 1;
+              return invokeLocal(fn(), handlers.big as never, input) as never;
+            },
           },
+          retryIntervalOverrides: { Call: 0 },
         },
-        retryIntervalOverrides: { Call: 0 },
       },
-    }).result;
+    ).result;
     await expect(result).rejects.toMatchObject({ cause: { name: 'States.DataLimitExceeded' } });
     expect(calls).toBe(1);
   });
 
-  it('catches ApiRetryable by name, with Lambda\'s error payload as the Cause', async () => {
+  it("catches ApiRetryable by name, with Lambda's error payload as the Cause", async () => {
     handlers.failFirst(1);
     const output = (await run(new StateMachine(definition(false)))) as { error: { Error: string; Cause: string } };
     expect(output.error.Error).toBe('ApiRetryable');
@@ -144,7 +150,7 @@ describe('the engine branching on a local function\'s errors', () => {
 });
 
 describe('one process environment for every function', () => {
-  it('is the union of the functions\' variables', () => {
+  it("is the union of the functions' variables", () => {
     const merged = mergedEnvironment([
       fn({ logicalId: 'A', environment: { BATCHLINE_BUCKET: 'b', BATCHLINE_TABLE: 't' } }),
       fn({ logicalId: 'B', environment: { BATCHLINE_BUCKET: 'b', BATCHLINE_TOPIC_ARN: 'arn:topic' } }),
@@ -153,8 +159,7 @@ describe('one process environment for every function', () => {
   });
 
   it('is refused when two functions give one variable different values', () => {
-    const conflicting = () =>
-      mergedEnvironment([fn({ logicalId: 'A', environment: { LIMIT: '10' } }), fn({ logicalId: 'B', environment: { LIMIT: '20' } })]);
+    const conflicting = () => mergedEnvironment([fn({ logicalId: 'A', environment: { LIMIT: '10' } }), fn({ logicalId: 'B', environment: { LIMIT: '20' } })]);
     expect(conflicting).toThrow(ConflictingEnvironment);
     expect(conflicting).toThrow('LIMIT is "10" in A but "20" in B');
   });

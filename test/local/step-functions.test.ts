@@ -44,7 +44,7 @@ const stepFunctions = new LocalStepFunctions({
 });
 
 describe('local Step Functions', () => {
-  it('runs an execution to its output, with the execution\'s name in the context object', async () => {
+  it("runs an execution to its output, with the execution's name in the context object", async () => {
     const execution = stepFunctions.start({ name: 'job-1', input: '{"value":7,"fail":false}' });
     expect(execution.executionArn).toBe('arn:aws:states:us-east-1:000000000000:execution:Jobs:job-1');
     const ended = await execution.done;
@@ -74,12 +74,12 @@ describe('local Step Functions', () => {
     expect(stopped.stopDate).toBeInstanceOf(Date);
   });
 
-  it('refuses another state machine\'s ARN', () => {
+  it("refuses another state machine's ARN", () => {
     expect(() => stepFunctions.start({ stateMachineArn: `${MACHINE}2` })).toThrow(expect.objectContaining({ code: 'StateMachineDoesNotExist' }));
   });
 });
 
-describe('waits on the simulator\'s clock', () => {
+describe("waits on the simulator's clock", () => {
   it('divides seconds by the time scale', () => {
     expect(waitMs('W', { SecondsPath: '$.wait.seconds' }, { wait: { seconds: 30 } }, 600, () => 0)).toBe(50);
     expect(waitMs('W', { Seconds: 3600 }, {}, 3600, () => 0)).toBe(1000);

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { mergeContext } from '../../local/synth';
 
 describe('the context a local synth uses', () => {
-  it('is cdk.json\'s, with settings merged key by key and other keys replaced', () => {
+  it("is cdk.json's, with settings merged key by key and other keys replaced", () => {
     const project = {
       'batchline:settings': { maxAttempts: 3, pollMinSeconds: 60 },
       'batchline:schedules': [{ name: 'nightly', cron: 'cron(0 23 * * ? *)', prefix: 'scheduled/nightly/' }],
@@ -17,7 +17,7 @@ describe('the context a local synth uses', () => {
     });
   });
 
-  it('leaves cdk.json\'s context as it is when nothing overrides it', () => {
+  it("leaves cdk.json's context as it is when nothing overrides it", () => {
     expect(mergeContext({ a: 1, 'batchline:settings': { maxAttempts: 3 } }, {})).toEqual({ a: 1, 'batchline:settings': { maxAttempts: 3 } });
   });
 });

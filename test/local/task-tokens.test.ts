@@ -39,7 +39,15 @@ describe('local task tokens', () => {
   let shim: AwsShim;
   let sfn: SFNClient;
   beforeAll(async () => {
-    shim = await startAwsShim({ secret: () => undefined, startExecution: () => { throw new Error('unused'); }, describeExecution: () => undefined, listExecutions: () => [], taskTokens: tokens });
+    shim = await startAwsShim({
+      secret: () => undefined,
+      startExecution: () => {
+        throw new Error('unused');
+      },
+      describeExecution: () => undefined,
+      listExecutions: () => [],
+      taskTokens: tokens,
+    });
     sfn = new SFNClient({ endpoint: shim.endpoint, region: 'us-east-1', credentials: { accessKeyId: 'l', secretAccessKey: 'l' }, maxAttempts: 1 });
   });
   afterAll(async () => {
@@ -52,28 +60,52 @@ describe('local task tokens', () => {
     const controller = new AbortController();
     let resolveToken!: (token: string) => void;
     const token = new Promise<string>((resolve) => (resolveToken = resolve));
-    const run = machine.run({ id: 'a' }, {
-      overrides: {
-        taskResourceLocalHandlers: {
-          Await: (input: unknown) =>
-            tokens.run('Await', callbacks.get('Await')!, input, async (payload) => {
-              resolveToken((payload as { taskToken: string }).taskToken);
-              await arm(payload as { id: string; taskToken: string });
-            }, controller.signal),
-        } as never,
+    const run = machine.run(
+      { id: 'a' },
+      {
+        overrides: {
+          taskResourceLocalHandlers: {
+            Await: (input: unknown) =>
+              tokens.run(
+                'Await',
+                callbacks.get('Await')!,
+                input,
+                async (payload) => {
+                  resolveToken((payload as { taskToken: string }).taskToken);
+                  await arm(payload as { id: string; taskToken: string });
+                },
+                controller.signal,
+              ),
+          } as never,
+        },
+        context: { Task: { Token: TOKEN_PLACEHOLDER } } as never,
       },
-      context: { Task: { Token: TOKEN_PLACEHOLDER } } as never,
-    });
-    return { result: run.result, token, abort: () => { controller.abort(); run.abort(); } };
+    );
+    return {
+      result: run.result,
+      token,
+      abort: () => {
+        controller.abort();
+        run.abort();
+      },
+    };
   }
-  const code = (promise: Promise<unknown>) => promise.then(() => 'ok', (error: Error) => error.name);
+  const code = (promise: Promise<unknown>) =>
+    promise.then(
+      () => 'ok',
+      (error: Error) => error.name,
+    );
 
-  it('lifts the callback\'s timeouts out of the engine, and refuses a callback task without the token or with *Path timeouts', () => {
+  it("lifts the callback's timeouts out of the engine, and refuses a callback task without the token or with *Path timeouts", () => {
     expect(callbacks.get('Await')).toEqual({ HeartbeatSeconds: 900, TimeoutSeconds: 5_000 });
     expect(local.States.Await).toMatchObject({ TimeoutSeconds: 2_000_000 });
     expect(local.States.Await!.HeartbeatSeconds).toBeUndefined();
     const broken = structuredClone(definition);
-    Object.assign(broken.States.Await!, { Parameters: { FunctionName: 'arm', Payload: {} }, HeartbeatSecondsPath: '$.h', Catch: [{ ErrorEquals: ['States.Timeout'], Next: 'TimedOut' }] });
+    Object.assign(broken.States.Await!, {
+      Parameters: { FunctionName: 'arm', Payload: {} },
+      HeartbeatSecondsPath: '$.h',
+      Catch: [{ ErrorEquals: ['States.Timeout'], Next: 'TimedOut' }],
+    });
     expect(findUnsupported(broken, () => true)).toEqual([
       'callback Task Await does not pass $$.Task.Token in its Payload, so nothing could settle it',
       'callback Task Await sets HeartbeatSecondsPath; use a constant (the local engine reads the path against the effective input)',
@@ -92,9 +124,11 @@ describe('local task tokens', () => {
     expect(await code(sfn.send(new SendTaskHeartbeatCommand({ taskToken: token })))).toBe('TaskTimedOut');
   });
 
-  it('answers AWS\'s codes for a malformed token, one never issued, and output that is not JSON', async () => {
+  it("answers AWS's codes for a malformed token, one never issued, and output that is not JSON", async () => {
     expect(await code(sfn.send(new SendTaskSuccessCommand({ taskToken: 'nonsense', output: '{}' })))).toBe('InvalidToken');
-    expect(await code(sfn.send(new SendTaskSuccessCommand({ taskToken: 'local-00000000-0000-4000-8000-000000000000', output: '{}' })))).toBe('TaskDoesNotExist');
+    expect(await code(sfn.send(new SendTaskSuccessCommand({ taskToken: 'local-00000000-0000-4000-8000-000000000000', output: '{}' })))).toBe(
+      'TaskDoesNotExist',
+    );
     const run = start();
     const token = await run.token;
     expect(await code(sfn.send(new SendTaskSuccessCommand({ taskToken: token, output: 'not json' })))).toBe('InvalidOutput');

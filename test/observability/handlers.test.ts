@@ -287,7 +287,9 @@ describe('the handlers’ logs and metrics', () => {
     }
     expect((unfinished.error as Error).name).toBe('CancelFailed');
     expect(unfinished.emf.map((line) => metricsOf(line).values)).toEqual([{ JobsFailed: 1 }]);
-    expect(unfinished.logs.map((l) => [l.level, l.message, (l.error as { name?: string; error?: string }).name ?? (l.error as { error: string }).error, l.jobId])).toEqual([
+    expect(
+      unfinished.logs.map((l) => [l.level, l.message, (l.error as { name?: string; error?: string }).name ?? (l.error as { error: string }).error, l.jobId]),
+    ).toEqual([
       ['ERROR', 'job failed', 'States.Timeout', inFlight.jobId],
       ['ERROR', 'failed', 'CancelFailed', inFlight.jobId],
     ]);

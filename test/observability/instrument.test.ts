@@ -35,7 +35,16 @@ describe('instrument', () => {
     const out = await captureOutput(() => Promise.all([handler({ jobId: 'job-a', chunk: 0 }), handler({ jobId: 'job-b', chunk: 1 })]));
 
     expect(out.result).toEqual([0, 1]);
-    const lines = out.logs.map(({ message, jobId, chunk, attempt, batchId, rows, handler: name, service }) => ({ message, jobId, chunk, attempt, batchId, rows, name, service }));
+    const lines = out.logs.map(({ message, jobId, chunk, attempt, batchId, rows, handler: name, service }) => ({
+      message,
+      jobId,
+      chunk,
+      attempt,
+      batchId,
+      rows,
+      name,
+      service,
+    }));
     expect(lines).toHaveLength(4);
     expect(lines).toEqual(
       expect.arrayContaining([
@@ -93,14 +102,19 @@ describe('instrument', () => {
     const out = await captureOutput(() => handler({ jobId: 'j' }));
     expect(out.error).toBeInstanceOf(ApiRetryable);
     expect(out.logs.map((l) => [l.level, l.message, l.error])).toEqual([
-      ['WARN', 'failed, to be retried', { name: 'ApiRetryable', message: '529 overloaded_error: Overloaded', status: 529, type: 'overloaded_error', requestId: 'req_1' }],
+      [
+        'WARN',
+        'failed, to be retried',
+        { name: 'ApiRetryable', message: '529 overloaded_error: Overloaded', status: 529, type: 'overloaded_error', requestId: 'req_1' },
+      ],
     ]);
   });
 
   it('logs a full batch queue and storage throttling as warnings too: Submit and every task retry them', async () => {
-    const failing = (error: Error) => instrument('submit-chunk', async () => {
-      throw error;
-    });
+    const failing = (error: Error) =>
+      instrument('submit-chunk', async () => {
+        throw error;
+      });
     const out = await captureOutput(async () => {
       await failing(new BatchQueueFull('429 rate_limit_error: the batch queue is full'))({ jobId: 'j', chunk: 0 }).catch(() => undefined);
       await failing(new UnprocessedWrites(3, 8))({ jobId: 'j', chunk: 0 }).catch(() => undefined);
@@ -180,7 +194,12 @@ describe('keysOf', () => {
       batchId: 'msgbatch_1',
     });
     expect(keysOf({ jobId: '', chunk: -1, attempt: 0, batchId: null })).toEqual({ jobId: undefined, chunk: undefined, attempt: undefined, batchId: undefined });
-    expect(keysOf({ jobId: 'x'.repeat(129), chunk: 1.5, attempt: '1' })).toEqual({ jobId: undefined, chunk: undefined, attempt: undefined, batchId: undefined });
+    expect(keysOf({ jobId: 'x'.repeat(129), chunk: 1.5, attempt: '1' })).toEqual({
+      jobId: undefined,
+      chunk: undefined,
+      attempt: undefined,
+      batchId: undefined,
+    });
     expect(keysOf('inbox/file.jsonl')).toEqual({});
     expect(keysOf(null)).toEqual({});
   });
@@ -196,7 +215,14 @@ describe('rowsErroredMetric', () => {
 
 describe('errorFields', () => {
   it('keeps name, message, and the API’s status, type and request id — nothing else', () => {
-    const error = Object.assign(new Error('refused'), { name: 'ApiAuthError', status: 401, type: 'authentication_error', requestId: 'req_9', body: 'x', headers: {} });
+    const error = Object.assign(new Error('refused'), {
+      name: 'ApiAuthError',
+      status: 401,
+      type: 'authentication_error',
+      requestId: 'req_9',
+      body: 'x',
+      headers: {},
+    });
     expect(errorFields(error)).toEqual({ name: 'ApiAuthError', message: 'refused', status: 401, type: 'authentication_error', requestId: 'req_9' });
     expect(errorFields('a thrown string with text')).toEqual({ name: 'NonError' });
   });

@@ -149,8 +149,25 @@ describe('operating commands against a local stack', () => {
         currentAttempt: 2,
         updatedAt: 't',
         attempts: [
-          { ...attempt, attempt: 1, rows: 3, batchId: 'msgbatch_a1', polls: 4, counts: { succeeded: 2, errored: 1, expired: 0, canceled: 0 }, retryRows: 1, collectedAt: 't' },
-          { ...attempt, attempt: 2, rows: 1, batchId: 'msgbatch_a2', polls: 1, counts: { succeeded: 1, errored: 0, expired: 0, canceled: 0 }, collectedAt: 't' },
+          {
+            ...attempt,
+            attempt: 1,
+            rows: 3,
+            batchId: 'msgbatch_a1',
+            polls: 4,
+            counts: { succeeded: 2, errored: 1, expired: 0, canceled: 0 },
+            retryRows: 1,
+            collectedAt: 't',
+          },
+          {
+            ...attempt,
+            attempt: 2,
+            rows: 1,
+            batchId: 'msgbatch_a2',
+            polls: 1,
+            counts: { succeeded: 1, errored: 0, expired: 0, canceled: 0 },
+            collectedAt: 't',
+          },
         ],
       });
       await putChunk(own, 'busy', 1, {
@@ -262,7 +279,11 @@ describe('operating commands against a local stack', () => {
 
     it('says in one line that a job does not exist (exit 1) and needs exactly one job id (exit 2)', async () => {
       expect(await run('status', ['nope'], dir)).toEqual({ code: 1, out: '', err: 'batchline status: job nope does not exist\n' });
-      expect(await run('status', [], dir)).toEqual({ code: 2, out: '', err: 'batchline status: needs one job id, got 0 arguments (see batchline status --help)\n' });
+      expect(await run('status', [], dir)).toEqual({
+        code: 2,
+        out: '',
+        err: 'batchline status: needs one job id, got 0 arguments (see batchline status --help)\n',
+      });
     });
   });
 
@@ -279,7 +300,14 @@ describe('operating commands against a local stack', () => {
       const page = { jobId: 'rows', chunk: 0, attempt: 1, batchId: 'msgbatch_x', buckets: 1, writer: 'C' as const, updatedAt: 't' };
       const rows = new RowRecordWriter(own.dynamo, own.table, page);
       rows.add({ customId: 'other', index: 3, status: 'expired', final: true, line: { offset: 0, length: first.length } });
-      rows.add({ customId: 'mine', index: 4, status: 'errored', final: false, errorType: 'overloaded_error', line: { offset: first.length, length: second.length } });
+      rows.add({
+        customId: 'mine',
+        index: 4,
+        status: 'errored',
+        final: false,
+        errorType: 'overloaded_error',
+        line: { offset: first.length, length: second.length },
+      });
       await rows.flush();
 
       const result = await run('get', ['rows', 'mine'], dir);
@@ -364,7 +392,11 @@ describe('operating commands against a local stack', () => {
 
       const result = await run('results', [jobId, '--out', 'here'], dir, { cwd });
 
-      expect(result).toEqual({ code: 0, err: '', out: `Outputs of job ${jobId} (succeeded) in here/: results.jsonl, errors.jsonl, invalid.jsonl, summary.json\n` });
+      expect(result).toEqual({
+        code: 0,
+        err: '',
+        out: `Outputs of job ${jobId} (succeeded) in here/: results.jsonl, errors.jsonl, invalid.jsonl, summary.json\n`,
+      });
       const keys = jobKeys(jobId);
       for (const output of ['results', 'errors', 'invalid', 'summary'] as const) {
         expect(await readFile(path.join(cwd, 'here', path.basename(keys[output])), 'utf8')).toBe(await readText(aws, keys[output]));
@@ -418,7 +450,11 @@ describe('operating commands against a local stack', () => {
       ]);
       expect(out[7]).toBe(`Job ${jobId}: succeeded in T`);
       expect(out).toContain('  rows      3 succeeded, 0 errored, 0 expired, 0 canceled, 0 invalid');
-      expect(out.slice(-3)).toEqual(['', `Outputs in s3://${aws.bucket}/results/${jobId}/ (download them with: batchline results ${jobId} --local ${dir})`, '']);
+      expect(out.slice(-3)).toEqual([
+        '',
+        `Outputs in s3://${aws.bucket}/results/${jobId}/ (download them with: batchline results ${jobId} --local ${dir})`,
+        '',
+      ]);
     });
 
     it('sends --lenient as the object metadata and exits 3 for the rows left out, and exits 1 when strict validation rejects the file', async () => {
@@ -452,7 +488,12 @@ describe('operating commands against a local stack', () => {
     it("says once, in its summary, that the API refused the key and to check the stack's secret, when the job failed on it", async () => {
       const { own, dir } = await isolated();
       const refused = { error: 'ApiAuthError', cause: 'ApiAuthError: 401 authentication_error: Invalid authentication credentials' };
-      await putJob(own, 'refused', { status: 'failed', endedAt: '2026-01-02T04:00:00.000Z', failure: refused, counts: { succeeded: 0, errored: 5, expired: 0, canceled: 0, invalid: 0 } });
+      await putJob(own, 'refused', {
+        status: 'failed',
+        endedAt: '2026-01-02T04:00:00.000Z',
+        failure: refused,
+        counts: { succeeded: 0, errored: 5, expired: 0, canceled: 0, invalid: 0 },
+      });
       await putChunk(own, 'refused', 0, {
         status: 'failed',
         rows: 5,
@@ -468,9 +509,12 @@ describe('operating commands against a local stack', () => {
 
       const code = await followToEnd({ ...own, kind: 'stack', flags: '' }, 'refused', memory.io, { tty: false, startedAt: Date.now() });
 
-      expect(memory.out().split('\n').filter((line) => /refused the key|ApiAuthError|authentication/.test(line))).toEqual([
-        "  failure   the API refused the key (401): check the key in the stack's secret (its ApiKeySecretName output)",
-      ]);
+      expect(
+        memory
+          .out()
+          .split('\n')
+          .filter((line) => /refused the key|ApiAuthError|authentication/.test(line)),
+      ).toEqual(["  failure   the API refused the key (401): check the key in the stack's secret (its ApiKeySecretName output)"]);
       expect(memory.err()).toBe('');
       expect(code).toBe(1);
       // A local stack (serve --live) has its key from the environment.
@@ -558,7 +602,10 @@ describe('operating commands against a local stack', () => {
       const down = await tempDir('batchline-down-');
       const file = localStatePath(down);
       await mkdir(path.dirname(file), { recursive: true });
-      await writeFile(file, JSON.stringify({ version: 1, pid: process.pid, s3Endpoint: 'http://127.0.0.1:9', dynamodbEndpoint: 'http://127.0.0.1:9', bucket: 'b', table: 't' }));
+      await writeFile(
+        file,
+        JSON.stringify({ version: 1, pid: process.pid, s3Endpoint: 'http://127.0.0.1:9', dynamodbEndpoint: 'http://127.0.0.1:9', bucket: 'b', table: 't' }),
+      );
 
       expect(await run('jobs', [], down)).toEqual({
         code: 1,

@@ -63,7 +63,9 @@ describe('eventsBetween', () => {
   });
 
   it('tells the whole story from the first snapshot of an ended job, and nothing twice', () => {
-    const ended = snapshot(job({ status: 'succeeded', endedAt: 't', chunkCount: 1, validRows: 2, invalidRows: 0 }), [chunk(0, 'done', [{ batchId: 'msgbatch_a', collectedAt: 't' }])]);
+    const ended = snapshot(job({ status: 'succeeded', endedAt: 't', chunkCount: 1, validRows: 2, invalidRows: 0 }), [
+      chunk(0, 'done', [{ batchId: 'msgbatch_a', collectedAt: 't' }]),
+    ]);
 
     expect(told(undefined, ended)).toEqual([
       'validated: 2 rows valid, 0 invalid; 1 chunk',
@@ -84,6 +86,8 @@ describe('eventsBetween', () => {
     expect(told(registered, snapshot(job({ status: 'rejected', chunkCount: 0, validRows: 3, invalidRows: 2 }), []))).toEqual([
       'validated: 3 rows valid, 2 invalid; nothing submitted (rejected)',
     ]);
-    expect(told(registered, snapshot(job({ status: 'failed', endedAt: 't', failure: { error: 'States.Timeout', cause: '' } }), []))).toEqual(['job j failed: States.Timeout']);
+    expect(told(registered, snapshot(job({ status: 'failed', endedAt: 't', failure: { error: 'States.Timeout', cause: '' } }), []))).toEqual([
+      'job j failed: States.Timeout',
+    ]);
   });
 });

@@ -80,7 +80,16 @@ describe('job queries', () => {
         lastLine: 3,
         currentAttempt: 2,
         attempts: [
-          { attempt: 1, rows: 3, bytes: 150, intentAt: 't', batchId: 'msgbatch_a', polls: 3, counts: { succeeded: 2, errored: 1, expired: 0, canceled: 0 }, retryRows: 1 },
+          {
+            attempt: 1,
+            rows: 3,
+            bytes: 150,
+            intentAt: 't',
+            batchId: 'msgbatch_a',
+            polls: 3,
+            counts: { succeeded: 2, errored: 1, expired: 0, canceled: 0 },
+            retryRows: 1,
+          },
           { attempt: 2, rows: 1, bytes: 50, intentAt: 't', batchId: 'msgbatch_b', polls: 1, counts: { succeeded: 1, errored: 0, expired: 0, canceled: 0 } },
         ],
         updatedAt: 't',
@@ -118,7 +127,10 @@ describe('job queries', () => {
     /** Each custom_id's line in an attempt's raw results file. */
     async function linesOf(jobId: string, attempt: number): Promise<Map<string, BatchResultLine>> {
       const text = (await readText(aws, jobKeys(jobId).chunkResults(0, attempt)))!;
-      const lines = text.split('\n').filter(Boolean).map((line) => JSON.parse(line) as BatchResultLine);
+      const lines = text
+        .split('\n')
+        .filter(Boolean)
+        .map((line) => JSON.parse(line) as BatchResultLine);
       return new Map(lines.map((line) => [line.custom_id, line]));
     }
 
@@ -177,7 +189,9 @@ describe('job queries', () => {
       const own = await freshTable(aws);
       await putJob(own, 'rowless');
       await expect(getRow(depsOf(own), 'rowless', 'nope')).rejects.toThrow(
-        new RowNotFound('job rowless has no record of custom_id "nope" (rows are recorded as their batch is collected; invalid lines are listed in invalid.jsonl)'),
+        new RowNotFound(
+          'job rowless has no record of custom_id "nope" (rows are recorded as their batch is collected; invalid lines are listed in invalid.jsonl)',
+        ),
       );
       await expect(getRow(depsOf(own), 'missing-job', 'nope')).rejects.toThrow(JobNotFound);
     });
@@ -256,7 +270,9 @@ describe('job queries', () => {
       const found = await jobForUpload(depsOf(own), { bucket: own.bucket, key, etag: 'abc', versionId: 'v-123' }, { since: '2020-01-01T00:00:00.000Z' });
 
       expect(found?.jobId).toBe(jobId);
-      expect(await jobForUpload(depsOf(own), { bucket: own.bucket, key, etag: 'abc', versionId: 'null' }, { since: '2020-01-01T00:00:00.000Z' })).toBeUndefined();
+      expect(
+        await jobForUpload(depsOf(own), { bucket: own.bucket, key, etag: 'abc', versionId: 'null' }, { since: '2020-01-01T00:00:00.000Z' }),
+      ).toBeUndefined();
     });
   });
 });

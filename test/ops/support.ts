@@ -120,7 +120,13 @@ export async function runPipeline(ctx: PipelineContext, object: { key: string; e
   for (const chunk of prepared.chunks) await driveChunk(ctx, jobId, chunk);
   await finalizeJob(
     { jobId, outcome: prepared.outcome },
-    { ...deps, notify: { clients: { events: recorder.events, sns: recorder.sns }, config: { topicArn: 'arn:aws:sns:us-east-1:123456789012:batchline', eventBus: 'default' } } },
+    {
+      ...deps,
+      notify: {
+        clients: { events: recorder.events, sns: recorder.sns },
+        config: { topicArn: 'arn:aws:sns:us-east-1:123456789012:batchline', eventBus: 'default' },
+      },
+    },
   );
   return jobId;
 }

@@ -85,8 +85,7 @@ describe('finding a deployed stack', () => {
     Object.assign(process.env, aws.env, { AWS_REGION: 'eu-west-1', AWS_ENDPOINT_URL_CLOUDFORMATION: stub.endpoint });
   }
 
-  const cloudFormation = () =>
-    new CloudFormationClient({ endpoint: stub.endpoint, region: 'eu-west-1', credentials: LOCAL_CREDENTIALS, maxAttempts: 1 });
+  const cloudFormation = () => new CloudFormationClient({ endpoint: stub.endpoint, region: 'eu-west-1', credentials: LOCAL_CREDENTIALS, maxAttempts: 1 });
 
   it('defaults to the stack name the CDK app deploys', () => {
     expect(DEFAULT_STACK).toBe(STACK_NAME);
@@ -155,10 +154,22 @@ describe('finding a deployed stack', () => {
       err: 'batchline jobs: stack Gone was not found in eu-west-1 (deploy it with "npx cdk deploy", or name yours with --stack / BATCHLINE_STACK)\n',
     });
 
-    for (const name of ['AWS_ACCESS_KEY_ID', 'AWS_SECRET_ACCESS_KEY', 'AWS_SESSION_TOKEN', 'AWS_PROFILE', 'AWS_WEB_IDENTITY_TOKEN_FILE', 'AWS_CONTAINER_CREDENTIALS_FULL_URI', 'AWS_CONTAINER_CREDENTIALS_RELATIVE_URI']) {
+    for (const name of [
+      'AWS_ACCESS_KEY_ID',
+      'AWS_SECRET_ACCESS_KEY',
+      'AWS_SESSION_TOKEN',
+      'AWS_PROFILE',
+      'AWS_WEB_IDENTITY_TOKEN_FILE',
+      'AWS_CONTAINER_CREDENTIALS_FULL_URI',
+      'AWS_CONTAINER_CREDENTIALS_RELATIVE_URI',
+    ]) {
       delete process.env[name];
     }
-    Object.assign(process.env, { AWS_SHARED_CREDENTIALS_FILE: '/nonexistent/credentials', AWS_CONFIG_FILE: '/nonexistent/config', AWS_EC2_METADATA_DISABLED: 'true' });
+    Object.assign(process.env, {
+      AWS_SHARED_CREDENTIALS_FILE: '/nonexistent/credentials',
+      AWS_CONFIG_FILE: '/nonexistent/config',
+      AWS_EC2_METADATA_DISABLED: 'true',
+    });
     expect(await runJobs([])).toEqual({
       code: 1,
       out: '',
@@ -167,6 +178,10 @@ describe('finding a deployed stack', () => {
 
     delete process.env.AWS_REGION;
     delete process.env.AWS_DEFAULT_REGION;
-    expect(await runJobs([])).toEqual({ code: 1, out: '', err: 'batchline jobs: no AWS region: set AWS_REGION, or a region in your AWS profile; or use --local DIR for a running "batchline serve"\n' });
+    expect(await runJobs([])).toEqual({
+      code: 1,
+      out: '',
+      err: 'batchline jobs: no AWS region: set AWS_REGION, or a region in your AWS profile; or use --local DIR for a running "batchline serve"\n',
+    });
   });
 });

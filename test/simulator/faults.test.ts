@@ -141,7 +141,13 @@ describe('batch faults', () => {
     sim.advance(60);
 
     const attempts = [];
-    for (let i = 0; i < 3; i += 1) attempts.push(await resultsBytes(sim, created.id).then(() => 'whole', () => 'cut'));
+    for (let i = 0; i < 3; i += 1)
+      attempts.push(
+        await resultsBytes(sim, created.id).then(
+          () => 'whole',
+          () => 'cut',
+        ),
+      );
 
     expect(attempts).toEqual(['cut', 'cut', 'whole']);
   });

@@ -115,7 +115,9 @@ describe('the official SDK against the simulator', () => {
 
   it('throws NotFoundError, with the request id, for an unknown batch', async () => {
     const sim = await startSim();
-    const error = await sdk(sim).messages.batches.retrieve('msgbatch_01unknown').catch((e: unknown) => e);
+    const error = await sdk(sim)
+      .messages.batches.retrieve('msgbatch_01unknown')
+      .catch((e: unknown) => e);
 
     expect(error).toBeInstanceOf(Anthropic.NotFoundError);
     expect((error as InstanceType<typeof Anthropic.NotFoundError>).status).toBe(404);

@@ -87,9 +87,7 @@ describe('line shapes', () => {
       request('no-messages', { messages: undefined }),
       request('bad-role', { messages: [{ role: 'system', content: 'hi' }] }),
     ]);
-    const errors = Object.fromEntries(
-      [...lines.values()].filter((line) => line.result.type === 'errored').map((line) => [line.custom_id, line.result]),
-    );
+    const errors = Object.fromEntries([...lines.values()].filter((line) => line.result.type === 'errored').map((line) => [line.custom_id, line.result]));
 
     expect(lines.get('ok')?.result.type).toBe('succeeded');
     const envelope = (message: RegExp) => ({
@@ -183,10 +181,7 @@ describe('prompt caching', () => {
 
   it('keys the cache by model, and bills a default-TTL write as 5 minutes', async () => {
     const sim = await sims.start();
-    const lines = await runBatch(sim, [
-      request('sonnet', cachedSystem()),
-      request('opus', { ...cachedSystem(), model: 'claude-opus-5' }),
-    ]);
+    const lines = await runBatch(sim, [request('sonnet', cachedSystem()), request('opus', { ...cachedSystem(), model: 'claude-opus-5' })]);
     for (const id of ['sonnet', 'opus']) {
       expect(message(lines.get(id)).usage.cache_creation).toEqual({ ephemeral_5m_input_tokens: 1000, ephemeral_1h_input_tokens: 0 });
     }

@@ -165,13 +165,10 @@ describe('body limit', () => {
     const chunk = Buffer.alloc(64 * 1024, 0x20);
     // A body far larger than the limit, sent without Content-Length, slowly enough to still be sending.
     const status = await new Promise<number>((resolve, reject) => {
-      const req = httpRequest(
-        { port, method: 'POST', path: BATCHES, headers: { 'x-api-key': API_KEY, 'anthropic-version': '2023-06-01' } },
-        (res) => {
-          res.resume();
-          resolve(res.statusCode ?? 0);
-        },
-      );
+      const req = httpRequest({ port, method: 'POST', path: BATCHES, headers: { 'x-api-key': API_KEY, 'anthropic-version': '2023-06-01' } }, (res) => {
+        res.resume();
+        resolve(res.statusCode ?? 0);
+      });
       req.on('error', reject);
       req.write('{"requests":[');
       let sent = 0;

@@ -44,20 +44,25 @@ describe.each<LocalBackend>(['in-process', 'moto'])('concatObjects on %s S3', (b
     await s3.client.send(new PutObjectCommand({ Bucket: bucket, Key: key, Body: body }));
     return { key, bytes: body.length };
   };
-  const read = async (key: string) => Buffer.from(await (await s3.client.send(new GetObjectCommand({ Bucket: bucket, Key: key }))).Body!.transformToByteArray());
+  const read = async (key: string) =>
+    Buffer.from(await (await s3.client.send(new GetObjectCommand({ Bucket: bucket, Key: key }))).Body!.transformToByteArray());
 
-  it.skipIf(skip)('joins sources of every size — empty, short, over a part, short tails — byte for byte, copying the large ones inside S3', async () => {
-    // 3 MiB + 7 MiB: the first is gathered and topped up from the second; 12 MiB is copied whole
-    // (none gathered before it); the short ones after it end as the last, short part.
-    const bodies = [3 * MiB, 7 * MiB, 0, 1000, 12 * MiB + 17, 2 * MiB, 5].map((size) => randomBytes(size));
-    const sources = await Promise.all(bodies.map((body, i) => put(`parts/${i} with space+plus.jsonl`, body)));
-    const stats = await concatObjects(s3.client, bucket, sources, 'joined/all.jsonl');
-    expect(stats.bytes).toBe(bodies.reduce((sum, body) => sum + body.length, 0));
-    expect(stats.copiedParts).toBeGreaterThan(0);
-    expect((await read('joined/all.jsonl')).equals(Buffer.concat(bodies))).toBe(true);
-    const head = await s3.client.send(new HeadObjectCommand({ Bucket: bucket, Key: 'joined/all.jsonl' }));
-    expect(head.ContentType).toBe('application/x-ndjson');
-  }, 120_000);
+  it.skipIf(skip)(
+    'joins sources of every size — empty, short, over a part, short tails — byte for byte, copying the large ones inside S3',
+    async () => {
+      // 3 MiB + 7 MiB: the first is gathered and topped up from the second; 12 MiB is copied whole
+      // (none gathered before it); the short ones after it end as the last, short part.
+      const bodies = [3 * MiB, 7 * MiB, 0, 1000, 12 * MiB + 17, 2 * MiB, 5].map((size) => randomBytes(size));
+      const sources = await Promise.all(bodies.map((body, i) => put(`parts/${i} with space+plus.jsonl`, body)));
+      const stats = await concatObjects(s3.client, bucket, sources, 'joined/all.jsonl');
+      expect(stats.bytes).toBe(bodies.reduce((sum, body) => sum + body.length, 0));
+      expect(stats.copiedParts).toBeGreaterThan(0);
+      expect((await read('joined/all.jsonl')).equals(Buffer.concat(bodies))).toBe(true);
+      const head = await s3.client.send(new HeadObjectCommand({ Bucket: bucket, Key: 'joined/all.jsonl' }));
+      expect(head.ContentType).toBe('application/x-ndjson');
+    },
+    120_000,
+  );
 
   it.skipIf(skip)('writes a join under 5 MiB as one object, and no sources as an empty one', async () => {
     const bodies = [Buffer.from('{"a":1}\n'), Buffer.alloc(0), Buffer.from('{"b":2}\n')];
@@ -73,17 +78,21 @@ describe.each<LocalBackend>(['in-process', 'moto'])('concatObjects on %s S3', (b
     await expect(concatObjects(s3.client, bucket, sources, 'joined/many.jsonl')).rejects.toBeInstanceOf(TooManyParts);
   });
 
-  it.skipIf(skip)('refuses, as S3 does, to complete an upload with a part under 5 MiB before the last', async () => {
-    const { UploadId } = await s3.client.send(new CreateMultipartUploadCommand({ Bucket: bucket, Key: 'bad.jsonl' }));
-    const parts = [];
-    for (const [i, size] of [MIN_PART_BYTES - 1, 10].entries()) {
-      const { ETag } = await s3.client.send(
-        new UploadPartCommand({ Bucket: bucket, Key: 'bad.jsonl', UploadId, PartNumber: i + 1, Body: randomBytes(size) }),
-      );
-      parts.push({ PartNumber: i + 1, ETag });
-    }
-    await expect(
-      s3.client.send(new CompleteMultipartUploadCommand({ Bucket: bucket, Key: 'bad.jsonl', UploadId, MultipartUpload: { Parts: parts } })),
-    ).rejects.toMatchObject({ name: 'EntityTooSmall' });
-  }, 60_000);
+  it.skipIf(skip)(
+    'refuses, as S3 does, to complete an upload with a part under 5 MiB before the last',
+    async () => {
+      const { UploadId } = await s3.client.send(new CreateMultipartUploadCommand({ Bucket: bucket, Key: 'bad.jsonl' }));
+      const parts = [];
+      for (const [i, size] of [MIN_PART_BYTES - 1, 10].entries()) {
+        const { ETag } = await s3.client.send(
+          new UploadPartCommand({ Bucket: bucket, Key: 'bad.jsonl', UploadId, PartNumber: i + 1, Body: randomBytes(size) }),
+        );
+        parts.push({ PartNumber: i + 1, ETag });
+      }
+      await expect(
+        s3.client.send(new CompleteMultipartUploadCommand({ Bucket: bucket, Key: 'bad.jsonl', UploadId, MultipartUpload: { Parts: parts } })),
+      ).rejects.toMatchObject({ name: 'EntityTooSmall' });
+    },
+    60_000,
+  );
 });

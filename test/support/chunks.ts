@@ -182,8 +182,7 @@ export const readChunkItem = async (aws: LocalAws, jobId: string, chunk: number)
 
 export const readJobItem = async (aws: LocalAws, jobId: string) => (await getItem<JobItem>(aws.dynamo, aws.table, { pk: jobPk(jobId), sk: JOB_SK }))!;
 
-export const readRow = async (aws: LocalAws, jobId: string, customId: string) =>
-  readRowRecord(aws.dynamo, aws.table, await readJobItem(aws, jobId), customId);
+export const readRow = async (aws: LocalAws, jobId: string, customId: string) => readRowRecord(aws.dynamo, aws.table, await readJobItem(aws, jobId), customId);
 
 export interface ApiContext {
   sim: SimulatorHandle;

@@ -29,12 +29,7 @@ export function requests(count: number, prefix = 'r'): object[] {
   return Array.from({ length: count }, (_, i) => request(`${prefix}-${String(i + 1).padStart(5, '0')}`));
 }
 
-export async function putInput(
-  aws: LocalAws,
-  key: string,
-  body: string | Buffer,
-  metadata?: Record<string, string>,
-): Promise<{ etag: string }> {
+export async function putInput(aws: LocalAws, key: string, body: string | Buffer, metadata?: Record<string, string>): Promise<{ etag: string }> {
   const response = await aws.s3.send(new PutObjectCommand({ Bucket: aws.bucket, Key: key, Body: body, Metadata: metadata }));
   return { etag: response.ETag!.replace(/"/g, '') };
 }

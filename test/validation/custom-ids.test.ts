@@ -18,7 +18,21 @@ describe('CustomIdSet', () => {
   it('tells apart ids that pack to similar bytes: lengths, padding, case, every alphabet symbol', () => {
     const alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-';
     const distinct = [
-      'A', 'AA', 'AAA', 'AAAA', 'AAAAA', 'a', 'aa', 'B', 'BA', 'AB', '-', '_', '--', '0', '00',
+      'A',
+      'AA',
+      'AAA',
+      'AAAA',
+      'AAAAA',
+      'a',
+      'aa',
+      'B',
+      'BA',
+      'AB',
+      '-',
+      '_',
+      '--',
+      '0',
+      '00',
       ...[...alphabet].map((c) => `x${c}`),
       alphabet,
       alphabet.slice(1) + 'A',

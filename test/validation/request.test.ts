@@ -322,9 +322,7 @@ describe('validateStream: a bad line is reported with its line, code and reason'
     const rows = [request('dup'), ...Array.from({ length: 5000 }, (_, i) => request(`filler-${i}`)), request('dup')];
     const { outcomes, counts } = await validateFile(jsonl(rows));
     const rejected = outcomes.filter((o) => !o.ok).map(rejection);
-    expect(rejected).toEqual([
-      { line: 5002, customId: 'dup', code: 'duplicate_custom_id', reason: 'line 5002: custom_id "dup" is already used on line 1' },
-    ]);
+    expect(rejected).toEqual([{ line: 5002, customId: 'dup', code: 'duplicate_custom_id', reason: 'line 5002: custom_id "dup" is already used on line 1' }]);
     expect(counts).toEqual({ lines: 5002, blank: 0, valid: 5001, invalid: 1 });
   });
 
@@ -518,7 +516,8 @@ describe('invalidReportRow', () => {
 });
 
 describe('validateLine: the model must be one batchline knows', () => {
-  const line = (model: string, models?: ModelCatalog) => validateLine({ bytes: Buffer.from(JSON.stringify(request('r', { model }))), lineNumber: 7, terminated: true }, { models });
+  const line = (model: string, models?: ModelCatalog) =>
+    validateLine({ bytes: Buffer.from(JSON.stringify(request('r', { model }))), lineNumber: 7, terminated: true }, { models });
 
   it('accepts every model of the price table, the known ones without a price, and their dated ids', () => {
     for (const model of [...BUILT_IN_PRICES.keys(), ...MODELS_WITHOUT_LIST_PRICE, ...DATED_MODEL_IDS, 'claude-haiku-4-5-20990101']) {
@@ -528,18 +527,24 @@ describe('validateLine: the model must be one batchline knows', () => {
 
   it('names the line and the nearest known id, dated ones included', () => {
     expect(rejection(line('claude-sonnet-4-5-20250928x'))).toMatchObject({ line: 7, code: 'unknown_model' });
-    expect(rejection(line('claude-sonet-4-5-20250929')).reason).toBe('line 7: unknown model claude-sonet-4-5-20250929: did you mean claude-sonnet-4-5-20250929?');
+    expect(rejection(line('claude-sonet-4-5-20250929')).reason).toBe(
+      'line 7: unknown model claude-sonet-4-5-20250929: did you mean claude-sonnet-4-5-20250929?',
+    );
     expect(rejection(line('Claude-Haiku-4-5')).reason).toBe('line 7: unknown model Claude-Haiku-4-5: did you mean claude-haiku-4-5?');
     // A base that is not known gives its dated ids no pass.
     expect(rejection(line('claude-nonesuch-9-20250101')).code).toBe('unknown_model');
   });
 
   it('quotes a model id with odd characters, shortened, as JSON', () => {
-    expect(rejection(line(`claude ${'x'.repeat(80)}`)).reason).toBe(`line 7: unknown model "claude ${'x'.repeat(57)}…": not one batchline knows (add it to the price table with the pricesJson setting, or allow any model with allowUnknownModels)`);
+    expect(rejection(line(`claude ${'x'.repeat(80)}`)).reason).toBe(
+      `line 7: unknown model "claude ${'x'.repeat(57)}…": not one batchline knows (add it to the price table with the pricesJson setting, or allow any model with allowUnknownModels)`,
+    );
   });
 
   it('accepts a model added with pricesJson, and any model with allowUnknownModels', () => {
-    const extended = modelCatalogFromConfig({ pricesJson: JSON.stringify({ 'claude-next-9': { input: 1, output: 5, cacheWrite5m: 1.25, cacheWrite1h: 2, cacheRead: 0.1 } }) });
+    const extended = modelCatalogFromConfig({
+      pricesJson: JSON.stringify({ 'claude-next-9': { input: 1, output: 5, cacheWrite5m: 1.25, cacheWrite1h: 2, cacheRead: 0.1 } }),
+    });
     expect(line('claude-next-9', extended).ok).toBe(true);
     expect(line('claude-next-9').ok).toBe(false);
     expect(line('claude-sonet-4-5', modelCatalogFromConfig({ allowUnknownModels: true })).ok).toBe(true);
