@@ -15,6 +15,7 @@ import { putItem } from '../store/dynamo';
 import { WATCH_PK, watchSk, type WatchItem } from '../store/items';
 import { attemptOf, ChunkStateConflict, chunkCondition, isoAt, patchAttempt, readChunk, updateChunk, type AttemptRef } from './chunk-state';
 import { pollerHealthy, readPollerHealth, WATCH_TTL_PAST_EXPIRY_SECONDS } from './watch';
+import { clockOf } from '../clock';
 
 /** The poller is down (its health record is stale): wait on the Wait loop. The workflow catches it by this name. */
 export class PollerUnavailable extends Error {
@@ -39,7 +40,7 @@ export interface ArmResult {
 
 export async function armWatch(input: ArmInput, deps: ArmDeps): Promise<ArmResult> {
   const { dynamo, config } = deps;
-  const now = deps.now ?? Date.now;
+  const now = clockOf(deps);
   const observer = deps.observer ?? quietObserver;
   const [chunk, health] = await Promise.all([readChunk(dynamo, config.table, input.jobId, input.chunk), readPollerHealth(dynamo, config.table)]);
   const { record, index } = attemptOf(chunk, input.attempt);

@@ -21,6 +21,7 @@ import { releaseCreateSlot } from './create-slot';
 import { attemptOf, isoAt, InvalidStateInput, jobKey, parseChunkRef, readChunk, updateChunk, type ChunkRef } from './chunk-state';
 import { updateItem } from '../store/dynamo';
 import type { ChunkAttempt } from '../store/items';
+import { clockOf } from '../clock';
 
 /** Failures a later Collect can get past: the task's own time (States.Timeout), a killed function, unavailable services, a refused key. */
 export const COLLECT_LATER_ERRORS: ReadonlySet<string> = new Set<string>([
@@ -56,7 +57,7 @@ export interface ChunkFailureDeps {
 
 export async function recordChunkFailure(input: ChunkFailureInput, deps: ChunkFailureDeps): Promise<ChunkFailureOutput> {
   const { dynamo, api, config } = deps;
-  const now = deps.now ?? Date.now;
+  const now = clockOf(deps);
   const observer = deps.observer ?? quietObserver;
   const chunk = await readChunk(dynamo, config.table, input.jobId, input.chunk);
   const { record, index } = attemptOf(chunk, chunk.currentAttempt);

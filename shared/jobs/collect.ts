@@ -52,6 +52,7 @@ import {
   type RowEvidence,
 } from './outcome';
 import { readResultLine, resultCustomId, type UnreadableLine } from './result-lines';
+import { clockOf } from '../clock';
 
 /** The API refused the key while Collect read results: retried by the workflow for about a day. */
 export class ApiKeyRefused extends Error {
@@ -87,7 +88,7 @@ export interface CollectDeps {
 
 export async function collectResults(input: CollectInput, deps: CollectDeps): Promise<CollectOutput> {
   const { s3, dynamo, config } = deps;
-  const now = deps.now ?? Date.now;
+  const now = clockOf(deps);
   const observer = deps.observer ?? quietObserver;
   const [chunk, job] = await Promise.all([readChunk(dynamo, config.table, input.jobId, input.chunk), readJob(dynamo, config.table, input.jobId)]);
   const { record, index } = attemptOf(chunk, input.attempt);
@@ -296,7 +297,7 @@ class RowRecorder {
     cancelRequested: boolean,
     private readonly observer: Observer,
   ) {
-    const now = (deps.now ?? Date.now)();
+    const now = clockOf(deps)();
     this.records = new RowRecordWriter(
       deps.dynamo,
       deps.config.table,

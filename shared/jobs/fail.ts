@@ -21,6 +21,7 @@ import { errorFields, quietObserver, scrubErrorText, type Observer } from '../ob
 import { mayRunUncanceled, recordCancelSent, stopBatch } from './cancel';
 import { isoAt, readJobChunks } from './chunk-state';
 import { parseRegisterEvent } from './events';
+import { clockOf } from '../clock';
 
 /** Some in-flight batches could not be canceled (the job is marked failed and announced regardless). */
 export class CancelFailed extends Error {
@@ -91,7 +92,7 @@ export async function markJobFailed(input: FailInput, deps: FailDeps): Promise<{
  */
 export async function failJob(input: FailInput, deps: FailDeps, chunks?: readonly ChunkItem[]): Promise<FailReport> {
   const failure = describeFailure(input.error);
-  const now = isoAt((deps.now ?? Date.now)());
+  const now = isoAt(clockOf(deps)());
   const jobId = typeof input.jobId === 'string' && input.jobId !== '' ? input.jobId : undefined;
   const observer = deps.observer ?? quietObserver;
 

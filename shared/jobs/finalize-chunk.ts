@@ -41,6 +41,7 @@ import { rowBucketsOf, RowRecordWriter } from './row-records';
 import { StagedLines, WINDOW_BYTES, WINDOW_ROWS } from './staging';
 import { Tally, type TallyJson } from './tally';
 import { needed, WorkFileMissing } from './work-files';
+import { clockOf } from '../clock';
 
 export interface FinalizeChunkInput {
   jobId: string;
@@ -273,7 +274,7 @@ class FailedRows {
   add(attempt: number, batchId: string | undefined, row: Parameters<RowRecordWriter['add']>[0]): void {
     let writer = this.writers.get(attempt);
     if (!writer) {
-      const now = (this.deps.now ?? Date.now)();
+      const now = clockOf(this.deps)();
       writer = new RowRecordWriter(this.deps.dynamo, this.deps.config.table, {
         jobId: this.job.jobId,
         chunk: this.chunk.chunk,

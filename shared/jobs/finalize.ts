@@ -41,6 +41,7 @@ import { currentChunkFinal, writeChunkFinal } from './finalize-chunk';
 import type { PrepareOutcome } from './prepare';
 import { Tally, type JobSummary } from './tally';
 import { neededLines, parseJsonLine } from './work-files';
+import { clockOf } from '../clock';
 
 export type { ErrorRow, ResultRow } from './final-rows';
 export type { JobSummary } from './tally';
@@ -98,7 +99,7 @@ const API_KEY_ERRORS: ReadonlySet<string> = new Set(['ApiAuthError', 'ApiKeyMiss
 
 export async function finalizeJob(input: FinalizeInput, deps: FinalizeDeps): Promise<FinalizeOutput> {
   const { s3, dynamo, config } = deps;
-  const now = deps.now ?? Date.now;
+  const now = clockOf(deps);
   const observer = deps.observer ?? quietObserver;
   const job = await readJob(dynamo, config.table, input.jobId);
   if (job.totalRows === undefined || job.validRows === undefined || job.invalidRows === undefined) {

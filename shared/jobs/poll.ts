@@ -30,6 +30,7 @@ import type { ChunkAttempt, ChunkItem } from '../store/items';
 import { cancelBatch, type CancelResult } from './cancel';
 import { attemptOf, ChunkStateConflict, chunkCondition, isoAt, patchAttempt, readChunk, readJob, updateChunk, type ChunkRef } from './chunk-state';
 import { pollerHealthy, readPollerHealth, WATCH_ARMS_CAP } from './watch';
+import { clockOf } from '../clock';
 
 export interface PollSettings {
   pollMinSeconds: number;
@@ -130,7 +131,7 @@ export const KEY_REFUSED_PAST_EXPIRY_MS = 60 * 60_000;
 
 export async function pollBatch(input: PollInput, deps: PollDeps): Promise<PollOutput> {
   const { dynamo, api, config } = deps;
-  const now = deps.now ?? Date.now;
+  const now = clockOf(deps);
   const [chunk, job, health] = await Promise.all([
     readChunk(dynamo, config.table, input.jobId, input.chunk),
     readJob(dynamo, config.table, input.jobId),
@@ -204,7 +205,7 @@ export async function pollBatch(input: PollInput, deps: PollDeps): Promise<PollO
 
 /** The API refused the key on a poll: recorded and said, and the chunk waits (see the header). */
 async function keyRefused(input: PollInput, chunk: ChunkItem, index: number, record: ChunkAttempt, error: ApiAuthError, deps: PollDeps): Promise<PollOutput> {
-  const now = (deps.now ?? Date.now)();
+  const now = clockOf(deps)();
   const observer = deps.observer ?? quietObserver;
   const expiresAt = record.expiresAt ? Date.parse(record.expiresAt) : Number.POSITIVE_INFINITY;
   if (now > expiresAt + KEY_REFUSED_PAST_EXPIRY_MS) throw error;

@@ -30,6 +30,7 @@ import { POLLER_PK, POLLER_SK, WATCH_PK, type JobItem, type PollerHealthItem, ty
 import { isoAt, readJob } from './chunk-state';
 import type { WakeOutput } from './poll';
 import { readPollerHealth, watchKey } from './watch';
+import { clockOf } from '../clock';
 
 /** The list endpoint's largest page. */
 export const LIST_PAGE_LIMIT = 1000;
@@ -77,7 +78,7 @@ export interface TickReport {
 
 export async function pollerTick(deps: PollerDeps): Promise<TickReport> {
   const { dynamo, api, callbacks, config } = deps;
-  const now = deps.now ?? Date.now;
+  const now = clockOf(deps);
   const observer = deps.observer ?? quietObserver;
   const report: TickReport = { watches: 0, listCalls: 0, retrieves: 0, woken: 0, cancels: 0, heartbeats: 0, dropped: 0, errors: 0 };
   const previous = await readPollerHealth(dynamo, config.table);

@@ -30,6 +30,7 @@ import { SourceChanged, SourceNotFound } from './register';
 import { rowBucketCount } from './row-records';
 import { BATCH_BODY_OVERHEAD, CustomIdSet, invalidReportRow, validateLine, type LineOutcome } from '../validation/request';
 import { modelCatalogFromConfig } from '../validation/models';
+import { clockOf } from '../clock';
 
 export class JobNotFound extends Error {
   override readonly name = 'JobNotFound';
@@ -90,7 +91,7 @@ const INVALID_PART_BYTES = 5 * 1024 * 1024;
  */
 export async function prepareJob(input: { jobId: string }, deps: PrepareDeps): Promise<PrepareResult> {
   const { dynamo, config } = deps;
-  const now = deps.now ?? Date.now;
+  const now = clockOf(deps);
   const observer = deps.observer ?? quietObserver;
   const key = { pk: jobPk(input.jobId), sk: JOB_SK };
   let job = await getItem<JobItem>(dynamo, config.table, key);

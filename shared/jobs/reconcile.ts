@@ -65,6 +65,7 @@ import { finalizeJob } from './finalize';
 import { ENDED_JOB_STATUSES } from './queries';
 import { submitChunk } from './submit';
 import { sweepOrphans } from './orphans';
+import { clockOf } from '../clock';
 
 /** Batch results stay readable 29 days after create; a job's batches are created after the job. */
 export const RECONCILE_WINDOW_DAYS = 30;
@@ -173,7 +174,7 @@ export interface ReconcileReport {
 const DAY_MS = 86_400_000;
 
 export async function reconcileJobs(deps: ReconcileDeps): Promise<ReconcileReport> {
-  const now = deps.now ?? Date.now;
+  const now = clockOf(deps);
   const deadline = now() + (deps.budgetMs ?? RECONCILE_BUDGET_MS);
   const outOfTime = () => now() >= deadline;
   const report: ReconcileReport = {
@@ -276,7 +277,7 @@ const COLLECT_LATER = { expression: 'attribute_exists(#later)', names: { '#later
  * finalizes the job again if it had ended. False when the budget ran out part-way.
  */
 async function collectLate(jobId: string, deps: ReconcileDeps, report: ReconcileReport, outOfTime: () => boolean, observer: Observer): Promise<boolean> {
-  const now = deps.now ?? Date.now;
+  const now = clockOf(deps);
   const job = await readJob(deps.dynamo, deps.config.table, jobId);
   if (!job.collectLater) return true;
   for (const chunk of await readJobChunks(deps.dynamo, deps.config.table, jobId)) {
@@ -406,7 +407,7 @@ async function reconcileJob(
   toRecover: string[],
   failed: FailedJob | undefined,
 ): Promise<boolean> {
-  const now = deps.now ?? Date.now;
+  const now = clockOf(deps);
   const executionArn = listed.executionArn;
   if (!executionArn) {
     observer.info('left alone: no execution is recorded on the job (it was not started by the workflow)', { jobStatus: listed.status });
@@ -539,7 +540,7 @@ async function finishFailure({ job, chunks }: FailedJob, ended: string, deps: Re
 }
 
 function failDeps(deps: ReconcileDeps, observer: Observer): FailDeps {
-  const now = deps.now ?? Date.now;
+  const now = clockOf(deps);
   return {
     dynamo: deps.dynamo,
     api: deps.api,
@@ -553,7 +554,7 @@ function failDeps(deps: ReconcileDeps, observer: Observer): FailDeps {
 /** Moves one unfinished chunk on. True when the chunk is now done or failed. */
 async function settleChunk(chunk: ChunkItem, run: JobRun, deps: ReconcileDeps, report: ReconcileReport): Promise<boolean> {
   const { jobId } = run.job;
-  const now = deps.now ?? Date.now;
+  const now = clockOf(deps);
   let attempt = chunk.currentAttempt;
   let { record } = attemptOf(chunk, attempt);
   if (record.collectedAt) return true;
@@ -631,7 +632,7 @@ function collectDeps(deps: ReconcileDeps, attempt: number, observer: Observer) {
 async function stopJob(run: JobRun, deps: ReconcileDeps): Promise<void> {
   if (run.stopping || run.job.cancelRequested) return;
   await updateItem(deps.dynamo, deps.config.table, jobKey(run.job.jobId), {
-    set: { cancelRequested: true, updatedAt: isoAt((deps.now ?? Date.now)()) },
+    set: { cancelRequested: true, updatedAt: isoAt(clockOf(deps)()) },
   });
   run.stopping = true;
 }
@@ -648,7 +649,7 @@ async function noteAttempt(jobId: string, chunk: number, attempt: number, batchI
   const item = await readChunk(deps.dynamo, deps.config.table, jobId, chunk);
   const { index } = attemptOf(item, attempt);
   await updateChunk(deps.dynamo, deps.config.table, item, {
-    set: { attempts: patchAttempt(item, index, patch), updatedAt: isoAt((deps.now ?? Date.now)()) },
+    set: { attempts: patchAttempt(item, index, patch), updatedAt: isoAt(clockOf(deps)()) },
     condition: chunkCondition(`#ca = :attempt AND #att[${index}].#bid = :batchId AND attribute_not_exists(#att[${index}].#col)`, {
       ':attempt': attempt,
       ':batchId': batchId,

@@ -11,6 +11,7 @@ import { JOB_SK, JOBS_GSI_PK, jobPk, ttlAfter, type JobItem } from '../store/ite
 import { isS3NotFound } from '../store/s3';
 import { bareEtag, jobIdFor } from './job-id';
 import { parseRegisterEvent, type ObjectRef } from './events';
+import { clockOf } from '../clock';
 
 /** The object named by the event does not exist (deleted since, or a wrong key). */
 export class SourceNotFound extends Error {
@@ -61,7 +62,7 @@ export async function registerJob(event: unknown, deps: RegisterDeps): Promise<R
   observer.keys({ jobId });
   const validationMode = chooseMode(head.metadata[MODE_METADATA], ref.mode, deps.config.validationMode);
 
-  const now = (deps.now ?? Date.now)();
+  const now = clockOf(deps)();
   const createdAt = new Date(now).toISOString();
   const item: JobItem = {
     pk: jobPk(jobId),

@@ -40,6 +40,7 @@ import { cancelBatch, recordCancelSent, type AttemptBatch } from './cancel';
 import { acquireCreateSlot, releaseCreateSlot } from './create-slot';
 import { newNonce, wireId, wireRequestLine } from './wire-ids';
 import { sendProbe, type Probe } from './create-probe';
+import { clockOf } from '../clock';
 
 /** How far before the recorded intent adoption looks: clock skew between us and the API. */
 export const ADOPT_LOOKBACK_MS = 2 * 60_000;
@@ -99,7 +100,7 @@ interface Owner extends ChunkRef {
 
 export async function submitChunk(input: ChunkRef, deps: SubmitDeps): Promise<SubmitOutput> {
   const { dynamo, config } = deps;
-  const now = deps.now ?? Date.now;
+  const now = clockOf(deps);
   const observer = deps.observer ?? quietObserver;
   const [chunk, job] = await Promise.all([readChunk(dynamo, config.table, input.jobId, input.chunk), readJob(dynamo, config.table, input.jobId)]);
   const attempt = chunk.currentAttempt;
@@ -243,7 +244,7 @@ async function cancelIfJobStopped(owner: Owner, at: AttemptBatch, deps: SubmitDe
   }
   try {
     // As MarkJobFailed records its cancels: a re-run of it then leaves this batch alone.
-    await recordCancelSent(deps.dynamo, deps.config.table, owner.jobId, at, isoAt((deps.now ?? Date.now)()));
+    await recordCancelSent(deps.dynamo, deps.config.table, owner.jobId, at, isoAt(clockOf(deps)()));
   } catch (error) {
     observer.warn('canceled the batch, but could not record it: a re-run of MarkJobFailed cancels it again', { batchId, error: errorFields(error) });
   }
@@ -330,7 +331,7 @@ async function probeFor(owner: Owner, record: ChunkAttempt, deps: SubmitDeps, ob
   if (model === undefined) return undefined;
   // A probe's size is never the attempt's own, so the attempt can never take it for its lost batch.
   const requests = record.rows === 1 ? 2 : 1;
-  return sendProbe(owner, { model, requests }, { dynamo: deps.dynamo, api: deps.api, config: deps.config, now: deps.now ?? Date.now, observer });
+  return sendProbe(owner, { model, requests }, { dynamo: deps.dynamo, api: deps.api, config: deps.config, now: clockOf(deps), observer });
 }
 
 /**
@@ -346,7 +347,7 @@ async function lookedAgain(
   observer: Observer,
   intentAge: number,
 ): Promise<never> {
-  const now = (deps.now ?? Date.now)();
+  const now = clockOf(deps)();
   const looks = (record.looks ?? 0) + 1;
   const where = `chunk ${owner.chunk} attempt ${owner.attempt} of job ${owner.jobId}`;
   try {
@@ -392,7 +393,7 @@ async function lookedAgain(
 async function noteLost(chunk: ChunkItem, index: number, attempt: number, intentAt: string, deps: SubmitDeps): Promise<void> {
   try {
     await updateChunk(deps.dynamo, deps.config.table, chunk, {
-      set: { attempts: patchAttempt(chunk, index, { lostAt: isoAt((deps.now ?? Date.now)()) }) },
+      set: { attempts: patchAttempt(chunk, index, { lostAt: isoAt(clockOf(deps)()) }) },
       condition: chunkCondition(`#ca = :attempt AND attribute_not_exists(#att[${index}].#bid) AND #att[${index}].#int = :intent`, {
         ':attempt': attempt,
         ':intent': intentAt,
@@ -415,7 +416,7 @@ const isOwner = (item: BatchClaimItem | undefined, owner: Owner): boolean =>
  * ourselves (`created`), a claim held by someone else is a conflict: an adoption took our batch.
  */
 async function claim(owner: Owner, batchId: string, intentAt: string, deps: SubmitDeps, created: boolean): Promise<boolean> {
-  const now = (deps.now ?? Date.now)();
+  const now = clockOf(deps)();
   const item: BatchClaimItem = {
     pk: batchPk(batchId),
     sk: BATCH_SK,
@@ -443,7 +444,7 @@ async function claim(owner: Owner, batchId: string, intentAt: string, deps: Subm
 /** Records the batch on the attempt (once: a retry after this point finds it there). */
 async function recordBatch(owner: Owner, chunk: ChunkItem, batch: MessageBatch, deps: SubmitDeps, observer: Observer, adopted: boolean): Promise<SubmitOutput> {
   const { dynamo, config } = deps;
-  const now = deps.now ?? Date.now;
+  const now = clockOf(deps);
   const { record, index } = attemptOf(chunk, owner.attempt);
   const patch = { batchId: batch.id, createdAt: batch.created_at, expiresAt: batch.expires_at };
   try {
@@ -514,7 +515,7 @@ const DEFINITE_REFUSALS: ReadonlySet<number> = new Set([400, 401, 402, 403, 404,
 async function withdrawIntent(chunk: ChunkItem, index: number, attempt: number, intentAt: string, deps: SubmitDeps): Promise<void> {
   try {
     await updateChunk(deps.dynamo, deps.config.table, chunk, {
-      set: { attempts: patchAttempt(chunk, index, { intentAt: '' }), status: 'pending', updatedAt: isoAt((deps.now ?? Date.now)()) },
+      set: { attempts: patchAttempt(chunk, index, { intentAt: '' }), status: 'pending', updatedAt: isoAt(clockOf(deps)()) },
       condition: chunkCondition(`#ca = :attempt AND attribute_not_exists(#att[${index}].#bid) AND #att[${index}].#int = :intent`, {
         ':attempt': attempt,
         ':intent': intentAt,

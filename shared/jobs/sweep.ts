@@ -10,6 +10,7 @@ import { quietObserver, type Observer } from '../observability';
 import { RESULTS_PREFIX, WORK_PREFIX } from '../store/keys';
 import { parseSweepEvent, scheduledObjectEvent } from './events';
 import { bareEtag, sha256Hex } from './job-id';
+import { clockOf } from '../clock';
 
 /** Starts one execution; 'exists' when an execution of that name was already started. */
 export type StartExecution = (name: string, input: string) => Promise<'started' | 'exists'>;
@@ -54,7 +55,7 @@ export function sweepExecutionName(bucket: string, key: string, etag: string): s
 
 export async function sweepPrefix(event: unknown, deps: SweepDeps): Promise<SweepResult> {
   const { schedule, prefix } = parseSweepEvent(event);
-  const time = new Date((deps.now ?? Date.now)()).toISOString();
+  const time = new Date(clockOf(deps)()).toISOString();
   const result: SweepResult = { schedule, prefix, started: 0, alreadyStarted: 0 };
   let token: string | undefined;
   do {
