@@ -140,7 +140,7 @@ export const HANDLER_SPECS: Record<HandlerName, HandlerSpec> = {
     callsApi: true,
     notifies: false,
   },
-  'fail-job': {
+  'mark-job-failed': {
     description: 'Marks a job failed, cancels its batches in flight and tells the topic',
     memorySize: 512,
     timeout: Duration.seconds(300),

@@ -26,7 +26,7 @@ export const HANDLER_NAMES = [
   'finalize-chunk',
   'finalize-job',
   'record-chunk-failure',
-  'fail-job',
+  'mark-job-failed',
   'sweep-prefix',
   'reconcile-jobs',
   'execution-ended',

@@ -183,7 +183,7 @@ export const WORKFLOW_HANDLERS = [
   'finalize-chunk',
   'finalize-job',
   'record-chunk-failure',
-  'fail-job',
+  'mark-job-failed',
   'await-batch',
 ] as const satisfies readonly HandlerName[];
 export type WorkflowHandler = (typeof WORKFLOW_HANDLERS)[number];
@@ -283,7 +283,7 @@ export class JobWorkflow extends Construct {
 
     // The job. MarkJobFailed's reply ({jobId}) is dropped, so the execution fails with the error
     // it caught, still at $.error.
-    const failed = task('MarkJobFailed', fns['fail-job'], [], sfn.JsonPath.DISCARD).next(
+    const failed = task('MarkJobFailed', fns['mark-job-failed'], [], sfn.JsonPath.DISCARD).next(
       new sfn.Fail(this, 'JobFailed', { errorPath: '$.error.Error', causePath: '$.error.Cause' }),
     );
 

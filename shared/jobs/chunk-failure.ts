@@ -16,7 +16,7 @@ import type { PipelineConfig } from '../config';
 import { errorFields, quietObserver, type Observer } from '../observability';
 import { cancelBatch, mayRunUncanceled, recordCancelSent } from './cancel';
 import { API_RETRYABLE_ERRORS, KEY_REFUSED_ERRORS, LAMBDA_CRASH_ERRORS, LAMBDA_TRANSIENT_ERRORS, STORAGE_THROTTLED_ERRORS, type CaughtError } from './contract';
-import { describeFailure } from './fail';
+import { describeFailure } from './mark-job-failed';
 import { releaseCreateSlot } from './create-slot';
 import { attemptOf, isoAt, InvalidStateInput, jobKey, parseChunkRef, readChunk, updateChunk, type ChunkRef } from './chunk-state';
 import { updateItem } from '../store/dynamo';

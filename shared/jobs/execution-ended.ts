@@ -20,7 +20,7 @@ import { JOB_SK, jobPk, type JobItem } from '../store/items';
 import { readJobChunks } from './chunk-state';
 import { ABNORMAL_STATUSES, EXECUTION_STATUS_CHANGE, InvalidEvent, parseRegisterEvent, STATES_SOURCE, type AbnormalStatus } from './events';
 import type { CaughtError } from './contract';
-import { describeFailure, failJob, failureLeftovers, markJobFailed, type FailDeps } from './fail';
+import { describeFailure, failureLeftovers, markJobFailed, type FailDeps } from './mark-job-failed';
 import { bareEtag, jobIdFor } from './job-id';
 import { ENDED_JOB_STATUSES } from './queries';
 
@@ -135,7 +135,7 @@ export async function handleExecutionEnded(event: unknown, deps: ExecutionEndedD
         announced: leftovers.announced,
       });
       // The job keeps its own failure; this error is only recorded on a job not failed yet.
-      const done = await failJob({ jobId, error: executionFailure(detail, status) }, { ...deps, observer }, chunks);
+      const done = await markJobFailed({ jobId, error: executionFailure(detail, status) }, { ...deps, observer }, chunks);
       const announced = done.announced ? ' and its failure announced' : '';
       const message = `execution ${executionArn} ended ${status}; job ${jobId} had already failed: ${done.batchesCanceled} batch(es) it left un-canceled now canceled${announced}`;
       return { outcome: 'cleaned-up', executionArn, jobId, message };

@@ -60,7 +60,7 @@ import { attemptOf, chunkCondition, isoAt, jobKey, patchAttempt, readChunk, read
 import { collectResults } from './collect';
 import { LAMBDA_CRASH_ERRORS, LAMBDA_TRANSIENT_ERRORS, STORAGE_THROTTLED_ERRORS, UNCATCHABLE_ERRORS } from './contract';
 import { EXECUTION_ERRORS } from './execution-ended';
-import { failJob, failureLeftovers, markJobFailed, type FailDeps, type FailureLeftovers } from './fail';
+import { failureLeftovers, markJobFailed, type FailDeps, type FailureLeftovers } from './mark-job-failed';
 import { finalizeJob } from './finalize';
 import { ENDED_JOB_STATUSES } from './queries';
 import { submitChunk } from './submit';
@@ -428,7 +428,7 @@ async function reconcileJob(
     const state = await readFailedJob(job, deps, failed?.chunks);
     if (state.leftovers) {
       await finishFailure(state, ended, deps, report, observer);
-      // failJob throws unless every batch it was given is now recorded stopped, and the failure announced.
+      // markJobFailed throws unless every batch it was given is now recorded stopped, and the failure announced.
       state.leftovers = undefined;
     }
     if (await finalizeFailed(state, deps)) toRecover.push(job.jobId);
@@ -534,7 +534,7 @@ async function recoverFinalize(jobId: string, deps: ReconcileDeps, report: Recon
  * The job keeps its own failure; the error given here is recorded only on a job not failed yet.
  */
 async function finishFailure({ job, chunks }: FailedJob, ended: string, deps: ReconcileDeps, report: ReconcileReport, observer: Observer): Promise<void> {
-  const done = await failJob({ jobId: job.jobId, error: { Error: RECONCILE_ERRORS.workflowEnded, Cause: ended } }, failDeps(deps, observer), chunks);
+  const done = await markJobFailed({ jobId: job.jobId, error: { Error: RECONCILE_ERRORS.workflowEnded, Cause: ended } }, failDeps(deps, observer), chunks);
   report.canceled += done.batchesCanceled;
   observer.warn(`finished the failure of a job whose workflow is gone: ${ended}`, { batchesCanceled: done.batchesCanceled, announced: done.announced });
 }

@@ -16,7 +16,7 @@ const HANDLERS = [
   'finalize-chunk',
   'finalize-job',
   'record-chunk-failure',
-  'fail-job',
+  'mark-job-failed',
   'sweep-prefix',
   'reconcile-jobs',
   'execution-ended',

@@ -72,9 +72,9 @@ const ALL_HANDLERS = [
   'await-batch',
   'collect-results',
   'execution-ended',
-  'fail-job',
   'finalize-chunk',
   'finalize-job',
+  'mark-job-failed',
   'poll-batch',
   'poll-batches',
   'prepare-job',
@@ -84,8 +84,17 @@ const ALL_HANDLERS = [
   'submit-chunk',
   'sweep-prefix',
 ];
-const API_CALLERS = ['collect-results', 'execution-ended', 'fail-job', 'poll-batch', 'poll-batches', 'reconcile-jobs', 'record-chunk-failure', 'submit-chunk'];
-const NOTIFIERS = ['execution-ended', 'fail-job', 'finalize-job', 'reconcile-jobs'];
+const API_CALLERS = [
+  'collect-results',
+  'execution-ended',
+  'mark-job-failed',
+  'poll-batch',
+  'poll-batches',
+  'reconcile-jobs',
+  'record-chunk-failure',
+  'submit-chunk',
+];
+const NOTIFIERS = ['execution-ended', 'finalize-job', 'mark-job-failed', 'reconcile-jobs'];
 
 describe('the bucket', () => {
   it('is private, S3-encrypted, versioned, retained, access-logged and sends its events to EventBridge', () => {
@@ -271,7 +280,7 @@ describe('the functions', () => {
     'finalize-chunk': { MemorySize: 2048, Timeout: 900, EphemeralStorage: { Size: 4096 } },
     'finalize-job': { MemorySize: 2048, Timeout: 900, EphemeralStorage: { Size: 4096 } },
     'record-chunk-failure': { MemorySize: 1024, Timeout: 900 },
-    'fail-job': { MemorySize: 512, Timeout: 300 },
+    'mark-job-failed': { MemorySize: 512, Timeout: 300 },
     'sweep-prefix': { MemorySize: 512, Timeout: 300 },
     'reconcile-jobs': { MemorySize: 2048, Timeout: 900, EphemeralStorage: { Size: 4096 } },
     'execution-ended': { MemorySize: 512, Timeout: 300 },
@@ -361,7 +370,7 @@ describe('the functions', () => {
     }
   });
 
-  it('finalize-job, fail-job, execution-ended and reconcile-jobs get the topic and the event bus, and may publish to them', () => {
+  it('finalize-job, mark-job-failed, execution-ended and reconcile-jobs get the topic and the event bus, and may publish to them', () => {
     const notifying = ALL_HANDLERS.filter((name) => environmentOf(json, functionId(json, name)).BATCHLINE_TOPIC_ARN !== undefined);
     expect(notifying).toEqual(NOTIFIERS);
     for (const name of notifying) {
@@ -415,7 +424,9 @@ describe('the functions', () => {
     // No S3 at all for these.
     const anyS3 = (s: PolicyStatement) => actionsOf(s).some((action) => action.startsWith('s3:'));
     expect(handlersGranted(json, anyS3)).toEqual(
-      ALL_HANDLERS.filter((name) => !['await-batch', 'execution-ended', 'fail-job', 'poll-batch', 'poll-batches', 'record-chunk-failure'].includes(name)),
+      ALL_HANDLERS.filter(
+        (name) => !['await-batch', 'execution-ended', 'mark-job-failed', 'poll-batch', 'poll-batches', 'record-chunk-failure'].includes(name),
+      ),
     );
     // No function gets the whole bucket's objects.
     expect(handlersGranted(json, (s) => JSON.stringify(s.Resource).includes(JSON.stringify({ 'Fn::Join': ['', [bucketArn(), '/*']] })))).toEqual([]);

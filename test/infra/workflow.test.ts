@@ -251,7 +251,7 @@ describe('the job state machine', () => {
       },
       PrepareJob: { entry: 'functions/prepare-job.ts', timeout: 960, parameters: undefined },
       FinalizeJob: { entry: 'functions/finalize-job.ts', timeout: 960, parameters: undefined },
-      MarkJobFailed: { entry: 'functions/fail-job.ts', timeout: 360, parameters: undefined },
+      MarkJobFailed: { entry: 'functions/mark-job-failed.ts', timeout: 360, parameters: undefined },
       SubmitChunk: { entry: 'functions/submit-chunk.ts', timeout: 960, parameters: undefined },
       PollBatch: { entry: 'functions/poll-batch.ts', timeout: 120, parameters: undefined },
       // The callback Task: its Lambda stores the token; the wait is bounded by the heartbeat and 25 h.

@@ -5,7 +5,7 @@ import { updateItem } from '../../shared/store/dynamo';
 import { chunkSk, jobPk } from '../../shared/store/items';
 import { parseChunkFailureInput, recordChunkFailure } from '../../shared/jobs/chunk-failure';
 import { InvalidStateInput } from '../../shared/jobs/chunk-state';
-import { CAUSE_MAX_BYTES } from '../../shared/jobs/fail';
+import { CAUSE_MAX_BYTES } from '../../shared/jobs/mark-job-failed';
 import { finalizeJob } from '../../shared/jobs/finalize';
 import { submitChunk } from '../../shared/jobs/submit';
 import { useLocalAws } from '../support/aws';

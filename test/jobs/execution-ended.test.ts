@@ -5,7 +5,7 @@ import { readChunkItem, readJobItem, startApi, stopApi, type ApiContext } from '
 import { jsonl, objectCreated, pipelineConfig, putInput, request, startRecordingEndpoint, type RecordingEndpoint } from '../support/pipeline';
 import { InvalidEvent, type S3ObjectCreatedEvent } from '../../shared/jobs/events';
 import { executionFailure, handleExecutionEnded, parseExecutionEvent, type ExecutionDetail, type ExecutionEndedDeps } from '../../shared/jobs/execution-ended';
-import { CancelFailed, markJobFailed } from '../../shared/jobs/fail';
+import { CancelFailed, markJobFailed } from '../../shared/jobs/mark-job-failed';
 import { prepareJob } from '../../shared/jobs/prepare';
 import { registerJob } from '../../shared/jobs/register';
 import { submitChunk } from '../../shared/jobs/submit';

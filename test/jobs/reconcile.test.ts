@@ -8,7 +8,7 @@ import { updateItem } from '../../shared/store/dynamo';
 import { JOB_SK, jobPk } from '../../shared/store/items';
 import { collectResults } from '../../shared/jobs/collect';
 import { EXECUTION_STATUS_CHANGE, executionFailure, handleExecutionEnded, STATES_SOURCE } from '../../shared/jobs/execution-ended';
-import { CancelFailed, markJobFailed } from '../../shared/jobs/fail';
+import { CancelFailed, markJobFailed } from '../../shared/jobs/mark-job-failed';
 import type { JobSummary, ResultRow } from '../../shared/jobs/finalize';
 import { pollBatch } from '../../shared/jobs/poll';
 import { executionErrorOf, isExecutionOf, reconcileJobs, type ReconcileDeps, type ReconcileReport } from '../../shared/jobs/reconcile';
@@ -620,7 +620,7 @@ describe('reconcileJobs', () => {
 });
 
 describe('executionErrorOf', () => {
-  /** The failure ExecutionEnded has failJob store for an execution that failed with `error`. */
+  /** The failure ExecutionEnded has markJobFailed store for an execution that failed with `error`. */
   const ended = (error: string | null, cause: string | null) => {
     const step = executionFailure({ executionArn: executionArn('run-1'), name: 'run-1', status: 'FAILED', error, cause }, 'FAILED');
     return { error: step.Error!, cause: step.Cause! };

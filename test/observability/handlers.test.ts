@@ -30,7 +30,7 @@ interface Handlers {
   poll: Handler;
   collect: Handler;
   finalize: Handler;
-  failJob: Handler;
+  markJobFailed: Handler;
 }
 
 /** As Step Functions passes a state's output on: through JSON. */
@@ -71,7 +71,7 @@ describe('the handlers’ logs and metrics', () => {
       poll: (await import('../../functions/poll-batch')).handler as Handler,
       collect: (await import('../../functions/collect-results')).handler as Handler,
       finalize: (await import('../../functions/finalize-job')).handler as Handler,
-      failJob: (await import('../../functions/fail-job')).handler as Handler,
+      markJobFailed: (await import('../../functions/mark-job-failed')).handler as Handler,
     };
   });
   afterAll(async () => {
@@ -260,13 +260,13 @@ describe('the handlers’ logs and metrics', () => {
 
   it('counts a failed job and logs its error, and publishes that count even when the handler then fails', async () => {
     const job = await seedJob(aws, { chunks: [requests(1, 'doomed')] });
-    const failed = await captureOutput(() => handlers.failJob({ jobId: job.jobId, error: { Error: 'States.Timeout', Cause: 'PrepareJob timed out' } }));
+    const failed = await captureOutput(() => handlers.markJobFailed({ jobId: job.jobId, error: { Error: 'States.Timeout', Cause: 'PrepareJob timed out' } }));
     expect(failed.error).toBeUndefined();
     expect(failed.emf.map((line) => metricsOf(line).values)).toEqual([{ JobsFailed: 1 }]);
     expect(failed.logs).toEqual([
       expect.objectContaining({
         level: 'ERROR',
-        handler: 'fail-job',
+        handler: 'mark-job-failed',
         message: 'job failed',
         jobId: job.jobId,
         error: { error: 'States.Timeout', cause: 'PrepareJob timed out' },
@@ -281,7 +281,7 @@ describe('the handlers’ logs and metrics', () => {
     sim.setHttpFaults([{ endpoint: 'cancel', status: 500, shouldRetry: false, times: 1 }]);
     let unfinished: CaptureResult<unknown>;
     try {
-      unfinished = await captureOutput(() => handlers.failJob({ jobId: inFlight.jobId, error: { Error: 'States.Timeout', Cause: 'again' } }));
+      unfinished = await captureOutput(() => handlers.markJobFailed({ jobId: inFlight.jobId, error: { Error: 'States.Timeout', Cause: 'again' } }));
     } finally {
       sim.setHttpFaults([]);
     }

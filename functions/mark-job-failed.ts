@@ -5,7 +5,7 @@ import { SNSClient } from '@aws-sdk/client-sns';
 import type { BatchesApi } from '../shared/anthropic/api';
 import { createBatchesClientFromEnv } from '../shared/anthropic/from-env';
 import { readNotifyConfig, readPipelineConfig } from '../shared/config';
-import { markJobFailed, type FailInput } from '../shared/jobs/fail';
+import { markJobFailed, type FailInput } from '../shared/jobs/mark-job-failed';
 import { instrument } from '../shared/observability';
 
 const dynamo = new DynamoDBClient({});
@@ -15,8 +15,10 @@ const sns = new SNSClient({});
 // must not be needed merely to import this module.
 let api: BatchesApi | undefined;
 
-export const handler = instrument('fail-job', async (event: FailInput, observer): Promise<{ jobId: string | null }> => {
+export const handler = instrument('mark-job-failed', async (event: FailInput, observer): Promise<{ jobId: string | null }> => {
   api ??= createBatchesClientFromEnv();
   const config = { table: readPipelineConfig().table, notify: readNotifyConfig() };
-  return markJobFailed(event, { dynamo, api, events, sns, config, observer });
+  // The state's reply is {jobId} alone: the workflow drops it, and fails with the error it caught.
+  const { jobId } = await markJobFailed(event, { dynamo, api, events, sns, config, observer });
+  return { jobId };
 });

@@ -46,7 +46,7 @@ export interface FailDeps extends NotifyClients {
   observer?: Observer;
 }
 
-/** What one run of failJob did. */
+/** What one run of markJobFailed did. */
 export interface FailReport {
   jobId: string | null;
   /** Batches this run stopped (canceled, or found ended or gone) and recorded so on their attempt. */
@@ -75,12 +75,6 @@ export interface FailureLeftovers {
 
 export const CAUSE_MAX_BYTES = 4096;
 
-/** The state's reply is `{jobId}` (see failJob). */
-export async function markJobFailed(input: FailInput, deps: FailDeps): Promise<{ jobId: string | null }> {
-  const { jobId } = await failJob(input, deps);
-  return { jobId };
-}
-
 /**
  * Marks the job failed (a job already failed keeps its first failure), cancels and records every
  * batch of it still un-canceled, and announces the failure unless a run already did. Throws
@@ -90,7 +84,7 @@ export async function markJobFailed(input: FailInput, deps: FailDeps): Promise<{
  * failed (a re-run's caller); otherwise they are read here, after the job is marked failed, so no
  * batch recorded before that is missed.
  */
-export async function failJob(input: FailInput, deps: FailDeps, chunks?: readonly ChunkItem[]): Promise<FailReport> {
+export async function markJobFailed(input: FailInput, deps: FailDeps, chunks?: readonly ChunkItem[]): Promise<FailReport> {
   const failure = describeFailure(input.error);
   const now = isoAt(clockOf(deps)());
   const jobId = typeof input.jobId === 'string' && input.jobId !== '' ? input.jobId : undefined;
