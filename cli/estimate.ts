@@ -3,7 +3,8 @@ import { createReadStream } from 'node:fs';
 import { readPipelineSettings } from '../shared/config';
 import { EstimateTotals } from '../shared/cost/cost';
 import { priceTableFromConfig } from '../shared/cost/prices';
-import { splitLines } from '../shared/jsonl/lines';
+import type { RawLine } from '../shared/jsonl/lines';
+import { maxLineBytesFor, sourceLines, tooLongOutcome } from '../shared/validation/input-lines';
 import { BATCH_BODY_OVERHEAD, validateStream, type InvalidLine } from '../shared/validation/request';
 import { modelCatalog } from '../shared/validation/models';
 import { atMostOne, parse, readableFile, UsageError } from './args';
@@ -53,17 +54,26 @@ export async function estimateCommand(args: string[], io: Io): Promise<number> {
     throw new UsageError((error as Error).message);
   }
 
-  const validation = validateStream(splitLines(createReadStream(file)), {
-    maxRequestBytes: maxBytesPerChunk - BATCH_BODY_OVERHEAD - WIRE_GROWTH_BYTES,
-    models,
-  });
+  // Read as Prepare reads it (shared/validation/input-lines.ts): a line far past the largest request
+  // is reported, never buffered.
+  const maxRequestBytes = maxBytesPerChunk - BATCH_BODY_OVERHEAD - WIRE_GROWTH_BYTES;
+  const tooLong: InvalidLine[] = [];
+  let tooLongCount = 0;
+  async function* fitting(): AsyncGenerator<RawLine> {
+    for await (const entry of sourceLines(createReadStream(file), maxLineBytesFor(maxRequestBytes))) {
+      if (!('tooLong' in entry)) yield entry;
+      else if (tooLongCount++ < show) tooLong.push(tooLongOutcome(entry, maxRequestBytes));
+    }
+  }
+  const validation = validateStream(fitting(), { maxRequestBytes, models });
   const totals = new EstimateTotals(prices);
-  const firstInvalid: InvalidLine[] = [];
+  let firstInvalid: InvalidLine[] = [];
   for await (const outcome of validation) {
     if (outcome.ok) totals.add(outcome.params);
     else if (firstInvalid.length < show) firstInvalid.push(outcome);
   }
-  const { counts } = validation;
+  firstInvalid = [...firstInvalid, ...tooLong].sort((a, b) => a.line - b.line).slice(0, show);
+  const counts = { ...validation.counts, invalid: validation.counts.invalid + tooLongCount };
   const estimate = totals.toJSON();
 
   const out: string[] = [

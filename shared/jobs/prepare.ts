@@ -17,7 +17,8 @@ import { GetObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { marshall } from '@aws-sdk/util-dynamodb';
 import type { Readable } from 'node:stream';
 import type { PipelineConfig } from '../config';
-import { isBlank, LineSplitter, LineTooLong, splitWith, type RawLine } from '../jsonl/lines';
+import { isBlank, type RawLine } from '../jsonl/lines';
+import { maxLineBytesFor, SourceLineReader, tooLongOutcome, type TooLongLine } from '../validation/input-lines';
 import { BulkWriter, ConditionFailed, getItem, queryPartition, updateItem } from '../store/dynamo';
 import { CHUNK_SK_PREFIX, chunkSk, JOB_SK, jobPk, ttlAfter, type ChunkItem, type JobItem } from '../store/items';
 import { jobKeys } from '../store/keys';
@@ -75,11 +76,6 @@ export interface PrepareDeps {
   maxChunks?: number;
 }
 
-/**
- * Lines up to this much longer than the largest request are still read whole, so validateLine can
- * judge the request without its surrounding whitespace; longer ones are skipped unread.
- */
-export const LINE_SLACK_BYTES = 64 * 1024;
 /** Invalid-line report rows are gathered into writes of about this size. */
 const WRITE_BATCH_BYTES = 1024 * 1024;
 const INVALID_PART_BYTES = 5 * 1024 * 1024;
@@ -221,7 +217,7 @@ async function scanSource(job: JobItem, deps: PrepareDeps): Promise<ScanResult> 
   const strict = job.validationMode === 'strict';
   // One request must fit a batch on its own; a line far beyond that is reported without being buffered.
   const maxRequestBytes = config.maxBytesPerChunk - BATCH_BODY_OVERHEAD - WIRE_GROWTH_BYTES;
-  const maxLineBytes = maxRequestBytes + LINE_SLACK_BYTES;
+  const maxLineBytes = maxLineBytesFor(maxRequestBytes);
   const customIds = new CustomIdSet();
   const models = modelCatalogFromConfig(config);
   const validation = { maxRequestBytes, customIds, models };
@@ -247,8 +243,7 @@ async function scanSource(job: JobItem, deps: PrepareDeps): Promise<ScanResult> 
   const handleLine = (entry: RawLine | TooLongLine): Promise<unknown> | undefined => {
     let outcome: LineOutcome;
     if ('tooLong' in entry) {
-      const reason = `line ${entry.lineNumber} is more than ${maxLineBytes.toLocaleString('en-US')} bytes; a request may be at most ${maxRequestBytes.toLocaleString('en-US')} bytes (one batch's size limit)`;
-      outcome = { ok: false, line: entry.lineNumber, code: 'request_too_large', reason };
+      outcome = tooLongOutcome(entry, maxRequestBytes);
     } else {
       if (isBlank(entry.bytes)) return undefined;
       outcome = validateLine(entry, validation);
@@ -315,45 +310,6 @@ export async function openSource(s3: S3Client, job: JobItem): Promise<Readable &
     if (status === 412) throw new SourceChanged(`${where} was overwritten after the job was registered (ETag ${job.etag})`);
     if (isS3NotFound(error)) throw new SourceNotFound(`${where} no longer exists`);
     throw error;
-  }
-}
-
-interface TooLongLine {
-  tooLong: true;
-  lineNumber: number;
-}
-
-/**
- * The source's lines (splitLines), except that a line longer than `maxLineBytes` is skipped and
- * reported as a TooLongLine instead of ending the stream: reading carries on after its `\n`.
- */
-export function sourceLines(source: AsyncIterable<Uint8Array> | Iterable<Uint8Array>, maxLineBytes: number): AsyncGenerator<RawLine | TooLongLine> {
-  return splitWith(source, new SourceLineReader(maxLineBytes));
-}
-
-/** sourceLines without an await per line (see LineSplitter): Prepare's loop reads every line of the file. */
-class SourceLineReader {
-  private readonly splitter: LineSplitter;
-
-  constructor(maxLineBytes: number) {
-    this.splitter = new LineSplitter({ maxLineBytes });
-  }
-
-  push(piece: Uint8Array): void {
-    this.splitter.push(piece);
-  }
-
-  next(): RawLine | TooLongLine | undefined {
-    try {
-      return this.splitter.next();
-    } catch (error) {
-      if (!(error instanceof LineTooLong)) throw error;
-      return { tooLong: true, lineNumber: error.lineNumber };
-    }
-  }
-
-  end(): RawLine | undefined {
-    return this.splitter.end();
   }
 }
 

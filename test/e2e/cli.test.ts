@@ -243,6 +243,27 @@ describe('mistakes in how batchline is called', () => {
   );
 
   it(
+    'estimate reads the file as Prepare does: a line far past the largest request is reported, not buffered',
+    async () => {
+      const dir = await mkdtemp(path.join(tmpdir(), 'batchline-estimate-'));
+      try {
+        const file = path.join(dir, 'long.jsonl');
+        const small = '{"custom_id":"a","params":{"model":"claude-haiku-4-5","max_tokens":10,"messages":[{"role":"user","content":"hi"}]}}';
+        await writeFile(file, `${small}\n{"custom_id":"big","params":"${'x'.repeat(400 * 1024)}"}\n`);
+        const run = await batchline(['estimate', file], { BATCHLINE_MAX_BYTES_PER_CHUNK: '300000' });
+        expect(run.code).toBe(1);
+        expect(run.stdout.split('\n').slice(0, 2)).toEqual([
+          `${file}: 1 valid row, 1 invalid line`,
+          "  line 2 is more than 365,501 bytes; a request may be at most 299,965 bytes (one batch's size limit) [request_too_large]",
+        ]);
+      } finally {
+        await rm(dir, { recursive: true, force: true });
+      }
+    },
+    SPAWNS_TIMEOUT,
+  );
+
+  it(
     'estimate rejects a misspelt model with its line and the nearest known one (exit 1), unless unknown models are allowed',
     async () => {
       const file = path.join(await tempDir(), 'misspelt.jsonl');

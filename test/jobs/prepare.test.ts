@@ -7,7 +7,8 @@ import { getItem, putItem, queryPartition, updateItem } from '../../shared/store
 import { jobPk, type ChunkItem, type JobItem } from '../../shared/store/items';
 import { jobKeys } from '../../shared/store/keys';
 import { registerJob, SourceChanged } from '../../shared/jobs/register';
-import { JobNotFound, MAX_CHUNKS, prepareJob, sourceLines, TooManyChunks, type PrepareResult } from '../../shared/jobs/prepare';
+import { JobNotFound, MAX_CHUNKS, prepareJob, TooManyChunks, type PrepareResult } from '../../shared/jobs/prepare';
+import { sourceLines } from '../../shared/validation/input-lines';
 import type { PipelineConfig, ValidationMode } from '../../shared/config';
 
 const NOW = new Date('2026-03-04T05:06:07.000Z');
