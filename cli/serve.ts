@@ -74,8 +74,6 @@ export async function serveCommand(args: string[], io: Io): Promise<number> {
   say(`  outputs   ${displayPath(io.cwd, outRoot)}/<jobId>/`);
   if (stack.schedules.length > 0) say(`  schedules ${stack.schedules.map(scheduleLabel).join(', ')} — type "sweep" to run them now`);
   say(`  state     ${displayPath(io.cwd, stateFile)} (for "batchline status|jobs|cancel --local ${displayPath(io.cwd, io.cwd)}")`);
-  say('Drop a .jsonl file in the folder; Ctrl-C stops.');
-
   const verbose = values.verbose === true;
   const unsubscribe = stack.on((event) => {
     if (!shownEvent(event, verbose)) return;
@@ -89,6 +87,8 @@ export async function serveCommand(args: string[], io: Io): Promise<number> {
       say(`  ${path.basename(file)}: ${error.message}`),
     );
   });
+  // Said only once the folder is watched: a file dropped on seeing it is never missed.
+  say('Drop a .jsonl file in the folder; Ctrl-C stops.');
   const commands = readCommands(stack, io);
 
   await new Promise<void>((resolve) => {
