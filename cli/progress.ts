@@ -28,6 +28,8 @@ export class ProgressView {
     private readonly tty: boolean,
     private readonly startedAt = Date.now(),
     private readonly verbose = false,
+    /** Live: each batch id on screen as soon as it exists (they run, and bill, at the API). */
+    private readonly showBatches = false,
   ) {}
 
   /** A snapshot from the job's records: redraws the bar (terminal only). */
@@ -48,7 +50,8 @@ export class ProgressView {
     if (text === undefined) return;
     if (this.tty) {
       // Failures stay on screen above the bar; routine steps are in the bar already.
-      if (event.type !== 'chunk-failed' && event.type !== 'job-failed') return;
+      const kept = event.type === 'chunk-failed' || event.type === 'job-failed' || (this.showBatches && event.type === 'batch-submitted');
+      if (!kept) return;
       this.out.write(`\r\x1b[2K${text}\n${this.lastLine}`);
       return;
     }

@@ -6,6 +6,7 @@ import { atMostOne, parse, readableFile } from './args';
 import { LOCAL_STACK_FLAGS, localStackOptions, startLocal } from './local-flags';
 import { count, displayPath, duration, plural, usd } from './format';
 import { copyOutputs, invalidLinesExcerpt } from './outputs';
+import { BatchesInFlight, onLiveInterrupt } from './in-flight';
 import { checkReachable } from './reach';
 import { ProgressView } from './progress';
 import { onInterrupt, type Io } from './io';
@@ -32,7 +33,8 @@ Options:
                      with BATCHLINE_PRICES); by default such a line is invalid. The simulator
                      errors its rows with not_found_error, as the API does for a model it lacks
   --live             use the real Message Batches API (needs ANTHROPIC_API_KEY; costs money,
-                     and batches take minutes to hours)
+                     and batches take minutes to hours). Ctrl-C then lists the batches still
+                     running at the API; a second Ctrl-C cancels them there
   --out DIR          where to copy the outputs (default ./batchline-out/<jobId>/)
   --time-scale N     simulated seconds per real second (default 600)
   --verbose          print the handlers' own log lines (JSON, as in CloudWatch) and the
@@ -75,10 +77,21 @@ export async function runCommand(args: string[], io: Io): Promise<number> {
   if (options.live) await checkReachable(options.live.baseUrl, options.live.apiKey);
   io.stderr.write(`Starting the local stack${values.live ? ' (live: the real Message Batches API)' : ''}…\n`);
   const stack = await startLocal(options);
-  const stopInterrupt = onInterrupt(async () => {
-    io.stderr.write('\nInterrupted: stopping the local stack…\n');
-    await stack.stop();
-  });
+  // With --live, batches run (and bill) at the API whatever becomes of this process: Ctrl-C names
+  // them first, and a second Ctrl-C cancels them (./in-flight.ts).
+  const inFlight = new BatchesInFlight();
+  const unwatch = stack.on((event) => inFlight.observe(event));
+  const stopInterrupt = options.live
+    ? onLiveInterrupt(
+        inFlight,
+        options.live,
+        (line) => io.stderr.write(`${line}\n`),
+        () => stack.stop(),
+      )
+    : onInterrupt(async () => {
+        io.stderr.write('\nInterrupted: stopping the local stack…\n');
+        await stack.stop();
+      });
   try {
     return await runFile(
       stack,
@@ -88,6 +101,7 @@ export async function runCommand(args: string[], io: Io): Promise<number> {
     );
   } finally {
     stopInterrupt();
+    unwatch();
     await stack.stop();
   }
 }
@@ -102,7 +116,7 @@ interface RunOptions {
 }
 
 async function runFile(stack: LocalStack, file: string, options: RunOptions, io: Io): Promise<number> {
-  const view = new ProgressView(io.stdout, io.stdout.isTTY === true, Date.now(), options.verbose);
+  const view = new ProgressView(io.stdout, io.stdout.isTTY === true, Date.now(), options.verbose, !options.simulated);
   const unsubscribe = stack.on((event) => view.event(event));
   const startedAt = Date.now();
   io.stdout.write(`Submitting ${displayPath(io.cwd, file)} (${options.lenient ? 'lenient' : 'strict'})\n`);
