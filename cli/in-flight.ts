@@ -7,24 +7,32 @@
 import type { LocalEvent } from '../local/runtime';
 import { BatchesClient } from '../shared/anthropic/client';
 
+export interface InFlightBatch {
+  jobId: string;
+  batchId: string;
+  chunk: number;
+  attempt: number;
+}
+
 /** The batches of the run that have not ended for the pipeline (submitted, not collected nor failed). */
 export class BatchesInFlight {
-  private readonly batches = new Map<string, { batchId: string; chunk: number; attempt: number }>();
+  private readonly batches = new Map<string, InFlightBatch>();
 
   observe(event: LocalEvent): void {
     if (event.type === 'batch-submitted' && event.batchId) {
-      this.batches.set(`${event.chunk}/${event.attempt}`, { batchId: event.batchId, chunk: event.chunk, attempt: event.attempt });
+      const { jobId, batchId, chunk, attempt } = event;
+      this.batches.set(`${jobId}/${chunk}/${attempt}`, { jobId, batchId, chunk, attempt });
     } else if (event.type === 'chunk-collected') {
-      this.batches.delete(`${event.chunk}/${event.attempt}`);
+      this.batches.delete(`${event.jobId}/${event.chunk}/${event.attempt}`);
     } else if (event.type === 'chunk-failed') {
       // RecordChunkFailure cancels a failed chunk's batch itself.
-      for (const key of [...this.batches.keys()]) if (key.startsWith(`${event.chunk}/`)) this.batches.delete(key);
-    } else if (event.type === 'job-finalized' || event.type === 'job-failed') {
-      this.batches.clear();
+      for (const [key, batch] of [...this.batches]) if (batch.jobId === event.jobId && batch.chunk === event.chunk) this.batches.delete(key);
+    } else if ((event.type === 'job-finalized' || event.type === 'job-failed') && event.jobId) {
+      for (const [key, batch] of [...this.batches]) if (batch.jobId === event.jobId) this.batches.delete(key);
     }
   }
 
-  get list(): Array<{ batchId: string; chunk: number; attempt: number }> {
+  get list(): InFlightBatch[] {
     return [...this.batches.values()];
   }
 }

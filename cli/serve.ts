@@ -17,6 +17,7 @@ import { removeLocalState, writeLocalState } from './ops/local-state';
 import { displayPath } from './format';
 import { copyOutputs, invalidLinesExcerpt } from './outputs';
 import { describeEvent, shownEvent } from './progress';
+import { BatchesInFlight } from './in-flight';
 import { checkReachable } from './reach';
 import { formatSummary } from './run';
 
@@ -82,10 +83,15 @@ export async function serveCommand(args: string[], io: Io): Promise<number> {
     const job = 'jobId' in event && event.jobId ? `[${event.jobId}] ` : '';
     if (text !== undefined && event.type !== 'job-registered') say(`  ${job}${text}`);
   });
+  const running = new Map<string, string>();
+  let stopping = false;
+  const inFlight = new BatchesInFlight();
+  const unwatch = stack.on((event) => inFlight.observe(event));
   const watcher = watchInbox(dir, (file) => {
-    void runJob(stack, file, { lenient: values.lenient === true, outRoot, simulated: values.live !== true }, io).catch((error: Error) =>
-      say(`  ${path.basename(file)}: ${error.message}`),
-    );
+    void runJob(stack, file, { lenient: values.lenient === true, outRoot, simulated: values.live !== true, running }, io).catch((error: Error) => {
+      // Once stopping, a job's wait ends with the stack's sockets: what became of it is said below.
+      if (!stopping) say(`  ${path.basename(file)}: ${error.message}`);
+    });
   });
   // Said only once the folder is watched: a file dropped on seeing it is never missed.
   say('Drop a .jsonl file in the folder; Ctrl-C stops.');
@@ -95,21 +101,41 @@ export async function serveCommand(args: string[], io: Io): Promise<number> {
     process.once('SIGINT', resolve);
     process.once('SIGTERM', resolve);
   });
+  stopping = true;
   say('\nStopping…');
+  // Name what was still running, and what becomes of it.
+  for (const [jobId, file] of running) say(`  ${file} (job ${jobId}) had not ended: ${values.live ? 'its outputs were not written' : 'it ends here, with the simulator; drop the file again to run it'}`);
+  const batches = inFlight.list;
+  if (values.live && batches.length > 0) {
+    say('  Still running at the API, and billed (their results stay there 29 days; cancel them by id in the console if unwanted):');
+    for (const { jobId, batchId, chunk } of batches) say(`    ${batchId} (job ${jobId}, chunk ${chunk})`);
+  }
   commands?.close();
   watcher.close();
   unsubscribe();
+  unwatch();
   await removeLocalState(io.cwd);
   await stack.stop();
   return 0;
 }
 
-async function runJob(stack: LocalStack, file: string, options: { lenient: boolean; outRoot: string; simulated: boolean }, io: Io): Promise<void> {
+async function runJob(
+  stack: LocalStack,
+  file: string,
+  options: { lenient: boolean; outRoot: string; simulated: boolean; running: Map<string, string> },
+  io: Io,
+): Promise<void> {
   const say = (line: string) => io.stdout.write(`${line}\n`);
   const startedAt = Date.now();
   const jobId = await stack.submitFile(file, { lenient: options.lenient });
   say(`${path.basename(file)} → job ${jobId}`);
-  const outcome = await stack.waitForJob(jobId);
+  options.running.set(jobId, path.basename(file));
+  let outcome;
+  try {
+    outcome = await stack.waitForJob(jobId);
+  } finally {
+    options.running.delete(jobId);
+  }
   const dir = path.join(options.outRoot, jobId);
   const written = await copyOutputs(stack.s3, stack.bucket, jobId, dir);
   say(formatSummary(outcome, Date.now() - startedAt, undefined, { simulated: options.simulated }));

@@ -63,3 +63,38 @@ describe('batchline serve', () => {
     await expect(stat(path.join(cwd, '.batchline/local.json'))).rejects.toMatchObject({ code: 'ENOENT' });
   });
 });
+
+describe('batchline serve stopped while a job runs', () => {
+  it('names the job that had not ended and what becomes of it, with no socket errors', async () => {
+    const cwd = await mkdtemp(path.join(tmpdir(), 'batchline-serve-stop-'));
+    // Real time on the simulator: a batch takes a minute, so the job is still running at Ctrl-C.
+    const serve = spawn(process.execPath, [path.join(ROOT, 'bin/batchline.mjs'), 'serve', '--dir', 'inbox', '--out', 'out', '--time-scale', '1'], { cwd });
+    let stdout = '';
+    let stderr = '';
+    serve.stdout.setEncoding('utf8').on('data', (text: string) => (stdout += text));
+    serve.stderr.setEncoding('utf8').on('data', (text: string) => (stderr += text));
+    const until = async (pattern: RegExp): Promise<RegExpMatchArray> => {
+      for (;;) {
+        const match = stdout.match(pattern);
+        if (match) return match;
+        if (serve.exitCode !== null) throw new Error(`serve exited before printing ${pattern}:\n${stdout}\n${stderr}`);
+        await new Promise((resolve) => setTimeout(resolve, 50));
+      }
+    };
+    try {
+      await until(/Drop a \.jsonl file/);
+      await copyFile(path.join(ROOT, 'examples/classification.jsonl'), path.join(cwd, 'inbox/slow.jsonl'));
+      const [, jobId] = await until(/slow\.jsonl → job (slow-[0-9a-f]+)/);
+      await until(/submitted as msgbatch_/);
+      const exited = once(serve, 'exit');
+      serve.kill('SIGINT');
+      const [code] = await exited;
+      expect(code).toBe(0);
+      expect(stdout).toContain(`  slow.jsonl (job ${jobId}) had not ended: it ends here, with the simulator; drop the file again to run it`);
+      expect(`${stdout}\n${stderr}`).not.toMatch(/ECONN|socket|Error:|\n\s+at /);
+    } finally {
+      if (serve.exitCode === null) serve.kill('SIGKILL');
+      await rm(cwd, { recursive: true, force: true });
+    }
+  }, 180_000);
+});
