@@ -104,7 +104,10 @@ export async function serveCommand(args: string[], io: Io): Promise<number> {
   stopping = true;
   say('\nStopping…');
   // Name what was still running, and what becomes of it.
-  for (const [jobId, file] of running) say(`  ${file} (job ${jobId}) had not ended: ${values.live ? 'its outputs were not written' : 'it ends here, with the simulator; drop the file again to run it'}`);
+  for (const [jobId, file] of running)
+    say(
+      `  ${file} (job ${jobId}) had not ended: ${values.live ? 'its outputs were not written' : 'it ends here, with the simulator; drop the file again to run it'}`,
+    );
   const batches = inFlight.list;
   if (values.live && batches.length > 0) {
     say('  Still running at the API, and billed (their results stay there 29 days; cancel them by id in the console if unwanted):');
