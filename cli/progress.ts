@@ -11,6 +11,16 @@ const KEY_REFUSED = 'ApiAuthError';
 
 const SPINNER = ['⠋', '⠙', '⠹', '⠸', '⠼', '⠴', '⠦', '⠧', '⠇', '⠏'];
 
+/** Events that say the workflow got past a step: a retry shown on the bar is over. */
+const MOVED_ON: ReadonlySet<LocalEvent['type']> = new Set([
+  'batch-submitted',
+  'batch-polled',
+  'chunk-collected',
+  'chunk-failed',
+  'job-finalized',
+  'job-failed',
+]);
+
 /** Events about the stack's own wiring (the topic, the event bus): shown only with --verbose. */
 const PLUMBING: ReadonlySet<LocalEvent['type']> = new Set(['notification', 'event-published']);
 
@@ -22,6 +32,8 @@ export function shownEvent(event: LocalEvent, verbose: boolean): boolean {
 export class ProgressView {
   private frame = 0;
   private lastLine = '';
+  /** A retried step's failure, on the bar until the workflow moves on: why a run seems to stall. */
+  private retrying: string | undefined;
 
   constructor(
     private readonly out: NodeJS.WritableStream & { columns?: number },
@@ -35,7 +47,8 @@ export class ProgressView {
   /** A snapshot from the job's records: redraws the bar (terminal only). */
   update(progress: JobProgress): void {
     if (!this.tty) return;
-    const line = `${SPINNER[this.frame++ % SPINNER.length]} ${statusLine(progress, Date.now() - this.startedAt)}`;
+    const retrying = this.retrying ? ` · ${this.retrying}` : '';
+    const line = `${SPINNER[this.frame++ % SPINNER.length]} ${statusLine(progress, Date.now() - this.startedAt)}${retrying}`;
     const width = this.out.columns ?? 120;
     this.out.write(`\r\x1b[2K${line.length > width - 1 ? `${line.slice(0, width - 2)}…` : line}`);
     this.lastLine = line;
@@ -45,6 +58,8 @@ export class ProgressView {
   event(event: LocalEvent): void {
     // A refused key fails every chunk the same way: the summary says it once, with what to check.
     if ('error' in event && event.error === KEY_REFUSED) return;
+    if (event.type === 'task-failed' && event.cause !== undefined) this.retrying = `retrying ${event.state}: ${event.error} (${event.cause})`;
+    else if (MOVED_ON.has(event.type)) this.retrying = undefined;
     if (!shownEvent(event, this.verbose)) return;
     const text = describeEvent(event);
     if (text === undefined) return;
@@ -101,7 +116,9 @@ export function describeEvent(event: LocalEvent): string | undefined {
     case 'chunk-failed':
       return `chunk ${event.chunk} failed (${event.error}); its unfinished rows are errored`;
     case 'task-failed':
-      return `${event.state} failed with ${event.error}`;
+      return event.cause === undefined
+        ? `${event.state} failed with ${event.error}`
+        : `${event.state} failed with ${event.error} (${event.cause}); the workflow retries it`;
     case 'job-finalized':
       return `job ${event.jobId} finalized: ${event.status}`;
     case 'job-failed':

@@ -58,6 +58,7 @@ import { LocalStepFunctions, type LocalExecution, type TaskHandlers } from './st
 import { LocalTaskTokens } from './task-tokens';
 import { synthesizeTemplate } from './synth';
 import { LocalNames, resourcesOfType } from './template';
+import { RETRIED_HANDLER_ERRORS } from '../shared/jobs/contract';
 
 export const REPO_ROOT = fileURLToPath(new URL('..', import.meta.url));
 
@@ -111,7 +112,14 @@ export type LocalEvent =
   | { type: 'job-finalized'; jobId: string; status: string }
   | { type: 'job-failed'; jobId?: string; error: string }
   /** One failed run of a Task (it may still be retried or caught). */
-  | { type: 'task-failed'; state: string; error: string; jobId?: string }
+  | {
+      type: 'task-failed';
+      state: string;
+      error: string;
+      jobId?: string;
+      /** The error's message, first line and at most 200 characters (for the errors a Retry takes: codes, not request text). */
+      cause?: string;
+    }
   | { type: 'execution-ended'; executionArn: string; status: string; error?: string; cause?: string; jobId?: string }
   /** An event rule's function target failed on an event. */
   | { type: 'delivery-failed'; rule: string; target: string; error: string }
@@ -355,7 +363,7 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
                 try {
                   return await invokeLocal(fn, handler, payload);
                 } catch (error) {
-                  emit({ type: 'task-failed', state: target.state, error: (error as Error).name, jobId: jobIdIn(payload) });
+                  emit({ type: 'task-failed', state: target.state, error: (error as Error).name, jobId: jobIdIn(payload), cause: retriedCause(error) });
                   throw error;
                 }
               };
@@ -377,7 +385,7 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
             try {
               output = await invokeLocal(fn, handler, payload);
             } catch (error) {
-              emit({ type: 'task-failed', state: target.state, error: (error as Error).name, jobId: jobIdIn(payload) });
+              emit({ type: 'task-failed', state: target.state, error: (error as Error).name, jobId: jobIdIn(payload), cause: retriedCause(error) });
               throw error;
             }
             observe(execution.executionArn, target.state, payload, output);
@@ -777,4 +785,15 @@ function deferred<T>(): Deferred<T> {
     reject = rej;
   });
   return { promise, resolve, reject };
+}
+
+/**
+ * The message of an error the workflow retries (contract.ts RETRIED_HANDLER_ERRORS: status codes,
+ * network codes, throttling), first line and at most 200 characters; undefined for any other,
+ * whose message might quote a request.
+ */
+function retriedCause(error: unknown): string | undefined {
+  if (!(error instanceof Error) || !RETRIED_HANDLER_ERRORS.has(error.name)) return undefined;
+  const line = error.message.split('\n')[0] ?? '';
+  return line.length > 200 ? `${line.slice(0, 199)}…` : line;
 }

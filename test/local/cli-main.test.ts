@@ -3,7 +3,7 @@ import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { main } from '../../cli/main';
 import { settingsFromEnv } from '../../cli/settings';
-import { describeEvent, statusLine } from '../../cli/progress';
+import { describeEvent, ProgressView, statusLine } from '../../cli/progress';
 import type { Io } from '../../cli/io';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
@@ -97,6 +97,42 @@ describe('the batchline command line', () => {
     };
     expect(statusLine(progress, 83_000)).toBe('1m23s · 1,200 valid, 3 invalid · chunks 1/3 · 4 batches (1 retry) · 800 ok, 12 errored, 5 expired');
     expect(statusLine({ ...progress, status: undefined, validRows: undefined, chunks: undefined, batches: 0 }, 500)).toBe('0.5s · registering');
+  });
+
+  it("shows a retried step's cause on the bar until the workflow moves on, and in a plain line", () => {
+    let written = '';
+    const out = new Writable({
+      write(chunk, _encoding, done) {
+        written = String(chunk);
+        done();
+      },
+    });
+    const view = new ProgressView(out, true, Date.now());
+    const progress = {
+      jobId: 'j',
+      status: 'running' as const,
+      validRows: 30,
+      invalidRows: 0,
+      chunks: 1,
+      chunksDone: 0,
+      chunksFailed: 0,
+      batches: 0,
+      polls: 0,
+      retries: 0,
+      attemptOutcomes: { succeeded: 0, errored: 0, expired: 0, canceled: 0 },
+    };
+    const refused = { type: 'task-failed' as const, state: 'SubmitChunk', error: 'CreateRefused', jobId: 'j', cause: 'connect ECONNREFUSED 127.0.0.1:9' };
+    view.event(refused);
+    view.update(progress);
+    expect(written).toMatch(/ · retrying SubmitChunk: CreateRefused \(connect ECONNREFUSED 127\.0\.0\.1:9\)$/);
+    view.event({ type: 'batch-submitted', jobId: 'j', chunk: 0, attempt: 1, batchId: 'msgbatch_1', canceled: false });
+    view.update(progress);
+    expect(written).not.toContain('retrying');
+    // An error no Retry takes gives no cause (its message might quote a request).
+    view.event({ type: 'task-failed', state: 'PrepareJob', error: 'ValidationFailed', jobId: 'j' });
+    view.update(progress);
+    expect(written).not.toContain('retrying');
+    expect(describeEvent(refused)).toBe('SubmitChunk failed with CreateRefused (connect ECONNREFUSED 127.0.0.1:9); the workflow retries it');
   });
 
   it('describes each step of a job in one plain line', () => {
