@@ -8,19 +8,14 @@
  * rows that came back with a transient error, and Finalize. Every step's duration and requests
  * feed the cost estimate.
  */
-import { mkdtemp, rm } from 'node:fs/promises';
-import path from 'node:path';
-import { headObject, uploadFile } from '../shared/store/s3';
+import { headObject } from '../shared/store/s3';
 import { jobKeys } from '../shared/store/keys';
-import { AwsShimError, startAwsShim } from '../local/aws-shim';
-import { createPipelineTable, startDynamo, startS3 } from '../local/emulators';
-import { startSimulator } from '../simulator/server';
 import { describeRequests, requestsOf } from './aws-meter';
-import { addSteps, type AttemptRef, type LifecycleEnv } from './chunk-tasks';
+import { addSteps, type AttemptRef } from './chunk-tasks';
 import type * as Tasks from './chunk-tasks';
 import { cpuShare, runInChild } from './child';
 import type { BenchContext, StepMeasurement } from './context';
-import { writeInputFile } from './input-file';
+import { startLifecycleStack } from './lifecycle-stack';
 import { check, fmt, int, mb, mib, secs, type BenchReport } from './report';
 
 export const COLLECT_TARGETS = { dynamoRequestsPer1000Rows: 41 };
@@ -40,38 +35,18 @@ const task = (fn: keyof typeof Tasks) => ({ module: './chunk-tasks', fn });
 
 export async function benchCollect(ctx: BenchContext): Promise<BenchReport> {
   const rows = ctx.options.rows ?? (ctx.options.full ? FULL_ROWS : DEFAULT_ROWS);
-  const dir = await mkdtemp(path.join(ctx.options.workDir, 'collect-'));
-  const file = path.join(dir, 'input.jsonl');
-  const s3 = await startS3({ buckets: [BUCKET], directory: path.join(dir, 's3') });
-  const dynamo = await startDynamo();
-  const simulator = await startSimulator({
-    timeScale: TIME_SCALE,
-    processingSeconds: PROCESSING_SECONDS,
-    batchFaults: { errored: { overloaded_error: OVERLOADED_RATE } },
+  const stack = await startLifecycleStack({
+    name: 'collect',
+    workDir: ctx.options.workDir,
+    rows,
+    bucket: BUCKET,
+    table: TABLE,
+    key: KEY,
+    simulator: { timeScale: TIME_SCALE, processingSeconds: PROCESSING_SECONDS, batchFaults: { errored: { overloaded_error: OVERLOADED_RATE } } },
+    log: ctx.log,
   });
-  const shim = await startAwsShim({
-    secret: () => undefined,
-    startExecution: () => {
-      throw new AwsShimError('StateMachineDoesNotExist', 'the collect benchmark runs no state machine');
-    },
-    describeExecution: () => undefined,
-    listExecutions: () => [],
-  });
+  const { env, simulator, s3, input } = stack;
   try {
-    await createPipelineTable(dynamo.client, TABLE);
-    ctx.log(`collect: writing ${int(rows)} rows and uploading them`);
-    const input = await writeInputFile(file, rows);
-    await uploadFile(s3.client, BUCKET, KEY, file);
-
-    const env: LifecycleEnv = {
-      s3Endpoint: s3.endpoint,
-      dynamoEndpoint: dynamo.endpoint,
-      notifyEndpoint: shim.endpoint,
-      apiUrl: simulator.url,
-      bucket: BUCKET,
-      table: TABLE,
-      timeScale: TIME_SCALE,
-    };
     ctx.log('collect: register + prepare');
     const prepared = (await runInChild<Result<'registerAndPrepare'>>(task('registerAndPrepare'), { ...env, key: KEY })).value;
     ctx.log(`collect: submit + poll ${prepared.chunks.length} chunk(s)`);
@@ -200,11 +175,7 @@ export async function benchCollect(ctx: BenchContext): Promise<BenchReport> {
       ],
     };
   } finally {
-    await simulator.stop();
-    await shim.stop();
-    await s3.stop();
-    await dynamo.stop();
-    await rm(dir, { recursive: true, force: true });
+    await stack.stop();
   }
 }
 

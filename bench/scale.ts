@@ -12,21 +12,14 @@
  *   npm run bench -- scale --scale-10m     and 10,000,000
  *   npm run bench -- scale --rows 300000   one size
  */
-import { mkdtemp, rm } from 'node:fs/promises';
-import path from 'node:path';
 import { readPipelineConfig } from '../shared/config';
 import { simulatePolling } from '../shared/jobs/poll';
-import { uploadFile } from '../shared/store/s3';
-import { AwsShimError, startAwsShim } from '../local/aws-shim';
-import { createPipelineTable, startDynamo, startS3 } from '../local/emulators';
-import { startSimulator } from '../simulator/server';
 import { addReadings, s3Classes, type MeterReading } from './aws-meter';
-import type { LifecycleEnv } from './chunk-tasks';
 import type * as Tasks from './chunk-tasks';
 import { runInChild } from './child';
 import type { BenchContext } from './context';
 import { loadJobMachine, totalTransitions, walkJob } from './definition';
-import { writeInputFile } from './input-file';
+import { startLifecycleStack } from './lifecycle-stack';
 import { AWS_PRICES } from './prices';
 import { fmt, int, mb, mib, secs, usd, type BenchReport } from './report';
 
@@ -140,33 +133,18 @@ export async function benchScale(ctx: BenchContext): Promise<BenchReport> {
 }
 
 async function runSize(ctx: BenchContext, rows: number): Promise<SizeRun> {
-  const dir = await mkdtemp(path.join(ctx.options.workDir, `scale-${rows}-`));
-  const file = path.join(dir, 'input.jsonl');
-  const s3 = await startS3({ buckets: [BUCKET], directory: path.join(dir, 's3') });
-  const dynamo = await startDynamo();
-  const simulator = await startSimulator({ timeScale: TIME_SCALE, processingSeconds: PROCESSING_SECONDS });
-  const shim = await startAwsShim({
-    secret: () => undefined,
-    startExecution: () => {
-      throw new AwsShimError('StateMachineDoesNotExist', 'the scale benchmark runs no state machine');
-    },
-    describeExecution: () => undefined,
-    listExecutions: () => [],
+  const stack = await startLifecycleStack({
+    name: `scale-${rows}`,
+    workDir: ctx.options.workDir,
+    rows,
+    bucket: BUCKET,
+    table: TABLE,
+    key: KEY,
+    simulator: { timeScale: TIME_SCALE, processingSeconds: PROCESSING_SECONDS },
+    log: ctx.log,
   });
+  const { env, input } = stack;
   try {
-    await createPipelineTable(dynamo.client, TABLE);
-    ctx.log(`scale: writing ${int(rows)} rows and uploading them`);
-    const input = await writeInputFile(file, rows);
-    await uploadFile(s3.client, BUCKET, KEY, file);
-    const env: LifecycleEnv = {
-      s3Endpoint: s3.endpoint,
-      dynamoEndpoint: dynamo.endpoint,
-      notifyEndpoint: shim.endpoint,
-      apiUrl: simulator.url,
-      bucket: BUCKET,
-      table: TABLE,
-      timeScale: TIME_SCALE,
-    };
     const started = Date.now();
     const figures = new Map<string, StepFigures>();
     const add = (step: string, state: string, ms: number, peakRssBytes: number, aws: MeterReading) => {
@@ -224,10 +202,6 @@ async function runSize(ctx: BenchContext, rows: number): Promise<SizeRun> {
     }
     return { rows, bytes: input.bytes, chunks: chunks.length, steps: [...figures.values()], wallMs: Date.now() - started };
   } finally {
-    await shim.stop();
-    await simulator.stop();
-    await dynamo.stop();
-    await s3.stop();
-    await rm(dir, { recursive: true, force: true });
+    await stack.stop();
   }
 }
