@@ -4,9 +4,9 @@ import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import type { Readable } from 'node:stream';
-import { createInterface } from 'node:readline';
 import { GetObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { jobKeys } from '../shared/store/keys';
+import { isBlank, splitLines } from '../shared/jsonl/lines';
 import { isS3NotFound } from '../shared/store/s3';
 import { count } from './format';
 
@@ -33,6 +33,16 @@ export async function copyOutputs(s3: S3Client, bucket: string, jobId: string, d
   return written;
 }
 
+/** An invalid.jsonl line's reason (which names its line number), or the line itself if it has none. */
+function reasonOf(line: string): string {
+  try {
+    const parsed = JSON.parse(line) as { line?: unknown; reason?: unknown };
+    return typeof parsed.reason === 'string' ? parsed.reason : `line ${String(parsed.line)}: ${line}`;
+  } catch {
+    return line;
+  }
+}
+
 /** Invalid lines shown under a run's summary; the rest are counted, and are in invalid.jsonl. */
 const INVALID_LINES_SHOWN = 5;
 
@@ -44,26 +54,12 @@ const INVALID_LINES_SHOWN = 5;
 export async function invalidLinesExcerpt(file: string, shownAs: string): Promise<string | undefined> {
   const reasons: string[] = [];
   let total = 0;
-  let input;
+  const input = createReadStream(file);
   try {
-    input = createReadStream(file);
-  } catch {
-    return undefined;
-  }
-  try {
-    for await (const line of createInterface({ input, crlfDelay: Infinity })) {
-      if (line.trim() === '') continue;
+    for await (const { bytes } of splitLines(input)) {
+      if (isBlank(bytes)) continue;
       total += 1;
-      if (reasons.length < INVALID_LINES_SHOWN) {
-        let reason: string;
-        try {
-          const parsed = JSON.parse(line) as { line?: unknown; reason?: unknown };
-          reason = typeof parsed.reason === 'string' ? parsed.reason : `line ${String(parsed.line)}: ${line}`;
-        } catch {
-          reason = line;
-        }
-        reasons.push(reason);
-      }
+      if (reasons.length < INVALID_LINES_SHOWN) reasons.push(reasonOf(bytes.toString('utf8')));
     }
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;

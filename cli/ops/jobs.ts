@@ -3,9 +3,8 @@ import { hasEnded, listRecentJobs } from '../../shared/jobs/queries';
 import type { JobItem } from '../../shared/store/items';
 import { positiveNumber, UsageError } from '../args';
 import { count, usd } from '../format';
-import path from 'node:path';
-import { failureMessage, namedTarget, opsCommand } from './command';
-import { asJobRow, LOCAL_RUNS_DIR, noStackConfigured, readLocalRuns } from './local-runs';
+import { opsCommand } from './command';
+import { asJobRow, LOCAL_RUNS_DIR, readLocalRuns, targetOrLocalRuns } from './local-runs';
 import { table, when } from './layout';
 import { TARGET_HELP } from './target';
 
@@ -30,18 +29,18 @@ export const jobsCommand = opsCommand('jobs', JOBS_HELP, { limit: { type: 'strin
   if (positionals.length > 0) throw new UsageError('takes no arguments (see batchline jobs --help)');
   const limit = positiveNumber(values.limit as string | undefined, '--limit') ?? DEFAULT_LIMIT;
   if (!Number.isInteger(limit)) throw new UsageError(`--limit must be a whole number, got "${String(values.limit)}"`);
-  let target;
-  try {
-    target = await open();
-  } catch (error) {
-    // No stack configured at all, and none named: the runs `batchline run` left here instead.
-    const runs = namedTarget(values, io) || !noStackConfigured(error) ? [] : await readLocalRuns(path.resolve(io.cwd, LOCAL_RUNS_DIR));
-    if (runs.length === 0) throw error;
-    io.stdout.write(`No deployed stack (${failureMessage(error) ?? (error as Error).message}).\nLocal runs in ${LOCAL_RUNS_DIR}/, newest first:\n`);
-    io.stdout.write(formatJobs(runs.slice(0, limit).map(asJobRow)));
-    if (runs.length > limit) io.stdout.write(`(the ${count(limit)} most recent; --limit N shows more)\n`);
+  // No stack configured at all, and none named: the runs `batchline run` left here instead.
+  const opened = await targetOrLocalRuns(open, values, io, async (root) => {
+    const runs = await readLocalRuns(root);
+    return runs.length > 0 ? runs : undefined;
+  });
+  if ('local' in opened) {
+    io.stdout.write(`No deployed stack (${opened.noStack}).\nLocal runs in ${LOCAL_RUNS_DIR}/, newest first:\n`);
+    io.stdout.write(formatJobs(opened.local.slice(0, limit).map(asJobRow)));
+    if (opened.local.length > limit) io.stdout.write(`(the ${count(limit)} most recent; --limit N shows more)\n`);
     return 0;
   }
+  const { target } = opened;
   // One more than shown tells whether there are more.
   const jobs = await listRecentJobs(target, { limit: limit + 1 });
   if (jobs.length === 0) {

@@ -5,9 +5,11 @@
  * was named, so a local user can find a job again without AWS.
  */
 import { readdir, readFile } from 'node:fs/promises';
-import path from 'node:path';
 import type { JobSummary } from '../../shared/jobs/finalize';
-import { isNoRegion } from './command';
+import path from 'node:path';
+import type { Io } from '../io';
+import { failureMessage, isNoRegion, namedTarget } from './command';
+import type { Target } from './target';
 import type { JobRow } from './jobs';
 
 /** Where `batchline run` copies a job's outputs by default (cli/run.ts). */
@@ -75,4 +77,24 @@ export function asJobRow({ summary }: LocalRun): JobRow {
 export function noStackConfigured(error: unknown): boolean {
   if (!(error instanceof Error)) return false;
   return isNoRegion(error) || error.name === 'CredentialsProviderError' || error.name === 'StackNotFound';
+}
+
+/**
+ * The target, or, when opening the default one failed because no stack is configured and the user
+ * named none, the runs `batchline run` left here (`read` picks what the command needs of them) and
+ * why there is no stack. Any other failure is thrown as it came.
+ */
+export async function targetOrLocalRuns<T>(
+  open: () => Promise<Target>,
+  values: Record<string, unknown>,
+  io: Io,
+  read: (root: string) => Promise<T | undefined>,
+): Promise<{ target: Target } | { local: T; noStack: string }> {
+  try {
+    return { target: await open() };
+  } catch (error) {
+    const local = namedTarget(values, io) || !noStackConfigured(error) ? undefined : await read(path.resolve(io.cwd, LOCAL_RUNS_DIR));
+    if (local === undefined) throw error;
+    return { local, noStack: failureMessage(error) ?? (error as Error).message };
+  }
 }

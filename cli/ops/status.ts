@@ -4,8 +4,8 @@ import type { ChunkAttempt, ChunkItem } from '../../shared/store/items';
 import { count, plural, usd } from '../format';
 import path from 'node:path';
 import { jobKeys } from '../../shared/store/keys';
-import { failureMessage, namedTarget, oneJob, opsCommand } from './command';
-import { LOCAL_RUNS_DIR, noStackConfigured, readLocalRun } from './local-runs';
+import { oneJob, opsCommand } from './command';
+import { LOCAL_RUNS_DIR, readLocalRun, targetOrLocalRuns } from './local-runs';
 import { oneLine, table, when } from './layout';
 import { TARGET_HELP } from './target';
 import { EXIT, EXIT_STATUS_HELP, exitStatusOf } from '../exit-status';
@@ -29,19 +29,16 @@ ${EXIT_STATUS_HELP}`;
 
 export const statusCommand = opsCommand('status', STATUS_HELP, {}, async ({ values, positionals }, open, io) => {
   const jobId = oneJob(positionals, 'status');
-  let target;
-  try {
-    target = await open();
-  } catch (error) {
-    // No stack configured at all, and none named: a run `batchline run` left here, if it is one.
-    const run = namedTarget(values, io) || !noStackConfigured(error) ? undefined : await readLocalRun(path.resolve(io.cwd, LOCAL_RUNS_DIR), jobId);
-    if (!run) throw error;
-    const { summary } = run;
-    io.stdout.write(`No deployed stack (${failureMessage(error) ?? (error as Error).message}); a local run:\n`);
+  // No stack configured at all, and none named: a run `batchline run` left here, if it is one.
+  const opened = await targetOrLocalRuns(open, values, io, (root) => readLocalRun(root, jobId));
+  if ('local' in opened) {
+    const { summary, dir } = opened.local;
+    io.stdout.write(`No deployed stack (${opened.noStack}); a local run:\n`);
     const outcome = { jobId: summary.jobId, status: summary.status, execution: undefined, job: undefined, summary, keys: jobKeys(summary.jobId) };
-    io.stdout.write(`${formatSummary(outcome, summary.timings.durationSeconds * 1000)}\n  outputs   ${path.relative(io.cwd, run.dir) || '.'}/\n`);
+    io.stdout.write(`${formatSummary(outcome, summary.timings.durationSeconds * 1000)}\n  outputs   ${path.relative(io.cwd, dir) || '.'}/\n`);
     return exitStatusOf({ status: summary.status, counts: summary.counts });
   }
+  const { target } = opened;
   const report = await jobProgress(target, jobId);
   io.stdout.write(formatStatus(report, target.kind === 'local' ? LOCAL_KEY : STACK_KEY));
   const { job } = report;
