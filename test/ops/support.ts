@@ -3,6 +3,7 @@
  * test's emulators (so the commands run exactly as `--local DIR` does), job records with known
  * values, and the real pipeline core run over an inbox upload.
  */
+import { mkdtempSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { afterAll } from 'vitest';
 import { tmpdir } from 'node:os';
@@ -43,13 +44,25 @@ export function memoryIo(options: { env?: Record<string, string | undefined>; cw
   const stdout = sink();
   const stderr = sink();
   return {
-    io: { stdout: stdout.stream, stderr: stderr.stream, env: options.env ?? {}, cwd: options.cwd ?? process.cwd() },
+    // Never the checkout itself: what a developer's or CI's earlier runs left there (./batchline-out/,
+    // .batchline/) must not change what a command under test finds.
+    io: { stdout: stdout.stream, stderr: stderr.stream, env: options.env ?? {}, cwd: options.cwd ?? emptyCwd() },
     out: stdout.text,
     err: stderr.text,
   };
 }
 
 const tempDirs: string[] = [];
+
+let emptyFolder: string | undefined;
+/** An empty folder of this test file's own, the working directory of a memoryIo given none. */
+function emptyCwd(): string {
+  if (emptyFolder === undefined) {
+    emptyFolder = mkdtempSync(path.join(tmpdir(), 'batchline-cwd-'));
+    tempDirs.push(emptyFolder);
+  }
+  return emptyFolder;
+}
 // Registered when a test file imports this module (collection time): each file cleans up its own.
 afterAll(async () => {
   await Promise.all(tempDirs.splice(0).map((dir) => rm(dir, { recursive: true, force: true })));
