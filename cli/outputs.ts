@@ -10,7 +10,10 @@ import { isBlank, splitLines } from '../shared/jsonl/lines';
 import { isS3NotFound } from '../shared/store/s3';
 import { count } from './format';
 
-export const OUTPUT_FILES = ['results', 'errors', 'invalid', 'summary'] as const;
+export const OUTPUT_FILES = ['results', 'errors', 'invalid', 'summary', 'summaryHtml'] as const;
+
+/** The job's report for a person (shared/jobs/summary-html.ts), among the outputs. */
+export const REPORT_FILE = 'summary.html';
 
 /** Streams each output that exists to `dir`; returns the files written. */
 export async function copyOutputs(s3: S3Client, bucket: string, jobId: string, dir: string): Promise<string[]> {

@@ -41,6 +41,7 @@ import { currentChunkFinal, writeChunkFinal } from './finalize-chunk';
 import type { PrepareOutcome } from './prepare';
 import { Tally, type JobSummary } from './tally';
 import { neededLines, parseJsonLine } from './work-files';
+import { AttemptTimeline, cacheSavings, errorExamplesFrom, renderSummaryHtml } from './summary-html';
 import { clockOf } from '../clock';
 
 export type { ErrorRow, ResultRow } from './final-rows';
@@ -115,6 +116,7 @@ export async function finalizeJob(input: FinalizeInput, deps: FinalizeDeps): Pro
   // A rejected API key fails every chunk alike: the job has failed, though every row is accounted for.
   let keyFailure: { error: string; cause: string } | undefined;
   const collectPending: number[] = [];
+  const timeline = new AttemptTimeline();
 
   if (rejected) {
     const outputs = new Outputs(s3, config.bucket, keys);
@@ -140,6 +142,7 @@ export async function finalizeJob(input: FinalizeInput, deps: FinalizeDeps): Pro
         finalizedHere += 1;
       }
       tally.merge(Tally.fromJSON(final.tally, prices));
+      timeline.add(chunk);
       results.push(final.results);
       errors.push(final.errors);
       if (chunk.status === 'failed' && chunk.failure && API_KEY_ERRORS.has(chunk.failure.error)) keyFailure ??= chunk.failure;
@@ -161,6 +164,15 @@ export async function finalizeJob(input: FinalizeInput, deps: FinalizeDeps): Pro
   if (collectPending.length > 0) summary.collectPending = collectPending;
   if (input.collectedLate && input.collectedLate.length > 0) summary.collectedLate = { chunks: input.collectedLate, at: isoAt(now()) };
   await putJson(s3, config.bucket, keys.summary, summary);
+  // The same numbers as a page for a person; errors.jsonl is read only as far as its examples need.
+  const errorExamples = await errorExamplesFrom(objectLines(s3, config.bucket, keys.errors), Object.keys(summary.errorsByType));
+  const html = renderSummaryHtml(summary, {
+    errorExamples,
+    cache: cacheSavings(tally.cost.toJSON(), prices),
+    attempts: timeline.attempts,
+    attemptsLeftOut: timeline.leftOut,
+  });
+  await s3.send(new PutObjectCommand({ Bucket: config.bucket, Key: keys.summaryHtml, Body: html, ContentType: 'text/html; charset=utf-8' }));
   const counts = rowCounts(summary.counts);
   await updateItem(dynamo, config.table, jobKey(job.jobId), {
     set: { status, endedAt, counts, costUsd: summary.cost.batchUsd, failure: keyFailure ?? rejection, updatedAt: isoAt(now()) },

@@ -52,6 +52,8 @@ export const jobKeys = (jobId: string) => {
     errors: `${results}errors.jsonl`,
     invalid: `${results}invalid.jsonl`,
     summary: `${results}summary.json`,
+    /** The same summary as a page for a person (shared/jobs/summary-html.ts), written with it. */
+    summaryHtml: `${results}summary.html`,
     /** The results of a batch made by a create whose answer was lost, found later (shared/jobs/orphans.ts). */
     orphanResults: (batchId: string) => `${results}orphans/${batchId}.jsonl`,
   };

@@ -15,7 +15,7 @@ const BIN = path.join(ROOT, 'bin/batchline.mjs');
 const EXAMPLE = path.join(ROOT, 'examples/classification.jsonl');
 /** A space, a plus, a non-ASCII letter, a lone percent sign and the URL delimiters # ? & =, in one name. */
 const NAME = 'my data+ü 100% #?&=.jsonl';
-const OUTPUTS = ['errors.jsonl', 'invalid.jsonl', 'results.jsonl', 'summary.json'];
+const OUTPUTS = ['errors.jsonl', 'invalid.jsonl', 'results.jsonl', 'summary.html', 'summary.json'];
 
 // Not on moto (npm run test:moto): each CLI process starts a moto_server of its own, and under load
 // two in a row outran the limits; the same names run through the pipeline on moto in file-names.test.ts.

@@ -65,7 +65,7 @@ describe('the batchline command', () => {
     expect(classification.stdout).toContain('rows      30 succeeded, 0 errored, 0 expired, 0 canceled, 0 invalid');
     expect(classification.stdout).toMatch(/cost {6}\$[0-9.]+ at batch rates \(\$[0-9.]+ without the batch discount/);
     const dir = path.join(out, 'classification');
-    expect((await readdir(dir)).sort()).toEqual(['errors.jsonl', 'invalid.jsonl', 'results.jsonl', 'summary.json']);
+    expect((await readdir(dir)).sort()).toEqual(['errors.jsonl', 'invalid.jsonl', 'results.jsonl', 'summary.html', 'summary.json']);
     const results = (await readFile(path.join(dir, 'results.jsonl'), 'utf8'))
       .trim()
       .split('\n')
@@ -73,7 +73,9 @@ describe('the batchline command', () => {
     expect(results.map((row) => row.custom_id)).toEqual(Array.from({ length: 30 }, (_, i) => `ticket-${String(i + 1).padStart(4, '0')}`));
     const summary = JSON.parse(await readFile(path.join(dir, 'summary.json'), 'utf8'));
     expect(summary.counts).toEqual({ total: 30, succeeded: 30, errored: 0, expired: 0, canceled: 0, invalid: 0 });
-    expect(classification.stdout).toContain(`Outputs in ${dir}/: results.jsonl, errors.jsonl, invalid.jsonl, summary.json`);
+    expect(classification.stdout).toContain(
+      `Outputs in ${dir}/: results.jsonl, errors.jsonl, invalid.jsonl, summary.json, summary.html\nReport: ${dir}/summary.html\n`,
+    );
     // A simulated run says so; the stack's plumbing (topic, event bus) is shown only with --verbose.
     expect(classification.stdout).toContain('  simulated replies, tokens and cost came from the Batches API simulator, not the real API (--live)');
     expect(classification.stdout).not.toMatch(/EventBridge event|SNS notification/);

@@ -53,7 +53,7 @@ describe('batchline serve', () => {
     expect(stdout).toContain(`  [${jobId}] job ${jobId} finalized: succeeded`);
     expect(stdout).not.toMatch(/EventBridge event|SNS notification/);
     expect(stdout).toContain('simulated replies, tokens and cost came from the Batches API simulator');
-    expect((await readdir(path.join(cwd, 'out', jobId!))).sort()).toEqual(['errors.jsonl', 'invalid.jsonl', 'results.jsonl', 'summary.json']);
+    expect((await readdir(path.join(cwd, 'out', jobId!))).sort()).toEqual(['errors.jsonl', 'invalid.jsonl', 'results.jsonl', 'summary.html', 'summary.json']);
   });
 
   it('stops cleanly on Ctrl-C, removing its state file', async () => {

@@ -384,7 +384,7 @@ describe('operating commands against a local stack', () => {
   });
 
   describe('results', () => {
-    it("streams a finished job's four outputs into --out", async () => {
+    it("streams a finished job's outputs (the report too) into --out", async () => {
       const key = 'inbox/results-command.jsonl';
       const { etag } = await putInput(aws, key, jsonl([...requests(2, 'r'), '{"not": "a request"}']), { 'batchline-mode': 'lenient' });
       const jobId = await runPipeline(ctx, { key, etag, sequencer: '0C1' });
@@ -395,10 +395,10 @@ describe('operating commands against a local stack', () => {
       expect(result).toEqual({
         code: 0,
         err: '',
-        out: `Outputs of job ${jobId} (succeeded) in here/: results.jsonl, errors.jsonl, invalid.jsonl, summary.json\n`,
+        out: `Outputs of job ${jobId} (succeeded) in here/: results.jsonl, errors.jsonl, invalid.jsonl, summary.json, summary.html\n`,
       });
       const keys = jobKeys(jobId);
-      for (const output of ['results', 'errors', 'invalid', 'summary'] as const) {
+      for (const output of ['results', 'errors', 'invalid', 'summary', 'summaryHtml'] as const) {
         expect(await readFile(path.join(cwd, 'here', path.basename(keys[output])), 'utf8')).toBe(await readText(aws, keys[output]));
       }
       expect((await readFile(path.join(cwd, 'here', 'invalid.jsonl'), 'utf8')).split('\n').filter(Boolean)).toHaveLength(1);
