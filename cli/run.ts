@@ -12,6 +12,8 @@ import { ProgressView } from './progress';
 import { onInterrupt, type Io } from './io';
 import { oneLine } from './ops/layout';
 import { EXIT_STATUS_HELP, exitStatusOf, shortfallLine, type JobEnd } from './exit-status';
+import { JSON_FLAGS, JSON_HELP, jsonJob, wantsJson, writeJson } from './json';
+import { REPORT_FILE } from './outputs';
 
 export const DEFAULT_EXAMPLE = 'examples/classification.jsonl';
 const REPO_ROOT = fileURLToPath(new URL('..', import.meta.url));
@@ -21,7 +23,8 @@ export const RUN_HELP = `Usage: batchline run [FILE.jsonl] [options]
 Runs one JSONL file of {custom_id, params} requests through the batchline pipeline on this
 machine: the CDK app's state machine, its Lambda handlers, local S3 and DynamoDB, and a simulator
 of the Message Batches API (or the real API with --live). Prints progress and a summary, and
-copies the outputs (results.jsonl, errors.jsonl, invalid.jsonl, summary.json) to a folder.
+copies the outputs (results.jsonl, errors.jsonl, invalid.jsonl, summary.json, and summary.html,
+the job's report to open in a browser) to a folder.
 
 FILE defaults to ${DEFAULT_EXAMPLE}.
 
@@ -39,6 +42,7 @@ Options:
   --time-scale N     simulated seconds per real second (default 600)
   --verbose          print the handlers' own log lines (JSON, as in CloudWatch) and the
                      stack's own events (topic notifications, event bus events) as well
+${JSON_HELP}
   -h, --help         show this help
 
 Pipeline settings come from the environment, e.g. BATCHLINE_MAX_REQUESTS_PER_CHUNK=50,
@@ -64,11 +68,12 @@ export function failureText(failure: { error: string; cause: string }, keyFrom: 
 }
 
 export async function runCommand(args: string[], io: Io): Promise<number> {
-  const { values, positionals } = parse(args, { ...LOCAL_STACK_FLAGS, out: { type: 'string' } }, 'run');
+  const { values, positionals } = parse(args, { ...LOCAL_STACK_FLAGS, ...JSON_FLAGS, out: { type: 'string' } }, 'run');
   if (values.help) {
     io.stdout.write(RUN_HELP);
     return 0;
   }
+  const json = wantsJson(values);
   const given = atMostOne(positionals, 'run');
   const file = await readableFile(io.cwd, given ?? path.join(REPO_ROOT, DEFAULT_EXAMPLE));
   const options = localStackOptions(values, io);
@@ -96,7 +101,7 @@ export async function runCommand(args: string[], io: Io): Promise<number> {
     return await runFile(
       stack,
       file,
-      { lenient: values.lenient === true, out: values.out as string | undefined, verbose: values.verbose === true, simulated: values.live !== true },
+      { lenient: values.lenient === true, out: values.out as string | undefined, verbose: values.verbose === true, simulated: values.live !== true, json },
       io,
     );
   } finally {
@@ -113,13 +118,17 @@ interface RunOptions {
   verbose: boolean;
   /** Not --live: the simulator answered, and the summary says so. */
   simulated: boolean;
+  /** --json: the result as one JSON document on stdout; every human line on stderr. */
+  json: boolean;
 }
 
 async function runFile(stack: LocalStack, file: string, options: RunOptions, io: Io): Promise<number> {
-  const view = new ProgressView(io.stdout, io.stdout.isTTY === true, Date.now(), options.verbose, !options.simulated);
+  // With --json, stdout holds the one document: progress and the summary a person reads go to stderr.
+  const screen = options.json ? io.stderr : io.stdout;
+  const view = new ProgressView(screen, screen.isTTY === true, Date.now(), options.verbose, !options.simulated);
   const unsubscribe = stack.on((event) => view.event(event));
   const startedAt = Date.now();
-  io.stdout.write(`Submitting ${displayPath(io.cwd, file)} (${options.lenient ? 'lenient' : 'strict'})\n`);
+  screen.write(`Submitting ${displayPath(io.cwd, file)} (${options.lenient ? 'lenient' : 'strict'})\n`);
   const jobId = await stack.submitFile(file, { lenient: options.lenient });
   let ended = false;
   const ticker = setInterval(() => {
@@ -138,19 +147,33 @@ async function runFile(stack: LocalStack, file: string, options: RunOptions, io:
     unsubscribe();
     view.finish();
   }
-  io.stdout.write(`\n${formatSummary(outcome, Date.now() - startedAt, LOCAL_KEY, { simulated: options.simulated })}\n`);
+  const elapsedMs = Date.now() - startedAt;
+  screen.write(`\n${formatSummary(outcome, elapsedMs, LOCAL_KEY, { simulated: options.simulated })}\n`);
   const dir = path.resolve(io.cwd, options.out ?? path.join('batchline-out', jobId));
   const written = await copyOutputs(stack.s3, stack.bucket, jobId, dir);
-  io.stdout.write(
+  screen.write(
     written.length > 0 ? `\nOutputs in ${displayPath(io.cwd, dir)}/: ${written.map((f) => path.basename(f)).join(', ')}\n` : '\nNo outputs were written.\n',
   );
   const invalid = written.find((f) => path.basename(f) === 'invalid.jsonl');
   const excerpt = invalid && (await invalidLinesExcerpt(invalid, displayPath(io.cwd, invalid)));
-  if (excerpt) io.stdout.write(`\n${excerpt}\n`);
+  const report = written.find((f) => path.basename(f) === REPORT_FILE);
+  if (report) screen.write(`Report: ${displayPath(io.cwd, report)}\n`);
+  if (excerpt) screen.write(`\n${excerpt}\n`);
   const end = jobEnd(outcome);
   const shortfall = shortfallLine(end);
-  if (shortfall) io.stdout.write(`${shortfall}\n`);
-  return exitStatusOf(end);
+  if (shortfall) screen.write(`${shortfall}\n`);
+  const exitStatus = exitStatusOf(end);
+  if (options.json) {
+    const failed = outcome.status === 'failed' || outcome.execution?.status === 'FAILED';
+    const failure = failed ? (outcome.job?.failure ?? { error: outcome.execution?.error ?? 'unknown', cause: outcome.execution?.cause ?? '' }) : undefined;
+    writeJson(io.stdout, 'run', {
+      ...jsonJob({ jobId, status: outcome.status, ended: true, exitStatus, job: outcome.job, summary: outcome.summary, failure }),
+      durationSeconds: Math.round(elapsedMs / 100) / 10,
+      simulated: options.simulated,
+      outputs: { dir, files: written.map((f) => path.basename(f)), report: report ?? null },
+    });
+  }
+  return exitStatus;
 }
 
 /** How a local job ended, for its exit status. */

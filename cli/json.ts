@@ -1,0 +1,98 @@
+/**
+ * `--json` (or `--output json`): a command's result as one JSON document on stdout, for scripts and
+ * CI. The shapes are documented field by field in docs/cli-json.md; their words are summary.json's.
+ * Progress and human lines go to stderr (or are left out); the exit status is the same as without.
+ */
+import type { JobSummary } from '../shared/jobs/finalize';
+import type { ChunkItem, JobItem, JobStatus } from '../shared/store/items';
+import { UsageError, type Options } from './args';
+
+/** The flags every command that prints a result takes. */
+export const JSON_FLAGS = {
+  json: { type: 'boolean' },
+  output: { type: 'string' },
+} as const satisfies Options;
+
+export const JSON_HELP = `  --json             print the result as one JSON document on stdout (docs/cli-json.md);
+                     progress goes to stderr. --output json is the same; --output text is the default`;
+
+/** Bumped only when a field changes meaning or goes away; new fields may appear without it. */
+export const JSON_VERSION = 1;
+
+/** Whether the result is asked for as JSON; UsageError for an --output other than json or text. */
+export function wantsJson(values: { json?: unknown; output?: unknown }): boolean {
+  const output = values.output as string | undefined;
+  if (output !== undefined && output !== 'json' && output !== 'text') throw new UsageError(`--output must be json or text, got "${output}"`);
+  if (values.json === true && output === 'text') throw new UsageError('--json and --output text disagree: give one');
+  return values.json === true || output === 'json';
+}
+
+/** The one document on stdout, with the shape's version first. */
+export function writeJson(out: NodeJS.WritableStream, command: string, document: object): void {
+  out.write(`${JSON.stringify({ batchline: JSON_VERSION, command, ...document }, null, 2)}\n`);
+}
+
+/** Counts as summary.json has them (`total` included once known). */
+export type JsonCounts = JobSummary['counts'] | (Omit<JobSummary['counts'], 'total'> & { total?: number });
+
+/** What `run`, `submit` and `status` say of a job: the same fields, whoever ran it. */
+export interface JsonJob {
+  jobId: string;
+  status: JobStatus | null;
+  /** True once the job has its final status and its outputs are written. */
+  ended: boolean;
+  /** The exit status the command returns (README: exit statuses). */
+  exitStatus: number;
+  counts: JsonCounts | null;
+  /** Rows of a rejected file that were never sent (in counts.canceled, as in summary.json). */
+  notSubmitted: JobSummary['notSubmitted'] | null;
+  failure: { error: string; cause: string } | null;
+  costUsd: number | null;
+  /** summary.json as the job wrote it; null until the job has ended (or when it wrote none). */
+  summary: JobSummary | null;
+}
+
+export function jsonJob(fields: {
+  jobId: string;
+  status: JobStatus | undefined;
+  ended: boolean;
+  exitStatus: number;
+  job?: JobItem | undefined;
+  summary?: JobSummary | undefined;
+  failure?: { error: string; cause: string } | undefined;
+}): JsonJob {
+  const { job, summary } = fields;
+  const counts = summary?.counts ?? (job?.counts ? { ...(job.totalRows !== undefined ? { total: job.totalRows } : {}), ...job.counts } : null);
+  return {
+    jobId: fields.jobId,
+    status: fields.status ?? null,
+    ended: fields.ended,
+    exitStatus: fields.exitStatus,
+    counts,
+    notSubmitted: summary?.notSubmitted ?? null,
+    failure: fields.failure ?? job?.failure ?? null,
+    costUsd: summary?.cost.batchUsd ?? job?.costUsd ?? null,
+    summary: summary ?? null,
+  };
+}
+
+/** A chunk attempt as `status --json` lists it (the record's own field names). */
+export function jsonAttempts(chunks: readonly ChunkItem[]) {
+  return chunks.flatMap((chunk) =>
+    chunk.attempts.map((attempt) => ({
+      chunk: chunk.chunk,
+      attempt: attempt.attempt,
+      status: attempt.attempt < chunk.currentAttempt ? 'collected' : chunk.status,
+      batchId: attempt.batchId ?? null,
+      rows: attempt.rows,
+      counts: attempt.counts ?? null,
+      requestCounts: attempt.requestCounts ?? null,
+      polls: attempt.polls ?? 0,
+      createdAt: attempt.createdAt ?? null,
+      endedAt: attempt.endedAt ?? null,
+      collectedAt: attempt.collectedAt ?? null,
+      retryRows: attempt.retryRows ?? 0,
+      failure: attempt.attempt === chunk.currentAttempt ? (chunk.failure ?? null) : null,
+    })),
+  );
+}
