@@ -10,6 +10,7 @@ import { modelCatalog } from '../shared/validation/models';
 import { atMostOne, parse, readableFile, UsageError } from './args';
 import { count, displayPath, plural, usd } from './format';
 import type { Io } from './io';
+import { JSON_FLAGS, wantsJson, writeJson } from './json';
 import { WIRE_GROWTH_BYTES } from '../shared/jobs/wire-ids';
 
 export const ESTIMATE_HELP = `Usage: batchline estimate FILE.jsonl [options]
@@ -24,17 +25,20 @@ Options:
   --show N                 how many invalid lines to list (default 5)
   --allow-unknown-models   accept a model batchline does not know (not in its price table, nor
                            added with BATCHLINE_PRICES); by default such a line is invalid
+  --json                   print the result as one JSON document on stdout (docs/cli-json.md);
+                           --output json is the same; --output text is the default
   -h, --help               show this help
 
 Exit status: 0 when every line is valid, 1 when some are invalid, 2 for a usage error.
 `;
 
 export async function estimateCommand(args: string[], io: Io): Promise<number> {
-  const { values, positionals } = parse(args, { show: { type: 'string' }, 'allow-unknown-models': { type: 'boolean' } }, 'estimate');
+  const { values, positionals } = parse(args, { ...JSON_FLAGS, show: { type: 'string' }, 'allow-unknown-models': { type: 'boolean' } }, 'estimate');
   if (values.help) {
     io.stdout.write(ESTIMATE_HELP);
     return 0;
   }
+  const json = wantsJson(values);
   const given = atMostOne(positionals, 'estimate');
   if (given === undefined) throw new UsageError('batchline estimate needs a file (see batchline estimate --help)');
   const file = await readableFile(io.cwd, given, { streams: true });
@@ -76,6 +80,29 @@ export async function estimateCommand(args: string[], io: Io): Promise<number> {
   const counts = { ...validation.counts, invalid: validation.counts.invalid + tooLongCount };
   const estimate = totals.toJSON();
 
+  const exitStatus = counts.invalid > 0 ? 1 : 0;
+  if (json) {
+    writeJson(io.stdout, 'estimate', {
+      file,
+      exitStatus,
+      counts: { valid: counts.valid, invalid: counts.invalid, blank: counts.blank },
+      invalidLines: firstInvalid.map(({ line, code, reason }) => ({ line, code, reason })),
+      tokens: { input: estimate.tokens.input_tokens, output: estimate.tokens.output_tokens },
+      cost: {
+        batchUsd: estimate.totalUsd,
+        standardUsd: estimate.standardTotalUsd,
+        complete: estimate.complete,
+        unpricedModels: estimate.unpricedModels,
+        byModel: Object.fromEntries(
+          Object.entries(estimate.models).map(([model, entry]) => [
+            model,
+            { requests: entry.requests, batchUsd: entry.usd?.totalUsd ?? null, standardUsd: entry.usd?.standardTotalUsd ?? null },
+          ]),
+        ),
+      },
+    });
+    return exitStatus;
+  }
   const out: string[] = [
     `${displayPath(io.cwd, file)}: ${plural(counts.valid, 'valid row')}, ${plural(counts.invalid, 'invalid line')}${counts.blank ? `, ${plural(counts.blank, 'blank line')}` : ''}`,
   ];
@@ -90,5 +117,5 @@ export async function estimateCommand(args: string[], io: Io): Promise<number> {
   }
   if (!estimate.complete) out.push(`Not priced (unknown models): ${estimate.unpricedModels.join(', ')}; set BATCHLINE_PRICES to price them.`);
   io.stdout.write(`${out.join('\n')}\n`);
-  return counts.invalid > 0 ? 1 : 0;
+  return exitStatus;
 }

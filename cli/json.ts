@@ -4,7 +4,9 @@
  * Progress and human lines go to stderr (or are left out); the exit status is the same as without.
  */
 import type { JobSummary } from '../shared/jobs/finalize';
+import { hasEnded, type JobProgressReport, type QueryDeps } from '../shared/jobs/queries';
 import type { ChunkItem, JobItem, JobStatus } from '../shared/store/items';
+import { jobKeys } from '../shared/store/keys';
 import { UsageError, type Options } from './args';
 
 /** The flags every command that prints a result takes. */
@@ -95,4 +97,32 @@ export function jsonAttempts(chunks: readonly ChunkItem[]) {
       failure: attempt.attempt === chunk.currentAttempt ? (chunk.failure ?? null) : null,
     })),
   );
+}
+
+/** What `status --json` and `submit --json` print of a job (docs/cli-json.md). */
+export function jobDocument(report: JobProgressReport, summary: JobSummary | undefined, exitStatus: number, target: Pick<QueryDeps, 'bucket'>) {
+  const { job, chunks, totals } = report;
+  const ended = hasEnded(job);
+  return {
+    ...jsonJob({ jobId: job.jobId, status: job.status, ended, exitStatus, job, summary }),
+    source: 'stack',
+    input: { bucket: job.bucket, key: job.key, validationMode: job.validationMode },
+    createdAt: job.createdAt,
+    endedAt: job.endedAt ?? null,
+    cancelRequested: job.cancelRequested === true,
+    progress: {
+      totalRows: job.totalRows ?? null,
+      validRows: job.validRows ?? null,
+      invalidRows: job.invalidRows ?? null,
+      rowsFinal: job.rowsFinal ?? null,
+      chunks: totals.chunks ?? null,
+      chunksDone: totals.chunksDone,
+      chunksFailed: totals.chunksFailed,
+      batches: totals.batches,
+      retries: totals.retries,
+      polls: totals.polls,
+    },
+    attempts: jsonAttempts(chunks),
+    outputs: ended ? { bucket: target.bucket, prefix: jobKeys(job.jobId).resultsPrefix } : null,
+  };
 }

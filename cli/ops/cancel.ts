@@ -3,6 +3,7 @@ import { requestCancel, type CancelOutcome } from '../../shared/jobs/queries';
 import { oneJob, opsCommand } from './command';
 import { when } from './layout';
 import { TARGET_HELP } from './target';
+import { JSON_FLAGS, JSON_HELP, wantsJson, writeJson } from '../json';
 
 export const CANCEL_HELP = `Usage: batchline cancel JOB [options]
 
@@ -14,17 +15,25 @@ Exit status: 0 when the cancel is requested (or already was), 1 when the job has
 is finishing, 2 for a usage error.
 
 Options:
+${JSON_HELP}
 ${TARGET_HELP}
   -h, --help         show this help
 `;
 
-export const cancelCommand = opsCommand('cancel', CANCEL_HELP, {}, async ({ positionals }, open, io) => {
+export const cancelCommand = opsCommand('cancel', CANCEL_HELP, { ...JSON_FLAGS }, async ({ values, positionals }, open, io) => {
   const jobId = oneJob(positionals, 'cancel');
+  const json = wantsJson(values);
   const target = await open();
   const outcome = await requestCancel(target, jobId);
   const ok = outcome.outcome === 'requested' || outcome.outcome === 'already-requested';
-  (ok ? io.stdout : io.stderr).write(`${cancelMessage(outcome, `batchline status ${jobId}${target.flags}`)}\n`);
-  return ok ? 0 : 1;
+  const message = cancelMessage(outcome, `batchline status ${jobId}${target.flags}`);
+  const exitStatus = ok ? 0 : 1;
+  if (json) {
+    writeJson(io.stdout, 'cancel', { jobId, outcome: outcome.outcome, status: outcome.job.status, exitStatus, message });
+    return exitStatus;
+  }
+  (ok ? io.stdout : io.stderr).write(`${message}\n`);
+  return exitStatus;
 });
 
 export function cancelMessage(outcome: CancelOutcome, statusCommand: string): string {

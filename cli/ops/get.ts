@@ -4,6 +4,7 @@ import { UsageError } from '../args';
 import { count, plural, usd } from '../format';
 import { opsCommand } from './command';
 import { TARGET_HELP } from './target';
+import { JSON_FLAGS, JSON_HELP, wantsJson, writeJson } from '../json';
 
 export const GET_HELP = `Usage: batchline get JOB CUSTOM_ID [options]
 
@@ -13,6 +14,7 @@ its recorded byte range). Rows are recorded as their batch is collected; invalid
 in the job's invalid.jsonl instead.
 
 Options:
+${JSON_HELP}
 ${TARGET_HELP}
   -h, --help         show this help
 
@@ -20,12 +22,35 @@ Exit status: 0 when the row is shown (whatever its status), 1 when the job or th
 exist or the stack cannot be read, 2 for a usage error.
 `;
 
-export const getCommand = opsCommand('get', GET_HELP, {}, async ({ positionals }, open, io) => {
+export const getCommand = opsCommand('get', GET_HELP, { ...JSON_FLAGS }, async ({ values, positionals }, open, io) => {
+  const json = wantsJson(values);
   if (positionals.length !== 2)
     throw new UsageError(`needs a job id and a custom_id, got ${plural(positionals.length, 'argument')} (see batchline get --help)`);
   const [jobId, customId] = positionals as [string, string];
   const target = await open();
-  io.stdout.write(formatRow(await getRow(target, jobId, customId), target.bucket));
+  const lookup = await getRow(target, jobId, customId);
+  if (json) {
+    const { row } = lookup;
+    writeJson(io.stdout, 'get', {
+      jobId: row.jobId,
+      customId: row.customId,
+      status: row.status,
+      final: row.final,
+      errorType: row.errorType ?? null,
+      attempt: row.attempt,
+      batchId: row.batchId ?? null,
+      chunk: row.chunk,
+      index: row.index,
+      usage: row.usage ?? null,
+      costUsd: row.costUsd ?? null,
+      resultLocation: row.result ? { bucket: target.bucket, ...row.result } : null,
+      result: lookup.result ?? null,
+      resultUnavailable: lookup.resultUnavailable ?? null,
+      updatedAt: row.updatedAt,
+    });
+    return 0;
+  }
+  io.stdout.write(formatRow(lookup, target.bucket));
   return 0;
 });
 

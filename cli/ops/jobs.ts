@@ -7,6 +7,7 @@ import { opsCommand } from './command';
 import { asJobRow, LOCAL_RUNS_DIR, readLocalRuns, targetOrLocalRuns } from './local-runs';
 import { table, when } from './layout';
 import { TARGET_HELP } from './target';
+import { JSON_FLAGS, JSON_HELP, wantsJson, writeJson } from '../json';
 
 const DEFAULT_LIMIT = 20;
 
@@ -19,14 +20,16 @@ lists the runs "batchline run" left in ./${LOCAL_RUNS_DIR}/ instead.
 
 Options:
   --limit N          how many jobs to list (default ${DEFAULT_LIMIT})
+${JSON_HELP}
 ${TARGET_HELP}
   -h, --help         show this help
 
 Exit status: 0 when the jobs are listed, 1 when the stack cannot be read, 2 for a usage error.
 `;
 
-export const jobsCommand = opsCommand('jobs', JOBS_HELP, { limit: { type: 'string' } }, async ({ values, positionals }, open, io) => {
+export const jobsCommand = opsCommand('jobs', JOBS_HELP, { limit: { type: 'string' }, ...JSON_FLAGS }, async ({ values, positionals }, open, io) => {
   if (positionals.length > 0) throw new UsageError('takes no arguments (see batchline jobs --help)');
+  const json = wantsJson(values);
   const limit = positiveNumber(values.limit as string | undefined, '--limit') ?? DEFAULT_LIMIT;
   if (!Number.isInteger(limit)) throw new UsageError(`--limit must be a whole number, got "${String(values.limit)}"`);
   // No stack configured at all, and none named: the runs `batchline run` left here instead.
@@ -35,6 +38,16 @@ export const jobsCommand = opsCommand('jobs', JOBS_HELP, { limit: { type: 'strin
     return runs.length > 0 ? runs : undefined;
   });
   if ('local' in opened) {
+    if (json) {
+      const runs = opened.local.slice(0, limit);
+      writeJson(io.stdout, 'jobs', {
+        source: 'local-runs',
+        noStack: opened.noStack,
+        jobs: runs.map((run) => ({ ...jsonJobRow(asJobRow(run)), dir: run.dir })),
+        more: opened.local.length > limit,
+      });
+      return 0;
+    }
     io.stdout.write(`No deployed stack (${opened.noStack}).\nLocal runs in ${LOCAL_RUNS_DIR}/, newest first:\n`);
     io.stdout.write(formatJobs(opened.local.slice(0, limit).map(asJobRow)));
     if (opened.local.length > limit) io.stdout.write(`(the ${count(limit)} most recent; --limit N shows more)\n`);
@@ -43,6 +56,10 @@ export const jobsCommand = opsCommand('jobs', JOBS_HELP, { limit: { type: 'strin
   const { target } = opened;
   // One more than shown tells whether there are more.
   const jobs = await listRecentJobs(target, { limit: limit + 1 });
+  if (json) {
+    writeJson(io.stdout, 'jobs', { source: 'stack', stack: target.label, jobs: jobs.slice(0, limit).map(jsonJobRow), more: jobs.length > limit });
+    return 0;
+  }
   if (jobs.length === 0) {
     io.stdout.write(`No jobs yet in ${target.label}.\n`);
     return 0;
@@ -57,6 +74,23 @@ export type JobRow = Pick<
   JobItem,
   'jobId' | 'status' | 'totalRows' | 'validRows' | 'invalidRows' | 'counts' | 'costUsd' | 'createdAt' | 'endedAt' | 'rowsFinal' | 'cancelRequested'
 >;
+
+/** A job as `jobs --json` lists it (docs/cli-json.md): the columns' values, unformatted. */
+export function jsonJobRow(job: JobRow) {
+  return {
+    jobId: job.jobId,
+    status: job.status,
+    totalRows: job.totalRows ?? null,
+    validRows: job.validRows ?? null,
+    invalidRows: job.invalidRows ?? null,
+    rowsFinal: job.rowsFinal ?? null,
+    counts: job.counts ?? null,
+    costUsd: job.costUsd ?? null,
+    createdAt: job.createdAt,
+    endedAt: job.endedAt ?? null,
+    cancelRequested: job.cancelRequested === true,
+  };
+}
 
 export function formatJobs(jobs: readonly JobRow[]): string {
   return table(

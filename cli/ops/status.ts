@@ -10,6 +10,10 @@ import { oneLine, table, when } from './layout';
 import { TARGET_HELP } from './target';
 import { EXIT, EXIT_STATUS_HELP, exitStatusOf } from '../exit-status';
 import { failureText, formatSummary, LOCAL_KEY, STACK_KEY } from '../run';
+import { getJson } from '../../shared/store/s3';
+import type { JobSummary } from '../../shared/jobs/finalize';
+import { JSON_FLAGS, JSON_HELP, jobDocument, jsonJob, wantsJson, writeJson } from '../json';
+import { followToEnd } from './submit';
 
 export const STATUS_HELP = `Usage: batchline status JOB [options]
 
@@ -19,30 +23,56 @@ configured (no AWS region or credentials, or no deployed stack) and none named, 
 "batchline run" left in ./${LOCAL_RUNS_DIR}/JOB/ instead, from its summary.json.
 
 Options:
+  --wait             follow the job until it ends (progress, then its summary), and exit as
+                     "batchline run" and "batchline submit" do; Ctrl-C stops following (exit 130),
+                     the job runs on
+${JSON_HELP}
 ${TARGET_HELP}
   -h, --help         show this help
 
-A job that has ended exits with the status "batchline submit" would have given it; one that has
-not ended yet exits 0 (status shows where a job is, it does not wait for it).
+A job that has ended exits with the status "batchline submit" would have given it. Without --wait,
+one that has not ended yet exits 0 (status shows where a job is, it does not wait for it).
 
 ${EXIT_STATUS_HELP}`;
 
-export const statusCommand = opsCommand('status', STATUS_HELP, {}, async ({ values, positionals }, open, io) => {
+export const statusCommand = opsCommand('status', STATUS_HELP, { wait: { type: 'boolean' }, ...JSON_FLAGS }, async ({ values, positionals }, open, io) => {
   const jobId = oneJob(positionals, 'status');
+  const json = wantsJson(values);
   // No stack configured at all, and none named: a run `batchline run` left here, if it is one.
   const opened = await targetOrLocalRuns(open, values, io, (root) => readLocalRun(root, jobId));
   if ('local' in opened) {
     const { summary, dir } = opened.local;
+    const exitStatus = exitStatusOf({ status: summary.status, counts: summary.counts });
+    if (json) {
+      writeJson(io.stdout, 'status', {
+        ...jsonJob({ jobId: summary.jobId, status: summary.status, ended: true, exitStatus, summary }),
+        source: 'local-run',
+        noStack: opened.noStack,
+        attempts: null,
+        outputs: { dir },
+      });
+      return exitStatus;
+    }
     io.stdout.write(`No deployed stack (${opened.noStack}); a local run:\n`);
     const outcome = { jobId: summary.jobId, status: summary.status, execution: undefined, job: undefined, summary, keys: jobKeys(summary.jobId) };
     io.stdout.write(`${formatSummary(outcome, summary.timings.durationSeconds * 1000)}\n  outputs   ${path.relative(io.cwd, dir) || '.'}/\n`);
-    return exitStatusOf({ status: summary.status, counts: summary.counts });
+    return exitStatus;
   }
   const { target } = opened;
   const report = await jobProgress(target, jobId);
-  io.stdout.write(formatStatus(report, target.kind === 'local' ? LOCAL_KEY : STACK_KEY));
   const { job } = report;
-  return hasEnded(job) ? exitStatusOf({ status: job.status, counts: job.counts }) : EXIT.succeeded;
+  if (values.wait === true && !hasEnded(job)) {
+    const screen = json ? io.stderr : io.stdout;
+    screen.write(formatStatus(report, target.kind === 'local' ? LOCAL_KEY : STACK_KEY));
+    screen.write(`\nWaiting for job ${jobId} to end (Ctrl-C stops waiting; the job runs on)\n`);
+    return followToEnd(target, jobId, io, { tty: screen.isTTY === true, startedAt: Date.parse(job.createdAt), json: json ? 'status' : undefined });
+  }
+  const ended = hasEnded(job);
+  const summary = ended ? await getJson<JobSummary>(target.s3, target.bucket, jobKeys(jobId).summary) : undefined;
+  const exitStatus = ended ? exitStatusOf({ status: job.status, counts: summary?.counts ?? job.counts }) : EXIT.succeeded;
+  if (json) writeJson(io.stdout, 'status', jobDocument(report, summary, exitStatus, target));
+  else io.stdout.write(formatStatus(report, target.kind === 'local' ? LOCAL_KEY : STACK_KEY));
+  return exitStatus;
 });
 
 /** `keyFrom`: where the stack's API key comes from, for a job that failed on it (cli/run.ts). */

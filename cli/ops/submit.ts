@@ -15,6 +15,7 @@ import { onInterrupt, type Io } from '../io';
 import { ProgressView } from '../progress';
 import { formatSummary, LOCAL_KEY, STACK_KEY } from '../run';
 import { EXIT_STATUS_HELP, exitStatusOf, shortfallLine, type JobEnd } from '../exit-status';
+import { JSON_FLAGS, JSON_HELP, jobDocument, wantsJson, writeJson } from '../json';
 import { OpsFailure, opsCommand } from './command';
 import { followJob, type FollowOptions } from './follow';
 import { TARGET_HELP, type Target } from './target';
@@ -29,6 +30,7 @@ Options:
   --lenient          run the valid rows even if some lines are invalid (default: strict, any
                      invalid line rejects the file before anything is sent)
   --no-follow        print the job id once the job is registered, and return
+${JSON_HELP}
 ${TARGET_HELP}
   -h, --help         show this help
 
@@ -44,29 +46,33 @@ const CLOCK_SKEW_MS = 10 * 60_000;
 export const submitCommand = opsCommand(
   'submit',
   SUBMIT_HELP,
-  { lenient: { type: 'boolean' }, 'no-follow': { type: 'boolean' } },
+  { lenient: { type: 'boolean' }, 'no-follow': { type: 'boolean' }, ...JSON_FLAGS },
   async ({ values, positionals }, open, io) => {
+    const json = wantsJson(values);
     if (positionals.length !== 1) throw new UsageError(`needs one file, got ${plural(positionals.length, 'argument')} (see batchline submit --help)`);
     const file = await readableFile(io.cwd, positionals[0]!);
     const mode = values.lenient === true ? 'lenient' : 'strict';
     const target = await open();
     const key = `${INBOX_PREFIX}${path.basename(file)}`;
-    const tty = io.stdout.isTTY === true;
+    // With --json, stdout holds the one document: what a person reads goes to stderr.
+    const screen = json ? io.stderr : io.stdout;
+    const tty = screen.isTTY === true;
 
-    io.stdout.write(`Uploading ${displayPath(io.cwd, file)} to s3://${target.bucket}/${key} (${mode})\n`);
+    screen.write(`Uploading ${displayPath(io.cwd, file)} to s3://${target.bucket}/${key} (${mode})\n`);
     const startedAt = Date.now();
     const since = new Date(startedAt - CLOCK_SKEW_MS).toISOString();
     const known = await jobIdsForKey(target, target.bucket, key, since);
-    const uploaded = await uploadFile(target, file, key, mode, tty ? (percent) => io.stdout.write(`\r\x1b[2KUploading… ${percent}%`) : undefined);
-    if (tty) io.stdout.write('\r\x1b[2K');
+    const uploaded = await uploadFile(target, file, key, mode, tty ? (percent) => screen.write(`\r\x1b[2KUploading… ${percent}%`) : undefined);
+    if (tty) screen.write('\r\x1b[2K');
     const jobId = await waitForJob(target, uploaded, { since, exclude: known });
     const status = `batchline status ${jobId}${target.flags}`;
     if (values['no-follow'] === true) {
-      io.stdout.write(`Job ${jobId} registered. Follow it with: ${status}\n`);
+      screen.write(`Job ${jobId} registered. Follow it with: ${status}\n`);
+      if (json) writeJson(io.stdout, 'submit', { jobId, registered: true, input: { bucket: target.bucket, key } });
       return 0;
     }
-    io.stdout.write(`Job ${jobId}\n`);
-    return followToEnd(target, jobId, io, { tty, startedAt });
+    screen.write(`Job ${jobId}\n`);
+    return followToEnd(target, jobId, io, { tty, startedAt, json: json ? 'submit' : undefined });
   },
 );
 
@@ -109,9 +115,11 @@ export async function followToEnd(
   target: Pick<QueryDeps, 's3' | 'dynamo' | 'bucket' | 'table'> & Pick<Target, 'flags' | 'kind'>,
   jobId: string,
   io: Io,
-  options: FollowOptions & { tty: boolean; startedAt: number },
+  options: FollowOptions & { tty: boolean; startedAt: number; json?: string },
 ): Promise<number> {
-  const view = new ProgressView(io.stdout, options.tty, options.startedAt);
+  // With --json (the command's name here), the person's lines go to stderr and stdout gets the one document.
+  const screen = options.json ? io.stderr : io.stdout;
+  const view = new ProgressView(screen, options.tty, options.startedAt);
   const stopInterrupt = onInterrupt(async () => {
     view.finish();
     io.stderr.write(
@@ -129,12 +137,14 @@ export async function followToEnd(
   const summary = await getJson<JobSummary>(target.s3, target.bucket, keys.summary);
   const elapsedMs = summary ? summary.timings.durationSeconds * 1000 : Date.parse(job.endedAt ?? job.updatedAt) - Date.parse(job.createdAt);
   const keyFrom = target.kind === 'local' ? LOCAL_KEY : STACK_KEY;
-  io.stdout.write(`\n${formatSummary({ jobId, status: job.status, execution: undefined, job, summary, keys }, elapsedMs, keyFrom)}\n`);
+  screen.write(`\n${formatSummary({ jobId, status: job.status, execution: undefined, job, summary, keys }, elapsedMs, keyFrom)}\n`);
   if (summary) {
-    io.stdout.write(`\nOutputs in s3://${target.bucket}/${keys.resultsPrefix} (download them with: batchline results ${jobId}${target.flags})\n`);
+    screen.write(`\nOutputs in s3://${target.bucket}/${keys.resultsPrefix} (download them with: batchline results ${jobId}${target.flags})\n`);
   }
   const end: JobEnd = { status: job.status, counts: summary?.counts ?? job.counts };
   const shortfall = shortfallLine(end);
-  if (shortfall) io.stdout.write(`${shortfall}\n`);
-  return exitStatusOf(end);
+  if (shortfall) screen.write(`${shortfall}\n`);
+  const exitStatus = exitStatusOf(end);
+  if (options.json) writeJson(io.stdout, options.json, jobDocument(report, summary, exitStatus, target));
+  return exitStatus;
 }

@@ -64,7 +64,7 @@ describe('operating commands against a running local stack', () => {
     expect(results).toEqual({
       code: 0,
       err: '',
-      out: `Outputs of job ${jobId} (succeeded) in batchline-out/${jobId}/: results.jsonl, errors.jsonl, invalid.jsonl, summary.json\n`,
+      out: `Outputs of job ${jobId} (succeeded) in batchline-out/${jobId}/: results.jsonl, errors.jsonl, invalid.jsonl, summary.json, summary.html\n`,
     });
     const lines = (await readFile(path.join(dir, 'batchline-out', jobId, 'results.jsonl'), 'utf8')).split('\n').filter(Boolean);
     expect(lines.map((line) => (JSON.parse(line) as { custom_id: string }).custom_id)).toEqual(['t-00000', 't-00001', 't-00002', 't-00003']);

@@ -1,5 +1,5 @@
 /** Running the `batchline` command as a user would: a real process, from bin/batchline.mjs. */
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -23,4 +23,59 @@ export function batchline(args: string[], options: { cwd: string; env?: Record<s
       },
     );
   });
+}
+
+/** A `batchline` process still running: wait for what it prints, signal it, then for its end. */
+export interface Running {
+  pid: number;
+  /** Resolves once stderr (or stdout) has printed `text`; rejects if the process ends first. */
+  printed(text: string, stream?: 'stdout' | 'stderr'): Promise<void>;
+  signal(signal: NodeJS.Signals): void;
+  done: Promise<Run>;
+}
+
+export function startBatchline(args: string[], options: { cwd: string; env?: Record<string, string> }): Running {
+  const child = spawn(process.execPath, [path.join(ROOT, 'bin/batchline.mjs'), ...args], {
+    cwd: options.cwd,
+    env: { ...process.env, ...options.env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const text = { stdout: '', stderr: '' };
+  const waiters: Array<() => void> = [];
+  const notify = () => {
+    for (const waiter of waiters.splice(0)) waiter();
+  };
+  child.stdout.on('data', (chunk: Buffer) => {
+    text.stdout += chunk.toString('utf8');
+    notify();
+  });
+  child.stderr.on('data', (chunk: Buffer) => {
+    text.stderr += chunk.toString('utf8');
+    notify();
+  });
+  let ended = false;
+  const done = new Promise<Run>((resolve) => {
+    child.once('close', (code, signal) => {
+      ended = true;
+      notify();
+      resolve({ code: code ?? (signal ? 128 : 1), stdout: text.stdout, stderr: text.stderr });
+    });
+  });
+  return {
+    pid: child.pid!,
+    printed(wanted, stream = 'stderr') {
+      return new Promise((resolve, reject) => {
+        const check = () => {
+          if (text[stream].includes(wanted)) resolve();
+          else if (ended) reject(new Error(`batchline ${args.join(' ')} ended without printing ${JSON.stringify(wanted)}:\n${text.stdout}\n${text.stderr}`));
+          else waiters.push(check);
+        };
+        check();
+      });
+    },
+    signal(signal) {
+      process.kill(child.pid!, signal);
+    },
+    done,
+  };
 }
