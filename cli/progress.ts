@@ -3,8 +3,9 @@
  * step of the workflow) when the output is a file or a pipe.
  */
 import type { LocalEvent } from '../local/runtime';
-import type { JobProgress } from '../local/progress';
+import type { JobProgress, LiveProgress } from '../local/progress';
 import { count, duration, plural } from './format';
+import type { NextTry, RetryClock } from './retry-delay';
 
 /** The error a chunk fails with when the API refuses the key (401/403; shared/anthropic/errors.ts). */
 const KEY_REFUSED = 'ApiAuthError';
@@ -29,11 +30,31 @@ export function shownEvent(event: LocalEvent, verbose: boolean): boolean {
   return verbose || !PLUMBING.has(event.type);
 }
 
+/** Work this large gets a plain progress line now and then when the output is not a terminal (CI logs). */
+export const LONG_WORK_ROWS = 100_000;
+/** How often that plain line is printed, at most. */
+export const PLAIN_PROGRESS_EVERY_MS = 10_000;
+
+/** How fast the work goes, from the first snapshot of a phase to the latest. */
+export interface Pace {
+  /** Valid rows a second while validating. */
+  rowsPerSecond?: number;
+  /** How much of the phase is done (0–1), where it can be known. */
+  fraction?: number;
+  /** Time left in the phase at that pace. */
+  etaMs?: number;
+  /** The clock the running batches' times are read against (default now). */
+  now?: number;
+}
+
 export class ProgressView {
   private frame = 0;
   private lastLine = '';
   /** A retried step's failure, on the bar until the workflow moves on: why a run seems to stall. */
   private retrying: string | undefined;
+  /** The first snapshot of the phase under way (validating, or batches), for its pace. */
+  private phaseStart: { phase: 'validating' | 'batches'; at: number; done: number } | undefined;
+  private lastPlainAt = 0;
 
   constructor(
     private readonly out: NodeJS.WritableStream & { columns?: number },
@@ -42,26 +63,65 @@ export class ProgressView {
     private readonly verbose = false,
     /** Live: each batch id on screen as soon as it exists (they run, and bill, at the API). */
     private readonly showBatches = false,
+    /** When a retried step's next try comes (from the state machine's Retry fields). */
+    private readonly retryClock?: RetryClock,
   ) {}
 
-  /** A snapshot from the job's records: redraws the bar (terminal only). */
-  update(progress: JobProgress): void {
-    if (!this.tty) return;
+  /**
+   * A snapshot from the job's records: redraws the bar on a terminal; otherwise, for long work
+   * (LONG_WORK_ROWS and more), a plain progress line every PLAIN_PROGRESS_EVERY_MS at most.
+   */
+  update(progress: JobProgress | LiveProgress): void {
+    const now = Date.now();
+    const pace = this.pace(progress, now);
+    if (!this.tty) {
+      const rows = 'validating' in progress && progress.validating ? progress.validating.rows : (progress.validRows ?? 0);
+      if (rows < LONG_WORK_ROWS || progress.ended || now - this.lastPlainAt < PLAIN_PROGRESS_EVERY_MS) return;
+      this.lastPlainAt = now;
+      const retrying = this.retrying ? ` · ${this.retrying}` : '';
+      this.out.write(`[${duration(now - this.startedAt).padStart(6)}] progress: ${statusLine(progress, now - this.startedAt, pace)}${retrying}\n`);
+      return;
+    }
     const retrying = this.retrying ? ` · ${this.retrying}` : '';
-    const line = `${SPINNER[this.frame++ % SPINNER.length]} ${statusLine(progress, Date.now() - this.startedAt)}${retrying}`;
+    const line = `${SPINNER[this.frame++ % SPINNER.length]} ${statusLine(progress, now - this.startedAt, { ...pace, bar: true })}${retrying}`;
     const width = this.out.columns ?? 120;
     this.out.write(`\r\x1b[2K${line.length > width - 1 ? `${line.slice(0, width - 2)}…` : line}`);
     this.lastLine = line;
+  }
+
+  /** The pace of the phase under way: rows a second while validating, and an ETA where one can be known. */
+  private pace(progress: JobProgress | LiveProgress, now: number): Pace {
+    const live = 'running' in progress ? progress : undefined;
+    const phase = live?.validating ? 'validating' : live && live.rowsSent > 0 && !progress.ended ? 'batches' : undefined;
+    if (!live || !phase) return { now };
+    const done = phase === 'validating' ? live.validating!.bytes : live.rowsProcessed;
+    const total = phase === 'validating' ? live.validating!.inputBytes : Math.max(live.rowsSent, progress.validRows ?? 0);
+    if (this.phaseStart?.phase !== phase) this.phaseStart = { phase, at: now, done };
+    const seconds = (now - this.phaseStart.at) / 1000;
+    const pace: Pace = { now };
+    if (total !== undefined && total > 0) pace.fraction = Math.min(1, done / total);
+    // A pace from a second or more of progress, not from the first snapshot's jitter.
+    if (seconds >= 1 && phase === 'validating' && this.phaseStart.done === 0) pace.rowsPerSecond = live.validating!.rows / seconds;
+    const gained = done - this.phaseStart.done;
+    if (seconds >= 1 && gained > 0 && total !== undefined && total > done) pace.etaMs = ((total - done) / gained) * seconds * 1000;
+    return pace;
   }
 
   /** A step of the workflow: one plain line (not on a terminal, where the bar tells it). */
   event(event: LocalEvent): void {
     // A refused key fails every chunk the same way: the summary says it once, with what to check.
     if ('error' in event && event.error === KEY_REFUSED) return;
-    if (event.type === 'task-failed' && event.cause !== undefined) this.retrying = `retrying ${event.state}: ${event.error} (${event.cause})`;
-    else if (MOVED_ON.has(event.type)) this.retrying = undefined;
+    let nextTry = '';
+    if (event.type === 'task-failed' && event.cause !== undefined) {
+      nextTry = nextTryText(this.retryClock?.failed(event.state, event.error));
+      this.retrying = `retrying ${event.state}: ${event.error} (${event.cause})${nextTry}`;
+    } else if (MOVED_ON.has(event.type)) {
+      this.retrying = undefined;
+      this.retryClock?.movedOn();
+    }
     if (!shownEvent(event, this.verbose)) return;
-    const text = describeEvent(event);
+    const described = describeEvent(event);
+    const text = described === undefined ? undefined : `${described}${nextTry}`;
     if (text === undefined) return;
     if (this.tty) {
       // Failures stay on screen above the bar; routine steps are in the bar already.
@@ -80,9 +140,37 @@ export class ProgressView {
   }
 }
 
-export function statusLine(progress: JobProgress, elapsedMs: number): string {
+/** `, next try in 40.0s` (`within` when the jitter may make it sooner); '' when unknown. */
+export function nextTryText(next: NextTry | undefined): string {
+  if (!next) return '';
+  return `, next try ${next.upTo ? 'within' : 'in'} ${duration(next.ms)}`;
+}
+
+const BAR_WIDTH = 12;
+
+/** `[████░░░░░░░░] 31%` */
+export function bar(fraction: number): string {
+  const filled = Math.round(Math.min(1, Math.max(0, fraction)) * BAR_WIDTH);
+  return `[${'█'.repeat(filled)}${'░'.repeat(BAR_WIDTH - filled)}] ${Math.floor(fraction * 100)}%`;
+}
+
+/** The running batches that have run longest, with how long: `chunk 3 4m10s, chunk 7 1m02s, +5 more`. */
+function runningBatches(running: LiveProgress['running'], now: number): string {
+  const oldest = [...running].filter((batch) => batch.since !== '').sort((a, b) => a.since.localeCompare(b.since));
+  const shown = oldest
+    .slice(0, 3)
+    .map((batch) => `chunk ${batch.chunk}${batch.attempt > 1 ? ` (attempt ${batch.attempt})` : ''} ${duration(Math.max(0, now - Date.parse(batch.since)))}`);
+  const more = running.length - shown.length;
+  return `${shown.join(', ')}${more > 0 ? `${shown.length > 0 ? ', ' : ''}+${count(more)} more` : ''}`;
+}
+
+export function statusLine(progress: JobProgress | LiveProgress, elapsedMs: number, pace: Pace & { bar?: boolean } = {}): string {
   const parts = [duration(elapsedMs)];
-  if (progress.status !== 'running') parts.push(progress.status ?? 'registering');
+  const live = 'running' in progress ? progress : undefined;
+  if (pace.fraction !== undefined && !progress.ended) parts.push(pace.bar ? bar(pace.fraction) : `${Math.floor(pace.fraction * 100)}%`);
+  if (live?.validating) {
+    parts.push(`validating: ${count(live.validating.rows)} rows${pace.rowsPerSecond !== undefined ? `, ${count(Math.round(pace.rowsPerSecond))} rows/s` : ''}`);
+  } else if (progress.status !== 'running') parts.push(progress.status ?? 'registering');
   if (progress.validRows !== undefined) {
     parts.push(`${count(progress.validRows)} valid${progress.invalidRows ? `, ${count(progress.invalidRows)} invalid` : ''}`);
   }
@@ -90,12 +178,17 @@ export function statusLine(progress: JobProgress, elapsedMs: number): string {
     parts.push(`chunks ${count(progress.chunksDone + progress.chunksFailed)}/${count(progress.chunks)}`);
   }
   if (progress.batches > 0) {
-    parts.push(`${plural(progress.batches, 'batch', 'batches')}${progress.retries > 0 ? ` (${plural(progress.retries, 'retry', 'retries')})` : ''}`);
+    const ended = live ? `, ${count(live.batchesEnded)} ended` : '';
+    parts.push(
+      `${plural(progress.batches, 'batch', 'batches')}${live ? ' submitted' : ''}${ended}${progress.retries > 0 ? ` (${plural(progress.retries, 'retry', 'retries')})` : ''}`,
+    );
   }
+  if (live && live.running.length > 0 && !progress.ended) parts.push(`running: ${runningBatches(live.running, pace.now ?? Date.now())}`);
   const outcomes = progress.counts ?? progress.attemptOutcomes;
   if (progress.batches > 0 || progress.counts) {
     parts.push(`${count(outcomes.succeeded)} ok, ${count(outcomes.errored)} errored, ${count(outcomes.expired)} expired`);
   }
+  if (pace.etaMs !== undefined && !progress.ended) parts.push(`ETA ${duration(pace.etaMs)}`);
   return parts.join(' · ');
 }
 

@@ -9,6 +9,8 @@ import { copyOutputs, invalidLinesExcerpt } from './outputs';
 import { BatchesInFlight, onLiveInterrupt } from './in-flight';
 import { checkReachable } from './reach';
 import { ProgressView } from './progress';
+import { RetryClock } from './retry-delay';
+import { readLiveProgress, ValidationWatch } from '../local/progress';
 import { onInterrupt, type Io } from './io';
 import { oneLine } from './ops/layout';
 import { EXIT_STATUS_HELP, exitStatusOf, shortfallLine, type JobEnd } from './exit-status';
@@ -125,14 +127,16 @@ interface RunOptions {
 async function runFile(stack: LocalStack, file: string, options: RunOptions, io: Io): Promise<number> {
   // With --json, stdout holds the one document: progress and the summary a person reads go to stderr.
   const screen = options.json ? io.stderr : io.stdout;
-  const view = new ProgressView(screen, screen.isTTY === true, Date.now(), options.verbose, !options.simulated);
+  const retryClock = new RetryClock(stack.stepFunctions.definition, stack.timeScale);
+  const view = new ProgressView(screen, screen.isTTY === true, Date.now(), options.verbose, !options.simulated, retryClock);
   const unsubscribe = stack.on((event) => view.event(event));
   const startedAt = Date.now();
   screen.write(`Submitting ${displayPath(io.cwd, file)} (${options.lenient ? 'lenient' : 'strict'})\n`);
   const jobId = await stack.submitFile(file, { lenient: options.lenient });
   let ended = false;
+  const watch = new ValidationWatch(stack.s3, stack.bucket, jobId);
   const ticker = setInterval(() => {
-    stack.progress(jobId).then(
+    readLiveProgress(stack, jobId, watch).then(
       // A read still in flight when the job ends must not redraw the bar over the summary.
       (progress) => ended || view.update(progress),
       () => undefined,

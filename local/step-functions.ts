@@ -54,6 +54,11 @@ export class LocalStepFunctions {
     this.machine = new StateMachine(definition as unknown as StateMachineDefinition);
   }
 
+  /** The definition it runs (made local: asl.ts), e.g. for the CLI to tell when a retried state tries next. */
+  get definition(): AslDefinition {
+    return this.options.definition;
+  }
+
   private get machineName(): string {
     return this.stateMachineArn.slice(this.stateMachineArn.lastIndexOf(':') + 1);
   }

@@ -8,6 +8,7 @@ import type { LocalEvent } from '../../local/runtime';
 import { hasEnded, jobProgress, type JobProgressReport, type QueryDeps } from '../../shared/jobs/queries';
 import type { ChunkAttempt } from '../../shared/store/items';
 import type { ProgressView } from '../progress';
+import { batchProgress } from '../../local/progress';
 
 /** The steps that happened between two snapshots of a job, in workflow order. */
 export function eventsBetween(before: JobProgressReport | undefined, after: JobProgressReport): LocalEvent[] {
@@ -75,7 +76,8 @@ export async function followJob(
   const maxIntervalMs = options.maxIntervalMs ?? 5_000;
   let interval = options.minIntervalMs ?? 250;
   let last: JobProgressReport | undefined;
-  const ticker = options.tty ? setInterval(() => last && view.update(last.totals), options.redrawMs ?? 200) : undefined;
+  const live = (report: JobProgressReport) => ({ ...report.totals, ended: hasEnded(report.job), ...batchProgress(report.chunks) });
+  const ticker = options.tty ? setInterval(() => last && view.update(live(last)), options.redrawMs ?? 200) : undefined;
   try {
     for (;;) {
       let report = await jobProgress(deps, jobId);
@@ -83,7 +85,7 @@ export async function followJob(
       // Its chunks may have been read just before their last update: once ended, they no longer change.
       if (ended) report = await jobProgress(deps, jobId);
       for (const event of eventsBetween(last, report)) view.event(event);
-      view.update(report.totals);
+      view.update(live(report));
       last = report;
       if (ended) return report;
       await sleep(interval);

@@ -221,6 +221,14 @@ export async function storeRowIndex(s3: S3Client, bucket: string, jobId: string,
   );
 }
 
+/** A row index's header alone (its rows, and where they end in the input): what a progress display reads while Prepare runs. */
+export async function readRowIndexHeader(s3: S3Client, bucket: string, key: string): Promise<{ rows: number; start: number; end: number }> {
+  const index = await openRowIndex(s3, bucket, key);
+  await index.close();
+  const { rows, start, end } = index.header;
+  return { rows, start, end };
+}
+
 /** The index's header, then its rows; `close` ends the read whether or not the rows were read. */
 async function openRowIndex(
   s3: S3Client,

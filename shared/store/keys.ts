@@ -20,6 +20,8 @@ export const jobKeys = (jobId: string) => {
      * line), then the custom_id of each valid row after it, in input order, one JSON string a line.
      */
     rejectedValidIds: `${work}rejected-valid-ids.jsonl`,
+    /** Every chunk's work files, row indexes first (Prepare writes them in chunk order as it validates). */
+    chunksPrefix: `${work}chunks/`,
     /**
      * Attempt 1 of a chunk: where its requests are in the job's input (a pinned byte range) and
      * which lines of that range are its rows, with their custom_ids (shared/jobs/chunk-files.ts).
