@@ -26,7 +26,8 @@ Options:
   --allow-unknown-models   accept a model batchline does not know (not in its price table, nor
                            added with BATCHLINE_PRICES); by default such a line is invalid
   --json                   print the result as one JSON document on stdout (docs/cli-json.md);
-                           --output json is the same; --output text is the default
+                           the exit status is the same. --output json is the same as --json;
+                           --output text (the default) is not
   -h, --help               show this help
 
 Exit status: 0 when every line is valid, 1 when some are invalid, 2 for a usage error.

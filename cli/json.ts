@@ -15,8 +15,9 @@ export const JSON_FLAGS = {
   output: { type: 'string' },
 } as const satisfies Options;
 
-export const JSON_HELP = `  --json             print the result as one JSON document on stdout (docs/cli-json.md);
-                     progress goes to stderr. --output json is the same; --output text is the default`;
+export const JSON_HELP = `  --json             print the result as one JSON document on stdout (docs/cli-json.md),
+                     and any progress on stderr; the exit status is the same. --output json
+                     is the same as --json; --output text (the default) is not`;
 
 /** Bumped only when a field changes meaning or goes away; new fields may appear without it. */
 export const JSON_VERSION = 1;

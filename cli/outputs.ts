@@ -36,33 +36,41 @@ export async function copyOutputs(s3: S3Client, bucket: string, jobId: string, d
   return written;
 }
 
-/** An invalid.jsonl line's reason (which names its line number), or the line itself if it has none. */
-function reasonOf(line: string): string {
+/** One line of invalid.jsonl, as the CLI shows it: its line number, code and reason. */
+export interface InvalidLineShown {
+  line: number | null;
+  code: string | null;
+  reason: string;
+}
+
+/** An invalid.jsonl line as shown: its reason (which names its line number), or the line itself if it has none. */
+function shownLine(text: string): InvalidLineShown {
   try {
-    const parsed = JSON.parse(line) as { line?: unknown; reason?: unknown };
-    return typeof parsed.reason === 'string' ? parsed.reason : `line ${String(parsed.line)}: ${line}`;
+    const parsed = JSON.parse(text) as { line?: unknown; code?: unknown; reason?: unknown };
+    const line = typeof parsed.line === 'number' ? parsed.line : null;
+    const code = typeof parsed.code === 'string' ? parsed.code : null;
+    return { line, code, reason: typeof parsed.reason === 'string' ? parsed.reason : `line ${String(parsed.line)}: ${text}` };
   } catch {
-    return line;
+    return { line: null, code: null, reason: text };
   }
 }
 
 /** Invalid lines shown under a run's summary; the rest are counted, and are in invalid.jsonl. */
-const INVALID_LINES_SHOWN = 5;
+export const INVALID_LINES_SHOWN = 5;
 
 /**
- * The first invalid lines of a copied invalid.jsonl, as a compiler lists errors: each line's
- * reason (which names its line number), then how many more there are and where. Undefined when
- * there are none. Reads only the first lines of the file.
+ * The first `shown` lines of a copied invalid.jsonl and how many it has in all (it is read to the
+ * end to count them, a line at a time); undefined when the file is not there.
  */
-export async function invalidLinesExcerpt(file: string, shownAs: string): Promise<string | undefined> {
-  const reasons: string[] = [];
+export async function firstInvalidLines(file: string, shown = INVALID_LINES_SHOWN): Promise<{ total: number; lines: InvalidLineShown[] } | undefined> {
+  const lines: InvalidLineShown[] = [];
   let total = 0;
   const input = createReadStream(file);
   try {
     for await (const { bytes } of splitLines(input)) {
       if (isBlank(bytes)) continue;
       total += 1;
-      if (reasons.length < INVALID_LINES_SHOWN) reasons.push(reasonOf(bytes.toString('utf8')));
+      if (lines.length < shown) lines.push(shownLine(bytes.toString('utf8')));
     }
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
@@ -70,11 +78,21 @@ export async function invalidLinesExcerpt(file: string, shownAs: string): Promis
   } finally {
     input.destroy();
   }
-  if (total === 0) return undefined;
-  const more = total - reasons.length;
+  return { total, lines };
+}
+
+/**
+ * The first invalid lines of a copied invalid.jsonl, as a compiler lists errors: each line's
+ * reason (which names its line number), then how many more there are and where. Undefined when
+ * there are none.
+ */
+export async function invalidLinesExcerpt(file: string, shownAs: string): Promise<string | undefined> {
+  const first = await firstInvalidLines(file);
+  if (!first || first.total === 0) return undefined;
+  const more = first.total - first.lines.length;
   return [
-    `Invalid lines (${count(total)}):`,
-    ...reasons.map((reason) => `  ${reason}`),
+    `Invalid lines (${count(first.total)}):`,
+    ...first.lines.map(({ reason }) => `  ${reason}`),
     ...(more > 0 ? [`  … and ${count(more)} more in ${shownAs}`] : []),
   ].join('\n');
 }

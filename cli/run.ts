@@ -5,7 +5,7 @@ import type { JobOutcome, LocalStack } from '../local/runtime';
 import { atMostOne, parse, readableFile } from './args';
 import { LOCAL_STACK_FLAGS, localStackOptions, startLocal } from './local-flags';
 import { count, displayPath, duration, plural, usd } from './format';
-import { copyOutputs, invalidLinesExcerpt } from './outputs';
+import { copyOutputs, firstInvalidLines, invalidLinesExcerpt } from './outputs';
 import { BatchesInFlight, onLiveInterrupt } from './in-flight';
 import { checkReachable } from './reach';
 import { ProgressView } from './progress';
@@ -175,6 +175,7 @@ async function runFile(stack: LocalStack, file: string, options: RunOptions, io:
       durationSeconds: Math.round(elapsedMs / 100) / 10,
       simulated: options.simulated,
       outputs: { dir, files: written.map((f) => path.basename(f)), report: report ?? null },
+      invalidLines: (invalid && (await firstInvalidLines(invalid))?.lines) ?? [],
     });
   }
   return exitStatus;

@@ -93,10 +93,35 @@ describe('a local run, for scripts and for people', () => {
       },
     });
     expect(document.summary).toEqual(summary);
+    expect(document.invalidLines).toEqual([
+      { line: 3, code: 'invalid_json', reason: expect.stringMatching(/^line 3 is not valid JSON/) },
+      { line: 6, code: 'missing_params', reason: 'line 6 has no params' },
+    ]);
     // The person's lines went to stderr: the progress, the summary and the closing line.
     expect(json.stderr).toContain(`Job ${summary.jobId}: succeeded in `);
     expect(json.stderr).toContain('4 of 7 rows did not succeed (2 errored, 2 invalid): exit status 3');
     expect(json.stderr.includes('\r') || json.stderr.includes('\u001b[')).toBe(false);
+  });
+
+  it('estimate --json prints the counts, the first invalid lines and the estimate, and exits 1 for invalid lines', async () => {
+    const estimate = await batchline(['estimate', 'mixed.jsonl', '--json', '--allow-unknown-models'], { cwd });
+    expect(estimate.code).toBe(1);
+    expect(estimate.stderr).toBe('');
+    const document = JSON.parse(estimate.stdout);
+    expect(document).toMatchObject({
+      batchline: 1,
+      command: 'estimate',
+      file: path.join(cwd, 'mixed.jsonl'),
+      exitStatus: 1,
+      counts: { valid: 5, invalid: 2, blank: 0 },
+      invalidLines: [
+        { line: 3, code: 'invalid_json' },
+        { line: 6, code: 'missing_params' },
+      ],
+      cost: { complete: false, unpricedModels: ['claude-sonet-4-5'] },
+    });
+    expect(document.cost.byModel['claude-sonet-4-5']).toEqual({ requests: 2, batchUsd: null, standardUsd: null });
+    expect(document.tokens.output).toBe(5 * 16);
   });
 
   it('a run without --json prints where its report is', () => {
