@@ -151,7 +151,8 @@ async function runFile(stack: LocalStack, file: string, options: RunOptions, io:
     unsubscribe();
     view.finish();
   }
-  const elapsedMs = Date.now() - startedAt;
+  // The job's own time, which summary.json's durationSeconds rounds: the screen and the file agree.
+  const elapsedMs = jobDurationMs(outcome.summary) ?? Date.now() - startedAt;
   screen.write(`\n${formatSummary(outcome, elapsedMs, LOCAL_KEY, { simulated: options.simulated })}\n`);
   const dir = path.resolve(io.cwd, options.out ?? path.join('batchline-out', jobId));
   const written = await copyOutputs(stack.s3, stack.bucket, jobId, dir);
@@ -179,6 +180,13 @@ async function runFile(stack: LocalStack, file: string, options: RunOptions, io:
     });
   }
   return exitStatus;
+}
+
+/** How long a job took by its own record (registered to ended), as summary.json's durationSeconds measures it, unrounded. */
+export function jobDurationMs(summary: JobOutcome['summary']): number | undefined {
+  if (!summary) return undefined;
+  const ms = Date.parse(summary.timings.endedAt) - Date.parse(summary.timings.createdAt);
+  return Number.isFinite(ms) && ms >= 0 ? ms : summary.timings.durationSeconds * 1000;
 }
 
 /** How a local job ended, for its exit status. */

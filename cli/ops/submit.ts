@@ -13,7 +13,7 @@ import { readableFile, UsageError } from '../args';
 import { displayPath, duration, plural } from '../format';
 import { onInterrupt, type Io } from '../io';
 import { ProgressView } from '../progress';
-import { formatSummary, LOCAL_KEY, STACK_KEY } from '../run';
+import { formatSummary, jobDurationMs, LOCAL_KEY, STACK_KEY } from '../run';
 import { EXIT_STATUS_HELP, exitStatusOf, shortfallLine, type JobEnd } from '../exit-status';
 import { JSON_FLAGS, JSON_HELP, jobDocument, wantsJson, writeJson } from '../json';
 import { OpsFailure, opsCommand } from './command';
@@ -135,7 +135,7 @@ export async function followToEnd(
   const { job } = report;
   const keys = jobKeys(jobId);
   const summary = await getJson<JobSummary>(target.s3, target.bucket, keys.summary);
-  const elapsedMs = summary ? summary.timings.durationSeconds * 1000 : Date.parse(job.endedAt ?? job.updatedAt) - Date.parse(job.createdAt);
+  const elapsedMs = jobDurationMs(summary) ?? Date.parse(job.endedAt ?? job.updatedAt) - Date.parse(job.createdAt);
   const keyFrom = target.kind === 'local' ? LOCAL_KEY : STACK_KEY;
   screen.write(`\n${formatSummary({ jobId, status: job.status, execution: undefined, job, summary, keys }, elapsedMs, keyFrom)}\n`);
   if (summary) {

@@ -9,6 +9,7 @@ import { pathToFileURL } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { batchline, ROOT, type Run } from '../support/cli';
 import { findChromium, visitPage } from '../support/browser';
+import { duration } from '../../cli/format';
 
 /** Three models (one misspelt, which the simulator errors not_found_error), and two invalid lines. */
 function mixedFile(): string {
@@ -98,7 +99,11 @@ describe('a local run, for scripts and for people', () => {
       { line: 6, code: 'missing_params', reason: 'line 6 has no params' },
     ]);
     // The person's lines went to stderr: the progress, the summary and the closing line.
-    expect(json.stderr).toContain(`Job ${summary.jobId}: succeeded in `);
+    // The screen's duration is the job's own, which summary.json's durationSeconds rounds.
+    const ms = Date.parse(summary.timings.endedAt) - Date.parse(summary.timings.createdAt);
+    expect(Math.round(ms / 1000)).toBe(summary.timings.durationSeconds);
+    expect(json.stderr).toContain(`Job ${summary.jobId}: succeeded in ${duration(ms)}\n`);
+    expect(document.durationSeconds).toBe(Math.round(ms / 100) / 10);
     expect(json.stderr).toContain('4 of 7 rows did not succeed (2 errored, 2 invalid): exit status 3');
     expect(json.stderr.includes('\r') || json.stderr.includes('\u001b[')).toBe(false);
   });
