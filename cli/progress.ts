@@ -53,7 +53,7 @@ export class ProgressView {
   /** A retried step's failure, on the bar until the workflow moves on: why a run seems to stall. */
   private retrying: string | undefined;
   /** The first snapshot of the phase under way (validating, or batches), for its pace. */
-  private phaseStart: { phase: 'validating' | 'batches'; at: number; done: number } | undefined;
+  private phaseStart: { phase: 'validating' | 'batches'; at: number; done: number; rows: number } | undefined;
   private lastPlainAt = 0;
 
   constructor(
@@ -71,8 +71,7 @@ export class ProgressView {
    * A snapshot from the job's records: redraws the bar on a terminal; otherwise, for long work
    * (LONG_WORK_ROWS and more), a plain progress line every PLAIN_PROGRESS_EVERY_MS at most.
    */
-  update(progress: JobProgress | LiveProgress): void {
-    const now = Date.now();
+  update(progress: JobProgress | LiveProgress, now = Date.now()): void {
     const pace = this.pace(progress, now);
     if (!this.tty) {
       const rows = 'validating' in progress && progress.validating ? progress.validating.rows : (progress.validRows ?? 0);
@@ -96,12 +95,13 @@ export class ProgressView {
     if (!live || !phase) return { now };
     const done = phase === 'validating' ? live.validating!.bytes : live.rowsProcessed;
     const total = phase === 'validating' ? live.validating!.inputBytes : Math.max(live.rowsSent, progress.validRows ?? 0);
-    if (this.phaseStart?.phase !== phase) this.phaseStart = { phase, at: now, done };
+    const rows = live.validating?.rows ?? 0;
+    if (this.phaseStart?.phase !== phase) this.phaseStart = { phase, at: now, done, rows };
     const seconds = (now - this.phaseStart.at) / 1000;
     const pace: Pace = { now };
     if (total !== undefined && total > 0) pace.fraction = Math.min(1, done / total);
     // A pace from a second or more of progress, not from the first snapshot's jitter.
-    if (seconds >= 1 && phase === 'validating' && this.phaseStart.done === 0) pace.rowsPerSecond = live.validating!.rows / seconds;
+    if (seconds >= 1 && phase === 'validating') pace.rowsPerSecond = (rows - this.phaseStart.rows) / seconds;
     const gained = done - this.phaseStart.done;
     if (seconds >= 1 && gained > 0 && total !== undefined && total > done) pace.etaMs = ((total - done) / gained) * seconds * 1000;
     return pace;

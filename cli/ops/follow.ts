@@ -8,7 +8,7 @@ import type { LocalEvent } from '../../local/runtime';
 import { hasEnded, jobProgress, type JobProgressReport, type QueryDeps } from '../../shared/jobs/queries';
 import type { ChunkAttempt } from '../../shared/store/items';
 import type { ProgressView } from '../progress';
-import { batchProgress } from '../../local/progress';
+import { batchProgress, type LiveProgress, type ValidationWatch } from '../../local/progress';
 
 /** The steps that happened between two snapshots of a job, in workflow order. */
 export function eventsBetween(before: JobProgressReport | undefined, after: JobProgressReport): LocalEvent[] {
@@ -64,6 +64,8 @@ export interface FollowOptions {
   /** How often the bar is redrawn between snapshots (terminal only). */
   redrawMs?: number;
   tty?: boolean;
+  /** Prepare's progress while it validates (read from the row indexes it writes), for the bar. */
+  validation?: ValidationWatch;
 }
 
 /** Reads the job's records until it has ended, telling `view` what changes; resolves with the last snapshot. */
@@ -76,8 +78,9 @@ export async function followJob(
   const maxIntervalMs = options.maxIntervalMs ?? 5_000;
   let interval = options.minIntervalMs ?? 250;
   let last: JobProgressReport | undefined;
-  const live = (report: JobProgressReport) => ({ ...report.totals, ended: hasEnded(report.job), ...batchProgress(report.chunks) });
-  const ticker = options.tty ? setInterval(() => last && view.update(live(last)), options.redrawMs ?? 200) : undefined;
+  const live = (report: JobProgressReport): LiveProgress => ({ ...report.totals, ended: hasEnded(report.job), ...batchProgress(report.chunks) });
+  let shown: LiveProgress | undefined;
+  const ticker = options.tty ? setInterval(() => shown && view.update(shown), options.redrawMs ?? 200) : undefined;
   try {
     for (;;) {
       let report = await jobProgress(deps, jobId);
@@ -85,7 +88,14 @@ export async function followJob(
       // Its chunks may have been read just before their last update: once ended, they no longer change.
       if (ended) report = await jobProgress(deps, jobId);
       for (const event of eventsBetween(last, report)) view.event(event);
-      view.update(live(report));
+      const snapshot = live(report);
+      // While Prepare validates, how far it has got (the rows and the share of the input read).
+      if (options.validation && report.job.validRows === undefined && !ended) {
+        const validating = await options.validation.read(report.job).catch(() => undefined);
+        if (validating) snapshot.validating = validating;
+      }
+      shown = snapshot;
+      view.update(snapshot);
       last = report;
       if (ended) return report;
       await sleep(interval);

@@ -18,6 +18,7 @@ import { EXIT_STATUS_HELP, exitStatusOf, shortfallLine, type JobEnd } from '../e
 import { JSON_FLAGS, JSON_HELP, jobDocument, wantsJson, writeJson } from '../json';
 import { OpsFailure, opsCommand } from './command';
 import { followJob, type FollowOptions } from './follow';
+import { ValidationWatch } from '../../local/progress';
 import { TARGET_HELP, type Target } from './target';
 
 export const SUBMIT_HELP = `Usage: batchline submit FILE.jsonl [options]
@@ -128,7 +129,7 @@ export async function followToEnd(
   });
   let report: JobProgressReport;
   try {
-    report = await followJob(target, jobId, view, options);
+    report = await followJob(target, jobId, view, { ...options, validation: new ValidationWatch(target.s3, target.bucket, jobId) });
   } finally {
     stopInterrupt();
   }

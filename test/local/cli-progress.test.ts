@@ -54,6 +54,26 @@ describe('the progress line of long work', () => {
     );
   });
 
+  it('counts rows a second and the time left from the snapshots of the phase under way', () => {
+    let written = '';
+    const out = new Writable({
+      write(chunk, _encoding, done) {
+        written = String(chunk);
+        done();
+      },
+    });
+    const start = Date.parse('2026-01-01T00:00:00.000Z');
+    const view = new ProgressView(out, true, start);
+    const validating = (rows: number, bytes: number): LiveProgress => ({ ...base, status: 'registered', validating: { rows, bytes, inputBytes: 100_000_000 } });
+    view.update(validating(10_000, 10_000_000), start + 1_000);
+    // One snapshot gives no pace yet.
+    expect(written).toContain(`${bar(0.1)} · validating: 10,000 rows`);
+    expect(written).not.toMatch(/rows\/s|ETA/);
+    view.update(validating(110_000, 30_000_000), start + 3_000);
+    // 100,000 rows and 20 MB in 2 s: 50,000 rows/s, and 70 MB left at 10 MB/s.
+    expect(written).toContain(`3.0s · ${bar(0.3)} · validating: 110,000 rows, 50,000 rows/s · ETA 7.0s`);
+  });
+
   it('not on a terminal: a plain progress line now and then for 100,000 rows and more, none for less, never a carriage return or an escape', () => {
     let written = '';
     const out = new Writable({
