@@ -35,6 +35,7 @@ import { CHUNK_SK_PREFIX, jobPk, type ChunkItem, type JobItem, type JobStatus, t
 import { jobKeys } from '../store/keys';
 import { isS3NotFound, putJson } from '../store/s3';
 import { ChunkFileCorrupt, objectLines, requestCustomIds, requestsKey } from './chunk-files';
+import type { RawLine } from '../jsonl/lines';
 import { InvalidStateInput, isoAt, jobKey, readJob } from './chunk-state';
 import { MESSAGES, Outputs } from './final-rows';
 import { currentChunkFinal, writeChunkFinal } from './finalize-chunk';
@@ -117,6 +118,9 @@ export async function finalizeJob(input: FinalizeInput, deps: FinalizeDeps): Pro
   let keyFailure: { error: string; cause: string } | undefined;
   const collectPending: number[] = [];
   const timeline = new AttemptTimeline();
+  // The chunks' shares of errors.jsonl, in order: the report's examples are read from them (in work/,
+  // which this step reads; it only writes results/).
+  const errorParts: ConcatSource[] = [];
 
   if (rejected) {
     const outputs = new Outputs(s3, config.bucket, keys);
@@ -134,7 +138,7 @@ export async function finalizeJob(input: FinalizeInput, deps: FinalizeDeps): Pro
     }
   } else {
     const results: ConcatSource[] = [];
-    const errors: ConcatSource[] = [];
+    const errors = errorParts;
     for await (const chunk of queryPartition<ChunkItem>(dynamo, config.table, jobPk(job.jobId), CHUNK_SK_PREFIX)) {
       let final = await currentChunkFinal(chunk, job, deps);
       if (!final) {
@@ -165,7 +169,7 @@ export async function finalizeJob(input: FinalizeInput, deps: FinalizeDeps): Pro
   if (input.collectedLate && input.collectedLate.length > 0) summary.collectedLate = { chunks: input.collectedLate, at: isoAt(now()) };
   await putJson(s3, config.bucket, keys.summary, summary);
   // The same numbers as a page for a person; errors.jsonl is read only as far as its examples need.
-  const errorExamples = await errorExamplesFrom(objectLines(s3, config.bucket, keys.errors), Object.keys(summary.errorsByType));
+  const errorExamples = await errorExamplesFrom(linesOf(s3, config.bucket, errorParts), Object.keys(summary.errorsByType));
   const html = renderSummaryHtml(summary, {
     errorExamples,
     cache: cacheSavings(tally.cost.toJSON(), prices),
@@ -215,6 +219,11 @@ export async function finalizeJob(input: FinalizeInput, deps: FinalizeDeps): Pro
     observer.error('the job ended, but announcing it failed', { status, error: errorFields(error) });
   }
   return { jobId: job.jobId, status, counts, ...(rejection ? { rejection: { Error: rejection.error, Cause: rejection.cause } } : {}) };
+}
+
+/** The lines of these objects one after another, each read only as far as the caller takes them. */
+async function* linesOf(s3: S3Client, bucket: string, parts: readonly ConcatSource[]): AsyncGenerator<RawLine> {
+  for (const part of parts) if (part.bytes > 0) yield* objectLines(s3, bucket, part.key);
 }
 
 /** Why a job is rejected, if it is: strict validation found invalid lines, or the file holds no request at all. */
