@@ -245,6 +245,9 @@ export function walkJob(definition: AslDefinition, scenario: JobScenario): Execu
         return { ...ref, attempt: run, batchId: `batch-${run}`, canceled: false, waitSeconds: 30 };
       case 'AwaitBatch':
         return { reason: 'ended' };
+      // Its timeout (the backoff) ends it; the Catch of the timeout goes where Next goes.
+      case 'AwaitRetry':
+        return {};
       case 'PollBatch':
         return { ...(input as object), ended: run % scenario.pollsPerAttempt === 0, waitSeconds: 60, watch: (scenario.wait ?? 'poller') === 'poller' };
       case 'CollectResults': {

@@ -128,6 +128,7 @@ export function walkChunk(processor: AslGraph, attempts: number, polls: number):
       case 'SubmitChunk':
         return { canceled: false };
       case 'AwaitBatch':
+      case 'AwaitRetry':
         return {};
       case 'PollBatch':
         return { ended: run % cycle === 0, watch: run % cycle !== 0 && run % cycle < arms };

@@ -277,9 +277,9 @@ export class JobWorkflow extends Construct {
     const batchEnded = new sfn.Choice(this, 'BatchEnded').when(sfn.Condition.booleanEquals('$.ended', true), collectResults);
     if (firstWait !== waitForBatch) batchEnded.when(sfn.Condition.booleanEquals('$.watch', true), firstWait);
     waitForBatch.next(pollBatch).next(batchEnded.otherwise(waitForBatch));
-    collectResults.next(
-      new sfn.Choice(this, 'RetryNeeded').when(sfn.Condition.booleanEquals('$.retry', true), waitBeforeRetry.next(submitChunk)).otherwise(finalizeChunk),
-    );
+    waitBeforeRetry.next(submitChunk);
+    const backoff = this.awaitRetry(props.poller ?? true, fns['await-batch'], { submitChunk, waitBeforeRetry });
+    collectResults.next(new sfn.Choice(this, 'RetryNeeded').when(sfn.Condition.booleanEquals('$.retry', true), backoff).otherwise(finalizeChunk));
 
     // The job. MarkJobFailed's reply ({jobId}) is dropped, so the execution fails with the error
     // it caught, still at $.error.
@@ -396,6 +396,39 @@ export class JobWorkflow extends Construct {
     state.addCatch(next.waitForBatch, { errors: [...POLLER_UNAVAILABLE_ERRORS], resultPath: '$.wakeError' });
     state.addCatch(next.recordChunkFailure, next.caught);
     state.next(next.pollBatch);
+    return state;
+  }
+
+  /**
+   * AwaitRetry: the retry backoff as a callback Task whose own timeout is the backoff
+   * (TimeoutSecondsPath `$.retryWaitSeconds`), so it ends on time with or without the poller; the
+   * poller settles it early only to forward a job's cancel (shared/jobs/await.ts). The timeout is the
+   * normal way on (→ SubmitChunk); an arm that failed waits on the plain Wait. Per retry it takes 4
+   * history events more than the Wait alone. Without the poller, the Wait itself.
+   */
+  private awaitRetry(enabled: boolean, fn: lambda.Function, next: { submitChunk: sfn.State; waitBeforeRetry: sfn.Wait }): sfn.State {
+    if (!enabled) return next.waitBeforeRetry;
+    const state = new tasks.LambdaInvoke(this, 'AwaitRetry', {
+      lambdaFunction: fn,
+      integrationPattern: sfn.IntegrationPattern.WAIT_FOR_TASK_TOKEN,
+      // The backoff rides in the Payload too: the local engine reads the timeout from there (local/asl.ts).
+      payload: sfn.TaskInput.fromObject({
+        wait: 'retry',
+        'jobId.$': '$.jobId',
+        'chunk.$': '$.chunk',
+        'attempt.$': '$.attempt',
+        'retryWaitSeconds.$': '$.retryWaitSeconds',
+        taskToken: sfn.JsonPath.taskToken,
+      }),
+      retryOnServiceExceptions: false,
+      taskTimeout: sfn.Timeout.at('$.retryWaitSeconds'),
+      resultPath: '$.wake',
+    });
+    // No Retry: an arm that failed costs only the early cancel (the plain Wait still ends the
+    // backoff on time), and retries would take history events a chunk's longest life needs.
+    state.addCatch(next.submitChunk, { errors: [...CALLBACK_TIMEOUT_ERRORS], resultPath: '$.wakeError' });
+    state.addCatch(next.waitBeforeRetry, { errors: [sfn.Errors.ALL], resultPath: '$.wakeError' });
+    state.next(next.submitChunk);
     return state;
   }
 

@@ -105,6 +105,8 @@ export type LocalEvent =
   | { type: 'batch-polled'; jobId: string; chunk: number; attempt: number; ended: boolean; watch?: boolean }
   /** A callback wait (AwaitBatch) ended: woken by the poller (`reason` its wake's), or timed out / refused (`error`). */
   | { type: 'batch-woken'; jobId: string; chunk: number; attempt: number; reason?: string; error?: string }
+  /** A retry backoff (AwaitRetry) ended: by its timeout (`error` States.Timeout, the normal way), or woken by the poller to forward a cancel (`reason`). */
+  | { type: 'backoff-ended'; jobId: string; chunk: number; attempt: number; reason?: string; error?: string }
   /** One run of the poller's schedule (`report` its reply, or `error`). */
   | { type: 'poller-ticked'; report?: unknown; error?: string; ms: number }
   | { type: 'chunk-collected'; jobId: string; chunk: number; attempt: number; retry: boolean }
@@ -368,12 +370,13 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
                 }
               };
               const ref = ((input as { Payload?: unknown }).Payload ?? {}) as { jobId: string; chunk: number; attempt: number };
+              const type = target.state === 'AwaitRetry' ? 'backoff-ended' : 'batch-woken';
               try {
                 const output = await taskTokens.run(target.state, callbacks.get(target.state) ?? {}, input, invoke, signal);
-                emit({ type: 'batch-woken', jobId: ref.jobId, chunk: ref.chunk, attempt: ref.attempt, reason: (output as { reason?: string } | null)?.reason });
+                emit({ type, jobId: ref.jobId, chunk: ref.chunk, attempt: ref.attempt, reason: (output as { reason?: string } | null)?.reason });
                 return output;
               } catch (error) {
-                emit({ type: 'batch-woken', jobId: ref.jobId, chunk: ref.chunk, attempt: ref.attempt, error: (error as Error).name });
+                emit({ type, jobId: ref.jobId, chunk: ref.chunk, attempt: ref.attempt, error: (error as Error).name });
                 throw error;
               }
             };

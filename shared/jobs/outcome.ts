@@ -137,9 +137,12 @@ export function rowFate(evidence: RowEvidence, facts: AttemptFacts): RowDecision
   }
 }
 
-/** Backoff before retry attempt `attempt + 1`: doubled per attempt already made. */
+/**
+ * Backoff before retry attempt `attempt + 1`: doubled per attempt already made, and at least 1 s,
+ * since it is AwaitRetry's timeout (TimeoutSecondsPath), which must be a positive integer.
+ */
 export function retryWaitSeconds(attempt: number, retryBackoffSeconds: number): number {
-  return retryBackoffSeconds * 2 ** Math.max(0, attempt - 1);
+  return Math.max(1, retryBackoffSeconds * 2 ** Math.max(0, attempt - 1));
 }
 
 /** A row's cost is kept to 1e-10 USD: a cheap model's short reply costs well under a micro-dollar. */

@@ -35,6 +35,8 @@ export const CREATE_SLOT_SK = 'CREATE';
 export const WATCH_PK = 'WATCH';
 /** Sorted by expiry; a re-arm of the same batch replaces its watch (the old token is spent). */
 export const watchSk = (expiresAt: string, batchId: string) => `${expiresAt}#${batchId}`;
+/** After every batch watch (an ISO time sorts before `r`); one per chunk, replaced by the next attempt's. */
+export const retryWatchSk = (jobId: string, chunk: number) => `retry#${jobId}#${String(chunk).padStart(5, '0')}`;
 export const POLLER_PK = 'POLLER';
 export const POLLER_SK = 'POLLER';
 export const JOBS_GSI = 'byCreated';
@@ -320,6 +322,27 @@ export interface WatchItem {
   armedAt: string;
   /** The attempt's cancelSentAt when armed: a job cancel is forwarded (woken for) only while this is absent. */
   cancelSentAt?: string;
+  ttl: number;
+}
+
+/**
+ * A chunk waiting out its retry backoff in AwaitRetry (shared/jobs/await.ts writes it): the task
+ * ends by its own timeout when the backoff is over, and the poller wakes it early only to forward a
+ * job's cancel, so a cancel never waits for the backoff.
+ */
+export interface RetryWatchItem {
+  pk: typeof WATCH_PK;
+  sk: string;
+  type: 'watch';
+  wait: 'retry';
+  jobId: string;
+  chunk: number;
+  /** The attempt whose rows are to be retried (the next one is attempt + 1). */
+  attempt: number;
+  taskToken: string;
+  armedAt: string;
+  /** When the backoff ends (ISO, local clock): past it the task has ended by its timeout, and the poller drops the watch. */
+  dueAt: string;
   ttl: number;
 }
 
