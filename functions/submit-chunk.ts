@@ -4,8 +4,8 @@ import { S3Client } from '@aws-sdk/client-s3';
 import type { BatchesApi } from '../shared/anthropic/api';
 import { createBatchesClientFromEnv } from '../shared/anthropic/from-env';
 import { readPipelineConfig } from '../shared/config';
-import { parseChunkRef } from '../shared/jobs/chunk-state';
-import { submitChunk, type SubmitOutput } from '../shared/jobs/submit';
+import { parseChunkRef, type SubmitOutput } from '../shared/jobs/contract';
+import { submitChunk } from '../shared/jobs/submit';
 import { instrument } from '../shared/observability';
 
 const s3 = new S3Client({});

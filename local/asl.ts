@@ -4,6 +4,7 @@
  * made to follow the simulator's clock.
  */
 import { LocalNames, resourcesOfType, type CfnTemplate } from './template';
+import { STATE } from '../shared/jobs/contract';
 
 export interface AslState {
   Type: string;
@@ -30,7 +31,7 @@ export class StateMachineNotFound extends Error {
 }
 
 /** The state that marks the job state machine (docs/workflow-contract.md). */
-const JOB_ENTRY_STATE = 'RegisterJob';
+const JOB_ENTRY_STATE = STATE.RegisterJob;
 
 /** Calls every state, nested ones (Map item processors, Parallel branches) included, depth first. */
 export function forEachState(

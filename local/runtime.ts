@@ -58,7 +58,7 @@ import { LocalStepFunctions, type LocalExecution, type TaskHandlers } from './st
 import { LocalTaskTokens } from './task-tokens';
 import { synthesizeTemplate } from './synth';
 import { LocalNames, resourcesOfType } from './template';
-import { RETRIED_HANDLER_ERRORS } from '../shared/jobs/contract';
+import { RETRIED_HANDLER_ERRORS, STATE } from '../shared/jobs/contract';
 
 export const REPO_ROOT = fileURLToPath(new URL('..', import.meta.url));
 
@@ -370,7 +370,7 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
                 }
               };
               const ref = ((input as { Payload?: unknown }).Payload ?? {}) as { jobId: string; chunk: number; attempt: number };
-              const type = target.state === 'AwaitRetry' ? 'backoff-ended' : 'batch-woken';
+              const type = target.state === STATE.AwaitRetry ? 'backoff-ended' : 'batch-woken';
               try {
                 const output = await taskTokens.run(target.state, callbacks.get(target.state) ?? {}, input, invoke, signal);
                 emit({ type, jobId: ref.jobId, chunk: ref.chunk, attempt: ref.attempt, reason: (output as { reason?: string } | null)?.reason });
@@ -494,7 +494,7 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
     const out = (output ?? {}) as Record<string, unknown>;
     const jobId = String(out.jobId ?? jobIdIn(input) ?? '');
     switch (state) {
-      case 'RegisterJob': {
+      case STATE.RegisterJob: {
         const entry = tracked.get(executionArn);
         if (entry && typeof out.jobId === 'string') {
           entry.jobId = out.jobId;
@@ -504,7 +504,7 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
         emit({ type: 'job-registered', jobId, duplicate: out.duplicate === true, executionArn });
         break;
       }
-      case 'PrepareJob':
+      case STATE.PrepareJob:
         emit({
           type: 'job-prepared',
           jobId,
@@ -514,7 +514,7 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
           invalidRows: Number(out.invalidRows ?? 0),
         });
         break;
-      case 'SubmitChunk':
+      case STATE.SubmitChunk:
         emit({
           type: 'batch-submitted',
           jobId,
@@ -524,21 +524,21 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
           canceled: out.canceled === true,
         });
         break;
-      case 'PollBatch':
+      case STATE.PollBatch:
         emit({ type: 'batch-polled', jobId, chunk: Number(out.chunk), attempt: Number(out.attempt), ended: out.ended === true, watch: out.watch === true });
         break;
-      case 'CollectResults':
+      case STATE.CollectResults:
         emit({ type: 'chunk-collected', jobId, chunk: Number(out.chunk), attempt: Number(out.attempt), retry: out.retry === true });
         break;
-      case 'RecordChunkFailure': {
+      case STATE.RecordChunkFailure: {
         const error = (input as { error?: { Error?: string } } | null)?.error?.Error ?? 'unknown';
         emit({ type: 'chunk-failed', jobId, chunk: Number(out.chunk ?? (input as { chunk?: number }).chunk), error });
         break;
       }
-      case 'FinalizeJob':
+      case STATE.FinalizeJob:
         emit({ type: 'job-finalized', jobId, status: String(out.status) });
         break;
-      case 'MarkJobFailed': {
+      case STATE.MarkJobFailed: {
         const error = (input as { error?: { Error?: string } } | null)?.error?.Error ?? 'unknown';
         emit({ type: 'job-failed', jobId: jobId || undefined, error });
         break;

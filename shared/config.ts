@@ -61,7 +61,7 @@ export function enumSetting<T extends string>(env: Env, name: string, fallback: 
   return value as T;
 }
 
-/** API limits (anthropic-batches.md §3). */
+/** API limits (docs/api-reference.md §3). */
 export const API_MAX_REQUESTS_PER_BATCH = 100_000;
 export const API_MAX_BATCH_BYTES = 256_000_000;
 

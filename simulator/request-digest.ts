@@ -2,7 +2,7 @@
  * What the simulator keeps of each request: enough to derive its result (model, max_tokens, a
  * hash and token estimate of the prompt, its cache breakpoints), never the prompt text itself.
  *
- * Validation follows anthropic-batches.md §3: problems with the batch as a whole (bad or duplicate
+ * Validation follows docs/api-reference.md §3: problems with the batch as a whole (bad or duplicate
  * custom_id, an item that is not `{custom_id, params}`) are thrown as InvalidBody, answered
  * synchronously; problems inside `params` are kept and come back as an `errored` result
  * (invalid_request_error), as does a model the API does not serve (not_found_error).

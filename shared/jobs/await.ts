@@ -20,17 +20,14 @@ import type { PipelineConfig, PollerConfig } from '../config';
 import { quietObserver, type Observer } from '../observability';
 import { putItem } from '../store/dynamo';
 import { retryWatchSk, WATCH_PK, watchSk, type RetryWatchItem, type WatchItem } from '../store/items';
-import { attemptOf, ChunkStateConflict, chunkCondition, isoAt, patchAttempt, readChunk, updateChunk, type AttemptRef, type ChunkRef } from './chunk-state';
+import { attemptOf, ChunkStateConflict, chunkCondition, isoAt, patchAttempt, readChunk, updateChunk } from './chunk-state';
+import type { ArmOutput, AwaitBatchInput, AwaitRetryInput } from './contract';
 import { pollerHealthy, readPollerHealth, WATCH_TTL_PAST_EXPIRY_SECONDS } from './watch';
 import { clockOf } from '../clock';
 
 /** The poller is down (its health record is stale): wait on the Wait loop. The workflow catches it by this name. */
 export class PollerUnavailable extends Error {
   override readonly name = 'PollerUnavailable';
-}
-
-export interface ArmInput extends AttemptRef {
-  taskToken: string;
 }
 
 export interface ArmDeps {
@@ -40,12 +37,7 @@ export interface ArmDeps {
   observer?: Observer;
 }
 
-export interface ArmResult {
-  armed: true;
-  arms: number;
-}
-
-export async function armWatch(input: ArmInput, deps: ArmDeps): Promise<ArmResult> {
+export async function armWatch(input: AwaitBatchInput, deps: ArmDeps): Promise<ArmOutput> {
   const { dynamo, config } = deps;
   const now = clockOf(deps);
   const observer = deps.observer ?? quietObserver;
@@ -92,14 +84,7 @@ export async function armWatch(input: ArmInput, deps: ArmDeps): Promise<ArmResul
   return { armed: true, arms };
 }
 
-export interface RetryArmInput extends ChunkRef {
-  /** The attempt whose rows go to the next one. */
-  attempt: number;
-  retryWaitSeconds: number;
-  taskToken: string;
-}
-
-export async function armRetryWatch(input: RetryArmInput, deps: Omit<ArmDeps, 'config'> & { config: Pick<PipelineConfig, 'table'> }): Promise<ArmResult> {
+export async function armRetryWatch(input: AwaitRetryInput, deps: Omit<ArmDeps, 'config'> & { config: Pick<PipelineConfig, 'table'> }): Promise<ArmOutput> {
   const now = clockOf(deps)();
   const dueAt = now + input.retryWaitSeconds * 1000;
   const watch: RetryWatchItem = {

@@ -36,7 +36,8 @@ import { ObjectWriter } from '../store/s3';
 import { quietObserver, rowsErroredMetric, type Observer } from '../observability';
 import { BATCH_BODY_OVERHEAD } from '../validation/request';
 import { requestEntries, requestIds, requestPositions } from './chunk-files';
-import { attemptOf, ChunkStateConflict, chunkCondition, isoAt, jobKey, patchAttempt, readChunk, readJob, updateChunk, type ChunkRef } from './chunk-state';
+import { attemptOf, ChunkStateConflict, chunkCondition, isoAt, jobKey, patchAttempt, readChunk, readJob, updateChunk } from './chunk-state';
+import type { CollectInput, CollectOutput } from './contract';
 import { rowBucketsOf, RowRecordWriter, type RowEntry } from './row-records';
 import { SentRequests, userResultLine } from './wire-ids';
 import { readCheckpoint, SegmentedResults, SegmentMissing, storedLines, type CollectCheckpoint, type LineTallies } from './collect-checkpoint';
@@ -57,18 +58,6 @@ import { clockOf } from '../clock';
 /** The API refused the key while Collect read results: retried by the workflow for about a day. */
 export class ApiKeyRefused extends Error {
   override readonly name = 'ApiKeyRefused';
-}
-
-export interface CollectInput extends ChunkRef {
-  attempt: number;
-  /** null: the job was canceled before this attempt was submitted. */
-  batchId: string | null;
-}
-
-export interface CollectOutput extends ChunkRef {
-  attempt: number;
-  retry: boolean;
-  retryWaitSeconds: number;
 }
 
 export interface CollectDeps {
@@ -108,7 +97,7 @@ export async function collectResults(input: CollectInput, deps: CollectDeps): Pr
 
   // A fresh container has not seen this batch created: a 404 on its results soon after is transient.
   if (input.batchId !== null && record.createdAt) deps.api.rememberCreated(input.batchId, record.createdAt);
-  const recorder = () => new RowRecorder(input, positions, rowBucketsOf(job), deps, job.cancelRequested === true, observer);
+  const recorder = () => new RowRecorder({ input, positions, buckets: rowBucketsOf(job), deps, cancelRequested: job.cancelRequested === true, observer });
   let rows = recorder();
   try {
     if (input.batchId !== null) {
@@ -262,6 +251,18 @@ function receivedText(raw: Buffer, customId: string, sent: SentRequests): string
 /** Damaged lines logged one by one; the rest are counted in the `collected` line. */
 const DAMAGED_LINES_LOGGED = 10;
 
+/** What a RowRecorder records for: the attempt, where each of its rows is, and the job's state. */
+interface RowRecorderFrom {
+  input: CollectInput;
+  /** Each custom_id's position in the attempt's requests. */
+  positions: ReadonlyMap<string, number>;
+  /** The job's row-record partitions (rowBucketsOf). */
+  buckets: number;
+  deps: CollectDeps;
+  cancelRequested: boolean;
+  observer: Observer;
+}
+
 /** Decides and records each row of one attempt; keeps the attempt's tallies. */
 class RowRecorder {
   readonly seen = new Set<string>();
@@ -289,14 +290,17 @@ class RowRecorder {
   /** Bytes of the API's results file a checkpoint had already taken into account (0: read from the start). */
   resumedFrom = 0;
 
-  constructor(
-    private readonly input: CollectInput,
-    private readonly positions: ReadonlyMap<string, number>,
-    buckets: number,
-    private readonly deps: CollectDeps,
-    cancelRequested: boolean,
-    private readonly observer: Observer,
-  ) {
+  private readonly input: CollectInput;
+  private readonly positions: ReadonlyMap<string, number>;
+  private readonly deps: CollectDeps;
+  private readonly observer: Observer;
+
+  constructor(from: RowRecorderFrom) {
+    const { input, deps, buckets, cancelRequested } = from;
+    this.input = input;
+    this.positions = from.positions;
+    this.deps = deps;
+    this.observer = from.observer;
     const now = clockOf(deps)();
     this.records = new RowRecordWriter(
       deps.dynamo,

@@ -35,10 +35,10 @@ import { CHUNK_SK_PREFIX, jobPk, type ChunkItem, type JobItem, type JobStatus, t
 import { jobKeys } from '../store/keys';
 import { isS3NotFound, putJson } from '../store/s3';
 import { ChunkFileCorrupt, objectLines, requestCustomIds, requestsKey } from './chunk-files';
-import { InvalidStateInput, isoAt, jobKey, readJob } from './chunk-state';
+import { isoAt, jobKey, readJob } from './chunk-state';
+import type { FinalizeJobInput, FinalizeJobOutput } from './contract';
 import { MESSAGES, Outputs } from './final-rows';
 import { currentChunkFinal, writeChunkFinal } from './finalize-chunk';
-import type { PrepareOutcome } from './prepare';
 import { Tally, type JobSummary } from './tally';
 import { neededLines, parseJsonLine } from './work-files';
 import { clockOf } from '../clock';
@@ -51,34 +51,6 @@ export { WorkFileMissing } from './work-files';
 /** The outputs would not add up: nothing is claimed (no summary, no job status) until they do. */
 export class CountsMismatch extends Error {
   override readonly name = 'CountsMismatch';
-}
-
-export interface FinalizeInput {
-  jobId: string;
-  /** Prepare's outcome, when the workflow passes it on. */
-  outcome?: PrepareOutcome;
-  /** The reconciler finalizes a job whose FinalizeJob failed (its status is `failed`); never from state input. */
-  recovering?: boolean;
-  /** The reconciler finalizes an ended job again after collecting these chunks late (ChunkItem.collectLater); never from state input. */
-  collectedLate?: number[];
-}
-
-const OUTCOMES: readonly PrepareOutcome[] = ['ready', 'rejected', 'empty'];
-
-/** `{jobId, outcome?}` from the state's input (Prepare's output, or the Map's input passed on). */
-export function parseFinalizeInput(input: unknown): FinalizeInput {
-  if (typeof input !== 'object' || input === null) throw new InvalidStateInput('the state input must be an object');
-  const { jobId, outcome } = input as { jobId?: unknown; outcome?: unknown };
-  if (typeof jobId !== 'string' || jobId === '') throw new InvalidStateInput('jobId must be a non-empty string');
-  return OUTCOMES.includes(outcome as PrepareOutcome) ? { jobId, outcome: outcome as PrepareOutcome } : { jobId };
-}
-
-export interface FinalizeOutput {
-  jobId: string;
-  status: JobStatus;
-  counts: RowCounts;
-  /** A rejected job's reason, as the workflow's JobRejected state fails with it. */
-  rejection?: { Error: string; Cause: string };
 }
 
 export interface FinalizeDeps {
@@ -97,7 +69,7 @@ export interface FinalizeDeps {
 /** Errors that say the API key itself is wrong or missing: no chunk of the job can succeed. */
 const API_KEY_ERRORS: ReadonlySet<string> = new Set(['ApiAuthError', 'ApiKeyMissing']);
 
-export async function finalizeJob(input: FinalizeInput, deps: FinalizeDeps): Promise<FinalizeOutput> {
+export async function finalizeJob(input: FinalizeJobInput, deps: FinalizeDeps): Promise<FinalizeJobOutput> {
   const { s3, dynamo, config } = deps;
   const now = clockOf(deps);
   const observer = deps.observer ?? quietObserver;

@@ -31,7 +31,7 @@ import { quietObserver, type Observer } from '../observability';
 import { deleteItemIf, putItem, queryPartition } from '../store/dynamo';
 import { POLLER_PK, POLLER_SK, WATCH_PK, type JobItem, type PollerHealthItem, type RetryWatchItem, type WatchItem } from '../store/items';
 import { isoAt, readJob } from './chunk-state';
-import type { WakeOutput } from './poll';
+import type { WakeOutput } from './contract';
 import { readPollerHealth, watchKey } from './watch';
 import { clockOf } from '../clock';
 

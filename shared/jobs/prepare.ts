@@ -32,6 +32,7 @@ import { rowBucketCount } from './row-records';
 import { BATCH_BODY_OVERHEAD, CustomIdSet, invalidReportRow, validateLine, type LineOutcome } from '../validation/request';
 import { modelCatalogFromConfig } from '../validation/models';
 import { clockOf } from '../clock';
+import type { PrepareOutcome, PrepareOutput } from './contract';
 
 export class JobNotFound extends Error {
   override readonly name = 'JobNotFound';
@@ -49,17 +50,6 @@ export class TooManyChunks extends Error {
  * escaping doubles it.
  */
 export const MAX_CHUNKS = 30_000;
-
-export type PrepareOutcome = 'ready' | 'rejected' | 'empty';
-
-export interface PrepareResult {
-  jobId: string;
-  outcome: PrepareOutcome;
-  /** The chunk indexes, 0 to n−1: the Map's ItemSelector pairs each with the jobId. */
-  chunks: number[];
-  validRows: number;
-  invalidRows: number;
-}
 
 export interface PrepareDeps {
   s3: S3Client;
@@ -85,7 +75,7 @@ const INVALID_PART_BYTES = 5 * 1024 * 1024;
  * `intentAt` is '' until Submit records its intent to create. `bytes` is the size of the create body
  * the chunk makes (envelope and commas included), the number the API's 256 MB limit applies to.
  */
-export async function prepareJob(input: { jobId: string }, deps: PrepareDeps): Promise<PrepareResult> {
+export async function prepareJob(input: { jobId: string }, deps: PrepareDeps): Promise<PrepareOutput> {
   const { dynamo, config } = deps;
   const now = clockOf(deps);
   const observer = deps.observer ?? quietObserver;
@@ -167,14 +157,14 @@ export async function prepareJob(input: { jobId: string }, deps: PrepareDeps): P
   };
 }
 
-function preparedBefore(job: JobItem, observer: Observer): PrepareResult {
+function preparedBefore(job: JobItem, observer: Observer): PrepareOutput {
   const result = recordedResult(job);
   observer.info('prepared before', { outcome: result.outcome, validRows: result.validRows, invalidRows: result.invalidRows, chunks: result.chunks.length });
   return result;
 }
 
 /** The result of a Prepare that already finished, rebuilt from the job record. */
-function recordedResult(job: JobItem): PrepareResult {
+function recordedResult(job: JobItem): PrepareOutput {
   const validRows = job.validRows ?? 0;
   const invalidRows = job.invalidRows ?? 0;
   const chunkCount = job.chunkCount ?? 0;

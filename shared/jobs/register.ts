@@ -12,6 +12,7 @@ import { isS3NotFound } from '../store/s3';
 import { bareEtag, jobIdFor } from './job-id';
 import { parseRegisterEvent, type ObjectRef } from './events';
 import { clockOf } from '../clock';
+import type { RegisterOutput } from './contract';
 
 /** The object named by the event does not exist (deleted since, or a wrong key). */
 export class SourceNotFound extends Error {
@@ -41,12 +42,7 @@ export interface RegisterDeps {
   observer?: Observer;
 }
 
-export interface RegisterResult {
-  jobId: string;
-  duplicate: boolean;
-}
-
-export async function registerJob(event: unknown, deps: RegisterDeps): Promise<RegisterResult> {
+export async function registerJob(event: unknown, deps: RegisterDeps): Promise<RegisterOutput> {
   const ref = parseRegisterEvent(event);
   const head = await headSource(deps.s3, ref);
   const etag = bareEtag(ref.etag ?? head.etag ?? '');

@@ -33,7 +33,8 @@ import type { PipelineConfig } from '../config';
 import { ConditionFailed, getItem, putItem, updateItem } from '../store/dynamo';
 import { BATCH_SK, batchPk, ttlAfter, type BatchClaimItem, type ChunkAttempt, type ChunkItem } from '../store/items';
 import { errorFields, quietObserver, type Observer } from '../observability';
-import { attemptOf, chunkCondition, isoAt, jobKey, patchAttempt, readChunk, readJob, updateChunk, type ChunkRef } from './chunk-state';
+import { attemptOf, chunkCondition, isoAt, jobKey, patchAttempt, readChunk, readJob, updateChunk } from './chunk-state';
+import type { ChunkRef, SubmitOutput } from './contract';
 import { requestLines, type AttemptRef } from './chunk-files';
 import { nextPollDelay, type PollSettings } from './poll';
 import { cancelBatch, recordCancelSent, type AttemptBatch } from './cancel';
@@ -70,15 +71,6 @@ export class CreateOutcomeUnknown extends Error {
 /** The batch we created was claimed by another chunk attempt (an adoption guessed wrong). */
 export class BatchClaimConflict extends Error {
   override readonly name = 'BatchClaimConflict';
-}
-
-export interface SubmitOutput extends ChunkRef {
-  attempt: number;
-  batchId: string | null;
-  /** True when the job was canceled before this attempt was submitted: Collect marks its rows canceled. */
-  canceled: boolean;
-  /** Seconds until the first poll. */
-  waitSeconds: number;
 }
 
 export interface SubmitDeps {

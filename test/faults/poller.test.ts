@@ -7,7 +7,7 @@ import { ids, nextEvent, readJsonl, request, until, useLocalStack, writeRequests
 import { chunkRecords, expectEveryRowOnce, expectOneBatchPerAttempt, runJob, type JobRun } from './support';
 
 /**
- * The poller's failure modes (poller-design.md §9.7) on the local pipeline: the synthesized state
+ * The poller's failure modes (docs/architecture.md, "Waiting for a batch", and its failure table) on the local pipeline: the synthesized state
  * machine, AwaitBatch's tokens, the poller's schedule ticking on the runtime's timer. Each run ends
  * with every row in one terminal state, one batch per attempt (no second create) and no token
  * left open. At time scale 120 a tick is 0.5 s real apart, a heartbeat timeout (900 s) 7.5 s real.
