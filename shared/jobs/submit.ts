@@ -34,8 +34,8 @@ import { ConditionFailed, getItem, putItem, updateItem } from '../store/dynamo';
 import { BATCH_SK, batchPk, ttlAfter, type BatchClaimItem, type ChunkAttempt, type ChunkItem } from '../store/items';
 import { errorFields, quietObserver, type Observer } from '../observability';
 import { attemptOf, chunkCondition, isoAt, jobKey, patchAttempt, readChunk, readJob, updateChunk } from './chunk-state';
-import type { ChunkRef, SubmitOutput } from './contract';
-import { requestLines, type AttemptRef } from './chunk-files';
+import type { AttemptKey, ChunkRef, SubmitOutput } from './contract';
+import { requestLines } from './chunk-files';
 import { nextPollDelay, type PollSettings } from './poll';
 import { cancelBatch, recordCancelSent, type AttemptBatch } from './cancel';
 import { acquireCreateSlot, releaseCreateSlot } from './create-slot';
@@ -255,7 +255,7 @@ export class CreateRefused extends Error {
 export const totalRequests = (counts: RequestCounts): number => counts.processing + counts.succeeded + counts.errored + counts.canceled + counts.expired;
 
 /** The attempt's requests as sent: each custom_id replaced by `<nonce>-<line>` (./wire-ids.ts). */
-async function* wireRequests(deps: SubmitDeps, ref: AttemptRef, nonce: string): AsyncGenerator<Buffer> {
+async function* wireRequests(deps: SubmitDeps, ref: AttemptKey, nonce: string): AsyncGenerator<Buffer> {
   let line = 0;
   for await (const request of requestLines(deps.s3, deps.config.bucket, ref)) yield wireRequestLine(request, wireId(nonce, line++));
 }
