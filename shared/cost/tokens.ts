@@ -49,6 +49,8 @@ export const UNKNOWN_PDF_PAGES = 1;
 // ---------------------------------------------------------------------------------------------
 // Text
 
+const NON_ASCII = /[\u0080-\uffff]/;
+
 /**
  * Tokens of a text (a BPE tokenizer cannot be reproduced without its vocabulary; this is the rule
  * of thumb per script): ASCII 4 characters a token; other Latin, Greek and Cyrillic letters 2;
@@ -56,6 +58,8 @@ export const UNKNOWN_PDF_PAGES = 1;
  * Devanagari, Thai, ...) 4 characters in 3; characters outside the BMP (emoji) 1.5 each. [U]
  */
 export function textTokens(text: string): number {
+  // Most prompts are ASCII: a native scan settles them without the per-character loop.
+  if (!NON_ASCII.test(text)) return Math.ceil(text.length / 4);
   let quarters = 0;
   for (let i = 0; i < text.length; i += 1) {
     const code = text.charCodeAt(i);
