@@ -89,6 +89,11 @@ describe('line shapes', () => {
       request('fast', { speed: 'fast' }),
       request('no-messages', { messages: undefined }),
       request('bad-role', { messages: [{ role: 'system', content: 'hi' }] }),
+      request('hot', { temperature: 1.5 }),
+      request('no-schema', { tools: [{ name: 'lookup' }] }),
+      request('unknown-tool', { tools: [{ name: 'lookup', input_schema: { type: 'object' } }], tool_choice: { type: 'tool', name: 'search' } }),
+      request('choice-alone', { tool_choice: { type: 'any' } }),
+      request('small-budget', { thinking: { type: 'enabled', budget_tokens: 512 } }),
     ]);
     const errors = Object.fromEntries([...lines.values()].filter((line) => line.result.type === 'errored').map((line) => [line.custom_id, line.result]));
 
@@ -104,6 +109,11 @@ describe('line shapes', () => {
       fast: envelope(/^speed: not supported/),
       'no-messages': envelope(/^messages: Field required$/),
       'bad-role': envelope(/^messages\.0\.role: /),
+      hot: envelope(/^temperature: .*less than or equal to 1$/),
+      'no-schema': envelope(/^tools\.0\.input_schema: Field required$/),
+      'unknown-tool': envelope(/^tool_choice\.name: no tool named "search" in tools$/),
+      'choice-alone': envelope(/^tool_choice: may only be specified while providing tools$/),
+      'small-budget': envelope(/^thinking\.enabled\.budget_tokens: .*1024$/),
     });
   });
 
