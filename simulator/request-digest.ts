@@ -269,7 +269,9 @@ function replyPlan(params: Record<string, unknown>, promptHash: string, mode: Di
   const wantsTool = choice.type === 'any' || choice.type === 'tool' || (choice.type === 'auto' && !answersToolResult);
   if (tools.length === 0 || !wantsTool || last?.role !== 'user') return { thinkingBudget, tool: null, toolPreamble: false, speed };
   const random = seededRandom(0, 'tool', promptHash);
-  const tool = choice.type === 'tool' ? tools.find((t) => t.name === choice.name)! : tools[Math.floor(random() * tools.length)]!;
+  const tool = choice.type === 'tool' ? tools.find((t) => t.name === choice.name) : tools[Math.floor(random() * tools.length)];
+  // A server tool (web search, code execution, ...) has no input_schema: the simulator does not run them and answers in text.
+  if (tool === undefined) return { thinkingBudget, tool: null, toolPreamble: false, speed };
   return { thinkingBudget, tool: { name: tool.name as string, input: valueFor(tool.input_schema, random) }, toolPreamble: choice.type === 'auto', speed };
 }
 

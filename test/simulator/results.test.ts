@@ -117,6 +117,14 @@ describe('line shapes', () => {
     });
   });
 
+  it('answers a request forcing a server tool (which it does not run) in text', async () => {
+    const sim = await sims.start();
+    const lines = await runBatch(sim, [
+      request('search', { tools: [{ type: 'web_search_20250305', name: 'web_search', max_uses: 2 }], tool_choice: { type: 'tool', name: 'web_search' } }),
+    ]);
+    expect(message(lines.get('search')).content.map((block) => (block as { type: string }).type)).toEqual(['text']);
+  });
+
   it('errors a request for a model it does not serve with not_found_error, as the API does, after checking its params', async () => {
     const sim = await sims.start();
     const lines = await runBatch(sim, [
