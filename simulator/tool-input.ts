@@ -59,7 +59,7 @@ function numberValue(schema: Record<string, unknown>, random: Random, integer: b
   return integer ? Math.min(Math.floor(high), Math.max(Math.ceil(low), Math.round(value))) : Math.round(value * 100) / 100;
 }
 
-/** A value that satisfies `schema` (the common keywords; `$ref` and `not` are not followed). */
+/** A value that satisfies `schema` (the common keywords; `$ref`, `not` and `pattern` are not followed). */
 export function valueFor(schema: unknown, random: Random, depth = 0): unknown {
   if (!isRecord(schema)) return {};
   if ('const' in schema) return schema.const;
