@@ -36,7 +36,7 @@ export const MESSAGE_OVERHEAD_TOKENS = 3;
 export const SYSTEM_OVERHEAD_TOKENS = 3;
 /**
  * The tool-use system prompt the API adds when `tools` is given (pricing docs, Claude 4 models):
- * 346 tokens with tool_choice auto or none, 313 with any or tool. [V for Claude 4; U for later]
+ * 346 tokens with tool_choice auto or none, 313 with any or tool. [U: the Claude 4 figures, not found in the stored sources]
  */
 export const TOOL_SYSTEM_PROMPT_TOKENS = { auto: 346, any: 313 } as const;
 /** Tokens around one image or document block (its markers) [U]. */
