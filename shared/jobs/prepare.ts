@@ -162,6 +162,8 @@ export async function prepareJob(input: { jobId: string }, deps: PrepareDeps): P
       rejection: budgetRejection,
       updatedAt,
     },
+    // Reused rows are final from the start (progress counts them with the rows Collect decides).
+    ...(job.reuse && scan.reusedRows > 0 ? { add: { rowsFinal: scan.reusedRows } } : {}),
   });
   observer.metric('RowsInvalid', scan.invalidRows);
   observer.info('prepared', {

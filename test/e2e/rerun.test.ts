@@ -78,6 +78,8 @@ describe('rerun and reuse, end to end', () => {
 
     const summary = outcome.summary!;
     expect(summary.counts).toEqual({ total: 20, succeeded: 20, errored: 0, expired: 0, canceled: 0, invalid: 0 });
+    // Progress counts the reused rows as final from the start.
+    expect(outcome.job?.rowsFinal).toBe(20);
     const paidHere = results.filter((row) => !row.reused_from).reduce((sum, row) => sum + row.cost_usd!, 0);
     // Cost counts what this job paid; the summary says what was reused, and what it had cost.
     expect(summary.cost.batchUsd).toBeCloseTo(paidHere, 5);
