@@ -248,6 +248,8 @@ async function orderRows(chunk: ChunkItem, job: JobItem, tally: Tally, outputs: 
             `Not sent again: the retry of ${stop.rows} rows, estimated at $${stop.estimateUsd.toFixed(4)}, would have taken the job's cost ` +
             `($${stop.paidUsd.toFixed(4)} paid) past its budget of $${stop.budgetUsd}.`;
           await outputs.write(tally.add({ ...base, status: 'errored', error: { type: BUDGET_EXCEEDED, message } }));
+          // Collect recorded the row as retried; this later record is its final word (readRowRecord takes the latest).
+          failedRows.add(attempt, record.batchId, { customId, index, status: 'errored', final: true, errorType: BUDGET_EXCEEDED });
         } else if (line && 'unreadable' in line) {
           await outputs.write(tally.add({ ...base, status: 'errored', error: { type: decision.errorType!, message: unreadableMessage(line.unreadable) } }));
         } else if (line) {
@@ -268,7 +270,10 @@ async function orderRows(chunk: ChunkItem, job: JobItem, tally: Tally, outputs: 
   }
 }
 
-/** Records of the rows an uncollected attempt left, one writer per attempt (Collect never wrote them). */
+/**
+ * Records of the rows an uncollected attempt left, one writer per attempt (Collect never wrote
+ * them), and of rows whose retry the budget stopped (Collect recorded them as retried).
+ */
 class FailedRows {
   private readonly writers = new Map<number, RowRecordWriter>();
 

@@ -6,7 +6,7 @@ import type { ErrorRow, ResultRow } from '../../shared/jobs/finalize';
 import { bareEtag } from '../../shared/jobs/job-id';
 import { jobForUpload } from '../../shared/jobs/queries';
 import { MAX_COST_METADATA, MODE_METADATA } from '../../shared/jobs/register';
-import { batchOutcomes, ids, readJsonl, until, useLocalStack, withOutcome } from './support';
+import { batchOutcomes, ids, readJsonl, rowRecord, until, useLocalStack, withOutcome } from './support';
 
 /**
  * A request the estimate prices under what it costs: a large image, which the estimate counts at a
@@ -83,6 +83,8 @@ describe('the budget guard, end to end', () => {
       expect(row.error?.type).toBe('budget_exceeded');
       expect(row.error?.message).toContain(`past its budget of $${budget}`);
     }
+    // `batchline get` reads the row's record: final, budget_exceeded.
+    expect(await rowRecord(under.stack, jobId, overloaded[0]!)).toMatchObject({ status: 'errored', final: true, errorType: 'budget_exceeded' });
     const errors = await readJsonl<ErrorRow>(under.stack, outcome.keys.errors);
     expect(errors.map((row) => [row.custom_id, row.error_type])).toEqual(stopped.map((row) => [row.custom_id, 'budget_exceeded']));
     expect(outcome.summary!.counts).toEqual({ total: 10, succeeded: 10 - overloaded.length, errored: overloaded.length, expired: 0, canceled: 0, invalid: 0 });
