@@ -11,8 +11,8 @@
  *   goes to no chunk, so it can never be submitted; the plan (`PlanWriter`) says so, row by row.
  * - FinalizeJob writes the job's own rows (its chunks' files, joined) to `sentRows`, then
  *   `mergeReused` writes results.jsonl and errors.jsonl in input order: a sent row from the job's own
- *   files, a reused one copied from the old results.jsonl (staged on disk by its new position, since
- *   a corrected file may order rows differently), marked `"reused_from"`. Reused rows are counted
+ *   files, a reused one copied from the old results.jsonl in one pass (staged on disk by its new
+ *   position first only when a corrected file orders rows differently), marked `"reused_from"`. Reused rows are counted
  *   (status, error type) but their cost is not this job's: the summary reports it as `reused`.
  */
 import { createHash } from 'node:crypto';
@@ -88,7 +88,8 @@ export interface ReusableRow {
 /** The hash two requests' params are compared by: byte-identical params, identical hash. */
 export function paramsHash(body: Buffer): string {
   const params = rawMember(body, 'params') ?? body;
-  return createHash('sha256').update(params).digest('base64');
+  // 128 bits of SHA-256: a collision is out of reach, and a million of them fit in less memory.
+  return createHash('sha256').update(params).digest().toString('base64', 0, 16);
 }
 
 /** What a results.jsonl line says of its row, read without parsing a succeeded row's message. */
@@ -283,37 +284,13 @@ export async function mergeReused(
   const fromJob = job.reuse!.fromJob;
   const keys = jobKeys(job.jobId);
   const plan = await readPlan(s3, config.bucket, job.jobId);
-  // Each reused row's rank among the reused rows (its staging slot), by its line in the old results.
-  const slotOfOld = new Map<number, number>();
-  const oldOfSlot: number[] = [];
-  for (const old of plan) {
-    if (old === PlanWriter.SENT) continue;
-    slotOfOld.set(old, oldOfSlot.length);
-    oldOfSlot.push(old);
-  }
-  const staged = new StagedLines(await mkdtemp(path.join(deps.tmpDir ?? tmpdir(), 'batchline-reuse-')), oldOfSlot.length);
+  const reused = await reusedLines(plan, fromJob, deps);
   const results = new ObjectWriter(s3, config.bucket, keys.results);
   const errors = new ObjectWriter(s3, config.bucket, keys.errors);
   const sent = objectLines(s3, config.bucket, keys.sentRows.results);
   const sentErrors = objectLines(s3, config.bucket, keys.sentRows.errors);
   let costE10 = 0;
   try {
-    let index = 0;
-    for await (const line of objectLines(s3, config.bucket, jobKeys(fromJob).results)) {
-      const slot = slotOfOld.get(index);
-      if (slot !== undefined) {
-        const pending = staged.add(slot, Buffer.from(line.bytes));
-        if (pending) await pending;
-      }
-      index += 1;
-    }
-    await staged.flush();
-    if (oldOfSlot.some((_, slot) => staged.lengthOf(slot) === 0))
-      throw new ReuseNotPossible(`job ${fromJob}'s results.jsonl is shorter than when this job was prepared`);
-
-    let slot = 0;
-    let window: Array<Buffer | undefined> = [];
-    let windowStart = 0;
     for (const old of plan) {
       if (old === PlanWriter.SENT) {
         const next = await sent.next();
@@ -326,13 +303,7 @@ export async function mergeReused(
         }
         continue;
       }
-      if (slot >= windowStart + window.length) {
-        windowStart = slot;
-        const slots = Array.from({ length: Math.min(WINDOW_ROWS, oldOfSlot.length - slot) }, (_, i) => slot + i);
-        window = await staged.read(slots);
-      }
-      const line = window[slot - windowStart]!;
-      slot += 1;
+      const line = await reused.next(old);
       const state = oldRowState(line, `line ${old + 1} of job ${fromJob}'s results.jsonl`);
       await results.writeLine(reusedLine(line, fromJob));
       const row: ResultRow = state.row ?? { custom_id: state.customId, status: 'succeeded', attempts: 0, batch_id: null, usage: null, cost_usd: null };
@@ -346,10 +317,96 @@ export async function mergeReused(
     await Promise.all([results.abort(), errors.abort()]);
     throw error;
   } finally {
-    await Promise.all([sent.return(undefined), sentErrors.return(undefined)]);
-    await staged.remove();
+    await Promise.all([sent.return(undefined), sentErrors.return(undefined), reused.close()]);
   }
-  return { fromJob, rows: oldOfSlot.length, costUsd: roundUsd(costE10 / 1e10) };
+  return { fromJob, rows: reused.rows, costUsd: roundUsd(costE10 / 1e10) };
+}
+
+/** The old results' lines the plan reuses, handed out in the plan's order. */
+interface ReusedLines {
+  rows: number;
+  /** The line at `old` (the plan's next reused row). */
+  next(old: number): Promise<Buffer>;
+  close(): Promise<void>;
+}
+
+/**
+ * When the plan takes the old lines in their own order (always so for a rerun: the same input), one
+ * pass over the old results.jsonl hands them out as it goes, nothing held. Otherwise (a corrected
+ * file that reorders rows) the reused lines are staged on local disk by their new position first
+ * (./staging.ts), then read back a window at a time.
+ */
+async function reusedLines(
+  plan: Int32Array,
+  fromJob: string,
+  deps: { s3: S3Client; config: Pick<PipelineConfig, 'bucket'>; tmpDir?: string },
+): Promise<ReusedLines> {
+  const { s3, config } = deps;
+  let rows = 0;
+  let last = -1;
+  let inOrder = true;
+  for (const old of plan) {
+    if (old === PlanWriter.SENT) continue;
+    if (old <= last) inOrder = false;
+    last = Math.max(last, old);
+    rows += 1;
+  }
+  const shorter = () => new ReuseNotPossible(`job ${fromJob}'s results.jsonl is shorter than when this job was prepared`);
+  const lines = objectLines(s3, config.bucket, jobKeys(fromJob).results);
+  if (inOrder) {
+    let index = -1;
+    return {
+      rows,
+      async next(old) {
+        for (;;) {
+          const line = await lines.next();
+          if (line.done) throw shorter();
+          index += 1;
+          if (index === old) return Buffer.from(line.value.bytes);
+        }
+      },
+      close: async () => void (await lines.return(undefined)),
+    };
+  }
+  // Each reused row's rank among the reused rows (its staging slot), by its line in the old results.
+  const slotOfOld = new Int32Array(last + 1).fill(-1);
+  let slots = 0;
+  for (const old of plan) if (old !== PlanWriter.SENT) slotOfOld[old] = slots++;
+  const staged = new StagedLines(await mkdtemp(path.join(deps.tmpDir ?? tmpdir(), 'batchline-reuse-')), rows);
+  try {
+    let index = 0;
+    for await (const line of lines) {
+      if (index > last) break;
+      const slot = slotOfOld[index]!;
+      if (slot >= 0) {
+        const pending = staged.add(slot, Buffer.from(line.bytes));
+        if (pending) await pending;
+      }
+      index += 1;
+    }
+    await staged.flush();
+    if (index <= last) throw shorter();
+  } catch (error) {
+    await staged.remove();
+    throw error;
+  }
+  let slot = 0;
+  let window: Array<Buffer | undefined> = [];
+  let windowStart = 0;
+  return {
+    rows,
+    async next() {
+      if (slot >= windowStart + window.length) {
+        windowStart = slot;
+        window = await staged.read(Array.from({ length: Math.min(WINDOW_ROWS, rows - slot) }, (_, i) => slot + i));
+      }
+      const line = window[slot - windowStart];
+      slot += 1;
+      if (line === undefined) throw shorter();
+      return line;
+    },
+    close: () => staged.remove(),
+  };
 }
 
 function reusedErrorRow(row: ResultRow, fromJob: string): ErrorRow & { reused_from: string } {

@@ -107,6 +107,23 @@ describe('rerun and reuse, end to end', () => {
     expect(outcome.summary!.reused?.rows).toBe(20 - expired.length);
   });
 
+  it('a rerun over its budget is rejected before sending anything; its outputs still have every row, the reused ones included', async () => {
+    const succeeded = first.results.filter((row) => row.status === 'succeeded').map((row) => row.custom_id);
+
+    const { outcome, requestsSent } = await rerun(first.jobId, { maxCostUsd: 0.000001 });
+
+    expect(outcome.status).toBe('rejected');
+    expect(outcome.job?.failure?.error).toBe('BudgetExceeded');
+    expect(requestsSent).toBe(0);
+    const results = await readJsonl<Row>(under.stack, outcome.keys.results);
+    expect(results.map((row) => row.custom_id)).toEqual(customIds);
+    for (const row of results) {
+      if (succeeded.includes(row.custom_id)) expect(row).toMatchObject({ status: 'succeeded', reused_from: first.jobId });
+      else expect(row).toMatchObject({ status: 'canceled', attempts: 0, batch_id: null });
+    }
+    expect(outcome.summary!.counts).toEqual({ total: 20, succeeded: succeeded.length, errored: 0, expired: 0, canceled: 20 - succeeded.length, invalid: 0 });
+  });
+
   it('reuses the successes of a corrected file whose rows match by custom_id and identical params, and sends the rest', async () => {
     const succeeded = first.results.filter((row) => row.status === 'succeeded').map((row) => row.custom_id);
     const changed = succeeded[0]!;
