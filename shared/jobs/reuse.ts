@@ -12,8 +12,9 @@
  * - FinalizeJob writes the job's own rows (its chunks' files, joined) to `sentRows`, then
  *   `mergeReused` writes results.jsonl and errors.jsonl in input order: a sent row from the job's own
  *   files, a reused one copied from the old results.jsonl in one pass (staged on disk by its new
- *   position first only when a corrected file orders rows differently), marked `"reused_from"`. Reused rows are counted
- *   (status, error type) but their cost is not this job's: the summary reports it as `reused`.
+ *   position first only when a corrected file orders rows differently), marked `"reused_from"`.
+ *   Reused rows are counted (status, error type) but their cost is not this job's: the summary
+ *   reports it as `reused`.
  */
 import { createHash } from 'node:crypto';
 import { mkdtemp } from 'node:fs/promises';
