@@ -185,6 +185,8 @@ export async function collectResults(input: CollectInput, deps: CollectDeps): Pr
   // The joined object is what every reader uses from now on.
   await rows.removeCheckpoint();
   const output = answer(input, { ...record, ...patch }, config);
+  // Rows the budget stopped are final, not retried: the metrics and the log line count them so.
+  if (budgetStopped) rows.retry.clear();
   report(rows, record, output, observer);
   return output;
 }

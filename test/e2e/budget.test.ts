@@ -101,7 +101,9 @@ describe('the budget guard, end to end', () => {
     const outcome = await under.stack.waitForJob(jobId);
 
     expect(outcome.status).toBe('rejected');
-    expect(outcome.execution?.error).toBe('BudgetExceeded');
+    // The execution fails with the rejection's error (JobRejected), as a strict rejection's does.
+    const execution = await under.stack.stepFunctions.describe(outcome.job!.executionArn!)!.done;
+    expect([execution.status, execution.error]).toEqual(['FAILED', 'BudgetExceeded']);
     expect(outcome.job?.failure?.error).toBe('BudgetExceeded');
     expect(outcome.job?.failure?.cause).toContain(`The estimated cost $${estimateOf(rows).toFixed(4)} (an estimate`);
     expect(outcome.job?.failure?.cause).toContain("over the job's budget of $0.0000");
