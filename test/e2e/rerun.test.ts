@@ -29,6 +29,7 @@ describe('rerun and reuse, end to end', () => {
     simulator: { batchFaultsBySequence: { 1: { errored: { overloaded_error: 0.25, invalid_request_error: 0.15 }, expired: 0.2 } } },
   });
   let first: { jobId: string; batchId: string; results: Row[]; summary: JobSummary };
+  let onlyExpired: { jobId: string; results: Row[] };
 
   async function rerun(jobId: string, options: RerunOptions = {}) {
     const requestsBefore = under.stack.simulator!.stats().requestsCreated;
@@ -93,6 +94,7 @@ describe('rerun and reuse, end to end', () => {
     const carried = first.results.filter((row) => row.status === 'errored');
 
     const { jobId, outcome, requestsSent } = await rerun(first.jobId, { only: ['expired'] });
+    onlyExpired = { jobId, results: await readJsonl<Row>(under.stack, outcome.keys.results) };
 
     expect(requestsSent).toBe(expired.length);
     expect(withOutcome(await batchOutcomes(under.stack, jobId, 0, 1), 'succeeded')).toEqual([...expired].sort());
@@ -156,6 +158,23 @@ describe('rerun and reuse, end to end', () => {
     expect(results.filter((row) => row.reused_from).map((row) => row.custom_id)).toEqual(rows.map((row) => row.custom_id).filter((id) => reused.includes(id)));
     expect(outcome.summary!.counts).toEqual({ total: 20, succeeded: 20, errored: 0, expired: 0, canceled: 0, invalid: 0 });
     expect(outcome.summary!.reused?.rows).toBe(reused.length);
+  });
+
+  it('reruns a rerun: sends what is still failed, and each reused row names the job that paid for it', async () => {
+    const stillFailed = onlyExpired.results.filter((row) => row.status !== 'succeeded').map((row) => row.custom_id);
+    const paidBy = new Map(onlyExpired.results.map((row) => [row.custom_id, row.reused_from ?? onlyExpired.jobId]));
+
+    const { outcome, requestsSent } = await rerun(onlyExpired.jobId);
+
+    expect(requestsSent).toBe(stillFailed.length);
+    const results = await readJsonl<Row>(under.stack, outcome.keys.results);
+    expect(results.map((row) => row.custom_id)).toEqual(customIds);
+    for (const row of results) {
+      if (stillFailed.includes(row.custom_id)) expect(row.reused_from).toBeUndefined();
+      else expect(row.reused_from).toBe(paidBy.get(row.custom_id));
+    }
+    expect(outcome.summary!.counts).toMatchObject({ total: 20, succeeded: 20 });
+    expect(outcome.summary!.reused).toMatchObject({ fromJob: onlyExpired.jobId, rows: 20 - stillFailed.length });
   });
 
   it('refuses to reuse rows of a job that does not exist, naming it', async () => {
