@@ -2,7 +2,7 @@
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { JobOutcome, LocalStack } from '../local/runtime';
-import { atMostOne, parse, readableFile } from './args';
+import { atMostOne, parse, positiveNumber, readableFile } from './args';
 import { LOCAL_STACK_FLAGS, localStackOptions, startLocal } from './local-flags';
 import { count, displayPath, duration, plural, usd } from './format';
 import { copyOutputs, invalidLinesExcerpt } from './outputs';
@@ -35,6 +35,9 @@ Options:
   --live             use the real Message Batches API (needs ANTHROPIC_API_KEY; costs money,
                      and batches take minutes to hours). Ctrl-C then lists the batches still
                      running at the API; a second Ctrl-C cancels them there
+  --max-cost USD     the job's budget: rejected before anything is sent if its estimated cost
+                     (output at max_tokens) is higher, and no retry sent that would take the
+                     cost past it (its rows end errored budget_exceeded). Also BATCHLINE_MAX_COST_USD
   --out DIR          where to copy the outputs (default ./batchline-out/<jobId>/)
   --time-scale N     simulated seconds per real second (default 600)
   --verbose          print the handlers' own log lines (JSON, as in CloudWatch) and the
@@ -64,7 +67,7 @@ export function failureText(failure: { error: string; cause: string }, keyFrom: 
 }
 
 export async function runCommand(args: string[], io: Io): Promise<number> {
-  const { values, positionals } = parse(args, { ...LOCAL_STACK_FLAGS, out: { type: 'string' } }, 'run');
+  const { values, positionals } = parse(args, { ...LOCAL_STACK_FLAGS, out: { type: 'string' }, 'max-cost': { type: 'string' } }, 'run');
   if (values.help) {
     io.stdout.write(RUN_HELP);
     return 0;
@@ -72,6 +75,9 @@ export async function runCommand(args: string[], io: Io): Promise<number> {
   const given = atMostOne(positionals, 'run');
   const file = await readableFile(io.cwd, given ?? path.join(REPO_ROOT, DEFAULT_EXAMPLE));
   const options = localStackOptions(values, io);
+  const maxCostUsd = positiveNumber(values['max-cost'], '--max-cost');
+  // The stack's budget (maxCostUsd) is the job's: a local run's stack runs this one job.
+  if (maxCostUsd !== undefined) options.settings = { ...options.settings, maxCostUsd };
 
   // Without a network a live run would retry its first create for minutes: find out first.
   if (options.live) await checkReachable(options.live.baseUrl, options.live.apiKey);
@@ -172,6 +178,8 @@ export function formatSummary(outcome: JobOutcome, elapsedMs: number, keyFrom = 
   if (outcome.status === 'failed' || outcome.execution?.status === 'FAILED') {
     const failure = job?.failure ?? { error: outcome.execution?.error ?? 'unknown', cause: outcome.execution?.cause ?? '' };
     lines.push(`  failure   ${failureText(failure, keyFrom)}`);
+  } else if (outcome.status === 'rejected' && job?.failure?.error === 'BudgetExceeded') {
+    lines.push(`  rejected  ${failureText(job.failure, keyFrom)}`);
   }
   const counts = summary?.counts ?? job?.counts;
   if (counts) {
@@ -194,6 +202,14 @@ export function formatSummary(outcome: JobOutcome, elapsedMs: number, keyFrom = 
     );
     lines.push(`  cost      ${usd(cost.batchUsd)} at batch rates (${usd(cost.standardUsd)} without the batch discount: ${usd(cost.savedUsd)} saved)`);
     if (cost.unpricedModels.length > 0) lines.push(`            not priced: ${cost.unpricedModels.join(', ')} (set BATCHLINE_PRICES)`);
+    if (summary.reused) {
+      const { fromJob, rows, costUsd } = summary.reused;
+      lines.push(`  reused    ${plural(rows, 'row')} from job ${fromJob}, not sent again (${usd(costUsd)} paid there, not counted above)`);
+    }
+    if (summary.budget) {
+      const { maxCostUsd, estimateUsd } = summary.budget;
+      lines.push(`  budget    ${usd(maxCostUsd)}${estimateUsd === null ? '' : ` (estimated ${usd(estimateUsd)} before sending)`}`);
+    }
   }
   if (options.simulated) {
     lines.push('  simulated replies, tokens and cost came from the Batches API simulator, not the real API (--live)');

@@ -82,6 +82,7 @@ export const PIPELINE_SETTING_ENV = {
   pricesJson: 'BATCHLINE_PRICES',
   allowUnknownModels: 'BATCHLINE_ALLOW_UNKNOWN_MODELS',
   adoptGraceSeconds: 'BATCHLINE_ADOPT_GRACE_SECONDS',
+  maxCostUsd: 'BATCHLINE_MAX_COST_USD',
 } as const satisfies Record<keyof PipelineSettings, string>;
 
 /** The API client settings' environment variables (only the functions that call the Batches API get them). */
@@ -136,6 +137,12 @@ export interface PipelineSettings {
    * run (900 s): no earlier create can still be in flight when a new one is made.
    */
   adoptGraceSeconds: number;
+  /**
+   * BATCHLINE_MAX_COST_USD: a job's budget when its file does not set one (object metadata
+   * `batchline-max-cost`); unset, no budget. Prepare rejects a job whose estimate is over it
+   * (BudgetExceeded), and Collect sends no retry that would take the paid cost past it.
+   */
+  maxCostUsd: number | undefined;
 }
 
 export function readPipelineConfig(env: Env = process.env): PipelineConfig {
@@ -160,6 +167,7 @@ export function readPipelineSettings(env: Env = process.env): PipelineSettings {
     pricesJson: optionalString(env, e.pricesJson),
     allowUnknownModels: booleanSetting(env, e.allowUnknownModels, false),
     adoptGraceSeconds: intSetting(env, e.adoptGraceSeconds, 960, 0, 3600),
+    maxCostUsd: optionalString(env, e.maxCostUsd) === undefined ? undefined : numberSetting(env, e.maxCostUsd, 0, 0, 1e9),
   };
 }
 

@@ -7,9 +7,10 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { getJson, JSONL_CONTENT_TYPE, uploadFile as uploadInput } from '../../shared/store/s3';
 import type { JobSummary } from '../../shared/jobs/finalize';
 import { jobForUpload, jobIdsForKey, type JobProgressReport, type QueryDeps, type UploadedObject } from '../../shared/jobs/queries';
-import { MODE_METADATA } from '../../shared/jobs/register';
+import { MAX_COST_METADATA, MODE_METADATA } from '../../shared/jobs/register';
+import { reuseMetadata } from '../../shared/jobs/rerun';
 import { INBOX_PREFIX, jobKeys } from '../../shared/store/keys';
-import { readableFile, UsageError } from '../args';
+import { positiveNumber, readableFile, UsageError } from '../args';
 import { displayPath, duration, plural } from '../format';
 import { onInterrupt, type Io } from '../io';
 import { ProgressView } from '../progress';
@@ -28,6 +29,11 @@ outputs stay in the bucket under results/<jobId>/: "batchline results JOB" downl
 Options:
   --lenient          run the valid rows even if some lines are invalid (default: strict, any
                      invalid line rejects the file before anything is sent)
+  --reuse JOB        take over JOB's succeeded rows whose custom_id and params are the same
+                     (object metadata batchline-reuse): they are not sent again, and results.jsonl
+                     copies them in with "reused_from" (see batchline rerun)
+  --max-cost USD     the job's budget (object metadata batchline-max-cost): rejected before
+                     anything is sent if its estimate is higher, and no retry that would pass it
   --no-follow        print the job id once the job is registered, and return
 ${TARGET_HELP}
   -h, --help         show this help
@@ -44,11 +50,14 @@ const CLOCK_SKEW_MS = 10 * 60_000;
 export const submitCommand = opsCommand(
   'submit',
   SUBMIT_HELP,
-  { lenient: { type: 'boolean' }, 'no-follow': { type: 'boolean' } },
+  { lenient: { type: 'boolean' }, 'no-follow': { type: 'boolean' }, reuse: { type: 'string' }, 'max-cost': { type: 'string' } },
   async ({ values, positionals }, open, io) => {
     if (positionals.length !== 1) throw new UsageError(`needs one file, got ${plural(positionals.length, 'argument')} (see batchline submit --help)`);
     const file = await readableFile(io.cwd, positionals[0]!);
     const mode = values.lenient === true ? 'lenient' : 'strict';
+    const maxCostUsd = positiveNumber(values['max-cost'] as string | undefined, '--max-cost');
+    const reuse = values.reuse as string | undefined;
+    const metadata = reuse === undefined ? (maxCostUsd === undefined ? {} : { [MAX_COST_METADATA]: String(maxCostUsd) }) : reuseMetadata(reuse, { maxCostUsd });
     const target = await open();
     const key = `${INBOX_PREFIX}${path.basename(file)}`;
     const tty = io.stdout.isTTY === true;
@@ -57,7 +66,7 @@ export const submitCommand = opsCommand(
     const startedAt = Date.now();
     const since = new Date(startedAt - CLOCK_SKEW_MS).toISOString();
     const known = await jobIdsForKey(target, target.bucket, key, since);
-    const uploaded = await uploadFile(target, file, key, mode, tty ? (percent) => io.stdout.write(`\r\x1b[2KUploading… ${percent}%`) : undefined);
+    const uploaded = await uploadFile(target, file, key, mode, tty ? (percent) => io.stdout.write(`\r\x1b[2KUploading… ${percent}%`) : undefined, metadata);
     if (tty) io.stdout.write('\r\x1b[2K');
     const jobId = await waitForJob(target, uploaded, { since, exclude: known });
     const status = `batchline status ${jobId}${target.flags}`;
@@ -77,8 +86,13 @@ export async function uploadFile(
   key: string,
   mode: 'strict' | 'lenient',
   onProgress?: (percent: number) => void,
+  metadata: Record<string, string> = {},
 ): Promise<UploadedObject> {
-  const done = await uploadInput(deps.s3, deps.bucket, key, file, { metadata: { [MODE_METADATA]: mode }, contentType: JSONL_CONTENT_TYPE, onProgress });
+  const done = await uploadInput(deps.s3, deps.bucket, key, file, {
+    metadata: { ...metadata, [MODE_METADATA]: mode },
+    contentType: JSONL_CONTENT_TYPE,
+    onProgress,
+  });
   return { bucket: deps.bucket, key, ...done };
 }
 

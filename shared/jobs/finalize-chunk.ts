@@ -36,7 +36,7 @@ import { requestCustomIds, requestsKey } from './chunk-files';
 import { isoAt, readChunk, readJob } from './chunk-state';
 import type { ChunkRef, FinalizeChunkOutput } from './contract';
 import { chunkFailureText, MESSAGES, missingAmongUnreadable, Outputs, unreadableMessage, writeResult, type ResultRow } from './final-rows';
-import { rowFate, type RowEvidence } from './outcome';
+import { BUDGET_EXCEEDED, rowFate, type RowEvidence } from './outcome';
 import { readResultLine, stageResults } from './result-lines';
 import { rowBucketsOf, RowRecordWriter } from './row-records';
 import { StagedLines, WINDOW_BYTES, WINDOW_ROWS } from './staging';
@@ -196,6 +196,7 @@ async function orderRows(chunk: ChunkItem, job: JobItem, tally: Tally, outputs: 
       submitted: Boolean(record.batchId),
       collected: Boolean(record.collectedAt),
       failedAs: failure.type,
+      budgetStopped: record.budgetStopped !== undefined,
     });
     for (let next = windowAt(0); next.positions.length > 0; ) {
       const { start, positions } = next;
@@ -220,6 +221,14 @@ async function orderRows(chunk: ChunkItem, job: JobItem, tally: Tally, outputs: 
           const row: ResultRow = { ...base, status: 'errored', error: { type: failure.type, message: failure.message } };
           await outputs.write(tally.add(row), { cause: failure.cause });
           failedRows.add(attempt, record.batchId, { customId, index, status: 'errored', final: true, errorType: failure.type });
+        } else if (decision.errorType === BUDGET_EXCEEDED) {
+          const stop = record.budgetStopped!;
+          const message =
+            `Not sent again: the retry of ${stop.rows} rows, estimated at $${stop.estimateUsd.toFixed(4)}, would have taken the job's cost ` +
+            `($${stop.paidUsd.toFixed(4)} paid) past its budget of $${stop.budgetUsd}.`;
+          await outputs.write(tally.add({ ...base, status: 'errored', error: { type: BUDGET_EXCEEDED, message } }));
+          // Collect recorded the row as retried; this later record is its final word (readRowRecord takes the latest).
+          failedRows.add(attempt, record.batchId, { customId, index, status: 'errored', final: true, errorType: BUDGET_EXCEEDED });
         } else if (line && 'unreadable' in line) {
           await outputs.write(tally.add({ ...base, status: 'errored', error: { type: decision.errorType!, message: unreadableMessage(line.unreadable) } }));
         } else if (line) {
@@ -240,7 +249,10 @@ async function orderRows(chunk: ChunkItem, job: JobItem, tally: Tally, outputs: 
   }
 }
 
-/** Records of the rows an uncollected attempt left, one writer per attempt (Collect never wrote them). */
+/**
+ * Records of the rows an uncollected attempt left, one writer per attempt (Collect never wrote
+ * them), and of rows whose retry the budget stopped (Collect recorded them as retried).
+ */
 class FailedRows {
   private readonly writers = new Map<number, RowRecordWriter>();
 

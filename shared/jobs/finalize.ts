@@ -41,6 +41,7 @@ import { MESSAGES, Outputs } from './final-rows';
 import { currentChunkFinal, writeChunkFinal } from './finalize-chunk';
 import { Tally, type JobSummary } from './tally';
 import { neededLines, parseJsonLine } from './work-files';
+import { mergeReused, type ReusedSummary } from './reuse';
 import { clockOf } from '../clock';
 
 export type { ErrorRow, ResultRow } from './final-rows';
@@ -79,7 +80,15 @@ export async function finalizeJob(input: FinalizeJobInput, deps: FinalizeDeps): 
   }
   const keys = jobKeys(job.jobId);
   const recovering = input.recovering === true && job.status === 'failed';
-  const rejected = input.outcome === 'rejected' || job.status === 'rejected' || (recovering && job.validationMode === 'strict' && job.invalidRows > 0);
+  const rejected =
+    input.outcome === 'rejected' ||
+    job.status === 'rejected' ||
+    job.rejection !== undefined ||
+    (recovering && job.validationMode === 'strict' && job.invalidRows > 0);
+  // A job that took rows over from another writes its own rows aside first, then merges (./reuse.ts).
+  const reusing = job.reuse !== undefined && (job.reusedRows ?? 0) > 0;
+  const ownKeys = reusing ? keys.sentRows : keys;
+  let reused: ReusedSummary | undefined;
   const prices = priceTableFromConfig(config);
   const tally = new Tally(prices);
   // Chunks ordered here, without a current record of their own FinalizeChunk (reported with the end).
@@ -89,14 +98,14 @@ export async function finalizeJob(input: FinalizeJobInput, deps: FinalizeDeps): 
   const collectPending: number[] = [];
 
   if (rejected) {
-    const outputs = new Outputs(s3, config.bucket, keys);
+    const outputs = new Outputs(s3, config.bucket, ownKeys);
     try {
       for await (const customId of validCustomIds(job, deps)) {
         await outputs.write(tally.add({ custom_id: customId, status: 'canceled', attempts: 0, batch_id: null, usage: null, cost_usd: null }), {
           message: MESSAGES.rejected,
         });
       }
-      checkCounts(job, tally);
+      if (!reusing) checkCounts(job, tally);
       await outputs.finish();
     } catch (error) {
       await outputs.abort();
@@ -117,8 +126,12 @@ export async function finalizeJob(input: FinalizeJobInput, deps: FinalizeDeps): 
       if (chunk.status === 'failed' && chunk.failure && API_KEY_ERRORS.has(chunk.failure.error)) keyFailure ??= chunk.failure;
       if (chunk.collectLater) collectPending.push(chunk.chunk);
     }
+    if (!reusing) checkCounts(job, tally);
+    await Promise.all([concatObjects(s3, config.bucket, results, ownKeys.results), concatObjects(s3, config.bucket, errors, ownKeys.errors)]);
+  }
+  if (reusing) {
+    reused = await mergeReused(job, tally, deps);
     checkCounts(job, tally);
-    await Promise.all([concatObjects(s3, config.bucket, results, keys.results), concatObjects(s3, config.bucket, errors, keys.errors)]);
   }
   await copyObject(s3, config.bucket, keys.invalidWork, keys.invalid);
 
@@ -131,6 +144,8 @@ export async function finalizeJob(input: FinalizeJobInput, deps: FinalizeDeps): 
   if (recovering && job.failure) summary.recoveredFrom = job.failure;
   if (rejected && tally.counts.canceled > 0) summary.notSubmitted = { rows: tally.counts.canceled, reason: 'rejected' };
   if (collectPending.length > 0) summary.collectPending = collectPending;
+  if (job.reuse) summary.reused = reused ?? { fromJob: job.reuse.fromJob, rows: 0, costUsd: 0 };
+  if (job.maxCostUsd !== undefined) summary.budget = { maxCostUsd: job.maxCostUsd, estimateUsd: job.estimateUsd ?? null };
   if (input.collectedLate && input.collectedLate.length > 0) summary.collectedLate = { chunks: input.collectedLate, at: isoAt(now()) };
   await putJson(s3, config.bucket, keys.summary, summary);
   const counts = rowCounts(summary.counts);
@@ -179,6 +194,7 @@ export async function finalizeJob(input: FinalizeJobInput, deps: FinalizeDeps): 
 
 /** Why a job is rejected, if it is: strict validation found invalid lines, or the file holds no request at all. */
 function rejectionOf(job: JobItem, rejected: boolean): { error: string; cause: string } | undefined {
+  if (job.rejection) return job.rejection;
   if (rejected) {
     const lines = job.invalidRows === 1 ? 'an invalid line' : `${job.invalidRows ?? 0} invalid lines`;
     return { error: 'ValidationFailed', cause: `The input file has ${lines}, so nothing was submitted; see the job's invalid.jsonl` };

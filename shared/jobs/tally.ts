@@ -48,6 +48,13 @@ export interface JobSummary {
   collectPending?: number[];
   /** Chunks the reconciler collected after the job had ended, and when: these outputs replace the first ones. */
   collectedLate?: { chunks: number[]; at: string };
+  /**
+   * Rows taken over from a finished job instead of being sent again (shared/jobs/reuse.ts): they are
+   * in `counts`, but neither their tokens nor their cost (paid by that job, `costUsd`) are this job's.
+   */
+  reused?: { fromJob: string; rows: number; costUsd: number };
+  /** The job's budget, and Prepare's estimate of the rows it sent (worst-case output). */
+  budget?: { maxCostUsd: number; estimateUsd: number | null };
 }
 
 /** What the summary reports, gathered row by row and chunk by chunk. */

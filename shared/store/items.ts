@@ -116,6 +116,21 @@ export interface JobItem {
   failureAnnouncedAt?: string;
   counts?: RowCounts;
   costUsd?: number;
+  /**
+   * Set by Register from `batchline-reuse` (and `batchline-reuse-only`): the finished job whose rows
+   * this one takes over instead of sending them again (shared/jobs/reuse.ts).
+   */
+  reuse?: { fromJob: string; only?: string[] };
+  /** Set by Prepare: valid rows taken over from `reuse.fromJob`, never sent by this job. */
+  reusedRows?: number;
+  /** The job's budget in USD (`batchline-max-cost`, else the stack's maxCostUsd); none: no budget. */
+  maxCostUsd?: number;
+  /** Set by Prepare when a budget is set: the cost estimate of the rows it sends (worst-case output). */
+  estimateUsd?: number;
+  /** What Collect has recorded as paid so far, at batch rates (ADD, once per collected attempt). */
+  paidUsd?: number;
+  /** Set by Prepare when it rejects the job for a reason other than validation (BudgetExceeded). */
+  rejection?: { error: string; cause: string };
   executionArn?: string;
   gsi1pk: typeof JOBS_GSI_PK;
   gsi1sk: string;
@@ -193,6 +208,11 @@ export interface ChunkAttempt {
   unreadableLines?: number;
   /** Models of this attempt's results that have no price (their rows carry no costUsd). */
   unpricedModels?: string[];
+  /**
+   * Collect did not make the next attempt: sending its rows again (estimated at `estimateUsd`) would
+   * have taken the job past its budget. Those rows end errored `budget_exceeded` (outcome.ts rowFate).
+   */
+  budgetStopped?: { rows: number; estimateUsd: number; paidUsd: number; budgetUsd: number };
 }
 
 export interface ChunkItem {
