@@ -82,6 +82,7 @@ export const PIPELINE_SETTING_ENV = {
   pricesJson: 'BATCHLINE_PRICES',
   allowUnknownModels: 'BATCHLINE_ALLOW_UNKNOWN_MODELS',
   adoptGraceSeconds: 'BATCHLINE_ADOPT_GRACE_SECONDS',
+  primeCache: 'BATCHLINE_PRIME_CACHE',
 } as const satisfies Record<keyof PipelineSettings, string>;
 
 /** The API client settings' environment variables (only the functions that call the Batches API get them). */
@@ -136,6 +137,11 @@ export interface PipelineSettings {
    * run (900 s): no earlier create can still be in flight when a new one is made.
    */
   adoptGraceSeconds: number;
+  /**
+   * BATCHLINE_PRIME_CACHE: `true` primes the prompt cache before each batch, for files that do not
+   * say (object metadata `batchline-prime-cache`; shared/jobs/prime-cache.ts).
+   */
+  primeCache: boolean;
 }
 
 export function readPipelineConfig(env: Env = process.env): PipelineConfig {
@@ -160,6 +166,7 @@ export function readPipelineSettings(env: Env = process.env): PipelineSettings {
     pricesJson: optionalString(env, e.pricesJson),
     allowUnknownModels: booleanSetting(env, e.allowUnknownModels, false),
     adoptGraceSeconds: intSetting(env, e.adoptGraceSeconds, 960, 0, 3600),
+    primeCache: booleanSetting(env, e.primeCache, false),
   };
 }
 

@@ -8,6 +8,7 @@ import { getJson, JSONL_CONTENT_TYPE, uploadFile as uploadInput } from '../../sh
 import type { JobSummary } from '../../shared/jobs/finalize';
 import { jobForUpload, jobIdsForKey, type JobProgressReport, type QueryDeps, type UploadedObject } from '../../shared/jobs/queries';
 import { MODE_METADATA } from '../../shared/jobs/register';
+import { PRIME_CACHE_METADATA } from '../../shared/jobs/prime-cache';
 import { INBOX_PREFIX, jobKeys } from '../../shared/store/keys';
 import { readableFile, UsageError } from '../args';
 import { displayPath, duration, plural } from '../format';
@@ -28,6 +29,8 @@ outputs stay in the bucket under results/<jobId>/: "batchline results JOB" downl
 Options:
   --lenient          run the valid rows even if some lines are invalid (default: strict, any
                      invalid line rejects the file before anything is sent)
+  --prime-cache      before each batch, write the prompt-cache prefixes its rows share with one
+                     Messages call each (at standard price), so the batch's rows read them
   --no-follow        print the job id once the job is registered, and return
 ${TARGET_HELP}
   -h, --help         show this help
@@ -44,7 +47,7 @@ const CLOCK_SKEW_MS = 10 * 60_000;
 export const submitCommand = opsCommand(
   'submit',
   SUBMIT_HELP,
-  { lenient: { type: 'boolean' }, 'no-follow': { type: 'boolean' } },
+  { lenient: { type: 'boolean' }, 'prime-cache': { type: 'boolean' }, 'no-follow': { type: 'boolean' } },
   async ({ values, positionals }, open, io) => {
     if (positionals.length !== 1) throw new UsageError(`needs one file, got ${plural(positionals.length, 'argument')} (see batchline submit --help)`);
     const file = await readableFile(io.cwd, positionals[0]!);
@@ -57,7 +60,9 @@ export const submitCommand = opsCommand(
     const startedAt = Date.now();
     const since = new Date(startedAt - CLOCK_SKEW_MS).toISOString();
     const known = await jobIdsForKey(target, target.bucket, key, since);
-    const uploaded = await uploadFile(target, file, key, mode, tty ? (percent) => io.stdout.write(`\r\x1b[2KUploading… ${percent}%`) : undefined);
+    const primeCache = values['prime-cache'] === true;
+    const progress = tty ? (percent: number) => io.stdout.write(`\r\x1b[2KUploading… ${percent}%`) : undefined;
+    const uploaded = await uploadFile(target, file, key, mode, progress, primeCache);
     if (tty) io.stdout.write('\r\x1b[2K');
     const jobId = await waitForJob(target, uploaded, { since, exclude: known });
     const status = `batchline status ${jobId}${target.flags}`;
@@ -70,15 +75,17 @@ export const submitCommand = opsCommand(
   },
 );
 
-/** Streams the file to `key` (multipart when large), with the validation mode as object metadata. */
+/** Streams the file to `key` (multipart when large), with the validation mode (and priming, when asked) as object metadata. */
 export async function uploadFile(
   deps: Pick<QueryDeps, 's3' | 'bucket'>,
   file: string,
   key: string,
   mode: 'strict' | 'lenient',
   onProgress?: (percent: number) => void,
+  primeCache = false,
 ): Promise<UploadedObject> {
-  const done = await uploadInput(deps.s3, deps.bucket, key, file, { metadata: { [MODE_METADATA]: mode }, contentType: JSONL_CONTENT_TYPE, onProgress });
+  const metadata = { [MODE_METADATA]: mode, ...(primeCache ? { [PRIME_CACHE_METADATA]: 'true' } : {}) };
+  const done = await uploadInput(deps.s3, deps.bucket, key, file, { metadata, contentType: JSONL_CONTENT_TYPE, onProgress });
   return { bucket: deps.bucket, key, ...done };
 }
 

@@ -40,6 +40,7 @@ import type { FinalizeJobInput, FinalizeJobOutput } from './contract';
 import { MESSAGES, Outputs } from './final-rows';
 import { currentChunkFinal, writeChunkFinal } from './finalize-chunk';
 import { Tally, type JobSummary } from './tally';
+import { PrimingTally } from './prime-cache';
 import { neededLines, parseJsonLine } from './work-files';
 import { clockOf } from '../clock';
 
@@ -87,6 +88,7 @@ export async function finalizeJob(input: FinalizeJobInput, deps: FinalizeDeps): 
   // A rejected API key fails every chunk alike: the job has failed, though every row is accounted for.
   let keyFailure: { error: string; cause: string } | undefined;
   const collectPending: number[] = [];
+  const priming = new PrimingTally();
 
   if (rejected) {
     const outputs = new Outputs(s3, config.bucket, keys);
@@ -116,6 +118,7 @@ export async function finalizeJob(input: FinalizeJobInput, deps: FinalizeDeps): 
       errors.push(final.errors);
       if (chunk.status === 'failed' && chunk.failure && API_KEY_ERRORS.has(chunk.failure.error)) keyFailure ??= chunk.failure;
       if (chunk.collectLater) collectPending.push(chunk.chunk);
+      priming.addChunk(chunk);
     }
     checkCounts(job, tally);
     await Promise.all([concatObjects(s3, config.bucket, results, keys.results), concatObjects(s3, config.bucket, errors, keys.errors)]);
@@ -132,6 +135,8 @@ export async function finalizeJob(input: FinalizeJobInput, deps: FinalizeDeps): 
   if (rejected && tally.counts.canceled > 0) summary.notSubmitted = { rows: tally.counts.canceled, reason: 'rejected' };
   if (collectPending.length > 0) summary.collectPending = collectPending;
   if (input.collectedLate && input.collectedLate.length > 0) summary.collectedLate = { chunks: input.collectedLate, at: isoAt(now()) };
+  const promptCache = priming.report(tally.cost.toJSON(), prices);
+  if (promptCache) summary.promptCache = promptCache;
   await putJson(s3, config.bucket, keys.summary, summary);
   const counts = rowCounts(summary.counts);
   await updateItem(dynamo, config.table, jobKey(job.jobId), {

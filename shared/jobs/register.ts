@@ -13,6 +13,7 @@ import { bareEtag, jobIdFor } from './job-id';
 import { parseRegisterEvent, type ObjectRef } from './events';
 import { clockOf } from '../clock';
 import type { RegisterOutput } from './contract';
+import { choosePrimeCache, PRIME_CACHE_METADATA } from './prime-cache';
 
 /** The object named by the event does not exist (deleted since, or a wrong key). */
 export class SourceNotFound extends Error {
@@ -35,7 +36,7 @@ export const MODE_METADATA = 'batchline-mode';
 export interface RegisterDeps {
   s3: S3Client;
   dynamo: DynamoDBClient;
-  config: Pick<PipelineConfig, 'table' | 'validationMode' | 'rowTtlDays'>;
+  config: Pick<PipelineConfig, 'table' | 'validationMode' | 'rowTtlDays'> & Partial<Pick<PipelineConfig, 'primeCache'>>;
   /** The local clock (epoch ms). */
   now?: () => number;
   /** Where the step's log lines go (the handler's invocation). */
@@ -57,6 +58,7 @@ export async function registerJob(event: unknown, deps: RegisterDeps): Promise<R
   const observer = deps.observer ?? quietObserver;
   observer.keys({ jobId });
   const validationMode = chooseMode(head.metadata[MODE_METADATA], ref.mode, deps.config.validationMode);
+  const primeCache = choosePrimeCache(head.metadata[PRIME_CACHE_METADATA], deps.config.primeCache ?? false);
 
   const now = clockOf(deps)();
   const createdAt = new Date(now).toISOString();
@@ -72,6 +74,7 @@ export async function registerJob(event: unknown, deps: RegisterDeps): Promise<R
     versionId,
     sourceToken: token,
     validationMode,
+    ...(primeCache ? { primeCache } : {}),
     createdAt,
     updatedAt: createdAt,
     executionArn: ref.executionArn,
