@@ -28,6 +28,9 @@ FILE defaults to ${DEFAULT_EXAMPLE}.
 Options:
   --lenient          run the valid rows even if some lines are invalid (default: strict,
                      any invalid line rejects the file before anything is sent)
+  --prime-cache      before each batch, write the prompt-cache prefixes its rows share with one
+                     Messages call each (at standard price), so the batch's rows read them
+                     (README, "Prompt caching")
   --allow-unknown-models
                      accept a model batchline does not know (not in its price table, nor added
                      with BATCHLINE_PRICES); by default such a line is invalid. The simulator
@@ -67,7 +70,11 @@ export function failureText(failure: { error: string; cause: string }, keyFrom: 
 }
 
 export async function runCommand(args: string[], io: Io): Promise<number> {
-  const { values, positionals } = parse(args, { ...LOCAL_STACK_FLAGS, out: { type: 'string' }, 'max-cost': { type: 'string' } }, 'run');
+  const { values, positionals } = parse(
+    args,
+    { ...LOCAL_STACK_FLAGS, out: { type: 'string' }, 'max-cost': { type: 'string' }, 'prime-cache': { type: 'boolean' } },
+    'run',
+  );
   if (values.help) {
     io.stdout.write(RUN_HELP);
     return 0;
@@ -102,7 +109,13 @@ export async function runCommand(args: string[], io: Io): Promise<number> {
     return await runFile(
       stack,
       file,
-      { lenient: values.lenient === true, out: values.out as string | undefined, verbose: values.verbose === true, simulated: values.live !== true },
+      {
+        lenient: values.lenient === true,
+        primeCache: values['prime-cache'] === true,
+        out: values.out as string | undefined,
+        verbose: values.verbose === true,
+        simulated: values.live !== true,
+      },
       io,
     );
   } finally {
@@ -114,6 +127,8 @@ export async function runCommand(args: string[], io: Io): Promise<number> {
 
 interface RunOptions {
   lenient: boolean;
+  /** --prime-cache: object metadata `batchline-prime-cache: true`. */
+  primeCache: boolean;
   out?: string;
   /** --verbose: the stack's plumbing (topic, event bus) on screen too. */
   verbose: boolean;
@@ -126,7 +141,7 @@ async function runFile(stack: LocalStack, file: string, options: RunOptions, io:
   const unsubscribe = stack.on((event) => view.event(event));
   const startedAt = Date.now();
   io.stdout.write(`Submitting ${displayPath(io.cwd, file)} (${options.lenient ? 'lenient' : 'strict'})\n`);
-  const jobId = await stack.submitFile(file, { lenient: options.lenient });
+  const jobId = await stack.submitFile(file, { lenient: options.lenient, ...(options.primeCache ? { primeCache: true } : {}) });
   let ended = false;
   const ticker = setInterval(() => {
     stack.progress(jobId).then(
@@ -201,6 +216,14 @@ export function formatSummary(outcome: JobOutcome, elapsedMs: number, keyFrom = 
         `${count(tokens.cache_read_input)} cache read, ${count(tokens.cache_creation_input)} cache write`,
     );
     lines.push(`  cost      ${usd(cost.batchUsd)} at batch rates (${usd(cost.standardUsd)} without the batch discount: ${usd(cost.savedUsd)} saved)`);
+    const cache = summary.promptCache;
+    if (cache) {
+      const ratio = `${(cache.readRatio * 100).toFixed(1)}% of ${count(cache.cacheableInputTokens)} cacheable input tokens read from the cache`;
+      const primed = cache.priming;
+      lines.push(
+        `  cache     ${ratio}${primed ? `; primed ${plural(primed.prefixes, 'prefix', 'prefixes')} for ${usd(primed.costUsd)}, saving at most ${usd(primed.savedUsd)}` : ''}`,
+      );
+    }
     if (cost.unpricedModels.length > 0) lines.push(`            not priced: ${cost.unpricedModels.join(', ')} (set BATCHLINE_PRICES)`);
     if (summary.reused) {
       const { fromJob, rows, costUsd } = summary.reused;

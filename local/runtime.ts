@@ -23,6 +23,7 @@ import type { S3Client } from '@aws-sdk/client-s3';
 import type { JobSummary } from '../shared/jobs/finalize';
 import { hasEnded } from '../shared/jobs/queries';
 import { MODE_METADATA } from '../shared/jobs/register';
+import { PRIME_CACHE_METADATA } from '../shared/jobs/prime-cache';
 import { getJson, JSONL_CONTENT_TYPE, uploadFile } from '../shared/store/s3';
 import { getItem } from '../shared/store/dynamo';
 import { JOB_SK, jobPk, type JobItem } from '../shared/store/items';
@@ -158,8 +159,11 @@ export interface LocalStack {
   timeScale: number;
   /** The environment the handlers run with (endpoints, names, settings; never an API key). */
   env: Record<string, string>;
-  /** Uploads a file to inbox/ (object metadata `batchline-mode`) and resolves with its job id once registered. */
-  submitFile(file: string, options?: { lenient?: boolean; key?: string }): Promise<string>;
+  /**
+   * Uploads a file to inbox/ (object metadata `batchline-mode`, and `batchline-prime-cache` when
+   * primeCache is given) and resolves with its job id once registered.
+   */
+  submitFile(file: string, options?: { lenient?: boolean; primeCache?: boolean; key?: string }): Promise<string>;
   /** Starts a job execution with this input, as EventBridge or the sweep would (e.g. an event delivered twice). */
   startExecution(input: unknown, name?: string): LocalExecution;
   /** Resolves once the job has ended, whatever the outcome. */
@@ -588,7 +592,10 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
         throw new LocalStackError(`no rule of the stack starts a job for s3://${bucket}/${key} (upload under ${INBOX_PREFIX})`);
       }
       const uploaded = await uploadFile(s3!.client, bucket, key, file, {
-        metadata: { [MODE_METADATA]: submitOptions.lenient ? 'lenient' : 'strict' },
+        metadata: {
+          [MODE_METADATA]: submitOptions.lenient ? 'lenient' : 'strict',
+          ...(submitOptions.primeCache !== undefined ? { [PRIME_CACHE_METADATA]: String(submitOptions.primeCache) } : {}),
+        },
         contentType: JSONL_CONTENT_TYPE,
       });
       const etag = uploaded.etag.replace(/"/g, '');

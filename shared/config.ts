@@ -83,6 +83,7 @@ export const PIPELINE_SETTING_ENV = {
   allowUnknownModels: 'BATCHLINE_ALLOW_UNKNOWN_MODELS',
   adoptGraceSeconds: 'BATCHLINE_ADOPT_GRACE_SECONDS',
   maxCostUsd: 'BATCHLINE_MAX_COST_USD',
+  primeCache: 'BATCHLINE_PRIME_CACHE',
 } as const satisfies Record<keyof PipelineSettings, string>;
 
 /** The API client settings' environment variables (only the functions that call the Batches API get them). */
@@ -143,6 +144,11 @@ export interface PipelineSettings {
    * (BudgetExceeded), and Collect sends no retry that would take the paid cost past it.
    */
   maxCostUsd: number | undefined;
+  /**
+   * BATCHLINE_PRIME_CACHE: `true` primes the prompt cache before each batch, for files that do not
+   * say (object metadata `batchline-prime-cache`; shared/jobs/prime-cache.ts).
+   */
+  primeCache: boolean;
 }
 
 export function readPipelineConfig(env: Env = process.env): PipelineConfig {
@@ -168,6 +174,7 @@ export function readPipelineSettings(env: Env = process.env): PipelineSettings {
     allowUnknownModels: booleanSetting(env, e.allowUnknownModels, false),
     adoptGraceSeconds: intSetting(env, e.adoptGraceSeconds, 960, 0, 3600),
     maxCostUsd: optionalString(env, e.maxCostUsd) === undefined ? undefined : numberSetting(env, e.maxCostUsd, 0, 0, 1e9),
+    primeCache: booleanSetting(env, e.primeCache, false),
   };
 }
 

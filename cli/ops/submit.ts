@@ -9,6 +9,7 @@ import type { JobSummary } from '../../shared/jobs/finalize';
 import { jobForUpload, jobIdsForKey, type JobProgressReport, type QueryDeps, type UploadedObject } from '../../shared/jobs/queries';
 import { MAX_COST_METADATA, MODE_METADATA } from '../../shared/jobs/register';
 import { reuseMetadata } from '../../shared/jobs/rerun';
+import { PRIME_CACHE_METADATA } from '../../shared/jobs/prime-cache';
 import { INBOX_PREFIX, jobKeys } from '../../shared/store/keys';
 import { positiveNumber, readableFile, UsageError } from '../args';
 import { displayPath, duration, plural } from '../format';
@@ -34,6 +35,8 @@ Options:
                      copies them in with "reused_from" (see batchline rerun)
   --max-cost USD     the job's budget (object metadata batchline-max-cost): rejected before
                      anything is sent if its estimate is higher, and no retry that would pass it
+  --prime-cache      before each batch, write the prompt-cache prefixes its rows share with one
+                     Messages call each (at standard price), so the batch's rows read them
   --no-follow        print the job id once the job is registered, and return
 ${TARGET_HELP}
   -h, --help         show this help
@@ -50,7 +53,13 @@ const CLOCK_SKEW_MS = 10 * 60_000;
 export const submitCommand = opsCommand(
   'submit',
   SUBMIT_HELP,
-  { lenient: { type: 'boolean' }, 'no-follow': { type: 'boolean' }, reuse: { type: 'string' }, 'max-cost': { type: 'string' } },
+  {
+    lenient: { type: 'boolean' },
+    'prime-cache': { type: 'boolean' },
+    'no-follow': { type: 'boolean' },
+    reuse: { type: 'string' },
+    'max-cost': { type: 'string' },
+  },
   async ({ values, positionals }, open, io) => {
     if (positionals.length !== 1) throw new UsageError(`needs one file, got ${plural(positionals.length, 'argument')} (see batchline submit --help)`);
     const file = await readableFile(io.cwd, positionals[0]!);
@@ -66,7 +75,9 @@ export const submitCommand = opsCommand(
     const startedAt = Date.now();
     const since = new Date(startedAt - CLOCK_SKEW_MS).toISOString();
     const known = await jobIdsForKey(target, target.bucket, key, since);
-    const uploaded = await uploadFile(target, file, key, mode, tty ? (percent) => io.stdout.write(`\r\x1b[2KUploading… ${percent}%`) : undefined, metadata);
+    if (values['prime-cache'] === true) metadata[PRIME_CACHE_METADATA] = 'true';
+    const progress = tty ? (percent: number) => io.stdout.write(`\r\x1b[2KUploading… ${percent}%`) : undefined;
+    const uploaded = await uploadFile(target, file, key, mode, progress, metadata);
     if (tty) io.stdout.write('\r\x1b[2K');
     const jobId = await waitForJob(target, uploaded, { since, exclude: known });
     const status = `batchline status ${jobId}${target.flags}`;
@@ -79,7 +90,7 @@ export const submitCommand = opsCommand(
   },
 );
 
-/** Streams the file to `key` (multipart when large), with the validation mode as object metadata. */
+/** Streams the file to `key` (multipart when large), with the validation mode (and priming, when asked) as object metadata. */
 export async function uploadFile(
   deps: Pick<QueryDeps, 's3' | 'bucket'>,
   file: string,

@@ -66,11 +66,12 @@ const CHUNK_NAMES: Record<string, string> = {
   '#bid': 'batchId',
   '#int': 'intentAt',
   '#col': 'collectedAt',
+  '#pri': 'priming',
 };
 
 /**
  * A condition on a chunk record, written with the placeholders `#ca` (currentAttempt), `#att`
- * (attempts), `#bid`, `#int`, `#col` (an attempt's batchId, intentAt, collectedAt). Only the names
+ * (attempts), `#bid`, `#int`, `#col`, `#pri` (an attempt's batchId, intentAt, collectedAt, priming). Only the names
  * the expression uses are sent: DynamoDB rejects unused ones.
  */
 export function chunkCondition(expression: string, values: Record<string, unknown> = {}): NonNullable<Update['condition']> {

@@ -40,6 +40,7 @@ import type { FinalizeJobInput, FinalizeJobOutput } from './contract';
 import { MESSAGES, Outputs } from './final-rows';
 import { currentChunkFinal, writeChunkFinal } from './finalize-chunk';
 import { Tally, type JobSummary } from './tally';
+import { PrimingTally } from './prime-cache';
 import { neededLines, parseJsonLine } from './work-files';
 import { mergeReused, type ReusedSummary } from './reuse';
 import { clockOf } from '../clock';
@@ -96,6 +97,7 @@ export async function finalizeJob(input: FinalizeJobInput, deps: FinalizeDeps): 
   // A rejected API key fails every chunk alike: the job has failed, though every row is accounted for.
   let keyFailure: { error: string; cause: string } | undefined;
   const collectPending: number[] = [];
+  const priming = new PrimingTally();
 
   if (rejected) {
     const outputs = new Outputs(s3, config.bucket, ownKeys);
@@ -125,6 +127,7 @@ export async function finalizeJob(input: FinalizeJobInput, deps: FinalizeDeps): 
       errors.push(final.errors);
       if (chunk.status === 'failed' && chunk.failure && API_KEY_ERRORS.has(chunk.failure.error)) keyFailure ??= chunk.failure;
       if (chunk.collectLater) collectPending.push(chunk.chunk);
+      priming.addChunk(chunk);
     }
     if (!reusing) checkCounts(job, tally);
     await Promise.all([concatObjects(s3, config.bucket, results, ownKeys.results), concatObjects(s3, config.bucket, errors, ownKeys.errors)]);
@@ -147,6 +150,8 @@ export async function finalizeJob(input: FinalizeJobInput, deps: FinalizeDeps): 
   if (job.reuse) summary.reused = reused ?? { fromJob: job.reuse.fromJob, rows: 0, costUsd: 0 };
   if (job.maxCostUsd !== undefined) summary.budget = { maxCostUsd: job.maxCostUsd, estimateUsd: job.estimateUsd ?? null };
   if (input.collectedLate && input.collectedLate.length > 0) summary.collectedLate = { chunks: input.collectedLate, at: isoAt(now()) };
+  const promptCache = priming.report(tally.cost.toJSON(), prices);
+  if (promptCache) summary.promptCache = promptCache;
   await putJson(s3, config.bucket, keys.summary, summary);
   const counts = rowCounts(summary.counts);
   await updateItem(dynamo, config.table, jobKey(job.jobId), {

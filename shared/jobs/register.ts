@@ -14,6 +14,7 @@ import { parseRegisterEvent, type ObjectRef } from './events';
 import { clockOf } from '../clock';
 import type { RegisterOutput } from './contract';
 import { jobToReuse, parseOnly, REUSE_METADATA, REUSE_ONLY_METADATA, ReuseNotPossible } from './reuse';
+import { choosePrimeCache, PRIME_CACHE_METADATA } from './prime-cache';
 
 /** The object named by the event does not exist (deleted since, or a wrong key). */
 export class SourceNotFound extends Error {
@@ -43,7 +44,7 @@ export class InvalidBudget extends Error {
 export interface RegisterDeps {
   s3: S3Client;
   dynamo: DynamoDBClient;
-  config: Pick<PipelineConfig, 'table' | 'validationMode' | 'rowTtlDays'> & Partial<Pick<PipelineConfig, 'maxCostUsd'>>;
+  config: Pick<PipelineConfig, 'table' | 'validationMode' | 'rowTtlDays'> & Partial<Pick<PipelineConfig, 'maxCostUsd' | 'primeCache'>>;
   /** The local clock (epoch ms). */
   now?: () => number;
   /** Where the step's log lines go (the handler's invocation). */
@@ -67,6 +68,7 @@ export async function registerJob(event: unknown, deps: RegisterDeps): Promise<R
   const validationMode = chooseMode(head.metadata[MODE_METADATA], ref.mode, deps.config.validationMode);
   const maxCostUsd = chooseBudget(head.metadata[MAX_COST_METADATA], deps.config.maxCostUsd);
   const reuse = await chooseReuse(head.metadata, deps);
+  const primeCache = choosePrimeCache(head.metadata[PRIME_CACHE_METADATA], deps.config.primeCache ?? false);
 
   const now = clockOf(deps)();
   const createdAt = new Date(now).toISOString();
@@ -84,6 +86,7 @@ export async function registerJob(event: unknown, deps: RegisterDeps): Promise<R
     validationMode,
     ...(reuse ? { reuse } : {}),
     ...(maxCostUsd === undefined ? {} : { maxCostUsd }),
+    ...(primeCache ? { primeCache } : {}),
     createdAt,
     updatedAt: createdAt,
     executionArn: ref.executionArn,

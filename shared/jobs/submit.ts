@@ -26,7 +26,7 @@
  */
 import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import type { S3Client } from '@aws-sdk/client-s3';
-import type { BatchesApi } from '../anthropic/api';
+import type { BatchesApi, MessagesApi } from '../anthropic/api';
 import { AnthropicError, ApiRetryable, OutcomeUnknown } from '../anthropic/errors';
 import type { MessageBatch, RequestCounts } from '../anthropic/types';
 import type { PipelineConfig } from '../config';
@@ -42,6 +42,7 @@ import { acquireCreateSlot, releaseCreateSlot } from './create-slot';
 import { newNonce, wireId, wireRequestLine } from './wire-ids';
 import { sendProbe, type Probe } from './create-probe';
 import { clockOf } from '../clock';
+import { primeAttempt } from './prime-cache';
 
 /** How far before the recorded intent adoption looks: clock skew between us and the API. */
 export const ADOPT_LOOKBACK_MS = 2 * 60_000;
@@ -84,6 +85,8 @@ export interface SubmitDeps {
   observer?: Observer;
   /** How long to wait in-process for another attempt's create slot (default 10 s; tests pass 0). */
   slotWaitMs?: number;
+  /** The Messages endpoint, for a job that primes the prompt cache (shared/jobs/prime-cache.ts); without it, nothing is primed. */
+  messages?: MessagesApi;
 }
 
 interface Owner extends ChunkRef {
@@ -94,7 +97,7 @@ export async function submitChunk(input: ChunkRef, deps: SubmitDeps): Promise<Su
   const { dynamo, config } = deps;
   const now = clockOf(deps);
   const observer = deps.observer ?? quietObserver;
-  const [chunk, job] = await Promise.all([readChunk(dynamo, config.table, input.jobId, input.chunk), readJob(dynamo, config.table, input.jobId)]);
+  let [chunk, job] = await Promise.all([readChunk(dynamo, config.table, input.jobId, input.chunk), readJob(dynamo, config.table, input.jobId)]);
   const attempt = chunk.currentAttempt;
   observer.keys({ attempt });
   const { record, index } = attemptOf(chunk, attempt);
@@ -144,6 +147,10 @@ export async function submitChunk(input: ChunkRef, deps: SubmitDeps): Promise<Su
       observer.info('not submitted: the job was canceled', { rows: record.rows });
       return { ...owner, batchId: null, canceled: true, waitSeconds: 0 };
     }
+  }
+  // Just before the create, with the slot held: once per attempt, never after an intent (the cache would be primed again).
+  if (job.primeCache && deps.messages && !record.intentAt) {
+    chunk = await primeAttempt(owner, chunk, index, { ...deps, messages: deps.messages, now, observer });
   }
   const intentAt = isoAt(now());
   const nonce = newNonce();

@@ -8,6 +8,7 @@ import type { PriceTable } from '../cost/prices';
 import type { ChunkAttempt, ChunkItem, JobItem, JobStatus, OrphanBatch, RowCounts } from '../store/items';
 import type { ResultStatus } from './outcome';
 import type { ResultRow } from './final-rows';
+import type { PromptCacheSummary } from './prime-cache';
 
 /** summary.json. */
 export interface JobSummary {
@@ -55,6 +56,8 @@ export interface JobSummary {
   reused?: { fromJob: string; rows: number; costUsd: number };
   /** The job's budget, and Prepare's estimate of the rows it sent (worst-case output). */
   budget?: { maxCostUsd: number; estimateUsd: number | null };
+  /** The prompt cache: read ratio, and what priming cost and saved (shared/jobs/prime-cache.ts); absent when nothing was cacheable. */
+  promptCache?: PromptCacheSummary;
 }
 
 /** What the summary reports, gathered row by row and chunk by chunk. */

@@ -88,6 +88,8 @@ export interface JobItem {
   /** The S3 event sequencer or version, part of the job id. */
   sourceToken: string;
   validationMode: 'strict' | 'lenient';
+  /** Prime the prompt cache before each batch (object metadata `batchline-prime-cache`, or the `primeCache` setting). */
+  primeCache?: boolean;
   createdAt: string;
   updatedAt: string;
   /** Set by Prepare. */
@@ -213,6 +215,32 @@ export interface ChunkAttempt {
    * have taken the job past its budget. Those rows end errored `budget_exceeded` (outcome.ts rowFate).
    */
   budgetStopped?: { rows: number; estimateUsd: number; paidUsd: number; budgetUsd: number };
+  /** The prompt-cache priming done before this attempt's create, once (shared/jobs/prime-cache.ts). */
+  priming?: AttemptPriming;
+}
+
+export type CacheTtl = '5m' | '1h';
+
+/** A `cache_control` prefix primed for an attempt: its model, TTL, input tokens, and how many of the attempt's rows use it. */
+export interface PrimedPrefix {
+  model: string;
+  ttl: CacheTtl;
+  tokens: number;
+  rows: number;
+}
+
+/**
+ * An attempt's priming: recorded with its prefixes before the first call; `endedAt`, the calls and
+ * their usage (billable tokens by model) once they are done. Without `endedAt`, the Submit that
+ * primed stopped part-way: the calls' usage is unknown.
+ */
+export interface AttemptPriming {
+  startedAt: string;
+  prefixes: PrimedPrefix[];
+  endedAt?: string;
+  calls?: number;
+  failed?: number;
+  usage?: Record<string, { input: number; output: number; cacheWrite5m: number; cacheWrite1h: number; cacheRead: number }>;
 }
 
 export interface ChunkItem {
