@@ -45,6 +45,7 @@ import { LocalTaskTokens } from './task-tokens';
 import { synthesizeTemplate } from './synth';
 import { LocalNames, resourcesOfType } from './template';
 import { LocalStackError, PortInUse } from './errors';
+import { LocalState } from './state';
 import { POLLER_ENTRY, POLLER_MIN_TICK_MS, scheduleSeconds, startPoller, type LocalPoller } from './poller';
 import { taskEvent, type LocalEvent } from './stack-events';
 import { taskHandlersOf } from './task-handlers';
@@ -83,6 +84,11 @@ export interface LocalStackOptions {
   context?: Record<string, unknown>;
   /** Reuse a cached template when nothing it depends on changed. Default true. */
   cacheTemplate?: boolean;
+  /**
+   * Keep S3, DynamoDB and a journal of executions in this folder across processes, for `resume`
+   * (local/state.ts; the CLI's `.batchline/state/` with --live). Default: temporary, deleted at stop.
+   */
+  stateDir?: string;
   /** Fixed ports (default: any free one), e.g. local S3 for uploads from other tools. */
   ports?: { s3?: number };
   /** Told of slow steps as they start (the CLI prints them). */
@@ -127,7 +133,19 @@ export interface LocalStack {
   poller: LocalPoller | undefined;
   /** The callback Tasks' tokens (AwaitBatch). */
   taskTokens: LocalTaskTokens;
+  /**
+   * With a state folder: starts again, under its own name and input, every execution journaled
+   * there that never ended; each settles with its job id once registered (or the reason it could not).
+   */
+  resume(): Promise<ResumedExecution[]>;
   stop(): Promise<void>;
+}
+
+export interface ResumedExecution {
+  executionArn: string;
+  startedAt: string;
+  jobId?: string;
+  error?: Error;
 }
 
 interface TrackedExecution {
@@ -208,6 +226,8 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
   const handlers = new Map<string, Handler>();
   let handlerEnv: Record<string, string> = {};
   let stopping: Promise<void> | undefined;
+  // Opened first: a second process on the same folder is refused before anything starts.
+  const state = options.stateDir ? LocalState.open(options.stateDir) : undefined;
   const stopAll = () =>
     (stopping ??= (async () => {
       await poller?.stop();
@@ -216,12 +236,13 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
       await shim?.stop();
       await s3?.stop();
       await dynamo?.stop();
+      state?.release();
     })());
 
   try {
-    s3 = await startS3({ buckets: [bucket], port: options.ports?.s3 });
-    dynamo = await startDynamo();
-    await createPipelineTable(dynamo.client, table);
+    s3 = await startS3({ buckets: [bucket], port: options.ports?.s3, directory: state?.s3Directory });
+    dynamo = await startDynamo({ directory: state?.dynamoDirectory });
+    await createPipelineTable(dynamo.client, table, { existing: 'keep' });
     if (!options.live) {
       simulator = await startSimulator({ ...options.simulator, timeScale, apiKeys: [LOCAL_API_KEY] });
     }
@@ -282,6 +303,8 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
       taskHandlers: taskHandlersOf({ targets, functions, handlers, callbacks, waits, taskTokens, timeScale, clock, emit, observe }),
     });
     stepFunctions.onExecutionEnded((execution) => {
+      // An execution aborted because this process stops has not ended: resume starts it again.
+      if (!stopping) state?.ended(execution.name, execution.status);
       const entry = tracked.get(execution.executionArn);
       if (entry && entry.jobId === undefined) {
         entry.registered.reject(
@@ -351,6 +374,8 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
   function start(request: { stateMachineArn?: string; name?: string; input?: string }, object?: { key: string; etag: string }): LocalExecution {
     const execution = stepFunctions!.start(request);
     if (!tracked.has(execution.executionArn)) {
+      // In the same tick as the start, so before its first step runs.
+      state?.started(execution.name, execution.input ?? '{}');
       publish('default', executionStatusEvent(execution));
       const entry: TrackedExecution = {
         executionArn: execution.executionArn,
@@ -455,6 +480,22 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
         runs.push({ schedule, output: await invokeLocal(fn, handlers.get(fn.logicalId)!, schedule.input) });
       }
       return runs;
+    },
+
+    async resume() {
+      if (!state) throw new LocalStackError('this stack keeps no state to resume from (start it with a state folder)');
+      return Promise.all(
+        state.unfinished().map(async (journaled): Promise<ResumedExecution> => {
+          const execution = start({ name: journaled.name, input: journaled.input });
+          const entry = tracked.get(execution.executionArn)!;
+          entry.claimed = true;
+          try {
+            return { executionArn: execution.executionArn, startedAt: journaled.startedAt, jobId: await entry.registered.promise };
+          } catch (error) {
+            return { executionArn: execution.executionArn, startedAt: journaled.startedAt, error: error as Error };
+          }
+        }),
+      );
     },
 
     async stop() {
