@@ -49,8 +49,11 @@ export async function doctorCommand(args: string[], io: Io): Promise<number> {
     say(`✗ ${failed}`);
     return 1;
   }
-  const organization = probe.headers['anthropic-organization-id'];
-  say(`✓ the API accepts the key${organization ? ` (organization ${organization})` : ''}`);
+  const owner = [
+    probe.headers['anthropic-organization-id'] && `organization ${probe.headers['anthropic-organization-id']}`,
+    probe.headers['anthropic-workspace-id'] && `workspace ${probe.headers['anthropic-workspace-id']}`,
+  ].filter(Boolean);
+  say(`✓ the API accepts the key${owner.length > 0 ? ` (${owner.join(', ')})` : ''}`);
   const limits = limitLines(probe.headers);
   if (limits.length > 0) {
     say('✓ limits the API reports:');
