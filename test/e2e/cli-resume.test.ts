@@ -7,6 +7,8 @@
  */
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
+import { createServer, request, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -32,16 +34,16 @@ describe.skipIf(process.env.BATCHLINE_TEST_BACKEND === 'moto')('a live run kille
     await rm(cwd, { recursive: true, force: true });
   });
 
-  const env = () => ({
+  const env = (baseUrl = api.url) => ({
     ...process.env,
     ANTHROPIC_API_KEY: KEY,
-    ANTHROPIC_BASE_URL: api.url,
+    ANTHROPIC_BASE_URL: baseUrl,
     // Live time is real: the resumed chunk waits for the poller's next tick (a minute), or the Wait loop's shortest.
     BATCHLINE_POLL_MIN_SECONDS: '1',
   });
 
-  function start(args: string[]) {
-    const child = spawn(process.execPath, [path.join(ROOT, 'bin/batchline.mjs'), ...args], { cwd, env: env() });
+  function start(args: string[], at = { cwd, baseUrl: api.url }) {
+    const child = spawn(process.execPath, [path.join(ROOT, 'bin/batchline.mjs'), ...args], { cwd: at.cwd, env: env(at.baseUrl) });
     const output = { stdout: '', stderr: '' };
     child.stdout.setEncoding('utf8').on('data', (text: string) => (output.stdout += text));
     child.stderr.setEncoding('utf8').on('data', (text: string) => (output.stderr += text));
@@ -93,5 +95,55 @@ describe.skipIf(process.env.BATCHLINE_TEST_BACKEND === 'moto')('a live run kille
     const again = start(['resume']);
     expect(await again.exited).toEqual([0, null]);
     expect(again.output.stdout).toBe('Nothing to resume: no unfinished job in .batchline/state/.\n');
+  }, 240_000);
+
+  it('killed while its create was answered and before it read the answer, resume finds that batch and adopts it: one create', async () => {
+    const own = await mkdtemp(path.join(tmpdir(), 'batchline-resume-create-'));
+    // Between the run and the API: the create's answer is held back, and the test told, once the batch exists.
+    let resolveCreated!: (batchId: string) => void;
+    const created = new Promise<string>((resolve) => (resolveCreated = resolve));
+    let holding = true;
+    const gate = createServer((req: IncomingMessage, res: ServerResponse) => {
+      const upstream = request(`${api.url}${req.url}`, { method: req.method, headers: req.headers }, (answer) => {
+        const chunks: Buffer[] = [];
+        answer.on('data', (chunk: Buffer) => chunks.push(chunk));
+        answer.on('end', () => {
+          const body = Buffer.concat(chunks);
+          if (holding && req.method === 'POST' && req.url === '/v1/messages/batches') {
+            resolveCreated((JSON.parse(body.toString('utf8')) as { id: string }).id);
+            return; // never answered: the process is killed first
+          }
+          res.writeHead(answer.statusCode ?? 502, answer.headers).end(body);
+        });
+      });
+      req.pipe(upstream);
+    });
+    await new Promise<void>((resolve) => gate.listen(0, '127.0.0.1', resolve));
+    const gateUrl = `http://127.0.0.1:${(gate.address() as AddressInfo).port}`;
+    try {
+      const before = api.stats().batchesCreated.length;
+      const run = start(['run', EXAMPLE, '--live', '--yes'], { cwd: own, baseUrl: gateUrl });
+      const [, jobId] = await run.until(/^Job (\S+)$/m);
+      const batchId = await created;
+      run.child.kill('SIGKILL');
+      expect(await run.exited).toEqual([null, 'SIGKILL']);
+      expect(run.output.stdout).not.toContain(batchId);
+      holding = false;
+
+      api.advance(3_600);
+      const resume = start(['resume'], { cwd: own, baseUrl: gateUrl });
+      const [code] = await resume.exited;
+      expect(resume.output.stdout).toMatch(new RegExp(`^Job ${jobId}: succeeded in `, 'm'));
+      expect(code).toBe(0);
+      // The batch the killed run created is the job's; none was created after it.
+      expect(api.stats().batchesCreated.slice(before)).toEqual([batchId]);
+      const results = (await readFile(path.join(own, 'batchline-out', jobId!, 'results.jsonl'), 'utf8')).trim().split('\n');
+      expect(results).toHaveLength(30);
+      expect(new Set(results.map((line) => (JSON.parse(line) as { batch_id: string }).batch_id))).toEqual(new Set([batchId]));
+    } finally {
+      gate.closeAllConnections();
+      await new Promise((resolve) => gate.close(resolve));
+      await rm(own, { recursive: true, force: true });
+    }
   }, 240_000);
 });
