@@ -12,7 +12,7 @@ import { ProgressView } from './progress';
 import { onInterrupt, type Io } from './io';
 import { oneLine } from './ops/layout';
 import { EXIT_STATUS_HELP, exitStatusOf, shortfallLine, type JobEnd } from './exit-status';
-import { STATE_DIR } from '../local/state';
+import { STATE_DIR, unfinishedIn } from '../local/state';
 import { confirmPaying } from './confirm';
 import { estimateCommand } from './estimate';
 
@@ -80,15 +80,22 @@ export async function runCommand(args: string[], io: Io): Promise<number> {
   const options = localStackOptions(values, io);
 
   // Without a network a live run would retry its first create for minutes: find out first.
+  const stateDir = path.join(io.cwd, STATE_DIR);
   if (options.live) {
     await checkReachable(options.live.baseUrl, options.live.apiKey);
+    const unfinished = unfinishedIn(stateDir).length;
+    if (unfinished > 0) {
+      io.stderr.write(
+        `${plural(unfinished, 'job')} of an earlier live run ${unfinished === 1 ? 'is' : 'are'} unfinished here: "batchline resume" carries them on.\n`,
+      );
+    }
     // What it may cost, before anything is paid (the estimate's lines, on stderr beside the question).
     await estimateCommand([file, ...(values['allow-unknown-models'] ? ['--allow-unknown-models'] : [])], { ...io, stdout: io.stderr });
     await confirmPaying('Send this file to the Message Batches API, billed to ANTHROPIC_API_KEY?', { yes: values.yes === true, output: io.stderr });
   }
   io.stderr.write(`Starting the local stack${values.live ? ' (live: the real Message Batches API)' : ''}…\n`);
   // Live batches outlive this process: their link back to the job is kept on disk (docs/local-state.md).
-  const stack = await startLocal(options.live ? { ...options, stateDir: path.join(io.cwd, STATE_DIR) } : options);
+  const stack = await startLocal(options.live ? { ...options, stateDir } : options);
   // With --live, batches run (and bill) at the API whatever becomes of this process: Ctrl-C names
   // them first, and a second Ctrl-C cancels them (./in-flight.ts).
   const inFlight = new BatchesInFlight();

@@ -5,7 +5,7 @@
  * replay server over HTTP; each counts what was created.
  */
 import { execFile } from 'node:child_process';
-import { mkdtemp, readdir, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -64,6 +64,20 @@ describe('run --live before paying', () => {
     expect(run.stderr).not.toContain('Starting the local stack');
     expect(api.stats().batchesCreated).toEqual([]);
     expect(await readdir(cwd)).toEqual([]);
+  }, 60_000);
+
+  it('says when an earlier live run left jobs unfinished in the folder, and how to carry them on', async () => {
+    const own = await mkdtemp(path.join(tmpdir(), 'batchline-live-unfinished-'));
+    try {
+      await mkdir(path.join(own, '.batchline/state'), { recursive: true });
+      const started = { type: 'started', name: 'an-execution', input: '{}', at: '2026-12-01T10:00:00.000Z' };
+      await writeFile(path.join(own, '.batchline/state/executions.jsonl'), `${JSON.stringify(started)}\n`);
+      const run = await batchline(['run', EXAMPLE, '--live'], { ANTHROPIC_API_KEY: KEY, ANTHROPIC_BASE_URL: api.url }, own);
+      expect(run.stderr.split('\n')[0]).toBe('1 job of an earlier live run is unfinished here: "batchline resume" carries them on.');
+      expect(run.code).toBe(2);
+    } finally {
+      await rm(own, { recursive: true, force: true });
+    }
   }, 60_000);
 
   it('with no key, says what is missing: exit 2', async () => {
