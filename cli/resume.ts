@@ -12,7 +12,7 @@ import { BatchesInFlight, onLiveInterrupt } from './in-flight';
 import type { Io } from './io';
 import { localStackOptions, startLocal } from './local-flags';
 import { checkReachable } from './reach';
-import { EXIT, EXIT_STATUS_HELP } from './exit-status';
+import { EXIT } from './exit-status';
 import { reportJob } from './run';
 import { ProgressView } from './progress';
 
@@ -29,7 +29,13 @@ Options:
   --verbose          print the handlers' own log lines and the stack's own events as well
   -h, --help         show this help
 
-${EXIT_STATUS_HELP.replace('the job', 'every job')}  Nothing to resume is exit status 0.
+Exit status, the worst of its jobs':
+  0    every job ran to the end and every input row succeeded, or nothing was left to resume
+  3    every job ran to the end, but some rows did not succeed (errored, expired, canceled,
+       or invalid under --lenient)
+  1    a job failed, was rejected or could not go on, or the command failed
+  2    a usage error (a flag, no ANTHROPIC_API_KEY)
+  130  interrupted (Ctrl-C)
 `;
 
 export async function resumeCommand(args: string[], io: Io): Promise<number> {
