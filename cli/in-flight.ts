@@ -71,7 +71,7 @@ export function onLiveInterrupt(
       void cancelAll(batches, api, say).finally(exit);
       return;
     }
-    if (presses === 1) say('\nInterrupted: stopping the local stack…');
+    if (presses === 1) say('\nInterrupted: stopping the local stack… "batchline resume" in this folder carries the job on.');
     void exit();
   };
   process.on('SIGINT', handler);

@@ -157,7 +157,7 @@ export interface LocalDynamo {
 /** `directory`: keep the tables on disk there (LevelDB), across processes; default in memory. */
 export async function startDynamo(options: { port?: number; backend?: LocalBackend; directory?: string } = {}): Promise<LocalDynamo> {
   if ((options.backend ?? localBackend()) === 'moto') {
-    if (options.directory) throw new Error('moto keeps DynamoDB in memory: no durable directory');
+    if (options.directory) throw new Error('moto keeps DynamoDB in memory: no durable directory (docs/local-state.md)');
     return startMotoDynamo(options);
   }
   const dynalite = require('dynalite');

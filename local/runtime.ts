@@ -26,7 +26,7 @@ import type { SimulatorHandle, SimulatorOptions } from '../simulator/options';
 import { startSimulator } from '../simulator/server';
 import { assertRunnableLocally, findJobStateMachine, localizeCallbacks, localizeWaits, resolveDefinition, scaledRetryIntervals, taskTargets } from './asl';
 import { startAwsShim, type AwsShim, type ExecutionDescription } from './aws-shim';
-import { createPipelineTable, localAwsEnv, startDynamo, startS3, type LocalDynamo, type LocalS3 } from './emulators';
+import { BACKEND_VARIABLE, createPipelineTable, localAwsEnv, localBackend, startDynamo, startS3, type LocalDynamo, type LocalS3 } from './emulators';
 import {
   busName,
   eventRuleTargets,
@@ -226,6 +226,9 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
   const handlers = new Map<string, Handler>();
   let handlerEnv: Record<string, string> = {};
   let stopping: Promise<void> | undefined;
+  if (options.stateDir && localBackend() === 'moto') {
+    throw new LocalStackError(`moto keeps S3 and DynamoDB in memory: no durable state in ${options.stateDir} (unset ${BACKEND_VARIABLE})`);
+  }
   // Opened first: a second process on the same folder is refused before anything starts.
   const state = options.stateDir ? LocalState.open(options.stateDir) : undefined;
   const stopAll = () =>
