@@ -5,7 +5,7 @@
  * already created are polled and collected, never created again.
  */
 import path from 'node:path';
-import { STATE_DIR, unfinishedIn } from '../local/state';
+import { recordedSettings, STATE_DIR, unfinishedIn } from '../local/state';
 import { parse } from './args';
 import { displayPath } from './format';
 import { BatchesInFlight, onLiveInterrupt } from './in-flight';
@@ -51,6 +51,12 @@ export async function resumeCommand(args: string[], io: Io): Promise<number> {
     return 0;
   }
   const options = localStackOptions({ live: true, verbose: values.verbose === true }, io, 'batchline resume');
+  // The jobs go on with the settings they started with (chunk limits, attempts, polling), whatever this shell sets.
+  const settings = recordedSettings(stateDir);
+  if (settings && !sameSettings(settings, options.settings ?? {})) {
+    io.stderr.write('Resuming with the settings of the run that started these jobs, not the BATCHLINE_* variables set here.\n');
+  }
+  if (settings) options.settings = settings;
   const api = options.live!;
   await checkReachable(api.baseUrl, api.apiKey);
   io.stderr.write(`Resuming from ${displayPath(io.cwd, stateDir)}/ (live: the real Message Batches API)…\n`);
@@ -95,4 +101,14 @@ export async function resumeCommand(args: string[], io: Io): Promise<number> {
 function worse(a: number, b: number): number {
   const rank = (status: number) => (status === EXIT.failed ? 2 : status === EXIT.rowsNotSucceeded ? 1 : 0);
   return rank(b) > rank(a) ? b : a;
+}
+
+function sameSettings(a: Record<string, string | number>, b: Record<string, string | number>): boolean {
+  const text = (settings: Record<string, string | number>) =>
+    JSON.stringify(
+      Object.entries(settings)
+        .map(([name, value]) => [name, String(value)])
+        .sort(),
+    );
+  return text(a) === text(b);
 }

@@ -50,7 +50,8 @@ Options:
   -h, --help         show this help
 
 Exit status: 0 when stopped with Ctrl-C (each job's outcome is in its summary), 1 when the local
-stack fails, 2 for a usage error (a flag, a port in use).
+stack fails, 2 for a usage error (a flag, a port in use, --live without ANTHROPIC_API_KEY, or
+without --yes when stdin is not a terminal).
 `;
 
 /** How long a file's size and mtime must hold still before it is taken as complete. */

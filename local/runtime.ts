@@ -231,6 +231,7 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
   }
   // Opened first: a second process on the same folder is refused before anything starts.
   const state = options.stateDir ? LocalState.open(options.stateDir) : undefined;
+  state?.recordSettings(options.settings ?? {});
   const stopAll = () =>
     (stopping ??= (async () => {
       await poller?.stop();

@@ -19,6 +19,7 @@ export const STATE_DIR = path.join('.batchline', 'state');
 
 const JOURNAL = 'executions.jsonl';
 const LOCK = 'lock';
+const SETTINGS = 'settings.json';
 
 export interface JournaledExecution {
   name: string;
@@ -71,6 +72,15 @@ export class LocalState {
     return unfinishedIn(this.dir);
   }
 
+  /**
+   * The stack settings this state's jobs run with (cdk.json `batchline:settings`, as the CLI takes
+   * them from BATCHLINE_* variables), so that resume runs them as they were started. No secret is
+   * a setting: the API key is never written here.
+   */
+  recordSettings(settings: Record<string, string | number>): void {
+    writeFileSync(path.join(this.dir, SETTINGS), `${JSON.stringify(settings, null, 2)}\n`);
+  }
+
   /** Lets the next process in. */
   release(): void {
     if (readPid(path.join(this.dir, LOCK)) === process.pid) rmSync(path.join(this.dir, LOCK), { force: true });
@@ -110,6 +120,15 @@ export function unfinishedIn(dir: string): JournaledExecution[] {
     else open.delete(line.name);
   }
   return [...open.values()];
+}
+
+/** The settings recorded by the last stack on this state (undefined when none was). */
+export function recordedSettings(dir: string): Record<string, string | number> | undefined {
+  try {
+    return JSON.parse(readFileSync(path.join(dir, SETTINGS), 'utf8')) as Record<string, string | number>;
+  } catch {
+    return undefined;
+  }
 }
 
 function readPid(file: string): number | undefined {
