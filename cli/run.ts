@@ -12,6 +12,9 @@ import { ProgressView } from './progress';
 import { onInterrupt, type Io } from './io';
 import { oneLine } from './ops/layout';
 import { EXIT_STATUS_HELP, exitStatusOf, shortfallLine, type JobEnd } from './exit-status';
+import { STATE_DIR, unfinishedIn } from '../local/state';
+import { confirmPaying } from './confirm';
+import { estimateCommand } from './estimate';
 
 export const DEFAULT_EXAMPLE = 'examples/classification.jsonl';
 const REPO_ROOT = fileURLToPath(new URL('..', import.meta.url));
@@ -36,11 +39,14 @@ Options:
                      with BATCHLINE_PRICES); by default such a line is invalid. The simulator
                      errors its rows with not_found_error, as the API does for a model it lacks
   --live             use the real Message Batches API (needs ANTHROPIC_API_KEY; costs money,
-                     and batches take minutes to hours). Ctrl-C then lists the batches still
-                     running at the API; a second Ctrl-C cancels them there
+                     and batches take minutes to hours). Shows the file's estimate and asks
+                     before sending; keeps the local state in .batchline/state/, so that
+                     "batchline resume" carries the job on if this process stops. Ctrl-C then
+                     lists the batches still running at the API; a second Ctrl-C cancels them
   --max-cost USD     the job's budget: rejected before anything is sent if its estimated cost
                      (output at max_tokens) is higher, and no retry sent that would take the
                      cost past it (its rows end errored budget_exceeded). Also BATCHLINE_MAX_COST_USD
+  -y, --yes          with --live, send without asking (needed when stdin is not a terminal)
   --out DIR          where to copy the outputs (default ./batchline-out/<jobId>/)
   --time-scale N     simulated seconds per real second (default 600)
   --verbose          print the handlers' own log lines (JSON, as in CloudWatch) and the
@@ -87,9 +93,22 @@ export async function runCommand(args: string[], io: Io): Promise<number> {
   if (maxCostUsd !== undefined) options.settings = { ...options.settings, maxCostUsd };
 
   // Without a network a live run would retry its first create for minutes: find out first.
-  if (options.live) await checkReachable(options.live.baseUrl, options.live.apiKey);
+  const stateDir = path.join(io.cwd, STATE_DIR);
+  if (options.live) {
+    await checkReachable(options.live.baseUrl, options.live.apiKey);
+    const unfinished = unfinishedIn(stateDir).length;
+    if (unfinished > 0) {
+      io.stderr.write(
+        `${plural(unfinished, 'job')} of an earlier live run ${unfinished === 1 ? 'is' : 'are'} unfinished here: "batchline resume" carries them on.\n`,
+      );
+    }
+    // What it may cost, before anything is paid (the estimate's lines, on stderr beside the question).
+    await estimateCommand([file, ...(values['allow-unknown-models'] ? ['--allow-unknown-models'] : [])], { ...io, stdout: io.stderr });
+    await confirmPaying('Send this file to the Message Batches API, billed to ANTHROPIC_API_KEY?', { yes: values.yes === true, output: io.stderr });
+  }
   io.stderr.write(`Starting the local stack${values.live ? ' (live: the real Message Batches API)' : ''}…\n`);
-  const stack = await startLocal(options);
+  // Live batches outlive this process: their link back to the job is kept on disk (docs/local-state.md).
+  const stack = await startLocal(options.live ? { ...options, stateDir } : options);
   // With --live, batches run (and bill) at the API whatever becomes of this process: Ctrl-C names
   // them first, and a second Ctrl-C cancels them (./in-flight.ts).
   const inFlight = new BatchesInFlight();
@@ -142,6 +161,7 @@ async function runFile(stack: LocalStack, file: string, options: RunOptions, io:
   const startedAt = Date.now();
   io.stdout.write(`Submitting ${displayPath(io.cwd, file)} (${options.lenient ? 'lenient' : 'strict'})\n`);
   const jobId = await stack.submitFile(file, { lenient: options.lenient, ...(options.primeCache ? { primeCache: true } : {}) });
+  io.stdout.write(`Job ${jobId}\n`);
   let ended = false;
   const ticker = setInterval(() => {
     stack.progress(jobId).then(
@@ -159,8 +179,21 @@ async function runFile(stack: LocalStack, file: string, options: RunOptions, io:
     unsubscribe();
     view.finish();
   }
-  io.stdout.write(`\n${formatSummary(outcome, Date.now() - startedAt, LOCAL_KEY, { simulated: options.simulated })}\n`);
   const dir = path.resolve(io.cwd, options.out ?? path.join('batchline-out', jobId));
+  return reportJob(stack, outcome, Date.now() - startedAt, dir, io, { simulated: options.simulated });
+}
+
+/** A job's summary, its outputs copied to `dir`, the first invalid lines; returns its exit status. */
+export async function reportJob(
+  stack: LocalStack,
+  outcome: JobOutcome,
+  elapsedMs: number,
+  dir: string,
+  io: Io,
+  options: { simulated: boolean },
+): Promise<number> {
+  const { jobId } = outcome;
+  io.stdout.write(`\n${formatSummary(outcome, elapsedMs, LOCAL_KEY, { simulated: options.simulated })}\n`);
   const written = await copyOutputs(stack.s3, stack.bucket, jobId, dir);
   io.stdout.write(
     written.length > 0 ? `\nOutputs in ${displayPath(io.cwd, dir)}/: ${written.map((f) => path.basename(f)).join(', ')}\n` : '\nNo outputs were written.\n',
