@@ -21,6 +21,7 @@ import { submitChunk } from '../shared/jobs/submit';
 import { LOCAL_CREDENTIALS, LOCAL_REGION, localDynamoClient, localS3Client } from '../local/emulators';
 import { addReadings, AwsMeter } from './aws-meter';
 import type { StepMeasurement } from './context';
+import type { AttemptRef } from '../shared/jobs/contract';
 
 export interface LifecycleEnv {
   s3Endpoint: string;
@@ -32,13 +33,6 @@ export interface LifecycleEnv {
   table: string;
   /** The simulator's clock speed: a wait of N seconds sleeps N / timeScale. */
   timeScale: number;
-}
-
-export interface AttemptRef {
-  jobId: string;
-  chunk: number;
-  attempt: number;
-  batchId: string | null;
 }
 
 const API_KEY = 'sk-ant-bench-simulator';
@@ -96,7 +90,7 @@ export async function submitAndPoll(input: LifecycleEnv & { jobId: string; chunk
   const c = clients(input);
   let submit = NO_STEP;
   let poll = NO_STEP;
-  const attempts: AttemptRef[] = [];
+  const attempts: AttemptRef<string | null>[] = [];
   try {
     for (const chunk of input.chunks) {
       const submitted = await step(c.meter, 1, () => submitChunk({ jobId: input.jobId, chunk }, c));
@@ -120,7 +114,7 @@ export async function submitAndPoll(input: LifecycleEnv & { jobId: string; chunk
 }
 
 /** Collects each attempt; reports the rows recorded and the rows sent to a next attempt. */
-export async function collectAttempts(input: LifecycleEnv & { attempts: AttemptRef[] }) {
+export async function collectAttempts(input: LifecycleEnv & { attempts: AttemptRef<string | null>[] }) {
   const c = clients(input);
   try {
     const collected = await step(c.meter, input.attempts.length, async () => {

@@ -11,7 +11,8 @@
 import { headObject } from '../shared/store/s3';
 import { jobKeys } from '../shared/store/keys';
 import { describeRequests, requestsOf } from './aws-meter';
-import { addSteps, type AttemptRef } from './chunk-tasks';
+import type { AttemptRef } from '../shared/jobs/contract';
+import { addSteps } from './chunk-tasks';
 import type * as Tasks from './chunk-tasks';
 import { cpuShare, runInChild } from './child';
 import type { BenchContext, StepMeasurement } from './context';
@@ -179,7 +180,7 @@ export async function benchCollect(ctx: BenchContext): Promise<BenchReport> {
   }
 }
 
-async function resultBytes(client: Parameters<typeof headObject>[0], attempts: AttemptRef[]): Promise<number> {
+async function resultBytes(client: Parameters<typeof headObject>[0], attempts: AttemptRef<string | null>[]): Promise<number> {
   let bytes = 0;
   for (const ref of attempts) {
     const head = await headObject(client, BUCKET, jobKeys(ref.jobId).chunkResults(ref.chunk, ref.attempt));

@@ -19,6 +19,7 @@ import type { BenchContext, StepMeasurement } from './context';
 import { EVENTS, loadJobMachine, totalTransitions, walkJob, type JobScenario } from './definition';
 import { AWS_PRICES, PRICES_AS_OF } from './prices';
 import { check, fmt, human, int, usd, type BenchReport } from './report';
+import { STATE } from '../shared/jobs/contract';
 
 export const COST_TARGETS = { usdPerMillion: 0.5, waitingPerMillion: 0.01, totalPerMillion1h: 0.06, totalPerMillion24h: 0.07 };
 /**
@@ -33,7 +34,7 @@ export const COST_TARGETS = { usdPerMillion: 0.5, waitingPerMillion: 0.01, total
 export const POLLER_TICK = { apiRoundTripSeconds: 0.25, idleSeconds: 0.05, readUnits: 3, writeUnits: 1, idleReadUnits: 2, idleWriteUnits: 1 };
 export const ARM_CALL = { seconds: 0.05, readUnits: 2, writeUnits: 4 };
 /** The states of the wait: their transitions, with Poll, the arm and the ticks, are "waiting". */
-const WAIT_STATES = ['AwaitBatch', 'PollBatch', 'BatchEnded', 'WaitForBatch'];
+const WAIT_STATES = [STATE.AwaitBatch, STATE.PollBatch, STATE.BatchEnded, STATE.WaitForBatch];
 const MILLION = 1_000_000;
 /** Most batches end within an hour (the API's own guidance); 24 h is the ceiling. */
 const TYPICAL_BATCH_SECONDS = 3_600;
@@ -89,32 +90,38 @@ export async function benchCost(ctx: BenchContext): Promise<BenchReport> {
     const attempts = chunks * attemptsPerChunk;
     const polls = attempts * pollsPerAttempt;
     const steps: StepCost[] = [
-      { step: 'register', state: 'RegisterJob', invocations: 1, seconds: collect.register.ms / 1000, aws: collect.register.aws },
+      { step: 'register', state: STATE.RegisterJob, invocations: 1, seconds: collect.register.ms / 1000, aws: collect.register.aws },
       {
         step: 'prepare',
-        state: 'PrepareJob',
+        state: STATE.PrepareJob,
         invocations: 1,
         seconds: (prepare.ms / 1000) * (MILLION / prepare.rows),
         aws: scaled(prepare.aws, MILLION / prepare.rows),
       },
-      { step: 'submit', state: 'SubmitChunk', invocations: attempts, seconds: (collect.submit.ms / 1000) * rowScale, aws: perCall(collect.submit, attempts) },
+      {
+        step: 'submit',
+        state: STATE.SubmitChunk,
+        invocations: attempts,
+        seconds: (collect.submit.ms / 1000) * rowScale,
+        aws: perCall(collect.submit, attempts),
+      },
       {
         step: 'arm',
-        state: 'AwaitBatch',
+        state: STATE.AwaitBatch,
         invocations: attempts,
         seconds: ARM_CALL.seconds * attempts,
         aws: { requests: {}, readUnits: ARM_CALL.readUnits * attempts, writeUnits: ARM_CALL.writeUnits * attempts },
       },
       {
         step: 'poll',
-        state: 'PollBatch',
+        state: STATE.PollBatch,
         invocations: polls,
         seconds: (collect.poll.ms / 1000 / Math.max(1, collect.poll.calls)) * polls,
         aws: perCall(collect.poll, polls),
       },
       {
         step: 'collect',
-        state: 'CollectResults',
+        state: STATE.CollectResults,
         invocations: attempts,
         seconds: (collect.collect.ms / 1000) * rowScale,
         aws: scaled(collect.collect.aws, rowScale),
@@ -122,7 +129,7 @@ export async function benchCost(ctx: BenchContext): Promise<BenchReport> {
     ];
     steps.push({
       step: 'finalize chunks',
-      state: 'FinalizeChunk',
+      state: STATE.FinalizeChunk,
       invocations: chunks,
       seconds: (collect.finalizeChunk.ms / 1000) * rowScale,
       aws: scaled(collect.finalizeChunk.aws, rowScale),
@@ -132,7 +139,7 @@ export async function benchCost(ctx: BenchContext): Promise<BenchReport> {
       const chunkScale = chunks / Math.max(1, collect.chunks);
       steps.push({
         step: 'finalize job',
-        state: 'FinalizeJob',
+        state: STATE.FinalizeJob,
         invocations: 1,
         seconds: (collect.finalize.ms / 1000) * chunkScale,
         aws: scaled(collect.finalize.aws, chunkScale),

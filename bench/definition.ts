@@ -10,6 +10,7 @@ import { findJobStateMachine, resolveDefinition, taskTargets } from '../local/as
 import { findFunction, localFunctions } from '../local/lambda';
 import { synthesizeTemplate } from '../local/synth';
 import { LocalNames } from '../local/template';
+import { STATE } from '../shared/jobs/contract';
 
 export const REPO_ROOT = fileURLToPath(new URL('..', import.meta.url));
 
@@ -231,9 +232,9 @@ export function walkJob(definition: AslDefinition, scenario: JobScenario): Execu
   const outputs: TaskOutputs = (state, input, run) => {
     const ref = input as { jobId: string; chunk: number };
     switch (state) {
-      case 'RegisterJob':
+      case STATE.RegisterJob:
         return { jobId, duplicate: false };
-      case 'PrepareJob':
+      case STATE.PrepareJob:
         return {
           jobId,
           outcome: 'ready',
@@ -241,19 +242,22 @@ export function walkJob(definition: AslDefinition, scenario: JobScenario): Execu
           validRows: 0,
           invalidRows: 0,
         };
-      case 'SubmitChunk':
+      case STATE.SubmitChunk:
         return { ...ref, attempt: run, batchId: `batch-${run}`, canceled: false, waitSeconds: 30 };
-      case 'AwaitBatch':
+      case STATE.AwaitBatch:
         return { reason: 'ended' };
-      case 'PollBatch':
+      // Its timeout (the backoff) ends it; the Catch of the timeout goes where Next goes.
+      case STATE.AwaitRetry:
+        return {};
+      case STATE.PollBatch:
         return { ...(input as object), ended: run % scenario.pollsPerAttempt === 0, waitSeconds: 60, watch: (scenario.wait ?? 'poller') === 'poller' };
-      case 'CollectResults': {
+      case STATE.CollectResults: {
         const retry = run < scenario.attemptsPerChunk;
         return { ...ref, attempt: run, retry, retryWaitSeconds: retry ? 60 : 0 };
       }
-      case 'FinalizeChunk':
+      case STATE.FinalizeChunk:
         return { ...ref, rows: 0, failed: false };
-      case 'FinalizeJob':
+      case STATE.FinalizeJob:
         return { jobId, status: 'succeeded', counts: {} };
       default:
         throw new Error(`the walk knows no output for Task ${state}; update bench/definition.ts with the workflow contract`);

@@ -13,6 +13,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import Anthropic from '@anthropic-ai/sdk';
 import type { BatchCreateParams } from '@anthropic-ai/sdk/resources/messages/batches';
 import { startSimulator } from '../simulator/server';
+import { STATE } from '../shared/jobs/contract';
 
 export interface EndToEndInput {
   file: string;
@@ -35,12 +36,12 @@ export interface PipelineRun {
 /** The events that mark a step's end, in workflow order, by the name the timeline shows. */
 const STEPS: Array<[string, string]> = [
   ['execution-started', 'upload done, execution started'],
-  ['job-registered', 'RegisterJob'],
-  ['job-prepared', 'PrepareJob'],
-  ['batch-submitted', 'SubmitChunk'],
+  ['job-registered', STATE.RegisterJob],
+  ['job-prepared', STATE.PrepareJob],
+  ['batch-submitted', STATE.SubmitChunk],
   ['batch-polled', 'PollBatch (last)'],
-  ['chunk-collected', 'CollectResults'],
-  ['job-finalized', 'FinalizeJob'],
+  ['chunk-collected', STATE.CollectResults],
+  ['job-finalized', STATE.FinalizeJob],
 ];
 
 export async function runPipeline(input: EndToEndInput): Promise<PipelineRun> {

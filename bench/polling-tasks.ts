@@ -13,6 +13,7 @@
 import { setMaxListeners } from 'node:events';
 import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
+import { STATE } from '../shared/jobs/contract';
 
 export interface NoticeInput {
   dir: string;
@@ -65,7 +66,7 @@ export async function measureNoticeDelays(input: NoticeInput): Promise<NoticeRes
   const stack = await startLocalStack({ timeScale: input.timeScale, settings: { maxRequestsPerChunk: 1 } });
   const simulator = stack.simulator!;
   const starts: PollStart[] = [];
-  stack.stepFunctions.wrapTask('PollBatch', async (task, invoke) => {
+  stack.stepFunctions.wrapTask(STATE.PollBatch, async (task, invoke) => {
     const ref = task as { batchId: string; wake?: unknown };
     starts.push({ batchId: ref.batchId, at: simulator.now(), woken: ref.wake !== undefined });
     return invoke(task);

@@ -173,7 +173,7 @@ export async function benchPolling(ctx: BenchContext): Promise<BenchReport> {
       )
         .map(([e, n]) => `${e} ${int(n)}`)
         .join(', ')}; heartbeat timeouts ${int(measured.heartbeatTimeouts)}.`,
-      "Not measurable locally (poller-design.md §9): EventBridge Scheduler's delivery lag and Step Functions' resume after SendTaskSuccess; both add to the delay in AWS.",
+      "Not measurable locally (docs/deploy-fidelity.md S14): EventBridge Scheduler's delivery lag and Step Functions' resume after SendTaskSuccess; both add to the delay in AWS.",
       `The fallback columns replay Poll's schedule (clamp(${settings.pollFraction} × age, ${settings.pollMinSeconds} s, ${settings.pollMaxSeconds} s)) for a batch ending at that length: what chunks get while the poller is down.`,
     ],
   };

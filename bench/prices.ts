@@ -34,7 +34,7 @@ export const AWS_PRICES = {
   s3PerTier2Request: 0.0004 / 1_000,
   /**
    * EventBridge Scheduler: $1.00 per million invocations after 14 million free a month (the free
-   * tier is left out, as everywhere here). Secondary sources only (poller-design.md §5: [U]).
+   * tier is left out, as everywhere here). Secondary sources only (unverified).
    */
   schedulerPerInvocation: 1 / 1_000_000,
 } as const;

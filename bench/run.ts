@@ -9,7 +9,8 @@
  *
  *   npm run bench -- scale --scale-10m     the growth benchmark at 100k, 1M and 10M rows (an hour or more)
  *
- * Names: prepare, polling, collect, end-to-end (or e2e), cost, scale. `cost` is built from the
+ * Names: prepare, polling, collect, end-to-end (or e2e), cost, estimate (the budget guard's cost
+ * estimate ÷ what the simulator billed), scale, tokens. `cost` is built from the
  * figures of the others, so naming it alone runs prepare, polling and collect first.
  */
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -18,9 +19,9 @@ import path from 'node:path';
 import type { BenchContext, BenchOptions } from './context';
 import { renderReport, renderSummary, type BenchReport } from './report';
 
-type BenchName = 'prepare' | 'polling' | 'collect' | 'end-to-end' | 'cost' | 'scale';
+type BenchName = 'prepare' | 'polling' | 'collect' | 'end-to-end' | 'cost' | 'estimate' | 'scale' | 'tokens';
 
-const ORDER: BenchName[] = ['prepare', 'polling', 'collect', 'end-to-end', 'cost', 'scale'];
+const ORDER: BenchName[] = ['prepare', 'polling', 'collect', 'end-to-end', 'cost', 'estimate', 'scale', 'tokens'];
 const ALIASES: Record<string, BenchName> = { e2e: 'end-to-end', endtoend: 'end-to-end', poll: 'polling' };
 /** What the cost estimate is built from. */
 const COST_NEEDS: BenchName[] = ['prepare', 'polling', 'collect'];
@@ -31,7 +32,9 @@ const BENCHES: Record<BenchName, () => Promise<(ctx: BenchContext) => Promise<Be
   collect: async () => (await import('./collect')).benchCollect,
   'end-to-end': async () => (await import('./end-to-end')).benchEndToEnd,
   cost: async () => (await import('./cost')).benchCost,
+  estimate: async () => (await import('./estimate')).benchEstimate,
   scale: async () => (await import('./scale')).benchScale,
+  tokens: async () => (await import('./tokens')).benchTokens,
 };
 
 const USAGE = `usage: npm run bench -- [${ORDER.join('|')}|e2e ...] [--rows N] [--full] [--scale-10m]`;

@@ -22,6 +22,7 @@ import { loadJobMachine, totalTransitions, walkJob } from './definition';
 import { startLifecycleStack } from './lifecycle-stack';
 import { AWS_PRICES } from './prices';
 import { fmt, int, mb, mib, secs, usd, type BenchReport } from './report';
+import { STATE } from '../shared/jobs/contract';
 
 const SIZES = [100_000, 1_000_000];
 const LARGEST = 10_000_000;
@@ -170,7 +171,7 @@ async function runSize(ctx: BenchContext, rows: number): Promise<SizeRun> {
     const { jobId, chunks } = prepared.value;
     add(
       'register + prepare',
-      'PrepareJob',
+      STATE.PrepareJob,
       prepared.value.register.ms + prepared.value.prepare.ms,
       prepared.peakRssBytes,
       addReadings(prepared.value.register.aws, prepared.value.prepare.aws),
@@ -181,21 +182,21 @@ async function runSize(ctx: BenchContext, rows: number): Promise<SizeRun> {
       const submitted = await runInChild<Result<'submitAndPoll'>>(task('submitAndPoll'), { ...env, jobId, chunks: [chunk] });
       add(
         'submit (and its polls)',
-        'SubmitChunk',
+        STATE.SubmitChunk,
         submitted.value.submit.ms + submitted.value.poll.ms,
         submitted.peakRssBytes,
         addReadings(submitted.value.submit.aws, submitted.value.poll.aws),
       );
       const collected = await runInChild<Result<'collectAttempts'>>(task('collectAttempts'), { ...env, attempts: submitted.value.attempts });
       if (collected.value.retried.length > 0) throw new Error(`chunk ${chunk} needs a retry: the scale benchmark's simulator injects no errors`);
-      add('collect', 'CollectResults', collected.value.collect.ms, collected.peakRssBytes, collected.value.collect.aws);
+      add('collect', STATE.CollectResults, collected.value.collect.ms, collected.peakRssBytes, collected.value.collect.aws);
       const ordered = await runInChild<Result<'finalizeChunks'>>(task('finalizeChunks'), { ...env, jobId, chunks: [chunk] });
-      add('finalize chunk', 'FinalizeChunk', ordered.value.finalizeChunk.ms, ordered.peakRssBytes, ordered.value.finalizeChunk.aws);
+      add('finalize chunk', STATE.FinalizeChunk, ordered.value.finalizeChunk.ms, ordered.peakRssBytes, ordered.value.finalizeChunk.aws);
       finalized += ordered.value.rows;
     }
     ctx.log(`scale ${int(rows)}: finalize the job`);
     const done = await runInChild<Result<'finalize'>>(task('finalize'), { ...env, jobId });
-    add('finalize job (join + summary)', 'FinalizeJob', done.value.finalize.ms, done.peakRssBytes, done.value.finalize.aws);
+    add('finalize job (join + summary)', STATE.FinalizeJob, done.value.finalize.ms, done.peakRssBytes, done.value.finalize.aws);
     const total = Object.values(done.value.counts).reduce((sum, n) => sum + n, 0);
     if (total !== rows || finalized !== rows || done.value.status !== 'succeeded') {
       throw new Error(`the job ended ${done.value.status} with ${total} rows (${finalized} ordered), expected ${rows}`);

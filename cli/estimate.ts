@@ -18,8 +18,11 @@ export const ESTIMATE_HELP = `Usage: batchline estimate FILE.jsonl [options]
 Validates a JSONL file of {custom_id, params} requests exactly as the pipeline would, and estimates
 its tokens and cost at batch rates. Nothing is sent anywhere.
 
-Input tokens are estimated from the text (about 4 characters a token); output tokens are counted
-at each request's max_tokens, so the cost is an upper bound for output.
+Input tokens are counted by the API's published rules as far as they go (images by their pixel
+size, PDFs by page, the tool-use system prompt, per-message overhead) and text at about 4
+characters a token in English (CJK about one a character): docs/api-reference.md §10. Every input
+token is priced as uncached. Output tokens are counted at each request's max_tokens, so the cost
+is an upper bound for output.
 
 Options:
   --show N                 how many invalid lines to list (default 5)

@@ -61,8 +61,9 @@ export function onLiveInterrupt(
       say(`\nInterrupted. Still running at the API, and billed, whatever happens here:`);
       for (const { batchId, chunk, attempt } of batches) say(`  ${batchId} (chunk ${chunk}, attempt ${attempt})`);
       say(
-        'They are kept running: their results stay at the API for 29 days (fetch them by id with the SDK or the console; ' +
-          'this local run cannot collect them once stopped). Press Ctrl-C again to cancel them at the API.',
+        'They are kept running, and so is this run. Should it stop (the terminal closed, the machine asleep), ' +
+          '"batchline resume" in this folder carries the job on from .batchline/state/: it collects them, creates nothing twice, ' +
+          'and writes the outputs; their results also stay at the API for 29 days. Press Ctrl-C again to cancel them at the API.',
       );
       return;
     }
@@ -70,7 +71,7 @@ export function onLiveInterrupt(
       void cancelAll(batches, api, say).finally(exit);
       return;
     }
-    if (presses === 1) say('\nInterrupted: stopping the local stack…');
+    if (presses === 1) say('\nInterrupted: stopping the local stack… "batchline resume" in this folder carries the job on.');
     void exit();
   };
   process.on('SIGINT', handler);
@@ -81,7 +82,8 @@ export function onLiveInterrupt(
   };
 }
 
-async function cancelAll(batches: Array<{ batchId: string }>, api: { apiKey: string; baseUrl?: string }, say: (line: string) => void): Promise<void> {
+/** Cancels each batch at the API, saying what the API answered for each. */
+export async function cancelAll(batches: Array<{ batchId: string }>, api: { apiKey: string; baseUrl?: string }, say: (line: string) => void): Promise<void> {
   say('Canceling at the API…');
   const client = new BatchesClient({ apiKey: api.apiKey, ...(api.baseUrl ? { baseUrl: api.baseUrl } : {}) });
   try {

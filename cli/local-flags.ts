@@ -10,6 +10,7 @@ export const LOCAL_STACK_FLAGS = {
   lenient: { type: 'boolean' },
   'allow-unknown-models': { type: 'boolean' },
   live: { type: 'boolean' },
+  yes: { type: 'boolean', short: 'y' },
   'time-scale': { type: 'string' },
   verbose: { type: 'boolean' },
 } as const satisfies Options;
@@ -21,11 +22,14 @@ export interface LocalStackFlags {
   verbose?: boolean;
 }
 
-/** The local stack's options from the shared flags and the environment; UsageError for a bad combination. */
-export function localStackOptions(values: LocalStackFlags, io: Io): LocalStackOptions {
+/**
+ * The local stack's options from the shared flags and the environment; UsageError for a bad
+ * combination. `what` names the live command in the error a missing key gets.
+ */
+export function localStackOptions(values: LocalStackFlags, io: Io, what = '--live'): LocalStackOptions {
   const timeScale = positiveNumber(values['time-scale'], '--time-scale');
   const apiKey = io.env.ANTHROPIC_API_KEY;
-  if (values.live && !apiKey) throw new UsageError('--live needs ANTHROPIC_API_KEY in the environment');
+  if (values.live && !apiKey) throw new UsageError(`${what} needs ANTHROPIC_API_KEY in the environment`);
   if (values.live && timeScale !== undefined) throw new UsageError('--time-scale applies to the simulator; with --live, time is real');
   const settings = settingsFromEnv(io.env);
   if (values['allow-unknown-models']) settings.allowUnknownModels = 'true';

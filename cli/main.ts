@@ -15,6 +15,8 @@ The whole pipeline on this machine (no AWS account; no API key unless --live):
   run [FILE.jsonl]      run one file through the pipeline and print its summary
   serve                 keep the pipeline up and run every file dropped in a folder
   estimate FILE.jsonl   validate a file and estimate its cost, sending nothing
+  resume                carry on the live jobs a stopped run --live or serve --live left
+  doctor                check the API key, the API's reachability and batch limits (free)
 `;
 
 const HELP_FOOTER = `
@@ -37,6 +39,8 @@ const LOCAL_COMMANDS: Record<string, () => Promise<Command>> = {
   run: async () => (await import('./run')).runCommand,
   serve: async () => (await import('./serve')).serveCommand,
   estimate: async () => (await import('./estimate')).estimateCommand,
+  resume: async () => (await import('./resume')).resumeCommand,
+  doctor: async () => (await import('./doctor')).doctorCommand,
 };
 
 /** The commands that operate a stack (cli/ops/), loaded only when one is asked for. */
@@ -58,7 +62,7 @@ async function help(): Promise<string> {
 const USAGE_ERRORS = new Set(['UsageError', 'PortInUse', 'ConfigError', 'SettingsError']);
 /** Errors whose message says it all. */
 /** Failures of the user's surroundings (the network): their message says what to check. */
-const ENVIRONMENT_ERRORS = new Set(['ApiUnreachable']);
+const ENVIRONMENT_ERRORS = new Set(['ApiUnreachable', 'NotConfirmed']);
 const PLAIN_ERRORS = new Set(['LocalStackError', 'UnsupportedDefinition', 'ConflictingEnvironment', 'UnresolvableToken']);
 
 /** The package's version, from package.json beside cli/. */

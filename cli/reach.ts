@@ -16,6 +16,23 @@ export class ApiUnreachable extends Error {
 
 /** Resolves when `baseUrl` answers over HTTP; ApiUnreachable, naming the cause, when it cannot be reached. */
 export async function checkReachable(baseUrl: string | undefined, apiKey: string): Promise<void> {
+  await probeApi(baseUrl, apiKey);
+}
+
+/** What the API answered to `GET /v1/messages/batches?limit=1`: a list call, free of charge. */
+export interface ApiProbe {
+  base: string;
+  status: number;
+  headers: Record<string, string>;
+  /** The body parsed as JSON, when it was JSON. */
+  body: unknown;
+}
+
+/**
+ * One `GET /v1/messages/batches?limit=1` with the key (the cheapest call that shows the key, the
+ * workspace and the batch limits; it creates nothing). ApiUnreachable when no HTTP answer comes.
+ */
+export async function probeApi(baseUrl: string | undefined, apiKey: string): Promise<ApiProbe> {
   const base = (baseUrl ?? DEFAULT_API_URL).replace(/\/+$/, '');
   let url: URL;
   try {
@@ -31,7 +48,19 @@ export async function checkReachable(baseUrl: string | undefined, apiKey: string
       bodyTimeout: TIMEOUT_MS,
       signal: AbortSignal.timeout(TIMEOUT_MS),
     });
-    await response.body.dump();
+    const text = await response.body.text();
+    let body: unknown;
+    try {
+      body = JSON.parse(text);
+    } catch {
+      body = undefined;
+    }
+    const headers: Record<string, string> = {};
+    for (const [name, value] of Object.entries(response.headers)) {
+      if (typeof value === 'string') headers[name.toLowerCase()] = value;
+      else if (Array.isArray(value)) headers[name.toLowerCase()] = value.join(', ');
+    }
+    return { base, status: response.statusCode, headers, body };
   } catch (error) {
     throw new ApiUnreachable(`cannot reach ${base} (${causeOf(error)}): check the network, a proxy, or ANTHROPIC_BASE_URL; nothing was sent`);
   }

@@ -2,20 +2,22 @@
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { JobOutcome, LocalStack } from '../local/runtime';
-import { atMostOne, parse, readableFile } from './args';
+import { atMostOne, parse, positiveNumber, readableFile } from './args';
 import { LOCAL_STACK_FLAGS, localStackOptions, startLocal } from './local-flags';
 import { count, displayPath, duration, plural, usd } from './format';
-import { copyOutputs, firstInvalidLines, invalidLinesExcerpt } from './outputs';
+import { copyOutputs, firstInvalidLines, invalidLinesExcerpt, REPORT_FILE } from './outputs';
 import { BatchesInFlight, onLiveInterrupt } from './in-flight';
 import { checkReachable } from './reach';
 import { ProgressView } from './progress';
 import { RetryClock } from './retry-delay';
 import { readLiveProgress, ValidationWatch } from '../local/progress';
+import { JSON_FLAGS, JSON_HELP, jsonJob, wantsJson, writeJson } from './json';
 import { onInterrupt, type Io } from './io';
 import { oneLine } from './ops/layout';
 import { EXIT_STATUS_HELP, exitStatusOf, shortfallLine, type JobEnd } from './exit-status';
-import { JSON_FLAGS, JSON_HELP, jsonJob, wantsJson, writeJson } from './json';
-import { REPORT_FILE } from './outputs';
+import { STATE_DIR, unfinishedIn } from '../local/state';
+import { confirmPaying } from './confirm';
+import { estimateCommand } from './estimate';
 
 export const DEFAULT_EXAMPLE = 'examples/classification.jsonl';
 const REPO_ROOT = fileURLToPath(new URL('..', import.meta.url));
@@ -33,13 +35,22 @@ FILE defaults to ${DEFAULT_EXAMPLE}.
 Options:
   --lenient          run the valid rows even if some lines are invalid (default: strict,
                      any invalid line rejects the file before anything is sent)
+  --prime-cache      before each batch, write the prompt-cache prefixes its rows share with one
+                     Messages call each (at standard price), so the batch's rows read them
+                     (README, "Prompt caching")
   --allow-unknown-models
                      accept a model batchline does not know (not in its price table, nor added
                      with BATCHLINE_PRICES); by default such a line is invalid. The simulator
                      errors its rows with not_found_error, as the API does for a model it lacks
   --live             use the real Message Batches API (needs ANTHROPIC_API_KEY; costs money,
-                     and batches take minutes to hours). Ctrl-C then lists the batches still
-                     running at the API; a second Ctrl-C cancels them there
+                     and batches take minutes to hours). Shows the file's estimate and asks
+                     before sending; keeps the local state in .batchline/state/, so that
+                     "batchline resume" carries the job on if this process stops. Ctrl-C then
+                     lists the batches still running at the API; a second Ctrl-C cancels them
+  --max-cost USD     the job's budget: rejected before anything is sent if its estimated cost
+                     (output at max_tokens) is higher, and no retry sent that would take the
+                     cost past it (its rows end errored budget_exceeded). Also BATCHLINE_MAX_COST_USD
+  -y, --yes          with --live, send without asking (needed when stdin is not a terminal)
   --out DIR          where to copy the outputs (default ./batchline-out/<jobId>/)
   --time-scale N     simulated seconds per real second (default 600)
   --verbose          print the handlers' own log lines (JSON, as in CloudWatch) and the
@@ -70,7 +81,11 @@ export function failureText(failure: { error: string; cause: string }, keyFrom: 
 }
 
 export async function runCommand(args: string[], io: Io): Promise<number> {
-  const { values, positionals } = parse(args, { ...LOCAL_STACK_FLAGS, ...JSON_FLAGS, out: { type: 'string' } }, 'run');
+  const { values, positionals } = parse(
+    args,
+    { ...LOCAL_STACK_FLAGS, ...JSON_FLAGS, out: { type: 'string' }, 'max-cost': { type: 'string' }, 'prime-cache': { type: 'boolean' } },
+    'run',
+  );
   if (values.help) {
     io.stdout.write(RUN_HELP);
     return 0;
@@ -79,11 +94,27 @@ export async function runCommand(args: string[], io: Io): Promise<number> {
   const given = atMostOne(positionals, 'run');
   const file = await readableFile(io.cwd, given ?? path.join(REPO_ROOT, DEFAULT_EXAMPLE));
   const options = localStackOptions(values, io);
+  const maxCostUsd = positiveNumber(values['max-cost'], '--max-cost');
+  // The stack's budget (maxCostUsd) is the job's: a local run's stack runs this one job.
+  if (maxCostUsd !== undefined) options.settings = { ...options.settings, maxCostUsd };
 
   // Without a network a live run would retry its first create for minutes: find out first.
-  if (options.live) await checkReachable(options.live.baseUrl, options.live.apiKey);
+  const stateDir = path.join(io.cwd, STATE_DIR);
+  if (options.live) {
+    await checkReachable(options.live.baseUrl, options.live.apiKey);
+    const unfinished = unfinishedIn(stateDir).length;
+    if (unfinished > 0) {
+      io.stderr.write(
+        `${plural(unfinished, 'job')} of an earlier live run ${unfinished === 1 ? 'is' : 'are'} unfinished here: "batchline resume" carries them on.\n`,
+      );
+    }
+    // What it may cost, before anything is paid (the estimate's lines, on stderr beside the question).
+    await estimateCommand([file, ...(values['allow-unknown-models'] ? ['--allow-unknown-models'] : [])], { ...io, stdout: io.stderr });
+    await confirmPaying('Send this file to the Message Batches API, billed to ANTHROPIC_API_KEY?', { yes: values.yes === true, output: io.stderr });
+  }
   io.stderr.write(`Starting the local stack${values.live ? ' (live: the real Message Batches API)' : ''}…\n`);
-  const stack = await startLocal(options);
+  // Live batches outlive this process: their link back to the job is kept on disk (docs/local-state.md).
+  const stack = await startLocal(options.live ? { ...options, stateDir } : options);
   // With --live, batches run (and bill) at the API whatever becomes of this process: Ctrl-C names
   // them first, and a second Ctrl-C cancels them (./in-flight.ts).
   const inFlight = new BatchesInFlight();
@@ -103,7 +134,14 @@ export async function runCommand(args: string[], io: Io): Promise<number> {
     return await runFile(
       stack,
       file,
-      { lenient: values.lenient === true, out: values.out as string | undefined, verbose: values.verbose === true, simulated: values.live !== true, json },
+      {
+        lenient: values.lenient === true,
+        primeCache: values['prime-cache'] === true,
+        out: values.out as string | undefined,
+        verbose: values.verbose === true,
+        simulated: values.live !== true,
+        json,
+      },
       io,
     );
   } finally {
@@ -114,14 +152,16 @@ export async function runCommand(args: string[], io: Io): Promise<number> {
 }
 
 interface RunOptions {
+  /** --json: the result as one JSON document on stdout; every human line on stderr. */
+  json: boolean;
   lenient: boolean;
+  /** --prime-cache: object metadata `batchline-prime-cache: true`. */
+  primeCache: boolean;
   out?: string;
   /** --verbose: the stack's plumbing (topic, event bus) on screen too. */
   verbose: boolean;
   /** Not --live: the simulator answered, and the summary says so. */
   simulated: boolean;
-  /** --json: the result as one JSON document on stdout; every human line on stderr. */
-  json: boolean;
 }
 
 async function runFile(stack: LocalStack, file: string, options: RunOptions, io: Io): Promise<number> {
@@ -132,7 +172,8 @@ async function runFile(stack: LocalStack, file: string, options: RunOptions, io:
   const unsubscribe = stack.on((event) => view.event(event));
   const startedAt = Date.now();
   screen.write(`Submitting ${displayPath(io.cwd, file)} (${options.lenient ? 'lenient' : 'strict'})\n`);
-  const jobId = await stack.submitFile(file, { lenient: options.lenient });
+  const jobId = await stack.submitFile(file, { lenient: options.lenient, ...(options.primeCache ? { primeCache: true } : {}) });
+  screen.write(`Job ${jobId}\n`);
   let ended = false;
   const watch = new ValidationWatch(stack.s3, stack.bucket, jobId);
   const ticker = setInterval(() => {
@@ -151,10 +192,25 @@ async function runFile(stack: LocalStack, file: string, options: RunOptions, io:
     unsubscribe();
     view.finish();
   }
-  // The job's own time, which summary.json's durationSeconds rounds: the screen and the file agree.
-  const elapsedMs = jobDurationMs(outcome.summary) ?? Date.now() - startedAt;
-  screen.write(`\n${formatSummary(outcome, elapsedMs, LOCAL_KEY, { simulated: options.simulated })}\n`);
   const dir = path.resolve(io.cwd, options.out ?? path.join('batchline-out', jobId));
+  return reportJob(stack, outcome, Date.now() - startedAt, dir, io, { simulated: options.simulated, json: options.json });
+}
+
+/** A job's summary, its outputs copied to `dir`, the first invalid lines; returns its exit status. */
+export async function reportJob(
+  stack: LocalStack,
+  outcome: JobOutcome,
+  elapsedMs: number,
+  dir: string,
+  io: Io,
+  options: { simulated: boolean; json?: boolean },
+): Promise<number> {
+  const { jobId } = outcome;
+  // With --json, stdout holds the one document: the summary a person reads goes to stderr.
+  const screen = options.json ? io.stderr : io.stdout;
+  // The job's own time, which summary.json's durationSeconds rounds: the screen and the file agree.
+  elapsedMs = jobDurationMs(outcome.summary) ?? elapsedMs;
+  screen.write(`\n${formatSummary(outcome, elapsedMs, LOCAL_KEY, { simulated: options.simulated })}\n`);
   const written = await copyOutputs(stack.s3, stack.bucket, jobId, dir);
   screen.write(
     written.length > 0 ? `\nOutputs in ${displayPath(io.cwd, dir)}/: ${written.map((f) => path.basename(f)).join(', ')}\n` : '\nNo outputs were written.\n',
@@ -208,6 +264,8 @@ export function formatSummary(outcome: JobOutcome, elapsedMs: number, keyFrom = 
   if (outcome.status === 'failed' || outcome.execution?.status === 'FAILED') {
     const failure = job?.failure ?? { error: outcome.execution?.error ?? 'unknown', cause: outcome.execution?.cause ?? '' };
     lines.push(`  failure   ${failureText(failure, keyFrom)}`);
+  } else if (outcome.status === 'rejected' && job?.failure?.error === 'BudgetExceeded') {
+    lines.push(`  rejected  ${failureText(job.failure, keyFrom)}`);
   }
   const counts = summary?.counts ?? job?.counts;
   if (counts) {
@@ -229,7 +287,23 @@ export function formatSummary(outcome: JobOutcome, elapsedMs: number, keyFrom = 
         `${count(tokens.cache_read_input)} cache read, ${count(tokens.cache_creation_input)} cache write`,
     );
     lines.push(`  cost      ${usd(cost.batchUsd)} at batch rates (${usd(cost.standardUsd)} without the batch discount: ${usd(cost.savedUsd)} saved)`);
+    const cache = summary.promptCache;
+    if (cache) {
+      const ratio = `${(cache.readRatio * 100).toFixed(1)}% of ${count(cache.cacheableInputTokens)} cacheable input tokens read from the cache`;
+      const primed = cache.priming;
+      lines.push(
+        `  cache     ${ratio}${primed ? `; primed ${plural(primed.prefixes, 'prefix', 'prefixes')} for ${usd(primed.costUsd)}, saving at most ${usd(primed.savedUsd)}` : ''}`,
+      );
+    }
     if (cost.unpricedModels.length > 0) lines.push(`            not priced: ${cost.unpricedModels.join(', ')} (set BATCHLINE_PRICES)`);
+    if (summary.reused) {
+      const { fromJob, rows, costUsd } = summary.reused;
+      lines.push(`  reused    ${plural(rows, 'row')} from job ${fromJob}, not sent again (${usd(costUsd)} paid there, not counted above)`);
+    }
+    if (summary.budget) {
+      const { maxCostUsd, estimateUsd } = summary.budget;
+      lines.push(`  budget    ${usd(maxCostUsd)}${estimateUsd === null ? '' : ` (estimated ${usd(estimateUsd)} before sending)`}`);
+    }
   }
   if (options.simulated) {
     lines.push('  simulated replies, tokens and cost came from the Batches API simulator, not the real API (--live)');

@@ -17,7 +17,9 @@ import { removeLocalState, writeLocalState } from './ops/local-state';
 import { displayPath } from './format';
 import { copyOutputs, invalidLinesExcerpt } from './outputs';
 import { describeEvent, shownEvent } from './progress';
-import { BatchesInFlight } from './in-flight';
+import { BatchesInFlight, cancelAll } from './in-flight';
+import { confirmPaying } from './confirm';
+import { STATE_DIR } from '../local/state';
 import { checkReachable } from './reach';
 import { formatSummary } from './run';
 
@@ -35,7 +37,12 @@ Options:
   --lenient          run the valid rows of files with invalid lines (default: strict)
   --allow-unknown-models
                      accept a model batchline does not know (see batchline run --help)
-  --live             use the real Message Batches API (needs ANTHROPIC_API_KEY)
+  --live             use the real Message Batches API (needs ANTHROPIC_API_KEY; asks once
+                     before serving, as every file dropped is billed). The local state is kept
+                     in .batchline/state/: "batchline resume" carries on the jobs a stop left.
+                     The first Ctrl-C lists the batches still running at the API; a second
+                     cancels them there and stops
+  -y, --yes          with --live, serve without asking (needed when stdin is not a terminal)
   --time-scale N     simulated seconds per real second (default 600)
   --port N           serve local S3 on this port (default: any free port)
   --verbose          print the handlers' own log lines (JSON, as in CloudWatch) and the
@@ -43,7 +50,8 @@ Options:
   -h, --help         show this help
 
 Exit status: 0 when stopped with Ctrl-C (each job's outcome is in its summary), 1 when the local
-stack fails, 2 for a usage error (a flag, a port in use).
+stack fails, 2 for a usage error (a flag, a port in use, --live without ANTHROPIC_API_KEY, or
+without --yes when stdin is not a terminal).
 `;
 
 /** How long a file's size and mtime must hold still before it is taken as complete. */
@@ -64,8 +72,15 @@ export async function serveCommand(args: string[], io: Io): Promise<number> {
     throw new UsageError(`cannot use ${dir} as the inbox folder: ${error.message}`);
   });
 
-  if (options.live) await checkReachable(options.live.baseUrl, options.live.apiKey);
-  const stack = await startLocal({ ...options, ports: { s3: s3Port } });
+  if (options.live) {
+    await checkReachable(options.live.baseUrl, options.live.apiKey);
+    await confirmPaying('Every file dropped in the folder is sent to the Message Batches API, billed to ANTHROPIC_API_KEY. Serve?', {
+      yes: values.yes === true,
+      output: io.stderr,
+    });
+  }
+  // Live batches outlive this process: their link back to each job is kept on disk (docs/local-state.md).
+  const stack = await startLocal({ ...options, ports: { s3: s3Port }, ...(options.live ? { stateDir: path.join(io.cwd, STATE_DIR) } : {}) });
   // Lets `batchline status|jobs|get|cancel --local DIR` in another terminal find this stack.
   const stateFile = await writeLocalState(io.cwd, stack);
   const say = (line: string) => io.stdout.write(`${line}\n`);
@@ -97,20 +112,49 @@ export async function serveCommand(args: string[], io: Io): Promise<number> {
   say('Drop a .jsonl file in the folder; Ctrl-C stops.');
   const commands = readCommands(stack, io);
 
+  const live = options.live;
+  let canceledAtApi = false;
   await new Promise<void>((resolve) => {
-    process.once('SIGINT', resolve);
-    process.once('SIGTERM', resolve);
+    if (!live) {
+      process.once('SIGINT', resolve);
+      process.once('SIGTERM', resolve);
+      return;
+    }
+    // Live, as run --live: the first Ctrl-C names the batches running at the API and stops nothing;
+    // a second cancels them there, then stops (./in-flight.ts).
+    let presses = 0;
+    const onSignal = () => {
+      presses += 1;
+      const batches = inFlight.list;
+      if (presses === 1 && batches.length > 0) {
+        say('\nInterrupted. Still running at the API, and billed, whatever happens here:');
+        for (const { jobId, batchId, chunk } of batches) say(`  ${batchId} (job ${jobId}, chunk ${chunk})`);
+        say(
+          'They are kept running, and so is serve. Should it stop, "batchline resume" in this folder carries their jobs on from ' +
+            '.batchline/state/. Press Ctrl-C again to cancel them at the API and stop.',
+        );
+        return;
+      }
+      process.off('SIGINT', onSignal);
+      process.off('SIGTERM', onSignal);
+      if (presses === 2 && batches.length > 0) {
+        canceledAtApi = true;
+        void cancelAll(batches, live, say).finally(resolve);
+      } else resolve();
+    };
+    process.on('SIGINT', onSignal);
+    process.on('SIGTERM', onSignal);
   });
   stopping = true;
   say('\nStopping…');
   // Name what was still running, and what becomes of it.
   for (const [jobId, file] of running)
     say(
-      `  ${file} (job ${jobId}) had not ended: ${values.live ? 'its outputs were not written' : 'it ends here, with the simulator; drop the file again to run it'}`,
+      `  ${file} (job ${jobId}) had not ended: ${values.live ? 'its outputs were not written; "batchline resume" carries it on' : 'it ends here, with the simulator; drop the file again to run it'}`,
     );
   const batches = inFlight.list;
-  if (values.live && batches.length > 0) {
-    say('  Still running at the API, and billed (their results stay there 29 days; cancel them by id in the console if unwanted):');
+  if (values.live && batches.length > 0 && !canceledAtApi) {
+    say('  Still running at the API, and billed ("batchline resume" collects them; their results stay there 29 days):');
     for (const { jobId, batchId, chunk } of batches) say(`    ${batchId} (job ${jobId}, chunk ${chunk})`);
   }
   commands?.close();

@@ -4,8 +4,8 @@ import { S3Client } from '@aws-sdk/client-s3';
 import type { BatchesApi } from '../shared/anthropic/api';
 import { createBatchesClientFromEnv } from '../shared/anthropic/from-env';
 import { readPipelineConfig } from '../shared/config';
-import { parseAttemptRef } from '../shared/jobs/chunk-state';
-import { collectResults, type CollectOutput } from '../shared/jobs/collect';
+import { collectResults } from '../shared/jobs/collect';
+import { parseAttemptRef, type CollectOutput } from '../shared/jobs/contract';
 import { instrument } from '../shared/observability';
 
 const s3 = new S3Client({});

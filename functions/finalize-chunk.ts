@@ -2,7 +2,8 @@
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { S3Client } from '@aws-sdk/client-s3';
 import { readPipelineConfig } from '../shared/config';
-import { finalizeChunk, parseFinalizeChunkInput, type FinalizeChunkOutput } from '../shared/jobs/finalize-chunk';
+import { parseChunkRef, type FinalizeChunkOutput } from '../shared/jobs/contract';
+import { finalizeChunk } from '../shared/jobs/finalize-chunk';
 import { instrument } from '../shared/observability';
 
 const s3 = new S3Client({});
@@ -10,6 +11,5 @@ const dynamo = new DynamoDBClient({});
 
 export const handler = instrument(
   'finalize-chunk',
-  async (event: unknown, observer): Promise<FinalizeChunkOutput> =>
-    finalizeChunk(parseFinalizeChunkInput(event), { s3, dynamo, config: readPipelineConfig(), observer }),
+  async (event: unknown, observer): Promise<FinalizeChunkOutput> => finalizeChunk(parseChunkRef(event), { s3, dynamo, config: readPipelineConfig(), observer }),
 );

@@ -4,7 +4,8 @@ import { EventBridgeClient } from '@aws-sdk/client-eventbridge';
 import { S3Client } from '@aws-sdk/client-s3';
 import { SNSClient } from '@aws-sdk/client-sns';
 import { readNotifyConfig, readPipelineConfig } from '../shared/config';
-import { finalizeJob, parseFinalizeInput, type FinalizeOutput } from '../shared/jobs/finalize';
+import { parseFinalizeJobInput, type FinalizeJobOutput } from '../shared/jobs/contract';
+import { finalizeJob } from '../shared/jobs/finalize';
 import { instrument } from '../shared/observability';
 
 const s3 = new S3Client({});
@@ -14,8 +15,8 @@ const sns = new SNSClient({});
 
 export const handler = instrument(
   'finalize-job',
-  async (event: unknown, observer): Promise<FinalizeOutput> =>
-    finalizeJob(parseFinalizeInput(event), {
+  async (event: unknown, observer): Promise<FinalizeJobOutput> =>
+    finalizeJob(parseFinalizeJobInput(event), {
       s3,
       dynamo,
       config: readPipelineConfig(),

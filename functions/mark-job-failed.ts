@@ -5,7 +5,8 @@ import { SNSClient } from '@aws-sdk/client-sns';
 import type { BatchesApi } from '../shared/anthropic/api';
 import { createBatchesClientFromEnv } from '../shared/anthropic/from-env';
 import { readNotifyConfig, readPipelineConfig } from '../shared/config';
-import { markJobFailed, type FailInput } from '../shared/jobs/mark-job-failed';
+import { parseMarkJobFailedInput } from '../shared/jobs/contract';
+import { markJobFailed } from '../shared/jobs/mark-job-failed';
 import { instrument } from '../shared/observability';
 
 const dynamo = new DynamoDBClient({});
@@ -15,10 +16,10 @@ const sns = new SNSClient({});
 // must not be needed merely to import this module.
 let api: BatchesApi | undefined;
 
-export const handler = instrument('mark-job-failed', async (event: FailInput, observer): Promise<{ jobId: string | null }> => {
+export const handler = instrument('mark-job-failed', async (event: unknown, observer): Promise<{ jobId: string | null }> => {
   api ??= createBatchesClientFromEnv();
   const config = { table: readPipelineConfig().table, notify: readNotifyConfig() };
   // The state's reply is {jobId} alone: the workflow drops it, and fails with the error it caught.
-  const { jobId } = await markJobFailed(event, { dynamo, api, events, sns, config, observer });
+  const { jobId } = await markJobFailed(parseMarkJobFailedInput(event), { dynamo, api, events, sns, config, observer });
   return { jobId };
 });

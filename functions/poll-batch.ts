@@ -3,8 +3,8 @@ import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import type { BatchesApi } from '../shared/anthropic/api';
 import { createBatchesClientFromEnv } from '../shared/anthropic/from-env';
 import { readPipelineConfig, readPollerConfig } from '../shared/config';
-import { parseAttemptRef } from '../shared/jobs/chunk-state';
-import { pollBatch, type PollOutput, type WakeOutput } from '../shared/jobs/poll';
+import { parsePollInput, type PollOutput } from '../shared/jobs/contract';
+import { pollBatch } from '../shared/jobs/poll';
 import { instrument } from '../shared/observability';
 
 const dynamo = new DynamoDBClient({});
@@ -12,12 +12,7 @@ const dynamo = new DynamoDBClient({});
 let api: BatchesApi | undefined;
 
 export const handler = instrument('poll-batch', async (event: unknown, observer): Promise<PollOutput> => {
-  const ref = parseAttemptRef(event);
-  // AwaitBatch's wake, when the poller woke it ($.wake); a hint only.
-  const wake = (event as { wake?: unknown }).wake;
+  const input = parsePollInput(event);
   api ??= createBatchesClientFromEnv();
-  return pollBatch(
-    { ...ref, wake: typeof wake === 'object' && wake !== null ? (wake as WakeOutput) : undefined },
-    { dynamo, api, config: readPipelineConfig(), poller: readPollerConfig(), observer },
-  );
+  return pollBatch(input, { dynamo, api, config: readPipelineConfig(), poller: readPollerConfig(), observer });
 });

@@ -2,7 +2,8 @@
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { S3Client } from '@aws-sdk/client-s3';
 import { readPipelineConfig } from '../shared/config';
-import { prepareJob, type PrepareResult } from '../shared/jobs/prepare';
+import { parseJobRef, type PrepareOutput } from '../shared/jobs/contract';
+import { prepareJob } from '../shared/jobs/prepare';
 import { instrument } from '../shared/observability';
 
 const s3 = new S3Client({});
@@ -10,6 +11,6 @@ const dynamo = new DynamoDBClient({});
 
 export const handler = instrument(
   'prepare-job',
-  async (event: { jobId: string }, observer): Promise<PrepareResult> =>
-    prepareJob({ jobId: event.jobId }, { s3, dynamo, config: readPipelineConfig(), observer }),
+  async (event: unknown, observer): Promise<PrepareOutput> =>
+    prepareJob({ jobId: parseJobRef(event).jobId }, { s3, dynamo, config: readPipelineConfig(), observer }),
 );

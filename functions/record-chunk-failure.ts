@@ -3,7 +3,8 @@ import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import type { BatchesApi } from '../shared/anthropic/api';
 import { createBatchesClientFromEnv } from '../shared/anthropic/from-env';
 import { readPipelineConfig } from '../shared/config';
-import { parseChunkFailureInput, recordChunkFailure, type ChunkFailureOutput } from '../shared/jobs/chunk-failure';
+import { recordChunkFailure } from '../shared/jobs/chunk-failure';
+import { parseChunkFailureInput, type ChunkFailureOutput } from '../shared/jobs/contract';
 import { instrument } from '../shared/observability';
 
 const dynamo = new DynamoDBClient({});

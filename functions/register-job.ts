@@ -6,7 +6,8 @@
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { S3Client } from '@aws-sdk/client-s3';
 import { readPipelineConfig } from '../shared/config';
-import { registerJob, type RegisterResult } from '../shared/jobs/register';
+import type { RegisterOutput } from '../shared/jobs/contract';
+import { registerJob } from '../shared/jobs/register';
 import { instrument } from '../shared/observability';
 
 const s3 = new S3Client({});
@@ -14,5 +15,5 @@ const dynamo = new DynamoDBClient({});
 
 export const handler = instrument(
   'register-job',
-  async (event: unknown, observer): Promise<RegisterResult> => registerJob(event, { s3, dynamo, config: readPipelineConfig(), observer }),
+  async (event: unknown, observer): Promise<RegisterOutput> => registerJob(event, { s3, dynamo, config: readPipelineConfig(), observer }),
 );

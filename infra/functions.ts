@@ -63,7 +63,8 @@ export const HANDLER_SPECS: Record<HandlerName, HandlerSpec> = {
     description: "Stream-validates the input file and writes its chunks' row indexes",
     memorySize: 2048,
     timeout: Duration.seconds(900),
-    read: ['input'],
+    // results/: a job that reuses another's rows reads that job's results.jsonl (shared/jobs/reuse.ts).
+    read: ['input', 'results'],
     write: ['work'],
     table: 'readWriteDelete',
     callsApi: false,
@@ -124,7 +125,8 @@ export const HANDLER_SPECS: Record<HandlerName, HandlerSpec> = {
     ephemeralStorageSize: Size.gibibytes(4),
     // Never the input: a rejected job's rows come from what Prepare kept in work/; work/invalid.jsonl is copied to results/.
     // Writes work/ only for a chunk it finalizes itself (its final files and record).
-    read: ['work'],
+    // Reads results/ when the job reuses another's rows: their lines are copied from its results.jsonl.
+    read: ['work', 'results'],
     write: ['work', 'results'],
     table: 'readWrite',
     callsApi: false,

@@ -20,6 +20,7 @@
 import { simulatePolling, type PollSettings } from '../shared/jobs/poll';
 import { WATCH_ARMS_CAP } from '../shared/jobs/watch';
 import { CONTEXT_KEYS, SettingsError } from './settings';
+import { STATE } from '../shared/jobs/contract';
 
 /** Events a Standard execution's history may hold. */
 export const HISTORY_EVENT_LIMIT = 25_000;
@@ -121,19 +122,20 @@ const fmt = (n: number) => n.toLocaleString('en-US');
 export function walkChunk(processor: AslGraph, attempts: number, polls: number): number {
   const runs: Record<string, number> = {};
   // With the poller: each attempt's first polls follow arms (watch true) up to the cap, then the Wait loop's.
-  const arms = 'AwaitBatch' in processor.States ? WATCH_ARMS_CAP : 0;
+  const arms = STATE.AwaitBatch in processor.States ? WATCH_ARMS_CAP : 0;
   const cycle = arms + polls;
   const output = (state: string, run: number): Record<string, unknown> => {
     switch (state) {
-      case 'SubmitChunk':
+      case STATE.SubmitChunk:
         return { canceled: false };
-      case 'AwaitBatch':
+      case STATE.AwaitBatch:
+      case STATE.AwaitRetry:
         return {};
-      case 'PollBatch':
+      case STATE.PollBatch:
         return { ended: run % cycle === 0, watch: run % cycle !== 0 && run % cycle < arms };
-      case 'CollectResults':
+      case STATE.CollectResults:
         return { retry: run < attempts };
-      case 'FinalizeChunk':
+      case STATE.FinalizeChunk:
         return { failed: false };
       default:
         throw new Error(`the history budget knows no output for Task ${state}; update infra/history-budget.ts with docs/workflow-contract.md`);

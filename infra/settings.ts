@@ -243,7 +243,11 @@ function envFor(raw: Record<string, unknown>, names: Record<string, string>): Re
     if (value === undefined) continue;
     if (key === 'pricesJson' && typeof value === 'object' && value !== null) {
       env[variable] = JSON.stringify(value);
-    } else if (typeof value === 'string' || typeof value === 'number' || (key === 'allowUnknownModels' && typeof value === 'boolean')) {
+    } else if (
+      typeof value === 'string' ||
+      typeof value === 'number' ||
+      ((key === 'allowUnknownModels' || key === 'primeCache') && typeof value === 'boolean')
+    ) {
       env[variable] = String(value);
     } else {
       throw new SettingsError(`${CONTEXT_KEYS.settings}.${key} must be a string or a number, got ${JSON.stringify(value)}`);

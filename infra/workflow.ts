@@ -1,7 +1,7 @@
 /**
  * The job state machine of docs/workflow-contract.md, state for state. It stays inside what the
  * local engine runs: JSONPath only, no variables, no ItemReader, every step a Lambda task.
- * State names are keys for the local engine's overrides: change them only with the contract.
+ * State names are shared/jobs/contract.ts's STATE (keys for the local engine's overrides too).
  */
 import { Arn, ArnFormat, Duration, RemovalPolicy, Stack } from 'aws-cdk-lib';
 import * as iam from 'aws-cdk-lib/aws-iam';
@@ -23,6 +23,7 @@ import {
   CREATE_REFUSED_ERRORS,
   KEY_REFUSED_ERRORS,
   QUEUE_FULL_ERRORS,
+  STATE,
   STORAGE_THROTTLED_ERRORS,
 } from '../shared/jobs/contract';
 import type { PollSettings } from '../shared/jobs/poll';
@@ -165,7 +166,7 @@ export const RECORD_FAILURE_RETRY: sfn.RetryProps = {
  * AwaitBatch (a chunk attempt waiting on the poller's callback): the poller heartbeats every 5
  * minutes, so 15 minutes without one means it is down and the chunk polls directly; a batch expires
  * 24 h after create, so no wait lasts past 25 h. Constants: the local engine would read a `*Path`
- * against the wrong input (poller-design.md §3).
+ * against the wrong input (docs/deploy-fidelity.md S14).
  */
 export const AWAIT_HEARTBEAT_SECONDS = 900;
 export const AWAIT_TIMEOUT_SECONDS = 90_000;
@@ -247,23 +248,25 @@ export class JobWorkflow extends Construct {
     // Every iteration ends by ordering its chunk's rows into the chunk's share of the outputs, so
     // FinalizeJob has nothing left that grows with the job (shared/jobs/finalize-chunk.ts). If that
     // fails, the iteration still ends: FinalizeJob orders the chunk itself.
-    const finalizeChunk = task('FinalizeChunk', fns['finalize-chunk'], [], undefined, undefined, [FINALIZE_CHUNK_RETRY]);
-    finalizeChunk.addCatch(childEnd('ChunkLeftToFinalizeJob'), caught);
+    const finalizeChunk = task(STATE.FinalizeChunk, fns['finalize-chunk'], [], undefined, undefined, [FINALIZE_CHUNK_RETRY]);
+    finalizeChunk.addCatch(childEnd(STATE.ChunkLeftToFinalizeJob), caught);
     finalizeChunk.next(
-      new sfn.Choice(this, 'ChunkOutcome').when(sfn.Condition.booleanEquals('$.failed', true), childEnd('ChunkFailed')).otherwise(childEnd('ChunkDone')),
+      new sfn.Choice(this, STATE.ChunkOutcome)
+        .when(sfn.Condition.booleanEquals('$.failed', true), childEnd(STATE.ChunkFailed))
+        .otherwise(childEnd(STATE.ChunkDone)),
     );
-    const recordChunkFailure = task('RecordChunkFailure', fns['record-chunk-failure'], [RECORD_FAILURE_RETRY]).next(finalizeChunk);
-    const submitChunk = task('SubmitChunk', fns['submit-chunk'], [
+    const recordChunkFailure = task(STATE.RecordChunkFailure, fns['record-chunk-failure'], [RECORD_FAILURE_RETRY]).next(finalizeChunk);
+    const submitChunk = task(STATE.SubmitChunk, fns['submit-chunk'], [
       API_RETRYABLE_RETRY,
       OUTCOME_UNKNOWN_RETRY,
       CREATE_SLOT_BUSY_RETRY,
       CREATE_REFUSED_RETRY,
       QUEUE_FULL_RETRY,
     ]);
-    const waitForBatch = new sfn.Wait(this, 'WaitForBatch', { time: sfn.WaitTime.secondsPath('$.waitSeconds') });
-    const pollBatch = task('PollBatch', fns['poll-batch'], [API_RETRYABLE_RETRY]);
-    const collectResults = task('CollectResults', fns['collect-results'], [API_RETRYABLE_RETRY, KEY_REFUSED_RETRY]);
-    const waitBeforeRetry = new sfn.Wait(this, 'WaitBeforeRetry', {
+    const waitForBatch = new sfn.Wait(this, STATE.WaitForBatch, { time: sfn.WaitTime.secondsPath('$.waitSeconds') });
+    const pollBatch = task(STATE.PollBatch, fns['poll-batch'], [API_RETRYABLE_RETRY]);
+    const collectResults = task(STATE.CollectResults, fns['collect-results'], [API_RETRYABLE_RETRY, KEY_REFUSED_RETRY]);
+    const waitBeforeRetry = new sfn.Wait(this, STATE.WaitBeforeRetry, {
       time: sfn.WaitTime.secondsPath('$.retryWaitSeconds'),
     });
     for (const state of [submitChunk, pollBatch, collectResults]) state.addCatch(recordChunkFailure, caught);
@@ -272,29 +275,29 @@ export class JobWorkflow extends Construct {
     // loop. Either way PollBatch decides whether the batch has ended (docs/architecture.md).
     const firstWait = this.awaitBatch(props.poller ?? true, fns['await-batch'], { pollBatch, waitForBatch, recordChunkFailure, caught });
     const chunkLifecycle = submitChunk.next(
-      new sfn.Choice(this, 'SubmitCanceled').when(sfn.Condition.booleanEquals('$.canceled', true), collectResults).otherwise(firstWait),
+      new sfn.Choice(this, STATE.SubmitCanceled).when(sfn.Condition.booleanEquals('$.canceled', true), collectResults).otherwise(firstWait),
     );
-    const batchEnded = new sfn.Choice(this, 'BatchEnded').when(sfn.Condition.booleanEquals('$.ended', true), collectResults);
+    const batchEnded = new sfn.Choice(this, STATE.BatchEnded).when(sfn.Condition.booleanEquals('$.ended', true), collectResults);
     if (firstWait !== waitForBatch) batchEnded.when(sfn.Condition.booleanEquals('$.watch', true), firstWait);
     waitForBatch.next(pollBatch).next(batchEnded.otherwise(waitForBatch));
-    collectResults.next(
-      new sfn.Choice(this, 'RetryNeeded').when(sfn.Condition.booleanEquals('$.retry', true), waitBeforeRetry.next(submitChunk)).otherwise(finalizeChunk),
-    );
+    waitBeforeRetry.next(submitChunk);
+    const backoff = this.awaitRetry(props.poller ?? true, fns['await-batch'], { submitChunk, waitBeforeRetry });
+    collectResults.next(new sfn.Choice(this, STATE.RetryNeeded).when(sfn.Condition.booleanEquals('$.retry', true), backoff).otherwise(finalizeChunk));
 
     // The job. MarkJobFailed's reply ({jobId}) is dropped, so the execution fails with the error
     // it caught, still at $.error.
-    const failed = task('MarkJobFailed', fns['mark-job-failed'], [], sfn.JsonPath.DISCARD).next(
-      new sfn.Fail(this, 'JobFailed', { errorPath: '$.error.Error', causePath: '$.error.Cause' }),
+    const failed = task(STATE.MarkJobFailed, fns['mark-job-failed'], [], sfn.JsonPath.DISCARD).next(
+      new sfn.Fail(this, STATE.JobFailed, { errorPath: '$.error.Error', causePath: '$.error.Cause' }),
     );
 
     // The execution id lets a retried Register tell its own earlier write from a duplicate event.
-    const registerJob = task('RegisterJob', fns['register-job'], [], undefined, {
+    const registerJob = task(STATE.RegisterJob, fns['register-job'], [], undefined, {
       'event.$': '$',
       'executionArn.$': '$$.Execution.Id',
     });
-    const prepareJob = task('PrepareJob', fns['prepare-job']);
-    const finalizeJob = task('FinalizeJob', fns['finalize-job']);
-    const forEachChunk = new sfn.DistributedMap(this, 'ForEachChunk', {
+    const prepareJob = task(STATE.PrepareJob, fns['prepare-job']);
+    const finalizeJob = task(STATE.FinalizeJob, fns['finalize-job']);
+    const forEachChunk = new sfn.DistributedMap(this, STATE.ForEachChunk, {
       itemsPath: '$.chunks',
       // Prepare lists bare chunk indexes, so a job of 40,000 chunks stays far under the 256 KB state
       // limit; each child gets its {jobId, chunk} here.
@@ -313,20 +316,20 @@ export class JobWorkflow extends Construct {
     });
 
     finalizeJob.next(
-      new sfn.Choice(this, 'WasRejected')
+      new sfn.Choice(this, STATE.WasRejected)
         .when(
           sfn.Condition.stringEquals('$.status', 'rejected'),
           // ValidationFailed (invalid lines under strict validation) or EmptyInput, with its cause.
-          new sfn.Fail(this, 'JobRejected', { errorPath: '$.rejection.Error', causePath: '$.rejection.Cause' }),
+          new sfn.Fail(this, STATE.JobRejected, { errorPath: '$.rejection.Error', causePath: '$.rejection.Cause' }),
         )
-        .otherwise(new sfn.Succeed(this, 'JobDone')),
+        .otherwise(new sfn.Succeed(this, STATE.JobDone)),
     );
     const definition = registerJob.next(
-      new sfn.Choice(this, 'IsDuplicate')
-        .when(sfn.Condition.booleanEquals('$.duplicate', true), new sfn.Succeed(this, 'DuplicateEvent'))
+      new sfn.Choice(this, STATE.IsDuplicate)
+        .when(sfn.Condition.booleanEquals('$.duplicate', true), new sfn.Succeed(this, STATE.DuplicateEvent))
         .otherwise(
           prepareJob.next(
-            new sfn.Choice(this, 'HasChunks').when(sfn.Condition.stringEquals('$.outcome', 'ready'), forEachChunk.next(finalizeJob)).otherwise(finalizeJob),
+            new sfn.Choice(this, STATE.HasChunks).when(sfn.Condition.stringEquals('$.outcome', 'ready'), forEachChunk.next(finalizeJob)).otherwise(finalizeJob),
           ),
         ),
     );
@@ -373,7 +376,7 @@ export class JobWorkflow extends Construct {
     next: { pollBatch: sfn.State; waitForBatch: sfn.Wait; recordChunkFailure: sfn.IChainable; caught: sfn.CatchProps },
   ): sfn.State {
     if (!enabled) return next.waitForBatch;
-    const state = new tasks.LambdaInvoke(this, 'AwaitBatch', {
+    const state = new tasks.LambdaInvoke(this, STATE.AwaitBatch, {
       lambdaFunction: fn,
       integrationPattern: sfn.IntegrationPattern.WAIT_FOR_TASK_TOKEN,
       // Ids and the token only: the callback carries the batch's state, never rows.
@@ -396,6 +399,39 @@ export class JobWorkflow extends Construct {
     state.addCatch(next.waitForBatch, { errors: [...POLLER_UNAVAILABLE_ERRORS], resultPath: '$.wakeError' });
     state.addCatch(next.recordChunkFailure, next.caught);
     state.next(next.pollBatch);
+    return state;
+  }
+
+  /**
+   * AwaitRetry: the retry backoff as a callback Task whose own timeout is the backoff
+   * (TimeoutSecondsPath `$.retryWaitSeconds`), so it ends on time with or without the poller; the
+   * poller settles it early only to forward a job's cancel (shared/jobs/await.ts). The timeout is the
+   * normal way on (→ SubmitChunk); an arm that failed waits on the plain Wait. Per retry it takes 4
+   * history events more than the Wait alone. Without the poller, the Wait itself.
+   */
+  private awaitRetry(enabled: boolean, fn: lambda.Function, next: { submitChunk: sfn.State; waitBeforeRetry: sfn.Wait }): sfn.State {
+    if (!enabled) return next.waitBeforeRetry;
+    const state = new tasks.LambdaInvoke(this, STATE.AwaitRetry, {
+      lambdaFunction: fn,
+      integrationPattern: sfn.IntegrationPattern.WAIT_FOR_TASK_TOKEN,
+      // The backoff rides in the Payload too: the local engine reads the timeout from there (local/asl.ts).
+      payload: sfn.TaskInput.fromObject({
+        wait: 'retry',
+        'jobId.$': '$.jobId',
+        'chunk.$': '$.chunk',
+        'attempt.$': '$.attempt',
+        'retryWaitSeconds.$': '$.retryWaitSeconds',
+        taskToken: sfn.JsonPath.taskToken,
+      }),
+      retryOnServiceExceptions: false,
+      taskTimeout: sfn.Timeout.at('$.retryWaitSeconds'),
+      resultPath: '$.wake',
+    });
+    // No Retry: an arm that failed costs only the early cancel (the plain Wait still ends the
+    // backoff on time), and retries would take history events a chunk's longest life needs.
+    state.addCatch(next.submitChunk, { errors: [...CALLBACK_TIMEOUT_ERRORS], resultPath: '$.wakeError' });
+    state.addCatch(next.waitBeforeRetry, { errors: [sfn.Errors.ALL], resultPath: '$.wakeError' });
+    state.next(next.submitChunk);
     return state;
   }
 

@@ -4,6 +4,7 @@
  * made to follow the simulator's clock.
  */
 import { LocalNames, resourcesOfType, type CfnTemplate } from './template';
+import { STATE } from '../shared/jobs/contract';
 
 export interface AslState {
   Type: string;
@@ -30,7 +31,7 @@ export class StateMachineNotFound extends Error {
 }
 
 /** The state that marks the job state machine (docs/workflow-contract.md). */
-const JOB_ENTRY_STATE = 'RegisterJob';
+const JOB_ENTRY_STATE = STATE.RegisterJob;
 
 /** Calls every state, nested ones (Map item processors, Parallel branches) included, depth first. */
 export function forEachState(
@@ -144,8 +145,8 @@ export function findUnsupported(definition: AslDefinition, hasFunction: (functio
 
 /**
  * What a callback Task must be for the local engine to run it as AWS would: the token in its
- * Payload (the override fills it in), constant timeouts (the engine reads `*Path` against the
- * wrong input), and a missed heartbeat caught under both names AWS may report it by.
+ * Payload (the override fills it in), a constant heartbeat and a timeout that is constant or a
+ * state-input field the Payload also carries (the engine reads `*Path` against the wrong input), and a missed heartbeat caught under both names AWS may report it by.
  */
 function callbackProblems(where: string, state: AslState): string[] {
   const problems: string[] = [];
@@ -153,8 +154,19 @@ function callbackProblems(where: string, state: AslState): string[] {
   if (!payload || !Object.values(payload).includes(TASK_TOKEN_PATH)) {
     problems.push(`callback Task ${where} does not pass ${TASK_TOKEN_PATH} in its Payload, so nothing could settle it`);
   }
-  for (const field of ['HeartbeatSecondsPath', 'TimeoutSecondsPath']) {
-    if (field in state) problems.push(`callback Task ${where} sets ${field}; use a constant (the local engine reads the path against the effective input)`);
+  if ('HeartbeatSecondsPath' in state) {
+    problems.push(`callback Task ${where} sets HeartbeatSecondsPath; use a constant (the local engine reads the path against the effective input)`);
+  }
+  // The engine would read the path against the effective input (the Parameters), AWS against the
+  // state input: the override reads it from the Payload, so the Payload must carry it as it is.
+  const timeoutPath = state.TimeoutSecondsPath;
+  if (timeoutPath !== undefined) {
+    const field = typeof timeoutPath === 'string' && /^\$\.[A-Za-z_][A-Za-z0-9_]*$/.test(timeoutPath) ? timeoutPath.slice(2) : undefined;
+    if (!field || payload?.[`${field}.$`] !== timeoutPath) {
+      problems.push(
+        `callback Task ${where} sets TimeoutSecondsPath ${JSON.stringify(timeoutPath)}; the local engine needs a top-level $.field that its Payload also passes as "field.$"`,
+      );
+    }
   }
   if (typeof state.HeartbeatSeconds === 'number') {
     for (const rule of [...((state.Retry as Array<{ ErrorEquals: string[] }>) ?? []), ...((state.Catch as Array<{ ErrorEquals: string[] }>) ?? [])]) {
@@ -222,6 +234,8 @@ export function localizeWaits(definition: AslDefinition): { definition: AslDefin
 export interface CallbackSpec {
   HeartbeatSeconds?: number;
   TimeoutSeconds?: number;
+  /** `$.field`: the Payload carries the same field (callbackProblems checks), and the override reads it there. */
+  TimeoutSecondsPath?: string;
 }
 
 /**
@@ -235,8 +249,13 @@ export function localizeCallbacks(definition: AslDefinition): { definition: AslD
   const callbacks = new Map<string, CallbackSpec>();
   forEachState(copy, (name, state) => {
     if (state.Type !== 'Task' || !String(state.Resource ?? '').endsWith('.waitForTaskToken')) return;
-    callbacks.set(name, { HeartbeatSeconds: state.HeartbeatSeconds as number | undefined, TimeoutSeconds: state.TimeoutSeconds as number | undefined });
+    callbacks.set(name, {
+      HeartbeatSeconds: state.HeartbeatSeconds as number | undefined,
+      TimeoutSeconds: state.TimeoutSeconds as number | undefined,
+      TimeoutSecondsPath: state.TimeoutSecondsPath as string | undefined,
+    });
     delete state.HeartbeatSeconds;
+    delete state.TimeoutSecondsPath;
     state.TimeoutSeconds = 2_000_000;
   });
   return { definition: copy, callbacks };

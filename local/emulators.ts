@@ -122,7 +122,11 @@ export async function startS3(options: { buckets?: string[]; directory?: string;
   const endpoint = `http://127.0.0.1:${address.port}`;
   const client = localS3Client(endpoint);
   for (const bucket of options.buckets ?? []) {
-    await client.send(new CreateBucketCommand({ Bucket: bucket }));
+    await client.send(new CreateBucketCommand({ Bucket: bucket })).catch((error: Error) => {
+      // A durable directory (local/state.ts) keeps its bucket from the last start.
+      if (!ownDirectory && /^BucketAlready(OwnedByYou|Exists)$/.test(error.name)) return;
+      throw error;
+    });
     await client.send(new PutBucketVersioningCommand({ Bucket: bucket, VersioningConfiguration: { Status: 'Enabled' } })).catch(() => {
       /* s3rver does not version; object ETags and sequencers still tell uploads apart */
     });
@@ -150,10 +154,14 @@ export interface LocalDynamo {
   stop(): Promise<void>;
 }
 
-export async function startDynamo(options: { port?: number; backend?: LocalBackend } = {}): Promise<LocalDynamo> {
-  if ((options.backend ?? localBackend()) === 'moto') return startMotoDynamo(options);
+/** `directory`: keep the tables on disk there (LevelDB), across processes; default in memory. */
+export async function startDynamo(options: { port?: number; backend?: LocalBackend; directory?: string } = {}): Promise<LocalDynamo> {
+  if ((options.backend ?? localBackend()) === 'moto') {
+    if (options.directory) throw new Error('moto keeps DynamoDB in memory: no durable directory (docs/local-state.md)');
+    return startMotoDynamo(options);
+  }
   const dynalite = require('dynalite');
-  const server: Server = dynalite({ createTableMs: 0, deleteTableMs: 0, updateTableMs: 0 });
+  const server: Server = dynalite({ createTableMs: 0, deleteTableMs: 0, updateTableMs: 0, ...(options.directory ? { path: options.directory } : {}) });
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(options.port ?? 0, '127.0.0.1', () => resolve());
@@ -223,31 +231,36 @@ async function startMotoDynamo(options: { port?: number }): Promise<LocalDynamo>
  * AWS (dynalite flips it to ACTIVE on a timer, even with createTableMs 0), and every item call on a
  * CREATING table fails with ResourceNotFoundException: under load the first putItem lost that race.
  */
-export async function createPipelineTable(client: DynamoDBClient, tableName: string): Promise<void> {
+export async function createPipelineTable(client: DynamoDBClient, tableName: string, options: { existing?: 'keep' } = {}): Promise<void> {
   const attributes = new Set<string>([TABLE_KEY.partitionKey, TABLE_KEY.sortKey]);
   for (const gsi of TABLE_GSIS) {
     attributes.add(gsi.partitionKey);
     attributes.add(gsi.sortKey);
   }
-  await client.send(
-    new CreateTableCommand({
-      TableName: tableName,
-      BillingMode: 'PAY_PER_REQUEST',
-      AttributeDefinitions: [...attributes].map((name) => ({ AttributeName: name, AttributeType: 'S' })),
-      KeySchema: [
-        { AttributeName: TABLE_KEY.partitionKey, KeyType: 'HASH' },
-        { AttributeName: TABLE_KEY.sortKey, KeyType: 'RANGE' },
-      ],
-      GlobalSecondaryIndexes: TABLE_GSIS.map((gsi) => ({
-        IndexName: gsi.indexName,
+  await client
+    .send(
+      new CreateTableCommand({
+        TableName: tableName,
+        BillingMode: 'PAY_PER_REQUEST',
+        AttributeDefinitions: [...attributes].map((name) => ({ AttributeName: name, AttributeType: 'S' })),
         KeySchema: [
-          { AttributeName: gsi.partitionKey, KeyType: 'HASH' },
-          { AttributeName: gsi.sortKey, KeyType: 'RANGE' },
+          { AttributeName: TABLE_KEY.partitionKey, KeyType: 'HASH' },
+          { AttributeName: TABLE_KEY.sortKey, KeyType: 'RANGE' },
         ],
-        Projection: { ProjectionType: 'ALL' },
-      })),
-    }),
-  );
+        GlobalSecondaryIndexes: TABLE_GSIS.map((gsi) => ({
+          IndexName: gsi.indexName,
+          KeySchema: [
+            { AttributeName: gsi.partitionKey, KeyType: 'HASH' },
+            { AttributeName: gsi.sortKey, KeyType: 'RANGE' },
+          ],
+          Projection: { ProjectionType: 'ALL' },
+        })),
+      }),
+    )
+    .catch((error: Error) => {
+      // A durable table (local/state.ts) is there from the last start, with its items.
+      if (options.existing !== 'keep' || error.name !== 'ResourceInUseException') throw error;
+    });
   await waitUntilActive(client, tableName);
 }
 

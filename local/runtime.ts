@@ -16,31 +16,18 @@ import './polyfills';
 import { createServer } from 'node:net';
 import { stat } from 'node:fs/promises';
 import path from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import type { S3Client } from '@aws-sdk/client-s3';
-import type { JobSummary } from '../shared/jobs/finalize';
-import { hasEnded } from '../shared/jobs/queries';
 import { MODE_METADATA } from '../shared/jobs/register';
-import { getJson, JSONL_CONTENT_TYPE, uploadFile } from '../shared/store/s3';
-import { getItem } from '../shared/store/dynamo';
-import { JOB_SK, jobPk, type JobItem } from '../shared/store/items';
-import { jobKeys, INBOX_PREFIX, type JobKeys } from '../shared/store/keys';
+import { PRIME_CACHE_METADATA } from '../shared/jobs/prime-cache';
+import { JSONL_CONTENT_TYPE, uploadFile } from '../shared/store/s3';
+import { INBOX_PREFIX } from '../shared/store/keys';
 import type { SimulatorHandle, SimulatorOptions } from '../simulator/options';
 import { startSimulator } from '../simulator/server';
-import {
-  assertRunnableLocally,
-  findJobStateMachine,
-  localizeCallbacks,
-  localizeWaits,
-  resolveDefinition,
-  scaledRetryIntervals,
-  taskTargets,
-  type WaitSpec,
-} from './asl';
-import { startAwsShim, type AwsShim, type ExecutionDescription, type PublishedMessage, type PutEvent } from './aws-shim';
-import { createPipelineTable, localAwsEnv, startDynamo, startS3, type LocalDynamo, type LocalS3 } from './emulators';
+import { assertRunnableLocally, findJobStateMachine, localizeCallbacks, localizeWaits, resolveDefinition, scaledRetryIntervals, taskTargets } from './asl';
+import { startAwsShim, type AwsShim, type ExecutionDescription } from './aws-shim';
+import { BACKEND_VARIABLE, createPipelineTable, localAwsEnv, localBackend, startDynamo, startS3, type LocalDynamo, type LocalS3 } from './emulators';
 import {
   busName,
   eventRuleTargets,
@@ -54,11 +41,23 @@ import {
 } from './events';
 import { findFunction, invokeLocal, loadHandler, localFunctions, mergedEnvironment, type Handler } from './lambda';
 import { readJobProgress, type JobProgress } from './progress';
-import { LocalStepFunctions, type LocalExecution, type TaskHandlers } from './step-functions';
+import { LocalStepFunctions, type LocalExecution } from './step-functions';
 import { LocalTaskTokens } from './task-tokens';
 import { synthesizeTemplate } from './synth';
 import { LocalNames, resourcesOfType } from './template';
-import { RETRIED_HANDLER_ERRORS } from '../shared/jobs/contract';
+import { LocalStackError, PortInUse } from './errors';
+import { LocalState } from './state';
+import { POLLER_ENTRY, POLLER_MIN_TICK_MS, scheduleSeconds, startPoller, type LocalPoller } from './poller';
+import { taskEvent, type LocalEvent } from './stack-events';
+import { taskHandlersOf } from './task-handlers';
+import { jobOutcome, untilJobEnded, type JobOutcome } from './job-outcome';
+
+export { LocalStackError, PortInUse } from './errors';
+export type { LocalPoller } from './poller';
+export { scheduleSeconds } from './poller';
+export type { LocalEvent } from './stack-events';
+export type { JobOutcome } from './job-outcome';
+export { readPath, waitMs } from './waits';
 
 export const REPO_ROOT = fileURLToPath(new URL('..', import.meta.url));
 
@@ -86,6 +85,11 @@ export interface LocalStackOptions {
   context?: Record<string, unknown>;
   /** Reuse a cached template when nothing it depends on changed. Default true. */
   cacheTemplate?: boolean;
+  /**
+   * Keep S3, DynamoDB and a journal of executions in this folder across processes, for `resume`
+   * (local/state.ts; the CLI's `.batchline/state/` with --live). Default: temporary, deleted at stop.
+   */
+  stateDir?: string;
   /** Fixed ports (default: any free one), e.g. local S3 for uploads from other tools. */
   ports?: { s3?: number };
   /** Told of slow steps as they start (the CLI prints them). */
@@ -95,47 +99,6 @@ export interface LocalStackOptions {
    * SILENT. Default: POWERTOOLS_LOG_LEVEL from the environment, else SILENT.
    */
   handlerLogLevel?: string;
-}
-
-export type LocalEvent =
-  | { type: 'execution-started'; executionArn: string; key?: string }
-  | { type: 'job-registered'; jobId: string; duplicate: boolean; executionArn: string }
-  | { type: 'job-prepared'; jobId: string; outcome: string; chunks: number; validRows: number; invalidRows: number }
-  | { type: 'batch-submitted'; jobId: string; chunk: number; attempt: number; batchId: string | null; canceled: boolean }
-  | { type: 'batch-polled'; jobId: string; chunk: number; attempt: number; ended: boolean; watch?: boolean }
-  /** A callback wait (AwaitBatch) ended: woken by the poller (`reason` its wake's), or timed out / refused (`error`). */
-  | { type: 'batch-woken'; jobId: string; chunk: number; attempt: number; reason?: string; error?: string }
-  /** One run of the poller's schedule (`report` its reply, or `error`). */
-  | { type: 'poller-ticked'; report?: unknown; error?: string; ms: number }
-  | { type: 'chunk-collected'; jobId: string; chunk: number; attempt: number; retry: boolean }
-  | { type: 'chunk-failed'; jobId: string; chunk: number; error: string }
-  | { type: 'job-finalized'; jobId: string; status: string }
-  | { type: 'job-failed'; jobId?: string; error: string }
-  /** One failed run of a Task (it may still be retried or caught). */
-  | {
-      type: 'task-failed';
-      state: string;
-      error: string;
-      jobId?: string;
-      /** The error's message, first line and at most 200 characters (for the errors a Retry takes: codes, not request text). */
-      cause?: string;
-    }
-  | { type: 'execution-ended'; executionArn: string; status: string; error?: string; cause?: string; jobId?: string }
-  /** An event rule's function target failed on an event. */
-  | { type: 'delivery-failed'; rule: string; target: string; error: string }
-  | { type: 'notification'; message: PublishedMessage }
-  | { type: 'event-published'; event: PutEvent };
-
-export interface JobOutcome {
-  jobId: string;
-  /** The job record's status (succeeded, rejected, canceled, failed). */
-  status: JobItem['status'] | undefined;
-  /** How the job's execution ended. */
-  execution: Pick<ExecutionDescription, 'executionArn' | 'status' | 'error' | 'cause'> | undefined;
-  job: JobItem | undefined;
-  /** results/<jobId>/summary.json, when the job wrote one. */
-  summary: JobSummary | undefined;
-  keys: JobKeys;
 }
 
 export interface ScheduleRun {
@@ -156,8 +119,11 @@ export interface LocalStack {
   timeScale: number;
   /** The environment the handlers run with (endpoints, names, settings; never an API key). */
   env: Record<string, string>;
-  /** Uploads a file to inbox/ (object metadata `batchline-mode`) and resolves with its job id once registered. */
-  submitFile(file: string, options?: { lenient?: boolean; key?: string }): Promise<string>;
+  /**
+   * Uploads a file to inbox/ (object metadata `batchline-mode`, and `batchline-prime-cache` when
+   * primeCache is given) and resolves with its job id once registered.
+   */
+  submitFile(file: string, options?: { lenient?: boolean; primeCache?: boolean; key?: string }): Promise<string>;
   /** Starts a job execution with this input, as EventBridge or the sweep would (e.g. an event delivered twice). */
   startExecution(input: unknown, name?: string): LocalExecution;
   /** Resolves once the job has ended, whatever the outcome. */
@@ -171,36 +137,19 @@ export interface LocalStack {
   poller: LocalPoller | undefined;
   /** The callback Tasks' tokens (AwaitBatch). */
   taskTokens: LocalTaskTokens;
+  /**
+   * With a state folder: starts again, under its own name and input, every execution journaled
+   * there that never ended; each settles with its job id once registered (or the reason it could not).
+   */
+  resume(): Promise<ResumedExecution[]>;
   stop(): Promise<void>;
 }
 
-export interface LocalPoller {
-  schedule: LocalSchedule;
-  /** Real ms between ticks. */
-  periodMs: number;
-  /** Runs one tick now (after the one in flight, if any), as the schedule would. */
-  tick(): Promise<unknown>;
-  /** Stops the ticks (the poller is down) until resume(). */
-  pause(): void;
-  resume(): void;
-  readonly ticks: number;
-}
-
-/** The poller's ticks are at least this far apart in real time, whatever the time scale. */
-const POLLER_MIN_TICK_MS = 50;
-
-/** The handler the poller's schedule targets (its ticks run on a timer, not on runSchedules). */
-const POLLER_ENTRY = 'functions/poll-batches.ts';
-
-export class LocalStackError extends Error {
-  override readonly name = 'LocalStackError';
-}
-
-export class PortInUse extends Error {
-  override readonly name = 'PortInUse';
-  constructor(readonly port: number) {
-    super(`port ${port} is in use`);
-  }
+export interface ResumedExecution {
+  executionArn: string;
+  startedAt: string;
+  jobId?: string;
+  error?: Error;
 }
 
 interface TrackedExecution {
@@ -281,6 +230,12 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
   const handlers = new Map<string, Handler>();
   let handlerEnv: Record<string, string> = {};
   let stopping: Promise<void> | undefined;
+  if (options.stateDir && localBackend() === 'moto') {
+    throw new LocalStackError(`moto keeps S3 and DynamoDB in memory: no durable state in ${options.stateDir} (unset ${BACKEND_VARIABLE})`);
+  }
+  // Opened first: a second process on the same folder is refused before anything starts.
+  const state = options.stateDir ? LocalState.open(options.stateDir) : undefined;
+  state?.recordSettings(options.settings ?? {});
   const stopAll = () =>
     (stopping ??= (async () => {
       await poller?.stop();
@@ -289,12 +244,13 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
       await shim?.stop();
       await s3?.stop();
       await dynamo?.stop();
+      state?.release();
     })());
 
   try {
-    s3 = await startS3({ buckets: [bucket], port: options.ports?.s3 });
-    dynamo = await startDynamo();
-    await createPipelineTable(dynamo.client, table);
+    s3 = await startS3({ buckets: [bucket], port: options.ports?.s3, directory: state?.s3Directory });
+    dynamo = await startDynamo({ directory: state?.dynamoDirectory });
+    await createPipelineTable(dynamo.client, table, { existing: 'keep' });
     if (!options.live) {
       simulator = await startSimulator({ ...options.simulator, timeScale, apiKeys: [LOCAL_API_KEY] });
     }
@@ -352,56 +308,11 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
       definition,
       stateMachineArn,
       retryIntervals: timeScale === 1 ? undefined : scaledRetryIntervals(definition, timeScale),
-      taskHandlers: (execution, signal) => {
-        const taskHandlers: TaskHandlers = {};
-        for (const target of targets) {
-          const fn = findFunction(functions, target.functionRef)!;
-          const handler = handlers.get(fn.logicalId)!;
-          if (target.integration === 'callback') {
-            taskHandlers[target.state] = async (input) => {
-              const invoke = async (payload: unknown) => {
-                try {
-                  return await invokeLocal(fn, handler, payload);
-                } catch (error) {
-                  emit({ type: 'task-failed', state: target.state, error: (error as Error).name, jobId: jobIdIn(payload), cause: retriedCause(error) });
-                  throw error;
-                }
-              };
-              const ref = ((input as { Payload?: unknown }).Payload ?? {}) as { jobId: string; chunk: number; attempt: number };
-              try {
-                const output = await taskTokens.run(target.state, callbacks.get(target.state) ?? {}, input, invoke, signal);
-                emit({ type: 'batch-woken', jobId: ref.jobId, chunk: ref.chunk, attempt: ref.attempt, reason: (output as { reason?: string } | null)?.reason });
-                return output;
-              } catch (error) {
-                emit({ type: 'batch-woken', jobId: ref.jobId, chunk: ref.chunk, attempt: ref.attempt, error: (error as Error).name });
-                throw error;
-              }
-            };
-            continue;
-          }
-          taskHandlers[target.state] = async (input) => {
-            const payload = target.integration === 'invoke' ? (input as { Payload?: unknown }).Payload : input;
-            let output: unknown;
-            try {
-              output = await invokeLocal(fn, handler, payload);
-            } catch (error) {
-              emit({ type: 'task-failed', state: target.state, error: (error as Error).name, jobId: jobIdIn(payload), cause: retriedCause(error) });
-              throw error;
-            }
-            observe(execution.executionArn, target.state, payload, output);
-            return target.integration === 'invoke' ? { Payload: output, StatusCode: 200, ExecutedVersion: '$LATEST' } : output;
-          };
-        }
-        for (const [state, spec] of waits) {
-          taskHandlers[state] = async (input) => {
-            await sleep(waitMs(state, spec, input, timeScale, clock), undefined, { signal });
-            return input;
-          };
-        }
-        return taskHandlers;
-      },
+      taskHandlers: taskHandlersOf({ targets, functions, handlers, callbacks, waits, taskTokens, timeScale, clock, emit, observe }),
     });
     stepFunctions.onExecutionEnded((execution) => {
+      // An execution aborted because this process stops has not ended: resume starts it again.
+      if (!stopping) state?.ended(execution.name, execution.status);
       const entry = tracked.get(execution.executionArn);
       if (entry && entry.jobId === undefined) {
         entry.registered.reject(
@@ -471,6 +382,8 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
   function start(request: { stateMachineArn?: string; name?: string; input?: string }, object?: { key: string; etag: string }): LocalExecution {
     const execution = stepFunctions!.start(request);
     if (!tracked.has(execution.executionArn)) {
+      // In the same tick as the start, so before its first step runs.
+      state?.started(execution.name, execution.input ?? '{}');
       publish('default', executionStatusEvent(execution));
       const entry: TrackedExecution = {
         executionArn: execution.executionArn,
@@ -488,59 +401,17 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
   }
 
   function observe(executionArn: string, state: string, input: unknown, output: unknown): void {
-    const out = (output ?? {}) as Record<string, unknown>;
-    const jobId = String(out.jobId ?? jobIdIn(input) ?? '');
-    switch (state) {
-      case 'RegisterJob': {
-        const entry = tracked.get(executionArn);
-        if (entry && typeof out.jobId === 'string') {
-          entry.jobId = out.jobId;
-          entry.duplicate = out.duplicate === true;
-          entry.registered.resolve(out.jobId);
-        }
-        emit({ type: 'job-registered', jobId, duplicate: out.duplicate === true, executionArn });
-        break;
-      }
-      case 'PrepareJob':
-        emit({
-          type: 'job-prepared',
-          jobId,
-          outcome: String(out.outcome),
-          chunks: Array.isArray(out.chunks) ? out.chunks.length : 0,
-          validRows: Number(out.validRows ?? 0),
-          invalidRows: Number(out.invalidRows ?? 0),
-        });
-        break;
-      case 'SubmitChunk':
-        emit({
-          type: 'batch-submitted',
-          jobId,
-          chunk: Number(out.chunk),
-          attempt: Number(out.attempt),
-          batchId: typeof out.batchId === 'string' ? out.batchId : null,
-          canceled: out.canceled === true,
-        });
-        break;
-      case 'PollBatch':
-        emit({ type: 'batch-polled', jobId, chunk: Number(out.chunk), attempt: Number(out.attempt), ended: out.ended === true, watch: out.watch === true });
-        break;
-      case 'CollectResults':
-        emit({ type: 'chunk-collected', jobId, chunk: Number(out.chunk), attempt: Number(out.attempt), retry: out.retry === true });
-        break;
-      case 'RecordChunkFailure': {
-        const error = (input as { error?: { Error?: string } } | null)?.error?.Error ?? 'unknown';
-        emit({ type: 'chunk-failed', jobId, chunk: Number(out.chunk ?? (input as { chunk?: number }).chunk), error });
-        break;
-      }
-      case 'FinalizeJob':
-        emit({ type: 'job-finalized', jobId, status: String(out.status) });
-        break;
-      case 'MarkJobFailed': {
-        const error = (input as { error?: { Error?: string } } | null)?.error?.Error ?? 'unknown';
-        emit({ type: 'job-failed', jobId: jobId || undefined, error });
-        break;
+    const event = taskEvent(executionArn, state, input, output);
+    if (event?.type === 'job-registered') {
+      const entry = tracked.get(executionArn);
+      const out = output as { jobId?: unknown } | null;
+      if (entry && typeof out?.jobId === 'string') {
+        entry.jobId = out.jobId;
+        entry.duplicate = event.duplicate;
+        entry.registered.resolve(out.jobId);
       }
     }
+    if (event) emit(event);
   }
 
   /** The execution S3 started for this object (the first not yet taken), once EventBridge has delivered. */
@@ -585,7 +456,10 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
         throw new LocalStackError(`no rule of the stack starts a job for s3://${bucket}/${key} (upload under ${INBOX_PREFIX})`);
       }
       const uploaded = await uploadFile(s3!.client, bucket, key, file, {
-        metadata: { [MODE_METADATA]: submitOptions.lenient ? 'lenient' : 'strict' },
+        metadata: {
+          [MODE_METADATA]: submitOptions.lenient ? 'lenient' : 'strict',
+          ...(submitOptions.primeCache !== undefined ? { [PRIME_CACHE_METADATA]: String(submitOptions.primeCache) } : {}),
+        },
         contentType: JSONL_CONTENT_TYPE,
       });
       const etag = uploaded.etag.replace(/"/g, '');
@@ -595,30 +469,9 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
 
     async waitForJob(jobId) {
       const primary = [...tracked.values()].find((e) => e.jobId === jobId && !e.duplicate);
-      let ended: ExecutionDescription | undefined;
-      if (primary) {
-        ended = await primary.done;
-      } else {
-        // Started elsewhere (or its event delivered twice): follow the job record instead.
-        for (;;) {
-          // A rejected job has its final status before Finalize has written its outputs: wait for endedAt.
-          const record = await getItem<JobItem>(dynamo!.client, table, { pk: jobPk(jobId), sk: JOB_SK });
-          if (!record) throw new LocalStackError(`there is no job ${jobId}`);
-          if (hasEnded(record)) break;
-          await sleep(100);
-        }
-      }
-      const keys = jobKeys(jobId);
-      const job = await getItem<JobItem>(dynamo!.client, table, { pk: jobPk(jobId), sk: JOB_SK });
-      const summary = await getJson<JobSummary>(s3!.client, bucket, keys.summary);
-      return {
-        jobId,
-        status: job?.status,
-        execution: ended && { executionArn: ended.executionArn, status: ended.status, error: ended.error, cause: ended.cause },
-        job,
-        summary,
-        keys,
-      };
+      // Started elsewhere (or its event delivered twice): follow the job record instead.
+      const ended = primary ? await primary.done : await untilJobEnded(dynamo!.client, table, jobId);
+      return jobOutcome({ s3: s3!.client, bucket, dynamo: dynamo!.client, table }, jobId, ended);
     },
 
     startExecution: (input, name) => start({ input: JSON.stringify(input), name }),
@@ -640,78 +493,28 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
       return runs;
     },
 
+    async resume() {
+      if (!state) throw new LocalStackError('this stack keeps no state to resume from (start it with a state folder)');
+      return Promise.all(
+        state.unfinished().map(async (journaled): Promise<ResumedExecution> => {
+          const execution = start({ name: journaled.name, input: journaled.input });
+          const entry = tracked.get(execution.executionArn)!;
+          entry.claimed = true;
+          try {
+            return { executionArn: execution.executionArn, startedAt: journaled.startedAt, jobId: await entry.registered.promise };
+          } catch (error) {
+            return { executionArn: execution.executionArn, startedAt: journaled.startedAt, error: error as Error };
+          }
+        }),
+      );
+    },
+
     async stop() {
       listeners.clear();
       await stopAll();
     },
   };
   return handle;
-}
-
-/**
- * The poller's schedule, locally: a timer every `rate` / time scale, one tick at a time (as reserved
- * concurrency 1 makes it in AWS; a tick due while one runs is dropped, as an event past its max age).
- */
-function startPoller(
-  schedule: LocalSchedule,
-  fn: NonNullable<ReturnType<typeof findFunction>>,
-  periodMs: number,
-  emit: (event: LocalEvent) => void,
-  invoke: (fn: NonNullable<ReturnType<typeof findFunction>>, input: unknown) => Promise<unknown>,
-): LocalPoller & { stop(): Promise<void> } {
-  let running: Promise<unknown> | undefined;
-  let paused = false;
-  let stopped = false;
-  let ticks = 0;
-  const run = (): Promise<unknown> => {
-    const started = performance.now();
-    const tick = invoke(fn, schedule.input).then(
-      (report) => {
-        ticks += 1;
-        emit({ type: 'poller-ticked', report, ms: performance.now() - started });
-        return report;
-      },
-      (error: Error) => {
-        emit({ type: 'poller-ticked', error: error.name, ms: performance.now() - started });
-        return undefined;
-      },
-    );
-    running = tick;
-    void tick.finally(() => {
-      if (running === tick) running = undefined;
-    });
-    return tick;
-  };
-  const timer = setInterval(() => {
-    if (!paused && !stopped && !running) void run();
-  }, periodMs);
-  timer.unref();
-  return {
-    schedule,
-    periodMs,
-    get ticks() {
-      return ticks;
-    },
-    async tick() {
-      while (running) await running;
-      return run();
-    },
-    pause: () => void (paused = true),
-    resume: () => void (paused = false),
-    async stop() {
-      stopped = true;
-      clearInterval(timer);
-      while (running) await running;
-    },
-  };
-}
-
-/** `rate(n unit)` in seconds; the poller's schedule is a rate. */
-export function scheduleSeconds(expression: string): number {
-  const match = /^rate\((\d+) (minute|minutes|hour|hours|day|days)\)$/.exec(expression);
-  if (!match) throw new LocalStackError(`the poller's schedule must be a rate(...) expression, got ${expression}`);
-  const unit = { minute: 60, minutes: 60, hour: 3600, hours: 3600, day: 86_400, days: 86_400 }[match[2]!]!;
-  return Number(match[1]) * unit;
 }
 
 /**
@@ -732,45 +535,6 @@ function requireVariable(env: Record<string, string>, name: string): string {
   return value;
 }
 
-function jobIdIn(value: unknown): string | undefined {
-  const jobId = (value as { jobId?: unknown } | null)?.jobId;
-  return typeof jobId === 'string' ? jobId : undefined;
-}
-
-/**
- * How long a Wait state waits, in real ms: its seconds (or the time until its timestamp, on the
- * simulator's clock) divided by the time scale. Like the service, a SecondsPath that is not a
- * non-negative whole number fails the execution.
- */
-export function waitMs(state: string, spec: WaitSpec, input: unknown, timeScale: number, clock: () => number): number {
-  if (spec.Seconds !== undefined) return (spec.Seconds * 1000) / timeScale;
-  if (spec.SecondsPath !== undefined) {
-    const seconds = readPath(input, spec.SecondsPath);
-    if (typeof seconds !== 'number' || !Number.isInteger(seconds) || seconds < 0) {
-      throw Object.assign(new Error(`Wait ${state}: ${spec.SecondsPath} is ${JSON.stringify(seconds)}, not a non-negative whole number of seconds`), {
-        name: 'States.Runtime',
-      });
-    }
-    return (seconds * 1000) / timeScale;
-  }
-  const timestamp = spec.Timestamp ?? readPath(input, spec.TimestampPath ?? '$');
-  const at = typeof timestamp === 'string' ? Date.parse(timestamp) : Number.NaN;
-  if (Number.isNaN(at)) throw Object.assign(new Error(`Wait ${state}: no timestamp to wait for`), { name: 'States.Runtime' });
-  return Math.max(0, at - clock()) / timeScale;
-}
-
-/** A JSONPath of plain field steps (`$.a.b`, `$['a']`), which is all Wait paths need here. */
-export function readPath(value: unknown, jsonPath: string): unknown {
-  if (!jsonPath.startsWith('$')) throw new LocalStackError(`unsupported path ${jsonPath}`);
-  const steps = [...jsonPath.slice(1).matchAll(/\.([^.[\]]+)|\['([^']+)'\]/g)].map((m) => m[1] ?? m[2]!);
-  let current = value;
-  for (const step of steps) {
-    if (current === null || typeof current !== 'object') return undefined;
-    current = (current as Record<string, unknown>)[step];
-  }
-  return current;
-}
-
 interface Deferred<T> {
   promise: Promise<T>;
   resolve(value: T): void;
@@ -785,15 +549,4 @@ function deferred<T>(): Deferred<T> {
     reject = rej;
   });
   return { promise, resolve, reject };
-}
-
-/**
- * The message of an error the workflow retries (contract.ts RETRIED_HANDLER_ERRORS: status codes,
- * network codes, throttling), first line and at most 200 characters; undefined for any other,
- * whose message might quote a request.
- */
-function retriedCause(error: unknown): string | undefined {
-  if (!(error instanceof Error) || !RETRIED_HANDLER_ERRORS.has(error.name)) return undefined;
-  const line = error.message.split('\n')[0] ?? '';
-  return line.length > 200 ? `${line.slice(0, 199)}…` : line;
 }

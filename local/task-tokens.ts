@@ -23,6 +23,24 @@ interface OpenTask {
   beat(): void;
 }
 
+/**
+ * A callback Task's timeout in seconds: its TimeoutSeconds, or its TimeoutSecondsPath read from the
+ * Payload, which carries the same field under the same name (local/asl.ts checks that it does). As
+ * in AWS, a path to anything but a positive whole number fails the task (States.Runtime).
+ */
+function timeoutOf(state: string, spec: CallbackSpec, payload: unknown): number | undefined {
+  if (spec.TimeoutSecondsPath === undefined) return spec.TimeoutSeconds;
+  const field = spec.TimeoutSecondsPath.slice(2);
+  const seconds = (payload as Record<string, unknown> | null)?.[field];
+  if (typeof seconds !== 'number' || !Number.isInteger(seconds) || seconds < 1) {
+    throw taskError(
+      'States.Runtime',
+      `${state}: TimeoutSecondsPath ${spec.TimeoutSecondsPath} is ${JSON.stringify(seconds)}, not a positive whole number of seconds`,
+    );
+  }
+  return seconds;
+}
+
 /** An error the task fails with, named as Step Functions names it (Catch and Retry match the name). */
 export function taskError(name: string, message: string): Error {
   const error = new Error(message);
@@ -50,6 +68,8 @@ export class LocalTaskTokens {
    * `invoke` calls the handler with the Payload. Resolves with the SendTaskSuccess output.
    */
   async run(state: string, spec: CallbackSpec, input: unknown, invoke: (payload: unknown) => Promise<unknown>, signal: AbortSignal): Promise<unknown> {
+    // Before the token and the invocation: a timeout that cannot be read fails the state as it enters.
+    const timeoutSeconds = timeoutOf(state, spec, (input as { Payload?: unknown } | null)?.Payload ?? input);
     const token = `local-${randomUUID()}`;
     this.counts.issued += 1;
     const payload = replaceToken((input as { Payload?: unknown } | null)?.Payload ?? input, token);
@@ -83,14 +103,14 @@ export class LocalTaskTokens {
           Math.max((spec.HeartbeatSeconds * 1000) / this.timeScale, this.options.minHeartbeatMs ?? 0),
         );
       };
-      if (spec.TimeoutSeconds !== undefined) {
+      if (timeoutSeconds !== undefined) {
         timers.push(
           setTimeout(
             () => {
               this.counts.timeouts += 1;
-              fail(taskError('States.Timeout', `the task ran past its ${spec.TimeoutSeconds} s`));
+              fail(taskError('States.Timeout', `the task ran past its ${timeoutSeconds} s`));
             },
-            (spec.TimeoutSeconds * 1000) / this.timeScale,
+            (timeoutSeconds * 1000) / this.timeScale,
           ),
         );
       }

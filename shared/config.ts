@@ -61,7 +61,7 @@ export function enumSetting<T extends string>(env: Env, name: string, fallback: 
   return value as T;
 }
 
-/** API limits (anthropic-batches.md §3). */
+/** API limits (docs/api-reference.md §3). */
 export const API_MAX_REQUESTS_PER_BATCH = 100_000;
 export const API_MAX_BATCH_BYTES = 256_000_000;
 
@@ -82,6 +82,8 @@ export const PIPELINE_SETTING_ENV = {
   pricesJson: 'BATCHLINE_PRICES',
   allowUnknownModels: 'BATCHLINE_ALLOW_UNKNOWN_MODELS',
   adoptGraceSeconds: 'BATCHLINE_ADOPT_GRACE_SECONDS',
+  maxCostUsd: 'BATCHLINE_MAX_COST_USD',
+  primeCache: 'BATCHLINE_PRIME_CACHE',
 } as const satisfies Record<keyof PipelineSettings, string>;
 
 /** The API client settings' environment variables (only the functions that call the Batches API get them). */
@@ -136,6 +138,17 @@ export interface PipelineSettings {
    * run (900 s): no earlier create can still be in flight when a new one is made.
    */
   adoptGraceSeconds: number;
+  /**
+   * BATCHLINE_MAX_COST_USD: a job's budget when its file does not set one (object metadata
+   * `batchline-max-cost`); unset, no budget. Prepare rejects a job whose estimate is over it
+   * (BudgetExceeded), and Collect sends no retry that would take the paid cost past it.
+   */
+  maxCostUsd: number | undefined;
+  /**
+   * BATCHLINE_PRIME_CACHE: `true` primes the prompt cache before each batch, for files that do not
+   * say (object metadata `batchline-prime-cache`; shared/jobs/prime-cache.ts).
+   */
+  primeCache: boolean;
 }
 
 export function readPipelineConfig(env: Env = process.env): PipelineConfig {
@@ -160,6 +173,8 @@ export function readPipelineSettings(env: Env = process.env): PipelineSettings {
     pricesJson: optionalString(env, e.pricesJson),
     allowUnknownModels: booleanSetting(env, e.allowUnknownModels, false),
     adoptGraceSeconds: intSetting(env, e.adoptGraceSeconds, 960, 0, 3600),
+    maxCostUsd: optionalString(env, e.maxCostUsd) === undefined ? undefined : numberSetting(env, e.maxCostUsd, 0, 0, 1e9),
+    primeCache: booleanSetting(env, e.primeCache, false),
   };
 }
 

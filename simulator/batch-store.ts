@@ -10,7 +10,7 @@ import { randomId } from './ids';
 import type { BatchFaults } from './options';
 import { planOutcomes, settle, type Plan, type Settlement } from './outcomes';
 import { seededRandom } from './prng';
-import { PromptCache } from './prompt-cache';
+import { PromptCache, type CacheUsage } from './prompt-cache';
 import type { RequestDigest } from './request-digest';
 
 const EXPIRES_AFTER_MS = DAY_MS;
@@ -138,6 +138,11 @@ export class BatchStore {
     }
     this.batches.delete(batch.id);
     this.live.delete(batch);
+  }
+
+  /** A synchronous Messages call's use of the prompt cache: it starts and completes at `now`. */
+  useCache(request: RequestDigest, now: number): CacheUsage {
+    return this.cache.use(request, { startedAt: now, completedAt: now });
   }
 
   /** Ends every batch's list lag (the fault `hiddenFromListCalls`). */

@@ -1,4 +1,4 @@
-/** The six endpoints (docs/api-reference.md §1), each answering one exchange against the store. */
+/** The six batch endpoints (docs/api-reference.md §1) and Messages (§10), each answering one exchange against the store. */
 import type { IncomingMessage } from 'node:http';
 import type { DeletedBatch } from '../shared/anthropic/types';
 import { type BatchStore, toWire } from './batch-store';
@@ -7,6 +7,9 @@ import { readCreateBody, tooLargeError } from './create-intake';
 import { ApiError, sendError, sendJson, stampHeaders, type Exchange } from './envelopes';
 import type { BatchFaults, Endpoint } from './options';
 import type { ModelCatalog } from '../shared/validation/models';
+import { derivedId } from './ids';
+import { replyMessage } from './reply';
+import { digestRequest } from './request-digest';
 import { parseRange, resultLines, resultsSize, writeResults } from './results';
 
 /** What the endpoints share: the store, the clock, and the server-wide settings a test can change. */
@@ -22,6 +25,8 @@ export interface SimulatorState {
   /** Creates whose response is still to be dropped. */
   dropCreateResponses: number;
   batchesCreated: string[];
+  /** Messages calls answered 200 (their message ids are derived from this count). */
+  messagesAnswered: number;
   requestsCreated: number;
   calls: Record<Endpoint, number>;
 }
@@ -135,7 +140,55 @@ async function results(state: SimulatorState, call: Call): Promise<void> {
   await writeResults(res, resultLines(batch, state.seed), range, cutAfterBytes);
 }
 
+/**
+ * `POST /v1/messages`, synchronous: the same checks, token counts and reply as a batch request,
+ * answered at once (400 or 404 where a batch request would be errored), billed at standard rates
+ * (`service_tier: standard`), and sharing the batches' prompt cache — so a call made before a
+ * batch primes it (prompt-cache.ts).
+ */
+async function messages(state: SimulatorState, call: Call): Promise<void> {
+  const body = await readMessagesBody(call.req);
+  if (body === 'too-large') {
+    sendError(call.exchange, new ApiError(413, `Request exceeds the maximum size of ${MESSAGES_MAX_BODY_BYTES} bytes`), { Connection: 'close' });
+    return;
+  }
+  let params: unknown;
+  try {
+    params = JSON.parse(body.toString('utf8'));
+  } catch (error) {
+    throw new ApiError(400, `The request body is not valid JSON: ${error instanceof Error ? error.message : String(error)}`);
+  }
+  const request = digestRequest('', params, undefined, state.models, 'messages');
+  if (request.invalid !== null) throw new ApiError(request.invalid.type === 'not_found_error' ? 404 : 400, request.invalid.message);
+  const now = state.now();
+  state.store.observe(now);
+  const cache = state.store.useCache(request, now);
+  state.messagesAnswered += 1;
+  sendJson(
+    call.exchange,
+    200,
+    replyMessage(request, cache, { id: derivedId('msg_', state.seed, 'messages', state.messagesAnswered), serviceTier: 'standard' }),
+  );
+}
+
+/** The Messages API's request limit (32 MB for standard endpoints). */
+export const MESSAGES_MAX_BODY_BYTES = 32_000_000;
+
+async function readMessagesBody(req: IncomingMessage): Promise<Buffer | 'too-large'> {
+  const declared = Number(req.headers['content-length']);
+  if (Number.isFinite(declared) && declared > MESSAGES_MAX_BODY_BYTES) return 'too-large';
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of req as AsyncIterable<Buffer>) {
+    size += chunk.length;
+    if (size > MESSAGES_MAX_BODY_BYTES) return 'too-large';
+    chunks.push(chunk);
+  }
+  return Buffer.concat(chunks);
+}
+
 export const ENDPOINTS: Record<Endpoint, (state: SimulatorState, call: Call) => void | Promise<void>> = {
+  messages,
   create,
   retrieve,
   list,

@@ -17,7 +17,7 @@ export function randomId(prefix: 'msgbatch_' | 'req_'): string {
 }
 
 /** Derived ids (message ids in results) repeat with the seed, so results files are reproducible. */
-export function derivedId(prefix: 'msg_', seed: number, ...parts: Array<string | number>): string {
+export function derivedId(prefix: 'msg_' | 'toolu_', seed: number, ...parts: Array<string | number>): string {
   const random = seededRandom(seed, 'id', ...parts);
   let out = `${prefix}01`;
   for (let i = 0; i < BODY_LENGTH; i += 1) out += BASE62[Math.floor(random() * 62)];

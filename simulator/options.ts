@@ -7,7 +7,7 @@
 import type { ErrorType } from '../shared/anthropic/types';
 import type { ModelCatalog } from '../shared/validation/models';
 
-export type Endpoint = 'create' | 'retrieve' | 'list' | 'cancel' | 'delete' | 'results';
+export type Endpoint = 'create' | 'retrieve' | 'list' | 'cancel' | 'delete' | 'results' | 'messages';
 
 /** An HTTP failure answered instead of the real response. */
 export interface HttpFault {

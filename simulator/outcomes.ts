@@ -6,7 +6,8 @@
  */
 import type { RequestCounts } from '../shared/anthropic/types';
 import type { BatchFaults } from './options';
-import { NO_CACHE, type CacheUsage, type PromptCache } from './prompt-cache';
+import { SECOND_MS } from './clock';
+import { NO_CACHE, REQUEST_SECONDS, type CacheUsage, type PromptCache } from './prompt-cache';
 import type { Random } from './prng';
 import type { RequestDigest } from './request-digest';
 
@@ -63,11 +64,15 @@ export interface Settlement {
   cacheUsage: CacheUsage[];
 }
 
-/** Decides every request's outcome at the moment the batch ends. */
+/**
+ * Decides every request's outcome at the moment the batch ends. The prompt cache sees the succeeded
+ * requests in the order they completed, each at its own simulated time (prompt-cache.ts).
+ */
 export function settle(requests: readonly RequestDigest[], plan: Plan, createdAt: number, endedAt: number, canceled: boolean, cache: PromptCache): Settlement {
   const counts: RequestCounts = { processing: 0, succeeded: 0, errored: 0, canceled: 0, expired: 0 };
   const outcomes: Outcome[] = new Array(requests.length);
   const cacheUsage: CacheUsage[] = new Array(requests.length).fill(NO_CACHE);
+  const cached: number[] = [];
   requests.forEach((request, i) => {
     let outcome: Outcome;
     if (createdAt + plan.completesAfterMs[i]! <= endedAt) {
@@ -77,7 +82,12 @@ export function settle(requests: readonly RequestDigest[], plan: Plan, createdAt
     }
     outcomes[i] = outcome;
     counts[outcome] += 1;
-    if (outcome === 'succeeded') cacheUsage[i] = cache.use(request);
+    if (outcome === 'succeeded' && request.breakpoints.length > 0) cached.push(i);
   });
+  cached.sort((a, b) => plan.completesAfterMs[a]! - plan.completesAfterMs[b]! || a - b);
+  for (const i of cached) {
+    const completedAt = createdAt + plan.completesAfterMs[i]!;
+    cacheUsage[i] = cache.use(requests[i]!, { startedAt: Math.max(createdAt, completedAt - REQUEST_SECONDS * SECOND_MS), completedAt });
+  }
   return { endedAt, counts, outcomes, errorTypes: plan.errorTypes, cacheUsage };
 }

@@ -12,6 +12,7 @@ import type { ResultLineDamage } from './options';
 import type { Settlement } from './outcomes';
 import type { RequestDigest } from './request-digest';
 import { errorEnvelope } from './envelopes';
+import { derivedId } from './ids';
 import { seededRandom, shuffle } from './prng';
 import { replyMessage } from './reply';
 
@@ -30,7 +31,10 @@ const ERROR_MESSAGES: Record<string, string> = {
 function resultOf(request: RequestDigest, index: number, settlement: Settlement, seed: number, sequence: number): BatchResult {
   const outcome = settlement.outcomes[index]!;
   if (outcome === 'succeeded') {
-    return { type: 'succeeded', message: replyMessage(request, settlement.cacheUsage[index]!, seed, sequence) };
+    return {
+      type: 'succeeded',
+      message: replyMessage(request, settlement.cacheUsage[index]!, { id: derivedId('msg_', seed, sequence, request.customId), serviceTier: 'batch' }),
+    };
   }
   if (outcome === 'errored') {
     const type = settlement.errorTypes[index]!;

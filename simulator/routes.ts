@@ -1,4 +1,4 @@
-/** Maps method + path onto the six endpoints (docs/api-reference.md §1). Query strings are the caller's. */
+/** Maps method + path onto the six batch endpoints and Messages (docs/api-reference.md §1, §10). Query strings are the caller's. */
 import type { Endpoint } from './options';
 import { ApiError } from './envelopes';
 
@@ -7,6 +7,7 @@ export interface Route {
   batchId: string | null;
 }
 
+const MESSAGES = /^\/v1\/messages\/?$/;
 const COLLECTION = /^\/v1\/messages\/batches\/?$/;
 const ITEM = /^\/v1\/messages\/batches\/([^/]+)\/?$/;
 const ACTION = /^\/v1\/messages\/batches\/([^/]+)\/(cancel|results)\/?$/;
@@ -29,6 +30,10 @@ function allow(method: string, allowed: string[]): void {
 
 /** Throws 404 for paths outside the Batches API and 405 for a known path with the wrong method. */
 export function route(method: string, pathname: string): Route {
+  if (MESSAGES.test(pathname)) {
+    allow(method, ['POST']);
+    return { endpoint: 'messages', batchId: null };
+  }
   if (COLLECTION.test(pathname)) {
     allow(method, ['GET', 'POST']);
     return { endpoint: method === 'POST' ? 'create' : 'list', batchId: null };

@@ -47,8 +47,9 @@ export async function startSimulator(options: SimulatorOptions = {}): Promise<Si
     batchFaults: (sequence) => batchFaultsFor(serverBatchFaults, options.batchFaultsBySequence, sequence),
     dropCreateResponses: options.dropCreateResponses ?? 0,
     batchesCreated: [],
+    messagesAnswered: 0,
     requestsCreated: 0,
-    calls: { create: 0, retrieve: 0, list: 0, cancel: 0, delete: 0, results: 0 },
+    calls: { create: 0, retrieve: 0, list: 0, cancel: 0, delete: 0, results: 0, messages: 0 },
   };
   let url = '';
 

@@ -8,10 +8,12 @@ import { getCommand } from './get';
 import { jobsCommand } from './jobs';
 import { resultsCommand } from './results';
 import { statusCommand } from './status';
+import { rerunCommand } from './rerun';
 import { submitCommand } from './submit';
 
 export const OPS_COMMANDS: Record<string, OpsCommand> = {
   submit: submitCommand,
+  rerun: rerunCommand,
   jobs: jobsCommand,
   status: statusCommand,
   get: getCommand,
@@ -21,6 +23,7 @@ export const OPS_COMMANDS: Record<string, OpsCommand> = {
 
 /** Lines for the "Commands:" list of `batchline --help`. */
 export const OPS_HELP_LINES = `  submit FILE.jsonl     upload a file to a stack's inbox and follow its job
+  rerun JOB             send again only a finished job's rows that did not succeed
   jobs                  list a stack's recent jobs
   status JOB            a job's progress, chunk by chunk
   get JOB CUSTOM_ID     one row's status and result

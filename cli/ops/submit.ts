@@ -7,9 +7,11 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { getJson, JSONL_CONTENT_TYPE, uploadFile as uploadInput } from '../../shared/store/s3';
 import type { JobSummary } from '../../shared/jobs/finalize';
 import { jobForUpload, jobIdsForKey, type JobProgressReport, type QueryDeps, type UploadedObject } from '../../shared/jobs/queries';
-import { MODE_METADATA } from '../../shared/jobs/register';
+import { MAX_COST_METADATA, MODE_METADATA } from '../../shared/jobs/register';
+import { reuseMetadata } from '../../shared/jobs/rerun';
+import { PRIME_CACHE_METADATA } from '../../shared/jobs/prime-cache';
 import { INBOX_PREFIX, jobKeys } from '../../shared/store/keys';
-import { readableFile, UsageError } from '../args';
+import { positiveNumber, readableFile, UsageError } from '../args';
 import { displayPath, duration, plural } from '../format';
 import { onInterrupt, type Io } from '../io';
 import { ProgressView } from '../progress';
@@ -30,6 +32,13 @@ outputs stay in the bucket under results/<jobId>/: "batchline results JOB" downl
 Options:
   --lenient          run the valid rows even if some lines are invalid (default: strict, any
                      invalid line rejects the file before anything is sent)
+  --reuse JOB        take over JOB's succeeded rows whose custom_id and params are the same
+                     (object metadata batchline-reuse): they are not sent again, and results.jsonl
+                     copies them in with "reused_from" (see batchline rerun)
+  --max-cost USD     the job's budget (object metadata batchline-max-cost): rejected before
+                     anything is sent if its estimate is higher, and no retry that would pass it
+  --prime-cache      before each batch, write the prompt-cache prefixes its rows share with one
+                     Messages call each (at standard price), so the batch's rows read them
   --no-follow        print the job id once the job is registered, and return
 ${JSON_HELP}
 ${TARGET_HELP}
@@ -47,12 +56,22 @@ const CLOCK_SKEW_MS = 10 * 60_000;
 export const submitCommand = opsCommand(
   'submit',
   SUBMIT_HELP,
-  { lenient: { type: 'boolean' }, 'no-follow': { type: 'boolean' }, ...JSON_FLAGS },
+  {
+    lenient: { type: 'boolean' },
+    'prime-cache': { type: 'boolean' },
+    'no-follow': { type: 'boolean' },
+    reuse: { type: 'string' },
+    'max-cost': { type: 'string' },
+    ...JSON_FLAGS,
+  },
   async ({ values, positionals }, open, io) => {
     const json = wantsJson(values);
     if (positionals.length !== 1) throw new UsageError(`needs one file, got ${plural(positionals.length, 'argument')} (see batchline submit --help)`);
     const file = await readableFile(io.cwd, positionals[0]!);
     const mode = values.lenient === true ? 'lenient' : 'strict';
+    const maxCostUsd = positiveNumber(values['max-cost'] as string | undefined, '--max-cost');
+    const reuse = values.reuse as string | undefined;
+    const metadata = reuse === undefined ? (maxCostUsd === undefined ? {} : { [MAX_COST_METADATA]: String(maxCostUsd) }) : reuseMetadata(reuse, { maxCostUsd });
     const target = await open();
     const key = `${INBOX_PREFIX}${path.basename(file)}`;
     // With --json, stdout holds the one document: what a person reads goes to stderr.
@@ -63,7 +82,9 @@ export const submitCommand = opsCommand(
     const startedAt = Date.now();
     const since = new Date(startedAt - CLOCK_SKEW_MS).toISOString();
     const known = await jobIdsForKey(target, target.bucket, key, since);
-    const uploaded = await uploadFile(target, file, key, mode, tty ? (percent) => screen.write(`\r\x1b[2KUploading… ${percent}%`) : undefined);
+    if (values['prime-cache'] === true) metadata[PRIME_CACHE_METADATA] = 'true';
+    const progress = tty ? (percent: number) => screen.write(`\r\x1b[2KUploading… ${percent}%`) : undefined;
+    const uploaded = await uploadFile(target, file, key, mode, progress, metadata);
     if (tty) screen.write('\r\x1b[2K');
     const jobId = await waitForJob(target, uploaded, { since, exclude: known });
     const status = `batchline status ${jobId}${target.flags}`;
@@ -77,15 +98,20 @@ export const submitCommand = opsCommand(
   },
 );
 
-/** Streams the file to `key` (multipart when large), with the validation mode as object metadata. */
+/** Streams the file to `key` (multipart when large), with the validation mode (and priming, when asked) as object metadata. */
 export async function uploadFile(
   deps: Pick<QueryDeps, 's3' | 'bucket'>,
   file: string,
   key: string,
   mode: 'strict' | 'lenient',
   onProgress?: (percent: number) => void,
+  metadata: Record<string, string> = {},
 ): Promise<UploadedObject> {
-  const done = await uploadInput(deps.s3, deps.bucket, key, file, { metadata: { [MODE_METADATA]: mode }, contentType: JSONL_CONTENT_TYPE, onProgress });
+  const done = await uploadInput(deps.s3, deps.bucket, key, file, {
+    metadata: { ...metadata, [MODE_METADATA]: mode },
+    contentType: JSONL_CONTENT_TYPE,
+    onProgress,
+  });
   return { bucket: deps.bucket, key, ...done };
 }
 

@@ -2,7 +2,7 @@
  * The contract of the one Batches API client (implemented in ./client.ts). The pipeline codes
  * against this interface; tests hand it a real client pointed at the simulator.
  */
-import type { BatchRequest, BatchResultLine, DeletedBatch, ListPage, MessageBatch } from './types';
+import type { BatchRequest, BatchResultLine, DeletedBatch, ListPage, Message, MessageBatch, MessageParams } from './types';
 
 /**
  * Requests for create. Raw items are already-serialized JSON of one `{custom_id, params}` request
@@ -84,6 +84,12 @@ export interface WithServerTime<T> {
   /** The server's `Date` header as epoch ms (falls back to the local clock). */
   serverTime: number;
   requestId: string | null;
+}
+
+/** The synchronous Messages endpoint (docs/api-reference.md §10), implemented by the same client. */
+export interface MessagesApi {
+  /** `POST /v1/messages`, non-streaming; throws the errors of ./errors.ts as the batch calls do. */
+  createMessage(params: MessageParams, options?: CallOptions): Promise<Message>;
 }
 
 export interface BatchesApi {

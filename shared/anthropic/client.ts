@@ -23,6 +23,7 @@ import {
   type CallOptions,
   type CreateSource,
   type ListOptions,
+  type MessagesApi,
   type ResultEntry,
   type ResultsOptions,
   type WithServerTime,
@@ -41,7 +42,7 @@ import {
   scrubbedCause,
 } from './errors';
 import { type HeaderBag, RetryBudget, headerValue, isTransientNotFound, retryDelayMs, shouldRetryResponse } from './retry';
-import type { BatchResultLine, DeletedBatch, ListPage, MessageBatch } from './types';
+import type { BatchResultLine, DeletedBatch, ListPage, Message, MessageBatch, MessageParams } from './types';
 
 export const DEFAULT_BASE_URL = 'https://api.anthropic.com';
 export const DEFAULT_ANTHROPIC_VERSION = '2023-06-01';
@@ -78,7 +79,7 @@ export interface BatchesClientOptions {
   now?: () => number;
 }
 
-type Endpoint = 'create' | 'retrieve' | 'list' | 'cancel' | 'delete' | 'results';
+type Endpoint = 'create' | 'retrieve' | 'list' | 'cancel' | 'delete' | 'results' | 'messages';
 
 interface RequestSpec {
   endpoint: Endpoint;
@@ -104,7 +105,7 @@ interface Sent<T> {
 const ERROR_BODY_LIMIT = 64 * 1024;
 const CREATED_MEMORY = 1000;
 
-export class BatchesClient implements BatchesApi {
+export class BatchesClient implements BatchesApi, MessagesApi {
   readonly baseUrl: string;
   readonly anthropicVersion: string;
   readonly maxRetries: number;
@@ -205,6 +206,29 @@ export class BatchesClient implements BatchesApi {
       readJson,
     );
     this.rememberCreated(sent.value.id, sent.value.created_at);
+    return sent.value;
+  }
+
+  /**
+   * One synchronous Messages call (`POST /v1/messages`, non-streaming), at standard rates: for cache
+   * priming before a batch (max_tokens 0 writes the cache without generating) and for rows finished
+   * outside a batch. Retries as the SDK does; a call retried after a lost connection may be billed
+   * twice, as with the SDK.
+   */
+  async createMessage(params: MessageParams, options: CallOptions = {}): Promise<Message> {
+    const body = Buffer.from(JSON.stringify(params));
+    const sent = await this.#send<Message>(
+      {
+        endpoint: 'messages',
+        method: 'POST',
+        url: this.#url('/v1/messages'),
+        // Progress stays incomplete: a lost connection is retried, never taken for a lost batch create.
+        body: () => ({ stream: oneChunk(body), progress: newProgress() }),
+      },
+      this.#budget(options),
+      options.signal,
+      readJson,
+    );
     return sent.value;
   }
 
@@ -500,6 +524,10 @@ export class BatchesClient implements BatchesApi {
     if (spec.rangeFrom !== undefined && spec.rangeFrom > 0) headers.range = `bytes=${spec.rangeFrom}-`;
     return headers;
   }
+}
+
+async function* oneChunk(body: Buffer): AsyncGenerator<Buffer> {
+  yield body;
 }
 
 async function readJson<T>(response: Dispatcher.ResponseData): Promise<T> {

@@ -46,6 +46,7 @@ export interface Usage {
   service_tier?: 'standard' | 'priority' | 'batch' | null;
   inference_geo?: string | null;
   output_tokens_details?: { thinking_tokens?: number | null } | null;
+  speed?: 'standard' | 'fast' | null;
 }
 
 export interface Message {

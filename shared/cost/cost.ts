@@ -10,6 +10,7 @@
  */
 import type { MessageParams, Usage } from '../anthropic/types';
 import type { TokenTotals } from '../store/items';
+import { countInputTokens } from './tokens';
 import { BATCH_DISCOUNT, BUILT_IN_PRICES, INFERENCE_GEO_MULTIPLIERS, resolvePrice, UnknownModel, type ModelPrice, type PriceTable } from './prices';
 
 /** Tokens by the rate they are billed at. */
@@ -415,22 +416,10 @@ function readTokens(value: unknown, where: string): BillableTokens {
 // ---------------------------------------------------------------------------------------------
 // Estimates (before submission)
 
-/**
- * Heuristic: about 4 characters of text per token (Anthropic's rule of thumb for English; code and
- * other languages run denser, so treat the figure as rough). Counted: every string in `system` and
- * `messages` (block texts, tool inputs and results); `tools` and `tool_choice` by their JSON length,
- * since their keys are part of the prompt. Images and non-text documents (base64, URL or file
- * sources) count a flat figure each: their size cannot be told from the request, and counting
- * base64 characters would overstate them many times. Multi-page PDFs are underestimated.
- */
-export const CHARS_PER_TOKEN = 4;
-/** An image near the recommended maximum size (about 1.15 megapixels) is about 1,600 tokens. */
-export const MEDIA_BLOCK_TOKENS = 1_600;
-
 export interface RequestEstimate {
   estimate: true;
   model: string;
-  /** Heuristic input tokens (all counted as uncached input). */
+  /** Input tokens by the shared counting rules (./tokens.ts), all counted as uncached input. */
   inputTokens: number;
   /** `max_tokens`: the worst case, since every token of output up to it may be used. */
   outputTokens: number;
@@ -438,35 +427,13 @@ export interface RequestEstimate {
   usd: CostBreakdown;
 }
 
-const MEDIA_SOURCES = new Set(['base64', 'url', 'file']);
-
-/** Heuristic input tokens of a request (see CHARS_PER_TOKEN). */
+/**
+ * Input tokens of a request by the one set of counting rules (./tokens.ts, docs/api-reference.md
+ * §10) that the simulator also answers with: text by script, images by their pixel size read from
+ * the header, PDFs by their pages, the per-message, system and tool-use overheads.
+ */
 export function estimateInputTokens(params: MessageParams): number {
-  const tally = { chars: 0, mediaBlocks: 0 };
-  countText(params.system, tally);
-  countText(params.messages, tally);
-  if (params.tools !== undefined) tally.chars += JSON.stringify(params.tools)?.length ?? 0;
-  if (params.tool_choice !== undefined) tally.chars += JSON.stringify(params.tool_choice)?.length ?? 0;
-  return Math.ceil(tally.chars / CHARS_PER_TOKEN) + tally.mediaBlocks * MEDIA_BLOCK_TOKENS;
-}
-
-function countText(value: unknown, tally: { chars: number; mediaBlocks: number }): void {
-  if (typeof value === 'string') {
-    tally.chars += value.length;
-  } else if (Array.isArray(value)) {
-    for (const item of value) countText(item, tally);
-  } else if (typeof value === 'object' && value !== null) {
-    const block = value as Record<string, unknown>;
-    const source = block.source as Record<string, unknown> | undefined;
-    if ((block.type === 'image' || block.type === 'document') && typeof source?.type === 'string' && MEDIA_SOURCES.has(source.type)) {
-      tally.mediaBlocks += 1;
-      return;
-    }
-    for (const [key, item] of Object.entries(block)) {
-      if (key === 'input' && block.type === 'tool_use') tally.chars += JSON.stringify(item)?.length ?? 0;
-      else countText(item, tally);
-    }
-  }
+  return countInputTokens(params);
 }
 
 function estimatedUsage(params: MessageParams): Usage {

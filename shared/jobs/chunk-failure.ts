@@ -15,10 +15,18 @@ import type { BatchesApi } from '../anthropic/api';
 import type { PipelineConfig } from '../config';
 import { errorFields, quietObserver, type Observer } from '../observability';
 import { cancelBatch, mayRunUncanceled, recordCancelSent } from './cancel';
-import { API_RETRYABLE_ERRORS, KEY_REFUSED_ERRORS, LAMBDA_CRASH_ERRORS, LAMBDA_TRANSIENT_ERRORS, STORAGE_THROTTLED_ERRORS, type CaughtError } from './contract';
+import {
+  API_RETRYABLE_ERRORS,
+  KEY_REFUSED_ERRORS,
+  LAMBDA_CRASH_ERRORS,
+  LAMBDA_TRANSIENT_ERRORS,
+  STORAGE_THROTTLED_ERRORS,
+  type ChunkFailureInput,
+  type ChunkFailureOutput,
+} from './contract';
 import { describeFailure } from './mark-job-failed';
 import { releaseCreateSlot } from './create-slot';
-import { attemptOf, isoAt, InvalidStateInput, jobKey, parseChunkRef, readChunk, updateChunk, type ChunkRef } from './chunk-state';
+import { attemptOf, isoAt, jobKey, readChunk, updateChunk } from './chunk-state';
 import { updateItem } from '../store/dynamo';
 import type { ChunkAttempt } from '../store/items';
 import { clockOf } from '../clock';
@@ -36,14 +44,6 @@ export const COLLECT_LATER_ERRORS: ReadonlySet<string> = new Set<string>([
 /** Whether the chunk's attempt failed in Collect, curably, with its batch's results still to read. */
 export function collectsLater(error: string, attempt: ChunkAttempt): boolean {
   return COLLECT_LATER_ERRORS.has(error) && Boolean(attempt.batchId) && attempt.processingStatus === 'ended' && attempt.collectedAt === undefined;
-}
-
-export interface ChunkFailureInput extends ChunkRef {
-  error: Required<CaughtError>;
-}
-
-export interface ChunkFailureOutput extends ChunkRef {
-  ok: false;
 }
 
 export interface ChunkFailureDeps {
@@ -104,16 +104,4 @@ export async function recordChunkFailure(input: ChunkFailureInput, deps: ChunkFa
   await updateChunk(dynamo, config.table, chunk, { set: { status: 'failed', failure, updatedAt: isoAt(now()) } });
   observer.error('chunk failed', { error: failure, batchCanceled: canceledNow });
   return { jobId: input.jobId, chunk: input.chunk, ok: false };
-}
-
-/** `{jobId, chunk, error: {Error, Cause}}` from the state's input. */
-export function parseChunkFailureInput(input: unknown): ChunkFailureInput {
-  const ref = parseChunkRef(input);
-  const error = ref.error as CaughtError | undefined;
-  if (typeof error !== 'object' || error === null) throw new InvalidStateInput('error must be an object with Error and Cause');
-  return {
-    jobId: ref.jobId,
-    chunk: ref.chunk,
-    error: { Error: typeof error.Error === 'string' ? error.Error : 'Unknown', Cause: typeof error.Cause === 'string' ? error.Cause : '' },
-  };
 }

@@ -27,6 +27,7 @@ import { jobKeys } from '../store/keys';
 import { isS3NotFound, readObject } from '../store/s3';
 import { bareEtag } from './job-id';
 import { SourceChanged, SourceNotFound } from './register';
+import type { AttemptKey } from './contract';
 
 /** A requests file or row index holds something we did not write (it was damaged). */
 export class ChunkFileCorrupt extends Error {
@@ -44,23 +45,17 @@ export async function* objectLines(s3: S3Client, bucket: string, key: string): A
 }
 
 /** One attempt of one chunk of a job. */
-export interface AttemptRef {
-  jobId: string;
-  chunk: number;
-  attempt: number;
-}
-
 /**
  * Where an attempt's requests are recorded (for messages and for telling a missing work file; read
  * them with the functions below): attempt 1's row index, a retry's requests file.
  */
-export function requestsKey(ref: AttemptRef): string {
+export function requestsKey(ref: AttemptKey): string {
   const keys = jobKeys(ref.jobId);
   return ref.attempt === 1 ? keys.chunkRowIndex(ref.chunk) : keys.chunkRequests(ref.chunk, ref.attempt);
 }
 
 /** The raw request lines, as create's body items. */
-export async function* requestLines(s3: S3Client, bucket: string, ref: AttemptRef): AsyncGenerator<Buffer> {
+export async function* requestLines(s3: S3Client, bucket: string, ref: AttemptKey): AsyncGenerator<Buffer> {
   for await (const { line } of requestEntries(s3, bucket, ref)) yield line.bytes;
 }
 
@@ -71,7 +66,7 @@ export interface RequestEntry {
 }
 
 /** Each request with its custom_id. */
-export async function* requestEntries(s3: S3Client, bucket: string, ref: AttemptRef): AsyncGenerator<RequestEntry> {
+export async function* requestEntries(s3: S3Client, bucket: string, ref: AttemptKey): AsyncGenerator<RequestEntry> {
   const key = requestsKey(ref);
   if (ref.attempt === 1) {
     yield* indexedEntries(s3, bucket, key);
@@ -81,7 +76,7 @@ export async function* requestEntries(s3: S3Client, bucket: string, ref: Attempt
 }
 
 /** The custom_ids of an attempt's requests, in order; for attempt 1, read from its row index alone. */
-export async function* requestCustomIds(s3: S3Client, bucket: string, ref: AttemptRef): AsyncGenerator<string> {
+export async function* requestCustomIds(s3: S3Client, bucket: string, ref: AttemptKey): AsyncGenerator<string> {
   if (ref.attempt !== 1) {
     for await (const { customId } of requestEntries(s3, bucket, ref)) yield customId;
     return;
@@ -96,14 +91,14 @@ export async function* requestCustomIds(s3: S3Client, bucket: string, ref: Attem
 }
 
 /** custom_id → 0-based position among the attempt's requests (input order, for attempt 1). */
-export async function requestPositions(s3: S3Client, bucket: string, ref: AttemptRef): Promise<Map<string, number>> {
+export async function requestPositions(s3: S3Client, bucket: string, ref: AttemptKey): Promise<Map<string, number>> {
   const positions = new Map<string, number>();
   for await (const customId of requestCustomIds(s3, bucket, ref)) positions.set(customId, positions.size);
   return positions;
 }
 
 /** The custom_ids of an attempt's requests. */
-export async function requestIds(s3: S3Client, bucket: string, ref: AttemptRef): Promise<Set<string>> {
+export async function requestIds(s3: S3Client, bucket: string, ref: AttemptKey): Promise<Set<string>> {
   const ids = new Set<string>();
   for await (const customId of requestCustomIds(s3, bucket, ref)) ids.add(customId);
   return ids;

@@ -1,6 +1,6 @@
 /**
  * The chunk lifecycle's shared reads and writes: the chunk and job records, one attempt of a chunk,
- * the typed input of the chunk states, and conditional writes of a chunk's attempts list.
+ * and conditional writes of a chunk's attempts list (the chunk states' inputs are shared/jobs/contract.ts's).
  *
  * The attempts list is small (one entry per attempt, ≤ BATCHLINE_MAX_ATTEMPTS), so a state writes it
  * whole; every such write is conditioned on the fields it depends on (`currentAttempt`, and the
@@ -18,19 +18,9 @@ export class ChunkNotFound extends Error {
   override readonly name = 'ChunkNotFound';
 }
 
-/** The state's input is not what the workflow sends (a wiring mistake, never retried). */
-export class InvalidStateInput extends Error {
-  override readonly name = 'InvalidStateInput';
-}
-
 /** The chunk record is not in the state this step expects (e.g. a stale attempt number). */
 export class ChunkStateConflict extends Error {
   override readonly name = 'ChunkStateConflict';
-}
-
-export interface ChunkRef {
-  jobId: string;
-  chunk: number;
 }
 
 export const chunkKey = (jobId: string, chunk: number) => ({ pk: jobPk(jobId), sk: chunkSk(chunk) });
@@ -76,11 +66,12 @@ const CHUNK_NAMES: Record<string, string> = {
   '#bid': 'batchId',
   '#int': 'intentAt',
   '#col': 'collectedAt',
+  '#pri': 'priming',
 };
 
 /**
  * A condition on a chunk record, written with the placeholders `#ca` (currentAttempt), `#att`
- * (attempts), `#bid`, `#int`, `#col` (an attempt's batchId, intentAt, collectedAt). Only the names
+ * (attempts), `#bid`, `#int`, `#col`, `#pri` (an attempt's batchId, intentAt, collectedAt, priming). Only the names
  * the expression uses are sent: DynamoDB rejects unused ones.
  */
 export function chunkCondition(expression: string, values: Record<string, unknown> = {}): NonNullable<Update['condition']> {
@@ -98,36 +89,6 @@ export function patchAttempt(chunk: ChunkItem, index: number, patch: Partial<Chu
 
 export async function updateChunk(dynamo: DynamoDBClient, table: string, chunk: ChunkItem, update: Update): Promise<ChunkItem> {
   return updateItem<ChunkItem>(dynamo, table, chunkKey(chunk.jobId, chunk.chunk), update);
-}
-
-function isRecord(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
-}
-
-/** `{jobId, chunk}` from a state's input (extra fields are the workflow's, and ignored). */
-export function parseChunkRef(input: unknown): ChunkRef & Record<string, unknown> {
-  if (!isRecord(input)) throw new InvalidStateInput('the state input must be an object');
-  const { jobId, chunk } = input;
-  if (typeof jobId !== 'string' || jobId === '') throw new InvalidStateInput('jobId must be a non-empty string');
-  if (typeof chunk !== 'number' || !Number.isInteger(chunk) || chunk < 0) throw new InvalidStateInput('chunk must be a whole number ≥ 0');
-  return { ...input, jobId, chunk };
-}
-
-export interface AttemptRef<B extends string | null = string> extends ChunkRef {
-  attempt: number;
-  batchId: B;
-}
-
-/** `{jobId, chunk, attempt, batchId}` from a state's input; `batchId` may be null only where `allowNullBatch`. */
-export function parseAttemptRef(input: unknown, allowNullBatch: true): AttemptRef<string | null>;
-export function parseAttemptRef(input: unknown, allowNullBatch?: false): AttemptRef;
-export function parseAttemptRef(input: unknown, allowNullBatch = false): AttemptRef<string | null> {
-  const ref = parseChunkRef(input);
-  const { attempt, batchId } = ref;
-  if (typeof attempt !== 'number' || !Number.isInteger(attempt) || attempt < 1) throw new InvalidStateInput('attempt must be a whole number ≥ 1');
-  if (batchId === null && allowNullBatch) return { jobId: ref.jobId, chunk: ref.chunk, attempt, batchId: null };
-  if (typeof batchId !== 'string' || batchId === '') throw new InvalidStateInput('batchId must be a non-empty string');
-  return { jobId: ref.jobId, chunk: ref.chunk, attempt, batchId };
 }
 
 /** Epoch ms → ISO, the one timestamp format of the records. */

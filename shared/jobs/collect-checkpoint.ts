@@ -26,6 +26,7 @@ import { isBlank, splitLines } from '../jsonl/lines';
 import { concatObjects, type ConcatSource } from '../store/concat';
 import { jobKeys } from '../store/keys';
 import { getJson, isS3NotFound, ObjectWriter, putJson } from '../store/s3';
+import type { AttemptKey } from './contract';
 
 /** A new segment about every 128 MiB: a killed Collect loses at most that much reading. */
 export const DEFAULT_SEGMENT_BYTES = 128 * 1024 * 1024;
@@ -52,14 +53,8 @@ export interface CollectCheckpoint extends LineTallies {
   updatedAt: string;
 }
 
-export interface AttemptRef {
-  jobId: string;
-  chunk: number;
-  attempt: number;
-}
-
 /** The checkpoint of an attempt's collection of `batchId`, if one was written. */
-export async function readCheckpoint(s3: S3Client, bucket: string, ref: AttemptRef, batchId: string): Promise<CollectCheckpoint | undefined> {
+export async function readCheckpoint(s3: S3Client, bucket: string, ref: AttemptKey, batchId: string): Promise<CollectCheckpoint | undefined> {
   const found = await getJson<CollectCheckpoint>(s3, bucket, jobKeys(ref.jobId).collectCheckpoint(ref.chunk, ref.attempt));
   // Another batch's progress (never expected: an attempt has one batch) is not this one's.
   if (!found || found.version !== 1 || found.batchId !== batchId) return undefined;
@@ -90,7 +85,7 @@ export class SegmentedResults {
   constructor(
     private readonly s3: S3Client,
     private readonly bucket: string,
-    private readonly ref: AttemptRef,
+    private readonly ref: AttemptKey,
     private readonly batchId: string,
     from: CollectCheckpoint | undefined,
     private readonly options: SegmentedResultsOptions,

@@ -25,9 +25,9 @@ import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import type { S3Client } from '@aws-sdk/client-s3';
 import { ApiAuthError } from '../anthropic/errors';
 import type { BatchesApi, DamagedResultLine } from '../anthropic/api';
-import type { BatchResult } from '../anthropic/types';
+import type { BatchResult, MessageParams } from '../anthropic/types';
 import type { PipelineConfig } from '../config';
-import { readMessageUsage, tokenTotals, type UnpricedReason } from '../cost/cost';
+import { EstimateTotals, readMessageUsage, roundUsd, tokenTotals, type UnpricedReason } from '../cost/cost';
 import { priceTableFromConfig, type PriceTable } from '../cost/prices';
 import { ConditionFailed, updateItem, type BulkWriteOptions } from '../store/dynamo';
 import { ttlAfter, type ChunkAttempt, type TokenTotals } from '../store/items';
@@ -36,7 +36,8 @@ import { ObjectWriter } from '../store/s3';
 import { quietObserver, rowsErroredMetric, type Observer } from '../observability';
 import { BATCH_BODY_OVERHEAD } from '../validation/request';
 import { requestEntries, requestIds, requestPositions } from './chunk-files';
-import { attemptOf, ChunkStateConflict, chunkCondition, isoAt, jobKey, patchAttempt, readChunk, readJob, updateChunk, type ChunkRef } from './chunk-state';
+import { attemptOf, ChunkStateConflict, chunkCondition, isoAt, jobKey, patchAttempt, readChunk, readJob, updateChunk } from './chunk-state';
+import type { CollectInput, CollectOutput } from './contract';
 import { rowBucketsOf, RowRecordWriter, type RowEntry } from './row-records';
 import { SentRequests, userResultLine } from './wire-ids';
 import { readCheckpoint, SegmentedResults, SegmentMissing, storedLines, type CollectCheckpoint, type LineTallies } from './collect-checkpoint';
@@ -57,18 +58,6 @@ import { clockOf } from '../clock';
 /** The API refused the key while Collect read results: retried by the workflow for about a day. */
 export class ApiKeyRefused extends Error {
   override readonly name = 'ApiKeyRefused';
-}
-
-export interface CollectInput extends ChunkRef {
-  attempt: number;
-  /** null: the job was canceled before this attempt was submitted. */
-  batchId: string | null;
-}
-
-export interface CollectOutput extends ChunkRef {
-  attempt: number;
-  retry: boolean;
-  retryWaitSeconds: number;
 }
 
 export interface CollectDeps {
@@ -108,7 +97,7 @@ export async function collectResults(input: CollectInput, deps: CollectDeps): Pr
 
   // A fresh container has not seen this batch created: a 404 on its results soon after is transient.
   if (input.batchId !== null && record.createdAt) deps.api.rememberCreated(input.batchId, record.createdAt);
-  const recorder = () => new RowRecorder(input, positions, rowBucketsOf(job), deps, job.cancelRequested === true, observer);
+  const recorder = () => new RowRecorder({ input, positions, buckets: rowBucketsOf(job), deps, cancelRequested: job.cancelRequested === true, observer });
   let rows = recorder();
   try {
     if (input.batchId !== null) {
@@ -143,12 +132,17 @@ export async function collectResults(input: CollectInput, deps: CollectDeps): Pr
   }
 
   const retry = rows.retry;
-  const next = retry.size > 0 ? await writeRetryFile(input, retry, deps) : undefined;
+  const paidUsd = rows.paidE10 / 1e10;
+  const budgetStopped =
+    retry.size > 0 && job.maxCostUsd !== undefined ? await overBudget(input, retry, (job.paidUsd ?? 0) + paidUsd, job.maxCostUsd, deps) : undefined;
+  if (budgetStopped) observer.warn('not retrying: the retry would take the job past its budget', budgetStopped);
+  const next = retry.size > 0 && !budgetStopped ? await writeRetryFile(input, retry, deps) : undefined;
   const collectedAt = isoAt(now());
   const patch: Partial<ChunkAttempt> = {
     counts: rows.counts,
     collectedAt,
-    retryRows: retry.size,
+    retryRows: budgetStopped ? 0 : retry.size,
+    budgetStopped,
     missingRows: rows.missing,
     unreadableLines: rows.unattributed > 0 ? rows.unattributed : undefined,
     unpricedModels: rows.unpricedModels.size > 0 ? [...rows.unpricedModels].sort() : undefined,
@@ -173,10 +167,15 @@ export async function collectResults(input: CollectInput, deps: CollectDeps): Pr
     return collectedBefore(input, current, config, observer);
   }
   // Progress only (Finalize counts from the files); added once, after the record says "collected".
-  await updateItem(dynamo, config.table, jobKey(input.jobId), { add: { rowsFinal: rows.finalRows }, set: { updatedAt: collectedAt } });
+  await updateItem(dynamo, config.table, jobKey(input.jobId), {
+    add: { rowsFinal: rows.finalRows + (budgetStopped ? retry.size : 0), paidUsd },
+    set: { updatedAt: collectedAt },
+  });
   // The joined object is what every reader uses from now on.
   await rows.removeCheckpoint();
   const output = answer(input, { ...record, ...patch }, config);
+  // Rows the budget stopped are final, not retried: the metrics and the log line count them so.
+  if (budgetStopped) rows.retry.clear();
   report(rows, record, output, observer);
   return output;
 }
@@ -228,6 +227,29 @@ function answer(input: CollectInput, record: ChunkAttempt, config: Pick<Pipeline
   };
 }
 
+/**
+ * Whether the retry would take the job past its budget: what the job has paid (this attempt
+ * included) plus the retry's estimate (cost.ts, worst-case output), against the budget. Chunks run
+ * side by side, so each judges by what the others had recorded when it collected.
+ */
+async function overBudget(
+  input: CollectInput,
+  retry: ReadonlySet<string>,
+  paidUsd: number,
+  budgetUsd: number,
+  deps: CollectDeps,
+): Promise<ChunkAttempt['budgetStopped']> {
+  const estimate = new EstimateTotals(priceTableFromConfig(deps.config));
+  for await (const { customId, line } of requestEntries(deps.s3, deps.config.bucket, input)) {
+    if (!retry.has(customId)) continue;
+    const params = (JSON.parse(line.bytes.toString('utf8')) as { params?: MessageParams }).params;
+    if (params) estimate.add(params);
+  }
+  const estimateUsd = estimate.toJSON().totalUsd;
+  if (paidUsd + estimateUsd <= budgetUsd) return undefined;
+  return { rows: retry.size, estimateUsd, paidUsd: roundUsd(paidUsd), budgetUsd };
+}
+
 /** The rows to retry, copied line for line (original params) from this attempt's requests file. */
 async function writeRetryFile(input: CollectInput, retry: ReadonlySet<string>, deps: CollectDeps): Promise<{ bytes: number }> {
   const keys = jobKeys(input.jobId);
@@ -262,6 +284,18 @@ function receivedText(raw: Buffer, customId: string, sent: SentRequests): string
 /** Damaged lines logged one by one; the rest are counted in the `collected` line. */
 const DAMAGED_LINES_LOGGED = 10;
 
+/** What a RowRecorder records for: the attempt, where each of its rows is, and the job's state. */
+interface RowRecorderFrom {
+  input: CollectInput;
+  /** Each custom_id's position in the attempt's requests. */
+  positions: ReadonlyMap<string, number>;
+  /** The job's row-record partitions (rowBucketsOf). */
+  buckets: number;
+  deps: CollectDeps;
+  cancelRequested: boolean;
+  observer: Observer;
+}
+
 /** Decides and records each row of one attempt; keeps the attempt's tallies. */
 class RowRecorder {
   readonly seen = new Set<string>();
@@ -273,6 +307,8 @@ class RowRecorder {
   /** Errored rows by error type. */
   readonly errorTypes = new Map<string, number>();
   missing = 0;
+  /** What the attempt's succeeded rows cost, in units of 1e-10 USD (exact sums). */
+  paidE10 = 0;
   /** Bytes of the results file written. */
   resultBytes = 0;
   finalRows = 0;
@@ -289,14 +325,17 @@ class RowRecorder {
   /** Bytes of the API's results file a checkpoint had already taken into account (0: read from the start). */
   resumedFrom = 0;
 
-  constructor(
-    private readonly input: CollectInput,
-    private readonly positions: ReadonlyMap<string, number>,
-    buckets: number,
-    private readonly deps: CollectDeps,
-    cancelRequested: boolean,
-    private readonly observer: Observer,
-  ) {
+  private readonly input: CollectInput;
+  private readonly positions: ReadonlyMap<string, number>;
+  private readonly deps: CollectDeps;
+  private readonly observer: Observer;
+
+  constructor(from: RowRecorderFrom) {
+    const { input, deps, buckets, cancelRequested } = from;
+    this.input = input;
+    this.positions = from.positions;
+    this.deps = deps;
+    this.observer = from.observer;
     const now = clockOf(deps)();
     this.records = new RowRecordWriter(
       deps.dynamo,
@@ -452,6 +491,7 @@ class RowRecorder {
     if (decision.errorType === MISSING_RESULT) this.missing += 1;
     if (decision.final) this.finalRows += 1;
     else this.retry.add(customId);
+    if (extra.costUsd !== undefined) this.paidE10 += Math.round(extra.costUsd * 1e10);
     this.records.add({ customId, index, status: decision.status, final: decision.final, errorType: decision.errorType, ...extra });
   }
 

@@ -33,37 +33,16 @@ import { ttlAfter, type ChunkAttempt, type ChunkItem, type JobItem } from '../st
 import { jobKeys } from '../store/keys';
 import { getJson, putJson } from '../store/s3';
 import { requestCustomIds, requestsKey } from './chunk-files';
-import { InvalidStateInput, isoAt, readChunk, readJob } from './chunk-state';
+import { isoAt, readChunk, readJob } from './chunk-state';
+import type { ChunkRef, FinalizeChunkOutput } from './contract';
 import { chunkFailureText, MESSAGES, missingAmongUnreadable, Outputs, unreadableMessage, writeResult, type ResultRow } from './final-rows';
-import { rowFate, type RowEvidence } from './outcome';
+import { BUDGET_EXCEEDED, rowFate, type RowEvidence } from './outcome';
 import { readResultLine, stageResults } from './result-lines';
 import { rowBucketsOf, RowRecordWriter } from './row-records';
 import { StagedLines, WINDOW_BYTES, WINDOW_ROWS } from './staging';
 import { Tally, type TallyJson } from './tally';
 import { needed, WorkFileMissing } from './work-files';
 import { clockOf } from '../clock';
-
-export interface FinalizeChunkInput {
-  jobId: string;
-  chunk: number;
-}
-
-/** `{jobId, chunk}` from the state's input (the chunk iteration's state: Collect's or RecordChunkFailure's output). */
-export function parseFinalizeChunkInput(input: unknown): FinalizeChunkInput {
-  if (typeof input !== 'object' || input === null) throw new InvalidStateInput('the state input must be an object');
-  const { jobId, chunk } = input as { jobId?: unknown; chunk?: unknown };
-  if (typeof jobId !== 'string' || jobId === '') throw new InvalidStateInput('jobId must be a non-empty string');
-  if (typeof chunk !== 'number' || !Number.isInteger(chunk) || chunk < 0) throw new InvalidStateInput('chunk must be a non-negative integer');
-  return { jobId, chunk };
-}
-
-export interface FinalizeChunkOutput {
-  jobId: string;
-  chunk: number;
-  rows: number;
-  /** The chunk failed (the iteration ends in ChunkFailed rather than ChunkDone). */
-  failed: boolean;
-}
 
 export interface FinalizeChunkDeps {
   s3: S3Client;
@@ -108,7 +87,7 @@ function basisOf(chunk: ChunkItem, job: JobItem, maxAttempts: number): ChunkFina
 }
 
 /** The FinalizeChunk state. */
-export async function finalizeChunk(input: FinalizeChunkInput, deps: FinalizeChunkDeps): Promise<FinalizeChunkOutput> {
+export async function finalizeChunk(input: ChunkRef, deps: FinalizeChunkDeps): Promise<FinalizeChunkOutput> {
   const observer = deps.observer ?? quietObserver;
   const [job, chunk] = await Promise.all([
     readJob(deps.dynamo, deps.config.table, input.jobId),
@@ -171,12 +150,12 @@ async function orderRows(chunk: ChunkItem, job: JobItem, tally: Tally, outputs: 
 
   // The chunk's rows in input order (attempt 1's requests), and where each custom_id is first.
   const customIds: string[] = [];
-  const positions = new Map<string, number>();
+  const firstPosition = new Map<string, number>();
   for await (const customId of requestCustomIds(s3, config.bucket, ref(1))) {
-    if (!positions.has(customId)) positions.set(customId, customIds.length);
+    if (!firstPosition.has(customId)) firstPosition.set(customId, customIds.length);
     customIds.push(customId);
   }
-  const slotOf = (index: number) => positions.get(customIds[index]!)!;
+  const positionOf = (index: number) => firstPosition.get(customIds[index]!)!;
 
   const failedRows = new FailedRows(chunk, job, deps);
   const staged = new StagedLines(await mkdtemp(path.join(deps.tmpDir ?? tmpdir(), 'batchline-finalize-')), customIds.length);
@@ -185,8 +164,8 @@ async function orderRows(chunk: ChunkItem, job: JobItem, tally: Tally, outputs: 
     for (const [attempt, record] of attempts) {
       if (!record.batchId) continue;
       const found = await stageResults(s3, config.bucket, keys.chunkResults(chunk.chunk, attempt), (customId, line) => {
-        const slot = positions.get(customId);
-        return slot !== undefined && latest(customId) === attempt ? staged.add(slot, line) : undefined;
+        const position = firstPosition.get(customId);
+        return position !== undefined && latest(customId) === attempt ? staged.add(position, line) : undefined;
       });
       if (!found && record.collectedAt)
         throw new WorkFileMissing(`${keys.chunkResults(chunk.chunk, attempt)} is missing, yet attempt ${attempt} was collected`);
@@ -195,18 +174,18 @@ async function orderRows(chunk: ChunkItem, job: JobItem, tally: Tally, outputs: 
 
     // A window: up to WINDOW_ROWS rows from `start`, fewer once their lines reach WINDOW_BYTES.
     const windowAt = (start: number) => {
-      const slots: number[] = [];
+      const positions: number[] = [];
       let bytes = 0;
-      while (start + slots.length < customIds.length && slots.length < WINDOW_ROWS && bytes < WINDOW_BYTES) {
-        const slot = slotOf(start + slots.length);
-        slots.push(slot);
-        bytes += staged.lengthOf(slot);
+      while (start + positions.length < customIds.length && positions.length < WINDOW_ROWS && bytes < WINDOW_BYTES) {
+        const position = positionOf(start + positions.length);
+        positions.push(position);
+        bytes += staged.lengthOf(position);
       }
-      const lines = staged.read(slots);
+      const lines = staged.read(positions);
       // Awaited when its turn comes (or in `finally`): meanwhile a failure must not count as unhandled.
       lines.catch(() => undefined);
       reading = lines;
-      return { start, slots, lines };
+      return { start, positions, lines };
     };
 
     const failure = chunkFailureText(chunk);
@@ -217,13 +196,14 @@ async function orderRows(chunk: ChunkItem, job: JobItem, tally: Tally, outputs: 
       submitted: Boolean(record.batchId),
       collected: Boolean(record.collectedAt),
       failedAs: failure.type,
+      budgetStopped: record.budgetStopped !== undefined,
     });
-    for (let next = windowAt(0); next.slots.length > 0; ) {
-      const { start, slots } = next;
+    for (let next = windowAt(0); next.positions.length > 0; ) {
+      const { start, positions } = next;
       const raws = await next.lines;
       // The next window's lines are read while this one's rows are written.
-      next = windowAt(start + slots.length);
-      for (let i = 0; i < slots.length; i++) {
+      next = windowAt(start + positions.length);
+      for (let i = 0; i < positions.length; i++) {
         const index = start + i;
         const customId = customIds[index]!;
         const raw = raws[i];
@@ -241,6 +221,14 @@ async function orderRows(chunk: ChunkItem, job: JobItem, tally: Tally, outputs: 
           const row: ResultRow = { ...base, status: 'errored', error: { type: failure.type, message: failure.message } };
           await outputs.write(tally.add(row), { cause: failure.cause });
           failedRows.add(attempt, record.batchId, { customId, index, status: 'errored', final: true, errorType: failure.type });
+        } else if (decision.errorType === BUDGET_EXCEEDED) {
+          const stop = record.budgetStopped!;
+          const message =
+            `Not sent again: the retry of ${stop.rows} rows, estimated at $${stop.estimateUsd.toFixed(4)}, would have taken the job's cost ` +
+            `($${stop.paidUsd.toFixed(4)} paid) past its budget of $${stop.budgetUsd}.`;
+          await outputs.write(tally.add({ ...base, status: 'errored', error: { type: BUDGET_EXCEEDED, message } }));
+          // Collect recorded the row as retried; this later record is its final word (readRowRecord takes the latest).
+          failedRows.add(attempt, record.batchId, { customId, index, status: 'errored', final: true, errorType: BUDGET_EXCEEDED });
         } else if (line && 'unreadable' in line) {
           await outputs.write(tally.add({ ...base, status: 'errored', error: { type: decision.errorType!, message: unreadableMessage(line.unreadable) } }));
         } else if (line) {
@@ -261,7 +249,10 @@ async function orderRows(chunk: ChunkItem, job: JobItem, tally: Tally, outputs: 
   }
 }
 
-/** Records of the rows an uncollected attempt left, one writer per attempt (Collect never wrote them). */
+/**
+ * Records of the rows an uncollected attempt left, one writer per attempt (Collect never wrote
+ * them), and of rows whose retry the budget stopped (Collect recorded them as retried).
+ */
 class FailedRows {
   private readonly writers = new Map<number, RowRecordWriter>();
 

@@ -36,13 +36,15 @@ import { jobKeys } from '../store/keys';
 import { isS3NotFound, putJson } from '../store/s3';
 import { ChunkFileCorrupt, objectLines, requestCustomIds, requestsKey } from './chunk-files';
 import type { RawLine } from '../jsonl/lines';
-import { InvalidStateInput, isoAt, jobKey, readJob } from './chunk-state';
+import { isoAt, jobKey, readJob } from './chunk-state';
+import type { FinalizeJobInput, FinalizeJobOutput } from './contract';
 import { MESSAGES, Outputs } from './final-rows';
 import { currentChunkFinal, writeChunkFinal } from './finalize-chunk';
-import type { PrepareOutcome } from './prepare';
 import { Tally, type JobSummary } from './tally';
+import { PrimingTally } from './prime-cache';
 import { neededLines, parseJsonLine } from './work-files';
 import { AttemptTimeline, cacheSavings, errorExamplesFrom, renderSummaryHtml } from './summary-html';
+import { mergeReused, type ReusedSummary } from './reuse';
 import { clockOf } from '../clock';
 
 export type { ErrorRow, ResultRow } from './final-rows';
@@ -53,34 +55,6 @@ export { WorkFileMissing } from './work-files';
 /** The outputs would not add up: nothing is claimed (no summary, no job status) until they do. */
 export class CountsMismatch extends Error {
   override readonly name = 'CountsMismatch';
-}
-
-export interface FinalizeInput {
-  jobId: string;
-  /** Prepare's outcome, when the workflow passes it on. */
-  outcome?: PrepareOutcome;
-  /** The reconciler finalizes a job whose FinalizeJob failed (its status is `failed`); never from state input. */
-  recovering?: boolean;
-  /** The reconciler finalizes an ended job again after collecting these chunks late (ChunkItem.collectLater); never from state input. */
-  collectedLate?: number[];
-}
-
-const OUTCOMES: readonly PrepareOutcome[] = ['ready', 'rejected', 'empty'];
-
-/** `{jobId, outcome?}` from the state's input (Prepare's output, or the Map's input passed on). */
-export function parseFinalizeInput(input: unknown): FinalizeInput {
-  if (typeof input !== 'object' || input === null) throw new InvalidStateInput('the state input must be an object');
-  const { jobId, outcome } = input as { jobId?: unknown; outcome?: unknown };
-  if (typeof jobId !== 'string' || jobId === '') throw new InvalidStateInput('jobId must be a non-empty string');
-  return OUTCOMES.includes(outcome as PrepareOutcome) ? { jobId, outcome: outcome as PrepareOutcome } : { jobId };
-}
-
-export interface FinalizeOutput {
-  jobId: string;
-  status: JobStatus;
-  counts: RowCounts;
-  /** A rejected job's reason, as the workflow's JobRejected state fails with it. */
-  rejection?: { Error: string; Cause: string };
 }
 
 export interface FinalizeDeps {
@@ -99,7 +73,7 @@ export interface FinalizeDeps {
 /** Errors that say the API key itself is wrong or missing: no chunk of the job can succeed. */
 const API_KEY_ERRORS: ReadonlySet<string> = new Set(['ApiAuthError', 'ApiKeyMissing']);
 
-export async function finalizeJob(input: FinalizeInput, deps: FinalizeDeps): Promise<FinalizeOutput> {
+export async function finalizeJob(input: FinalizeJobInput, deps: FinalizeDeps): Promise<FinalizeJobOutput> {
   const { s3, dynamo, config } = deps;
   const now = clockOf(deps);
   const observer = deps.observer ?? quietObserver;
@@ -109,7 +83,15 @@ export async function finalizeJob(input: FinalizeInput, deps: FinalizeDeps): Pro
   }
   const keys = jobKeys(job.jobId);
   const recovering = input.recovering === true && job.status === 'failed';
-  const rejected = input.outcome === 'rejected' || job.status === 'rejected' || (recovering && job.validationMode === 'strict' && job.invalidRows > 0);
+  const rejected =
+    input.outcome === 'rejected' ||
+    job.status === 'rejected' ||
+    job.rejection !== undefined ||
+    (recovering && job.validationMode === 'strict' && job.invalidRows > 0);
+  // A job that took rows over from another writes its own rows aside first, then merges (./reuse.ts).
+  const reusing = job.reuse !== undefined && (job.reusedRows ?? 0) > 0;
+  const ownKeys = reusing ? keys.sentRows : keys;
+  let reused: ReusedSummary | undefined;
   const prices = priceTableFromConfig(config);
   const tally = new Tally(prices);
   // Chunks ordered here, without a current record of their own FinalizeChunk (reported with the end).
@@ -117,20 +99,21 @@ export async function finalizeJob(input: FinalizeInput, deps: FinalizeDeps): Pro
   // A rejected API key fails every chunk alike: the job has failed, though every row is accounted for.
   let keyFailure: { error: string; cause: string } | undefined;
   const collectPending: number[] = [];
+  const priming = new PrimingTally();
   const timeline = new AttemptTimeline();
   // The chunks' shares of errors.jsonl, in order: the report's examples are read from them (in work/,
   // which this step reads; it only writes results/).
   const errorParts: ConcatSource[] = [];
 
   if (rejected) {
-    const outputs = new Outputs(s3, config.bucket, keys);
+    const outputs = new Outputs(s3, config.bucket, ownKeys);
     try {
       for await (const customId of validCustomIds(job, deps)) {
         await outputs.write(tally.add({ custom_id: customId, status: 'canceled', attempts: 0, batch_id: null, usage: null, cost_usd: null }), {
           message: MESSAGES.rejected,
         });
       }
-      checkCounts(job, tally);
+      if (!reusing) checkCounts(job, tally);
       await outputs.finish();
     } catch (error) {
       await outputs.abort();
@@ -151,9 +134,14 @@ export async function finalizeJob(input: FinalizeInput, deps: FinalizeDeps): Pro
       errors.push(final.errors);
       if (chunk.status === 'failed' && chunk.failure && API_KEY_ERRORS.has(chunk.failure.error)) keyFailure ??= chunk.failure;
       if (chunk.collectLater) collectPending.push(chunk.chunk);
+      priming.addChunk(chunk);
     }
+    if (!reusing) checkCounts(job, tally);
+    await Promise.all([concatObjects(s3, config.bucket, results, ownKeys.results), concatObjects(s3, config.bucket, errors, ownKeys.errors)]);
+  }
+  if (reusing) {
+    reused = await mergeReused(job, tally, deps);
     checkCounts(job, tally);
-    await Promise.all([concatObjects(s3, config.bucket, results, keys.results), concatObjects(s3, config.bucket, errors, keys.errors)]);
   }
   await copyObject(s3, config.bucket, keys.invalidWork, keys.invalid);
 
@@ -166,7 +154,11 @@ export async function finalizeJob(input: FinalizeInput, deps: FinalizeDeps): Pro
   if (recovering && job.failure) summary.recoveredFrom = job.failure;
   if (rejected && tally.counts.canceled > 0) summary.notSubmitted = { rows: tally.counts.canceled, reason: 'rejected' };
   if (collectPending.length > 0) summary.collectPending = collectPending;
+  if (job.reuse) summary.reused = reused ?? { fromJob: job.reuse.fromJob, rows: 0, costUsd: 0 };
+  if (job.maxCostUsd !== undefined) summary.budget = { maxCostUsd: job.maxCostUsd, estimateUsd: job.estimateUsd ?? null };
   if (input.collectedLate && input.collectedLate.length > 0) summary.collectedLate = { chunks: input.collectedLate, at: isoAt(now()) };
+  const promptCache = priming.report(tally.cost.toJSON(), prices);
+  if (promptCache) summary.promptCache = promptCache;
   await putJson(s3, config.bucket, keys.summary, summary);
   // The same numbers as a page for a person; errors.jsonl is read only as far as its examples need.
   const errorExamples = await errorExamplesFrom(linesOf(s3, config.bucket, errorParts), Object.keys(summary.errorsByType));
@@ -228,6 +220,7 @@ async function* linesOf(s3: S3Client, bucket: string, parts: readonly ConcatSour
 
 /** Why a job is rejected, if it is: strict validation found invalid lines, or the file holds no request at all. */
 function rejectionOf(job: JobItem, rejected: boolean): { error: string; cause: string } | undefined {
+  if (job.rejection) return job.rejection;
   if (rejected) {
     const lines = job.invalidRows === 1 ? 'an invalid line' : `${job.invalidRows ?? 0} invalid lines`;
     return { error: 'ValidationFailed', cause: `The input file has ${lines}, so nothing was submitted; see the job's invalid.jsonl` };

@@ -9,7 +9,7 @@
  * announces only if no run did (`failureAnnouncedAt`). ExecutionEnded and Reconcile re-run it for a
  * failed job that still has such batches, so a cancel that failed is never the last word.
  */
-import type { CaughtError } from './contract';
+import type { CaughtError, MarkJobFailedInput } from './contract';
 import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import type { BatchesApi } from '../anthropic/api';
 import type { NotifyConfig } from '../config';
@@ -26,12 +26,6 @@ import { clockOf } from '../clock';
 /** Some in-flight batches could not be canceled (the job is marked failed and announced regardless). */
 export class CancelFailed extends Error {
   override readonly name = 'CancelFailed';
-}
-
-export interface FailInput {
-  jobId?: string;
-  error?: CaughtError;
-  [field: string]: unknown;
 }
 
 export interface FailDeps extends NotifyClients {
@@ -84,7 +78,7 @@ export const CAUSE_MAX_BYTES = 4096;
  * failed (a re-run's caller); otherwise they are read here, after the job is marked failed, so no
  * batch recorded before that is missed.
  */
-export async function markJobFailed(input: FailInput, deps: FailDeps, chunks?: readonly ChunkItem[]): Promise<FailReport> {
+export async function markJobFailed(input: MarkJobFailedInput, deps: FailDeps, chunks?: readonly ChunkItem[]): Promise<FailReport> {
   const failure = describeFailure(input.error);
   const now = isoAt(clockOf(deps)());
   const jobId = typeof input.jobId === 'string' && input.jobId !== '' ? input.jobId : undefined;

@@ -26,6 +26,11 @@ export const COLLECT_PENDING = 'collect_pending';
  * so as never to pay twice (shared/jobs/submit.ts).
  */
 export const CREATE_UNKNOWN = 'create_unknown';
+/**
+ * A row Collect would have sent again, but the retry (its estimate) would have taken the job's paid
+ * cost past its budget (ChunkAttempt.budgetStopped): final, nothing more is paid for it.
+ */
+export const BUDGET_EXCEEDED = 'budget_exceeded';
 
 export type ResultStatus = Exclude<TerminalRowStatus, 'invalid'>;
 
@@ -108,6 +113,8 @@ export interface AttemptFacts extends DecisionContext {
   collected: boolean;
   /** The errorType of a row the attempt's chunk failure leaves undecided (CHUNK_FAILED, CREATE_UNKNOWN). */
   failedAs: string;
+  /** Collect made no next attempt, for the budget: a row that would be retried ends BUDGET_EXCEEDED. */
+  budgetStopped?: boolean;
 }
 
 /**
@@ -117,6 +124,7 @@ export interface AttemptFacts extends DecisionContext {
  * - A result line: `decideRow` (final, or retried while attempts remain). In an attempt that was
  *   never collected (its chunk failed first) a row to be retried cannot be: the chunk's failure
  *   (`failedAs`) is its fate.
+ *   A row to be retried in an attempt whose retry the budget stopped ends errored BUDGET_EXCEEDED.
  * - A line that could not be read: errored result_unreadable, final — the request was processed,
  *   and likely billed; another attempt would pay for it again.
  * - No line, attempt collected: canceled if it was never submitted, else errored missing_result.
@@ -127,6 +135,7 @@ export function rowFate(evidence: RowEvidence, facts: AttemptFacts): RowDecision
   switch (evidence.kind) {
     case 'result': {
       const decision = decideRow(evidence.result, facts);
+      if (!decision.final && facts.collected && facts.budgetStopped) return { status: 'errored', final: true, errorType: BUDGET_EXCEEDED };
       return facts.collected || decision.final ? decision : failed;
     }
     case 'unreadable':
@@ -137,9 +146,12 @@ export function rowFate(evidence: RowEvidence, facts: AttemptFacts): RowDecision
   }
 }
 
-/** Backoff before retry attempt `attempt + 1`: doubled per attempt already made. */
+/**
+ * Backoff before retry attempt `attempt + 1`: doubled per attempt already made, and at least 1 s,
+ * since it is AwaitRetry's timeout (TimeoutSecondsPath), which must be a positive integer.
+ */
 export function retryWaitSeconds(attempt: number, retryBackoffSeconds: number): number {
-  return retryBackoffSeconds * 2 ** Math.max(0, attempt - 1);
+  return Math.max(1, retryBackoffSeconds * 2 ** Math.max(0, attempt - 1));
 }
 
 /** A row's cost is kept to 1e-10 USD: a cheap model's short reply costs well under a micro-dollar. */

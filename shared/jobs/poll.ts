@@ -28,7 +28,8 @@ import { quietObserver, type Observer } from '../observability';
 import { ApiAuthError } from '../anthropic/errors';
 import type { ChunkAttempt, ChunkItem } from '../store/items';
 import { cancelBatch, type CancelResult } from './cancel';
-import { attemptOf, ChunkStateConflict, chunkCondition, isoAt, patchAttempt, readChunk, readJob, updateChunk, type ChunkRef } from './chunk-state';
+import { attemptOf, ChunkStateConflict, chunkCondition, isoAt, patchAttempt, readChunk, readJob, updateChunk } from './chunk-state';
+import type { PollInput, PollOutput } from './contract';
 import { pollerHealthy, readPollerHealth, WATCH_ARMS_CAP } from './watch';
 import { clockOf } from '../clock';
 
@@ -90,28 +91,6 @@ export function simulatePolling(durationSeconds: number, settings: PollSettings,
     polls += 1;
     if (now >= end) return { polls, noticeDelaySeconds: now - end };
   }
-}
-
-export interface PollInput extends ChunkRef {
-  attempt: number;
-  batchId: string;
-  /** What woke AwaitBatch (the poller's SendTaskSuccess output), when it did. */
-  wake?: WakeOutput;
-}
-
-/** The output a poller's wake carries: why, and the batch as the list saw it (no row data). */
-export interface WakeOutput {
-  reason: 'ended' | 'cancel';
-  batch?: Pick<MessageBatch, 'id' | 'processing_status' | 'request_counts' | 'created_at' | 'expires_at' | 'ended_at'>;
-}
-
-export interface PollOutput extends ChunkRef {
-  attempt: number;
-  batchId: string;
-  ended: boolean;
-  waitSeconds: number;
-  /** Wait next in AwaitBatch (the poller is up, the attempt under its arms cap), else on the Wait loop. */
-  watch: boolean;
 }
 
 export interface PollDeps {

@@ -13,7 +13,10 @@
  *      outage keeps chunks waiting rather than failing over) — unless the API refused the key
  *      (401/403): then no heartbeats, so within 15 minutes the chunks' PollBatch takes over and
  *      waits for a valid key as it always has (ApiKeyRefused, its alarm, `batchline status`);
- *   5. writes its health record, which the arm and PollBatch read.
+ *   5. wakes each chunk waiting out a retry backoff (AwaitRetry) whose job has a cancel request, so
+ *      the cancel takes effect now rather than when the backoff ends, and drops the retry watches
+ *      whose backoff is over (their task ended by its own timeout);
+ *   6. writes its health record, which the arm and PollBatch read.
  *
  * A wake is a hint: PollBatch decides. Comparing current state every tick (level, not edge), a
  * missed tick or a lost watch only delays a wake, and a token settles once, so a doubled send is
@@ -26,9 +29,9 @@ import type { MessageBatch } from '../anthropic/types';
 import type { PipelineConfig, PollerConfig } from '../config';
 import { quietObserver, type Observer } from '../observability';
 import { deleteItemIf, putItem, queryPartition } from '../store/dynamo';
-import { POLLER_PK, POLLER_SK, WATCH_PK, type JobItem, type PollerHealthItem, type WatchItem } from '../store/items';
+import { POLLER_PK, POLLER_SK, WATCH_PK, type JobItem, type PollerHealthItem, type RetryWatchItem, type WatchItem } from '../store/items';
 import { isoAt, readJob } from './chunk-state';
-import type { WakeOutput } from './poll';
+import type { WakeOutput } from './contract';
 import { readPollerHealth, watchKey } from './watch';
 import { clockOf } from '../clock';
 
@@ -83,8 +86,13 @@ export async function pollerTick(deps: PollerDeps): Promise<TickReport> {
   const report: TickReport = { watches: 0, listCalls: 0, retrieves: 0, woken: 0, cancels: 0, heartbeats: 0, dropped: 0, errors: 0 };
   const previous = await readPollerHealth(dynamo, config.table);
   const watches: WatchItem[] = [];
-  for await (const watch of queryPartition<WatchItem>(dynamo, config.table, WATCH_PK)) watches.push(watch);
-  report.watches = watches.length;
+  const backoffs: RetryWatchItem[] = [];
+  for await (const watch of queryPartition<WatchItem | RetryWatchItem>(dynamo, config.table, WATCH_PK)) {
+    if ('wait' in watch && watch.wait === 'retry') backoffs.push(watch);
+    else watches.push(watch as WatchItem);
+  }
+  report.watches = watches.length + backoffs.length;
+  if (backoffs.length > 0) await endBackoffs(backoffs, deps, report);
 
   if (watches.length > 0) {
     const { seen, keyRefused } = await lookUp(watches, api, report, observer);
@@ -111,7 +119,7 @@ export async function pollerTick(deps: PollerDeps): Promise<TickReport> {
         else report.woken += 1;
       }
       // Only the watch that held this token: a re-arm since then stored a new one under the same key.
-      await deleteItemIf(dynamo, config.table, watchKey(watch), { expression: 'taskToken = :token', values: { ':token': watch.taskToken } });
+      await dropWatch(watch, deps);
     });
     const period = config.periodSeconds * 1000 * HEARTBEAT_PERIODS;
     const lastTick = previous ? Date.parse(previous.lastTickAt) : Number.NaN;
@@ -129,9 +137,7 @@ export async function pollerTick(deps: PollerDeps): Promise<TickReport> {
     await eachLimited(keyRefused ? [] : waiting.filter(due), async (watch) => {
       const sent = await settle(() => callbacks.heartbeat(watch.taskToken), report);
       if (sent === 'sent') report.heartbeats += 1;
-      if (sent === 'closed') {
-        await deleteItemIf(dynamo, config.table, watchKey(watch), { expression: 'taskToken = :token', values: { ':token': watch.taskToken } });
-      }
+      if (sent === 'closed') await dropWatch(watch, deps);
     });
   }
 
@@ -142,6 +148,31 @@ export async function pollerTick(deps: PollerDeps): Promise<TickReport> {
   if (report.errors > 0) observer.metric('PollerErrors', report.errors);
   if (report.watches > 0 || report.errors > 0) observer.info('ticked', { ...report });
   return report;
+}
+
+/**
+ * Retry backoffs: a job canceled wakes its chunks now (SubmitChunk then creates nothing and the rows
+ * end canceled); a backoff over by a period has ended by its task's timeout, so its watch goes.
+ */
+async function endBackoffs(backoffs: RetryWatchItem[], deps: PollerDeps, report: TickReport): Promise<void> {
+  const jobs = await readJobs(backoffs, deps, report);
+  const at = clockOf(deps)();
+  await eachLimited(backoffs, async (watch) => {
+    if (jobs.get(watch.jobId)?.cancelRequested === true) {
+      const output: WakeOutput = { reason: 'cancel' };
+      const sent = await settle(() => deps.callbacks.success(watch.taskToken, JSON.stringify(output)), report);
+      if (sent === 'retry') return;
+      if (sent === 'sent') report.cancels += 1;
+      await dropWatch(watch, deps);
+    } else if (Date.parse(watch.dueAt) + deps.config.periodSeconds * 1000 < at) {
+      await dropWatch(watch, deps);
+    }
+  });
+}
+
+/** Deletes a watch only while it holds the token it held when read: a re-arm since then stored a new one under the same key. */
+async function dropWatch(watch: WatchItem | RetryWatchItem, deps: PollerDeps): Promise<void> {
+  await deleteItemIf(deps.dynamo, deps.config.table, watchKey(watch), { expression: 'taskToken = :token', values: { ':token': watch.taskToken } });
 }
 
 /** The watched batches as the API has them: listed newest first, then retrieved one by one if missed. */
@@ -186,7 +217,7 @@ async function lookUp(
   return { seen, keyRefused: false };
 }
 
-async function readJobs(watches: WatchItem[], deps: PollerDeps, report: TickReport): Promise<Map<string, JobItem>> {
+async function readJobs(watches: Array<Pick<WatchItem, 'jobId'>>, deps: PollerDeps, report: TickReport): Promise<Map<string, JobItem>> {
   const jobs = new Map<string, JobItem>();
   await eachLimited([...new Set(watches.map((watch) => watch.jobId))], async (jobId) => {
     try {

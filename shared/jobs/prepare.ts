@@ -32,6 +32,10 @@ import { rowBucketCount } from './row-records';
 import { BATCH_BODY_OVERHEAD, CustomIdSet, invalidReportRow, validateLine, type LineOutcome } from '../validation/request';
 import { modelCatalogFromConfig } from '../validation/models';
 import { clockOf } from '../clock';
+import type { PrepareOutcome, PrepareOutput } from './contract';
+import { EstimateTotals } from '../cost/cost';
+import { priceTableFromConfig } from '../cost/prices';
+import { jobToReuse, paramsHash, PlanWriter, reusableRows, type ReusableRow } from './reuse';
 
 export class JobNotFound extends Error {
   override readonly name = 'JobNotFound';
@@ -50,16 +54,8 @@ export class TooManyChunks extends Error {
  */
 export const MAX_CHUNKS = 30_000;
 
-export type PrepareOutcome = 'ready' | 'rejected' | 'empty';
-
-export interface PrepareResult {
-  jobId: string;
-  outcome: PrepareOutcome;
-  /** The chunk indexes, 0 to n−1: the Map's ItemSelector pairs each with the jobId. */
-  chunks: number[];
-  validRows: number;
-  invalidRows: number;
-}
+/** The job's estimated cost is over its budget: nothing is submitted (a rejected job, as ValidationFailed). */
+export const BUDGET_EXCEEDED = 'BudgetExceeded';
 
 export interface PrepareDeps {
   s3: S3Client;
@@ -85,7 +81,7 @@ const INVALID_PART_BYTES = 5 * 1024 * 1024;
  * `intentAt` is '' until Submit records its intent to create. `bytes` is the size of the create body
  * the chunk makes (envelope and commas included), the number the API's 256 MB limit applies to.
  */
-export async function prepareJob(input: { jobId: string }, deps: PrepareDeps): Promise<PrepareResult> {
+export async function prepareJob(input: { jobId: string }, deps: PrepareDeps): Promise<PrepareOutput> {
   const { dynamo, config } = deps;
   const now = clockOf(deps);
   const observer = deps.observer ?? quietObserver;
@@ -107,7 +103,13 @@ export async function prepareJob(input: { jobId: string }, deps: PrepareDeps): P
   }
 
   const scan = await scanSource(job, deps);
-  const rejected = job.validationMode === 'strict' && scan.invalidRows > 0;
+  const invalidRejected = job.validationMode === 'strict' && scan.invalidRows > 0;
+  const estimateUsd = job.maxCostUsd === undefined ? undefined : scan.estimate.toJSON().totalUsd;
+  const budgetRejection =
+    !invalidRejected && estimateUsd !== undefined && estimateUsd > job.maxCostUsd!
+      ? await rejectForBudget(job, scan.chunks.length, estimateUsd, deps)
+      : undefined;
+  const rejected = invalidRejected || budgetRejection !== undefined;
   const chunks = rejected ? [] : scan.chunks;
   const outcome: PrepareOutcome = rejected ? 'rejected' : chunks.length === 0 ? 'empty' : 'ready';
   const at = now();
@@ -145,8 +147,13 @@ export async function prepareJob(input: { jobId: string }, deps: PrepareDeps): P
       invalidRows: scan.invalidRows,
       rowBuckets: rowBucketCount(scan.validRows, config.rowsPerBucket),
       chunkCount: chunks.length,
+      reusedRows: job.reuse ? scan.reusedRows : undefined,
+      estimateUsd,
+      rejection: budgetRejection,
       updatedAt,
     },
+    // Reused rows are final from the start (progress counts them with the rows Collect decides).
+    ...(job.reuse && scan.reusedRows > 0 ? { add: { rowsFinal: scan.reusedRows } } : {}),
   });
   observer.metric('RowsInvalid', scan.invalidRows);
   observer.info('prepared', {
@@ -154,6 +161,10 @@ export async function prepareJob(input: { jobId: string }, deps: PrepareDeps): P
     validationMode: job.validationMode,
     validRows: scan.validRows,
     invalidRows: scan.invalidRows,
+    reusedRows: job.reuse ? scan.reusedRows : undefined,
+    estimateUsd,
+    budgetUsd: job.maxCostUsd,
+    rejection: budgetRejection?.error,
     chunks: chunks.length,
     largestChunkRows: chunks.reduce((max, chunk) => Math.max(max, chunk.rows), 0),
     largestChunkBytes: chunks.reduce((max, chunk) => Math.max(max, chunk.bytes), 0),
@@ -167,18 +178,19 @@ export async function prepareJob(input: { jobId: string }, deps: PrepareDeps): P
   };
 }
 
-function preparedBefore(job: JobItem, observer: Observer): PrepareResult {
+function preparedBefore(job: JobItem, observer: Observer): PrepareOutput {
   const result = recordedResult(job);
   observer.info('prepared before', { outcome: result.outcome, validRows: result.validRows, invalidRows: result.invalidRows, chunks: result.chunks.length });
   return result;
 }
 
 /** The result of a Prepare that already finished, rebuilt from the job record. */
-function recordedResult(job: JobItem): PrepareResult {
+function recordedResult(job: JobItem): PrepareOutput {
   const validRows = job.validRows ?? 0;
   const invalidRows = job.invalidRows ?? 0;
   const chunkCount = job.chunkCount ?? 0;
-  const outcome: PrepareOutcome = job.validationMode === 'strict' && invalidRows > 0 ? 'rejected' : chunkCount === 0 ? 'empty' : 'ready';
+  const rejected = (job.validationMode === 'strict' && invalidRows > 0) || job.rejection !== undefined;
+  const outcome: PrepareOutcome = rejected ? 'rejected' : chunkCount === 0 ? 'empty' : 'ready';
   return {
     jobId: job.jobId,
     outcome,
@@ -209,6 +221,25 @@ interface ScanResult {
   validRows: number;
   invalidRows: number;
   chunks: ChunkSummary[];
+  /** Valid rows taken over from the job named by `reuse` (in no chunk). */
+  reusedRows: number;
+  /** The cost estimate of the rows the chunks hold (cost.ts estimateRequest: worst-case output). */
+  estimate: EstimateTotals;
+}
+
+/**
+ * Over budget: the job is rejected before anything is submitted. Its valid rows are all in the
+ * chunks' row indexes, so FinalizeJob lists them as a strict rejection's (`rejectedValidIds`).
+ */
+async function rejectForBudget(job: JobItem, chunkFiles: number, estimateUsd: number, deps: PrepareDeps): Promise<{ error: string; cause: string }> {
+  const ids = new ObjectWriter(deps.s3, deps.config.bucket, jobKeys(job.jobId).rejectedValidIds);
+  await ids.writeLine({ chunkFiles });
+  await ids.finish();
+  const usd = (n: number) => `$${n.toFixed(n < 1 ? 4 : 2)}`;
+  return {
+    error: BUDGET_EXCEEDED,
+    cause: `The estimated cost ${usd(estimateUsd)} (an estimate: input tokens from the text, output at max_tokens) is over the job's budget of ${usd(job.maxCostUsd!)}, so nothing was submitted`,
+  };
 }
 
 async function scanSource(job: JobItem, deps: PrepareDeps): Promise<ScanResult> {
@@ -221,6 +252,10 @@ async function scanSource(job: JobItem, deps: PrepareDeps): Promise<ScanResult> 
   const customIds = new CustomIdSet();
   const models = modelCatalogFromConfig(config);
   const validation = { maxRequestBytes, customIds, models };
+  const reusable = job.reuse ? await reusableOf(job.reuse, deps) : undefined;
+  const plan = job.reuse ? new PlanWriter(s3, config.bucket, job.jobId) : undefined;
+  const estimate = new EstimateTotals(priceTableFromConfig(config));
+  const budgeted = job.maxCostUsd !== undefined;
   const body = await openSource(s3, job);
   const invalid = new LineBatches(new ObjectWriter(s3, config.bucket, keys.invalidWork, { partSize: INVALID_PART_BYTES }));
   const source: SourceRef = { bucket: job.bucket, key: job.key, versionId: job.versionId, etag: job.etag };
@@ -250,19 +285,30 @@ async function scanSource(job: JobItem, deps: PrepareDeps): Promise<ScanResult> 
     }
     if (outcome.ok) {
       validRows += 1;
-      if (chunks.open) {
-        // The request's place in the source: validateLine's body is a view of the line's bytes.
-        const line = entry as RawLine;
-        const offset = line.offset + (outcome.body.byteOffset - line.bytes.byteOffset);
-        return chunks.add(outcome.body.length, offset, outcome.customId, outcome.line);
+      if (plan) {
+        // Reused: same custom_id, byte-identical params. It goes to no chunk, so it is never sent.
+        const old = reusable!.get(outcome.customId);
+        const reused = old !== undefined && old.paramsHash === paramsHash(outcome.body);
+        const pending = plan.add(reused ? old.index : PlanWriter.SENT);
+        if (reused) return pending;
+        if (pending) return pending.then(() => handleValid(entry as RawLine, outcome));
       }
-      // A rejected strict job: nothing will be submitted, so only the id is kept (ids need no escaping).
-      return laterIds!.add(`"${outcome.customId}"\n`);
+      return handleValid(entry as RawLine, outcome);
     }
     invalidRows += 1;
     const pending = invalid.add(JSON.stringify(invalidReportRow(outcome)) + '\n');
     if (strict && chunks.open) return Promise.all([pending, reject()]);
     return pending;
+  };
+  const handleValid = (line: RawLine, outcome: Extract<LineOutcome, { ok: true }>): Promise<unknown> | undefined => {
+    if (budgeted) estimate.add(outcome.params);
+    if (chunks.open) {
+      // The request's place in the source: validateLine's body is a view of the line's bytes.
+      const offset = line.offset + (outcome.body.byteOffset - line.bytes.byteOffset);
+      return chunks.add(outcome.body.length, offset, outcome.customId, outcome.line);
+    }
+    // A rejected strict job: nothing will be submitted, so only the id is kept (ids need no escaping).
+    return laterIds!.add(`"${outcome.customId}"\n`);
   };
   try {
     const lines = new SourceLineReader(maxLineBytes);
@@ -275,14 +321,22 @@ async function scanSource(job: JobItem, deps: PrepareDeps): Promise<ScanResult> 
     }
     const last = lines.end();
     if (last !== undefined) await handleLine(last);
-    const [written] = await Promise.all([chunks.open ? chunks.finish() : [], invalid.finish(), laterIds?.finish()]);
-    return { validRows, invalidRows, chunks: written };
+    const [written] = await Promise.all([chunks.open ? chunks.finish() : [], invalid.finish(), laterIds?.finish(), plan?.finish()]);
+    return { validRows, invalidRows, chunks: written, reusedRows: plan?.reused ?? 0, estimate };
   } catch (error) {
-    await Promise.all([chunks.abandon(), invalid.abort(), laterIds?.abort()]);
+    await Promise.all([chunks.abandon(), invalid.abort(), laterIds?.abort(), plan?.abort()]);
     throw error;
   } finally {
     body.destroy();
   }
+}
+
+/** The rows of the job this one reuses from that may be taken over (shared/jobs/reuse.ts). */
+async function reusableOf(reuse: NonNullable<JobItem['reuse']>, deps: PrepareDeps): Promise<Map<string, ReusableRow>> {
+  const old = await jobToReuse(deps.dynamo, deps.config.table, reuse.fromJob);
+  const rows = await reusableRows(old, reuse.only, { s3: deps.s3, config: deps.config, openSource: (source) => openSource(deps.s3, source) });
+  (deps.observer ?? quietObserver).info('rows to reuse', { fromJob: reuse.fromJob, only: reuse.only, reusable: rows.size });
+  return rows;
 }
 
 /** The job's input object, exactly the upload it was registered for. */

@@ -12,6 +12,9 @@ import { isS3NotFound } from '../store/s3';
 import { bareEtag, jobIdFor } from './job-id';
 import { parseRegisterEvent, type ObjectRef } from './events';
 import { clockOf } from '../clock';
+import type { RegisterOutput } from './contract';
+import { jobToReuse, parseOnly, REUSE_METADATA, REUSE_ONLY_METADATA, ReuseNotPossible } from './reuse';
+import { choosePrimeCache, PRIME_CACHE_METADATA } from './prime-cache';
 
 /** The object named by the event does not exist (deleted since, or a wrong key). */
 export class SourceNotFound extends Error {
@@ -30,23 +33,25 @@ export class InvalidMode extends Error {
 
 /** User metadata that sets a file's validation mode (`x-amz-meta-batchline-mode`). */
 export const MODE_METADATA = 'batchline-mode';
+/** User metadata that sets a file's budget in USD (`x-amz-meta-batchline-max-cost`), over the stack's maxCostUsd. */
+export const MAX_COST_METADATA = 'batchline-max-cost';
+
+/** The object's `batchline-max-cost` metadata is not an amount of dollars. */
+export class InvalidBudget extends Error {
+  override readonly name = 'InvalidBudget';
+}
 
 export interface RegisterDeps {
   s3: S3Client;
   dynamo: DynamoDBClient;
-  config: Pick<PipelineConfig, 'table' | 'validationMode' | 'rowTtlDays'>;
+  config: Pick<PipelineConfig, 'table' | 'validationMode' | 'rowTtlDays'> & Partial<Pick<PipelineConfig, 'maxCostUsd' | 'primeCache'>>;
   /** The local clock (epoch ms). */
   now?: () => number;
   /** Where the step's log lines go (the handler's invocation). */
   observer?: Observer;
 }
 
-export interface RegisterResult {
-  jobId: string;
-  duplicate: boolean;
-}
-
-export async function registerJob(event: unknown, deps: RegisterDeps): Promise<RegisterResult> {
+export async function registerJob(event: unknown, deps: RegisterDeps): Promise<RegisterOutput> {
   const ref = parseRegisterEvent(event);
   const head = await headSource(deps.s3, ref);
   const etag = bareEtag(ref.etag ?? head.etag ?? '');
@@ -61,6 +66,9 @@ export async function registerJob(event: unknown, deps: RegisterDeps): Promise<R
   const observer = deps.observer ?? quietObserver;
   observer.keys({ jobId });
   const validationMode = chooseMode(head.metadata[MODE_METADATA], ref.mode, deps.config.validationMode);
+  const maxCostUsd = chooseBudget(head.metadata[MAX_COST_METADATA], deps.config.maxCostUsd);
+  const reuse = await chooseReuse(head.metadata, deps);
+  const primeCache = choosePrimeCache(head.metadata[PRIME_CACHE_METADATA], deps.config.primeCache ?? false);
 
   const now = clockOf(deps)();
   const createdAt = new Date(now).toISOString();
@@ -76,6 +84,9 @@ export async function registerJob(event: unknown, deps: RegisterDeps): Promise<R
     versionId,
     sourceToken: token,
     validationMode,
+    ...(reuse ? { reuse } : {}),
+    ...(maxCostUsd === undefined ? {} : { maxCostUsd }),
+    ...(primeCache ? { primeCache } : {}),
     createdAt,
     updatedAt: createdAt,
     executionArn: ref.executionArn,
@@ -83,7 +94,7 @@ export async function registerJob(event: unknown, deps: RegisterDeps): Promise<R
     gsi1sk: `${createdAt}#${jobId}`,
     ttl: ttlAfter(now, deps.config.rowTtlDays),
   };
-  const logged = { bucket: ref.bucket, key: ref.key, validationMode, versioned: versionId !== undefined };
+  const logged = { bucket: ref.bucket, key: ref.key, validationMode, versioned: versionId !== undefined, reuse, maxCostUsd };
   if (await putItem(deps.dynamo, deps.config.table, item, { ifAbsent: true })) {
     observer.info('registered', logged);
     return { jobId, duplicate: false };
@@ -105,6 +116,29 @@ function chooseMode(metadata: string | undefined, requested: string | undefined,
   if (metadata !== undefined) return checkMode(metadata, `the object's ${MODE_METADATA} metadata`);
   if (requested !== undefined) return checkMode(requested, 'the requested mode');
   return fallback;
+}
+
+function chooseBudget(metadata: string | undefined, fallback: number | undefined): number | undefined {
+  if (metadata === undefined) return fallback;
+  const text = metadata.trim().replace(/^\$/, '');
+  const usd = Number(text);
+  if (text === '' || !Number.isFinite(usd) || usd < 0) {
+    throw new InvalidBudget(`the object's ${MAX_COST_METADATA} metadata is "${metadata}"; use an amount of US dollars, e.g. 25 or 12.50`);
+  }
+  return usd;
+}
+
+/** `batchline-reuse: JOBID` (and `batchline-reuse-only: expired,api_error`): checked now, so a wrong id fails at once. */
+async function chooseReuse(metadata: Record<string, string>, deps: RegisterDeps): Promise<{ fromJob: string; only?: string[] } | undefined> {
+  const fromJob = metadata[REUSE_METADATA]?.trim();
+  const onlyText = metadata[REUSE_ONLY_METADATA];
+  if (!fromJob) {
+    if (onlyText !== undefined) throw new ReuseNotPossible(`the object has ${REUSE_ONLY_METADATA} metadata but no ${REUSE_METADATA} naming the job`);
+    return undefined;
+  }
+  await jobToReuse(deps.dynamo, deps.config.table, fromJob);
+  const only = onlyText === undefined ? undefined : parseOnly(onlyText, `the object's ${REUSE_ONLY_METADATA} metadata`);
+  return only ? { fromJob, only } : { fromJob };
 }
 
 function checkMode(value: string, what: string): ValidationMode {

@@ -31,8 +31,8 @@ const READ_MAX_BYTES = 8 * 1024 * 1024;
 const READ_CONCURRENCY = 4;
 
 /**
- * A chunk's result lines, one per row (its slot: its position in input order), staged in temp
- * files by slot: rows [k·WINDOW_ROWS, (k+1)·WINDOW_ROWS) go to file k. The API returns results in
+ * A chunk's result lines, one per row (at its position in input order), staged in temp
+ * files by position: rows [k·WINDOW_ROWS, (k+1)·WINDOW_ROWS) go to file k. The API returns results in
  * any order (the simulator shuffles them), yet the lines of a window of rows then lie together in
  * a file or two, read in a few large reads rather than one small read per row. Memory holds the
  * rows' locations and a buffer per file; result text only as the windows being read and written.
@@ -48,12 +48,12 @@ export class StagedLines {
     this.lines = new Array<LineAt | undefined>(rows);
   }
 
-  /** Stages the line of the row in `slot`, unless the row has one already (the first line wins). */
-  add(slot: number, line: Buffer): Promise<void> | undefined {
-    if (this.lines[slot]) return undefined;
-    const file = Math.floor(slot / WINDOW_ROWS);
+  /** Stages the line of the row in `position`, unless the row has one already (the first line wins). */
+  add(position: number, line: Buffer): Promise<void> | undefined {
+    if (this.lines[position]) return undefined;
+    const file = Math.floor(position / WINDOW_ROWS);
     const staging = (this.files[file] ??= new StagingFile(path.join(this.dir, `rows-${file}.jsonl`)));
-    this.lines[slot] = { file, offset: staging.size, length: line.length };
+    this.lines[position] = { file, offset: staging.size, length: line.length };
     return staging.add(line);
   }
 
@@ -62,18 +62,18 @@ export class StagedLines {
     for (const file of this.files) await file?.flush();
   }
 
-  lengthOf(slot: number): number {
-    return this.lines[slot]?.length ?? 0;
+  lengthOf(position: number): number {
+    return this.lines[position]?.length ?? 0;
   }
 
   /**
-   * The staged lines of `slots` (undefined for a row without one), in the same order. They are
+   * The staged lines of `positions` (undefined for a row without one), in the same order. They are
    * sorted by file and offset, and runs of nearby lines read in one piece.
    */
-  async read(slots: readonly number[]): Promise<Array<Buffer | undefined>> {
+  async read(positions: readonly number[]): Promise<Array<Buffer | undefined>> {
     const wanted: Array<{ i: number; at: LineAt }> = [];
-    slots.forEach((slot, i) => {
-      const at = this.lines[slot];
+    positions.forEach((position, i) => {
+      const at = this.lines[position];
       if (at) wanted.push({ i, at });
     });
     wanted.sort((a, b) => a.at.file - b.at.file || a.at.offset - b.at.offset);
@@ -92,7 +92,7 @@ export class StagedLines {
       }
     });
 
-    const lines = new Array<Buffer | undefined>(slots.length);
+    const lines = new Array<Buffer | undefined>(positions.length);
     let next = 0;
     const reader = async () => {
       for (let r = next++; r < runs.length; r = next++) {

@@ -26,21 +26,23 @@
  */
 import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import type { S3Client } from '@aws-sdk/client-s3';
-import type { BatchesApi } from '../anthropic/api';
+import type { BatchesApi, MessagesApi } from '../anthropic/api';
 import { AnthropicError, ApiRetryable, OutcomeUnknown } from '../anthropic/errors';
 import type { MessageBatch, RequestCounts } from '../anthropic/types';
 import type { PipelineConfig } from '../config';
 import { ConditionFailed, getItem, putItem, updateItem } from '../store/dynamo';
 import { BATCH_SK, batchPk, ttlAfter, type BatchClaimItem, type ChunkAttempt, type ChunkItem } from '../store/items';
 import { errorFields, quietObserver, type Observer } from '../observability';
-import { attemptOf, chunkCondition, isoAt, jobKey, patchAttempt, readChunk, readJob, updateChunk, type ChunkRef } from './chunk-state';
-import { requestLines, type AttemptRef } from './chunk-files';
+import { attemptOf, chunkCondition, isoAt, jobKey, patchAttempt, readChunk, readJob, updateChunk } from './chunk-state';
+import type { AttemptKey, ChunkRef, SubmitOutput } from './contract';
+import { requestLines } from './chunk-files';
 import { nextPollDelay, type PollSettings } from './poll';
 import { cancelBatch, recordCancelSent, type AttemptBatch } from './cancel';
 import { acquireCreateSlot, releaseCreateSlot } from './create-slot';
 import { newNonce, wireId, wireRequestLine } from './wire-ids';
 import { sendProbe, type Probe } from './create-probe';
 import { clockOf } from '../clock';
+import { primeAttempt } from './prime-cache';
 
 /** How far before the recorded intent adoption looks: clock skew between us and the API. */
 export const ADOPT_LOOKBACK_MS = 2 * 60_000;
@@ -72,15 +74,6 @@ export class BatchClaimConflict extends Error {
   override readonly name = 'BatchClaimConflict';
 }
 
-export interface SubmitOutput extends ChunkRef {
-  attempt: number;
-  batchId: string | null;
-  /** True when the job was canceled before this attempt was submitted: Collect marks its rows canceled. */
-  canceled: boolean;
-  /** Seconds until the first poll. */
-  waitSeconds: number;
-}
-
 export interface SubmitDeps {
   s3: S3Client;
   dynamo: DynamoDBClient;
@@ -92,6 +85,8 @@ export interface SubmitDeps {
   observer?: Observer;
   /** How long to wait in-process for another attempt's create slot (default 10 s; tests pass 0). */
   slotWaitMs?: number;
+  /** The Messages endpoint, for a job that primes the prompt cache (shared/jobs/prime-cache.ts); without it, nothing is primed. */
+  messages?: MessagesApi;
 }
 
 interface Owner extends ChunkRef {
@@ -102,7 +97,7 @@ export async function submitChunk(input: ChunkRef, deps: SubmitDeps): Promise<Su
   const { dynamo, config } = deps;
   const now = clockOf(deps);
   const observer = deps.observer ?? quietObserver;
-  const [chunk, job] = await Promise.all([readChunk(dynamo, config.table, input.jobId, input.chunk), readJob(dynamo, config.table, input.jobId)]);
+  let [chunk, job] = await Promise.all([readChunk(dynamo, config.table, input.jobId, input.chunk), readJob(dynamo, config.table, input.jobId)]);
   const attempt = chunk.currentAttempt;
   observer.keys({ attempt });
   const { record, index } = attemptOf(chunk, attempt);
@@ -152,6 +147,10 @@ export async function submitChunk(input: ChunkRef, deps: SubmitDeps): Promise<Su
       observer.info('not submitted: the job was canceled', { rows: record.rows });
       return { ...owner, batchId: null, canceled: true, waitSeconds: 0 };
     }
+  }
+  // Just before the create, with the slot held: once per attempt, never after an intent (the cache would be primed again).
+  if (job.primeCache && deps.messages && !record.intentAt) {
+    chunk = await primeAttempt(owner, chunk, index, { ...deps, messages: deps.messages, now, observer });
   }
   const intentAt = isoAt(now());
   const nonce = newNonce();
@@ -263,7 +262,7 @@ export class CreateRefused extends Error {
 export const totalRequests = (counts: RequestCounts): number => counts.processing + counts.succeeded + counts.errored + counts.canceled + counts.expired;
 
 /** The attempt's requests as sent: each custom_id replaced by `<nonce>-<line>` (./wire-ids.ts). */
-async function* wireRequests(deps: SubmitDeps, ref: AttemptRef, nonce: string): AsyncGenerator<Buffer> {
+async function* wireRequests(deps: SubmitDeps, ref: AttemptKey, nonce: string): AsyncGenerator<Buffer> {
   let line = 0;
   for await (const request of requestLines(deps.s3, deps.config.bucket, ref)) yield wireRequestLine(request, wireId(nonce, line++));
 }

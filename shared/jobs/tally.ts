@@ -8,6 +8,7 @@ import type { PriceTable } from '../cost/prices';
 import type { ChunkAttempt, ChunkItem, JobItem, JobStatus, OrphanBatch, RowCounts } from '../store/items';
 import type { ResultStatus } from './outcome';
 import type { ResultRow } from './final-rows';
+import type { PromptCacheSummary } from './prime-cache';
 
 /** summary.json. */
 export interface JobSummary {
@@ -48,6 +49,15 @@ export interface JobSummary {
   collectPending?: number[];
   /** Chunks the reconciler collected after the job had ended, and when: these outputs replace the first ones. */
   collectedLate?: { chunks: number[]; at: string };
+  /**
+   * Rows taken over from a finished job instead of being sent again (shared/jobs/reuse.ts): they are
+   * in `counts`, but neither their tokens nor their cost (paid by that job, `costUsd`) are this job's.
+   */
+  reused?: { fromJob: string; rows: number; costUsd: number };
+  /** The job's budget, and Prepare's estimate of the rows it sent (worst-case output). */
+  budget?: { maxCostUsd: number; estimateUsd: number | null };
+  /** The prompt cache: read ratio, and what priming cost and saved (shared/jobs/prime-cache.ts); absent when nothing was cacheable. */
+  promptCache?: PromptCacheSummary;
 }
 
 /** What the summary reports, gathered row by row and chunk by chunk. */

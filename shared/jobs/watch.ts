@@ -1,12 +1,12 @@
 /**
  * The poller's records as the chunk lifecycle sees them: a watch (a chunk attempt waiting in
- * AwaitBatch, with its task token) and the poller's health record, which decides whether a chunk
+ * AwaitBatch, or a chunk waiting out its retry backoff in AwaitRetry, with its task token) and the poller's health record, which decides whether a chunk
  * waits for the poller or on the adaptive Wait loop (docs/architecture.md, "Waiting for a batch").
  */
 import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import type { PollerConfig } from '../config';
 import { getItem } from '../store/dynamo';
-import { POLLER_PK, POLLER_SK, WATCH_PK, watchSk, type PollerHealthItem, type WatchItem } from '../store/items';
+import { POLLER_PK, POLLER_SK, type PollerHealthItem, type WatchItem } from '../store/items';
 
 /**
  * Arms per chunk attempt before it stays on the Wait loop. The first arm is the attempt's wait; a
@@ -20,7 +20,8 @@ export const WATCH_ARMS_CAP = 3;
 /** A watch is kept two days past its batch's expiry at most (DynamoDB TTL), whatever happens to its token. */
 export const WATCH_TTL_PAST_EXPIRY_SECONDS = 2 * 86_400;
 
-export const watchKey = (watch: Pick<WatchItem, 'expiresAt' | 'batchId'>) => ({ pk: WATCH_PK, sk: watchSk(watch.expiresAt, watch.batchId) });
+/** A watch's key, as stored (a batch's watch and a retry backoff's have different sort keys). */
+export const watchKey = (watch: Pick<WatchItem, 'pk' | 'sk'>) => ({ pk: watch.pk, sk: watch.sk });
 export const pollerHealthKey = { pk: POLLER_PK, sk: POLLER_SK };
 
 export async function readPollerHealth(dynamo: DynamoDBClient, table: string): Promise<PollerHealthItem | undefined> {

@@ -35,6 +35,8 @@ export const CREATE_SLOT_SK = 'CREATE';
 export const WATCH_PK = 'WATCH';
 /** Sorted by expiry; a re-arm of the same batch replaces its watch (the old token is spent). */
 export const watchSk = (expiresAt: string, batchId: string) => `${expiresAt}#${batchId}`;
+/** After every batch watch (an ISO time sorts before `r`); one per chunk, replaced by the next attempt's. */
+export const retryWatchSk = (jobId: string, chunk: number) => `retry#${jobId}#${String(chunk).padStart(5, '0')}`;
 export const POLLER_PK = 'POLLER';
 export const POLLER_SK = 'POLLER';
 export const JOBS_GSI = 'byCreated';
@@ -86,6 +88,8 @@ export interface JobItem {
   /** The S3 event sequencer or version, part of the job id. */
   sourceToken: string;
   validationMode: 'strict' | 'lenient';
+  /** Prime the prompt cache before each batch (object metadata `batchline-prime-cache`, or the `primeCache` setting). */
+  primeCache?: boolean;
   createdAt: string;
   updatedAt: string;
   /** Set by Prepare. */
@@ -114,6 +118,21 @@ export interface JobItem {
   failureAnnouncedAt?: string;
   counts?: RowCounts;
   costUsd?: number;
+  /**
+   * Set by Register from `batchline-reuse` (and `batchline-reuse-only`): the finished job whose rows
+   * this one takes over instead of sending them again (shared/jobs/reuse.ts).
+   */
+  reuse?: { fromJob: string; only?: string[] };
+  /** Set by Prepare: valid rows taken over from `reuse.fromJob`, never sent by this job. */
+  reusedRows?: number;
+  /** The job's budget in USD (`batchline-max-cost`, else the stack's maxCostUsd); none: no budget. */
+  maxCostUsd?: number;
+  /** Set by Prepare when a budget is set: the cost estimate of the rows it sends (worst-case output). */
+  estimateUsd?: number;
+  /** What Collect has recorded as paid so far, at batch rates (ADD, once per collected attempt). */
+  paidUsd?: number;
+  /** Set by Prepare when it rejects the job for a reason other than validation (BudgetExceeded). */
+  rejection?: { error: string; cause: string };
   executionArn?: string;
   gsi1pk: typeof JOBS_GSI_PK;
   gsi1sk: string;
@@ -191,6 +210,37 @@ export interface ChunkAttempt {
   unreadableLines?: number;
   /** Models of this attempt's results that have no price (their rows carry no costUsd). */
   unpricedModels?: string[];
+  /**
+   * Collect did not make the next attempt: sending its rows again (estimated at `estimateUsd`) would
+   * have taken the job past its budget. Those rows end errored `budget_exceeded` (outcome.ts rowFate).
+   */
+  budgetStopped?: { rows: number; estimateUsd: number; paidUsd: number; budgetUsd: number };
+  /** The prompt-cache priming done before this attempt's create, once (shared/jobs/prime-cache.ts). */
+  priming?: AttemptPriming;
+}
+
+export type CacheTtl = '5m' | '1h';
+
+/** A `cache_control` prefix primed for an attempt: its model, TTL, input tokens, and how many of the attempt's rows use it. */
+export interface PrimedPrefix {
+  model: string;
+  ttl: CacheTtl;
+  tokens: number;
+  rows: number;
+}
+
+/**
+ * An attempt's priming: recorded with its prefixes before the first call; `endedAt`, the calls and
+ * their usage (billable tokens by model) once they are done. Without `endedAt`, the Submit that
+ * primed stopped part-way: the calls' usage is unknown.
+ */
+export interface AttemptPriming {
+  startedAt: string;
+  prefixes: PrimedPrefix[];
+  endedAt?: string;
+  calls?: number;
+  failed?: number;
+  usage?: Record<string, { input: number; output: number; cacheWrite5m: number; cacheWrite1h: number; cacheRead: number }>;
 }
 
 export interface ChunkItem {
@@ -320,6 +370,27 @@ export interface WatchItem {
   armedAt: string;
   /** The attempt's cancelSentAt when armed: a job cancel is forwarded (woken for) only while this is absent. */
   cancelSentAt?: string;
+  ttl: number;
+}
+
+/**
+ * A chunk waiting out its retry backoff in AwaitRetry (shared/jobs/await.ts writes it): the task
+ * ends by its own timeout when the backoff is over, and the poller wakes it early only to forward a
+ * job's cancel, so a cancel never waits for the backoff.
+ */
+export interface RetryWatchItem {
+  pk: typeof WATCH_PK;
+  sk: string;
+  type: 'watch';
+  wait: 'retry';
+  jobId: string;
+  chunk: number;
+  /** The attempt whose rows are to be retried (the next one is attempt + 1). */
+  attempt: number;
+  taskToken: string;
+  armedAt: string;
+  /** When the backoff ends (ISO, local clock): past it the task has ended by its timeout, and the poller drops the watch. */
+  dueAt: string;
   ttl: number;
 }
 

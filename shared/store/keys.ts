@@ -23,6 +23,13 @@ export const jobKeys = (jobId: string) => {
     /** Every chunk's work files, row indexes first (Prepare writes them in chunk order as it validates). */
     chunksPrefix: `${work}chunks/`,
     /**
+     * A reusing job's plan (shared/jobs/reuse.ts): for each valid row in input order, as a
+     * little-endian int32, -1 (sent by this job) or the row's position in the old job's results.jsonl.
+     */
+    reusePlan: `${work}reuse-plan.bin`,
+    /** A reusing job's own rows, in input order, before they are merged with the reused ones. */
+    sentRows: { results: `${work}sent/results.jsonl`, errors: `${work}sent/errors.jsonl` },
+    /**
      * Attempt 1 of a chunk: where its requests are in the job's input (a pinned byte range) and
      * which lines of that range are its rows, with their custom_ids (shared/jobs/chunk-files.ts).
      */

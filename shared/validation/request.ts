@@ -1,5 +1,5 @@
 /**
- * Validation of input lines (DESIGN.md "Input"; anthropic-batches.md §3): one line in, either a
+ * Validation of input lines (docs/design.md "Input"; docs/api-reference.md §3): one line in, either a
  * request ready for a batch body or an invalid-line report with a stable code and a reason that
  * names the line and the problem. Reasons never quote prompt text: only the custom_id, a field
  * name, a number, or a single offending character.
@@ -86,7 +86,7 @@ export interface ValidateLineOptions {
   models?: ModelCatalog;
 }
 
-/** Params the batch path rejects (anthropic-batches.md §3), with why, for the reason. */
+/** Params the batch path rejects (docs/api-reference.md §3), with why, for the reason. */
 const UNSUPPORTED_PARAMS: ReadonlyArray<{ name: string; rejects: (value: unknown) => boolean; why: string }> = [
   { name: 'speed', rejects: () => true, why: 'fast mode is synchronous-only' },
   { name: 'store', rejects: () => true, why: 'Threads are stateful' },

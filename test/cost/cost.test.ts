@@ -403,13 +403,13 @@ describe('CostTotals with model ids the API made up', () => {
 });
 
 describe('estimates before submission', () => {
-  it('counts about one token per 4 characters of system and message text', () => {
+  it('counts by the shared token rules: text at 4 ASCII characters a token, plus the system, message and request overheads', () => {
     const request = params({ model: 'claude-sonnet-4-5', max_tokens: 1000, system: 'S'.repeat(40), messages: [{ role: 'user', content: 'x'.repeat(80) }] });
-    // 40 (system) + 4 ("user") + 80 (content) = 124 characters → 31 tokens.
-    expect(estimateInputTokens(request)).toBe(31);
+    // System 3 + 10, message 3 + 20, request 4 (shared/cost/tokens.ts; its own tests cover the rules).
+    expect(estimateInputTokens(request)).toBe(40);
   });
 
-  it('counts content blocks, tool calls and results, tools by their JSON, and a flat figure per image or PDF', () => {
+  it('counts content blocks, tool calls and results, tools with the tool-use system prompt, and media whose size is unknown at the most', () => {
     const request = params({
       messages: [
         {
@@ -426,33 +426,34 @@ describe('estimates before submission', () => {
       tools: [{ name: 'lookup', description: 'Looks up.', input_schema: { type: 'object', properties: { q: { type: 'string' } } } }],
       tool_choice: { type: 'auto' },
     });
-    // Messages: "user" 4 + "text" 4 + 100 = 108; "assistant" 9 + "tool_use" 8 + "t1" 2 + "lookup" 6
-    // + '{"q":"abc"}' 11 = 36; "user" 4 + "tool_result" 11 + "t1" 2 + "result!" 7 = 24.
-    // tools JSON 115, tool_choice JSON 15. (108 + 36 + 24 + 115 + 15) = 298 → 75 tokens; + 2 × 1,600.
-    expect(estimateInputTokens(request)).toBe(3275);
+    // Tools: the tool-use system prompt 346 + JSON (115 characters) 29. First message: 3 + text 25;
+    // an image with no readable header at the standard tier's most, 3 + 1,600; a PDF with no page
+    // objects as one page, 3 + 1,500 + 1,600. Tool call 3 + "lookup" 2 + '{"q":"abc"}' 3; tool result
+    // 3 + 3 + "result!" 2; the request 4.
+    expect(estimateInputTokens(request)).toBe(375 + 28 + 1603 + 3103 + 8 + 8 + 4);
   });
 
   it('estimates a request at batch rates with max_tokens as the output (worst case), labelled as an estimate', () => {
     const request = params({ model: 'claude-sonnet-4-5', max_tokens: 1000, system: 'S'.repeat(40), messages: [{ role: 'user', content: 'x'.repeat(80) }] });
     const estimate = estimateRequest(request);
-    expect(estimate).toMatchObject({ estimate: true, model: 'claude-sonnet-4-5', inputTokens: 31, outputTokens: 1000 });
+    expect(estimate).toMatchObject({ estimate: true, model: 'claude-sonnet-4-5', inputTokens: 40, outputTokens: 1000 });
     expectUsd(estimate.usd, {
       pricedAs: 'claude-sonnet-4-5',
-      inputUsd: 0.0000465, // 31 × $3/M × 0.5
+      inputUsd: 0.00006, // 40 × $3/M × 0.5
       outputUsd: 0.0075, // 1000 × $15/M × 0.5
       cacheWrite5mUsd: 0,
       cacheWrite1hUsd: 0,
       cacheReadUsd: 0,
-      totalUsd: 0.0075465,
-      standardTotalUsd: 0.015093,
-      discountUsd: 0.0075465,
+      totalUsd: 0.00756,
+      standardTotalUsd: 0.01512,
+      discountUsd: 0.00756,
     });
   });
 
   it('applies the request’s inference_geo', () => {
     const request = params({ model: 'claude-haiku-4-5', max_tokens: 1_000_000, messages: [{ role: 'user', content: '' }], inference_geo: 'us' });
-    // "user" → 1 input token; 1M output × $5 × 1.1 × 0.5.
-    expect(estimateRequest(request).usd.totalUsd).toBeCloseTo(0.0000005 * 1.1 + 2.75, 12);
+    // An empty message: its opening 3 and the request's 4 → 7 input tokens; 1M output × $5 × 1.1 × 0.5.
+    expect(estimateRequest(request).usd.totalUsd).toBeCloseTo(7 * 0.0000005 * 1.1 + 2.75, 12);
   });
 
   it('throws UnknownModel for a model without a price', () => {
@@ -472,11 +473,11 @@ describe('estimates before submission', () => {
     expect(merged).toMatchObject({
       estimate: true,
       requests: 3,
-      totalUsd: roundUsd(2 * 0.0075465),
+      totalUsd: roundUsd(2 * 0.00756),
       complete: false,
       unpricedModels: ['claude-imaginary-9'],
     });
-    // "user" 4 + "Say hello." 10 = 14 characters → 4 tokens for the default fixture message.
-    expect(merged.tokens).toEqual({ input_tokens: 31 + 31 + 4, output_tokens: 2010, cache_creation_input_tokens: 0, cache_read_input_tokens: 0 });
+    // The default fixture message "Say hello.": 3 + 3 + 4 = 10 tokens.
+    expect(merged.tokens).toEqual({ input_tokens: 40 + 40 + 10, output_tokens: 2010, cache_creation_input_tokens: 0, cache_read_input_tokens: 0 });
   });
 });

@@ -33,10 +33,15 @@ describe.skipIf(process.env.BATCHLINE_TEST_BACKEND === 'moto')('Ctrl-C during ru
   });
 
   it('names the batches still running on the first, cancels them at the API on the second, and exits 130', async () => {
-    const child = spawn(process.execPath, [path.join(ROOT, 'bin/batchline.mjs'), 'run', 'examples/classification.jsonl', '--live', '--out', out], {
-      cwd: ROOT,
-      env: { ...process.env, ANTHROPIC_API_KEY: KEY, ANTHROPIC_BASE_URL: api.url },
-    });
+    const child = spawn(
+      process.execPath,
+      [path.join(ROOT, 'bin/batchline.mjs'), 'run', path.join(ROOT, 'examples/classification.jsonl'), '--live', '--yes', '--out', out],
+      {
+        // Live runs keep their state in the working folder (.batchline/state/): a folder of the test's own.
+        cwd: out,
+        env: { ...process.env, ANTHROPIC_API_KEY: KEY, ANTHROPIC_BASE_URL: api.url },
+      },
+    );
     let stdout = '';
     let stderr = '';
     child.stdout.setEncoding('utf8').on('data', (text: string) => (stdout += text));
@@ -56,6 +61,7 @@ describe.skipIf(process.env.BATCHLINE_TEST_BACKEND === 'moto')('Ctrl-C during ru
     child.kill('SIGINT');
     await until(() => stderr, /Press Ctrl-C again to cancel them at the API\./);
     expect(stderr).toContain(`  ${batchId} (chunk 0, attempt 1)`);
+    expect(stderr).toContain('"batchline resume" in this folder carries the job on from .batchline/state/');
     // Nothing was canceled by the first.
     const client = new BatchesClient({ apiKey: KEY, baseUrl: api.url });
     try {

@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startSimulator } from '../../simulator/server';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 
@@ -94,6 +95,57 @@ describe('batchline serve stopped while a job runs', () => {
       expect(`${stdout}\n${stderr}`).not.toMatch(/ECONN|socket|Error:|\n\s+at /);
     } finally {
       if (serve.exitCode === null) serve.kill('SIGKILL');
+      await rm(cwd, { recursive: true, force: true });
+    }
+  }, 180_000);
+});
+
+// Not on moto: serve --live keeps DynamoDB on disk (dynalite), which moto does not.
+describe.skipIf(process.env.BATCHLINE_TEST_BACKEND === 'moto')('batchline serve --live interrupted while a batch runs at the API', () => {
+  it('names the batch on the first Ctrl-C and how to resume, keeps serving; cancels it at the API on the second', async () => {
+    const cwd = await mkdtemp(path.join(tmpdir(), 'batchline-serve-live-'));
+    // The API is the simulator over HTTP, real time and an hour per batch: still running at each Ctrl-C.
+    const api = await startSimulator({ timeScale: 1, processingSeconds: 3_600 });
+    const serve = spawn(process.execPath, [path.join(ROOT, 'bin/batchline.mjs'), 'serve', '--live', '--yes', '--dir', 'inbox', '--out', 'out'], {
+      cwd,
+      env: { ...process.env, ANTHROPIC_API_KEY: 'sk-ant-serve-live', ANTHROPIC_BASE_URL: api.url },
+    });
+    let stdout = '';
+    let stderr = '';
+    serve.stdout.setEncoding('utf8').on('data', (text: string) => (stdout += text));
+    serve.stderr.setEncoding('utf8').on('data', (text: string) => (stderr += text));
+    const until = async (pattern: RegExp): Promise<RegExpMatchArray> => {
+      for (;;) {
+        const match = stdout.match(pattern);
+        if (match) return match;
+        if (serve.exitCode !== null) throw new Error(`serve exited before printing ${pattern}:\n${stdout}\n${stderr}`);
+        await new Promise((resolve) => setTimeout(resolve, 50));
+      }
+    };
+    try {
+      await until(/Drop a \.jsonl file/);
+      await copyFile(path.join(ROOT, 'examples/classification.jsonl'), path.join(cwd, 'inbox/paid.jsonl'));
+      const [, jobId] = await until(/paid\.jsonl → job (paid-[0-9a-f]+)/);
+      const [, batchId] = await until(/submitted as (msgbatch_\w+)/);
+      serve.kill('SIGINT');
+      await until(/Press Ctrl-C again to cancel them at the API and stop\./);
+      expect(stdout).toContain(`  ${batchId} (job ${jobId}, chunk 0)`);
+      expect(stdout).toContain('"batchline resume" in this folder carries their jobs on from .batchline/state/');
+      // The first stopped nothing: the batch runs on, and serve with it.
+      expect(serve.exitCode).toBeNull();
+      expect(api.stats().calls.cancel).toBe(0);
+
+      const exited = once(serve, 'exit');
+      serve.kill('SIGINT');
+      const [code] = await exited;
+      expect(code).toBe(0);
+      expect(stdout).toMatch(new RegExp(`  ${batchId}: the API took the cancel \\((canceling|ended)\\)`));
+      expect(api.stats().calls.cancel).toBe(1);
+      expect(stdout).toContain(`  paid.jsonl (job ${jobId}) had not ended: its outputs were not written; "batchline resume" carries it on`);
+      expect(`${stdout}\n${stderr}`).not.toMatch(/ECONN|socket|Error:|\n\s+at /);
+    } finally {
+      if (serve.exitCode === null) serve.kill('SIGKILL');
+      await api.stop();
       await rm(cwd, { recursive: true, force: true });
     }
   }, 180_000);

@@ -91,10 +91,10 @@ describe('damaged results lines on the local pipeline', () => {
   }, 60_000);
 
   it('keeps every line when the stream is cut more often than the client retries: each Collect goes on from what the last one stored', async () => {
-    // Every read of the results ends after 700 bytes (about one line): a Collect runs out of client
+    // Every read of the results ends after 900 bytes (about one line): a Collect runs out of client
     // retries after three reads, stores what it read with a checkpoint, and the next one (the
     // workflow's ApiRetryable retry) reads on from there. Started over each time, none would finish.
-    const run = await runWith('always-cut.jsonl', { cutResultsAfterBytes: 700, cutResultsTimes: 1_000 });
+    const run = await runWith('always-cut.jsonl', { cutResultsAfterBytes: 900, cutResultsTimes: 1_000 });
 
     expect(run.outcome.status).toBe('succeeded');
     expectEveryRowOnce(run, customIds);

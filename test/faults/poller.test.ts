@@ -7,7 +7,7 @@ import { ids, nextEvent, readJsonl, request, until, useLocalStack, writeRequests
 import { chunkRecords, expectEveryRowOnce, expectOneBatchPerAttempt, runJob, type JobRun } from './support';
 
 /**
- * The poller's failure modes (poller-design.md §9.7) on the local pipeline: the synthesized state
+ * The poller's failure modes (docs/architecture.md, "Waiting for a batch", and its failure table) on the local pipeline: the synthesized state
  * machine, AwaitBatch's tokens, the poller's schedule ticking on the runtime's timer. Each run ends
  * with every row in one terminal state, one batch per attempt (no second create) and no token
  * left open. At time scale 120 a tick is 0.5 s real apart, a heartbeat timeout (900 s) 7.5 s real.
@@ -15,7 +15,8 @@ import { chunkRecords, expectEveryRowOnce, expectOneBatchPerAttempt, runJob, typ
  * 1,000 watches), not here: too slow for a test on two cores.
  */
 describe("the poller's faults, on the local pipeline", () => {
-  const under = useLocalStack({ timeScale: 120, settings: { maxRequestsPerChunk: 2 }, simulator: { processingSeconds: 600 } });
+  // A day's retry backoff (720 s real): only a cancel forwarded by the poller ends it within a test's time.
+  const under = useLocalStack({ timeScale: 120, settings: { maxRequestsPerChunk: 2, retryBackoffSeconds: 86_400 }, simulator: { processingSeconds: 600 } });
   const of = <T extends LocalEvent['type']>(type: T, jobId: string) =>
     under.events.filter((event): event is Extract<LocalEvent, { type: T }> => event.type === type && 'jobId' in event && event.jobId === jobId);
   const watches = async () => {
@@ -191,6 +192,41 @@ describe("the poller's faults, on the local pipeline", () => {
       } finally {
         under.stack.simulator!.setBatchFaults(undefined);
       }
+    },
+    SLOW,
+  );
+
+  it(
+    'i. a cancel requested while a chunk waits out its retry backoff (a day) is forwarded by the poller: no second batch, the job ends canceled',
+    async () => {
+      // Every row of the first attempt errs overloaded: transient, so the chunk waits to retry.
+      under.stack.simulator!.setBatchFaults({ errored: { overloaded_error: 1 } });
+      const rows = ids('i', 2);
+      const file = await writeRequests(under, 'i.jsonl', rows.map(request));
+      const before = under.stack.simulator!.stats().batchesCreated.length;
+      const jobId = await under.stack.submitFile(file);
+      try {
+        await until(async () => of('chunk-collected', jobId).some((event) => event.retry));
+        await until(async () => (await watchesOf(jobId)).some((watch) => (watch as { wait?: string }).wait === 'retry'));
+      } finally {
+        under.stack.simulator!.setBatchFaults(undefined);
+      }
+      await updateItem(under.stack.dynamo, under.stack.table, { pk: jobPk(jobId), sk: JOB_SK }, { set: { cancelRequested: true } });
+      await nextEvent(under, (event): event is LocalEvent => event.type === 'backoff-ended' && event.jobId === jobId && event.reason === 'cancel');
+      const outcome = await under.stack.waitForJob(jobId);
+      const run: JobRun = {
+        jobId,
+        outcome,
+        results: await readJsonl<ResultRow>(under.stack, outcome.keys.results),
+        batches: under.stack.simulator!.stats().batchesCreated.slice(before),
+      };
+      expect(run.outcome.status).toBe('canceled');
+      // The first attempt's batch only: the retry was never submitted.
+      expect(run.batches).toHaveLength(1);
+      const chunks = await chunkRecords(under.stack, jobId);
+      expect(chunks[0]!.attempts.filter((attempt) => attempt.batchId)).toHaveLength(1);
+      expect(run.results.every((row) => row.status !== 'succeeded')).toBe(true);
+      await settled(run, rows);
     },
     SLOW,
   );

@@ -21,11 +21,11 @@ describe("a chunk's history", () => {
   it("counts 9 events a poll (Wait, PollBatch, BatchEnded), and each attempt's Submit and Collect retried at their worst", () => {
     const polls = (n: number) => walkChunk(processor, 1, n);
     expect(polls(101) - polls(100)).toBe(9);
-    // Submit, SubmitCanceled, Collect, RetryNeeded and WaitBeforeRetry, plus every retry Submit
-    // (6 + 2 + 5 + 5 + 8 + 80 + 16 + 96) and Collect (6 + 2 + 5 + 5 + 30) may take, 3 events each;
-    // and the arms the attempt may take before the Wait loop: AwaitBatch (a callback Task, 6),
-    // PollBatch and BatchEnded, 13 events each.
-    expect(walkChunk(processor, 2, 100) - walkChunk(processor, 1, 100)).toBe(100 * 9 + WATCH_ARMS_CAP * 13 + 5 + 2 + 5 + 2 + 2 + (218 + 48) * 3);
+    // Submit, SubmitCanceled, Collect, RetryNeeded and AwaitRetry (a callback Task, 6, no Retry),
+    // plus every retry Submit (6 + 2 + 5 + 5 + 8 + 80 + 16 + 96) and Collect (6 + 2 + 5 + 5 + 30)
+    // may take, 3 events each; and the arms the attempt may take before the Wait loop: AwaitBatch
+    // (a callback Task, 6), PollBatch and BatchEnded, 13 events each.
+    expect(walkChunk(processor, 2, 100) - walkChunk(processor, 1, 100)).toBe(100 * 9 + WATCH_ARMS_CAP * 13 + 5 + 2 + 5 + 2 + 6 + (218 + 48) * 3);
   });
 
   it('counts the poller at its worst: every arm woken to a running batch, then the Wait loop for the whole 24 h', () => {
@@ -38,10 +38,23 @@ describe("a chunk's history", () => {
     expect(processor.States.AwaitBatch).toMatchObject({ Resource: 'arn:aws:states:::lambda:invoke.waitForTaskToken', Next: 'PollBatch' });
   });
 
+  it('counts the retry backoff as AwaitRetry (6 events, no Retry) where the Wait alone took 2, and 3 attempts polled every 2 minutes still fit', () => {
+    expect(processor.States.AwaitRetry).toMatchObject({ TimeoutSecondsPath: '$.retryWaitSeconds', Next: 'SubmitChunk' });
+    expect(processor.States.AwaitRetry!.Retry).toBeUndefined();
+    const withWait: AslGraph = {
+      ...processor,
+      States: {
+        ...processor.States,
+        RetryNeeded: { ...processor.States.RetryNeeded!, Choices: [{ Variable: '$.retry', BooleanEquals: true, Next: 'WaitBeforeRetry' }] },
+      },
+    };
+    expect(walkChunk(processor, 3, 100) - walkChunk(withWait, 3, 100)).toBe(2 * 4);
+  });
+
   it('leaves the defaults far inside the 25,000 events, even at the most attempts allowed', () => {
     expect(chunkHistory(processor, DEFAULTS)).toEqual({
       pollsPerAttempt: 132,
-      eventsPerAttempt: 2_041,
+      eventsPerAttempt: 2_045,
       events: expect.any(Number),
       budget: 22_500,
       attemptsThatFit: 10,

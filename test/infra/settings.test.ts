@@ -39,6 +39,7 @@ describe('readSettings', () => {
         rowTtlDays: 0,
         pricesJson: { 'claude-x': { input: 1, output: 5 } },
         allowUnknownModels: true,
+        primeCache: true,
         anthropicVersion: '2023-06-01',
         maxRetries: 4,
         timeoutMs: 30_000,
@@ -67,6 +68,7 @@ describe('readSettings', () => {
         BATCHLINE_ROW_TTL_DAYS: '0',
         BATCHLINE_PRICES: '{"claude-x":{"input":1,"output":5}}',
         BATCHLINE_ALLOW_UNKNOWN_MODELS: 'true',
+        BATCHLINE_PRIME_CACHE: 'true',
       },
       apiEnv: {
         ANTHROPIC_VERSION: '2023-06-01',

@@ -412,7 +412,8 @@ describe('the functions', () => {
     expect(handlersGranted(json, reads('scheduled/nightly/'))).toEqual(inputReaders);
     expect(handlersGranted(json, reads('drops/eu/'))).toEqual(inputReaders);
     expect(handlersGranted(json, reads('work/'))).toEqual(['collect-results', 'finalize-chunk', 'finalize-job', 'reconcile-jobs', 'submit-chunk']);
-    expect(handlersGranted(json, reads('results/'))).toEqual(['reconcile-jobs']);
+    // results/: a job that reuses another's rows reads that job's results.jsonl (Prepare, and Finalize's merge).
+    expect(handlersGranted(json, reads('results/'))).toEqual(['finalize-job', 'prepare-job', 'reconcile-jobs']);
     // finalize-job writes work/ only for a chunk it orders itself (its FinalizeChunk failed).
     expect(handlersGranted(json, writes('work/'))).toEqual(['collect-results', 'finalize-chunk', 'finalize-job', 'prepare-job', 'reconcile-jobs']);
     // Collect deletes its segments and checkpoint once an attempt is collected (it or the reconciler's Collect); nothing else deletes objects.

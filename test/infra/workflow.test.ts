@@ -191,7 +191,8 @@ describe('the job state machine', () => {
       PollBatch: ['Task', 'BatchEnded', 'RecordChunkFailure'],
       BatchEnded: ['Choice', 'CollectResults', 'AwaitBatch', 'WaitForBatch'],
       CollectResults: ['Task', 'RetryNeeded', 'RecordChunkFailure'],
-      RetryNeeded: ['Choice', 'WaitBeforeRetry', 'FinalizeChunk'],
+      RetryNeeded: ['Choice', 'AwaitRetry', 'FinalizeChunk'],
+      AwaitRetry: ['Task', 'SubmitChunk', 'SubmitChunk', 'WaitBeforeRetry'],
       WaitBeforeRetry: ['Wait', 'SubmitChunk'],
       RecordChunkFailure: ['Task', 'FinalizeChunk'],
       FinalizeChunk: ['Task', 'ChunkOutcome', 'ChunkLeftToFinalizeJob'],
@@ -228,7 +229,7 @@ describe('the job state machine', () => {
       Default: 'WaitForBatch',
     });
     expect(choice(chunkStates.RetryNeeded)).toEqual({
-      Choices: [{ Variable: '$.retry', BooleanEquals: true, Next: 'WaitBeforeRetry' }],
+      Choices: [{ Variable: '$.retry', BooleanEquals: true, Next: 'AwaitRetry' }],
       Default: 'FinalizeChunk',
     });
     expect(choice(chunkStates.ChunkOutcome)).toEqual({
@@ -261,6 +262,22 @@ describe('the job state machine', () => {
         parameters: {
           FunctionName: expect.stringMatching(/AwaitBatch/),
           Payload: { 'jobId.$': '$.jobId', 'chunk.$': '$.chunk', 'attempt.$': '$.attempt', 'batchId.$': '$.batchId', 'taskToken.$': '$$.Task.Token' },
+        },
+      },
+      // The retry backoff: the same arm stores a retry watch; the backoff is the task's own timeout.
+      AwaitRetry: {
+        entry: 'functions/await-batch.ts',
+        timeout: undefined,
+        parameters: {
+          FunctionName: expect.stringMatching(/AwaitBatch/),
+          Payload: {
+            wait: 'retry',
+            'jobId.$': '$.jobId',
+            'chunk.$': '$.chunk',
+            'attempt.$': '$.attempt',
+            'retryWaitSeconds.$': '$.retryWaitSeconds',
+            'taskToken.$': '$$.Task.Token',
+          },
         },
       },
       CollectResults: { entry: 'functions/collect-results.ts', timeout: 960, parameters: undefined },
@@ -340,10 +357,17 @@ describe('the job state machine', () => {
         { ErrorEquals: ['PollerUnavailable'], ResultPath: '$.wakeError', Next: 'WaitForBatch' },
         ...catchTo('RecordChunkFailure'),
       ],
+      // The backoff's end is its timeout: on to SubmitChunk; an arm that failed waits on the plain Wait.
+      AwaitRetry: [
+        { ErrorEquals: ['States.HeartbeatTimeout', 'States.Timeout'], ResultPath: '$.wakeError', Next: 'SubmitChunk' },
+        { ErrorEquals: ['States.ALL'], ResultPath: '$.wakeError', Next: 'WaitBeforeRetry' },
+      ],
       // A chunk whose rows could not be ordered is ordered by FinalizeJob instead.
       FinalizeChunk: catchTo('ChunkLeftToFinalizeJob'),
     });
     expect(chunkStates.AwaitBatch).toMatchObject({ HeartbeatSeconds: 900, TimeoutSeconds: 90_000, ResultPath: '$.wake', Next: 'PollBatch' });
+    expect(chunkStates.AwaitRetry).toMatchObject({ TimeoutSecondsPath: '$.retryWaitSeconds', ResultPath: '$.wake', Next: 'SubmitChunk' });
+    expect(chunkStates.AwaitRetry!.HeartbeatSeconds).toBeUndefined();
   });
 
   it('runs each chunk as a Standard child execution of a Distributed Map over $.chunks, pairing each index with the jobId, with no ItemReader', () => {

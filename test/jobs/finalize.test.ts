@@ -11,7 +11,7 @@ import { CountsMismatch, finalizeJob, resultCustomId, WorkFileMissing, type Fina
 import { prepareJob } from '../../shared/jobs/prepare';
 import { registerJob } from '../../shared/jobs/register';
 import { submitChunk } from '../../shared/jobs/submit';
-import { InvalidStateInput } from '../../shared/jobs/chunk-state';
+import { InvalidStateInput } from '../../shared/jobs/contract';
 import { startAwsShim, type AwsShim } from '../../local/aws-shim';
 import { useLocalAws } from '../support/aws';
 import {

@@ -120,7 +120,8 @@ describe('rowFate: the one rule Collect and FinalizeChunk apply', () => {
 describe('retryWaitSeconds', () => {
   it('doubles the backoff per attempt already made', () => {
     expect([1, 2, 3, 4].map((attempt) => retryWaitSeconds(attempt, 60))).toEqual([60, 120, 240, 480]);
-    expect(retryWaitSeconds(3, 0)).toBe(0);
+    // At least 1 s: it is AwaitRetry's timeout, which must be a positive integer.
+    expect(retryWaitSeconds(3, 0)).toBe(1);
   });
 });
 

@@ -1,13 +1,13 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { SendTaskHeartbeatCommand, SendTaskSuccessCommand, SFNClient } from '@aws-sdk/client-sfn';
-import { armWatch, PollerUnavailable } from '../../shared/jobs/await';
+import { armRetryWatch, armWatch, PollerUnavailable } from '../../shared/jobs/await';
 import { ChunkStateConflict } from '../../shared/jobs/chunk-state';
 import { pollBatch } from '../../shared/jobs/poll';
 import { pollerTick, type TaskCallbacks } from '../../shared/jobs/poller';
 import { submitChunk } from '../../shared/jobs/submit';
 import { pollerHealthKey, WATCH_ARMS_CAP } from '../../shared/jobs/watch';
 import { getItem, putItem, queryPartition, updateItem } from '../../shared/store/dynamo';
-import { JOB_SK, jobPk, WATCH_PK, type PollerHealthItem, type WatchItem } from '../../shared/store/items';
+import { JOB_SK, jobPk, WATCH_PK, type PollerHealthItem, type RetryWatchItem, type WatchItem } from '../../shared/store/items';
 import { BatchesClient } from '../../shared/anthropic/client';
 import { startAwsShim, type AwsShim } from '../../local/aws-shim';
 import { LocalTaskTokens, TOKEN_PLACEHOLDER } from '../../local/task-tokens';
@@ -214,6 +214,48 @@ describe('the poller', () => {
       await tick(time.now);
       await expect(again).resolves.toMatchObject({ reason: 'ended' });
     }
+  });
+
+  it('wakes a chunk waiting out its retry backoff only to forward a cancel, with no API call; drops the watch once the backoff is over', async () => {
+    const time = clock();
+    await tick(time.now);
+    const job = await seedJob(aws, { chunks: [requests(2), requests(2)] });
+    /** AwaitRetry as the workflow runs it: a callback task whose timeout is the backoff (a day). */
+    const controller = new AbortController();
+    const backoff = (chunk: number) => {
+      const ended = tokens.run(
+        'AwaitRetry',
+        { TimeoutSecondsPath: '$.retryWaitSeconds' },
+        { Payload: { wait: 'retry', jobId: job.jobId, chunk, attempt: 1, retryWaitSeconds: 86_400, taskToken: TOKEN_PLACEHOLDER } },
+        (payload) => armRetryWatch(payload as never, { dynamo: aws.dynamo, config: { table: aws.table }, now: time.now }),
+        controller.signal,
+      );
+      ended.catch(() => undefined);
+      return ended;
+    };
+    const first = backoff(0);
+    const retryWatches = async () => (await watches()).filter((watch) => (watch as Partial<RetryWatchItem>).wait === 'retry' && watch.jobId === job.jobId);
+    await vi.waitFor(async () => expect(await retryWatches()).toHaveLength(1));
+    const calls = { ...ctx.sim.stats().calls };
+    // Not canceled, not due: left alone (no heartbeat: its timeout alone ends it).
+    expect(await tick(time.now)).toMatchObject({ cancels: 0, heartbeats: 0, woken: 0 });
+    expect(await retryWatches()).toHaveLength(1);
+    await updateItem(aws.dynamo, aws.table, { pk: jobPk(job.jobId), sk: JOB_SK }, { set: { cancelRequested: true } });
+    expect(await tick(time.now)).toMatchObject({ cancels: 1 });
+    await expect(first).resolves.toEqual({ reason: 'cancel' });
+    expect(await retryWatches()).toHaveLength(0);
+    // A backoff whose task ended by its timeout leaves its watch: dropped one period past its end.
+    await updateItem(aws.dynamo, aws.table, { pk: jobPk(job.jobId), sk: JOB_SK }, { set: { cancelRequested: false } });
+    const second = backoff(1);
+    await vi.waitFor(async () => expect(await retryWatches()).toHaveLength(1));
+    time.advance(86_400 + 61);
+    await tick(time.now);
+    expect(await retryWatches()).toHaveLength(0);
+    expect(ctx.sim.stats().calls.list).toBe(calls.list);
+    expect(ctx.sim.stats().calls.retrieve).toBe(calls.retrieve);
+    // Its task would end by its timeout a simulated day on; the test ends it here.
+    controller.abort();
+    await expect(second).rejects.toMatchObject({ name: 'States.Aborted' });
   });
 
   it('answers watch only while the poller is healthy and the attempt is under its arms cap', async () => {

@@ -7,7 +7,8 @@ import { getItem, putItem, queryPartition, updateItem } from '../../shared/store
 import { jobPk, type ChunkItem, type JobItem } from '../../shared/store/items';
 import { jobKeys } from '../../shared/store/keys';
 import { registerJob, SourceChanged } from '../../shared/jobs/register';
-import { JobNotFound, MAX_CHUNKS, prepareJob, TooManyChunks, type PrepareResult } from '../../shared/jobs/prepare';
+import type { PrepareOutput } from '../../shared/jobs/contract';
+import { JobNotFound, MAX_CHUNKS, prepareJob, TooManyChunks } from '../../shared/jobs/prepare';
 import { sourceLines } from '../../shared/validation/input-lines';
 import type { PipelineConfig, ValidationMode } from '../../shared/config';
 
@@ -310,7 +311,7 @@ describe('prepareJob', () => {
 
   it('keeps the output of a job at the chunk limit, with a 32 KB caught error added, under the 256 KB state limit', () => {
     // The longest job id (40-character slug) and 10-digit counts; Step Functions caps an error's Cause at 32,768 characters.
-    const atLimit: PrepareResult = {
+    const atLimit: PrepareOutput = {
       jobId: `${'s'.repeat(40)}-0123456789abcdef`,
       outcome: 'ready',
       chunks: Array.from({ length: MAX_CHUNKS }, (_, chunk) => chunk),

@@ -114,6 +114,32 @@ describe('local task tokens', () => {
     expect(findUnsupported(definition, () => true)).toEqual([]);
   });
 
+  it('takes a TimeoutSecondsPath from the Payload, which must carry the same field; anything but a positive whole number fails the task', async () => {
+    const timed = structuredClone(definition);
+    Object.assign(timed.States.Await!, { TimeoutSecondsPath: '$.seconds' });
+    delete timed.States.Await!.TimeoutSeconds;
+    expect(findUnsupported(timed, () => true)).toEqual([
+      'callback Task Await sets TimeoutSecondsPath "$.seconds"; the local engine needs a top-level $.field that its Payload also passes as "field.$"',
+    ]);
+    (timed.States.Await!.Parameters as { Payload: Record<string, unknown> }).Payload['seconds.$'] = '$.seconds';
+    expect(findUnsupported(timed, () => true)).toEqual([]);
+    const spec = localizeCallbacks(timed).callbacks.get('Await')!;
+    expect(spec).toEqual({ HeartbeatSeconds: 900, TimeoutSecondsPath: '$.seconds' });
+    const never = new AbortController();
+    // 300 simulated seconds at time scale 1000, well inside the 900 s heartbeat: the timeout ends it.
+    await expect(
+      tokens.run('Await', spec, { Payload: { seconds: 300, taskToken: TOKEN_PLACEHOLDER } }, async () => undefined, never.signal),
+    ).rejects.toMatchObject({
+      name: 'States.Timeout',
+    });
+    await expect(
+      tokens.run('Await', spec, { Payload: { seconds: 0, taskToken: TOKEN_PLACEHOLDER } }, async () => undefined, never.signal),
+    ).rejects.toMatchObject({
+      name: 'States.Runtime',
+    });
+    expect(tokens.openTokens()).toEqual([]);
+  });
+
   it('resumes on SendTaskSuccess with the output at ResultPath; a second send is TaskTimedOut', async () => {
     const run = start();
     const token = await run.token;

@@ -102,9 +102,10 @@ export function parseLines(body: Buffer): BatchResultLine[] {
 }
 
 /** Creates a batch, lets it end, and returns its results lines keyed by custom_id. */
-export async function runBatch(sim: SimulatorHandle, batch: BatchRequest[]): Promise<Map<string, BatchResultLine>> {
+/** Creates a batch, moves the clock `advanceSeconds` on (default: past its expiry) and reads its results. */
+export async function runBatch(sim: SimulatorHandle, batch: BatchRequest[], advanceSeconds = 24 * 3600): Promise<Map<string, BatchResultLine>> {
   const created = await createBatch(sim, batch);
-  sim.advance(24 * 3600);
+  sim.advance(advanceSeconds);
   const response = await resultsBytes(sim, created.id);
   if (response.status !== 200) throw new Error(`results answered ${response.status}: ${response.body.toString()}`);
   return new Map(parseLines(response.body).map((line) => [line.custom_id, line]));

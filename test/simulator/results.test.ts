@@ -32,13 +32,15 @@ describe('line shapes', () => {
           type: 'message',
           role: 'assistant',
           model: 'claude-sonnet-5',
-          content: [{ type: 'text', text: expect.stringMatching(/^Simulated reply to prompt [0-9a-f]{24}: /) }],
+          content: [{ type: 'text', text: expect.stringMatching(/^Simulated reply to prompt [0-9a-f]{24}: /), citations: null }],
           stop_reason: 'end_turn',
           stop_sequence: null,
           stop_details: null,
           container: null,
+          diagnostics: null,
           usage: {
-            input_tokens: 100,
+            // 400 ASCII characters, the message's opening and the request's closing overhead.
+            input_tokens: 100 + 3 + 4,
             output_tokens: expect.any(Number),
             cache_creation_input_tokens: 0,
             cache_read_input_tokens: 0,
@@ -47,6 +49,7 @@ describe('line shapes', () => {
             service_tier: 'batch',
             inference_geo: null,
             output_tokens_details: null,
+            speed: 'standard',
           },
         },
       },
@@ -61,7 +64,7 @@ describe('line shapes', () => {
     const reply = message(lines.get('short'));
     expect(reply.stop_reason).toBe('max_tokens');
     expect(reply.usage.output_tokens).toBe(3);
-    expect(reply.content).toEqual([{ type: 'text', text: expect.stringMatching(/^Simulated reply to$/) }]);
+    expect(reply.content).toEqual([{ type: 'text', text: expect.stringMatching(/^Simulated reply to$/), citations: null }]);
   });
 
   it('gives the same reply to the same request, never echoing the prompt', async () => {
@@ -86,6 +89,11 @@ describe('line shapes', () => {
       request('fast', { speed: 'fast' }),
       request('no-messages', { messages: undefined }),
       request('bad-role', { messages: [{ role: 'system', content: 'hi' }] }),
+      request('hot', { temperature: 1.5 }),
+      request('no-schema', { tools: [{ name: 'lookup' }] }),
+      request('unknown-tool', { tools: [{ name: 'lookup', input_schema: { type: 'object' } }], tool_choice: { type: 'tool', name: 'search' } }),
+      request('choice-alone', { tool_choice: { type: 'any' } }),
+      request('small-budget', { thinking: { type: 'enabled', budget_tokens: 512 } }),
     ]);
     const errors = Object.fromEntries([...lines.values()].filter((line) => line.result.type === 'errored').map((line) => [line.custom_id, line.result]));
 
@@ -101,7 +109,20 @@ describe('line shapes', () => {
       fast: envelope(/^speed: not supported/),
       'no-messages': envelope(/^messages: Field required$/),
       'bad-role': envelope(/^messages\.0\.role: /),
+      hot: envelope(/^temperature: .*less than or equal to 1$/),
+      'no-schema': envelope(/^tools\.0\.input_schema: Field required$/),
+      'unknown-tool': envelope(/^tool_choice\.name: no tool named "search" in tools$/),
+      'choice-alone': envelope(/^tool_choice: may only be specified while providing tools$/),
+      'small-budget': envelope(/^thinking\.enabled\.budget_tokens: .*1024$/),
     });
+  });
+
+  it('answers a request forcing a server tool (which it does not run) in text', async () => {
+    const sim = await sims.start();
+    const lines = await runBatch(sim, [
+      request('search', { tools: [{ type: 'web_search_20250305', name: 'web_search', max_uses: 2 }], tool_choice: { type: 'tool', name: 'web_search' } }),
+    ]);
+    expect(message(lines.get('search')).content.map((block) => (block as { type: string }).type)).toEqual(['text']);
   });
 
   it('errors a request for a model it does not serve with not_found_error, as the API does, after checking its params', async () => {
@@ -155,26 +176,29 @@ describe('line shapes', () => {
 });
 
 describe('prompt caching', () => {
+  // 8,000 ASCII characters: 2,000 tokens and the system prompt's opening 3, past Sonnet 5's minimum of 1,024.
+  const SYSTEM_TOKENS = 2003;
   const cachedSystem = (ttl?: '1h') => ({
-    system: [{ type: 'text', text: text(4000, 'sys '), cache_control: { type: 'ephemeral', ...(ttl ? { ttl } : {}) } }],
+    system: [{ type: 'text', text: text(8000, 'sys '), cache_control: { type: 'ephemeral', ...(ttl ? { ttl } : {}) } }],
     messages: [{ role: 'user', content: text(400) }],
   });
 
   it('writes a cached prefix the first time it is seen and reads it afterwards', async () => {
     const sim = await sims.start();
-    const first = await runBatch(sim, [request('first', cachedSystem('1h'))]);
-    const second = await runBatch(sim, [request('second', cachedSystem('1h'))]);
+    // Each batch ends within its processing time (60 s), well inside the hour the entry lives.
+    const first = await runBatch(sim, [request('first', cachedSystem('1h'))], 60);
+    const second = await runBatch(sim, [request('second', cachedSystem('1h'))], 60);
 
     expect(message(first.get('first')).usage).toMatchObject({
-      input_tokens: 100,
-      cache_creation_input_tokens: 1000,
+      input_tokens: 107,
+      cache_creation_input_tokens: SYSTEM_TOKENS,
       cache_read_input_tokens: 0,
-      cache_creation: { ephemeral_5m_input_tokens: 0, ephemeral_1h_input_tokens: 1000 },
+      cache_creation: { ephemeral_5m_input_tokens: 0, ephemeral_1h_input_tokens: SYSTEM_TOKENS },
     });
     expect(message(second.get('second')).usage).toMatchObject({
-      input_tokens: 100,
+      input_tokens: 107,
       cache_creation_input_tokens: 0,
-      cache_read_input_tokens: 1000,
+      cache_read_input_tokens: SYSTEM_TOKENS,
       cache_creation: { ephemeral_5m_input_tokens: 0, ephemeral_1h_input_tokens: 0 },
     });
   });
@@ -183,27 +207,39 @@ describe('prompt caching', () => {
     const sim = await sims.start();
     const lines = await runBatch(sim, [request('sonnet', cachedSystem()), request('opus', { ...cachedSystem(), model: 'claude-opus-5' })]);
     for (const id of ['sonnet', 'opus']) {
-      expect(message(lines.get(id)).usage.cache_creation).toEqual({ ephemeral_5m_input_tokens: 1000, ephemeral_1h_input_tokens: 0 });
+      expect(message(lines.get(id)).usage.cache_creation).toEqual({ ephemeral_5m_input_tokens: SYSTEM_TOKENS, ephemeral_1h_input_tokens: 0 });
     }
   });
 
   it('honours marks on tools, message blocks and the top level, reading the longest written prefix', async () => {
     const sim = await sims.start();
-    const tools = [{ name: 'lookup', description: text(396), input_schema: { type: 'object' }, cache_control: { type: 'ephemeral' } }];
+    const definition = { name: 'lookup', description: text(4400), input_schema: { type: 'object' } };
+    const tools = [{ ...definition, cache_control: { type: 'ephemeral' } }];
     const turn = { role: 'user', content: [{ type: 'text', text: text(800), cache_control: { type: 'ephemeral' } }] };
-    await runBatch(sim, [request('tools-only', { tools, messages: [{ role: 'user', content: 'q' }] })]);
+    await runBatch(sim, [request('tools-only', { tools, messages: [{ role: 'user', content: 'q' }] })], 60);
     const lines = await runBatch(sim, [
       request('tools-and-turn', { tools, messages: [turn] }),
-      request('automatic', { messages: [{ role: 'user', content: text(40) }], cache_control: { type: 'ephemeral' } }),
+      request('automatic', { messages: [{ role: 'user', content: text(4400) }], cache_control: { type: 'ephemeral' } }),
     ]);
 
-    const toolTokens = Math.ceil(JSON.stringify({ name: 'lookup', description: text(396), input_schema: { type: 'object' } }).length / 4);
+    // The tool-use system prompt (346 with tool_choice auto) opens the tools.
+    const toolTokens = 346 + Math.ceil(JSON.stringify(definition).length / 4);
     expect(message(lines.get('tools-and-turn')).usage).toMatchObject({
-      input_tokens: 0,
+      input_tokens: 4,
       cache_read_input_tokens: toolTokens,
-      cache_creation_input_tokens: 200,
+      cache_creation_input_tokens: 200 + 3,
     });
-    expect(message(lines.get('automatic')).usage).toMatchObject({ input_tokens: 0, cache_creation_input_tokens: 10 });
+    expect(message(lines.get('automatic')).usage).toMatchObject({ input_tokens: 4, cache_creation_input_tokens: 1100 + 3 });
+  });
+
+  it('caches nothing below the model’s minimum cacheable length: the marked prefix is billed as input', async () => {
+    const sim = await sims.start();
+    const short = { system: [{ type: 'text', text: text(4000), cache_control: { type: 'ephemeral' } }], messages: [{ role: 'user', content: 'hi' }] };
+    const lines = await runBatch(sim, [request('sonnet', short), request('opus-4-6', { ...short, model: 'claude-opus-4-6' })]);
+    // 1,003 tokens: under Sonnet 5's 1,024 and Opus 4.6's 4,096.
+    for (const id of ['sonnet', 'opus-4-6']) {
+      expect(message(lines.get(id)).usage).toMatchObject({ input_tokens: 1003 + 4 + 4, cache_creation_input_tokens: 0, cache_read_input_tokens: 0 });
+    }
   });
 });
 

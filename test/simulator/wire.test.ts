@@ -42,7 +42,7 @@ describe('headers and envelopes', () => {
     expect(results.headers.get('content-type')).toBe('application/x-jsonl');
     expect(results.headers.get('request-id')).toMatch(/^req_/);
     expect(deleted.json).toEqual({ id, type: 'message_batch_deleted' });
-    expect(sim.stats().calls).toEqual({ create: 1, retrieve: 1, list: 1, cancel: 1, delete: 1, results: 1 });
+    expect(sim.stats().calls).toEqual({ create: 1, retrieve: 1, list: 1, cancel: 1, delete: 1, results: 1, messages: 0 });
   });
 
   it('dates every response with the simulated clock', async () => {
@@ -95,8 +95,9 @@ describe('headers and envelopes', () => {
 
   it('answers an unknown path with 404 not_found_error and a wrong method with 405', async () => {
     const sim = await sims.start();
-    expectEnvelope(await raw(sim, 'GET', '/v1/messages'), 404, 'not_found_error');
+    expectEnvelope(await raw(sim, 'GET', '/v1/models'), 404, 'not_found_error');
     expectEnvelope(await raw(sim, 'PUT', BATCHES), 405, 'invalid_request_error');
+    expectEnvelope(await raw(sim, 'GET', '/v1/messages'), 405, 'invalid_request_error');
   });
 });
 

@@ -11,7 +11,7 @@ import { GetObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
 import { BatchesClient } from '../../shared/anthropic/client';
 import type { BatchRequest } from '../../shared/anthropic/types';
 import type { PipelineConfig } from '../../shared/config';
-import { requestLines, RowIndex, storeRowIndex, type AttemptRef } from '../../shared/jobs/chunk-files';
+import { requestLines, RowIndex, storeRowIndex } from '../../shared/jobs/chunk-files';
 import { splitLines } from '../../shared/jsonl/lines';
 import { leadingCustomId } from '../../shared/jsonl/raw-json';
 import { getItem, putItem } from '../../shared/store/dynamo';
@@ -21,9 +21,10 @@ import { jobKeys, type JobKeys } from '../../shared/store/keys';
 import { BATCH_BODY_OVERHEAD } from '../../shared/validation/request';
 import { startSimulator } from '../../simulator/server';
 import type { SimulatorHandle, SimulatorOptions } from '../../simulator/options';
-import { collectResults, type CollectOutput } from '../../shared/jobs/collect';
+import { collectResults } from '../../shared/jobs/collect';
+import type { AttemptKey, CollectOutput, SubmitOutput } from '../../shared/jobs/contract';
 import { pollBatch } from '../../shared/jobs/poll';
-import { submitChunk, type SubmitOutput } from '../../shared/jobs/submit';
+import { submitChunk } from '../../shared/jobs/submit';
 import type { LocalAws } from './aws';
 
 export const TEST_API_KEY = 'sk-test-chunks';
@@ -146,7 +147,7 @@ export async function putAttemptOne(aws: LocalAws, jobId: string, chunk: number,
 const WHITESPACE = new Set([0x20, 0x09, 0x0d, 0x0a]);
 
 /** An attempt's requests as create would send them (before wire ids), one a line: what a requests file of it would hold. */
-export async function attemptText(aws: LocalAws, ref: AttemptRef): Promise<string> {
+export async function attemptText(aws: LocalAws, ref: AttemptKey): Promise<string> {
   let text = '';
   for await (const line of requestLines(aws.s3, aws.bucket, ref)) text += line.toString('utf8') + '\n';
   return text;
