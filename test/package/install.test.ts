@@ -286,31 +286,82 @@ describe('the npm package', () => {
   it(
     "exports the Batchline construct: a CDK app of the user's synthesizes the pipeline from the package",
     async () => {
-      await install(['aws-cdk-lib', 'constructs']);
+      // What a CDK app has: the CDK, and esbuild for NodejsFunction's bundling.
+      await install(['aws-cdk-lib', 'constructs', 'esbuild']);
       await writeFile(
         path.join(project, 'app.mjs'),
         `import { App, Stack } from 'aws-cdk-lib';
 import { Batchline } from 'batchline';
-// Templates only: bundling the handlers would need esbuild in this app.
-const app = new App({ context: { 'aws:cdk:bundling-stacks': [] } });
+// Asset metadata as the cdk CLI asks for it: where each function's bundle is.
+const app = new App({ outdir: 'cdk.out', context: { 'aws:cdk:enable-asset-metadata': true } });
 const stack = new Stack(app, 'Pipelines');
 new Batchline(stack, 'Batchline', { maxAttempts: 3 });
 const template = app.synth().getStackByName('Pipelines').template;
 const functions = Object.values(template.Resources).filter((resource) => resource.Metadata?.['batchline:entry']);
-console.log(JSON.stringify(functions.map((fn) => ({ entry: fn.Metadata['batchline:entry'], maxAttempts: fn.Properties.Environment.Variables.BATCHLINE_MAX_ATTEMPTS }))));
+console.log(JSON.stringify(functions.map((fn) => ({
+  entry: fn.Metadata['batchline:entry'],
+  asset: fn.Metadata['aws:asset:path'],
+  maxAttempts: fn.Properties.Environment.Variables.BATCHLINE_MAX_ATTEMPTS,
+}))));
 `,
       );
       const synth = await run(process.execPath, ['app.mjs'], project);
       expect(synth.code, synth.stderr).toBe(0);
-      const functions = JSON.parse(synth.stdout.trim().split('\n').at(-1)!) as Array<{ entry: string; maxAttempts: string }>;
+      const functions = JSON.parse(synth.stdout.trim().split('\n').at(-1)!) as Array<{ entry: string; asset: string; maxAttempts: string }>;
       expect(functions).toHaveLength(14);
-      for (const fn of functions) {
-        expect(fn.maxAttempts).toBe('3');
-        // The built handler the construct bundles at the user's deploy is in the package.
-        await expect(stat(path.join(project, 'node_modules/batchline/dist', fn.entry))).resolves.toBeDefined();
+      // Each bundle, alone in a folder with no node_modules above it, loads and exports its handler:
+      // everything it imports is inside it, as in the zip a deploy uploads.
+      const alone = await mkdtemp(path.join(tmpdir(), 'batchline-bundles-'));
+      try {
+        for (const fn of functions) {
+          expect(fn.maxAttempts).toBe('3');
+          expect(fn.entry).toMatch(/^functions\/[a-z-]+\.js$/);
+          await copyFile(path.join(project, 'cdk.out', fn.asset, 'index.js'), path.join(alone, `${path.basename(fn.entry, '.js')}.cjs`));
+        }
+        const load = `const out = {};
+for (const file of require('node:fs').readdirSync('.')) {
+  try { out[file] = typeof require('./' + file).handler; } catch (error) { out[file] = String(error.code ?? error.message); }
+}
+console.log(JSON.stringify(out));`;
+        const loaded = await run(process.execPath, ['-e', load], alone);
+        expect(loaded.code, loaded.stderr).toBe(0);
+        const handlers = JSON.parse(loaded.stdout.trim().split('\n').at(-1)!) as Record<string, string>;
+        expect(Object.keys(handlers)).toHaveLength(14);
+        for (const [file, type] of Object.entries(handlers)) expect(type, file).toBe('function');
+      } finally {
+        await rm(alone, { recursive: true, force: true });
       }
-      const types = await readFile(path.join(project, 'node_modules/batchline/dist/types/infra/batchline.d.ts'), 'utf8');
-      expect(types).toContain('export interface BatchlineProps');
+
+      // The declarations serve a TypeScript app on NodeNext resolution: props are typed, a typo is an error
+      // (which also proves they resolve: an import that did not would type them as any).
+      await writeFile(
+        path.join(project, 'typed.ts'),
+        `import { App, RemovalPolicy, Stack } from 'aws-cdk-lib';
+import * as s3 from 'aws-cdk-lib/aws-s3';
+import { Batchline, type BatchlineProps } from 'batchline';
+
+const stack = new Stack(new App(), 'Pipelines');
+const props: BatchlineProps = {
+  bucket: s3.Bucket.fromBucketName(stack, 'Data', 'team-data'),
+  maxAttempts: 3,
+  validationMode: 'lenient',
+  removalPolicy: RemovalPolicy.DESTROY,
+  schedules: [{ name: 'hourly', cron: 'rate(1 hour)', prefix: 'drops/' }],
+};
+export const bucketName: string = new Batchline(stack, 'Batchline', props).bucket.bucketName;
+// @ts-expect-error: not a prop
+new Batchline(stack, 'Typo', { maxAtempts: 3 });
+// @ts-expect-error: not a mode
+new Batchline(stack, 'Mode', { validationMode: 'loose' });
+`,
+      );
+      const tsc = path.join(ROOT, 'node_modules/typescript/bin/tsc');
+      const typed = await run(
+        process.execPath,
+        [tsc, '--noEmit', '--strict', '--skipLibCheck', '--target', 'es2022', '--module', 'nodenext', '--moduleResolution', 'nodenext', 'typed.ts'],
+        project,
+      );
+      expect(typed.code, typed.stdout).toBe(0);
     },
     SLOW,
   );
