@@ -3,7 +3,7 @@
  * Every prop is checked at synth time by the same reader as the cdk.json settings (settings.ts), so
  * a bad value fails `cdk synth` naming it. infra/README.md documents every prop.
  */
-import { Aspects, type RemovalPolicy } from 'aws-cdk-lib';
+import { Aspects, Stack, type RemovalPolicy } from 'aws-cdk-lib';
 import type * as lambda from 'aws-cdk-lib/aws-lambda';
 import type * as logs from 'aws-cdk-lib/aws-logs';
 import type * as s3 from 'aws-cdk-lib/aws-s3';
@@ -22,7 +22,7 @@ import { CONTEXT_KEYS, readSettings, type EncryptionKeySetting, type ScheduleSet
 import { Storage } from './storage';
 import { Triggers } from './triggers';
 import { Upkeep } from './upkeep';
-import { JobWorkflow, WORKFLOW_HANDLERS, type WorkflowHandler } from './workflow';
+import { JobWorkflow, STATE_MACHINE_LOGICAL_ID, WORKFLOW_HANDLERS, type WorkflowHandler } from './workflow';
 
 export type { EncryptionKeySetting, ScheduleSetting };
 
@@ -142,6 +142,12 @@ export class Batchline extends Construct {
   constructor(scope: Construct, id: string, props: BatchlineProps = {}) {
     super(scope, id);
     const settings = readSettings(contextOf(props));
+    // The names the account sees (alarms, dashboard, a log group) start with the stack's name, and the
+    // construct's id unless it is 'Default' (the stack of this repository's app): two pipelines in one stack do not collide.
+    const stackName = Stack.of(this).stackName;
+    const namePrefix = id === 'Default' ? stackName : `${stackName}-${id}`;
+    // The state machine's logical id is fixed (infra/README.md), prefixed by the id beside other pipelines.
+    const machineId = id === 'Default' ? undefined : `${id.replace(/[^A-Za-z0-9]/g, '')}${STATE_MACHINE_LOGICAL_ID}`;
     Aspects.of(this).add(new DependOnRolePolicyOnly());
 
     // The encryptionKey setting: a customer-managed key for the bucket, the table and the logs, or none.
@@ -168,6 +174,8 @@ export class Batchline extends Construct {
     });
     const fns = this.functions.handlers;
     this.workflow = new JobWorkflow(this, 'Workflow', {
+      namePrefix,
+      logicalId: machineId,
       functions: Object.fromEntries(WORKFLOW_HANDLERS.map((name) => [name, fns[name].fn])) as Record<WorkflowHandler, lambda.Function>,
       maxConcurrentChunks: settings.maxConcurrentChunks,
       logRetention: settings.logRetentionDays as logs.RetentionDays,
@@ -196,6 +204,7 @@ export class Batchline extends Construct {
       : undefined;
 
     this.observability = new Observability(this, 'Observability', {
+      namePrefix,
       stateMachine,
       functions: Object.fromEntries(Object.entries(fns).map(([name, handler]) => [name, handler.fn])),
       deadLetterQueue: this.triggers.deadLetterQueue,

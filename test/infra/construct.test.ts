@@ -122,6 +122,24 @@ describe('new Batchline(scope, id, props)', () => {
     template.hasResourceProperties('AWS::Scheduler::Schedule', { ScheduleExpression: 'cron(0 23 * * ? *)' });
   });
 
+  it('twice in one stack, names its state machine, alarms, dashboard and log group apart: no name is used twice', () => {
+    const app = new App({ outdir: mkdtempSync(path.join(tmpdir(), 'batchline-construct-test-')), context: { 'aws:cdk:bundling-stacks': [] } });
+    outdirs.push(app.outdir);
+    const stack = new Stack(app, 'TeamPipelines', { env: { account: '123456789012', region: 'eu-west-1' } });
+    new Batchline(stack, 'Support');
+    new Batchline(stack, 'Research');
+    const template = Template.fromStack(stack);
+    const names = (type: string, property: string) => Object.values(template.findResources(type)).map((resource) => resource.Properties?.[property]);
+    const alarms = names('AWS::CloudWatch::Alarm', 'AlarmName');
+    expect(alarms.length).toBeGreaterThan(2);
+    expect(new Set(alarms).size).toBe(alarms.length);
+    expect(alarms.some((name) => String(name).startsWith('TeamPipelines-Support-'))).toBe(true);
+    expect(names('AWS::CloudWatch::Dashboard', 'DashboardName').sort()).toEqual(['TeamPipelines-Research-eu-west-1', 'TeamPipelines-Support-eu-west-1']);
+    expect(Object.keys(template.findResources('AWS::StepFunctions::StateMachine')).sort()).toEqual(['ResearchJobStateMachine', 'SupportJobStateMachine']);
+    const logGroups = names('AWS::Logs::LogGroup', 'LogGroupName').filter((name) => name !== undefined);
+    expect(logGroups.sort()).toEqual(['/aws/vendedlogs/states/TeamPipelines-Research-jobs', '/aws/vendedlogs/states/TeamPipelines-Support-jobs']);
+  });
+
   it('rejects a bad prop at synth, naming it', () => {
     expect(() => userStack(() => ({ maxAttempts: 0 }))).toThrow(/maxAttempts.*1.*10/);
     expect(() => userStack(() => ({ logRetentionDays: 31 }))).toThrow(/logRetentionDays must be one of CloudWatch Logs' periods/);
