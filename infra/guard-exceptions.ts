@@ -12,7 +12,7 @@ export interface GuardFinding {
   control: string;
   /** CloudFormation type of the resource. */
   type: string;
-  /** Its construct path under the stack, e.g. `Storage/Bucket/Resource`. */
+  /** Its construct path under the Batchline construct, e.g. `Storage/Bucket/Resource`. */
   path: string;
 }
 
@@ -20,7 +20,7 @@ export interface GuardException {
   control: string;
   /** What the control asks, in a few words. */
   asks: string;
-  /** Every resource of a type, or the constructs at these paths under the stack (and what they hold). */
+  /** Every resource of a type, or the constructs at these paths under the Batchline construct (and what they hold). */
   resources: { type: string } | { paths: string[] };
   reason: string;
   /** A setting that meets the control: while it does, the exception does not apply. */

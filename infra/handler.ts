@@ -10,12 +10,21 @@ import * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as nodejs from 'aws-cdk-lib/aws-lambda-nodejs';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import { Construct } from 'constructs';
+import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import * as path from 'node:path';
 import { acceptFinding } from './nag';
 import { ENTRY_METADATA, HANDLER_METADATA } from './metadata';
 
+/** The repository root; in an installed package, its dist/ (scripts/build.ts keeps dist/ in the repository's shape). */
 export const PROJECT_ROOT = fileURLToPath(new URL('..', import.meta.url));
+const LOCKFILE = path.join(PROJECT_ROOT, 'package-lock.json');
+
+/** A handler's source, relative to PROJECT_ROOT: TypeScript in a clone, the built JavaScript in a package. */
+export function handlerEntry(name: HandlerName): string {
+  const source = `functions/${name}.ts`;
+  return existsSync(path.join(PROJECT_ROOT, source)) ? source : `functions/${name}.js`;
+}
 
 export const HANDLER_NAMES = [
   'register-job',
@@ -36,7 +45,7 @@ export const HANDLER_NAMES = [
 export type HandlerName = (typeof HANDLER_NAMES)[number];
 
 export interface HandlerProps {
-  /** The file functions/<name>.ts; its export is `handler`. */
+  /** The file functions/<name>.ts (.js in a package); its export is `handler`. */
   name: HandlerName;
   description: string;
   memorySize: number;
@@ -58,7 +67,7 @@ export class Handler extends Construct {
 
   constructor(scope: Construct, id: string, props: HandlerProps) {
     super(scope, id);
-    this.entry = `functions/${props.name}.ts`;
+    this.entry = handlerEntry(props.name);
     this.logGroup = new logs.LogGroup(this, 'Logs', {
       // RetentionDays' values are the day counts (settings.ts checks the setting is one of them).
       retention: (props.logRetentionDays ?? logs.RetentionDays.ONE_MONTH) as logs.RetentionDays,
@@ -75,8 +84,8 @@ export class Handler extends Construct {
     this.fn = new nodejs.NodejsFunction(this, 'Function', {
       entry: path.join(PROJECT_ROOT, this.entry),
       handler: 'handler',
-      projectRoot: PROJECT_ROOT,
-      depsLockFilePath: path.join(PROJECT_ROOT, 'package-lock.json'),
+      // In a package (no lockfile of ours), the app's own: CDK finds it from the working directory up.
+      ...(existsSync(LOCKFILE) ? { projectRoot: PROJECT_ROOT, depsLockFilePath: LOCKFILE } : {}),
       runtime: lambda.Runtime.NODEJS_22_X,
       architecture: lambda.Architecture.ARM_64,
       description: props.description,

@@ -22,18 +22,34 @@ export interface NotificationsProps {
   topicKey?: kms.IKey;
   /** Bus for `Job Ended` events. Default: the account's default bus. */
   eventBusName?: string;
+  /**
+   * Tell this topic instead of creating one (and its key). Its policy must let CloudWatch alarms
+   * publish, and, when it is encrypted, its key must let them and the functions use it.
+   */
+  existingTopic?: sns.ITopic;
 }
 
 export class Notifications extends Construct {
-  readonly topic: sns.Topic;
-  readonly topicKey: kms.IKey;
+  readonly topic: sns.ITopic;
+  /** undefined when an existing topic is used. */
+  readonly topicKey: kms.IKey | undefined;
   readonly eventBus: events.IEventBus;
 
   constructor(scope: Construct, id: string, props: NotificationsProps = {}) {
     super(scope, id);
+    this.eventBus = events.EventBus.fromEventBusName(this, 'Bus', props.eventBusName ?? 'default');
+    if (props.existingTopic) {
+      this.topic = props.existingTopic;
+      this.topicKey = undefined;
+    } else {
+      [this.topic, this.topicKey] = this.createTopic(props);
+    }
+  }
+
+  private createTopic(props: NotificationsProps): [sns.Topic, kms.IKey] {
     // Not the AWS-managed alias/aws/sns: its policy cannot be changed, and CloudWatch alarms cannot
     // publish to a topic under it (the publish fails, and shows only in the alarm's history).
-    this.topicKey =
+    const topicKey =
       props.topicKey ??
       new kms.Key(this, 'TopicKey', {
         description: 'batchline: encrypts the failed-jobs and alarms topic',
@@ -41,10 +57,10 @@ export class Notifications extends Construct {
         // It protects messages in flight only; a retained key would bill monthly for nothing.
         removalPolicy: RemovalPolicy.DESTROY,
       });
-    if (this.topicKey instanceof kms.Key) denyGrantsExceptForAwsResources(this.topicKey);
+    if (topicKey instanceof kms.Key) denyGrantsExceptForAwsResources(topicKey);
     const stack = Stack.of(this);
     // Alarms of this account only: a confused deputy elsewhere cannot use the key through CloudWatch.
-    this.topicKey.addToResourcePolicy(
+    topicKey.addToResourcePolicy(
       new iam.PolicyStatement({
         sid: 'AllowCloudWatchAlarmsToPublish',
         principals: [new iam.ServicePrincipal(CLOUDWATCH)],
@@ -53,18 +69,18 @@ export class Notifications extends Construct {
         conditions: { StringEquals: { 'aws:SourceAccount': stack.account } },
       }),
     );
-    this.topic = new sns.Topic(this, 'JobFailures', {
+    const topic = new sns.Topic(this, 'JobFailures', {
       displayName: 'batchline failed jobs and alarms',
-      masterKey: this.topicKey,
+      masterKey: topicKey,
       enforceSSL: true,
     });
     // The topic's own policy replaces SNS's default one, so alarms need a statement of their own.
-    this.topic.addToResourcePolicy(
+    topic.addToResourcePolicy(
       new iam.PolicyStatement({
         sid: 'AllowCloudWatchAlarmsOfThisAccount',
         principals: [new iam.ServicePrincipal(CLOUDWATCH)],
         actions: ['sns:Publish'],
-        resources: [this.topic.topicArn],
+        resources: [topic.topicArn],
         conditions: {
           StringEquals: { 'aws:SourceAccount': stack.account },
           ArnLike: {
@@ -73,7 +89,7 @@ export class Notifications extends Construct {
         },
       }),
     );
-    this.eventBus = events.EventBus.fromEventBusName(this, 'Bus', props.eventBusName ?? 'default');
+    return [topic, topicKey];
   }
 
   /** Environment and permissions for a function that reports job outcomes. */

@@ -36,6 +36,8 @@ const HOUR = Duration.hours(1);
 const MS_PER_HOUR = 3_600_000;
 
 export interface ObservabilityProps {
+  /** Starts the alarms' and the dashboard's names, unique in the account and region. Default: the stack's name. */
+  namePrefix?: string;
   stateMachine: sfn.IStateMachine;
   /** Every handler's function, by handler name. */
   functions: Readonly<Record<string, lambda.IFunction>>;
@@ -61,7 +63,7 @@ export class Observability extends Construct {
 
   constructor(scope: Construct, id: string, props: ObservabilityProps) {
     super(scope, id);
-    const stackName = Stack.of(this).stackName;
+    const stackName = props.namePrefix ?? Stack.of(this).stackName;
     const machine = props.stateMachine;
     const settings = props.alarms;
     const notify = new cloudwatchActions.SnsAction(props.topic);

@@ -136,19 +136,7 @@ type ContextReader = (key: string) => unknown;
 
 /** Reads and checks every batchline context value; throws SettingsError naming the bad one. */
 export function readSettings(tryGetContext: ContextReader): BatchlineSettings {
-  const raw = objectSetting(CONTEXT_KEYS.settings, parseIfString(CONTEXT_KEYS.settings, tryGetContext(CONTEXT_KEYS.settings)));
-  const known = new Set<string>([
-    ...Object.keys(PIPELINE_SETTING_ENV),
-    ...Object.keys(API_SETTING_ENV),
-    ...Object.keys(STACK_SETTING_DEFAULTS),
-    'encryptionKey',
-    'poller',
-  ]);
-  for (const key of Object.keys(raw)) {
-    if (!known.has(key)) {
-      throw new SettingsError(`${CONTEXT_KEYS.settings}.${key} is not a setting (known: ${[...known].join(', ')})`);
-    }
-  }
+  const raw = readSettingsObject(tryGetContext);
 
   const pipelineEnv = envFor(raw, PIPELINE_SETTING_ENV);
   const apiEnv = envFor(raw, API_SETTING_ENV);
@@ -208,6 +196,37 @@ function encryptionKeySetting(value: unknown): EncryptionKeySetting {
   throw new SettingsError(
     `${CONTEXT_KEYS.settings}.encryptionKey must be "aws-owned", "stack" or a KMS key ARN (arn:aws:kms:<region>:<account>:key/<id>), got ${JSON.stringify(value)}`,
   );
+}
+
+/**
+ * The context values as the Batchline construct's props (cdk.json's settings object spread, plus the
+ * keys of their own), parsed but not checked: the construct checks its props with readSettings.
+ */
+export function propsFromContext(tryGetContext: ContextReader): Record<string, unknown> {
+  return {
+    ...readSettingsObject(tryGetContext),
+    schedules: parseIfString(CONTEXT_KEYS.schedules, tryGetContext(CONTEXT_KEYS.schedules)),
+    apiKeySecretName: tryGetContext(CONTEXT_KEYS.apiKeySecretName),
+    anthropicBaseUrl: tryGetContext(CONTEXT_KEYS.anthropicBaseUrl),
+  };
+}
+
+/** The `batchline:settings` object, every key of it a setting. */
+function readSettingsObject(tryGetContext: ContextReader): Record<string, unknown> {
+  const raw = objectSetting(CONTEXT_KEYS.settings, parseIfString(CONTEXT_KEYS.settings, tryGetContext(CONTEXT_KEYS.settings)));
+  const known = new Set<string>([
+    ...Object.keys(PIPELINE_SETTING_ENV),
+    ...Object.keys(API_SETTING_ENV),
+    ...Object.keys(STACK_SETTING_DEFAULTS),
+    'encryptionKey',
+    'poller',
+  ]);
+  for (const key of Object.keys(raw)) {
+    if (!known.has(key)) {
+      throw new SettingsError(`${CONTEXT_KEYS.settings}.${key} is not a setting (known: ${[...known].join(', ')})`);
+    }
+  }
+  return raw;
 }
 
 /** Whether `batchline:nag` asks for the cdk-nag checks at synth: true or "true" (as `-c` passes it). */

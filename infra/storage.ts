@@ -1,6 +1,6 @@
 /**
  * The one bucket (inbox/, work/, results/), its access-log bucket, and the one table. All three
- * outlive the stack.
+ * outlive the stack unless told otherwise. An existing bucket can stand in for the first two.
  */
 import { Duration, RemovalPolicy } from 'aws-cdk-lib';
 import * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
@@ -32,15 +32,53 @@ export interface StorageProps {
    * SSE-S3 either way: S3's log delivery writes it, and it holds request records, not data.
    */
   encryptionKey?: kms.IKey;
+  /**
+   * Use this bucket instead of creating one (and its access-log bucket). Its lifecycle, versioning,
+   * encryption and event notifications stay yours: it must send its events to EventBridge.
+   */
+  existingBucket?: s3.IBucket;
+  /** What deleting the stack does to the buckets and the table. Default RETAIN. */
+  removalPolicy?: RemovalPolicy;
 }
 
 export class Storage extends Construct {
-  readonly bucket: s3.Bucket;
-  readonly accessLogs: s3.Bucket;
+  readonly bucket: s3.IBucket;
+  /** undefined when an existing bucket is used. */
+  readonly accessLogs: s3.Bucket | undefined;
   readonly table: dynamodb.Table;
 
   constructor(scope: Construct, id: string, props: StorageProps = {}) {
     super(scope, id);
+    const removalPolicy = props.removalPolicy ?? RemovalPolicy.RETAIN;
+    if (props.existingBucket) {
+      this.bucket = props.existingBucket;
+      this.accessLogs = undefined;
+    } else {
+      const created = this.createBuckets(props, removalPolicy);
+      this.bucket = created.bucket;
+      this.accessLogs = created.accessLogs;
+    }
+
+    this.table = new dynamodb.Table(this, 'Table', {
+      partitionKey: { name: TABLE_KEY.partitionKey, type: dynamodb.AttributeType.STRING },
+      sortKey: { name: TABLE_KEY.sortKey, type: dynamodb.AttributeType.STRING },
+      billingMode: dynamodb.BillingMode.PAY_PER_REQUEST,
+      pointInTimeRecoverySpecification: { pointInTimeRecoveryEnabled: true },
+      ...(props.encryptionKey ? { encryption: dynamodb.TableEncryption.CUSTOMER_MANAGED, encryptionKey: props.encryptionKey } : {}),
+      timeToLiveAttribute: TABLE_TTL_ATTRIBUTE,
+      removalPolicy,
+    });
+    for (const gsi of TABLE_GSIS) {
+      this.table.addGlobalSecondaryIndex({
+        indexName: gsi.indexName,
+        partitionKey: { name: gsi.partitionKey, type: dynamodb.AttributeType.STRING },
+        sortKey: { name: gsi.sortKey, type: dynamodb.AttributeType.STRING },
+        projectionType: dynamodb.ProjectionType.ALL,
+      });
+    }
+  }
+
+  private createBuckets(props: StorageProps, removalPolicy: RemovalPolicy): { bucket: s3.Bucket; accessLogs: s3.Bucket } {
     // Log delivery allowed by a bucket policy (logging.s3.amazonaws.com, from this bucket only),
     // instead of the legacy log-delivery ACL, which needs ACLs enabled on the log bucket.
     this.node.setContext(cxapi.S3_SERVER_ACCESS_LOGS_USE_BUCKET_POLICY, true);
@@ -50,7 +88,7 @@ export class Storage extends Construct {
     // Versioned, so a log deleted or overwritten before its time can still be read for a while.
     const noncurrentVersionDays = props.noncurrentVersionDays ?? 7;
     const workRetentionDays = props.workRetentionDays ?? 30;
-    this.accessLogs = new s3.Bucket(this, 'AccessLogs', {
+    const accessLogs = new s3.Bucket(this, 'AccessLogs', {
       blockPublicAccess: s3.BlockPublicAccess.BLOCK_ALL,
       encryption: s3.BucketEncryption.S3_MANAGED,
       enforceSSL: true,
@@ -61,10 +99,10 @@ export class Storage extends Construct {
         { id: 'expire-access-logs', expiration: Duration.days(props.accessLogRetentionDays ?? 90) },
         { id: 'tidy-versions', noncurrentVersionExpiration: Duration.days(noncurrentVersionDays), expiredObjectDeleteMarker: true },
       ],
-      removalPolicy: RemovalPolicy.RETAIN,
+      removalPolicy,
     });
 
-    this.bucket = new s3.Bucket(this, 'Bucket', {
+    const bucket = new s3.Bucket(this, 'Bucket', {
       blockPublicAccess: s3.BlockPublicAccess.BLOCK_ALL,
       ...(props.encryptionKey
         ? { encryption: s3.BucketEncryption.KMS, encryptionKey: props.encryptionKey, bucketKeyEnabled: true }
@@ -72,7 +110,7 @@ export class Storage extends Construct {
       enforceSSL: true,
       minimumTLSVersion: 1.2,
       versioned: true,
-      serverAccessLogsBucket: this.accessLogs,
+      serverAccessLogsBucket: accessLogs,
       serverAccessLogsPrefix: ACCESS_LOG_PREFIX,
       lifecycleRules: [
         { id: 'expire-work-files', prefix: WORK_PREFIX, expiration: Duration.days(workRetentionDays) },
@@ -91,29 +129,12 @@ export class Storage extends Construct {
         { id: 'tidy-work-versions', prefix: WORK_PREFIX, noncurrentVersionExpiration: Duration.days(noncurrentVersionDays) },
         { id: 'tidy-results-versions', prefix: RESULTS_PREFIX, noncurrentVersionExpiration: Duration.days(noncurrentVersionDays) },
       ],
-      removalPolicy: RemovalPolicy.RETAIN,
+      removalPolicy,
     });
     // Object Created events reach the default bus; the trigger rule picks inbox/ out of them. Set on
     // the bucket itself: CDK's eventBridgeEnabled would add a custom resource and a Lambda function
     // of its own to call PutBucketNotification, which CloudFormation does natively.
-    (this.bucket.node.defaultChild as s3.CfnBucket).notificationConfiguration = { eventBridgeConfiguration: { eventBridgeEnabled: true } };
-
-    this.table = new dynamodb.Table(this, 'Table', {
-      partitionKey: { name: TABLE_KEY.partitionKey, type: dynamodb.AttributeType.STRING },
-      sortKey: { name: TABLE_KEY.sortKey, type: dynamodb.AttributeType.STRING },
-      billingMode: dynamodb.BillingMode.PAY_PER_REQUEST,
-      pointInTimeRecoverySpecification: { pointInTimeRecoveryEnabled: true },
-      ...(props.encryptionKey ? { encryption: dynamodb.TableEncryption.CUSTOMER_MANAGED, encryptionKey: props.encryptionKey } : {}),
-      timeToLiveAttribute: TABLE_TTL_ATTRIBUTE,
-      removalPolicy: RemovalPolicy.RETAIN,
-    });
-    for (const gsi of TABLE_GSIS) {
-      this.table.addGlobalSecondaryIndex({
-        indexName: gsi.indexName,
-        partitionKey: { name: gsi.partitionKey, type: dynamodb.AttributeType.STRING },
-        sortKey: { name: gsi.sortKey, type: dynamodb.AttributeType.STRING },
-        projectionType: dynamodb.ProjectionType.ALL,
-      });
-    }
+    (bucket.node.defaultChild as s3.CfnBucket).notificationConfiguration = { eventBridgeConfiguration: { eventBridgeEnabled: true } };
+    return { bucket, accessLogs };
   }
 }

@@ -196,6 +196,10 @@ export function jobExecutionsArn(stateMachine: sfn.IStateMachine): string {
 }
 
 export interface JobWorkflowProps {
+  /** Starts the execution log group's name, unique in the account and region. Default: the stack's name. */
+  namePrefix?: string;
+  /** The state machine's logical id, unique in the stack. Default STATE_MACHINE_LOGICAL_ID. */
+  logicalId?: string;
   functions: Record<WorkflowHandler, lambda.Function>;
   /** The Map's MaxConcurrency: chunks of one job in flight at once. Default 10. */
   maxConcurrentChunks?: number;
@@ -336,7 +340,7 @@ export class JobWorkflow extends Construct {
 
     this.logGroup = new logs.LogGroup(this, 'Logs', {
       // The vendedlogs prefix keeps Step Functions from growing the account's log resource policy.
-      logGroupName: `/aws/vendedlogs/states/${Stack.of(this).stackName}-jobs`,
+      logGroupName: `/aws/vendedlogs/states/${props.namePrefix ?? Stack.of(this).stackName}-jobs`,
       retention: props.logRetention ?? logs.RetentionDays.ONE_MONTH,
       encryptionKey: props.logKey,
       // A named group left behind would block the next deploy of the same stack.
@@ -350,7 +354,7 @@ export class JobWorkflow extends Construct {
       // Execution data holds only ids and counts, but leave it out of logs all the same.
       logs: { destination: this.logGroup, level: sfn.LogLevel.ALL, includeExecutionData: false },
     });
-    (this.stateMachine.node.defaultChild as sfn.CfnStateMachine).overrideLogicalId(STATE_MACHINE_LOGICAL_ID);
+    (this.stateMachine.node.defaultChild as sfn.CfnStateMachine).overrideLogicalId(props.logicalId ?? STATE_MACHINE_LOGICAL_ID);
     this.grantChildExecutions();
 
     acceptWildcardResources(

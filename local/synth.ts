@@ -9,6 +9,7 @@ import { mkdir, mkdtemp, readdir, readFile, rename, rm, stat, writeFile } from '
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import type { CfnTemplate } from './template';
+import { applyContext, PREBUILT_TEMPLATE_FILE, type PrebuiltTemplate } from '../infra/prebuilt-template';
 
 export interface SynthOptions {
   /** The repository root. */
@@ -24,6 +25,12 @@ export interface SynthOptions {
 const SETTINGS_CONTEXT = 'batchline:settings';
 
 export async function synthesizeTemplate(options: SynthOptions): Promise<CfnTemplate> {
+  // An installed package ships its template and no CDK (infra/prebuilt-template.ts).
+  const shipped = await readFile(path.join(options.root, PREBUILT_TEMPLATE_FILE), 'utf8').catch(() => undefined);
+  if (shipped !== undefined) {
+    const prebuilt = JSON.parse(shipped) as PrebuiltTemplate;
+    return applyContext(prebuilt, mergeContext(prebuilt.context, options.context ?? {})) as unknown as CfnTemplate;
+  }
   const projectContext = JSON.parse(await readFile(path.join(options.root, 'cdk.json'), 'utf8')) as { context?: Record<string, unknown> };
   const context = mergeContext(projectContext.context ?? {}, options.context ?? {});
   const cacheFile = path.join(options.root, '.batchline', 'cache', `template-${await inputsDigest(options.root, context)}.json`);

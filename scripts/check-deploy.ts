@@ -39,7 +39,7 @@ export interface CheckedTemplate {
   templatePath: string;
   template: CfnTemplate;
   settings: BatchlineSettings;
-  /** Logical id → construct path under the stack. */
+  /** Logical id → construct path under the Batchline construct (the stack, for its outputs). */
   paths: Map<string, string>;
   app: App;
 }
@@ -64,9 +64,16 @@ export function synthesize(name: string, context: Record<string, unknown>, outdi
   const assembly = app.synth();
   const templatePath = assembly.getStackByName(stack.stackName).templateFullPath;
   const paths = new Map<string, string>();
+  // Paths under the Batchline construct (`Storage/Bucket`), as the construct is wherever it is used;
+  // the stack's own elements (its outputs) under the stack.
+  const base = stack.batchline.node.path;
   for (const construct of stack.node.findAll()) {
     if (!(construct instanceof CfnElement) || Stack.of(construct) !== stack) continue;
-    paths.set(stack.resolve(construct.logicalId) as string, construct.node.path.slice(stack.node.path.length + 1));
+    const where = construct.node.path;
+    paths.set(
+      stack.resolve(construct.logicalId) as string,
+      where.startsWith(`${base}/`) ? where.slice(base.length + 1) : where.slice(stack.node.path.length + 1),
+    );
   }
   return {
     name,

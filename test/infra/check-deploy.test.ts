@@ -51,12 +51,12 @@ describe('judgeGuardFindings', () => {
 });
 
 describe('the exceptions', () => {
-  it('name constructs the stack has', () => {
+  it('name constructs the Batchline construct has', () => {
     const { stack } = buildApp({ context: readProjectContext(), bundling: false });
     const paths = GUARD_EXCEPTIONS.flatMap(({ resources }) => ('paths' in resources ? resources.paths : []));
     expect(paths.length).toBeGreaterThan(0);
     for (const where of paths) {
-      const found = where.split('/').reduce<IConstruct | undefined>((scope, id) => scope?.node.tryFindChild(id), stack);
+      const found = where.split('/').reduce<IConstruct | undefined>((scope, id) => scope?.node.tryFindChild(id), stack.batchline);
       expect(found, where).toBeDefined();
     }
   });

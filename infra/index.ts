@@ -1,0 +1,10 @@
+/** What the package exports: the Batchline construct and its props (infra/README.md). */
+export {
+  Batchline,
+  type BatchlineInfraProps,
+  type BatchlinePipelineProps,
+  type BatchlineProps,
+  type EncryptionKeySetting,
+  type ScheduleSetting,
+} from './batchline';
+export { STACK_OUTPUTS } from './metadata';

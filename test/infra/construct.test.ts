@@ -1,0 +1,148 @@
+/**
+ * The Batchline construct in an app of someone else's: defaults, an existing bucket, an existing
+ * alarm topic, a removal policy, and a bad prop. CDK assertions and cdk-nag on each.
+ */
+import { App, RemovalPolicy, Stack } from 'aws-cdk-lib';
+import { Match, Template } from 'aws-cdk-lib/assertions';
+import * as s3 from 'aws-cdk-lib/aws-s3';
+import * as sns from 'aws-cdk-lib/aws-sns';
+import { AwsSolutionsChecks } from 'cdk-nag';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import * as path from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { Batchline, type BatchlineProps } from '../../infra/batchline';
+import { HANDLER_NAMES } from '../../infra/handler';
+
+const outdirs: string[] = [];
+afterEach(() => {
+  for (const dir of outdirs.splice(0)) rmSync(dir, { recursive: true, force: true });
+});
+
+/** A stack of the user's own holding the construct (bundling off: templates only). */
+function userStack(props: (stack: Stack) => BatchlineProps = () => ({})): { app: App; stack: Stack; batchline: Batchline; template: Template } {
+  const outdir = mkdtempSync(path.join(tmpdir(), 'batchline-construct-test-'));
+  outdirs.push(outdir);
+  const app = new App({ outdir, context: { 'aws:cdk:bundling-stacks': [] } });
+  const stack = new Stack(app, 'TeamPipelines', { env: { account: '123456789012', region: 'eu-west-1' } });
+  const batchline = new Batchline(stack, 'Batchline', props(stack));
+  return { app, stack, batchline, template: Template.fromStack(stack) };
+}
+
+function nagFindings(app: App, stack: Stack): string[] {
+  app.synth();
+  return new AwsSolutionsChecks()
+    .validateScope(stack)
+    .violations.flatMap((violation) => violation.violatingResources.map((resource) => `${violation.ruleName} ${resource.constructPath ?? ''}`));
+}
+
+describe('new Batchline(scope, id, props)', () => {
+  it('with no props, creates the whole pipeline: the bucket and its access logs, the table, a function per handler, the workflow, the topic', () => {
+    const { template } = userStack();
+    template.resourceCountIs('AWS::S3::Bucket', 2);
+    template.resourceCountIs('AWS::DynamoDB::Table', 1);
+    template.resourceCountIs('AWS::StepFunctions::StateMachine', 1);
+    template.resourceCountIs('AWS::SNS::Topic', 1);
+    template.resourceCountIs('AWS::Scheduler::Schedule', 2); // the poller's and the daily reconciler's; no sweeps
+    const handlers = Object.values(template.findResources('AWS::Lambda::Function')).map((fn) => fn.Metadata?.['batchline:handler']);
+    expect(handlers.filter(Boolean).sort()).toEqual([...HANDLER_NAMES].sort());
+    // Stateful resources outlive the stack by default.
+    for (const type of ['AWS::S3::Bucket', 'AWS::DynamoDB::Table']) {
+      for (const resource of Object.values(template.findResources(type))) expect(resource.DeletionPolicy).toBe('Retain');
+    }
+    // The user's stack gets no outputs of ours: the construct exposes what an app wires on.
+    expect(template.toJSON().Outputs).toBeUndefined();
+  });
+
+  it('with no props, passes cdk-nag with nothing unacknowledged', () => {
+    const { app, stack } = userStack();
+    expect(nagFindings(app, stack)).toEqual([]);
+  });
+
+  it('with an existing bucket, creates no bucket: the trigger rule matches that bucket and the grants name its prefixes', () => {
+    const { template, batchline } = userStack((stack) => ({ bucket: s3.Bucket.fromBucketName(stack, 'Data', 'team-data-bucket') }));
+    template.resourceCountIs('AWS::S3::Bucket', 0);
+    template.resourceCountIs('AWS::DynamoDB::Table', 1);
+    expect(batchline.bucket.bucketName).toBe('team-data-bucket');
+    template.hasResourceProperties('AWS::Events::Rule', {
+      EventPattern: Match.objectLike({ source: ['aws.s3'], detail: Match.objectLike({ bucket: { name: ['team-data-bucket'] } }) }),
+    });
+    const policies = JSON.stringify(template.findResources('AWS::IAM::Policy'));
+    expect(policies).toContain(':s3:::team-data-bucket/inbox/*');
+    expect(policies).toContain(':s3:::team-data-bucket/results/*');
+    // Every function is told the bucket by name.
+    for (const fn of Object.values(template.findResources('AWS::Lambda::Function', { Metadata: { 'batchline:handler': Match.anyValue() } }))) {
+      expect(fn.Properties?.Environment?.Variables?.BATCHLINE_BUCKET).toBe('team-data-bucket');
+    }
+  });
+
+  it('with an existing bucket, passes cdk-nag with nothing unacknowledged', () => {
+    const { app, stack } = userStack((scope) => ({ bucket: s3.Bucket.fromBucketName(scope, 'Data', 'team-data-bucket') }));
+    expect(nagFindings(app, stack)).toEqual([]);
+  });
+
+  it('with an existing alarm topic, creates no topic: alarms and failed jobs go to that one', () => {
+    const topicArn = 'arn:aws:sns:eu-west-1:123456789012:team-alarms';
+    const { template, app, stack } = userStack((scope) => ({ alarmTopic: sns.Topic.fromTopicArn(scope, 'Alarms', topicArn) }));
+    template.resourceCountIs('AWS::SNS::Topic', 0);
+    const alarms = Object.values(template.findResources('AWS::CloudWatch::Alarm'));
+    expect(alarms.length).toBeGreaterThan(0);
+    for (const alarm of alarms) expect(alarm.Properties?.AlarmActions).toEqual([topicArn]);
+    template.hasResourceProperties('AWS::Lambda::Function', { Environment: { Variables: Match.objectLike({ BATCHLINE_TOPIC_ARN: topicArn }) } });
+    expect(nagFindings(app, stack)).toEqual([]);
+  });
+
+  it('with removalPolicy DESTROY, lets the stack delete the buckets and the table', () => {
+    const { template } = userStack(() => ({ removalPolicy: RemovalPolicy.DESTROY }));
+    for (const type of ['AWS::S3::Bucket', 'AWS::DynamoDB::Table']) {
+      for (const resource of Object.values(template.findResources(type))) expect(resource.DeletionPolicy).toBe('Delete');
+    }
+  });
+
+  it('hands the pipeline settings to the functions and the stack settings to the workflow', () => {
+    const { template } = userStack(() => ({
+      maxAttempts: 3,
+      maxRequestsPerChunk: 5000,
+      allowUnknownModels: true,
+      timeoutMs: 120_000,
+      maxConcurrentChunks: 4,
+      schedules: [{ name: 'nightly', cron: 'cron(0 23 * * ? *)', prefix: 'scheduled/nightly/' }],
+    }));
+    template.hasResourceProperties('AWS::Lambda::Function', {
+      Environment: {
+        Variables: Match.objectLike({
+          BATCHLINE_MAX_ATTEMPTS: '3',
+          BATCHLINE_MAX_REQUESTS_PER_CHUNK: '5000',
+          BATCHLINE_ALLOW_UNKNOWN_MODELS: 'true',
+          BATCHLINE_API_TIMEOUT_MS: '120000',
+        }),
+      },
+    });
+    expect(JSON.stringify(template.findResources('AWS::StepFunctions::StateMachine'))).toContain('\\"MaxConcurrency\\":4');
+    template.hasResourceProperties('AWS::Scheduler::Schedule', { ScheduleExpression: 'cron(0 23 * * ? *)' });
+  });
+
+  it('twice in one stack, names its state machine, alarms, dashboard and log group apart: no name is used twice', () => {
+    const app = new App({ outdir: mkdtempSync(path.join(tmpdir(), 'batchline-construct-test-')), context: { 'aws:cdk:bundling-stacks': [] } });
+    outdirs.push(app.outdir);
+    const stack = new Stack(app, 'TeamPipelines', { env: { account: '123456789012', region: 'eu-west-1' } });
+    new Batchline(stack, 'Support');
+    new Batchline(stack, 'Research');
+    const template = Template.fromStack(stack);
+    const names = (type: string, property: string) => Object.values(template.findResources(type)).map((resource) => resource.Properties?.[property]);
+    const alarms = names('AWS::CloudWatch::Alarm', 'AlarmName');
+    expect(alarms.length).toBeGreaterThan(2);
+    expect(new Set(alarms).size).toBe(alarms.length);
+    expect(alarms.some((name) => String(name).startsWith('TeamPipelines-Support-'))).toBe(true);
+    expect(names('AWS::CloudWatch::Dashboard', 'DashboardName').sort()).toEqual(['TeamPipelines-Research-eu-west-1', 'TeamPipelines-Support-eu-west-1']);
+    expect(Object.keys(template.findResources('AWS::StepFunctions::StateMachine')).sort()).toEqual(['ResearchJobStateMachine', 'SupportJobStateMachine']);
+    const logGroups = names('AWS::Logs::LogGroup', 'LogGroupName').filter((name) => name !== undefined);
+    expect(logGroups.sort()).toEqual(['/aws/vendedlogs/states/TeamPipelines-Research-jobs', '/aws/vendedlogs/states/TeamPipelines-Support-jobs']);
+  });
+
+  it('rejects a bad prop at synth, naming it', () => {
+    expect(() => userStack(() => ({ maxAttempts: 0 }))).toThrow(/maxAttempts.*1.*10/);
+    expect(() => userStack(() => ({ logRetentionDays: 31 }))).toThrow(/logRetentionDays must be one of CloudWatch Logs' periods/);
+    expect(() => userStack(() => ({ maxAtempts: 3 }) as BatchlineProps)).toThrow(/maxAtempts is not a setting/);
+  });
+});
