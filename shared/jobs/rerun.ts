@@ -5,6 +5,7 @@
  * stack's trigger then starts a job as for any upload, deployed or local, and Prepare sends only the
  * rows that did not succeed (docs/architecture.md, "Re-running without paying twice").
  */
+import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { CopyObjectCommand, type S3Client } from '@aws-sdk/client-s3';
@@ -33,14 +34,19 @@ export function reuseMetadata(fromJob: string, options: Pick<RerunOptions, 'only
   };
 }
 
-/** The key a rerun's copy goes to: `inbox/<name>.rerun-<UTC time>.jsonl`, beside the inbox's other files. */
-export function rerunKey(sourceKey: string, at: Date): string {
+/**
+ * The key a rerun's copy goes to: `inbox/<name>.rerun-<UTC time>-<random>.jsonl`, beside the inbox's
+ * other files. Unique per rerun: two reruns of one job in the same second would otherwise copy the
+ * same bytes to the same key, the second overwriting the input of the first while it runs, and both
+ * uploads would look like one (same key, same ETag).
+ */
+export function rerunKey(sourceKey: string, at: Date, unique: string = randomBytes(4).toString('hex')): string {
   const stem = path.posix.basename(sourceKey).replace(/\.jsonl$/i, '');
   const stamp = at
     .toISOString()
     .replace(/[-:]/g, '')
     .replace(/\.\d+Z$/, 'Z');
-  return `${INBOX_PREFIX}${stem}.rerun-${stamp}.jsonl`;
+  return `${INBOX_PREFIX}${stem}.rerun-${stamp}-${unique}.jsonl`;
 }
 
 /**

@@ -9,23 +9,18 @@ import { MAX_COST_METADATA, MODE_METADATA } from '../../shared/jobs/register';
 import { batchOutcomes, ids, readJsonl, rowRecord, until, useLocalStack, withOutcome } from './support';
 
 /**
- * A request the estimate prices under what it costs: a large image, which the estimate counts at a
- * flat MEDIA_BLOCK_TOKENS (its size cannot be told from the request) and the simulator by its bytes.
+ * A request the estimate prices under what it costs: a system prompt marked for the 1-hour prompt
+ * cache, which the estimate prices as plain input while the API bills writing it at 2× input. Each
+ * row's prompt is its own (its custom_id first), so every row writes and none reads; it is longer
+ * than Haiku 4.5's minimum cacheable 4,096 tokens, so it is cached at all.
  */
 const underestimated = (customId: string) => ({
   custom_id: customId,
   params: {
     model: 'claude-haiku-4-5',
     max_tokens: 1,
-    messages: [
-      {
-        role: 'user',
-        content: [
-          { type: 'image', source: { type: 'base64', media_type: 'image/png', data: 'A'.repeat(40_000) } },
-          { type: 'text', text: `Describe image ${customId}.` },
-        ],
-      },
-    ],
+    system: [{ type: 'text', text: `${customId}: ${'Answer briefly and precisely. '.repeat(900)}`, cache_control: { type: 'ephemeral', ttl: '1h' } }],
+    messages: [{ role: 'user', content: `Describe ${customId}.` }],
   },
 });
 

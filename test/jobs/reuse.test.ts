@@ -46,7 +46,11 @@ describe('which rows of a finished job are reused', () => {
   });
 
   it("names a rerun's copy after the input and the time, beside the inbox's other files", () => {
-    expect(rerunKey('scheduled/nightly/Tickets.jsonl', new Date('2026-12-07T18:04:05.678Z'))).toBe('inbox/Tickets.rerun-20261207T180405Z.jsonl');
+    expect(rerunKey('scheduled/nightly/Tickets.jsonl', new Date('2026-12-07T18:04:05.678Z'), '0a1b2c3d')).toBe(
+      'inbox/Tickets.rerun-20261207T180405Z-0a1b2c3d.jsonl',
+    );
+    // Two reruns in the same second never share a key (nor, so, look like one upload).
+    expect(rerunKey('a.jsonl', new Date(0))).not.toBe(rerunKey('a.jsonl', new Date(0)));
   });
 });
 

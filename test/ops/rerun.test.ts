@@ -59,7 +59,9 @@ describe('batchline rerun and submit --reuse against a running local stack', () 
 
     expect(rerun.err).toBe('');
     expect(rerun.code).toBe(0);
-    expect(rerun.out.split('\n')[0]).toMatch(new RegExp(`^Rerunning job ${firstJob}: s3://${stack.bucket}/inbox/tickets\\.rerun-\\d{8}T\\d{6}Z\\.jsonl$`));
+    expect(rerun.out.split('\n')[0]).toMatch(
+      new RegExp(`^Rerunning job ${firstJob}: s3://${stack.bucket}/inbox/tickets\\.rerun-\\d{8}T\\d{6}Z-[0-9a-f]{8}\\.jsonl$`),
+    );
     expect(rerun.out).toContain('  rows      10 succeeded, 0 errored, 0 expired, 0 canceled, 0 invalid');
     expect(rerun.out).toMatch(
       new RegExp(`\\n  reused    ${10 - failed.length} rows from job ${firstJob}, not sent again \\(\\$0\\.\\d+ paid there, not counted above\\)\\n`),
