@@ -3,49 +3,34 @@
  * local stack this file starts (found through its state file, as `batchline serve` leaves it), and
  * `status --wait` following a job to its end, or until Ctrl-C.
  */
-import { chmod, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { chmod, mkdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { removeLocalState, writeLocalState } from '../../cli/ops/local-state';
-import { startLocalStack, type LocalStack } from '../../local/runtime';
+import { describe, expect, it } from 'vitest';
+import { useServedStack } from '../support/served-stack';
 import { jsonl, requests } from '../support/requests';
 import { batchline, startBatchline } from '../support/cli';
 
-/** The first start synthesizes the CDK app (cached afterwards), which takes several seconds. */
-const START_TIMEOUT_MS = 120_000;
 /** Several CLI processes one after another, each compiling the CLI with tsx first. */
 const SPAWNS_TIMEOUT = 240_000;
 
 describe('the operating commands with --json, and status --wait', () => {
-  let stack: LocalStack;
-  let dir: string;
-  beforeAll(async () => {
-    dir = await mkdtemp(path.join(tmpdir(), 'batchline-cli-json-'));
-    // The first batch created runs for almost 24 simulated hours (over two real minutes): a job that waits
-    // until it is canceled. The others end in seconds.
-    stack = await startLocalStack({ simulator: { batchFaultsBySequence: { 1: { processingSeconds: 86_000 } } } });
-    await writeLocalState(dir, stack);
-  }, START_TIMEOUT_MS);
-  afterAll(async () => {
-    if (dir) await removeLocalState(dir);
-    await stack?.stop();
-    if (dir) await rm(dir, { recursive: true, force: true });
-  });
+  // The first batch created runs for almost 24 simulated hours (over two real minutes): a job that waits
+  // until it is canceled. The others end in seconds.
+  const served = useServedStack('batchline-cli-json-', { simulator: { batchFaultsBySequence: { 1: { processingSeconds: 86_000 } } } });
 
-  const cli = (args: string[], env: Record<string, string> = {}) => batchline([...args, '--local', dir], { cwd: dir, env });
+  const cli = (args: string[], env: Record<string, string> = {}) => batchline([...args, '--local', served.dir], { cwd: served.dir, env });
 
   it(
     'status --wait follows a running job until it ends and exits as run does; Ctrl-C stops following (130) and leaves the job running',
     async () => {
-      await writeFile(path.join(dir, 'slow.jsonl'), jsonl(requests(3, 's')));
+      await writeFile(path.join(served.dir, 'slow.jsonl'), jsonl(requests(3, 's')));
       const submitted = await cli(['submit', 'slow.jsonl', '--no-follow', '--json']);
       expect(submitted.code).toBe(0);
       const { jobId, registered } = JSON.parse(submitted.stdout) as { jobId: string; registered: boolean };
       expect(registered).toBe(true);
 
       // Ctrl-C while waiting: exit 130, and the job is still running.
-      const interrupted = startBatchline(['status', jobId, '--wait', '--local', dir], { cwd: dir });
+      const interrupted = startBatchline(['status', jobId, '--wait', '--local', served.dir], { cwd: served.dir });
       await interrupted.printed(`Waiting for job ${jobId} to end`, 'stdout');
       interrupted.signal('SIGINT');
       const stopped = await interrupted.done;
@@ -64,7 +49,7 @@ describe('the operating commands with --json, and status --wait', () => {
       });
 
       // Waiting again, with --json: the cancel ends the job, its rows canceled, so exit 3.
-      const waiting = startBatchline(['status', jobId, '--wait', '--json', '--local', dir], { cwd: dir });
+      const waiting = startBatchline(['status', jobId, '--wait', '--json', '--local', served.dir], { cwd: served.dir });
       await waiting.printed(`Waiting for job ${jobId} to end`, 'stderr');
       const canceled = await cli(['cancel', jobId, '--json']);
       expect(canceled.code).toBe(0);
@@ -81,7 +66,7 @@ describe('the operating commands with --json, and status --wait', () => {
         exitStatus: 3,
         counts: { total: 3, errored: 0, expired: 0, invalid: 0 },
         cancelRequested: true,
-        outputs: { bucket: stack.bucket, prefix: `results/${jobId}/` },
+        outputs: { bucket: served.stack.bucket, prefix: `results/${jobId}/` },
       });
       // The batch processes its rows over its simulated day: those done before the cancel succeeded.
       const { succeeded, canceled: canceledRows } = document.counts as { succeeded: number; canceled: number };
@@ -102,7 +87,7 @@ describe('the operating commands with --json, and status --wait', () => {
   it(
     'submit, jobs, status, get and results each print one JSON document with the numbers summary.json holds',
     async () => {
-      await writeFile(path.join(dir, 'quick.jsonl'), jsonl(requests(4, 'q')));
+      await writeFile(path.join(served.dir, 'quick.jsonl'), jsonl(requests(4, 'q')));
       const submitted = await cli(['submit', 'quick.jsonl', '--output', 'json']);
       expect(submitted.code).toBe(0);
       const job = JSON.parse(submitted.stdout);
@@ -132,27 +117,27 @@ describe('the operating commands with --json, and status --wait', () => {
       expect(row.result).toMatchObject({ custom_id: 'q-00002', result: { type: 'succeeded' } });
 
       // --open with an opener on PATH (a script standing in for xdg-open that says what it was given).
-      const bin = path.join(dir, 'bin');
+      const bin = path.join(served.dir, 'bin');
       await mkdir(bin, { recursive: true });
-      const opened = path.join(dir, 'opened.txt');
+      const opened = path.join(served.dir, 'opened.txt');
       await writeFile(path.join(bin, 'xdg-open'), `#!/bin/sh\necho "$1" > "${opened}"\n`);
       await chmod(path.join(bin, 'xdg-open'), 0o755);
       const results = await cli(['results', job.jobId, '--open', '--json', '--out', 'got'], { PATH: `${bin}${path.delimiter}${process.env.PATH}` });
       expect(results.code).toBe(0);
-      const report = path.join(dir, 'got', 'summary.html');
+      const report = path.join(served.dir, 'got', 'summary.html');
       expect(JSON.parse(results.stdout)).toMatchObject({
         command: 'results',
         jobId: job.jobId,
-        dir: path.join(dir, 'got'),
+        dir: path.join(served.dir, 'got'),
         files: ['results.jsonl', 'errors.jsonl', 'invalid.jsonl', 'summary.json', 'summary.html'],
         report,
         openedWith: 'xdg-open',
       });
       await expect.poll(async () => readFile(opened, 'utf8').catch(() => ''), { timeout: 60_000 }).toBe(`${report}\n`);
-      expect(JSON.parse(await readFile(path.join(dir, 'got', 'summary.json'), 'utf8'))).toEqual(job.summary);
+      expect(JSON.parse(await readFile(path.join(served.dir, 'got', 'summary.json'), 'utf8'))).toEqual(job.summary);
 
       // No opener at all: the path, for the user to open.
-      const noOpener = await cli(['results', job.jobId, '--open', '--out', 'again'], { PATH: path.join(dir, 'empty') });
+      const noOpener = await cli(['results', job.jobId, '--open', '--out', 'again'], { PATH: path.join(served.dir, 'empty') });
       expect(noOpener.code).toBe(0);
       expect(noOpener.stdout).toContain('Report: again/summary.html (no xdg-open or open here: open it in a browser)\n');
     },
