@@ -47,7 +47,7 @@ export interface BatchlinePipelineProps {
   /** Days a row's record stays in the table (0: for ever). @default 90 */
   readonly rowTtlDays?: number;
   /** Rows per table partition of a job's row records. @default 1000 */
-  readonly rowsPerBucket?: number;
+  readonly rowsPerShard?: number;
   /** Prices added to or overriding the built-in table, by model id (docs in infra/README.md). @default - the built-in table */
   readonly pricesJson?: string | Record<string, unknown>;
   /** Send models batchline does not know instead of rejecting their lines. @default false */

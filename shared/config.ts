@@ -78,7 +78,7 @@ export const PIPELINE_SETTING_ENV = {
   pollMaxSeconds: 'BATCHLINE_POLL_MAX_SECONDS',
   pollFraction: 'BATCHLINE_POLL_FRACTION',
   rowTtlDays: 'BATCHLINE_ROW_TTL_DAYS',
-  rowsPerBucket: 'BATCHLINE_ROWS_PER_BUCKET',
+  rowsPerShard: 'BATCHLINE_ROWS_PER_SHARD',
   pricesJson: 'BATCHLINE_PRICES',
   allowUnknownModels: 'BATCHLINE_ALLOW_UNKNOWN_MODELS',
   adoptGraceSeconds: 'BATCHLINE_ADOPT_GRACE_SECONDS',
@@ -119,10 +119,10 @@ export interface PipelineSettings {
   /** BATCHLINE_ROW_TTL_DAYS: row and chunk records expire this long after the job ends (0 = never). */
   rowTtlDays: number;
   /**
-   * BATCHLINE_ROWS_PER_BUCKET: about this many row records share a DynamoDB partition over a whole
+   * BATCHLINE_ROWS_PER_SHARD: about this many row records share a DynamoDB partition over a whole
    * job (shared/jobs/row-records.ts). Fewer: smaller items and cheaper lookups, more write units.
    */
-  rowsPerBucket: number;
+  rowsPerShard: number;
   /** BATCHLINE_PRICES: optional JSON price table that overrides or extends the built-in one. */
   pricesJson: string | undefined;
   /**
@@ -169,7 +169,7 @@ export function readPipelineSettings(env: Env = process.env): PipelineSettings {
     pollMaxSeconds: intSetting(env, e.pollMaxSeconds, 900, Math.max(pollMinSeconds, 120), 86_400),
     pollFraction: numberSetting(env, e.pollFraction, 0.1, 0.001, 1),
     rowTtlDays: intSetting(env, e.rowTtlDays, 90, 0, 3650),
-    rowsPerBucket: intSetting(env, e.rowsPerBucket, 1000, 1, 5000),
+    rowsPerShard: intSetting(env, e.rowsPerShard, 1000, 1, 5000),
     pricesJson: optionalString(env, e.pricesJson),
     allowUnknownModels: booleanSetting(env, e.allowUnknownModels, false),
     adoptGraceSeconds: intSetting(env, e.adoptGraceSeconds, 960, 0, 3600),

@@ -38,7 +38,7 @@ import { BATCH_BODY_OVERHEAD } from '../validation/request';
 import { requestEntries, requestIds, requestPositions } from './chunk-files';
 import { attemptOf, ChunkStateConflict, chunkCondition, isoAt, jobKey, patchAttempt, readChunk, readJob, updateChunk } from './chunk-state';
 import type { CollectInput, CollectOutput } from './contract';
-import { rowBucketsOf, RowRecordWriter, type RowEntry } from './row-records';
+import { rowShardsOf, RowRecordWriter, type RowEntry } from './row-records';
 import { SentRequests, userResultLine } from './wire-ids';
 import { readCheckpoint, SegmentedResults, SegmentMissing, storedLines, type CollectCheckpoint, type LineTallies } from './collect-checkpoint';
 import {
@@ -97,7 +97,7 @@ export async function collectResults(input: CollectInput, deps: CollectDeps): Pr
 
   // A fresh container has not seen this batch created: a 404 on its results soon after is transient.
   if (input.batchId !== null && record.createdAt) deps.api.rememberCreated(input.batchId, record.createdAt);
-  const recorder = () => new RowRecorder({ input, positions, buckets: rowBucketsOf(job), deps, cancelRequested: job.cancelRequested === true, observer });
+  const recorder = () => new RowRecorder({ input, positions, shards: rowShardsOf(job), deps, cancelRequested: job.cancelRequested === true, observer });
   let rows = recorder();
   try {
     if (input.batchId !== null) {
@@ -289,8 +289,8 @@ interface RowRecorderFrom {
   input: CollectInput;
   /** Each custom_id's position in the attempt's requests. */
   positions: ReadonlyMap<string, number>;
-  /** The job's row-record partitions (rowBucketsOf). */
-  buckets: number;
+  /** The job's row-record partitions (rowShardsOf). */
+  shards: number;
   deps: CollectDeps;
   cancelRequested: boolean;
   observer: Observer;
@@ -331,7 +331,7 @@ class RowRecorder {
   private readonly observer: Observer;
 
   constructor(from: RowRecorderFrom) {
-    const { input, deps, buckets, cancelRequested } = from;
+    const { input, deps, shards, cancelRequested } = from;
     this.input = input;
     this.positions = from.positions;
     this.deps = deps;
@@ -345,7 +345,7 @@ class RowRecorder {
         chunk: input.chunk,
         attempt: input.attempt,
         batchId: input.batchId ?? undefined,
-        buckets,
+        shards,
         writer: 'C',
         updatedAt: isoAt(now),
         ttl: ttlAfter(now, deps.config.rowTtlDays),

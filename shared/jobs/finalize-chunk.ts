@@ -38,7 +38,7 @@ import type { ChunkRef, FinalizeChunkOutput } from './contract';
 import { chunkFailureText, MESSAGES, missingAmongUnreadable, Outputs, unreadableMessage, writeResult, type ResultRow } from './final-rows';
 import { BUDGET_EXCEEDED, rowFate, type RowEvidence } from './outcome';
 import { readResultLine, stageResults } from './result-lines';
-import { rowBucketsOf, RowRecordWriter } from './row-records';
+import { rowShardsOf, RowRecordWriter } from './row-records';
 import { StagedLines, WINDOW_BYTES, WINDOW_ROWS } from './staging';
 import { Tally, type TallyJson } from './tally';
 import { needed, WorkFileMissing } from './work-files';
@@ -271,7 +271,7 @@ class FailedRows {
         chunk: this.chunk.chunk,
         attempt,
         batchId,
-        buckets: rowBucketsOf(this.job),
+        shards: rowShardsOf(this.job),
         writer: 'F',
         updatedAt: isoAt(now),
         ttl: ttlAfter(now, this.deps.config.rowTtlDays),

@@ -28,7 +28,7 @@ import { WIRE_GROWTH_BYTES } from './wire-ids';
 import { quietObserver, type Observer } from '../observability';
 import { bareEtag } from './job-id';
 import { SourceChanged, SourceNotFound } from './register';
-import { rowBucketCount } from './row-records';
+import { rowShardCount } from './row-records';
 import { BATCH_BODY_OVERHEAD, CustomIdSet, invalidReportRow, validateLine, type LineOutcome } from '../validation/request';
 import { modelCatalogFromConfig } from '../validation/models';
 import { clockOf } from '../clock';
@@ -62,7 +62,7 @@ export interface PrepareDeps {
   dynamo: DynamoDBClient;
   config: Pick<
     PipelineConfig,
-    'bucket' | 'table' | 'maxRequestsPerChunk' | 'maxBytesPerChunk' | 'rowTtlDays' | 'rowsPerBucket' | 'pricesJson' | 'allowUnknownModels'
+    'bucket' | 'table' | 'maxRequestsPerChunk' | 'maxBytesPerChunk' | 'rowTtlDays' | 'rowsPerShard' | 'pricesJson' | 'allowUnknownModels'
   >;
   /** The local clock (epoch ms). */
   now?: () => number;
@@ -145,7 +145,7 @@ export async function prepareJob(input: { jobId: string }, deps: PrepareDeps): P
       totalRows: scan.validRows + scan.invalidRows,
       validRows: scan.validRows,
       invalidRows: scan.invalidRows,
-      rowBuckets: rowBucketCount(scan.validRows, config.rowsPerBucket),
+      rowShards: rowShardCount(scan.validRows, config.rowsPerShard),
       chunkCount: chunks.length,
       reusedRows: job.reuse ? scan.reusedRows : undefined,
       estimateUsd,

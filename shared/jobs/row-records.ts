@@ -6,18 +6,18 @@
  * DynamoDB most of the pipeline's AWS bill and most of Collect's time. A record is ~100 bytes, so
  * packed rows cost about a tenth of that. The packing keeps a row findable by its custom_id alone:
  *
- * - A job has `rowBuckets` buckets (Prepare records rowBucketCount of its valid rows); a custom_id's
- *   bucket is a hash of it.
- * - Collect writes, for the attempt it collected, one item per bucket its rows fall in
- *   (pk `ROWS#<jobId>#<bucket>`, sk `<chunk>#<attempt>#C<part>`); a bucket's records for one
+ * - A job has `rowShards` shards (Prepare records rowShardCount of its valid rows); a custom_id's
+ *   shard is a hash of it.
+ * - Collect writes, for the attempt it collected, one item per shard its rows fall in
+ *   (pk `ROWS#<jobId>#<shard>`, sk `<chunk>#<attempt>#C<part>`); a shard's records for one
  *   attempt are split into parts when they would pass MAX_PAGE_BYTES.
  * - Finalize writes the rows an uncollected attempt left (`chunk_failed`) the same way, writer `F`.
- * - Reading a row is one Query on its bucket's partition: every attempt of every chunk that has a
- *   row in the bucket. The row's record is the one of its highest attempt; within an attempt, the
+ * - Reading a row is one Query on its shard's partition: every attempt of every chunk that has a
+ *   row in the shard. The row's record is the one of its highest attempt; within an attempt, the
  *   last written (a re-run's, or Finalize's over a Collect that died half-way).
  *
- * Re-runnable: a re-run writes the same keys again. A job's bucket count is on its record, so a
- * changed setting (BATCHLINE_ROWS_PER_BUCKET) applies to new jobs only.
+ * Re-runnable: a re-run writes the same keys again. A job's shard count is on its record, so a
+ * changed setting (BATCHLINE_ROWS_PER_SHARD) applies to new jobs only.
  */
 import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { BulkWriter, queryPartition, type BulkWriteOptions } from '../store/dynamo';
@@ -27,19 +27,19 @@ import { jobKeys } from '../store/keys';
 /** A page's `records` JSON stays under this (DynamoDB's item limit is 400 KB). */
 export const MAX_PAGE_BYTES = 300 * 1024;
 
-/** Buckets for a job: about `rowsPerBucket` rows each over the whole job, so a chunk's share of a bucket is one item. */
-export function rowBucketCount(validRows: number, rowsPerBucket: number): number {
-  return Math.max(1, Math.ceil(validRows / rowsPerBucket));
+/** Shards for a job: about `rowsPerShard` rows each over the whole job, so a chunk's share of a shard is one item. */
+export function rowShardCount(validRows: number, rowsPerShard: number): number {
+  return Math.max(1, Math.ceil(validRows / rowsPerShard));
 }
 
-/** FNV-1a (32 bit) of the custom_id's UTF-16 code units, modulo the bucket count. */
-export function rowBucket(customId: string, buckets: number): number {
+/** FNV-1a (32 bit) of the custom_id's UTF-16 code units, modulo the shard count. */
+export function rowShard(customId: string, shards: number): number {
   let hash = 0x811c9dc5;
   for (let i = 0; i < customId.length; i++) {
     hash ^= customId.charCodeAt(i);
     hash = Math.imul(hash, 0x01000193);
   }
-  return (hash >>> 0) % buckets;
+  return (hash >>> 0) % shards;
 }
 
 /** The per-row part of a record; the rest is the page's. */
@@ -56,16 +56,16 @@ export interface RowPage {
   chunk: number;
   attempt: number;
   batchId?: string;
-  /** The job's bucket count (its record's rowBuckets). */
-  buckets: number;
+  /** The job's shard count (its record's rowShards). */
+  shards: number;
   writer: RowPageWriter;
   updatedAt: string;
   ttl?: number;
 }
 
-/** Gathers one chunk attempt's row records by bucket, then writes them as pages. */
+/** Gathers one chunk attempt's row records by shard, then writes them as pages. */
 export class RowRecordWriter {
-  private readonly byBucket = new Map<number, string[]>();
+  private readonly byShard = new Map<number, string[]>();
   rows = 0;
 
   constructor(
@@ -76,9 +76,9 @@ export class RowRecordWriter {
   ) {}
 
   add(entry: RowEntry): void {
-    const bucket = rowBucket(entry.customId, this.page.buckets);
-    let records = this.byBucket.get(bucket);
-    if (!records) this.byBucket.set(bucket, (records = []));
+    const shard = rowShard(entry.customId, this.page.shards);
+    let records = this.byShard.get(shard);
+    if (!records) this.byShard.set(shard, (records = []));
     records.push(JSON.stringify(toTuple(entry)));
     this.rows += 1;
   }
@@ -88,15 +88,15 @@ export class RowRecordWriter {
     const writer = new BulkWriter(this.dynamo, this.table, this.writes);
     const { jobId, chunk, attempt, writer: by, batchId, updatedAt, ttl } = this.page;
     let items = 0;
-    for (const bucket of [...this.byBucket.keys()].sort((a, b) => a - b)) {
+    for (const shard of [...this.byShard.keys()].sort((a, b) => a - b)) {
       let part = 0;
-      for (const records of pages(this.byBucket.get(bucket)!)) {
+      for (const records of pages(this.byShard.get(shard)!)) {
         const item: RowPageItem = {
-          pk: rowPagePk(jobId, bucket),
+          pk: rowPagePk(jobId, shard),
           sk: rowPageSk(chunk, attempt, by, part),
           type: 'rows',
           jobId,
-          bucket,
+          shard,
           chunk,
           attempt,
           writer: by,
@@ -117,17 +117,17 @@ export class RowRecordWriter {
   }
 }
 
-/** The job's bucket count; a job Prepare never got through has no rows (one bucket, all empty). */
-export const rowBucketsOf = (job: Pick<JobItem, 'rowBuckets'>): number => job.rowBuckets ?? 1;
+/** The job's shard count; a job Prepare never got through has no rows (one shard, all empty). */
+export const rowShardsOf = (job: Pick<JobItem, 'rowShards'>): number => job.rowShards ?? 1;
 
 /** The record of `customId` in the job, or undefined. */
 export async function readRowRecord(
   dynamo: DynamoDBClient,
   table: string,
-  job: Pick<JobItem, 'jobId' | 'rowBuckets'>,
+  job: Pick<JobItem, 'jobId' | 'rowShards'>,
   customId: string,
 ): Promise<RowRecord | undefined> {
-  const pk = rowPagePk(job.jobId, rowBucket(customId, rowBucketsOf(job)));
+  const pk = rowPagePk(job.jobId, rowShard(customId, rowShardsOf(job)));
   // A quoted custom_id cannot occur inside another record's fields (custom_ids are [A-Za-z0-9_-]).
   const needle = JSON.stringify(customId);
   let found: RowRecord | undefined;

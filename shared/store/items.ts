@@ -3,10 +3,10 @@
  *
  * - Job:   pk `JOB#<jobId>`, sk `JOB`
  * - Chunk: pk `JOB#<jobId>`, sk `CHUNK#<00000>` (one per chunk, updated per attempt)
- * - Row page: pk `ROWS#<jobId>#<bucket>`, sk `<chunk>#<attempt>#<writer><part>` — the records of
- *          one chunk attempt's rows whose custom_id hashes to `bucket` (shared/jobs/row-records.ts).
- *          Packing rows costs about 0.1 write unit a row where an item each cost 1; the bucket
- *          partitions spread the writes, and a row is found by one Query on its bucket.
+ * - Row page: pk `ROWS#<jobId>#<shard>`, sk `<chunk>#<attempt>#<writer><part>` — the records of
+ *          one chunk attempt's rows whose custom_id hashes to `shard` (shared/jobs/row-records.ts).
+ *          Packing rows costs about 0.1 write unit a row where an item each cost 1; the shard
+ *          partitions spread the writes, and a row is found by one Query on its shard.
  * - Batch claim: pk `BATCH#<batchId>`, sk `BATCH` — which job/chunk/attempt owns a batch; written
  *          conditionally, so two chunks can never adopt the same batch.
  * - Create slot: pk `CREATE#<requests>`, sk `CREATE` — the one chunk attempt whose create of that
@@ -23,7 +23,7 @@ export const jobPk = (jobId: string) => `JOB#${jobId}`;
 export const JOB_SK = 'JOB';
 export const chunkSk = (chunk: number) => `CHUNK#${String(chunk).padStart(5, '0')}`;
 export const CHUNK_SK_PREFIX = 'CHUNK#';
-export const rowPagePk = (jobId: string, bucket: number) => `ROWS#${jobId}#${String(bucket).padStart(5, '0')}`;
+export const rowPagePk = (jobId: string, shard: number) => `ROWS#${jobId}#${String(shard).padStart(5, '0')}`;
 /** `C`: written by Collect for the attempt it collected; `F`: by Finalize, for rows an uncollected attempt left. */
 export type RowPageWriter = 'C' | 'F';
 export const rowPageSk = (chunk: number, attempt: number, writer: RowPageWriter, part: number) =>
@@ -97,8 +97,8 @@ export interface JobItem {
   validRows?: number;
   invalidRows?: number;
   chunkCount?: number;
-  /** Set by Prepare: how many buckets the job's row records are spread over (shared/jobs/row-records.ts). */
-  rowBuckets?: number;
+  /** Set by Prepare: how many shards the job's row records are spread over (shared/jobs/row-records.ts). */
+  rowShards?: number;
   /** Progress, updated by Poll and Collect (ADD counters). */
   rowsSubmitted?: number;
   rowsFinal?: number;
@@ -301,7 +301,7 @@ export interface RowPageItem {
   sk: string;
   type: 'rows';
   jobId: string;
-  bucket: number;
+  shard: number;
   chunk: number;
   attempt: number;
   writer: RowPageWriter;

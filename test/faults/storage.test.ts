@@ -16,13 +16,13 @@ import { startDynamoProxy, type DynamoProxy } from './dynamo-proxy';
 import { chunkRecords, comparable, expectEveryRowOnce, expectOneBatchPerAttempt, interceptTask, rowItem, runJob, simulatorBatch, type JobRun } from './support';
 
 /**
- * One chunk of 40 rows spread over 40 buckets (rowsPerBucket 1): more than 25 row pages, so Collect
+ * One chunk of 40 rows spread over 40 buckets (rowsPerShard 1): more than 25 row pages, so Collect
  * writes them in two BatchWriteItem calls.
  */
 const ROWS = 40;
 
 describe('storage faults and dead workflows on the local pipeline', () => {
-  const under = useLocalStack({ settings: { maxRequestsPerChunk: ROWS, rowsPerBucket: 1 } });
+  const under = useLocalStack({ settings: { maxRequestsPerChunk: ROWS, rowsPerShard: 1 } });
   const customIds = ids('row', ROWS);
   let proxy: DynamoProxy;
   let reference: JobRun;

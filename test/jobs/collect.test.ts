@@ -469,15 +469,15 @@ describe('collectResults', () => {
   });
 
   it('packs row records into a page per bucket: DynamoDB requests grow with pages, not rows (≤ 41 per 1,000 rows)', async () => {
-    async function requestsFor(rowCount: number, rowBuckets: number) {
-      const job = await seedJob(aws, { chunks: [requests(rowCount, `bulk${rowCount}x${rowBuckets}`)], rowBuckets });
+    async function requestsFor(rowCount: number, rowShards: number) {
+      const job = await seedJob(aws, { chunks: [requests(rowCount, `bulk${rowCount}x${rowShards}`)], rowShards });
       const ref = await runBatch(job, { errored: { overloaded_error: 0.2 }, expired: 0.1 }, DAY + 60);
       const counting = countingClient(aws.dynamoServer.endpoint);
       await collectResults(ref, deps({ dynamo: counting.client }));
       counting.client.destroy();
       const { BatchWriteItemCommand: puts = 0, ...rest } = counting.byCommand;
       const pages = await Promise.all(
-        Array.from({ length: rowBuckets }, async (_, bucket) => {
+        Array.from({ length: rowShards }, async (_, bucket) => {
           let rows = 0;
           for await (const page of queryPartition<RowPageItem>(aws.dynamo, aws.table, rowPagePk(job.jobId, bucket))) rows += page.rows;
           return rows;

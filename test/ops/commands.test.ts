@@ -297,7 +297,7 @@ describe('operating commands against a local stack', () => {
       const second = JSON.stringify(mine) + '\n';
       const key = jobKeys('rows').chunkResults(0, 1);
       await putText(own, key, first + second + first);
-      const page = { jobId: 'rows', chunk: 0, attempt: 1, batchId: 'msgbatch_x', buckets: 1, writer: 'C' as const, updatedAt: 't' };
+      const page = { jobId: 'rows', chunk: 0, attempt: 1, batchId: 'msgbatch_x', shards: 1, writer: 'C' as const, updatedAt: 't' };
       const rows = new RowRecordWriter(own.dynamo, own.table, page);
       rows.add({ customId: 'other', index: 3, status: 'expired', final: true, line: { offset: 0, length: first.length } });
       rows.add({

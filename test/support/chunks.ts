@@ -42,8 +42,8 @@ export interface SeedOptions {
   input?: { bucket?: string; key?: string };
   /** The input file itself (written to the input key; the job records its ETag). */
   inputText?: string;
-  /** Buckets the job's row records are spread over (Prepare's rowBuckets; default 1). */
-  rowBuckets?: number;
+  /** Buckets the job's row records are spread over (Prepare's rowShards; default 1). */
+  rowShards?: number;
 }
 
 export interface SeededJob {
@@ -91,7 +91,7 @@ export async function seedJob(aws: LocalAws, options: SeedOptions): Promise<Seed
     validRows,
     invalidRows: invalid.length,
     chunkCount: outcome === 'rejected' ? 0 : options.chunks.length,
-    rowBuckets: options.rowBuckets ?? 1,
+    rowShards: options.rowShards ?? 1,
     cancelRequested: options.cancelRequested,
     gsi1pk: JOBS_GSI_PK,
     gsi1sk: `${createdAt}#${jobId}`,
