@@ -61,7 +61,14 @@ interface SizeRun {
 export async function benchScale(ctx: BenchContext): Promise<BenchReport> {
   const sizes = ctx.options.rows ? [ctx.options.rows] : ctx.options.scale10m ? [...SIZES, LARGEST] : SIZES;
   const runs: SizeRun[] = [];
-  for (const rows of sizes) runs.push(await runSize(ctx, rows));
+  for (const rows of sizes) {
+    const run = await runSize(ctx, rows);
+    runs.push(run);
+    // Each size's figures as soon as it ends: a long run (10M rows) stopped later keeps what it measured.
+    for (const s of run.steps) {
+      ctx.log(`scale ${int(rows)} done: ${s.step} ${int(s.invocations)} × ≤ ${secs(s.longestMs)}, ${mib(s.peakRssBytes)} (${secs(s.totalMs)} in all)`);
+    }
+  }
 
   const machine = await loadJobMachine();
   const config = readPipelineConfig({ BATCHLINE_BUCKET: 'unused', BATCHLINE_TABLE: 'unused' });
