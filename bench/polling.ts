@@ -15,7 +15,7 @@ import { mkdtemp } from 'node:fs/promises';
 import path from 'node:path';
 import { chunkHistory, type AslGraph } from '../infra/history-budget';
 import { readPipelineConfig } from '../shared/config';
-import { simulatePolling } from '../shared/jobs/poll';
+import { simulatePolling } from '../shared/jobs/poll-batch';
 import { runInChild } from './child';
 import type { BenchContext } from './context';
 import { loadJobMachine, totalTransitions, walkJob } from './definition';

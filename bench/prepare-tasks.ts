@@ -11,8 +11,8 @@ import { readPipelineConfig } from '../shared/config';
 import { isBlank, LineSplitter, type RawLine } from '../shared/jsonl/lines';
 import { CustomIdSet, validateLine } from '../shared/validation/request';
 import { requestLines } from '../shared/jobs/chunk-files';
-import { prepareJob } from '../shared/jobs/prepare';
-import { registerJob } from '../shared/jobs/register';
+import { prepareJob } from '../shared/jobs/prepare-job';
+import { registerJob } from '../shared/jobs/register-job';
 import { localDynamoClient, localS3Client } from '../local/emulators';
 import { AwsMeter, type MeterReading } from './aws-meter';
 

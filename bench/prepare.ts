@@ -6,7 +6,7 @@
  *   - bare, from disk: split on `\n` (Buffer.indexOf) + JSON.parse per line — context only;
  *   - bare, from s3rver: the same over a GetObject body of the same object — the baseline;
  *   - validation only, from s3rver: Prepare's reading half, to tell validating from writing;
- *   - Prepare's core (shared/jobs/prepare.ts) on that object: validate, a row index per chunk to S3, records;
+ *   - Prepare's core (shared/jobs/prepare-job.ts) on that object: validate, a row index per chunk to S3, records;
  *   - reading every chunk's attempt 1 back as Submit does (not timed against a target).
  * The ratio Prepare / bare-from-s3rver compares our work with the least any reader must do over
  * the same transport. Peak RSS is the Prepare child's maxrss.

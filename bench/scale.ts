@@ -13,7 +13,7 @@
  *   npm run bench -- scale --rows 300000   one size
  */
 import { readPipelineConfig } from '../shared/config';
-import { simulatePolling } from '../shared/jobs/poll';
+import { simulatePolling } from '../shared/jobs/poll-batch';
 import { addReadings, s3Classes, type MeterReading } from './aws-meter';
 import type * as Tasks from './chunk-tasks';
 import { runInChild } from './child';

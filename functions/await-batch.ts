@@ -5,7 +5,7 @@
  */
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { readPipelineConfig, readPollerConfig } from '../shared/config';
-import { armRetryWatch, armWatch } from '../shared/jobs/await';
+import { armRetryWatch, armWatch } from '../shared/jobs/await-batch';
 import { parseArmInput, type ArmOutput } from '../shared/jobs/contract';
 import { instrument } from '../shared/observability';
 

@@ -4,7 +4,7 @@ import { S3Client } from '@aws-sdk/client-s3';
 import type { BatchesApi } from '../shared/anthropic/api';
 import { createBatchesClientFromEnv } from '../shared/anthropic/from-env';
 import { readPipelineConfig } from '../shared/config';
-import { collectResults } from '../shared/jobs/collect';
+import { collectResults } from '../shared/jobs/collect-results';
 import { parseAttemptRef, type CollectOutput } from '../shared/jobs/contract';
 import { instrument } from '../shared/observability';
 

@@ -5,7 +5,7 @@ import { S3Client } from '@aws-sdk/client-s3';
 import { SNSClient } from '@aws-sdk/client-sns';
 import { readNotifyConfig, readPipelineConfig } from '../shared/config';
 import { parseFinalizeJobInput, type FinalizeJobOutput } from '../shared/jobs/contract';
-import { finalizeJob } from '../shared/jobs/finalize';
+import { finalizeJob } from '../shared/jobs/finalize-job';
 import { instrument } from '../shared/observability';
 
 const s3 = new S3Client({});

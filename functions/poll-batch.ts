@@ -4,7 +4,7 @@ import type { BatchesApi } from '../shared/anthropic/api';
 import { createBatchesClientFromEnv } from '../shared/anthropic/from-env';
 import { readPipelineConfig, readPollerConfig } from '../shared/config';
 import { parsePollInput, type PollOutput } from '../shared/jobs/contract';
-import { pollBatch } from '../shared/jobs/poll';
+import { pollBatch } from '../shared/jobs/poll-batch';
 import { instrument } from '../shared/observability';
 
 const dynamo = new DynamoDBClient({});

@@ -3,7 +3,7 @@ import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { S3Client } from '@aws-sdk/client-s3';
 import { readPipelineConfig } from '../shared/config';
 import { parseJobRef, type PrepareOutput } from '../shared/jobs/contract';
-import { prepareJob } from '../shared/jobs/prepare';
+import { prepareJob } from '../shared/jobs/prepare-job';
 import { instrument } from '../shared/observability';
 
 const s3 = new S3Client({});

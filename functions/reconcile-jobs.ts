@@ -1,6 +1,6 @@
 /**
  * Run daily by EventBridge Scheduler: collects, cancels and finalizes what jobs whose workflow died
- * left behind (shared/jobs/reconcile.ts). Replies `{examined, collected, canceled, finalized, ...}`.
+ * left behind (shared/jobs/reconcile-jobs.ts). Replies `{examined, collected, canceled, finalized, ...}`.
  */
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { EventBridgeClient } from '@aws-sdk/client-eventbridge';
@@ -10,7 +10,7 @@ import { SNSClient } from '@aws-sdk/client-sns';
 import type { BatchesApi } from '../shared/anthropic/api';
 import { createBatchesClientFromEnv } from '../shared/anthropic/from-env';
 import { readNotifyConfig, readPipelineConfig } from '../shared/config';
-import { readReconcileConfig, RECONCILE_BUDGET_MS, reconcileJobs, type ReconcileReport } from '../shared/jobs/reconcile';
+import { readReconcileConfig, RECONCILE_BUDGET_MS, reconcileJobs, type ReconcileReport } from '../shared/jobs/reconcile-jobs';
 import { instrument, type InvocationContext } from '../shared/observability';
 
 const s3 = new S3Client({});

@@ -3,7 +3,7 @@ import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import type { BatchesApi } from '../shared/anthropic/api';
 import { createBatchesClientFromEnv } from '../shared/anthropic/from-env';
 import { readPipelineConfig } from '../shared/config';
-import { recordChunkFailure } from '../shared/jobs/chunk-failure';
+import { recordChunkFailure } from '../shared/jobs/record-chunk-failure';
 import { parseChunkFailureInput, type ChunkFailureOutput } from '../shared/jobs/contract';
 import { instrument } from '../shared/observability';
 

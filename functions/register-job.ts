@@ -7,7 +7,7 @@ import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { S3Client } from '@aws-sdk/client-s3';
 import { readPipelineConfig } from '../shared/config';
 import type { RegisterOutput } from '../shared/jobs/contract';
-import { registerJob } from '../shared/jobs/register';
+import { registerJob } from '../shared/jobs/register-job';
 import { instrument } from '../shared/observability';
 
 const s3 = new S3Client({});

@@ -5,7 +5,7 @@ import type { BatchesClient } from '../shared/anthropic/client';
 import { createBatchesClientFromEnv } from '../shared/anthropic/from-env';
 import { readPipelineConfig } from '../shared/config';
 import { parseChunkRef, type SubmitOutput } from '../shared/jobs/contract';
-import { submitChunk } from '../shared/jobs/submit';
+import { submitChunk } from '../shared/jobs/submit-chunk';
 import { instrument } from '../shared/observability';
 
 const s3 = new S3Client({});

@@ -22,7 +22,7 @@ type Area = 'input' | 'work' | 'results';
 /**
  * What a handler may do with the table. Every caller gets the calls shared/store/dynamo.ts makes
  * (no Scan, BatchGetItem, TransactWriteItems or streams); only Prepare deletes, the chunk records
- * an interrupted, longer run left behind (shared/jobs/prepare.ts).
+ * an interrupted, longer run left behind (shared/jobs/prepare-job.ts).
  */
 type TableAccess = 'none' | 'readWrite' | 'readWriteDelete';
 const TABLE_ACTIONS = ['dynamodb:GetItem', 'dynamodb:Query', 'dynamodb:PutItem', 'dynamodb:UpdateItem', 'dynamodb:BatchWriteItem'];

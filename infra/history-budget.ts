@@ -1,7 +1,7 @@
 /**
  * A chunk's whole life (submit, poll, collect, retry) runs as one child execution of ForEachChunk,
  * and a Standard execution's history holds at most 25,000 events. The settings decide how long
- * that history can grow: a batch may run its full 24 h, polled on shared/jobs/poll.ts's schedule
+ * that history can grow: a batch may run its full 24 h, polled on shared/jobs/poll-batch.ts's schedule
  * (pollMinSeconds, pollFraction, pollMaxSeconds), and a chunk may take maxAttempts attempts. Past
  * the cap the child fails with nothing to catch it, so the stack refuses such settings at synth.
  *
@@ -17,7 +17,7 @@
  *
  * Plain ASL in, no CDK: infra/workflow.ts hands over the rendered item processor.
  */
-import { simulatePolling, type PollSettings } from '../shared/jobs/poll';
+import { simulatePolling, type PollSettings } from '../shared/jobs/poll-batch';
 import { WATCH_ARMS_CAP } from '../shared/jobs/watch';
 import { CONTEXT_KEYS, SettingsError } from './settings';
 import { STATE } from '../shared/jobs/contract';

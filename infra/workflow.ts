@@ -26,7 +26,7 @@ import {
   STATE,
   STORAGE_THROTTLED_ERRORS,
 } from '../shared/jobs/contract';
-import type { PollSettings } from '../shared/jobs/poll';
+import type { PollSettings } from '../shared/jobs/poll-batch';
 import type { HandlerName } from './handler';
 import { checkHistoryBudget, type AslGraph } from './history-budget';
 import { acceptFinding, acceptWildcardResources } from './nag';
@@ -370,7 +370,7 @@ export class JobWorkflow extends Construct {
   }
 
   /**
-   * AwaitBatch: a callback Task whose Lambda stores the token in a watch item (shared/jobs/await.ts)
+   * AwaitBatch: a callback Task whose Lambda stores the token in a watch item (shared/jobs/await-batch.ts)
    * and the poller settles it. A missed heartbeat or the 25 h bound polls directly; a stale poller
    * (PollerUnavailable) sends the chunk to the Wait loop. Without the poller, the Wait loop itself.
    */
@@ -409,7 +409,7 @@ export class JobWorkflow extends Construct {
   /**
    * AwaitRetry: the retry backoff as a callback Task whose own timeout is the backoff
    * (TimeoutSecondsPath `$.retryWaitSeconds`), so it ends on time with or without the poller; the
-   * poller settles it early only to forward a job's cancel (shared/jobs/await.ts). The timeout is the
+   * poller settles it early only to forward a job's cancel (shared/jobs/await-batch.ts). The timeout is the
    * normal way on (→ SubmitChunk); an arm that failed waits on the plain Wait. Per retry it takes 4
    * history events more than the Wait alone. Without the poller, the Wait itself.
    */

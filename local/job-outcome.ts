@@ -2,7 +2,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import type { S3Client } from '@aws-sdk/client-s3';
-import type { JobSummary } from '../shared/jobs/finalize';
+import type { JobSummary } from '../shared/jobs/finalize-job';
 import { hasEnded } from '../shared/jobs/queries';
 import { getItem } from '../shared/store/dynamo';
 import { JOB_SK, jobPk, type JobItem } from '../shared/store/items';

@@ -5,7 +5,7 @@
 import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { HeadObjectCommand, ListObjectsV2Command, type S3Client } from '@aws-sdk/client-s3';
 import { readRowIndexHeader } from '../shared/jobs/chunk-files';
-import { JobNotFound } from '../shared/jobs/prepare';
+import { JobNotFound } from '../shared/jobs/prepare-job';
 import type { ChunkItem, JobItem } from '../shared/store/items';
 import { jobKeys } from '../shared/store/keys';
 import { hasEnded, jobProgress, noAttempts, type ProgressTotals } from '../shared/jobs/queries';

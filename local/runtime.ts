@@ -19,7 +19,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import type { S3Client } from '@aws-sdk/client-s3';
-import { MODE_METADATA } from '../shared/jobs/register';
+import { MODE_METADATA } from '../shared/jobs/register-job';
 import { PRIME_CACHE_METADATA } from '../shared/jobs/prime-cache';
 import { JSONL_CONTENT_TYPE, uploadFile } from '../shared/store/s3';
 import { INBOX_PREFIX } from '../shared/store/keys';
@@ -273,7 +273,7 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
       POWERTOOLS_METRICS_DISABLED: 'true',
     };
     // Submit's adoption grace is real time that the workflow's OutcomeUnknown retries must outlast
-    // (shared/jobs/submit.ts). Here those retries are divided by the time scale and lose their
+    // (shared/jobs/submit-chunk.ts). Here those retries are divided by the time scale and lose their
     // backoff (a fraction of a second in all), and the simulator lists a batch the moment it is
     // created: no grace is needed, and any would outlast the retries.
     if (timeScale > 1) env.BATCHLINE_ADOPT_GRACE_SECONDS = '0';

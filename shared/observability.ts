@@ -37,7 +37,7 @@ export type MetricName =
   | 'BatchWaitSeconds'
   | 'JobsEnded'
   | 'JobsFailed'
-  /** A poll the API answered 401/403 while the batch runs on (shared/jobs/poll.ts). */
+  /** A poll the API answered 401/403 while the batch runs on (shared/jobs/poll-batch.ts). */
   | 'ApiKeyRefused'
   /** The poller's ticks, the chunks it woke, and its calls that failed (shared/jobs/poller.ts). */
   | 'PollerTicks'

@@ -5,7 +5,7 @@
  * was named, so a local user can find a job again without AWS.
  */
 import { readdir, readFile } from 'node:fs/promises';
-import type { JobSummary } from '../../shared/jobs/finalize';
+import type { JobSummary } from '../../shared/jobs/finalize-job';
 import path from 'node:path';
 import type { Io } from '../io';
 import { failureMessage, isNoRegion, namedTarget } from './command';

@@ -11,7 +11,7 @@ import { TARGET_HELP } from './target';
 import { EXIT, EXIT_STATUS_HELP, exitStatusOf } from '../exit-status';
 import { failureText, formatSummary, LOCAL_KEY, STACK_KEY } from '../run';
 import { getJson } from '../../shared/store/s3';
-import type { JobSummary } from '../../shared/jobs/finalize';
+import type { JobSummary } from '../../shared/jobs/finalize-job';
 import { JSON_FLAGS, JSON_HELP, jobDocument, jsonJob, wantsJson, writeJson } from '../json';
 import { followToEnd } from './submit';
 

@@ -5,9 +5,9 @@
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { getJson, JSONL_CONTENT_TYPE, uploadFile as uploadInput } from '../../shared/store/s3';
-import type { JobSummary } from '../../shared/jobs/finalize';
+import type { JobSummary } from '../../shared/jobs/finalize-job';
 import { jobForUpload, jobIdsForKey, type JobProgressReport, type QueryDeps, type UploadedObject } from '../../shared/jobs/queries';
-import { MAX_COST_METADATA, MODE_METADATA } from '../../shared/jobs/register';
+import { MAX_COST_METADATA, MODE_METADATA } from '../../shared/jobs/register-job';
 import { reuseMetadata } from '../../shared/jobs/rerun';
 import { PRIME_CACHE_METADATA } from '../../shared/jobs/prime-cache';
 import { INBOX_PREFIX, jobKeys } from '../../shared/store/keys';

@@ -26,7 +26,7 @@ import { leadingCustomId } from '../jsonl/raw-json';
 import { jobKeys } from '../store/keys';
 import { isS3NotFound, readObject } from '../store/s3';
 import { bareEtag } from './job-id';
-import { SourceChanged, SourceNotFound } from './register';
+import { SourceChanged, SourceNotFound } from './register-job';
 import type { AttemptKey } from './contract';
 
 /** A requests file or row index holds something we did not write (it was damaged). */

@@ -10,7 +10,7 @@
 import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { getItem, queryPartition, updateItem, type Update } from '../store/dynamo';
 import { CHUNK_SK_PREFIX, chunkSk, JOB_SK, jobPk, type ChunkAttempt, type ChunkItem, type JobItem } from '../store/items';
-import { JobNotFound } from './prepare';
+import { JobNotFound } from './prepare-job';
 
 export { JobNotFound };
 

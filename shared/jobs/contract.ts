@@ -5,7 +5,7 @@
  * The error names: the job
  * state machine builds its Retry fields from these lists (infra/workflow.ts), a handler's failure
  * the workflow will retry is logged as a warning (shared/observability.ts), and the reconciler
- * re-runs a Finalize that failed with one a re-run cures (shared/jobs/reconcile.ts).
+ * re-runs a Finalize that failed with one a re-run cures (shared/jobs/reconcile-jobs.ts).
  *
  * Plain names only: shared/ never imports CDK. An error class's `name` is its Step Functions error.
  */
@@ -55,7 +55,7 @@ export const API_RETRYABLE_ERRORS = ['ApiRetryable'] as const;
 
 /**
  * Submit could not tell whether its create made a batch; a re-run adopts it, or creates again once
- * the list shows it made none (shared/jobs/submit.ts). Its give-up, CreateOutcomeUnknown, is final.
+ * the list shows it made none (shared/jobs/submit-chunk.ts). Its give-up, CreateOutcomeUnknown, is final.
  */
 export const OUTCOME_UNKNOWN_ERRORS = ['OutcomeUnknown'] as const;
 
@@ -92,7 +92,7 @@ export const RETRIED_HANDLER_ERRORS: ReadonlySet<string> = new Set<string>([
  */
 export const UNCATCHABLE_ERRORS = ['States.DataLimitExceeded', 'States.Runtime'] as const;
 
-/** The arm refused to store a watch: the poller's health record is stale, so the chunk waits on the Wait loop (shared/jobs/await.ts). */
+/** The arm refused to store a watch: the poller's health record is stale, so the chunk waits on the Wait loop (shared/jobs/await-batch.ts). */
 export const POLLER_UNAVAILABLE_ERRORS = ['PollerUnavailable'] as const;
 
 /**

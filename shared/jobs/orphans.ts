@@ -1,6 +1,6 @@
 /**
  * Orphans: batches that a create whose answer was lost made after all, after its attempt gave up
- * (CreateOutcomeUnknown: its rows ended `create_unknown`, shared/jobs/submit.ts). The reconciler
+ * (CreateOutcomeUnknown: its rows ended `create_unknown`, shared/jobs/submit-chunk.ts). The reconciler
  * looks for them in the jobs that had such a create (`lostCreates` on the job record): a listed
  * batch that no attempt or probe has claimed, of the attempt's request count, created within the
  * attempt's window.
@@ -43,9 +43,9 @@ import { errorFields, type Observer } from '../observability';
 import { cancelBatch, isStopped } from './cancel';
 import { requestIds } from './chunk-files';
 import { isoAt, jobKey } from './chunk-state';
-import { ADOPT_LOOKBACK_MS, GIVE_UP_LOOKS, totalRequests } from './submit';
+import { ADOPT_LOOKBACK_MS, GIVE_UP_LOOKS, totalRequests } from './submit-chunk';
 import { parseWireId, SentRequests, userResultLine } from './wire-ids';
-import type { JobSummary } from './finalize';
+import type { JobSummary } from './finalize-job';
 
 export interface OrphanDeps {
   s3: S3Client;

@@ -18,12 +18,12 @@ export const RESULT_UNREADABLE = 'result_unreadable';
 export const CHUNK_FAILED = 'chunk_failed';
 /**
  * A row whose chunk's Collect could not finish, its batch's result waiting at the API: the
- * reconciler collects it and rewrites the outputs (shared/jobs/chunk-failure.ts). Not yet final.
+ * reconciler collects it and rewrites the outputs (shared/jobs/record-chunk-failure.ts). Not yet final.
  */
 export const COLLECT_PENDING = 'collect_pending';
 /**
  * A row whose batch create went unanswered and whose batch could not be found: not created again,
- * so as never to pay twice (shared/jobs/submit.ts).
+ * so as never to pay twice (shared/jobs/submit-chunk.ts).
  */
 export const CREATE_UNKNOWN = 'create_unknown';
 /**

@@ -15,7 +15,7 @@ import { ConditionFailed, getItem, queryJobsIndex, queryPartition, updateItem } 
 import { isS3NotFound } from '../store/s3';
 import { CHUNK_SK_PREFIX, JOB_SK, jobPk, type ChunkItem, type JobItem, type JobStatus, type RowCounts, type RowRecord } from '../store/items';
 import { bareEtag, jobIdFor } from './job-id';
-import { JobNotFound } from './prepare';
+import { JobNotFound } from './prepare-job';
 import { readJob } from './chunk-state';
 import { readRowRecord } from './row-records';
 

@@ -13,7 +13,7 @@ import { INBOX_PREFIX } from '../store/keys';
 import { JSONL_CONTENT_TYPE } from '../store/s3';
 import { bareEtag } from './job-id';
 import type { UploadedObject } from './queries';
-import { MAX_COST_METADATA, MODE_METADATA } from './register';
+import { MAX_COST_METADATA, MODE_METADATA } from './register-job';
 import { jobToReuse, REUSE_METADATA, REUSE_ONLY_METADATA } from './reuse';
 
 export interface RerunOptions {

@@ -192,7 +192,7 @@ export interface ChunkAttempt {
   lastPolledAt?: string;
   /**
    * Since when the API has refused the key (401/403) on this attempt's polls, the batch running on
-   * unseen; cleared by the first poll the key is taken again (shared/jobs/poll.ts).
+   * unseen; cleared by the first poll the key is taken again (shared/jobs/poll-batch.ts).
    */
   keyRefusedSince?: string;
   /**
@@ -200,7 +200,7 @@ export interface ChunkAttempt {
    * took the cancel, or found the batch ended, canceling or gone (shared/jobs/cancel.ts).
    */
   cancelSentAt?: string;
-  /** Times AwaitBatch armed a watch for this attempt (shared/jobs/await.ts); past a cap, the attempt stays on the Wait loop. */
+  /** Times AwaitBatch armed a watch for this attempt (shared/jobs/await-batch.ts); past a cap, the attempt stays on the Wait loop. */
   arms?: number;
   /** When Collect finished this attempt (ISO); set once, so a re-run never counts twice. */
   collectedAt?: string;
@@ -262,7 +262,7 @@ export interface ChunkItem {
   /**
    * When the chunk failed in Collect for a reason a later run cures (killed, the API or storage
    * unavailable, the key refused) while its ended batch's results wait at the API: its rows are
-   * `collect_pending` until the reconciler collects them (shared/jobs/chunk-failure.ts).
+   * `collect_pending` until the reconciler collects them (shared/jobs/record-chunk-failure.ts).
    */
   collectLater?: string;
   updatedAt: string;
@@ -352,7 +352,7 @@ export interface CreateSlotItem {
   ttl?: number;
 }
 
-/** A chunk attempt waiting for its batch in AwaitBatch (shared/jobs/await.ts writes it, the poller reads it). */
+/** A chunk attempt waiting for its batch in AwaitBatch (shared/jobs/await-batch.ts writes it, the poller reads it). */
 export interface WatchItem {
   pk: typeof WATCH_PK;
   sk: string;
@@ -374,7 +374,7 @@ export interface WatchItem {
 }
 
 /**
- * A chunk waiting out its retry backoff in AwaitRetry (shared/jobs/await.ts writes it): the task
+ * A chunk waiting out its retry backoff in AwaitRetry (shared/jobs/await-batch.ts writes it): the task
  * ends by its own timeout when the backoff is over, and the poller wakes it early only to forward a
  * job's cancel, so a cancel never waits for the backoff.
  */

@@ -15,7 +15,7 @@ export const jobKeys = (jobId: string) => {
     /** Invalid lines found by Prepare (JSONL: line, custom_id if known, reason). */
     invalidWork: `${work}invalid.jsonl`,
     /**
-     * A strict-rejected job's valid rows that are in no chunk file (shared/jobs/prepare.ts): a header
+     * A strict-rejected job's valid rows that are in no chunk file (shared/jobs/prepare-job.ts): a header
      * `{"chunkFiles": n}` (attempt 1 of chunks 0…n−1 hold the valid rows before the first invalid
      * line), then the custom_id of each valid row after it, in input order, one JSON string a line.
      */

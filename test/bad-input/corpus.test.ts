@@ -8,7 +8,7 @@ import { writeFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import type { ResultRow } from '../../shared/jobs/finalize';
+import type { ResultRow } from '../../shared/jobs/finalize-job';
 import { readJsonl, useLocalStack } from '../e2e/support';
 import { combinedFile, corpus, expectedReport, invalidCount, MAX_BYTES_PER_CHUNK, validIds } from './corpus';
 

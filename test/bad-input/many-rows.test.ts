@@ -5,8 +5,8 @@
  */
 import { describe, expect, it } from 'vitest';
 import { API_MAX_REQUESTS_PER_BATCH } from '../../shared/config';
-import { prepareJob } from '../../shared/jobs/prepare';
-import { registerJob } from '../../shared/jobs/register';
+import { prepareJob } from '../../shared/jobs/prepare-job';
+import { registerJob } from '../../shared/jobs/register-job';
 import { queryPartition } from '../../shared/store/dynamo';
 import { CHUNK_SK_PREFIX, jobPk, type ChunkItem } from '../../shared/store/items';
 import { jobKeys } from '../../shared/store/keys';

@@ -2,10 +2,10 @@ import { describe, expect, it } from 'vitest';
 import { PutObjectCommand } from '@aws-sdk/client-s3';
 import type { MessageParams } from '../../shared/anthropic/types';
 import { EstimateTotals } from '../../shared/cost/cost';
-import type { ErrorRow, ResultRow } from '../../shared/jobs/finalize';
+import type { ErrorRow, ResultRow } from '../../shared/jobs/finalize-job';
 import { bareEtag } from '../../shared/jobs/job-id';
 import { jobForUpload } from '../../shared/jobs/queries';
-import { MAX_COST_METADATA, MODE_METADATA } from '../../shared/jobs/register';
+import { MAX_COST_METADATA, MODE_METADATA } from '../../shared/jobs/register-job';
 import { batchOutcomes, ids, readJsonl, rowRecord, until, useLocalStack, withOutcome } from './support';
 
 /**

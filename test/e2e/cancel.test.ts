@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { updateItem } from '../../shared/store/dynamo';
 import { JOB_SK, jobPk } from '../../shared/store/items';
-import type { ResultRow } from '../../shared/jobs/finalize';
+import type { ResultRow } from '../../shared/jobs/finalize-job';
 import { getItem } from '../../shared/store/dynamo';
 import type { JobItem } from '../../shared/store/items';
 import type { LocalEvent } from '../../local/runtime';

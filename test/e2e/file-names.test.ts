@@ -5,7 +5,7 @@
  */
 import { PutObjectCommand } from '@aws-sdk/client-s3';
 import { describe, expect, it } from 'vitest';
-import type { ResultRow } from '../../shared/jobs/finalize';
+import type { ResultRow } from '../../shared/jobs/finalize-job';
 import { readJob } from '../../shared/jobs/chunk-state';
 import type { ScheduleRun } from '../../local/runtime';
 import { ids, readJsonl, request, useLocalStack, writeRequests } from './support';

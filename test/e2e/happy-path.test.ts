@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import type { ErrorRow, ResultRow } from '../../shared/jobs/finalize';
+import type { ErrorRow, ResultRow } from '../../shared/jobs/finalize-job';
 import { ids, readJsonl, request, rowRecord, useLocalStack, writeRequests } from './support';
 
 describe('a file across several chunks, end to end', () => {

@@ -8,7 +8,7 @@
  * priming call and the batch's requests lie well within it however slow the machine.
  */
 import { describe, expect, it } from 'vitest';
-import type { ResultRow } from '../../shared/jobs/finalize';
+import type { ResultRow } from '../../shared/jobs/finalize-job';
 import { roundUsd } from '../../shared/cost/cost';
 import { readJobChunks } from '../../shared/jobs/chunk-state';
 import { ids, readJsonl, useLocalStack, writeRequests, type StackUnderTest } from './support';

@@ -1,8 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { PutObjectCommand } from '@aws-sdk/client-s3';
-import type { ErrorRow, JobSummary, ResultRow } from '../../shared/jobs/finalize';
+import type { ErrorRow, JobSummary, ResultRow } from '../../shared/jobs/finalize-job';
 import { startRerun, reuseMetadata, type RerunOptions } from '../../shared/jobs/rerun';
-import { MODE_METADATA } from '../../shared/jobs/register';
+import { MODE_METADATA } from '../../shared/jobs/register-job';
 import { jobForUpload } from '../../shared/jobs/queries';
 import type { UploadedObject } from '../../shared/jobs/queries';
 import { bareEtag } from '../../shared/jobs/job-id';

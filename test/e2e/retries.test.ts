@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import type { ErrorRow, ResultRow } from '../../shared/jobs/finalize';
+import type { ErrorRow, ResultRow } from '../../shared/jobs/finalize-job';
 import { batchOutcomes, chunksOf, ids, readJsonl, request, useLocalStack, withOutcome, writeRequests } from './support';
 
 describe('retries, end to end', () => {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import type { ResultRow } from '../../shared/jobs/finalize';
+import type { ResultRow } from '../../shared/jobs/finalize-job';
 import { ids, readJsonl, request, useLocalStack, writeRequests } from './support';
 
 /** Six valid rows around two invalid lines: broken JSON (line 3) and a request without max_tokens (line 6). */

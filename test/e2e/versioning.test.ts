@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { DeleteObjectCommand, ListObjectVersionsCommand, PutObjectCommand } from '@aws-sdk/client-s3';
-import type { ResultRow } from '../../shared/jobs/finalize';
+import type { ResultRow } from '../../shared/jobs/finalize-job';
 import type { LocalEvent } from '../../local/runtime';
 import { ids, nextEvent, readJsonl, request, useLocalStack, versionedBucket, writeRequests } from './support';
 

@@ -5,7 +5,7 @@
  * end with its own answer, and no create may be repeated while its first batch may exist.
  */
 import { describe, expect, it } from 'vitest';
-import type { ResultRow } from '../../shared/jobs/finalize';
+import type { ResultRow } from '../../shared/jobs/finalize-job';
 import { ids, writeRequests, request, useLocalStack, type RequestRow, type StackUnderTest } from '../e2e/support';
 import { chunkRecords, comparable, expectEveryRowOnce, expectOneBatchPerAttempt, runJob, withoutProbes, type JobRun } from './support';
 import { readJsonl, readText } from '../e2e/support';

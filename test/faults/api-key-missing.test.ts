@@ -3,7 +3,7 @@
  * have). Nothing may reach the API, and the cause must say which secret to fix.
  */
 import { beforeAll, describe, expect, it } from 'vitest';
-import type { ErrorRow } from '../../shared/jobs/finalize';
+import type { ErrorRow } from '../../shared/jobs/finalize-job';
 import { ids, readJsonl, useLocalStack } from '../e2e/support';
 import { expectEveryRowOnce, runJob, type JobRun } from './support';
 

@@ -3,7 +3,7 @@
  * simulator that accepts only another key — to them, the key in the secret is simply wrong.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { ErrorRow } from '../../shared/jobs/finalize';
+import type { ErrorRow } from '../../shared/jobs/finalize-job';
 import { startSimulator, type SimulatorHandle } from '../../simulator/server';
 import { ids, readJsonl, useLocalStack } from '../e2e/support';
 import { expectEveryRowOnce, runJob, type JobRun } from './support';

@@ -6,7 +6,7 @@
  */
 import { beforeAll, describe, expect, it } from 'vitest';
 import { LambdaFunctionError } from '../../local/lambda';
-import type { ResultRow } from '../../shared/jobs/finalize';
+import type { ResultRow } from '../../shared/jobs/finalize-job';
 import { jobKeys } from '../../shared/store/keys';
 import { ids, readJsonl, readText, servedResults, useLocalStack } from '../e2e/support';
 import { chunkRecords, comparable, expectEveryRowOnce, expectOneBatchPerAttempt, interceptTask, runJob, type JobRun } from './support';

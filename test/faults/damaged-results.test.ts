@@ -5,7 +5,7 @@
  * result, usage and cost, equal to a fault-free run of the same rows.
  */
 import { beforeAll, describe, expect, it } from 'vitest';
-import type { ResultRow } from '../../shared/jobs/finalize';
+import type { ResultRow } from '../../shared/jobs/finalize-job';
 import type { BatchFaults } from '../../simulator/options';
 import { jobKeys } from '../../shared/store/keys';
 import { ids, readJsonl, readText, useLocalStack } from '../e2e/support';

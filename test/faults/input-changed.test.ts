@@ -6,7 +6,7 @@
  */
 import { PutObjectCommand } from '@aws-sdk/client-s3';
 import { describe, expect, it } from 'vitest';
-import type { ResultRow } from '../../shared/jobs/finalize';
+import type { ResultRow } from '../../shared/jobs/finalize-job';
 import type { LocalEvent } from '../../local/runtime';
 import { chunksOf, ids, nextEvent, readJsonl, request, useLocalStack, versionedBucket, writeRequests } from '../e2e/support';
 import { interceptTask } from './support';

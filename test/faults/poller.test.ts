@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { deleteItemIf, putItem, queryPartition, updateItem } from '../../shared/store/dynamo';
 import { JOB_SK, jobPk, WATCH_PK, type WatchItem } from '../../shared/store/items';
 import type { LocalEvent } from '../../local/runtime';
-import type { ResultRow } from '../../shared/jobs/finalize';
+import type { ResultRow } from '../../shared/jobs/finalize-job';
 import { ids, nextEvent, readJsonl, request, until, useLocalStack, writeRequests } from '../e2e/support';
 import { chunkRecords, expectEveryRowOnce, expectOneBatchPerAttempt, runJob, type JobRun } from './support';
 

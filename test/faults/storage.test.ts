@@ -9,7 +9,7 @@ import { LambdaFunctionError } from '../../local/lambda';
 import type { LocalEvent } from '../../local/runtime';
 import { getItem } from '../../shared/store/dynamo';
 import { JOB_SK, jobPk, type JobItem, type RowRecord } from '../../shared/store/items';
-import type { ResultRow } from '../../shared/jobs/finalize';
+import type { ResultRow } from '../../shared/jobs/finalize-job';
 import { jobKeys } from '../../shared/store/keys';
 import { ids, nextEvent, readJsonl, readText, request, servedResults, useLocalStack, writeRequests } from '../e2e/support';
 import { startDynamoProxy, type DynamoProxy } from './dynamo-proxy';

@@ -8,7 +8,7 @@
  *   the fields that name a particular batch are normalized (see `comparable`).
  */
 import { expect } from 'vitest';
-import type { ResultRow } from '../../shared/jobs/finalize';
+import type { ResultRow } from '../../shared/jobs/finalize-job';
 import { getItem } from '../../shared/store/dynamo';
 import { BATCH_SK, batchPk, type BatchClaimItem, type ChunkItem, type RowRecord } from '../../shared/store/items';
 import { readJob } from '../../shared/jobs/chunk-state';

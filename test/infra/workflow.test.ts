@@ -13,9 +13,9 @@ import {
   STORAGE_THROTTLED_ERRORS,
 } from '../../shared/jobs/contract';
 import { CreateSlotBusy } from '../../shared/jobs/create-slot';
-import { CreateOutcomeUnknown, CreateRefused } from '../../shared/jobs/submit';
-import { MAX_CHUNKS } from '../../shared/jobs/prepare';
-import { BatchQueueFull } from '../../shared/jobs/submit';
+import { CreateOutcomeUnknown, CreateRefused } from '../../shared/jobs/submit-chunk';
+import { MAX_CHUNKS } from '../../shared/jobs/prepare-job';
+import { BatchQueueFull } from '../../shared/jobs/submit-chunk';
 import { UnprocessedWrites } from '../../shared/store/dynamo';
 import { STATE_MACHINE_LOGICAL_ID } from '../../infra/workflow';
 import { findJobStateMachine, findUnsupported, forEachState, resolveDefinition, taskTarget, type AslDefinition, type AslState } from '../../local/asl';

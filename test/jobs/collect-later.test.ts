@@ -1,6 +1,6 @@
 /** Which chunk failures leave the chunk's results for the reconciler instead of failing its rows for good (issue #19 §5). */
 import { describe, expect, it } from 'vitest';
-import { collectsLater } from '../../shared/jobs/chunk-failure';
+import { collectsLater } from '../../shared/jobs/record-chunk-failure';
 import type { ChunkAttempt } from '../../shared/store/items';
 
 const ended: ChunkAttempt = { attempt: 1, rows: 3, bytes: 100, intentAt: '2030-01-01T00:00:00.000Z', batchId: 'msgbatch_1', processingStatus: 'ended' };

@@ -11,9 +11,9 @@ import { BatchesClient } from '../../shared/anthropic/client';
 import type { BatchRequest, BatchResultLine } from '../../shared/anthropic/types';
 import type { PipelineConfig } from '../../shared/config';
 import { readCheckpoint } from '../../shared/jobs/collect-checkpoint';
-import { collectResults, type CollectDeps } from '../../shared/jobs/collect';
-import { pollBatch } from '../../shared/jobs/poll';
-import { submitChunk } from '../../shared/jobs/submit';
+import { collectResults, type CollectDeps } from '../../shared/jobs/collect-results';
+import { pollBatch } from '../../shared/jobs/poll-batch';
+import { submitChunk } from '../../shared/jobs/submit-chunk';
 import { jobKeys } from '../../shared/store/keys';
 import { useLocalAws } from '../support/aws';
 import {

@@ -9,9 +9,9 @@ import type { PipelineConfig } from '../../shared/config';
 import { queryPartition, updateItem } from '../../shared/store/dynamo';
 import { chunkSk, JOB_SK, jobPk, rowPagePk, type ChunkAttempt, type RowPageItem } from '../../shared/store/items';
 import { requestCustomIds } from '../../shared/jobs/chunk-files';
-import { collectResults, type CollectDeps } from '../../shared/jobs/collect';
-import { pollBatch } from '../../shared/jobs/poll';
-import { submitChunk } from '../../shared/jobs/submit';
+import { collectResults, type CollectDeps } from '../../shared/jobs/collect-results';
+import { pollBatch } from '../../shared/jobs/poll-batch';
+import { submitChunk } from '../../shared/jobs/submit-chunk';
 import { localDynamoClient } from '../../local/emulators';
 import { useLocalAws } from '../support/aws';
 import {

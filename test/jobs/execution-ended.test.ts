@@ -6,9 +6,9 @@ import { jsonl, objectCreated, pipelineConfig, putInput, request, startRecording
 import { InvalidEvent, type S3ObjectCreatedEvent } from '../../shared/jobs/events';
 import { executionFailure, handleExecutionEnded, parseExecutionEvent, type ExecutionDetail, type ExecutionEndedDeps } from '../../shared/jobs/execution-ended';
 import { CancelFailed, markJobFailed } from '../../shared/jobs/mark-job-failed';
-import { prepareJob } from '../../shared/jobs/prepare';
-import { registerJob } from '../../shared/jobs/register';
-import { submitChunk } from '../../shared/jobs/submit';
+import { prepareJob } from '../../shared/jobs/prepare-job';
+import { registerJob } from '../../shared/jobs/register-job';
+import { submitChunk } from '../../shared/jobs/submit-chunk';
 
 const MACHINE = 'arn:aws:states:us-east-1:123456789012:stateMachine:batchline-jobs';
 const executionArn = (name: string) => `arn:aws:states:us-east-1:123456789012:execution:batchline-jobs:${name}`;

@@ -6,7 +6,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { BatchRequest } from '../../shared/anthropic/types';
 import { priceUsage, roundUsd, tokenTotals } from '../../shared/cost/cost';
-import { finalizeJob, type ErrorRow, type FinalizeDeps } from '../../shared/jobs/finalize';
+import { finalizeJob, type ErrorRow, type FinalizeDeps } from '../../shared/jobs/finalize-job';
 import { putItem } from '../../shared/store/dynamo';
 import type { ChunkAttempt } from '../../shared/store/items';
 import { useLocalAws } from '../support/aws';

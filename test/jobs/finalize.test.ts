@@ -5,12 +5,20 @@ import { jobKeys, type JobKeys } from '../../shared/store/keys';
 import { priceUsage, roundUsd, tokenTotals } from '../../shared/cost/cost';
 import { updateItem } from '../../shared/store/dynamo';
 import { JOB_SK, jobPk } from '../../shared/store/items';
-import { recordChunkFailure } from '../../shared/jobs/chunk-failure';
-import { collectResults } from '../../shared/jobs/collect';
-import { CountsMismatch, finalizeJob, resultCustomId, WorkFileMissing, type FinalizeDeps, type JobSummary, type ResultRow } from '../../shared/jobs/finalize';
-import { prepareJob } from '../../shared/jobs/prepare';
-import { registerJob } from '../../shared/jobs/register';
-import { submitChunk } from '../../shared/jobs/submit';
+import { recordChunkFailure } from '../../shared/jobs/record-chunk-failure';
+import { collectResults } from '../../shared/jobs/collect-results';
+import {
+  CountsMismatch,
+  finalizeJob,
+  resultCustomId,
+  WorkFileMissing,
+  type FinalizeDeps,
+  type JobSummary,
+  type ResultRow,
+} from '../../shared/jobs/finalize-job';
+import { prepareJob } from '../../shared/jobs/prepare-job';
+import { registerJob } from '../../shared/jobs/register-job';
+import { submitChunk } from '../../shared/jobs/submit-chunk';
 import { InvalidStateInput } from '../../shared/jobs/contract';
 import { startAwsShim, type AwsShim } from '../../local/aws-shim';
 import { useLocalAws } from '../support/aws';

@@ -6,7 +6,7 @@ import { BATCH_SK, batchPk, CREATE_SLOT_SK, createSlotPk, type BatchClaimItem, t
 import { jobKeys } from '../../shared/store/keys';
 import { quietObserver } from '../../shared/observability';
 import { sweepOrphans, type OrphanDeps } from '../../shared/jobs/orphans';
-import { BatchQueueFull, CreateOutcomeUnknown, GIVE_UP_LOOKS, submitChunk, type SubmitDeps } from '../../shared/jobs/submit';
+import { BatchQueueFull, CreateOutcomeUnknown, GIVE_UP_LOOKS, submitChunk, type SubmitDeps } from '../../shared/jobs/submit-chunk';
 import { wireId } from '../../shared/jobs/wire-ids';
 import type { BatchFaults } from '../../simulator/options';
 import { createPipelineTable } from '../../local/emulators';

@@ -1,8 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { updateItem } from '../../shared/store/dynamo';
 import { JOB_SK, jobPk } from '../../shared/store/items';
-import { KEY_REFUSED_PAST_EXPIRY_MS, nextPollDelay, pollBatch, simulatePolling, type PollSettings } from '../../shared/jobs/poll';
-import { submitChunk } from '../../shared/jobs/submit';
+import { KEY_REFUSED_PAST_EXPIRY_MS, nextPollDelay, pollBatch, simulatePolling, type PollSettings } from '../../shared/jobs/poll-batch';
+import { submitChunk } from '../../shared/jobs/submit-chunk';
 import { useLocalAws } from '../support/aws';
 import { ApiAuthError } from '../../shared/anthropic/errors';
 import { readChunkItem, seedJob, startApi, stopApi, type ApiContext } from '../support/chunks';

@@ -1,10 +1,10 @@
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { SendTaskHeartbeatCommand, SendTaskSuccessCommand, SFNClient } from '@aws-sdk/client-sfn';
-import { armRetryWatch, armWatch, PollerUnavailable } from '../../shared/jobs/await';
+import { armRetryWatch, armWatch, PollerUnavailable } from '../../shared/jobs/await-batch';
 import { ChunkStateConflict } from '../../shared/jobs/chunk-state';
-import { pollBatch } from '../../shared/jobs/poll';
+import { pollBatch } from '../../shared/jobs/poll-batch';
 import { pollerTick, type TaskCallbacks } from '../../shared/jobs/poller';
-import { submitChunk } from '../../shared/jobs/submit';
+import { submitChunk } from '../../shared/jobs/submit-chunk';
 import { pollerHealthKey, WATCH_ARMS_CAP } from '../../shared/jobs/watch';
 import { getItem, putItem, queryPartition, updateItem } from '../../shared/store/dynamo';
 import { JOB_SK, jobPk, WATCH_PK, type PollerHealthItem, type RetryWatchItem, type WatchItem } from '../../shared/store/items';

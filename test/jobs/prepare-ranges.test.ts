@@ -17,8 +17,8 @@ import {
   requestPositions,
   type IndexRow,
 } from '../../shared/jobs/chunk-files';
-import { prepareJob } from '../../shared/jobs/prepare';
-import { registerJob, SourceChanged, SourceNotFound } from '../../shared/jobs/register';
+import { prepareJob } from '../../shared/jobs/prepare-job';
+import { registerJob, SourceChanged, SourceNotFound } from '../../shared/jobs/register-job';
 import { splitLines } from '../../shared/jsonl/lines';
 import { jobKeys } from '../../shared/store/keys';
 import { CustomIdSet, validateLine } from '../../shared/validation/request';

@@ -6,9 +6,9 @@ import { exists, jsonl, pipelineConfig, putInput, readText, request, requests } 
 import { getItem, putItem, queryPartition, updateItem } from '../../shared/store/dynamo';
 import { jobPk, type ChunkItem, type JobItem } from '../../shared/store/items';
 import { jobKeys } from '../../shared/store/keys';
-import { registerJob, SourceChanged } from '../../shared/jobs/register';
+import { registerJob, SourceChanged } from '../../shared/jobs/register-job';
 import type { PrepareOutput } from '../../shared/jobs/contract';
-import { JobNotFound, MAX_CHUNKS, prepareJob, TooManyChunks } from '../../shared/jobs/prepare';
+import { JobNotFound, MAX_CHUNKS, prepareJob, TooManyChunks } from '../../shared/jobs/prepare-job';
 import { sourceLines } from '../../shared/validation/input-lines';
 import type { PipelineConfig, ValidationMode } from '../../shared/config';
 

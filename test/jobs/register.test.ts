@@ -3,7 +3,7 @@ import { useLocalAws } from '../support/aws';
 import { objectCreated, pipelineConfig, putInput, request, jsonl } from '../support/pipeline';
 import { getItem } from '../../shared/store/dynamo';
 import { jobPk, type JobItem } from '../../shared/store/items';
-import { InvalidMode, registerJob, SourceChanged, SourceNotFound } from '../../shared/jobs/register';
+import { InvalidMode, registerJob, SourceChanged, SourceNotFound } from '../../shared/jobs/register-job';
 import { InvalidEvent } from '../../shared/jobs/events';
 import { jobIdFor, jobSlug } from '../../shared/jobs/job-id';
 import type { PipelineConfig } from '../../shared/config';

@@ -3,7 +3,7 @@ import { useLocalAws } from '../support/aws';
 import { jsonl, objectCreated, pipelineConfig, putInput, request } from '../support/pipeline';
 import { getItem, putItem } from '../../shared/store/dynamo';
 import { JOB_SK, JOBS_GSI_PK, jobPk, type JobItem } from '../../shared/store/items';
-import { InvalidBudget, MAX_COST_METADATA, registerJob } from '../../shared/jobs/register';
+import { InvalidBudget, MAX_COST_METADATA, registerJob } from '../../shared/jobs/register-job';
 import { oldRowState, paramsHash, parseOnly, REUSE_METADATA, REUSE_ONLY_METADATA, ReuseNotPossible, reusableState } from '../../shared/jobs/reuse';
 import { rerunKey } from '../../shared/jobs/rerun';
 

@@ -6,7 +6,7 @@ import type { MessageBatch } from '../../shared/anthropic/types';
 import { getItem, updateItem } from '../../shared/store/dynamo';
 import { BATCH_SK, batchPk, CREATE_SLOT_SK, createSlotPk, JOB_SK, jobPk, type BatchClaimItem, type CreateSlotItem } from '../../shared/store/items';
 import { CreateSlotBusy } from '../../shared/jobs/create-slot';
-import { BatchQueueFull, CreateOutcomeUnknown, GIVE_UP_LOOKS, submitChunk, type SubmitDeps } from '../../shared/jobs/submit';
+import { BatchQueueFull, CreateOutcomeUnknown, GIVE_UP_LOOKS, submitChunk, type SubmitDeps } from '../../shared/jobs/submit-chunk';
 import type { SimulatorOptions } from '../../simulator/options';
 import { createPipelineTable } from '../../local/emulators';
 import { useLocalAws } from '../support/aws';

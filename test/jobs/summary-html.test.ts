@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CostTotals } from '../../shared/cost/cost';
 import { BUILT_IN_PRICES } from '../../shared/cost/prices';
 import { AttemptTimeline, cacheSavings, dollars, errorExamplesFrom, escapeHtml, renderSummaryHtml, TIMELINE_ATTEMPTS } from '../../shared/jobs/summary-html';
-import type { JobSummary } from '../../shared/jobs/finalize';
+import type { JobSummary } from '../../shared/jobs/finalize-job';
 import { findChromium, visitPage } from '../support/browser';
 
 /** A summary whose every text a user or the API controls is markup. */

@@ -2,7 +2,7 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { useLocalAws } from '../support/aws';
 import { jsonl, pipelineConfig, putInput, request, startRecordingEndpoint, type RecordingEndpoint } from '../support/pipeline';
 import { sfnStarter, sweepExecutionName, sweepPrefix, type StartExecution } from '../../shared/jobs/sweep';
-import { registerJob } from '../../shared/jobs/register';
+import { registerJob } from '../../shared/jobs/register-job';
 import { InvalidEvent } from '../../shared/jobs/events';
 import { sha256Hex } from '../../shared/jobs/job-id';
 

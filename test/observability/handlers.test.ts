@@ -7,7 +7,7 @@ import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BatchesClient } from '../../shared/anthropic/client';
 import type { BatchRequest, BatchResultLine } from '../../shared/anthropic/types';
-import type { JobSummary } from '../../shared/jobs/finalize';
+import type { JobSummary } from '../../shared/jobs/finalize-job';
 import { startAwsShim, type AwsShim } from '../../local/aws-shim';
 import { startSimulator } from '../../simulator/server';
 import type { SimulatorHandle } from '../../simulator/options';

@@ -1,6 +1,6 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { ApiRetryable } from '../../shared/anthropic/errors';
-import { BatchQueueFull } from '../../shared/jobs/submit';
+import { BatchQueueFull } from '../../shared/jobs/submit-chunk';
 import { UnprocessedWrites } from '../../shared/store/dynamo';
 import { errorFields, instrument, keysOf, rowsErroredMetric, type Observer } from '../../shared/observability';
 import { captureOutput, metricsOf } from './capture';

@@ -12,8 +12,8 @@ import {
   RowNotFound,
   type QueryDeps,
 } from '../../shared/jobs/queries';
-import { registerJob } from '../../shared/jobs/register';
-import { submitChunk } from '../../shared/jobs/submit';
+import { registerJob } from '../../shared/jobs/register-job';
+import { submitChunk } from '../../shared/jobs/submit-chunk';
 import type { BatchResultLine } from '../../shared/anthropic/types';
 import type { JobStatus } from '../../shared/store/items';
 import { jobKeys } from '../../shared/store/keys';

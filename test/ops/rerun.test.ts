@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { useServedStack } from '../support/served-stack';
 import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import type { ResultRow } from '../../shared/jobs/finalize';
+import type { ResultRow } from '../../shared/jobs/finalize-job';
 import { jobKeys } from '../../shared/store/keys';
 import { readObject } from '../../shared/store/s3';
 import { jsonl, requests } from '../support/requests';

@@ -21,10 +21,10 @@ import { jobKeys, type JobKeys } from '../../shared/store/keys';
 import { BATCH_BODY_OVERHEAD } from '../../shared/validation/request';
 import { startSimulator } from '../../simulator/server';
 import type { SimulatorHandle, SimulatorOptions } from '../../simulator/options';
-import { collectResults } from '../../shared/jobs/collect';
+import { collectResults } from '../../shared/jobs/collect-results';
 import type { AttemptKey, CollectOutput, SubmitOutput } from '../../shared/jobs/contract';
-import { pollBatch } from '../../shared/jobs/poll';
-import { submitChunk } from '../../shared/jobs/submit';
+import { pollBatch } from '../../shared/jobs/poll-batch';
+import { submitChunk } from '../../shared/jobs/submit-chunk';
 import type { LocalAws } from './aws';
 
 export const TEST_API_KEY = 'sk-test-chunks';

@@ -31,7 +31,7 @@
  * summary.json reports it as `recoveredFrom`.
  *
  * A job with a chunk whose Collect could not finish while its batch's results wait at the API
- * (`collectLater`, shared/jobs/chunk-failure.ts: killed more often than the workflow retries it, the
+ * (`collectLater`, shared/jobs/record-chunk-failure.ts: killed more often than the workflow retries it, the
  * API or storage unavailable, the key refused) has it collected here, whatever the job's status: Collect
  * goes on from its checkpoint, with no retry (as above), and the chunk is done. Results archived or a
  * batch gone leave the chunk failed. Once none is left, a job that had ended is finalized again: its
@@ -55,15 +55,15 @@ import { jobKeys } from '../store/keys';
 import { headObject, isS3NotFound } from '../store/s3';
 import { CHUNK_SK_PREFIX, jobPk, type ChunkAttempt, type ChunkItem, type JobItem } from '../store/items';
 import { cancelBatch } from './cancel';
-import { recordChunkFailure } from './chunk-failure';
+import { recordChunkFailure } from './record-chunk-failure';
 import { attemptOf, chunkCondition, isoAt, jobKey, patchAttempt, readChunk, readJob, readJobChunks, updateChunk } from './chunk-state';
-import { collectResults } from './collect';
+import { collectResults } from './collect-results';
 import { LAMBDA_CRASH_ERRORS, LAMBDA_TRANSIENT_ERRORS, STORAGE_THROTTLED_ERRORS, UNCATCHABLE_ERRORS } from './contract';
 import { EXECUTION_ERRORS } from './execution-ended';
 import { failureLeftovers, markJobFailed, type FailDeps, type FailureLeftovers } from './mark-job-failed';
-import { finalizeJob } from './finalize';
+import { finalizeJob } from './finalize-job';
 import { ENDED_JOB_STATUSES } from './queries';
-import { submitChunk } from './submit';
+import { submitChunk } from './submit-chunk';
 import { sweepOrphans } from './orphans';
 import { clockOf } from '../clock';
 

@@ -27,7 +27,7 @@ import { RowIndex, storeRowIndex, type SourceRef } from './chunk-files';
 import { WIRE_GROWTH_BYTES } from './wire-ids';
 import { quietObserver, type Observer } from '../observability';
 import { bareEtag } from './job-id';
-import { SourceChanged, SourceNotFound } from './register';
+import { SourceChanged, SourceNotFound } from './register-job';
 import { rowShardCount } from './row-records';
 import { BATCH_BODY_OVERHEAD, CustomIdSet, invalidReportRow, validateLine, type LineOutcome } from '../validation/request';
 import { modelCatalogFromConfig } from '../validation/models';

@@ -36,7 +36,7 @@ import { errorFields, quietObserver, type Observer } from '../observability';
 import { attemptOf, chunkCondition, isoAt, jobKey, patchAttempt, readChunk, readJob, updateChunk } from './chunk-state';
 import type { AttemptKey, ChunkRef, SubmitOutput } from './contract';
 import { requestLines } from './chunk-files';
-import { nextPollDelay, type PollSettings } from './poll';
+import { nextPollDelay, type PollSettings } from './poll-batch';
 import { cancelBatch, recordCancelSent, type AttemptBatch } from './cancel';
 import { acquireCreateSlot, releaseCreateSlot } from './create-slot';
 import { newNonce, wireId, wireRequestLine } from './wire-ids';

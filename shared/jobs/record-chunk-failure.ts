@@ -8,7 +8,7 @@
  * retries it, the API or storage stayed unavailable, the key was refused) while its batch had ended
  * leaves paid results at the API for 29 days: the chunk is marked `collectLater` (and the job with
  * it), its rows end `collect_pending` for now, and the daily reconciler collects them, going on from
- * Collect's checkpoint, and finalizes the job again (shared/jobs/reconcile.ts).
+ * Collect's checkpoint, and finalizes the job again (shared/jobs/reconcile-jobs.ts).
  */
 import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import type { BatchesApi } from '../anthropic/api';
