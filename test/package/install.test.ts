@@ -193,7 +193,7 @@ describe('the npm package', () => {
       const jobId = result.stdout.match(/Outputs in batchline-out\/(tickets-[0-9a-f]+)\//)?.[1];
       expect(jobId, result.stdout).toBeDefined();
       const out = path.join(project, 'batchline-out', jobId!);
-      expect((await readdir(out)).sort()).toEqual(['errors.jsonl', 'invalid.jsonl', 'results.jsonl', 'summary.json']);
+      expect((await readdir(out)).sort()).toEqual(['errors.jsonl', 'invalid.jsonl', 'results.jsonl', 'summary.html', 'summary.json']);
       const inputIds = (await readFile(path.join(project, 'tickets.jsonl'), 'utf8'))
         .split('\n')
         .filter(Boolean)
@@ -271,7 +271,7 @@ describe('the npm package', () => {
         expect(row.stdout).toContain('succeeded');
         const results = await run('npx', ['--offline', 'batchline', 'results', jobId!, '--local', '.', '--out', 'downloaded'], project);
         expect(results.code, results.stderr).toBe(0);
-        expect((await readdir(path.join(project, 'downloaded'))).sort()).toEqual(['errors.jsonl', 'invalid.jsonl', 'results.jsonl', 'summary.json']);
+        expect((await readdir(path.join(project, 'downloaded'))).sort()).toEqual(['errors.jsonl', 'invalid.jsonl', 'results.jsonl', 'summary.html', 'summary.json']);
       } finally {
         const exited = once(serve, 'exit');
         if (serve.exitCode === null) process.kill(-serve.pid!, 'SIGINT');
