@@ -271,7 +271,13 @@ describe('the npm package', () => {
         expect(row.stdout).toContain('succeeded');
         const results = await run('npx', ['--offline', 'batchline', 'results', jobId!, '--local', '.', '--out', 'downloaded'], project);
         expect(results.code, results.stderr).toBe(0);
-        expect((await readdir(path.join(project, 'downloaded'))).sort()).toEqual(['errors.jsonl', 'invalid.jsonl', 'results.jsonl', 'summary.html', 'summary.json']);
+        expect((await readdir(path.join(project, 'downloaded'))).sort()).toEqual([
+          'errors.jsonl',
+          'invalid.jsonl',
+          'results.jsonl',
+          'summary.html',
+          'summary.json',
+        ]);
       } finally {
         const exited = once(serve, 'exit');
         if (serve.exitCode === null) process.kill(-serve.pid!, 'SIGINT');
