@@ -30,6 +30,13 @@ export interface Running {
   pid: number;
   /** Resolves once stderr (or stdout) has printed `text`; rejects if the process ends first. */
   printed(text: string, stream?: 'stdout' | 'stderr'): Promise<void>;
+  /** Resolves with the first match of `pattern` in stdout (or stderr); rejects if the process ends first. */
+  matched(pattern: RegExp, stream?: 'stdout' | 'stderr'): Promise<RegExpMatchArray>;
+  /** What the process has printed so far. */
+  readonly stdout: string;
+  readonly stderr: string;
+  /** Whether the process is still running. */
+  readonly running: boolean;
   signal(signal: NodeJS.Signals): void;
   done: Promise<Run>;
 }
@@ -61,17 +68,33 @@ export function startBatchline(args: string[], options: { cwd: string; env?: Rec
       resolve({ code: code ?? (signal ? 128 : 1), stdout: text.stdout, stderr: text.stderr });
     });
   });
+  /** Resolves with what `test` finds in the stream's output so far, as soon as it finds something. */
+  const until = <T>(test: (output: string) => T | undefined, stream: 'stdout' | 'stderr', what: string): Promise<T> =>
+    new Promise((resolve, reject) => {
+      const check = () => {
+        const found = test(text[stream]);
+        if (found !== undefined) resolve(found);
+        else if (ended) reject(new Error(`batchline ${args.join(' ')} ended without printing ${what}:\n${text.stdout}\n${text.stderr}`));
+        else waiters.push(check);
+      };
+      check();
+    });
   return {
     pid: child.pid!,
-    printed(wanted, stream = 'stderr') {
-      return new Promise((resolve, reject) => {
-        const check = () => {
-          if (text[stream].includes(wanted)) resolve();
-          else if (ended) reject(new Error(`batchline ${args.join(' ')} ended without printing ${JSON.stringify(wanted)}:\n${text.stdout}\n${text.stderr}`));
-          else waiters.push(check);
-        };
-        check();
-      });
+    async printed(wanted, stream = 'stderr') {
+      await until((output) => (output.includes(wanted) ? true : undefined), stream, JSON.stringify(wanted));
+    },
+    matched(pattern, stream = 'stdout') {
+      return until((output) => output.match(pattern) ?? undefined, stream, String(pattern));
+    },
+    get stdout() {
+      return text.stdout;
+    },
+    get stderr() {
+      return text.stderr;
+    },
+    get running() {
+      return !ended;
     },
     signal(signal) {
       process.kill(child.pid!, signal);
