@@ -453,7 +453,9 @@ describe('streaming create', () => {
     expect(batch.request_counts.processing).toBe(count);
     expect(produced).toBe(20_000_000);
     // 15 MB had gone out when measured; a client that buffered it would retain at least that much.
-    // Half of it is the bound: on a loaded machine the socket's queue (arrayBuffers) held 5.6 MB.
-    expect(midway - baseline).toBeLessThan(produced * 0.75 * 0.5);
+    // Three quarters of it is the bound: the simulator in this process holds its own share of the
+    // body while it reads it, and on a loaded machine the socket's queue (arrayBuffers) grows: up
+    // to 8.5 MB was seen there, all of it well under what buffering the body would keep.
+    expect(midway - baseline).toBeLessThan(produced * 0.75 * 0.75);
   });
 });
