@@ -3,8 +3,10 @@
  * 40s"): from the state's Retry field in the state machine definition, as Step Functions applies it
  * (the first retrier whose ErrorEquals names the error; IntervalSeconds × BackoffRate^n, capped by
  * MaxDelaySeconds; with JitterStrategy FULL, anywhere from 0 up to that). The local runtime scales
- * each retrier's wait to IntervalSeconds / time scale, without backoff or jitter (local/asl.ts).
+ * each retrier's wait to IntervalSeconds / time scale, without backoff or jitter (local/asl.ts
+ * scaledRetryIntervals, read here too).
  */
+import { forEachState, scaledRetryIntervals, type AslDefinition, type AslState } from '../local/asl';
 
 /** A Retry field's entries, as the definition holds them. */
 interface Retrier {
@@ -14,10 +16,6 @@ interface Retrier {
   BackoffRate?: number;
   MaxDelaySeconds?: number;
   JitterStrategy?: 'FULL' | 'NONE';
-}
-
-interface States {
-  States?: Record<string, { Type?: string; Retry?: Retrier[]; Iterator?: States; ItemProcessor?: States; Branches?: States[] }>;
 }
 
 /** The wait before the next try; `upTo` when the jitter makes it anywhere from 0 to `ms`. */
@@ -34,20 +32,19 @@ export class RetryClock {
   /** Tries each retrier of each state has made since the state last moved on. */
   private readonly used = new Map<string, number[]>();
 
+  /** The local engine's waits (ms per retrier of each state), which replace backoff and jitter there. */
+  private readonly localIntervals: Record<string, number[]> | undefined;
+
   /** `timeScale`: the local runtime's (1 with --live, or on AWS). */
   constructor(
-    definition: States,
+    definition: { States: Record<string, AslState> },
     private readonly timeScale = 1,
   ) {
-    const visit = (machine: States | undefined) => {
-      for (const [name, state] of Object.entries(machine?.States ?? {})) {
-        if (state.Retry) this.retriers.set(name, { type: state.Type, retry: state.Retry });
-        visit(state.Iterator);
-        visit(state.ItemProcessor);
-        for (const branch of state.Branches ?? []) visit(branch);
-      }
-    };
-    visit(definition);
+    forEachState(definition, (name, state) => {
+      if (Array.isArray(state.Retry)) this.retriers.set(name, { type: state.Type, retry: state.Retry as Retrier[] });
+    });
+    // The same intervals the local runtime gives the engine (local/runtime.ts), so the two cannot drift.
+    this.localIntervals = timeScale === 1 ? undefined : scaledRetryIntervals(definition as AslDefinition, timeScale);
   }
 
   /**
@@ -77,7 +74,7 @@ export class RetryClock {
       if (retrier.MaxDelaySeconds !== undefined) seconds = Math.min(seconds, retrier.MaxDelaySeconds);
       upTo = retrier.JitterStrategy === 'FULL';
     } else {
-      seconds = Math.min(interval / this.timeScale, retrier.MaxDelaySeconds ?? Number.POSITIVE_INFINITY);
+      seconds = (this.localIntervals?.[state]?.[index] ?? 0) / 1000;
     }
     used[index]! += 1;
     return { ms: seconds * 1000, upTo };
