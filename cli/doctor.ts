@@ -6,13 +6,14 @@
  */
 import { parse } from './args';
 import type { Io } from './io';
-import { DEFAULT_API_URL, probeApi, type ApiProbe } from './reach';
+import { DEFAULT_BASE_URL } from '../shared/anthropic/client';
+import { probeApi, type ApiProbe } from './reach';
 
 export const DOCTOR_HELP = `Usage: batchline doctor
 
 Checks what a live run ("batchline run --live") needs, without spending anything: that
 ANTHROPIC_API_KEY is set, that the Message Batches API (ANTHROPIC_BASE_URL, default
-${DEFAULT_API_URL}) can be reached, that it accepts the key (and for which
+${DEFAULT_BASE_URL}) can be reached, that it accepts the key (and for which
 organization and workspace), and the rate limits the API reports. It makes one call,
 GET /v1/messages/batches?limit=1, which creates nothing and costs nothing.
 

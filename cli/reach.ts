@@ -5,8 +5,8 @@
  * (401) is the run's to report, and 429/5xx are retried by the pipeline as usual.
  */
 import { request } from 'undici';
+import { DEFAULT_ANTHROPIC_VERSION, DEFAULT_BASE_URL } from '../shared/anthropic/client';
 
-export const DEFAULT_API_URL = 'https://api.anthropic.com';
 const TIMEOUT_MS = 15_000;
 
 /** The API could not be reached: nothing was sent. */
@@ -33,7 +33,7 @@ export interface ApiProbe {
  * workspace and the batch limits; it creates nothing). ApiUnreachable when no HTTP answer comes.
  */
 export async function probeApi(baseUrl: string | undefined, apiKey: string): Promise<ApiProbe> {
-  const base = (baseUrl ?? DEFAULT_API_URL).replace(/\/+$/, '');
+  const base = (baseUrl ?? DEFAULT_BASE_URL).replace(/\/+$/, '');
   let url: URL;
   try {
     url = new URL(`${base}/v1/messages/batches?limit=1`);
@@ -43,7 +43,7 @@ export async function probeApi(baseUrl: string | undefined, apiKey: string): Pro
   try {
     const response = await request(url, {
       method: 'GET',
-      headers: { 'x-api-key': apiKey, 'anthropic-version': '2023-06-01' },
+      headers: { 'x-api-key': apiKey, 'anthropic-version': DEFAULT_ANTHROPIC_VERSION },
       headersTimeout: TIMEOUT_MS,
       bodyTimeout: TIMEOUT_MS,
       signal: AbortSignal.timeout(TIMEOUT_MS),
