@@ -44,7 +44,7 @@ export class LocalState {
     mkdirSync(dir, { recursive: true });
     const lock = path.join(dir, LOCK);
     const holder = readPid(lock);
-    if (holder !== undefined && holder !== process.pid && isAlive(holder)) {
+    if (holder !== undefined && holder !== process.pid && processAlive(holder)) {
       throw new LocalStackError(`another batchline (pid ${holder}) is using ${dir}: one process at a time keeps its state`);
     }
     writeFileSync(lock, `${process.pid}\n`);
@@ -140,7 +140,8 @@ function readPid(file: string): number | undefined {
   }
 }
 
-function isAlive(pid: number): boolean {
+/** Whether a process is running (EPERM: it exists, under another user). */
+export function processAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
     return true;

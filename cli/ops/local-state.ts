@@ -7,6 +7,7 @@
 import { mkdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { LOCAL_REGION } from '../../local/emulators';
+import { processAlive } from '../../local/state';
 
 export const LOCAL_STATE_DIR = '.batchline';
 export const LOCAL_STATE_FILE = 'local.json';
@@ -98,14 +99,4 @@ export async function readLocalState(location: string): Promise<LocalStackState 
     throw new LocalStackUnavailable(`the local stack recorded in ${file} is no longer running (process ${state.pid} has exited)`);
   }
   return { ...(state as LocalStackState), region: state.region ?? LOCAL_REGION, file };
-}
-
-function processAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    // EPERM: it exists, under another user.
-    return (error as NodeJS.ErrnoException).code === 'EPERM';
-  }
 }
