@@ -5,9 +5,8 @@
  * end with its own answer, and no create may be repeated while its first batch may exist.
  */
 import { describe, expect, it } from 'vitest';
-import type { ResultRow } from '../../shared/jobs/finalize-job';
 import { ids, writeRequests, request, useLocalStack, type RequestRow, type StackUnderTest } from '../e2e/support';
-import { chunkRecords, comparable, expectEveryRowOnce, expectOneBatchPerAttempt, runJob, withoutProbes, type JobRun } from './support';
+import { chunkRecords, comparable, expectEveryRowOnce, expectOneBatchPerAttempt, runJob, startJob, withoutProbes, type JobRun } from './support';
 import { readJsonl, readText } from '../e2e/support';
 import { readJob } from '../../shared/jobs/chunk-state';
 
@@ -19,12 +18,7 @@ const otherRequest = (customId: string): RequestRow => {
 };
 
 async function runRows(under: StackUnderTest, name: string, rows: RequestRow[]): Promise<JobRun> {
-  const file = await writeRequests(under, name, rows);
-  const before = under.stack.simulator!.stats().batchesCreated.length;
-  const jobId = await under.stack.submitFile(file);
-  const outcome = await under.stack.waitForJob(jobId);
-  const results = outcome.summary ? await readJsonl<ResultRow>(under.stack, outcome.keys.results) : [];
-  return { jobId, outcome, results, batches: under.stack.simulator!.stats().batchesCreated.slice(before) };
+  return (await startJob(under, await writeRequests(under, name, rows))).finish();
 }
 
 const submitErrors = (under: StackUnderTest) =>

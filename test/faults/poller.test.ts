@@ -2,9 +2,8 @@ import { describe, expect, it } from 'vitest';
 import { deleteItemIf, putItem, queryPartition, updateItem } from '../../shared/store/dynamo';
 import { JOB_SK, jobPk, WATCH_PK, type WatchItem } from '../../shared/store/items';
 import type { LocalEvent } from '../../local/runtime';
-import type { ResultRow } from '../../shared/jobs/finalize-job';
-import { ids, nextEvent, readJsonl, request, until, useLocalStack, writeRequests } from '../e2e/support';
-import { chunkRecords, expectEveryRowOnce, expectOneBatchPerAttempt, runJob, type JobRun } from './support';
+import { ids, nextEvent, request, until, useLocalStack, writeRequests } from '../e2e/support';
+import { chunkRecords, expectEveryRowOnce, expectOneBatchPerAttempt, runJob, startJob, type JobRun } from './support';
 
 /**
  * The poller's failure modes (docs/architecture.md, "Waiting for a batch", and its failure table) on the local pipeline: the synthesized state
@@ -35,16 +34,9 @@ describe("the poller's faults, on the local pipeline", () => {
   }
   /** Submits and resolves once `count` of the job's attempts have armed a watch. */
   async function armed(name: string, customIds: string[], count: number) {
-    const file = await writeRequests(under, name, customIds.map(request));
-    const before = under.stack.simulator!.stats().batchesCreated.length;
-    const jobId = await under.stack.submitFile(file);
-    await until(async () => (await watchesOf(jobId)).length >= count);
-    const finish = async (): Promise<JobRun> => {
-      const outcome = await under.stack.waitForJob(jobId);
-      const results = outcome.summary ? await readJsonl<ResultRow>(under.stack, outcome.keys.results) : [];
-      return { jobId, outcome, results, batches: under.stack.simulator!.stats().batchesCreated.slice(before) };
-    };
-    return { jobId, finish };
+    const job = await startJob(under, await writeRequests(under, name, customIds.map(request)));
+    await until(async () => (await watchesOf(job.jobId)).length >= count);
+    return job;
   }
 
   it(
@@ -202,9 +194,7 @@ describe("the poller's faults, on the local pipeline", () => {
       // Every row of the first attempt errs overloaded: transient, so the chunk waits to retry.
       under.stack.simulator!.setBatchFaults({ errored: { overloaded_error: 1 } });
       const rows = ids('i', 2);
-      const file = await writeRequests(under, 'i.jsonl', rows.map(request));
-      const before = under.stack.simulator!.stats().batchesCreated.length;
-      const jobId = await under.stack.submitFile(file);
+      const { jobId, finish } = await startJob(under, await writeRequests(under, 'i.jsonl', rows.map(request)));
       try {
         await until(async () => of('chunk-collected', jobId).some((event) => event.retry));
         await until(async () => (await watchesOf(jobId)).some((watch) => (watch as { wait?: string }).wait === 'retry'));
@@ -213,13 +203,7 @@ describe("the poller's faults, on the local pipeline", () => {
       }
       await updateItem(under.stack.dynamo, under.stack.table, { pk: jobPk(jobId), sk: JOB_SK }, { set: { cancelRequested: true } });
       await nextEvent(under, (event): event is LocalEvent => event.type === 'backoff-ended' && event.jobId === jobId && event.reason === 'cancel');
-      const outcome = await under.stack.waitForJob(jobId);
-      const run: JobRun = {
-        jobId,
-        outcome,
-        results: await readJsonl<ResultRow>(under.stack, outcome.keys.results),
-        batches: under.stack.simulator!.stats().batchesCreated.slice(before),
-      };
+      const run = await finish();
       expect(run.outcome.status).toBe('canceled');
       // The first attempt's batch only: the retry was never submitted.
       expect(run.batches).toHaveLength(1);

@@ -9,11 +9,21 @@ import { LambdaFunctionError } from '../../local/lambda';
 import type { LocalEvent } from '../../local/runtime';
 import { getItem } from '../../shared/store/dynamo';
 import { JOB_SK, jobPk, type JobItem, type RowRecord } from '../../shared/store/items';
-import type { ResultRow } from '../../shared/jobs/finalize-job';
 import { jobKeys } from '../../shared/store/keys';
-import { ids, nextEvent, readJsonl, readText, request, servedResults, useLocalStack, writeRequests } from '../e2e/support';
+import { ids, nextEvent, readText, request, servedResults, useLocalStack, writeRequests } from '../e2e/support';
 import { startDynamoProxy, type DynamoProxy } from './dynamo-proxy';
-import { chunkRecords, comparable, expectEveryRowOnce, expectOneBatchPerAttempt, interceptTask, rowItem, runJob, simulatorBatch, type JobRun } from './support';
+import {
+  chunkRecords,
+  comparable,
+  expectEveryRowOnce,
+  expectOneBatchPerAttempt,
+  interceptTask,
+  rowItem,
+  runJob,
+  simulatorBatch,
+  startJob,
+  type JobRun,
+} from './support';
 
 /**
  * One chunk of 40 rows spread over 40 buckets (rowsPerShard 1): more than 25 row pages, so Collect
@@ -167,9 +177,7 @@ describe('storage faults and dead workflows on the local pipeline', () => {
   it("collects a dead workflow's unread results with the scheduled reconciler before they are archived", async () => {
     // A long batch, so the workflow is still waiting on it when it dies.
     under.stack.simulator!.setBatchFaults({ processingSeconds: 7_200 });
-    const file = await writeRequests(under, 'orphaned.jsonl', customIds.map(request));
-    const before = under.stack.simulator!.stats().batchesCreated.length;
-    const jobId = await under.stack.submitFile(file);
+    const { jobId, finish } = await startJob(under, await writeRequests(under, 'orphaned.jsonl', customIds.map(request)));
     const { executionArn } = await nextEvent(
       under,
       (e): e is Extract<LocalEvent, { type: 'job-registered' }> => e.type === 'job-registered' && e.jobId === jobId,
@@ -188,14 +196,8 @@ describe('storage faults and dead workflows on the local pipeline', () => {
     // 28 days on: the batch ended long ago, and its results are a day from archival.
     under.stack.simulator!.advance(28 * 86_400);
     await under.stack.runSchedules();
-    const outcome = await under.stack.waitForJob(jobId);
-
-    const run: JobRun = {
-      jobId,
-      outcome,
-      results: await readJsonl<ResultRow>(under.stack, outcome.keys.results),
-      batches: under.stack.simulator!.stats().batchesCreated.slice(before),
-    };
+    const run = await finish();
+    const { outcome } = run;
     expect(outcome.status).toBe('succeeded');
     expectEveryRowOnce(run, customIds);
     await expectOneBatchPerAttempt(under.stack, run);

@@ -28,12 +28,26 @@ export interface JobRun {
 
 /** Uploads `customIds` as a request file named `name` and runs it to its end. */
 export async function runJob(under: StackUnderTest, name: string, customIds: string[], options: { lenient?: boolean; key?: string } = {}): Promise<JobRun> {
-  const file = await writeRequests(under, name, customIds.map(request));
+  return (await startJob(under, await writeRequests(under, name, customIds.map(request)), options)).finish();
+}
+
+/**
+ * Submits a written request file and returns its job id and `finish`, which waits for the job's end
+ * and gathers its run: results, and the batches the simulator created since the submit.
+ */
+export async function startJob(
+  under: StackUnderTest,
+  file: string,
+  options: { lenient?: boolean; key?: string } = {},
+): Promise<{ jobId: string; finish(): Promise<JobRun> }> {
   const before = under.stack.simulator!.stats().batchesCreated.length;
   const jobId = await under.stack.submitFile(file, options);
-  const outcome = await under.stack.waitForJob(jobId);
-  const results = outcome.summary ? await readJsonl<ResultRow>(under.stack, outcome.keys.results) : [];
-  return { jobId, outcome, results, batches: under.stack.simulator!.stats().batchesCreated.slice(before) };
+  const finish = async (): Promise<JobRun> => {
+    const outcome = await under.stack.waitForJob(jobId);
+    const results = outcome.summary ? await readJsonl<ResultRow>(under.stack, outcome.keys.results) : [];
+    return { jobId, outcome, results, batches: under.stack.simulator!.stats().batchesCreated.slice(before) };
+  };
+  return { jobId, finish };
 }
 
 /** One results line per row, in input order, and counts that add up to the input's rows. */
