@@ -108,13 +108,10 @@ export async function serveCommand(args: string[], io: Io): Promise<number> {
       if (!stopping) say(`  ${path.basename(file)}: ${error.message}`);
     });
   });
-  // Said only once the folder is watched: a file dropped on seeing it is never missed.
-  say('Drop a .jsonl file in the folder; Ctrl-C stops.');
-  const commands = readCommands(stack, io);
-
   const live = options.live;
   let canceledAtApi = false;
-  await new Promise<void>((resolve) => {
+  // Ctrl-C is handled from here (the promise's body runs now), before the line that says it stops.
+  const stopRequested = new Promise<void>((resolve) => {
     if (!live) {
       process.once('SIGINT', resolve);
       process.once('SIGTERM', resolve);
@@ -145,6 +142,11 @@ export async function serveCommand(args: string[], io: Io): Promise<number> {
     process.on('SIGINT', onSignal);
     process.on('SIGTERM', onSignal);
   });
+  // Said only once the folder is watched and Ctrl-C handled: a file dropped on seeing it is never
+  // missed, and a Ctrl-C on seeing it stops serve as said, not by the signal's default.
+  say('Drop a .jsonl file in the folder; Ctrl-C stops.');
+  const commands = readCommands(stack, io);
+  await stopRequested;
   stopping = true;
   say('\nStopping…');
   // Name what was still running, and what becomes of it.

@@ -63,9 +63,12 @@ export const statusCommand = opsCommand('status', STATUS_HELP, { wait: { type: '
   const { job } = report;
   if (values.wait === true && !hasEnded(job)) {
     const screen = json ? io.stderr : io.stdout;
-    screen.write(formatStatus(report, target.kind === 'local' ? LOCAL_KEY : STACK_KEY));
-    screen.write(`\nWaiting for job ${jobId} to end (Ctrl-C stops waiting; the job runs on)\n`);
-    return followToEnd(target, jobId, io, { tty: screen.isTTY === true, startedAt: Date.parse(job.createdAt), json: json ? 'status' : undefined });
+    return followToEnd(target, jobId, io, {
+      tty: screen.isTTY === true,
+      startedAt: Date.parse(job.createdAt),
+      json: json ? 'status' : undefined,
+      opening: `${formatStatus(report, target.kind === 'local' ? LOCAL_KEY : STACK_KEY)}\nWaiting for job ${jobId} to end (Ctrl-C stops waiting; the job runs on)\n`,
+    });
   }
   const ended = hasEnded(job);
   const summary = ended ? await getJson<JobSummary>(target.s3, target.bucket, jobKeys(jobId).summary) : undefined;

@@ -93,8 +93,7 @@ export const submitCommand = opsCommand(
       if (json) writeJson(io.stdout, 'submit', { jobId, registered: true, input: { bucket: target.bucket, key } });
       return 0;
     }
-    screen.write(`Job ${jobId}\n`);
-    return followToEnd(target, jobId, io, { tty, startedAt, json: json ? 'submit' : undefined });
+    return followToEnd(target, jobId, io, { tty, startedAt, json: json ? 'submit' : undefined, opening: `Job ${jobId}\n` });
   },
 );
 
@@ -137,12 +136,16 @@ export async function waitForJob(
   }
 }
 
-/** Follows the job with a progress view, then prints its summary; returns its exit status (cli/exit-status.ts). */
+/**
+ * Follows the job with a progress view, then prints its summary; returns its exit status (cli/exit-status.ts).
+ * `opening` is printed once Ctrl-C is handled: a line that says Ctrl-C stops following must not come
+ * before it does (until then a Ctrl-C kills the process outright).
+ */
 export async function followToEnd(
   target: Pick<QueryDeps, 's3' | 'dynamo' | 'bucket' | 'table'> & Pick<Target, 'flags' | 'kind'>,
   jobId: string,
   io: Io,
-  options: FollowOptions & { tty: boolean; startedAt: number; json?: string },
+  options: FollowOptions & { tty: boolean; startedAt: number; json?: string; opening?: string },
 ): Promise<number> {
   // With --json (the command's name here), the person's lines go to stderr and stdout gets the one document.
   const screen = options.json ? io.stderr : io.stdout;
@@ -155,6 +158,7 @@ export async function followToEnd(
   });
   let report: JobProgressReport;
   try {
+    if (options.opening) screen.write(options.opening);
     report = await followJob(target, jobId, view, { ...options, validation: new ValidationWatch(target.s3, target.bucket, jobId) });
   } finally {
     stopInterrupt();

@@ -65,6 +65,7 @@ export function startBatchline(args: string[], options: { cwd: string; env?: Rec
     child.once('close', (code, signal) => {
       ended = true;
       notify();
+      if (signal) text.stderr += `\n[test: killed by ${signal}]`;
       resolve({ code: code ?? (signal ? 128 : 1), stdout: text.stdout, stderr: text.stderr });
     });
   });
