@@ -74,7 +74,7 @@ export async function estimateCommand(args: string[], io: Io): Promise<number> {
     }
   }
   const validation = validateStream(fitting(), { maxRequestBytes, models });
-  const totals = new EstimateTotals(prices);
+  const totals = new EstimateTotals({ prices });
   let firstInvalid: InvalidLine[] = [];
   for await (const outcome of validation) {
     if (outcome.ok) totals.add(outcome.params);
