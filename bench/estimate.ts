@@ -31,7 +31,7 @@ export function historyVariant(line: string): string {
   try {
     const row = JSON.parse(line) as { params?: { messages?: Array<{ role?: string; content?: unknown }> } };
     const last = row.params?.messages?.at(-1);
-    if (!last || last.role !== 'user') return line;
+    if (last?.role !== 'user') return line;
     if (typeof last.content === 'string') last.content = `${last.content} Please answer for last month instead.`;
     else if (Array.isArray(last.content)) last.content = [...last.content, { type: 'text', text: 'Please answer for last month instead.' }];
     else return line;
