@@ -156,7 +156,9 @@ export async function finalizeJob(input: FinalizeJobInput, deps: FinalizeDeps): 
   if (rejected && tally.counts.canceled > 0) summary.notSubmitted = { rows: tally.counts.canceled, reason: 'rejected' };
   if (collectPending.length > 0) summary.collectPending = collectPending;
   if (job.reuse) summary.reused = reused ?? { fromJob: job.reuse.fromJob, rows: 0, costUsd: 0 };
-  if (job.maxCostUsd !== undefined) summary.budget = { maxCostUsd: job.maxCostUsd, estimateUsd: job.estimateUsd ?? null };
+  if (job.maxCostUsd !== undefined) {
+    summary.budget = { maxCostUsd: job.maxCostUsd, estimateUsd: job.estimateUsd ?? null, expectedUsd: job.expectedUsd ?? job.estimateUsd ?? null };
+  }
   if (input.collectedLate && input.collectedLate.length > 0) summary.collectedLate = { chunks: input.collectedLate, at: isoAt(now()) };
   const promptCache = priming.report(tally.cost.toJSON(), prices);
   if (promptCache) summary.promptCache = promptCache;
