@@ -1,9 +1,24 @@
+import { execFile } from 'node:child_process';
+import { writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
+import { writeLocalState } from '../../cli/ops/local-state';
 import type { MessageParams } from '../../shared/anthropic/types';
 import { EstimateTotals, type OutputHistory } from '../../shared/cost/cost';
 import { readOutputHistory } from '../../shared/jobs/output-history';
 import { MAX_COST_METADATA } from '../../shared/jobs/register-job';
 import { ids, uploadRows, useLocalStack } from './support';
+
+const BIN = fileURLToPath(new URL('../../bin/batchline.mjs', import.meta.url));
+
+function batchline(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    const child = execFile(process.execPath, [BIN, ...args], { timeout: 120_000 }, (_error, stdout, stderr) =>
+      resolve({ code: child.exitCode, stdout, stderr }),
+    );
+  });
+}
 
 /** Rows of one kind: a question each, with room for a long answer (the simulator's replies use a part of it). */
 const question = (customId: string) => ({
@@ -39,6 +54,23 @@ describe("the estimate learns output from the stack's history, and the budget gu
     const estimate = estimateOf(secondRows, history);
     expect(estimate.expected).toMatchObject({ basis: 'history', historyRows: 12 });
     expect(estimate.expected.totalUsd).toBeLessThan(estimate.totalUsd);
+
+    // `batchline estimate --local DIR` (a real process) reads the same history and shows both figures.
+    await writeLocalState(under.dir, under.stack);
+    const file = path.join(under.dir, 'second.jsonl');
+    await writeFile(file, secondRows.map((row) => JSON.stringify(row)).join('\n'));
+    const text = await batchline(['estimate', file, '--local', under.dir]);
+    expect(text.code, text.stderr).toBe(0);
+    expect(text.stdout).toContain(
+      `Estimated cost at batch rates: $${estimate.expected.totalUsd.toFixed(4)} expected (output from 12 rows of past jobs in the local stack in ${under.dir})`,
+    );
+    expect(text.stdout).toContain(`  at most $${estimate.totalUsd.toFixed(4)} with every row using its max_tokens`);
+    const json = await batchline(['estimate', file, '--local', under.dir, '--json']);
+    expect(json.code, json.stderr).toBe(0);
+    const document = JSON.parse(json.stdout);
+    expect(document.cost.batchUsd).toBe(estimate.totalUsd);
+    expect(document.expected).toMatchObject({ basis: 'history', historyRows: 12, batchUsd: estimate.expected.totalUsd });
+    expect(document.expected.byModel['claude-sonnet-4-5'].outputRatio).toBeCloseTo(history['claude-sonnet-4-5']!.outputTokens / (12 * 600), 12);
 
     // Under the expected figure: rejected before anything is sent, the cause naming the history.
     const requestsBefore = under.stack.simulator!.stats().requestsCreated;
