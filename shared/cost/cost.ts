@@ -489,8 +489,12 @@ export interface EstimateOptions {
   primeCache?: boolean;
 }
 
-/** Rows of a batch that must share a prefix for it to be primed (shared/jobs/prime-cache.ts PRIME_MIN_ROWS). */
-export const ESTIMATE_PRIME_MIN_ROWS = 3;
+/**
+ * Rows of a batch that must share a prefix for it to be primed (shared/jobs/prime-cache.ts, and the
+ * estimate). One primed write at standard price (1.25× or 2× input) costs what two batch writes do
+ * (0.625× or 1×): below three rows, priming can cost more than the writes it spares.
+ */
+export const PRIME_MIN_ROWS = 3;
 
 /** The ratio of output to max_tokens that history gives a model, or undefined without history. */
 export function outputRatio(history: OutputHistory | undefined, model: string): number | undefined {
@@ -557,7 +561,7 @@ interface BatchPrefix {
  * later row with it reads it — that is, the batch's rows are assumed to start after the first
  * writer finished; rows that start together each write, so a batch that starts many at once pays
  * more writes than this (`--prime-cache` removes that gap). With `primeCache`, a prefix at least
- * ESTIMATE_PRIME_MIN_ROWS rows of the batch share is written by one Messages call at standard price
+ * PRIME_MIN_ROWS rows of the batch share is written by one Messages call at standard price
  * and every row reads it. `newBatch()` marks a chunk boundary: a new batch writes its prefixes again.
  */
 export class EstimateTotals {
@@ -629,7 +633,7 @@ export class EstimateTotals {
   private settleBatch(): void {
     if (this.primeCache) {
       for (const prefix of this.prefixes.values()) {
-        if (prefix.rows < ESTIMATE_PRIME_MIN_ROWS || prefix.segment === 0) continue;
+        if (prefix.rows < PRIME_MIN_ROWS || prefix.segment === 0) continue;
         this.primedCount += 1;
         const write = { ...zeroTokens(), [prefix.ttl === '1h' ? 'cacheWrite1h' : 'cacheWrite5m']: prefix.segment };
         const read = { ...zeroTokens(), cacheRead: prefix.segment };

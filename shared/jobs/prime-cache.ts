@@ -23,7 +23,7 @@ import type { S3Client } from '@aws-sdk/client-s3';
 import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import type { MessagesApi } from '../anthropic/api';
 import type { MessageParams } from '../anthropic/types';
-import { billableTokens, roundUsd, type BillableTokens, type CostTotalsJson } from '../cost/cost';
+import { billableTokens, PRIME_MIN_ROWS, roundUsd, type BillableTokens, type CostTotalsJson } from '../cost/cost';
 import { BATCH_DISCOUNT, resolvePrice, UnknownModel, type ModelPrice, type PriceTable } from '../cost/prices';
 import { breakpointsOf, type Breakpoint } from '../cost/tokens';
 import { errorFields, type Observer } from '../observability';
@@ -36,12 +36,8 @@ import type { AttemptKey } from './contract';
 /** User metadata that turns priming on or off for a file (`x-amz-meta-batchline-prime-cache`). */
 export const PRIME_CACHE_METADATA = 'batchline-prime-cache';
 
-/**
- * Rows that must share a prefix for it to be primed. One primed write at standard price (1.25× or
- * 2× input) costs what two batch writes do (0.625× or 1×): below three rows, priming can cost more
- * than the writes it spares.
- */
-export const PRIME_MIN_ROWS = 3;
+// Rows that must share a prefix for it to be primed: the cost module's, as the estimate prices priming too.
+export { PRIME_MIN_ROWS } from '../cost/cost';
 
 /** Prefixes primed per attempt at most (the calls run inside SubmitChunk, before its create). */
 export const PRIME_MAX_PREFIXES = 20;
