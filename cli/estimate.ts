@@ -164,7 +164,7 @@ export async function estimateCommand(args: string[], io: Io): Promise<number> {
       `${count(estimate.tokens.cache_creation_input_tokens)} cache write; output ${count(estimate.expected.tokens.output_tokens)} expected, up to ${count(estimate.tokens.output_tokens)}`,
   );
   out.push(`Estimated cost at batch rates: ${usd(estimate.expected.totalUsd)} expected (${expectedBasis(estimate, history?.from)})`);
-  out.push(`  at most ${usd(estimate.totalUsd)} with every row using its max_tokens (${usd(estimate.standardTotalUsd)} without the batch discount)`);
+  out.push(`  up to ${usd(estimate.totalUsd)} with every row using its max_tokens (${usd(estimate.standardTotalUsd)} without the batch discount)`);
   if (estimate.cache.primedPrefixes > 0)
     out.push(`  priming ${plural(estimate.cache.primedPrefixes, 'prefix', 'prefixes')} at standard price: ${usd(estimate.cache.primingUsd)}, in both figures`);
   for (const [model, totalsOfModel] of Object.entries(estimate.models)) {

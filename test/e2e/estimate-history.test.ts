@@ -64,7 +64,7 @@ describe("the estimate learns output from the stack's history, and the budget gu
     expect(text.stdout).toContain(
       `Estimated cost at batch rates: $${estimate.expected.totalUsd.toFixed(4)} expected (output from 12 rows of past jobs in the local stack in ${under.dir})`,
     );
-    expect(text.stdout).toContain(`  at most $${estimate.totalUsd.toFixed(4)} with every row using its max_tokens`);
+    expect(text.stdout).toContain(`  up to $${estimate.totalUsd.toFixed(4)} with every row using its max_tokens`);
     const json = await batchline(['estimate', file, '--local', under.dir, '--json']);
     expect(json.code, json.stderr).toBe(0);
     const document = JSON.parse(json.stdout);

@@ -69,7 +69,7 @@ describe('the batchline command line', () => {
     expect(run.stdout).toMatch(
       /Estimated cost at batch rates: \$[0-9.]+ expected \(no history read \(--stack or --local reads one\): output at max_tokens\)\n/,
     );
-    expect(run.stdout).toMatch(/\n {2}at most \$[0-9.]+ with every row using its max_tokens \(\$[0-9.]+ without the batch discount\)\n/);
+    expect(run.stdout).toMatch(/\n {2}up to \$[0-9.]+ with every row using its max_tokens \(\$[0-9.]+ without the batch discount\)\n/);
     expect(run.stdout).toMatch(/\n {2}claude-haiku-4-5: 12 requests, \$[0-9.]+ expected, up to \$[0-9.]+\n/);
   });
 
