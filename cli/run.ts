@@ -301,8 +301,14 @@ export function formatSummary(outcome: JobOutcome, elapsedMs: number, keyFrom = 
       lines.push(`  reused    ${plural(rows, 'row')} from job ${fromJob}, not sent again (${usd(costUsd)} paid there, not counted above)`);
     }
     if (summary.budget) {
-      const { maxCostUsd, estimateUsd } = summary.budget;
-      lines.push(`  budget    ${usd(maxCostUsd)}${estimateUsd === null ? '' : ` (estimated ${usd(estimateUsd)} before sending)`}`);
+      const { maxCostUsd, estimateUsd, expectedUsd } = summary.budget;
+      // Summaries written before the expected figure existed have only the upper bound.
+      const expected = expectedUsd ?? estimateUsd;
+      const estimated =
+        expected === null
+          ? ''
+          : ` (estimated ${usd(expected)} before sending${estimateUsd !== null && estimateUsd !== expected ? `, at most ${usd(estimateUsd)}` : ''})`;
+      lines.push(`  budget    ${usd(maxCostUsd)}${estimated}`);
     }
   }
   if (options.simulated) {

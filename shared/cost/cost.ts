@@ -9,8 +9,8 @@
  * (`roundUsd`, and in `toJSON`, to micro-dollars).
  */
 import type { MessageParams, Usage } from '../anthropic/types';
-import type { TokenTotals } from '../store/items';
-import { countInputTokens } from './tokens';
+import type { CacheTtl, TokenTotals } from '../store/items';
+import { breakpointsOfUnits, countInputTokens, countPrompt } from './tokens';
 import { BATCH_DISCOUNT, BUILT_IN_PRICES, INFERENCE_GEO_MULTIPLIERS, resolvePrice, UnknownModel, type ModelPrice, type PriceTable } from './prices';
 
 /** Tokens by the rate they are billed at. */
@@ -260,6 +260,21 @@ export class CostTotals {
     }
   }
 
+  /**
+   * Moves tokens of one model between billing rates without counting a request (`sign` −1 takes
+   * them out): the estimate's primed prefixes, whose first write becomes a read.
+   */
+  shift(model: string, geo: string | null, tokens: BillableTokens, sign: 1 | -1): void {
+    const bucket = this.bucket(model);
+    if (geo !== null && geoMultiplier(geo) !== 1) {
+      let geoTokens = bucket.byGeo.get(geo);
+      if (!geoTokens) bucket.byGeo.set(geo, (geoTokens = zeroTokens()));
+      addTokens(geoTokens, tokens, sign);
+    } else {
+      addTokens(bucket.plain, tokens, sign);
+    }
+  }
+
   merge(other: CostTotals): this {
     for (const [model, theirs] of other.models) {
       const ours = this.bucket(model);
@@ -453,32 +468,261 @@ export function estimateRequest(params: MessageParams, options: { prices?: Price
   };
 }
 
-export type EstimateTotalsJson = CostTotalsJson & { estimate: true };
+/** What past jobs' succeeded rows used of their max_tokens, for one model (accumulated at FinalizeJob). */
+export interface OutputHistoryEntry {
+  /** Succeeded rows counted. */
+  rows: number;
+  /** Σ output_tokens of those rows. */
+  outputTokens: number;
+  /** Σ max_tokens of those rows. */
+  maxTokens: number;
+}
 
-/** Estimates summed over a whole file (worst-case output); mergeable and serializable like CostTotals. */
+/** Output history by model id as the requests give it. */
+export type OutputHistory = Record<string, OutputHistoryEntry>;
+
+export interface EstimateOptions {
+  prices?: PriceTable;
+  /** Past jobs' output use (docs/architecture.md, "Budgets"): the expected figure scales max_tokens by it. */
+  history?: OutputHistory;
+  /** The job primes the cache (shared/jobs/prime-cache.ts): a prefix enough rows share is written once at standard price. */
+  primeCache?: boolean;
+}
+
+/**
+ * Rows of a batch that must share a prefix for it to be primed (shared/jobs/prime-cache.ts, and the
+ * estimate). One primed write at standard price (1.25× or 2× input) costs what two batch writes do
+ * (0.625× or 1×): below three rows, priming can cost more than the writes it spares.
+ */
+export const PRIME_MIN_ROWS = 3;
+
+/** The ratio of output to max_tokens that history gives a model, or undefined without history. */
+export function outputRatio(history: OutputHistory | undefined, model: string): number | undefined {
+  const entry = history && Object.hasOwn(history, model) ? history[model] : undefined;
+  if (!entry || entry.rows <= 0 || entry.maxTokens <= 0) return undefined;
+  return Math.min(1, Math.max(0, entry.outputTokens / entry.maxTokens));
+}
+
+export interface ExpectedModelJson {
+  requests: number;
+  outputTokens: number;
+  /** Output ÷ max_tokens from history; null: no history, output at max_tokens. */
+  outputRatio: number | null;
+  /** Succeeded rows of past jobs the ratio comes from (0: none). */
+  historyRows: number;
+  usd: CostBreakdown | null;
+}
+
+export interface ExpectedJson {
+  /** `history` when every priced model had history, `max_tokens` when none had, `partial` between. */
+  basis: 'history' | 'max_tokens' | 'partial';
+  /** Succeeded rows of past jobs behind the figure, over the file's models. */
+  historyRows: number;
+  tokens: TokenTotals;
+  totalUsd: number;
+  standardTotalUsd: number;
+  models: Record<string, ExpectedModelJson>;
+}
+
+export interface CacheEstimateJson {
+  /** Batches the rows were estimated as (chunks: each writes its own prefixes). */
+  batches: number;
+  /** Distinct (batch, prefix) pairs written. */
+  prefixes: number;
+  /** Of them, primed by a Messages call at standard price (primeCache, shared by at least 3 rows). */
+  primedPrefixes: number;
+  /** What the priming calls cost (standard price, in both figures). */
+  primingUsd: number;
+}
+
+/**
+ * The upper bound (output at max_tokens) is the top level, as before; `expected` scales output by
+ * history; `cache` says how the prompt cache was counted. Both figures include cache reads, writes
+ * and priming.
+ */
+export type EstimateTotalsJson = CostTotalsJson & { estimate: true; expected: ExpectedJson; cache: CacheEstimateJson };
+
+/** A prefix written in the current batch: who wrote it, and how many rows use it. */
+interface BatchPrefix {
+  model: string;
+  geo: string | null;
+  /** The segment of the prefix the first row wrote (tokens past the prefix it read), by TTL. */
+  segment: number;
+  ttl: CacheTtl;
+  rows: number;
+}
+
+/**
+ * Estimates summed over a file, in two figures: the upper bound (output at max_tokens) and the
+ * expected (output at max_tokens × the model's ratio from past jobs, or max_tokens without history).
+ *
+ * Prompt caching, as the API bills it (docs/api-reference.md §10.5): within one batch, the first
+ * row with a cacheable prefix writes it (each segment at the TTL of the mark that ends it) and every
+ * later row with it reads it — that is, the batch's rows are assumed to start after the first
+ * writer finished; rows that start together each write, so a batch that starts many at once pays
+ * more writes than this (`--prime-cache` removes that gap). With `primeCache`, a prefix at least
+ * PRIME_MIN_ROWS rows of the batch share is written by one Messages call at standard price
+ * and every row reads it. `newBatch()` marks a chunk boundary: a new batch writes its prefixes again.
+ */
 export class EstimateTotals {
-  private totals: CostTotals;
+  private upper: CostTotals;
+  private expected: CostTotals;
+  /** Priming calls' tokens by model, priced at standard rates. */
+  private priming = new Map<string, BillableTokens>();
+  private prefixes = new Map<string, BatchPrefix>();
+  private batches = 0;
+  private prefixCount = 0;
+  private primedCount = 0;
+  private readonly prices: PriceTable;
+  private readonly history: OutputHistory | undefined;
+  private readonly primeCache: boolean;
 
-  constructor(prices: PriceTable = BUILT_IN_PRICES) {
-    this.totals = new CostTotals(prices);
+  constructor(options: EstimateOptions = {}) {
+    this.prices = options.prices ?? BUILT_IN_PRICES;
+    this.history = options.history;
+    this.primeCache = options.primeCache === true;
+    this.upper = new CostTotals(this.prices);
+    this.expected = new CostTotals(this.prices);
   }
 
   add(params: MessageParams): void {
-    this.totals.add(estimatedUsage(params), params.model);
+    const geo = typeof params.inference_geo === 'string' ? params.inference_geo : null;
+    const { units, total } = countPrompt(params);
+    const usage: Usage = { input_tokens: total, output_tokens: count(params.max_tokens), inference_geo: geo, cache_creation: undefined };
+    const points = breakpointsOfUnits(params.model, units, params.cache_control);
+    if (points.length > 0) {
+      if (this.batches === 0) this.batches = 1;
+      let read = 0;
+      for (const point of points) if (this.prefixes.has(point.key)) read = Math.max(read, point.tokens);
+      let covered = read;
+      let written5m = 0;
+      let written1h = 0;
+      for (const point of points) {
+        const known = this.prefixes.get(point.key);
+        if (known) {
+          known.rows += 1;
+          continue;
+        }
+        const segment = Math.max(0, point.tokens - covered);
+        if (point.ttl === '1h') written1h += segment;
+        else written5m += segment;
+        covered = Math.max(covered, point.tokens);
+        this.prefixes.set(point.key, { model: params.model, geo, segment, ttl: point.ttl, rows: 1 });
+        this.prefixCount += 1;
+      }
+      usage.input_tokens = Math.max(0, total - read - written5m - written1h);
+      usage.cache_read_input_tokens = read;
+      usage.cache_creation_input_tokens = written5m + written1h;
+      usage.cache_creation = { ephemeral_5m_input_tokens: written5m, ephemeral_1h_input_tokens: written1h };
+    } else if (this.batches === 0) {
+      this.batches = 1;
+    }
+    this.upper.add(usage, params.model);
+    const ratio = outputRatio(this.history, params.model);
+    const maxTokens = count(params.max_tokens);
+    this.expected.add({ ...usage, output_tokens: ratio === undefined ? maxTokens : Math.round(maxTokens * ratio) }, params.model);
+  }
+
+  /** The rows added from now on are another batch's (a new chunk): its prefixes are written again. */
+  newBatch(): void {
+    this.settleBatch();
+    this.batches += 1;
+  }
+
+  /** Primed prefixes of the batch just ended: the first row's write becomes a read, and the priming call writes at standard price. */
+  private settleBatch(): void {
+    if (this.primeCache) {
+      for (const prefix of this.prefixes.values()) {
+        if (prefix.rows < PRIME_MIN_ROWS || prefix.segment === 0) continue;
+        this.primedCount += 1;
+        const write = { ...zeroTokens(), [prefix.ttl === '1h' ? 'cacheWrite1h' : 'cacheWrite5m']: prefix.segment };
+        const read = { ...zeroTokens(), cacheRead: prefix.segment };
+        for (const totals of [this.upper, this.expected]) {
+          totals.shift(prefix.model, prefix.geo, write, -1);
+          totals.shift(prefix.model, prefix.geo, read, 1);
+        }
+        let primed = this.priming.get(prefix.model);
+        if (!primed) this.priming.set(prefix.model, (primed = zeroTokens()));
+        addTokens(primed, write);
+      }
+    }
+    this.prefixes.clear();
   }
 
   merge(other: EstimateTotals): this {
-    this.totals.merge(other.totals);
+    other.settleBatch();
+    this.settleBatch();
+    this.upper.merge(other.upper);
+    this.expected.merge(other.expected);
+    for (const [model, tokens] of other.priming) {
+      let ours = this.priming.get(model);
+      if (!ours) this.priming.set(model, (ours = zeroTokens()));
+      addTokens(ours, tokens);
+    }
+    this.batches += other.batches;
+    this.prefixCount += other.prefixCount;
+    this.primedCount += other.primedCount;
     return this;
   }
 
-  toJSON(): EstimateTotalsJson {
-    return { estimate: true, ...this.totals.toJSON() };
+  /** What the priming calls cost by model (standard price); unpriced models are left out. */
+  private primingUsd(): Map<string, number> {
+    const usd = new Map<string, number>();
+    for (const [model, tokens] of this.priming) {
+      try {
+        const { pricedAs, price } = resolvePrice(model, this.prices);
+        const breakdown = emptyBreakdown(pricedAs);
+        accumulate(breakdown, tokens, price, 1, false);
+        usd.set(model, finish(breakdown).totalUsd);
+      } catch (error) {
+        if (!(error instanceof UnknownModel)) throw error;
+      }
+    }
+    return usd;
   }
 
-  static fromJSON(json: EstimateTotalsJson, prices: PriceTable = BUILT_IN_PRICES): EstimateTotals {
-    const estimates = new EstimateTotals(prices);
-    estimates.totals = CostTotals.fromJSON(json, prices);
-    return estimates;
+  toJSON(): EstimateTotalsJson {
+    this.settleBatch();
+    const priming = this.primingUsd();
+    let primingTotal = 0;
+    for (const usd of priming.values()) primingTotal += usd;
+    const upper = this.upper.toJSON();
+    const expected = this.expected.toJSON();
+    const withPriming = (model: string, entry: ModelTotalsJson): CostBreakdown | null => {
+      const extra = priming.get(model) ?? 0;
+      if (!entry.usd || extra === 0) return entry.usd;
+      return { ...entry.usd, totalUsd: roundUsd(entry.usd.totalUsd + extra), standardTotalUsd: roundUsd(entry.usd.standardTotalUsd + extra) };
+    };
+    for (const [model, entry] of Object.entries(upper.models)) entry.usd = withPriming(model, entry);
+    let historyRows = 0;
+    let withHistory = 0;
+    const expectedModels: Record<string, ExpectedModelJson> = Object.fromEntries(
+      Object.entries(expected.models).map(([model, entry]) => {
+        const ratio = outputRatio(this.history, model);
+        const rows = ratio === undefined ? 0 : this.history![model]!.rows;
+        historyRows += rows;
+        if (ratio !== undefined) withHistory += 1;
+        return [
+          model,
+          { requests: entry.requests, outputTokens: entry.tokens.output, outputRatio: ratio ?? null, historyRows: rows, usd: withPriming(model, entry) },
+        ];
+      }),
+    );
+    const modelCount = Object.keys(expected.models).length;
+    return {
+      estimate: true,
+      ...upper,
+      totalUsd: roundUsd(upper.totalUsd + primingTotal),
+      standardTotalUsd: roundUsd(upper.standardTotalUsd + primingTotal),
+      expected: {
+        basis: withHistory === 0 ? 'max_tokens' : withHistory === modelCount ? 'history' : 'partial',
+        historyRows,
+        tokens: expected.tokens,
+        totalUsd: roundUsd(expected.totalUsd + primingTotal),
+        standardTotalUsd: roundUsd(expected.standardTotalUsd + primingTotal),
+        models: expectedModels,
+      },
+      cache: { batches: this.batches, prefixes: this.prefixCount, primedPrefixes: this.primedCount, primingUsd: roundUsd(primingTotal) },
+    };
   }
 }

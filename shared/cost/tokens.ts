@@ -9,6 +9,8 @@
  * tool-use system prompt, the minimum cacheable lengths); where it does not (the tokenizer itself)
  * the figures are calibrated to the public examples and marked [U] in the reference.
  */
+import { createHash } from 'node:crypto';
+import type { CacheTtl } from '../store/items';
 
 /** One piece of the prompt in the order the API reads (and caches) it: tools, system, messages. */
 export interface PromptUnit {
@@ -336,4 +338,55 @@ export function minCacheableTokens(model: string): number {
   if (/^claude-(opus-4-6|opus-4-5|haiku-4-5|haiku-5)/.test(model)) return 4096;
   if (/^claude-(opus-4-7|3-5-haiku|3-haiku)/.test(model)) return 2048;
   return 1024;
+}
+
+/** A marked prefix of one request that the API would cache. */
+export interface Breakpoint {
+  /** Model + hash of the prompt up to and including the marked block: equal keys, equal prefixes. */
+  key: string;
+  /** Input tokens of the prefix. */
+  tokens: number;
+  ttl: CacheTtl;
+  /** The marked unit's place in the prompt (countPrompt's units: tools, system, messages). */
+  unit: number;
+  /** The mark is the request's top-level `cache_control` (automatic caching), not a block's. */
+  topLevel: boolean;
+}
+
+function ttlOf(cacheControl: unknown): CacheTtl | null {
+  if (!isRecord(cacheControl)) return null;
+  return cacheControl.ttl === '1h' ? '1h' : '5m';
+}
+
+function canonical(part: string, block: unknown): string {
+  if (typeof block === 'string') return `${part}\u0000${block}`;
+  if (!isRecord(block)) return `${part}\u0000${JSON.stringify(block)}`;
+  const { cache_control: _mark, ...rest } = block;
+  return `${part}\u0000${JSON.stringify(rest)}`;
+}
+
+/** The request's cacheable prefixes, shortest first: marked blocks (and the top-level mark) at or past the model's minimum. */
+export function breakpointsOf(params: Record<string, unknown>): Breakpoint[] {
+  const model = typeof params.model === 'string' ? params.model : '';
+  const { units } = countPrompt(params);
+  return breakpointsOfUnits(model, units, params.cache_control);
+}
+
+/** breakpointsOf for a prompt already counted (the estimator counts each request once). */
+export function breakpointsOfUnits(model: string, units: readonly PromptUnit[], topLevelMark: unknown): Breakpoint[] {
+  const minimum = minCacheableTokens(model);
+  const topLevel = ttlOf(topLevelMark);
+  const points: Breakpoint[] = [];
+  const hash = createHash('sha256').update(model);
+  let tokens = 0;
+  units.forEach((unit, i) => {
+    hash.update(canonical(unit.part, unit.block)).update('\u0001');
+    tokens += unit.tokens;
+    const own = ttlOf(unit.cacheControl);
+    const ttl = own ?? (i === units.length - 1 ? topLevel : null);
+    if (ttl !== null && tokens >= minimum) {
+      points.push({ key: `${model}:${hash.copy().digest('hex').slice(0, 32)}`, tokens, ttl, unit: i, topLevel: own === null });
+    }
+  });
+  return points;
 }

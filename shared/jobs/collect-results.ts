@@ -239,7 +239,7 @@ async function overBudget(
   budgetUsd: number,
   deps: CollectDeps,
 ): Promise<ChunkAttempt['budgetStopped']> {
-  const estimate = new EstimateTotals(priceTableFromConfig(deps.config));
+  const estimate = new EstimateTotals({ prices: priceTableFromConfig(deps.config) });
   for await (const { customId, line } of requestEntries(deps.s3, deps.config.bucket, input)) {
     if (!retry.has(customId)) continue;
     const params = (JSON.parse(line.bytes.toString('utf8')) as { params?: MessageParams }).params;

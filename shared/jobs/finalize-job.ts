@@ -46,6 +46,7 @@ import { neededLines, parseJsonLine } from './work-files';
 import { AttemptTimeline, cacheSavings, errorExamplesFrom, renderSummaryHtml } from './summary-html';
 import { mergeReused, type ReusedSummary } from './reuse';
 import { clockOf } from '../clock';
+import { addToOutputHistory, type SucceededOutput } from './output-history';
 
 export type { ErrorRow, ResultRow } from './final-rows';
 export type { JobSummary } from './tally';
@@ -155,7 +156,9 @@ export async function finalizeJob(input: FinalizeJobInput, deps: FinalizeDeps): 
   if (rejected && tally.counts.canceled > 0) summary.notSubmitted = { rows: tally.counts.canceled, reason: 'rejected' };
   if (collectPending.length > 0) summary.collectPending = collectPending;
   if (job.reuse) summary.reused = reused ?? { fromJob: job.reuse.fromJob, rows: 0, costUsd: 0 };
-  if (job.maxCostUsd !== undefined) summary.budget = { maxCostUsd: job.maxCostUsd, estimateUsd: job.estimateUsd ?? null };
+  if (job.maxCostUsd !== undefined) {
+    summary.budget = { maxCostUsd: job.maxCostUsd, estimateUsd: job.estimateUsd ?? null, expectedUsd: job.expectedUsd ?? job.estimateUsd ?? null };
+  }
   if (input.collectedLate && input.collectedLate.length > 0) summary.collectedLate = { chunks: input.collectedLate, at: isoAt(now()) };
   const promptCache = priming.report(tally.cost.toJSON(), prices);
   if (promptCache) summary.promptCache = promptCache;
@@ -173,6 +176,7 @@ export async function finalizeJob(input: FinalizeJobInput, deps: FinalizeDeps): 
   await updateItem(dynamo, config.table, jobKey(job.jobId), {
     set: { status, endedAt, counts, costUsd: summary.cost.batchUsd, failure: keyFailure ?? rejection, updatedAt: isoAt(now()) },
   });
+  if (!rejected) await addToHistory(job, tally, observer, deps);
   observer.metric('JobsEnded', 1);
   observer.metric('CostUsd', summary.cost.batchUsd);
   if (summary.cost.unpricedModels.length > 0) {
@@ -288,5 +292,20 @@ async function* validCustomIds(job: JobItem, deps: FinalizeDeps): AsyncGenerator
     const customId = parseJsonLine(line, key);
     if (typeof customId !== 'string') throw new ChunkFileCorrupt(`${key} line ${line.lineNumber} is not a custom_id`);
     yield customId;
+  }
+}
+
+/** The job's succeeded rows into the output history (./output-history.ts); best-effort, at most once. */
+async function addToHistory(job: JobItem, tally: Tally, observer: Observer, deps: FinalizeDeps): Promise<void> {
+  const succeeded: Record<string, SucceededOutput> = {};
+  for (const [model, entry] of Object.entries(tally.cost.toJSON().models)) {
+    succeeded[model] = { rows: entry.requests, outputTokens: entry.tokens.output };
+  }
+  try {
+    const added = await addToOutputHistory(deps.dynamo, deps.config.table, job, succeeded, isoAt(clockOf(deps)()));
+    if (added) observer.info('added to the output history', { models: Object.keys(succeeded).length });
+  } catch (error) {
+    // The history only sharpens later estimates: a job's outputs never wait on it.
+    observer.warn('could not add the job to the output history', { error: errorFields(error) });
   }
 }

@@ -33,7 +33,8 @@ import { BATCH_BODY_OVERHEAD, CustomIdSet, invalidReportRow, validateLine, type 
 import { modelCatalogFromConfig } from '../validation/models';
 import { clockOf } from '../clock';
 import type { PrepareOutcome, PrepareOutput } from './contract';
-import { EstimateTotals } from '../cost/cost';
+import { EstimateTotals, type EstimateTotalsJson, type OutputHistory } from '../cost/cost';
+import { readOutputHistory } from './output-history';
 import { priceTableFromConfig } from '../cost/prices';
 import { jobToReuse, paramsHash, PlanWriter, reusableRows, type ReusableRow } from './reuse';
 
@@ -102,12 +103,16 @@ export async function prepareJob(input: { jobId: string }, deps: PrepareDeps): P
     return preparedBefore(finished, observer);
   }
 
-  const scan = await scanSource(job, deps);
+  // The budget is judged on the expected figure: output from past jobs' history (none: max_tokens).
+  const history = job.maxCostUsd === undefined ? undefined : await readOutputHistory(dynamo, config.table);
+  const scan = await scanSource(job, deps, history);
   const invalidRejected = job.validationMode === 'strict' && scan.invalidRows > 0;
-  const estimateUsd = job.maxCostUsd === undefined ? undefined : scan.estimate.toJSON().totalUsd;
+  const estimate = job.maxCostUsd === undefined ? undefined : scan.estimate.toJSON();
+  const estimateUsd = estimate?.totalUsd;
+  const expectedUsd = estimate?.expected.totalUsd;
   const budgetRejection =
-    !invalidRejected && estimateUsd !== undefined && estimateUsd > job.maxCostUsd!
-      ? await rejectForBudget(job, scan.chunks.length, estimateUsd, deps)
+    !invalidRejected && estimate !== undefined && estimate.expected.totalUsd > job.maxCostUsd!
+      ? await rejectForBudget(job, scan.chunks.length, estimate, deps)
       : undefined;
   const rejected = invalidRejected || budgetRejection !== undefined;
   const chunks = rejected ? [] : scan.chunks;
@@ -149,6 +154,8 @@ export async function prepareJob(input: { jobId: string }, deps: PrepareDeps): P
       chunkCount: chunks.length,
       reusedRows: job.reuse ? scan.reusedRows : undefined,
       estimateUsd,
+      expectedUsd,
+      sentOutput: scan.sentOutput,
       rejection: budgetRejection,
       updatedAt,
     },
@@ -163,6 +170,8 @@ export async function prepareJob(input: { jobId: string }, deps: PrepareDeps): P
     invalidRows: scan.invalidRows,
     reusedRows: job.reuse ? scan.reusedRows : undefined,
     estimateUsd,
+    expectedUsd,
+    expectedBasis: estimate?.expected.basis,
     budgetUsd: job.maxCostUsd,
     rejection: budgetRejection?.error,
     chunks: chunks.length,
@@ -223,26 +232,35 @@ interface ScanResult {
   chunks: ChunkSummary[];
   /** Valid rows taken over from the job named by `reuse` (in no chunk). */
   reusedRows: number;
-  /** The cost estimate of the rows the chunks hold (cost.ts estimateRequest: worst-case output). */
+  /** The cost estimate of the rows the chunks hold (cost.ts EstimateTotals), when the job has a budget. */
   estimate: EstimateTotals;
+  /** Per model, the rows the chunks hold and their Σ max_tokens (for the output history). */
+  sentOutput: Record<string, { rows: number; maxTokens: number }>;
 }
 
 /**
  * Over budget: the job is rejected before anything is submitted. Its valid rows are all in the
  * chunks' row indexes, so FinalizeJob lists them as a strict rejection's (`rejectedValidIds`).
  */
-async function rejectForBudget(job: JobItem, chunkFiles: number, estimateUsd: number, deps: PrepareDeps): Promise<{ error: string; cause: string }> {
+async function rejectForBudget(job: JobItem, chunkFiles: number, estimate: EstimateTotalsJson, deps: PrepareDeps): Promise<{ error: string; cause: string }> {
   const ids = new ObjectWriter(deps.s3, deps.config.bucket, jobKeys(job.jobId).rejectedValidIds);
   await ids.writeLine({ chunkFiles });
   await ids.finish();
   const usd = (n: number) => `$${n.toFixed(n < 1 ? 4 : 2)}`;
+  const { expected } = estimate;
+  const basis =
+    expected.basis === 'max_tokens'
+      ? 'no history: output at max_tokens'
+      : `output from ${expected.historyRows.toLocaleString('en-US')} rows of past jobs${expected.basis === 'partial' ? ', at max_tokens for models without history' : ''}`;
   return {
     error: BUDGET_EXCEEDED,
-    cause: `The estimated cost ${usd(estimateUsd)} (an estimate: input tokens from the text, output at max_tokens) is over the job's budget of ${usd(job.maxCostUsd!)}, so nothing was submitted`,
+    cause:
+      `The expected cost ${usd(expected.totalUsd)} (an estimate: input tokens from the text, prompt caching, ${basis}; ` +
+      `at most ${usd(estimate.totalUsd)} with every row using its max_tokens) is over the job's budget of ${usd(job.maxCostUsd!)}, so nothing was submitted`,
   };
 }
 
-async function scanSource(job: JobItem, deps: PrepareDeps): Promise<ScanResult> {
+async function scanSource(job: JobItem, deps: PrepareDeps, history: OutputHistory | undefined): Promise<ScanResult> {
   const { s3, config } = deps;
   const keys = jobKeys(job.jobId);
   const strict = job.validationMode === 'strict';
@@ -254,8 +272,9 @@ async function scanSource(job: JobItem, deps: PrepareDeps): Promise<ScanResult> 
   const validation = { maxRequestBytes, customIds, models };
   const reusable = job.reuse ? await reusableOf(job.reuse, deps) : undefined;
   const plan = job.reuse ? new PlanWriter(s3, config.bucket, job.jobId) : undefined;
-  const estimate = new EstimateTotals(priceTableFromConfig(config));
+  const estimate = new EstimateTotals({ prices: priceTableFromConfig(config), history, primeCache: job.primeCache === true });
   const budgeted = job.maxCostUsd !== undefined;
+  const sentOutput = new Map<string, { rows: number; maxTokens: number }>();
   const body = await openSource(s3, job);
   const invalid = new LineBatches(new ObjectWriter(s3, config.bucket, keys.invalidWork, { partSize: INVALID_PART_BYTES }));
   const source: SourceRef = { bucket: job.bucket, key: job.key, versionId: job.versionId, etag: job.etag };
@@ -263,6 +282,8 @@ async function scanSource(job: JobItem, deps: PrepareDeps): Promise<ScanResult> 
     maxRows: config.maxRequestsPerChunk,
     maxBytes: config.maxBytesPerChunk,
     maxChunks: deps.maxChunks ?? MAX_CHUNKS,
+    // Each chunk is its own batch: the estimate writes its cached prefixes again.
+    onChunkStart: () => estimate.newBatch(),
   });
   /** Once a strict job is rejected: the custom_ids of the valid rows no chunk file holds. */
   let laterIds: LineBatches | undefined;
@@ -301,11 +322,20 @@ async function scanSource(job: JobItem, deps: PrepareDeps): Promise<ScanResult> 
     return pending;
   };
   const handleValid = (line: RawLine, outcome: Extract<LineOutcome, { ok: true }>): Promise<unknown> | undefined => {
-    if (budgeted) estimate.add(outcome.params);
     if (chunks.open) {
+      const params = outcome.params;
+      let sent = sentOutput.get(params.model);
+      if (!sent) sentOutput.set(params.model, (sent = { rows: 0, maxTokens: 0 }));
+      sent.rows += 1;
+      sent.maxTokens += params.max_tokens;
       // The request's place in the source: validateLine's body is a view of the line's bytes.
       const offset = line.offset + (outcome.body.byteOffset - line.bytes.byteOffset);
-      return chunks.add(outcome.body.length, offset, outcome.customId, outcome.line);
+      const pending = chunks.add(outcome.body.length, offset, outcome.customId, outcome.line);
+      // Estimated once the row's chunk is known (a full chunk closes first, and the next one is another batch).
+      if (!budgeted) return pending;
+      if (pending) return pending.then(() => estimate.add(params));
+      estimate.add(params);
+      return undefined;
     }
     // A rejected strict job: nothing will be submitted, so only the id is kept (ids need no escaping).
     return laterIds!.add(`"${outcome.customId}"\n`);
@@ -322,7 +352,7 @@ async function scanSource(job: JobItem, deps: PrepareDeps): Promise<ScanResult> 
     const last = lines.end();
     if (last !== undefined) await handleLine(last);
     const [written] = await Promise.all([chunks.open ? chunks.finish() : [], invalid.finish(), laterIds?.finish(), plan?.finish()]);
-    return { validRows, invalidRows, chunks: written, reusedRows: plan?.reused ?? 0, estimate };
+    return { validRows, invalidRows, chunks: written, reusedRows: plan?.reused ?? 0, estimate, sentOutput: Object.fromEntries(sentOutput) };
   } catch (error) {
     await Promise.all([chunks.abandon(), invalid.abort(), laterIds?.abort(), plan?.abort()]);
     throw error;
@@ -387,7 +417,7 @@ class ChunkFiles {
     private readonly bucket: string,
     private readonly jobId: string,
     private readonly source: SourceRef,
-    private readonly limits: { maxRows: number; maxBytes: number; maxChunks: number },
+    private readonly limits: { maxRows: number; maxBytes: number; maxChunks: number; onChunkStart?: () => void },
   ) {}
 
   /** A valid request: `length` bytes at `offset` of the source. */
@@ -403,6 +433,7 @@ class ChunkFiles {
       current.lastLine = lineNumber;
     } else {
       if (this.written.length >= this.limits.maxChunks) throw this.tooMany(lineNumber);
+      if (this.written.length > 0) this.limits.onChunkStart?.();
       this.current = { chunk: this.written.length, rows: 1, bytes: BATCH_BODY_OVERHEAD + length, firstLine: lineNumber, lastLine: lineNumber };
       this.index = new RowIndex();
     }

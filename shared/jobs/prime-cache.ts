@@ -19,14 +19,13 @@
  * - Best-effort: a call that fails is logged (never its prompt) and counted; the batch is created
  *   all the same.
  */
-import { createHash } from 'node:crypto';
 import type { S3Client } from '@aws-sdk/client-s3';
 import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import type { MessagesApi } from '../anthropic/api';
 import type { MessageParams } from '../anthropic/types';
-import { billableTokens, roundUsd, type BillableTokens, type CostTotalsJson } from '../cost/cost';
+import { billableTokens, PRIME_MIN_ROWS, roundUsd, type BillableTokens, type CostTotalsJson } from '../cost/cost';
 import { BATCH_DISCOUNT, resolvePrice, UnknownModel, type ModelPrice, type PriceTable } from '../cost/prices';
-import { countPrompt, minCacheableTokens } from '../cost/tokens';
+import { breakpointsOf, type Breakpoint } from '../cost/tokens';
 import { errorFields, type Observer } from '../observability';
 import { ConditionFailed } from '../store/dynamo';
 import type { AttemptPriming, CacheTtl, ChunkItem, PrimedPrefix } from '../store/items';
@@ -37,12 +36,8 @@ import type { AttemptKey } from './contract';
 /** User metadata that turns priming on or off for a file (`x-amz-meta-batchline-prime-cache`). */
 export const PRIME_CACHE_METADATA = 'batchline-prime-cache';
 
-/**
- * Rows that must share a prefix for it to be primed. One primed write at standard price (1.25× or
- * 2× input) costs what two batch writes do (0.625× or 1×): below three rows, priming can cost more
- * than the writes it spares.
- */
-export const PRIME_MIN_ROWS = 3;
+// Rows that must share a prefix for it to be primed: the cost module's, as the estimate prices priming too.
+export { PRIME_MIN_ROWS } from '../cost/cost';
 
 /** Prefixes primed per attempt at most (the calls run inside SubmitChunk, before its create). */
 export const PRIME_MAX_PREFIXES = 20;
@@ -70,53 +65,10 @@ export function choosePrimeCache(metadata: string | undefined, fallback: boolean
 // ---------------------------------------------------------------------------------------------
 // Prefixes
 
-/** A marked prefix of one request that the API would cache. */
-export interface Breakpoint {
-  /** Model + hash of the prompt up to and including the marked block: equal keys, equal prefixes. */
-  key: string;
-  /** Input tokens of the prefix (shared/cost/tokens.ts). */
-  tokens: number;
-  ttl: CacheTtl;
-  /** The marked unit's place in the prompt (countPrompt's units: tools, system, messages). */
-  unit: number;
-  /** The mark is the request's top-level `cache_control` (automatic caching), not a block's. */
-  topLevel: boolean;
-}
+// The prefixes themselves are the token rules' (the estimator prices them too).
+export { breakpointsOf, type Breakpoint } from '../cost/tokens';
 
 const isRecord = (value: unknown): value is Record<string, unknown> => typeof value === 'object' && value !== null && !Array.isArray(value);
-
-function ttlOf(cacheControl: unknown): CacheTtl | null {
-  if (!isRecord(cacheControl)) return null;
-  return cacheControl.ttl === '1h' ? '1h' : '5m';
-}
-
-function canonical(part: string, block: unknown): string {
-  if (typeof block === 'string') return `${part}\u0000${block}`;
-  if (!isRecord(block)) return `${part}\u0000${JSON.stringify(block)}`;
-  const { cache_control: _mark, ...rest } = block;
-  return `${part}\u0000${JSON.stringify(rest)}`;
-}
-
-/** The request's cacheable prefixes, shortest first: marked blocks (and the top-level mark) at or past the model's minimum. */
-export function breakpointsOf(params: Record<string, unknown>): Breakpoint[] {
-  const model = typeof params.model === 'string' ? params.model : '';
-  const { units } = countPrompt(params);
-  const minimum = minCacheableTokens(model);
-  const topLevel = ttlOf(params.cache_control);
-  const points: Breakpoint[] = [];
-  const hash = createHash('sha256').update(model);
-  let tokens = 0;
-  units.forEach((unit, i) => {
-    hash.update(canonical(unit.part, unit.block)).update('\u0001');
-    tokens += unit.tokens;
-    const own = ttlOf(unit.cacheControl);
-    const ttl = own ?? (i === units.length - 1 ? topLevel : null);
-    if (ttl !== null && tokens >= minimum) {
-      points.push({ key: `${model}:${hash.copy().digest('hex').slice(0, 32)}`, tokens, ttl, unit: i, topLevel: own === null });
-    }
-  });
-  return points;
-}
 
 /**
  * The priming call for a request's prefix ending at `point`: the same model, tools and tool_choice,

@@ -54,8 +54,11 @@ export interface JobSummary {
    * in `counts`, but neither their tokens nor their cost (paid by that job, `costUsd`) are this job's.
    */
   reused?: { fromJob: string; rows: number; costUsd: number };
-  /** The job's budget, and Prepare's estimate of the rows it sent (worst-case output). */
-  budget?: { maxCostUsd: number; estimateUsd: number | null };
+  /**
+   * The job's budget, and Prepare's estimate of the rows it sent: `estimateUsd` the upper bound
+   * (output at max_tokens), `expectedUsd` output from past jobs' history — the figure the guard judges.
+   */
+  budget?: { maxCostUsd: number; estimateUsd: number | null; expectedUsd?: number | null };
   /** The prompt cache: read ratio, and what priming cost and saved (shared/jobs/prime-cache.ts); absent when nothing was cacheable. */
   promptCache?: PromptCacheSummary;
 }

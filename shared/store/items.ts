@@ -16,6 +16,9 @@
  *          sorted by expiry so the oldest watched batch bounds the poller's list walk.
  * - Poller health: pk `POLLER`, sk `POLLER` — the poller's last tick (shared/jobs/poller.ts); the arm
  *          and PollBatch read it to choose between the poller and the adaptive Wait loop.
+ * - Output history: pk `HISTORY`, sk `OUTPUT#<model>` — what past jobs' succeeded rows of a model
+ *          used of their max_tokens (ADD at FinalizeJob, once per job), read by Prepare and
+ *          `batchline estimate` for the expected cost (shared/jobs/output-history.ts).
  * - GSI `byStatus` (gsi1pk `JOBS`, gsi1sk `<createdAt>#<jobId>`) on job records: recent jobs.
  */
 
@@ -39,6 +42,9 @@ export const watchSk = (expiresAt: string, batchId: string) => `${expiresAt}#${b
 export const retryWatchSk = (jobId: string, chunk: number) => `retry#${jobId}#${String(chunk).padStart(5, '0')}`;
 export const POLLER_PK = 'POLLER';
 export const POLLER_SK = 'POLLER';
+export const HISTORY_PK = 'HISTORY';
+export const OUTPUT_HISTORY_SK_PREFIX = 'OUTPUT#';
+export const outputHistorySk = (model: string) => `${OUTPUT_HISTORY_SK_PREFIX}${model}`;
 export const JOBS_GSI = 'byCreated';
 export const JOBS_GSI_PK = 'JOBS';
 
@@ -127,8 +133,17 @@ export interface JobItem {
   reusedRows?: number;
   /** The job's budget in USD (`batchline-max-cost`, else the stack's maxCostUsd); none: no budget. */
   maxCostUsd?: number;
-  /** Set by Prepare when a budget is set: the cost estimate of the rows it sends (worst-case output). */
+  /** Set by Prepare when a budget is set: the cost estimate of the rows it sends, upper bound (output at max_tokens). */
   estimateUsd?: number;
+  /**
+   * Set by Prepare: per model, the rows it sends and their Σ max_tokens — what FinalizeJob adds to
+   * the output history against the output the succeeded rows used.
+   */
+  sentOutput?: Record<string, { rows: number; maxTokens: number }>;
+  /** Set by Prepare when a budget is set: the expected figure of the estimate (output from history). */
+  expectedUsd?: number;
+  /** When FinalizeJob added the job to the output history (at most once per job). */
+  historyAddedAt?: string;
   /** What Collect has recorded as paid so far, at batch rates (ADD, once per collected attempt). */
   paidUsd?: number;
   /** Set by Prepare when it rejects the job for a reason other than validation (BudgetExceeded). */
@@ -409,4 +424,17 @@ export interface PollerHealthItem {
   /** Watches dropped because their token was closed (TaskTimedOut, InvalidToken, TaskDoesNotExist). */
   dropped: number;
   errors: number;
+}
+
+/** What past jobs' succeeded rows of one model used of their max_tokens (ADD counters). */
+export interface OutputHistoryItem {
+  pk: typeof HISTORY_PK;
+  sk: string;
+  type: 'output-history';
+  model: string;
+  rows: number;
+  outputTokens: number;
+  maxTokens: number;
+  jobs: number;
+  updatedAt: string;
 }

@@ -57,7 +57,7 @@ describe('run --live before paying', () => {
     expect(run.code).toBe(2);
     expect(run.stdout).toBe('');
     expect(run.stderr).toMatch(/^\S*classification\.jsonl: 30 valid rows, 0 invalid lines$/m);
-    expect(run.stderr).toMatch(/^Estimated cost at batch rates: up to \$[0-9.]+ /m);
+    expect(run.stderr).toMatch(/^Estimated cost at batch rates: \$[0-9.]+ expected /m);
     expect(run.stderr.trimEnd().split('\n').at(-1)).toBe(
       'batchline run: --live sends batches the account pays for: with no terminal to ask on, confirm with --yes',
     );

@@ -127,6 +127,8 @@ describe('a local run, for scripts and for people', () => {
     });
     expect(document.cost.byModel['claude-sonet-4-5']).toEqual({ requests: 2, batchUsd: null, standardUsd: null });
     expect(document.tokens.output).toBe(5 * 16);
+    // No stack named: no history, so the expected figure is the upper bound.
+    expect(document.expected).toMatchObject({ basis: 'max_tokens', historyRows: 0, historyFrom: null, outputTokens: 5 * 16, batchUsd: document.cost.batchUsd });
   });
 
   it('a run without --json prints where its report is', () => {

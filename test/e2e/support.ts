@@ -15,7 +15,9 @@ import { readRowRecord } from '../../shared/jobs/row-records';
 import type { BatchResultLine } from '../../shared/anthropic/types';
 import { LOCAL_API_KEY, startLocalStack, type LocalEvent, type LocalStack, type LocalStackOptions } from '../../local/runtime';
 import { localBackend } from '../../local/emulators';
-import { GetObjectCommand } from '@aws-sdk/client-s3';
+import { GetObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
+import { bareEtag } from '../../shared/jobs/job-id';
+import { jobForUpload } from '../../shared/jobs/queries';
 
 /** BATCHLINE_TEST_BACKEND=moto (npm run test:moto): S3 on moto_server, whose buckets here version objects as the deployed one does. */
 export const versionedBucket = localBackend() === 'moto';
@@ -185,4 +187,24 @@ export const withOutcome = (outcomes: Map<string, string>, outcome: string): str
 /** Resolves once `condition` holds, checking every 50 ms (the test's timeout bounds the wait). */
 export async function until(condition: () => Promise<boolean>): Promise<void> {
   while (!(await condition())) await new Promise((resolve) => setTimeout(resolve, 50));
+}
+
+/** Puts `rows` under `inbox/<name>` with the object metadata given, and waits for the job it starts: its id. */
+export async function uploadRows(
+  under: StackUnderTest,
+  name: string,
+  rows: ReadonlyArray<{ custom_id: string; params: unknown }>,
+  metadata: Record<string, string> = {},
+): Promise<string> {
+  const key = `inbox/${name}`;
+  const put = await under.stack.s3.send(
+    new PutObjectCommand({ Bucket: under.stack.bucket, Key: key, Body: rows.map((row) => JSON.stringify(row)).join('\n'), Metadata: metadata }),
+  );
+  const uploaded = { bucket: under.stack.bucket, key, etag: bareEtag(put.ETag!), versionId: put.VersionId };
+  let jobId: string | undefined;
+  await until(async () => {
+    jobId = (await jobForUpload(under.stack, uploaded, { since: '1970-01-01T00:00:00Z' }))?.jobId;
+    return jobId !== undefined;
+  });
+  return jobId!;
 }

@@ -66,8 +66,11 @@ describe('the batchline command line', () => {
       '  … and 2 more',
       'Strict mode would reject this file; --lenient runs the 12 valid rows.',
     ]);
-    expect(run.stdout).toMatch(/Estimated cost at batch rates: up to \$[0-9.]+ \(\$[0-9.]+ without the batch discount\)/);
-    expect(run.stdout).toContain('  claude-haiku-4-5: 12 requests, up to $');
+    expect(run.stdout).toMatch(
+      /Estimated cost at batch rates: \$[0-9.]+ expected \(no history read \(--stack or --local reads one\): output at max_tokens\)\n/,
+    );
+    expect(run.stdout).toMatch(/\n {2}up to \$[0-9.]+ with every row using its max_tokens \(\$[0-9.]+ without the batch discount\)\n/);
+    expect(run.stdout).toMatch(/\n {2}claude-haiku-4-5: 12 requests, \$[0-9.]+ expected, up to \$[0-9.]+\n/);
   });
 
   it('takes pipeline settings for a local run from their environment variables', () => {
