@@ -23,7 +23,7 @@ import { MODE_METADATA } from '../shared/jobs/register-job';
 import { PRIME_CACHE_METADATA } from '../shared/jobs/prime-cache';
 import { JSONL_CONTENT_TYPE, uploadFile } from '../shared/store/s3';
 import { inboxKey, type Prefixes } from '../shared/store/keys';
-import { readPrefixes } from '../shared/config';
+import { PREFIX_ENV, readPrefixes } from '../shared/config';
 import type { SimulatorHandle, SimulatorOptions } from '../simulator/options';
 import { startSimulator } from '../simulator/server';
 import { assertRunnableLocally, findJobStateMachine, localizeCallbacks, localizeWaits, resolveDefinition, scaledRetryIntervals, taskTargets } from './asl';
@@ -295,6 +295,8 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
       delete process.env[variable];
     }
     if (!simulator && !options.live?.baseUrl && !functionEnv.ANTHROPIC_BASE_URL) delete process.env.ANTHROPIC_BASE_URL;
+    // The prefixes are the template's (its trigger rule filters on the inbox): none from elsewhere.
+    for (const variable of Object.values(PREFIX_ENV)) if (env[variable] === undefined) delete process.env[variable];
     Object.assign(process.env, env);
     handlerEnv = env;
 
