@@ -1,5 +1,5 @@
 /**
- * `batchline serve`: keeps the local stack up and treats a folder as the bucket's inbox/. A file
+ * `batchline serve`: keeps the local stack up and treats a folder as the bucket's inbox. A file
  * dropped there is uploaded once it has stopped growing, and each job's progress and outputs are
  * reported as they come.
  */
@@ -24,10 +24,10 @@ import { formatSummary } from './run';
 
 export const SERVE_HELP = `Usage: batchline serve [options]
 
-Keeps the local pipeline running and watches a folder that stands for the bucket's inbox/: drop a
+Keeps the local pipeline running and watches a folder that stands for the bucket's inbox: drop a
 JSONL file there (files already in it are left alone) and it runs as a job, with its progress
 printed and its outputs copied out when it ends. The local S3 endpoint is printed too, so any S3
-client can upload to inbox/ directly, and "batchline status|jobs|cancel --local DIR" in another
+client can upload to the inbox prefix it prints directly, and "batchline status|jobs|cancel --local DIR" in another
 terminal can follow the jobs. Type "sweep" and Enter to run the stack's schedules now. Ctrl-C stops.
 
 Options:

@@ -1,5 +1,5 @@
 /**
- * `batchline submit FILE`: uploads a file to the stack's inbox/, finds the job its upload started
+ * `batchline submit FILE`: uploads a file to the stack's inbox (its prefix from target.ts), finds the job its upload started
  * and follows it to the end, as `run` does locally.
  */
 import path from 'node:path';
@@ -25,9 +25,10 @@ import { TARGET_HELP, type Target } from './target';
 
 export const SUBMIT_HELP = `Usage: batchline submit FILE.jsonl [options]
 
-Uploads a JSONL file of {custom_id, params} requests to the stack's inbox/ (as inbox/<file name>),
-waits for the job the upload starts, and follows it to the end with its progress and summary. The
-outputs stay in the bucket under results/<jobId>/: "batchline results JOB" downloads them.
+Uploads a JSONL file of {custom_id, params} requests to the stack's inbox (as inbox/<file name>, or
+under the inbox prefix the stack's outputs name), waits for the job the upload starts, and follows it
+to the end with its progress and summary. The outputs stay in the bucket under results/<jobId>/ (or
+the stack's results prefix): "batchline results JOB" downloads them.
 
 Options:
   --lenient          run the valid rows even if some lines are invalid (default: strict, any
