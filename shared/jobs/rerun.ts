@@ -35,7 +35,7 @@ export function reuseMetadata(fromJob: string, options: Pick<RerunOptions, 'only
 }
 
 /**
- * The key a rerun's copy goes to: `inbox/<name>.rerun-<UTC time>-<random>.jsonl`, beside the inbox's
+ * The key a rerun's copy goes to: `<inbox prefix><name>.rerun-<UTC time>-<random>.jsonl`, beside the inbox's
  * other files. Unique per rerun: two reruns of one job in the same second would otherwise copy the
  * same bytes to the same key, the second overwriting the input of the first while it runs, and both
  * uploads would look like one (same key, same ETag).
@@ -51,8 +51,8 @@ export function rerunKey(sourceKey: string, at: Date, unique: string = randomByt
 
 /**
  * Copies the input `jobId` was registered for into the inbox (the stack's, `deps.prefixes`) with the
- * reuse metadata: the upload that starts the rerun. Objects up to 5 GB (S3's single copy limit); a larger input is rerun by
- * uploading it again with `--reuse`.
+ * reuse metadata: the upload that starts the rerun. Objects up to 5 GB (S3's single copy limit); a
+ * larger input is rerun by uploading it again with `--reuse`.
  */
 export async function startRerun(
   deps: { s3: S3Client; dynamo: DynamoDBClient; bucket: string; table: string; prefixes?: Prefixes },
