@@ -4,10 +4,11 @@
  * Progress and human lines go to stderr (or are left out); the exit status is the same as without.
  */
 import type { JobSummary } from '../shared/jobs/finalize-job';
-import { hasEnded, type JobProgressReport, type QueryDeps } from '../shared/jobs/queries';
+import { hasEnded, type JobProgressReport } from '../shared/jobs/queries';
 import type { ChunkItem, JobItem, JobStatus } from '../shared/store/items';
 import { jobKeys } from '../shared/store/keys';
 import { UsageError, type Options } from './args';
+import type { Target } from './ops/target';
 
 /** The flags every command that prints a result takes. */
 export const JSON_FLAGS = {
@@ -101,7 +102,7 @@ export function jsonAttempts(chunks: readonly ChunkItem[]) {
 }
 
 /** What `status --json` and `submit --json` print of a job (docs/cli-json.md). */
-export function jobDocument(report: JobProgressReport, summary: JobSummary | undefined, exitStatus: number, target: Pick<QueryDeps, 'bucket'>) {
+export function jobDocument(report: JobProgressReport, summary: JobSummary | undefined, exitStatus: number, target: Pick<Target, 'bucket' | 'prefixes'>) {
   const { job, chunks, totals } = report;
   const ended = hasEnded(job);
   return {
@@ -124,6 +125,6 @@ export function jobDocument(report: JobProgressReport, summary: JobSummary | und
       polls: totals.polls,
     },
     attempts: jsonAttempts(chunks),
-    outputs: ended ? { bucket: target.bucket, prefix: jobKeys(job.jobId).resultsPrefix } : null,
+    outputs: ended ? { bucket: target.bucket, prefix: jobKeys(job.jobId, target.prefixes).resultsPrefix } : null,
   };
 }

@@ -1,11 +1,11 @@
-/** Copies a job's outputs (results/<jobId>/) out of the local bucket into a folder the user reads. */
+/** Copies a job's outputs (`<resultsPrefix><jobId>/`) out of the bucket into a folder the user reads. */
 import { createReadStream, createWriteStream } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import type { Readable } from 'node:stream';
 import { GetObjectCommand, type S3Client } from '@aws-sdk/client-s3';
-import { jobKeys } from '../shared/store/keys';
+import { jobKeys, type Prefixes } from '../shared/store/keys';
 import { isBlank, splitLines } from '../shared/jsonl/lines';
 import { isS3NotFound } from '../shared/store/s3';
 import { count } from './format';
@@ -16,8 +16,8 @@ export const OUTPUT_FILES = ['results', 'errors', 'invalid', 'summary', 'summary
 export const REPORT_FILE = 'summary.html';
 
 /** Streams each output that exists to `dir`; returns the files written. */
-export async function copyOutputs(s3: S3Client, bucket: string, jobId: string, dir: string): Promise<string[]> {
-  const keys = jobKeys(jobId);
+export async function copyOutputs(s3: S3Client, bucket: string, prefixes: Prefixes, jobId: string, dir: string): Promise<string[]> {
+  const keys = jobKeys(jobId, prefixes);
   await mkdir(dir, { recursive: true });
   const written: string[] = [];
   for (const output of OUTPUT_FILES) {

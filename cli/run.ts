@@ -175,7 +175,7 @@ async function runFile(stack: LocalStack, file: string, options: RunOptions, io:
   const jobId = await stack.submitFile(file, { lenient: options.lenient, ...(options.primeCache ? { primeCache: true } : {}) });
   screen.write(`Job ${jobId}\n`);
   let ended = false;
-  const watch = new ValidationWatch(stack.s3, stack.bucket, jobId);
+  const watch = new ValidationWatch(stack.s3, stack.bucket, jobId, stack.prefixes);
   const ticker = setInterval(() => {
     readLiveProgress(stack, jobId, watch).then(
       // A read still in flight when the job ends must not redraw the bar over the summary.
@@ -211,7 +211,7 @@ export async function reportJob(
   // The job's own time, which summary.json's durationSeconds rounds: the screen and the file agree.
   elapsedMs = jobDurationMs(outcome.summary) ?? elapsedMs;
   screen.write(`\n${formatSummary(outcome, elapsedMs, LOCAL_KEY, { simulated: options.simulated })}\n`);
-  const written = await copyOutputs(stack.s3, stack.bucket, jobId, dir);
+  const written = await copyOutputs(stack.s3, stack.bucket, stack.prefixes, jobId, dir);
   screen.write(
     written.length > 0 ? `\nOutputs in ${displayPath(io.cwd, dir)}/: ${written.map((f) => path.basename(f)).join(', ')}\n` : '\nNo outputs were written.\n',
   );

@@ -1,5 +1,5 @@
 /**
- * `batchline serve`: keeps the local stack up and treats a folder as the bucket's inbox/. A file
+ * `batchline serve`: keeps the local stack up and treats a folder as the bucket's inbox. A file
  * dropped there is uploaded once it has stopped growing, and each job's progress and outputs are
  * reported as they come.
  */
@@ -8,7 +8,6 @@ import { mkdir, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { INBOX_PREFIX } from '../shared/store/keys';
 import type { LocalStack } from '../local/runtime';
 import { parse, port, UsageError } from './args';
 import { LOCAL_STACK_FLAGS, localStackOptions, startLocal } from './local-flags';
@@ -25,10 +24,10 @@ import { formatSummary } from './run';
 
 export const SERVE_HELP = `Usage: batchline serve [options]
 
-Keeps the local pipeline running and watches a folder that stands for the bucket's inbox/: drop a
+Keeps the local pipeline running and watches a folder that stands for the bucket's inbox: drop a
 JSONL file there (files already in it are left alone) and it runs as a job, with its progress
 printed and its outputs copied out when it ends. The local S3 endpoint is printed too, so any S3
-client can upload to inbox/ directly, and "batchline status|jobs|cancel --local DIR" in another
+client can upload to the inbox prefix it prints directly, and "batchline status|jobs|cancel --local DIR" in another
 terminal can follow the jobs. Type "sweep" and Enter to run the stack's schedules now. Ctrl-C stops.
 
 Options:
@@ -85,7 +84,7 @@ export async function serveCommand(args: string[], io: Io): Promise<number> {
   const stateFile = await writeLocalState(io.cwd, stack);
   const say = (line: string) => io.stdout.write(`${line}\n`);
   say(`batchline is serving locally${values.live ? ' (live: the real Message Batches API)' : ` (Batches API simulator, ${stack.timeScale}× time)`}.`);
-  say(`  watching  ${displayPath(io.cwd, dir)}/  → s3://${stack.bucket}/${INBOX_PREFIX}`);
+  say(`  watching  ${displayPath(io.cwd, dir)}/  → s3://${stack.bucket}/${stack.prefixes.inbox}`);
   say(`  S3        ${stack.s3Endpoint} (bucket ${stack.bucket}, access key S3RVER / secret S3RVER, path-style)`);
   say(`  outputs   ${displayPath(io.cwd, outRoot)}/<jobId>/`);
   if (stack.schedules.length > 0) say(`  schedules ${stack.schedules.map(scheduleLabel).join(', ')} — type "sweep" to run them now`);
@@ -186,7 +185,7 @@ async function runJob(
     options.running.delete(jobId);
   }
   const dir = path.join(options.outRoot, jobId);
-  const written = await copyOutputs(stack.s3, stack.bucket, jobId, dir);
+  const written = await copyOutputs(stack.s3, stack.bucket, stack.prefixes, jobId, dir);
   say(formatSummary(outcome, Date.now() - startedAt, undefined, { simulated: options.simulated }));
   if (written.length > 0) say(`  outputs   ${displayPath(io.cwd, dir)}/: ${written.map((f) => path.basename(f)).join(', ')}`);
   const invalid = written.find((f) => path.basename(f) === 'invalid.jsonl');

@@ -4,7 +4,6 @@
  */
 import { CfnOutput, Stack, type StackProps } from 'aws-cdk-lib';
 import type { Construct } from 'constructs';
-import { INBOX_PREFIX } from '../shared/store/keys';
 import { Batchline, type BatchlineProps } from './batchline';
 import { STACK_OUTPUTS } from './metadata';
 import { propsFromContext } from './settings';
@@ -27,10 +26,14 @@ export class BatchlineStack extends Stack {
     // before the construct existed keep theirs (the bucket and the table are not replaced).
     this.batchline = new Batchline(this, 'Default', batchline ?? (propsFromContext((key) => this.node.tryGetContext(key)) as BatchlineProps));
 
-    const { bucket, table, stateMachine, topic } = this.batchline;
+    const { bucket, prefixes, table, stateMachine, topic } = this.batchline;
     const output = (id: string, value: string, description: string) => new CfnOutput(this, id, { value, description });
-    output(STACK_OUTPUTS.bucket, bucket.bucketName, 'The bucket: drop JSONL files in inbox/, read outputs in results/<jobId>/');
-    output(STACK_OUTPUTS.inbox, `s3://${bucket.bucketName}/${INBOX_PREFIX}`, 'Where to upload input files');
+    output(STACK_OUTPUTS.bucket, bucket.bucketName, `The bucket: drop JSONL files in ${prefixes.inbox}, read outputs in ${prefixes.results}<jobId>/`);
+    output(STACK_OUTPUTS.inbox, `s3://${bucket.bucketName}/${prefixes.inbox}`, 'Where to upload input files');
+    // The CLI reads these to find a job's files (cli/ops/target.ts); a stack without them uses the defaults.
+    output(STACK_OUTPUTS.inboxPrefix, prefixes.inbox, 'Key prefix of the inputs: every object created under it starts a job');
+    output(STACK_OUTPUTS.workPrefix, prefixes.work, "Key prefix of the jobs' work files (they expire)");
+    output(STACK_OUTPUTS.resultsPrefix, prefixes.results, "Key prefix of the jobs' outputs, <prefix><jobId>/");
     output(STACK_OUTPUTS.table, table.tableName, 'Job, chunk and row records');
     output(STACK_OUTPUTS.stateMachine, stateMachine.stateMachineArn, 'The job workflow (one execution per input file)');
     output(STACK_OUTPUTS.topic, topic.topicArn, 'SNS topic told of every failed or rejected job, and of every alarm');

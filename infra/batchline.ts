@@ -11,6 +11,7 @@ import type * as sns from 'aws-cdk-lib/aws-sns';
 import type * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import type * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
 import { Construct } from 'constructs';
+import type { Prefixes } from '../shared/store/keys';
 import { ApiKey } from './api-key';
 import { DependOnRolePolicyOnly } from './depends-on';
 import { dataKey } from './encryption';
@@ -24,10 +25,28 @@ import { Triggers } from './triggers';
 import { Upkeep } from './upkeep';
 import { JobWorkflow, STATE_MACHINE_LOGICAL_ID, WORKFLOW_HANDLERS, type WorkflowHandler } from './workflow';
 
-export type { EncryptionKeySetting, ScheduleSetting };
+export type { EncryptionKeySetting, Prefixes, ScheduleSetting };
+
+/**
+ * Where in the bucket batchline keeps its files: a bucket shared with other data places it under
+ * prefixes of its own. Each is a key prefix ending with "/" and not starting with one; none of the
+ * three may be inside another (an output under the inbox would start a job). Give `rootPrefix`, or
+ * any of the three in full, not both. The trigger, the grants, the lifecycle rules, the schedules'
+ * checks and the stack outputs the CLI reads all follow them.
+ */
+export interface BatchlinePrefixProps {
+  /** One root for all three: `<rootPrefix>inbox/`, `<rootPrefix>work/`, `<rootPrefix>results/`. @default - none: the three below */
+  readonly rootPrefix?: string;
+  /** Every object created under it starts a job. @default 'inbox/' */
+  readonly inboxPrefix?: string;
+  /** Chunk files and raw batch results, per job (`<workPrefix><jobId>/`); they expire (`workRetentionDays`). @default 'work/' */
+  readonly workPrefix?: string;
+  /** The outputs a user reads, per job: `<resultsPrefix><jobId>/results.jsonl`, errors, summary. @default 'results/' */
+  readonly resultsPrefix?: string;
+}
 
 /** The pipeline's settings: what each function is told (shared/config.ts reads them). */
-export interface BatchlinePipelineProps {
+export interface BatchlinePipelineProps extends BatchlinePrefixProps {
   /** Requests per batch, at most 100,000 (the API's limit). @default 100000 */
   readonly maxRequestsPerChunk?: number;
   /** Request body bytes per batch, at most 256 MB (the API's limit). @default 250000000 */
@@ -68,7 +87,7 @@ export interface BatchlinePipelineProps {
 export interface BatchlineInfraProps {
   /** Chunks of one job in flight at once (the workflow's Map). @default 10 */
   readonly maxConcurrentChunks?: number;
-  /** Days before `work/` objects (chunk files, raw results) expire, at least 7. Ignored with an existing bucket. @default 30 */
+  /** Days before objects under the work prefix (chunk files, raw results) expire, at least 7. Ignored with an existing bucket. @default 30 */
   readonly workRetentionDays?: number;
   /** Days the functions' and the workflow's logs are kept: one of CloudWatch Logs' periods. @default 30 */
   readonly logRetentionDays?: number;
@@ -96,7 +115,7 @@ export interface BatchlineInfraProps {
 
 export interface BatchlineProps extends BatchlinePipelineProps, BatchlineInfraProps {
   /**
-   * An existing bucket to use for `inbox/`, `work/` and `results/`. It must send its events to
+   * An existing bucket to use for the inbox, work and results prefixes. It must send its events to
    * EventBridge (S3 event notifications, "Amazon EventBridge: on"), and its lifecycle rules,
    * versioning, encryption and access logs stay yours.
    * @default - a new versioned, encrypted bucket with lifecycle rules and an access-log bucket
@@ -115,8 +134,10 @@ export interface BatchlineProps extends BatchlinePipelineProps, BatchlineInfraPr
 const CONSTRUCT_ONLY_PROPS = ['bucket', 'alarmTopic', 'removalPolicy', 'schedules', 'apiKeySecretName', 'anthropicBaseUrl'] as const;
 
 export class Batchline extends Construct {
-  /** The bucket: files dropped under `inbox/` start jobs; outputs land under `results/<jobId>/`. */
+  /** The bucket: files dropped under the inbox prefix start jobs; outputs land under `<resultsPrefix><jobId>/`. */
   readonly bucket: s3.IBucket;
+  /** Where in the bucket the inputs, work files and outputs are (the props' prefixes, checked). */
+  readonly prefixes: Prefixes;
   /** Job, chunk and row records. */
   readonly table: dynamodb.ITable;
   /** The job workflow: one execution per input file. */
@@ -153,6 +174,7 @@ export class Batchline extends Construct {
     // The encryptionKey setting: a customer-managed key for the bucket, the table and the logs, or none.
     const key = dataKey(this, 'DataKey', settings.encryptionKey);
     this.storage = new Storage(this, 'Storage', {
+      prefixes: settings.prefixes,
       workRetentionDays: settings.workRetentionDays,
       encryptionKey: key,
       existingBucket: props.bucket,
@@ -166,6 +188,7 @@ export class Batchline extends Construct {
       table: this.storage.table,
       apiKey: this.apiKey,
       notifications: this.notifications,
+      prefixes: settings.prefixes,
       pipelineEnv: settings.pipelineEnv,
       apiEnv: settings.apiEnv,
       scheduledPrefixes,
@@ -187,6 +210,7 @@ export class Batchline extends Construct {
 
     this.triggers = new Triggers(this, 'Triggers', {
       bucket: this.storage.bucket,
+      inboxPrefix: settings.prefixes.inbox,
       stateMachine,
       sweepFunction: fns['sweep-prefix'].fn,
       schedules: settings.schedules,
@@ -214,6 +238,7 @@ export class Batchline extends Construct {
     });
 
     this.bucket = this.storage.bucket;
+    this.prefixes = settings.prefixes;
     this.table = this.storage.table;
     this.stateMachine = stateMachine;
     this.topic = this.notifications.topic;

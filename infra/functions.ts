@@ -9,7 +9,7 @@ import type * as kms from 'aws-cdk-lib/aws-kms';
 import * as s3 from 'aws-cdk-lib/aws-s3';
 import type * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import { Construct } from 'constructs';
-import { INBOX_PREFIX, RESULTS_PREFIX, WORK_PREFIX } from '../shared/store/keys';
+import { DEFAULT_PREFIXES, type Prefixes } from '../shared/store/keys';
 import type { ApiKey } from './api-key';
 import { Handler, HANDLER_NAMES, type HandlerName } from './handler';
 import { acceptWildcardActions, acceptWildcardResources } from './nag';
@@ -223,7 +223,9 @@ export interface FunctionsProps {
   pipelineEnv?: Record<string, string>;
   /** ANTHROPIC_* / BATCHLINE_API_* settings the API-calling functions get. */
   apiEnv?: Record<string, string>;
-  /** Prefixes jobs may take input from besides inbox/ (the schedules'); sweep-prefix may list them. */
+  /** Where in the bucket the inputs, work files and outputs are: each function's grants follow them. Default DEFAULT_PREFIXES. */
+  prefixes?: Prefixes;
+  /** Prefixes jobs may take input from besides the inbox (the schedules'); sweep-prefix may list them. */
   scheduledPrefixes?: string[];
   /** Days the functions' logs are kept. Default 30. */
   logRetentionDays?: number;
@@ -237,10 +239,11 @@ export class Functions extends Construct {
   constructor(scope: Construct, id: string, props: FunctionsProps) {
     super(scope, id);
     const scheduled = props.scheduledPrefixes ?? [];
+    const prefixes = props.prefixes ?? DEFAULT_PREFIXES;
     const areaPrefixes: Record<Area, string[]> = {
-      input: [INBOX_PREFIX, ...scheduled],
-      work: [WORK_PREFIX],
-      results: [RESULTS_PREFIX],
+      input: [prefixes.inbox, ...scheduled],
+      work: [prefixes.work],
+      results: [prefixes.results],
     };
     const baseEnv = {
       BATCHLINE_BUCKET: props.bucket.bucketName,

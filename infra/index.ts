@@ -3,8 +3,10 @@ export {
   Batchline,
   type BatchlineInfraProps,
   type BatchlinePipelineProps,
+  type BatchlinePrefixProps,
   type BatchlineProps,
   type EncryptionKeySetting,
+  type Prefixes,
   type ScheduleSetting,
 } from './batchline';
 export { STACK_OUTPUTS } from './metadata';

@@ -14,6 +14,9 @@ export const STACK_NAME = 'Batchline';
 export const STACK_OUTPUTS = {
   bucket: 'BucketName',
   inbox: 'InboxUri',
+  inboxPrefix: 'InboxPrefix',
+  workPrefix: 'WorkPrefix',
+  resultsPrefix: 'ResultsPrefix',
   table: 'TableName',
   stateMachine: 'StateMachineArn',
   topic: 'TopicArn',

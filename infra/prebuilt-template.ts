@@ -19,7 +19,8 @@ export interface PrebuiltTemplate {
 
 /**
  * The shipped template with the run's context applied. Only the settings the functions read can
- * differ from the context it was built with: anything else needs the CDK app (a clone).
+ * differ from the context it was built with: anything else needs the CDK app (a clone). The
+ * prefixes are among the stack's (the trigger rule filters on the inbox), so they are refused here.
  */
 export function applyContext(prebuilt: PrebuiltTemplate, context: Record<string, unknown>): PrebuiltTemplate['template'] {
   for (const key of new Set([...Object.keys(context), ...Object.keys(prebuilt.context)])) {

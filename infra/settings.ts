@@ -2,8 +2,18 @@
  * The stack's settings, read from cdk.json context (or `-c key=value`) and checked at synth time,
  * so a bad value fails `cdk synth` naming the setting instead of failing a job days later.
  */
-import { API_SETTING_ENV, ConfigError, PIPELINE_SETTING_ENV, readApiConfig, readPipelineConfig } from '../shared/config';
-import { INBOX_PREFIX, RESULTS_PREFIX, WORK_PREFIX } from '../shared/store/keys';
+import {
+  API_SETTING_ENV,
+  ConfigError,
+  DEFAULT_PREFIXES,
+  keyPrefixProblem,
+  PIPELINE_SETTING_ENV,
+  PREFIX_ENV,
+  prefixesProblem,
+  readApiConfig,
+  readPipelineConfig,
+  type Prefixes,
+} from '../shared/config';
 
 export const CONTEXT_KEYS = {
   /** Object: pipeline and API client settings by their shared/config.ts names, plus the infra-only ones. */
@@ -20,6 +30,15 @@ export const CONTEXT_KEYS = {
 
 /** Settings handed to the functions as environment variables: the names shared/config.ts reads. */
 export { API_SETTING_ENV, PIPELINE_SETTING_ENV };
+
+/** The prefix settings (the Batchline construct's props of the same names) and their variables. */
+export const PREFIX_SETTING_ENV = {
+  inboxPrefix: PREFIX_ENV.inbox,
+  workPrefix: PREFIX_ENV.work,
+  resultsPrefix: PREFIX_ENV.results,
+} as const;
+/** One root for all three: `<prefix>inbox/`, `<prefix>work/`, `<prefix>results/`. */
+export const ROOT_PREFIX_SETTING = 'rootPrefix';
 
 /** Settings the stack itself uses (no function reads them). */
 export const STACK_SETTING_DEFAULTS = {
@@ -74,7 +93,7 @@ export interface ScheduleSetting {
   name: string;
   /** `cron(...)` (six fields) or `rate(...)`, as EventBridge Scheduler takes them. */
   cron: string;
-  /** Swept prefix: ends with `/`, and is not under inbox/ (already triggered), work/ or results/. */
+  /** Swept prefix: ends with `/`, and neither holds nor is under the inbox (already triggered), work or results prefix. */
   prefix: string;
   /** IANA time zone for the cron expression (default UTC). */
   timezone?: string;
@@ -91,6 +110,8 @@ export interface AlarmSettings {
 export interface BatchlineSettings {
   /** BATCHLINE_* variables every function gets (only the settings given; config.ts holds defaults). */
   pipelineEnv: Record<string, string>;
+  /** Where in the bucket the inputs, work files and outputs are (their variables are in pipelineEnv unless the defaults). */
+  prefixes: Prefixes;
   /** Variables the functions that call the API get (ANTHROPIC_BASE_URL, ANTHROPIC_VERSION, BATCHLINE_API_*). */
   apiEnv: Record<string, string>;
   maxConcurrentChunks: number;
@@ -121,6 +142,7 @@ const {
 
 export const DEFAULT_SETTINGS: BatchlineSettings = {
   pipelineEnv: {},
+  prefixes: { ...DEFAULT_PREFIXES },
   apiEnv: {},
   maxConcurrentChunks: DEFAULT_MAX_CONCURRENT_CHUNKS,
   workRetentionDays: DEFAULT_WORK_RETENTION_DAYS,
@@ -139,6 +161,11 @@ export function readSettings(tryGetContext: ContextReader): BatchlineSettings {
   const raw = readSettingsObject(tryGetContext);
 
   const pipelineEnv = envFor(raw, PIPELINE_SETTING_ENV);
+  const prefixes = prefixSettings(raw);
+  for (const [name, variable] of Object.entries(PREFIX_SETTING_ENV)) {
+    const which = PREFIX_OF[name as keyof typeof PREFIX_SETTING_ENV];
+    if (prefixes[which] !== DEFAULT_PREFIXES[which]) pipelineEnv[variable] = prefixes[which];
+  }
   const apiEnv = envFor(raw, API_SETTING_ENV);
   const baseUrl = tryGetContext(CONTEXT_KEYS.anthropicBaseUrl);
   if (baseUrl !== undefined) apiEnv.ANTHROPIC_BASE_URL = baseUrlSetting(baseUrl);
@@ -158,6 +185,7 @@ export function readSettings(tryGetContext: ContextReader): BatchlineSettings {
 
   return {
     pipelineEnv,
+    prefixes,
     apiEnv,
     maxConcurrentChunks: stackSetting('maxConcurrentChunks'),
     workRetentionDays: stackSetting('workRetentionDays'),
@@ -170,9 +198,44 @@ export function readSettings(tryGetContext: ContextReader): BatchlineSettings {
       functionErrorThreshold: stackSetting('functionErrorThreshold'),
     },
     apiKeySecretName: secretNameSetting(tryGetContext(CONTEXT_KEYS.apiKeySecretName)),
-    schedules: readSchedules(parseIfString(CONTEXT_KEYS.schedules, tryGetContext(CONTEXT_KEYS.schedules))),
+    schedules: readSchedules(parseIfString(CONTEXT_KEYS.schedules, tryGetContext(CONTEXT_KEYS.schedules)), prefixes),
     poller: pollerSetting(raw.poller),
   };
+}
+
+const PREFIX_OF = { inboxPrefix: 'inbox', workPrefix: 'work', resultsPrefix: 'results' } as const satisfies Record<
+  keyof typeof PREFIX_SETTING_ENV,
+  keyof Prefixes
+>;
+const SETTING_OF = { inbox: 'inboxPrefix', work: 'workPrefix', results: 'resultsPrefix' } as const satisfies Record<
+  keyof Prefixes,
+  keyof typeof PREFIX_SETTING_ENV
+>;
+
+/**
+ * The three prefixes: each given, or `<prefix>inbox/` etc. under the root `prefix`, or the defaults.
+ * The root and the three exclude each other: a prefix under the root or beside it would be ambiguous.
+ */
+function prefixSettings(raw: Record<string, unknown>): Prefixes {
+  const at = (name: string) => `${CONTEXT_KEYS.settings}.${name}`;
+  const root = raw[ROOT_PREFIX_SETTING];
+  const given = Object.keys(PREFIX_SETTING_ENV).filter((name) => raw[name] !== undefined);
+  if (root !== undefined) {
+    if (given.length > 0) {
+      throw new SettingsError(`${at(ROOT_PREFIX_SETTING)} and ${given.map(at).join(', ')} cannot be combined: give the root, or each prefix in full`);
+    }
+    const problem = keyPrefixProblem(root);
+    if (problem) throw new SettingsError(`${at(ROOT_PREFIX_SETTING)} ${problem}`);
+    return { inbox: `${root}${DEFAULT_PREFIXES.inbox}`, work: `${root}${DEFAULT_PREFIXES.work}`, results: `${root}${DEFAULT_PREFIXES.results}` };
+  }
+  const prefixes = {
+    inbox: raw.inboxPrefix ?? DEFAULT_PREFIXES.inbox,
+    work: raw.workPrefix ?? DEFAULT_PREFIXES.work,
+    results: raw.resultsPrefix ?? DEFAULT_PREFIXES.results,
+  };
+  const found = prefixesProblem(prefixes);
+  if (found) throw new SettingsError(`${at(SETTING_OF[found.which])} ${found.problem}`);
+  return prefixes as Prefixes;
 }
 
 function pollerSetting(value: unknown): boolean {
@@ -218,6 +281,8 @@ function readSettingsObject(tryGetContext: ContextReader): Record<string, unknow
     ...Object.keys(PIPELINE_SETTING_ENV),
     ...Object.keys(API_SETTING_ENV),
     ...Object.keys(STACK_SETTING_DEFAULTS),
+    ...Object.keys(PREFIX_SETTING_ENV),
+    ROOT_PREFIX_SETTING,
     'encryptionKey',
     'poller',
   ]);
@@ -334,13 +399,14 @@ function secretNameSetting(value: unknown): string | undefined {
 const SCHEDULE_NAME = /^[A-Za-z0-9][A-Za-z0-9_-]{0,39}$/;
 const RATE = /^rate\([1-9][0-9]* (minute|minutes|hour|hours|day|days)\)$/;
 const CRON = /^cron\((.+)\)$/;
-const FORBIDDEN_PREFIXES = [
-  [INBOX_PREFIX, 'every object there already starts a job, so a sweep would start it twice'],
-  [WORK_PREFIX, "it holds the pipeline's own work files"],
-  [RESULTS_PREFIX, "it holds the pipeline's outputs"],
-] as const;
+const OVERLAP_WHY: Record<keyof Prefixes, string> = {
+  inbox: 'every object there already starts a job, so a sweep would start it twice',
+  work: "it holds the pipeline's own work files",
+  results: "it holds the pipeline's outputs",
+};
 
-export function readSchedules(value: unknown): ScheduleSetting[] {
+/** The schedules, checked against the stack's prefixes: a swept prefix overlaps none of them. */
+export function readSchedules(value: unknown, prefixes: Prefixes = DEFAULT_PREFIXES): ScheduleSetting[] {
   if (value === undefined || value === null) return [];
   if (!Array.isArray(value)) {
     throw new SettingsError(`${CONTEXT_KEYS.schedules} must be an array of {name, cron, prefix, timezone?}, got ${JSON.stringify(value)}`);
@@ -370,7 +436,8 @@ export function readSchedules(value: unknown): ScheduleSetting[] {
     if (typeof prefix !== 'string' || prefix.length === 0 || !prefix.endsWith('/') || prefix.startsWith('/')) {
       throw new SettingsError(`${label}: prefix must be a key prefix ending with "/" (and not starting with one), got ${JSON.stringify(prefix)}`);
     }
-    for (const [forbidden, why] of FORBIDDEN_PREFIXES) {
+    for (const [which, why] of Object.entries(OVERLAP_WHY)) {
+      const forbidden = prefixes[which as keyof Prefixes];
       if (prefix.startsWith(forbidden) || forbidden.startsWith(prefix)) {
         throw new SettingsError(`${label}: prefix ${JSON.stringify(prefix)} overlaps ${forbidden} (${why})`);
       }

@@ -1,5 +1,5 @@
 /**
- * The one bucket (inbox/, work/, results/), its access-log bucket, and the one table. All three
+ * The one bucket (its inbox, work and results prefixes), its access-log bucket, and the one table. All three
  * outlive the stack unless told otherwise. An existing bucket can stand in for the first two.
  */
 import { Duration, RemovalPolicy } from 'aws-cdk-lib';
@@ -8,17 +8,19 @@ import type * as kms from 'aws-cdk-lib/aws-kms';
 import * as s3 from 'aws-cdk-lib/aws-s3';
 import * as cxapi from 'aws-cdk-lib/cx-api';
 import { Construct } from 'constructs';
-import { RESULTS_PREFIX, WORK_PREFIX } from '../shared/store/keys';
+import { DEFAULT_PREFIXES, type Prefixes } from '../shared/store/keys';
 import { TABLE_GSIS, TABLE_KEY, TABLE_TTL_ATTRIBUTE } from '../shared/store/table';
 
 /** Where in the access-log bucket the data bucket's server access logs go. */
 export const ACCESS_LOG_PREFIX = 'data-bucket/';
 
 export interface StorageProps {
-  /** Days before `work/` objects (chunk files, raw batch results) expire. Default 30. */
+  /** Where in the bucket the inputs, work files and outputs are: the lifecycle rules follow them. Default DEFAULT_PREFIXES. */
+  prefixes?: Prefixes;
+  /** Days before objects under the work prefix (chunk files, raw batch results) expire. Default 30. */
   workRetentionDays?: number;
   /**
-   * Days before overwritten or deleted versions under work/ and results/ are removed. Default 7.
+   * Days before overwritten or deleted versions under the work and results prefixes are removed. Default 7.
    * Other versions (the inputs) are kept at least workRetentionDays: see the bucket's rules.
    */
   noncurrentVersionDays?: number;
@@ -88,6 +90,7 @@ export class Storage extends Construct {
     // Versioned, so a log deleted or overwritten before its time can still be read for a while.
     const noncurrentVersionDays = props.noncurrentVersionDays ?? 7;
     const workRetentionDays = props.workRetentionDays ?? 30;
+    const { work, results } = props.prefixes ?? DEFAULT_PREFIXES;
     const accessLogs = new s3.Bucket(this, 'AccessLogs', {
       blockPublicAccess: s3.BlockPublicAccess.BLOCK_ALL,
       encryption: s3.BucketEncryption.S3_MANAGED,
@@ -113,7 +116,7 @@ export class Storage extends Construct {
       serverAccessLogsBucket: accessLogs,
       serverAccessLogsPrefix: ACCESS_LOG_PREFIX,
       lifecycleRules: [
-        { id: 'expire-work-files', prefix: WORK_PREFIX, expiration: Duration.days(workRetentionDays) },
+        { id: 'expire-work-files', prefix: work, expiration: Duration.days(workRetentionDays) },
         {
           id: 'tidy-versions-and-uploads',
           // A job's first attempts are byte ranges of the input version it was made from
@@ -121,17 +124,17 @@ export class Storage extends Construct {
           // readable as long as the job's work files do.
           noncurrentVersionExpiration: Duration.days(Math.max(noncurrentVersionDays, workRetentionDays)),
           abortIncompleteMultipartUploadAfter: Duration.days(props.incompleteUploadDays ?? 2),
-          // Expiring work/ in a versioned bucket leaves delete markers behind; clear them once alone.
+          // Expiring work files in a versioned bucket leaves delete markers behind; clear them once alone.
           expiredObjectDeleteMarker: true,
         },
-        // No input lives under work/ or results/: their old versions go sooner (where expirations
+        // No input lives under the work or results prefix: their old versions go sooner (where expirations
         // overlap, S3 applies the shorter).
-        { id: 'tidy-work-versions', prefix: WORK_PREFIX, noncurrentVersionExpiration: Duration.days(noncurrentVersionDays) },
-        { id: 'tidy-results-versions', prefix: RESULTS_PREFIX, noncurrentVersionExpiration: Duration.days(noncurrentVersionDays) },
+        { id: 'tidy-work-versions', prefix: work, noncurrentVersionExpiration: Duration.days(noncurrentVersionDays) },
+        { id: 'tidy-results-versions', prefix: results, noncurrentVersionExpiration: Duration.days(noncurrentVersionDays) },
       ],
       removalPolicy,
     });
-    // Object Created events reach the default bus; the trigger rule picks inbox/ out of them. Set on
+    // Object Created events reach the default bus; the trigger rule picks the inbox's out of them. Set on
     // the bucket itself: CDK's eventBridgeEnabled would add a custom resource and a Lambda function
     // of its own to call PutBucketNotification, which CloudFormation does natively.
     (bucket.node.defaultChild as s3.CfnBucket).notificationConfiguration = { eventBridgeConfiguration: { eventBridgeEnabled: true } };

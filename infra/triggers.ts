@@ -1,5 +1,5 @@
 /**
- * What starts jobs: a file landing in inbox/ (an EventBridge rule on the bucket's events), and
+ * What starts jobs: a file landing in the inbox (an EventBridge rule on the bucket's events), and
  * EventBridge Scheduler sweeps of other prefixes (sweep-prefix starts one execution per object).
  * Deliveries that keep failing land in one dead-letter queue, the stack's only one: the upkeep's
  * rule and schedule, and the functions invoked asynchronously, send their failures there too.
@@ -17,12 +17,13 @@ import * as sqs from 'aws-cdk-lib/aws-sqs';
 import type * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import { Construct } from 'constructs';
 import { OBJECT_CREATED, S3_SOURCE } from '../shared/jobs/events';
-import { INBOX_PREFIX } from '../shared/store/keys';
 import { acceptFinding } from './nag';
 import type { ScheduleSetting } from './settings';
 
 export interface TriggersProps {
   bucket: s3.IBucket;
+  /** Every object created under it starts a job. */
+  inboxPrefix: string;
   stateMachine: sfn.IStateMachine;
   /** functions/sweep-prefix.ts, invoked by the schedules with `{schedule, prefix}`. */
   sweepFunction: lambda.IFunction;
@@ -58,13 +59,13 @@ export class Triggers extends Construct {
 
     // "Object Created" for any reason: a PutObject-only filter would miss multipart uploads.
     this.inboxRule = new events.Rule(this, 'InboxRule', {
-      description: `Starts a batchline job for each object created under ${INBOX_PREFIX}`,
+      description: `Starts a batchline job for each object created under ${props.inboxPrefix}`,
       eventPattern: {
         source: [S3_SOURCE],
         detailType: [OBJECT_CREATED],
         detail: {
           bucket: { name: [props.bucket.bucketName] },
-          object: { key: [{ prefix: INBOX_PREFIX }] },
+          object: { key: [{ prefix: props.inboxPrefix }] },
         },
       },
     });

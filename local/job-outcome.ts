@@ -7,7 +7,7 @@ import { hasEnded } from '../shared/jobs/queries';
 import { getItem } from '../shared/store/dynamo';
 import { JOB_SK, jobPk, type JobItem } from '../shared/store/items';
 import { getJson } from '../shared/store/s3';
-import { jobKeys, type JobKeys } from '../shared/store/keys';
+import { jobKeys, type JobKeys, type Prefixes } from '../shared/store/keys';
 import type { ExecutionDescription } from './aws-shim';
 import { LocalStackError } from './errors';
 
@@ -38,11 +38,11 @@ export async function untilJobEnded(dynamo: DynamoDBClient, table: string, jobId
 }
 
 export async function jobOutcome(
-  stores: { s3: S3Client; bucket: string; dynamo: DynamoDBClient; table: string },
+  stores: { s3: S3Client; bucket: string; dynamo: DynamoDBClient; table: string; prefixes: Prefixes },
   jobId: string,
   ended: ExecutionDescription | undefined,
 ): Promise<JobOutcome> {
-  const keys = jobKeys(jobId);
+  const keys = jobKeys(jobId, stores.prefixes);
   const job = await getItem<JobItem>(stores.dynamo, stores.table, { pk: jobPk(jobId), sk: JOB_SK });
   const summary = await getJson<JobSummary>(stores.s3, stores.bucket, keys.summary);
   return {

@@ -7,7 +7,7 @@ import { HeadObjectCommand, ListObjectsV2Command, type S3Client } from '@aws-sdk
 import { readRowIndexHeader } from '../shared/jobs/chunk-files';
 import { JobNotFound } from '../shared/jobs/prepare-job';
 import type { ChunkItem, JobItem } from '../shared/store/items';
-import { jobKeys } from '../shared/store/keys';
+import { jobKeys, type Prefixes } from '../shared/store/keys';
 import { hasEnded, jobProgress, noAttempts, type ProgressTotals } from '../shared/jobs/queries';
 
 export interface JobProgress extends Omit<ProgressTotals, 'status'> {
@@ -83,6 +83,7 @@ export class ValidationWatch {
     private readonly s3: S3Client,
     private readonly bucket: string,
     private readonly jobId: string,
+    private readonly prefixes: Prefixes,
   ) {}
 
   read(job: Pick<JobItem, 'bucket' | 'key' | 'versionId'>): Promise<ValidationProgress> {
@@ -102,7 +103,8 @@ export class ValidationWatch {
         // The size only makes a percentage: without it, the rows and the rate still show.
       }
     }
-    const prefix = jobKeys(this.jobId).chunksPrefix;
+    const keys = jobKeys(this.jobId, this.prefixes);
+    const prefix = keys.chunksPrefix;
     let token: string | undefined;
     do {
       const page = await this.s3.send(
@@ -111,7 +113,7 @@ export class ValidationWatch {
       for (const object of page.Contents ?? []) {
         const key = object.Key!;
         const chunk = Number(key.slice(prefix.length).split('/')[0]);
-        if (!Number.isInteger(chunk) || key !== jobKeys(this.jobId).chunkRowIndex(chunk)) continue;
+        if (!Number.isInteger(chunk) || key !== keys.chunkRowIndex(chunk)) continue;
         const header = await readRowIndexHeader(this.s3, this.bucket, key);
         this.rows += header.rows;
         this.bytes = Math.max(this.bytes, header.end);

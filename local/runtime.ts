@@ -22,7 +22,8 @@ import type { S3Client } from '@aws-sdk/client-s3';
 import { MODE_METADATA } from '../shared/jobs/register-job';
 import { PRIME_CACHE_METADATA } from '../shared/jobs/prime-cache';
 import { JSONL_CONTENT_TYPE, uploadFile } from '../shared/store/s3';
-import { INBOX_PREFIX } from '../shared/store/keys';
+import { inboxKey, type Prefixes } from '../shared/store/keys';
+import { PREFIX_ENV, readPrefixes } from '../shared/config';
 import type { SimulatorHandle, SimulatorOptions } from '../simulator/options';
 import { startSimulator } from '../simulator/server';
 import { assertRunnableLocally, findJobStateMachine, localizeCallbacks, localizeWaits, resolveDefinition, scaledRetryIntervals, taskTargets } from './asl';
@@ -109,6 +110,8 @@ export interface ScheduleRun {
 export interface LocalStack {
   bucket: string;
   table: string;
+  /** Where in the bucket the inputs, work files and outputs are (the stack's settings; defaults unless set). */
+  prefixes: Prefixes;
   s3: S3Client;
   s3Endpoint: string;
   dynamo: DynamoDBClient;
@@ -120,7 +123,7 @@ export interface LocalStack {
   /** The environment the handlers run with (endpoints, names, settings; never an API key). */
   env: Record<string, string>;
   /**
-   * Uploads a file to inbox/ (object metadata `batchline-mode`, and `batchline-prime-cache` when
+   * Uploads a file to the inbox (object metadata `batchline-mode`, and `batchline-prime-cache` when
    * primeCache is given) and resolves with its job id once registered.
    */
   submitFile(file: string, options?: { lenient?: boolean; primeCache?: boolean; key?: string }): Promise<string>;
@@ -197,6 +200,8 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
   const functionEnv = mergedEnvironment(functions);
   const bucket = requireVariable(functionEnv, 'BATCHLINE_BUCKET');
   const table = requireVariable(functionEnv, 'BATCHLINE_TABLE');
+  // The functions' own reader: the prefixes they were given, the defaults when none.
+  const prefixes = readPrefixes(functionEnv);
   const secretIds = new Set<string>(resourcesOfType(template, 'AWS::SecretsManager::Secret').flatMap((id) => [names.ref(id), names.name(id)]));
   if (functionEnv.BATCHLINE_API_KEY_SECRET) secretIds.add(functionEnv.BATCHLINE_API_KEY_SECRET);
   // Rules deliver to the job state machine or to a function; other targets (queues, topics) have no local meaning.
@@ -290,6 +295,8 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
       delete process.env[variable];
     }
     if (!simulator && !options.live?.baseUrl && !functionEnv.ANTHROPIC_BASE_URL) delete process.env.ANTHROPIC_BASE_URL;
+    // The prefixes are the template's (its trigger rule filters on the inbox): none from elsewhere.
+    for (const variable of Object.values(PREFIX_ENV)) if (env[variable] === undefined) delete process.env[variable];
     Object.assign(process.env, env);
     handlerEnv = env;
 
@@ -431,6 +438,7 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
   const handle: LocalStack = {
     bucket,
     table,
+    prefixes,
     s3: s3.client,
     s3Endpoint: s3.endpoint,
     dynamo: dynamo.client,
@@ -449,11 +457,11 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
         () => undefined,
       );
       if (size === undefined) throw new LocalStackError(`no such file: ${file}`);
-      const key = submitOptions.key ?? `${INBOX_PREFIX}${path.basename(file)}`;
+      const key = submitOptions.key ?? inboxKey(path.basename(file), prefixes);
       // Only an object some rule matches starts a job: anywhere else, waiting for one would never end.
       const probe = objectCreatedEvent({ eventName: 'ObjectCreated:Put', s3: { bucket: { name: bucket }, object: { key, size, eTag: '', sequencer: '' } } });
       if (!triggers.some((trigger) => matchesPattern(trigger.pattern, probe))) {
-        throw new LocalStackError(`no rule of the stack starts a job for s3://${bucket}/${key} (upload under ${INBOX_PREFIX})`);
+        throw new LocalStackError(`no rule of the stack starts a job for s3://${bucket}/${key} (upload under ${prefixes.inbox})`);
       }
       const uploaded = await uploadFile(s3!.client, bucket, key, file, {
         metadata: {
@@ -471,7 +479,7 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
       const primary = [...tracked.values()].find((e) => e.jobId === jobId && !e.duplicate);
       // Started elsewhere (or its event delivered twice): follow the job record instead.
       const ended = primary ? await primary.done : await untilJobEnded(dynamo!.client, table, jobId);
-      return jobOutcome({ s3: s3!.client, bucket, dynamo: dynamo!.client, table }, jobId, ended);
+      return jobOutcome({ s3: s3!.client, bucket, dynamo: dynamo!.client, table, prefixes }, jobId, ended);
     },
 
     startExecution: (input, name) => start({ input: JSON.stringify(input), name }),

@@ -61,6 +61,78 @@ export function enumSetting<T extends string>(env: Env, name: string, fallback: 
   return value as T;
 }
 
+/**
+ * Where in the bucket the pipeline keeps things: jobs start from objects under `inbox`, work files
+ * go under `work`, outputs under `results`. Each is a key prefix ending with `/`; none is inside
+ * another (an output under the inbox would start a job). A bucket shared with other data places
+ * batchline under prefixes of its own (infra/README.md, "Prefixes").
+ */
+export interface Prefixes {
+  inbox: string;
+  work: string;
+  results: string;
+}
+
+export const DEFAULT_PREFIXES: Readonly<Prefixes> = Object.freeze({ inbox: 'inbox/', work: 'work/', results: 'results/' });
+
+/** The prefixes' environment variables (infra/ sets them only when they are not the defaults). */
+export const PREFIX_ENV = {
+  inbox: 'BATCHLINE_INBOX_PREFIX',
+  work: 'BATCHLINE_WORK_PREFIX',
+  results: 'BATCHLINE_RESULTS_PREFIX',
+} as const satisfies Record<keyof Prefixes, string>;
+
+/**
+ * What is wrong with a set of prefixes, by which one, or undefined when they are fine. One check
+ * for the functions' config reader (below) and the construct's props (infra/settings.ts).
+ */
+export function prefixesProblem(prefixes: Record<keyof Prefixes, unknown>): { which: keyof Prefixes; problem: string } | undefined {
+  const names = Object.keys(PREFIX_ENV) as (keyof Prefixes)[];
+  for (const which of names) {
+    const problem = keyPrefixProblem(prefixes[which]);
+    if (problem) return { which, problem };
+  }
+  for (const which of names) {
+    for (const other of names) {
+      const a = prefixes[which] as string;
+      const b = prefixes[other] as string;
+      if (which === other) continue;
+      if (a === b) return { which, problem: `is the same as the ${other} prefix (${JSON.stringify(b)})` };
+      if (a.startsWith(b)) return { which, problem: `${JSON.stringify(a)} is inside the ${other} prefix ${JSON.stringify(b)}${NESTED_WHY[other]}` };
+    }
+  }
+  return undefined;
+}
+
+const NESTED_WHY: Record<keyof Prefixes, string> = {
+  inbox: ': every object created there starts a job',
+  work: ": it holds the pipeline's work files, which expire",
+  results: ": it holds the pipeline's outputs",
+};
+
+/** Why `value` is not a key prefix batchline can use, or undefined. */
+export function keyPrefixProblem(value: unknown): string | undefined {
+  if (typeof value !== 'string' || value.length === 0) return `must be a non-empty key prefix such as "batchline/inbox/", got ${JSON.stringify(value)}`;
+  if (!value.endsWith('/')) return `must end with "/", got ${JSON.stringify(value)}`;
+  if (value.startsWith('/')) return `must not start with "/" (S3 keys have no leading slash), got ${JSON.stringify(value)}`;
+  if (value.includes('//')) return `must not hold an empty folder ("//"), got ${JSON.stringify(value)}`;
+  if (value.trim() !== value) return `must not start or end with spaces, got ${JSON.stringify(value)}`;
+  if (Buffer.byteLength(value) > 512) return `must be at most 512 bytes (S3 keys are at most 1,024), got ${Buffer.byteLength(value)}`;
+  return undefined;
+}
+
+/** BATCHLINE_INBOX_PREFIX, BATCHLINE_WORK_PREFIX, BATCHLINE_RESULTS_PREFIX; unset: DEFAULT_PREFIXES. */
+export function readPrefixes(env: Env = process.env): Prefixes {
+  const prefixes: Prefixes = {
+    inbox: raw(env, PREFIX_ENV.inbox) ?? DEFAULT_PREFIXES.inbox,
+    work: raw(env, PREFIX_ENV.work) ?? DEFAULT_PREFIXES.work,
+    results: raw(env, PREFIX_ENV.results) ?? DEFAULT_PREFIXES.results,
+  };
+  const found = prefixesProblem(prefixes);
+  if (found) throw new ConfigError(`${PREFIX_ENV[found.which]} ${found.problem}`);
+  return prefixes;
+}
+
 /** API limits (docs/api-reference.md §3). */
 export const API_MAX_REQUESTS_PER_BATCH = 100_000;
 export const API_MAX_BATCH_BYTES = 256_000_000;
@@ -94,7 +166,7 @@ export const API_SETTING_ENV = {
 } as const satisfies Partial<Record<keyof ApiConfig, string>>;
 
 export interface PipelineConfig extends PipelineSettings {
-  /** BATCHLINE_BUCKET: the one bucket (inbox/, work/, results/). */
+  /** BATCHLINE_BUCKET: the one bucket (its inbox, work and results prefixes: readPrefixes). */
   bucket: string;
   /** BATCHLINE_TABLE: the one table. */
   table: string;

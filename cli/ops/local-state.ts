@@ -8,6 +8,7 @@ import { mkdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { LOCAL_REGION } from '../../local/emulators';
 import { processAlive } from '../../local/state';
+import { DEFAULT_PREFIXES, prefixesProblem, type Prefixes } from '../../shared/config';
 
 export const LOCAL_STATE_DIR = '.batchline';
 export const LOCAL_STATE_FILE = 'local.json';
@@ -22,6 +23,8 @@ export interface LocalStackState {
   dynamodbEndpoint: string;
   bucket: string;
   table: string;
+  /** Absent in a file an older version wrote: the defaults. */
+  prefixes?: Prefixes;
 }
 
 /** What writeLocalState needs of a started local stack (local/runtime.ts LocalStack has it all). */
@@ -29,6 +32,7 @@ export interface RunningLocalStack {
   s3Endpoint: string;
   bucket: string;
   table: string;
+  prefixes: Prefixes;
   /** The handlers' environment: AWS_ENDPOINT_URL_DYNAMODB and AWS_REGION come from here. */
   env: Record<string, string>;
 }
@@ -53,6 +57,7 @@ export async function writeLocalState(dir: string, stack: RunningLocalStack, now
     dynamodbEndpoint,
     bucket: stack.bucket,
     table: stack.table,
+    prefixes: stack.prefixes,
   };
   const file = localStatePath(dir);
   await mkdir(path.dirname(file), { recursive: true });
@@ -74,7 +79,7 @@ export async function removeLocalState(dir: string): Promise<void> {
 }
 
 /** Reads the state of the stack serving in `location` (its folder, or the state file itself). */
-export async function readLocalState(location: string): Promise<LocalStackState & { file: string }> {
+export async function readLocalState(location: string): Promise<LocalStackState & { file: string; prefixes: Prefixes }> {
   const isFile = await stat(location).then(
     (s) => s.isFile(),
     () => false,
@@ -98,5 +103,8 @@ export async function readLocalState(location: string): Promise<LocalStackState 
   if (typeof state.pid === 'number' && !processAlive(state.pid)) {
     throw new LocalStackUnavailable(`the local stack recorded in ${file} is no longer running (process ${state.pid} has exited)`);
   }
-  return { ...(state as LocalStackState), region: state.region ?? LOCAL_REGION, file };
+  const prefixes = state.prefixes ?? DEFAULT_PREFIXES;
+  const wrong = prefixesProblem({ inbox: prefixes.inbox, work: prefixes.work, results: prefixes.results });
+  if (wrong) throw new LocalStackUnavailable(`${file}: its ${wrong.which} prefix ${wrong.problem}`);
+  return { ...(state as LocalStackState), region: state.region ?? LOCAL_REGION, file, prefixes };
 }

@@ -1,6 +1,6 @@
 /**
  * `batchline rerun JOB`: a new job on JOB's input that sends only the rows that did not succeed
- * (shared/jobs/rerun.ts copies the input inside S3 to inbox/ with `batchline-reuse`), followed to
+ * (shared/jobs/rerun.ts copies the input inside S3 to the stack's inbox with `batchline-reuse`), followed to
  * the end as `submit` follows an upload.
  */
 import { startRerun } from '../../shared/jobs/rerun';
@@ -14,8 +14,8 @@ import { TARGET_HELP } from './target';
 
 export const RERUN_HELP = `Usage: batchline rerun JOB [options]
 
-Starts a new job on JOB's input (the very upload JOB ran, copied inside the bucket to
-inbox/<name>.rerun-<time>-<random>.jsonl) that sends only the rows whose final status was not succeeded,
+Starts a new job on JOB's input (the very upload JOB ran, copied inside the bucket to the stack's
+inbox as inbox/<name>.rerun-<time>-<random>.jsonl) that sends only the rows whose final status was not succeeded,
 and follows it to the end. Its results.jsonl has every row of the input in input order: the rows
 it sent with their new results, the others copied from JOB's results.jsonl with "reused_from":
 "JOB" (their attempts and batch_id say where they ran). Nothing that succeeded is sent again, and

@@ -45,10 +45,10 @@ export const resultsCommand = opsCommand(
       );
     }
     const dir = path.resolve(io.cwd, (values.out as string | undefined) ?? path.join('batchline-out', jobId));
-    const written = await copyOutputs(target.s3, target.bucket, jobId, dir);
+    const written = await copyOutputs(target.s3, target.bucket, target.prefixes, jobId, dir);
     if (written.length === 0) {
       const why = job.failure ? ` (it failed: ${job.failure.error}: ${oneLine(job.failure.cause)})` : '';
-      throw new OpsFailure(`job ${jobId} ${job.status} and left no outputs in s3://${target.bucket}/${jobKeys(jobId).resultsPrefix}${why}`);
+      throw new OpsFailure(`job ${jobId} ${job.status} and left no outputs in s3://${target.bucket}/${jobKeys(jobId, target.prefixes).resultsPrefix}${why}`);
     }
     const screen = json ? io.stderr : io.stdout;
     screen.write(`Outputs of job ${jobId} (${job.status}) in ${displayPath(io.cwd, dir)}/: ${written.map((file) => path.basename(file)).join(', ')}\n`);

@@ -71,7 +71,7 @@ export const statusCommand = opsCommand('status', STATUS_HELP, { wait: { type: '
     });
   }
   const ended = hasEnded(job);
-  const summary = ended ? await getJson<JobSummary>(target.s3, target.bucket, jobKeys(jobId).summary) : undefined;
+  const summary = ended ? await getJson<JobSummary>(target.s3, target.bucket, jobKeys(jobId, target.prefixes).summary) : undefined;
   const exitStatus = ended ? exitStatusOf({ status: job.status, counts: summary?.counts ?? job.counts }) : EXIT.succeeded;
   if (json) writeJson(io.stdout, 'status', jobDocument(report, summary, exitStatus, target));
   else io.stdout.write(formatStatus(report, target.kind === 'local' ? LOCAL_KEY : STACK_KEY));

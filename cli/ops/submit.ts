@@ -1,5 +1,5 @@
 /**
- * `batchline submit FILE`: uploads a file to the stack's inbox/, finds the job its upload started
+ * `batchline submit FILE`: uploads a file to the stack's inbox (its prefix from target.ts), finds the job its upload started
  * and follows it to the end, as `run` does locally.
  */
 import path from 'node:path';
@@ -10,7 +10,7 @@ import { jobForUpload, jobIdsForKey, type JobProgressReport, type QueryDeps, typ
 import { MAX_COST_METADATA, MODE_METADATA } from '../../shared/jobs/register-job';
 import { reuseMetadata } from '../../shared/jobs/rerun';
 import { PRIME_CACHE_METADATA } from '../../shared/jobs/prime-cache';
-import { INBOX_PREFIX, jobKeys } from '../../shared/store/keys';
+import { inboxKey, jobKeys } from '../../shared/store/keys';
 import { positiveNumber, readableFile, UsageError } from '../args';
 import { displayPath, duration, plural } from '../format';
 import { onInterrupt, type Io } from '../io';
@@ -25,9 +25,10 @@ import { TARGET_HELP, type Target } from './target';
 
 export const SUBMIT_HELP = `Usage: batchline submit FILE.jsonl [options]
 
-Uploads a JSONL file of {custom_id, params} requests to the stack's inbox/ (as inbox/<file name>),
-waits for the job the upload starts, and follows it to the end with its progress and summary. The
-outputs stay in the bucket under results/<jobId>/: "batchline results JOB" downloads them.
+Uploads a JSONL file of {custom_id, params} requests to the stack's inbox (as inbox/<file name>, or
+under the inbox prefix the stack's outputs name), waits for the job the upload starts, and follows it
+to the end with its progress and summary. The outputs stay in the bucket under results/<jobId>/ (or
+the stack's results prefix): "batchline results JOB" downloads them.
 
 Options:
   --lenient          run the valid rows even if some lines are invalid (default: strict, any
@@ -73,7 +74,7 @@ export const submitCommand = opsCommand(
     const reuse = values.reuse as string | undefined;
     const metadata = reuse === undefined ? (maxCostUsd === undefined ? {} : { [MAX_COST_METADATA]: String(maxCostUsd) }) : reuseMetadata(reuse, { maxCostUsd });
     const target = await open();
-    const key = `${INBOX_PREFIX}${path.basename(file)}`;
+    const key = inboxKey(path.basename(file), target.prefixes);
     // With --json, stdout holds the one document: what a person reads goes to stderr.
     const screen = json ? io.stderr : io.stdout;
     const tty = screen.isTTY === true;
@@ -142,7 +143,7 @@ export async function waitForJob(
  * before it does (until then a Ctrl-C kills the process outright).
  */
 export async function followToEnd(
-  target: Pick<QueryDeps, 's3' | 'dynamo' | 'bucket' | 'table'> & Pick<Target, 'flags' | 'kind'>,
+  target: Pick<Target, 's3' | 'dynamo' | 'bucket' | 'table' | 'prefixes' | 'flags' | 'kind'>,
   jobId: string,
   io: Io,
   options: FollowOptions & { tty: boolean; startedAt: number; json?: string; opening?: string },
@@ -159,12 +160,12 @@ export async function followToEnd(
   let report: JobProgressReport;
   try {
     if (options.opening) screen.write(options.opening);
-    report = await followJob(target, jobId, view, { ...options, validation: new ValidationWatch(target.s3, target.bucket, jobId) });
+    report = await followJob(target, jobId, view, { ...options, validation: new ValidationWatch(target.s3, target.bucket, jobId, target.prefixes) });
   } finally {
     stopInterrupt();
   }
   const { job } = report;
-  const keys = jobKeys(jobId);
+  const keys = jobKeys(jobId, target.prefixes);
   const summary = await getJson<JobSummary>(target.s3, target.bucket, keys.summary);
   const elapsedMs = jobDurationMs(summary) ?? Date.parse(job.endedAt ?? job.updatedAt) - Date.parse(job.createdAt);
   const keyFrom = target.kind === 'local' ? LOCAL_KEY : STACK_KEY;

@@ -15,6 +15,7 @@ import { UsageError } from '../args';
 import type { Io } from '../io';
 import { readLocalState } from './local-state';
 import { STACK_NAME, STACK_OUTPUTS } from '../../infra/metadata';
+import { DEFAULT_PREFIXES, prefixesProblem, type Prefixes } from '../../shared/config';
 
 /** The name infra/app.ts deploys the stack as (STACK_NAME there; not imported, as that loads the CDK). */
 export const DEFAULT_STACK = STACK_NAME;
@@ -30,6 +31,8 @@ export const TARGET_HELP = `  --stack NAME       the deployed stack (default ${D
 
 export interface Target extends QueryDeps {
   kind: 'stack' | 'local';
+  /** Where in the bucket the stack keeps inputs, work files and outputs (its outputs say; older stacks: the defaults). */
+  prefixes: Prefixes;
   /** For messages: `stack Batchline (eu-west-1)`, `the local stack in DIR`. */
   label: string;
   /** The flags that name this target again in a suggested command ('' when the default or env does). */
@@ -56,7 +59,7 @@ export async function resolveTarget(values: { stack?: unknown; local?: unknown }
 }
 
 /**
- * A deployed stack's bucket and table from its outputs. The clients use the standard chain for
+ * A deployed stack's bucket, table and prefixes from its outputs. The clients use the standard chain for
  * credentials and region; `cloudFormation` replaces the default client (tests point one at a stub).
  */
 export async function stackTarget(stackName: string, options: { flags?: string; cloudFormation?: CloudFormationClient } = {}): Promise<Target> {
@@ -82,6 +85,14 @@ export async function stackTarget(stackName: string, options: { flags?: string; 
     const missing = [bucket ? undefined : STACK_OUTPUTS.bucket, table ? undefined : STACK_OUTPUTS.table].filter(Boolean).join(' and ');
     throw new StackNotFound(`stack ${stackName} (${found.StackStatus ?? 'unknown status'}) has no ${missing} output: is it a batchline stack?`);
   }
+  // A stack deployed before the prefixes were settings has no such outputs: it uses the defaults.
+  const prefixes: Prefixes = {
+    inbox: output(STACK_OUTPUTS.inboxPrefix) ?? DEFAULT_PREFIXES.inbox,
+    work: output(STACK_OUTPUTS.workPrefix) ?? DEFAULT_PREFIXES.work,
+    results: output(STACK_OUTPUTS.resultsPrefix) ?? DEFAULT_PREFIXES.results,
+  };
+  const wrong = prefixesProblem(prefixes);
+  if (wrong) throw new StackNotFound(`stack ${stackName}'s ${wrong.which} prefix output ${wrong.problem}: is it a batchline stack?`);
   const s3 = new S3Client({ region });
   const dynamo = new DynamoDBClient({ region });
   return {
@@ -92,6 +103,7 @@ export async function stackTarget(stackName: string, options: { flags?: string; 
     dynamo,
     bucket,
     table,
+    prefixes,
     close() {
       s3.destroy();
       dynamo.destroy();
@@ -112,6 +124,7 @@ export async function localTarget(location: string, flags = ''): Promise<Target>
     dynamo,
     bucket: state.bucket,
     table: state.table,
+    prefixes: state.prefixes,
     close() {
       s3.destroy();
       dynamo.destroy();

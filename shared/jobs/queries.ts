@@ -14,6 +14,7 @@ import type { BatchResultLine } from '../anthropic/types';
 import { ConditionFailed, getItem, queryJobsIndex, queryPartition, updateItem } from '../store/dynamo';
 import { isS3NotFound } from '../store/s3';
 import { CHUNK_SK_PREFIX, JOB_SK, jobPk, type ChunkItem, type JobItem, type JobStatus, type RowCounts, type RowRecord } from '../store/items';
+import type { Prefixes } from '../store/keys';
 import { bareEtag, jobIdFor } from './job-id';
 import { JobNotFound } from './prepare-job';
 import { readJob } from './chunk-state';
@@ -36,6 +37,8 @@ export interface QueryDeps {
   dynamo: DynamoDBClient;
   bucket: string;
   table: string;
+  /** The stack's prefixes, when the caller is not one of its functions (default: the process's, shared/store/keys.ts). */
+  prefixes?: Prefixes;
 }
 
 export const ENDED_JOB_STATUSES: ReadonlySet<JobStatus> = new Set(['succeeded', 'rejected', 'canceled', 'failed']);
@@ -156,7 +159,7 @@ export interface RowLookup {
 
 /** A row's record and its latest result line, read with a ranged GetObject at the recorded location. */
 export async function getRow(deps: QueryDeps, jobId: string, customId: string): Promise<RowLookup> {
-  const row = await readRowRecord(deps.dynamo, deps.table, await getJob(deps, jobId), customId);
+  const row = await readRowRecord(deps.dynamo, deps.table, await getJob(deps, jobId), customId, deps.prefixes);
   if (!row) {
     throw new RowNotFound(
       `job ${jobId} has no record of custom_id "${customId}" (rows are recorded as their batch is collected; invalid lines are listed in invalid.jsonl)`,

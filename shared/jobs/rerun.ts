@@ -9,7 +9,7 @@ import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { CopyObjectCommand, type S3Client } from '@aws-sdk/client-s3';
-import { INBOX_PREFIX } from '../store/keys';
+import { inboxKey, type Prefixes } from '../store/keys';
 import { JSONL_CONTENT_TYPE } from '../store/s3';
 import { bareEtag } from './job-id';
 import type { UploadedObject } from './queries';
@@ -35,32 +35,32 @@ export function reuseMetadata(fromJob: string, options: Pick<RerunOptions, 'only
 }
 
 /**
- * The key a rerun's copy goes to: `inbox/<name>.rerun-<UTC time>-<random>.jsonl`, beside the inbox's
+ * The key a rerun's copy goes to: `<inbox prefix><name>.rerun-<UTC time>-<random>.jsonl`, beside the inbox's
  * other files. Unique per rerun: two reruns of one job in the same second would otherwise copy the
  * same bytes to the same key, the second overwriting the input of the first while it runs, and both
  * uploads would look like one (same key, same ETag).
  */
-export function rerunKey(sourceKey: string, at: Date, unique: string = randomBytes(4).toString('hex')): string {
+export function rerunKey(sourceKey: string, at: Date, unique: string = randomBytes(4).toString('hex'), prefixes?: Prefixes): string {
   const stem = path.posix.basename(sourceKey).replace(/\.jsonl$/i, '');
   const stamp = at
     .toISOString()
     .replace(/[-:]/g, '')
     .replace(/\.\d+Z$/, 'Z');
-  return `${INBOX_PREFIX}${stem}.rerun-${stamp}-${unique}.jsonl`;
+  return inboxKey(`${stem}.rerun-${stamp}-${unique}.jsonl`, prefixes);
 }
 
 /**
- * Copies the input `jobId` was registered for into inbox/ with the reuse metadata: the upload that
- * starts the rerun. Objects up to 5 GB (S3's single copy limit); a larger input is rerun by
- * uploading it again with `--reuse`.
+ * Copies the input `jobId` was registered for into the inbox (the stack's, `deps.prefixes`) with the
+ * reuse metadata: the upload that starts the rerun. Objects up to 5 GB (S3's single copy limit); a
+ * larger input is rerun by uploading it again with `--reuse`.
  */
 export async function startRerun(
-  deps: { s3: S3Client; dynamo: DynamoDBClient; bucket: string; table: string },
+  deps: { s3: S3Client; dynamo: DynamoDBClient; bucket: string; table: string; prefixes?: Prefixes },
   jobId: string,
   options: RerunOptions = {},
 ): Promise<UploadedObject> {
   const job = await jobToReuse(deps.dynamo, deps.table, jobId);
-  const key = rerunKey(job.key, options.at ?? new Date());
+  const key = rerunKey(job.key, options.at ?? new Date(), undefined, deps.prefixes);
   const source = `${job.bucket}/${encodeURIComponent(job.key).replace(/%2F/g, '/')}${job.versionId ? `?versionId=${encodeURIComponent(job.versionId)}` : ''}`;
   const copied = await deps.s3.send(
     new CopyObjectCommand({

@@ -22,7 +22,7 @@
 import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { BulkWriter, queryPartition, type BulkWriteOptions } from '../store/dynamo';
 import { rowPagePk, rowPageSk, type JobItem, type RowPageItem, type RowPageWriter, type RowRecord, type RowStatus, type TokenTotals } from '../store/items';
-import { jobKeys } from '../store/keys';
+import { jobKeys, type Prefixes } from '../store/keys';
 
 /** A page's `records` JSON stays under this (DynamoDB's item limit is 400 KB). */
 export const MAX_PAGE_BYTES = 300 * 1024;
@@ -126,6 +126,7 @@ export async function readRowRecord(
   table: string,
   job: Pick<JobItem, 'jobId' | 'rowShards'>,
   customId: string,
+  prefixes?: Prefixes,
 ): Promise<RowRecord | undefined> {
   const pk = rowPagePk(job.jobId, rowShard(customId, rowShardsOf(job)));
   // A quoted custom_id cannot occur inside another record's fields (custom_ids are [A-Za-z0-9_-]).
@@ -135,7 +136,7 @@ export async function readRowRecord(
     if (!page.records.includes(needle)) continue;
     for (const tuple of JSON.parse(page.records) as RowTuple[]) {
       if (tuple[0] !== customId) continue;
-      const record = fromTuple(tuple, page);
+      const record = fromTuple(tuple, page, prefixes);
       if (!found || record.attempt > found.attempt || (record.attempt === found.attempt && record.updatedAt >= found.updatedAt)) found = record;
     }
   }
@@ -157,7 +158,7 @@ function toTuple(entry: RowEntry): RowTuple {
   ];
 }
 
-function fromTuple(tuple: RowTuple, page: RowPageItem): RowRecord {
+function fromTuple(tuple: RowTuple, page: RowPageItem, prefixes?: Prefixes): RowRecord {
   const [customId, index, status, final, errorType, usage, costUsd, offset, length] = tuple;
   const record: RowRecord = {
     jobId: page.jobId,
@@ -173,7 +174,7 @@ function fromTuple(tuple: RowTuple, page: RowPageItem): RowRecord {
   if (errorType !== null) record.errorType = errorType;
   if (usage !== null) record.usage = tokenTotalsOf(usage);
   if (costUsd !== null) record.costUsd = costUsd;
-  if (offset !== null && length !== null) record.result = { key: jobKeys(page.jobId).chunkResults(page.chunk, page.attempt), offset, length };
+  if (offset !== null && length !== null) record.result = { key: jobKeys(page.jobId, prefixes).chunkResults(page.chunk, page.attempt), offset, length };
   return record;
 }
 

@@ -7,7 +7,7 @@ import { ListObjectsV2Command, type S3Client } from '@aws-sdk/client-s3';
 import { StartExecutionCommand, type SFNClient } from '@aws-sdk/client-sfn';
 import { requireString } from '../config';
 import { quietObserver, type Observer } from '../observability';
-import { RESULTS_PREFIX, WORK_PREFIX } from '../store/keys';
+import { processPrefixes } from '../store/keys';
 import { parseSweepEvent, scheduledObjectEvent } from './events';
 import { bareEtag, sha256Hex } from './job-id';
 import { clockOf } from '../clock';
@@ -79,7 +79,8 @@ export async function sweepPrefix(event: unknown, deps: SweepDeps): Promise<Swee
 
 /** Folder markers and the pipeline's own work and results files are never inputs. */
 function isJobInput(key: string): boolean {
-  return !key.endsWith('/') && !key.startsWith(WORK_PREFIX) && !key.startsWith(RESULTS_PREFIX);
+  const { work, results } = processPrefixes();
+  return !key.endsWith('/') && !key.startsWith(work) && !key.startsWith(results);
 }
 
 async function forEachLimited<T>(items: T[], limit: number, fn: (item: T) => Promise<void>): Promise<void> {

@@ -1,14 +1,35 @@
-/** The one module that owns S3 keys. Nothing else builds a key by hand. */
+/**
+ * The one module that owns S3 keys. Nothing else builds a key by hand.
+ *
+ * Keys start with the stack's prefixes (shared/config.ts Prefixes). Inside the pipeline they are the
+ * process's own: a function is told them by its environment (the local runtime sets the same), so
+ * the core calls `jobKeys(jobId)`. Code that talks to a stack from outside (the CLI) passes the
+ * stack's prefixes, as its outputs name them (docs/architecture.md, "Prefixes").
+ */
+import { DEFAULT_PREFIXES, PREFIX_ENV, readPrefixes, type Prefixes } from '../config';
 
-export const INBOX_PREFIX = 'inbox/';
-export const WORK_PREFIX = 'work/';
-export const RESULTS_PREFIX = 'results/';
+export { DEFAULT_PREFIXES, type Prefixes };
+
+let read: { from: string; prefixes: Prefixes } | undefined;
+
+/** The prefixes this process's functions were given (BATCHLINE_*_PREFIX), DEFAULT_PREFIXES when none. */
+export function processPrefixes(): Prefixes {
+  // Read again whenever the variables change: the local runtime sets them after this module loads.
+  const from = Object.values(PREFIX_ENV)
+    .map((name) => process.env[name] ?? '')
+    .join('\0');
+  if (read?.from !== from) read = { from, prefixes: readPrefixes(process.env) };
+  return read.prefixes;
+}
+
+/** The key an input file named `name` is uploaded to. */
+export const inboxKey = (name: string, prefixes: Prefixes = processPrefixes()) => `${prefixes.inbox}${name}`;
 
 const pad = (n: number, width: number) => String(n).padStart(width, '0');
 
-export const jobKeys = (jobId: string) => {
-  const work = `${WORK_PREFIX}${jobId}/`;
-  const results = `${RESULTS_PREFIX}${jobId}/`;
+export const jobKeys = (jobId: string, prefixes: Prefixes = processPrefixes()) => {
+  const work = `${prefixes.work}${jobId}/`;
+  const results = `${prefixes.results}${jobId}/`;
   return {
     workPrefix: work,
     resultsPrefix: results,

@@ -79,7 +79,7 @@ describe('progress on the local pipeline', () => {
     const jobId = await stack.submitFile(file);
     await stack.waitForJob(jobId);
     // After the fact the indexes are all there: every valid row, up to the input's last request.
-    const watch = new ValidationWatch(stack.s3, stack.bucket, jobId);
+    const watch = new ValidationWatch(stack.s3, stack.bucket, jobId, stack.prefixes);
     const job = { bucket: stack.bucket, key: 'inbox/counted.jsonl' };
     const size = (await stat(file)).size;
     expect(await watch.read(job)).toEqual({ rows: 10, bytes: size - 1, inputBytes: size });

@@ -141,8 +141,85 @@ describe('new Batchline(scope, id, props)', () => {
   });
 
   it('rejects a bad prop at synth, naming it', () => {
+    expect(() => userStack(() => ({ inboxPrefix: 'uploads' }))).toThrow('batchline:settings.inboxPrefix must end with "/", got "uploads"');
+    expect(() => userStack(() => ({ inboxPrefix: 'team/', resultsPrefix: 'team/out/' }))).toThrow(
+      'batchline:settings.resultsPrefix "team/out/" is inside the inbox prefix "team/": every object created there starts a job',
+    );
     expect(() => userStack(() => ({ maxAttempts: 0 }))).toThrow(/maxAttempts.*1.*10/);
     expect(() => userStack(() => ({ logRetentionDays: 31 }))).toThrow(/logRetentionDays must be one of CloudWatch Logs' periods/);
     expect(() => userStack(() => ({ maxAtempts: 3 }) as BatchlineProps)).toThrow(/maxAtempts is not a setting/);
+  });
+});
+
+describe('new Batchline(scope, id, { inboxPrefix, workPrefix, resultsPrefix })', () => {
+  const prefixes = { inboxPrefix: 'team/batchline/in/', workPrefix: 'team/batchline/work/', resultsPrefix: 'team/results/' };
+  const existing = (stack: Stack) => ({ ...prefixes, bucket: s3.Bucket.fromBucketName(stack, 'Data', 'team-data-bucket') });
+  /** Every IAM policy's S3 object ARNs under the bucket, as `<prefix>*` (the part after the bucket ARN). */
+  const objectPatterns = (template: Template) => {
+    const found = new Set<string>();
+    const text = JSON.stringify(template.findResources('AWS::IAM::Policy'));
+    for (const match of text.matchAll(/:s3:::team-data-bucket\/([^"]*)"/g)) found.add(match[1]!);
+    return [...found].sort();
+  };
+
+  it('starts jobs from objects created under the inbox prefix only', () => {
+    const { template } = userStack(() => prefixes);
+    template.hasResourceProperties('AWS::Events::Rule', {
+      EventPattern: Match.objectLike({ detail: Match.objectLike({ object: { key: [{ prefix: 'team/batchline/in/' }] } }) }),
+    });
+    expect(JSON.stringify(template.findResources('AWS::Events::Rule'))).not.toContain('"inbox/"');
+  });
+
+  it('expires and tidies the work and results prefixes it was given, not the defaults', () => {
+    const { template } = userStack(() => prefixes);
+    const rules = Object.values(template.findResources('AWS::S3::Bucket'))
+      .flatMap((bucket) => bucket.Properties?.LifecycleConfiguration?.Rules ?? [])
+      .filter((rule: { Prefix?: string }) => rule.Prefix !== undefined)
+      .map((rule: { Id: string; Prefix: string }) => [rule.Id, rule.Prefix]);
+    expect(rules).toEqual([
+      ['expire-work-files', 'team/batchline/work/'],
+      ['tidy-work-versions', 'team/batchline/work/'],
+      ['tidy-results-versions', 'team/results/'],
+    ]);
+  });
+
+  it('grants each function objects under the given prefixes only, and tells every function the prefixes', () => {
+    const { template } = userStack(existing);
+    expect(objectPatterns(template)).toEqual(['team/batchline/in/*', 'team/batchline/work/*', 'team/results/*']);
+    const handlers = Object.values(template.findResources('AWS::Lambda::Function', { Metadata: { 'batchline:handler': Match.anyValue() } }));
+    expect(handlers).toHaveLength(HANDLER_NAMES.length);
+    for (const fn of handlers) {
+      expect(fn.Properties?.Environment?.Variables).toMatchObject({
+        BATCHLINE_INBOX_PREFIX: 'team/batchline/in/',
+        BATCHLINE_WORK_PREFIX: 'team/batchline/work/',
+        BATCHLINE_RESULTS_PREFIX: 'team/results/',
+      });
+    }
+  });
+
+  it('with rootPrefix, puts inbox/, work/ and results/ under it', () => {
+    const { template, batchline } = userStack((stack) => ({ rootPrefix: 'batchline/', bucket: s3.Bucket.fromBucketName(stack, 'Data', 'team-data-bucket') }));
+    expect(batchline.prefixes).toEqual({ inbox: 'batchline/inbox/', work: 'batchline/work/', results: 'batchline/results/' });
+    expect(objectPatterns(template)).toEqual(['batchline/inbox/*', 'batchline/results/*', 'batchline/work/*']);
+  });
+
+  it("lets the sweep list the schedules' prefixes, which may not overlap the given ones", () => {
+    const schedules = [{ name: 'nightly', cron: 'cron(0 23 * * ? *)', prefix: 'team/drops/' }];
+    const { template } = userStack((stack) => ({ ...existing(stack), schedules }));
+    template.hasResourceProperties('AWS::IAM::Policy', {
+      PolicyDocument: {
+        Statement: Match.arrayWith([Match.objectLike({ Action: 's3:ListBucket', Condition: { StringLike: { 's3:prefix': ['team/drops/*'] } } })]),
+      },
+    });
+    expect(() => userStack((stack) => ({ ...existing(stack), schedules: [{ ...schedules[0]!, prefix: 'team/batchline/' }] }))).toThrow(
+      'batchline:schedules "nightly": prefix "team/batchline/" overlaps team/batchline/in/',
+    );
+  });
+
+  it('passes cdk-nag with nothing unacknowledged, with a bucket of its own and with an existing one', () => {
+    const own = userStack(() => prefixes);
+    expect(nagFindings(own.app, own.stack)).toEqual([]);
+    const shared = userStack(existing);
+    expect(nagFindings(shared.app, shared.stack)).toEqual([]);
   });
 });

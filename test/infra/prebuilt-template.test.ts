@@ -27,6 +27,10 @@ describe('the shipped template with a run context applied', () => {
     expect(() => applyContext(prebuilt, { ...context, [SETTINGS]: { maxConcurrentChunks: 3 } })).toThrow(
       /only the pipeline's settings can be changed in an installed batchline/,
     );
+    // The prefixes are the trigger rule's, the grants' and the lifecycle rules', not only the functions'.
+    expect(() => applyContext(prebuilt, { ...context, [SETTINGS]: { resultsPrefix: 'team/out/' } })).toThrow(
+      /only the pipeline's settings can be changed in an installed batchline/,
+    );
     expect(() => applyContext(prebuilt, { ...context, 'batchline:anthropicBaseUrl': 'https://proxy.example.com' })).toThrow(
       /batchline:anthropicBaseUrl cannot be changed in an installed batchline/,
     );

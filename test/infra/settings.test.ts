@@ -10,9 +10,10 @@ const fromContext = (context: Record<string, unknown>) => readSettings((key) => 
 const nightly = { name: 'nightly', cron: 'cron(0 23 * * ? *)', prefix: 'scheduled/nightly/' };
 
 describe('readSettings', () => {
-  it('defaults to no environment overrides, 10 chunks at once, 30 days of work files and logs, AWS-owned keys, the default alarms, a new secret, no schedules', () => {
+  it('defaults to no environment overrides, the default prefixes, 10 chunks at once, 30 days of work files and logs, AWS-owned keys, the default alarms, a new secret, no schedules', () => {
     expect(fromContext({})).toEqual({
       pipelineEnv: {},
+      prefixes: { inbox: 'inbox/', work: 'work/', results: 'results/' },
       apiEnv: {},
       maxConcurrentChunks: 10,
       workRetentionDays: 30,
@@ -51,6 +52,9 @@ describe('readSettings', () => {
         functionErrorThreshold: 5,
         logRetentionDays: '365',
         encryptionKey: 'stack',
+        inboxPrefix: 'team/batchline/in/',
+        workPrefix: 'team/batchline/work/',
+        resultsPrefix: 'team/results/',
       },
       'batchline:anthropicBaseUrl': 'http://127.0.0.1:4010',
       'batchline:apiKeySecretName': 'team/anthropic-key',
@@ -69,7 +73,11 @@ describe('readSettings', () => {
         BATCHLINE_PRICES: '{"claude-x":{"input":1,"output":5}}',
         BATCHLINE_ALLOW_UNKNOWN_MODELS: 'true',
         BATCHLINE_PRIME_CACHE: 'true',
+        BATCHLINE_INBOX_PREFIX: 'team/batchline/in/',
+        BATCHLINE_WORK_PREFIX: 'team/batchline/work/',
+        BATCHLINE_RESULTS_PREFIX: 'team/results/',
       },
+      prefixes: { inbox: 'team/batchline/in/', work: 'team/batchline/work/', results: 'team/results/' },
       apiEnv: {
         ANTHROPIC_VERSION: '2023-06-01',
         BATCHLINE_API_MAX_RETRIES: '4',
@@ -85,6 +93,56 @@ describe('readSettings', () => {
       schedules: [],
       poller: true,
     });
+  });
+
+  it('puts the three prefixes under rootPrefix, and sets only the variables of prefixes that are not the defaults', () => {
+    expect(fromContext({ 'batchline:settings': { rootPrefix: 'teams/ml/batchline/' } })).toMatchObject({
+      prefixes: { inbox: 'teams/ml/batchline/inbox/', work: 'teams/ml/batchline/work/', results: 'teams/ml/batchline/results/' },
+      pipelineEnv: {
+        BATCHLINE_INBOX_PREFIX: 'teams/ml/batchline/inbox/',
+        BATCHLINE_WORK_PREFIX: 'teams/ml/batchline/work/',
+        BATCHLINE_RESULTS_PREFIX: 'teams/ml/batchline/results/',
+      },
+    });
+    expect(fromContext({ 'batchline:settings': { resultsPrefix: 'outputs/' } })).toMatchObject({
+      prefixes: { inbox: 'inbox/', work: 'work/', results: 'outputs/' },
+      pipelineEnv: { BATCHLINE_RESULTS_PREFIX: 'outputs/' },
+    });
+    expect(fromContext({ 'batchline:settings': { resultsPrefix: 'outputs/' } }).pipelineEnv).not.toHaveProperty('BATCHLINE_INBOX_PREFIX');
+  });
+
+  it.each([
+    [{ inboxPrefix: '' }, 'batchline:settings.inboxPrefix must be a non-empty key prefix such as "batchline/inbox/", got ""'],
+    [{ inboxPrefix: 'uploads' }, 'batchline:settings.inboxPrefix must end with "/", got "uploads"'],
+    [{ workPrefix: '/work/' }, 'batchline:settings.workPrefix must not start with "/" (S3 keys have no leading slash), got "/work/"'],
+    [{ resultsPrefix: 7 }, 'batchline:settings.resultsPrefix must be a non-empty key prefix such as "batchline/inbox/", got 7'],
+    [{ resultsPrefix: 'a//b/' }, 'batchline:settings.resultsPrefix must not hold an empty folder ("//"), got "a//b/"'],
+    [
+      { resultsPrefix: 'inbox/results/' },
+      'batchline:settings.resultsPrefix "inbox/results/" is inside the inbox prefix "inbox/": every object created there starts a job',
+    ],
+    [{ inboxPrefix: 'data/', workPrefix: 'data/work/' }, 'batchline:settings.workPrefix "data/work/" is inside the inbox prefix "data/"'],
+    [{ workPrefix: 'b/', resultsPrefix: 'b/' }, 'batchline:settings.workPrefix is the same as the results prefix ("b/")'],
+    [{ inboxPrefix: 'results/in/' }, 'batchline:settings.inboxPrefix "results/in/" is inside the results prefix "results/"'],
+    [{ rootPrefix: 'team' }, 'batchline:settings.rootPrefix must end with "/", got "team"'],
+    [
+      { rootPrefix: 'team/', inboxPrefix: 'in/' },
+      'batchline:settings.rootPrefix and batchline:settings.inboxPrefix cannot be combined: give the root, or each prefix in full',
+    ],
+  ])('rejects the prefixes %j, naming the setting', (setting, message) => {
+    expect(() => fromContext({ 'batchline:settings': setting })).toThrow(new RegExp(`^${escapeRegExp(message)}`));
+  });
+
+  it('checks the schedules against the prefixes in use: a swept prefix overlaps none of them', () => {
+    const settings = { inboxPrefix: 'team/in/', workPrefix: 'team/work/', resultsPrefix: 'team/out/' };
+    // inbox/ is just another prefix once the inbox is elsewhere.
+    expect(fromContext({ 'batchline:settings': settings, 'batchline:schedules': [{ ...nightly, prefix: 'inbox/' }] }).schedules).toHaveLength(1);
+    expect(() => fromContext({ 'batchline:settings': settings, 'batchline:schedules': [{ ...nightly, prefix: 'team/' }] })).toThrow(
+      'batchline:schedules "nightly": prefix "team/" overlaps team/in/ (every object there already starts a job',
+    );
+    expect(() => fromContext({ 'batchline:settings': settings, 'batchline:schedules': [{ ...nightly, prefix: 'team/out/daily/' }] })).toThrow(
+      'batchline:schedules "nightly": prefix "team/out/daily/" overlaps team/out/',
+    );
   });
 
   it('takes a KMS key ARN for encryptionKey', () => {
@@ -216,6 +274,12 @@ describe('synthesis', () => {
     const context = { 'batchline:schedules': [{ ...nightly, prefix: 'inbox/' }] };
     expect(() => synthesize(context)).toThrow(SettingsError);
     expect(() => synthesize(context)).toThrow('batchline:schedules "nightly": prefix "inbox/" overlaps inbox/');
+  });
+
+  it('fails on prefixes nested in one another, naming the prop', () => {
+    expect(() => synthesize({ 'batchline:settings': { inboxPrefix: 'shared/', resultsPrefix: 'shared/out/' } })).toThrow(
+      'batchline:settings.resultsPrefix "shared/out/" is inside the inbox prefix "shared/": every object created there starts a job',
+    );
   });
 
   it('fails on a bad setting, naming it', () => {

@@ -780,10 +780,14 @@ describe('the template', () => {
 });
 
 describe('the outputs', () => {
-  it('name the bucket, inbox, table, state machine, topic, secret and dashboard', () => {
+  it('name the bucket, inbox, prefixes, table, state machine, topic, secret and dashboard', () => {
     expect(json.Outputs).toMatchObject({
       BucketName: { Value: { Ref: bucketId() } },
       InboxUri: { Value: { 'Fn::Join': ['', ['s3://', { Ref: bucketId() }, '/inbox/']] } },
+      // The CLI finds a job's files by these (cli/ops/target.ts).
+      InboxPrefix: { Value: 'inbox/' },
+      WorkPrefix: { Value: 'work/' },
+      ResultsPrefix: { Value: 'results/' },
       TableName: { Value: { Ref: tableId() } },
       StateMachineArn: { Value: { Ref: 'JobStateMachine' } },
       TopicArn: { Value: { Ref: topicId() } },
@@ -791,6 +795,17 @@ describe('the outputs', () => {
       DashboardName: { Value: { Ref: logicalIds(json, 'AWS::CloudWatch::Dashboard')[0] } },
     });
     expect(JSON.stringify(json.Outputs?.ApiKeySecretName?.Value)).toContain(`"Ref":"${secretId()}"`);
+  });
+
+  it('name the prefixes of cdk.json, and the inbox under its own', () => {
+    const custom = synthesize({ 'batchline:settings': { rootPrefix: 'teams/ml/' } }).json;
+    const bucket = logicalIds(custom, 'AWS::S3::Bucket').find((id) => !id.includes('AccessLogs'));
+    expect(custom.Outputs).toMatchObject({
+      InboxUri: { Value: { 'Fn::Join': ['', ['s3://', { Ref: bucket }, '/teams/ml/inbox/']] } },
+      InboxPrefix: { Value: 'teams/ml/inbox/' },
+      WorkPrefix: { Value: 'teams/ml/work/' },
+      ResultsPrefix: { Value: 'teams/ml/results/' },
+    });
   });
 });
 

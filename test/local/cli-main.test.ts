@@ -73,15 +73,16 @@ describe('the batchline command line', () => {
     expect(run.stdout).toMatch(/\n {2}claude-haiku-4-5: 12 requests, \$[0-9.]+ expected, up to \$[0-9.]+\n/);
   });
 
-  it('takes pipeline settings for a local run from their environment variables', () => {
+  it('takes pipeline settings and prefixes for a local run from their environment variables', () => {
     const env = {
       BATCHLINE_MAX_REQUESTS_PER_CHUNK: '50',
       BATCHLINE_MAX_ATTEMPTS: ' 3 ',
       BATCHLINE_BUCKET: 'not-a-setting',
       ANTHROPIC_API_KEY: 'sk-x',
       BATCHLINE_POLL_MIN_SECONDS: '',
+      BATCHLINE_RESULTS_PREFIX: 'team/out/',
     };
-    expect(settingsFromEnv(env)).toEqual({ maxRequestsPerChunk: '50', maxAttempts: '3' });
+    expect(settingsFromEnv(env)).toEqual({ maxRequestsPerChunk: '50', maxAttempts: '3', resultsPrefix: 'team/out/' });
   });
 
   it("shows a running job's progress on one line", () => {

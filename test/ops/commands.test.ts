@@ -7,7 +7,7 @@ import { followToEnd, uploadFile, waitForJob } from '../../cli/ops/submit';
 import { DEFAULT_PART_SIZE, headObject } from '../../shared/store/s3';
 import { OpsFailure } from '../../cli/ops/command';
 import { RowRecordWriter } from '../../shared/jobs/row-records';
-import { jobKeys } from '../../shared/store/keys';
+import { DEFAULT_PREFIXES, jobKeys } from '../../shared/store/keys';
 import { useLocalAws, type LocalAws } from '../support/aws';
 import { putText, readJobItem, readText, startApi, stopApi, type ApiContext } from '../support/chunks';
 import { pipelineConfig, putInput, startRecordingEndpoint, type RecordingEndpoint } from '../support/pipeline';
@@ -507,7 +507,10 @@ describe('operating commands against a local stack', () => {
       });
       const memory = memoryIo();
 
-      const code = await followToEnd({ ...own, kind: 'stack', flags: '' }, 'refused', memory.io, { tty: false, startedAt: Date.now() });
+      const code = await followToEnd({ ...own, kind: 'stack', flags: '', prefixes: DEFAULT_PREFIXES }, 'refused', memory.io, {
+        tty: false,
+        startedAt: Date.now(),
+      });
 
       expect(
         memory

@@ -3,6 +3,7 @@
  * test's emulators (so the commands run exactly as `--local DIR` does), job records with known
  * values, and the real pipeline core run over an inbox upload.
  */
+import { DEFAULT_PREFIXES } from '../../shared/store/keys';
 import { mkdtempSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { afterAll } from 'vitest';
@@ -78,7 +79,7 @@ export async function tempDir(prefix: string): Promise<string> {
 /** A folder whose `.batchline/local.json` names the test's emulators, as `batchline serve` would write it. */
 export async function localStateFor(aws: LocalAws): Promise<string> {
   const dir = await tempDir('batchline-ops-');
-  await writeLocalState(dir, { s3Endpoint: aws.s3Server.endpoint, bucket: aws.bucket, table: aws.table, env: aws.env });
+  await writeLocalState(dir, { s3Endpoint: aws.s3Server.endpoint, bucket: aws.bucket, table: aws.table, prefixes: DEFAULT_PREFIXES, env: aws.env });
   return dir;
 }
 

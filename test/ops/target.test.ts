@@ -103,6 +103,34 @@ describe('finding a deployed stack', () => {
     expect(stub.requests).toEqual([{ Action: 'DescribeStacks', StackName: 'Prod', Version: '2010-05-15' }]);
   });
 
+  it("takes the prefixes from the stack's outputs, the defaults from a stack deployed before they were settings", async () => {
+    stub.stacks.set('Shared', {
+      BucketName: 'team-data',
+      TableName: 'prod-table',
+      InboxPrefix: 'ml/batchline/in/',
+      WorkPrefix: 'ml/batchline/work/',
+      ResultsPrefix: 'ml/out/',
+    });
+    stub.stacks.set('Older', { BucketName: 'prod-bucket', TableName: 'prod-table' });
+    stub.stacks.set('Odd', { BucketName: 'b', TableName: 't', InboxPrefix: 'in/', ResultsPrefix: 'in/out/' });
+    const client = cloudFormation();
+    try {
+      const shared = await stackTarget('Shared', { cloudFormation: client });
+      const older = await stackTarget('Older', { cloudFormation: client });
+      shared.close();
+      older.close();
+      expect(shared.prefixes).toEqual({ inbox: 'ml/batchline/in/', work: 'ml/batchline/work/', results: 'ml/out/' });
+      expect(older.prefixes).toEqual({ inbox: 'inbox/', work: 'work/', results: 'results/' });
+      await expect(stackTarget('Odd', { cloudFormation: client })).rejects.toThrow(
+        new StackNotFound(
+          `stack Odd's results prefix output "in/out/" is inside the inbox prefix "in/": every object created there starts a job: is it a batchline stack?`,
+        ),
+      );
+    } finally {
+      client.destroy();
+    }
+  });
+
   it('says a stack that does not exist, or has no batchline outputs, was not found', async () => {
     stub.stacks.set('Other', { SomethingElse: 'x' });
     const client = cloudFormation();
