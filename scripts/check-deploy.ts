@@ -31,7 +31,12 @@ const require = createRequire(import.meta.url);
 const validateAsl = require('asl-validator') as (definition: unknown) => { isValid: boolean; errorsText: (separator?: string) => string };
 
 /** The settings that meet the controls a setting can meet (see infra/guard-exceptions.ts). */
-export const COMPLIANCE_SETTINGS = { encryptionKey: 'stack', logRetentionDays: 365 } as const;
+/**
+ * The second template: every compliance setting on, and the pipeline under a root prefix of its own
+ * (as in a bucket shared with other data), so the rule filter, grants and lifecycle rules that follow
+ * the prefixes are linted too.
+ */
+export const COMPLIANCE_SETTINGS = { encryptionKey: 'stack', logRetentionDays: 365, rootPrefix: 'teams/batchline/' } as const;
 
 /** One synthesized template, and what its resources are. */
 export interface CheckedTemplate {
