@@ -79,10 +79,13 @@ const README_TYPE_NAMES: Record<string, string> = {
 };
 
 describe("the check's contexts", () => {
-  it('are cdk.json as shipped, and the same with the compliance settings added to its own', () => {
+  it('are cdk.json as shipped, and the same with the compliance settings and a root prefix added to its own', () => {
     const [shipped, compliant] = variants({ 'batchline:settings': { maxAttempts: 3 }, 'batchline:nag': false });
     expect(shipped?.context).toEqual({ 'batchline:settings': { maxAttempts: 3 }, 'batchline:nag': false });
-    expect(compliant?.context).toEqual({ 'batchline:settings': { maxAttempts: 3, encryptionKey: 'stack', logRetentionDays: 365 }, 'batchline:nag': false });
+    expect(compliant?.context).toEqual({
+      'batchline:settings': { maxAttempts: 3, encryptionKey: 'stack', logRetentionDays: 365, rootPrefix: 'teams/batchline/' },
+      'batchline:nag': false,
+    });
   });
 });
 
