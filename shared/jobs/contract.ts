@@ -263,7 +263,8 @@ export interface ArmOutput {
 
 /** The output a poller's wake carries: why, and the batch as the list saw it (no row data). */
 export interface WakeOutput {
-  reason: 'ended' | 'cancel';
+  /** ended; cancel: the job asked to stop; deadline: the job's deadline cancel is due (shared/jobs/deadline.ts). */
+  reason: 'ended' | 'cancel' | 'deadline';
   batch?: Pick<MessageBatch, 'id' | 'processing_status' | 'request_counts' | 'created_at' | 'expires_at' | 'ended_at'>;
 }
 
