@@ -168,6 +168,8 @@ export type ChunkStatus = 'pending' | 'submitting' | 'in_progress' | 'collecting
 export interface SyncProgress {
   /** Rows [0, claimed) of the attempt's requests file have been claimed: none of them is ever sent again. */
   claimed: number;
+  /** Every claimed slice, by its start row (a slice ends where the next starts, the last at `claimed`). */
+  slices?: number[];
   /** Claimed slices whose results were stored (`work/.../attempt-<n>/sync/<start>.jsonl`), by their start row. */
   stored: number[];
   /** RunStragglers invocations so far (bounded: STRAGGLER_MAX_INVOCATIONS). */
