@@ -139,10 +139,9 @@ export async function collectResults(input: CollectInput, deps: CollectDeps): Pr
   const paidUsd = rows.paidE10 / 1e10;
   // No batch retry once the deadline's cancel is due: the rows go to synchronous calls instead.
   const deadline = deadlineOf(job);
-  const straggle =
-    retry.size > 0 &&
-    job.cancelRequested !== true &&
-    (deadlineFallback || (deadline !== undefined && (deps.api.lastServerTime() ?? now()) >= deadline.cancelAt));
+  // A retry whose backoff would end past the cancel time would only be canceled at once: no batch for it either.
+  const retryStartsAt = (deps.api.lastServerTime() ?? now()) + retryWaitSeconds(input.attempt, config.retryBackoffSeconds) * 1000;
+  const straggle = retry.size > 0 && job.cancelRequested !== true && (deadlineFallback || (deadline !== undefined && retryStartsAt >= deadline.cancelAt));
   const budgetStopped =
     retry.size > 0 && !straggle && job.maxCostUsd !== undefined
       ? await overBudget(input, retry, (job.paidUsd ?? 0) + paidUsd, job.maxCostUsd, deps)

@@ -125,6 +125,18 @@ export async function runStragglers(input: StragglersInput, deps: StragglersDeps
 }
 
 /**
+ * A synchronous attempt settled without sending anything more (the reconciler, for a job whose
+ * workflow is gone): stored answers kept, an unstored slice's rows unknown, unclaimed rows expired.
+ */
+export async function finishStragglers(input: StragglersInput, deps: Omit<StragglersDeps, 'api'>): Promise<void> {
+  const chunk = await readChunk(deps.dynamo, deps.config.table, input.jobId, input.chunk);
+  const { record, index } = attemptOf(chunk, input.attempt);
+  if (!record.sync) throw new ChunkStateConflict(`chunk ${input.chunk} attempt ${input.attempt} of job ${input.jobId} is not a synchronous attempt`);
+  if (record.collectedAt) return;
+  await finish(input, chunk, index, record.sync, deps, deps.observer ?? quietObserver);
+}
+
+/**
  * The API's clock: read now from a retrieve of the canceled batch (a warm client's last `Date` may be
  * minutes old), then each response's `Date` as the calls come back.
  */
@@ -207,7 +219,14 @@ const EXPIRED_AT_DEADLINE: BatchResult = { type: 'expired' };
  * rows errored SYNC_OUTCOME_UNKNOWN, unclaimed rows expired; then row records, counts and the job's
  * paid cost, and the attempt is collected (once: conditioned on it not being so yet).
  */
-async function finish(input: StragglersInput, chunk: ChunkItem, index: number, sync: SyncProgress, deps: StragglersDeps, observer: Observer): Promise<void> {
+async function finish(
+  input: StragglersInput,
+  chunk: ChunkItem,
+  index: number,
+  sync: SyncProgress,
+  deps: Omit<StragglersDeps, 'api'>,
+  observer: Observer,
+): Promise<void> {
   const { s3, dynamo, config } = deps;
   const now = clockOf(deps)();
   const keys = jobKeys(input.jobId);
