@@ -213,10 +213,11 @@ const UNKNOWN_MESSAGE =
   'The synchronous call for this request may have been made by a step that was stopped before it stored the answer; ' +
   'it was not sent again, so as never to pay twice. It may have been billed.';
 const EXPIRED_AT_DEADLINE: BatchResult = { type: 'expired' };
+const NOT_SENT_CANCELED: BatchResult = { type: 'canceled' };
 
 /**
  * The attempt's results file, in its requests' order: a stored slice's lines, an unknown slice's
- * rows errored SYNC_OUTCOME_UNKNOWN, unclaimed rows expired; then row records, counts and the job's
+ * rows errored SYNC_OUTCOME_UNKNOWN, unclaimed rows expired (canceled, when the job was asked to stop); then row records, counts and the job's
  * paid cost, and the attempt is collected (once: conditioned on it not being so yet).
  */
 async function finish(
@@ -264,7 +265,8 @@ async function finish(
       let raw: Buffer;
       let result: BatchResult;
       if (position >= sync.claimed) {
-        result = EXPIRED_AT_DEADLINE;
+        // Never sent: the deadline came first, or the job was asked to stop (the user's cancel, or the reconciler's).
+        result = job.cancelRequested === true ? NOT_SENT_CANCELED : EXPIRED_AT_DEADLINE;
         raw = Buffer.from(JSON.stringify({ custom_id: customId, result }));
       } else if (sliceLines) {
         const next = await sliceLines.next();
@@ -278,7 +280,7 @@ async function finish(
       }
       const offset = writer.bytes;
       await writer.writeLine(raw);
-      const status: ResultStatus = result.type === 'succeeded' || result.type === 'expired' ? result.type : 'errored';
+      const status: ResultStatus = result.type === 'errored' ? 'errored' : result.type;
       counts[status] += 1;
       const priced = status === 'succeeded' ? standardCost(result, prices) : {};
       if (priced.costUsd !== undefined) paidE10 += Math.round(priced.costUsd * 1e10);
