@@ -126,7 +126,8 @@ export async function runStragglers(input: StragglersInput, deps: StragglersDeps
 
 /**
  * A synchronous attempt settled without sending anything more (the reconciler, for a job whose
- * workflow is gone): stored answers kept, an unstored slice's rows unknown, unclaimed rows expired.
+ * workflow is gone, which has asked the job to stop): stored answers kept, an unstored slice's rows
+ * unknown, unclaimed rows canceled.
  */
 export async function finishStragglers(input: StragglersInput, deps: Omit<StragglersDeps, 'api'>): Promise<void> {
   const chunk = await readChunk(deps.dynamo, deps.config.table, input.jobId, input.chunk);
