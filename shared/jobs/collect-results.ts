@@ -74,6 +74,8 @@ export interface CollectDeps {
   observer?: Observer;
   /** Bytes of stored results between checkpoints (default collect-checkpoint.ts DEFAULT_SEGMENT_BYTES). */
   segmentBytes?: number;
+  /** No next attempt of any kind (the reconciler, with no workflow to run it): no deadline fallback either. */
+  final?: boolean;
 }
 
 export async function collectResults(input: CollectInput, deps: CollectDeps): Promise<CollectOutput> {
@@ -99,7 +101,7 @@ export async function collectResults(input: CollectInput, deps: CollectDeps): Pr
   // A fresh container has not seen this batch created: a 404 on its results soon after is transient.
   if (input.batchId !== null && record.createdAt) deps.api.rememberCreated(input.batchId, record.createdAt);
   // A batch canceled for the deadline: the rows it did not finish go to the synchronous attempt (./stragglers.ts).
-  const deadlineFallback = record.deadlineCanceledAt !== undefined && job.cancelRequested !== true;
+  const deadlineFallback = record.deadlineCanceledAt !== undefined && job.cancelRequested !== true && deps.final !== true;
   const recorder = () =>
     new RowRecorder({ input, positions, shards: rowShardsOf(job), deps, cancelRequested: job.cancelRequested === true, deadlineFallback, observer });
   let rows = recorder();
@@ -141,7 +143,11 @@ export async function collectResults(input: CollectInput, deps: CollectDeps): Pr
   const deadline = deadlineOf(job);
   // A retry whose backoff would end past the cancel time would only be canceled at once: no batch for it either.
   const retryStartsAt = (deps.api.lastServerTime() ?? now()) + retryWaitSeconds(input.attempt, config.retryBackoffSeconds) * 1000;
-  const straggle = retry.size > 0 && job.cancelRequested !== true && (deadlineFallback || (deadline !== undefined && retryStartsAt >= deadline.cancelAt));
+  const straggle =
+    retry.size > 0 &&
+    job.cancelRequested !== true &&
+    deps.final !== true &&
+    (deadlineFallback || (deadline !== undefined && retryStartsAt >= deadline.cancelAt));
   const budgetStopped =
     retry.size > 0 && !straggle && job.maxCostUsd !== undefined
       ? await overBudget(input, retry, (job.paidUsd ?? 0) + paidUsd, job.maxCostUsd, deps)

@@ -186,9 +186,9 @@ async function settleChunk(chunk: ChunkItem, run: JobRun, deps: ReconcileDeps, r
   return false;
 }
 
-/** Collect with no retry: every outcome of this attempt is final. */
+/** Collect with no retry (nor deadline fallback): every outcome of this attempt is final. */
 export function collectDeps(deps: ReconcileDeps, attempt: number, observer: Observer) {
-  return { s3: deps.s3, dynamo: deps.dynamo, api: deps.api, config: { ...deps.config, maxAttempts: attempt }, now: deps.now, observer };
+  return { s3: deps.s3, dynamo: deps.dynamo, api: deps.api, config: { ...deps.config, maxAttempts: attempt }, now: deps.now, observer, final: true };
 }
 
 /** Marks the job cancelRequested: Submit then creates nothing, and Finalize reports the job canceled. */
