@@ -253,7 +253,7 @@ export function walkJob(definition: AslDefinition, scenario: JobScenario): Execu
         return { ...(input as object), ended: run % scenario.pollsPerAttempt === 0, waitSeconds: 60, watch: (scenario.wait ?? 'poller') === 'poller' };
       case STATE.CollectResults: {
         const retry = run < scenario.attemptsPerChunk;
-        return { ...ref, attempt: run, retry, retryWaitSeconds: retry ? 60 : 0 };
+        return { ...ref, attempt: run, retry, retryWaitSeconds: retry ? 60 : 0, stragglers: false };
       }
       case STATE.FinalizeChunk:
         return { ...ref, rows: 0, failed: false };

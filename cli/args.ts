@@ -1,3 +1,4 @@
+import { InvalidDeadline, resolveDeadline } from '../shared/jobs/deadline';
 /** Command-line parsing shared by the commands: node:util parseArgs, with its errors made one clear line. */
 import { open, stat } from 'node:fs/promises';
 import path from 'node:path';
@@ -89,4 +90,19 @@ function reason(error: unknown): string {
   const { code, message } = error as NodeJS.ErrnoException;
   if (code === 'EACCES' || code === 'EPERM') return 'permission denied';
   return code ?? message;
+}
+
+/**
+ * A `--deadline` value (an ISO time with its zone, or a duration such as 6h or 90m), checked now so a
+ * bad one is a usage error; it is sent as given (a duration counts from when the job is registered).
+ */
+export function deadlineFlag(value: string | undefined, flag = '--deadline'): string | undefined {
+  if (value === undefined) return undefined;
+  try {
+    resolveDeadline(value, Date.now(), flag);
+  } catch (error) {
+    if (error instanceof InvalidDeadline) throw new UsageError(error.message);
+    throw error;
+  }
+  return value.trim();
 }

@@ -17,6 +17,7 @@ const MOVED_ON: ReadonlySet<LocalEvent['type']> = new Set([
   'batch-submitted',
   'batch-polled',
   'chunk-collected',
+  'stragglers-ran',
   'chunk-failed',
   'job-finalized',
   'job-failed',
@@ -205,7 +206,13 @@ export function describeEvent(event: LocalEvent): string | undefined {
         ? `chunk ${event.chunk}: canceled before submitting`
         : `chunk ${event.chunk}: attempt ${event.attempt} submitted as ${event.batchId}`;
     case 'chunk-collected':
+      if (event.stragglers)
+        return `chunk ${event.chunk}: attempt ${event.attempt} canceled for the deadline and collected; its unfinished rows go as synchronous calls`;
       return `chunk ${event.chunk}: attempt ${event.attempt} collected${event.retry ? ', retrying its transient failures' : ''}`;
+    case 'stragglers-ran':
+      return event.done
+        ? `chunk ${event.chunk}: synchronous calls done (attempt ${event.attempt})`
+        : `chunk ${event.chunk}: synchronous calls under way, ${plural(event.remaining, 'row')} to go`;
     case 'chunk-failed':
       return `chunk ${event.chunk} failed (${event.error}); its unfinished rows are errored`;
     case 'task-failed':

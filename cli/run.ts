@@ -2,7 +2,7 @@
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { JobOutcome, LocalStack } from '../local/runtime';
-import { atMostOne, parse, positiveNumber, readableFile } from './args';
+import { atMostOne, deadlineFlag, parse, positiveNumber, readableFile } from './args';
 import { LOCAL_STACK_FLAGS, localStackOptions, startLocal } from './local-flags';
 import { count, displayPath, duration, plural, usd } from './format';
 import { copyOutputs, firstInvalidLines, invalidLinesExcerpt, REPORT_FILE } from './outputs';
@@ -50,6 +50,12 @@ Options:
   --max-cost USD     the job's budget: rejected before anything is sent if its estimated cost
                      (output at max_tokens) is higher, and no retry sent that would take the
                      cost past it (its rows end errored budget_exceeded). Also BATCHLINE_MAX_COST_USD
+  --deadline WHEN    the job's deadline: an ISO time with its zone (2026-12-08T06:00:00Z) or a
+                     duration (6h, 90m). A batch still running at WHEN less the margin
+                     (BATCHLINE_DEADLINE_MARGIN_SECONDS, 1800) is canceled, its finished rows
+                     kept, and the rest sent as synchronous Messages calls at standard price; rows
+                     unanswered at WHEN end expired. With the simulator, a duration is simulated
+                     time (README, "Deadlines")
   -y, --yes          with --live, send without asking (needed when stdin is not a terminal)
   --out DIR          where to copy the outputs (default ./batchline-out/<jobId>/)
   --time-scale N     simulated seconds per real second (default 600)
@@ -83,7 +89,14 @@ export function failureText(failure: { error: string; cause: string }, keyFrom: 
 export async function runCommand(args: string[], io: Io): Promise<number> {
   const { values, positionals } = parse(
     args,
-    { ...LOCAL_STACK_FLAGS, ...JSON_FLAGS, out: { type: 'string' }, 'max-cost': { type: 'string' }, 'prime-cache': { type: 'boolean' } },
+    {
+      ...LOCAL_STACK_FLAGS,
+      ...JSON_FLAGS,
+      out: { type: 'string' },
+      'max-cost': { type: 'string' },
+      'prime-cache': { type: 'boolean' },
+      deadline: { type: 'string' },
+    },
     'run',
   );
   if (values.help) {
@@ -95,6 +108,7 @@ export async function runCommand(args: string[], io: Io): Promise<number> {
   const file = await readableFile(io.cwd, given ?? path.join(REPO_ROOT, DEFAULT_EXAMPLE));
   const options = localStackOptions(values, io);
   const maxCostUsd = positiveNumber(values['max-cost'], '--max-cost');
+  const deadline = deadlineFlag(values.deadline as string | undefined);
   // The stack's budget (maxCostUsd) is the job's: a local run's stack runs this one job.
   if (maxCostUsd !== undefined) options.settings = { ...options.settings, maxCostUsd };
 
@@ -137,6 +151,7 @@ export async function runCommand(args: string[], io: Io): Promise<number> {
       {
         lenient: values.lenient === true,
         primeCache: values['prime-cache'] === true,
+        deadline,
         out: values.out as string | undefined,
         verbose: values.verbose === true,
         simulated: values.live !== true,
@@ -157,6 +172,8 @@ interface RunOptions {
   lenient: boolean;
   /** --prime-cache: object metadata `batchline-prime-cache: true`. */
   primeCache: boolean;
+  /** --deadline: object metadata `batchline-deadline` (a duration resolved on the API's clock). */
+  deadline?: string;
   out?: string;
   /** --verbose: the stack's plumbing (topic, event bus) on screen too. */
   verbose: boolean;
@@ -172,7 +189,11 @@ async function runFile(stack: LocalStack, file: string, options: RunOptions, io:
   const unsubscribe = stack.on((event) => view.event(event));
   const startedAt = Date.now();
   screen.write(`Submitting ${displayPath(io.cwd, file)} (${options.lenient ? 'lenient' : 'strict'})\n`);
-  const jobId = await stack.submitFile(file, { lenient: options.lenient, ...(options.primeCache ? { primeCache: true } : {}) });
+  const jobId = await stack.submitFile(file, {
+    lenient: options.lenient,
+    ...(options.primeCache ? { primeCache: true } : {}),
+    ...(options.deadline ? { deadline: options.deadline } : {}),
+  });
   screen.write(`Job ${jobId}\n`);
   let ended = false;
   const watch = new ValidationWatch(stack.s3, stack.bucket, jobId, stack.prefixes);
@@ -299,6 +320,14 @@ export function formatSummary(outcome: JobOutcome, elapsedMs: number, keyFrom = 
     if (summary.reused) {
       const { fromJob, rows, costUsd } = summary.reused;
       lines.push(`  reused    ${plural(rows, 'row')} from job ${fromJob}, not sent again (${usd(costUsd)} paid there, not counted above)`);
+    }
+    if (summary.synchronous) {
+      const sync = summary.synchronous;
+      const answered = sync.counts.succeeded + sync.counts.errored;
+      lines.push(
+        `  deadline  ${plural(sync.rows, 'row')} left by the batch canceled for the deadline${sync.deadline ? ` (${sync.deadline})` : ''}: ` +
+          `${count(answered)} sent synchronously for ${usd(sync.costUsd)} at standard rates (${usd(sync.premiumUsd)} over batch rates), ${count(sync.counts.expired)} expired`,
+      );
     }
     if (summary.budget) {
       const { maxCostUsd, estimateUsd, expectedUsd } = summary.budget;

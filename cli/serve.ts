@@ -9,7 +9,7 @@ import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { LocalStack } from '../local/runtime';
-import { parse, port, UsageError } from './args';
+import { deadlineFlag, parse, port, UsageError } from './args';
 import { LOCAL_STACK_FLAGS, localStackOptions, startLocal } from './local-flags';
 import type { Io } from './io';
 import { removeLocalState, writeLocalState } from './ops/local-state';
@@ -34,6 +34,8 @@ Options:
   --dir DIR          the folder to watch (default ./batchline-inbox, created if missing)
   --out DIR          where each job's outputs go, in <jobId>/ (default ./batchline-out)
   --lenient          run the valid rows of files with invalid lines (default: strict)
+  --deadline DUR     each dropped file's deadline, as a duration from when it is dropped (6h,
+                     90m; simulated time with the simulator): see batchline run --help
   --allow-unknown-models
                      accept a model batchline does not know (see batchline run --help)
   --live             use the real Message Batches API (needs ANTHROPIC_API_KEY; asks once
@@ -57,7 +59,11 @@ without --yes when stdin is not a terminal).
 const STABLE_MS = 400;
 
 export async function serveCommand(args: string[], io: Io): Promise<number> {
-  const { values, positionals } = parse(args, { ...LOCAL_STACK_FLAGS, dir: { type: 'string' }, out: { type: 'string' }, port: { type: 'string' } }, 'serve');
+  const { values, positionals } = parse(
+    args,
+    { ...LOCAL_STACK_FLAGS, dir: { type: 'string' }, out: { type: 'string' }, port: { type: 'string' }, deadline: { type: 'string' } },
+    'serve',
+  );
   if (values.help) {
     io.stdout.write(SERVE_HELP);
     return 0;
@@ -65,6 +71,7 @@ export async function serveCommand(args: string[], io: Io): Promise<number> {
   if (positionals.length > 0) throw new UsageError(`batchline serve takes no file (drop files in the watched folder; see batchline serve --help)`);
   const options = localStackOptions(values, io);
   const s3Port = port(values.port as string | undefined, '--port');
+  const deadline = deadlineFlag(values.deadline as string | undefined);
   const dir = path.resolve(io.cwd, (values.dir as string | undefined) ?? 'batchline-inbox');
   const outRoot = path.resolve(io.cwd, (values.out as string | undefined) ?? 'batchline-out');
   await mkdir(dir, { recursive: true }).catch((error: Error) => {
@@ -102,7 +109,7 @@ export async function serveCommand(args: string[], io: Io): Promise<number> {
   const inFlight = new BatchesInFlight();
   const unwatch = stack.on((event) => inFlight.observe(event));
   const watcher = watchInbox(dir, (file) => {
-    void runJob(stack, file, { lenient: values.lenient === true, outRoot, simulated: values.live !== true, running }, io).catch((error: Error) => {
+    void runJob(stack, file, { lenient: values.lenient === true, deadline, outRoot, simulated: values.live !== true, running }, io).catch((error: Error) => {
       // Once stopping, a job's wait ends with the stack's sockets: what became of it is said below.
       if (!stopping) say(`  ${path.basename(file)}: ${error.message}`);
     });
@@ -170,12 +177,12 @@ export async function serveCommand(args: string[], io: Io): Promise<number> {
 async function runJob(
   stack: LocalStack,
   file: string,
-  options: { lenient: boolean; outRoot: string; simulated: boolean; running: Map<string, string> },
+  options: { lenient: boolean; deadline?: string; outRoot: string; simulated: boolean; running: Map<string, string> },
   io: Io,
 ): Promise<void> {
   const say = (line: string) => io.stdout.write(`${line}\n`);
   const startedAt = Date.now();
-  const jobId = await stack.submitFile(file, { lenient: options.lenient });
+  const jobId = await stack.submitFile(file, { lenient: options.lenient, ...(options.deadline ? { deadline: options.deadline } : {}) });
   say(`${path.basename(file)} → job ${jobId}`);
   options.running.set(jobId, path.basename(file));
   let outcome;

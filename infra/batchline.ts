@@ -71,6 +71,11 @@ export interface BatchlinePipelineProps extends BatchlinePrefixProps {
   readonly pricesJson?: string | Record<string, unknown>;
   /** Send models batchline does not know instead of rejecting their lines. @default false */
   readonly allowUnknownModels?: boolean;
+  /**
+   * For a job with a deadline (`batchline-deadline`): a batch still running this many seconds before
+   * it is canceled, and its unfinished rows sent as synchronous Messages calls. @default 1800
+   */
+  readonly deadlineMarginSeconds?: number;
   /** Seconds a create whose response was lost waits to be found before it counts as unknown. @default 960 */
   readonly adoptGraceSeconds?: number;
   /** The `anthropic-version` header sent to the API. @default '2023-06-01' */

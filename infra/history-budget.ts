@@ -11,6 +11,10 @@
  * worst for the tasks that run once per attempt (Submit may wait out a full queue for hours); the
  * poll loop's own retries, which no setting bounds, get HISTORY_HEADROOM instead.
  *
+ * A job with a deadline may end its last attempt with the deadline fallback instead (RunStragglers,
+ * shared/jobs/stragglers.ts): at most STRAGGLER_INVOCATIONS invocations, each retried at its worst,
+ * before the chunk fails; no batch attempt follows it, so it is counted once, after the last.
+ *
  * With the poller (an AwaitBatch state), the worst attempt is WATCH_ARMS_CAP arms that each woke to
  * a batch still running (spurious wakes, cancels forwarded), then the poller down for the rest of
  * the 24 h, so the Wait loop polls the whole day: the poller can add at most the cap's events.
@@ -21,6 +25,7 @@ import { simulatePolling, type PollSettings } from '../shared/jobs/poll-batch';
 import { WATCH_ARMS_CAP } from '../shared/jobs/watch';
 import { CONTEXT_KEYS, SettingsError } from './settings';
 import { STATE } from '../shared/jobs/contract';
+import { MAX_INVOCATIONS as STRAGGLER_INVOCATIONS } from '../shared/jobs/stragglers';
 
 /** Events a Standard execution's history may hold. */
 export const HISTORY_EVENT_LIMIT = 25_000;
@@ -134,7 +139,9 @@ export function walkChunk(processor: AslGraph, attempts: number, polls: number):
       case STATE.PollBatch:
         return { ended: run % cycle === 0, watch: run % cycle !== 0 && run % cycle < arms };
       case STATE.CollectResults:
-        return { retry: run < attempts };
+        return { retry: run < attempts, stragglers: run === attempts };
+      case STATE.RunStragglers:
+        return { done: run >= STRAGGLER_INVOCATIONS };
       case STATE.FinalizeChunk:
         return { failed: false };
       default:
@@ -164,7 +171,7 @@ export function walkChunk(processor: AslGraph, attempts: number, polls: number):
   // Retries at their worst for the tasks that ran once per attempt; the poll loop's are in the headroom.
   for (const [stateName, count] of Object.entries(runs)) {
     const state = stateOf(processor, stateName);
-    if (state.Type === 'Task' && count <= attempts) events += count * worstRetries(state);
+    if (state.Type === 'Task' && (count <= attempts || stateName === STATE.RunStragglers)) events += count * worstRetries(state);
   }
   // The chunk fails at the very end: its failure recorded (retried at worst), then its rows
   // finalized, instead of ChunkDone (a Choice on the way is taken by its Default).

@@ -286,7 +286,18 @@ export class JobWorkflow extends Construct {
     waitForBatch.next(pollBatch).next(batchEnded.otherwise(waitForBatch));
     waitBeforeRetry.next(submitChunk);
     const backoff = this.awaitRetry(props.poller ?? true, fns['await-batch'], { submitChunk, waitBeforeRetry });
-    collectResults.next(new sfn.Choice(this, STATE.RetryNeeded).when(sfn.Condition.booleanEquals('$.retry', true), backoff).otherwise(finalizeChunk));
+    // The deadline fallback: the rows a deadline's cancel left, sent synchronously a bounded number
+    // per invocation, looping while rows remain and the deadline has not passed (shared/jobs/stragglers.ts).
+    // It runs in Collect's function, which has the API, the attempts' files and the row records.
+    const runStragglers = task(STATE.RunStragglers, fns['collect-results'], [], undefined, { run: 'stragglers', 'state.$': '$' });
+    runStragglers.addCatch(recordChunkFailure, caught);
+    runStragglers.next(new sfn.Choice(this, STATE.StragglersLeft).when(sfn.Condition.booleanEquals('$.done', false), runStragglers).otherwise(finalizeChunk));
+    collectResults.next(
+      new sfn.Choice(this, STATE.RetryNeeded)
+        .when(sfn.Condition.booleanEquals('$.retry', true), backoff)
+        .when(sfn.Condition.booleanEquals('$.stragglers', true), runStragglers)
+        .otherwise(finalizeChunk),
+    );
 
     // The job. MarkJobFailed's reply ({jobId}) is dropped, so the execution fails with the error
     // it caught, still at $.error.

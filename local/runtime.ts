@@ -21,6 +21,7 @@ import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import type { S3Client } from '@aws-sdk/client-s3';
 import { MODE_METADATA } from '../shared/jobs/register-job';
 import { PRIME_CACHE_METADATA } from '../shared/jobs/prime-cache';
+import { DEADLINE_METADATA, resolveDeadline } from '../shared/jobs/deadline';
 import { JSONL_CONTENT_TYPE, uploadFile } from '../shared/store/s3';
 import { inboxKey, type Prefixes } from '../shared/store/keys';
 import { PREFIX_ENV, readPrefixes } from '../shared/config';
@@ -126,7 +127,11 @@ export interface LocalStack {
    * Uploads a file to the inbox (object metadata `batchline-mode`, and `batchline-prime-cache` when
    * primeCache is given) and resolves with its job id once registered.
    */
-  submitFile(file: string, options?: { lenient?: boolean; primeCache?: boolean; key?: string }): Promise<string>;
+  /**
+   * `deadline`: the job's deadline (object metadata batchline-deadline); a duration (`6h`) is
+   * resolved here on the API's clock (the simulator's, whose time runs fast), an ISO time passed as is.
+   */
+  submitFile(file: string, options?: { lenient?: boolean; primeCache?: boolean; key?: string; deadline?: string }): Promise<string>;
   /** Starts a job execution with this input, as EventBridge or the sweep would (e.g. an event delivered twice). */
   startExecution(input: unknown, name?: string): LocalExecution;
   /** Resolves once the job has ended, whatever the outcome. */
@@ -467,6 +472,9 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
         metadata: {
           [MODE_METADATA]: submitOptions.lenient ? 'lenient' : 'strict',
           ...(submitOptions.primeCache !== undefined ? { [PRIME_CACHE_METADATA]: String(submitOptions.primeCache) } : {}),
+          ...(submitOptions.deadline !== undefined
+            ? { [DEADLINE_METADATA]: new Date(resolveDeadline(submitOptions.deadline, simulator?.now() ?? Date.now(), '--deadline')).toISOString() }
+            : {}),
         },
         contentType: JSONL_CONTENT_TYPE,
       });

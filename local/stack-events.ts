@@ -17,7 +17,8 @@ export type LocalEvent =
   | { type: 'backoff-ended'; jobId: string; chunk: number; attempt: number; reason?: string; error?: string }
   /** One run of the poller's schedule (`report` its reply, or `error`). */
   | { type: 'poller-ticked'; report?: unknown; error?: string; ms: number }
-  | { type: 'chunk-collected'; jobId: string; chunk: number; attempt: number; retry: boolean }
+  | { type: 'chunk-collected'; jobId: string; chunk: number; attempt: number; retry: boolean; stragglers?: boolean }
+  | { type: 'stragglers-ran'; jobId: string; chunk: number; attempt: number; done: boolean; remaining: number }
   | { type: 'chunk-failed'; jobId: string; chunk: number; error: string }
   | { type: 'job-finalized'; jobId: string; status: string }
   | { type: 'job-failed'; jobId?: string; error: string }
@@ -80,7 +81,23 @@ export function taskEvent(executionArn: string, state: string, input: unknown, o
     case STATE.PollBatch:
       return { type: 'batch-polled', jobId, chunk: Number(out.chunk), attempt: Number(out.attempt), ended: out.ended === true, watch: out.watch === true };
     case STATE.CollectResults:
-      return { type: 'chunk-collected', jobId, chunk: Number(out.chunk), attempt: Number(out.attempt), retry: out.retry === true };
+      return {
+        type: 'chunk-collected',
+        jobId,
+        chunk: Number(out.chunk),
+        attempt: Number(out.attempt),
+        retry: out.retry === true,
+        ...(out.stragglers === true ? { stragglers: true } : {}),
+      };
+    case STATE.RunStragglers:
+      return {
+        type: 'stragglers-ran',
+        jobId,
+        chunk: Number(out.chunk),
+        attempt: Number(out.attempt),
+        done: out.done === true,
+        remaining: Number(out.remaining ?? 0),
+      };
     case STATE.RecordChunkFailure: {
       const error = (input as { error?: { Error?: string } } | null)?.error?.Error ?? 'unknown';
       return { type: 'chunk-failed', jobId, chunk: Number(out.chunk ?? (input as { chunk?: number }).chunk), error };

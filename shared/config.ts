@@ -156,6 +156,7 @@ export const PIPELINE_SETTING_ENV = {
   adoptGraceSeconds: 'BATCHLINE_ADOPT_GRACE_SECONDS',
   maxCostUsd: 'BATCHLINE_MAX_COST_USD',
   primeCache: 'BATCHLINE_PRIME_CACHE',
+  deadlineMarginSeconds: 'BATCHLINE_DEADLINE_MARGIN_SECONDS',
 } as const satisfies Record<keyof PipelineSettings, string>;
 
 /** The API client settings' environment variables (only the functions that call the Batches API get them). */
@@ -221,6 +222,12 @@ export interface PipelineSettings {
    * say (object metadata `batchline-prime-cache`; shared/jobs/prime-cache.ts).
    */
   primeCache: boolean;
+  /**
+   * BATCHLINE_DEADLINE_MARGIN_SECONDS: for a job with a deadline (object metadata
+   * `batchline-deadline`), a batch still running this long before it is canceled and its unfinished
+   * rows are sent as synchronous Messages calls (default 1800; shared/jobs/deadline.ts).
+   */
+  deadlineMarginSeconds: number;
 }
 
 export function readPipelineConfig(env: Env = process.env): PipelineConfig {
@@ -247,6 +254,7 @@ export function readPipelineSettings(env: Env = process.env): PipelineSettings {
     adoptGraceSeconds: intSetting(env, e.adoptGraceSeconds, 960, 0, 3600),
     maxCostUsd: optionalString(env, e.maxCostUsd) === undefined ? undefined : numberSetting(env, e.maxCostUsd, 0, 0, 1e9),
     primeCache: booleanSetting(env, e.primeCache, false),
+    deadlineMarginSeconds: intSetting(env, e.deadlineMarginSeconds, 1800, 0, 86_400),
   };
 }
 

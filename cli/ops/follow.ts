@@ -38,8 +38,20 @@ export function eventsBetween(before: JobProgressReport | undefined, after: JobP
         events.push({ type: 'batch-submitted', ...ref, attempt: attempt.attempt, batchId: attempt.batchId, canceled: false });
       }
       if (attempt.collectedAt && !was?.collectedAt) {
+        if (attempt.sync) {
+          // The deadline fallback's synchronous attempt: no batch.
+          events.push({ type: 'stragglers-ran', ...ref, attempt: attempt.attempt, done: true, remaining: 0 });
+          continue;
+        }
         if (!attempt.batchId) events.push({ type: 'batch-submitted', ...ref, attempt: attempt.attempt, batchId: null, canceled: true });
-        events.push({ type: 'chunk-collected', ...ref, attempt: attempt.attempt, retry: (attempt.retryRows ?? 0) > 0 });
+        const next = (attempt.retryRows ?? 0) > 0;
+        events.push({
+          type: 'chunk-collected',
+          ...ref,
+          attempt: attempt.attempt,
+          retry: next && !attempt.straggled,
+          ...(next && attempt.straggled ? { stragglers: true } : {}),
+        });
       }
     }
     if (chunk.status === 'failed' && earlierStatus.get(chunk.chunk) !== 'failed') {

@@ -10,8 +10,9 @@ import { jobForUpload, jobIdsForKey, type JobProgressReport, type QueryDeps, typ
 import { MAX_COST_METADATA, MODE_METADATA } from '../../shared/jobs/register-job';
 import { reuseMetadata } from '../../shared/jobs/rerun';
 import { PRIME_CACHE_METADATA } from '../../shared/jobs/prime-cache';
+import { DEADLINE_METADATA } from '../../shared/jobs/deadline';
 import { inboxKey, jobKeys } from '../../shared/store/keys';
-import { positiveNumber, readableFile, UsageError } from '../args';
+import { deadlineFlag, positiveNumber, readableFile, UsageError } from '../args';
 import { displayPath, duration, plural } from '../format';
 import { onInterrupt, type Io } from '../io';
 import { ProgressView } from '../progress';
@@ -38,6 +39,11 @@ Options:
                      copies them in with "reused_from" (see batchline rerun)
   --max-cost USD     the job's budget (object metadata batchline-max-cost): rejected before
                      anything is sent if its estimate is higher, and no retry that would pass it
+  --deadline WHEN    the job's deadline (object metadata batchline-deadline): an ISO time with its
+                     zone or a duration (6h, 90m, from when the job is registered). A batch still
+                     running at WHEN less the stack's deadlineMarginSeconds is canceled and its
+                     unfinished rows sent as synchronous Messages calls at standard price; rows
+                     unanswered at WHEN end expired
   --prime-cache      before each batch, write the prompt-cache prefixes its rows share with one
                      Messages call each (at standard price), so the batch's rows read them
   --no-follow        print the job id once the job is registered, and return
@@ -63,6 +69,7 @@ export const submitCommand = opsCommand(
     'no-follow': { type: 'boolean' },
     reuse: { type: 'string' },
     'max-cost': { type: 'string' },
+    deadline: { type: 'string' },
     ...JSON_FLAGS,
   },
   async ({ values, positionals }, open, io) => {
@@ -72,6 +79,7 @@ export const submitCommand = opsCommand(
     const mode = values.lenient === true ? 'lenient' : 'strict';
     const maxCostUsd = positiveNumber(values['max-cost'] as string | undefined, '--max-cost');
     const reuse = values.reuse as string | undefined;
+    const deadline = deadlineFlag(values.deadline as string | undefined);
     const metadata = reuse === undefined ? (maxCostUsd === undefined ? {} : { [MAX_COST_METADATA]: String(maxCostUsd) }) : reuseMetadata(reuse, { maxCostUsd });
     const target = await open();
     const key = inboxKey(path.basename(file), target.prefixes);
@@ -84,6 +92,7 @@ export const submitCommand = opsCommand(
     const since = new Date(startedAt - CLOCK_SKEW_MS).toISOString();
     const known = await jobIdsForKey(target, target.bucket, key, since);
     if (values['prime-cache'] === true) metadata[PRIME_CACHE_METADATA] = 'true';
+    if (deadline !== undefined) metadata[DEADLINE_METADATA] = deadline;
     const progress = tty ? (percent: number) => screen.write(`\r\x1b[2KUploading… ${percent}%`) : undefined;
     const uploaded = await uploadFile(target, file, key, mode, progress, metadata);
     if (tty) screen.write('\r\x1b[2K');

@@ -90,6 +90,8 @@ export interface WithServerTime<T> {
 export interface MessagesApi {
   /** `POST /v1/messages`, non-streaming; throws the errors of ./errors.ts as the batch calls do. */
   createMessage(params: MessageParams, options?: CallOptions): Promise<Message>;
+  /** The API's clock as its latest response's `Date` header said (epoch ms), if any had one. */
+  lastServerTime(): number | undefined;
 }
 
 export interface BatchesApi {
@@ -110,4 +112,6 @@ export interface BatchesApi {
    * 404 soon after (the API's transient one) is retried rather than taken for a deleted batch.
    */
   rememberCreated(batchId: string, createdAt: string | number): void;
+  /** The API's clock as its latest response's `Date` header said (epoch ms), if any had one. */
+  lastServerTime(): number | undefined;
 }

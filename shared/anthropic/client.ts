@@ -123,6 +123,8 @@ export class BatchesClient implements BatchesApi, MessagesApi {
   readonly #now: () => number;
   /** created_at of batches this client created, for the transient 404 right after create. */
   readonly #created = new Map<string, number>();
+  /** The latest `Date` header of any response (epoch ms): the API's clock. */
+  #serverNow: number | undefined;
 
   constructor(options: BatchesClientOptions) {
     const key = options.apiKey;
@@ -230,6 +232,16 @@ export class BatchesClient implements BatchesApi, MessagesApi {
       readJson,
     );
     return sent.value;
+  }
+
+  /** The API's clock as its latest response's `Date` header said (epoch ms; 1 s resolution), if any response had one. */
+  lastServerTime(): number | undefined {
+    return this.#serverNow;
+  }
+
+  #noteServerTime(headers: HeaderBag): void {
+    const at = serverTime(headers);
+    if (at !== undefined && (this.#serverNow === undefined || at > this.#serverNow)) this.#serverNow = at;
   }
 
   async retrieve(batchId: string, options: CallOptions = {}): Promise<MessageBatch> {
@@ -470,6 +482,7 @@ export class BatchesClient implements BatchesApi, MessagesApi {
           bodyTimeout: this.timeoutMs,
         });
         const status = response.statusCode;
+        this.#noteServerTime(response.headers as HeaderBag);
         if ((status >= 200 && status < 300) || status === spec.passStatus) {
           const value = await read(response);
           return { value, status, headers: response.headers as HeaderBag };

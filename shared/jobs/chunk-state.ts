@@ -67,11 +67,13 @@ const CHUNK_NAMES: Record<string, string> = {
   '#int': 'intentAt',
   '#col': 'collectedAt',
   '#pri': 'priming',
+  '#syn': 'sync',
+  '#clm': 'claimed',
 };
 
 /**
  * A condition on a chunk record, written with the placeholders `#ca` (currentAttempt), `#att`
- * (attempts), `#bid`, `#int`, `#col`, `#pri` (an attempt's batchId, intentAt, collectedAt, priming). Only the names
+ * (attempts), `#bid`, `#int`, `#col`, `#pri`, `#syn` (an attempt's batchId, intentAt, collectedAt, priming, sync), `#clm` (sync's claimed). Only the names
  * the expression uses are sent: DynamoDB rejects unused ones.
  */
 export function chunkCondition(expression: string, values: Record<string, unknown> = {}): NonNullable<Update['condition']> {

@@ -54,6 +54,7 @@ import {
 } from './outcome';
 import { readResultLine, resultCustomId, type UnreadableLine } from './result-lines';
 import { clockOf } from '../clock';
+import { deadlineOf } from './deadline';
 
 /** The API refused the key while Collect read results: retried by the workflow for about a day. */
 export class ApiKeyRefused extends Error {
@@ -73,6 +74,8 @@ export interface CollectDeps {
   observer?: Observer;
   /** Bytes of stored results between checkpoints (default collect-checkpoint.ts DEFAULT_SEGMENT_BYTES). */
   segmentBytes?: number;
+  /** No next attempt of any kind (the reconciler, with no workflow to run it): no deadline fallback either. */
+  final?: boolean;
 }
 
 export async function collectResults(input: CollectInput, deps: CollectDeps): Promise<CollectOutput> {
@@ -97,7 +100,10 @@ export async function collectResults(input: CollectInput, deps: CollectDeps): Pr
 
   // A fresh container has not seen this batch created: a 404 on its results soon after is transient.
   if (input.batchId !== null && record.createdAt) deps.api.rememberCreated(input.batchId, record.createdAt);
-  const recorder = () => new RowRecorder({ input, positions, shards: rowShardsOf(job), deps, cancelRequested: job.cancelRequested === true, observer });
+  // A batch canceled for the deadline: the rows it did not finish go to the synchronous attempt (./stragglers.ts).
+  const deadlineFallback = record.deadlineCanceledAt !== undefined && job.cancelRequested !== true && deps.final !== true;
+  const recorder = () =>
+    new RowRecorder({ input, positions, shards: rowShardsOf(job), deps, cancelRequested: job.cancelRequested === true, deadlineFallback, observer });
   let rows = recorder();
   try {
     if (input.batchId !== null) {
@@ -133,8 +139,19 @@ export async function collectResults(input: CollectInput, deps: CollectDeps): Pr
 
   const retry = rows.retry;
   const paidUsd = rows.paidE10 / 1e10;
+  // No batch retry once the deadline's cancel is due: the rows go to synchronous calls instead.
+  const deadline = deadlineOf(job);
+  // A retry whose backoff would end past the cancel time would only be canceled at once: no batch for it either.
+  const retryStartsAt = (deps.api.lastServerTime() ?? now()) + retryWaitSeconds(input.attempt, config.retryBackoffSeconds) * 1000;
+  const straggle =
+    retry.size > 0 &&
+    job.cancelRequested !== true &&
+    deps.final !== true &&
+    (deadlineFallback || (deadline !== undefined && retryStartsAt >= deadline.cancelAt));
   const budgetStopped =
-    retry.size > 0 && job.maxCostUsd !== undefined ? await overBudget(input, retry, (job.paidUsd ?? 0) + paidUsd, job.maxCostUsd, deps) : undefined;
+    retry.size > 0 && !straggle && job.maxCostUsd !== undefined
+      ? await overBudget(input, retry, (job.paidUsd ?? 0) + paidUsd, job.maxCostUsd, deps)
+      : undefined;
   if (budgetStopped) observer.warn('not retrying: the retry would take the job past its budget', budgetStopped);
   const next = retry.size > 0 && !budgetStopped ? await writeRetryFile(input, retry, deps) : undefined;
   const collectedAt = isoAt(now());
@@ -146,15 +163,24 @@ export async function collectResults(input: CollectInput, deps: CollectDeps): Pr
     missingRows: rows.missing,
     unreadableLines: rows.unattributed > 0 ? rows.unattributed : undefined,
     unpricedModels: rows.unpricedModels.size > 0 ? [...rows.unpricedModels].sort() : undefined,
+    straggled: straggle ? true : undefined,
   };
   const attempts = patchAttempt(chunk, index, patch);
-  if (next) attempts.push({ attempt: input.attempt + 1, rows: retry.size, bytes: next.bytes, intentAt: '' });
+  if (next) {
+    attempts.push({
+      attempt: input.attempt + 1,
+      rows: retry.size,
+      bytes: next.bytes,
+      intentAt: '',
+      ...(straggle ? { sync: { claimed: 0, stored: [], invocations: 0 } } : {}),
+    });
+  }
   try {
     await updateChunk(dynamo, config.table, chunk, {
       set: {
         attempts,
         currentAttempt: next ? input.attempt + 1 : input.attempt,
-        status: next ? 'retry_wait' : 'done',
+        status: next ? (straggle ? 'in_progress' : 'retry_wait') : 'done',
         updatedAt: collectedAt,
       },
       condition: chunkCondition(`#ca = :attempt AND attribute_not_exists(#att[${index}].#col)`, { ':attempt': input.attempt }),
@@ -207,6 +233,7 @@ function report(rows: RowRecorder, record: ChunkAttempt, output: CollectOutput, 
     batchWaitSeconds: waitSeconds,
     retry: output.retry,
     retryWaitSeconds: output.retryWaitSeconds,
+    stragglers: output.stragglers,
   });
 }
 
@@ -217,13 +244,15 @@ function collectedBefore(input: CollectInput, record: ChunkAttempt, config: Pick
 }
 
 function answer(input: CollectInput, record: ChunkAttempt, config: Pick<PipelineConfig, 'retryBackoffSeconds'>): CollectOutput {
-  const retry = (record.retryRows ?? 0) > 0;
+  const next = (record.retryRows ?? 0) > 0;
+  const retry = next && record.straggled !== true;
   return {
     jobId: input.jobId,
     chunk: input.chunk,
     attempt: input.attempt,
     retry,
     retryWaitSeconds: retry ? retryWaitSeconds(input.attempt, config.retryBackoffSeconds) : 0,
+    stragglers: next && record.straggled === true,
   };
 }
 
@@ -293,6 +322,8 @@ interface RowRecorderFrom {
   shards: number;
   deps: CollectDeps;
   cancelRequested: boolean;
+  /** The batch was canceled for the job's deadline (AttemptFacts.deadlineFallback). */
+  deadlineFallback: boolean;
   observer: Observer;
 }
 
@@ -331,7 +362,7 @@ class RowRecorder {
   private readonly observer: Observer;
 
   constructor(from: RowRecorderFrom) {
-    const { input, deps, shards, cancelRequested } = from;
+    const { input, deps, shards, cancelRequested, deadlineFallback } = from;
     this.input = input;
     this.positions = from.positions;
     this.deps = deps;
@@ -360,6 +391,7 @@ class RowRecorder {
       // Collect is the attempt's collection: every row it records is decided (failedAs is never used).
       collected: true,
       failedAs: CHUNK_FAILED,
+      deadlineFallback,
     };
     this.prices = priceTableFromConfig(deps.config);
   }

@@ -135,6 +135,8 @@ export const STATE = stateNames(
   'BatchEnded',
   'CollectResults',
   'RetryNeeded',
+  'RunStragglers',
+  'StragglersLeft',
   'AwaitRetry',
   'WaitBeforeRetry',
   'RecordChunkFailure',
@@ -263,7 +265,8 @@ export interface ArmOutput {
 
 /** The output a poller's wake carries: why, and the batch as the list saw it (no row data). */
 export interface WakeOutput {
-  reason: 'ended' | 'cancel';
+  /** ended; cancel: the job asked to stop; deadline: the job's deadline cancel is due (shared/jobs/deadline.ts). */
+  reason: 'ended' | 'cancel' | 'deadline';
   batch?: Pick<MessageBatch, 'id' | 'processing_status' | 'request_counts' | 'created_at' | 'expires_at' | 'ended_at'>;
 }
 
@@ -293,6 +296,30 @@ export interface CollectOutput extends ChunkRef {
   attempt: number;
   retry: boolean;
   retryWaitSeconds: number;
+  /** The rows the deadline's cancel left unfinished are the next attempt's, sent synchronously by RunStragglers (never a batch retry). */
+  stragglers: boolean;
+}
+
+/** RunStragglers: the synchronous attempt (Collect's attempt + 1, or RunStragglers' own output again) → this. */
+export interface StragglersInput extends AttemptKey {}
+
+/**
+ * RunStragglers' input: its state, Collect's output (`stragglers: true`, naming the attempt it
+ * collected: the synchronous attempt is the next) or its own (`done: false`, naming the synchronous attempt).
+ */
+export function parseStragglersInput(input: unknown): StragglersInput {
+  const { jobId, chunk, attempt, stragglers, done } = parseChunkRef(input);
+  if (typeof attempt !== 'number' || !Number.isInteger(attempt) || attempt < 1) throw new InvalidStateInput('attempt must be a whole number ≥ 1');
+  if (stragglers === true) return { jobId, chunk, attempt: attempt + 1 };
+  if (done === false) return { jobId, chunk, attempt };
+  throw new InvalidStateInput("RunStragglers' state must be Collect's output with stragglers true, or its own with done false");
+}
+
+export interface StragglersOutput extends AttemptKey {
+  /** Every row of the attempt is answered, or ended expired at the deadline: on to FinalizeChunk. */
+  done: boolean;
+  /** Rows still to send (0 when done). */
+  remaining: number;
 }
 
 /** RecordChunkFailure: the Catch's input, with the error at `$.error`. */
@@ -371,6 +398,7 @@ export interface TaskStates {
   AwaitBatch: { input: AwaitBatchInput; output: WakeOutput };
   PollBatch: { input: PollInput; output: PollOutput };
   CollectResults: { input: CollectInput; output: CollectOutput };
+  RunStragglers: { input: StragglersInput; output: StragglersOutput };
   AwaitRetry: { input: AwaitRetryInput; output: WakeOutput };
   RecordChunkFailure: { input: ChunkFailureInput; output: ChunkFailureOutput };
   FinalizeChunk: { input: ChunkRef; output: FinalizeChunkOutput };

@@ -20,6 +20,8 @@ export interface ResultRow {
   /** The attempt that decided the row (0: never submitted, the job was rejected). */
   attempts: number;
   batch_id: string | null;
+  /** Answered by a synchronous Messages call after the deadline's cancel (batch_id null, cost at standard rates). */
+  synchronous?: true;
   message?: unknown;
   error?: { type: string; message: string };
   usage: TokenTotals | null;
@@ -44,6 +46,7 @@ export const MESSAGES = {
   notSubmitted: 'The request was not submitted: the job was canceled first.',
   rejected: 'The request was not submitted: strict validation rejected the file (see invalid.jsonl).',
   missing: 'The batch returned no result for this request.',
+  deadline: "The job's deadline passed before this request was answered: its batch was canceled and there was no time left to send it on its own.",
 } as const;
 
 /** A row without a line in an attempt whose results had lines that could not be read, nor told whose. */
@@ -194,7 +197,7 @@ class GatheredWriter {
  * cost (whatever of them the line has); errored → error; expired/canceled → neither.
  */
 export async function writeResult(
-  base: Pick<ResultRow, 'custom_id' | 'attempts' | 'batch_id' | 'usage' | 'cost_usd'>,
+  base: Pick<ResultRow, 'custom_id' | 'attempts' | 'batch_id' | 'usage' | 'cost_usd' | 'synchronous'>,
   decision: RowDecision,
   { result, message }: { result: BatchResult; message?: Buffer },
   tally: Tally,
@@ -204,7 +207,7 @@ export async function writeResult(
     case 'succeeded': {
       const parsedMessage: unknown = (result as { message?: unknown }).message;
       const read = readMessageUsage(parsedMessage);
-      const cost = read.unpriced === undefined ? (rowCostUsd(read.usage, read.model, tally.prices) ?? null) : null;
+      const cost = read.unpriced === undefined ? (rowCostUsd(read.usage, read.model, tally.prices, base.synchronous !== true) ?? null) : null;
       const row: ResultRow = { ...base, status: 'succeeded', usage: read.usage ? tokenTotals(read.usage) : null, cost_usd: cost };
       const priced = read.unpriced === undefined ? { usage: read.usage, model: read.model } : undefined;
       const unpriced = read.unpriced ?? (cost === null ? 'unknown_model' : undefined);
@@ -221,7 +224,9 @@ export async function writeResult(
       return;
     }
     case 'expired':
-      await outputs.write(tally.add({ ...base, status: 'expired', usage: null, cost_usd: null }), { message: MESSAGES.expired });
+      await outputs.write(tally.add({ ...base, status: 'expired', usage: null, cost_usd: null }), {
+        message: base.synchronous ? MESSAGES.deadline : MESSAGES.expired,
+      });
       return;
     case 'canceled':
       await outputs.write(tally.add({ ...base, status: 'canceled', usage: null, cost_usd: null }), { message: MESSAGES.canceled });

@@ -162,7 +162,7 @@ async function orderRows(chunk: ChunkItem, job: JobItem, tally: Tally, outputs: 
   let reading: Promise<unknown> | undefined;
   try {
     for (const [attempt, record] of attempts) {
-      if (!record.batchId) continue;
+      if (!record.batchId && !record.sync) continue;
       const found = await stageResults(s3, config.bucket, keys.chunkResults(chunk.chunk, attempt), (customId, line) => {
         const position = firstPosition.get(customId);
         return position !== undefined && latest(customId) === attempt ? staged.add(position, line) : undefined;
@@ -193,7 +193,7 @@ async function orderRows(chunk: ChunkItem, job: JobItem, tally: Tally, outputs: 
       attempt: record.attempt,
       maxAttempts: config.maxAttempts,
       cancelRequested: job.cancelRequested === true,
-      submitted: Boolean(record.batchId),
+      submitted: Boolean(record.batchId || record.sync),
       collected: Boolean(record.collectedAt),
       failedAs: failure.type,
       budgetStopped: record.budgetStopped !== undefined,
@@ -211,7 +211,14 @@ async function orderRows(chunk: ChunkItem, job: JobItem, tally: Tally, outputs: 
         const record = attempts.get(attempt);
         if (!record)
           throw new WorkFileMissing(`${customId} is in a requests file of chunk ${chunk.chunk} attempt ${attempt}, which the chunk has no record of`);
-        const base = { custom_id: customId, attempts: attempt, batch_id: record.batchId ?? null, usage: null, cost_usd: null };
+        const base = {
+          custom_id: customId,
+          attempts: attempt,
+          batch_id: record.batchId ?? null,
+          ...(record.sync ? { synchronous: true as const } : {}),
+          usage: null,
+          cost_usd: null,
+        };
         const line = raw && readResultLine(raw);
         const evidence: RowEvidence = !line ? { kind: 'none' } : 'unreadable' in line ? { kind: 'unreadable' } : { kind: 'result', result: line.result };
         const decision = rowFate(evidence, facts(record));
@@ -235,10 +242,11 @@ async function orderRows(chunk: ChunkItem, job: JobItem, tally: Tally, outputs: 
           await writeResult(base, decision, line, tally, outputs);
         } else {
           const missing = record.unreadableLines ? missingAmongUnreadable(record.unreadableLines) : MESSAGES.missing;
-          const row: ResultRow = record.batchId
+          const submitted = Boolean(record.batchId || record.sync);
+          const row: ResultRow = submitted
             ? { ...base, status: 'errored', error: { type: decision.errorType!, message: missing } }
             : { ...base, status: 'canceled' };
-          await outputs.write(tally.add(row), { message: record.batchId ? missing : MESSAGES.notSubmitted });
+          await outputs.write(tally.add(row), { message: submitted ? missing : MESSAGES.notSubmitted });
         }
       }
     }

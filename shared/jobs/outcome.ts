@@ -115,6 +115,11 @@ export interface AttemptFacts extends DecisionContext {
   failedAs: string;
   /** Collect made no next attempt, for the budget: a row that would be retried ends BUDGET_EXCEEDED. */
   budgetStopped?: boolean;
+  /**
+   * The attempt's batch was canceled for the job's deadline (shared/jobs/deadline.ts): its canceled,
+   * expired and transiently errored rows go to the synchronous attempt, whatever attempts remain.
+   */
+  deadlineFallback?: boolean;
 }
 
 /**
@@ -135,6 +140,7 @@ export function rowFate(evidence: RowEvidence, facts: AttemptFacts): RowDecision
   switch (evidence.kind) {
     case 'result': {
       const decision = decideRow(evidence.result, facts);
+      if (facts.deadlineFallback && facts.collected && toStraggle(evidence.result, decision)) return { ...decision, final: false };
       if (!decision.final && facts.collected && facts.budgetStopped) return { status: 'errored', final: true, errorType: BUDGET_EXCEEDED };
       return facts.collected || decision.final ? decision : failed;
     }
@@ -144,6 +150,12 @@ export function rowFate(evidence: RowEvidence, facts: AttemptFacts): RowDecision
       if (!facts.collected) return failed;
       return facts.submitted ? { status: 'errored', final: true, errorType: MISSING_RESULT } : { status: 'canceled', final: true };
   }
+}
+
+/** A row a deadline's synchronous attempt takes: one the batch did not finish, or finished with an error worth another try. */
+function toStraggle(result: BatchResult, decision: RowDecision): boolean {
+  if (result.type === 'canceled' || result.type === 'expired') return true;
+  return decision.status === 'errored' && decision.errorType !== undefined && TRANSIENT_ERROR_TYPES.has(decision.errorType);
 }
 
 /**
@@ -157,10 +169,10 @@ export function retryWaitSeconds(attempt: number, retryBackoffSeconds: number): 
 /** A row's cost is kept to 1e-10 USD: a cheap model's short reply costs well under a micro-dollar. */
 const ROW_COST_DECIMALS = 10;
 
-/** What one succeeded row costs at batch rates; undefined when its model has no price. */
-export function rowCostUsd(usage: Usage, model: string, prices: PriceTable): number | undefined {
+/** What one succeeded row costs, at batch rates (or standard ones, for a synchronous call: `batch` false); undefined when its model has no price. */
+export function rowCostUsd(usage: Usage, model: string, prices: PriceTable, batch = true): number | undefined {
   try {
-    return roundUsd(priceUsage(usage, model, { prices }).totalUsd, ROW_COST_DECIMALS);
+    return roundUsd(priceUsage(usage, model, { prices, batch }).totalUsd, ROW_COST_DECIMALS);
   } catch (error) {
     if (error instanceof UnknownModel) return undefined;
     throw error;

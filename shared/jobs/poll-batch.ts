@@ -32,6 +32,7 @@ import { attemptOf, ChunkStateConflict, chunkCondition, isoAt, patchAttempt, rea
 import type { PollInput, PollOutput } from './contract';
 import { pollerHealthy, readPollerHealth, WATCH_ARMS_CAP } from './watch';
 import { clockOf } from '../clock';
+import { deadlineCancelDue, deadlineOf } from './deadline';
 
 export interface PollSettings {
   pollMinSeconds: number;
@@ -139,7 +140,10 @@ export async function pollBatch(input: PollInput, deps: PollDeps): Promise<PollO
   }
   let batch = seen.value;
   let cancelSentAt = record.cancelSentAt;
-  const cancelNow = job.cancelRequested === true && batch.processing_status === 'in_progress';
+  let deadlineCanceledAt = record.deadlineCanceledAt;
+  // The deadline is near and the batch still runs: canceled, its finished rows kept, the rest sent synchronously (deadline.ts).
+  const forDeadline = batch.processing_status === 'in_progress' && deadlineCancelDue(job, seen.serverTime);
+  const cancelNow = (job.cancelRequested === true && batch.processing_status === 'in_progress') || forDeadline;
   let cancel: CancelResult | undefined;
   if (cancelNow) {
     cancel = await cancelBatch(api, input.batchId);
@@ -147,7 +151,10 @@ export async function pollBatch(input: PollInput, deps: PollDeps): Promise<PollO
     if (cancel.outcome === 'gone') throw cancel.error;
     // Refused while still in progress: the next poll asks again. Ended meanwhile: this poll records the end.
     batch = cancel.batch;
-    if (cancel.outcome !== 'refused') cancelSentAt = isoAt(now());
+    if (cancel.outcome !== 'refused') {
+      cancelSentAt = isoAt(now());
+      if (forDeadline) deadlineCanceledAt ??= cancelSentAt;
+    }
   }
   const ended = batch.processing_status === 'ended';
   await updateChunk(dynamo, config.table, chunk, {
@@ -159,6 +166,7 @@ export async function pollBatch(input: PollInput, deps: PollDeps): Promise<PollO
         lastPolledAt: isoAt(now()),
         endedAt: batch.ended_at ?? undefined,
         cancelSentAt,
+        deadlineCanceledAt,
         keyRefusedSince: undefined,
       }),
       status: ended ? 'collecting' : 'in_progress',
@@ -166,7 +174,13 @@ export async function pollBatch(input: PollInput, deps: PollDeps): Promise<PollO
     },
     condition: chunkCondition(`#ca = :attempt AND #att[${index}].#bid = :batchId`, { ':attempt': input.attempt, ':batchId': input.batchId }),
   });
-  const waitSeconds = ended ? 0 : nextPollDelay({ createdAt: batch.created_at, expiresAt: batch.expires_at, serverNow: seen.serverTime, settings: config });
+  const waitSeconds = ended
+    ? 0
+    : untilDeadlineCancel(
+        job,
+        seen.serverTime,
+        nextPollDelay({ createdAt: batch.created_at, expiresAt: batch.expires_at, serverNow: seen.serverTime, settings: config }),
+      );
   const watch = !ended && deps.poller !== undefined && (record.arms ?? 0) < WATCH_ARMS_CAP && pollerHealthy(health, now(), deps.poller);
   (deps.observer ?? quietObserver).info('polled', {
     woken: input.wake?.reason ?? null,
@@ -177,9 +191,17 @@ export async function pollBatch(input: PollInput, deps: PollDeps): Promise<PollO
     waitSeconds,
     polls: (record.polls ?? 0) + 1,
     cancelSent: cancelNow,
+    ...(forDeadline ? { deadlineCancel: true } : {}),
     ...(cancel ? { cancel: cancel.outcome } : {}),
   });
   return { jobId: input.jobId, chunk: input.chunk, attempt: input.attempt, batchId: input.batchId, ended, waitSeconds, watch };
+}
+
+/** A wait that would pass the moment a deadline's cancel is due ends then instead (whole seconds, at least 1). */
+function untilDeadlineCancel(job: Parameters<typeof deadlineOf>[0], apiNow: number, waitSeconds: number): number {
+  const deadline = deadlineOf(job);
+  if (!deadline || apiNow >= deadline.cancelAt) return waitSeconds;
+  return Math.max(1, Math.min(waitSeconds, Math.ceil((deadline.cancelAt - apiNow) / 1000)));
 }
 
 /** The API refused the key on a poll: recorded and said, and the chunk waits (see the header). */

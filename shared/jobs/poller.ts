@@ -34,6 +34,7 @@ import { isoAt, readJob } from './chunk-state';
 import type { WakeOutput } from './contract';
 import { readPollerHealth, watchKey } from './watch';
 import { clockOf } from '../clock';
+import { deadlineCancelDue } from './deadline';
 
 /** The list endpoint's largest page. */
 export const LIST_PAGE_LIMIT = 1000;
@@ -105,17 +106,21 @@ export async function pollerTick(deps: PollerDeps): Promise<TickReport> {
       else pending.push(watch);
     }
     // A cancel request waits for no poll now: wake the chunk, and PollBatch forwards it as before.
+    // So does a deadline's cancel, once due on the API's clock (PollBatch decides it again).
     const jobs = await readJobs(pending, deps, report);
+    const apiNow = api.lastServerTime() ?? now();
     const waiting: WatchItem[] = [];
     for (const watch of pending) {
-      if (jobs.get(watch.jobId)?.cancelRequested === true && !watch.cancelSentAt) wakes.push({ watch, output: { reason: 'cancel' } });
+      const job = jobs.get(watch.jobId);
+      if (job?.cancelRequested === true && !watch.cancelSentAt) wakes.push({ watch, output: { reason: 'cancel' } });
+      else if (job && !watch.cancelSentAt && deadlineCancelDue(job, apiNow)) wakes.push({ watch, output: { reason: 'deadline' } });
       else waiting.push(watch);
     }
     await eachLimited(wakes, async ({ watch, output }) => {
       const sent = await settle(() => callbacks.success(watch.taskToken, JSON.stringify(output)), report);
       if (sent === 'retry') return;
       if (sent === 'sent') {
-        if (output.reason === 'cancel') report.cancels += 1;
+        if (output.reason !== 'ended') report.cancels += 1;
         else report.woken += 1;
       }
       // Only the watch that held this token: a re-arm since then stored a new one under the same key.

@@ -8,7 +8,9 @@
  * - its attempt was never submitted (pending, retry_wait, or a create whose outcome is unknown) →
  *   Submit, under cancelRequested: it adopts a batch an earlier create made (that batch is then
  *   settled as above) and never creates one; with none, Collect records the rows canceled;
- * - its batch is gone, or its results were archived → the chunk failure is recorded.
+ * - its batch is gone, or its results were archived → the chunk failure is recorded;
+ * - its attempt is the deadline fallback's synchronous one → settled as it stands, nothing more sent
+ *   (shared/jobs/stragglers.ts finishStragglers).
  * When every chunk is done or failed, Finalize writes the outputs; a job whose batches were canceled
  * (or never submitted) ends `canceled`, one whose batches had all ended `succeeded`.
  *
@@ -23,6 +25,7 @@ import { cancelBatch } from './cancel';
 import { recordChunkFailure } from './record-chunk-failure';
 import { attemptOf, chunkCondition, isoAt, jobKey, patchAttempt, readChunk, readJob, updateChunk } from './chunk-state';
 import { collectResults } from './collect-results';
+import { finishStragglers } from './stragglers';
 import { finalizeJob } from './finalize-job';
 import { ENDED_JOB_STATUSES } from './queries';
 import { submitChunk } from './submit-chunk';
@@ -108,6 +111,17 @@ async function settleChunk(chunk: ChunkItem, run: JobRun, deps: ReconcileDeps, r
   let { record } = attemptOf(chunk, attempt);
   if (record.collectedAt) return true;
 
+  // The deadline fallback's synchronous attempt: nothing more is sent once the workflow is gone;
+  // the answers stored are kept, the rest end unknown or expired (shared/jobs/stragglers.ts).
+  if (record.sync) {
+    await stopJob(run, deps);
+    await finishStragglers(
+      { jobId, chunk: chunk.chunk, attempt },
+      { s3: deps.s3, dynamo: deps.dynamo, config: deps.config, now, observer: run.step(chunk.chunk) },
+    );
+    report.collected += 1;
+    return true;
+  }
   let batchId = record.batchId;
   if (!batchId) {
     await stopJob(run, deps);
@@ -172,9 +186,9 @@ async function settleChunk(chunk: ChunkItem, run: JobRun, deps: ReconcileDeps, r
   return false;
 }
 
-/** Collect with no retry: every outcome of this attempt is final. */
+/** Collect with no retry (nor deadline fallback): every outcome of this attempt is final. */
 export function collectDeps(deps: ReconcileDeps, attempt: number, observer: Observer) {
-  return { s3: deps.s3, dynamo: deps.dynamo, api: deps.api, config: { ...deps.config, maxAttempts: attempt }, now: deps.now, observer };
+  return { s3: deps.s3, dynamo: deps.dynamo, api: deps.api, config: { ...deps.config, maxAttempts: attempt }, now: deps.now, observer, final: true };
 }
 
 /** Marks the job cancelRequested: Submit then creates nothing, and Finalize reports the job canceled. */

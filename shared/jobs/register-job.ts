@@ -15,6 +15,7 @@ import { clockOf } from '../clock';
 import type { RegisterOutput } from './contract';
 import { jobToReuse, parseOnly, REUSE_METADATA, REUSE_ONLY_METADATA, ReuseNotPossible } from './reuse';
 import { choosePrimeCache, PRIME_CACHE_METADATA } from './prime-cache';
+import { DEADLINE_METADATA, resolveDeadline } from './deadline';
 
 /** The object named by the event does not exist (deleted since, or a wrong key). */
 export class SourceNotFound extends Error {
@@ -41,10 +42,14 @@ export class InvalidBudget extends Error {
   override readonly name = 'InvalidBudget';
 }
 
+/** The margin a deadline gets when the config does not say (shared/config.ts deadlineMarginSeconds). */
+const DEFAULT_DEADLINE_MARGIN_SECONDS = 1800;
+
 export interface RegisterDeps {
   s3: S3Client;
   dynamo: DynamoDBClient;
-  config: Pick<PipelineConfig, 'table' | 'validationMode' | 'rowTtlDays'> & Partial<Pick<PipelineConfig, 'maxCostUsd' | 'primeCache'>>;
+  config: Pick<PipelineConfig, 'table' | 'validationMode' | 'rowTtlDays'> &
+    Partial<Pick<PipelineConfig, 'maxCostUsd' | 'primeCache' | 'deadlineMarginSeconds'>>;
   /** The local clock (epoch ms). */
   now?: () => number;
   /** Where the step's log lines go (the handler's invocation). */
@@ -71,6 +76,14 @@ export async function registerJob(event: unknown, deps: RegisterDeps): Promise<R
   const primeCache = choosePrimeCache(head.metadata[PRIME_CACHE_METADATA], deps.config.primeCache ?? false);
 
   const now = clockOf(deps)();
+  const deadlineText = head.metadata[DEADLINE_METADATA];
+  const deadline =
+    deadlineText === undefined
+      ? undefined
+      : {
+          at: new Date(resolveDeadline(deadlineText, now, `the object's ${DEADLINE_METADATA} metadata`)).toISOString(),
+          marginSeconds: deps.config.deadlineMarginSeconds ?? DEFAULT_DEADLINE_MARGIN_SECONDS,
+        };
   const createdAt = new Date(now).toISOString();
   const item: JobItem = {
     pk: jobPk(jobId),
@@ -87,6 +100,7 @@ export async function registerJob(event: unknown, deps: RegisterDeps): Promise<R
     ...(reuse ? { reuse } : {}),
     ...(maxCostUsd === undefined ? {} : { maxCostUsd }),
     ...(primeCache ? { primeCache } : {}),
+    ...(deadline ? { deadline } : {}),
     createdAt,
     updatedAt: createdAt,
     executionArn: ref.executionArn,
@@ -94,7 +108,7 @@ export async function registerJob(event: unknown, deps: RegisterDeps): Promise<R
     gsi1sk: `${createdAt}#${jobId}`,
     ttl: ttlAfter(now, deps.config.rowTtlDays),
   };
-  const logged = { bucket: ref.bucket, key: ref.key, validationMode, versioned: versionId !== undefined, reuse, maxCostUsd };
+  const logged = { bucket: ref.bucket, key: ref.key, validationMode, versioned: versionId !== undefined, reuse, maxCostUsd, deadline: deadline?.at };
   if (await putItem(deps.dynamo, deps.config.table, item, { ifAbsent: true })) {
     observer.info('registered', logged);
     return { jobId, duplicate: false };

@@ -276,8 +276,21 @@ ${
     : '<p class="note">No request was priced.</p>'
 }
 ${unpriced}
+${synchronousNote(summary)}
 <p class="note">Cache figures are at batch rates, against the same tokens as plain input.</p>
 </section>`;
+}
+
+/** The deadline fallback's rows (summary.json `synchronous`): paid at standard rates, outside the batch figures above. */
+function synchronousNote(summary: JobSummary): string {
+  const sync = summary.synchronous;
+  if (!sync) return '';
+  return (
+    `<p class="note"><span ${field('synchronous', 'rows')}>${count(sync.rows)}</span> rows were left by a batch canceled for the job's deadline: ` +
+    `answered by synchronous calls for <span ${field('synchronous', 'costUsd')}>${dollars(sync.costUsd)}</span> at standard rates ` +
+    `(<span ${field('synchronous', 'premiumUsd')}>${dollars(sync.premiumUsd)}</span> over batch rates), not in the figures above; ` +
+    `<span ${field('synchronous', 'counts', 'expired')}>${count(sync.counts.expired)}</span> expired unanswered at the deadline.</p>`
+  );
 }
 
 function tokens(summary: JobSummary): string {

@@ -61,6 +61,25 @@ export interface JobSummary {
   budget?: { maxCostUsd: number; estimateUsd: number | null; expectedUsd?: number | null };
   /** The prompt cache: read ratio, and what priming cost and saved (shared/jobs/prime-cache.ts); absent when nothing was cacheable. */
   promptCache?: PromptCacheSummary;
+  /**
+   * The deadline fallback (shared/jobs/stragglers.ts): rows a deadline's cancel left unfinished,
+   * sent as synchronous Messages calls. Their outcomes are in `counts`; their tokens and cost are
+   * here, not in `tokens` and `cost` (which are the batches'): `costUsd` at standard rates, and
+   * `premiumUsd` what that paid over batch rates. Absent when no row ran synchronously.
+   */
+  synchronous?: SynchronousSummary;
+}
+
+export interface SynchronousSummary {
+  /** The job's deadline. */
+  deadline: string | null;
+  rows: number;
+  counts: Record<ResultStatus, number>;
+  tokens: JobSummary['tokens'];
+  costUsd: number;
+  /** What the same tokens would have cost in a batch. */
+  atBatchRatesUsd: number;
+  premiumUsd: number;
 }
 
 /** What the summary reports, gathered row by row and chunk by chunk. */
@@ -74,9 +93,13 @@ export class Tally {
   retryAttempts = 0;
   retriedRows = 0;
   lines = 0;
+  /** Rows answered by synchronous calls (the deadline fallback): their outcomes, and their cost apart from the batches'. */
+  readonly syncCounts: Record<ResultStatus, number> = { succeeded: 0, errored: 0, expired: 0, canceled: 0 };
+  readonly syncCost: CostTotals;
 
   constructor(readonly prices: PriceTable) {
     this.cost = new CostTotals(prices);
+    this.syncCost = new CostTotals(prices);
   }
 
   /** Counts a row; `usage` (a priced model's or an unknown one's) goes into the totals, `unpriced` says why it has no cost. */
@@ -84,7 +107,8 @@ export class Tally {
     this.lines += 1;
     this.counts[row.status] += 1;
     if (row.error) this.errorsByType.set(row.error.type, (this.errorsByType.get(row.error.type) ?? 0) + 1);
-    if (usage) this.cost.add(usage.usage, usage.model);
+    if (row.synchronous) this.syncCounts[row.status] += 1;
+    if (usage) (row.synchronous ? this.syncCost : this.cost).add(usage.usage, usage.model);
     if (unpriced) this.unpricedRows.set(unpriced, (this.unpricedRows.get(unpriced) ?? 0) + 1);
     return row;
   }
@@ -96,6 +120,8 @@ export class Tally {
     for (const [type, n] of other.errorsByType) this.errorsByType.set(type, (this.errorsByType.get(type) ?? 0) + n);
     for (const [reason, n] of other.unpricedRows) this.unpricedRows.set(reason, (this.unpricedRows.get(reason) ?? 0) + n);
     this.cost.merge(other.cost);
+    for (const status of Object.keys(this.syncCounts) as ResultStatus[]) this.syncCounts[status] += other.syncCounts[status];
+    this.syncCost.merge(other.syncCost);
     this.batches.push(...other.batches);
     this.chunks += other.chunks;
     this.retryAttempts += other.retryAttempts;
@@ -114,7 +140,13 @@ export class Tally {
       chunks: this.chunks,
       retryAttempts: this.retryAttempts,
       retriedRows: this.retriedRows,
+      ...(this.syncRows > 0 ? { synchronous: { counts: { ...this.syncCounts }, cost: this.syncCost.toJSON() } } : {}),
     };
+  }
+
+  /** Rows answered by synchronous calls. */
+  get syncRows(): number {
+    return Object.values(this.syncCounts).reduce((a, b) => a + b, 0);
   }
 
   static fromJSON(json: TallyJson, prices: PriceTable): Tally {
@@ -128,6 +160,10 @@ export class Tally {
     tally.chunks = json.chunks;
     tally.retryAttempts = json.retryAttempts;
     tally.retriedRows = json.retriedRows;
+    if (json.synchronous) {
+      Object.assign(tally.syncCounts, json.synchronous.counts);
+      tally.syncCost.merge(CostTotals.fromJSON(json.synchronous.cost, prices));
+    }
     return tally;
   }
 
@@ -135,9 +171,14 @@ export class Tally {
     this.chunks += 1;
     for (const attempt of chunk.attempts) {
       if (attempt.batchId) this.batches.push({ chunk: chunk.chunk, attempt: attempt.attempt, batchId: attempt.batchId, counts: attempt.counts ?? null });
-      if (attempt.attempt > 1) this.retryAttempts += 1;
-      this.retriedRows += attempt.retryRows ?? 0;
+      // The deadline's synchronous attempt is no batch retry: its rows are in `synchronous`.
+      if (attempt.attempt > 1 && !attempt.sync) this.retryAttempts += 1;
+      if (!attempt.straggled) this.retriedRows += attempt.retryRows ?? 0;
     }
+  }
+
+  synchronousSummary(job: JobItem): SynchronousSummary {
+    return synchronousOf(this.syncCounts, this.syncCost.toJSON(), job.deadline?.at ?? null);
   }
 
   summary(job: JobItem, status: JobStatus, endedAt: string): JobSummary {
@@ -174,6 +215,7 @@ export class Tally {
       chunks: this.chunks,
       batches: this.batches,
       retries: { attempts: this.retryAttempts, rows: this.retriedRows },
+      ...(this.syncRows > 0 ? { synchronous: this.synchronousSummary(job) } : {}),
       timings: {
         createdAt: job.createdAt,
         endedAt,
@@ -181,6 +223,24 @@ export class Tally {
       },
     };
   }
+}
+
+/** summary.json's `synchronous`, from a tally's synchronous rows. */
+function synchronousOf(counts: Record<ResultStatus, number>, cost: CostTotalsJson, deadline: string | null): SynchronousSummary {
+  return {
+    deadline,
+    rows: Object.values(counts).reduce((a, b) => a + b, 0),
+    counts: { ...counts },
+    tokens: {
+      input: cost.tokens.input_tokens,
+      output: cost.tokens.output_tokens,
+      cache_creation_input: cost.tokens.cache_creation_input_tokens,
+      cache_read_input: cost.tokens.cache_read_input_tokens,
+    },
+    costUsd: cost.standardTotalUsd,
+    atBatchRatesUsd: cost.totalUsd,
+    premiumUsd: cost.discountUsd,
+  };
 }
 
 /** A Tally as JSON (kept with a chunk's ordered rows). */
@@ -194,4 +254,6 @@ export interface TallyJson {
   chunks: number;
   retryAttempts: number;
   retriedRows: number;
+  /** Rows answered synchronously (the deadline fallback): their outcomes and cost. */
+  synchronous?: { counts: Record<ResultStatus, number>; cost: CostTotalsJson };
 }

@@ -13,7 +13,7 @@ import { POLLER_PK, POLLER_SK, type PollerHealthItem, type WatchItem } from '../
  * later one follows a wake that found the batch still running (a cancel forwarded, a heartbeat
  * timeout while the poller was down), which is rare. Each costs ~13 history events, and the cap is
  * what keeps every setting the history budget accepted before the poller accepted still
- * (infra/history-budget.ts: 3 attempts of a 24 h batch polled every 2 minutes fit with 3, not 4).
+ * (infra/history-budget.ts: 3 attempts of a 24 h batch polled every 2 minutes fit with 3, not 4 — every 125 s since the deadline fallback's loop is counted too).
  */
 export const WATCH_ARMS_CAP = 3;
 

@@ -133,6 +133,12 @@ export interface JobItem {
   reusedRows?: number;
   /** The job's budget in USD (`batchline-max-cost`, else the stack's maxCostUsd); none: no budget. */
   maxCostUsd?: number;
+  /**
+   * The job's deadline (`batchline-deadline`), resolved at Register, and the stack's margin then: a
+   * batch still running at `at − marginSeconds` (on the API's clock) is canceled and its unfinished
+   * rows run synchronously (shared/jobs/deadline.ts).
+   */
+  deadline?: { at: string; marginSeconds: number };
   /** Set by Prepare when a budget is set: the cost estimate of the rows it sends, upper bound (output at max_tokens). */
   estimateUsd?: number;
   /**
@@ -172,6 +178,18 @@ export interface OrphanBatch {
 }
 
 export type ChunkStatus = 'pending' | 'submitting' | 'in_progress' | 'collecting' | 'retry_wait' | 'done' | 'failed';
+
+/** A synchronous attempt's progress: rows are claimed in slices, in requests-file order, before any is sent. */
+export interface SyncProgress {
+  /** Rows [0, claimed) of the attempt's requests file have been claimed: none of them is ever sent again. */
+  claimed: number;
+  /** Every claimed slice, by its start row (a slice ends where the next starts, the last at `claimed`). */
+  slices?: number[];
+  /** Claimed slices whose results were stored (`work/.../attempt-<n>/sync/<start>.jsonl`), by their start row. */
+  stored: number[];
+  /** RunStragglers invocations so far (bounded: STRAGGLER_MAX_INVOCATIONS). */
+  invocations: number;
+}
 
 export interface ChunkAttempt {
   attempt: number;
@@ -230,6 +248,12 @@ export interface ChunkAttempt {
    * have taken the job past its budget. Those rows end errored `budget_exceeded` (outcome.ts rowFate).
    */
   budgetStopped?: { rows: number; estimateUsd: number; paidUsd: number; budgetUsd: number };
+  /** When Poll canceled this attempt's batch because the job's deadline was near (shared/jobs/deadline.ts). */
+  deadlineCanceledAt?: string;
+  /** Collect sent this attempt's unfinished rows to a synchronous attempt (the next), not to a batch retry. */
+  straggled?: true;
+  /** A synchronous attempt (shared/jobs/stragglers.ts): no batch; its rows are Messages calls, claimed slice by slice. */
+  sync?: SyncProgress;
   /** The prompt-cache priming done before this attempt's create, once (shared/jobs/prime-cache.ts). */
   priming?: AttemptPriming;
 }

@@ -59,6 +59,8 @@ export const jobKeys = (jobId: string, prefixes: Prefixes = processPrefixes()) =
     chunkRequests: (chunk: number, attempt: number) => `${work}chunks/${pad(chunk, 5)}/attempt-${attempt}/requests.jsonl`,
     /** The raw results lines of one chunk attempt, as the API returned them. */
     chunkResults: (chunk: number, attempt: number) => `${work}chunks/${pad(chunk, 5)}/attempt-${attempt}/results.jsonl`,
+    /** The stored answers of one claimed slice of a synchronous attempt (shared/jobs/stragglers.ts), by its first row. */
+    syncSlice: (chunk: number, attempt: number, start: number) => `${work}chunks/${pad(chunk, 5)}/attempt-${attempt}/sync/${pad(start, 6)}.jsonl`,
     /**
      * Collect's progress on one chunk attempt (shared/jobs/collect-checkpoint.ts): where it is in the
      * API's results file, and the segments it stored so far; a Collect that finds it goes on from there.

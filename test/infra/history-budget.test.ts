@@ -45,7 +45,10 @@ describe("a chunk's history", () => {
       ...processor,
       States: {
         ...processor.States,
-        RetryNeeded: { ...processor.States.RetryNeeded!, Choices: [{ Variable: '$.retry', BooleanEquals: true, Next: 'WaitBeforeRetry' }] },
+        RetryNeeded: {
+          ...processor.States.RetryNeeded!,
+          Choices: [{ Variable: '$.retry', BooleanEquals: true, Next: 'WaitBeforeRetry' }, ...processor.States.RetryNeeded!.Choices!.slice(1)],
+        },
       },
     };
     expect(walkChunk(processor, 3, 100) - walkChunk(withWait, 3, 100)).toBe(2 * 4);
@@ -62,14 +65,16 @@ describe("a chunk's history", () => {
     expect(chunkHistory(processor, { ...DEFAULTS, maxAttempts: 10 }).events).toBeLessThan(22_500);
   });
 
-  it('fits only 3 attempts of a 24 h batch polled every 2 minutes, and says to lower maxAttempts', () => {
-    const everyTwoMinutes = { ...DEFAULTS, pollMaxSeconds: 120 };
-    expect(chunkHistory(processor, everyTwoMinutes)).toMatchObject({ pollsPerAttempt: 735, attemptsThatFit: 3 });
-    expect(() => checkHistoryBudget(processor, { ...everyTwoMinutes, maxAttempts: 3 })).not.toThrow();
-    const four = () => checkHistoryBudget(processor, { ...everyTwoMinutes, maxAttempts: 4 });
+  // With the deadline fallback's loop at its worst after the last (RunStragglers: 6 invocations, each retried at worst).
+  it('fits only 3 attempts of a 24 h batch polled every 125 seconds, and says to lower maxAttempts', () => {
+    const every125Seconds = { ...DEFAULTS, pollMaxSeconds: 125 };
+    expect(chunkHistory(processor, every125Seconds)).toMatchObject({ pollsPerAttempt: 707, attemptsThatFit: 3 });
+    expect(chunkHistory(processor, { ...every125Seconds, pollMaxSeconds: 120 })).toMatchObject({ pollsPerAttempt: 735, attemptsThatFit: 2 });
+    expect(() => checkHistoryBudget(processor, { ...every125Seconds, maxAttempts: 3 })).not.toThrow();
+    const four = () => checkHistoryBudget(processor, { ...every125Seconds, maxAttempts: 4 });
     expect(four).toThrow(SettingsError);
     expect(four).toThrow(
-      /^batchline:settings\.maxAttempts 4 does not fit a chunk's history with batchline:settings\.pollMinSeconds 30, batchline:settings\.pollFraction 0\.1 and batchline:settings\.pollMaxSeconds 120: .* Lower batchline:settings\.maxAttempts to 3, or poll less often \(raise batchline:settings\.pollMaxSeconds\)\.$/,
+      /^batchline:settings\.maxAttempts 4 does not fit a chunk's history with batchline:settings\.pollMinSeconds 30, batchline:settings\.pollFraction 0\.1 and batchline:settings\.pollMaxSeconds 125: .* Lower batchline:settings\.maxAttempts to 3, or poll less often \(raise batchline:settings\.pollMaxSeconds\)\.$/,
     );
   });
 
@@ -81,6 +86,19 @@ describe("a chunk's history", () => {
     expect(() => checkHistoryBudget(processor, eager)).toThrow(
       /^batchline:settings\.pollMinSeconds 1, batchline:settings\.pollFraction 0\.001 and batchline:settings\.pollMaxSeconds 900 poll too often: a batch that runs its full 24 h is polled 6,032 times, .* Raise batchline:settings\.pollMinSeconds, batchline:settings\.pollFraction or batchline:settings\.pollMaxSeconds\.$/,
     );
+  });
+
+  it('counts the deadline fallback once, after the last attempt: every RunStragglers invocation and its retries at worst, and its loop Choice', () => {
+    expect(processor.States.RunStragglers).toMatchObject({ Next: 'StragglersLeft' });
+    const withoutStragglers: AslGraph = {
+      ...processor,
+      States: {
+        ...processor.States,
+        RetryNeeded: { ...processor.States.RetryNeeded!, Choices: processor.States.RetryNeeded!.Choices!.slice(0, 1) },
+      },
+    };
+    // 6 × (RunStragglers 5 + StragglersLeft 2 + (6 + 2 + 5) retries × 3 events).
+    expect(walkChunk(processor, 2, 100) - walkChunk(withoutStragglers, 2, 100)).toBe(6 * (5 + 2 + 13 * 3));
   });
 
   it('stops the walk at a Task whose output it does not know, rather than miscount a changed lifecycle', () => {

@@ -191,7 +191,9 @@ describe('the job state machine', () => {
       PollBatch: ['Task', 'BatchEnded', 'RecordChunkFailure'],
       BatchEnded: ['Choice', 'CollectResults', 'AwaitBatch', 'WaitForBatch'],
       CollectResults: ['Task', 'RetryNeeded', 'RecordChunkFailure'],
-      RetryNeeded: ['Choice', 'AwaitRetry', 'FinalizeChunk'],
+      RetryNeeded: ['Choice', 'AwaitRetry', 'RunStragglers', 'FinalizeChunk'],
+      RunStragglers: ['Task', 'StragglersLeft', 'RecordChunkFailure'],
+      StragglersLeft: ['Choice', 'RunStragglers', 'FinalizeChunk'],
       AwaitRetry: ['Task', 'SubmitChunk', 'SubmitChunk', 'WaitBeforeRetry'],
       WaitBeforeRetry: ['Wait', 'SubmitChunk'],
       RecordChunkFailure: ['Task', 'FinalizeChunk'],
@@ -229,7 +231,14 @@ describe('the job state machine', () => {
       Default: 'WaitForBatch',
     });
     expect(choice(chunkStates.RetryNeeded)).toEqual({
-      Choices: [{ Variable: '$.retry', BooleanEquals: true, Next: 'AwaitRetry' }],
+      Choices: [
+        { Variable: '$.retry', BooleanEquals: true, Next: 'AwaitRetry' },
+        { Variable: '$.stragglers', BooleanEquals: true, Next: 'RunStragglers' },
+      ],
+      Default: 'FinalizeChunk',
+    });
+    expect(choice(chunkStates.StragglersLeft)).toEqual({
+      Choices: [{ Variable: '$.done', BooleanEquals: false, Next: 'RunStragglers' }],
       Default: 'FinalizeChunk',
     });
     expect(choice(chunkStates.ChunkOutcome)).toEqual({
@@ -281,6 +290,8 @@ describe('the job state machine', () => {
         },
       },
       CollectResults: { entry: 'functions/collect-results.ts', timeout: 960, parameters: undefined },
+      // The deadline fallback runs in Collect's function, told so by its Payload.
+      RunStragglers: { entry: 'functions/collect-results.ts', timeout: 960, parameters: { run: 'stragglers', 'state.$': '$' } },
       RecordChunkFailure: { entry: 'functions/record-chunk-failure.ts', timeout: 960, parameters: undefined },
       FinalizeChunk: { entry: 'functions/finalize-chunk.ts', timeout: 960, parameters: undefined },
     });
@@ -310,6 +321,7 @@ describe('the job state machine', () => {
       PollBatch: [LAMBDA_RETRY, CRASH_RETRY, STORAGE_RETRY, API_RETRYABLE_RETRY],
       AwaitBatch: [LAMBDA_RETRY, CRASH_RETRY, STORAGE_RETRY],
       CollectResults: [LAMBDA_RETRY, CRASH_RETRY, STORAGE_RETRY, API_RETRYABLE_RETRY, KEY_REFUSED_RETRY],
+      RunStragglers: [LAMBDA_RETRY, CRASH_RETRY, STORAGE_RETRY],
       RecordChunkFailure: [LAMBDA_RETRY, CRASH_RETRY, STORAGE_RETRY, RECORD_FAILURE_RETRY],
       // One short retrier: a failure costs only time (FinalizeJob orders the chunk), and retries are history.
       FinalizeChunk: [
@@ -351,6 +363,7 @@ describe('the job state machine', () => {
       SubmitChunk: catchTo('RecordChunkFailure'),
       PollBatch: catchTo('RecordChunkFailure'),
       CollectResults: catchTo('RecordChunkFailure'),
+      RunStragglers: catchTo('RecordChunkFailure'),
       // A missed heartbeat (or the 25 h bound) polls directly; a stale poller sends the chunk to the Wait loop.
       AwaitBatch: [
         { ErrorEquals: ['States.HeartbeatTimeout', 'States.Timeout'], ResultPath: '$.wakeError', Next: 'PollBatch' },
@@ -447,7 +460,7 @@ describe("the Distributed Map's output", () => {
     const done = await runChild({
       SubmitChunk: (i) => ({ ...i, attempt: 1, batchId: 'msgbatch_1', canceled: false, waitSeconds: 1 }),
       PollBatch: (i) => ({ ...i, ended: true, waitSeconds: 1 }),
-      CollectResults: (i) => ({ jobId: i.jobId, chunk: i.chunk, attempt: 1, retry: false, retryWaitSeconds: 0 }),
+      CollectResults: (i) => ({ jobId: i.jobId, chunk: i.chunk, attempt: 1, retry: false, retryWaitSeconds: 0, stragglers: false }),
       FinalizeChunk: (i) => ({ jobId: i.jobId, chunk: i.chunk, rows: 100_000, failed: false }),
     });
     const failed = await runChild({
@@ -459,7 +472,7 @@ describe("the Distributed Map's output", () => {
     });
     const leftToFinalizeJob = await runChild({
       SubmitChunk: (i) => ({ ...i, attempt: 1, batchId: 'msgbatch_1', canceled: true, waitSeconds: 1 }),
-      CollectResults: (i) => ({ jobId: i.jobId, chunk: i.chunk, attempt: 1, retry: false, retryWaitSeconds: 0 }),
+      CollectResults: (i) => ({ jobId: i.jobId, chunk: i.chunk, attempt: 1, retry: false, retryWaitSeconds: 0, stragglers: false }),
       FinalizeChunk: () => {
         throw Object.assign(new Error('no space left'), { name: 'Error' });
       },
@@ -522,7 +535,7 @@ describe('the synthesized definition in the local engine', () => {
           return { ...ids, chunk: i.chunk, attempt: 1, batchId: `b${String(i.chunk)}`, canceled: false, waitSeconds: 1 };
         }),
         PollBatch: record('PollBatch', (i) => ({ ...i, ended: true, waitSeconds: 1 })),
-        CollectResults: record('CollectResults', (i) => ({ ...ids, chunk: i.chunk, attempt: 1, retry: false, retryWaitSeconds: 0 })),
+        CollectResults: record('CollectResults', (i) => ({ ...ids, chunk: i.chunk, attempt: 1, retry: false, retryWaitSeconds: 0, stragglers: false })),
         FinalizeJob: record('FinalizeJob', (i) => ({ jobId: i.jobId, status: 'succeeded', counts: { succeeded: 3 } })),
       },
     );
@@ -580,7 +593,7 @@ describe('the synthesized definition in the local engine', () => {
           PrepareJob: crashOnce('PrepareJob', () => ({ ...ids, outcome: 'ready', chunks: [0], validRows: 1, invalidRows: 0 })),
           SubmitChunk: (i) => ({ ...ids, chunk: i.chunk, attempt: 1, batchId: 'b0', canceled: false, waitSeconds: 1 }),
           PollBatch: (i) => ({ ...i, ended: true, waitSeconds: 1 }),
-          CollectResults: crashOnce('CollectResults', (i) => ({ ...ids, chunk: i.chunk, attempt: 1, retry: false, retryWaitSeconds: 0 })),
+          CollectResults: crashOnce('CollectResults', (i) => ({ ...ids, chunk: i.chunk, attempt: 1, retry: false, retryWaitSeconds: 0, stragglers: false })),
           RecordChunkFailure: (i) => {
             ran.push('RecordChunkFailure');
             return { jobId: i.jobId, chunk: i.chunk, ok: false };

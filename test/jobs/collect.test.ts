@@ -105,7 +105,7 @@ describe('collectResults', () => {
     const job = await seedJob(aws, { chunks: [rows] });
     const ref = await runBatch(job);
 
-    expect(await collectResults(ref, deps())).toEqual({ jobId: job.jobId, chunk: 0, attempt: 1, retry: false, retryWaitSeconds: 0 });
+    expect(await collectResults(ref, deps())).toEqual({ jobId: job.jobId, chunk: 0, attempt: 1, retry: false, retryWaitSeconds: 0, stragglers: false });
 
     const key = job.keys.chunkResults(0, 1);
     const sent = await apiLines(ref);
@@ -171,7 +171,7 @@ describe('collectResults', () => {
     expect(retried.some((r) => outcome(r.custom_id).type === 'errored')).toBe(true);
     expect(retried.length).toBeLessThan(12);
 
-    expect(out).toEqual({ jobId: job.jobId, chunk: 0, attempt: 1, retry: true, retryWaitSeconds: 60 });
+    expect(out).toEqual({ jobId: job.jobId, chunk: 0, attempt: 1, retry: true, retryWaitSeconds: 60, stragglers: false });
     expect(await readText(aws, job.keys.chunkRequests(0, 2))).toBe(serialize(retried));
     for (const bad of ['bad-0', 'bad-1']) {
       expect(await readRow(aws, job.jobId, bad)).toMatchObject({ status: 'errored', final: true, errorType: 'invalid_request_error', attempt: 1 });
@@ -195,7 +195,7 @@ describe('collectResults', () => {
     // The last attempt: every row errors transiently again, and that is now final.
     const second = await runBatch(job, { errored: { overloaded_error: 1 } });
     expect(second.attempt).toBe(2);
-    expect(await collectResults(second, deps())).toEqual({ jobId: job.jobId, chunk: 0, attempt: 2, retry: false, retryWaitSeconds: 0 });
+    expect(await collectResults(second, deps())).toEqual({ jobId: job.jobId, chunk: 0, attempt: 2, retry: false, retryWaitSeconds: 0, stragglers: false });
     for (const r of retried) {
       expect(await readRow(aws, job.jobId, r.custom_id)).toMatchObject({
         status: 'errored',
@@ -220,7 +220,7 @@ describe('collectResults', () => {
     const ref = await runBatch(job);
     expect(ref.batchId).toBeNull();
 
-    expect(await collectResults(ref, deps())).toEqual({ jobId: job.jobId, chunk: 0, attempt: 1, retry: false, retryWaitSeconds: 0 });
+    expect(await collectResults(ref, deps())).toEqual({ jobId: job.jobId, chunk: 0, attempt: 1, retry: false, retryWaitSeconds: 0, stragglers: false });
     expect(await readText(aws, job.keys.chunkResults(0, 1))).toBeUndefined();
     for (const [index, r] of rows.entries()) {
       const row = await readRow(aws, job.jobId, r.custom_id);

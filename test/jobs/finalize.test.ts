@@ -522,7 +522,7 @@ describe('the chunk and finalize handlers', () => {
       ctx.sim.advance(submitted.waitSeconds + 60);
       const polled = viaJson(await poll(submitted));
       expect(polled).toMatchObject({ batchId: submitted.batchId, ended: true, waitSeconds: 0 });
-      expect(viaJson(await collect(polled))).toEqual({ jobId: job.jobId, chunk: 0, attempt: 1, retry: false, retryWaitSeconds: 0 });
+      expect(viaJson(await collect(polled))).toEqual({ jobId: job.jobId, chunk: 0, attempt: 1, retry: false, retryWaitSeconds: 0, stragglers: false });
 
       await expect(recordFailure({ jobId: job.jobId, chunk: 1 })).rejects.toBeInstanceOf(InvalidStateInput);
       const failure = { jobId: job.jobId, chunk: 1, error: { Error: 'BatchTooLarge', Cause: 'refused' } };

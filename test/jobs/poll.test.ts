@@ -237,4 +237,28 @@ describe('pollBatch', () => {
       ctx.sim.setHttpFaults([]);
     }
   });
+  it("never waits past a deadline's cancel time, then cancels the batch still running, once, and records that the deadline did", async () => {
+    const { deps, ref } = await submitted(4);
+    // The deadline 2 h away on the API's clock with a margin of 2 h less 20 s: the cancel is due in 20 s.
+    const deadline = { at: new Date(ctx.sim.now() + 2 * HOUR * 1000).toISOString(), marginSeconds: 2 * HOUR - 20 };
+    await updateItem(aws.dynamo, aws.table, { pk: jobPk(ref.jobId), sk: JOB_SK }, { set: { deadline } });
+    const cancelsBefore = ctx.sim.stats().calls.cancel;
+    const first = await pollBatch(ref, deps);
+    expect(first.ended).toBe(false);
+    // 20 s, or 21: the API's Date header counts whole seconds.
+    expect(first.waitSeconds).toBeGreaterThanOrEqual(20);
+    expect(first.waitSeconds).toBeLessThanOrEqual(21);
+    expect(ctx.sim.stats().calls.cancel).toBe(cancelsBefore);
+
+    ctx.sim.advance(22);
+    await pollBatch(ref, deps);
+    const attempt = (await readChunkItem(aws, ref.jobId, 0)).attempts[0]!;
+    expect(attempt.cancelSentAt).toBeDefined();
+    expect(attempt.deadlineCanceledAt).toBe(attempt.cancelSentAt);
+    expect(ctx.sim.stats().calls.cancel).toBe(cancelsBefore + 1);
+
+    ctx.sim.advance(120);
+    expect((await pollBatch(ref, deps)).ended).toBe(true);
+    expect(ctx.sim.stats().calls.cancel).toBe(cancelsBefore + 1);
+  });
 });

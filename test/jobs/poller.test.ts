@@ -216,6 +216,23 @@ describe('the poller', () => {
     }
   });
 
+  it("wakes an attempt for its job's deadline once deadline − margin has come on the API's clock, not before; PollBatch cancels", async () => {
+    const time = clock();
+    await tick(time.now);
+    const { ref, woken, config } = await waiting(time.now);
+    // The cancel is due in 5 simulated minutes (the batch takes 10).
+    const deadline = { at: new Date(ctx.sim.now() + 3_600_000).toISOString(), marginSeconds: 3300 };
+    await updateItem(aws.dynamo, aws.table, { pk: jobPk(ref.jobId), sk: JOB_SK }, { set: { deadline } });
+    expect(await tick(time.now)).toMatchObject({ cancels: 0, woken: 0 });
+    time.advance(301);
+    expect(await tick(time.now)).toMatchObject({ cancels: 1 });
+    await expect(woken).resolves.toEqual({ reason: 'deadline' });
+    const cancels = ctx.sim.stats().calls.cancel;
+    await pollBatch({ ...ref, wake: { reason: 'deadline' } }, { dynamo: aws.dynamo, api: ctx.api, config, poller, now: time.now });
+    expect(ctx.sim.stats().calls.cancel).toBe(cancels + 1);
+    expect((await readChunkItem(aws, ref.jobId, 0)).attempts[0]!.deadlineCanceledAt).toBeDefined();
+  });
+
   it('wakes a chunk waiting out its retry backoff only to forward a cancel, with no API call; drops the watch once the backoff is over', async () => {
     const time = clock();
     await tick(time.now);

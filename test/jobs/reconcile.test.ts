@@ -14,7 +14,8 @@ import { pollBatch } from '../../shared/jobs/poll-batch';
 import { executionErrorOf, isExecutionOf, reconcileJobs, type ReconcileDeps, type ReconcileReport } from '../../shared/jobs/reconcile-jobs';
 import { registerJob } from '../../shared/jobs/register-job';
 import { submitChunk } from '../../shared/jobs/submit-chunk';
-import { createPipelineTable, localDynamoClient } from '../../local/emulators';
+import { runStragglers, SYNC_OUTCOME_UNKNOWN } from '../../shared/jobs/stragglers';
+import { createPipelineTable, localDynamoClient, localS3Client } from '../../local/emulators';
 import { useLocalAws, type LocalAws } from '../support/aws';
 import { readChunkItem, readJobItem, readJsonl, readText, seedJob, startApi, stopApi, type ApiContext, type SeededJob } from '../support/chunks';
 import { jsonl, objectCreated, pipelineConfig, putInput, request as inputRequest, startRecordingEndpoint, type RecordingEndpoint } from '../support/pipeline';
@@ -608,6 +609,55 @@ describe('reconcileJobs', () => {
 
     expect(await reconcileJobs(deps(store, config, executions))).toEqual({ ...NOTHING, examined: 1, collected: 1, finalized: 1 });
     expect((await readJobItem(store, left.jobId)).status).toBe('succeeded');
+  });
+
+  it("settles a dead job's deadline fallback as it stands: stored answers kept, a slice claimed but never stored unknown, the rest canceled; nothing sent", async () => {
+    const { store, config } = await freshStore();
+    ctx.sim.setBatchFaults({ processingSeconds: 3600 });
+    const job = await deadJob(store, 'died-sync', [8]);
+    // The deadline ten minutes away on the API's clock, the margin an hour: the batch's cancel is due at once.
+    const deadline = { at: new Date(ctx.sim.now() + 600_000).toISOString(), marginSeconds: 3600 };
+    await updateItem(store.dynamo, store.table, { pk: jobPk(job.jobId), sk: JOB_SK }, { set: { deadline } });
+    const ref = { jobId: job.jobId, chunk: 0 };
+    const batchId = (await submitChunk(ref, stepDeps(store, config))).batchId!;
+    expect((await pollBatch({ ...ref, attempt: 1, batchId }, stepDeps(store, config))).ended).toBe(false);
+    ctx.sim.advance(10);
+    expect((await pollBatch({ ...ref, attempt: 1, batchId }, stepDeps(store, config))).ended).toBe(true);
+    expect(await collectResults({ ...ref, attempt: 1, batchId }, stepDeps(store, config))).toMatchObject({ retry: false, stragglers: true });
+    // The workflow's RunStragglers: one slice of 2 sent and stored; then one of 2 sent, its store failing (killed); then it died.
+    const sync = { ...ref, attempt: 2 };
+    const calls = () => ctx.sim.stats().calls.messages;
+    const before = calls();
+    expect(await runStragglers(sync, { ...stepDeps(store, config), sliceRows: 2, rowsPerInvocation: 2 })).toMatchObject({ done: false, remaining: 6 });
+    const killed = localS3Client(store.s3Server.endpoint);
+    killed.middlewareStack.add(
+      (next) => async (args) => {
+        if (((args.input as { Key?: string }).Key ?? '').includes('/sync/')) throw new Error('killed');
+        return next(args);
+      },
+      { step: 'initialize' },
+    );
+    await expect(runStragglers(sync, { ...stepDeps(store, config), s3: killed, sliceRows: 2, rowsPerInvocation: 2 })).rejects.toThrow('killed');
+    expect(calls() - before).toBe(4);
+
+    const report = await reconcileJobs(deps(store, config, { [executionArn('died-sync')]: 'FAILED' }));
+
+    expect(report).toMatchObject({ examined: 1, collected: 1, finalized: 1, errors: 0 });
+    expect(calls() - before).toBe(4);
+    const results = await readJsonl<ResultRow>(aws, job.keys.results);
+    expect(results.map((row) => row.custom_id)).toEqual(job.chunks[0]!.map((r) => r.custom_id));
+    expect(results.map((row) => [row.status, row.error?.type ?? null, row.synchronous ?? false, row.attempts])).toEqual([
+      ['succeeded', null, true, 2],
+      ['succeeded', null, true, 2],
+      ['errored', SYNC_OUTCOME_UNKNOWN, true, 2],
+      ['errored', SYNC_OUTCOME_UNKNOWN, true, 2],
+      ['canceled', null, true, 2],
+      ['canceled', null, true, 2],
+      ['canceled', null, true, 2],
+      ['canceled', null, true, 2],
+    ]);
+    const summary = JSON.parse((await readText(aws, job.keys.summary))!) as JobSummary;
+    expect(summary.synchronous).toMatchObject({ rows: 8, counts: { succeeded: 2, errored: 2, expired: 0, canceled: 4 } });
   });
 
   it('looks only at jobs created in the last 30 days', async () => {

@@ -65,6 +65,23 @@ describe('summary.html', () => {
     expect(html).toContain('No batch was created.');
   });
 
+  it("says what the deadline fallback's synchronous calls cost, and the premium over batch rates, apart from the batch figures", () => {
+    const synchronous = {
+      deadline: '2026-01-02T04:00:00.000Z',
+      rows: 40,
+      counts: { succeeded: 37, errored: 0, expired: 3, canceled: 0 },
+      tokens: { input: 400, output: 300, cache_creation_input: 0, cache_read_input: 0 },
+      costUsd: 0.0042,
+      atBatchRatesUsd: 0.0021,
+      premiumUsd: 0.0021,
+    };
+    const html = renderSummaryHtml(summary({ synchronous }));
+    expect(html).toContain(
+      `<span data-field="[&quot;synchronous&quot;,&quot;rows&quot;]">40</span> rows were left by a batch canceled for the job's deadline: answered by synchronous calls for <span data-field="[&quot;synchronous&quot;,&quot;costUsd&quot;]">$0.0042</span> at standard rates (<span data-field="[&quot;synchronous&quot;,&quot;premiumUsd&quot;]">$0.0021</span> over batch rates)`,
+    );
+    expect(renderSummaryHtml(summary())).not.toContain('canceled for the job');
+  });
+
   it('takes example custom_ids per error type from the first lines of errors.jsonl, and stops once it has enough', async () => {
     let read = 0;
     const lines = Readable.from(

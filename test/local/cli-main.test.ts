@@ -31,6 +31,14 @@ describe('the batchline command line', () => {
     [['run', 'a.jsonl', 'b.jsonl'], 'batchline run: batchline run takes one file, got 2 (see batchline run --help)'],
     [['run', '--time-scale', 'fast'], 'batchline run: --time-scale must be a positive number, got "fast"'],
     [['run', '--live'], 'batchline run: --live needs ANTHROPIC_API_KEY in the environment'],
+    [
+      ['run', '--deadline', 'tomorrow'],
+      'batchline run: --deadline is "tomorrow"; use an ISO time with its zone (2026-12-08T06:00:00Z) or a duration (6h, 90m, 1h30m)',
+    ],
+    [
+      ['serve', '--deadline', '0m'],
+      'batchline serve: --deadline is "0m": a duration must be more than 0; use an ISO time with its zone (2026-12-08T06:00:00Z) or a duration (6h, 90m, 1h30m)',
+    ],
     [['serve', '--port', '99999'], 'batchline serve: --port must be a port number from 0 to 65535, got "99999"'],
     [['serve', 'file.jsonl'], 'batchline serve: batchline serve takes no file (drop files in the watched folder; see batchline serve --help)'],
     [['estimate'], 'batchline estimate: batchline estimate needs a file (see batchline estimate --help)'],
@@ -148,6 +156,12 @@ describe('the batchline command line', () => {
     );
     expect(describeEvent({ type: 'chunk-collected', jobId: 'j', chunk: 0, attempt: 1, retry: true })).toBe(
       'chunk 0: attempt 1 collected, retrying its transient failures',
+    );
+    expect(describeEvent({ type: 'chunk-collected', jobId: 'j', chunk: 0, attempt: 1, retry: false, stragglers: true })).toBe(
+      'chunk 0: attempt 1 canceled for the deadline and collected; its unfinished rows go as synchronous calls',
+    );
+    expect(describeEvent({ type: 'stragglers-ran', jobId: 'j', chunk: 0, attempt: 2, done: false, remaining: 40 })).toBe(
+      'chunk 0: synchronous calls under way, 40 rows to go',
     );
     expect(describeEvent({ type: 'batch-polled', jobId: 'j', chunk: 0, attempt: 1, ended: false })).toBeUndefined();
   });

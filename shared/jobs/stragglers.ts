@@ -1,0 +1,323 @@
+/**
+ * RunStragglers: the rows a deadline's cancel left unfinished (Collect wrote them as the next
+ * attempt's requests, an attempt with `sync` and no batch) sent as synchronous Messages calls, at
+ * standard price, until every row is answered or the deadline passes (docs/architecture.md,
+ * "Deadline fallback").
+ *
+ * - **Bounded.** One invocation claims slices of SLICE_ROWS rows, CONCURRENCY calls at a time, until
+ *   ROWS_PER_INVOCATION rows or INVOCATION_MS of its own time; the workflow runs it again while rows
+ *   remain and the deadline has not passed, at most MAX_INVOCATIONS times (infra/history-budget.ts
+ *   counts them).
+ * - **Never sent twice.** A slice is claimed on the attempt's record (a conditional write of
+ *   `sync.claimed`) before any of its rows is sent, and its answers are stored (one object per slice)
+ *   before it is marked `stored`. A re-run sends only rows past `claimed`. A slice claimed but never
+ *   stored (the invocation was killed mid-slice) cannot say which of its calls were made: its rows end
+ *   errored SYNC_OUTCOME_UNKNOWN, final, and are not sent again.
+ * - **The deadline.** Compared on the API's clock (each response's `Date`): a row not sent by then is
+ *   not sent, and ends `expired`. A call already under way when it passes is waited for and kept.
+ * - **The outcome.** Once done, the attempt's results file is written as a batch's would be (one
+ *   `{custom_id, result}` line per row, in the attempt's order) with row records and counts, so
+ *   FinalizeChunk orders it like any collected attempt; rows carry `batch_id` null and cost at
+ *   standard rates.
+ */
+import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import type { S3Client } from '@aws-sdk/client-s3';
+import type { BatchesApi, MessagesApi } from '../anthropic/api';
+import { AnthropicError } from '../anthropic/errors';
+import type { BatchResult, MessageParams } from '../anthropic/types';
+import { clockOf } from '../clock';
+import type { PipelineConfig } from '../config';
+import { readMessageUsage, tokenTotals } from '../cost/cost';
+import { priceTableFromConfig } from '../cost/prices';
+import { errorFields, quietObserver, type Observer } from '../observability';
+import { ConditionFailed, updateItem } from '../store/dynamo';
+import { ttlAfter, type ChunkItem, type SyncProgress } from '../store/items';
+import { jobKeys } from '../store/keys';
+import { ObjectWriter } from '../store/s3';
+import { objectLines, requestEntries } from './chunk-files';
+import { attemptOf, ChunkStateConflict, chunkCondition, isoAt, jobKey, patchAttempt, readChunk, readJob, updateChunk } from './chunk-state';
+import type { StragglersInput, StragglersOutput } from './contract';
+import { deadlineOf } from './deadline';
+import { rowCostUsd, type ResultStatus } from './outcome';
+import { rowShardsOf, RowRecordWriter } from './row-records';
+
+/** Calls in flight at once. */
+export const CONCURRENCY = 8;
+/** Rows claimed at once: what a killed invocation may leave unknown. */
+export const SLICE_ROWS = 4 * CONCURRENCY;
+/** Rows one invocation sends at most. */
+export const ROWS_PER_INVOCATION = 5000;
+/** An invocation claims no new slice after this long (its Lambda has 900 s; a slice's calls take the rest). */
+export const INVOCATION_MS = 5 * 60_000;
+/** Invocations per synchronous attempt at most; past them the rows left end expired (the history budget counts them). */
+export const MAX_INVOCATIONS = 6;
+
+/** A row whose synchronous call may have been made by an invocation that was killed before storing its answer. */
+export const SYNC_OUTCOME_UNKNOWN = 'sync_outcome_unknown';
+
+export interface StragglersDeps {
+  s3: S3Client;
+  dynamo: DynamoDBClient;
+  /** The one client: Messages calls, and a retrieve of the canceled batch to read the API's clock. */
+  api: MessagesApi & Pick<BatchesApi, 'retrieveWithTime'>;
+  config: Pick<PipelineConfig, 'bucket' | 'table' | 'rowTtlDays' | 'pricesJson'>;
+  now?: () => number;
+  observer?: Observer;
+  /** Overrides for tests: rows per slice and per invocation. */
+  sliceRows?: number;
+  rowsPerInvocation?: number;
+}
+
+export async function runStragglers(input: StragglersInput, deps: StragglersDeps): Promise<StragglersOutput> {
+  const { dynamo, config } = deps;
+  const observer = deps.observer ?? quietObserver;
+  const [job, first] = await Promise.all([readJob(dynamo, config.table, input.jobId), readChunk(dynamo, config.table, input.jobId, input.chunk)]);
+  let chunk = first;
+  const { record, index } = attemptOf(chunk, input.attempt);
+  if (!record.sync) throw new ChunkStateConflict(`chunk ${input.chunk} attempt ${input.attempt} of job ${input.jobId} is not a synchronous attempt`);
+  const out = (done: boolean, remaining: number): StragglersOutput => ({ jobId: input.jobId, chunk: input.chunk, attempt: input.attempt, done, remaining });
+  if (record.collectedAt) return out(true, 0);
+
+  const deadline = deadlineOf(job);
+  const apiNow = await apiClock(chunk, index, deps);
+  const pastDeadline = () => deadline !== undefined && apiNow() >= deadline.at;
+  let sync: SyncProgress = { ...record.sync, invocations: record.sync.invocations + 1 };
+  chunk = await writeSync(chunk, index, sync, record.sync.claimed, deps);
+
+  const sliceRows = deps.sliceRows ?? SLICE_ROWS;
+  const limit = deps.rowsPerInvocation ?? ROWS_PER_INVOCATION;
+  const started = Date.now();
+  let sent = 0;
+  let expiredUnsent = 0;
+  const requests = requestEntries(deps.s3, config.bucket, input)[Symbol.asyncIterator]();
+  try {
+    for (let skip = 0; skip < sync.claimed; skip++) await requests.next();
+    while (sync.claimed < record.rows && !pastDeadline() && sent < limit && Date.now() - started < INVOCATION_MS && job.cancelRequested !== true) {
+      const start = sync.claimed;
+      const end = Math.min(record.rows, start + sliceRows);
+      const slice: Array<{ customId: string; params: MessageParams }> = [];
+      for (let p = start; p < end; p++) {
+        const next = await requests.next();
+        if (next.done) throw new ChunkStateConflict(`the requests of chunk ${input.chunk} attempt ${input.attempt} end before row ${p}`);
+        const { customId, line } = next.value;
+        slice.push({ customId, params: (JSON.parse(line.bytes.toString('utf8')) as { params: MessageParams }).params });
+      }
+      // Claimed before any call: a re-run never sends these rows again.
+      sync = { ...sync, claimed: end, slices: [...(sync.slices ?? []), start] };
+      chunk = await writeSync(chunk, index, sync, start, deps);
+      const lines = await sendSlice(slice, deps, pastDeadline, observer);
+      sent += lines.filter((line) => line.sent).length;
+      expiredUnsent += lines.filter((line) => !line.sent).length;
+      await putSlice(input, start, lines, deps);
+      sync = { ...sync, stored: [...sync.stored, start] };
+      chunk = await writeSync(chunk, index, sync, end, deps);
+    }
+  } finally {
+    await requests.return?.(undefined);
+  }
+
+  const remaining = record.rows - sync.claimed;
+  const done = remaining === 0 || pastDeadline() || sync.invocations >= MAX_INVOCATIONS || job.cancelRequested === true;
+  observer.info('ran stragglers', { sent, expiredUnsent, claimed: sync.claimed, rows: record.rows, remaining, invocation: sync.invocations, done });
+  if (!done) return out(false, remaining);
+  await finish(input, chunk, index, sync, deps, observer);
+  return out(true, 0);
+}
+
+/**
+ * A synchronous attempt settled without sending anything more (the reconciler, for a job whose
+ * workflow is gone, which has asked the job to stop): stored answers kept, an unstored slice's rows
+ * unknown, unclaimed rows canceled.
+ */
+export async function finishStragglers(input: StragglersInput, deps: Omit<StragglersDeps, 'api'>): Promise<void> {
+  const chunk = await readChunk(deps.dynamo, deps.config.table, input.jobId, input.chunk);
+  const { record, index } = attemptOf(chunk, input.attempt);
+  if (!record.sync) throw new ChunkStateConflict(`chunk ${input.chunk} attempt ${input.attempt} of job ${input.jobId} is not a synchronous attempt`);
+  if (record.collectedAt) return;
+  await finish(input, chunk, index, record.sync, deps, deps.observer ?? quietObserver);
+}
+
+/**
+ * The API's clock: read now from a retrieve of the canceled batch (a warm client's last `Date` may be
+ * minutes old), then each response's `Date` as the calls come back.
+ */
+async function apiClock(chunk: ChunkItem, index: number, deps: StragglersDeps): Promise<() => number> {
+  const now = clockOf(deps);
+  const batchId = chunk.attempts[index - 1]?.batchId;
+  const start = batchId ? (await deps.api.retrieveWithTime(batchId)).serverTime : now();
+  return () => Math.max(start, deps.api.lastServerTime() ?? start);
+}
+
+/** Writes the attempt's sync progress, on condition that nobody claimed past `claimed` meanwhile nor collected it. */
+async function writeSync(chunk: ChunkItem, index: number, sync: SyncProgress, claimed: number, deps: StragglersDeps): Promise<ChunkItem> {
+  return updateChunk(deps.dynamo, deps.config.table, chunk, {
+    set: { attempts: patchAttempt(chunk, index, { sync }), updatedAt: isoAt(clockOf(deps)()) },
+    condition: chunkCondition(`#ca = :attempt AND #att[${index}].#syn.#clm = :claimed AND attribute_not_exists(#att[${index}].#col)`, {
+      ':attempt': chunk.currentAttempt,
+      ':claimed': claimed,
+    }),
+  });
+}
+
+interface SliceLine {
+  customId: string;
+  result: BatchResult;
+  /** A call was made for it. */
+  sent: boolean;
+}
+
+/** One slice's calls, CONCURRENCY at a time; a row not started by the deadline is not sent. */
+async function sendSlice(
+  slice: Array<{ customId: string; params: MessageParams }>,
+  deps: StragglersDeps,
+  pastDeadline: () => boolean,
+  observer: Observer,
+): Promise<SliceLine[]> {
+  const lines: SliceLine[] = new Array(slice.length);
+  let next = 0;
+  const worker = async () => {
+    while (next < slice.length) {
+      const i = next++;
+      const { customId, params } = slice[i]!;
+      if (pastDeadline()) {
+        lines[i] = { customId, result: { type: 'expired' }, sent: false };
+        continue;
+      }
+      try {
+        const message = await deps.api.createMessage(params);
+        lines[i] = { customId, result: { type: 'succeeded', message }, sent: true };
+      } catch (error) {
+        const type = error instanceof AnthropicError ? (error.type ?? 'api_error') : 'api_error';
+        // Never the prompt: the error's name, status and type only.
+        observer.warn('a synchronous call failed', { error: errorFields(error) });
+        const message = error instanceof AnthropicError ? error.message : 'The synchronous call failed.';
+        lines[i] = { customId, result: { type: 'errored', error: { type: 'error', error: { type, message } } } as BatchResult, sent: true };
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(CONCURRENCY, slice.length) }, worker));
+  return lines;
+}
+
+async function putSlice(input: StragglersInput, start: number, lines: SliceLine[], deps: StragglersDeps): Promise<void> {
+  const writer = new ObjectWriter(deps.s3, deps.config.bucket, jobKeys(input.jobId).syncSlice(input.chunk, input.attempt, start));
+  try {
+    for (const line of lines) await writer.writeLine({ custom_id: line.customId, result: line.result });
+    await writer.finish();
+  } catch (error) {
+    await writer.abort();
+    throw error;
+  }
+}
+
+const UNKNOWN_MESSAGE =
+  'The synchronous call for this request may have been made by a step that was stopped before it stored the answer; ' +
+  'it was not sent again, so as never to pay twice. It may have been billed.';
+const EXPIRED_AT_DEADLINE: BatchResult = { type: 'expired' };
+const NOT_SENT_CANCELED: BatchResult = { type: 'canceled' };
+
+/**
+ * The attempt's results file, in its requests' order: a stored slice's lines, an unknown slice's
+ * rows errored SYNC_OUTCOME_UNKNOWN, unclaimed rows expired (canceled, when the job was asked to stop); then row records, counts and the job's
+ * paid cost, and the attempt is collected (once: conditioned on it not being so yet).
+ */
+async function finish(
+  input: StragglersInput,
+  chunk: ChunkItem,
+  index: number,
+  sync: SyncProgress,
+  deps: Omit<StragglersDeps, 'api'>,
+  observer: Observer,
+): Promise<void> {
+  const { s3, dynamo, config } = deps;
+  const now = clockOf(deps)();
+  const keys = jobKeys(input.jobId);
+  const job = await readJob(dynamo, config.table, input.jobId);
+  const prices = priceTableFromConfig(config);
+  const starts = [...(sync.slices ?? [])].sort((a, b) => a - b);
+  const stored = new Set(sync.stored);
+  const records = new RowRecordWriter(dynamo, config.table, {
+    jobId: input.jobId,
+    chunk: input.chunk,
+    attempt: input.attempt,
+    shards: rowShardsOf(job),
+    writer: 'C',
+    updatedAt: isoAt(now),
+    ttl: ttlAfter(now, config.rowTtlDays),
+  });
+  const positions = new Map<string, number>();
+  for await (const { customId } of requestEntries(s3, config.bucket, { ...input, attempt: 1 }))
+    if (!positions.has(customId)) positions.set(customId, positions.size);
+
+  const counts: Record<ResultStatus, number> = { succeeded: 0, errored: 0, expired: 0, canceled: 0 };
+  let paidE10 = 0;
+  let unknown = 0;
+  const writer = new ObjectWriter(s3, config.bucket, keys.chunkResults(input.chunk, input.attempt));
+  try {
+    let position = 0;
+    let slice = -1;
+    let sliceLines: AsyncIterator<{ bytes: Buffer }> | undefined;
+    for await (const { customId } of requestEntries(s3, config.bucket, input)) {
+      while (slice + 1 < starts.length && starts[slice + 1]! <= position) {
+        slice += 1;
+        await sliceLines?.return?.(undefined);
+        sliceLines = stored.has(starts[slice]!) ? objectLines(s3, config.bucket, keys.syncSlice(input.chunk, input.attempt, starts[slice]!)) : undefined;
+      }
+      let raw: Buffer;
+      let result: BatchResult;
+      if (position >= sync.claimed) {
+        // Never sent: the deadline came first, or the job was asked to stop (the user's cancel, or the reconciler's).
+        result = job.cancelRequested === true ? NOT_SENT_CANCELED : EXPIRED_AT_DEADLINE;
+        raw = Buffer.from(JSON.stringify({ custom_id: customId, result }));
+      } else if (sliceLines) {
+        const next = await sliceLines.next();
+        if (next.done) throw new ChunkStateConflict(`the stored answers of chunk ${input.chunk} attempt ${input.attempt} end before row ${position}`);
+        raw = next.value.bytes;
+        result = (JSON.parse(raw.toString('utf8')) as { result: BatchResult }).result;
+      } else {
+        unknown += 1;
+        result = { type: 'errored', error: { type: 'error', error: { type: SYNC_OUTCOME_UNKNOWN, message: UNKNOWN_MESSAGE } } } as BatchResult;
+        raw = Buffer.from(JSON.stringify({ custom_id: customId, result }));
+      }
+      const offset = writer.bytes;
+      await writer.writeLine(raw);
+      const status: ResultStatus = result.type === 'errored' ? 'errored' : result.type;
+      counts[status] += 1;
+      const priced = status === 'succeeded' ? standardCost(result, prices) : {};
+      if (priced.costUsd !== undefined) paidE10 += Math.round(priced.costUsd * 1e10);
+      const errorType = result.type === 'errored' ? (result.error?.error?.type ?? 'api_error') : undefined;
+      const inputIndex = positions.get(customId);
+      if (inputIndex === undefined) throw new ChunkStateConflict(`${customId} is in attempt ${input.attempt} of chunk ${input.chunk} but not in its first`);
+      records.add({ customId, index: inputIndex, status, final: true, errorType, ...priced, line: { offset, length: raw.length + 1 } });
+      position += 1;
+    }
+    await sliceLines?.return?.(undefined);
+    await writer.finish();
+  } catch (error) {
+    await writer.abort();
+    throw error;
+  }
+  await records.flush();
+  const collectedAt = isoAt(clockOf(deps)());
+  try {
+    await updateChunk(dynamo, config.table, chunk, {
+      set: { attempts: patchAttempt(chunk, index, { counts, collectedAt, sync }), status: 'collecting', updatedAt: collectedAt },
+      condition: chunkCondition(`#ca = :attempt AND attribute_not_exists(#att[${index}].#col)`, { ':attempt': input.attempt }),
+    });
+  } catch (error) {
+    if (error instanceof ConditionFailed) return;
+    throw error;
+  }
+  await updateItem(dynamo, config.table, jobKey(input.jobId), {
+    add: { rowsFinal: chunk.attempts[index]!.rows, paidUsd: paidE10 / 1e10 },
+    set: { updatedAt: collectedAt },
+  });
+  observer.info('stragglers collected', { ...counts, unknown, paidUsd: paidE10 / 1e10 });
+}
+
+/** A synchronous answer's usage and its cost at standard rates (no batch discount). */
+function standardCost(result: BatchResult, prices: ReturnType<typeof priceTableFromConfig>): { usage?: ReturnType<typeof tokenTotals>; costUsd?: number } {
+  const read = readMessageUsage((result as { message?: unknown }).message);
+  if (read.unpriced !== undefined) return read.usage ? { usage: tokenTotals(read.usage) } : {};
+  return { usage: tokenTotals(read.usage), costUsd: rowCostUsd(read.usage, read.model, prices, false) };
+}
