@@ -24,14 +24,16 @@ its tokens and cost at batch rates. Nothing is sent anywhere.
 Input tokens are counted by the API's published rules as far as they go (images by their pixel
 size, PDFs by page, the tool-use system prompt, per-message overhead) and text at about 4
 characters a token in English (CJK about one a character): docs/api-reference.md §10. Prompt
-caching as the API bills it: in each batch, the first row with a cache_control prefix writes it
-and the others read it (with --prime-cache, a prefix 3 rows share is written once at standard
-price). Two figures:
+caching as the API bills it. Two figures:
 
-  upper bound   output at each request's max_tokens
-  expected      output at max_tokens × what past jobs' rows of the model used of it, from the
-                output history of the stack named by --stack or --local; without history (or
-                without either flag) it equals the upper bound. The budget guard judges this one.
+  upper bound   output at each request's max_tokens, and every row writing its cache_control
+                prefixes (rows that start together each write; a primed prefix may have expired)
+  expected      the prompt cache at its best: in each batch the first row with a prefix writes it
+                and the others read it (with --prime-cache, a prefix 3 rows share is written once
+                at standard price and every row reads it); output at max_tokens × what past jobs'
+                rows of the model used of it, from the output history of the stack named by
+                --stack or --local (without history, or either flag: at max_tokens). The budget
+                guard judges this one.
 
 Options:
   --stack NAME             read the output history of this deployed stack (AWS credentials and

@@ -536,9 +536,12 @@ export interface CacheEstimateJson {
 }
 
 /**
- * The upper bound (output at max_tokens) is the top level, as before; `expected` scales output by
- * history; `cache` says how the prompt cache was counted. Both figures include cache reads, writes
- * and priming.
+ * The upper bound is the top level, as before: output at max_tokens, and every cacheable prefix
+ * written by every row (requests that start together each write it, and a primed prefix may have
+ * expired before the batch starts), plus the priming calls — what the job can cost at most by the
+ * token rules. `expected` counts the cache at its best (per batch one write per prefix, the rest
+ * read; primed prefixes read by every row) and scales output by history; `cache` says how the
+ * prompt cache was counted.
  */
 export type EstimateTotalsJson = CostTotalsJson & { estimate: true; expected: ExpectedJson; cache: CacheEstimateJson };
 
@@ -617,7 +620,7 @@ export class EstimateTotals {
     } else if (this.batches === 0) {
       this.batches = 1;
     }
-    this.upper.add(usage, params.model);
+    this.upper.add(worstCaseCaching(usage, points, total), params.model);
     const ratio = outputRatio(this.history, params.model);
     const maxTokens = count(params.max_tokens);
     this.expected.add({ ...usage, output_tokens: ratio === undefined ? maxTokens : Math.round(maxTokens * ratio) }, params.model);
@@ -637,10 +640,9 @@ export class EstimateTotals {
         this.primedCount += 1;
         const write = { ...zeroTokens(), [prefix.ttl === '1h' ? 'cacheWrite1h' : 'cacheWrite5m']: prefix.segment };
         const read = { ...zeroTokens(), cacheRead: prefix.segment };
-        for (const totals of [this.upper, this.expected]) {
-          totals.shift(prefix.model, prefix.geo, write, -1);
-          totals.shift(prefix.model, prefix.geo, read, 1);
-        }
+        // Only the expected figure counts on the priming: at worst the batch starts after the prefix expired.
+        this.expected.shift(prefix.model, prefix.geo, write, -1);
+        this.expected.shift(prefix.model, prefix.geo, read, 1);
         let primed = this.priming.get(prefix.model);
         if (!primed) this.priming.set(prefix.model, (primed = zeroTokens()));
         addTokens(primed, write);
@@ -725,4 +727,28 @@ export class EstimateTotals {
       cache: { batches: this.batches, prefixes: this.prefixCount, primedPrefixes: this.primedCount, primingUsd: roundUsd(primingTotal) },
     };
   }
+}
+
+/**
+ * A row's usage with its cacheable prefixes all written by it, none read: what the row costs at
+ * most when it starts beside the batch's other rows, before any of their writes has finished.
+ */
+function worstCaseCaching(usage: Usage, points: ReadonlyArray<{ tokens: number; ttl: '5m' | '1h' }>, total: number): Usage {
+  if (points.length === 0) return usage;
+  let covered = 0;
+  let written5m = 0;
+  let written1h = 0;
+  for (const point of points) {
+    const segment = Math.max(0, point.tokens - covered);
+    if (point.ttl === '1h') written1h += segment;
+    else written5m += segment;
+    covered = Math.max(covered, point.tokens);
+  }
+  return {
+    ...usage,
+    input_tokens: Math.max(0, total - written5m - written1h),
+    cache_read_input_tokens: 0,
+    cache_creation_input_tokens: written5m + written1h,
+    cache_creation: { ephemeral_5m_input_tokens: written5m, ephemeral_1h_input_tokens: written1h },
+  };
 }

@@ -258,7 +258,7 @@ function answer(input: CollectInput, record: ChunkAttempt, config: Pick<Pipeline
 
 /**
  * Whether the retry would take the job past its budget: what the job has paid (this attempt
- * included) plus the retry's estimate (cost.ts, worst-case output), against the budget. Chunks run
+ * included) plus the retry's estimate (cost.ts, its upper bound: output at max_tokens, every row writing its cached prefixes), against the budget. Chunks run
  * side by side, so each judges by what the others had recorded when it collected.
  */
 async function overBudget(

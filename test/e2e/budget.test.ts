@@ -7,9 +7,10 @@ import { batchOutcomes, ids, readJsonl, rowRecord, uploadRows, useLocalStack, wi
 
 /**
  * Rows that share a system prompt marked for the 1-hour prompt cache (longer than Haiku 4.5's
- * minimum cacheable 4,096 tokens). The estimate counts one write (at 2× input) per batch and reads
- * for the rest; a retry is another batch, so it writes the prefix again — what the job has paid
- * (one write at least) plus the retry's estimate (another) is over a budget of about one write.
+ * minimum cacheable 4,096 tokens). The expected figure counts one write (at 2× input) per batch and
+ * reads for the rest; a retry is another batch, so it writes the prefix again — what the job has paid
+ * (one write at least) plus the retry's estimate (a write per row at worst) is over a budget of about
+ * one write.
  */
 const underestimated = (customId: string) => ({
   custom_id: customId,
@@ -32,16 +33,18 @@ describe('the budget guard, end to end', () => {
   const upload = (name: string, rows: Array<{ custom_id: string; params: unknown }>, maxCost?: number): Promise<string> =>
     uploadRows(under, name, rows, { [MODE_METADATA]: 'strict', ...(maxCost === undefined ? {} : { [MAX_COST_METADATA]: String(maxCost) }) });
 
+  /** The two figures: the upper bound (every row writes the prefix) and the expected one (one write, the rest read). */
   const estimateOf = (rows: Array<{ params: unknown }>) => {
     const totals = new EstimateTotals();
     for (const row of rows) totals.add(row.params as MessageParams);
-    return totals.toJSON().totalUsd;
+    const json = totals.toJSON();
+    return { upper: json.totalUsd, expected: json.expected.totalUsd };
   };
 
   it('sends no retry that would take the paid cost past the budget: those rows end errored budget_exceeded', async () => {
     const rows = ids('row', 10).map(underestimated);
     // Within budget as estimated, so Prepare lets the job run; what the first batch costs leaves no room for a retry.
-    const budget = estimateOf(rows) * 1.01;
+    const budget = estimateOf(rows).expected * 1.01;
 
     const jobId = await upload('underestimated.jsonl', rows, budget);
     const outcome = await under.stack.waitForJob(jobId);
@@ -64,8 +67,8 @@ describe('the budget guard, end to end', () => {
     const errors = await readJsonl<ErrorRow>(under.stack, outcome.keys.errors);
     expect(errors.map((row) => [row.custom_id, row.error_type])).toEqual(stopped.map((row) => [row.custom_id, 'budget_exceeded']));
     expect(outcome.summary!.counts).toEqual({ total: 10, succeeded: 10 - overloaded.length, errored: overloaded.length, expired: 0, canceled: 0, invalid: 0 });
-    // The first job of the stack: no history, so the expected figure is the upper bound.
-    expect(outcome.summary!.budget).toEqual({ maxCostUsd: budget, estimateUsd: estimateOf(rows), expectedUsd: estimateOf(rows) });
+    // The first job of the stack: no history, so the expected figure differs from the upper bound by the caching only.
+    expect(outcome.summary!.budget).toEqual({ maxCostUsd: budget, estimateUsd: estimateOf(rows).upper, expectedUsd: estimateOf(rows).expected });
     expect(outcome.summary!.cost.batchUsd).toBeGreaterThan(0);
     expect(outcome.summary!.retries).toEqual({ attempts: 0, rows: 0 });
   });
@@ -82,7 +85,7 @@ describe('the budget guard, end to end', () => {
     const execution = await under.stack.stepFunctions.describe(outcome.job!.executionArn!)!.done;
     expect([execution.status, execution.error]).toEqual(['FAILED', 'BudgetExceeded']);
     expect(outcome.job?.failure?.error).toBe('BudgetExceeded');
-    expect(outcome.job?.failure?.cause).toContain(`The expected cost $${estimateOf(rows).toFixed(4)} (an estimate`);
+    expect(outcome.job?.failure?.cause).toContain(`The expected cost $${estimateOf(rows).expected.toFixed(4)} (an estimate`);
     expect(outcome.job?.failure?.cause).toContain("over the job's budget of $0.0000");
     expect(under.stack.simulator!.stats().requestsCreated).toBe(requestsBefore);
     const results = await readJsonl<ResultRow>(under.stack, outcome.keys.results);
@@ -96,6 +99,10 @@ describe('the budget guard, end to end', () => {
     const outcome = await under.stack.waitForJob(jobId);
 
     expect(outcome.status).toBe('succeeded');
-    expect(outcome.summary!.budget).toMatchObject({ maxCostUsd: STACK_BUDGET_USD, estimateUsd: estimateOf(rows) });
+    expect(outcome.summary!.budget).toMatchObject({
+      maxCostUsd: STACK_BUDGET_USD,
+      estimateUsd: estimateOf(rows).upper,
+      expectedUsd: estimateOf(rows).expected,
+    });
   });
 });
