@@ -81,9 +81,9 @@ export async function runEstimate(input: EstimateInput): Promise<EstimateRun> {
       history,
       actualUsd: summary.cost.batchUsd,
       tokens: {
-        estimatedInput: estimate.tokens.input_tokens,
-        estimatedCacheRead: estimate.tokens.cache_read_input_tokens,
-        estimatedCacheWrite: estimate.tokens.cache_creation_input_tokens,
+        estimatedInput: estimate.expected.tokens.input_tokens,
+        estimatedCacheRead: estimate.expected.tokens.cache_read_input_tokens,
+        estimatedCacheWrite: estimate.expected.tokens.cache_creation_input_tokens,
         estimatedOutputUpper: estimate.tokens.output_tokens,
         estimatedOutputExpected: estimate.expected.tokens.output_tokens,
         input: summary.tokens.input,

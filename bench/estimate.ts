@@ -98,7 +98,14 @@ export async function benchEstimate(ctx: BenchContext): Promise<BenchReport> {
           ]),
         },
         {
-          headers: ['file', 'input est. / billed', 'cache read est. / billed', 'cache write est. / billed', 'output upper / expected / billed', 'history used'],
+          headers: [
+            'file',
+            'input expected / billed',
+            'cache read expected / billed',
+            'cache write expected / billed',
+            'output upper / expected / billed',
+            'history used',
+          ],
           rows: runs.map((run) => [
             run.label,
             `${int(run.tokens.estimatedInput)} / ${int(run.tokens.input)}`,
@@ -115,9 +122,9 @@ export async function benchEstimate(ctx: BenchContext): Promise<BenchReport> {
         return check(`estimate: ${run.label} expected ÷ billed`, `${fmt(ESTIMATE_TARGET.low, 2)}–${fmt(ESTIMATE_TARGET.high, 2)}×`, times(value), pass);
       }),
       notes: [
-        'Upper bound: output at max_tokens. Expected: output at max_tokens × the ratio the history job left (per model; basis shown in "history used").',
+        'Upper bound: output at max_tokens, every row writing its cacheable prefixes (what the job can cost at most). Expected: the cache at its best, output at max_tokens × the ratio the history job left (per model; basis shown in "history used").',
         'History: a first job of the same kind on the same fresh local stack — the examples with each last user turn changed (other prompts, so other replies), the benchmark file with another seed — then the file is estimated and run.',
-        "Caching as estimated: per batch, one write per cacheable prefix and the rest read; the simulator runs a batch's first requests together, so each of those writes.",
+        "Caching in the expected figure: per batch, one write per cacheable prefix and the rest read; the simulator runs a batch's first requests together, so each of those writes.",
         'Lenient runs: invalid lines are in no figure.',
       ],
     };
