@@ -478,8 +478,8 @@ class LimitWatch {
 
   /** Where the scan stands, in the user's words. */
   private where(line: number, rows: number): string {
-    const of = this.size === undefined ? '' : ` of ${megabytes(this.size)}`;
-    return `at line ${count(line)} (${count(rows)} rows so far, ${megabytes(this.read)}${of} read)`;
+    const of = this.size === undefined ? '' : ` of ${sizeText(this.size)}`;
+    return `at line ${count(line)} (${count(rows)} rows so far, ${sizeText(this.read)}${of} read)`;
   }
 
   private outOfMemory(line: number, rows: number, rss: number, memoryMiB: number): InputTooLarge {
@@ -513,14 +513,18 @@ class LimitWatch {
     const parts = Math.ceil(this.size / perInvocation);
     return new InputTooLarge(
       `${what}, and at its pace so far the whole file needs about ${count(Math.round((this.size / this.read) * (elapsed / 1000)))} s: ` +
-        `split the file into at least ${count(parts)} files of at most ${megabytes(perInvocation)}`,
+        `split the file into at least ${count(parts)} files of at most ${sizeText(perInvocation)}`,
     );
   }
 }
 
 const MiB = 1024 * 1024;
 const count = (n: number) => n.toLocaleString('en-US');
-const megabytes = (bytes: number) => `${(bytes / 1e6).toLocaleString('en-US', { maximumFractionDigits: 1 })} MB`;
+/** A size as people say it: bytes, KB, MB or GB (decimal), to one decimal place. */
+function sizeText(bytes: number): string {
+  const [unit, scale] = bytes >= 1e9 ? ['GB', 1e9] : bytes >= 1e6 ? ['MB', 1e6] : bytes >= 1e3 ? ['KB', 1e3] : ['bytes', 1];
+  return `${(bytes / scale).toLocaleString('en-US', { maximumFractionDigits: 1 })} ${unit}`;
+}
 
 /**
  * The chunks of a job's first attempt, cut in order: a row goes to the current chunk unless it

@@ -300,10 +300,9 @@ describe('prepareJob', () => {
       await expect(failure).rejects.toBeInstanceOf(InputTooLarge);
       const message = (await failure.catch((error: Error) => error)) as Error;
       const firstLine = Buffer.byteLength(body.split('\n')[0]!) + 1;
-      const mb = (bytes: number) => `${(bytes / 1e6).toLocaleString('en-US', { maximumFractionDigits: 1 })} MB`;
       expect(message.message).toMatch(
         new RegExp(
-          `^the input is too large for one Prepare: at line 1 \\(0 rows so far, ${mb(firstLine)} of ${mb(Buffer.byteLength(body))} read\\) ` +
+          `^the input is too large for one Prepare: at line 1 \\(0 rows so far, ${firstLine} bytes of ${Buffer.byteLength(body)} bytes read\\) ` +
             "it was using [\\d,]+ MiB of the function's 64 MiB; the whole file needs about ([\\d,]+) MiB: " +
             'raise the stack setting prepareMemoryMiB to \\1, or split the file$',
         ),
@@ -322,15 +321,16 @@ describe('prepareJob', () => {
       const failure = run();
 
       await expect(failure).rejects.toBeInstanceOf(InputTooLarge);
-      const read = Buffer.byteLength(jsonl(rows.slice(0, 4_096)));
+      // Read: up to the end of line 4,097, the line the check is made at.
+      const read = Buffer.byteLength(jsonl(rows.slice(0, 4_097)));
       const size = Buffer.byteLength(body);
-      const mb = (bytes: number) => `${(bytes / 1e6).toLocaleString('en-US', { maximumFractionDigits: 1 })} MB`;
+      const kb = (bytes: number) => `${(bytes / 1e3).toLocaleString('en-US', { maximumFractionDigits: 1 })} KB`;
       // 870 s to read `read` bytes; one invocation has 840 s (900 less the minute kept to fail cleanly).
       const perInvocation = (read / 870_000) * 840_000;
       await expect(failure).rejects.toThrow(
-        `the input is too large for one Prepare: at line 4,097 (4,096 rows so far, ${mb(read)} of ${mb(size)} read) it had 30 s of its time left, ` +
+        `the input is too large for one Prepare: at line 4,097 (4,096 rows so far, ${kb(read)} of ${kb(size)} read) it had 30 s of its time left, ` +
           `and at its pace so far the whole file needs about ${Math.round((size / read) * (870_000 / 1000)).toLocaleString('en-US')} s: ` +
-          `split the file into at least 2 files of at most ${mb(perInvocation)}`,
+          `split the file into at least 2 files of at most ${kb(perInvocation)}`,
       );
       expect(left).toEqual([]);
       await expectNothingPrepared(jobId, keys);
