@@ -443,8 +443,8 @@ async function openSourceSized(s3: S3Client, job: JobItem): Promise<{ body: Read
 /**
  * Watches one invocation's memory and time while the input is read, checking cheaply (at the first
  * line, then every CHECK_EVERY_LINES lines or CHECK_EVERY_BYTES bytes), and throws InputTooLarge
- * while there is still time to fail cleanly: a Prepare Lambda kills (out of memory, timed out) would
- * be retried twice at up to 900 s each and end with a cause that says nothing of the file.
+ * while there is still time to fail cleanly: a Prepare that Lambda kills (out of memory, timed out) is
+ * retried twice at up to 900 s each, and ends with a cause that says nothing of the file.
  */
 class LimitWatch {
   private readonly startRss = process.memoryUsage.rss();
