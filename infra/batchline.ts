@@ -97,6 +97,12 @@ export interface BatchlineInfraProps {
   /** Days the functions' and the workflow's logs are kept: one of CloudWatch Logs' periods. @default 30 */
   readonly logRetentionDays?: number;
   /**
+   * PrepareJob's memory in MiB (128 to 10,240): it holds every custom_id of the job (~40 B a row), so
+   * it bounds the rows one file may have. A file that would not fit fails the job with InputTooLarge,
+   * which names the value to set (docs/performance.md §6). @default 2048
+   */
+  readonly prepareMemoryMiB?: number;
+  /**
    * What encrypts the bucket, the table and the logs: `aws-owned` keys (no KMS charges), `stack` (a
    * customer-managed key the construct creates) or the ARN of a KMS key of yours.
    * @default 'aws-owned'
@@ -198,6 +204,7 @@ export class Batchline extends Construct {
       apiEnv: settings.apiEnv,
       scheduledPrefixes,
       logRetentionDays: settings.logRetentionDays,
+      prepareMemoryMiB: settings.prepareMemoryMiB,
       logKey: key,
     });
     const fns = this.functions.handlers;

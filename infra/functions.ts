@@ -14,6 +14,7 @@ import type { ApiKey } from './api-key';
 import { Handler, HANDLER_NAMES, type HandlerName } from './handler';
 import { acceptWildcardActions, acceptWildcardResources } from './nag';
 import type { Notifications } from './notifications';
+import { STACK_SETTING_DEFAULTS } from './settings';
 import { jobExecutionsArn } from './workflow';
 
 /** Where in the bucket a handler reads or writes: job inputs, work files, outputs. */
@@ -61,7 +62,8 @@ export const HANDLER_SPECS: Record<HandlerName, HandlerSpec> = {
   },
   'prepare-job': {
     description: "Stream-validates the input file and writes its chunks' row indexes",
-    memorySize: 2048,
+    // The prepareMemoryMiB setting's default; the setting overrides it.
+    memorySize: STACK_SETTING_DEFAULTS.prepareMemoryMiB,
     timeout: Duration.seconds(900),
     // results/: a job that reuses another's rows reads that job's results.jsonl (shared/jobs/reuse.ts).
     read: ['input', 'results'],
@@ -229,6 +231,8 @@ export interface FunctionsProps {
   scheduledPrefixes?: string[];
   /** Days the functions' logs are kept. Default 30. */
   logRetentionDays?: number;
+  /** PrepareJob's memory in MiB, instead of its HANDLER_SPECS size (the prepareMemoryMiB setting). */
+  prepareMemoryMiB?: number;
   /** Encrypt the functions' logs with this key. Default: CloudWatch Logs' own encryption. */
   logKey?: kms.IKey;
 }
@@ -256,7 +260,7 @@ export class Functions extends Construct {
       const handler = new Handler(this, pascalCase(name), {
         name,
         description: spec.description,
-        memorySize: spec.memorySize,
+        memorySize: name === 'prepare-job' ? (props.prepareMemoryMiB ?? spec.memorySize) : spec.memorySize,
         timeout: spec.timeout,
         ephemeralStorageSize: spec.ephemeralStorageSize,
         environment: baseEnv,

@@ -56,6 +56,8 @@ export const STACK_SETTING_DEFAULTS = {
   functionErrorThreshold: 1,
   /** Days CloudWatch keeps the functions' and the state machine's logs (one of CloudWatch's periods). */
   logRetentionDays: 30,
+  /** PrepareJob's memory in MiB: it holds the job's custom_ids (~40 B a row), so it bounds the rows of one file. */
+  prepareMemoryMiB: 2048,
 } as const;
 
 /** The retention periods CloudWatch Logs accepts, in days. */
@@ -82,6 +84,8 @@ const STACK_SETTING_LIMITS: Record<keyof typeof STACK_SETTING_DEFAULTS, readonly
   jobDeadlineHours: [1, 8760, 'whole'],
   functionErrorThreshold: [1, 100_000, 'whole'],
   logRetentionDays: [1, 3653, 'whole'],
+  // Lambda's range of memory sizes.
+  prepareMemoryMiB: [128, 10_240, 'whole'],
 };
 
 export type PipelineSettingName = keyof typeof PIPELINE_SETTING_ENV;
@@ -117,6 +121,8 @@ export interface BatchlineSettings {
   maxConcurrentChunks: number;
   workRetentionDays: number;
   logRetentionDays: number;
+  /** PrepareJob's memory in MiB (docs/performance.md §6). */
+  prepareMemoryMiB: number;
   encryptionKey: EncryptionKeySetting;
   alarms: AlarmSettings;
   /** An existing secret to use; undefined creates one with a placeholder value. */
@@ -137,6 +143,7 @@ const {
   maxConcurrentChunks: DEFAULT_MAX_CONCURRENT_CHUNKS,
   workRetentionDays: DEFAULT_WORK_RETENTION_DAYS,
   logRetentionDays: DEFAULT_LOG_RETENTION_DAYS,
+  prepareMemoryMiB: DEFAULT_PREPARE_MEMORY_MIB,
   ...DEFAULT_ALARMS
 } = STACK_SETTING_DEFAULTS;
 
@@ -147,6 +154,7 @@ export const DEFAULT_SETTINGS: BatchlineSettings = {
   maxConcurrentChunks: DEFAULT_MAX_CONCURRENT_CHUNKS,
   workRetentionDays: DEFAULT_WORK_RETENTION_DAYS,
   logRetentionDays: DEFAULT_LOG_RETENTION_DAYS,
+  prepareMemoryMiB: DEFAULT_PREPARE_MEMORY_MIB,
   encryptionKey: 'aws-owned',
   alarms: { ...DEFAULT_ALARMS },
   apiKeySecretName: undefined,
@@ -190,6 +198,7 @@ export function readSettings(tryGetContext: ContextReader): BatchlineSettings {
     maxConcurrentChunks: stackSetting('maxConcurrentChunks'),
     workRetentionDays: stackSetting('workRetentionDays'),
     logRetentionDays: logRetentionSetting(stackSetting('logRetentionDays')),
+    prepareMemoryMiB: stackSetting('prepareMemoryMiB'),
     encryptionKey: encryptionKeySetting(raw.encryptionKey),
     alarms: {
       erroredRowRateThreshold: stackSetting('erroredRowRateThreshold'),

@@ -80,24 +80,28 @@ export interface Observer {
   metric(name: MetricName, value: number): void;
 }
 
-/** The part of Lambda's context object the logs use. */
+/** The part of Lambda's context object the handlers use: the logs its request id, a long step its time left. */
 export interface InvocationContext {
   awsRequestId?: string;
+  getRemainingTimeInMillis?: () => number;
 }
 
 /**
- * Wraps a handler: a Logger and a Metrics for each invocation, the invocation's keys taken from the
+ * Wraps a handler: a Logger and a Metrics for each invocation (and Lambda's context handed on), the invocation's keys taken from the
  * event (`jobId`, `chunk`, `attempt`, `batchId`, those present), a failure logged by name and
  * message and rethrown as it was, and the metrics published whether the handler returns or throws.
  */
-export function instrument<E, R>(handler: string, run: (event: E, observer: Observer) => Promise<R>): (event: E, context?: InvocationContext) => Promise<R> {
+export function instrument<E, R>(
+  handler: string,
+  run: (event: E, observer: Observer, context?: InvocationContext) => Promise<R>,
+): (event: E, context?: InvocationContext) => Promise<R> {
   let coldStart = true;
   return async (event, context) => {
     const observer = new InvocationObserver(handler, context, coldStart);
     coldStart = false;
     observer.keys(keysOf(event));
     try {
-      return await run(event, observer);
+      return await run(event, observer, context);
     } catch (error) {
       const fields = { error: errorFields(error) };
       // An error the workflow retries (docs/workflow-contract.md) is a warning, not yet an error.

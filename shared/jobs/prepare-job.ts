@@ -16,7 +16,7 @@ import { DeleteItemCommand, type DynamoDBClient } from '@aws-sdk/client-dynamodb
 import { GetObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { marshall } from '@aws-sdk/util-dynamodb';
 import type { Readable } from 'node:stream';
-import type { PipelineConfig } from '../config';
+import { intSetting, type PipelineConfig } from '../config';
 import { isBlank, type RawLine } from '../jsonl/lines';
 import { maxLineBytesFor, SourceLineReader, tooLongOutcome, type TooLongLine } from '../validation/input-lines';
 import { BulkWriter, ConditionFailed, getItem, queryPartition, updateItem } from '../store/dynamo';
@@ -48,6 +48,40 @@ export class TooManyChunks extends Error {
 }
 
 /**
+ * The input will not fit one Prepare invocation: its memory or its time would run out before the
+ * file's end. Not retried (a re-run would hit the same wall); the message says what to change.
+ */
+export class InputTooLarge extends Error {
+  override readonly name = 'InputTooLarge';
+}
+
+/** What one Prepare invocation may use, watched while it scans (docs/performance.md §6). */
+export interface PrepareLimits {
+  /** The function's memory in MiB (Lambda's AWS_LAMBDA_FUNCTION_MEMORY_SIZE); none: memory is not watched. */
+  memoryMiB?: number;
+  /** The invocation's time left in ms (the Lambda context's getRemainingTimeInMillis); none: time is not watched. */
+  remainingMs?: () => number;
+}
+
+/** The limits of this invocation: the memory Lambda gives the function and the context's clock. */
+export function lambdaLimits(context: { getRemainingTimeInMillis?: () => number } | undefined, env: NodeJS.ProcessEnv = process.env): PrepareLimits {
+  const memoryMiB =
+    env.AWS_LAMBDA_FUNCTION_MEMORY_SIZE === undefined ? undefined : intSetting(env, 'AWS_LAMBDA_FUNCTION_MEMORY_SIZE', 0, 1, LAMBDA_MAX_MEMORY_MIB);
+  const remainingMs = context?.getRemainingTimeInMillis?.bind(context);
+  return { memoryMiB, remainingMs };
+}
+
+/** Lambda's largest memory size. */
+export const LAMBDA_MAX_MEMORY_MIB = 10_240;
+/** Prepare stops once its resident memory passes this share of the function's. */
+const MEMORY_SHARE = 0.85;
+/** ...or once it has less than this left with input still unread (enough to fail cleanly and record why). */
+const TIME_RESERVE_MS = 60_000;
+/** The limits are checked at the first line, then every this many lines or bytes, whichever comes first. */
+const CHECK_EVERY_LINES = 4096;
+const CHECK_EVERY_BYTES = 64 * 1024 * 1024;
+
+/**
  * The most chunks one job may have. Prepare's output lists every chunk index, and it (plus a caught
  * error, in MarkJobFailed's input) must stay under Step Functions' 256 KB state limit: 30,000
  * indexes are about 169 KB of JSON, leaving room for a cause of 32,768 characters even when its
@@ -71,6 +105,8 @@ export interface PrepareDeps {
   observer?: Observer;
   /** Default MAX_CHUNKS; tests lower it rather than write 30,000 files. */
   maxChunks?: number;
+  /** The invocation's memory and time (lambdaLimits); default: neither is watched. */
+  limits?: PrepareLimits;
 }
 
 /** Invalid-line report rows are gathered into writes of about this size. */
@@ -275,7 +311,8 @@ async function scanSource(job: JobItem, deps: PrepareDeps, history: OutputHistor
   const estimate = new EstimateTotals({ prices: priceTableFromConfig(config), history, primeCache: job.primeCache === true });
   const budgeted = job.maxCostUsd !== undefined;
   const sentOutput = new Map<string, { rows: number; maxTokens: number }>();
-  const body = await openSource(s3, job);
+  const { body, size } = await openSourceSized(s3, job);
+  const watch = new LimitWatch(deps.limits ?? {}, size);
   const invalid = new LineBatches(new ObjectWriter(s3, config.bucket, keys.invalidWork, { partSize: INVALID_PART_BYTES }));
   const source: SourceRef = { bucket: job.bucket, key: job.key, versionId: job.versionId, etag: job.etag };
   const chunks = new ChunkFiles(s3, config.bucket, job.jobId, source, {
@@ -297,6 +334,7 @@ async function scanSource(job: JobItem, deps: PrepareDeps, history: OutputHistor
   let invalidRows = 0;
   /** Returns a promise only when the line must wait for S3 before the next one is read. */
   const handleLine = (entry: RawLine | TooLongLine): Promise<unknown> | undefined => {
+    watch.check(entry, validRows + invalidRows);
     let outcome: LineOutcome;
     if ('tooLong' in entry) {
       outcome = tooLongOutcome(entry, maxRequestBytes);
@@ -371,6 +409,11 @@ async function reusableOf(reuse: NonNullable<JobItem['reuse']>, deps: PrepareDep
 
 /** The job's input object, exactly the upload it was registered for. */
 export async function openSource(s3: S3Client, job: JobItem): Promise<Readable & AsyncIterable<Uint8Array>> {
+  return (await openSourceSized(s3, job)).body;
+}
+
+/** openSource, and the object's size in bytes (undefined if S3 did not say). */
+async function openSourceSized(s3: S3Client, job: JobItem): Promise<{ body: Readable & AsyncIterable<Uint8Array>; size: number | undefined }> {
   const where = `s3://${job.bucket}/${job.key}`;
   try {
     const response = await s3.send(
@@ -388,13 +431,99 @@ export async function openSource(s3: S3Client, job: JobItem): Promise<Readable &
       body.destroy();
       throw new SourceChanged(`${where} was overwritten after the job was registered (ETag ${job.etag}, now ${bareEtag(response.ETag)})`);
     }
-    return body;
+    return { body, size: response.ContentLength };
   } catch (error) {
     const status = (error as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode;
     if (status === 412) throw new SourceChanged(`${where} was overwritten after the job was registered (ETag ${job.etag})`);
     if (isS3NotFound(error)) throw new SourceNotFound(`${where} no longer exists`);
     throw error;
   }
+}
+
+/**
+ * Watches one invocation's memory and time while the input is read, checking cheaply (at the first
+ * line, then every CHECK_EVERY_LINES lines or CHECK_EVERY_BYTES bytes), and throws InputTooLarge
+ * while there is still time to fail cleanly: a Prepare that Lambda kills (out of memory, timed out) is
+ * retried twice at up to 900 s each, and ends with a cause that says nothing of the file.
+ */
+class LimitWatch {
+  private readonly startRss = process.memoryUsage.rss();
+  private readonly startRemaining: number | undefined;
+  private nextLine = 1;
+  private nextByte = 0;
+  /** Bytes of the input up to the end of the last line seen. */
+  private read = 0;
+
+  constructor(
+    private readonly limits: PrepareLimits,
+    private readonly size: number | undefined,
+  ) {
+    this.startRemaining = limits.remainingMs?.();
+  }
+
+  check(entry: RawLine | TooLongLine, rows: number): void {
+    if ('offset' in entry) this.read = entry.offset + entry.length;
+    if (entry.lineNumber < this.nextLine && this.read < this.nextByte) return;
+    this.nextLine = entry.lineNumber + CHECK_EVERY_LINES;
+    this.nextByte = this.read + CHECK_EVERY_BYTES;
+    const { memoryMiB, remainingMs } = this.limits;
+    if (memoryMiB !== undefined) {
+      const rss = process.memoryUsage.rss();
+      if (rss > memoryMiB * MiB * MEMORY_SHARE) throw this.outOfMemory(entry.lineNumber, rows, rss, memoryMiB);
+    }
+    const remaining = remainingMs?.();
+    const unread = this.size === undefined || this.read < this.size;
+    if (remaining !== undefined && remaining < TIME_RESERVE_MS && unread) throw this.outOfTime(entry.lineNumber, rows, remaining);
+  }
+
+  /** Where the scan stands, in the user's words. */
+  private where(line: number, rows: number): string {
+    const of = this.size === undefined ? '' : ` of ${sizeText(this.size)}`;
+    return `at line ${count(line)} (${count(rows)} rows so far, ${sizeText(this.read)}${of} read)`;
+  }
+
+  private outOfMemory(line: number, rows: number, rss: number, memoryMiB: number): InputTooLarge {
+    const what = `the input is too large for one Prepare: ${this.where(line, rows)} it was using ${count(Math.round(rss / MiB))} MiB of the function's ${count(memoryMiB)} MiB`;
+    // Memory grows with the rows (the job-wide custom_id set): the growth so far, scaled to the whole file.
+    const growth = Math.max(0, rss - this.startRss);
+    const share = this.size !== undefined && this.read > 0 ? this.size / this.read : undefined;
+    if (share === undefined) return new InputTooLarge(`${what}: raise the stack setting prepareMemoryMiB or split the file`);
+    const needed = this.startRss + growth * share;
+    const suggested = Math.ceil(needed / MEMORY_SHARE / MiB / 64) * 64;
+    if (suggested <= LAMBDA_MAX_MEMORY_MIB) {
+      return new InputTooLarge(
+        `${what}; the whole file needs about ${count(suggested)} MiB: raise the stack setting prepareMemoryMiB to ${count(suggested)}, or split the file`,
+      );
+    }
+    const perPart = LAMBDA_MAX_MEMORY_MIB * MiB * MEMORY_SHARE - this.startRss;
+    const parts = perPart > 0 && growth > 0 ? Math.ceil((growth * share) / perPart) : undefined;
+    return new InputTooLarge(
+      `${what}; the whole file needs more than the ${count(LAMBDA_MAX_MEMORY_MIB)} MiB a Lambda function may have: split the file` +
+        (parts === undefined ? '' : ` into at least ${count(parts)} files`),
+    );
+  }
+
+  private outOfTime(line: number, rows: number, remaining: number): InputTooLarge {
+    const what = `the input is too large for one Prepare: ${this.where(line, rows)} it had ${count(Math.floor(remaining / 1000))} s of its time left`;
+    const budget = (this.startRemaining ?? 0) - TIME_RESERVE_MS;
+    const elapsed = (this.startRemaining ?? 0) - remaining;
+    if (this.size === undefined || this.read === 0 || elapsed <= 0 || budget <= 0) return new InputTooLarge(`${what}: split the file`);
+    // The bytes one invocation reads at this pace, keeping the reserve.
+    const perInvocation = (this.read / elapsed) * budget;
+    const parts = Math.ceil(this.size / perInvocation);
+    return new InputTooLarge(
+      `${what}, and at its pace so far the whole file needs about ${count(Math.round((this.size / this.read) * (elapsed / 1000)))} s: ` +
+        `split the file into at least ${count(parts)} files of at most ${sizeText(perInvocation)}`,
+    );
+  }
+}
+
+const MiB = 1024 * 1024;
+const count = (n: number) => n.toLocaleString('en-US');
+/** A size as people say it: bytes, KB, MB or GB (decimal), to one decimal place. */
+function sizeText(bytes: number): string {
+  const [unit, scale] = bytes >= 1e9 ? ['GB', 1e9] : bytes >= 1e6 ? ['MB', 1e6] : bytes >= 1e3 ? ['KB', 1e3] : ['bytes', 1];
+  return `${(bytes / scale).toLocaleString('en-US', { maximumFractionDigits: 1 })} ${unit}`;
 }
 
 /**
@@ -443,7 +572,6 @@ class ChunkFiles {
 
   private tooMany(lineNumber: number): TooManyChunks {
     const { maxChunks, maxRows, maxBytes } = this.limits;
-    const count = (n: number) => n.toLocaleString('en-US');
     return new TooManyChunks(
       `line ${count(lineNumber)} would start chunk ${count(maxChunks + 1)}, but a job may have at most ${count(maxChunks)} chunks ` +
         `(each at most BATCHLINE_MAX_REQUESTS_PER_CHUNK = ${count(maxRows)} requests and BATCHLINE_MAX_BYTES_PER_CHUNK = ${count(maxBytes)} bytes): ` +

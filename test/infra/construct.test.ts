@@ -122,6 +122,20 @@ describe('new Batchline(scope, id, props)', () => {
     template.hasResourceProperties('AWS::Scheduler::Schedule', { ScheduleExpression: 'cron(0 23 * * ? *)' });
   });
 
+  it("sizes PrepareJob's memory by prepareMemoryMiB (default 2,048 MiB), leaving the other functions' as they are", () => {
+    const memoryOf = (template: Template) =>
+      Object.fromEntries(
+        Object.values(template.findResources('AWS::Lambda::Function'))
+          .filter((resource) => resource.Metadata?.['batchline:handler'] !== undefined)
+          .map((resource) => [resource.Metadata['batchline:handler'], resource.Properties.MemorySize]),
+      );
+    const defaults = memoryOf(userStack().template);
+    const raised = memoryOf(userStack(() => ({ prepareMemoryMiB: 6144 })).template);
+
+    expect(defaults['prepare-job']).toBe(2048);
+    expect(raised).toEqual({ ...defaults, 'prepare-job': 6144 });
+  });
+
   it('twice in one stack, names its state machine, alarms, dashboard and log group apart: no name is used twice', () => {
     const app = new App({ outdir: mkdtempSync(path.join(tmpdir(), 'batchline-construct-test-')), context: { 'aws:cdk:bundling-stacks': [] } });
     outdirs.push(app.outdir);
@@ -147,6 +161,9 @@ describe('new Batchline(scope, id, props)', () => {
     );
     expect(() => userStack(() => ({ maxAttempts: 0 }))).toThrow(/maxAttempts.*1.*10/);
     expect(() => userStack(() => ({ logRetentionDays: 31 }))).toThrow(/logRetentionDays must be one of CloudWatch Logs' periods/);
+    expect(() => userStack(() => ({ prepareMemoryMiB: 16_384 }))).toThrow(
+      'batchline:settings.prepareMemoryMiB must be a whole number from 128 to 10240, got 16384',
+    );
     expect(() => userStack(() => ({ maxAtempts: 3 }) as BatchlineProps)).toThrow(/maxAtempts is not a setting/);
   });
 });

@@ -10,7 +10,7 @@ const fromContext = (context: Record<string, unknown>) => readSettings((key) => 
 const nightly = { name: 'nightly', cron: 'cron(0 23 * * ? *)', prefix: 'scheduled/nightly/' };
 
 describe('readSettings', () => {
-  it('defaults to no environment overrides, the default prefixes, 10 chunks at once, 30 days of work files and logs, AWS-owned keys, the default alarms, a new secret, no schedules', () => {
+  it('defaults to no environment overrides, the default prefixes, 10 chunks at once, 30 days of work files and logs, 2,048 MiB for Prepare, AWS-owned keys, the default alarms, a new secret, no schedules', () => {
     expect(fromContext({})).toEqual({
       pipelineEnv: {},
       prefixes: { inbox: 'inbox/', work: 'work/', results: 'results/' },
@@ -18,6 +18,7 @@ describe('readSettings', () => {
       maxConcurrentChunks: 10,
       workRetentionDays: 30,
       logRetentionDays: 30,
+      prepareMemoryMiB: 2048,
       encryptionKey: 'aws-owned',
       alarms: { erroredRowRateThreshold: 0.2, erroredRowAlarmMinRows: 100, jobDeadlineHours: 30, functionErrorThreshold: 1 },
       apiKeySecretName: undefined,
@@ -51,6 +52,7 @@ describe('readSettings', () => {
         jobDeadlineHours: 72,
         functionErrorThreshold: 5,
         logRetentionDays: '365',
+        prepareMemoryMiB: '4096',
         encryptionKey: 'stack',
         inboxPrefix: 'team/batchline/in/',
         workPrefix: 'team/batchline/work/',
@@ -87,6 +89,7 @@ describe('readSettings', () => {
       maxConcurrentChunks: 25,
       workRetentionDays: 60,
       logRetentionDays: 365,
+      prepareMemoryMiB: 4096,
       encryptionKey: 'stack',
       alarms: { erroredRowRateThreshold: 0.05, erroredRowAlarmMinRows: 1000, jobDeadlineHours: 72, functionErrorThreshold: 5 },
       apiKeySecretName: 'team/anthropic-key',
@@ -191,6 +194,9 @@ describe('readSettings', () => {
       "batchline:settings.logRetentionDays must be one of CloudWatch Logs' periods (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653), got 45",
     ],
     [{ logRetentionDays: 0 }, 'batchline:settings.logRetentionDays must be a whole number from 1 to 3653, got 0'],
+    [{ prepareMemoryMiB: 64 }, 'batchline:settings.prepareMemoryMiB must be a whole number from 128 to 10240, got 64'],
+    [{ prepareMemoryMiB: 10_241 }, 'batchline:settings.prepareMemoryMiB must be a whole number from 128 to 10240, got 10241'],
+    [{ prepareMemoryMiB: '2 GB' }, 'batchline:settings.prepareMemoryMiB must be a whole number from 128 to 10240, got "2 GB"'],
     [
       { encryptionKey: 'alias/batchline' },
       'batchline:settings.encryptionKey must be "aws-owned", "stack" or a KMS key ARN (arn:aws:kms:<region>:<account>:key/<id>), got "alias/batchline"',
@@ -261,6 +267,8 @@ describe('the settings', () => {
       // The poller's timing: its schedule's period, which the local runtime scales to its clock.
       'BATCHLINE_POLLER_PERIOD_SECONDS',
       'BATCHLINE_POLLER_STALE_SECONDS',
+      // Lambda's own, from the function's MemorySize (prepareMemoryMiB for Prepare): the memory Prepare watches.
+      'AWS_LAMBDA_FUNCTION_MEMORY_SIZE',
     ];
     // Settings are read through the name maps; only what the stack sets itself is read by a literal name.
     expect([...read].sort()).toEqual([...setByStack].sort());

@@ -14,7 +14,7 @@ import {
 } from '../../shared/jobs/contract';
 import { CreateSlotBusy } from '../../shared/jobs/create-slot';
 import { CreateOutcomeUnknown, CreateRefused } from '../../shared/jobs/submit-chunk';
-import { MAX_CHUNKS } from '../../shared/jobs/prepare-job';
+import { InputTooLarge, MAX_CHUNKS } from '../../shared/jobs/prepare-job';
 import { BatchQueueFull } from '../../shared/jobs/submit-chunk';
 import { UnprocessedWrites } from '../../shared/store/dynamo';
 import { STATE_MACHINE_LOGICAL_ID } from '../../infra/workflow';
@@ -346,6 +346,8 @@ describe('the job state machine', () => {
     // Submit's give-up is final: no Retry of any state takes it.
     const retried = allStates(asl).flatMap(([, state]) => ((state.Retry as Array<{ ErrorEquals: string[] }> | undefined) ?? []).flatMap((r) => r.ErrorEquals));
     expect(retried).not.toContain(thrown(new CreateOutcomeUnknown('gave up')));
+    // Nor Prepare's stop before its memory or time runs out: a re-run would hit the same wall (MarkJobFailed catches it).
+    expect(retried).not.toContain(thrown(new InputTooLarge('too large')));
     expect(STORAGE_THROTTLED_ERRORS).toContain(thrown(new UnprocessedWrites(1, 8)));
   });
 

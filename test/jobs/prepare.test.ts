@@ -8,7 +8,7 @@ import { jobPk, type ChunkItem, type JobItem } from '../../shared/store/items';
 import { jobKeys } from '../../shared/store/keys';
 import { registerJob, SourceChanged } from '../../shared/jobs/register-job';
 import type { PrepareOutput } from '../../shared/jobs/contract';
-import { JobNotFound, MAX_CHUNKS, prepareJob, TooManyChunks } from '../../shared/jobs/prepare-job';
+import { InputTooLarge, JobNotFound, lambdaLimits, MAX_CHUNKS, prepareJob, TooManyChunks, type PrepareLimits } from '../../shared/jobs/prepare-job';
 import { sourceLines } from '../../shared/validation/input-lines';
 import type { PipelineConfig, ValidationMode } from '../../shared/config';
 
@@ -23,11 +23,14 @@ describe('prepareJob', () => {
   const aws = useLocalAws();
   let fileNumber = 0;
 
-  async function preparedJob(body: string | Buffer, options: { mode?: ValidationMode; config?: Partial<PipelineConfig>; maxChunks?: number } = {}) {
+  async function preparedJob(
+    body: string | Buffer,
+    options: { mode?: ValidationMode; config?: Partial<PipelineConfig>; maxChunks?: number; limits?: PrepareLimits } = {},
+  ) {
     const key = `inbox/prepare-${++fileNumber}.jsonl`;
     await putInput(aws, key, body);
     const config = pipelineConfig(aws, options.config);
-    const deps = { s3: aws.s3, dynamo: aws.dynamo, config, now: () => NOW.getTime(), maxChunks: options.maxChunks };
+    const deps = { s3: aws.s3, dynamo: aws.dynamo, config, now: () => NOW.getTime(), maxChunks: options.maxChunks, limits: options.limits };
     const { jobId } = await registerJob({ bucket: aws.bucket, key, mode: options.mode ?? 'strict' }, deps);
     return { jobId, key, deps, keys: jobKeys(jobId), run: () => prepareJob({ jobId }, deps) };
   }
@@ -275,6 +278,88 @@ describe('prepareJob', () => {
     const record = await job(jobId);
     expect(record).toMatchObject({ status: 'preparing' });
     expect(record?.chunkCount).toBeUndefined();
+  });
+
+  describe('within the limits of one invocation', () => {
+    /** What a stopped Prepare leaves: no chunk record, no chunk count, the job still preparing for MarkJobFailed. */
+    async function expectNothingPrepared(jobId: string, keys: ReturnType<typeof jobKeys>) {
+      expect(await exists(aws, keys.chunkRowIndex(0))).toBe(false);
+      expect(await chunkItems(jobId)).toEqual([]);
+      const record = await job(jobId);
+      expect(record).toMatchObject({ status: 'preparing' });
+      expect(record?.chunkCount).toBeUndefined();
+    }
+
+    it("stops with InputTooLarge when its memory passes 85% of the function's, saying how much the whole file needs", async () => {
+      // This process uses far more than 85% of 64 MiB: the real resident size, measured.
+      const body = jsonl(requests(3));
+      const { jobId, keys, run } = await preparedJob(body, { limits: { memoryMiB: 64 } });
+
+      const failure = run();
+
+      await expect(failure).rejects.toBeInstanceOf(InputTooLarge);
+      const message = (await failure.catch((error: Error) => error)) as Error;
+      const firstLine = Buffer.byteLength(body.split('\n')[0]!) + 1;
+      expect(message.message).toMatch(
+        new RegExp(
+          `^the input is too large for one Prepare: at line 1 \\(0 rows so far, ${firstLine} bytes of ${Buffer.byteLength(body)} bytes read\\) ` +
+            "it was using [\\d,]+ MiB of the function's 64 MiB; the whole file needs about ([\\d,]+) MiB: " +
+            'raise the stack setting prepareMemoryMiB to \\1, or split the file$',
+        ),
+      );
+      await expectNothingPrepared(jobId, keys);
+    });
+
+    it('stops with InputTooLarge when less than a minute is left with input unread, checking again every 4,096 lines', async () => {
+      const rows = requests(5_000);
+      const body = jsonl(rows);
+      // The invocation's clock: 900 s at the start and at the first line's check, 30 s at the next.
+      const left = [900_000, 890_000, 30_000];
+      const limits = { remainingMs: () => left.shift() ?? 30_000 };
+      const { jobId, keys, run } = await preparedJob(body, { limits });
+
+      const failure = run();
+
+      await expect(failure).rejects.toBeInstanceOf(InputTooLarge);
+      // Read: up to the end of line 4,097, the line the check is made at.
+      const read = Buffer.byteLength(jsonl(rows.slice(0, 4_097)));
+      const size = Buffer.byteLength(body);
+      const kb = (bytes: number) => `${(bytes / 1e3).toLocaleString('en-US', { maximumFractionDigits: 1 })} KB`;
+      // 870 s to read `read` bytes; one invocation has 840 s (900 less the minute kept to fail cleanly).
+      const perInvocation = (read / 870_000) * 840_000;
+      await expect(failure).rejects.toThrow(
+        `the input is too large for one Prepare: at line 4,097 (4,096 rows so far, ${kb(read)} of ${kb(size)} read) it had 30 s of its time left, ` +
+          `and at its pace so far the whole file needs about ${Math.round((size / read) * (870_000 / 1000)).toLocaleString('en-US')} s: ` +
+          `split the file into at least 2 files of at most ${kb(perInvocation)}`,
+      );
+      expect(left).toEqual([]);
+      await expectNothingPrepared(jobId, keys);
+    });
+
+    it('prepares a file that fits, and reads its last line even with less than a minute left', async () => {
+      const body = jsonl(requests(3));
+      // Short of time only once nothing is left to read: Prepare finishes rather than fail the job.
+      const left = [900_000, 890_000];
+      const { jobId, run } = await preparedJob(body, { limits: { memoryMiB: 10_240, remainingMs: () => left.shift() ?? 1_000 } });
+
+      expect(await run()).toEqual({ jobId, outcome: 'ready', chunks: [0], validRows: 3, invalidRows: 0 });
+    });
+  });
+
+  it("takes its limits from Lambda: the function's memory from AWS_LAMBDA_FUNCTION_MEMORY_SIZE, the time from the context", () => {
+    const context = {
+      left: 12_345,
+      getRemainingTimeInMillis() {
+        return this.left;
+      },
+    };
+
+    const limits = lambdaLimits(context, { AWS_LAMBDA_FUNCTION_MEMORY_SIZE: '4096' });
+
+    expect(limits.memoryMiB).toBe(4_096);
+    expect(limits.remainingMs?.()).toBe(12_345);
+    expect(lambdaLimits(undefined, {})).toEqual({ memoryMiB: undefined, remainingMs: undefined });
+    expect(() => lambdaLimits(undefined, { AWS_LAMBDA_FUNCTION_MEMORY_SIZE: 'lots' })).toThrow('AWS_LAMBDA_FUNCTION_MEMORY_SIZE');
   });
 
   it('accepts a file of exactly the most chunks a job may have', async () => {
