@@ -34,7 +34,7 @@ import { ConditionFailed, updateItem } from '../store/dynamo';
 import { ttlAfter, type ChunkItem, type SyncProgress } from '../store/items';
 import { jobKeys } from '../store/keys';
 import { ObjectWriter } from '../store/s3';
-import { objectLines, requestEntries } from './chunk-files';
+import { objectLines, requestCustomIds, requestEntries, requestPositions } from './chunk-files';
 import { attemptOf, ChunkStateConflict, chunkCondition, isoAt, jobKey, patchAttempt, readChunk, readJob, updateChunk } from './chunk-state';
 import type { StragglersInput, StragglersOutput } from './contract';
 import { deadlineOf } from './deadline';
@@ -245,9 +245,8 @@ async function finish(
     updatedAt: isoAt(now),
     ttl: ttlAfter(now, config.rowTtlDays),
   });
-  const positions = new Map<string, number>();
-  for await (const { customId } of requestEntries(s3, config.bucket, { ...input, attempt: 1 }))
-    if (!positions.has(customId)) positions.set(customId, positions.size);
+  // The row index alone, as Collect reads it: the input may be gone, and the reconciler may not read it.
+  const positions = await requestPositions(s3, config.bucket, { ...input, attempt: 1 });
 
   const counts: Record<ResultStatus, number> = { succeeded: 0, errored: 0, expired: 0, canceled: 0 };
   let paidE10 = 0;
@@ -257,7 +256,7 @@ async function finish(
     let position = 0;
     let slice = -1;
     let sliceLines: AsyncIterator<{ bytes: Buffer }> | undefined;
-    for await (const { customId } of requestEntries(s3, config.bucket, input)) {
+    for await (const customId of requestCustomIds(s3, config.bucket, input)) {
       while (slice + 1 < starts.length && starts[slice + 1]! <= position) {
         slice += 1;
         await sliceLines?.return?.(undefined);
