@@ -300,7 +300,7 @@ async function finish(
   const collectedAt = isoAt(clockOf(deps)());
   try {
     await updateChunk(dynamo, config.table, chunk, {
-      set: { attempts: patchAttempt(chunk, index, { counts, collectedAt, sync }), status: 'collecting', updatedAt: collectedAt },
+      set: { attempts: patchAttempt(chunk, index, { counts, collectedAt, sync }), status: 'done', updatedAt: collectedAt },
       condition: chunkCondition(`#ca = :attempt AND attribute_not_exists(#att[${index}].#col)`, { ':attempt': input.attempt }),
     });
   } catch (error) {

@@ -68,6 +68,8 @@ describe('RunStragglers', () => {
     expect(await runStragglers(sync, deps({ s3 }))).toMatchObject({ done: true, remaining: 0 });
 
     const chunk = await readChunkItem(aws, job.jobId, 0);
+    // Done, as Collect leaves a chunk with no attempt after it: Finalize and mark-job-failed count it finished.
+    expect(chunk.status).toBe('done');
     expect(chunk.attempts[1]).toMatchObject({ counts: { succeeded: 4, errored: 0, expired: 0, canceled: 0 }, collectedAt: expect.any(String) });
   });
 
@@ -77,6 +79,7 @@ describe('RunStragglers', () => {
     await finishStragglers(sync, { s3: workAndResultsOnly(), dynamo: aws.dynamo, config: config() });
 
     const chunk = await readChunkItem(aws, job.jobId, 0);
+    expect(chunk.status).toBe('done');
     expect(chunk.attempts[1]).toMatchObject({ counts: { succeeded: 0, errored: 0, expired: 3, canceled: 0 }, collectedAt: expect.any(String) });
     expect((await readJobItem(aws, job.jobId)).rowsFinal).toBe(3);
   });
