@@ -4,15 +4,17 @@
  * standard price, until every row is answered or the deadline passes (docs/architecture.md,
  * "Deadline fallback").
  *
- * - **Bounded.** One invocation claims slices of SLICE_ROWS rows, CONCURRENCY calls at a time, until
- *   ROWS_PER_INVOCATION rows or INVOCATION_MS of its own time; the workflow runs it again while rows
- *   remain and the deadline has not passed, at most MAX_INVOCATIONS times (infra/history-budget.ts
- *   counts them).
+ * - **Bounded.** One invocation claims slices of SLICE_ROWS rows (one call per worker, so a slice
+ *   lasts one call), until ROWS_PER_INVOCATION rows or until the time it has left, less RESERVE_MS,
+ *   would not cover one more call (the client's timeout); each call is aborted when only RESERVE_MS
+ *   is left, so the slice is stored before the Lambda is stopped. The workflow runs it again while
+ *   rows remain and the deadline has not passed, at most MAX_INVOCATIONS times
+ *   (infra/history-budget.ts counts them).
  * - **Never sent twice.** A slice is claimed on the attempt's record (a conditional write of
  *   `sync.claimed`) before any of its rows is sent, and its answers are stored (one object per slice)
  *   before it is marked `stored`. A re-run sends only rows past `claimed`. A slice claimed but never
  *   stored (the invocation was killed mid-slice) cannot say which of its calls were made: its rows end
- *   errored SYNC_OUTCOME_UNKNOWN, final, and are not sent again.
+ *   errored SYNC_OUTCOME_UNKNOWN, final, and are not sent again; so does a call aborted for time.
  * - **The deadline.** Compared on the API's clock (each response's `Date`): a row not sent by then is
  *   not sent, and ends `expired`. A call already under way when it passes is waited for and kept.
  * - **The outcome.** Once done, the attempt's results file is written as a batch's would be (one
@@ -43,12 +45,16 @@ import { rowShardsOf, RowRecordWriter } from './row-records';
 
 /** Calls in flight at once. */
 export const CONCURRENCY = 8;
-/** Rows claimed at once: what a killed invocation may leave unknown. */
-export const SLICE_ROWS = 4 * CONCURRENCY;
+/** Rows claimed at once: one call per worker, so a slice lasts one call; what a killed invocation may leave unknown. */
+export const SLICE_ROWS = CONCURRENCY;
 /** Rows one invocation sends at most. */
 export const ROWS_PER_INVOCATION = 5000;
-/** An invocation claims no new slice after this long (its Lambda has 900 s; a slice's calls take the rest). */
-export const INVOCATION_MS = 5 * 60_000;
+/** The time an invocation allows itself when it cannot ask its Lambda (getRemainingTimeInMillis): the function's 900 s, less a minute. */
+export const INVOCATION_MS = 14 * 60_000;
+/** Kept back at the end of an invocation: calls still under way are aborted then, and the slice stored and the step answered in it. */
+export const RESERVE_MS = 60_000;
+/** The longest one call may wait when the client's timeout is not given: the client's default. */
+export const CALL_MS = 600_000;
 /** Invocations per synchronous attempt at most; past them the rows left end expired (the history budget counts them). */
 export const MAX_INVOCATIONS = 6;
 
@@ -63,6 +69,10 @@ export interface StragglersDeps {
   config: Pick<PipelineConfig, 'bucket' | 'table' | 'rowTtlDays' | 'pricesJson'>;
   now?: () => number;
   observer?: Observer;
+  /** The time the invocation has left (the Lambda context's getRemainingTimeInMillis); INVOCATION_MS from the start without it. */
+  timeLeftMs?: () => number;
+  /** The longest one call may wait (the client's per-call timeout); CALL_MS without it. */
+  callMs?: number;
   /** Overrides for tests: rows per slice and per invocation. */
   sliceRows?: number;
   rowsPerInvocation?: number;
@@ -87,12 +97,15 @@ export async function runStragglers(input: StragglersInput, deps: StragglersDeps
   const sliceRows = deps.sliceRows ?? SLICE_ROWS;
   const limit = deps.rowsPerInvocation ?? ROWS_PER_INVOCATION;
   const started = Date.now();
+  const timeLeft = deps.timeLeftMs ?? (() => INVOCATION_MS - (Date.now() - started));
+  // A slice is claimed only while one more call fits before the reserve.
+  const callFits = () => timeLeft() - RESERVE_MS >= (deps.callMs ?? CALL_MS);
   let sent = 0;
   let expiredUnsent = 0;
   const requests = requestEntries(deps.s3, config.bucket, input)[Symbol.asyncIterator]();
   try {
     for (let skip = 0; skip < sync.claimed; skip++) await requests.next();
-    while (sync.claimed < record.rows && !pastDeadline() && sent < limit && Date.now() - started < INVOCATION_MS && job.cancelRequested !== true) {
+    while (sync.claimed < record.rows && !pastDeadline() && sent < limit && callFits() && job.cancelRequested !== true) {
       const start = sync.claimed;
       const end = Math.min(record.rows, start + sliceRows);
       const slice: Array<{ customId: string; params: MessageParams }> = [];
@@ -105,7 +118,7 @@ export async function runStragglers(input: StragglersInput, deps: StragglersDeps
       // Claimed before any call: a re-run never sends these rows again.
       sync = { ...sync, claimed: end, slices: [...(sync.slices ?? []), start] };
       chunk = await writeSync(chunk, index, sync, start, deps);
-      const lines = await sendSlice(slice, deps, pastDeadline, observer);
+      const lines = await sendSlice(slice, deps, pastDeadline, AbortSignal.timeout(Math.max(0, timeLeft() - RESERVE_MS)), observer);
       sent += lines.filter((line) => line.sent).length;
       expiredUnsent += lines.filter((line) => !line.sent).length;
       await putSlice(input, start, lines, deps);
@@ -166,11 +179,16 @@ interface SliceLine {
   sent: boolean;
 }
 
-/** One slice's calls, CONCURRENCY at a time; a row not started by the deadline is not sent. */
+/**
+ * One slice's calls, CONCURRENCY at a time; a row not started by the deadline is not sent. A call
+ * still under way when `stop` fires (the invocation's time is nearly up) is aborted: it may have been
+ * billed, so its row is unknown, and the slice's other answers are stored all the same.
+ */
 async function sendSlice(
   slice: Array<{ customId: string; params: MessageParams }>,
   deps: StragglersDeps,
   pastDeadline: () => boolean,
+  stop: AbortSignal,
   observer: Observer,
 ): Promise<SliceLine[]> {
   const lines: SliceLine[] = new Array(slice.length);
@@ -184,9 +202,14 @@ async function sendSlice(
         continue;
       }
       try {
-        const message = await deps.api.createMessage(params);
+        const message = await deps.api.createMessage(params, { signal: stop });
         lines[i] = { customId, result: { type: 'succeeded', message }, sent: true };
       } catch (error) {
+        if (stop.aborted) {
+          observer.warn('a synchronous call was aborted: the invocation is nearly out of time', { error: errorFields(error) });
+          lines[i] = { customId, result: UNKNOWN_RESULT, sent: true };
+          continue;
+        }
         const type = error instanceof AnthropicError ? (error.type ?? 'api_error') : 'api_error';
         // Never the prompt: the error's name, status and type only.
         observer.warn('a synchronous call failed', { error: errorFields(error) });
@@ -211,8 +234,9 @@ async function putSlice(input: StragglersInput, start: number, lines: SliceLine[
 }
 
 const UNKNOWN_MESSAGE =
-  'The synchronous call for this request may have been made by a step that was stopped before it stored the answer; ' +
+  'The synchronous call for this request may have been made, but its answer was never stored (the step was stopped, or the call cut off as the step ran out of time); ' +
   'it was not sent again, so as never to pay twice. It may have been billed.';
+const UNKNOWN_RESULT = { type: 'errored', error: { type: 'error', error: { type: SYNC_OUTCOME_UNKNOWN, message: UNKNOWN_MESSAGE } } } as BatchResult;
 const EXPIRED_AT_DEADLINE: BatchResult = { type: 'expired' };
 const NOT_SENT_CANCELED: BatchResult = { type: 'canceled' };
 
@@ -275,7 +299,7 @@ async function finish(
         result = (JSON.parse(raw.toString('utf8')) as { result: BatchResult }).result;
       } else {
         unknown += 1;
-        result = { type: 'errored', error: { type: 'error', error: { type: SYNC_OUTCOME_UNKNOWN, message: UNKNOWN_MESSAGE } } } as BatchResult;
+        result = UNKNOWN_RESULT;
         raw = Buffer.from(JSON.stringify({ custom_id: customId, result }));
       }
       const offset = writer.bytes;

@@ -4,16 +4,21 @@
  * Submit, Poll (the deadline's cancel) and Collect, as the workflow does, to its synchronous attempt.
  */
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import type { S3Client } from '@aws-sdk/client-s3';
+import { BatchesClient } from '../../shared/anthropic/client';
 import { collectResults } from '../../shared/jobs/collect-results';
 import { pollBatch } from '../../shared/jobs/poll-batch';
-import { finishStragglers, runStragglers } from '../../shared/jobs/stragglers';
+import { finishStragglers, RESERVE_MS, runStragglers, SYNC_OUTCOME_UNKNOWN } from '../../shared/jobs/stragglers';
 import { submitChunk } from '../../shared/jobs/submit-chunk';
 import { updateItem } from '../../shared/store/dynamo';
 import { JOB_SK, jobPk } from '../../shared/store/items';
 import { localS3Client } from '../../local/emulators';
 import { useLocalAws } from '../support/aws';
-import { readChunkItem, readJobItem, seedJob, startApi, stopApi, type ApiContext } from '../support/chunks';
+import { readChunkItem, readJobItem, readJsonl, seedJob, startApi, stopApi, TEST_API_KEY, type ApiContext } from '../support/chunks';
+import type { BatchResultLine } from '../../shared/anthropic/types';
+import { jobKeys } from '../../shared/store/keys';
 import { pipelineConfig } from '../support/pipeline';
 import { requests } from '../support/requests';
 
@@ -82,5 +87,73 @@ describe('RunStragglers', () => {
     expect(chunk.status).toBe('done');
     expect(chunk.attempts[1]).toMatchObject({ counts: { succeeded: 0, errored: 0, expired: 3, canceled: 0 }, collectedAt: expect.any(String) });
     expect((await readJobItem(aws, job.jobId)).rowsFinal).toBe(3);
+  });
+
+  /**
+   * The simulator behind a proxy that holds every Messages call open, never answering: a reply that
+   * takes longer than the invocation has left.
+   */
+  async function slowReplies(): Promise<{ api: BatchesClient; held: () => number; close: () => Promise<void> }> {
+    let held = 0;
+    const server: Server = createServer(async (req, res) => {
+      if (req.url?.startsWith('/v1/messages') && !req.url.startsWith('/v1/messages/batches')) {
+        held += 1;
+        return;
+      }
+      const chunks: Buffer[] = [];
+      for await (const chunk of req) chunks.push(chunk as Buffer);
+      const headers = Object.fromEntries(Object.entries(req.headers).filter(([name]) => name !== 'host' && name !== 'content-length')) as Record<
+        string,
+        string
+      >;
+      const body = chunks.length > 0 ? Buffer.concat(chunks) : undefined;
+      const reply = await fetch(`${ctx.sim.url}${req.url}`, { method: req.method, headers, body });
+      res.writeHead(reply.status, Object.fromEntries([...reply.headers].filter(([name]) => name !== 'content-encoding' && name !== 'transfer-encoding')));
+      res.end(Buffer.from(await reply.arrayBuffer()));
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const api = new BatchesClient({
+      apiKey: TEST_API_KEY,
+      baseUrl: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+      sleep: async () => undefined,
+    });
+    return {
+      api,
+      held: () => held,
+      close: async () => {
+        await api.close();
+        server.closeAllConnections();
+        await new Promise<void>((resolve) => server.close(() => resolve()));
+      },
+    };
+  }
+
+  it('aborts calls still under way when its time is nearly up, stores the slice, and claims no more; a later invocation goes on', async () => {
+    const { job, sync } = await straggling(4);
+    const slow = await slowReplies();
+    // Time for a call of a second past the reserve until the first slice's two calls are held; then the reserve alone.
+    const timeLeftMs = () => RESERVE_MS + (slow.held() < 2 ? 5_000 : 0);
+    try {
+      const out = await runStragglers(sync, { ...deps(), api: slow.api, timeLeftMs, callMs: 1_000, sliceRows: 2 });
+      expect(out).toMatchObject({ done: false, remaining: 2 });
+    } finally {
+      await slow.close();
+    }
+    expect(slow.held()).toBe(2);
+    expect((await readChunkItem(aws, job.jobId, 0)).attempts[1]!.sync).toMatchObject({ claimed: 2, stored: [0], slices: [0] });
+
+    // The next invocation, with time: the two held rows are not sent again, the two after them are.
+    const before = ctx.sim.stats().calls.messages;
+    expect(await runStragglers(sync, deps())).toMatchObject({ done: true, remaining: 0 });
+    expect(ctx.sim.stats().calls.messages - before).toBe(2);
+    // The attempt's results, in its order: the held calls unknown (perhaps billed, never sent again), the others answered.
+    const lines = await readJsonl<BatchResultLine>(aws, jobKeys(job.jobId).chunkResults(0, 2));
+    expect(lines.map((line) => (line.result.type === 'errored' ? line.result.error.error.type : line.result.type))).toEqual([
+      SYNC_OUTCOME_UNKNOWN,
+      SYNC_OUTCOME_UNKNOWN,
+      'succeeded',
+      'succeeded',
+    ]);
+    expect((await readChunkItem(aws, job.jobId, 0)).attempts[1]!.counts).toEqual({ succeeded: 2, errored: 2, expired: 0, canceled: 0 });
   });
 });
