@@ -102,10 +102,13 @@ export async function runStragglers(input: StragglersInput, deps: StragglersDeps
   const callFits = () => timeLeft() - RESERVE_MS >= (deps.callMs ?? CALL_MS);
   let sent = 0;
   let expiredUnsent = 0;
+  // The user's cancel stops the step between slices: the job is read again before each claim.
+  let canceled = job.cancelRequested === true;
+  const cancelSeen = async () => (canceled ||= (await readJob(dynamo, config.table, input.jobId)).cancelRequested === true);
   const requests = requestEntries(deps.s3, config.bucket, input)[Symbol.asyncIterator]();
   try {
     for (let skip = 0; skip < sync.claimed; skip++) await requests.next();
-    while (sync.claimed < record.rows && !pastDeadline() && sent < limit && callFits() && job.cancelRequested !== true) {
+    while (sync.claimed < record.rows && !pastDeadline() && sent < limit && callFits() && !(await cancelSeen())) {
       const start = sync.claimed;
       const end = Math.min(record.rows, start + sliceRows);
       const slice: Array<{ customId: string; params: MessageParams }> = [];
@@ -130,7 +133,7 @@ export async function runStragglers(input: StragglersInput, deps: StragglersDeps
   }
 
   const remaining = record.rows - sync.claimed;
-  const done = remaining === 0 || pastDeadline() || sync.invocations >= MAX_INVOCATIONS || job.cancelRequested === true;
+  const done = remaining === 0 || pastDeadline() || sync.invocations >= MAX_INVOCATIONS || canceled;
   observer.info('ran stragglers', { sent, expiredUnsent, claimed: sync.claimed, rows: record.rows, remaining, invocation: sync.invocations, done });
   if (!done) return out(false, remaining);
   await finish(input, chunk, index, sync, deps, observer);

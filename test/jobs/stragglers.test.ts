@@ -156,4 +156,26 @@ describe('RunStragglers', () => {
     ]);
     expect((await readChunkItem(aws, job.jobId, 0)).attempts[1]!.counts).toEqual({ succeeded: 2, errored: 2, expired: 0, canceled: 0 });
   });
+
+  it("stops at the user's cancel between slices: rows sent keep their answers, rows not sent end canceled", async () => {
+    const { job, sync } = await straggling(4);
+    let calls = 0;
+    // The user cancels while the first slice's calls are under way.
+    const api = {
+      createMessage: async (...args: Parameters<typeof ctx.api.createMessage>) => {
+        if (++calls === 1) await updateItem(aws.dynamo, aws.table, { pk: jobPk(job.jobId), sk: JOB_SK }, { set: { cancelRequested: true } });
+        return ctx.api.createMessage(...args);
+      },
+      retrieveWithTime: (batchId: string) => ctx.api.retrieveWithTime(batchId),
+      lastServerTime: () => ctx.api.lastServerTime(),
+    };
+    const before = ctx.sim.stats().calls.messages;
+
+    expect(await runStragglers(sync, { ...deps(), api, sliceRows: 2 })).toMatchObject({ done: true, remaining: 0 });
+
+    expect(ctx.sim.stats().calls.messages - before).toBe(2);
+    const lines = await readJsonl<BatchResultLine>(aws, jobKeys(job.jobId).chunkResults(0, 2));
+    expect(lines.map((line) => line.result.type)).toEqual(['succeeded', 'succeeded', 'canceled', 'canceled']);
+    expect((await readChunkItem(aws, job.jobId, 0)).attempts[1]!.counts).toEqual({ succeeded: 2, errored: 0, expired: 0, canceled: 2 });
+  });
 });
