@@ -35,7 +35,7 @@ import { errorFields, quietObserver, type Observer } from '../observability';
 import { ConditionFailed, updateItem } from '../store/dynamo';
 import { ttlAfter, type ChunkItem, type SyncProgress } from '../store/items';
 import { jobKeys } from '../store/keys';
-import { ObjectWriter } from '../store/s3';
+import { headObject, isS3NotFound, ObjectWriter } from '../store/s3';
 import { objectLines, requestCustomIds, requestEntries, requestPositions } from './chunk-files';
 import { attemptOf, ChunkStateConflict, chunkCondition, isoAt, jobKey, patchAttempt, readChunk, readJob, updateChunk } from './chunk-state';
 import type { StragglersInput, StragglersOutput } from './contract';
@@ -140,17 +140,24 @@ export async function runStragglers(input: StragglersInput, deps: StragglersDeps
   return out(true, 0);
 }
 
+/** How the rows nobody claimed end when the attempt is settled for a failed step: errored, as the chunk's failure says. */
+export interface SettledFailure {
+  type: string;
+  message: string;
+}
+
 /**
- * A synchronous attempt settled without sending anything more (the reconciler, for a job whose
- * workflow is gone, which has asked the job to stop): stored answers kept, an unstored slice's rows
- * unknown, unclaimed rows canceled.
+ * A synchronous attempt settled without sending anything more: stored answers kept, an unstored
+ * slice's rows unknown; unclaimed rows canceled (the reconciler, for a job whose workflow is gone,
+ * which has asked the job to stop) or, given `failure` (FinalizeChunk, after RunStragglers failed
+ * past its retries), errored as it says, the chunk left `failed`.
  */
-export async function finishStragglers(input: StragglersInput, deps: Omit<StragglersDeps, 'api'>): Promise<void> {
+export async function finishStragglers(input: StragglersInput, deps: Omit<StragglersDeps, 'api'>, failure?: SettledFailure): Promise<void> {
   const chunk = await readChunk(deps.dynamo, deps.config.table, input.jobId, input.chunk);
   const { record, index } = attemptOf(chunk, input.attempt);
   if (!record.sync) throw new ChunkStateConflict(`chunk ${input.chunk} attempt ${input.attempt} of job ${input.jobId} is not a synchronous attempt`);
   if (record.collectedAt) return;
-  await finish(input, chunk, index, record.sync, deps, deps.observer ?? quietObserver);
+  await finish(input, chunk, index, record.sync, deps, deps.observer ?? quietObserver, failure);
 }
 
 /**
@@ -255,6 +262,7 @@ async function finish(
   sync: SyncProgress,
   deps: Omit<StragglersDeps, 'api'>,
   observer: Observer,
+  failure?: SettledFailure,
 ): Promise<void> {
   const { s3, dynamo, config } = deps;
   const now = clockOf(deps)();
@@ -287,13 +295,19 @@ async function finish(
       while (slice + 1 < starts.length && starts[slice + 1]! <= position) {
         slice += 1;
         await sliceLines?.return?.(undefined);
-        sliceLines = stored.has(starts[slice]!) ? objectLines(s3, config.bucket, keys.syncSlice(input.chunk, input.attempt, starts[slice]!)) : undefined;
+        const key = keys.syncSlice(input.chunk, input.attempt, starts[slice]!);
+        // A slice whose object exists was stored whole, even if the step was stopped before marking it so.
+        sliceLines = stored.has(starts[slice]!) || (await objectExists(s3, config.bucket, key)) ? objectLines(s3, config.bucket, key) : undefined;
       }
       let raw: Buffer;
       let result: BatchResult;
       if (position >= sync.claimed) {
-        // Never sent: the deadline came first, or the job was asked to stop (the user's cancel, or the reconciler's).
-        result = job.cancelRequested === true ? NOT_SENT_CANCELED : EXPIRED_AT_DEADLINE;
+        // Never sent: the step failed, the deadline came first, or the job was asked to stop (the user's cancel, or the reconciler's).
+        result = failure
+          ? ({ type: 'errored', error: { type: 'error', error: failure } } as BatchResult)
+          : job.cancelRequested === true
+            ? NOT_SENT_CANCELED
+            : EXPIRED_AT_DEADLINE;
         raw = Buffer.from(JSON.stringify({ custom_id: customId, result }));
       } else if (sliceLines) {
         const next = await sliceLines.next();
@@ -327,7 +341,8 @@ async function finish(
   const collectedAt = isoAt(clockOf(deps)());
   try {
     await updateChunk(dynamo, config.table, chunk, {
-      set: { attempts: patchAttempt(chunk, index, { counts, collectedAt, sync }), status: 'done', updatedAt: collectedAt },
+      // A failed step's chunk stays failed; otherwise done, as Collect leaves a chunk with no next attempt.
+      set: { attempts: patchAttempt(chunk, index, { counts, collectedAt, sync }), ...(failure ? {} : { status: 'done' as const }), updatedAt: collectedAt },
       condition: chunkCondition(`#ca = :attempt AND attribute_not_exists(#att[${index}].#col)`, { ':attempt': input.attempt }),
     });
   } catch (error) {
@@ -339,6 +354,16 @@ async function finish(
     set: { updatedAt: collectedAt },
   });
   observer.info('stragglers collected', { ...counts, unknown, paidUsd: paidE10 / 1e10 });
+}
+
+async function objectExists(s3: S3Client, bucket: string, key: string): Promise<boolean> {
+  try {
+    await headObject(s3, bucket, key);
+    return true;
+  } catch (error) {
+    if (isS3NotFound(error)) return false;
+    throw error;
+  }
 }
 
 /** A synchronous answer's usage and its cost at standard rates (no batch discount). */

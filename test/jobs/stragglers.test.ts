@@ -9,12 +9,15 @@ import type { AddressInfo } from 'node:net';
 import type { S3Client } from '@aws-sdk/client-s3';
 import { BatchesClient } from '../../shared/anthropic/client';
 import { collectResults } from '../../shared/jobs/collect-results';
+import { finalizeChunk } from '../../shared/jobs/finalize-chunk';
+import type { ResultRow } from '../../shared/jobs/finalize-job';
+import { recordChunkFailure } from '../../shared/jobs/record-chunk-failure';
 import { pollBatch } from '../../shared/jobs/poll-batch';
 import { finishStragglers, RESERVE_MS, runStragglers, SYNC_OUTCOME_UNKNOWN } from '../../shared/jobs/stragglers';
 import { submitChunk } from '../../shared/jobs/submit-chunk';
 import { updateItem } from '../../shared/store/dynamo';
 import { JOB_SK, jobPk } from '../../shared/store/items';
-import { localS3Client } from '../../local/emulators';
+import { localDynamoClient, localS3Client } from '../../local/emulators';
 import { useLocalAws } from '../support/aws';
 import { readChunkItem, readJobItem, readJsonl, seedJob, startApi, stopApi, TEST_API_KEY, type ApiContext } from '../support/chunks';
 import type { BatchResultLine } from '../../shared/anthropic/types';
@@ -177,5 +180,56 @@ describe('RunStragglers', () => {
     const lines = await readJsonl<BatchResultLine>(aws, jobKeys(job.jobId).chunkResults(0, 2));
     expect(lines.map((line) => line.result.type)).toEqual(['succeeded', 'succeeded', 'canceled', 'canceled']);
     expect((await readChunkItem(aws, job.jobId, 0)).attempts[1]!.counts).toEqual({ succeeded: 2, errored: 0, expired: 0, canceled: 2 });
+  });
+
+  it('a RunStragglers that failed past its retries: FinalizeChunk keeps every stored answer and its cost, the rows never claimed end as the failure says', async () => {
+    const { job, sync } = await straggling(6);
+    const paidBefore = (await readJobItem(aws, job.jobId)).paidUsd ?? 0;
+    // The first invocation stores its slice of 2 and stops (its row limit).
+    expect(await runStragglers(sync, { ...deps(), sliceRows: 2, rowsPerInvocation: 2 })).toMatchObject({ done: false, remaining: 4 });
+    // The next one stores its slice's answers, then is killed before marking them stored.
+    let sliceWritten = false;
+    const s3 = localS3Client(aws.s3Server.endpoint);
+    s3.middlewareStack.add(
+      (next, context) => async (args) => {
+        const output = await next(args);
+        if (((args.input as { Key?: string }).Key ?? '').includes('/sync/') && context.commandName !== 'HeadObjectCommand') sliceWritten = true;
+        return output;
+      },
+      { step: 'initialize' },
+    );
+    const dynamo = localDynamoClient(aws.dynamoServer.endpoint);
+    dynamo.middlewareStack.add(
+      (next, context) => async (args) => {
+        if (sliceWritten && context.commandName === 'UpdateItemCommand') throw new Error('killed after storing the answers');
+        return next(args);
+      },
+      { step: 'initialize' },
+    );
+    await expect(runStragglers(sync, { ...deps({ s3 }), dynamo, sliceRows: 2, rowsPerInvocation: 2 })).rejects.toThrow('killed after storing the answers');
+    const calls = ctx.sim.stats().calls.messages;
+
+    // The Catch: RecordChunkFailure, then FinalizeChunk.
+    const error = { Error: 'Error', Cause: JSON.stringify({ errorType: 'Error', errorMessage: 'killed after storing the answers' }) };
+    await recordChunkFailure({ jobId: job.jobId, chunk: 0, error }, { dynamo: aws.dynamo, api: ctx.api, config: config() });
+    expect(await finalizeChunk({ jobId: job.jobId, chunk: 0 }, deps())).toMatchObject({ rows: 6, failed: true });
+
+    expect(ctx.sim.stats().calls.messages).toBe(calls);
+    const rows = await readJsonl<ResultRow>(aws, jobKeys(job.jobId).chunkFinal(0).results);
+    expect(rows.map((row) => [row.custom_id, row.status, row.error?.type ?? null])).toEqual([
+      ['sync-00000', 'succeeded', null],
+      ['sync-00001', 'succeeded', null],
+      ['sync-00002', 'succeeded', null],
+      ['sync-00003', 'succeeded', null],
+      ['sync-00004', 'errored', 'chunk_failed'],
+      ['sync-00005', 'errored', 'chunk_failed'],
+    ]);
+    const chunk = await readChunkItem(aws, job.jobId, 0);
+    expect(chunk.status).toBe('failed');
+    expect(chunk.attempts[1]).toMatchObject({ counts: { succeeded: 4, errored: 2, expired: 0, canceled: 0 }, collectedAt: expect.any(String) });
+    // The four answers were paid for at standard rates, and the job's paid cost says so.
+    const cost = rows.reduce((sum, row) => sum + (row.cost_usd ?? 0), 0);
+    expect(cost).toBeGreaterThan(0);
+    expect((await readJobItem(aws, job.jobId)).paidUsd! - paidBefore).toBeCloseTo(cost, 8);
   });
 });
