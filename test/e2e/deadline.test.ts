@@ -13,6 +13,8 @@
 import { describe, expect, it } from 'vitest';
 import { BatchesClient } from '../../shared/anthropic/client';
 import { readJobChunks } from '../../shared/jobs/chunk-state';
+import { getItem } from '../../shared/store/dynamo';
+import { JOB_SK, jobPk, type JobItem } from '../../shared/store/items';
 import { parseStragglersInput } from '../../shared/jobs/contract';
 import type { ResultRow } from '../../shared/jobs/finalize-job';
 import { runStragglers, SYNC_OUTCOME_UNKNOWN } from '../../shared/jobs/stragglers';
@@ -96,6 +98,10 @@ describe('the deadline fallback, end to end', () => {
     expect(syncCost).toBeCloseTo(sync.costUsd, 6);
     // The batches' cost leaves the synchronous rows out; the retries count no synchronous attempt.
     expect(run.outcome.summary!.retries).toEqual({ attempts: 0, rows: 0 });
+    // The job's cost is both: the batch at batch rates, the synchronous calls at standard rates.
+    const job = await getItem<JobItem>(under.stack.dynamo, under.stack.table, { pk: jobPk(run.jobId), sk: JOB_SK });
+    expect(job!.costUsd).toBeCloseTo(run.outcome.summary!.cost.batchUsd + sync.costUsd, 6);
+    expect(sync.costUsd).toBeGreaterThan(0);
   });
 
   it('ends expired the rows still unanswered when the deadline passes, sending none of them', async () => {

@@ -19,7 +19,8 @@ import { updateItem } from '../../shared/store/dynamo';
 import { JOB_SK, jobPk } from '../../shared/store/items';
 import { localDynamoClient, localS3Client } from '../../local/emulators';
 import { useLocalAws } from '../support/aws';
-import { readChunkItem, readJobItem, readJsonl, seedJob, startApi, stopApi, TEST_API_KEY, type ApiContext } from '../support/chunks';
+import { formatRow } from '../../cli/ops/get';
+import { readChunkItem, readJobItem, readJsonl, readRow, seedJob, startApi, stopApi, TEST_API_KEY, type ApiContext } from '../support/chunks';
 import type { BatchResultLine } from '../../shared/anthropic/types';
 import { jobKeys } from '../../shared/store/keys';
 import { pipelineConfig } from '../support/pipeline';
@@ -79,6 +80,10 @@ describe('RunStragglers', () => {
     // Done, as Collect leaves a chunk with no attempt after it: Finalize and mark-job-failed count it finished.
     expect(chunk.status).toBe('done');
     expect(chunk.attempts[1]).toMatchObject({ counts: { succeeded: 4, errored: 0, expired: 0, canceled: 0 }, collectedAt: expect.any(String) });
+    // `batchline get` tells the row was a synchronous call, paid at standard rates.
+    const shown = formatRow({ row: (await readRow(aws, job.jobId, 'sync-00000'))! }, aws.bucket);
+    expect(shown).toMatch(/^ {2}attempt {3}2 as a synchronous call \(the deadline fallback\), chunk 0 row 0$/m);
+    expect(shown).toMatch(/^ {2}cost {6}\$0\.\d+ at standard rates$/m);
   });
 
   it('the reconciler settles it from work/ alone as well', async () => {
