@@ -25,7 +25,8 @@
 import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import type { S3Client } from '@aws-sdk/client-s3';
 import type { BatchesApi, MessagesApi } from '../anthropic/api';
-import { AnthropicError } from '../anthropic/errors';
+import { setTimeout as delay } from 'node:timers/promises';
+import { AnthropicError, ApiAuthError } from '../anthropic/errors';
 import type { BatchResult, MessageParams } from '../anthropic/types';
 import { clockOf } from '../clock';
 import type { PipelineConfig } from '../config';
@@ -38,6 +39,7 @@ import { jobKeys } from '../store/keys';
 import { headObject, isS3NotFound, ObjectWriter } from '../store/s3';
 import { objectLines, requestCustomIds, requestEntries, requestPositions } from './chunk-files';
 import { attemptOf, ChunkStateConflict, chunkCondition, isoAt, jobKey, patchAttempt, readChunk, readJob, updateChunk } from './chunk-state';
+import { ApiKeyRefused } from './collect-results';
 import type { StragglersInput, StragglersOutput } from './contract';
 import { deadlineOf } from './deadline';
 import { rowCostUsd, type ResultStatus } from './outcome';
@@ -58,6 +60,11 @@ export const CALL_MS = 600_000;
 /** Invocations per synchronous attempt at most; past them the rows left end expired (the history budget counts them). */
 export const MAX_INVOCATIONS = 6;
 
+/** Times a row still rate limited or overloaded after the client's retries is put back in its slice. */
+export const RATE_LIMITED_ROUNDS = 3;
+/** The wait before a put-back row is sent again, times its round. */
+const RATE_LIMITED_WAIT_MS = 30_000;
+
 /** A row whose synchronous call may have been made by an invocation that was killed before storing its answer. */
 export const SYNC_OUTCOME_UNKNOWN = 'sync_outcome_unknown';
 
@@ -73,6 +80,8 @@ export interface StragglersDeps {
   timeLeftMs?: () => number;
   /** The longest one call may wait (the client's per-call timeout); CALL_MS without it. */
   callMs?: number;
+  /** Waits before a rate-limited row is sent again (tests: at once). */
+  sleep?: (ms: number, signal: AbortSignal) => Promise<unknown>;
   /** Overrides for tests: rows per slice and per invocation. */
   sliceRows?: number;
   rowsPerInvocation?: number;
@@ -121,12 +130,20 @@ export async function runStragglers(input: StragglersInput, deps: StragglersDeps
       // Claimed before any call: a re-run never sends these rows again.
       sync = { ...sync, claimed: end, slices: [...(sync.slices ?? []), start] };
       chunk = await writeSync(chunk, index, sync, start, deps);
-      const lines = await sendSlice(slice, deps, pastDeadline, AbortSignal.timeout(Math.max(0, timeLeft() - RESERVE_MS)), observer);
+      const outcome = await sendSlice(slice, deps, pastDeadline, AbortSignal.timeout(Math.max(0, timeLeft() - RESERVE_MS)), observer);
+      if (outcome.refused && outcome.lines.every((line) => line === undefined || !line.sent)) {
+        // Nothing of the slice can have been billed: its claim is given back, for a run with a valid key.
+        sync = { ...sync, claimed: start, slices: (sync.slices ?? []).filter((at) => at !== start) };
+        chunk = await writeSync(chunk, index, sync, end, deps);
+        throw keyRefused(input, outcome.refused);
+      }
+      const lines = outcome.lines.map((line, i) => line ?? refusedLine(slice[i]!.customId, outcome.refused!));
       sent += lines.filter((line) => line.sent).length;
       expiredUnsent += lines.filter((line) => !line.sent).length;
       await putSlice(input, start, lines, deps);
       sync = { ...sync, stored: [...sync.stored, start] };
       chunk = await writeSync(chunk, index, sync, end, deps);
+      if (outcome.refused) throw keyRefused(input, outcome.refused);
     }
   } finally {
     await requests.return?.(undefined);
@@ -182,6 +199,16 @@ async function writeSync(chunk: ChunkItem, index: number, sync: SyncProgress, cl
   });
 }
 
+function keyRefused(input: StragglersInput, error: ApiAuthError): ApiKeyRefused {
+  return new ApiKeyRefused(`chunk ${input.chunk} attempt ${input.attempt} of job ${input.jobId}: ${error.message}`);
+}
+
+/** A row of a slice the key was refused in, once others of it were answered: the refusal is its answer (401/403 are not billed). */
+function refusedLine(customId: string, error: ApiAuthError): SliceLine {
+  const result = { type: 'errored', error: { type: 'error', error: { type: error.type ?? 'authentication_error', message: error.message } } } as BatchResult;
+  return { customId, result, sent: true };
+}
+
 interface SliceLine {
   customId: string;
   result: BatchResult;
@@ -189,10 +216,19 @@ interface SliceLine {
   sent: boolean;
 }
 
+/** What became of one slice's calls; `refused`: the API refused the key (401/403), and the rows it left have no line. */
+interface SentSlice {
+  lines: Array<SliceLine | undefined>;
+  refused?: ApiAuthError;
+}
+
 /**
  * One slice's calls, CONCURRENCY at a time; a row not started by the deadline is not sent. A call
  * still under way when `stop` fires (the invocation's time is nearly up) is aborted: it may have been
- * billed, so its row is unknown, and the slice's other answers are stored all the same.
+ * billed, so its row is unknown, and the slice's other answers are stored all the same. A row still
+ * rate limited or overloaded (429, 529) after the client's retries was not billed: it is put back at
+ * the end of the slice, after a wait, at most RATE_LIMITED_ROUNDS times while the deadline and the
+ * time allow. A refused key (401/403) stops the slice: no row is started after it.
  */
 async function sendSlice(
   slice: Array<{ customId: string; params: MessageParams }>,
@@ -200,36 +236,58 @@ async function sendSlice(
   pastDeadline: () => boolean,
   stop: AbortSignal,
   observer: Observer,
-): Promise<SliceLine[]> {
-  const lines: SliceLine[] = new Array(slice.length);
-  let next = 0;
+): Promise<SentSlice> {
+  const sent: SentSlice = { lines: new Array(slice.length) };
+  const queue = slice.map((_, i) => i);
+  const rounds = new Array<number>(slice.length).fill(0);
+  const sleep = deps.sleep ?? ((ms: number, signal: AbortSignal) => delay(ms, undefined, { signal }));
   const worker = async () => {
-    while (next < slice.length) {
-      const i = next++;
+    while (queue.length > 0 && !sent.refused) {
+      const i = queue.shift()!;
       const { customId, params } = slice[i]!;
       if (pastDeadline()) {
-        lines[i] = { customId, result: { type: 'expired' }, sent: false };
+        sent.lines[i] = { customId, result: { type: 'expired' }, sent: false };
         continue;
       }
       try {
         const message = await deps.api.createMessage(params, { signal: stop });
-        lines[i] = { customId, result: { type: 'succeeded', message }, sent: true };
+        sent.lines[i] = { customId, result: { type: 'succeeded', message }, sent: true };
       } catch (error) {
         if (stop.aborted) {
           observer.warn('a synchronous call was aborted: the invocation is nearly out of time', { error: errorFields(error) });
-          lines[i] = { customId, result: UNKNOWN_RESULT, sent: true };
+          sent.lines[i] = { customId, result: UNKNOWN_RESULT, sent: true };
           continue;
         }
-        const type = error instanceof AnthropicError ? (error.type ?? 'api_error') : 'api_error';
         // Never the prompt: the error's name, status and type only.
         observer.warn('a synchronous call failed', { error: errorFields(error) });
+        if (error instanceof ApiAuthError) {
+          sent.refused ??= error;
+          continue;
+        }
+        if (isRateLimited(error) && rounds[i]! < RATE_LIMITED_ROUNDS && !pastDeadline()) {
+          rounds[i]! += 1;
+          const waited = await sleep(RATE_LIMITED_WAIT_MS * rounds[i]!, stop).then(
+            () => true,
+            () => false,
+          );
+          if (waited) {
+            queue.push(i);
+            continue;
+          }
+        }
+        const type = error instanceof AnthropicError ? (error.type ?? 'api_error') : 'api_error';
         const message = error instanceof AnthropicError ? error.message : 'The synchronous call failed.';
-        lines[i] = { customId, result: { type: 'errored', error: { type: 'error', error: { type, message } } } as BatchResult, sent: true };
+        sent.lines[i] = { customId, result: { type: 'errored', error: { type: 'error', error: { type, message } } } as BatchResult, sent: true };
       }
     }
   };
   await Promise.all(Array.from({ length: Math.min(CONCURRENCY, slice.length) }, worker));
-  return lines;
+  return sent;
+}
+
+/** Rate limited or overloaded once the client's retries were spent: not billed, so safe to send again. */
+function isRateLimited(error: unknown): boolean {
+  return error instanceof AnthropicError && (error.status === 429 || error.status === 529);
 }
 
 async function putSlice(input: StragglersInput, start: number, lines: SliceLine[], deps: StragglersDeps): Promise<void> {

@@ -13,7 +13,7 @@ import { finalizeChunk } from '../../shared/jobs/finalize-chunk';
 import type { ResultRow } from '../../shared/jobs/finalize-job';
 import { recordChunkFailure } from '../../shared/jobs/record-chunk-failure';
 import { pollBatch } from '../../shared/jobs/poll-batch';
-import { finishStragglers, RESERVE_MS, runStragglers, SYNC_OUTCOME_UNKNOWN } from '../../shared/jobs/stragglers';
+import { finishStragglers, RATE_LIMITED_ROUNDS, RESERVE_MS, runStragglers, SYNC_OUTCOME_UNKNOWN } from '../../shared/jobs/stragglers';
 import { submitChunk } from '../../shared/jobs/submit-chunk';
 import { updateItem } from '../../shared/store/dynamo';
 import { JOB_SK, jobPk } from '../../shared/store/items';
@@ -236,5 +236,39 @@ describe('RunStragglers', () => {
     const cost = rows.reduce((sum, row) => sum + (row.cost_usd ?? 0), 0);
     expect(cost).toBeGreaterThan(0);
     expect((await readJobItem(aws, job.jobId)).paidUsd! - paidBefore).toBeCloseTo(cost, 8);
+  });
+
+  const resultTypes = async (jobId: string) =>
+    (await readJsonl<BatchResultLine>(aws, jobKeys(jobId).chunkResults(0, 2))).map((line) =>
+      line.result.type === 'errored' ? line.result.error.error.type : line.result.type,
+    );
+
+  it("puts a row still rate limited after the client's retries back in its slice (it was not billed), a bounded number of times", async () => {
+    const { job, sync } = await straggling(1);
+    // The client's three tries of the row all refused 429; the row is sent again and answered.
+    ctx.sim.setHttpFaults([{ status: 429, endpoint: 'messages', times: 3 }]);
+    const before = ctx.sim.stats().calls.messages;
+    expect(await runStragglers(sync, { ...deps(), sleep: async () => undefined })).toMatchObject({ done: true });
+    expect(ctx.sim.stats().calls.messages - before).toBe(4);
+    expect(await resultTypes(job.jobId)).toEqual(['succeeded']);
+
+    // Overloaded every time: put back RATE_LIMITED_ROUNDS times, then its answer is the API's error.
+    const other = await straggling(1);
+    ctx.sim.setHttpFaults([{ status: 529, endpoint: 'messages', times: 100 }]);
+    const start = ctx.sim.stats().calls.messages;
+    expect(await runStragglers(other.sync, { ...deps(), sleep: async () => undefined })).toMatchObject({ done: true });
+    expect(ctx.sim.stats().calls.messages - start).toBe(3 * (RATE_LIMITED_ROUNDS + 1));
+    expect(await resultTypes(other.job.jobId)).toEqual(['overloaded_error']);
+  });
+
+  it('fails the step when the API refuses the key, giving back the claim of a slice nothing of which was billed; a run with a valid key sends it', async () => {
+    const { job, sync } = await straggling(3);
+    ctx.sim.setHttpFaults([{ status: 401, endpoint: 'messages', times: 100 }]);
+    await expect(runStragglers(sync, deps())).rejects.toMatchObject({ name: 'ApiKeyRefused' });
+    expect((await readChunkItem(aws, job.jobId, 0)).attempts[1]!.sync).toMatchObject({ claimed: 0, stored: [], slices: [] });
+
+    ctx.sim.setHttpFaults([]);
+    expect(await runStragglers(sync, deps())).toMatchObject({ done: true });
+    expect(await resultTypes(job.jobId)).toEqual(['succeeded', 'succeeded', 'succeeded']);
   });
 });
