@@ -153,7 +153,9 @@ export async function runStragglers(input: StragglersInput, deps: StragglersDeps
   const done = remaining === 0 || pastDeadline() || sync.invocations >= MAX_INVOCATIONS || canceled;
   observer.info('ran stragglers', { sent, expiredUnsent, claimed: sync.claimed, rows: record.rows, remaining, invocation: sync.invocations, done });
   if (!done) return out(false, remaining);
-  await finish(input, chunk, index, sync, deps, observer);
+  // Out of invocations before the deadline: the rows left were not sent, and the deadline is not why.
+  const exhausted = remaining > 0 && !pastDeadline() && !canceled;
+  await finish(input, chunk, index, sync, deps, observer, exhausted ? { unclaimed: STEPS_EXHAUSTED } : {});
   return out(true, 0);
 }
 
@@ -174,7 +176,7 @@ export async function finishStragglers(input: StragglersInput, deps: Omit<Stragg
   const { record, index } = attemptOf(chunk, input.attempt);
   if (!record.sync) throw new ChunkStateConflict(`chunk ${input.chunk} attempt ${input.attempt} of job ${input.jobId} is not a synchronous attempt`);
   if (record.collectedAt) return;
-  await finish(input, chunk, index, record.sync, deps, deps.observer ?? quietObserver, failure);
+  await finish(input, chunk, index, record.sync, deps, deps.observer ?? quietObserver, failure ? { unclaimed: failure, keepStatus: true } : {});
 }
 
 /**
@@ -308,10 +310,21 @@ const UNKNOWN_RESULT = { type: 'errored', error: { type: 'error', error: { type:
 const EXPIRED_AT_DEADLINE: BatchResult = { type: 'expired' };
 const NOT_SENT_CANCELED: BatchResult = { type: 'canceled' };
 
+/** A row left unclaimed when RunStragglers ran MAX_INVOCATIONS times before the deadline. */
+export const SYNC_STEPS_EXHAUSTED = 'sync_steps_exhausted';
+const STEPS_EXHAUSTED: SettledFailure = {
+  type: SYNC_STEPS_EXHAUSTED,
+  message:
+    `Not sent: the synchronous calls after the batch was canceled for the job's deadline used all ${MAX_INVOCATIONS} of their steps ` +
+    'before reaching this request, with the deadline still ahead.',
+};
+
 /**
  * The attempt's results file, in its requests' order: a stored slice's lines, an unknown slice's
- * rows errored SYNC_OUTCOME_UNKNOWN, unclaimed rows expired (canceled, when the job was asked to stop); then row records, counts and the job's
- * paid cost, and the attempt is collected (once: conditioned on it not being so yet).
+ * rows errored SYNC_OUTCOME_UNKNOWN, unclaimed rows expired (canceled, when the job was asked to
+ * stop; errored as `unclaimed` says when given); then row records, counts and the job's paid cost,
+ * and the attempt is collected (once: conditioned on it not being so yet). The chunk is left done,
+ * or as it is with `keepStatus` (a failed step's).
  */
 async function finish(
   input: StragglersInput,
@@ -320,7 +333,7 @@ async function finish(
   sync: SyncProgress,
   deps: Omit<StragglersDeps, 'api'>,
   observer: Observer,
-  failure?: SettledFailure,
+  { unclaimed, keepStatus }: { unclaimed?: SettledFailure; keepStatus?: boolean },
 ): Promise<void> {
   const { s3, dynamo, config } = deps;
   const now = clockOf(deps)();
@@ -361,8 +374,8 @@ async function finish(
       let result: BatchResult;
       if (position >= sync.claimed) {
         // Never sent: the step failed, the deadline came first, or the job was asked to stop (the user's cancel, or the reconciler's).
-        result = failure
-          ? ({ type: 'errored', error: { type: 'error', error: failure } } as BatchResult)
+        result = unclaimed
+          ? ({ type: 'errored', error: { type: 'error', error: unclaimed } } as BatchResult)
           : job.cancelRequested === true
             ? NOT_SENT_CANCELED
             : EXPIRED_AT_DEADLINE;
@@ -400,7 +413,7 @@ async function finish(
   try {
     await updateChunk(dynamo, config.table, chunk, {
       // A failed step's chunk stays failed; otherwise done, as Collect leaves a chunk with no next attempt.
-      set: { attempts: patchAttempt(chunk, index, { counts, collectedAt, sync }), ...(failure ? {} : { status: 'done' as const }), updatedAt: collectedAt },
+      set: { attempts: patchAttempt(chunk, index, { counts, collectedAt, sync }), ...(keepStatus ? {} : { status: 'done' as const }), updatedAt: collectedAt },
       condition: chunkCondition(`#ca = :attempt AND attribute_not_exists(#att[${index}].#col)`, { ':attempt': input.attempt }),
     });
   } catch (error) {

@@ -187,7 +187,7 @@ export interface SyncProgress {
   slices?: number[];
   /** Claimed slices whose results were stored (`work/.../attempt-<n>/sync/<start>.jsonl`), by their start row. */
   stored: number[];
-  /** RunStragglers invocations so far (bounded: STRAGGLER_MAX_INVOCATIONS). */
+  /** RunStragglers invocations so far (bounded: MAX_INVOCATIONS in shared/jobs/stragglers.ts). */
   invocations: number;
 }
 

@@ -18,9 +18,11 @@ import { JOB_SK, jobPk, type JobItem } from '../../shared/store/items';
 import { parseStragglersInput } from '../../shared/jobs/contract';
 import type { ResultRow } from '../../shared/jobs/finalize-job';
 import { runStragglers, SYNC_OUTCOME_UNKNOWN } from '../../shared/jobs/stragglers';
+import { jobForUpload } from '../../shared/jobs/queries';
+import { startRerun } from '../../shared/jobs/rerun';
 import { localS3Client } from '../../local/emulators';
 import { LOCAL_API_KEY, type LocalEvent } from '../../local/runtime';
-import { ids, readJsonl, request, useLocalStack, writeRequests, type StackUnderTest } from './support';
+import { ids, readJsonl, request, until, useLocalStack, writeRequests, type StackUnderTest } from './support';
 
 const HOUR = 3600;
 
@@ -168,5 +170,14 @@ describe('the deadline fallback, end to end', () => {
     expect(messagesInRuns).toEqual([2, synchronous.length - 2, 0]);
     expect(run.messagesCalls).toBe(synchronous.length);
     expect(run.outcome.summary?.counts).toMatchObject({ total: 10, errored: 2, succeeded: 8 });
+
+    // A rerun that sends only expired rows (there are none) reuses every row: it sent nothing synchronously, and its summary says so.
+    const uploaded = await startRerun(under.stack, run.jobId, { only: ['expired'] });
+    let rerunId: string | undefined;
+    await until(async () => (rerunId = (await jobForUpload(under.stack, uploaded, { since: '1970-01-01T00:00:00Z' }))?.jobId) !== undefined);
+    const rerun = await under.stack.waitForJob(rerunId!);
+    expect(rerun.summary?.reused?.rows).toBe(10);
+    expect(rerun.summary?.counts).toMatchObject({ total: 10, errored: 2, succeeded: 8 });
+    expect(rerun.summary?.synchronous).toBeUndefined();
   });
 });

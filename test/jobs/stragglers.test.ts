@@ -13,7 +13,15 @@ import { finalizeChunk } from '../../shared/jobs/finalize-chunk';
 import type { ResultRow } from '../../shared/jobs/finalize-job';
 import { recordChunkFailure } from '../../shared/jobs/record-chunk-failure';
 import { pollBatch } from '../../shared/jobs/poll-batch';
-import { finishStragglers, RATE_LIMITED_ROUNDS, RESERVE_MS, runStragglers, SYNC_OUTCOME_UNKNOWN } from '../../shared/jobs/stragglers';
+import {
+  finishStragglers,
+  MAX_INVOCATIONS,
+  RATE_LIMITED_ROUNDS,
+  RESERVE_MS,
+  runStragglers,
+  SYNC_OUTCOME_UNKNOWN,
+  SYNC_STEPS_EXHAUSTED,
+} from '../../shared/jobs/stragglers';
 import { submitChunk } from '../../shared/jobs/submit-chunk';
 import { updateItem } from '../../shared/store/dynamo';
 import { JOB_SK, jobPk } from '../../shared/store/items';
@@ -270,5 +278,15 @@ describe('RunStragglers', () => {
     ctx.sim.setHttpFaults([]);
     expect(await runStragglers(sync, deps())).toMatchObject({ done: true });
     expect(await resultTypes(job.jobId)).toEqual(['succeeded', 'succeeded', 'succeeded']);
+  });
+
+  it('ends the rows left when its invocations run out before the deadline as such, not as the deadline passing', async () => {
+    const { job, sync } = await straggling(MAX_INVOCATIONS + 2);
+    const runs: boolean[] = [];
+    for (let run = 0; run < MAX_INVOCATIONS; run++) runs.push((await runStragglers(sync, { ...deps(), sliceRows: 1, rowsPerInvocation: 1 })).done);
+    expect(runs).toEqual([...new Array<boolean>(MAX_INVOCATIONS - 1).fill(false), true]);
+    expect(await resultTypes(job.jobId)).toEqual([...new Array<string>(MAX_INVOCATIONS).fill('succeeded'), SYNC_STEPS_EXHAUSTED, SYNC_STEPS_EXHAUSTED]);
+    const [line] = (await readJsonl<BatchResultLine>(aws, jobKeys(job.jobId).chunkResults(0, 2))).slice(-1);
+    expect(JSON.stringify(line)).not.toMatch(/deadline passed/);
   });
 });
