@@ -243,7 +243,8 @@ async function orderRows(chunk: ChunkItem, job: JobItem, tally: Tally, outputs: 
           const row: ResultRow = { ...base, status: 'errored', error: { type: failure.type, message: failure.message } };
           await outputs.write(tally.add(row), { cause: failure.cause });
           failedRows.add(attempt, record.batchId, { customId, index, status: 'errored', final: true, errorType: failure.type });
-        } else if (decision.errorType === BUDGET_EXCEEDED) {
+        } else if (decision.errorType === BUDGET_EXCEEDED && record.budgetStopped) {
+          // A retry the budget stopped (a synchronous attempt's budget_exceeded rows carry their own message in their line).
           const stop = record.budgetStopped!;
           const message =
             `Not sent again: the retry of ${stop.rows} rows, estimated at $${stop.estimateUsd.toFixed(4)}, would have taken the job's cost ` +

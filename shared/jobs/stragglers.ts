@@ -30,11 +30,11 @@ import { AnthropicError, ApiAuthError } from '../anthropic/errors';
 import type { BatchResult, MessageParams } from '../anthropic/types';
 import { clockOf } from '../clock';
 import type { PipelineConfig } from '../config';
-import { readMessageUsage, tokenTotals } from '../cost/cost';
+import { EstimateTotals, readMessageUsage, roundUsd, tokenTotals } from '../cost/cost';
 import { priceTableFromConfig } from '../cost/prices';
 import { errorFields, quietObserver, type Observer } from '../observability';
 import { ConditionFailed, updateItem } from '../store/dynamo';
-import { ttlAfter, type ChunkItem, type SyncProgress } from '../store/items';
+import { ttlAfter, type ChunkItem, type JobItem, type SyncProgress } from '../store/items';
 import { jobKeys } from '../store/keys';
 import { headObject, isS3NotFound, ObjectWriter } from '../store/s3';
 import { objectLines, requestCustomIds, requestEntries, requestPositions } from './chunk-files';
@@ -42,7 +42,7 @@ import { attemptOf, ChunkStateConflict, chunkCondition, isoAt, jobKey, patchAtte
 import { ApiKeyRefused } from './collect-results';
 import type { StragglersInput, StragglersOutput } from './contract';
 import { deadlineOf } from './deadline';
-import { rowCostUsd, type ResultStatus } from './outcome';
+import { BUDGET_EXCEEDED, rowCostUsd, type ResultStatus } from './outcome';
 import { rowShardsOf, RowRecordWriter } from './row-records';
 
 /** Calls in flight at once. */
@@ -113,7 +113,13 @@ export async function runStragglers(input: StragglersInput, deps: StragglersDeps
   let expiredUnsent = 0;
   // The user's cancel stops the step between slices: the job is read again before each claim.
   let canceled = job.cancelRequested === true;
-  const cancelSeen = async () => (canceled ||= (await readJob(dynamo, config.table, input.jobId)).cancelRequested === true);
+  let current = job;
+  const cancelSeen = async () => {
+    current = await readJob(dynamo, config.table, input.jobId);
+    return (canceled ||= current.cancelRequested === true);
+  };
+  const prices = priceTableFromConfig(config);
+  let budgetStopped: SettledFailure | undefined;
   const requests = requestEntries(deps.s3, config.bucket, input)[Symbol.asyncIterator]();
   try {
     for (let skip = 0; skip < sync.claimed; skip++) await requests.next();
@@ -126,6 +132,11 @@ export async function runStragglers(input: StragglersInput, deps: StragglersDeps
         if (next.done) throw new ChunkStateConflict(`the requests of chunk ${input.chunk} attempt ${input.attempt} end before row ${p}`);
         const { customId, line } = next.value;
         slice.push({ customId, params: (JSON.parse(line.bytes.toString('utf8')) as { params: MessageParams }).params });
+      }
+      budgetStopped = overBudget(slice, current, sync, prices);
+      if (budgetStopped) {
+        observer.warn('not sending: the synchronous calls would take the job past its budget', { rows: record.rows - start });
+        break;
       }
       // Claimed before any call: a re-run never sends these rows again.
       sync = { ...sync, claimed: end, slices: [...(sync.slices ?? []), start] };
@@ -141,7 +152,8 @@ export async function runStragglers(input: StragglersInput, deps: StragglersDeps
       sent += lines.filter((line) => line.sent).length;
       expiredUnsent += lines.filter((line) => !line.sent).length;
       await putSlice(input, start, lines, deps);
-      sync = { ...sync, stored: [...sync.stored, start] };
+      const sliceE10 = lines.reduce((sum, line) => sum + Math.round((standardCost(line.result, prices).costUsd ?? 0) * 1e10), 0);
+      sync = { ...sync, stored: [...sync.stored, start], spentUsd: (Math.round((sync.spentUsd ?? 0) * 1e10) + sliceE10) / 1e10 };
       chunk = await writeSync(chunk, index, sync, end, deps);
       if (outcome.refused) throw keyRefused(input, outcome.refused);
     }
@@ -150,13 +162,38 @@ export async function runStragglers(input: StragglersInput, deps: StragglersDeps
   }
 
   const remaining = record.rows - sync.claimed;
-  const done = remaining === 0 || pastDeadline() || sync.invocations >= MAX_INVOCATIONS || canceled;
+  const done = remaining === 0 || pastDeadline() || sync.invocations >= MAX_INVOCATIONS || canceled || budgetStopped !== undefined;
   observer.info('ran stragglers', { sent, expiredUnsent, claimed: sync.claimed, rows: record.rows, remaining, invocation: sync.invocations, done });
   if (!done) return out(false, remaining);
   // Out of invocations before the deadline: the rows left were not sent, and the deadline is not why.
   const exhausted = remaining > 0 && !pastDeadline() && !canceled;
-  await finish(input, chunk, index, sync, deps, observer, exhausted ? { unclaimed: STEPS_EXHAUSTED } : {});
+  await finish(input, chunk, index, sync, deps, observer, budgetStopped ? { unclaimed: budgetStopped } : exhausted ? { unclaimed: STEPS_EXHAUSTED } : {});
   return out(true, 0);
+}
+
+/**
+ * Whether a slice's calls, at their worst (max_tokens) and at standard rates, would take the job past
+ * its budget: what the job had recorded as paid, plus this attempt's stored answers (not yet in it),
+ * plus the slice. Chunks run side by side, so each judges by what the others had recorded.
+ */
+function overBudget(
+  slice: ReadonlyArray<{ params: MessageParams }>,
+  job: JobItem,
+  sync: SyncProgress,
+  prices: ReturnType<typeof priceTableFromConfig>,
+): SettledFailure | undefined {
+  if (job.maxCostUsd === undefined) return undefined;
+  const estimate = new EstimateTotals({ prices });
+  for (const row of slice) estimate.add(row.params);
+  const estimateUsd = estimate.toJSON().standardTotalUsd;
+  const paidUsd = roundUsd((job.paidUsd ?? 0) + (sync.spentUsd ?? 0));
+  if (paidUsd + estimateUsd <= job.maxCostUsd) return undefined;
+  return {
+    type: BUDGET_EXCEEDED,
+    message:
+      `Not sent: the synchronous calls after the deadline's cancel, estimated at $${estimateUsd.toFixed(4)} at standard rates for the next ${slice.length}, ` +
+      `would have taken the job's cost ($${paidUsd.toFixed(4)} paid) past its budget of $${job.maxCostUsd}.`,
+  };
 }
 
 /** How the rows nobody claimed end when the attempt is settled for a failed step: errored, as the chunk's failure says. */

@@ -189,6 +189,8 @@ export interface SyncProgress {
   stored: number[];
   /** RunStragglers invocations so far (bounded: MAX_INVOCATIONS in shared/jobs/stragglers.ts). */
   invocations: number;
+  /** What the stored slices' answers cost at standard rates: the budget check counts it before the job's paidUsd does. */
+  spentUsd?: number;
 }
 
 export interface ChunkAttempt {

@@ -31,6 +31,8 @@ import { formatRow } from '../../cli/ops/get';
 import { readChunkItem, readJobItem, readJsonl, readRow, seedJob, startApi, stopApi, TEST_API_KEY, type ApiContext } from '../support/chunks';
 import type { BatchResultLine } from '../../shared/anthropic/types';
 import { jobKeys } from '../../shared/store/keys';
+import { EstimateTotals } from '../../shared/cost/cost';
+import { priceTableFromConfig } from '../../shared/cost/prices';
 import { pipelineConfig } from '../support/pipeline';
 import { requests } from '../support/requests';
 
@@ -288,5 +290,34 @@ describe('RunStragglers', () => {
     expect(await resultTypes(job.jobId)).toEqual([...new Array<string>(MAX_INVOCATIONS).fill('succeeded'), SYNC_STEPS_EXHAUSTED, SYNC_STEPS_EXHAUSTED]);
     const [line] = (await readJsonl<BatchResultLine>(aws, jobKeys(job.jobId).chunkResults(0, 2))).slice(-1);
     expect(JSON.stringify(line)).not.toMatch(/deadline passed/);
+  });
+
+  it('stops before a slice whose calls, at their worst and at standard rates, would take the job past its budget; the rows left end budget_exceeded', async () => {
+    const { job, sync } = await straggling(4);
+    const slice = (rows: ReturnType<typeof requests>) => {
+      const estimate = new EstimateTotals({ prices: priceTableFromConfig(config()) });
+      for (const row of rows) estimate.add(row.params);
+      return estimate.toJSON().standardTotalUsd;
+    };
+    const worst = slice(job.chunks[0]!.slice(0, 2));
+    // Room for one slice of 2 at its worst, not for a second once the first's answers are paid.
+    const paid = (await readJobItem(aws, job.jobId)).paidUsd ?? 0;
+    await updateItem(aws.dynamo, aws.table, { pk: jobPk(job.jobId), sk: JOB_SK }, { set: { maxCostUsd: paid + worst * 1.0001 } });
+    const before = ctx.sim.stats().calls.messages;
+
+    expect(await runStragglers(sync, { ...deps(), sliceRows: 2 })).toMatchObject({ done: true });
+
+    expect(ctx.sim.stats().calls.messages - before).toBe(2);
+    expect(await resultTypes(job.jobId)).toEqual(['succeeded', 'succeeded', 'budget_exceeded', 'budget_exceeded']);
+    await finalizeChunk({ jobId: job.jobId, chunk: 0 }, deps());
+    const rows = await readJsonl<ResultRow>(aws, jobKeys(job.jobId).chunkFinal(0).results);
+    expect(rows.map((row) => row.error?.message ?? row.status)).toEqual([
+      'succeeded',
+      'succeeded',
+      expect.stringMatching(
+        /^Not sent: the synchronous calls after the deadline's cancel, estimated at \$[\d.]+ at standard rates for the next 2, would have taken/,
+      ),
+      expect.stringMatching(/past its budget/),
+    ]);
   });
 });
