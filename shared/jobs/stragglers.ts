@@ -17,6 +17,11 @@
  *   errored SYNC_OUTCOME_UNKNOWN, final, and are not sent again; so does a call aborted for time.
  * - **The deadline.** Compared on the API's clock (each response's `Date`): a row not sent by then is
  *   not sent, and ends `expired`. A call already under way when it passes is waited for and kept.
+ * - **Stopping early.** Before each claim the job is read again: the user's cancel stops the step
+ *   (rows never claimed end `canceled`), and a slice whose worst cost would take the job past its
+ *   budget is not sent (`budget_exceeded`). Out of invocations with the deadline ahead, the rows left
+ *   end SYNC_STEPS_EXHAUSTED. A refused key fails the step (ApiKeyRefused); a step that fails is
+ *   settled by FinalizeChunk through finishStragglers.
  * - **The outcome.** Once done, the attempt's results file is written as a batch's would be (one
  *   `{custom_id, result}` line per row, in the attempt's order) with row records and counts, so
  *   FinalizeChunk orders it like any collected attempt; rows carry `batch_id` null and cost at
