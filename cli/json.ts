@@ -3,7 +3,7 @@
  * CI. The shapes are documented field by field in docs/cli-json.md; their words are summary.json's.
  * Progress and human lines go to stderr (or are left out); the exit status is the same as without.
  */
-import type { JobSummary } from '../shared/jobs/finalize-job';
+import { jobCostUsd, type JobSummary } from '../shared/jobs/finalize-job';
 import { hasEnded, type JobProgressReport } from '../shared/jobs/queries';
 import type { ChunkItem, JobItem, JobStatus } from '../shared/store/items';
 import { jobKeys } from '../shared/store/keys';
@@ -75,7 +75,7 @@ export function jsonJob(fields: {
     counts,
     notSubmitted: summary?.notSubmitted ?? null,
     failure: fields.failure ?? job?.failure ?? null,
-    costUsd: summary?.cost.batchUsd ?? job?.costUsd ?? null,
+    costUsd: (summary ? jobCostUsd(summary) : undefined) ?? job?.costUsd ?? null,
     summary: summary ?? null,
   };
 }

@@ -289,7 +289,7 @@ export class JobWorkflow extends Construct {
     // The deadline fallback: the rows a deadline's cancel left, sent synchronously a bounded number
     // per invocation, looping while rows remain and the deadline has not passed (shared/jobs/stragglers.ts).
     // It runs in Collect's function, which has the API, the attempts' files and the row records.
-    const runStragglers = task(STATE.RunStragglers, fns['collect-results'], [], undefined, { run: 'stragglers', 'state.$': '$' });
+    const runStragglers = task(STATE.RunStragglers, fns['collect-results'], [API_RETRYABLE_RETRY], undefined, { run: 'stragglers', 'state.$': '$' });
     runStragglers.addCatch(recordChunkFailure, caught);
     runStragglers.next(new sfn.Choice(this, STATE.StragglersLeft).when(sfn.Condition.booleanEquals('$.done', false), runStragglers).otherwise(finalizeChunk));
     collectResults.next(

@@ -39,6 +39,7 @@ export const getCommand = opsCommand('get', GET_HELP, { ...JSON_FLAGS }, async (
       errorType: row.errorType ?? null,
       attempt: row.attempt,
       batchId: row.batchId ?? null,
+      synchronous: isSynchronous(row),
       chunk: row.chunk,
       index: row.index,
       usage: row.usage ?? null,
@@ -58,14 +59,15 @@ export function formatRow({ row, result, resultUnavailable }: RowLookup, bucket:
   const outcome = row.errorType ? `${row.status} (${row.errorType})` : row.status;
   const next = row.final === false ? `, to be retried in attempt ${row.attempt + 1}` : '';
   const lines = [`Row ${row.customId} of job ${row.jobId}: ${outcome}${next}`];
-  lines.push(`  attempt   ${row.attempt}${row.batchId ? ` in batch ${row.batchId}` : ' (never submitted)'}, chunk ${row.chunk} row ${row.index}`);
+  const sent = row.batchId ? ` in batch ${row.batchId}` : isSynchronous(row) ? ' as a synchronous call (the deadline fallback)' : ' (never submitted)';
+  lines.push(`  attempt   ${row.attempt}${sent}, chunk ${row.chunk} row ${row.index}`);
   if (row.usage) {
     const u = row.usage;
     lines.push(
       `  tokens    ${count(u.input_tokens)} input, ${count(u.output_tokens)} output, ${count(u.cache_read_input_tokens)} cache read, ${count(u.cache_creation_input_tokens)} cache write`,
     );
   }
-  if (row.costUsd !== undefined) lines.push(`  cost      ${usd(row.costUsd)} at batch rates`);
+  if (row.costUsd !== undefined) lines.push(`  cost      ${usd(row.costUsd)} at ${isSynchronous(row) ? 'standard' : 'batch'} rates`);
   if (row.result) {
     const { key, offset, length } = row.result;
     lines.push(`  line      s3://${bucket}/${key} bytes ${offset}–${offset + length - 1}`);
@@ -74,4 +76,9 @@ export function formatRow({ row, result, resultUnavailable }: RowLookup, bucket:
   let text = lines.join('\n') + '\n';
   if (result) text += `${JSON.stringify(result, null, 2)}\n`;
   return text;
+}
+
+/** A row answered by a synchronous call: its attempt had no batch, yet it has a result line (shared/jobs/stragglers.ts). */
+function isSynchronous(row: RowLookup['row']): boolean {
+  return row.batchId === undefined && row.result !== undefined;
 }

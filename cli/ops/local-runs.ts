@@ -5,7 +5,7 @@
  * was named, so a local user can find a job again without AWS.
  */
 import { readdir, readFile } from 'node:fs/promises';
-import type { JobSummary } from '../../shared/jobs/finalize-job';
+import { jobCostUsd, type JobSummary } from '../../shared/jobs/finalize-job';
 import path from 'node:path';
 import type { Io } from '../io';
 import { failureMessage, isNoRegion, namedTarget } from './command';
@@ -64,7 +64,7 @@ export function asJobRow({ summary }: LocalRun): JobRow {
     validRows: total - invalid,
     invalidRows: invalid,
     counts: { ...counts, invalid },
-    costUsd: summary.cost.batchUsd,
+    costUsd: jobCostUsd(summary),
     createdAt: summary.timings.createdAt,
     endedAt: summary.timings.endedAt,
   };

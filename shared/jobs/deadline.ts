@@ -13,7 +13,7 @@ import type { JobItem } from '../store/items';
 /** User metadata that sets a file's deadline (`x-amz-meta-batchline-deadline`): an ISO time or a duration (`6h`, `90m`, `1h30m`). */
 export const DEADLINE_METADATA = 'batchline-deadline';
 
-/** A deadline that is neither an ISO time nor a duration, or that has passed already. */
+/** A deadline that is neither an ISO time nor a duration, that has passed already, or whose cancel time (deadline − margin) has. */
 export class InvalidDeadline extends Error {
   override readonly name = 'InvalidDeadline';
 }
@@ -36,9 +36,11 @@ const ISO_TIME = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:\d
 
 /**
  * The instant (epoch ms) a deadline names, from `nowMs` for a duration. `what` names where the
- * value came from in the error (`--deadline`, the object's batchline-deadline metadata).
+ * value came from in the error (`--deadline`, the object's batchline-deadline metadata). Given the
+ * stack's margin (Register), a deadline whose cancel time `deadline − margin` is not after now is
+ * refused: its batch would be canceled as soon as it was created, every row paid at standard rates.
  */
-export function resolveDeadline(value: string, nowMs: number, what: string): number {
+export function resolveDeadline(value: string, nowMs: number, what: string, marginSeconds?: number): number {
   const text = value.trim();
   const hint = 'use an ISO time with its zone (2026-12-08T06:00:00Z) or a duration (6h, 90m, 1h30m)';
   const seconds = parseDuration(text);
@@ -54,6 +56,12 @@ export function resolveDeadline(value: string, nowMs: number, what: string): num
   }
   if (at - nowMs > MAX_DEADLINE_SECONDS * 1000) {
     throw new InvalidDeadline(`${what} is "${value}", more than ${MAX_DEADLINE_SECONDS / 86_400} days away; a batch ends within 24 hours anyway`);
+  }
+  if (marginSeconds !== undefined && at - marginSeconds * 1000 <= nowMs) {
+    throw new InvalidDeadline(
+      `${what} is "${value}", within the stack's deadline margin of ${marginSeconds} s (deadlineMarginSeconds) from now ` +
+        `(${new Date(nowMs).toISOString()}): its batch would be canceled at once; give a deadline more than ${marginSeconds} s away, or lower deadlineMarginSeconds`,
+    );
   }
   return at;
 }

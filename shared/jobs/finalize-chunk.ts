@@ -38,6 +38,7 @@ import type { ChunkRef, FinalizeChunkOutput } from './contract';
 import { chunkFailureText, MESSAGES, missingAmongUnreadable, Outputs, unreadableMessage, writeResult, type ResultRow } from './final-rows';
 import { BUDGET_EXCEEDED, rowFate, type RowEvidence } from './outcome';
 import { readResultLine, stageResults } from './result-lines';
+import { finishStragglers } from './stragglers';
 import { rowShardsOf, RowRecordWriter } from './row-records';
 import { StagedLines, WINDOW_BYTES, WINDOW_ROWS } from './staging';
 import { Tally, type TallyJson } from './tally';
@@ -89,13 +90,27 @@ function basisOf(chunk: ChunkItem, job: JobItem, maxAttempts: number): ChunkFina
 /** The FinalizeChunk state. */
 export async function finalizeChunk(input: ChunkRef, deps: FinalizeChunkDeps): Promise<FinalizeChunkOutput> {
   const observer = deps.observer ?? quietObserver;
-  const [job, chunk] = await Promise.all([
+  const [job, read] = await Promise.all([
     readJob(deps.dynamo, deps.config.table, input.jobId),
     readChunk(deps.dynamo, deps.config.table, input.jobId, input.chunk),
   ]);
+  const chunk = await settleFailedSync(read, deps);
   const final = await writeChunkFinal(chunk, job, deps);
   observer.info('chunk finalized', { rows: final.tally.lines, counts: final.tally.counts, resultsBytes: final.results.bytes, errorsBytes: final.errors.bytes });
   return { jobId: input.jobId, chunk: input.chunk, rows: final.tally.lines, failed: chunk.status === 'failed' };
+}
+
+/**
+ * A chunk whose RunStragglers failed past its retries: its synchronous attempt is settled as the
+ * step would have (./stragglers.ts): stored answers kept and paid for, an unstored slice's rows
+ * unknown, the rows never claimed errored with the chunk's failure.
+ */
+async function settleFailedSync(chunk: ChunkItem, deps: FinalizeChunkDeps): Promise<ChunkItem> {
+  const current = chunk.attempts.find((a) => a.attempt === chunk.currentAttempt);
+  if (chunk.status !== 'failed' || !current?.sync || current.collectedAt) return chunk;
+  const { type, message } = chunkFailureText(chunk);
+  await finishStragglers({ jobId: chunk.jobId, chunk: chunk.chunk, attempt: current.attempt }, deps, { type, message });
+  return readChunk(deps.dynamo, deps.config.table, chunk.jobId, chunk.chunk);
 }
 
 /** The chunk's final record, if there is one made from the chunk and job as they are now. */
@@ -228,7 +243,8 @@ async function orderRows(chunk: ChunkItem, job: JobItem, tally: Tally, outputs: 
           const row: ResultRow = { ...base, status: 'errored', error: { type: failure.type, message: failure.message } };
           await outputs.write(tally.add(row), { cause: failure.cause });
           failedRows.add(attempt, record.batchId, { customId, index, status: 'errored', final: true, errorType: failure.type });
-        } else if (decision.errorType === BUDGET_EXCEEDED) {
+        } else if (decision.errorType === BUDGET_EXCEEDED && record.budgetStopped) {
+          // A retry the budget stopped (a synchronous attempt's budget_exceeded rows carry their own message in their line).
           const stop = record.budgetStopped!;
           const message =
             `Not sent again: the retry of ${stop.rows} rows, estimated at $${stop.estimateUsd.toFixed(4)}, would have taken the job's cost ` +

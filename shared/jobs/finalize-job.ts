@@ -26,6 +26,7 @@
 import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { CopyObjectCommand, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import type { NotifyConfig, PipelineConfig } from '../config';
+import { roundUsd } from '../cost/cost';
 import { priceTableFromConfig } from '../cost/prices';
 import { AnnounceFailed, announceJobEnded, type NotifyClients } from '../notify';
 import { errorFields, quietObserver, type Observer } from '../observability';
@@ -47,6 +48,14 @@ import { AttemptTimeline, cacheSavings, errorExamplesFrom, renderSummaryHtml } f
 import { mergeReused, type ReusedSummary } from './reuse';
 import { clockOf } from '../clock';
 import { addToOutputHistory, type SucceededOutput } from './output-history';
+
+/**
+ * What the job cost: its batches at batch rates plus, for the deadline fallback, its synchronous
+ * calls at standard rates (the job record's costUsd, the CostUsd metric, the CLI's costUsd).
+ */
+export function jobCostUsd(summary: Pick<JobSummary, 'cost' | 'synchronous'>): number {
+  return roundUsd(summary.cost.batchUsd + (summary.synchronous?.costUsd ?? 0));
+}
 
 export type { ErrorRow, ResultRow } from './final-rows';
 export type { JobSummary } from './tally';
@@ -174,11 +183,11 @@ export async function finalizeJob(input: FinalizeJobInput, deps: FinalizeDeps): 
   await s3.send(new PutObjectCommand({ Bucket: config.bucket, Key: keys.summaryHtml, Body: html, ContentType: 'text/html; charset=utf-8' }));
   const counts = rowCounts(summary.counts);
   await updateItem(dynamo, config.table, jobKey(job.jobId), {
-    set: { status, endedAt, counts, costUsd: summary.cost.batchUsd, failure: keyFailure ?? rejection, updatedAt: isoAt(now()) },
+    set: { status, endedAt, counts, costUsd: jobCostUsd(summary), failure: keyFailure ?? rejection, updatedAt: isoAt(now()) },
   });
   if (!rejected) await addToHistory(job, tally, observer, deps);
   observer.metric('JobsEnded', 1);
-  observer.metric('CostUsd', summary.cost.batchUsd);
+  observer.metric('CostUsd', jobCostUsd(summary));
   if (summary.cost.unpricedModels.length > 0) {
     observer.warn('no price for these models: the cost leaves their rows out', { models: summary.cost.unpricedModels });
   }
@@ -186,7 +195,7 @@ export async function finalizeJob(input: FinalizeJobInput, deps: FinalizeDeps): 
     status,
     counts,
     errorsByType: summary.errorsByType,
-    costUsd: summary.cost.batchUsd,
+    costUsd: jobCostUsd(summary),
     chunks: summary.chunks,
     chunksOrderedHere: finalizedHere,
     batches: summary.batches.length,
@@ -201,7 +210,7 @@ export async function finalizeJob(input: FinalizeJobInput, deps: FinalizeDeps): 
         bucket: job.bucket,
         key: job.key,
         counts,
-        costUsd: summary.cost.batchUsd,
+        costUsd: jobCostUsd(summary),
         resultsPrefix: keys.resultsPrefix,
         failure: keyFailure ?? rejection,
       },

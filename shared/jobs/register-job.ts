@@ -77,13 +77,11 @@ export async function registerJob(event: unknown, deps: RegisterDeps): Promise<R
 
   const now = clockOf(deps)();
   const deadlineText = head.metadata[DEADLINE_METADATA];
+  const marginSeconds = deps.config.deadlineMarginSeconds ?? DEFAULT_DEADLINE_MARGIN_SECONDS;
   const deadline =
     deadlineText === undefined
       ? undefined
-      : {
-          at: new Date(resolveDeadline(deadlineText, now, `the object's ${DEADLINE_METADATA} metadata`)).toISOString(),
-          marginSeconds: deps.config.deadlineMarginSeconds ?? DEFAULT_DEADLINE_MARGIN_SECONDS,
-        };
+      : { at: new Date(resolveDeadline(deadlineText, now, `the object's ${DEADLINE_METADATA} metadata`, marginSeconds)).toISOString(), marginSeconds };
   const createdAt = new Date(now).toISOString();
   const item: JobItem = {
     pk: jobPk(jobId),

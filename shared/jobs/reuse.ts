@@ -308,7 +308,9 @@ export async function mergeReused(
       const state = oldRowState(line, `line ${old + 1} of job ${fromJob}'s results.jsonl`);
       await results.writeLine(reusedLine(line, fromJob));
       const row: ResultRow = state.row ?? { custom_id: state.customId, status: 'succeeded', attempts: 0, batch_id: null, usage: null, cost_usd: null };
-      tally.add({ ...row, message: undefined });
+      // Counted as this job's row, but not as one it sent synchronously: the old job did (summary.synchronous counts its own).
+      const { synchronous: _sentByOldJob, ...own } = row;
+      tally.add({ ...own, message: undefined });
       if (state.status === 'succeeded') costE10 += Math.round(lineCostUsd(line) * 1e10);
       else await errors.writeLine(reusedErrorRow(state.row!, fromJob));
     }

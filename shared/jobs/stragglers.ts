@@ -4,17 +4,24 @@
  * standard price, until every row is answered or the deadline passes (docs/architecture.md,
  * "Deadline fallback").
  *
- * - **Bounded.** One invocation claims slices of SLICE_ROWS rows, CONCURRENCY calls at a time, until
- *   ROWS_PER_INVOCATION rows or INVOCATION_MS of its own time; the workflow runs it again while rows
- *   remain and the deadline has not passed, at most MAX_INVOCATIONS times (infra/history-budget.ts
- *   counts them).
+ * - **Bounded.** One invocation claims slices of SLICE_ROWS rows (one call per worker, so a slice
+ *   lasts one call), until ROWS_PER_INVOCATION rows or until the time it has left, less RESERVE_MS,
+ *   would not cover one more call (the client's timeout); each call is aborted when only RESERVE_MS
+ *   is left, so the slice is stored before the Lambda is stopped. The workflow runs it again while
+ *   rows remain and the deadline has not passed, at most MAX_INVOCATIONS times
+ *   (infra/history-budget.ts counts them).
  * - **Never sent twice.** A slice is claimed on the attempt's record (a conditional write of
  *   `sync.claimed`) before any of its rows is sent, and its answers are stored (one object per slice)
  *   before it is marked `stored`. A re-run sends only rows past `claimed`. A slice claimed but never
  *   stored (the invocation was killed mid-slice) cannot say which of its calls were made: its rows end
- *   errored SYNC_OUTCOME_UNKNOWN, final, and are not sent again.
+ *   errored SYNC_OUTCOME_UNKNOWN, final, and are not sent again; so does a call aborted for time.
  * - **The deadline.** Compared on the API's clock (each response's `Date`): a row not sent by then is
  *   not sent, and ends `expired`. A call already under way when it passes is waited for and kept.
+ * - **Stopping early.** Before each claim the job is read again: the user's cancel stops the step
+ *   (rows never claimed end `canceled`), and a slice whose worst cost would take the job past its
+ *   budget is not sent (`budget_exceeded`). Out of invocations with the deadline ahead, the rows left
+ *   end SYNC_STEPS_EXHAUSTED. A refused key fails the step (ApiKeyRefused); a step that fails is
+ *   settled by FinalizeChunk through finishStragglers.
  * - **The outcome.** Once done, the attempt's results file is written as a batch's would be (one
  *   `{custom_id, result}` line per row, in the attempt's order) with row records and counts, so
  *   FinalizeChunk orders it like any collected attempt; rows carry `batch_id` null and cost at
@@ -23,34 +30,45 @@
 import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import type { S3Client } from '@aws-sdk/client-s3';
 import type { BatchesApi, MessagesApi } from '../anthropic/api';
-import { AnthropicError } from '../anthropic/errors';
+import { setTimeout as delay } from 'node:timers/promises';
+import { AnthropicError, ApiAuthError } from '../anthropic/errors';
 import type { BatchResult, MessageParams } from '../anthropic/types';
 import { clockOf } from '../clock';
 import type { PipelineConfig } from '../config';
-import { readMessageUsage, tokenTotals } from '../cost/cost';
+import { EstimateTotals, readMessageUsage, roundUsd, tokenTotals } from '../cost/cost';
 import { priceTableFromConfig } from '../cost/prices';
 import { errorFields, quietObserver, type Observer } from '../observability';
 import { ConditionFailed, updateItem } from '../store/dynamo';
-import { ttlAfter, type ChunkItem, type SyncProgress } from '../store/items';
+import { ttlAfter, type ChunkItem, type JobItem, type SyncProgress } from '../store/items';
 import { jobKeys } from '../store/keys';
-import { ObjectWriter } from '../store/s3';
-import { objectLines, requestEntries } from './chunk-files';
+import { headObject, isS3NotFound, ObjectWriter } from '../store/s3';
+import { objectLines, requestCustomIds, requestEntries, requestPositions } from './chunk-files';
 import { attemptOf, ChunkStateConflict, chunkCondition, isoAt, jobKey, patchAttempt, readChunk, readJob, updateChunk } from './chunk-state';
+import { ApiKeyRefused } from './collect-results';
 import type { StragglersInput, StragglersOutput } from './contract';
 import { deadlineOf } from './deadline';
-import { rowCostUsd, type ResultStatus } from './outcome';
+import { BUDGET_EXCEEDED, rowCostUsd, type ResultStatus } from './outcome';
 import { rowShardsOf, RowRecordWriter } from './row-records';
 
 /** Calls in flight at once. */
 export const CONCURRENCY = 8;
-/** Rows claimed at once: what a killed invocation may leave unknown. */
-export const SLICE_ROWS = 4 * CONCURRENCY;
+/** Rows claimed at once: one call per worker, so a slice lasts one call; what a killed invocation may leave unknown. */
+export const SLICE_ROWS = CONCURRENCY;
 /** Rows one invocation sends at most. */
 export const ROWS_PER_INVOCATION = 5000;
-/** An invocation claims no new slice after this long (its Lambda has 900 s; a slice's calls take the rest). */
-export const INVOCATION_MS = 5 * 60_000;
+/** The time an invocation allows itself when it cannot ask its Lambda (getRemainingTimeInMillis): the function's 900 s, less a minute. */
+export const INVOCATION_MS = 14 * 60_000;
+/** Kept back at the end of an invocation: calls still under way are aborted then, and the slice stored and the step answered in it. */
+export const RESERVE_MS = 60_000;
+/** The longest one call may wait when the client's timeout is not given: the client's default. */
+export const CALL_MS = 600_000;
 /** Invocations per synchronous attempt at most; past them the rows left end expired (the history budget counts them). */
 export const MAX_INVOCATIONS = 6;
+
+/** Times a row still rate limited or overloaded after the client's retries is put back in its slice. */
+export const RATE_LIMITED_ROUNDS = 3;
+/** The wait before a put-back row is sent again, times its round. */
+const RATE_LIMITED_WAIT_MS = 30_000;
 
 /** A row whose synchronous call may have been made by an invocation that was killed before storing its answer. */
 export const SYNC_OUTCOME_UNKNOWN = 'sync_outcome_unknown';
@@ -63,6 +81,12 @@ export interface StragglersDeps {
   config: Pick<PipelineConfig, 'bucket' | 'table' | 'rowTtlDays' | 'pricesJson'>;
   now?: () => number;
   observer?: Observer;
+  /** The time the invocation has left (the Lambda context's getRemainingTimeInMillis); INVOCATION_MS from the start without it. */
+  timeLeftMs?: () => number;
+  /** The longest one call may wait (the client's per-call timeout); CALL_MS without it. */
+  callMs?: number;
+  /** Waits before a rate-limited row is sent again (tests: at once). */
+  sleep?: (ms: number, signal: AbortSignal) => Promise<unknown>;
   /** Overrides for tests: rows per slice and per invocation. */
   sliceRows?: number;
   rowsPerInvocation?: number;
@@ -87,12 +111,24 @@ export async function runStragglers(input: StragglersInput, deps: StragglersDeps
   const sliceRows = deps.sliceRows ?? SLICE_ROWS;
   const limit = deps.rowsPerInvocation ?? ROWS_PER_INVOCATION;
   const started = Date.now();
+  const timeLeft = deps.timeLeftMs ?? (() => INVOCATION_MS - (Date.now() - started));
+  // A slice is claimed only while one more call fits before the reserve.
+  const callFits = () => timeLeft() - RESERVE_MS >= (deps.callMs ?? CALL_MS);
   let sent = 0;
   let expiredUnsent = 0;
+  // The user's cancel stops the step between slices: the job is read again before each claim.
+  let canceled = job.cancelRequested === true;
+  let current = job;
+  const cancelSeen = async () => {
+    current = await readJob(dynamo, config.table, input.jobId);
+    return (canceled ||= current.cancelRequested === true);
+  };
+  const prices = priceTableFromConfig(config);
+  let budgetStopped: SettledFailure | undefined;
   const requests = requestEntries(deps.s3, config.bucket, input)[Symbol.asyncIterator]();
   try {
     for (let skip = 0; skip < sync.claimed; skip++) await requests.next();
-    while (sync.claimed < record.rows && !pastDeadline() && sent < limit && Date.now() - started < INVOCATION_MS && job.cancelRequested !== true) {
+    while (sync.claimed < record.rows && !pastDeadline() && sent < limit && callFits() && !(await cancelSeen())) {
       const start = sync.claimed;
       const end = Math.min(record.rows, start + sliceRows);
       const slice: Array<{ customId: string; params: MessageParams }> = [];
@@ -102,39 +138,87 @@ export async function runStragglers(input: StragglersInput, deps: StragglersDeps
         const { customId, line } = next.value;
         slice.push({ customId, params: (JSON.parse(line.bytes.toString('utf8')) as { params: MessageParams }).params });
       }
+      budgetStopped = overBudget(slice, current, sync, prices);
+      if (budgetStopped) {
+        observer.warn('not sending: the synchronous calls would take the job past its budget', { rows: record.rows - start });
+        break;
+      }
       // Claimed before any call: a re-run never sends these rows again.
       sync = { ...sync, claimed: end, slices: [...(sync.slices ?? []), start] };
       chunk = await writeSync(chunk, index, sync, start, deps);
-      const lines = await sendSlice(slice, deps, pastDeadline, observer);
+      const outcome = await sendSlice(slice, deps, pastDeadline, AbortSignal.timeout(Math.max(0, timeLeft() - RESERVE_MS)), observer);
+      if (outcome.refused && outcome.lines.every((line) => line === undefined || !line.sent)) {
+        // Nothing of the slice can have been billed: its claim is given back, for a run with a valid key.
+        sync = { ...sync, claimed: start, slices: (sync.slices ?? []).filter((at) => at !== start) };
+        chunk = await writeSync(chunk, index, sync, end, deps);
+        throw keyRefused(input, outcome.refused);
+      }
+      const lines = outcome.lines.map((line, i) => line ?? refusedLine(slice[i]!.customId, outcome.refused!));
       sent += lines.filter((line) => line.sent).length;
       expiredUnsent += lines.filter((line) => !line.sent).length;
       await putSlice(input, start, lines, deps);
-      sync = { ...sync, stored: [...sync.stored, start] };
+      const sliceE10 = lines.reduce((sum, line) => sum + Math.round((standardCost(line.result, prices).costUsd ?? 0) * 1e10), 0);
+      sync = { ...sync, stored: [...sync.stored, start], spentUsd: (Math.round((sync.spentUsd ?? 0) * 1e10) + sliceE10) / 1e10 };
       chunk = await writeSync(chunk, index, sync, end, deps);
+      if (outcome.refused) throw keyRefused(input, outcome.refused);
     }
   } finally {
     await requests.return?.(undefined);
   }
 
   const remaining = record.rows - sync.claimed;
-  const done = remaining === 0 || pastDeadline() || sync.invocations >= MAX_INVOCATIONS || job.cancelRequested === true;
+  const done = remaining === 0 || pastDeadline() || sync.invocations >= MAX_INVOCATIONS || canceled || budgetStopped !== undefined;
   observer.info('ran stragglers', { sent, expiredUnsent, claimed: sync.claimed, rows: record.rows, remaining, invocation: sync.invocations, done });
   if (!done) return out(false, remaining);
-  await finish(input, chunk, index, sync, deps, observer);
+  // Out of invocations before the deadline: the rows left were not sent, and the deadline is not why.
+  const exhausted = remaining > 0 && !pastDeadline() && !canceled;
+  await finish(input, chunk, index, sync, deps, observer, budgetStopped ? { unclaimed: budgetStopped } : exhausted ? { unclaimed: STEPS_EXHAUSTED } : {});
   return out(true, 0);
 }
 
 /**
- * A synchronous attempt settled without sending anything more (the reconciler, for a job whose
- * workflow is gone, which has asked the job to stop): stored answers kept, an unstored slice's rows
- * unknown, unclaimed rows canceled.
+ * Whether a slice's calls, at their worst (max_tokens) and at standard rates, would take the job past
+ * its budget: what the job had recorded as paid, plus this attempt's stored answers (not yet in it),
+ * plus the slice. Chunks run side by side, so each judges by what the others had recorded.
  */
-export async function finishStragglers(input: StragglersInput, deps: Omit<StragglersDeps, 'api'>): Promise<void> {
+function overBudget(
+  slice: ReadonlyArray<{ params: MessageParams }>,
+  job: JobItem,
+  sync: SyncProgress,
+  prices: ReturnType<typeof priceTableFromConfig>,
+): SettledFailure | undefined {
+  if (job.maxCostUsd === undefined) return undefined;
+  const estimate = new EstimateTotals({ prices });
+  for (const row of slice) estimate.add(row.params);
+  const estimateUsd = estimate.toJSON().standardTotalUsd;
+  const paidUsd = roundUsd((job.paidUsd ?? 0) + (sync.spentUsd ?? 0));
+  if (paidUsd + estimateUsd <= job.maxCostUsd) return undefined;
+  return {
+    type: BUDGET_EXCEEDED,
+    message:
+      `Not sent: the synchronous calls after the deadline's cancel, estimated at $${estimateUsd.toFixed(4)} at standard rates for the next ${slice.length}, ` +
+      `would have taken the job's cost ($${paidUsd.toFixed(4)} paid) past its budget of $${job.maxCostUsd}.`,
+  };
+}
+
+/** How the rows nobody claimed end when the attempt is settled for a failed step: errored, as the chunk's failure says. */
+export interface SettledFailure {
+  type: string;
+  message: string;
+}
+
+/**
+ * A synchronous attempt settled without sending anything more: stored answers kept, an unstored
+ * slice's rows unknown; unclaimed rows canceled (the reconciler, for a job whose workflow is gone,
+ * which has asked the job to stop) or, given `failure` (FinalizeChunk, after RunStragglers failed
+ * past its retries), errored as it says, the chunk left `failed`.
+ */
+export async function finishStragglers(input: StragglersInput, deps: Omit<StragglersDeps, 'api'>, failure?: SettledFailure): Promise<void> {
   const chunk = await readChunk(deps.dynamo, deps.config.table, input.jobId, input.chunk);
   const { record, index } = attemptOf(chunk, input.attempt);
   if (!record.sync) throw new ChunkStateConflict(`chunk ${input.chunk} attempt ${input.attempt} of job ${input.jobId} is not a synchronous attempt`);
   if (record.collectedAt) return;
-  await finish(input, chunk, index, record.sync, deps, deps.observer ?? quietObserver);
+  await finish(input, chunk, index, record.sync, deps, deps.observer ?? quietObserver, failure ? { unclaimed: failure, keepStatus: true } : {});
 }
 
 /**
@@ -159,6 +243,16 @@ async function writeSync(chunk: ChunkItem, index: number, sync: SyncProgress, cl
   });
 }
 
+function keyRefused(input: StragglersInput, error: ApiAuthError): ApiKeyRefused {
+  return new ApiKeyRefused(`chunk ${input.chunk} attempt ${input.attempt} of job ${input.jobId}: ${error.message}`);
+}
+
+/** A row of a slice the key was refused in, once others of it were answered: the refusal is its answer (401/403 are not billed). */
+function refusedLine(customId: string, error: ApiAuthError): SliceLine {
+  const result = { type: 'errored', error: { type: 'error', error: { type: error.type ?? 'authentication_error', message: error.message } } } as BatchResult;
+  return { customId, result, sent: true };
+}
+
 interface SliceLine {
   customId: string;
   result: BatchResult;
@@ -166,37 +260,78 @@ interface SliceLine {
   sent: boolean;
 }
 
-/** One slice's calls, CONCURRENCY at a time; a row not started by the deadline is not sent. */
+/** What became of one slice's calls; `refused`: the API refused the key (401/403), and the rows it left have no line. */
+interface SentSlice {
+  lines: Array<SliceLine | undefined>;
+  refused?: ApiAuthError;
+}
+
+/**
+ * One slice's calls, CONCURRENCY at a time; a row not started by the deadline is not sent. A call
+ * still under way when `stop` fires (the invocation's time is nearly up) is aborted: it may have been
+ * billed, so its row is unknown, and the slice's other answers are stored all the same. A row still
+ * rate limited or overloaded (429, 529) after the client's retries was not billed: it is put back at
+ * the end of the slice, after a wait, at most RATE_LIMITED_ROUNDS times while the deadline and the
+ * time allow. A refused key (401/403) stops the slice: no row is started after it.
+ */
 async function sendSlice(
   slice: Array<{ customId: string; params: MessageParams }>,
   deps: StragglersDeps,
   pastDeadline: () => boolean,
+  stop: AbortSignal,
   observer: Observer,
-): Promise<SliceLine[]> {
-  const lines: SliceLine[] = new Array(slice.length);
-  let next = 0;
+): Promise<SentSlice> {
+  const sent: SentSlice = { lines: new Array(slice.length) };
+  const queue = slice.map((_, i) => i);
+  const rounds = new Array<number>(slice.length).fill(0);
+  const sleep = deps.sleep ?? ((ms: number, signal: AbortSignal) => delay(ms, undefined, { signal }));
   const worker = async () => {
-    while (next < slice.length) {
-      const i = next++;
+    while (queue.length > 0 && !sent.refused) {
+      const i = queue.shift()!;
       const { customId, params } = slice[i]!;
       if (pastDeadline()) {
-        lines[i] = { customId, result: { type: 'expired' }, sent: false };
+        sent.lines[i] = { customId, result: { type: 'expired' }, sent: false };
         continue;
       }
       try {
-        const message = await deps.api.createMessage(params);
-        lines[i] = { customId, result: { type: 'succeeded', message }, sent: true };
+        const message = await deps.api.createMessage(params, { signal: stop });
+        sent.lines[i] = { customId, result: { type: 'succeeded', message }, sent: true };
       } catch (error) {
-        const type = error instanceof AnthropicError ? (error.type ?? 'api_error') : 'api_error';
+        if (stop.aborted) {
+          observer.warn('a synchronous call was aborted: the invocation is nearly out of time', { error: errorFields(error) });
+          sent.lines[i] = { customId, result: UNKNOWN_RESULT, sent: true };
+          continue;
+        }
         // Never the prompt: the error's name, status and type only.
         observer.warn('a synchronous call failed', { error: errorFields(error) });
+        if (error instanceof ApiAuthError) {
+          sent.refused ??= error;
+          continue;
+        }
+        if (isRateLimited(error) && rounds[i]! < RATE_LIMITED_ROUNDS && !pastDeadline()) {
+          rounds[i]! += 1;
+          const waited = await sleep(RATE_LIMITED_WAIT_MS * rounds[i]!, stop).then(
+            () => true,
+            () => false,
+          );
+          if (waited) {
+            queue.push(i);
+            continue;
+          }
+        }
+        const type = error instanceof AnthropicError ? (error.type ?? 'api_error') : 'api_error';
         const message = error instanceof AnthropicError ? error.message : 'The synchronous call failed.';
-        lines[i] = { customId, result: { type: 'errored', error: { type: 'error', error: { type, message } } } as BatchResult, sent: true };
+        sent.lines[i] = { customId, result: { type: 'errored', error: { type: 'error', error: { type, message } } } as BatchResult, sent: true };
       }
     }
   };
   await Promise.all(Array.from({ length: Math.min(CONCURRENCY, slice.length) }, worker));
-  return lines;
+  return sent;
+}
+
+/** Rate limited or overloaded once the client's retries were spent: not billed, so safe to send again. */
+function isRateLimited(error: unknown): boolean {
+  return error instanceof AnthropicError && (error.status === 429 || error.status === 529);
 }
 
 async function putSlice(input: StragglersInput, start: number, lines: SliceLine[], deps: StragglersDeps): Promise<void> {
@@ -211,15 +346,27 @@ async function putSlice(input: StragglersInput, start: number, lines: SliceLine[
 }
 
 const UNKNOWN_MESSAGE =
-  'The synchronous call for this request may have been made by a step that was stopped before it stored the answer; ' +
+  'The synchronous call for this request may have been made, but its answer was never stored (the step was stopped, or the call cut off as the step ran out of time); ' +
   'it was not sent again, so as never to pay twice. It may have been billed.';
+const UNKNOWN_RESULT = { type: 'errored', error: { type: 'error', error: { type: SYNC_OUTCOME_UNKNOWN, message: UNKNOWN_MESSAGE } } } as BatchResult;
 const EXPIRED_AT_DEADLINE: BatchResult = { type: 'expired' };
 const NOT_SENT_CANCELED: BatchResult = { type: 'canceled' };
 
+/** A row left unclaimed when RunStragglers ran MAX_INVOCATIONS times before the deadline. */
+export const SYNC_STEPS_EXHAUSTED = 'sync_steps_exhausted';
+const STEPS_EXHAUSTED: SettledFailure = {
+  type: SYNC_STEPS_EXHAUSTED,
+  message:
+    `Not sent: the synchronous calls after the batch was canceled for the job's deadline used all ${MAX_INVOCATIONS} of their steps ` +
+    'before reaching this request, with the deadline still ahead.',
+};
+
 /**
  * The attempt's results file, in its requests' order: a stored slice's lines, an unknown slice's
- * rows errored SYNC_OUTCOME_UNKNOWN, unclaimed rows expired (canceled, when the job was asked to stop); then row records, counts and the job's
- * paid cost, and the attempt is collected (once: conditioned on it not being so yet).
+ * rows errored SYNC_OUTCOME_UNKNOWN, unclaimed rows expired (canceled, when the job was asked to
+ * stop; errored as `unclaimed` says when given); then row records, counts and the job's paid cost,
+ * and the attempt is collected (once: conditioned on it not being so yet). The chunk is left done,
+ * or as it is with `keepStatus` (a failed step's).
  */
 async function finish(
   input: StragglersInput,
@@ -228,6 +375,7 @@ async function finish(
   sync: SyncProgress,
   deps: Omit<StragglersDeps, 'api'>,
   observer: Observer,
+  { unclaimed, keepStatus }: { unclaimed?: SettledFailure; keepStatus?: boolean },
 ): Promise<void> {
   const { s3, dynamo, config } = deps;
   const now = clockOf(deps)();
@@ -245,9 +393,8 @@ async function finish(
     updatedAt: isoAt(now),
     ttl: ttlAfter(now, config.rowTtlDays),
   });
-  const positions = new Map<string, number>();
-  for await (const { customId } of requestEntries(s3, config.bucket, { ...input, attempt: 1 }))
-    if (!positions.has(customId)) positions.set(customId, positions.size);
+  // The row index alone, as Collect reads it: the input may be gone, and the reconciler may not read it.
+  const positions = await requestPositions(s3, config.bucket, { ...input, attempt: 1 });
 
   const counts: Record<ResultStatus, number> = { succeeded: 0, errored: 0, expired: 0, canceled: 0 };
   let paidE10 = 0;
@@ -257,17 +404,23 @@ async function finish(
     let position = 0;
     let slice = -1;
     let sliceLines: AsyncIterator<{ bytes: Buffer }> | undefined;
-    for await (const { customId } of requestEntries(s3, config.bucket, input)) {
+    for await (const customId of requestCustomIds(s3, config.bucket, input)) {
       while (slice + 1 < starts.length && starts[slice + 1]! <= position) {
         slice += 1;
         await sliceLines?.return?.(undefined);
-        sliceLines = stored.has(starts[slice]!) ? objectLines(s3, config.bucket, keys.syncSlice(input.chunk, input.attempt, starts[slice]!)) : undefined;
+        const key = keys.syncSlice(input.chunk, input.attempt, starts[slice]!);
+        // A slice whose object exists was stored whole, even if the step was stopped before marking it so.
+        sliceLines = stored.has(starts[slice]!) || (await objectExists(s3, config.bucket, key)) ? objectLines(s3, config.bucket, key) : undefined;
       }
       let raw: Buffer;
       let result: BatchResult;
       if (position >= sync.claimed) {
-        // Never sent: the deadline came first, or the job was asked to stop (the user's cancel, or the reconciler's).
-        result = job.cancelRequested === true ? NOT_SENT_CANCELED : EXPIRED_AT_DEADLINE;
+        // Never sent: the step failed, the deadline came first, or the job was asked to stop (the user's cancel, or the reconciler's).
+        result = unclaimed
+          ? ({ type: 'errored', error: { type: 'error', error: unclaimed } } as BatchResult)
+          : job.cancelRequested === true
+            ? NOT_SENT_CANCELED
+            : EXPIRED_AT_DEADLINE;
         raw = Buffer.from(JSON.stringify({ custom_id: customId, result }));
       } else if (sliceLines) {
         const next = await sliceLines.next();
@@ -276,7 +429,7 @@ async function finish(
         result = (JSON.parse(raw.toString('utf8')) as { result: BatchResult }).result;
       } else {
         unknown += 1;
-        result = { type: 'errored', error: { type: 'error', error: { type: SYNC_OUTCOME_UNKNOWN, message: UNKNOWN_MESSAGE } } } as BatchResult;
+        result = UNKNOWN_RESULT;
         raw = Buffer.from(JSON.stringify({ custom_id: customId, result }));
       }
       const offset = writer.bytes;
@@ -301,7 +454,8 @@ async function finish(
   const collectedAt = isoAt(clockOf(deps)());
   try {
     await updateChunk(dynamo, config.table, chunk, {
-      set: { attempts: patchAttempt(chunk, index, { counts, collectedAt, sync }), status: 'collecting', updatedAt: collectedAt },
+      // A failed step's chunk stays failed; otherwise done, as Collect leaves a chunk with no next attempt.
+      set: { attempts: patchAttempt(chunk, index, { counts, collectedAt, sync }), ...(keepStatus ? {} : { status: 'done' as const }), updatedAt: collectedAt },
       condition: chunkCondition(`#ca = :attempt AND attribute_not_exists(#att[${index}].#col)`, { ':attempt': input.attempt }),
     });
   } catch (error) {
@@ -313,6 +467,16 @@ async function finish(
     set: { updatedAt: collectedAt },
   });
   observer.info('stragglers collected', { ...counts, unknown, paidUsd: paidE10 / 1e10 });
+}
+
+async function objectExists(s3: S3Client, bucket: string, key: string): Promise<boolean> {
+  try {
+    await headObject(s3, bucket, key);
+    return true;
+  } catch (error) {
+    if (isS3NotFound(error)) return false;
+    throw error;
+  }
 }
 
 /** A synchronous answer's usage and its cost at standard rates (no batch discount). */

@@ -187,8 +187,10 @@ export interface SyncProgress {
   slices?: number[];
   /** Claimed slices whose results were stored (`work/.../attempt-<n>/sync/<start>.jsonl`), by their start row. */
   stored: number[];
-  /** RunStragglers invocations so far (bounded: STRAGGLER_MAX_INVOCATIONS). */
+  /** RunStragglers invocations so far (bounded: MAX_INVOCATIONS in shared/jobs/stragglers.ts). */
   invocations: number;
+  /** What the stored slices' answers cost at standard rates: the budget check counts it before the job's paidUsd does. */
+  spentUsd?: number;
 }
 
 export interface ChunkAttempt {

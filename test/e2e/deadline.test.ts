@@ -13,12 +13,16 @@
 import { describe, expect, it } from 'vitest';
 import { BatchesClient } from '../../shared/anthropic/client';
 import { readJobChunks } from '../../shared/jobs/chunk-state';
+import { getItem } from '../../shared/store/dynamo';
+import { JOB_SK, jobPk, type JobItem } from '../../shared/store/items';
 import { parseStragglersInput } from '../../shared/jobs/contract';
 import type { ResultRow } from '../../shared/jobs/finalize-job';
 import { runStragglers, SYNC_OUTCOME_UNKNOWN } from '../../shared/jobs/stragglers';
+import { jobForUpload } from '../../shared/jobs/queries';
+import { startRerun } from '../../shared/jobs/rerun';
 import { localS3Client } from '../../local/emulators';
 import { LOCAL_API_KEY, type LocalEvent } from '../../local/runtime';
-import { ids, readJsonl, request, useLocalStack, writeRequests, type StackUnderTest } from './support';
+import { ids, readJsonl, request, until, useLocalStack, writeRequests, type StackUnderTest } from './support';
 
 const HOUR = 3600;
 
@@ -96,6 +100,10 @@ describe('the deadline fallback, end to end', () => {
     expect(syncCost).toBeCloseTo(sync.costUsd, 6);
     // The batches' cost leaves the synchronous rows out; the retries count no synchronous attempt.
     expect(run.outcome.summary!.retries).toEqual({ attempts: 0, rows: 0 });
+    // The job's cost is both: the batch at batch rates, the synchronous calls at standard rates.
+    const job = await getItem<JobItem>(under.stack.dynamo, under.stack.table, { pk: jobPk(run.jobId), sk: JOB_SK });
+    expect(job!.costUsd).toBeCloseTo(run.outcome.summary!.cost.batchUsd + sync.costUsd, 6);
+    expect(sync.costUsd).toBeGreaterThan(0);
   });
 
   it('ends expired the rows still unanswered when the deadline passes, sending none of them', async () => {
@@ -162,5 +170,14 @@ describe('the deadline fallback, end to end', () => {
     expect(messagesInRuns).toEqual([2, synchronous.length - 2, 0]);
     expect(run.messagesCalls).toBe(synchronous.length);
     expect(run.outcome.summary?.counts).toMatchObject({ total: 10, errored: 2, succeeded: 8 });
+
+    // A rerun that sends only expired rows (there are none) reuses every row: it sent nothing synchronously, and its summary says so.
+    const uploaded = await startRerun(under.stack, run.jobId, { only: ['expired'] });
+    let rerunId: string | undefined;
+    await until(async () => (rerunId = (await jobForUpload(under.stack, uploaded, { since: '1970-01-01T00:00:00Z' }))?.jobId) !== undefined);
+    const rerun = await under.stack.waitForJob(rerunId!);
+    expect(rerun.summary?.reused?.rows).toBe(10);
+    expect(rerun.summary?.counts).toMatchObject({ total: 10, errored: 2, succeeded: 8 });
+    expect(rerun.summary?.synchronous).toBeUndefined();
   });
 });

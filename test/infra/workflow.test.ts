@@ -321,7 +321,7 @@ describe('the job state machine', () => {
       PollBatch: [LAMBDA_RETRY, CRASH_RETRY, STORAGE_RETRY, API_RETRYABLE_RETRY],
       AwaitBatch: [LAMBDA_RETRY, CRASH_RETRY, STORAGE_RETRY],
       CollectResults: [LAMBDA_RETRY, CRASH_RETRY, STORAGE_RETRY, API_RETRYABLE_RETRY, KEY_REFUSED_RETRY],
-      RunStragglers: [LAMBDA_RETRY, CRASH_RETRY, STORAGE_RETRY],
+      RunStragglers: [LAMBDA_RETRY, CRASH_RETRY, STORAGE_RETRY, API_RETRYABLE_RETRY],
       RecordChunkFailure: [LAMBDA_RETRY, CRASH_RETRY, STORAGE_RETRY, RECORD_FAILURE_RETRY],
       // One short retrier: a failure costs only time (FinalizeJob orders the chunk), and retries are history.
       FinalizeChunk: [

@@ -65,6 +65,19 @@ describe('registering a file with a deadline', () => {
     expect(job?.deadline).toEqual({ at: '2026-12-07T14:00:00.000Z', marginSeconds: 900 });
   });
 
+  it("refuses a deadline whose cancel time (deadline − the stack's margin) is not after now, naming the margin", async () => {
+    await expect(register('inbox/within-margin.jsonl', { [DEADLINE_METADATA]: '20m' }, 1800)).rejects.toThrow(
+      new InvalidDeadline(
+        `the object's batchline-deadline metadata is "20m", within the stack's deadline margin of 1800 s (deadlineMarginSeconds) from now ` +
+          '(2026-12-07T12:00:00.000Z): its batch would be canceled at once; give a deadline more than 1800 s away, or lower deadlineMarginSeconds',
+      ),
+    );
+    await expect(register('inbox/at-margin.jsonl', { [DEADLINE_METADATA]: '30m' }, 1800)).rejects.toThrow(InvalidDeadline);
+    const { jobId } = await register('inbox/past-margin.jsonl', { [DEADLINE_METADATA]: '31m' }, 1800);
+    const job = await getItem<JobItem>(aws.dynamo, aws.table, { pk: jobPk(jobId), sk: JOB_SK });
+    expect(job?.deadline).toEqual({ at: '2026-12-07T12:31:00.000Z', marginSeconds: 1800 });
+  });
+
   it('refuses a deadline that is not one, naming the metadata', async () => {
     await expect(register('inbox/bad.jsonl', { [DEADLINE_METADATA]: 'soon' })).rejects.toThrow(
       new InvalidDeadline(
