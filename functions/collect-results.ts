@@ -11,28 +11,19 @@ import { readPipelineConfig } from '../shared/config';
 import { collectResults } from '../shared/jobs/collect-results';
 import { parseAttemptRef, parseStragglersInput, type CollectOutput, type StragglersOutput } from '../shared/jobs/contract';
 import { runStragglers } from '../shared/jobs/stragglers';
-import { instrument, type InvocationContext } from '../shared/observability';
+import { instrument } from '../shared/observability';
 
 const s3 = new S3Client({});
 const dynamo = new DynamoDBClient({});
 // Built on first use, still once per container: its settings come from the environment.
 let api: BatchesClient | undefined;
 
-type Context = InvocationContext & { getRemainingTimeInMillis?: () => number };
-// The invocation's clock: Lambda runs one invocation at a time per container.
-let timeLeftMs: (() => number) | undefined;
-
 /** RunStragglers watches the time its Lambda has left: it stops claiming, and aborts its calls, before it is stopped. */
-export async function handler(event: unknown, context?: Context): Promise<CollectOutput | StragglersOutput> {
-  const remaining = context?.getRemainingTimeInMillis?.bind(context);
-  timeLeftMs = remaining ? () => remaining() : undefined;
-  return run(event, context);
-}
-
-const run = instrument('collect-results', async (event: unknown, observer): Promise<CollectOutput | StragglersOutput> => {
+export const handler = instrument('collect-results', async (event: unknown, observer, context): Promise<CollectOutput | StragglersOutput> => {
   api ??= createBatchesClientFromEnv();
   if (isStragglersRun(event)) {
-    const deps = { s3, dynamo, api, config: readPipelineConfig(), observer, timeLeftMs, callMs: api.timeoutMs };
+    const remaining = context?.getRemainingTimeInMillis?.bind(context);
+    const deps = { s3, dynamo, api, config: readPipelineConfig(), observer, timeLeftMs: remaining, callMs: api.timeoutMs };
     return runStragglers(parseStragglersInput(event.state), deps);
   }
   const ref = parseAttemptRef(event, true);

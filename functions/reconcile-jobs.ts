@@ -51,7 +51,7 @@ const run = instrument('reconcile-jobs', async ({ budgetMs }: { budgetMs: number
 });
 
 /** The schedule's event carries nothing the run needs; the budget comes from the time Lambda has left. */
-export async function handler(_event: unknown, context?: InvocationContext & { getRemainingTimeInMillis?: () => number }): Promise<ReconcileReport> {
+export async function handler(_event: unknown, context?: InvocationContext): Promise<ReconcileReport> {
   const remaining = context?.getRemainingTimeInMillis?.();
   const budgetMs = remaining === undefined ? RECONCILE_BUDGET_MS : Math.min(RECONCILE_BUDGET_MS, Math.max(0, remaining - RESERVE_MS));
   return run({ budgetMs }, context);
