@@ -103,9 +103,10 @@ export async function finalizeChunk(input: ChunkRef, deps: FinalizeChunkDeps): P
 /**
  * A chunk whose RunStragglers failed past its retries: its synchronous attempt is settled as the
  * step would have (./stragglers.ts): stored answers kept and paid for, an unstored slice's rows
- * unknown, the rows never claimed errored with the chunk's failure.
+ * unknown, the rows never claimed errored with the chunk's failure. FinalizeJob calls it too, for
+ * a chunk it orders itself (its FinalizeChunk did not run or failed).
  */
-async function settleFailedSync(chunk: ChunkItem, deps: FinalizeChunkDeps): Promise<ChunkItem> {
+export async function settleFailedSync(chunk: ChunkItem, deps: FinalizeChunkDeps): Promise<ChunkItem> {
   const current = chunk.attempts.find((a) => a.attempt === chunk.currentAttempt);
   if (chunk.status !== 'failed' || !current?.sync || current.collectedAt) return chunk;
   const { type, message } = chunkFailureText(chunk);

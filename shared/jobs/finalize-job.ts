@@ -40,7 +40,7 @@ import type { RawLine } from '../jsonl/lines';
 import { isoAt, jobKey, readJob } from './chunk-state';
 import type { FinalizeJobInput, FinalizeJobOutput } from './contract';
 import { MESSAGES, Outputs } from './final-rows';
-import { currentChunkFinal, writeChunkFinal } from './finalize-chunk';
+import { currentChunkFinal, settleFailedSync, writeChunkFinal } from './finalize-chunk';
 import { Tally, type JobSummary } from './tally';
 import { PrimingTally } from './prime-cache';
 import { neededLines, parseJsonLine } from './work-files';
@@ -132,9 +132,12 @@ export async function finalizeJob(input: FinalizeJobInput, deps: FinalizeDeps): 
   } else {
     const results: ConcatSource[] = [];
     const errors = errorParts;
-    for await (const chunk of queryPartition<ChunkItem>(dynamo, config.table, jobPk(job.jobId), CHUNK_SK_PREFIX)) {
+    for await (const listed of queryPartition<ChunkItem>(dynamo, config.table, jobPk(job.jobId), CHUNK_SK_PREFIX)) {
+      let chunk = listed;
       let final = await currentChunkFinal(chunk, job, deps);
       if (!final) {
+        // A failed synchronous attempt keeps its paid answers here too, as FinalizeChunk would have.
+        chunk = await settleFailedSync(chunk, deps);
         final = await writeChunkFinal(chunk, job, deps);
         finalizedHere += 1;
       }

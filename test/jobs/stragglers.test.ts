@@ -10,7 +10,7 @@ import type { S3Client } from '@aws-sdk/client-s3';
 import { BatchesClient } from '../../shared/anthropic/client';
 import { collectResults } from '../../shared/jobs/collect-results';
 import { finalizeChunk } from '../../shared/jobs/finalize-chunk';
-import type { ResultRow } from '../../shared/jobs/finalize-job';
+import { finalizeJob, type ResultRow } from '../../shared/jobs/finalize-job';
 import { recordChunkFailure } from '../../shared/jobs/record-chunk-failure';
 import { pollBatch } from '../../shared/jobs/poll-batch';
 import {
@@ -33,18 +33,23 @@ import type { BatchResultLine } from '../../shared/anthropic/types';
 import { jobKeys } from '../../shared/store/keys';
 import { EstimateTotals } from '../../shared/cost/cost';
 import { priceTableFromConfig } from '../../shared/cost/prices';
-import { pipelineConfig } from '../support/pipeline';
+import { pipelineConfig, startRecordingEndpoint, type RecordingEndpoint } from '../support/pipeline';
 import { requests } from '../support/requests';
 
 describe('RunStragglers', () => {
   const aws = useLocalAws();
   let ctx: ApiContext;
+  let notify: RecordingEndpoint;
 
   beforeAll(async () => {
     // Batches take a simulated hour: the deadline's cancel finds them still running.
     ctx = await startApi({ processingSeconds: 3600 });
+    notify = await startRecordingEndpoint();
   });
-  afterAll(async () => stopApi(ctx));
+  afterAll(async () => {
+    await stopApi(ctx);
+    await notify?.stop();
+  });
   afterEach(() => ctx.sim.setHttpFaults([]));
 
   const config = () => pipelineConfig(aws, { maxAttempts: 2, retryBackoffSeconds: 60 });
@@ -197,7 +202,11 @@ describe('RunStragglers', () => {
     expect((await readChunkItem(aws, job.jobId, 0)).attempts[1]!.counts).toEqual({ succeeded: 2, errored: 0, expired: 0, canceled: 2 });
   });
 
-  it('a RunStragglers that failed past its retries: FinalizeChunk keeps every stored answer and its cost, the rows never claimed end as the failure says', async () => {
+  /**
+   * A synchronous attempt of 6 rows whose RunStragglers failed past its retries: one slice of 2
+   * stored, the next stored but killed before it was marked, then the Catch's RecordChunkFailure.
+   */
+  async function failedMidSlice() {
     const { job, sync } = await straggling(6);
     const paidBefore = (await readJobItem(aws, job.jobId)).paidUsd ?? 0;
     // The first invocation stores its slice of 2 and stops (its row limit).
@@ -223,14 +232,14 @@ describe('RunStragglers', () => {
     );
     await expect(runStragglers(sync, { ...deps({ s3 }), dynamo, sliceRows: 2, rowsPerInvocation: 2 })).rejects.toThrow('killed after storing the answers');
     const calls = ctx.sim.stats().calls.messages;
-
-    // The Catch: RecordChunkFailure, then FinalizeChunk.
     const error = { Error: 'Error', Cause: JSON.stringify({ errorType: 'Error', errorMessage: 'killed after storing the answers' }) };
     await recordChunkFailure({ jobId: job.jobId, chunk: 0, error }, { dynamo: aws.dynamo, api: ctx.api, config: config() });
-    expect(await finalizeChunk({ jobId: job.jobId, chunk: 0 }, deps())).toMatchObject({ rows: 6, failed: true });
+    return { job, paidBefore, calls };
+  }
 
+  /** What a settled failed attempt leaves: four paid answers kept, two rows chunk_failed, nothing sent again. */
+  async function expectSettled(jobId: string, rows: ResultRow[], paidBefore: number, calls: number) {
     expect(ctx.sim.stats().calls.messages).toBe(calls);
-    const rows = await readJsonl<ResultRow>(aws, jobKeys(job.jobId).chunkFinal(0).results);
     expect(rows.map((row) => [row.custom_id, row.status, row.error?.type ?? null])).toEqual([
       ['sync-00000', 'succeeded', null],
       ['sync-00001', 'succeeded', null],
@@ -239,13 +248,29 @@ describe('RunStragglers', () => {
       ['sync-00004', 'errored', 'chunk_failed'],
       ['sync-00005', 'errored', 'chunk_failed'],
     ]);
-    const chunk = await readChunkItem(aws, job.jobId, 0);
+    const chunk = await readChunkItem(aws, jobId, 0);
     expect(chunk.status).toBe('failed');
     expect(chunk.attempts[1]).toMatchObject({ counts: { succeeded: 4, errored: 2, expired: 0, canceled: 0 }, collectedAt: expect.any(String) });
     // The four answers were paid for at standard rates, and the job's paid cost says so.
     const cost = rows.reduce((sum, row) => sum + (row.cost_usd ?? 0), 0);
     expect(cost).toBeGreaterThan(0);
-    expect((await readJobItem(aws, job.jobId)).paidUsd! - paidBefore).toBeCloseTo(cost, 8);
+    expect((await readJobItem(aws, jobId)).paidUsd! - paidBefore).toBeCloseTo(cost, 8);
+  }
+
+  it('a RunStragglers that failed past its retries: FinalizeChunk keeps every stored answer and its cost, the rows never claimed end as the failure says', async () => {
+    const { job, paidBefore, calls } = await failedMidSlice();
+    // The Catch: RecordChunkFailure (above), then FinalizeChunk.
+    expect(await finalizeChunk({ jobId: job.jobId, chunk: 0 }, deps())).toMatchObject({ rows: 6, failed: true });
+    await expectSettled(job.jobId, await readJsonl<ResultRow>(aws, jobKeys(job.jobId).chunkFinal(0).results), paidBefore, calls);
+  });
+
+  it('the same when FinalizeChunk never ran: FinalizeJob, ordering the chunk itself, settles the attempt first', async () => {
+    const { job, paidBefore, calls } = await failedMidSlice();
+    await finalizeJob(
+      { jobId: job.jobId },
+      { ...deps(), notify: { clients: { events: notify.events, sns: notify.sns }, config: { eventBus: 'default', topicArn: undefined } } },
+    );
+    await expectSettled(job.jobId, await readJsonl<ResultRow>(aws, jobKeys(job.jobId).results), paidBefore, calls);
   });
 
   const resultTypes = async (jobId: string) =>
