@@ -16,10 +16,9 @@
  *
  * A failed job with nothing left undone is no longer looked at.
  */
-import type { S3Client } from '@aws-sdk/client-s3';
 import type { Observer } from '../observability';
 import { jobKeys } from '../store/keys';
-import { headObject, isS3NotFound } from '../store/s3';
+import { objectExists } from '../store/s3';
 import type { ChunkItem, JobItem } from '../store/items';
 import { readJob, readJobChunks } from './chunk-state';
 import { LAMBDA_CRASH_ERRORS, LAMBDA_TRANSIENT_ERRORS, STORAGE_THROTTLED_ERRORS, UNCATCHABLE_ERRORS } from './contract';
@@ -115,16 +114,6 @@ export async function finalizeFailed({ job, chunks, leftovers }: FailedJob, deps
   if (chunks.length !== job.chunkCount) return false;
   if (leftovers) return false;
   return !(await objectExists(deps.s3, deps.config.bucket, jobKeys(job.jobId).summary));
-}
-
-async function objectExists(s3: S3Client, bucket: string, key: string): Promise<boolean> {
-  try {
-    await headObject(s3, bucket, key);
-    return true;
-  } catch (error) {
-    if (isS3NotFound(error)) return false;
-    throw error;
-  }
 }
 
 /**

@@ -41,7 +41,7 @@ import { errorFields, quietObserver, type Observer } from '../observability';
 import { ConditionFailed, updateItem } from '../store/dynamo';
 import { ttlAfter, type ChunkItem, type JobItem, type SyncProgress } from '../store/items';
 import { jobKeys } from '../store/keys';
-import { headObject, isS3NotFound, ObjectWriter } from '../store/s3';
+import { ObjectWriter, objectExists } from '../store/s3';
 import { objectLines, requestCustomIds, requestEntries, requestPositions } from './chunk-files';
 import { attemptOf, ChunkStateConflict, chunkCondition, isoAt, jobKey, patchAttempt, readChunk, readJob, updateChunk } from './chunk-state';
 import { ApiKeyRefused } from './collect-results';
@@ -467,16 +467,6 @@ async function finish(
     set: { updatedAt: collectedAt },
   });
   observer.info('stragglers collected', { ...counts, unknown, paidUsd: paidE10 / 1e10 });
-}
-
-async function objectExists(s3: S3Client, bucket: string, key: string): Promise<boolean> {
-  try {
-    await headObject(s3, bucket, key);
-    return true;
-  } catch (error) {
-    if (isS3NotFound(error)) return false;
-    throw error;
-  }
 }
 
 /** A synchronous answer's usage and its cost at standard rates (no batch discount). */

@@ -36,6 +36,17 @@ export async function headObject(s3: S3Client, bucket: string, key: string) {
   return s3.send(new HeadObjectCommand({ Bucket: bucket, Key: key }));
 }
 
+/** Whether the object is there (a HeadObject; any error but its 404 is thrown). */
+export async function objectExists(s3: S3Client, bucket: string, key: string): Promise<boolean> {
+  try {
+    await headObject(s3, bucket, key);
+    return true;
+  } catch (error) {
+    if (isS3NotFound(error)) return false;
+    throw error;
+  }
+}
+
 export async function getJson<T>(s3: S3Client, bucket: string, key: string): Promise<T | undefined> {
   try {
     const response = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: key }));
