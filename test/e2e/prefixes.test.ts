@@ -6,11 +6,11 @@
 import { ListObjectsV2Command, PutObjectCommand } from '@aws-sdk/client-s3';
 import { describe, expect, it } from 'vitest';
 import type { ErrorRow, ResultRow } from '../../shared/jobs/finalize-job';
-import { getRow, jobForUpload, type UploadedObject } from '../../shared/jobs/queries';
+import { getRow } from '../../shared/jobs/queries';
 import { startRerun } from '../../shared/jobs/rerun';
 import { bareEtag } from '../../shared/jobs/job-id';
 import { DEFAULT_PREFIXES } from '../../shared/store/keys';
-import { ids, readJsonl, request, until, useLocalStack, writeRequests, type StackUnderTest } from './support';
+import { ids, jobOf, readJsonl, request, useLocalStack, writeRequests, type StackUnderTest } from './support';
 
 const PREFIXES = { inbox: 'team/batchline/in/', work: 'team/batchline/work/', results: 'team/out/' };
 
@@ -23,15 +23,6 @@ async function allKeys(under: StackUnderTest): Promise<string[]> {
     token = page.IsTruncated ? page.NextContinuationToken : undefined;
   } while (token);
   return keys;
-}
-
-async function jobOf(under: StackUnderTest, uploaded: UploadedObject): Promise<string> {
-  let jobId: string | undefined;
-  await until(async () => {
-    jobId = (await jobForUpload(under.stack, uploaded, { since: '1970-01-01T00:00:00Z' }))?.jobId;
-    return jobId !== undefined;
-  });
-  return jobId!;
 }
 
 describe('a stack under prefixes of its own, end to end', () => {

@@ -3,22 +3,10 @@ import { PutObjectCommand } from '@aws-sdk/client-s3';
 import type { ErrorRow, JobSummary, ResultRow } from '../../shared/jobs/finalize-job';
 import { startRerun, reuseMetadata, type RerunOptions } from '../../shared/jobs/rerun';
 import { MODE_METADATA } from '../../shared/jobs/register-job';
-import { jobForUpload } from '../../shared/jobs/queries';
-import type { UploadedObject } from '../../shared/jobs/queries';
 import { bareEtag } from '../../shared/jobs/job-id';
-import { batchOutcomes, ids, readJsonl, request, until, useLocalStack, withOutcome, writeRequests, type StackUnderTest } from './support';
+import { batchOutcomes, ids, jobOf, readJsonl, request, useLocalStack, withOutcome, writeRequests } from './support';
 
 type Row = ResultRow & { reused_from?: string };
-
-/** The job an upload started, once Register has recorded it. */
-async function jobOf(under: StackUnderTest, uploaded: UploadedObject): Promise<string> {
-  let jobId: string | undefined;
-  await until(async () => {
-    jobId = (await jobForUpload(under.stack, uploaded, { since: '1970-01-01T00:00:00Z' }))?.jobId;
-    return jobId !== undefined;
-  });
-  return jobId!;
-}
 
 const customIds = ids('row', 20);
 

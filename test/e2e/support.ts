@@ -17,7 +17,7 @@ import { LOCAL_API_KEY, startLocalStack, type LocalEvent, type LocalStack, type 
 import { localBackend } from '../../local/emulators';
 import { GetObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
 import { bareEtag } from '../../shared/jobs/job-id';
-import { jobForUpload } from '../../shared/jobs/queries';
+import { jobForUpload, type UploadedObject } from '../../shared/jobs/queries';
 
 /** BATCHLINE_TEST_BACKEND=moto (npm run test:moto): S3 on moto_server, whose buckets here version objects as the deployed one does. */
 export const versionedBucket = localBackend() === 'moto';
@@ -200,7 +200,11 @@ export async function uploadRows(
   const put = await under.stack.s3.send(
     new PutObjectCommand({ Bucket: under.stack.bucket, Key: key, Body: rows.map((row) => JSON.stringify(row)).join('\n'), Metadata: metadata }),
   );
-  const uploaded = { bucket: under.stack.bucket, key, etag: bareEtag(put.ETag!), versionId: put.VersionId };
+  return jobOf(under, { bucket: under.stack.bucket, key, etag: bareEtag(put.ETag!), versionId: put.VersionId });
+}
+
+/** The job an upload started, once Register has recorded it. */
+export async function jobOf(under: StackUnderTest, uploaded: UploadedObject): Promise<string> {
   let jobId: string | undefined;
   await until(async () => {
     jobId = (await jobForUpload(under.stack, uploaded, { since: '1970-01-01T00:00:00Z' }))?.jobId;
