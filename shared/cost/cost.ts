@@ -223,6 +223,9 @@ export interface CostTotalsJson {
   models: Record<string, ModelTotalsJson>;
 }
 
+/** CostTotals as JSON: by model, its requests and tokens (plain, and by geo). */
+export type CostTotalsState = Record<string, { requests: number; plain: BillableTokens; byGeo: Record<string, BillableTokens> }>;
+
 interface ModelBucket {
   requests: number;
   /** Tokens billed without a geo multiplier. */
@@ -385,6 +388,26 @@ export class CostTotals {
       if (error instanceof UnknownModel) return null;
       throw error;
     }
+  }
+
+  /** Everything added so far, as JSON (a Prepare that resumes in another invocation carries it). */
+  toState(): CostTotalsState {
+    return Object.fromEntries(
+      [...this.models].map(([model, bucket]) => [model, { requests: bucket.requests, plain: { ...bucket.plain }, byGeo: Object.fromEntries(bucket.byGeo) }]),
+    );
+  }
+
+  /** Totals that go on from `state` (toState's). */
+  static fromState(state: CostTotalsState, prices: PriceTable = BUILT_IN_PRICES): CostTotals {
+    const totals = new CostTotals(prices);
+    for (const [model, bucket] of Object.entries(state)) {
+      totals.models.set(model, {
+        requests: bucket.requests,
+        plain: { ...bucket.plain },
+        byGeo: new Map(Object.entries(bucket.byGeo).map(([geo, tokens]) => [geo, { ...tokens }])),
+      });
+    }
+    return totals;
   }
 
   private bucket(model: string): ModelBucket {
@@ -567,6 +590,16 @@ interface BatchPrefix {
  * PRIME_MIN_ROWS rows of the batch share is written by one Messages call at standard price
  * and every row reads it. `newBatch()` marks a chunk boundary: a new batch writes its prefixes again.
  */
+/** EstimateTotals as JSON, between two batches (toState). */
+export interface EstimateTotalsState {
+  upper: CostTotalsState;
+  expected: CostTotalsState;
+  priming: Record<string, BillableTokens>;
+  batches: number;
+  prefixes: number;
+  primedPrefixes: number;
+}
+
 export class EstimateTotals {
   private upper: CostTotals;
   private expected: CostTotals;
@@ -624,6 +657,34 @@ export class EstimateTotals {
     const ratio = outputRatio(this.history, params.model);
     const maxTokens = count(params.max_tokens);
     this.expected.add({ ...usage, output_tokens: ratio === undefined ? maxTokens : Math.round(maxTokens * ratio) }, params.model);
+  }
+
+  /**
+   * The totals as JSON, at a batch's end: the batch in progress is settled, so the rows added after
+   * `fromState` must start another batch (a new chunk), as a resumed Prepare's do.
+   */
+  toState(): EstimateTotalsState {
+    this.settleBatch();
+    return {
+      upper: this.upper.toState(),
+      expected: this.expected.toState(),
+      priming: Object.fromEntries(this.priming),
+      batches: this.batches,
+      prefixes: this.prefixCount,
+      primedPrefixes: this.primedCount,
+    };
+  }
+
+  /** Totals that go on from `state` (toState's), under the same options. */
+  static fromState(state: EstimateTotalsState, options: EstimateOptions = {}): EstimateTotals {
+    const totals = new EstimateTotals(options);
+    totals.upper = CostTotals.fromState(state.upper, totals.prices);
+    totals.expected = CostTotals.fromState(state.expected, totals.prices);
+    totals.priming = new Map(Object.entries(state.priming).map(([model, tokens]) => [model, { ...tokens }]));
+    totals.batches = state.batches;
+    totals.prefixCount = state.prefixes;
+    totals.primedCount = state.primedPrefixes;
+    return totals;
   }
 
   /** The rows added from now on are another batch's (a new chunk): its prefixes are written again. */

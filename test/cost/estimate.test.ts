@@ -149,3 +149,30 @@ describe('historyAdditions', () => {
     expect(historyAdditions({}, { 'claude-sonnet-4-5': { rows: 1, outputTokens: 5 } })).toEqual([]);
   });
 });
+
+describe('EstimateTotals: carried between invocations (toState / fromState)', () => {
+  const plainRow = (geo?: string): MessageParams =>
+    ({
+      model: 'claude-haiku-4-5',
+      max_tokens: 50,
+      messages: [{ role: 'user', content: 'Classify this.' }],
+      ...(geo ? { inference_geo: geo } : {}),
+    }) as MessageParams;
+  const rows = [cachedRow(), cachedRow(), cachedRow(), plainRow('us'), cachedRow({ ttl: '1h' }), cachedRow(), cachedRow(), plainRow(), cachedRow()];
+  const history: OutputHistory = { 'claude-sonnet-4-5': { rows: 40, outputTokens: 1_000, maxTokens: 4_000 } };
+
+  it('a run cut at batch ends and resumed from JSON gives the figures of one run', () => {
+    for (const options of [{}, { primeCache: true, history }]) {
+      const whole = totalsOf(rows, options, 3);
+      // Three "invocations" of one batch each, the state passed on through JSON as a checkpoint carries it.
+      let state: ReturnType<EstimateTotals['toState']> | undefined;
+      for (let start = 0; start < rows.length; start += 3) {
+        const totals = state ? EstimateTotals.fromState(JSON.parse(JSON.stringify(state)), options) : new EstimateTotals(options);
+        if (state) totals.newBatch();
+        for (const row of rows.slice(start, start + 3)) totals.add(row);
+        state = totals.toState();
+      }
+      expect(EstimateTotals.fromState(state!, options).toJSON()).toEqual(whole);
+    }
+  });
+});
