@@ -67,6 +67,39 @@ describe('CustomIdSet', () => {
     expect(ids.byteSize).toBeGreaterThan(100_000 * 48);
   });
 
+  it('lists its ids in the order first added, each with its line, by index and by entries()', () => {
+    const alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-';
+    const added = ['A', '-', 'x_9', alphabet, 'z'.repeat(64), '_'.repeat(63), ...[...alphabet].map((c) => `${c}${c}${c}`)];
+    const ids = new CustomIdSet();
+    added.forEach((id, i) => ids.add(id, 10 * i + 3));
+    ids.add('A', 999);
+    expect([...ids.entries()]).toEqual(added.map((id, i) => [id, 10 * i + 3]));
+    const bytes = new Uint8Array(70);
+    added.forEach((id, i) => {
+      expect(ids.idAt(i)).toBe(id);
+      expect(ids.lineAt(i)).toBe(10 * i + 3);
+      expect(ids.lengthAt(i)).toBe(id.length);
+      expect(ids.copyId(i, bytes, 5)).toBe(id.length);
+      expect(Buffer.from(bytes.subarray(5, 5 + id.length)).toString('latin1')).toBe(id);
+    });
+    expect(() => ids.idAt(added.length)).toThrow(RangeError);
+    expect(() => ids.lineAt(-1)).toThrow(RangeError);
+  });
+
+  it('relabels an id it holds (a repeat then names the new line) and refuses one it does not', () => {
+    const ids = new CustomIdSet();
+    ids.add('row-1', 40);
+    ids.add('row-2', 41);
+    expect(ids.relabel('row-1', 7)).toBe(true);
+    expect(ids.add('row-1', 90)).toBe(7);
+    expect(ids.lineOf('row-1')).toBe(7);
+    expect(ids.lineOf('row-2')).toBe(41);
+    expect(ids.relabel('row-3', 1)).toBe(false);
+    expect(ids.relabel('not valid!', 1)).toBe(false);
+    expect(ids.has('row-3')).toBe(false);
+    expect(ids.size).toBe(2);
+  });
+
   it.each([
     { id: '', message: 'a custom_id has 1 to 64 characters, got 0' },
     { id: 'x'.repeat(65), message: 'a custom_id has 1 to 64 characters, got 65' },
