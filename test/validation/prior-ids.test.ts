@@ -162,6 +162,19 @@ describe('PriorIds', () => {
     expect(prior.stats.blockReads).toBeGreaterThan(Math.ceil(ids.length / 16));
   });
 
+  it('answers many ids at once reading each block once, with no cache: earliest segment wins, absent ids undefined', async () => {
+    const first = fillers('many-', 3_000);
+    const second = [...fillers('more-', 1_000), first[10]!];
+    const prior = await load([await store(setOf(first), { blockEntries: 64 }), await store(setOf(second, 5_001), { blockEntries: 64 })], {
+      cacheBytes: 0,
+    });
+    const asked = [...[...first].reverse(), ...second, 'never-1', 'never-2'];
+    const expected = [...first.map((_, i) => first.length - i), ...second.map((id, i) => (id === first[10] ? 11 : 5_001 + i)), undefined, undefined];
+    expect(await prior.firstLines(asked)).toEqual(expected);
+    expect(prior.stats.blockReads).toBeLessThanOrEqual(Math.ceil(first.length / 64) + Math.ceil(second.length / 64));
+    expect(prior.stats.lookups).toBe(first.length + second.length + prior.stats.falsePositives);
+  });
+
   it('refuses a ref that does not describe the object it names', async () => {
     const ref = await store(setOf(fillers('ref-', 100)));
     await expect(load([{ ...ref, ids: 99 }])).rejects.toThrow(/is not the id segment its ref describes/);
