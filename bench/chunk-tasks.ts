@@ -72,14 +72,26 @@ export async function registerAndPrepare(input: LifecycleEnv & { key: string }) 
   try {
     const registered = await step(c.meter, 1, () => registerJob({ bucket: input.bucket, key: input.key }, c));
     const prepared = await step(c.meter, 1, () => prepareJob({ jobId: registered.value.jobId }, c));
-    if (prepared.value.outcome !== 'ready') throw new Error(`Prepare's outcome was ${prepared.value.outcome}, not ready`);
     return {
       jobId: registered.value.jobId,
+      /** `partial`: the file is read across invocations (prepareMore reads on); else its end. */
+      outcome: prepared.value.outcome,
       chunks: prepared.value.chunks,
       validRows: prepared.value.validRows,
       register: registered.measured,
       prepare: prepared.measured,
     };
+  } finally {
+    await c.close();
+  }
+}
+
+/** One more PrepareJob invocation of a file read across invocations (after registerAndPrepare's `partial`). */
+export async function prepareMore(input: LifecycleEnv & { jobId: string }) {
+  const c = clients(input);
+  try {
+    const prepared = await step(c.meter, 1, () => prepareJob({ jobId: input.jobId }, c));
+    return { outcome: prepared.value.outcome, chunks: prepared.value.chunks, validRows: prepared.value.validRows, prepare: prepared.measured };
   } finally {
     await c.close();
   }

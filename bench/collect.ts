@@ -50,6 +50,7 @@ export async function benchCollect(ctx: BenchContext): Promise<BenchReport> {
   try {
     ctx.log('collect: register + prepare');
     const prepared = (await runInChild<Result<'registerAndPrepare'>>(task('registerAndPrepare'), { ...env, key: KEY })).value;
+    if (prepared.outcome !== 'ready') throw new Error(`Prepare's outcome was ${prepared.outcome}, not ready (a file past prepareLinesPerInvocation)`);
     ctx.log(`collect: submit + poll ${prepared.chunks.length} chunk(s)`);
     const first = (await runInChild<Result<'submitAndPoll'>>(task('submitAndPoll'), { ...env, jobId: prepared.jobId, chunks: prepared.chunks })).value;
 

@@ -11,6 +11,8 @@ export interface BenchOptions {
   full: boolean;
   /** --scale-10m: the scale benchmark also runs a 10,000,000-row job. */
   scale10m: boolean;
+  /** --prepare-only: the scale benchmark stops each size after Register + Prepare (its invocations' figures, no chunks). */
+  prepareOnly: boolean;
   /** Where input files and emulator data go; removed afterwards. */
   workDir: string;
 }

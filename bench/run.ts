@@ -37,17 +37,19 @@ const BENCHES: Record<BenchName, () => Promise<(ctx: BenchContext) => Promise<Be
   tokens: async () => (await import('./tokens')).benchTokens,
 };
 
-const USAGE = `usage: npm run bench -- [${ORDER.join('|')}|e2e ...] [--rows N] [--full] [--scale-10m]`;
+const USAGE = `usage: npm run bench -- [${ORDER.join('|')}|e2e ...] [--rows N] [--full] [--scale-10m] [--prepare-only]`;
 
-function parseArgs(argv: string[]): { names: BenchName[]; rows: number | undefined; full: boolean; scale10m: boolean } {
+function parseArgs(argv: string[]): { names: BenchName[]; rows: number | undefined; full: boolean; scale10m: boolean; prepareOnly: boolean } {
   const names: BenchName[] = [];
   let rows: number | undefined;
   let full = false;
   let scale10m = false;
+  let prepareOnly = false;
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i]!;
     if (arg === '--full') full = true;
     else if (arg === '--scale-10m') scale10m = true;
+    else if (arg === '--prepare-only') prepareOnly = true;
     else if (arg === '--rows' || arg.startsWith('--rows=')) {
       const value = arg.includes('=') ? arg.slice('--rows='.length) : argv[++i];
       const n = Number(value?.replace(/_/g, ''));
@@ -64,7 +66,7 @@ function parseArgs(argv: string[]): { names: BenchName[]; rows: number | undefin
   }
   const chosen = names.length > 0 ? names : [...ORDER];
   if (chosen.includes('cost')) for (const need of COST_NEEDS) if (!chosen.includes(need)) chosen.push(need);
-  return { names: ORDER.filter((name) => chosen.includes(name)), rows, full, scale10m };
+  return { names: ORDER.filter((name) => chosen.includes(name)), rows, full, scale10m, prepareOnly };
 }
 
 async function main(): Promise<void> {
@@ -72,7 +74,7 @@ async function main(): Promise<void> {
   process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED = 'true';
   const args = parseArgs(process.argv.slice(2));
   const workDir = await mkdtemp(path.join(tmpdir(), 'batchline-bench-'));
-  const options: BenchOptions = { rows: args.rows, full: args.full, scale10m: args.scale10m, workDir };
+  const options: BenchOptions = { rows: args.rows, full: args.full, scale10m: args.scale10m, prepareOnly: args.prepareOnly, workDir };
   const ctx: BenchContext = { options, measured: {}, log: (line) => process.stderr.write(`[bench] ${line}\n`) };
   const reports: BenchReport[] = [];
   const failures: Array<{ name: string; error: string }> = [];

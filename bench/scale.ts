@@ -11,6 +11,7 @@
  *   npm run bench -- scale                 100,000 and 1,000,000 rows
  *   npm run bench -- scale --scale-10m     and 10,000,000
  *   npm run bench -- scale --rows 300000   one size
+ *   npm run bench -- scale --rows 10000000 --prepare-only   Register + Prepare's invocations only
  */
 import { readPipelineConfig } from '../shared/config';
 import { simulatePolling } from '../shared/jobs/poll-batch';
@@ -131,6 +132,9 @@ export async function benchScale(ctx: BenchContext): Promise<BenchReport> {
     ],
     checks: [],
     notes: [
+      ...(ctx.options.prepareOnly
+        ? ['--prepare-only: the chunks were not run; read the Prepare row only (the cost per 1M rows prices the rest of the workflow as if nothing else ran).']
+        : []),
       "Every step but Prepare runs per chunk (≤ 100,000 rows) or per job in a few requests per chunk (FinalizeJob joins the chunks' files inside S3): " +
         'their longest invocation should not grow with the job. Prepare reads the whole input once; see docs/performance.md for a 50M-row file on paper.',
       "Cost per 1M requests is priced as the cost benchmark prices it (bench/prices.ts), from this run's own durations and requests, with a 1 h batch's polls " +
@@ -175,7 +179,7 @@ async function runSize(ctx: BenchContext, rows: number): Promise<SizeRun> {
 
     ctx.log(`scale ${int(rows)}: register + prepare`);
     const prepared = await runInChild<Result<'registerAndPrepare'>>(task('registerAndPrepare'), { ...env, key: KEY });
-    const { jobId, chunks } = prepared.value;
+    const { jobId } = prepared.value;
     add(
       'register + prepare',
       STATE.PrepareJob,
@@ -183,6 +187,16 @@ async function runSize(ctx: BenchContext, rows: number): Promise<SizeRun> {
       prepared.peakRssBytes,
       addReadings(prepared.value.register.aws, prepared.value.prepare.aws),
     );
+    // A file read across invocations (prepareLinesPerInvocation): each invocation in its own process, as the workflow's InputLeft loop runs them.
+    let { outcome, chunks } = prepared.value;
+    while (outcome === 'partial') {
+      ctx.log(`scale ${int(rows)}: prepare, invocation ${int(figures.get('register + prepare')!.invocations + 1)}`);
+      const more = await runInChild<Result<'prepareMore'>>(task('prepareMore'), { ...env, jobId });
+      add('register + prepare', STATE.PrepareJob, more.value.prepare.ms, more.peakRssBytes, more.value.prepare.aws);
+      ({ outcome, chunks } = more.value);
+    }
+    if (outcome !== 'ready') throw new Error(`Prepare's outcome was ${outcome}, not ready`);
+    if (ctx.options.prepareOnly) return { rows, bytes: input.bytes, chunks: chunks.length, steps: [...figures.values()], wallMs: Date.now() - started };
     let finalized = 0;
     for (const chunk of chunks) {
       ctx.log(`scale ${int(rows)}: chunk ${chunk + 1} of ${chunks.length}`);

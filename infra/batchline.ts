@@ -76,6 +76,11 @@ export interface BatchlinePipelineProps extends BatchlinePrefixProps {
    * it is canceled, and its unfinished rows sent as synchronous Messages calls. @default 1800
    */
   readonly deadlineMarginSeconds?: number;
+  /**
+   * Lines of the input Prepare reads in one invocation before it leaves a checkpoint and the workflow
+   * invokes it again: a file of any size is read across invocations. @default 2000000
+   */
+  readonly prepareLinesPerInvocation?: number;
   /** Seconds a create whose response was lost waits to be found before it counts as unknown. @default 960 */
   readonly adoptGraceSeconds?: number;
   /** The `anthropic-version` header sent to the API. @default '2023-06-01' */
@@ -97,9 +102,10 @@ export interface BatchlineInfraProps {
   /** Days the functions' and the workflow's logs are kept: one of CloudWatch Logs' periods. @default 30 */
   readonly logRetentionDays?: number;
   /**
-   * PrepareJob's memory in MiB (128 to 10,240): it holds every custom_id of the job (~40 B a row), so
-   * it bounds the rows one file may have. A file that would not fit fails the job with InputTooLarge,
-   * which names the value to set (docs/performance.md §6). @default 2048
+   * PrepareJob's memory in MiB (128 to 10,240): one invocation holds the custom_ids of the lines it
+   * reads (prepareLinesPerInvocation) and a filter of the earlier ones'. An invocation that would not
+   * fit fails the job with InputTooLarge, which names the value to set (docs/performance.md §6).
+   * @default 2048
    */
   readonly prepareMemoryMiB?: number;
   /**

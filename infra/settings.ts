@@ -56,7 +56,7 @@ export const STACK_SETTING_DEFAULTS = {
   functionErrorThreshold: 1,
   /** Days CloudWatch keeps the functions' and the state machine's logs (one of CloudWatch's periods). */
   logRetentionDays: 30,
-  /** PrepareJob's memory in MiB: it holds the job's custom_ids (~40 B a row), so it bounds the rows of one file. */
+  /** PrepareJob's memory in MiB: one invocation holds the custom_ids of the lines it reads (prepareLinesPerInvocation). */
   prepareMemoryMiB: 2048,
 } as const;
 

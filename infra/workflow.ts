@@ -340,13 +340,18 @@ export class JobWorkflow extends Construct {
         .otherwise(new sfn.Succeed(this, STATE.JobDone)),
     );
     const definition = registerJob.next(
-      new sfn.Choice(this, STATE.IsDuplicate)
-        .when(sfn.Condition.booleanEquals('$.duplicate', true), new sfn.Succeed(this, STATE.DuplicateEvent))
-        .otherwise(
-          prepareJob.next(
-            new sfn.Choice(this, STATE.HasChunks).when(sfn.Condition.stringEquals('$.outcome', 'ready'), forEachChunk.next(finalizeJob)).otherwise(finalizeJob),
-          ),
+      new sfn.Choice(this, STATE.IsDuplicate).when(sfn.Condition.booleanEquals('$.duplicate', true), new sfn.Succeed(this, STATE.DuplicateEvent)).otherwise(
+        prepareJob.next(
+          // A file read across invocations: each leaves a checkpoint and says `partial` until the file's end.
+          new sfn.Choice(this, STATE.InputLeft)
+            .when(sfn.Condition.stringEquals('$.outcome', 'partial'), prepareJob)
+            .otherwise(
+              new sfn.Choice(this, STATE.HasChunks)
+                .when(sfn.Condition.stringEquals('$.outcome', 'ready'), forEachChunk.next(finalizeJob))
+                .otherwise(finalizeJob),
+            ),
         ),
+      ),
     );
 
     this.logGroup = new logs.LogGroup(this, 'Logs', {

@@ -157,6 +157,7 @@ export const PIPELINE_SETTING_ENV = {
   maxCostUsd: 'BATCHLINE_MAX_COST_USD',
   primeCache: 'BATCHLINE_PRIME_CACHE',
   deadlineMarginSeconds: 'BATCHLINE_DEADLINE_MARGIN_SECONDS',
+  prepareLinesPerInvocation: 'BATCHLINE_PREPARE_LINES_PER_INVOCATION',
 } as const satisfies Record<keyof PipelineSettings, string>;
 
 /** The API client settings' environment variables (only the functions that call the Batches API get them). */
@@ -228,6 +229,12 @@ export interface PipelineSettings {
    * rows are sent as synchronous Messages calls (default 1800; shared/jobs/deadline.ts).
    */
   deadlineMarginSeconds: number;
+  /**
+   * BATCHLINE_PREPARE_LINES_PER_INVOCATION: Prepare reads at most this many lines of the input (or
+   * PREPARE_BYTES_PER_INVOCATION bytes) in one invocation, then leaves a checkpoint and the workflow
+   * invokes it again (default 2,000,000: about 45 s and a few hundred MB; docs/performance.md §6).
+   */
+  prepareLinesPerInvocation: number;
 }
 
 export function readPipelineConfig(env: Env = process.env): PipelineConfig {
@@ -255,6 +262,7 @@ export function readPipelineSettings(env: Env = process.env): PipelineSettings {
     maxCostUsd: optionalString(env, e.maxCostUsd) === undefined ? undefined : numberSetting(env, e.maxCostUsd, 0, 0, 1e9),
     primeCache: booleanSetting(env, e.primeCache, false),
     deadlineMarginSeconds: intSetting(env, e.deadlineMarginSeconds, 1800, 0, 86_400),
+    prepareLinesPerInvocation: intSetting(env, e.prepareLinesPerInvocation, 2_000_000, 1, 100_000_000),
   };
 }
 

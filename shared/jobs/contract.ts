@@ -118,6 +118,7 @@ export const STATE = stateNames(
   'IsDuplicate',
   'DuplicateEvent',
   'PrepareJob',
+  'InputLeft',
   'HasChunks',
   'ForEachChunk',
   'FinalizeJob',
@@ -208,13 +209,17 @@ export interface RegisterOutput extends JobRef {
   duplicate: boolean;
 }
 
-export type PrepareOutcome = 'ready' | 'rejected' | 'empty';
-const PREPARE_OUTCOMES: readonly PrepareOutcome[] = ['ready', 'rejected', 'empty'];
+/**
+ * `partial`: this invocation read its share of the input and left a checkpoint; the workflow invokes
+ * PrepareJob again (InputLeft), which goes on from there. The others are the file's end.
+ */
+export type PrepareOutcome = 'ready' | 'rejected' | 'empty' | 'partial';
+const PREPARE_OUTCOMES: readonly PrepareOutcome[] = ['ready', 'rejected', 'empty', 'partial'];
 
 /** PrepareJob: `{jobId}` → this. */
 export interface PrepareOutput extends JobRef {
   outcome: PrepareOutcome;
-  /** The chunk indexes, 0 to n−1: the Map's ItemSelector pairs each with the jobId. */
+  /** The chunk indexes, 0 to n−1: the Map's ItemSelector pairs each with the jobId (none while `partial`). */
   chunks: number[];
   validRows: number;
   invalidRows: number;

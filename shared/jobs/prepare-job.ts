@@ -6,6 +6,15 @@
  * the file's size (the custom_id set aside), and a retried Prepare converges on the same objects and
  * items.
  *
+ * A file of any size: one invocation reads at most `prepareLinesPerInvocation` lines (or
+ * PREPARE_BYTES_PER_INVOCATION bytes), closes the chunk in progress, and commits a checkpoint (where
+ * the next line starts, the counts, the chunks so far, the estimate's totals, its own pieces of the
+ * reports and its custom_ids); it answers `partial` and the workflow invokes it again, which reads
+ * on from there with a Range request. Where an invocation stops depends only on the file and the
+ * settings, so a retried one writes the same objects. Duplicates within an invocation are caught by
+ * its CustomIdSet; across invocations by the earlier ones' ids, kept in S3 (prior-ids.ts). When the
+ * file ends, the pieces are joined into the job's reports inside S3 (concat.ts). docs/performance.md §6.
+ *
  * A strict file is rejected at its first invalid line, and Finalize must still list its valid rows
  * in input order without reading the input again (by then it may have been overwritten or deleted).
  * The rows before that line are already in row indexes, so they stay there (the chunk in progress is
@@ -22,18 +31,20 @@ import { maxLineBytesFor, SourceLineReader, tooLongOutcome, type TooLongLine } f
 import { BulkWriter, ConditionFailed, getItem, queryPartition, updateItem } from '../store/dynamo';
 import { CHUNK_SK_PREFIX, chunkSk, JOB_SK, jobPk, ttlAfter, type ChunkItem, type JobItem } from '../store/items';
 import { jobKeys } from '../store/keys';
-import { isS3NotFound, ObjectWriter } from '../store/s3';
+import { isS3NotFound, ObjectWriter, readObject } from '../store/s3';
 import { RowIndex, storeRowIndex, type SourceRef } from './chunk-files';
 import { WIRE_GROWTH_BYTES } from './wire-ids';
 import { quietObserver, type Observer } from '../observability';
 import { bareEtag } from './job-id';
 import { SourceChanged, SourceNotFound } from './register-job';
 import { rowShardCount } from './row-records';
-import { BATCH_BODY_OVERHEAD, CustomIdSet, invalidReportRow, validateLine, type LineOutcome } from '../validation/request';
+import { BATCH_BODY_OVERHEAD, CustomIdSet, duplicateRejection, invalidReportRow, validateLine, type LineOutcome } from '../validation/request';
+import { PriorIds, storeSegmentIds, type IdSegmentRef } from '../validation/prior-ids';
+import { concatObjects, type ConcatSource } from '../store/concat';
 import { modelCatalogFromConfig } from '../validation/models';
 import { clockOf } from '../clock';
 import type { PrepareOutcome, PrepareOutput } from './contract';
-import { EstimateTotals, type EstimateTotalsJson, type OutputHistory } from '../cost/cost';
+import { EstimateTotals, type EstimateTotalsJson, type EstimateTotalsState, type OutputHistory } from '../cost/cost';
 import { readOutputHistory } from './output-history';
 import { priceTableFromConfig } from '../cost/prices';
 import { jobToReuse, paramsHash, PlanWriter, reusableRows, type ReusableRow } from './reuse';
@@ -48,8 +59,9 @@ export class TooManyChunks extends Error {
 }
 
 /**
- * The input will not fit one Prepare invocation: its memory or its time would run out before the
- * file's end. Not retried (a re-run would hit the same wall); the message says what to change.
+ * One Prepare invocation's share of the input (prepareLinesPerInvocation) will not fit it: its memory
+ * or its time would run out before that share's end. Not retried (a re-run would hit the same wall);
+ * the message says which setting to change, and to about what.
  */
 export class InputTooLarge extends Error {
   override readonly name = 'InputTooLarge';
@@ -89,6 +101,12 @@ const CHECK_EVERY_BYTES = 64 * 1024 * 1024;
  */
 export const MAX_CHUNKS = 30_000;
 
+/**
+ * One invocation reads at most this many bytes of the input (about 45 s at Lambda's reading speed),
+ * besides the `prepareLinesPerInvocation` lines: long lines do not stretch an invocation either.
+ */
+export const PREPARE_BYTES_PER_INVOCATION = 4 * 1024 ** 3;
+
 /** The job's estimated cost is over its budget: nothing is submitted (a rejected job, as ValidationFailed). */
 export const BUDGET_EXCEEDED = 'BudgetExceeded';
 
@@ -97,7 +115,15 @@ export interface PrepareDeps {
   dynamo: DynamoDBClient;
   config: Pick<
     PipelineConfig,
-    'bucket' | 'table' | 'maxRequestsPerChunk' | 'maxBytesPerChunk' | 'rowTtlDays' | 'rowsPerShard' | 'pricesJson' | 'allowUnknownModels'
+    | 'bucket'
+    | 'table'
+    | 'maxRequestsPerChunk'
+    | 'maxBytesPerChunk'
+    | 'rowTtlDays'
+    | 'rowsPerShard'
+    | 'pricesJson'
+    | 'allowUnknownModels'
+    | 'prepareLinesPerInvocation'
   >;
   /** The local clock (epoch ms). */
   now?: () => number;
@@ -107,6 +133,8 @@ export interface PrepareDeps {
   maxChunks?: number;
   /** The invocation's memory and time (lambdaLimits); default: neither is watched. */
   limits?: PrepareLimits;
+  /** Default PREPARE_BYTES_PER_INVOCATION; tests lower it. */
+  bytesPerInvocation?: number;
 }
 
 /** Invalid-line report rows are gathered into writes of about this size. */
@@ -141,7 +169,10 @@ export async function prepareJob(input: { jobId: string }, deps: PrepareDeps): P
 
   // The budget is judged on the expected figure: output from past jobs' history (none: max_tokens).
   const history = job.maxCostUsd === undefined ? undefined : await readOutputHistory(dynamo, config.table);
-  const scan = await scanSource(job, deps, history);
+  const from = job.preparedSegments ? await readCheckpoint(deps, job.jobId, job.preparedSegments) : undefined;
+  const read = await scanSource(job, deps, history, from);
+  if ('offset' in read) return commitCheckpoint(job, read, deps);
+  const scan = read;
   const invalidRejected = job.validationMode === 'strict' && scan.invalidRows > 0;
   const estimate = job.maxCostUsd === undefined ? undefined : scan.estimate.toJSON();
   const estimateUsd = estimate?.totalUsd;
@@ -296,52 +327,166 @@ async function rejectForBudget(job: JobItem, chunkFiles: number, estimate: Estim
   };
 }
 
-async function scanSource(job: JobItem, deps: PrepareDeps, history: OutputHistory | undefined): Promise<ScanResult> {
+/**
+ * Where a Prepare that reads the input across invocations stands after one of them (stored as JSON,
+ * keys.prepareCheckpoint): the next one reads on from `offset` with everything it must carry on.
+ */
+export interface PrepareCheckpoint {
+  /** Invocations committed, this one's included (1-based: the first leaves checkpoint 1). */
+  segment: number;
+  /** The byte after the last line read, and that line's number: the next invocation starts there. */
+  offset: number;
+  lineNumber: number;
+  validRows: number;
+  invalidRows: number;
+  /** Every chunk closed so far (the last invocation closes its chunk in progress before it stops). */
+  chunks: ChunkSummary[];
+  /** A strict job rejected at an earlier line: no more chunks, only the later valid rows' ids. */
+  sealed: boolean;
+  /** The budget estimate's totals, at a batch's end (budgeted jobs only). */
+  estimate?: EstimateTotalsState;
+  sentOutput: Record<string, { rows: number; maxTokens: number }>;
+  /** Valid rows taken over from the job named by `reuse`, so far. */
+  reusedRows: number;
+  /** Each committed invocation's custom_ids, for the later ones to check theirs against. */
+  idSegments: IdSegmentRef[];
+  /** Each committed invocation's pieces, in input order, joined when the file ends. */
+  pieces: { invalid: ConcatSource[]; rejectedValidIds: ConcatSource[]; reusePlan: ConcatSource[] };
+}
+
+async function readCheckpoint(deps: PrepareDeps, jobId: string, segment: number): Promise<PrepareCheckpoint> {
+  const parts: Buffer[] = [];
+  for await (const piece of await readObject(deps.s3, deps.config.bucket, jobKeys(jobId).prepareCheckpoint(segment))) parts.push(Buffer.from(piece));
+  return JSON.parse(Buffer.concat(parts).toString('utf8')) as PrepareCheckpoint;
+}
+
+/**
+ * Stores the checkpoint, then moves the job's pointer to it (only from the one before: a second
+ * Prepare that stopped at the same line wrote the same objects, and its commit is refused).
+ */
+async function commitCheckpoint(job: JobItem, checkpoint: PrepareCheckpoint, deps: PrepareDeps): Promise<PrepareOutput> {
+  const { dynamo, config } = deps;
+  const observer = deps.observer ?? quietObserver;
+  const writer = new ObjectWriter(deps.s3, config.bucket, jobKeys(job.jobId).prepareCheckpoint(checkpoint.segment), { contentType: 'application/json' });
+  await writer.write(JSON.stringify(checkpoint));
+  await writer.finish();
+  const previous = checkpoint.segment - 1;
+  try {
+    await updateItem(
+      dynamo,
+      config.table,
+      { pk: jobPk(job.jobId), sk: JOB_SK },
+      {
+        set: {
+          preparedSegments: checkpoint.segment,
+          preparedLines: checkpoint.lineNumber,
+          preparedBytes: checkpoint.offset,
+          updatedAt: new Date(clockOf(deps)()).toISOString(),
+        },
+        condition: {
+          expression: `attribute_not_exists(chunkCount) AND ${previous === 0 ? 'attribute_not_exists(preparedSegments)' : 'preparedSegments = :previous'}`,
+          ...(previous === 0 ? {} : { values: { ':previous': previous } }),
+        },
+      },
+    );
+  } catch (error) {
+    if (!(error instanceof ConditionFailed)) throw error;
+    observer.info('checkpoint committed before', { segment: checkpoint.segment });
+  }
+  observer.info('prepared part of the input', {
+    segment: checkpoint.segment,
+    lines: checkpoint.lineNumber,
+    bytes: checkpoint.offset,
+    validRows: checkpoint.validRows,
+    invalidRows: checkpoint.invalidRows,
+    chunks: checkpoint.chunks.length,
+  });
+  return { jobId: job.jobId, outcome: 'partial', chunks: [], validRows: checkpoint.validRows, invalidRows: checkpoint.invalidRows };
+}
+
+/**
+ * Reads the input from where the last invocation stopped (`from`; none: the start) to the file's end,
+ * or to this invocation's share of it: a ScanResult at the end, else the checkpoint to commit.
+ */
+async function scanSource(
+  job: JobItem,
+  deps: PrepareDeps,
+  history: OutputHistory | undefined,
+  from: PrepareCheckpoint | undefined,
+): Promise<ScanResult | PrepareCheckpoint> {
   const { s3, config } = deps;
   const keys = jobKeys(job.jobId);
+  const segment = (from?.segment ?? 0) + 1;
+  const start = { offset: from?.offset ?? 0, lineNumber: (from?.lineNumber ?? 0) + 1 };
+  const lastLine = start.lineNumber - 1 + config.prepareLinesPerInvocation;
+  const lastByte = start.offset + (deps.bytesPerInvocation ?? PREPARE_BYTES_PER_INVOCATION);
   const strict = job.validationMode === 'strict';
   // One request must fit a batch on its own; a line far beyond that is reported without being buffered.
   const maxRequestBytes = config.maxBytesPerChunk - BATCH_BODY_OVERHEAD - WIRE_GROWTH_BYTES;
   const maxLineBytes = maxLineBytesFor(maxRequestBytes);
   const customIds = new CustomIdSet();
+  const prior = await PriorIds.load(s3, config.bucket, from?.idSegments ?? []);
   const models = modelCatalogFromConfig(config);
   const validation = { maxRequestBytes, customIds, models };
   const reusable = job.reuse ? await reusableOf(job.reuse, deps) : undefined;
-  const plan = job.reuse ? new PlanWriter(s3, config.bucket, job.jobId) : undefined;
-  const estimate = new EstimateTotals({ prices: priceTableFromConfig(config), history, primeCache: job.primeCache === true });
+  const plan = job.reuse ? new PlanWriter(s3, config.bucket, keys.preparePiece(segment, 'reuse-plan')) : undefined;
+  const estimateOptions = { prices: priceTableFromConfig(config), history, primeCache: job.primeCache === true };
+  const estimate = from?.estimate ? EstimateTotals.fromState(from.estimate, estimateOptions) : new EstimateTotals(estimateOptions);
   const budgeted = job.maxCostUsd !== undefined;
-  const sentOutput = new Map<string, { rows: number; maxTokens: number }>();
-  const { body, size } = await openSourceSized(s3, job);
-  const watch = new LimitWatch(deps.limits ?? {}, size);
-  const invalid = new LineBatches(new ObjectWriter(s3, config.bucket, keys.invalidWork, { partSize: INVALID_PART_BYTES }));
+  const sentOutput = new Map(Object.entries(from?.sentOutput ?? {}).map(([model, sent]) => [model, { ...sent }]));
+  const { body, size } = await openSourceSized(s3, job, start.offset);
+  const watch = new LimitWatch(deps.limits ?? {}, size, config.prepareLinesPerInvocation);
+  const invalid = new LineBatches(new ObjectWriter(s3, config.bucket, keys.preparePiece(segment, 'invalid'), { partSize: INVALID_PART_BYTES }));
   const source: SourceRef = { bucket: job.bucket, key: job.key, versionId: job.versionId, etag: job.etag };
-  const chunks = new ChunkFiles(s3, config.bucket, job.jobId, source, {
-    maxRows: config.maxRequestsPerChunk,
-    maxBytes: config.maxBytesPerChunk,
-    maxChunks: deps.maxChunks ?? MAX_CHUNKS,
-    // Each chunk is its own batch: the estimate writes its cached prefixes again.
-    onChunkStart: () => estimate.newBatch(),
-  });
+  const chunks = new ChunkFiles(
+    s3,
+    config.bucket,
+    job.jobId,
+    source,
+    {
+      maxRows: config.maxRequestsPerChunk,
+      maxBytes: config.maxBytesPerChunk,
+      maxChunks: deps.maxChunks ?? MAX_CHUNKS,
+      // Each chunk is its own batch: the estimate writes its cached prefixes again.
+      onChunkStart: () => estimate.newBatch(),
+    },
+    from?.chunks ?? [],
+  );
+  const laterIdsWriter = () =>
+    new LineBatches(new ObjectWriter(s3, config.bucket, keys.preparePiece(segment, 'rejected-valid-ids'), { partSize: INVALID_PART_BYTES }));
   /** Once a strict job is rejected: the custom_ids of the valid rows no chunk file holds. */
   let laterIds: LineBatches | undefined;
+  if (from?.sealed) {
+    chunks.open = false;
+    laterIds = laterIdsWriter();
+  }
   const reject = (): Promise<void> => {
     const { files, stored } = chunks.seal();
-    laterIds = new LineBatches(new ObjectWriter(s3, config.bucket, keys.rejectedValidIds, { partSize: INVALID_PART_BYTES }));
+    laterIds = laterIdsWriter();
     laterIds.add(JSON.stringify({ chunkFiles: files }) + '\n');
     return stored;
   };
-  let validRows = 0;
-  let invalidRows = 0;
+  let validRows = from?.validRows ?? 0;
+  let invalidRows = from?.invalidRows ?? 0;
   /** Returns a promise only when the line must wait for S3 before the next one is read. */
   const handleLine = (entry: RawLine | TooLongLine): Promise<unknown> | undefined => {
     watch.check(entry, validRows + invalidRows);
-    let outcome: LineOutcome;
-    if ('tooLong' in entry) {
-      outcome = tooLongOutcome(entry, maxRequestBytes);
-    } else {
-      if (isBlank(entry.bytes)) return undefined;
-      outcome = validateLine(entry, validation);
+    if ('tooLong' in entry) return decide(entry, tooLongOutcome(entry, maxRequestBytes));
+    if (isBlank(entry.bytes)) return undefined;
+    const outcome = validateLine(entry, validation);
+    // New to this invocation, but maybe used on a line an earlier one read (a filter says maybe: rarely).
+    const id = outcome.customId;
+    if (id !== undefined && (outcome.ok || outcome.code !== 'duplicate_custom_id') && prior.mayHave(id)) {
+      return prior.firstLine(id).then((first) => {
+        if (first === undefined) return decide(entry, outcome);
+        // Later uses of the id in this invocation name its true first line.
+        customIds.relabel(id, first);
+        return decide(entry, duplicateRejection(outcome.line, id, first));
+      });
     }
+    return decide(entry, outcome);
+  };
+  const decide = (entry: RawLine | TooLongLine, outcome: LineOutcome): Promise<unknown> | undefined => {
     if (outcome.ok) {
       validRows += 1;
       if (plan) {
@@ -379,18 +524,58 @@ async function scanSource(job: JobItem, deps: PrepareDeps, history: OutputHistor
     return laterIds!.add(`"${outcome.customId}"\n`);
   };
   try {
-    const lines = new SourceLineReader(maxLineBytes);
-    for await (const piece of body) {
+    const lines = new SourceLineReader(maxLineBytes, start);
+    /** Where this invocation stopped short of the file's end: the byte after its last line, and that line. */
+    let stop: { offset: number; lineNumber: number } | undefined;
+    reading: for await (const piece of body) {
       lines.push(piece);
       for (let entry = lines.next(); entry !== undefined; entry = lines.next()) {
         const pending = handleLine(entry);
         if (pending) await pending;
+        if ('offset' in entry && (entry.lineNumber >= lastLine || entry.offset + entry.length >= lastByte)) {
+          const end = entry.offset + entry.length;
+          if (size !== undefined && end < size) {
+            stop = { offset: end, lineNumber: entry.lineNumber };
+            break reading;
+          }
+        }
       }
     }
-    const last = lines.end();
-    if (last !== undefined) await handleLine(last);
-    const [written] = await Promise.all([chunks.open ? chunks.finish() : [], invalid.finish(), laterIds?.finish(), plan?.finish()]);
-    return { validRows, invalidRows, chunks: written, reusedRows: plan?.reused ?? 0, estimate, sentOutput: Object.fromEntries(sentOutput) };
+    if (!stop) {
+      const last = lines.end();
+      if (last !== undefined) await handleLine(last);
+    }
+    const wasOpen = chunks.open;
+    const [written, invalidPiece, laterPiece] = await Promise.all([chunks.finish(), invalid.finish(), laterIds?.finish(), plan?.finish()]);
+    const mine = (key: string, bytes: number | undefined): ConcatSource[] => (bytes === undefined ? [] : [{ key, bytes }]);
+    const pieces = {
+      invalid: [...(from?.pieces.invalid ?? []), ...mine(keys.preparePiece(segment, 'invalid'), invalidPiece.bytes)],
+      rejectedValidIds: [...(from?.pieces.rejectedValidIds ?? []), ...mine(keys.preparePiece(segment, 'rejected-valid-ids'), laterPiece?.bytes)],
+      reusePlan: [...(from?.pieces.reusePlan ?? []), ...mine(keys.preparePiece(segment, 'reuse-plan'), plan?.bytes)],
+    };
+    const reusedRows = (from?.reusedRows ?? 0) + (plan?.reused ?? 0);
+    if (stop) {
+      return {
+        segment,
+        ...stop,
+        validRows,
+        invalidRows,
+        chunks: written,
+        sealed: !wasOpen,
+        estimate: budgeted ? estimate.toState() : undefined,
+        sentOutput: Object.fromEntries(sentOutput),
+        reusedRows,
+        idSegments: [...(from?.idSegments ?? []), await storeSegmentIds(s3, config.bucket, keys.preparePiece(segment, 'custom-ids'), customIds)],
+        pieces,
+      };
+    }
+    // The file's end: the pieces become the job's reports, inside S3.
+    await Promise.all([
+      concatObjects(s3, config.bucket, pieces.invalid, keys.invalidWork),
+      pieces.rejectedValidIds.length > 0 ? concatObjects(s3, config.bucket, pieces.rejectedValidIds, keys.rejectedValidIds) : undefined,
+      plan ? concatObjects(s3, config.bucket, pieces.reusePlan, keys.reusePlan) : undefined,
+    ]);
+    return { validRows, invalidRows, chunks: written, reusedRows, estimate, sentOutput: Object.fromEntries(sentOutput) };
   } catch (error) {
     await Promise.all([chunks.abandon(), invalid.abort(), laterIds?.abort(), plan?.abort()]);
     throw error;
@@ -412,8 +597,11 @@ export async function openSource(s3: S3Client, job: JobItem): Promise<Readable &
   return (await openSourceSized(s3, job)).body;
 }
 
-/** openSource, and the object's size in bytes (undefined if S3 did not say). */
-async function openSourceSized(s3: S3Client, job: JobItem): Promise<{ body: Readable & AsyncIterable<Uint8Array>; size: number | undefined }> {
+/**
+ * openSource from byte `offset` on, and the whole object's size in bytes (undefined if S3 did not
+ * say). `offset` is within the object: a resumed Prepare starts at a line it has not read.
+ */
+async function openSourceSized(s3: S3Client, job: JobItem, offset = 0): Promise<{ body: Readable & AsyncIterable<Uint8Array>; size: number | undefined }> {
   const where = `s3://${job.bucket}/${job.key}`;
   try {
     const response = await s3.send(
@@ -422,6 +610,7 @@ async function openSourceSized(s3: S3Client, job: JobItem): Promise<{ body: Read
         Key: job.key,
         VersionId: job.versionId,
         IfMatch: job.versionId ? undefined : `"${job.etag}"`,
+        Range: offset > 0 ? `bytes=${offset}-` : undefined,
       }),
     );
     const body = response.Body as unknown as (Readable & AsyncIterable<Uint8Array>) | undefined;
@@ -431,7 +620,9 @@ async function openSourceSized(s3: S3Client, job: JobItem): Promise<{ body: Read
       body.destroy();
       throw new SourceChanged(`${where} was overwritten after the job was registered (ETag ${job.etag}, now ${bareEtag(response.ETag)})`);
     }
-    return { body, size: response.ContentLength };
+    // A ranged reply's length is the range's; its Content-Range (`bytes a-b/size`) names the whole.
+    const whole = offset > 0 ? /\/(\d+)$/.exec(response.ContentRange ?? '')?.[1] : undefined;
+    return { body, size: offset > 0 ? (whole === undefined ? undefined : Number(whole)) : response.ContentLength };
   } catch (error) {
     const status = (error as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode;
     if (status === 412) throw new SourceChanged(`${where} was overwritten after the job was registered (ETag ${job.etag})`);
@@ -451,17 +642,20 @@ class LimitWatch {
   private readonly startRemaining: number | undefined;
   private nextLine = 1;
   private nextByte = 0;
-  /** Bytes of the input up to the end of the last line seen. */
+  /** The first line this invocation reads, and the bytes of the input up to the end of the last line seen. */
+  private firstLine: number | undefined;
   private read = 0;
 
   constructor(
     private readonly limits: PrepareLimits,
     private readonly size: number | undefined,
+    private readonly linesPerInvocation: number,
   ) {
     this.startRemaining = limits.remainingMs?.();
   }
 
   check(entry: RawLine | TooLongLine, rows: number): void {
+    this.firstLine ??= entry.lineNumber;
     if ('offset' in entry) this.read = entry.offset + entry.length;
     if (entry.lineNumber < this.nextLine && this.read < this.nextByte) return;
     this.nextLine = entry.lineNumber + CHECK_EVERY_LINES;
@@ -482,39 +676,34 @@ class LimitWatch {
     return `at line ${count(line)} (${count(rows)} rows so far, ${sizeText(this.read)}${of} read)`;
   }
 
+  /** Lines this invocation has read, the current one included. */
+  private linesRead(line: number): number {
+    return line - (this.firstLine ?? line) + 1;
+  }
+
+  /** The setting to lower, and to about what, when `fits` of this invocation's lines would have fitted. */
+  private fewerLines(fits: number | undefined): string {
+    const now = `the stack setting prepareLinesPerInvocation (now ${count(this.linesPerInvocation)})`;
+    if (fits === undefined || !Number.isFinite(fits) || fits < 1_000) return `lower ${now}`;
+    return `lower ${now} to about ${count(Math.floor(fits / 1_000) * 1_000)}`;
+  }
+
   private outOfMemory(line: number, rows: number, rss: number, memoryMiB: number): InputTooLarge {
-    const what = `the input is too large for one Prepare: ${this.where(line, rows)} it was using ${count(Math.round(rss / MiB))} MiB of the function's ${count(memoryMiB)} MiB`;
-    // Memory grows with the rows (the job-wide custom_id set): the growth so far, scaled to the whole file.
-    const growth = Math.max(0, rss - this.startRss);
-    const share = this.size !== undefined && this.read > 0 ? this.size / this.read : undefined;
-    if (share === undefined) return new InputTooLarge(`${what}: raise the stack setting prepareMemoryMiB or split the file`);
-    const needed = this.startRss + growth * share;
-    const suggested = Math.ceil(needed / MEMORY_SHARE / MiB / 64) * 64;
-    if (suggested <= LAMBDA_MAX_MEMORY_MIB) {
-      return new InputTooLarge(
-        `${what}; the whole file needs about ${count(suggested)} MiB: raise the stack setting prepareMemoryMiB to ${count(suggested)}, or split the file`,
-      );
-    }
-    const perPart = LAMBDA_MAX_MEMORY_MIB * MiB * MEMORY_SHARE - this.startRss;
-    const parts = perPart > 0 && growth > 0 ? Math.ceil((growth * share) / perPart) : undefined;
-    return new InputTooLarge(
-      `${what}; the whole file needs more than the ${count(LAMBDA_MAX_MEMORY_MIB)} MiB a Lambda function may have: split the file` +
-        (parts === undefined ? '' : ` into at least ${count(parts)} files`),
-    );
+    const what = `Prepare ran short of memory: ${this.where(line, rows)} it was using ${count(Math.round(rss / MiB))} MiB of the function's ${count(memoryMiB)} MiB`;
+    // Memory grows with the lines one invocation reads (its custom_id set): the lines that fit the 85% share at this growth.
+    const perLine = Math.max(0, rss - this.startRss) / this.linesRead(line);
+    const room = memoryMiB * MiB * MEMORY_SHARE - this.startRss;
+    const fits = perLine > 0 && room > 0 ? room / perLine : undefined;
+    return new InputTooLarge(`${what}: ${this.fewerLines(fits)}, or raise the stack setting prepareMemoryMiB`);
   }
 
   private outOfTime(line: number, rows: number, remaining: number): InputTooLarge {
-    const what = `the input is too large for one Prepare: ${this.where(line, rows)} it had ${count(Math.floor(remaining / 1000))} s of its time left`;
+    const what = `Prepare ran short of time: ${this.where(line, rows)} it had ${count(Math.floor(remaining / 1000))} s of its time left`;
     const budget = (this.startRemaining ?? 0) - TIME_RESERVE_MS;
     const elapsed = (this.startRemaining ?? 0) - remaining;
-    if (this.size === undefined || this.read === 0 || elapsed <= 0 || budget <= 0) return new InputTooLarge(`${what}: split the file`);
-    // The bytes one invocation reads at this pace, keeping the reserve.
-    const perInvocation = (this.read / elapsed) * budget;
-    const parts = Math.ceil(this.size / perInvocation);
-    return new InputTooLarge(
-      `${what}, and at its pace so far the whole file needs about ${count(Math.round((this.size / this.read) * (elapsed / 1000)))} s: ` +
-        `split the file into at least ${count(parts)} files of at most ${sizeText(perInvocation)}`,
-    );
+    // The lines one invocation reads at this pace, keeping the reserve.
+    const fits = elapsed > 0 && budget > 0 ? (this.linesRead(line) / elapsed) * budget : undefined;
+    return new InputTooLarge(`${what}: ${this.fewerLines(fits)}`);
   }
 }
 
@@ -534,7 +723,7 @@ function sizeText(bytes: number): string {
  * The total is unknown until the end, so the chunk past `maxChunks` is refused before it starts.
  */
 class ChunkFiles {
-  private readonly written: ChunkSummary[] = [];
+  private readonly written: ChunkSummary[];
   private index: RowIndex | undefined;
   private current: ChunkSummary | undefined;
   /** The previous chunk's store, awaited before another chunk may be stored. */
@@ -547,7 +736,11 @@ class ChunkFiles {
     private readonly jobId: string,
     private readonly source: SourceRef,
     private readonly limits: { maxRows: number; maxBytes: number; maxChunks: number; onChunkStart?: () => void },
-  ) {}
+    /** The chunks earlier invocations of a resumed Prepare closed: numbering goes on after them. */
+    before: readonly ChunkSummary[] = [],
+  ) {
+    this.written = [...before];
+  }
 
   /** A valid request: `length` bytes at `offset` of the source. */
   add(length: number, offset: number, customId: string, lineNumber: number): Promise<void> | undefined {
@@ -641,9 +834,10 @@ class LineBatches {
     await this.writer.write(text);
   }
 
-  async finish(): Promise<void> {
+  /** Writes what is left; the object's size in bytes. */
+  async finish(): Promise<{ bytes: number }> {
     await this.flush();
-    await this.writer.finish();
+    return this.writer.finish();
   }
 
   async abort(): Promise<void> {

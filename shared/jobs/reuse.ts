@@ -203,8 +203,14 @@ export class PlanWriter {
   rows = 0;
   reused = 0;
 
-  constructor(s3: S3Client, bucket: string, jobId: string) {
-    this.writer = new ObjectWriter(s3, bucket, jobKeys(jobId).reusePlan, { contentType: 'application/octet-stream' });
+  /** `key`: the plan, or one Prepare invocation's piece of it (joined at the file's end). */
+  constructor(s3: S3Client, bucket: string, key: string) {
+    this.writer = new ObjectWriter(s3, bucket, key, { contentType: 'application/octet-stream' });
+  }
+
+  /** Bytes written so far. */
+  get bytes(): number {
+    return this.writer.bytes;
   }
 
   add(oldIndex: number): Promise<void> | undefined {

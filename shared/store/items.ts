@@ -103,6 +103,13 @@ export interface JobItem {
   validRows?: number;
   invalidRows?: number;
   chunkCount?: number;
+  /**
+   * Set by a Prepare that reads the input across invocations, as each commits its checkpoint:
+   * the invocations committed, and the lines and bytes of the input read so far.
+   */
+  preparedSegments?: number;
+  preparedLines?: number;
+  preparedBytes?: number;
   /** Set by Prepare: how many shards the job's row records are spread over (shared/jobs/row-records.ts). */
   rowShards?: number;
   /** Progress, updated by Poll and Collect (ADD counters). */

@@ -35,8 +35,9 @@ export function sourceLines(source: AsyncIterable<Uint8Array> | Iterable<Uint8Ar
 export class SourceLineReader {
   private readonly splitter: LineSplitter;
 
-  constructor(maxLineBytes: number) {
-    this.splitter = new LineSplitter({ maxLineBytes });
+  /** `from`: where the source starts, when it is read from mid-file (a Range request resuming at a line). */
+  constructor(maxLineBytes: number, from: { offset: number; lineNumber: number } = { offset: 0, lineNumber: 1 }) {
+    this.splitter = new LineSplitter({ maxLineBytes, startOffset: from.offset, firstLineNumber: from.lineNumber });
   }
 
   push(piece: Uint8Array): void {

@@ -164,7 +164,7 @@ export function validateLine(raw: Pick<RawLine, 'bytes' | 'lineNumber' | 'termin
     const idProblem = customIdProblem(customId);
     if (idProblem) return reject(line, idProblem.code, `line ${line}: ${idProblem.reason}`);
   } else if (firstLine !== null) {
-    return reject(line, 'duplicate_custom_id', `line ${line}: custom_id "${customId}" is already used on line ${firstLine}`, customId);
+    return duplicateRejection(line, customId, firstLine);
   }
 
   for (const field of Object.keys(request)) {
@@ -181,6 +181,11 @@ export function validateLine(raw: Pick<RawLine, 'bytes' | 'lineNumber' | 'termin
   if (paramsProblem) return reject(line, paramsProblem.code, `line ${line}: ${paramsProblem.reason}`, customId);
 
   return { ok: true, line, customId, params: params as MessageParams, body, bytes: body.length };
+}
+
+/** A line whose custom_id was already used on `firstLine`. */
+export function duplicateRejection(line: number, customId: string, firstLine: number): RejectedLine {
+  return reject(line, 'duplicate_custom_id', `line ${line}: custom_id "${customId}" is already used on line ${firstLine}`, customId);
 }
 
 function reject(line: number, code: InvalidCode, reason: string, customId?: string): RejectedLine {

@@ -34,7 +34,7 @@ describe('a file too large for Prepare', () => {
       expect(outcome.execution).toMatchObject({ status: 'FAILED', error: 'InputTooLarge' });
       expect(outcome.job?.failure?.error).toBe('InputTooLarge');
       expect(outcome.job?.failure?.cause).toMatch(
-        /^InputTooLarge: the input is too large for one Prepare: at line 1 \(0 rows so far, \d+ bytes of \d+ bytes read\) it was using [\d,]+ MiB of the function's 128 MiB; .*prepareMemoryMiB/,
+        /^InputTooLarge: Prepare ran short of memory: at line 1 \(0 rows so far, \d+ bytes of \d+ bytes read\) it was using [\d,]+ MiB of the function's 128 MiB: .*prepareMemoryMiB$/,
       );
 
       expect(under.stack.simulator!.stats().batchesCreated).toEqual([]);

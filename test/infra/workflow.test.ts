@@ -10,6 +10,7 @@ import {
   CREATE_SLOT_BUSY_ERRORS,
   OUTCOME_UNKNOWN_ERRORS,
   QUEUE_FULL_ERRORS,
+  parseJobRef,
   STORAGE_THROTTLED_ERRORS,
 } from '../../shared/jobs/contract';
 import { CreateSlotBusy } from '../../shared/jobs/create-slot';
@@ -167,7 +168,8 @@ describe('the job state machine', () => {
       RegisterJob: ['Task', 'IsDuplicate', 'MarkJobFailed'],
       IsDuplicate: ['Choice', 'DuplicateEvent', 'PrepareJob'],
       DuplicateEvent: ['Succeed'],
-      PrepareJob: ['Task', 'HasChunks', 'MarkJobFailed'],
+      PrepareJob: ['Task', 'InputLeft', 'MarkJobFailed'],
+      InputLeft: ['Choice', 'PrepareJob', 'HasChunks'],
       HasChunks: ['Choice', 'ForEachChunk', 'FinalizeJob'],
       ForEachChunk: ['Map', 'FinalizeJob', 'MarkJobFailed'],
       FinalizeJob: ['Task', 'WasRejected', 'MarkJobFailed'],
@@ -210,6 +212,10 @@ describe('the job state machine', () => {
     expect(choice(asl.States.IsDuplicate)).toEqual({
       Choices: [{ Variable: '$.duplicate', BooleanEquals: true, Next: 'DuplicateEvent' }],
       Default: 'PrepareJob',
+    });
+    expect(choice(asl.States.InputLeft)).toEqual({
+      Choices: [{ Variable: '$.outcome', StringEquals: 'partial', Next: 'PrepareJob' }],
+      Default: 'HasChunks',
     });
     expect(choice(asl.States.HasChunks)).toEqual({
       Choices: [{ Variable: '$.outcome', StringEquals: 'ready', Next: 'ForEachChunk' }],
@@ -552,6 +558,30 @@ describe('the synthesized definition in the local engine', () => {
       ]),
     );
     expect(submitted).toHaveLength(2);
+  });
+
+  it('invokes PrepareJob again while it answers partial (a file read across invocations), each time with the job', async () => {
+    const prepareInputs: unknown[] = [];
+    const answers = ['partial', 'partial', 'ready'];
+    const result = run(
+      { source: 'aws.s3', detail: { bucket: { name: 'b' }, object: { key: 'inbox/a.jsonl' } } },
+      {
+        RegisterJob: () => ({ ...ids, duplicate: false }),
+        PrepareJob: (input) => {
+          prepareInputs.push(input);
+          const outcome = answers.shift();
+          return { ...ids, outcome, chunks: outcome === 'ready' ? [0] : [], validRows: 3, invalidRows: 0 };
+        },
+        SubmitChunk: (i) => ({ ...ids, chunk: i.chunk, attempt: 1, batchId: 'b0', canceled: false, waitSeconds: 1 }),
+        PollBatch: (i) => ({ ...i, ended: true, waitSeconds: 1 }),
+        CollectResults: (i) => ({ ...ids, chunk: i.chunk, attempt: 1, retry: false, retryWaitSeconds: 0, stragglers: false }),
+        FinalizeJob: (i) => ({ jobId: i.jobId, status: 'succeeded', counts: { succeeded: 3 } }),
+      },
+    );
+    await expect(result).resolves.toEqual({ jobId: 'job-1', status: 'succeeded', counts: { succeeded: 3 } });
+    expect(answers).toEqual([]);
+    expect(prepareInputs).toHaveLength(3);
+    for (const input of prepareInputs) expect(parseJobRef(input).jobId).toBe('job-1');
   });
 
   it('marks the job failed and fails with the caught error when a job step throws', async () => {

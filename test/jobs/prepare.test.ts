@@ -290,7 +290,7 @@ describe('prepareJob', () => {
       expect(record?.chunkCount).toBeUndefined();
     }
 
-    it("stops with InputTooLarge when its memory passes 85% of the function's, saying how much the whole file needs", async () => {
+    it("stops with InputTooLarge when its memory passes 85% of the function's, naming the settings to change", async () => {
       // This process uses far more than 85% of 64 MiB: the real resident size, measured.
       const body = jsonl(requests(3));
       const { jobId, keys, run } = await preparedJob(body, { limits: { memoryMiB: 64 } });
@@ -302,9 +302,9 @@ describe('prepareJob', () => {
       const firstLine = Buffer.byteLength(body.split('\n')[0]!) + 1;
       expect(message.message).toMatch(
         new RegExp(
-          `^the input is too large for one Prepare: at line 1 \\(0 rows so far, ${firstLine} bytes of ${Buffer.byteLength(body)} bytes read\\) ` +
-            "it was using [\\d,]+ MiB of the function's 64 MiB; the whole file needs about ([\\d,]+) MiB: " +
-            'raise the stack setting prepareMemoryMiB to \\1, or split the file$',
+          `^Prepare ran short of memory: at line 1 \\(0 rows so far, ${firstLine} bytes of ${Buffer.byteLength(body)} bytes read\\) ` +
+            "it was using [\\d,]+ MiB of the function's 64 MiB: lower the stack setting prepareLinesPerInvocation \\(now 2,000,000\\)( to about [\\d,]+)?, " +
+            'or raise the stack setting prepareMemoryMiB$',
         ),
       );
       await expectNothingPrepared(jobId, keys);
@@ -325,12 +325,10 @@ describe('prepareJob', () => {
       const read = Buffer.byteLength(jsonl(rows.slice(0, 4_097)));
       const size = Buffer.byteLength(body);
       const kb = (bytes: number) => `${(bytes / 1e3).toLocaleString('en-US', { maximumFractionDigits: 1 })} KB`;
-      // 870 s to read `read` bytes; one invocation has 840 s (900 less the minute kept to fail cleanly).
-      const perInvocation = (read / 870_000) * 840_000;
+      // 870 s to read 4,097 lines; one invocation has 840 s (900 less the minute kept to fail cleanly): 3,955 lines, in thousands.
       await expect(failure).rejects.toThrow(
-        `the input is too large for one Prepare: at line 4,097 (4,096 rows so far, ${kb(read)} of ${kb(size)} read) it had 30 s of its time left, ` +
-          `and at its pace so far the whole file needs about ${Math.round((size / read) * (870_000 / 1000)).toLocaleString('en-US')} s: ` +
-          `split the file into at least 2 files of at most ${kb(perInvocation)}`,
+        `Prepare ran short of time: at line 4,097 (4,096 rows so far, ${kb(read)} of ${kb(size)} read) it had 30 s of its time left: ` +
+          'lower the stack setting prepareLinesPerInvocation (now 2,000,000) to about 3,000',
       );
       expect(left).toEqual([]);
       await expectNothingPrepared(jobId, keys);

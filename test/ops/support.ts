@@ -130,7 +130,9 @@ export async function runPipeline(ctx: PipelineContext, object: { key: string; e
   const deps = { s3: aws.s3, dynamo: aws.dynamo, config };
   const { jobId, duplicate } = await registerJob(objectCreated({ bucket: aws.bucket, ...object }), deps);
   if (duplicate) return jobId;
-  const prepared = await prepareJob({ jobId }, deps);
+  let prepared = await prepareJob({ jobId }, deps);
+  // The workflow's InputLeft loop: a file read across invocations.
+  while (prepared.outcome === 'partial') prepared = await prepareJob({ jobId }, deps);
   for (const chunk of prepared.chunks) await driveChunk(ctx, jobId, chunk);
   await finalizeJob(
     { jobId, outcome: prepared.outcome },
