@@ -66,7 +66,9 @@ export const HANDLER_SPECS: Record<HandlerName, HandlerSpec> = {
     memorySize: STACK_SETTING_DEFAULTS.prepareMemoryMiB,
     timeout: Duration.seconds(900),
     // results/: a job that reuses another's rows reads that job's results.jsonl (shared/jobs/reuse.ts).
-    read: ['input', 'results'],
+    // work/: a file read across invocations: the last checkpoint, the earlier invocations' custom_ids,
+    // and their pieces of the reports, joined at the file's end (GetObject on UploadPartCopy's sources).
+    read: ['input', 'results', 'work'],
     write: ['work'],
     table: 'readWriteDelete',
     callsApi: false,

@@ -61,6 +61,8 @@ export function taskEvent(executionArn: string, state: string, input: unknown, o
     case STATE.RegisterJob:
       return { type: 'job-registered', jobId, duplicate: out.duplicate === true, executionArn };
     case STATE.PrepareJob:
+      // A file read across invocations: only the last one (the file's end) has prepared the job.
+      if (out.outcome === 'partial') return undefined;
       return {
         type: 'job-prepared',
         jobId,

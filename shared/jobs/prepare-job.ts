@@ -32,6 +32,7 @@ import { BulkWriter, ConditionFailed, getItem, queryPartition, updateItem } from
 import { CHUNK_SK_PREFIX, chunkSk, JOB_SK, jobPk, ttlAfter, type ChunkItem, type JobItem } from '../store/items';
 import { jobKeys } from '../store/keys';
 import { isS3NotFound, ObjectWriter, readObject } from '../store/s3';
+import { randomUUID } from 'node:crypto';
 import { RowIndex, storeRowIndex, type SourceRef } from './chunk-files';
 import { WIRE_GROWTH_BYTES } from './wire-ids';
 import { quietObserver, type Observer } from '../observability';
@@ -167,9 +168,10 @@ export async function prepareJob(input: { jobId: string }, deps: PrepareDeps): P
     return preparedBefore(finished, observer);
   }
 
-  // The budget is judged on the expected figure: output from past jobs' history (none: max_tokens).
-  const history = job.maxCostUsd === undefined ? undefined : await readOutputHistory(dynamo, config.table);
-  const from = job.preparedSegments ? await readCheckpoint(deps, job.jobId, job.preparedSegments) : undefined;
+  const from = job.preparedCheckpoint ? await readCheckpoint(deps, job.preparedCheckpoint) : undefined;
+  // The budget is judged on the expected figure: output from past jobs' history (none: max_tokens),
+  // read once per job, so every invocation of a file read across invocations estimates alike.
+  const history = job.maxCostUsd === undefined ? undefined : from ? from.history : await readOutputHistory(dynamo, config.table);
   const read = await scanSource(job, deps, history, from);
   if ('offset' in read) return commitCheckpoint(job, read, deps);
   const scan = read;
@@ -350,24 +352,29 @@ export interface PrepareCheckpoint {
   reusedRows: number;
   /** Each committed invocation's custom_ids, for the later ones to check theirs against. */
   idSegments: IdSegmentRef[];
-  /** Each committed invocation's pieces, in input order, joined when the file ends. */
+  /** Each committed invocation's pieces, in input order, joined when the file ends (empty ones left out). */
   pieces: { invalid: ConcatSource[]; rejectedValidIds: ConcatSource[]; reusePlan: ConcatSource[] };
+  /** The output history the first invocation read (budgeted jobs): the later ones estimate with it too. */
+  history?: OutputHistory;
+  /** Where this checkpoint is stored (each attempt writes under its own name). */
+  key: string;
 }
 
-async function readCheckpoint(deps: PrepareDeps, jobId: string, segment: number): Promise<PrepareCheckpoint> {
+async function readCheckpoint(deps: PrepareDeps, key: string): Promise<PrepareCheckpoint> {
   const parts: Buffer[] = [];
-  for await (const piece of await readObject(deps.s3, deps.config.bucket, jobKeys(jobId).prepareCheckpoint(segment))) parts.push(Buffer.from(piece));
+  for await (const piece of await readObject(deps.s3, deps.config.bucket, key)) parts.push(Buffer.from(piece));
   return JSON.parse(Buffer.concat(parts).toString('utf8')) as PrepareCheckpoint;
 }
 
 /**
- * Stores the checkpoint, then moves the job's pointer to it (only from the one before: a second
- * Prepare that stopped at the same line wrote the same objects, and its commit is refused).
+ * Stores the checkpoint (under this attempt's own name, with its pieces), then moves the job's
+ * pointer to it, only from the one before: of two attempts at the same invocation (a retry while the
+ * first still ran), one commits, and the other's objects are never read.
  */
 async function commitCheckpoint(job: JobItem, checkpoint: PrepareCheckpoint, deps: PrepareDeps): Promise<PrepareOutput> {
   const { dynamo, config } = deps;
   const observer = deps.observer ?? quietObserver;
-  const writer = new ObjectWriter(deps.s3, config.bucket, jobKeys(job.jobId).prepareCheckpoint(checkpoint.segment), { contentType: 'application/json' });
+  const writer = new ObjectWriter(deps.s3, config.bucket, checkpoint.key, { contentType: 'application/json' });
   await writer.write(JSON.stringify(checkpoint));
   await writer.finish();
   const previous = checkpoint.segment - 1;
@@ -379,6 +386,7 @@ async function commitCheckpoint(job: JobItem, checkpoint: PrepareCheckpoint, dep
       {
         set: {
           preparedSegments: checkpoint.segment,
+          preparedCheckpoint: checkpoint.key,
           preparedLines: checkpoint.lineNumber,
           preparedBytes: checkpoint.offset,
           updatedAt: new Date(clockOf(deps)()).toISOString(),
@@ -417,6 +425,9 @@ async function scanSource(
   const { s3, config } = deps;
   const keys = jobKeys(job.jobId);
   const segment = (from?.segment ?? 0) + 1;
+  /** This attempt's name: its checkpoint and pieces are its own, whatever another attempt writes. */
+  const attempt = randomUUID().slice(0, 8);
+  const piece = (name: Parameters<typeof keys.preparePiece>[2]) => keys.preparePiece(segment, attempt, name);
   const start = { offset: from?.offset ?? 0, lineNumber: (from?.lineNumber ?? 0) + 1 };
   const lastLine = start.lineNumber - 1 + config.prepareLinesPerInvocation;
   const lastByte = start.offset + (deps.bytesPerInvocation ?? PREPARE_BYTES_PER_INVOCATION);
@@ -425,18 +436,18 @@ async function scanSource(
   const maxRequestBytes = config.maxBytesPerChunk - BATCH_BODY_OVERHEAD - WIRE_GROWTH_BYTES;
   const maxLineBytes = maxLineBytesFor(maxRequestBytes);
   const customIds = new CustomIdSet();
-  const prior = await PriorIds.load(s3, config.bucket, from?.idSegments ?? []);
+  const prior = await PriorIds.load(s3, config.bucket, from?.idSegments ?? [], { cacheBytes: priorCacheBytes(deps.limits) });
   const models = modelCatalogFromConfig(config);
   const validation = { maxRequestBytes, customIds, models };
   const reusable = job.reuse ? await reusableOf(job.reuse, deps) : undefined;
-  const plan = job.reuse ? new PlanWriter(s3, config.bucket, keys.preparePiece(segment, 'reuse-plan')) : undefined;
+  const plan = job.reuse ? new PlanWriter(s3, config.bucket, piece('reuse-plan')) : undefined;
   const estimateOptions = { prices: priceTableFromConfig(config), history, primeCache: job.primeCache === true };
   const estimate = from?.estimate ? EstimateTotals.fromState(from.estimate, estimateOptions) : new EstimateTotals(estimateOptions);
   const budgeted = job.maxCostUsd !== undefined;
   const sentOutput = new Map(Object.entries(from?.sentOutput ?? {}).map(([model, sent]) => [model, { ...sent }]));
   const { body, size } = await openSourceSized(s3, job, start.offset);
   const watch = new LimitWatch(deps.limits ?? {}, size, config.prepareLinesPerInvocation);
-  const invalid = new LineBatches(new ObjectWriter(s3, config.bucket, keys.preparePiece(segment, 'invalid'), { partSize: INVALID_PART_BYTES }));
+  const invalid = new LineBatches(new ObjectWriter(s3, config.bucket, piece('invalid'), { partSize: INVALID_PART_BYTES }));
   const source: SourceRef = { bucket: job.bucket, key: job.key, versionId: job.versionId, etag: job.etag };
   const chunks = new ChunkFiles(
     s3,
@@ -452,8 +463,7 @@ async function scanSource(
     },
     from?.chunks ?? [],
   );
-  const laterIdsWriter = () =>
-    new LineBatches(new ObjectWriter(s3, config.bucket, keys.preparePiece(segment, 'rejected-valid-ids'), { partSize: INVALID_PART_BYTES }));
+  const laterIdsWriter = () => new LineBatches(new ObjectWriter(s3, config.bucket, piece('rejected-valid-ids'), { partSize: INVALID_PART_BYTES }));
   /** Once a strict job is rejected: the custom_ids of the valid rows no chunk file holds. */
   let laterIds: LineBatches | undefined;
   if (from?.sealed) {
@@ -547,15 +557,18 @@ async function scanSource(
     }
     const wasOpen = chunks.open;
     const [written, invalidPiece, laterPiece] = await Promise.all([chunks.finish(), invalid.finish(), laterIds?.finish(), plan?.finish()]);
-    const mine = (key: string, bytes: number | undefined): ConcatSource[] => (bytes === undefined ? [] : [{ key, bytes }]);
+    const mine = (key: string, bytes: number | undefined): ConcatSource[] => (bytes ? [{ key, bytes }] : []);
     const pieces = {
-      invalid: [...(from?.pieces.invalid ?? []), ...mine(keys.preparePiece(segment, 'invalid'), invalidPiece.bytes)],
-      rejectedValidIds: [...(from?.pieces.rejectedValidIds ?? []), ...mine(keys.preparePiece(segment, 'rejected-valid-ids'), laterPiece?.bytes)],
-      reusePlan: [...(from?.pieces.reusePlan ?? []), ...mine(keys.preparePiece(segment, 'reuse-plan'), plan?.bytes)],
+      invalid: [...(from?.pieces.invalid ?? []), ...mine(piece('invalid'), invalidPiece.bytes)],
+      rejectedValidIds: [...(from?.pieces.rejectedValidIds ?? []), ...mine(piece('rejected-valid-ids'), laterPiece?.bytes)],
+      reusePlan: [...(from?.pieces.reusePlan ?? []), ...mine(piece('reuse-plan'), plan?.bytes)],
     };
     const reusedRows = (from?.reusedRows ?? 0) + (plan?.reused ?? 0);
     if (stop) {
+      checkInvocations(segment, stop, size!, config.prepareLinesPerInvocation);
       return {
+        key: keys.prepareCheckpoint(segment, attempt),
+        history,
         segment,
         ...stop,
         validRows,
@@ -565,7 +578,7 @@ async function scanSource(
         estimate: budgeted ? estimate.toState() : undefined,
         sentOutput: Object.fromEntries(sentOutput),
         reusedRows,
-        idSegments: [...(from?.idSegments ?? []), await storeSegmentIds(s3, config.bucket, keys.preparePiece(segment, 'custom-ids'), customIds)],
+        idSegments: [...(from?.idSegments ?? []), await storeSegmentIds(s3, config.bucket, piece('custom-ids'), customIds, filterFor(segment))],
         pieces,
       };
     }
@@ -620,9 +633,15 @@ async function openSourceSized(s3: S3Client, job: JobItem, offset = 0): Promise<
       body.destroy();
       throw new SourceChanged(`${where} was overwritten after the job was registered (ETag ${job.etag}, now ${bareEtag(response.ETag)})`);
     }
+    if (offset === 0) return { body, size: response.ContentLength };
     // A ranged reply's length is the range's; its Content-Range (`bytes a-b/size`) names the whole.
-    const whole = offset > 0 ? /\/(\d+)$/.exec(response.ContentRange ?? '')?.[1] : undefined;
-    return { body, size: offset > 0 ? (whole === undefined ? undefined : Number(whole)) : response.ContentLength };
+    // Anything else (a server that ignored the Range) would put every line at the wrong place.
+    const range = /^bytes (\d+)-\d+\/(\d+)$/.exec(response.ContentRange ?? '');
+    if (!range || Number(range[1]) !== offset) {
+      body.destroy();
+      throw new Error(`${where}: asked for its bytes from ${offset}, S3 answered Content-Range "${response.ContentRange ?? ''}"`);
+    }
+    return { body, size: Number(range[2]) };
   } catch (error) {
     const status = (error as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode;
     if (status === 412) throw new SourceChanged(`${where} was overwritten after the job was registered (ETag ${job.etag})`);
@@ -843,4 +862,40 @@ class LineBatches {
   async abort(): Promise<void> {
     await this.writer.abort();
   }
+}
+
+/** The most invocations one file's Prepare may take: each adds about 7 events to the execution's history (25,000 at most). */
+export const MAX_PREPARE_INVOCATIONS = 1_000;
+
+/**
+ * At an invocation's end: refuses a file whose pace so far needs more than MAX_PREPARE_INVOCATIONS
+ * (a prepareLinesPerInvocation set far too low for it), naming the setting that would do.
+ */
+function checkInvocations(segment: number, stop: { offset: number; lineNumber: number }, size: number, linesPerInvocation: number): void {
+  const needed = Math.ceil((size / stop.offset) * segment);
+  if (needed <= MAX_PREPARE_INVOCATIONS) return;
+  const lines = Math.ceil((size / stop.offset) * stop.lineNumber);
+  throw new InputTooLarge(
+    `at ${count(linesPerInvocation)} lines an invocation, this file (about ${count(lines)} lines) needs about ${count(needed)} Prepare invocations, ` +
+      `more than the ${count(MAX_PREPARE_INVOCATIONS)} one job may take: raise the stack setting prepareLinesPerInvocation to at least ${count(Math.ceil(lines / MAX_PREPARE_INVOCATIONS))}`,
+  );
+}
+
+/**
+ * Each invocation's filter of its custom_ids (prior-ids.ts) gets one bit an id more than the one
+ * before (20 at the first, at most 48), so the chance that an id is wrongly "maybe" in any of them,
+ * Σ 0.6185^bits, stays under 1.8e-4 a row however many invocations there are (at 20 bits only:
+ * 6.7e-5 times their number). About 4 B a row at 25 invocations (50M rows).
+ */
+function filterFor(segment: number): { bitsPerId: number; hashCount: number } {
+  const bitsPerId = Math.min(48, 19 + segment);
+  return { bitsPerId, hashCount: Math.round(bitsPerId * Math.LN2) };
+}
+
+/**
+ * The cache of the earlier invocations' id blocks: a fifth of the function's memory (256 MiB when it
+ * is not known), so a file that repeats earlier rows wholesale reads each block once while they fit.
+ */
+function priorCacheBytes(limits: PrepareLimits | undefined): number {
+  return limits?.memoryMiB === undefined ? 256 * MiB : Math.floor(limits.memoryMiB * MiB * 0.2);
 }

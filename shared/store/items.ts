@@ -108,6 +108,8 @@ export interface JobItem {
    * the invocations committed, and the lines and bytes of the input read so far.
    */
   preparedSegments?: number;
+  /** The committed checkpoint's key (keys.prepareCheckpoint): the next invocation reads on from it. */
+  preparedCheckpoint?: string;
   preparedLines?: number;
   preparedBytes?: number;
   /** Set by Prepare: how many shards the job's row records are spread over (shared/jobs/row-records.ts). */

@@ -43,13 +43,14 @@ export const jobKeys = (jobId: string, prefixes: Prefixes = processPrefixes()) =
     rejectedValidIds: `${work}rejected-valid-ids.jsonl`,
     /**
      * A Prepare that resumes across invocations (shared/jobs/prepare-job.ts): the checkpoint each
-     * committed invocation leaves (where the next one starts reading, what it carries on), and that
+     * invocation leaves (where the next one starts reading, what it carries on), and that
      * invocation's own pieces, joined when the file ends: its invalid lines, rejected ids, reuse plan,
      * and its custom_ids (shared/validation/prior-ids.ts) for the later ones to check theirs against.
+     * Each attempt writes under its own name; the job record names the one committed.
      */
-    prepareCheckpoint: (segment: number) => `${work}prepare/${pad(segment, 4)}/checkpoint.json`,
-    preparePiece: (segment: number, piece: 'invalid' | 'rejected-valid-ids' | 'reuse-plan' | 'custom-ids') =>
-      `${work}prepare/${pad(segment, 4)}/${piece}${piece === 'reuse-plan' || piece === 'custom-ids' ? '.bin' : '.jsonl'}`,
+    prepareCheckpoint: (segment: number, attempt: string) => `${work}prepare/${pad(segment, 4)}-${attempt}/checkpoint.json`,
+    preparePiece: (segment: number, attempt: string, piece: 'invalid' | 'rejected-valid-ids' | 'reuse-plan' | 'custom-ids') =>
+      `${work}prepare/${pad(segment, 4)}-${attempt}/${piece}${piece === 'reuse-plan' || piece === 'custom-ids' ? '.bin' : '.jsonl'}`,
     /** Every chunk's work files, row indexes first (Prepare writes them in chunk order as it validates). */
     chunksPrefix: `${work}chunks/`,
     /**

@@ -21,8 +21,13 @@ describe('Prepare across invocations, end to end', () => {
     lines.splice(14, 0, request(valid[1]!), request(valid[1]!));
     const file = await writeRequests(under, 'resume.jsonl', lines);
 
+    const prepared: unknown[] = [];
+    const off = under.stack.on((event) => {
+      if (event.type === 'job-prepared') prepared.push(event);
+    });
     const jobId = await under.stack.submitFile(file, { lenient: true });
     const outcome = await under.stack.waitForJob(jobId);
+    off();
 
     expect(outcome.status).toBe('succeeded');
     expect(outcome.job).toMatchObject({ totalRows: 24, validRows: 20, invalidRows: 4, preparedSegments: 5, preparedLines: 20 });
@@ -38,9 +43,12 @@ describe('Prepare across invocations, end to end', () => {
     ]);
     expect(outcome.summary?.counts).toEqual({ total: 24, succeeded: 20, errored: 0, expired: 0, canceled: 0, invalid: 4 });
     // Each invocation closed its chunk in progress: never more than 3 rows a chunk, none empty.
-    const checkpoint = JSON.parse(await readText(under.stack, `work/${jobId}/prepare/0005/checkpoint.json`)) as PrepareCheckpoint;
+    const checkpoint = JSON.parse(await readText(under.stack, outcome.job!.preparedCheckpoint!)) as PrepareCheckpoint;
+    expect(outcome.job!.preparedCheckpoint).toMatch(new RegExp(`^work/${jobId}/prepare/0005-[0-9a-f]{8}/checkpoint\\.json$`));
     expect(checkpoint).toMatchObject({ segment: 5, lineNumber: 20, validRows: 16, invalidRows: 4 });
     expect(checkpoint.chunks.every((chunk) => chunk.rows >= 1 && chunk.rows <= 3)).toBe(true);
     expect(under.stack.simulator!.stats().batchesCreated.length).toBeGreaterThanOrEqual(7);
+    // The invocations that answered `partial` are not told as the job prepared: once, at the file's end.
+    expect(prepared).toEqual([expect.objectContaining({ jobId, outcome: 'ready', validRows: 20, invalidRows: 4 })]);
   });
 });

@@ -411,7 +411,15 @@ describe('the functions', () => {
     expect(handlersGranted(json, reads('inbox/'))).toEqual(inputReaders);
     expect(handlersGranted(json, reads('scheduled/nightly/'))).toEqual(inputReaders);
     expect(handlersGranted(json, reads('drops/eu/'))).toEqual(inputReaders);
-    expect(handlersGranted(json, reads('work/'))).toEqual(['collect-results', 'finalize-chunk', 'finalize-job', 'reconcile-jobs', 'submit-chunk']);
+    // Prepare: its checkpoints, the earlier invocations' custom_ids and report pieces (a file read across invocations).
+    expect(handlersGranted(json, reads('work/'))).toEqual([
+      'collect-results',
+      'finalize-chunk',
+      'finalize-job',
+      'prepare-job',
+      'reconcile-jobs',
+      'submit-chunk',
+    ]);
     // results/: a job that reuses another's rows reads that job's results.jsonl (Prepare, and Finalize's merge).
     expect(handlersGranted(json, reads('results/'))).toEqual(['finalize-job', 'prepare-job', 'reconcile-jobs']);
     // finalize-job writes work/ only for a chunk it orders itself (its FinalizeChunk failed).

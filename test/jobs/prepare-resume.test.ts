@@ -13,7 +13,7 @@ import { JOB_SK, jobPk, type JobItem } from '../../shared/store/items';
 import { jobKeys } from '../../shared/store/keys';
 import { registerJob } from '../../shared/jobs/register-job';
 import type { PrepareOutput } from '../../shared/jobs/contract';
-import { prepareJob } from '../../shared/jobs/prepare-job';
+import { InputTooLarge, MAX_PREPARE_INVOCATIONS, prepareJob } from '../../shared/jobs/prepare-job';
 import type { ValidationMode } from '../../shared/config';
 
 describe('prepareJob across invocations', () => {
@@ -115,12 +115,28 @@ describe('prepareJob across invocations', () => {
     const { jobId } = await registerJob({ bucket: aws.bucket, key, mode: 'lenient' }, deps);
     const jobKey = { pk: jobPk(jobId), sk: JOB_SK };
 
+    const pointer = async () => {
+      const { preparedSegments, preparedCheckpoint } = (await getItem<JobItem>(aws.dynamo, aws.table, jobKey))!;
+      return { preparedSegments, preparedCheckpoint };
+    };
     expect(await prepareJob({ jobId }, deps)).toMatchObject({ outcome: 'partial' });
+    const first = await pointer();
     expect(await prepareJob({ jobId }, deps)).toMatchObject({ outcome: 'partial' });
+    const lost = await pointer();
     // Invocation 2's commit "lost": the pointer back at checkpoint 1, its objects still there.
-    await updateItem(aws.dynamo, aws.table, jobKey, { set: { preparedSegments: 1 } });
+    await updateItem(aws.dynamo, aws.table, jobKey, { set: first });
     expect(await prepareJob({ jobId }, deps)).toMatchObject({ outcome: 'partial' });
-    expect((await getItem<JobItem>(aws.dynamo, aws.table, jobKey))?.preparedSegments).toBe(2);
+    // Done again under its own name: the pointer moved to checkpoint 2, not to the lost attempt's.
+    const again = await pointer();
+    expect(again.preparedSegments).toBe(2);
+    expect(again.preparedCheckpoint).not.toBe(lost.preparedCheckpoint);
+    // A second attempt at invocation 2, which read checkpoint 1 before the first attempt committed:
+    // it writes its own objects, and its commit (from 1) is refused.
+    const raced = { preparedSegments: 2, preparedCheckpoint: first.preparedCheckpoint };
+    await updateItem(aws.dynamo, aws.table, jobKey, { set: raced });
+    await expect(prepareJob({ jobId }, deps)).resolves.toMatchObject({ outcome: 'partial' });
+    expect(await pointer()).toEqual(raced);
+    await updateItem(aws.dynamo, aws.table, jobKey, { set: again });
     let answer: PrepareOutput;
     do answer = await prepareJob({ jobId }, deps);
     while (answer.outcome === 'partial');
@@ -129,5 +145,22 @@ describe('prepareJob across invocations', () => {
     expect(answer).toEqual({ ...reference.answers.at(-1)!, jobId });
     expect(await sentRows(jobId, answer.chunks.length)).toBe(await sentRows(reference.jobId, answer.chunks.length));
     expect(await readText(aws, jobKeys(jobId).invalidWork)).toBe(await readText(aws, reference.keys.invalidWork));
+  });
+
+  it('refuses, naming the setting, a file that would take more invocations than a job may', async () => {
+    const lines = Array.from({ length: MAX_PREPARE_INVOCATIONS + 200 }, (_, i) => request(`r${i}`));
+    const key = `inbox/resume-${++fileNumber}.jsonl`;
+    await putInput(aws, key, jsonl(lines));
+    const deps = { s3: aws.s3, dynamo: aws.dynamo, config: pipelineConfig(aws, { prepareLinesPerInvocation: 1 }) };
+    const { jobId } = await registerJob({ bucket: aws.bucket, key, mode: 'lenient' }, deps);
+
+    const failure = prepareJob({ jobId }, deps);
+
+    await expect(failure).rejects.toBeInstanceOf(InputTooLarge);
+    await expect(failure).rejects.toThrow(
+      /^at 1 lines an invocation, this file \(about 1,2\d\d lines\) needs about 1,2\d\d Prepare invocations, more than the 1,000 one job may take: raise the stack setting prepareLinesPerInvocation to at least 2$/,
+    );
+    // Nothing committed: the job is still at its start.
+    expect((await getItem<JobItem>(aws.dynamo, aws.table, { pk: jobPk(jobId), sk: JOB_SK }))?.preparedSegments).toBeUndefined();
   });
 });
