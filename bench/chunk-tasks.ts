@@ -44,7 +44,12 @@ function clients(env: LifecycleEnv) {
   meter.attach(s3, 's3');
   meter.attach(dynamo, 'dynamodb');
   const api = new BatchesClient({ apiKey: API_KEY, baseUrl: env.apiUrl });
-  const config: PipelineConfig = readPipelineConfig({ BATCHLINE_BUCKET: env.bucket, BATCHLINE_TABLE: env.table });
+  const config: PipelineConfig = readPipelineConfig({
+    BATCHLINE_BUCKET: env.bucket,
+    BATCHLINE_TABLE: env.table,
+    // To see Prepare go across invocations on a small file: BATCHLINE_PREPARE_LINES_PER_INVOCATION=100000 npm run bench -- scale ...
+    BATCHLINE_PREPARE_LINES_PER_INVOCATION: process.env.BATCHLINE_PREPARE_LINES_PER_INVOCATION,
+  });
   const close = async () => {
     s3.destroy();
     dynamo.destroy();
