@@ -61,7 +61,7 @@ export async function startLifecycleStack(options: LifecycleStackOptions): Promi
     options.log(`${options.name}: writing ${options.rows.toLocaleString('en-US')} rows and uploading them`);
     const input = await writeInputFile(file, options.rows);
     await uploadFile(s3.client, options.bucket, options.key, file);
-    // Read from S3 from here on: the local copy would only take disk (11 GB at 10M rows).
+    // Read from S3 from here on: the local copy would only take disk (11 GB at 10M rows); `input.path` is gone.
     await rm(file);
     const env: LifecycleEnv = {
       s3Endpoint: s3.endpoint,

@@ -216,8 +216,9 @@ async function runSize(ctx: BenchContext, rows: number): Promise<SizeRun> {
       add('collect', STATE.CollectResults, collected.value.collect.ms, collected.peakRssBytes, collected.value.collect.aws);
       const ordered = await runInChild<Result<'finalizeChunks'>>(task('finalizeChunks'), { ...env, jobId, chunks: [chunk] });
       add('finalize chunk', STATE.FinalizeChunk, ordered.value.finalizeChunk.ms, ordered.peakRssBytes, ordered.value.finalizeChunk.aws);
-      // Outside any measured step: the raw batch results, which only FinalizeChunk reads, go now
-      // rather than with work/'s lifecycle, so 10M rows fit this disk (11 GB less).
+      // Outside any measured step: the raw batch results go now rather than with work/'s lifecycle,
+      // so 10M rows fit this disk (11 GB less). FinalizeChunk has read them; row records point into
+      // them for lookups by custom_id, which the bench makes none of.
       await stack.s3.client.send(new DeleteObjectCommand({ Bucket: BUCKET, Key: jobKeys(jobId).chunkResults(chunk, 1) }));
       finalized += ordered.value.rows;
     }

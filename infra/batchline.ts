@@ -78,7 +78,7 @@ export interface BatchlinePipelineProps extends BatchlinePrefixProps {
   readonly deadlineMarginSeconds?: number;
   /**
    * Lines of the input Prepare reads in one invocation before it leaves a checkpoint and the workflow
-   * invokes it again: a file of any size is read across invocations. @default 2000000
+   * invokes it again: a file is read across invocations (at most 1,000). @default 2000000
    */
   readonly prepareLinesPerInvocation?: number;
   /** Seconds a create whose response was lost waits to be found before it counts as unknown. @default 960 */

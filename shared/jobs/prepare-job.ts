@@ -6,7 +6,7 @@
  * the file's size (the custom_id set aside), and a retried Prepare converges on the same objects and
  * items.
  *
- * A file of any size: one invocation reads at most `prepareLinesPerInvocation` lines (or
+ * A file of many millions of lines: one invocation reads at most `prepareLinesPerInvocation` lines (or
  * PREPARE_BYTES_PER_INVOCATION bytes), closes the chunk in progress, and commits a checkpoint (where
  * the next line starts, the counts, the chunks so far, the estimate's totals, its own pieces of the
  * reports and its custom_ids); it answers `partial` and the workflow invokes it again, which reads
@@ -372,12 +372,12 @@ async function readCheckpoint(deps: PrepareDeps, key: string): Promise<PrepareCh
  * first still ran), one commits, and the other's objects are never read.
  */
 async function commitCheckpoint(job: JobItem, checkpoint: PrepareCheckpoint, deps: PrepareDeps): Promise<PrepareOutput> {
+  const read = job.preparedCheckpoint;
   const { dynamo, config } = deps;
   const observer = deps.observer ?? quietObserver;
   const writer = new ObjectWriter(deps.s3, config.bucket, checkpoint.key, { contentType: 'application/json' });
   await writer.write(JSON.stringify(checkpoint));
   await writer.finish();
-  const previous = checkpoint.segment - 1;
   try {
     await updateItem(
       dynamo,
@@ -391,9 +391,10 @@ async function commitCheckpoint(job: JobItem, checkpoint: PrepareCheckpoint, dep
           preparedBytes: checkpoint.offset,
           updatedAt: new Date(clockOf(deps)()).toISOString(),
         },
+        // From the checkpoint this attempt read, and no other.
         condition: {
-          expression: `attribute_not_exists(chunkCount) AND ${previous === 0 ? 'attribute_not_exists(preparedSegments)' : 'preparedSegments = :previous'}`,
-          ...(previous === 0 ? {} : { values: { ':previous': previous } }),
+          expression: `attribute_not_exists(chunkCount) AND ${read === undefined ? 'attribute_not_exists(preparedCheckpoint)' : 'preparedCheckpoint = :read'}`,
+          ...(read === undefined ? {} : { values: { ':read': read } }),
         },
       },
     );
@@ -446,7 +447,7 @@ async function scanSource(
   const budgeted = job.maxCostUsd !== undefined;
   const sentOutput = new Map(Object.entries(from?.sentOutput ?? {}).map(([model, sent]) => [model, { ...sent }]));
   const { body, size } = await openSourceSized(s3, job, start.offset);
-  const watch = new LimitWatch(deps.limits ?? {}, size, config.prepareLinesPerInvocation);
+  const watch = new LimitWatch(deps.limits ?? {}, size, config.prepareLinesPerInvocation, prior.byteSize);
   const invalid = new LineBatches(new ObjectWriter(s3, config.bucket, piece('invalid'), { partSize: INVALID_PART_BYTES }));
   const source: SourceRef = { bucket: job.bucket, key: job.key, versionId: job.versionId, etag: job.etag };
   const chunks = new ChunkFiles(
@@ -565,7 +566,7 @@ async function scanSource(
     };
     const reusedRows = (from?.reusedRows ?? 0) + (plan?.reused ?? 0);
     if (stop) {
-      checkInvocations(segment, stop, size!, config.prepareLinesPerInvocation);
+      checkInvocations(segment, stop, size!, config.prepareLinesPerInvocation, deps.bytesPerInvocation ?? PREPARE_BYTES_PER_INVOCATION);
       return {
         key: keys.prepareCheckpoint(segment, attempt),
         history,
@@ -578,7 +579,7 @@ async function scanSource(
         estimate: budgeted ? estimate.toState() : undefined,
         sentOutput: Object.fromEntries(sentOutput),
         reusedRows,
-        idSegments: [...(from?.idSegments ?? []), await storeSegmentIds(s3, config.bucket, piece('custom-ids'), customIds, filterFor(segment))],
+        idSegments: [...(from?.idSegments ?? []), await storeSegmentIds(s3, config.bucket, piece('custom-ids'), customIds, filterFor(segment, customIds.size))],
         pieces,
       };
     }
@@ -669,6 +670,8 @@ class LimitWatch {
     private readonly limits: PrepareLimits,
     private readonly size: number | undefined,
     private readonly linesPerInvocation: number,
+    /** The earlier invocations' filters this one holds (they grow with the file, not with the setting). */
+    private readonly filterBytes = 0,
   ) {
     this.startRemaining = limits.remainingMs?.();
   }
@@ -712,6 +715,13 @@ class LimitWatch {
     // Memory grows with the lines one invocation reads (its custom_id set): the lines that fit the 85% share at this growth.
     const perLine = Math.max(0, rss - this.startRss) / this.linesRead(line);
     const room = memoryMiB * MiB * MEMORY_SHARE - this.startRss;
+    // Most of it the earlier invocations' filters (about 4 B a row of the file so far): fewer lines an invocation would not help.
+    if (this.filterBytes > (memoryMiB * MiB * MEMORY_SHARE) / 2) {
+      return new InputTooLarge(
+        `${what}, ${sizeText(this.filterBytes)} of it the custom_id filters of the ${count(this.firstLine! - 1)} lines before: ` +
+          'raise the stack setting prepareMemoryMiB, or split the file',
+      );
+    }
     const fits = perLine > 0 && room > 0 ? room / perLine : undefined;
     return new InputTooLarge(`${what}: ${this.fewerLines(fits)}, or raise the stack setting prepareMemoryMiB`);
   }
@@ -871,24 +881,39 @@ export const MAX_PREPARE_INVOCATIONS = 1_000;
  * At an invocation's end: refuses a file whose pace so far needs more than MAX_PREPARE_INVOCATIONS
  * (a prepareLinesPerInvocation set far too low for it), naming the setting that would do.
  */
-function checkInvocations(segment: number, stop: { offset: number; lineNumber: number }, size: number, linesPerInvocation: number): void {
+function checkInvocations(
+  segment: number,
+  stop: { offset: number; lineNumber: number },
+  size: number,
+  linesPerInvocation: number,
+  bytesPerInvocation: number,
+): void {
   const needed = Math.ceil((size / stop.offset) * segment);
   if (needed <= MAX_PREPARE_INVOCATIONS) return;
   const lines = Math.ceil((size / stop.offset) * stop.lineNumber);
+  const what = `this file (${sizeText(size)}, about ${count(lines)} lines) needs about ${count(needed)} Prepare invocations, more than the ${count(MAX_PREPARE_INVOCATIONS)} one job may take`;
+  // Stopped by the bytes, not the lines: more lines an invocation would not help.
+  if (stop.lineNumber < segment * linesPerInvocation && size > MAX_PREPARE_INVOCATIONS * bytesPerInvocation) {
+    throw new InputTooLarge(
+      `${what} at ${sizeText(bytesPerInvocation)} each: split the file into parts of at most ${sizeText(MAX_PREPARE_INVOCATIONS * bytesPerInvocation)}`,
+    );
+  }
   throw new InputTooLarge(
-    `at ${count(linesPerInvocation)} lines an invocation, this file (about ${count(lines)} lines) needs about ${count(needed)} Prepare invocations, ` +
-      `more than the ${count(MAX_PREPARE_INVOCATIONS)} one job may take: raise the stack setting prepareLinesPerInvocation to at least ${count(Math.ceil(lines / MAX_PREPARE_INVOCATIONS))}`,
+    `${what} at ${count(linesPerInvocation)} ${linesPerInvocation === 1 ? 'line' : 'lines'} each: ` +
+      `raise the stack setting prepareLinesPerInvocation to at least ${count(Math.ceil(lines / MAX_PREPARE_INVOCATIONS))}`,
   );
 }
 
 /**
- * Each invocation's filter of its custom_ids (prior-ids.ts) gets one bit an id more than the one
- * before (20 at the first, at most 48), so the chance that an id is wrongly "maybe" in any of them,
- * Σ 0.6185^bits, stays under 1.8e-4 a row however many invocations there are (at 20 bits only:
- * 6.7e-5 times their number). About 4 B a row at 25 invocations (50M rows).
+ * Each invocation's filter of its custom_ids (prior-ids.ts) gets more bits an id than the ones
+ * before: 20 + 2.885·log2(n) at the n-th (at most 48), so the chance that an id is wrongly "maybe" in
+ * invocation n's filter is 6.7e-5/n², and in any of them under 1.1e-4 a row however many there are
+ * (at 20 bits each: 6.7e-5 times their number). About 3.8 B a row at 25 invocations (50M rows of
+ * 2,000,000 an invocation), 4.6 B at 130, 5.6 B at 1,000.
  */
-function filterFor(segment: number): { bitsPerId: number; hashCount: number } {
-  const bitsPerId = Math.min(48, 19 + segment);
+function filterFor(segment: number, ids: number): { bitsPerId: number; hashCount: number } {
+  // A filter has fewer than 2^32 bits (prior-ids.ts): past 89M ids in one invocation, fewer bits an id.
+  const bitsPerId = Math.max(1, Math.min(48, Math.ceil(20 + 2.885 * Math.log2(segment)), Math.floor((2 ** 32 - 1) / Math.max(1, ids))));
   return { bitsPerId, hashCount: Math.round(bitsPerId * Math.LN2) };
 }
 

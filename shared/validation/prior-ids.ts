@@ -177,7 +177,11 @@ export class PriorIds {
 
   /** Loads each segment's filter (and small index) — never its entries. No segments: an empty PriorIds. */
   static async load(s3: S3Client, bucket: string, segments: readonly IdSegmentRef[], options: { cacheBytes?: number } = {}): Promise<PriorIds> {
-    const loaded = await Promise.all(segments.map((ref) => loadSegment(s3, bucket, ref)));
+    // A few at a time: each read holds its response beside the filter copied out of it.
+    const loaded: Segment[] = [];
+    for (let at = 0; at < segments.length; at += LOAD_CONCURRENCY) {
+      loaded.push(...(await Promise.all(segments.slice(at, at + LOAD_CONCURRENCY).map((ref) => loadSegment(s3, bucket, ref)))));
+    }
     return new PriorIds(s3, bucket, loaded, options.cacheBytes ?? DEFAULT_CACHE_BYTES);
   }
 
@@ -304,6 +308,9 @@ export class PriorIds {
     this.cachedBytes += bytes.byteLength;
   }
 }
+
+/** Segments read at once by PriorIds.load. */
+const LOAD_CONCURRENCY = 4;
 
 async function loadSegment(s3: S3Client, bucket: string, ref: IdSegmentRef): Promise<Segment> {
   const where = `s3://${bucket}/${ref.key}`;

@@ -130,13 +130,28 @@ describe('prepareJob across invocations', () => {
     const again = await pointer();
     expect(again.preparedSegments).toBe(2);
     expect(again.preparedCheckpoint).not.toBe(lost.preparedCheckpoint);
-    // A second attempt at invocation 2, which read checkpoint 1 before the first attempt committed:
-    // it writes its own objects, and its commit (from 1) is refused.
-    const raced = { preparedSegments: 2, preparedCheckpoint: first.preparedCheckpoint };
-    await updateItem(aws.dynamo, aws.table, jobKey, { set: raced });
-    await expect(prepareJob({ jobId }, deps)).resolves.toMatchObject({ outcome: 'partial' });
-    expect(await pointer()).toEqual(raced);
-    await updateItem(aws.dynamo, aws.table, jobKey, { set: again });
+    // Two attempts at invocation 2 that both read checkpoint 1: the other commits just before this
+    // one's commit is sent (a hook on the real client). This one's commit is refused; the other's stands.
+    await updateItem(aws.dynamo, aws.table, jobKey, { set: first });
+    let raced = false;
+    aws.dynamo.middlewareStack.add(
+      (next) => async (args) => {
+        const input = args.input as { ConditionExpression?: string };
+        if (!raced && input.ConditionExpression?.includes('preparedCheckpoint')) {
+          raced = true;
+          await updateItem(aws.dynamo, aws.table, jobKey, { set: again });
+        }
+        return next(args);
+      },
+      { step: 'initialize', name: 'raceTheCommit' },
+    );
+    try {
+      await expect(prepareJob({ jobId }, deps)).resolves.toMatchObject({ outcome: 'partial' });
+    } finally {
+      aws.dynamo.middlewareStack.remove('raceTheCommit');
+    }
+    expect(raced).toBe(true);
+    expect(await pointer()).toEqual(again);
     let answer: PrepareOutput;
     do answer = await prepareJob({ jobId }, deps);
     while (answer.outcome === 'partial');
@@ -158,9 +173,34 @@ describe('prepareJob across invocations', () => {
 
     await expect(failure).rejects.toBeInstanceOf(InputTooLarge);
     await expect(failure).rejects.toThrow(
-      /^at 1 lines an invocation, this file \(about 1,2\d\d lines\) needs about 1,2\d\d Prepare invocations, more than the 1,000 one job may take: raise the stack setting prepareLinesPerInvocation to at least 2$/,
+      /^this file \([\d.]+ KB, about 1,2\d\d lines\) needs about 1,2\d\d Prepare invocations, more than the 1,000 one job may take at 1 line each: raise the stack setting prepareLinesPerInvocation to at least 2$/,
     );
     // Nothing committed: the job is still at its start.
     expect((await getItem<JobItem>(aws.dynamo, aws.table, { pk: jobPk(jobId), sk: JOB_SK }))?.preparedSegments).toBeUndefined();
+  });
+
+  it("names prepareMemoryMiB, not fewer lines an invocation, when the earlier invocations' filters fill the memory", async () => {
+    // 200,000 ids in invocation 1: a 500 KB filter, more than half of 85% of a 1 MiB function.
+    const key = `inbox/resume-${++fileNumber}.jsonl`;
+    await putInput(
+      aws,
+      key,
+      jsonl(
+        Array.from({ length: 200_010 }, (_, i) => ({
+          custom_id: `r${i}`,
+          params: { model: 'claude-haiku-4-5', max_tokens: 1, messages: [{ role: 'user', content: 'x' }] },
+        })),
+      ),
+    );
+    const config = pipelineConfig(aws, { prepareLinesPerInvocation: 200_000 });
+    const { jobId } = await registerJob({ bucket: aws.bucket, key, mode: 'lenient' }, { s3: aws.s3, dynamo: aws.dynamo, config });
+    expect(await prepareJob({ jobId }, { s3: aws.s3, dynamo: aws.dynamo, config })).toMatchObject({ outcome: 'partial' });
+
+    const failure = prepareJob({ jobId }, { s3: aws.s3, dynamo: aws.dynamo, config, limits: { memoryMiB: 1 } });
+
+    await expect(failure).rejects.toBeInstanceOf(InputTooLarge);
+    await expect(failure).rejects.toThrow(
+      /^Prepare ran short of memory: at line 200,001 \(200,000 rows so far, .*\) it was using [\d,]+ MiB of the function's 1 MiB, 50\d\.\d KB of it the custom_id filters of the 200,000 lines before: raise the stack setting prepareMemoryMiB, or split the file$/,
+    );
   });
 });
