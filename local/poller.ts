@@ -13,8 +13,11 @@ export interface LocalPoller {
   periodMs: number;
   /** Runs one tick now (after the one in flight, if any), as the schedule would. */
   tick(): Promise<unknown>;
-  /** Stops the ticks (the poller is down) until resume(). */
-  pause(): void;
+  /**
+   * Stops the ticks (the poller is down) until resume(); resolves once the tick in flight, if any,
+   * has ended, so nothing it writes (its health record) lands after the caller's next step.
+   */
+  pause(): Promise<void>;
   resume(): void;
   readonly ticks: number;
 }
@@ -73,7 +76,10 @@ export function startPoller(
       while (running) await running;
       return run();
     },
-    pause: () => void (paused = true),
+    async pause() {
+      paused = true;
+      while (running) await running;
+    },
     resume: () => void (paused = false),
     async stop() {
       stopped = true;

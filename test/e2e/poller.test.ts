@@ -42,7 +42,8 @@ describe('waiting for batches through the poller', () => {
 
   it("while the poller's health record is stale, the arm refuses (PollerUnavailable) and the chunks poll on the Wait loop", async () => {
     const poller = under.stack.poller!;
-    poller.pause();
+    // Once a tick in flight has ended: on a busy machine its fresh health record would land after the stale one below.
+    await poller.pause();
     try {
       const stale: PollerHealthItem = {
         pk: POLLER_PK,

@@ -44,7 +44,7 @@ describe("the poller's faults, on the local pipeline", () => {
     async () => {
       const rows = ids('a', 4);
       const { jobId, finish } = await armed('a.jsonl', rows, 2);
-      under.stack.poller!.pause();
+      await under.stack.poller!.pause();
       try {
         await until(async () => of('batch-woken', jobId).filter((event) => event.error === 'States.HeartbeatTimeout').length === 2);
         // PollBatch saw the health record stale: the Wait loop, not AwaitBatch again.
