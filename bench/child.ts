@@ -17,7 +17,7 @@ export interface ChildMeasure<T> {
   value: T;
   /** RSS once the task's module was imported, before the task ran. */
   startRssBytes: number;
-  /** Peak RSS of the child over its life (the kernel's maxrss). */
+  /** Peak RSS of the child over its life (the kernel's high-water mark of its own memory: bench/worker.ts). */
   peakRssBytes: number;
   /** The task's run in the child: wall time, and CPU time (user + system) the child used meanwhile. */
   wallMs: number;

@@ -18,7 +18,8 @@ export interface LifecycleStack {
   env: LifecycleEnv;
   s3: LocalS3;
   simulator: SimulatorHandle;
-  input: InputFile;
+  /** The input as generated (its local copy is removed once uploaded: it is read from S3). */
+  input: Omit<InputFile, 'path'>;
   /** Stops every server and removes the scratch folder (input, s3rver's objects). */
   stop(): Promise<void>;
 }
@@ -59,9 +60,9 @@ export async function startLifecycleStack(options: LifecycleStackOptions): Promi
     await createPipelineTable(dynamo.client, options.table);
     const file = path.join(dir, 'input.jsonl');
     options.log(`${options.name}: writing ${options.rows.toLocaleString('en-US')} rows and uploading them`);
-    const input = await writeInputFile(file, options.rows);
+    const { path: _written, ...input } = await writeInputFile(file, options.rows);
     await uploadFile(s3.client, options.bucket, options.key, file);
-    // Read from S3 from here on: the local copy would only take disk (11 GB at 10M rows); `input.path` is gone.
+    // Read from S3 from here on: the local copy would only take disk (11 GB at 10M rows).
     await rm(file);
     const env: LifecycleEnv = {
       s3Endpoint: s3.endpoint,

@@ -9,7 +9,7 @@
  *   - Prepare's core (shared/jobs/prepare-job.ts) on that object: validate, a row index per chunk to S3, records;
  *   - reading every chunk's attempt 1 back as Submit does (not timed against a target).
  * The ratio Prepare / bare-from-s3rver compares our work with the least any reader must do over
- * the same transport. Peak RSS is the Prepare child's maxrss.
+ * the same transport. Peak RSS is the Prepare child's high-water mark (bench/worker.ts).
  *
  * The two passes of the ratio run twice, interleaved (bare, Prepare, bare, Prepare), and each
  * counts its faster run: on a shared 2-core machine a pass can lose seconds to other work, and a

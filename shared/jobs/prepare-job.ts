@@ -3,15 +3,15 @@
  * input order, each within the batch limits) and write each chunk's row index (chunk-files.ts: which
  * bytes of the pinned input are its requests, and their custom_ids; the requests are not copied),
  * the invalid lines into a report, and record the chunks and counts. Memory stays bounded whatever
- * the file's size (the custom_id set aside), and a retried Prepare converges on the same objects and
- * items.
+ * the file's size, and a retried Prepare converges on the same chunks and items.
  *
  * A file of many millions of lines: one invocation reads at most `prepareLinesPerInvocation` lines (or
  * PREPARE_BYTES_PER_INVOCATION bytes), closes the chunk in progress, and commits a checkpoint (where
  * the next line starts, the counts, the chunks so far, the estimate's totals, its own pieces of the
  * reports and its custom_ids); it answers `partial` and the workflow invokes it again, which reads
  * on from there with a Range request. Where an invocation stops depends only on the file and the
- * settings, so a retried one writes the same objects. Duplicates within an invocation are caught by
+ * settings, so a retried one cuts the same chunks; its checkpoint and pieces are under its own name,
+ * and the job record names the one committed. Duplicates within an invocation are caught by
  * its CustomIdSet; across invocations by the earlier ones' ids, kept in S3 (prior-ids.ts). When the
  * file ends, the pieces are joined into the job's reports inside S3 (concat.ts). docs/performance.md §6.
  *
@@ -31,7 +31,7 @@ import { maxLineBytesFor, SourceLineReader, tooLongOutcome, type TooLongLine } f
 import { BulkWriter, ConditionFailed, getItem, queryPartition, updateItem } from '../store/dynamo';
 import { CHUNK_SK_PREFIX, chunkSk, JOB_SK, jobPk, ttlAfter, type ChunkItem, type JobItem } from '../store/items';
 import { jobKeys } from '../store/keys';
-import { isS3NotFound, ObjectWriter, readObject } from '../store/s3';
+import { getJson, isS3NotFound, ObjectWriter, putJson } from '../store/s3';
 import { randomUUID } from 'node:crypto';
 import { RowIndex, storeRowIndex, type SourceRef } from './chunk-files';
 import { WIRE_GROWTH_BYTES } from './wire-ids';
@@ -361,9 +361,9 @@ export interface PrepareCheckpoint {
 }
 
 async function readCheckpoint(deps: PrepareDeps, key: string): Promise<PrepareCheckpoint> {
-  const parts: Buffer[] = [];
-  for await (const piece of await readObject(deps.s3, deps.config.bucket, key)) parts.push(Buffer.from(piece));
-  return JSON.parse(Buffer.concat(parts).toString('utf8')) as PrepareCheckpoint;
+  const checkpoint = await getJson<PrepareCheckpoint>(deps.s3, deps.config.bucket, key);
+  if (!checkpoint) throw new Error(`the committed Prepare checkpoint s3://${deps.config.bucket}/${key} no longer exists`);
+  return checkpoint;
 }
 
 /**
@@ -375,9 +375,7 @@ async function commitCheckpoint(job: JobItem, checkpoint: PrepareCheckpoint, dep
   const read = job.preparedCheckpoint;
   const { dynamo, config } = deps;
   const observer = deps.observer ?? quietObserver;
-  const writer = new ObjectWriter(deps.s3, config.bucket, checkpoint.key, { contentType: 'application/json' });
-  await writer.write(JSON.stringify(checkpoint));
-  await writer.finish();
+  await putJson(deps.s3, config.bucket, checkpoint.key, checkpoint);
   try {
     await updateItem(
       dynamo,
@@ -671,7 +669,7 @@ class LimitWatch {
     private readonly size: number | undefined,
     private readonly linesPerInvocation: number,
     /** The earlier invocations' filters this one holds (they grow with the file, not with the setting). */
-    private readonly filterBytes = 0,
+    private readonly filterBytes: number,
   ) {
     this.startRemaining = limits.remainingMs?.();
   }
@@ -714,9 +712,10 @@ class LimitWatch {
     const what = `Prepare ran short of memory: ${this.where(line, rows)} it was using ${count(Math.round(rss / MiB))} MiB of the function's ${count(memoryMiB)} MiB`;
     // Memory grows with the lines one invocation reads (its custom_id set): the lines that fit the 85% share at this growth.
     const perLine = Math.max(0, rss - this.startRss) / this.linesRead(line);
-    const room = memoryMiB * MiB * MEMORY_SHARE - this.startRss;
+    const limit = memoryMiB * MiB * MEMORY_SHARE;
+    const room = limit - this.startRss;
     // Most of it the earlier invocations' filters (about 4 B a row of the file so far): fewer lines an invocation would not help.
-    if (this.filterBytes > (memoryMiB * MiB * MEMORY_SHARE) / 2) {
+    if (this.filterBytes > limit / 2) {
       return new InputTooLarge(
         `${what}, ${sizeText(this.filterBytes)} of it the custom_id filters of the ${count(this.firstLine! - 1)} lines before: ` +
           'raise the stack setting prepareMemoryMiB, or split the file',

@@ -14,19 +14,29 @@ import { jobKeys } from '../../shared/store/keys';
 import { registerJob } from '../../shared/jobs/register-job';
 import type { PrepareOutput } from '../../shared/jobs/contract';
 import { InputTooLarge, MAX_PREPARE_INVOCATIONS, prepareJob } from '../../shared/jobs/prepare-job';
-import type { ValidationMode } from '../../shared/config';
+import type { PipelineConfig, ValidationMode } from '../../shared/config';
 
 describe('prepareJob across invocations', () => {
   const aws = useLocalAws();
   let fileNumber = 0;
 
-  /** Registers `body` and prepares it to the file's end, `linesPerInvocation` lines an invocation; every answer in order. */
-  async function prepared(body: string, linesPerInvocation: number, options: { mode?: ValidationMode; metadata?: Record<string, string> } = {}) {
+  /** Uploads `body` and registers it as a job whose Prepare reads `linesPerInvocation` lines an invocation. */
+  async function registered(
+    body: string,
+    linesPerInvocation: number,
+    options: { mode?: ValidationMode; metadata?: Record<string, string>; config?: Partial<PipelineConfig> } = {},
+  ) {
     const key = `inbox/resume-${++fileNumber}.jsonl`;
     await putInput(aws, key, body, options.metadata);
-    const config = pipelineConfig(aws, { prepareLinesPerInvocation: linesPerInvocation, maxRequestsPerChunk: 4 });
+    const config = pipelineConfig(aws, { prepareLinesPerInvocation: linesPerInvocation, ...options.config });
     const deps = { s3: aws.s3, dynamo: aws.dynamo, config };
     const { jobId } = await registerJob({ bucket: aws.bucket, key, mode: options.mode ?? 'lenient' }, deps);
+    return { jobId, deps, jobKey: { pk: jobPk(jobId), sk: JOB_SK } };
+  }
+
+  /** Registers `body` and prepares it to the file's end, `linesPerInvocation` lines an invocation; every answer in order. */
+  async function prepared(body: string, linesPerInvocation: number, options: { mode?: ValidationMode; metadata?: Record<string, string> } = {}) {
+    const { jobId, deps } = await registered(body, linesPerInvocation, { ...options, config: { maxRequestsPerChunk: 4 } });
     const answers: PrepareOutput[] = [];
     do answers.push(await prepareJob({ jobId }, deps));
     while (answers.at(-1)!.outcome === 'partial' && answers.length < 100);
@@ -108,12 +118,7 @@ describe('prepareJob across invocations', () => {
 
   it('converges when an invocation is run again after its commit was lost, and when a committed one is retried', async () => {
     const reference = await prepared(mixedFile(), 4);
-    const key = `inbox/resume-${++fileNumber}.jsonl`;
-    await putInput(aws, key, mixedFile());
-    const config = pipelineConfig(aws, { prepareLinesPerInvocation: 4, maxRequestsPerChunk: 4 });
-    const deps = { s3: aws.s3, dynamo: aws.dynamo, config };
-    const { jobId } = await registerJob({ bucket: aws.bucket, key, mode: 'lenient' }, deps);
-    const jobKey = { pk: jobPk(jobId), sk: JOB_SK };
+    const { jobId, deps, jobKey } = await registered(mixedFile(), 4, { config: { maxRequestsPerChunk: 4 } });
 
     const pointer = async () => {
       const { preparedSegments, preparedCheckpoint } = (await getItem<JobItem>(aws.dynamo, aws.table, jobKey))!;
@@ -164,10 +169,7 @@ describe('prepareJob across invocations', () => {
 
   it('refuses, naming the setting, a file that would take more invocations than a job may', async () => {
     const lines = Array.from({ length: MAX_PREPARE_INVOCATIONS + 200 }, (_, i) => request(`r${i}`));
-    const key = `inbox/resume-${++fileNumber}.jsonl`;
-    await putInput(aws, key, jsonl(lines));
-    const deps = { s3: aws.s3, dynamo: aws.dynamo, config: pipelineConfig(aws, { prepareLinesPerInvocation: 1 }) };
-    const { jobId } = await registerJob({ bucket: aws.bucket, key, mode: 'lenient' }, deps);
+    const { jobId, deps, jobKey } = await registered(jsonl(lines), 1);
 
     const failure = prepareJob({ jobId }, deps);
 
@@ -176,27 +178,19 @@ describe('prepareJob across invocations', () => {
       /^this file \([\d.]+ KB, about 1,2\d\d lines\) needs about 1,2\d\d Prepare invocations, more than the 1,000 one job may take at 1 line each: raise the stack setting prepareLinesPerInvocation to at least 2$/,
     );
     // Nothing committed: the job is still at its start.
-    expect((await getItem<JobItem>(aws.dynamo, aws.table, { pk: jobPk(jobId), sk: JOB_SK }))?.preparedSegments).toBeUndefined();
+    expect((await getItem<JobItem>(aws.dynamo, aws.table, jobKey))?.preparedSegments).toBeUndefined();
   });
 
   it("names prepareMemoryMiB, not fewer lines an invocation, when the earlier invocations' filters fill the memory", async () => {
     // 200,000 ids in invocation 1: a 500 KB filter, more than half of 85% of a 1 MiB function.
-    const key = `inbox/resume-${++fileNumber}.jsonl`;
-    await putInput(
-      aws,
-      key,
-      jsonl(
-        Array.from({ length: 200_010 }, (_, i) => ({
-          custom_id: `r${i}`,
-          params: { model: 'claude-haiku-4-5', max_tokens: 1, messages: [{ role: 'user', content: 'x' }] },
-        })),
-      ),
-    );
-    const config = pipelineConfig(aws, { prepareLinesPerInvocation: 200_000 });
-    const { jobId } = await registerJob({ bucket: aws.bucket, key, mode: 'lenient' }, { s3: aws.s3, dynamo: aws.dynamo, config });
-    expect(await prepareJob({ jobId }, { s3: aws.s3, dynamo: aws.dynamo, config })).toMatchObject({ outcome: 'partial' });
+    const rows = Array.from({ length: 200_010 }, (_, i) => ({
+      custom_id: `r${i}`,
+      params: { model: 'claude-haiku-4-5', max_tokens: 1, messages: [{ role: 'user', content: 'x' }] },
+    }));
+    const { jobId, deps } = await registered(jsonl(rows), 200_000);
+    expect(await prepareJob({ jobId }, deps)).toMatchObject({ outcome: 'partial' });
 
-    const failure = prepareJob({ jobId }, { s3: aws.s3, dynamo: aws.dynamo, config, limits: { memoryMiB: 1 } });
+    const failure = prepareJob({ jobId }, { ...deps, limits: { memoryMiB: 1 } });
 
     await expect(failure).rejects.toBeInstanceOf(InputTooLarge);
     await expect(failure).rejects.toThrow(
